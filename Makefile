@@ -1,0 +1,106 @@
+# strata build. `make` builds build/strata-server; `make run` and `make test` are the
+# README's two commands and install what is missing (scripts/install-deps.sh).
+
+CC        ?= cc
+PYTHON    := /usr/bin/python3
+BUILD     := build
+ASAN      := $(BUILD)/asan
+
+WARNINGS  := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+             -Wformat=2 -Wno-format-nonliteral -Wvla
+COMMON    := -std=c11 -D_GNU_SOURCE -pthread -Isrc -g -MMD -MP $(WARNINGS)
+CFLAGS_RELEASE := $(COMMON) -O2
+CFLAGS_ASAN    := $(COMMON) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+                  -fno-sanitize-recover=undefined
+LIBS      := -pthread -lxxhash -lm
+
+LIBRARY_SOURCES := $(wildcard src/base/*.c src/engine/*.c src/net/*.c src/proto/*.c)
+SERVER_SOURCES  := $(wildcard src/server/*.c)
+UNIT_SOURCES    := $(wildcard tests/unit/test_*.c)
+UNIT_NAMES      := $(notdir $(basename $(UNIT_SOURCES)))
+
+objects = $(patsubst %.c,$(1)/obj/%.o,$(2))
+
+RELEASE_LIBRARY := $(call objects,$(BUILD),$(LIBRARY_SOURCES))
+ASAN_LIBRARY    := $(call objects,$(ASAN),$(LIBRARY_SOURCES))
+
+.PHONY: all run test unit unit-asan integration integration-asan format format-check \
+        deps deps-build deps-test clean
+
+all: $(BUILD)/strata-server
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_RELEASE) -c $< -o $@
+
+$(ASAN)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ASAN) -c $< -o $@
+
+$(BUILD)/strata-server: $(RELEASE_LIBRARY) $(call objects,$(BUILD),$(SERVER_SOURCES))
+	$(CC) $(CFLAGS_RELEASE) $^ -o $@ $(LIBS)
+
+$(ASAN)/strata-server: $(ASAN_LIBRARY) $(call objects,$(ASAN),$(SERVER_SOURCES))
+	$(CC) $(CFLAGS_ASAN) $^ -o $@ $(LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(RELEASE_LIBRARY)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_RELEASE) $^ -o $@ $(LIBS)
+
+$(ASAN)/tests/%: $(ASAN)/obj/tests/unit/%.o $(ASAN_LIBRARY)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ASAN) $^ -o $@ $(LIBS)
+
+# ---- the README's two commands ----
+
+run: deps-build all
+	@mkdir -p strata-data
+	./$(BUILD)/strata-server $(ARGS)
+
+test: deps-test
+	$(MAKE) --no-print-directory format-check
+	$(MAKE) --no-print-directory all $(ASAN)/strata-server
+	$(MAKE) --no-print-directory unit unit-asan
+	$(MAKE) --no-print-directory integration integration-asan
+	@echo "make test: all passed"
+
+# ---- tests ----
+
+unit: $(addprefix $(BUILD)/tests/,$(UNIT_NAMES))
+	@for test in $^; do echo "unit: $$test"; ./$$test || exit 1; done
+
+unit-asan: $(addprefix $(ASAN)/tests/,$(UNIT_NAMES))
+	@for test in $^; do echo "unit (asan+ubsan): $$test"; \
+	  ASAN_OPTIONS=detect_leaks=1 ./$$test || exit 1; done
+
+integration: $(BUILD)/strata-server
+	STRATA_SERVER=$(BUILD)/strata-server $(PYTHON) -m pytest -q tests/integration
+
+# The whole integration suite again against the sanitizer build; the fixtures fail a
+# test if the server reports a sanitizer error or exits uncleanly.
+integration-asan: $(ASAN)/strata-server
+	STRATA_SERVER=$(ASAN)/strata-server STRATA_SANITIZED=1 \
+	  $(PYTHON) -m pytest -q tests/integration
+
+# ---- housekeeping ----
+
+FORMAT_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find src tests -name '*.[ch]')
+
+format:
+	clang-format -i $(FORMAT_SOURCES)
+
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_SOURCES) && echo "format-check: ok"
+
+deps: deps-test
+
+deps-build:
+	@scripts/install-deps.sh build
+
+deps-test:
+	@scripts/install-deps.sh test
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

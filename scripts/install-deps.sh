@@ -1,0 +1,43 @@
+#!/bin/sh
+# Installs the Debian 12 packages strata needs, and only those that are missing.
+# Quiet when nothing is missing. Usage: scripts/install-deps.sh build|test
+#   build: what `make` and `make run` need
+#   test:  build, plus what `make test` needs (clients, pytest, clang-format)
+# The packages and the reason for each are listed in docs/dependencies.md.
+set -eu
+
+build_packages="gcc make libc6-dev libxxhash-dev"
+test_packages="$build_packages redis-tools python3 python3-redis python3-pytest clang-format procps"
+
+case "${1:-build}" in
+build) wanted=$build_packages ;;
+test) wanted=$test_packages ;;
+*)
+    echo "usage: $0 build|test" >&2
+    exit 2
+    ;;
+esac
+
+missing=""
+for package in $wanted; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $package"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "installing:$missing"
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        sudo_command="sudo"
+    else
+        echo "missing packages:$missing; run as root or install them with apt-get" >&2
+        exit 1
+    fi
+else
+    sudo_command=""
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo_command apt-get update -qq
+# shellcheck disable=SC2086
+$sudo_command apt-get install -y -qq --no-install-recommends $missing >/dev/null
