@@ -1,0 +1,403 @@
+#include "base/options.h"
+
+#include "base/numbers.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct option_definition {
+    const char *name;
+    enum option_type type;
+    const char *default_text;
+    int64_t minimum;
+    int64_t maximum;
+    const char *choices; /* "a|b|c" for CHOICE */
+    int flags;
+    const char *metavar;
+    const char *help;
+} definitions[OPTION_COUNT] = {
+#define OPTION(identifier, name, type, default_text, minimum, maximum, choices, flags, metavar,    \
+               help)                                                                               \
+    {name, OPTION_TYPE_##type, default_text, minimum, maximum, choices, flags, metavar, help},
+#include "base/options.def"
+#undef OPTION
+};
+
+const char *options_name(enum option_id id) {
+    return definitions[id].name;
+}
+
+const char *options_default_text(enum option_id id) {
+    return definitions[id].default_text;
+}
+
+const char *options_help(enum option_id id) {
+    return definitions[id].help;
+}
+
+enum option_type options_type(enum option_id id) {
+    return definitions[id].type;
+}
+
+int options_flags(enum option_id id) {
+    return definitions[id].flags;
+}
+
+int options_find(const char *name) {
+    for (int id = 0; id < OPTION_COUNT; id++) {
+        if (strcmp(definitions[id].name, name) == 0) return id;
+    }
+    return -1;
+}
+
+static void set_error(char *error, size_t error_size, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_error(char *error, size_t error_size, const char *format, ...) {
+    va_list arguments;
+    va_start(arguments, format);
+    vsnprintf(error, error_size, format, arguments);
+    va_end(arguments);
+}
+
+/* Finds VALUE among the '|'-separated CHOICES. Returns its index, or -1. */
+static int choice_index(const char *choices, const char *value) {
+    size_t value_length = strlen(value);
+    int index = 0;
+    const char *start = choices;
+    for (;;) {
+        const char *end = strchr(start, '|');
+        size_t length = end ? (size_t)(end - start) : strlen(start);
+        if (length == value_length && strncmp(start, value, length) == 0) return index;
+        if (end == NULL) return -1;
+        start = end + 1;
+        index++;
+    }
+}
+
+/* Writes choice number INDEX of CHOICES into OUTPUT. */
+static void choice_name(const char *choices, int64_t index, char *output, size_t output_size) {
+    const char *start = choices;
+    for (int64_t i = 0; i < index && start != NULL; i++) {
+        start = strchr(start, '|');
+        if (start != NULL) start++;
+    }
+    if (start == NULL) {
+        snprintf(output, output_size, "?");
+        return;
+    }
+    const char *end = strchr(start, '|');
+    int length = end ? (int)(end - start) : (int)strlen(start);
+    snprintf(output, output_size, "%.*s", length, start);
+}
+
+/* Parses VALUE for option ID without storing it. Numeric results go to *number, TEXT
+ * results stay in VALUE. Returns 0, or -1 with a reason in ERROR. */
+static int parse_value(enum option_id id, const char *value, int64_t *number, char *error,
+                       size_t error_size) {
+    const struct option_definition *definition = &definitions[id];
+    char low[32];
+    switch (definition->type) {
+    case OPTION_TYPE_TEXT:
+        if (value[0] == '\0' && definition->default_text[0] != '\0') {
+            set_error(error, error_size, "must not be empty");
+            return -1;
+        }
+        return 0;
+    case OPTION_TYPE_INTEGER: {
+        if ((definition->flags & OPTION_AUTO) && strcmp(value, "auto") == 0) {
+            *number = 0;
+            return 0;
+        }
+        int64_t parsed;
+        if (!parse_int64(value, strlen(value), &parsed) || parsed < definition->minimum ||
+            parsed > definition->maximum) {
+            set_error(error, error_size, "expected an integer from %lld to %lld%s",
+                      (long long)definition->minimum, (long long)definition->maximum,
+                      (definition->flags & OPTION_AUTO) ? " or auto" : "");
+            return -1;
+        }
+        *number = parsed;
+        return 0;
+    }
+    case OPTION_TYPE_SIZE: {
+        uint64_t parsed;
+        if (!parse_size(value, &parsed) || parsed > (uint64_t)INT64_MAX) {
+            set_error(error, error_size, "expected a size such as 64mb or 1gb");
+            return -1;
+        }
+        if ((int64_t)parsed < definition->minimum || (int64_t)parsed > definition->maximum) {
+            format_size(low, sizeof(low), (uint64_t)definition->minimum);
+            set_error(error, error_size, "expected a size of at least %s", low);
+            return -1;
+        }
+        *number = (int64_t)parsed;
+        return 0;
+    }
+    case OPTION_TYPE_CHOICE: {
+        int index = choice_index(definition->choices, value);
+        if (index < 0) {
+            set_error(error, error_size, "expected one of %s", definition->choices);
+            return -1;
+        }
+        *number = index;
+        return 0;
+    }
+    }
+    set_error(error, error_size, "unknown option type");
+    return -1;
+}
+
+/* Stores an already parsed value. Returns 0, or -1 if out of memory. */
+static int store_value(struct options *options, enum option_id id, const char *value,
+                       int64_t number) {
+    if (definitions[id].type == OPTION_TYPE_TEXT) {
+        char *copy = strdup(value);
+        if (copy == NULL) return -1;
+        free(options->texts[id]);
+        options->texts[id] = copy;
+    } else {
+        atomic_store_explicit(&options->numbers[id], number, memory_order_relaxed);
+    }
+    return 0;
+}
+
+int options_init(struct options *options) {
+    memset(options, 0, sizeof(*options));
+    for (int id = 0; id < OPTION_COUNT; id++) {
+        int64_t number = 0;
+        char error[128];
+        if (parse_value((enum option_id)id, definitions[id].default_text, &number, error,
+                        sizeof(error)) != 0 ||
+            store_value(options, (enum option_id)id, definitions[id].default_text, number) != 0) {
+            options_free(options);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void options_free(struct options *options) {
+    for (int id = 0; id < OPTION_COUNT; id++) {
+        free(options->texts[id]);
+        options->texts[id] = NULL;
+    }
+}
+
+int options_validate(const struct options *options, char *error, size_t error_size) {
+    if (options_number(options, OPTION_max_request) < options_number(options, OPTION_max_value)) {
+        char request[32], value[32];
+        set_error(
+            error, error_size, "max-request (%s) must be at least max-value (%s)",
+            format_size(request, sizeof(request),
+                        (uint64_t)options_number(options, OPTION_max_request)),
+            format_size(value, sizeof(value), (uint64_t)options_number(options, OPTION_max_value)));
+        return -1;
+    }
+    return 0;
+}
+
+int options_set(struct options *options, enum option_id id, const char *value, bool running,
+                char *error, size_t error_size) {
+    if (running && !(definitions[id].flags & OPTION_MUTABLE)) {
+        set_error(error, error_size, "can't set immutable config");
+        return -1;
+    }
+    int64_t number = 0;
+    if (parse_value(id, value, &number, error, error_size) != 0) return -1;
+    if (!running) {
+        if (store_value(options, id, value, number) != 0) {
+            set_error(error, error_size, "out of memory");
+            return -1;
+        }
+        return 0;
+    }
+    /* Mutable options are all numeric: swap, check, and undo on refusal. */
+    int64_t previous = options_number(options, id);
+    atomic_store_explicit(&options->numbers[id], number, memory_order_relaxed);
+    if (options_validate(options, error, error_size) != 0 ||
+        (options->on_change != NULL &&
+         options->on_change(options, id, options->on_change_context, error, error_size) != 0)) {
+        atomic_store_explicit(&options->numbers[id], previous, memory_order_relaxed);
+        return -1;
+    }
+    return 0;
+}
+
+char *options_format(const struct options *options, enum option_id id, char *output,
+                     size_t output_size) {
+    const struct option_definition *definition = &definitions[id];
+    switch (definition->type) {
+    case OPTION_TYPE_TEXT:
+        snprintf(output, output_size, "%s", options->texts[id] ? options->texts[id] : "");
+        break;
+    case OPTION_TYPE_CHOICE:
+        choice_name(definition->choices, options_number(options, id), output, output_size);
+        break;
+    default:
+        snprintf(output, output_size, "%lld", (long long)options_number(options, id));
+        break;
+    }
+    return output;
+}
+
+/* Removes leading and trailing blanks in place. Returns the new start. */
+static char *trim(char *text) {
+    while (*text == ' ' || *text == '\t')
+        text++;
+    size_t length = strlen(text);
+    while (length > 0 && (text[length - 1] == ' ' || text[length - 1] == '\t' ||
+                          text[length - 1] == '\r' || text[length - 1] == '\n')) {
+        text[--length] = '\0';
+    }
+    return text;
+}
+
+/* Turns a double-quoted config value into its text in place (\" and \\ escapes).
+ * Returns 0, or -1 if the quotes are unbalanced. */
+static int unquote(char *value) {
+    size_t length = strlen(value);
+    if (length == 0 || value[0] != '"') return 0;
+    if (length < 2 || value[length - 1] != '"') return -1;
+    size_t out = 0;
+    for (size_t in = 1; in < length - 1; in++) {
+        if (value[in] == '\\' && in + 1 < length - 1) in++;
+        value[out++] = value[in];
+    }
+    value[out] = '\0';
+    return 0;
+}
+
+int options_load_file(struct options *options, const char *path, const bool *skip, char *error,
+                      size_t error_size) {
+    FILE *file = fopen(path, "r");
+    if (file == NULL) {
+        set_error(error, error_size, "cannot read config file '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    char line[8192];
+    int line_number = 0;
+    int result = 0;
+    while (fgets(line, sizeof(line), file) != NULL) {
+        line_number++;
+        char *text = trim(line);
+        if (text[0] == '\0' || text[0] == '#') continue;
+        char *value = text;
+        while (*value != '\0' && *value != ' ' && *value != '\t')
+            value++;
+        if (*value != '\0') *value++ = '\0';
+        value = trim(value);
+        int id = options_find(text);
+        if (id < 0 || (definitions[id].flags & OPTION_COMMAND_LINE)) {
+            set_error(error, error_size, "%s:%d: unknown option '%s'", path, line_number, text);
+            result = -1;
+            break;
+        }
+        if (unquote(value) != 0) {
+            set_error(error, error_size, "%s:%d: unbalanced quotes in the value of '%s'", path,
+                      line_number, text);
+            result = -1;
+            break;
+        }
+        if (skip != NULL && skip[id]) continue;
+        char reason[256];
+        if (options_set(options, (enum option_id)id, value, false, reason, sizeof(reason)) != 0) {
+            set_error(error, error_size, "%s:%d: invalid value '%s' for %s: %s", path, line_number,
+                      value, text, reason);
+            result = -1;
+            break;
+        }
+    }
+    fclose(file);
+    return result;
+}
+
+enum options_parse_result options_parse_command_line(struct options *options, int argc, char **argv,
+                                                     char *error, size_t error_size) {
+    bool given[OPTION_COUNT] = {false};
+    /* Two passes: the first finds --help, --version, --config and checks the shape of
+     * every argument; the second applies the values over the config file. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 1; i < argc; i++) {
+            const char *argument = argv[i];
+            if (strcmp(argument, "--help") == 0 || strcmp(argument, "-h") == 0) {
+                return OPTIONS_PARSE_HELP;
+            }
+            if (strcmp(argument, "--version") == 0 || strcmp(argument, "-v") == 0) {
+                return OPTIONS_PARSE_VERSION;
+            }
+            if (strncmp(argument, "--", 2) != 0) {
+                set_error(error, error_size, "unexpected argument '%s' (see --help)", argument);
+                return OPTIONS_PARSE_ERROR;
+            }
+            char name[64];
+            const char *value;
+            const char *equals = strchr(argument + 2, '=');
+            size_t name_length = equals ? (size_t)(equals - argument - 2) : strlen(argument + 2);
+            if (name_length >= sizeof(name)) name_length = sizeof(name) - 1;
+            memcpy(name, argument + 2, name_length);
+            name[name_length] = '\0';
+            int id = options_find(name);
+            if (id < 0) {
+                set_error(error, error_size, "unknown option '--%s' (see --help)", name);
+                return OPTIONS_PARSE_ERROR;
+            }
+            if (equals != NULL) {
+                value = equals + 1;
+            } else if (i + 1 < argc) {
+                value = argv[++i];
+            } else {
+                set_error(error, error_size, "option '--%s' needs a value", name);
+                return OPTIONS_PARSE_ERROR;
+            }
+            if (pass == 0) {
+                given[id] = true;
+                if (id == OPTION_config &&
+                    options_set(options, OPTION_config, value, false, error, error_size) != 0) {
+                    return OPTIONS_PARSE_ERROR;
+                }
+                continue;
+            }
+            char reason[256];
+            if (options_set(options, (enum option_id)id, value, false, reason, sizeof(reason)) !=
+                0) {
+                set_error(error, error_size, "invalid value '%s' for --%s: %s", value, name,
+                          reason);
+                return OPTIONS_PARSE_ERROR;
+            }
+        }
+        if (pass == 0 && options_text(options, OPTION_config)[0] != '\0' &&
+            options_load_file(options, options_text(options, OPTION_config), given, error,
+                              error_size) != 0) {
+            return OPTIONS_PARSE_ERROR;
+        }
+    }
+    if (options_validate(options, error, error_size) != 0) return OPTIONS_PARSE_ERROR;
+    return OPTIONS_PARSE_OK;
+}
+
+void options_print_help(FILE *stream, const char *program) {
+    fprintf(stream,
+            "Usage: %s [--config FILE] [--OPTION VALUE ...]\n"
+            "\n"
+            "strata-server: a tiered data store for AI inference and training that speaks\n"
+            "the Redis protocol. With no options it listens on 127.0.0.1:6379.\n"
+            "\n"
+            "Options (each may also be set in a config file as 'name value'):\n",
+            program);
+    for (int id = 0; id < OPTION_COUNT; id++) {
+        const struct option_definition *definition = &definitions[id];
+        char left[64];
+        snprintf(left, sizeof(left), "--%s %s", definition->name, definition->metavar);
+        fprintf(stream, "  %-28s %s\n", left, definition->help);
+        if (definition->default_text[0] != '\0') {
+            fprintf(stream, "  %-28s (default: %s)\n", "", definition->default_text);
+        }
+    }
+    fprintf(stream, "  %-28s %s\n", "--help", "print this text and exit");
+    fprintf(stream, "  %-28s %s\n", "--version", "print the version and exit");
+    fprintf(stream, "\nSizes accept b, kb, mb, gb, tb (powers of 1024) and k, m, g, t "
+                    "(powers of 1000).\n");
+}

@@ -1,0 +1,107 @@
+/* Options: parsing, validation and storage for the table in options.def.
+ *
+ * Numbers (INTEGER, SIZE, CHOICE as the index of the choice) are stored as atomics
+ * and may be read from any thread at any time. TEXT options cannot change while the
+ * server runs. */
+#ifndef STRATA_BASE_OPTIONS_H
+#define STRATA_BASE_OPTIONS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum option_id {
+#define OPTION(identifier, name, type, default_text, minimum, maximum, choices, flags, metavar,    \
+               help)                                                                               \
+    OPTION_##identifier,
+#include "base/options.def"
+#undef OPTION
+    OPTION_COUNT
+};
+
+enum option_type { OPTION_TYPE_TEXT, OPTION_TYPE_INTEGER, OPTION_TYPE_SIZE, OPTION_TYPE_CHOICE };
+
+enum { OPTION_MUTABLE = 1, OPTION_AUTO = 2, OPTION_COMMAND_LINE = 4 };
+
+struct options;
+
+/* Called after an option changed at run time (CONFIG SET), with the new value in
+ * place. Returns 0, or -1 with a reason in ERROR to refuse (the old value is then
+ * restored). */
+typedef int (*option_change_fn)(struct options *options, enum option_id id, void *context,
+                                char *error, size_t error_size);
+
+struct options {
+    _Atomic int64_t numbers[OPTION_COUNT];
+    char *texts[OPTION_COUNT]; /* owned; NULL for non-TEXT options */
+    option_change_fn on_change;
+    void *on_change_context;
+};
+
+/* Results of options_parse_command_line(). */
+enum options_parse_result {
+    OPTIONS_PARSE_OK = 0,
+    OPTIONS_PARSE_ERROR = 1,   /* ERROR holds one line naming the option */
+    OPTIONS_PARSE_HELP = 2,    /* --help was given */
+    OPTIONS_PARSE_VERSION = 3, /* --version was given */
+};
+
+/* Fills OPTIONS with the table's defaults. Returns 0, or -1 if out of memory. */
+int options_init(struct options *options);
+
+/* Frees the TEXT values. */
+void options_free(struct options *options);
+
+/* Parses the command line: --name value, --name=value, --config FILE, --help,
+ * --version. A config file is read first so that the command line overrides it.
+ * Cross-option rules (max-request >= max-value) are checked at the end. */
+enum options_parse_result options_parse_command_line(struct options *options, int argc, char **argv,
+                                                     char *error, size_t error_size);
+
+/* Reads a config file: one "name value" per line, '#' starts a comment, a value may
+ * be in double quotes. Options in SKIP (indexed by id, may be NULL) are ignored,
+ * which is how the command line keeps precedence. Returns 0, or -1 with ERROR set to
+ * "FILE:LINE: reason". */
+int options_load_file(struct options *options, const char *path, const bool *skip, char *error,
+                      size_t error_size);
+
+/* Looks up an option by name. Returns its id, or -1. */
+int options_find(const char *name);
+
+/* Parses VALUE for option ID and stores it. At run time (RUNNING true) only mutable
+ * options may change, the cross-option rules are checked, and the change hook runs.
+ * Returns 0, or -1 with a reason in ERROR (without the option's name). */
+int options_set(struct options *options, enum option_id id, const char *value, bool running,
+                char *error, size_t error_size);
+
+/* Checks rules that involve more than one option. Returns 0, or -1 with ERROR set. */
+int options_validate(const struct options *options, char *error, size_t error_size);
+
+/* Writes the current value as CONFIG GET shows it: sizes and integers in plain
+ * decimal, choices by name. Returns OUTPUT. */
+char *options_format(const struct options *options, enum option_id id, char *output,
+                     size_t output_size);
+
+/* The table's fields for an option. */
+const char *options_name(enum option_id id);
+const char *options_default_text(enum option_id id);
+const char *options_help(enum option_id id);
+enum option_type options_type(enum option_id id);
+int options_flags(enum option_id id);
+
+/* Current value of a numeric option. Safe from any thread. */
+static inline int64_t options_number(const struct options *options, enum option_id id) {
+    return atomic_load_explicit(&options->numbers[id], memory_order_relaxed);
+}
+
+/* Current value of a TEXT option. */
+static inline const char *options_text(const struct options *options, enum option_id id) {
+    return options->texts[id];
+}
+
+/* Prints the usage text with every option, its default and its meaning. */
+void options_print_help(FILE *stream, const char *program);
+
+#endif
