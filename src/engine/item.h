@@ -1,0 +1,36 @@
+/* The layout of an item, private to the engine.
+ *
+ * One allocation holds the header, the key and either the value itself (below
+ * STORE_BLOCK_THRESHOLD bytes) or a pointer to the value block holding it. An item
+ * is immutable once linked into the index, with two exceptions made under its
+ * shard's lock: the expiry time, and an in-place append while nobody else holds a
+ * reference. */
+#ifndef STRATA_ENGINE_ITEM_H
+#define STRATA_ENGINE_ITEM_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+enum item_queue {
+    QUEUE_NONE = 0, /* not in the index */
+    QUEUE_SMALL,    /* S3-FIFO's probationary queue */
+    QUEUE_MAIN,     /* S3-FIFO's main queue */
+};
+
+struct item {
+    struct item *hash_next;      /* next in the bucket chain; links a graveyard once unlinked */
+    struct item *queue_previous; /* toward the head (newer) of its queue */
+    struct item *queue_next;     /* toward the tail (older) of its queue */
+    int64_t expire_at_ms;        /* 0: never */
+    uint64_t value_length;
+    _Atomic uint32_t references; /* the index holds one while linked */
+    uint32_t hash;               /* low 32 bits of the key's hash */
+    uint32_t key_length;
+    _Atomic uint8_t frequency; /* S3-FIFO access count, 0 to 3; set without a lock */
+    uint8_t queue;             /* enum item_queue; changed under the shard lock */
+    uint8_t external;          /* value lives in a value block; never changes */
+    uint8_t store_id;          /* which store's budget counts this item; never changes */
+    unsigned char bytes[];     /* key, then the value or a struct value_block pointer */
+};
+
+#endif

@@ -1,0 +1,245 @@
+/* The store API: what every protocol front end calls. No protocol knowledge here.
+ *
+ * A store maps keys (1 byte to 64 KiB, binary) to values (0 bytes to max-value,
+ * binary) with an optional expiry time. It lives in a DRAM tier with a hard byte
+ * budget that counts every byte the tier allocates; when a write needs room, items
+ * are evicted by S3-FIFO (see docs/engine.md).
+ *
+ * Threads: every function may be called from any thread at the same time. Reads
+ * return a reference to an immutable item: the caller may use the value without any
+ * lock until it calls item_release(); a later write of the same key creates a new
+ * item and never disturbs a reader of the old one.
+ *
+ * Times are milliseconds since the Unix epoch; an expiry time of 0 means none. */
+#ifndef STRATA_ENGINE_STORE_H
+#define STRATA_ENGINE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+struct item;
+struct value_block;
+
+/* Longest key, in bytes. */
+#define STORE_MAX_KEY_LENGTH 65536
+
+/* Values of at least this many bytes live in their own value block (shared by
+ * copies, sent without copying, appended to in place); smaller ones live inside the
+ * item. The RESP parser receives arguments this large straight into a block. */
+#define STORE_BLOCK_THRESHOLD (16 * 1024)
+
+enum store_status {
+    STORE_OK = 0,
+    STORE_NOT_FOUND,            /* no live item under the key */
+    STORE_CONDITION_FAILED,     /* a write's condition (absent, present, unchanged) was false */
+    STORE_NO_MEMORY,            /* eviction could not make room within the budget */
+    STORE_TOO_LARGE_FOR_BUDGET, /* the item is larger than the whole budget */
+    STORE_KEY_TOO_LARGE,        /* key longer than STORE_MAX_KEY_LENGTH */
+    STORE_VALUE_TOO_LARGE,      /* value longer than max-value */
+    STORE_ALLOCATION_FAILED,    /* the system allocator refused */
+};
+
+/* A short English description of a status ("out of memory"). */
+const char *store_status_text(enum store_status status);
+
+struct store_config {
+    uint64_t memory_budget; /* bytes */
+    uint64_t max_value;     /* bytes */
+};
+
+/* Creates a store. Returns NULL with a reason in ERROR if the budget cannot even hold
+ * the store's fixed structures or memory is short. */
+struct store *store_create(const struct store_config *config, char *error, size_t error_size);
+
+/* Destroys a store and every item in it. No other thread may use it any more, and
+ * every item reference must have been released. */
+void store_destroy(struct store *store);
+
+/* ---- items -------------------------------------------------------------------- */
+
+/* The key of an item; sets *length. */
+const unsigned char *item_key(const struct item *item, size_t *length);
+
+/* The value bytes of an item (item_value_length() of them). */
+const unsigned char *item_value(const struct item *item);
+uint64_t item_value_length(const struct item *item);
+
+/* Drops a reference returned by a store function. */
+void item_release(struct item *item);
+
+/* item_release() with a void pointer, for output_queue_append_reference(). */
+void item_release_callback(void *item);
+
+/* ---- reads -------------------------------------------------------------------- */
+
+/* Looks up KEY. On STORE_OK, *item holds a reference the caller must release. Counts
+ * a keyspace hit or miss and marks the item as recently used. */
+enum store_status store_get(struct store *store, const void *key, size_t key_length,
+                            struct item **item);
+
+/* Reports whether KEY holds a live item, without marking it used. */
+bool store_exists(struct store *store, const void *key, size_t key_length);
+
+/* Marks KEY as used. Returns true if it holds a live item. */
+bool store_touch(struct store *store, const void *key, size_t key_length);
+
+/* Reads KEY's expiry time into *expire_at_ms (0: none). Returns STORE_NOT_FOUND if
+ * there is no live item. */
+enum store_status store_get_expiry(struct store *store, const void *key, size_t key_length,
+                                   int64_t *expire_at_ms);
+
+/* ---- writes ------------------------------------------------------------------- */
+
+enum store_condition {
+    STORE_ALWAYS = 0,
+    STORE_IF_ABSENT,  /* NX */
+    STORE_IF_PRESENT, /* XX */
+};
+
+enum store_expiry_mode {
+    STORE_EXPIRY_CLEAR = 0, /* the new item has no expiry */
+    STORE_EXPIRY_SET,       /* the new item expires at expire_at_ms */
+    STORE_EXPIRY_KEEP,      /* the new item keeps the replaced item's expiry */
+};
+
+struct store_write {
+    enum store_condition condition;
+    enum store_expiry_mode expiry;
+    int64_t expire_at_ms; /* with STORE_EXPIRY_SET; a time already past deletes the key */
+};
+
+/* Stores VALUE under KEY (copying it). When PREVIOUS is not NULL, *previous receives a
+ * reference to the item that was there before (or NULL), whether or not the write
+ * happened. Returns STORE_OK, STORE_CONDITION_FAILED, or an error (nothing changed). */
+enum store_status store_set(struct store *store, const void *key, size_t key_length,
+                            const void *value, uint64_t value_length,
+                            const struct store_write *write, struct item **previous);
+
+/* As store_set(), with the value in BLOCK (its length bytes). The store takes over
+ * the caller's reference to BLOCK in every case: adopts it on success, releases it
+ * otherwise. */
+enum store_status store_set_block(struct store *store, const void *key, size_t key_length,
+                                  struct value_block *block, const struct store_write *write,
+                                  struct item **previous);
+
+/* Replaces KEY's item with VALUE only if the current item is still EXPECTED (NULL:
+ * only if KEY holds no live item). The caller holds a reference to EXPECTED, so it
+ * cannot be reused meanwhile. With KEEP_EXPIRY the new item keeps the old expiry.
+ * This is the building block of read-modify-write commands (INCR, SETRANGE). */
+enum store_status store_replace_if_unchanged(struct store *store, const void *key,
+                                             size_t key_length, const struct item *expected,
+                                             const void *value, uint64_t value_length,
+                                             bool keep_expiry);
+
+/* Appends DATA to KEY's value (creating it if absent), keeping the expiry. Large
+ * values grow in place when no reader holds them. Sets *new_length. */
+enum store_status store_append(struct store *store, const void *key, size_t key_length,
+                               const void *data, uint64_t data_length, uint64_t *new_length);
+
+/* Removes KEY. When REMOVED is not NULL, *removed receives a reference to the removed
+ * item. Returns STORE_OK or STORE_NOT_FOUND. */
+enum store_status store_delete(struct store *store, const void *key, size_t key_length,
+                               struct item **removed);
+
+enum store_expiry_condition {
+    STORE_EXPIRY_ALWAYS = 0,
+    STORE_EXPIRY_IF_NONE,    /* NX: only if the key has no expiry */
+    STORE_EXPIRY_IF_ANY,     /* XX: only if the key has an expiry */
+    STORE_EXPIRY_IF_GREATER, /* GT: only if later than the current one (none is forever) */
+    STORE_EXPIRY_IF_LESS,    /* LT: only if earlier than the current one (none is forever) */
+};
+
+/* Sets KEY's expiry to EXPIRE_AT_MS (0 removes it; a time already past deletes the
+ * key) if CONDITION holds. When ITEM is not NULL, *item receives a reference to the
+ * item as it was found (GETEX). Returns STORE_OK, STORE_NOT_FOUND or
+ * STORE_CONDITION_FAILED. */
+enum store_status store_set_expiry(struct store *store, const void *key, size_t key_length,
+                                   int64_t expire_at_ms, enum store_expiry_condition condition,
+                                   struct item **item);
+
+/* Moves SOURCE's value and expiry to DESTINATION, replacing what was there unless
+ * ONLY_IF_ABSENT. Atomic. Returns STORE_OK, STORE_NOT_FOUND (no source) or
+ * STORE_CONDITION_FAILED (destination exists and ONLY_IF_ABSENT). */
+enum store_status store_rename(struct store *store, const void *source, size_t source_length,
+                               const void *destination, size_t destination_length,
+                               bool only_if_absent);
+
+/* Copies SOURCE's value and expiry to DESTINATION (sharing large values). Returns
+ * STORE_OK, STORE_NOT_FOUND or STORE_CONDITION_FAILED (destination exists and not
+ * REPLACE). */
+enum store_status store_copy(struct store *store, const void *source, size_t source_length,
+                             const void *destination, size_t destination_length, bool replace);
+
+struct store_pair {
+    const void *key;
+    size_t key_length;
+    const void *value;         /* copied, when block is NULL */
+    uint64_t value_length;     /* when block is NULL */
+    struct value_block *block; /* or the value in a block; the store takes the reference */
+};
+
+/* Stores COUNT pairs atomically (MSET). With ONLY_IF_NONE_EXIST nothing is stored
+ * if any key exists (MSETNX) and STORE_CONDITION_FAILED is returned. The store takes
+ * over every pair's block reference in every case. */
+enum store_status store_set_many(struct store *store, size_t count, const struct store_pair *pairs,
+                                 bool only_if_none_exist);
+
+/* ---- the keyspace ------------------------------------------------------------- */
+
+/* Items stored (including expired ones not yet reclaimed). */
+uint64_t store_count(struct store *store);
+
+/* Items stored that have an expiry time. */
+uint64_t store_count_expiring(struct store *store);
+
+/* Removes every item. */
+void store_flush(struct store *store);
+
+/* Returns a reference to a random live item in *item, or STORE_NOT_FOUND if empty. */
+enum store_status store_random(struct store *store, struct item **item);
+
+/* Called for each live item a scan visits, with the item's shard locked: it must not
+ * call the store, and may retain the item only by copying what it needs. */
+typedef void (*store_visit_fn)(void *context, const struct item *item);
+
+/* Visits about COUNT items from CURSOR (0 to start) and returns the cursor to continue
+ * from, or 0 when the scan is complete. Every item present for the whole scan is
+ * visited at least once, even if the index grows or shrinks meanwhile. */
+uint64_t store_scan(struct store *store, uint64_t cursor, size_t count, store_visit_fn visit,
+                    void *context);
+
+/* Returns true if CURSOR could have come from store_scan(). */
+bool store_scan_cursor_valid(uint64_t cursor);
+
+/* Active expiry: examines up to BUCKETS index buckets of shards holding expiring
+ * items and removes the expired items found. Returns how many were removed. Run it
+ * periodically off the request path. */
+size_t store_expire_cycle(struct store *store, size_t buckets);
+
+/* ---- budget and statistics ---------------------------------------------------- */
+
+/* Changes the budget. A smaller budget evicts down to it as far as items can be
+ * evicted (items being sent to clients are freed when the send ends). */
+void store_set_budget(struct store *store, uint64_t bytes);
+
+/* Changes the largest value accepted by writes. */
+void store_set_max_value(struct store *store, uint64_t bytes);
+
+struct store_stats {
+    uint64_t budget;         /* bytes the tier may use */
+    uint64_t used;           /* bytes the tier holds now; never more than budget */
+    uint64_t peak;           /* highest value of used */
+    uint64_t fixed;          /* bytes of the store's fixed structures (in used) */
+    uint64_t index;          /* bytes of hash buckets (in used) */
+    uint64_t items;          /* items stored */
+    uint64_t expiring_items; /* items with an expiry time */
+    uint64_t small_queue_items;
+    uint64_t main_queue_items;
+};
+
+/* Fills STATS with a snapshot. */
+void store_get_stats(struct store *store, struct store_stats *stats);
+
+#endif

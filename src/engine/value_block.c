@@ -1,0 +1,34 @@
+#include "engine/value_block.h"
+
+#include "engine/memory.h"
+
+#include <stdlib.h>
+
+struct value_block *value_block_create(uint64_t capacity) {
+    if (capacity > SIZE_MAX - sizeof(struct value_block)) return NULL;
+    struct value_block *block = malloc(sizeof(*block) + (size_t)capacity);
+    if (block == NULL) return NULL;
+    atomic_init(&block->references, 1);
+    block->unused = 0;
+    block->charged_to = NULL;
+    block->charge = 0;
+    block->length = 0;
+    block->capacity = capacity;
+    return block;
+}
+
+void value_block_retain(struct value_block *block) {
+    atomic_fetch_add_explicit(&block->references, 1, memory_order_relaxed);
+}
+
+void value_block_release(struct value_block *block) {
+    if (atomic_fetch_sub_explicit(&block->references, 1, memory_order_acq_rel) != 1) return;
+    struct store *store = block->charged_to;
+    uint64_t charge = block->charge;
+    free(block);
+    if (store != NULL) store_memory_uncharge(store, charge);
+}
+
+uint64_t value_block_footprint(const struct value_block *block) {
+    return memory_footprint((void *)block);
+}

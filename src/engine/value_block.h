@@ -1,0 +1,40 @@
+/* A reference-counted byte block holding one large value.
+ *
+ * The RESP parser receives a large argument straight into a block; a SET then hands
+ * the block to the store, which adopts it without copying and starts counting it in
+ * its memory budget. Items that share a value (COPY, RENAME) share the block. A block
+ * is freed, and uncharged from the budget that counts it, when its last reference is
+ * released. */
+#ifndef STRATA_ENGINE_VALUE_BLOCK_H
+#define STRATA_ENGINE_VALUE_BLOCK_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct store;
+
+struct value_block {
+    _Atomic uint32_t references;
+    uint32_t unused;
+    struct store *charged_to; /* the store whose budget counts this block, or NULL */
+    uint64_t charge;          /* bytes charged to that budget */
+    uint64_t length;          /* bytes of value in data */
+    uint64_t capacity;        /* bytes data can hold */
+    unsigned char data[];
+};
+
+/* Allocates a block with room for CAPACITY bytes, length 0, one reference, charged to
+ * nobody. Returns NULL if the allocation fails (a failed allocation fails the request,
+ * never the process). */
+struct value_block *value_block_create(uint64_t capacity);
+
+/* Adds a reference. */
+void value_block_retain(struct value_block *block);
+
+/* Drops a reference; the last one frees the block and uncharges its budget. */
+void value_block_release(struct value_block *block);
+
+/* Bytes the allocator really holds for BLOCK (usable size plus bookkeeping). */
+uint64_t value_block_footprint(const struct value_block *block);
+
+#endif

@@ -1,0 +1,542 @@
+/* Unit tests of the engine: the index, expiry, the budget and S3-FIFO eviction. */
+#include "base/clock.h"
+#include "base/metrics.h"
+#include "engine/store.h"
+#include "engine/value_block.h"
+#include "test.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static struct store *make_store(uint64_t budget) {
+    struct store_config config = {.memory_budget = budget, .max_value = 64ULL << 20};
+    char error[256];
+    struct store *store = store_create(&config, error, sizeof(error));
+    if (store == NULL) fprintf(stderr, "store_create: %s\n", error);
+    return store;
+}
+
+static const struct store_write plain_write = {STORE_ALWAYS, STORE_EXPIRY_CLEAR, 0};
+
+static enum store_status put(struct store *store, const char *key, const char *value) {
+    return store_set(store, key, strlen(key), value, strlen(value), &plain_write, NULL);
+}
+
+/* Returns true when KEY holds exactly VALUE (LENGTH bytes). */
+static bool holds(struct store *store, const void *key, size_t key_length, const void *value,
+                  size_t length) {
+    struct item *item;
+    if (store_get(store, key, key_length, &item) != STORE_OK) return false;
+    bool same = item_value_length(item) == length && memcmp(item_value(item), value, length) == 0;
+    item_release(item);
+    return same;
+}
+
+static bool holds_text(struct store *store, const char *key, const char *value) {
+    return holds(store, key, strlen(key), value, strlen(value));
+}
+
+static void sleep_ms(long milliseconds) {
+    struct timespec pause = {milliseconds / 1000, (milliseconds % 1000) * 1000000L};
+    nanosleep(&pause, NULL);
+}
+
+static void test_set_get_delete(void) {
+    struct store *store = make_store(64ULL << 20);
+    REQUIRE(store != NULL);
+    CHECK(put(store, "alpha", "one") == STORE_OK);
+    CHECK(holds_text(store, "alpha", "one"));
+    CHECK(put(store, "alpha", "two") == STORE_OK);
+    CHECK(holds_text(store, "alpha", "two"));
+    CHECK(store_count(store) == 1);
+
+    /* Binary keys and values, the empty key and the empty value. */
+    const unsigned char binary_key[] = {0, '\r', '\n', 0xff, 0};
+    const unsigned char binary_value[] = {'\r', '\n', 0, 0, 0x80};
+    CHECK(store_set(store, binary_key, sizeof(binary_key), binary_value, sizeof(binary_value),
+                    &plain_write, NULL) == STORE_OK);
+    CHECK(holds(store, binary_key, sizeof(binary_key), binary_value, sizeof(binary_value)));
+    CHECK(store_set(store, "", 0, "", 0, &plain_write, NULL) == STORE_OK);
+    CHECK(holds(store, "", 0, "", 0));
+    CHECK(store_count(store) == 3);
+
+    struct item *removed = NULL;
+    CHECK(store_delete(store, "alpha", 5, &removed) == STORE_OK);
+    REQUIRE(removed != NULL);
+    CHECK(item_value_length(removed) == 3 && memcmp(item_value(removed), "two", 3) == 0);
+    item_release(removed);
+    CHECK(store_delete(store, "alpha", 5, NULL) == STORE_NOT_FOUND);
+    CHECK(!store_exists(store, "alpha", 5));
+    CHECK(store_count(store) == 2);
+
+    /* Size limits. */
+    static char big_key[STORE_MAX_KEY_LENGTH + 1];
+    CHECK(store_set(store, big_key, sizeof(big_key), "v", 1, &plain_write, NULL) ==
+          STORE_KEY_TOO_LARGE);
+    CHECK(store_set(store, big_key, STORE_MAX_KEY_LENGTH, "v", 1, &plain_write, NULL) == STORE_OK);
+    store_set_max_value(store, 10);
+    CHECK(store_set(store, "k", 1, "01234567890", 11, &plain_write, NULL) == STORE_VALUE_TOO_LARGE);
+    CHECK(!store_exists(store, "k", 1));
+    store_destroy(store);
+}
+
+static void test_conditions(void) {
+    struct store *store = make_store(64ULL << 20);
+    REQUIRE(store != NULL);
+    struct store_write if_absent = {STORE_IF_ABSENT, STORE_EXPIRY_CLEAR, 0};
+    struct store_write if_present = {STORE_IF_PRESENT, STORE_EXPIRY_CLEAR, 0};
+    struct item *previous = (struct item *)1;
+    CHECK(store_set(store, "k", 1, "a", 1, &if_present, &previous) == STORE_CONDITION_FAILED);
+    CHECK(previous == NULL);
+    CHECK(store_set(store, "k", 1, "a", 1, &if_absent, &previous) == STORE_OK);
+    CHECK(previous == NULL);
+    CHECK(store_set(store, "k", 1, "b", 1, &if_absent, &previous) == STORE_CONDITION_FAILED);
+    REQUIRE(previous != NULL);
+    CHECK(memcmp(item_value(previous), "a", 1) == 0);
+    item_release(previous);
+    CHECK(store_set(store, "k", 1, "c", 1, &if_present, &previous) == STORE_OK);
+    REQUIRE(previous != NULL);
+    CHECK(memcmp(item_value(previous), "a", 1) == 0);
+    item_release(previous);
+    CHECK(holds_text(store, "k", "c"));
+
+    /* Compare-and-set on the current item. */
+    struct item *current;
+    REQUIRE(store_get(store, "k", 1, &current) == STORE_OK);
+    CHECK(store_replace_if_unchanged(store, "k", 1, current, "d", 1, true) == STORE_OK);
+    CHECK(store_replace_if_unchanged(store, "k", 1, current, "e", 1, true) ==
+          STORE_CONDITION_FAILED);
+    item_release(current);
+    CHECK(holds_text(store, "k", "d"));
+    CHECK(store_replace_if_unchanged(store, "new", 3, NULL, "x", 1, false) == STORE_OK);
+    CHECK(store_replace_if_unchanged(store, "new", 3, NULL, "y", 1, false) ==
+          STORE_CONDITION_FAILED);
+    store_destroy(store);
+}
+
+static void test_expiry(void) {
+    struct store *store = make_store(64ULL << 20);
+    REQUIRE(store != NULL);
+    int64_t now = clock_realtime_ms();
+    struct store_write soon = {STORE_ALWAYS, STORE_EXPIRY_SET, now + 100};
+    CHECK(store_set(store, "short", 5, "v", 1, &soon, NULL) == STORE_OK);
+    int64_t expire_at = 0;
+    CHECK(store_get_expiry(store, "short", 5, &expire_at) == STORE_OK && expire_at == now + 100);
+    CHECK(store_count_expiring(store) == 1);
+
+    /* KEEPTTL carries the expiry over; a plain write clears it. */
+    struct store_write keep = {STORE_ALWAYS, STORE_EXPIRY_KEEP, 0};
+    CHECK(store_set(store, "short", 5, "w", 1, &keep, NULL) == STORE_OK);
+    CHECK(store_get_expiry(store, "short", 5, &expire_at) == STORE_OK && expire_at == now + 100);
+    CHECK(put(store, "forever", "v") == STORE_OK);
+    CHECK(store_set(store, "forever", 7, "w", 1, &keep, NULL) == STORE_OK);
+    CHECK(store_get_expiry(store, "forever", 7, &expire_at) == STORE_OK && expire_at == 0);
+
+    sleep_ms(150);
+    CHECK(!store_exists(store, "short", 5));
+    struct item *item;
+    CHECK(store_get(store, "short", 5, &item) == STORE_NOT_FOUND);
+    CHECK(store_count_expiring(store) == 0);
+
+    /* Conditions of EXPIRE: NX, XX, GT, LT. */
+    now = clock_realtime_ms();
+    CHECK(store_set_expiry(store, "forever", 7, now + 10000, STORE_EXPIRY_IF_ANY, NULL) ==
+          STORE_CONDITION_FAILED);
+    CHECK(store_set_expiry(store, "forever", 7, now + 10000, STORE_EXPIRY_IF_GREATER, NULL) ==
+          STORE_CONDITION_FAILED);
+    CHECK(store_set_expiry(store, "forever", 7, now + 10000, STORE_EXPIRY_IF_NONE, NULL) ==
+          STORE_OK);
+    CHECK(store_set_expiry(store, "forever", 7, now + 20000, STORE_EXPIRY_IF_NONE, NULL) ==
+          STORE_CONDITION_FAILED);
+    CHECK(store_set_expiry(store, "forever", 7, now + 5000, STORE_EXPIRY_IF_GREATER, NULL) ==
+          STORE_CONDITION_FAILED);
+    CHECK(store_set_expiry(store, "forever", 7, now + 5000, STORE_EXPIRY_IF_LESS, NULL) ==
+          STORE_OK);
+    CHECK(store_get_expiry(store, "forever", 7, &expire_at) == STORE_OK && expire_at == now + 5000);
+    CHECK(store_set_expiry(store, "forever", 7, 0, STORE_EXPIRY_ALWAYS, NULL) == STORE_OK);
+    CHECK(store_get_expiry(store, "forever", 7, &expire_at) == STORE_OK && expire_at == 0);
+    CHECK(store_set_expiry(store, "missing", 7, now + 5000, STORE_EXPIRY_ALWAYS, NULL) ==
+          STORE_NOT_FOUND);
+
+    /* A time in the past deletes, both for EXPIRE and for SET ... PXAT. */
+    CHECK(store_set_expiry(store, "forever", 7, now - 1, STORE_EXPIRY_ALWAYS, NULL) == STORE_OK);
+    CHECK(!store_exists(store, "forever", 7));
+    CHECK(put(store, "gone", "v") == STORE_OK);
+    struct store_write past = {STORE_ALWAYS, STORE_EXPIRY_SET, now - 1000};
+    CHECK(store_set(store, "gone", 4, "w", 1, &past, NULL) == STORE_OK);
+    CHECK(!store_exists(store, "gone", 4));
+
+    /* Active expiry removes items nobody reads. */
+    now = clock_realtime_ms();
+    struct store_write brief = {STORE_ALWAYS, STORE_EXPIRY_SET, now + 30};
+    char key[32];
+    for (int i = 0; i < 1000; i++) {
+        int length = snprintf(key, sizeof(key), "brief:%d", i);
+        CHECK(store_set(store, key, (size_t)length, "v", 1, &brief, NULL) == STORE_OK);
+    }
+    CHECK(put(store, "stays", "v") == STORE_OK);
+    sleep_ms(60);
+    size_t removed = 0;
+    for (int round = 0; round < 100 && store_count(store) > 1; round++) {
+        removed += store_expire_cycle(store, 1000);
+    }
+    CHECK(removed == 1000);
+    CHECK(store_count(store) == 1);
+    CHECK(store_count_expiring(store) == 0);
+    CHECK(holds_text(store, "stays", "v"));
+    store_destroy(store);
+}
+
+static void test_large_values_and_append(void) {
+    struct store *store = make_store(256ULL << 20);
+    REQUIRE(store != NULL);
+    size_t size = 3 * STORE_BLOCK_THRESHOLD + 7;
+    unsigned char *value = malloc(size);
+    REQUIRE(value != NULL);
+    for (size_t i = 0; i < size; i++)
+        value[i] = (unsigned char)(i * 31 + 7);
+    CHECK(store_set(store, "big", 3, value, size, &plain_write, NULL) == STORE_OK);
+    CHECK(holds(store, "big", 3, value, size));
+
+    /* A block handed over by a parser is adopted without a copy. */
+    struct value_block *block = value_block_create(size);
+    REQUIRE(block != NULL);
+    memcpy(block->data, value, size);
+    block->length = size;
+    CHECK(store_set_block(store, "adopted", 7, block, &plain_write, NULL) == STORE_OK);
+    struct item *item;
+    REQUIRE(store_get(store, "adopted", 7, &item) == STORE_OK);
+    CHECK(item_value(item) == block->data);
+    item_release(item);
+
+    /* Appends, crossing from inline to block storage, are exact. */
+    unsigned char *expected = malloc(200 * 1000);
+    REQUIRE(expected != NULL);
+    size_t expected_length = 0;
+    char piece[1000];
+    for (int round = 0; round < 200; round++) {
+        memset(piece, 'a' + round % 26, sizeof(piece));
+        uint64_t new_length = 0;
+        CHECK(store_append(store, "log", 3, piece, sizeof(piece), &new_length) == STORE_OK);
+        memcpy(expected + expected_length, piece, sizeof(piece));
+        expected_length += sizeof(piece);
+        CHECK(new_length == expected_length);
+    }
+    CHECK(holds(store, "log", 3, expected, expected_length));
+
+    /* A reader holding the value is not disturbed by an append. */
+    REQUIRE(store_get(store, "log", 3, &item) == STORE_OK);
+    uint64_t new_length = 0;
+    CHECK(store_append(store, "log", 3, "tail", 4, &new_length) == STORE_OK);
+    CHECK(item_value_length(item) == expected_length);
+    CHECK(memcmp(item_value(item), expected, expected_length) == 0);
+    item_release(item);
+    CHECK(new_length == expected_length + 4);
+
+    /* Appending keeps the expiry. */
+    int64_t later = clock_realtime_ms() + 100000;
+    CHECK(store_set_expiry(store, "log", 3, later, STORE_EXPIRY_ALWAYS, NULL) == STORE_OK);
+    CHECK(store_append(store, "log", 3, "x", 1, &new_length) == STORE_OK);
+    int64_t expire_at = 0;
+    CHECK(store_get_expiry(store, "log", 3, &expire_at) == STORE_OK && expire_at == later);
+
+    store_set_max_value(store, expected_length);
+    CHECK(store_append(store, "log", 3, "y", 1, &new_length) == STORE_VALUE_TOO_LARGE);
+    free(expected);
+    free(value);
+    store_destroy(store);
+}
+
+static void test_rename_copy_many(void) {
+    struct store *store = make_store(64ULL << 20);
+    REQUIRE(store != NULL);
+    CHECK(put(store, "a", "1") == STORE_OK);
+    CHECK(put(store, "b", "2") == STORE_OK);
+    CHECK(store_rename(store, "a", 1, "c", 1, false) == STORE_OK);
+    CHECK(!store_exists(store, "a", 1));
+    CHECK(holds_text(store, "c", "1"));
+    CHECK(store_rename(store, "c", 1, "b", 1, true) == STORE_CONDITION_FAILED);
+    CHECK(store_rename(store, "c", 1, "b", 1, false) == STORE_OK);
+    CHECK(holds_text(store, "b", "1"));
+    CHECK(store_rename(store, "nothing", 7, "x", 1, false) == STORE_NOT_FOUND);
+    CHECK(store_rename(store, "b", 1, "b", 1, false) == STORE_OK);
+    CHECK(store_rename(store, "b", 1, "b", 1, true) == STORE_CONDITION_FAILED);
+
+    CHECK(store_copy(store, "b", 1, "d", 1, false) == STORE_OK);
+    CHECK(holds_text(store, "b", "1") && holds_text(store, "d", "1"));
+    CHECK(store_copy(store, "b", 1, "d", 1, false) == STORE_CONDITION_FAILED);
+
+    /* Copies of a large value share its block until one of them changes. */
+    size_t size = 2 * STORE_BLOCK_THRESHOLD;
+    char *value = malloc(size);
+    REQUIRE(value != NULL);
+    memset(value, 'z', size);
+    CHECK(store_set(store, "large", 5, value, size, &plain_write, NULL) == STORE_OK);
+    CHECK(store_copy(store, "large", 5, "twin", 4, false) == STORE_OK);
+    uint64_t length;
+    CHECK(store_append(store, "twin", 4, "!", 1, &length) == STORE_OK);
+    CHECK(holds(store, "large", 5, value, size));
+    CHECK(length == size + 1);
+
+    struct store_pair pairs[3] = {
+        {"m1", 2, "x", 1, NULL}, {"m2", 2, "y", 1, NULL}, {"m1", 2, "z", 1, NULL}};
+    CHECK(store_set_many(store, 3, pairs, false) == STORE_OK);
+    CHECK(holds_text(store, "m1", "z") && holds_text(store, "m2", "y"));
+    struct store_pair fresh[2] = {{"n1", 2, "x", 1, NULL}, {"m2", 2, "q", 1, NULL}};
+    CHECK(store_set_many(store, 2, fresh, true) == STORE_CONDITION_FAILED);
+    CHECK(!store_exists(store, "n1", 2) && holds_text(store, "m2", "y"));
+    free(value);
+    store_destroy(store);
+}
+
+struct scan_record {
+    unsigned char *seen; /* indexed by key number */
+    size_t visits;
+};
+
+static void record_visit(void *context, const struct item *item) {
+    struct scan_record *record = context;
+    size_t length;
+    const unsigned char *key = item_key(item, &length);
+    char text[32];
+    if (length >= sizeof(text)) return;
+    memcpy(text, key, length);
+    text[length] = '\0';
+    record->visits++;
+    if (strncmp(text, "scan:", 5) == 0) record->seen[atoi(text + 5)] = 1;
+}
+
+static void test_scan(void) {
+    struct store *store = make_store(256ULL << 20);
+    REQUIRE(store != NULL);
+    enum { KEYS = 20000 };
+    char key[32];
+    for (int i = 0; i < KEYS; i++) {
+        int length = snprintf(key, sizeof(key), "scan:%d", i);
+        CHECK(store_set(store, key, (size_t)length, "v", 1, &plain_write, NULL) == STORE_OK);
+    }
+    struct scan_record record = {calloc(KEYS, 1), 0};
+    REQUIRE(record.seen != NULL);
+    uint64_t cursor = 0;
+    int calls = 0;
+    int extra = 0;
+    do {
+        cursor = store_scan(store, cursor, 50, record_visit, &record);
+        /* Grow the index while the scan runs: nothing present all along may be missed. */
+        for (int i = 0; i < 20; i++, extra++) {
+            int length = snprintf(key, sizeof(key), "extra:%d", extra);
+            store_set(store, key, (size_t)length, "v", 1, &plain_write, NULL);
+        }
+        calls++;
+    } while (cursor != 0 && calls < 100000);
+    CHECK(cursor == 0);
+    int missing = 0;
+    for (int i = 0; i < KEYS; i++)
+        missing += record.seen[i] == 0;
+    CHECK(missing == 0);
+    CHECK(store_scan_cursor_valid(0) && !store_scan_cursor_valid(UINT64_MAX));
+    free(record.seen);
+
+    struct item *random_item;
+    CHECK(store_random(store, &random_item) == STORE_OK);
+    if (random_item != NULL) item_release(random_item);
+    store_flush(store);
+    CHECK(store_count(store) == 0);
+    CHECK(store_random(store, &random_item) == STORE_NOT_FOUND);
+    store_destroy(store);
+}
+
+static void test_budget_and_eviction(void) {
+    uint64_t budget = 8ULL << 20;
+    struct store *store = make_store(budget);
+    REQUIRE(store != NULL);
+    struct store_stats stats;
+    store_get_stats(store, &stats);
+    uint64_t baseline = stats.used;
+    CHECK(baseline == stats.fixed + stats.index);
+    int64_t evicted_before = metric_read(METRIC_evicted_keys);
+
+    char key[32];
+    char value[1000];
+    memset(value, 'v', sizeof(value));
+    bool within = true;
+    for (int i = 0; i < 40000; i++) {
+        int length = snprintf(key, sizeof(key), "fill:%d", i);
+        CHECK(store_set(store, key, (size_t)length, value, sizeof(value), &plain_write, NULL) ==
+              STORE_OK);
+        store_get_stats(store, &stats);
+        if (stats.used > budget) within = false;
+    }
+    CHECK(within);
+    CHECK(stats.items < 40000);
+    CHECK(stats.items > 4000);
+    CHECK(metric_read(METRIC_evicted_keys) - evicted_before == (int64_t)(40000 - stats.items));
+    /* The newest keys are there. */
+    int length = snprintf(key, sizeof(key), "fill:%d", 39999);
+    CHECK(holds(store, key, (size_t)length, value, sizeof(value)));
+
+    /* Larger than the whole budget: refused, nothing evicted for it. */
+    char *huge = calloc(1, budget + 1);
+    REQUIRE(huge != NULL);
+    uint64_t items_before = store_count(store);
+    CHECK(store_set(store, "huge", 4, huge, budget + 1, &plain_write, NULL) ==
+          STORE_TOO_LARGE_FOR_BUDGET);
+    CHECK(store_count(store) == items_before);
+    /* Fits only after eviction: evicted and stored. */
+    CHECK(store_set(store, "half", 4, huge, budget / 2, &plain_write, NULL) == STORE_OK);
+    CHECK(holds(store, "half", 4, huge, budget / 2));
+    store_get_stats(store, &stats);
+    CHECK(stats.used <= budget);
+
+    /* A reader keeps an evicted value alive and counted until it lets go. */
+    struct item *pinned;
+    REQUIRE(store_get(store, "half", 4, &pinned) == STORE_OK);
+    CHECK(store_delete(store, "half", 4, NULL) == STORE_OK);
+    store_get_stats(store, &stats);
+    CHECK(stats.used >= budget / 2);
+    CHECK(item_value(pinned)[budget / 2 - 1] == 0);
+    item_release(pinned);
+    store_get_stats(store, &stats);
+    CHECK(stats.used < budget / 2);
+
+    /* Shrinking the budget evicts down to it. */
+    store_set_budget(store, budget / 2);
+    store_get_stats(store, &stats);
+    CHECK(stats.used <= budget / 2);
+    store_flush(store);
+    store_get_stats(store, &stats);
+    CHECK(stats.items == 0);
+    /* Every charge was returned: only the fixed structures and the (shrunk) index remain.
+     * The index may differ from the start by allocator rounding of its new arrays. */
+    CHECK(stats.used == stats.fixed + stats.index);
+    CHECK(stats.used <= baseline + 4096);
+    free(huge);
+    store_destroy(store);
+}
+
+/* S3-FIFO keeps a reused working set while a stream of one-time keys many times the
+ * budget passes through. Hot keys are never rewritten, so a plain FIFO or a policy
+ * without a probationary queue would lose all of them within a few rounds. */
+static void test_scan_resistance(void) {
+    struct store *store = make_store(16ULL << 20);
+    REQUIRE(store != NULL);
+    char key[32];
+    char value[1000];
+    memset(value, 'h', sizeof(value));
+    enum { HOT = 4000, COLD_PER_ROUND = 4000, ROUNDS = 30 };
+    for (int i = 0; i < HOT; i++) {
+        int length = snprintf(key, sizeof(key), "hot:%d", i);
+        store_set(store, key, (size_t)length, value, sizeof(value), &plain_write, NULL);
+    }
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < HOT; i++) {
+            int length = snprintf(key, sizeof(key), "hot:%d", i);
+            struct item *item;
+            if (store_get(store, key, (size_t)length, &item) == STORE_OK) item_release(item);
+        }
+        for (int i = 0; i < COLD_PER_ROUND; i++) {
+            int length = snprintf(key, sizeof(key), "cold:%d:%d", round, i);
+            store_set(store, key, (size_t)length, value, sizeof(value), &plain_write, NULL);
+        }
+    }
+    int present = 0;
+    for (int i = 0; i < HOT; i++) {
+        int length = snprintf(key, sizeof(key), "hot:%d", i);
+        present += store_exists(store, key, (size_t)length);
+    }
+    fprintf(stderr, "    hot keys kept through %d MB of one-time keys: %d of %d\n",
+            ROUNDS * COLD_PER_ROUND / 1000, present, HOT);
+    CHECK(present >= HOT * 95 / 100);
+    store_destroy(store);
+}
+
+struct worker_arguments {
+    struct store *store;
+    int seed;
+    int errors;
+    uint64_t budget;
+    bool over_budget;
+};
+
+/* Writes and reads values whose bytes are derived from the key and a version stamp in
+ * their first 8 bytes, and checks every value read is internally consistent. */
+static void *hammer(void *argument) {
+    struct worker_arguments *arguments = argument;
+    unsigned state = (unsigned)arguments->seed * 2654435761u + 1;
+    unsigned char value[40000];
+    char key[32];
+    for (int i = 0; i < 20000; i++) {
+        state = state * 1103515245u + 12345u;
+        int number = (int)((state >> 8) % 3000);
+        int key_length = snprintf(key, sizeof(key), "shared:%d", number);
+        if ((state >> 4) % 4 == 0) {
+            size_t length = 16 + (state >> 12) % (sizeof(value) - 16);
+            uint64_t stamp = state;
+            memcpy(value, &stamp, 8);
+            for (size_t j = 8; j < length; j++)
+                value[j] = (unsigned char)(stamp + j + number);
+            enum store_status status = store_set(arguments->store, key, (size_t)key_length, value,
+                                                 length, &plain_write, NULL);
+            if (status != STORE_OK) arguments->errors++;
+        } else if ((state >> 4) % 4 == 1) {
+            store_delete(arguments->store, key, (size_t)key_length, NULL);
+        } else {
+            struct item *item;
+            if (store_get(arguments->store, key, (size_t)key_length, &item) == STORE_OK) {
+                const unsigned char *bytes = item_value(item);
+                uint64_t length = item_value_length(item);
+                uint64_t stamp;
+                memcpy(&stamp, bytes, 8);
+                for (uint64_t j = 8; j < length; j++) {
+                    if (bytes[j] != (unsigned char)(stamp + j + number)) {
+                        arguments->errors++;
+                        break;
+                    }
+                }
+                item_release(item);
+            }
+        }
+        struct store_stats stats;
+        if (i % 512 == 0) {
+            store_get_stats(arguments->store, &stats);
+            if (stats.used > arguments->budget) arguments->over_budget = true;
+        }
+    }
+    return NULL;
+}
+
+static void test_threads(void) {
+    uint64_t budget = 16ULL << 20;
+    struct store *store = make_store(budget);
+    REQUIRE(store != NULL);
+    enum { THREADS = 8 };
+    pthread_t threads[THREADS];
+    struct worker_arguments arguments[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        arguments[i] = (struct worker_arguments){store, i + 1, 0, budget, false};
+        pthread_create(&threads[i], NULL, hammer, &arguments[i]);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(threads[i], NULL);
+        CHECK(arguments[i].errors == 0);
+        CHECK(!arguments[i].over_budget);
+    }
+    store_destroy(store);
+}
+
+int main(void) {
+    fprintf(stderr, "test_store\n");
+    RUN_TEST(test_set_get_delete);
+    RUN_TEST(test_conditions);
+    RUN_TEST(test_expiry);
+    RUN_TEST(test_large_values_and_append);
+    RUN_TEST(test_rename_copy_many);
+    RUN_TEST(test_scan);
+    RUN_TEST(test_budget_and_eviction);
+    RUN_TEST(test_scan_resistance);
+    RUN_TEST(test_threads);
+    metrics_teardown();
+    return test_main_result();
+}
