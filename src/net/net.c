@@ -1,0 +1,610 @@
+/* Listeners, worker event loops and connections (see net.h).
+ *
+ * Every worker adds every listening socket to its own epoll set with EPOLLEXCLUSIVE,
+ * so one worker wakes per incoming connection and accepts it; the connection then
+ * stays on that worker. Connection sockets are level-triggered: EPOLLIN while the
+ * protocol accepts input, EPOLLOUT only while output is waiting on a full socket. */
+#include "net/net.h"
+
+#include "base/log.h"
+#include "base/metrics.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_LISTENERS    16
+#define READ_BUFFER      (256 * 1024)
+#define EVENTS_PER_WAIT  256
+#define ACCEPTS_PER_WAKE 64
+/* Reads per readable event before other connections get a turn. */
+#define READS_PER_EVENT 16
+/* A direct read into a value block is worth its own system call above this size. */
+#define DIRECT_READ_MINIMUM (16 * 1024)
+#define WRITE_IOVECS        64
+
+enum tag_kind { TAG_LISTENER, TAG_WAKE, TAG_CONNECTION };
+
+struct tag {
+    enum tag_kind kind;
+};
+
+struct listener {
+    struct tag tag;
+    int fd;
+    char address[64];
+};
+
+struct worker;
+
+struct connection {
+    struct tag tag;
+    struct connection *previous;
+    struct connection *next;
+    struct worker *worker;
+    int fd;
+    void *session;
+    struct output_queue output;
+    unsigned char *leftover; /* input the protocol has not taken yet */
+    size_t leftover_length;
+    size_t leftover_capacity;
+    uint32_t events; /* the epoll interest registered now */
+    bool closing;    /* close once the output is sent */
+};
+
+struct worker {
+    struct tag wake_tag;
+    struct net_server *server;
+    pthread_t thread;
+    bool started;
+    int index;
+    int epoll_fd;
+    int wake_fd;
+    unsigned char *read_buffer;
+    struct connection *connections;
+};
+
+struct net_server {
+    struct net_handler handler;
+    void *context;
+    struct options *options;
+    struct listener listeners[MAX_LISTENERS];
+    int listener_count;
+    int port;
+    int worker_count;
+    struct worker *workers;
+    _Atomic bool stopping;
+    _Atomic uint64_t connections;
+    _Atomic uint64_t next_connection_id;
+    int reserve_fd; /* kept open to accept-and-close when out of descriptors */
+};
+
+/* ---- listening ---------------------------------------------------------------- */
+
+/* Formats ADDRESS as "ip:port" or "[ip]:port". */
+static void format_address(const struct sockaddr *address, char *output, size_t output_size) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (address->sa_family == AF_INET) {
+        const struct sockaddr_in *ipv4 = (const struct sockaddr_in *)address;
+        inet_ntop(AF_INET, &ipv4->sin_addr, host, sizeof(host));
+        port = ntohs(ipv4->sin_port);
+        snprintf(output, output_size, "%s:%d", host, port);
+    } else if (address->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *ipv6 = (const struct sockaddr_in6 *)address;
+        inet_ntop(AF_INET6, &ipv6->sin6_addr, host, sizeof(host));
+        port = ntohs(ipv6->sin6_port);
+        snprintf(output, output_size, "[%s]:%d", host, port);
+    } else {
+        snprintf(output, output_size, "unix");
+    }
+}
+
+/* Opens a listening socket on HOST:PORT. Returns the descriptor, or -1 with ERROR. */
+static int open_listener(const char *host, int port, char *error, size_t error_size) {
+    char port_text[16];
+    snprintf(port_text, sizeof(port_text), "%d", port);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    struct addrinfo *results = NULL;
+    int status = getaddrinfo(host, port_text, &hints, &results);
+    if (status != 0) {
+        snprintf(error, error_size, "cannot resolve bind address '%s': %s", host,
+                 gai_strerror(status));
+        return -1;
+    }
+    int fd = socket(results->ai_family, results->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    results->ai_protocol);
+    if (fd < 0) {
+        snprintf(error, error_size, "socket: %s", strerror(errno));
+        freeaddrinfo(results);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (results->ai_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, results->ai_addr, results->ai_addrlen) != 0 || listen(fd, 511) != 0) {
+        snprintf(error, error_size, "cannot listen on %s port %d: %s", host, port, strerror(errno));
+        close(fd);
+        freeaddrinfo(results);
+        return -1;
+    }
+    freeaddrinfo(results);
+    return fd;
+}
+
+/* The port a socket is bound to. */
+static int bound_port(int fd) {
+    struct sockaddr_storage address;
+    socklen_t length = sizeof(address);
+    if (getsockname(fd, (struct sockaddr *)&address, &length) != 0) return -1;
+    if (address.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&address)->sin_port);
+    return ntohs(((struct sockaddr_in6 *)&address)->sin6_port);
+}
+
+struct net_server *net_server_create(const struct net_config *config,
+                                     const struct net_handler *handler, void *context, char *error,
+                                     size_t error_size) {
+    struct net_server *server = calloc(1, sizeof(*server));
+    if (server == NULL) {
+        snprintf(error, error_size, "out of memory");
+        return NULL;
+    }
+    server->handler = *handler;
+    server->context = context;
+    server->options = config->options;
+    server->worker_count = config->threads > 0 ? config->threads : 1;
+    server->port = config->port;
+    server->reserve_fd = -1;
+    atomic_init(&server->next_connection_id, 1);
+
+    char *addresses = strdup(config->bind);
+    if (addresses == NULL) {
+        snprintf(error, error_size, "out of memory");
+        free(server);
+        return NULL;
+    }
+    char *saved = NULL;
+    for (char *host = strtok_r(addresses, " ,", &saved); host != NULL;
+         host = strtok_r(NULL, " ,", &saved)) {
+        if (server->listener_count == MAX_LISTENERS) {
+            snprintf(error, error_size, "too many bind addresses (at most %d)", MAX_LISTENERS);
+            goto fail;
+        }
+        int fd = open_listener(host, server->port, error, error_size);
+        if (fd < 0) goto fail;
+        /* With port 0 the first listener picks the port and the others share it. */
+        if (server->port == 0) server->port = bound_port(fd);
+        struct listener *listener = &server->listeners[server->listener_count++];
+        listener->tag.kind = TAG_LISTENER;
+        listener->fd = fd;
+        snprintf(listener->address, sizeof(listener->address), "%s", host);
+    }
+    free(addresses);
+    addresses = NULL;
+    if (server->listener_count == 0) {
+        snprintf(error, error_size, "no bind address given");
+        goto fail;
+    }
+    server->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return server;
+
+fail:
+    free(addresses);
+    for (int i = 0; i < server->listener_count; i++)
+        close(server->listeners[i].fd);
+    free(server);
+    return NULL;
+}
+
+int net_server_port(const struct net_server *server) {
+    return server->port;
+}
+
+uint64_t net_server_connections(const struct net_server *server) {
+    return atomic_load_explicit(&server->connections, memory_order_relaxed);
+}
+
+/* ---- connections -------------------------------------------------------------- */
+
+static void set_interest(struct connection *connection, uint32_t events) {
+    if (connection->events == events) return;
+    struct epoll_event event = {.events = events, .data.ptr = &connection->tag};
+    epoll_ctl(connection->worker->epoll_fd, EPOLL_CTL_MOD, connection->fd, &event);
+    connection->events = events;
+}
+
+static void close_connection(struct connection *connection) {
+    struct worker *worker = connection->worker;
+    struct net_server *server = worker->server;
+    epoll_ctl(worker->epoll_fd, EPOLL_CTL_DEL, connection->fd, NULL);
+    close(connection->fd);
+    server->handler.close(connection->session);
+    output_queue_clear(&connection->output);
+    free(connection->leftover);
+    if (connection->previous != NULL) {
+        connection->previous->next = connection->next;
+    } else {
+        worker->connections = connection->next;
+    }
+    if (connection->next != NULL) connection->next->previous = connection->previous;
+    free(connection);
+    atomic_fetch_sub_explicit(&server->connections, 1, memory_order_relaxed);
+    metric_add(METRIC_clients_connected, -1);
+}
+
+/* Keeps the LENGTH bytes at DATA that the protocol did not take. Returns false if out
+ * of memory. */
+static bool keep_leftover(struct connection *connection, const unsigned char *data, size_t length) {
+    if (connection->leftover_length + length > connection->leftover_capacity) {
+        size_t capacity = connection->leftover_length + length;
+        unsigned char *grown = realloc(connection->leftover, capacity);
+        if (grown == NULL) return false;
+        connection->leftover = grown;
+        connection->leftover_capacity = capacity;
+    }
+    memmove(connection->leftover + connection->leftover_length, data, length);
+    connection->leftover_length += length;
+    return true;
+}
+
+/* Offers bytes to the protocol. Returns false if the connection must close now. */
+static bool deliver(struct connection *connection, const unsigned char *data, size_t length) {
+    struct net_server *server = connection->worker->server;
+    size_t consumed = 0;
+    enum net_action action = server->handler.data(connection->session, data, length, &consumed);
+    if (action == NET_CLOSE) {
+        connection->closing = true;
+        return true;
+    }
+    if (consumed < length) {
+        if (!keep_leftover(connection, data + consumed, length - consumed)) return false;
+    }
+    int64_t limit = options_number(server->options, OPTION_client_output_limit);
+    if (limit > 0 && output_queue_copied(&connection->output) > (size_t)limit) {
+        log_event(LOG_WARNING, "client_output_limit", "fd=%d copied=%zu limit=%lld", connection->fd,
+                  output_queue_copied(&connection->output), (long long)limit);
+        metric_add(METRIC_output_limit_disconnects, 1);
+        return false;
+    }
+    if (connection->output.failed) return false;
+    return true;
+}
+
+/* Offers kept input again. Returns false if the connection must close now. */
+static bool retry_leftover(struct connection *connection) {
+    struct net_server *server = connection->worker->server;
+    size_t consumed = 0;
+    enum net_action action = server->handler.data(connection->session, connection->leftover,
+                                                  connection->leftover_length, &consumed);
+    if (action == NET_CLOSE) {
+        connection->closing = true;
+        connection->leftover_length = 0;
+        return true;
+    }
+    memmove(connection->leftover, connection->leftover + consumed,
+            connection->leftover_length - consumed);
+    connection->leftover_length -= consumed;
+    if (connection->leftover_length == 0 && connection->leftover_capacity > READ_BUFFER) {
+        free(connection->leftover);
+        connection->leftover = NULL;
+        connection->leftover_capacity = 0;
+    }
+    return !connection->output.failed;
+}
+
+/* Writes queued output until done or the socket is full. Returns false if the
+ * connection must close now (a write error). Sets *BLOCKED when the socket is full. */
+static bool write_output(struct connection *connection, bool *blocked) {
+    *blocked = false;
+    struct iovec iovecs[WRITE_IOVECS];
+    while (output_queue_pending(&connection->output) > 0) {
+        int count = output_queue_iovecs(&connection->output, iovecs, WRITE_IOVECS);
+        ssize_t written = writev(connection->fd, iovecs, count);
+        if (written > 0) {
+            output_queue_consume(&connection->output, (size_t)written);
+            metric_add(METRIC_net_output_bytes, written);
+            continue;
+        }
+        if (written < 0 && errno == EINTR) continue;
+        if (written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            *blocked = true;
+            return true;
+        }
+        return false;
+    }
+    return true;
+}
+
+/* Brings a connection up to date after input or writability: sends output, re-offers
+ * kept input while output drains, and sets the epoll interest. Closes the connection
+ * if needed; returns false when it did. */
+static bool service(struct connection *connection) {
+    for (int round = 0; round < 64; round++) {
+        bool blocked;
+        if (!write_output(connection, &blocked)) {
+            close_connection(connection);
+            return false;
+        }
+        if (blocked) break;
+        if (connection->closing) {
+            close_connection(connection);
+            return false;
+        }
+        if (connection->leftover_length == 0) break;
+        size_t before = connection->leftover_length;
+        if (!retry_leftover(connection)) {
+            close_connection(connection);
+            return false;
+        }
+        if (connection->leftover_length == before &&
+            output_queue_pending(&connection->output) == 0) {
+            break; /* the protocol takes nothing although nothing is queued */
+        }
+    }
+    uint32_t events = 0;
+    if (connection->leftover_length == 0 && !connection->closing) events |= EPOLLIN;
+    if (output_queue_pending(&connection->output) > 0) events |= EPOLLOUT;
+    set_interest(connection, events);
+    return true;
+}
+
+static void connection_readable(struct connection *connection) {
+    struct worker *worker = connection->worker;
+    struct net_server *server = worker->server;
+    for (int round = 0; round < READS_PER_EVENT; round++) {
+        if (connection->closing || connection->leftover_length > 0) break;
+        unsigned char *target;
+        size_t room;
+        ssize_t got;
+        if (server->handler.direct_target != NULL &&
+            server->handler.direct_target(connection->session, &target, &room) &&
+            room >= DIRECT_READ_MINIMUM) {
+            got = read(connection->fd, target, room);
+            if (got > 0) {
+                metric_add(METRIC_net_input_bytes, got);
+                server->handler.direct_filled(connection->session, (size_t)got);
+                continue;
+            }
+        } else {
+            got = read(connection->fd, worker->read_buffer, READ_BUFFER);
+            if (got > 0) {
+                metric_add(METRIC_net_input_bytes, got);
+                if (!deliver(connection, worker->read_buffer, (size_t)got)) {
+                    close_connection(connection);
+                    return;
+                }
+                if ((size_t)got < READ_BUFFER) break; /* the socket is probably empty */
+                continue;
+            }
+        }
+        if (got == 0) {
+            close_connection(connection); /* the client went away */
+            return;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        close_connection(connection);
+        return;
+    }
+    service(connection);
+}
+
+static void accept_connections(struct worker *worker, struct listener *listener) {
+    struct net_server *server = worker->server;
+    for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+        struct sockaddr_storage peer;
+        socklen_t peer_length = sizeof(peer);
+        int fd = accept4(listener->fd, (struct sockaddr *)&peer, &peer_length,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if ((errno == EMFILE || errno == ENFILE) && server->reserve_fd >= 0) {
+                /* Out of descriptors: accept and close the connection so the client
+                 * sees a refusal instead of hanging in the backlog. */
+                close(server->reserve_fd);
+                int refused = accept(listener->fd, NULL, NULL);
+                if (refused >= 0) close(refused);
+                server->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                log_event(LOG_WARNING, "accept_failed", "reason=\"out of file descriptors\"");
+                metric_add(METRIC_connections_rejected, 1);
+            }
+            return;
+        }
+        uint64_t open_now =
+            atomic_fetch_add_explicit(&server->connections, 1, memory_order_relaxed) + 1;
+        if (open_now > (uint64_t)options_number(server->options, OPTION_max_clients)) {
+            static const char refusal[] = "-ERR max number of clients reached\r\n";
+            ssize_t ignored = write(fd, refusal, sizeof(refusal) - 1);
+            (void)ignored;
+            close(fd);
+            atomic_fetch_sub_explicit(&server->connections, 1, memory_order_relaxed);
+            metric_add(METRIC_connections_rejected, 1);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+
+        struct connection *connection = calloc(1, sizeof(*connection));
+        if (connection == NULL) {
+            close(fd);
+            atomic_fetch_sub_explicit(&server->connections, 1, memory_order_relaxed);
+            continue;
+        }
+        connection->tag.kind = TAG_CONNECTION;
+        connection->worker = worker;
+        connection->fd = fd;
+        output_queue_init(&connection->output);
+
+        struct net_connection_info info;
+        info.id = atomic_fetch_add_explicit(&server->next_connection_id, 1, memory_order_relaxed);
+        info.fd = fd;
+        format_address((struct sockaddr *)&peer, info.peer, sizeof(info.peer));
+        struct sockaddr_storage local;
+        socklen_t local_length = sizeof(local);
+        if (getsockname(fd, (struct sockaddr *)&local, &local_length) == 0) {
+            format_address((struct sockaddr *)&local, info.local, sizeof(info.local));
+        } else {
+            snprintf(info.local, sizeof(info.local), "?");
+        }
+        connection->session = server->handler.open(server->context, &info, &connection->output);
+        if (connection->session == NULL) {
+            close(fd);
+            free(connection);
+            atomic_fetch_sub_explicit(&server->connections, 1, memory_order_relaxed);
+            continue;
+        }
+        connection->events = EPOLLIN;
+        struct epoll_event event = {.events = EPOLLIN, .data.ptr = &connection->tag};
+        if (epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0) {
+            server->handler.close(connection->session);
+            close(fd);
+            free(connection);
+            atomic_fetch_sub_explicit(&server->connections, 1, memory_order_relaxed);
+            continue;
+        }
+        connection->next = worker->connections;
+        if (worker->connections != NULL) worker->connections->previous = connection;
+        worker->connections = connection;
+        metric_add(METRIC_connections_received, 1);
+        metric_add(METRIC_clients_connected, 1);
+    }
+}
+
+/* ---- workers ------------------------------------------------------------------ */
+
+static void *worker_main(void *argument) {
+    struct worker *worker = argument;
+    struct net_server *server = worker->server;
+    struct epoll_event events[EVENTS_PER_WAIT];
+    while (!atomic_load_explicit(&server->stopping, memory_order_acquire)) {
+        int count = epoll_wait(worker->epoll_fd, events, EVENTS_PER_WAIT, -1);
+        if (count < 0) {
+            if (errno == EINTR) continue;
+            log_event(LOG_ERROR, "epoll_failed", "worker=%d error=\"%s\"", worker->index,
+                      strerror(errno));
+            break;
+        }
+        for (int i = 0; i < count; i++) {
+            struct tag *tag = events[i].data.ptr;
+            if (tag->kind == TAG_WAKE) {
+                uint64_t value;
+                ssize_t ignored = read(worker->wake_fd, &value, sizeof(value));
+                (void)ignored;
+                continue;
+            }
+            if (tag->kind == TAG_LISTENER) {
+                accept_connections(worker, (struct listener *)tag);
+                continue;
+            }
+            struct connection *connection = (struct connection *)tag;
+            uint32_t flags = events[i].events;
+            if (flags & EPOLLIN) {
+                connection_readable(connection);
+            } else if (flags & (EPOLLERR | EPOLLHUP)) {
+                close_connection(connection);
+            } else if (flags & EPOLLOUT) {
+                service(connection);
+            }
+        }
+    }
+    while (worker->connections != NULL)
+        close_connection(worker->connections);
+    return NULL;
+}
+
+int net_server_start(struct net_server *server, char *error, size_t error_size) {
+    server->workers = calloc((size_t)server->worker_count, sizeof(struct worker));
+    if (server->workers == NULL) {
+        snprintf(error, error_size, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < server->worker_count; i++) {
+        server->workers[i].epoll_fd = -1;
+        server->workers[i].wake_fd = -1;
+    }
+    for (int i = 0; i < server->worker_count; i++) {
+        struct worker *worker = &server->workers[i];
+        worker->wake_tag.kind = TAG_WAKE;
+        worker->server = server;
+        worker->index = i;
+        worker->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+        worker->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        worker->read_buffer = malloc(READ_BUFFER);
+        if (worker->epoll_fd < 0 || worker->wake_fd < 0 || worker->read_buffer == NULL) {
+            snprintf(error, error_size, "cannot set up worker %d: %s", i, strerror(errno));
+            return -1;
+        }
+        struct epoll_event wake = {.events = EPOLLIN, .data.ptr = &worker->wake_tag};
+        epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, worker->wake_fd, &wake);
+        for (int j = 0; j < server->listener_count; j++) {
+            struct epoll_event event = {.events = EPOLLIN | EPOLLEXCLUSIVE,
+                                        .data.ptr = &server->listeners[j].tag};
+            if (epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, server->listeners[j].fd, &event) != 0) {
+                snprintf(error, error_size, "epoll_ctl: %s", strerror(errno));
+                return -1;
+            }
+        }
+    }
+    for (int i = 0; i < server->worker_count; i++) {
+        struct worker *worker = &server->workers[i];
+        int status = pthread_create(&worker->thread, NULL, worker_main, worker);
+        if (status != 0) {
+            snprintf(error, error_size, "cannot start worker thread: %s", strerror(status));
+            return -1;
+        }
+        worker->started = true;
+    }
+    return 0;
+}
+
+void net_server_stop(struct net_server *server) {
+    if (server->workers == NULL) return;
+    atomic_store_explicit(&server->stopping, true, memory_order_release);
+    for (int i = 0; i < server->worker_count; i++) {
+        uint64_t one = 1;
+        if (server->workers[i].wake_fd >= 0) {
+            ssize_t ignored = write(server->workers[i].wake_fd, &one, sizeof(one));
+            (void)ignored;
+        }
+    }
+    for (int i = 0; i < server->worker_count; i++) {
+        struct worker *worker = &server->workers[i];
+        if (worker->started) pthread_join(worker->thread, NULL);
+        worker->started = false;
+    }
+}
+
+void net_server_destroy(struct net_server *server) {
+    if (server == NULL) return;
+    for (int i = 0; server->workers != NULL && i < server->worker_count; i++) {
+        struct worker *worker = &server->workers[i];
+        while (worker->connections != NULL)
+            close_connection(worker->connections);
+        if (worker->epoll_fd >= 0) close(worker->epoll_fd);
+        if (worker->wake_fd >= 0) close(worker->wake_fd);
+        free(worker->read_buffer);
+    }
+    free(server->workers);
+    for (int i = 0; i < server->listener_count; i++)
+        close(server->listeners[i].fd);
+    if (server->reserve_fd >= 0) close(server->reserve_fd);
+    free(server);
+}

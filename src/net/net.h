@@ -1,0 +1,82 @@
+/* The network layer: listeners, worker threads with one epoll event loop each, and
+ * connections. It moves bytes and knows nothing of what they mean; a protocol plugs
+ * in through struct net_handler.
+ *
+ * A connection lives on one worker for its whole life. All handler calls for a
+ * connection happen on that worker's thread, one at a time. */
+#ifndef STRATA_NET_NET_H
+#define STRATA_NET_NET_H
+
+#include "base/options.h"
+#include "base/output_queue.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct net_server;
+
+/* What a protocol learns about a new connection. */
+struct net_connection_info {
+    uint64_t id; /* unique in this process, from 1 */
+    int fd;
+    char peer[64];  /* "127.0.0.1:54321" or "[::1]:54321" */
+    char local[64]; /* the listening side, same form */
+};
+
+enum net_action {
+    NET_CONTINUE = 0, /* keep going */
+    NET_CLOSE,        /* send what is queued, then close */
+};
+
+struct net_handler {
+    /* A connection was accepted. Returns the protocol's session, or NULL to close it.
+     * The session appends replies to OUTPUT, which stays valid until close(). */
+    void *(*open)(void *context, const struct net_connection_info *info,
+                  struct output_queue *output);
+
+    /* Offers LENGTH bytes read from the connection; the handler sets *CONSUMED. If it
+     * consumes fewer, the connection stops reading, keeps the rest, and offers it
+     * again after some queued output has been sent (this is how a client that does
+     * not read its replies is slowed down rather than buffered without bound). */
+    enum net_action (*data)(void *session, const unsigned char *data, size_t length,
+                            size_t *consumed);
+
+    /* Optional. Returns true and a buffer when the next bytes should be read
+     * straight into it (the body of a large value); direct_filled() then reports how
+     * many bytes arrived there. */
+    bool (*direct_target)(void *session, unsigned char **buffer, size_t *length);
+    void (*direct_filled)(void *session, size_t length);
+
+    /* The connection is closing; free the session. */
+    void (*close)(void *session);
+};
+
+struct net_config {
+    const char *bind;        /* addresses, separated by spaces or commas */
+    int port;                /* 0: any free port (see net_server_port()) */
+    int threads;             /* worker threads, at least 1 */
+    struct options *options; /* read live: max-clients, client-output-limit */
+};
+
+/* Creates the listening sockets. Returns NULL with a reason in ERROR. */
+struct net_server *net_server_create(const struct net_config *config,
+                                     const struct net_handler *handler, void *context, char *error,
+                                     size_t error_size);
+
+/* The TCP port the listeners are bound to. */
+int net_server_port(const struct net_server *server);
+
+/* Starts the worker threads. Returns 0, or -1 with a reason in ERROR. */
+int net_server_start(struct net_server *server, char *error, size_t error_size);
+
+/* Stops the workers, closes every connection and joins the threads. */
+void net_server_stop(struct net_server *server);
+
+/* Closes the listeners and frees the server (after net_server_stop()). */
+void net_server_destroy(struct net_server *server);
+
+/* Connections open now. */
+uint64_t net_server_connections(const struct net_server *server);
+
+#endif
