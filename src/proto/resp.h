@@ -1,0 +1,64 @@
+/* The Redis protocol front end (RESP2 and RESP3): sessions that turn requests into
+ * store calls and replies.
+ *
+ * This header is what the server wires to the network layer; it does not depend on
+ * it. A session receives bytes through resp_session_data() and appends its replies to
+ * the output queue it was given. */
+#ifndef STRATA_PROTO_RESP_H
+#define STRATA_PROTO_RESP_H
+
+#include "base/options.h"
+#include "base/output_queue.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+struct resp_server;
+
+/* The version of strata, and the version of Redis whose behaviour it follows. */
+#define STRATA_VERSION       "0.1.0"
+#define STRATA_REDIS_VERSION "7.0.0"
+
+/* What the protocol needs from the process around it. */
+struct resp_environment {
+    struct store *store;
+    struct options *options;
+    const char *executable;  /* absolute path of the binary, for INFO */
+    const char *config_file; /* absolute path, or "" */
+    int port;                /* the Redis protocol port actually bound */
+    int threads;             /* worker threads */
+    /* Asks the process to shut down (SHUTDOWN). Called on a worker thread. */
+    void (*request_shutdown)(void *context);
+    void *shutdown_context;
+    /* Connections open now (INFO clients). */
+    uint64_t (*connected_clients)(void *context);
+    void *clients_context;
+};
+
+/* Creates the protocol's shared state. Returns NULL if out of memory. */
+struct resp_server *resp_server_create(const struct resp_environment *environment);
+
+/* Frees it; every session must be closed first. */
+void resp_server_destroy(struct resp_server *server);
+
+/* Takes a throughput sample for INFO's instantaneous figures. Call about every 100 ms. */
+void resp_server_sample(struct resp_server *server);
+
+/* Opens a session for a new connection. Returns it, or NULL if out of memory. */
+void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const char *peer,
+                        const char *local, struct output_queue *output);
+
+/* Parses and executes the commands in DATA (see net_handler.data). Sets *CONSUMED.
+ * Returns true when the connection should be closed once its output is sent. */
+bool resp_session_data(void *session, const unsigned char *data, size_t length, size_t *consumed);
+
+/* The direct-read hooks (see net_handler). */
+bool resp_session_direct_target(void *session, unsigned char **buffer, size_t *length);
+void resp_session_direct_filled(void *session, size_t length);
+
+/* Closes a session and frees it. */
+void resp_session_close(void *session);
+
+#endif

@@ -1,0 +1,147 @@
+/* Shared by the files of the RESP front end: the session, reply writers, the command
+ * table and argument helpers. Not used outside src/proto/. */
+#ifndef STRATA_PROTO_RESP_INTERNAL_H
+#define STRATA_PROTO_RESP_INTERNAL_H
+
+#include "base/output_queue.h"
+#include "engine/store.h"
+#include "proto/resp.h"
+#include "proto/resp_parser.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Pending output above which a session stops taking new commands until it drains. */
+#define RESP_OUTPUT_PAUSE (1024 * 1024)
+
+/* Values at least this long are sent straight from the store, without a copy. */
+#define RESP_REFERENCE_THRESHOLD (16 * 1024)
+
+struct resp_session;
+
+/* The protocol's process-wide state. */
+struct resp_server {
+    struct resp_environment environment;
+    int64_t start_time_ms;
+    pthread_mutex_t sessions_lock; /* guards the list and every session's name */
+    struct resp_session *sessions;
+    /* Throughput samples for INFO's instantaneous figures. */
+    pthread_mutex_t samples_lock;
+    int64_t sample_times[16];
+    int64_t sample_commands[16];
+    int64_t sample_input[16];
+    int64_t sample_output[16];
+    int sample_next;
+    int sample_count;
+};
+
+struct resp_session {
+    struct resp_server *server;
+    struct output_queue *output;
+    struct resp_parser parser;
+    _Atomic int protocol; /* 2 or 3; read by CLIENT LIST on other threads */
+    bool closing;         /* QUIT or a protocol error: send what is queued and close */
+    uint64_t id;
+    int fd;
+    char peer[64];
+    char local[64];
+    char *name; /* CLIENT SETNAME; under server->sessions_lock */
+    char *library_name;
+    char *library_version;
+    int64_t created_ms;
+    _Atomic int64_t last_active_ms;
+    _Atomic(const char *) last_command;
+    struct resp_session *previous; /* in server->sessions */
+    struct resp_session *next;
+};
+
+/* A command being executed: its arguments, as the parser delivered them. */
+struct resp_request {
+    size_t argc;
+    const unsigned char **argv;
+    const uint64_t *lengths;
+};
+
+/* ---- replies (resp_reply.c) --------------------------------------------------- */
+
+void reply_simple(struct resp_session *session, const char *text);       /* +text */
+void reply_ok(struct resp_session *session);                             /* +OK */
+void reply_error(struct resp_session *session, const char *text);        /* -text */
+void reply_errorf(struct resp_session *session, const char *format, ...) /* -text */
+    __attribute__((format(printf, 2, 3)));
+void reply_integer(struct resp_session *session, int64_t value);
+void reply_bulk(struct resp_session *session, const void *data, size_t length);
+void reply_bulk_text(struct resp_session *session, const char *text);
+void reply_bulk_integer(struct resp_session *session, int64_t value);
+void reply_null(struct resp_session *session); /* $-1, or _ in RESP3 */
+void reply_array(struct resp_session *session, size_t count);
+void reply_map(struct resp_session *session, size_t pairs); /* %n, or *2n in RESP2 */
+void reply_verbatim(struct resp_session *session, const void *text, size_t length);
+/* Sends an item's value as a bulk string and releases the item reference. Large
+ * values are queued by reference and sent straight from the store. */
+void reply_item(struct resp_session *session, struct item *item);
+/* The error reply for a failed store operation. */
+void reply_store_error(struct resp_session *session, enum store_status status);
+/* "ERR wrong number of arguments for 'NAME' command". */
+void reply_wrong_arity(struct resp_session *session, const char *name);
+/* "ERR syntax error". */
+void reply_syntax_error(struct resp_session *session);
+
+/* ---- arguments ---------------------------------------------------------------- */
+
+/* True when argument INDEX equals WORD, ignoring ASCII case. */
+bool argument_is(const struct resp_request *request, size_t index, const char *word);
+
+/* Parses argument INDEX as a signed 64-bit integer. On failure replies "ERR value is
+ * not an integer or out of range" and returns false. */
+bool argument_int64(struct resp_session *session, const struct resp_request *request, size_t index,
+                    int64_t *value);
+
+/* Copies argument INDEX into OUTPUT as a NUL-terminated string (truncated to fit). */
+void argument_text(const struct resp_request *request, size_t index, char *output,
+                   size_t output_size);
+
+/* ---- the command table (resp_commands.def) ------------------------------------ */
+
+typedef void (*resp_command_fn)(struct resp_session *session, const struct resp_request *request);
+
+struct resp_command {
+    const char *name; /* lower case */
+    resp_command_fn handler;
+    int arity;         /* n: exactly n arguments with the name; -n: at least n */
+    const char *flags; /* space separated, as COMMAND INFO reports them */
+    int first_key;
+    int last_key;
+    int key_step;
+    const char *group;
+    const char *since;
+    const char *summary;
+};
+
+#define COMMAND(name, handler, arity, flags, first, last, step, group, since, summary)             \
+    void handler(struct resp_session *session, const struct resp_request *request);
+#include "proto/resp_commands.def"
+#undef COMMAND
+
+/* Looks a command up by name, ignoring case. Returns NULL if unknown. */
+const struct resp_command *resp_command_find(const unsigned char *name, size_t length);
+
+/* The whole table and its size. */
+const struct resp_command *resp_command_table(size_t *count);
+
+/* ---- INFO and CLIENT LIST (resp_info.c) --------------------------------------- */
+
+struct byte_buffer;
+
+/* Appends the INFO text for the sections named in REQUEST from argument FIRST on (all
+ * sections when none is named). */
+void resp_info_text(struct resp_session *session, const struct resp_request *request, size_t first,
+                    struct byte_buffer *text);
+
+/* Appends the CLIENT LIST line of SESSION (the caller holds sessions_lock). */
+void resp_client_line(const struct resp_session *session, struct byte_buffer *text);
+
+#endif

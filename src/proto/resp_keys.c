@@ -1,0 +1,345 @@
+/* Keyspace commands: DEL UNLINK EXISTS TYPE EXPIRE PEXPIRE EXPIREAT PEXPIREAT EXPIRETIME
+ * PEXPIRETIME TTL PTTL PERSIST TOUCH KEYS SCAN RANDOMKEY RENAME RENAMENX COPY. */
+#include "base/byte_buffer.h"
+#include "base/clock.h"
+#include "base/glob.h"
+#include "base/numbers.h"
+#include "proto/resp_internal.h"
+
+#include <string.h>
+
+static struct store *store_of(struct resp_session *session) {
+    return session->server->environment.store;
+}
+
+void command_del(struct resp_session *session, const struct resp_request *request) {
+    int64_t removed = 0;
+    for (size_t i = 1; i < request->argc; i++) {
+        if (store_delete(store_of(session), request->argv[i], (size_t)request->lengths[i], NULL) ==
+            STORE_OK) {
+            removed++;
+        }
+    }
+    reply_integer(session, removed);
+}
+
+void command_exists(struct resp_session *session, const struct resp_request *request) {
+    int64_t found = 0;
+    for (size_t i = 1; i < request->argc; i++) {
+        found += store_exists(store_of(session), request->argv[i], (size_t)request->lengths[i]);
+    }
+    reply_integer(session, found);
+}
+
+void command_touch(struct resp_session *session, const struct resp_request *request) {
+    int64_t found = 0;
+    for (size_t i = 1; i < request->argc; i++) {
+        found += store_touch(store_of(session), request->argv[i], (size_t)request->lengths[i]);
+    }
+    reply_integer(session, found);
+}
+
+void command_type(struct resp_session *session, const struct resp_request *request) {
+    bool exists = store_exists(store_of(session), request->argv[1], (size_t)request->lengths[1]);
+    reply_simple(session, exists ? "string" : "none");
+}
+
+/* EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT: key, time, then NX | XX | GT | LT. */
+static void expire_command(struct resp_session *session, const struct resp_request *request,
+                           int64_t unit, bool absolute, const char *name) {
+    int64_t when;
+    if (!argument_int64(session, request, 2, &when)) return;
+    bool nx = false, xx = false, gt = false, lt = false;
+    for (size_t i = 3; i < request->argc; i++) {
+        if (argument_is(request, i, "NX")) {
+            nx = true;
+        } else if (argument_is(request, i, "XX")) {
+            xx = true;
+        } else if (argument_is(request, i, "GT")) {
+            gt = true;
+        } else if (argument_is(request, i, "LT")) {
+            lt = true;
+        } else {
+            char option[64];
+            argument_text(request, i, option, sizeof(option));
+            reply_errorf(session, "ERR Unsupported option %s", option);
+            return;
+        }
+    }
+    if (nx && (xx || gt || lt)) {
+        reply_error(session, "ERR NX and XX, GT or LT options at the same time are not compatible");
+        return;
+    }
+    if (gt && lt) {
+        reply_error(session, "ERR GT and LT options at the same time are not compatible");
+        return;
+    }
+    if (when > INT64_MAX / unit || when < INT64_MIN / unit) {
+        reply_errorf(session, "ERR invalid expire time in '%s' command", name);
+        return;
+    }
+    when *= unit;
+    if (!absolute) {
+        int64_t now = clock_realtime_ms();
+        if ((when > 0 && now > INT64_MAX - when) || (when < 0 && now < INT64_MIN - when)) {
+            reply_errorf(session, "ERR invalid expire time in '%s' command", name);
+            return;
+        }
+        when += now;
+    }
+    /* 0 means "no expiry" to the store; any time at or before the epoch deletes. */
+    if (when <= 0) when = 1;
+    enum store_expiry_condition condition = STORE_EXPIRY_ALWAYS;
+    if (nx) condition = STORE_EXPIRY_IF_NONE;
+    if (xx) condition = STORE_EXPIRY_IF_ANY;
+    if (gt) condition = STORE_EXPIRY_IF_GREATER;
+    if (lt) condition = STORE_EXPIRY_IF_LESS;
+    if (xx && (gt || lt)) {
+        /* XX with GT or LT: the key must have an expiry, and GT/LT must hold. */
+        int64_t current = 0;
+        if (store_get_expiry(store_of(session), request->argv[1], (size_t)request->lengths[1],
+                             &current) != STORE_OK ||
+            current == 0) {
+            reply_integer(session, 0);
+            return;
+        }
+    }
+    enum store_status status = store_set_expiry(store_of(session), request->argv[1],
+                                                (size_t)request->lengths[1], when, condition, NULL);
+    reply_integer(session, status == STORE_OK ? 1 : 0);
+}
+
+void command_expire(struct resp_session *session, const struct resp_request *request) {
+    expire_command(session, request, 1000, false, "expire");
+}
+
+void command_pexpire(struct resp_session *session, const struct resp_request *request) {
+    expire_command(session, request, 1, false, "pexpire");
+}
+
+void command_expireat(struct resp_session *session, const struct resp_request *request) {
+    expire_command(session, request, 1000, true, "expireat");
+}
+
+void command_pexpireat(struct resp_session *session, const struct resp_request *request) {
+    expire_command(session, request, 1, true, "pexpireat");
+}
+
+/* TTL, PTTL, EXPIRETIME, PEXPIRETIME: -2 for a missing key, -1 for no expiry. */
+static void ttl_command(struct resp_session *session, const struct resp_request *request,
+                        bool milliseconds, bool absolute) {
+    int64_t expire_at = 0;
+    if (store_get_expiry(store_of(session), request->argv[1], (size_t)request->lengths[1],
+                         &expire_at) != STORE_OK) {
+        reply_integer(session, -2);
+        return;
+    }
+    if (expire_at == 0) {
+        reply_integer(session, -1);
+        return;
+    }
+    if (absolute) {
+        reply_integer(session, milliseconds ? expire_at : expire_at / 1000);
+        return;
+    }
+    int64_t remaining = expire_at - clock_realtime_ms();
+    if (remaining < 0) remaining = 0;
+    reply_integer(session, milliseconds ? remaining : (remaining + 500) / 1000);
+}
+
+void command_ttl(struct resp_session *session, const struct resp_request *request) {
+    ttl_command(session, request, false, false);
+}
+
+void command_pttl(struct resp_session *session, const struct resp_request *request) {
+    ttl_command(session, request, true, false);
+}
+
+void command_expiretime(struct resp_session *session, const struct resp_request *request) {
+    ttl_command(session, request, false, true);
+}
+
+void command_pexpiretime(struct resp_session *session, const struct resp_request *request) {
+    ttl_command(session, request, true, true);
+}
+
+void command_persist(struct resp_session *session, const struct resp_request *request) {
+    enum store_status status =
+        store_set_expiry(store_of(session), request->argv[1], (size_t)request->lengths[1], 0,
+                         STORE_EXPIRY_IF_ANY, NULL);
+    reply_integer(session, status == STORE_OK ? 1 : 0);
+}
+
+/* Collects matching keys as (length, bytes) records. */
+struct key_collector {
+    const unsigned char *pattern; /* NULL: every key */
+    size_t pattern_length;
+    bool type_matches; /* false when SCAN TYPE names a type no key has */
+    struct byte_buffer keys;
+    size_t count;
+};
+
+static void collect_key(void *context, const struct item *item) {
+    struct key_collector *collector = context;
+    if (!collector->type_matches) return;
+    size_t length;
+    const unsigned char *key = item_key(item, &length);
+    if (collector->pattern != NULL &&
+        !glob_match(collector->pattern, collector->pattern_length, key, length)) {
+        return;
+    }
+    byte_buffer_append(&collector->keys, &length, sizeof(length));
+    byte_buffer_append(&collector->keys, key, length);
+    collector->count++;
+}
+
+/* Sends the collected keys as an array of bulk strings. */
+static void reply_keys(struct resp_session *session, struct key_collector *collector) {
+    if (collector->keys.failed) {
+        reply_store_error(session, STORE_ALLOCATION_FAILED);
+        return;
+    }
+    reply_array(session, collector->count);
+    size_t position = 0;
+    for (size_t i = 0; i < collector->count; i++) {
+        size_t length;
+        memcpy(&length, collector->keys.data + position, sizeof(length));
+        position += sizeof(length);
+        reply_bulk(session, collector->keys.data + position, length);
+        position += length;
+    }
+}
+
+/* True when PATTERN matches everything ("*", "**", ...). */
+static bool matches_all(const unsigned char *pattern, size_t length) {
+    for (size_t i = 0; i < length; i++) {
+        if (pattern[i] != '*') return false;
+    }
+    return length > 0;
+}
+
+void command_keys(struct resp_session *session, const struct resp_request *request) {
+    struct key_collector collector = {NULL, 0, true, BYTE_BUFFER_INIT, 0};
+    if (!matches_all(request->argv[1], (size_t)request->lengths[1])) {
+        collector.pattern = request->argv[1];
+        collector.pattern_length = (size_t)request->lengths[1];
+    }
+    uint64_t cursor = 0;
+    do {
+        cursor = store_scan(store_of(session), cursor, 1024, collect_key, &collector);
+    } while (cursor != 0 && !collector.keys.failed);
+    reply_keys(session, &collector);
+    byte_buffer_free(&collector.keys);
+}
+
+void command_scan(struct resp_session *session, const struct resp_request *request) {
+    uint64_t cursor;
+    if (!parse_uint64(request->argv[1], (size_t)request->lengths[1], &cursor) ||
+        !store_scan_cursor_valid(cursor)) {
+        reply_error(session, "ERR invalid cursor");
+        return;
+    }
+    struct key_collector collector = {NULL, 0, true, BYTE_BUFFER_INIT, 0};
+    int64_t count = 10;
+    for (size_t i = 2; i < request->argc; i++) {
+        bool has_value = i + 1 < request->argc;
+        if (argument_is(request, i, "COUNT") && has_value) {
+            if (!argument_int64(session, request, i + 1, &count)) return;
+            if (count < 1) {
+                reply_syntax_error(session);
+                return;
+            }
+            i++;
+        } else if (argument_is(request, i, "MATCH") && has_value) {
+            i++;
+            if (matches_all(request->argv[i], (size_t)request->lengths[i])) {
+                collector.pattern = NULL;
+            } else {
+                collector.pattern = request->argv[i];
+                collector.pattern_length = (size_t)request->lengths[i];
+            }
+        } else if (argument_is(request, i, "TYPE") && has_value) {
+            i++;
+            collector.type_matches = argument_is(request, i, "string");
+        } else {
+            reply_syntax_error(session);
+            return;
+        }
+    }
+    uint64_t next = store_scan(store_of(session), cursor, (size_t)count, collect_key, &collector);
+    reply_array(session, 2);
+    reply_bulk_integer(session, (int64_t)next);
+    reply_keys(session, &collector);
+    byte_buffer_free(&collector.keys);
+}
+
+void command_randomkey(struct resp_session *session, const struct resp_request *request) {
+    (void)request;
+    struct item *item;
+    if (store_random(store_of(session), &item) != STORE_OK) {
+        reply_null(session);
+        return;
+    }
+    size_t length;
+    const unsigned char *key = item_key(item, &length);
+    reply_bulk(session, key, length);
+    item_release(item);
+}
+
+void command_rename(struct resp_session *session, const struct resp_request *request) {
+    enum store_status status =
+        store_rename(store_of(session), request->argv[1], (size_t)request->lengths[1],
+                     request->argv[2], (size_t)request->lengths[2], false);
+    if (status == STORE_OK) {
+        reply_ok(session);
+    } else {
+        reply_store_error(session, status);
+    }
+}
+
+void command_renamenx(struct resp_session *session, const struct resp_request *request) {
+    enum store_status status =
+        store_rename(store_of(session), request->argv[1], (size_t)request->lengths[1],
+                     request->argv[2], (size_t)request->lengths[2], true);
+    if (status == STORE_OK) {
+        reply_integer(session, 1);
+    } else if (status == STORE_CONDITION_FAILED) {
+        reply_integer(session, 0);
+    } else {
+        reply_store_error(session, status);
+    }
+}
+
+void command_copy(struct resp_session *session, const struct resp_request *request) {
+    bool replace = false;
+    for (size_t i = 3; i < request->argc; i++) {
+        if (argument_is(request, i, "REPLACE")) {
+            replace = true;
+        } else if (argument_is(request, i, "DB") && i + 1 < request->argc) {
+            int64_t database;
+            if (!argument_int64(session, request, ++i, &database)) return;
+            if (database != 0) {
+                reply_error(session, "ERR DB index is out of range");
+                return;
+            }
+        } else {
+            reply_syntax_error(session);
+            return;
+        }
+    }
+    if (request->lengths[1] == request->lengths[2] &&
+        memcmp(request->argv[1], request->argv[2], (size_t)request->lengths[1]) == 0) {
+        reply_error(session, "ERR source and destination objects are the same");
+        return;
+    }
+    enum store_status status =
+        store_copy(store_of(session), request->argv[1], (size_t)request->lengths[1],
+                   request->argv[2], (size_t)request->lengths[2], replace);
+    if (status == STORE_OK) {
+        reply_integer(session, 1);
+    } else if (status == STORE_NOT_FOUND || status == STORE_CONDITION_FAILED) {
+        reply_integer(session, 0);
+    } else {
+        reply_store_error(session, status);
+    }
+}

@@ -1,0 +1,696 @@
+/* Connection and server commands: PING ECHO HELLO QUIT SELECT CLIENT DBSIZE FLUSHDB
+ * FLUSHALL INFO CONFIG COMMAND TIME SHUTDOWN. */
+#include "base/byte_buffer.h"
+#include "base/clock.h"
+#include "base/glob.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "base/numbers.h"
+#include "proto/resp_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static struct store *store_of(struct resp_session *session) {
+    return session->server->environment.store;
+}
+
+/* "ERR unknown subcommand 'x'. Try NAME HELP." */
+static void reply_unknown_subcommand(struct resp_session *session,
+                                     const struct resp_request *request, const char *name) {
+    char subcommand[129];
+    argument_text(request, 1, subcommand, sizeof(subcommand));
+    reply_errorf(session, "ERR unknown subcommand '%s'. Try %s HELP.", subcommand, name);
+}
+
+/* Replies with HELP lines as an array of simple strings. */
+static void reply_help(struct resp_session *session, const char *const *lines, size_t count) {
+    reply_array(session, count);
+    for (size_t i = 0; i < count; i++)
+        reply_simple(session, lines[i]);
+}
+
+/* ---- connection --------------------------------------------------------------- */
+
+void command_ping(struct resp_session *session, const struct resp_request *request) {
+    if (request->argc > 2) {
+        reply_wrong_arity(session, "ping");
+    } else if (request->argc == 2) {
+        reply_bulk(session, request->argv[1], (size_t)request->lengths[1]);
+    } else {
+        reply_simple(session, "PONG");
+    }
+}
+
+void command_echo(struct resp_session *session, const struct resp_request *request) {
+    reply_bulk(session, request->argv[1], (size_t)request->lengths[1]);
+}
+
+void command_quit(struct resp_session *session, const struct resp_request *request) {
+    (void)request;
+    reply_ok(session);
+    session->closing = true;
+}
+
+void command_select(struct resp_session *session, const struct resp_request *request) {
+    int64_t database;
+    if (!argument_int64(session, request, 1, &database)) return;
+    if (database != 0) {
+        reply_error(session, "ERR DB index is out of range");
+        return;
+    }
+    reply_ok(session);
+}
+
+/* True when NAME may be a client name: printable ASCII without spaces. */
+static bool valid_client_name(const unsigned char *name, size_t length) {
+    for (size_t i = 0; i < length; i++) {
+        if (name[i] < '!' || name[i] > '~') return false;
+    }
+    return true;
+}
+
+/* Replaces *FIELD (under the sessions lock) with a copy of VALUE, or NULL if empty. */
+static bool set_session_text(struct resp_session *session, char **field, const unsigned char *value,
+                             size_t length) {
+    char *copy = NULL;
+    if (length > 0) {
+        copy = malloc(length + 1);
+        if (copy == NULL) return false;
+        memcpy(copy, value, length);
+        copy[length] = '\0';
+    }
+    pthread_mutex_lock(&session->server->sessions_lock);
+    free(*field);
+    *field = copy;
+    pthread_mutex_unlock(&session->server->sessions_lock);
+    return true;
+}
+
+void command_hello(struct resp_session *session, const struct resp_request *request) {
+    int protocol = session->protocol;
+    size_t next = 1;
+    if (request->argc >= 2) {
+        int64_t version;
+        if (!parse_int64(request->argv[1], (size_t)request->lengths[1], &version)) {
+            reply_error(session, "ERR Protocol version is not an integer or out of range");
+            return;
+        }
+        if (version < 2 || version > 3) {
+            reply_error(session, "NOPROTO unsupported protocol version");
+            return;
+        }
+        protocol = (int)version;
+        next = 2;
+    }
+    const unsigned char *name = NULL;
+    size_t name_length = 0;
+    for (size_t i = next; i < request->argc; i++) {
+        if (argument_is(request, i, "AUTH") && i + 2 < request->argc) {
+            /* No passwords are configured: the default user needs none. */
+            if (!argument_is(request, i + 1, "default")) {
+                reply_error(session,
+                            "WRONGPASS invalid username-password pair or user is disabled.");
+                return;
+            }
+            i += 2;
+        } else if (argument_is(request, i, "SETNAME") && i + 1 < request->argc) {
+            name = request->argv[i + 1];
+            name_length = (size_t)request->lengths[i + 1];
+            if (!valid_client_name(name, name_length)) {
+                reply_error(session, "ERR Client names cannot contain spaces, newlines or "
+                                     "special characters.");
+                return;
+            }
+            i++;
+        } else {
+            char option[64];
+            argument_text(request, i, option, sizeof(option));
+            reply_errorf(session, "ERR Syntax error in HELLO option '%s'", option);
+            return;
+        }
+    }
+    if (name != NULL && !set_session_text(session, &session->name, name, name_length)) {
+        reply_store_error(session, STORE_ALLOCATION_FAILED);
+        return;
+    }
+    session->protocol = protocol;
+    reply_map(session, 7);
+    reply_bulk_text(session, "server");
+    reply_bulk_text(session, "strata");
+    reply_bulk_text(session, "version");
+    reply_bulk_text(session, STRATA_REDIS_VERSION);
+    reply_bulk_text(session, "proto");
+    reply_integer(session, protocol);
+    reply_bulk_text(session, "id");
+    reply_integer(session, (int64_t)session->id);
+    reply_bulk_text(session, "mode");
+    reply_bulk_text(session, "standalone");
+    reply_bulk_text(session, "role");
+    reply_bulk_text(session, "master");
+    reply_bulk_text(session, "modules");
+    reply_array(session, 0);
+}
+
+/* Appends the CLIENT LIST lines of the sessions chosen by FILTER_ID (0: all). */
+static void client_lines(struct resp_session *session, const uint64_t *ids, size_t id_count,
+                         struct byte_buffer *text) {
+    struct resp_server *server = session->server;
+    pthread_mutex_lock(&server->sessions_lock);
+    for (struct resp_session *other = server->sessions; other != NULL; other = other->next) {
+        bool chosen = id_count == 0;
+        for (size_t i = 0; i < id_count && !chosen; i++)
+            chosen = ids[i] == other->id;
+        if (chosen) resp_client_line(other, text);
+    }
+    pthread_mutex_unlock(&server->sessions_lock);
+}
+
+static void client_list(struct resp_session *session, const struct resp_request *request) {
+    uint64_t *ids = NULL;
+    size_t id_count = 0;
+    bool none = false;
+    for (size_t i = 2; i < request->argc; i++) {
+        if (argument_is(request, i, "TYPE") && i + 1 < request->argc) {
+            i++;
+            if (argument_is(request, i, "normal")) continue;
+            if (argument_is(request, i, "master") || argument_is(request, i, "replica") ||
+                argument_is(request, i, "pubsub")) {
+                none = true;
+                continue;
+            }
+            char type[64];
+            argument_text(request, i, type, sizeof(type));
+            reply_errorf(session, "ERR Unknown client type '%s'", type);
+            free(ids);
+            return;
+        }
+        if (argument_is(request, i, "ID") && i + 1 < request->argc) {
+            size_t count = request->argc - i - 1;
+            ids = calloc(count, sizeof(*ids));
+            if (ids == NULL) {
+                reply_store_error(session, STORE_ALLOCATION_FAILED);
+                return;
+            }
+            for (size_t j = i + 1; j < request->argc; j++) {
+                if (!parse_uint64(request->argv[j], (size_t)request->lengths[j], &ids[id_count]) ||
+                    ids[id_count] == 0) {
+                    reply_error(session, "ERR Invalid client ID");
+                    free(ids);
+                    return;
+                }
+                id_count++;
+            }
+            break;
+        }
+        reply_syntax_error(session);
+        free(ids);
+        return;
+    }
+    struct byte_buffer text = BYTE_BUFFER_INIT;
+    if (!none) client_lines(session, ids, id_count, &text);
+    free(ids);
+    if (text.failed) {
+        reply_store_error(session, STORE_ALLOCATION_FAILED);
+    } else {
+        reply_verbatim(session, text.data ? (const char *)text.data : "", text.length);
+    }
+    byte_buffer_free(&text);
+}
+
+void command_client(struct resp_session *session, const struct resp_request *request) {
+    static const char *const help[] = {
+        "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "GETNAME",
+        "    Return the name of the current connection.",
+        "ID",
+        "    Return the ID of the current connection.",
+        "INFO",
+        "    Return information about the current client connection.",
+        "LIST [TYPE <normal|master|replica|pubsub>] [ID <id> [<id> ...]]",
+        "    Return information about client connections.",
+        "SETNAME <name>",
+        "    Assign the name <name> to the current connection.",
+        "SETINFO <LIB-NAME|LIB-VER> <value>",
+        "    Record the name or version of the client library.",
+        "HELP",
+        "    Print this help.",
+    };
+    size_t argc = request->argc;
+    if (argument_is(request, 1, "ID") && argc == 2) {
+        reply_integer(session, (int64_t)session->id);
+    } else if (argument_is(request, 1, "SETNAME") && argc == 3) {
+        if (!valid_client_name(request->argv[2], (size_t)request->lengths[2])) {
+            reply_error(session,
+                        "ERR Client names cannot contain spaces, newlines or special characters.");
+        } else if (!set_session_text(session, &session->name, request->argv[2],
+                                     (size_t)request->lengths[2])) {
+            reply_store_error(session, STORE_ALLOCATION_FAILED);
+        } else {
+            reply_ok(session);
+        }
+    } else if (argument_is(request, 1, "GETNAME") && argc == 2) {
+        pthread_mutex_lock(&session->server->sessions_lock);
+        char *name = session->name ? strdup(session->name) : NULL;
+        pthread_mutex_unlock(&session->server->sessions_lock);
+        if (name != NULL) {
+            reply_bulk_text(session, name);
+        } else {
+            reply_null(session);
+        }
+        free(name);
+    } else if (argument_is(request, 1, "LIST")) {
+        client_list(session, request);
+    } else if (argument_is(request, 1, "INFO") && argc == 2) {
+        struct byte_buffer text = BYTE_BUFFER_INIT;
+        pthread_mutex_lock(&session->server->sessions_lock);
+        resp_client_line(session, &text);
+        pthread_mutex_unlock(&session->server->sessions_lock);
+        reply_verbatim(session, text.data ? (const char *)text.data : "", text.length);
+        byte_buffer_free(&text);
+    } else if (argument_is(request, 1, "SETINFO") && argc == 4) {
+        char **field = argument_is(request, 2, "LIB-NAME")  ? &session->library_name
+                       : argument_is(request, 2, "LIB-VER") ? &session->library_version
+                                                            : NULL;
+        char attribute[64];
+        argument_text(request, 2, attribute, sizeof(attribute));
+        if (field == NULL) {
+            reply_errorf(session, "ERR Unrecognized option '%s'", attribute);
+        } else if (!valid_client_name(request->argv[3], (size_t)request->lengths[3])) {
+            reply_errorf(session, "ERR %s cannot contain spaces, newlines or special characters.",
+                         attribute);
+        } else if (!set_session_text(session, field, request->argv[3],
+                                     (size_t)request->lengths[3])) {
+            reply_store_error(session, STORE_ALLOCATION_FAILED);
+        } else {
+            reply_ok(session);
+        }
+    } else if (argument_is(request, 1, "HELP") && argc == 2) {
+        reply_help(session, help, sizeof(help) / sizeof(help[0]));
+    } else if (argument_is(request, 1, "ID") || argument_is(request, 1, "SETNAME") ||
+               argument_is(request, 1, "GETNAME") || argument_is(request, 1, "INFO") ||
+               argument_is(request, 1, "SETINFO") || argument_is(request, 1, "HELP")) {
+        char subcommand[32], name[48];
+        argument_text(request, 1, subcommand, sizeof(subcommand));
+        for (char *c = subcommand; *c; c++)
+            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+        snprintf(name, sizeof(name), "client|%s", subcommand);
+        reply_wrong_arity(session, name);
+    } else {
+        reply_unknown_subcommand(session, request, "CLIENT");
+    }
+}
+
+/* ---- server ------------------------------------------------------------------- */
+
+void command_dbsize(struct resp_session *session, const struct resp_request *request) {
+    (void)request;
+    reply_integer(session, (int64_t)store_count(store_of(session)));
+}
+
+void command_flush(struct resp_session *session, const struct resp_request *request) {
+    if (request->argc > 2 || (request->argc == 2 && !argument_is(request, 1, "ASYNC") &&
+                              !argument_is(request, 1, "SYNC"))) {
+        reply_syntax_error(session);
+        return;
+    }
+    store_flush(store_of(session));
+    reply_ok(session);
+}
+
+void command_info(struct resp_session *session, const struct resp_request *request) {
+    struct byte_buffer text = BYTE_BUFFER_INIT;
+    resp_info_text(session, request, 1, &text);
+    if (text.failed) {
+        reply_store_error(session, STORE_ALLOCATION_FAILED);
+    } else {
+        reply_verbatim(session, text.data ? (const char *)text.data : "", text.length);
+    }
+    byte_buffer_free(&text);
+}
+
+void command_time(struct resp_session *session, const struct resp_request *request) {
+    (void)request;
+    int64_t now = clock_realtime_us();
+    reply_array(session, 2);
+    reply_bulk_integer(session, now / 1000000);
+    reply_bulk_integer(session, now % 1000000);
+}
+
+void command_shutdown(struct resp_session *session, const struct resp_request *request) {
+    for (size_t i = 1; i < request->argc; i++) {
+        if (argument_is(request, i, "ABORT")) {
+            reply_error(session, "ERR No shutdown in progress.");
+            return;
+        }
+        if (!argument_is(request, i, "NOSAVE") && !argument_is(request, i, "SAVE") &&
+            !argument_is(request, i, "NOW") && !argument_is(request, i, "FORCE")) {
+            reply_syntax_error(session);
+            return;
+        }
+    }
+    log_event(LOG_INFO, "shutdown_requested", "client=%llu peer=%s",
+              (unsigned long long)session->id, session->peer);
+    const struct resp_environment *environment = &session->server->environment;
+    if (environment->request_shutdown != NULL) {
+        environment->request_shutdown(environment->shutdown_context);
+    }
+    /* As with Redis, a successful SHUTDOWN has no reply: the connection just closes. */
+    session->closing = true;
+}
+
+/* ---- CONFIG ------------------------------------------------------------------- */
+
+/* Redis names that map onto strata options. */
+static const struct {
+    const char *name;
+    enum option_id id;
+} aliases[] = {
+    {"maxmemory", OPTION_memory},
+    {"maxclients", OPTION_max_clients},
+    {"proto-max-bulk-len", OPTION_max_value},
+    {"client-query-buffer-limit", OPTION_max_request},
+    {"loglevel", OPTION_log_level},
+};
+
+/* Settings Redis clients and tools ask for, with the fixed answer strata gives. */
+static const struct {
+    const char *name;
+    const char *value;
+} fixed_settings[] = {
+    {"save", ""},
+    {"appendonly", "no"},
+    {"databases", "1"},
+    {"maxmemory-policy", "s3fifo"},
+};
+
+/* Finds an option by its name or a Redis alias (case-insensitive). Returns -1 if
+ * unknown. */
+static int find_option(const char *name) {
+    char lower[64];
+    size_t length = strlen(name);
+    if (length >= sizeof(lower)) return -1;
+    for (size_t i = 0; i <= length; i++) {
+        lower[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+    }
+    int id = options_find(lower);
+    if (id >= 0) return id;
+    for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++) {
+        if (strcmp(aliases[i].name, lower) == 0) return (int)aliases[i].id;
+    }
+    return -1;
+}
+
+/* True when PATTERN (case-insensitive glob) matches NAME. */
+static bool name_matches(const char *pattern, const char *name) {
+    char lower[256];
+    size_t length = strlen(pattern);
+    if (length >= sizeof(lower)) length = sizeof(lower) - 1;
+    for (size_t i = 0; i < length; i++) {
+        lower[i] = (char)(pattern[i] >= 'A' && pattern[i] <= 'Z' ? pattern[i] + 32 : pattern[i]);
+    }
+    return glob_match((const unsigned char *)lower, length, (const unsigned char *)name,
+                      strlen(name));
+}
+
+static void config_get(struct resp_session *session, const struct resp_request *request) {
+    const struct options *options = session->server->environment.options;
+    /* Each name at most once, in table order: options, then aliases and fixed ones
+     * (those only when asked for by their exact name). */
+    bool option_chosen[OPTION_COUNT] = {false};
+    bool alias_chosen[sizeof(aliases) / sizeof(aliases[0])] = {false};
+    bool fixed_chosen[sizeof(fixed_settings) / sizeof(fixed_settings[0])] = {false};
+    size_t pairs = 0;
+    for (size_t i = 2; i < request->argc; i++) {
+        char pattern[256];
+        argument_text(request, i, pattern, sizeof(pattern));
+        for (int id = 0; id < OPTION_COUNT; id++) {
+            if (!option_chosen[id] && name_matches(pattern, options_name((enum option_id)id))) {
+                option_chosen[id] = true;
+                pairs++;
+            }
+        }
+        for (size_t j = 0; j < sizeof(aliases) / sizeof(aliases[0]); j++) {
+            if (!alias_chosen[j] && strcasecmp(pattern, aliases[j].name) == 0) {
+                alias_chosen[j] = true;
+                pairs++;
+            }
+        }
+        for (size_t j = 0; j < sizeof(fixed_settings) / sizeof(fixed_settings[0]); j++) {
+            if (!fixed_chosen[j] && strcasecmp(pattern, fixed_settings[j].name) == 0) {
+                fixed_chosen[j] = true;
+                pairs++;
+            }
+        }
+    }
+    char value[256];
+    reply_map(session, pairs);
+    for (int id = 0; id < OPTION_COUNT; id++) {
+        if (!option_chosen[id]) continue;
+        reply_bulk_text(session, options_name((enum option_id)id));
+        reply_bulk_text(session, options_format(options, (enum option_id)id, value, sizeof(value)));
+    }
+    for (size_t j = 0; j < sizeof(aliases) / sizeof(aliases[0]); j++) {
+        if (!alias_chosen[j]) continue;
+        reply_bulk_text(session, aliases[j].name);
+        reply_bulk_text(session, options_format(options, aliases[j].id, value, sizeof(value)));
+    }
+    for (size_t j = 0; j < sizeof(fixed_settings) / sizeof(fixed_settings[0]); j++) {
+        if (!fixed_chosen[j]) continue;
+        reply_bulk_text(session, fixed_settings[j].name);
+        reply_bulk_text(session, fixed_settings[j].value);
+    }
+}
+
+static void config_set(struct resp_session *session, const struct resp_request *request) {
+    struct options *options = session->server->environment.options;
+    size_t count = (request->argc - 2) / 2;
+    int ids[OPTION_COUNT];
+    char previous[OPTION_COUNT][64];
+    size_t applied = 0;
+    /* All or nothing: names first, then each value, undoing on the first refusal. */
+    for (size_t i = 0; i < count; i++) {
+        char name[128];
+        argument_text(request, 2 + 2 * i, name, sizeof(name));
+        if (i >= OPTION_COUNT) {
+            reply_errorf(session,
+                         "ERR CONFIG SET failed (possibly related to argument '%s') "
+                         "- duplicate parameter",
+                         name);
+            return;
+        }
+        int id = find_option(name);
+        if (id < 0) {
+            reply_errorf(session, "ERR Unknown option or number of arguments for CONFIG SET - '%s'",
+                         name);
+            return;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (ids[j] == id) {
+                reply_errorf(session,
+                             "ERR CONFIG SET failed (possibly related to argument '%s') "
+                             "- duplicate parameter",
+                             name);
+                return;
+            }
+        }
+        ids[i] = id;
+    }
+    for (size_t i = 0; i < count; i++) {
+        enum option_id id = (enum option_id)ids[i];
+        char name[128], value[256], reason[256];
+        argument_text(request, 2 + 2 * i, name, sizeof(name));
+        argument_text(request, 3 + 2 * i, value, sizeof(value));
+        options_format(options, id, previous[i], sizeof(previous[i]));
+        if (options_set(options, id, value, true, reason, sizeof(reason)) != 0) {
+            for (size_t j = applied; j-- > 0;) {
+                char ignored[256];
+                options_set(options, (enum option_id)ids[j], previous[j], true, ignored,
+                            sizeof(ignored));
+            }
+            reply_errorf(session, "ERR CONFIG SET failed (possibly related to argument '%s') - %s",
+                         name, reason);
+            return;
+        }
+        applied++;
+        char quoted[300];
+        log_event(LOG_INFO, "config_set", "option=%s value=%s client=%llu", options_name(id),
+                  log_quote(quoted, sizeof(quoted), value, strlen(value)),
+                  (unsigned long long)session->id);
+    }
+    reply_ok(session);
+}
+
+void command_config(struct resp_session *session, const struct resp_request *request) {
+    static const char *const help[] = {
+        "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "GET <pattern>",
+        "    Return parameters matching the glob-like <pattern> and their values.",
+        "SET <directive> <value>",
+        "    Set the configuration <directive> to <value>.",
+        "RESETSTAT",
+        "    Reset statistics reported by the INFO command.",
+        "HELP",
+        "    Print this help.",
+    };
+    if (argument_is(request, 1, "GET") && request->argc >= 3) {
+        config_get(session, request);
+    } else if (argument_is(request, 1, "SET") && request->argc >= 4 && request->argc % 2 == 0) {
+        config_set(session, request);
+    } else if (argument_is(request, 1, "RESETSTAT") && request->argc == 2) {
+        metrics_reset();
+        reply_ok(session);
+    } else if (argument_is(request, 1, "REWRITE") && request->argc == 2) {
+        reply_error(session, "ERR CONFIG REWRITE is not supported: edit the config file");
+    } else if (argument_is(request, 1, "HELP") && request->argc == 2) {
+        reply_help(session, help, sizeof(help) / sizeof(help[0]));
+    } else if (argument_is(request, 1, "GET") || argument_is(request, 1, "SET") ||
+               argument_is(request, 1, "RESETSTAT") || argument_is(request, 1, "REWRITE") ||
+               argument_is(request, 1, "HELP")) {
+        char subcommand[32], name[48];
+        argument_text(request, 1, subcommand, sizeof(subcommand));
+        for (char *c = subcommand; *c; c++)
+            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+        snprintf(name, sizeof(name), "config|%s", subcommand);
+        reply_wrong_arity(session, name);
+    } else {
+        reply_unknown_subcommand(session, request, "CONFIG");
+    }
+}
+
+/* ---- COMMAND ------------------------------------------------------------------ */
+
+/* Counts the space-separated words of TEXT. */
+static size_t word_count(const char *text) {
+    size_t count = 0;
+    bool inside = false;
+    for (; *text; text++) {
+        if (*text == ' ') {
+            inside = false;
+        } else if (!inside) {
+            inside = true;
+            count++;
+        }
+    }
+    return count;
+}
+
+/* Replies with each space-separated word of TEXT, with PREFIX, as simple strings. */
+static void reply_words(struct resp_session *session, const char *text, const char *prefix) {
+    char word[64];
+    while (*text) {
+        while (*text == ' ')
+            text++;
+        size_t length = strcspn(text, " ");
+        if (length == 0) break;
+        snprintf(word, sizeof(word), "%s%.*s", prefix, (int)length, text);
+        reply_simple(session, word);
+        text += length;
+    }
+}
+
+static void reply_command_info(struct resp_session *session, const struct resp_command *command) {
+    bool write = strstr(command->flags, "write") != NULL;
+    bool fast = strstr(command->flags, "fast") != NULL;
+    const char *category = strcmp(command->group, "string") == 0       ? "string"
+                           : strcmp(command->group, "generic") == 0    ? "keyspace"
+                           : strcmp(command->group, "connection") == 0 ? "connection"
+                                                                       : "admin";
+    char categories[128];
+    snprintf(categories, sizeof(categories), "%s %s %s", write ? "write" : "read", category,
+             fast ? "fast" : "slow");
+    reply_array(session, 10);
+    reply_bulk_text(session, command->name);
+    reply_integer(session, command->arity);
+    reply_array(session, word_count(command->flags));
+    reply_words(session, command->flags, "");
+    reply_integer(session, command->first_key);
+    reply_integer(session, command->last_key);
+    reply_integer(session, command->key_step);
+    reply_array(session, word_count(categories));
+    reply_words(session, categories, "@");
+    reply_array(session, 0); /* tips */
+    reply_array(session, 0); /* key specifications */
+    reply_array(session, 0); /* subcommands */
+}
+
+static void reply_command_docs(struct resp_session *session, const struct resp_command *command) {
+    reply_bulk_text(session, command->name);
+    reply_map(session, 3);
+    reply_bulk_text(session, "summary");
+    reply_bulk_text(session, command->summary);
+    reply_bulk_text(session, "since");
+    reply_bulk_text(session, command->since);
+    reply_bulk_text(session, "group");
+    reply_bulk_text(session, command->group);
+}
+
+void command_command(struct resp_session *session, const struct resp_request *request) {
+    static const char *const help[] = {
+        "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "(no subcommand)",
+        "    Return details about all commands.",
+        "COUNT",
+        "    Return the total number of commands in this server.",
+        "LIST",
+        "    Return a list of all commands in this server.",
+        "INFO [<command-name> ...]",
+        "    Return details about multiple commands.",
+        "DOCS [<command-name> ...]",
+        "    Return documentation details about multiple commands.",
+        "HELP",
+        "    Print this help.",
+    };
+    size_t count;
+    const struct resp_command *table = resp_command_table(&count);
+    if (request->argc == 1) {
+        reply_array(session, count);
+        for (size_t i = 0; i < count; i++)
+            reply_command_info(session, &table[i]);
+    } else if (argument_is(request, 1, "COUNT") && request->argc == 2) {
+        reply_integer(session, (int64_t)count);
+    } else if (argument_is(request, 1, "LIST")) {
+        reply_array(session, count);
+        for (size_t i = 0; i < count; i++)
+            reply_bulk_text(session, table[i].name);
+    } else if (argument_is(request, 1, "INFO")) {
+        if (request->argc == 2) {
+            reply_array(session, count);
+            for (size_t i = 0; i < count; i++)
+                reply_command_info(session, &table[i]);
+            return;
+        }
+        reply_array(session, request->argc - 2);
+        for (size_t i = 2; i < request->argc; i++) {
+            const struct resp_command *command =
+                resp_command_find(request->argv[i], (size_t)request->lengths[i]);
+            if (command != NULL) {
+                reply_command_info(session, command);
+            } else {
+                reply_null(session);
+            }
+        }
+    } else if (argument_is(request, 1, "DOCS")) {
+        if (request->argc == 2) {
+            reply_map(session, count);
+            for (size_t i = 0; i < count; i++)
+                reply_command_docs(session, &table[i]);
+            return;
+        }
+        size_t known = 0;
+        for (size_t i = 2; i < request->argc; i++) {
+            known += resp_command_find(request->argv[i], (size_t)request->lengths[i]) != NULL;
+        }
+        reply_map(session, known);
+        for (size_t i = 2; i < request->argc; i++) {
+            const struct resp_command *command =
+                resp_command_find(request->argv[i], (size_t)request->lengths[i]);
+            if (command != NULL) reply_command_docs(session, command);
+        }
+    } else if (argument_is(request, 1, "HELP") && request->argc == 2) {
+        reply_help(session, help, sizeof(help) / sizeof(help[0]));
+    } else {
+        reply_unknown_subcommand(session, request, "COMMAND");
+    }
+}

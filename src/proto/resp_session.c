@@ -1,0 +1,247 @@
+/* RESP sessions: feeding the parser, dispatching commands, and the session registry
+ * that CLIENT LIST reads. */
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "proto/resp_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const struct resp_command commands[] = {
+#define COMMAND(name, handler, arity, flags, first, last, step, group, since, summary)             \
+    {name, handler, arity, flags, first, last, step, group, since, summary},
+#include "proto/resp_commands.def"
+#undef COMMAND
+};
+
+#define COMMAND_COUNT (sizeof(commands) / sizeof(commands[0]))
+
+/* Command indexes sorted by name, for binary search. */
+static size_t sorted[COMMAND_COUNT];
+static pthread_once_t sorted_once = PTHREAD_ONCE_INIT;
+
+static int compare_names(const void *left, const void *right) {
+    return strcmp(commands[*(const size_t *)left].name, commands[*(const size_t *)right].name);
+}
+
+static void sort_commands(void) {
+    for (size_t i = 0; i < COMMAND_COUNT; i++)
+        sorted[i] = i;
+    qsort(sorted, COMMAND_COUNT, sizeof(sorted[0]), compare_names);
+}
+
+const struct resp_command *resp_command_table(size_t *count) {
+    *count = COMMAND_COUNT;
+    return commands;
+}
+
+const struct resp_command *resp_command_find(const unsigned char *name, size_t length) {
+    char lower[32];
+    if (length == 0 || length >= sizeof(lower)) return NULL;
+    for (size_t i = 0; i < length; i++) {
+        unsigned char c = name[i];
+        lower[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+    lower[length] = '\0';
+    pthread_once(&sorted_once, sort_commands);
+    size_t low = 0, high = COMMAND_COUNT;
+    while (low < high) {
+        size_t middle = (low + high) / 2;
+        int order = strcmp(lower, commands[sorted[middle]].name);
+        if (order == 0) return &commands[sorted[middle]];
+        if (order < 0) {
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
+    }
+    return NULL;
+}
+
+/* ---- the protocol's shared state ---------------------------------------------- */
+
+struct resp_server *resp_server_create(const struct resp_environment *environment) {
+    struct resp_server *server = calloc(1, sizeof(*server));
+    if (server == NULL) return NULL;
+    server->environment = *environment;
+    server->start_time_ms = clock_realtime_ms();
+    pthread_mutex_init(&server->sessions_lock, NULL);
+    pthread_mutex_init(&server->samples_lock, NULL);
+    pthread_once(&sorted_once, sort_commands);
+    return server;
+}
+
+void resp_server_destroy(struct resp_server *server) {
+    if (server == NULL) return;
+    pthread_mutex_destroy(&server->sessions_lock);
+    pthread_mutex_destroy(&server->samples_lock);
+    free(server);
+}
+
+void resp_server_sample(struct resp_server *server) {
+    pthread_mutex_lock(&server->samples_lock);
+    int slot = server->sample_next;
+    server->sample_times[slot] = clock_monotonic_ms();
+    server->sample_commands[slot] = metric_read(METRIC_commands_processed);
+    server->sample_input[slot] = metric_read(METRIC_net_input_bytes);
+    server->sample_output[slot] = metric_read(METRIC_net_output_bytes);
+    server->sample_next = (slot + 1) % 16;
+    if (server->sample_count < 16) server->sample_count++;
+    pthread_mutex_unlock(&server->samples_lock);
+}
+
+/* ---- sessions ----------------------------------------------------------------- */
+
+static struct resp_parser_limits current_limits(const struct resp_server *server) {
+    const struct options *options = server->environment.options;
+    struct resp_parser_limits limits = {
+        .max_request = (uint64_t)options_number(options, OPTION_max_request),
+        .max_value = (uint64_t)options_number(options, OPTION_max_value),
+        .max_arguments = (uint64_t)options_number(options, OPTION_max_arguments),
+    };
+    return limits;
+}
+
+void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const char *peer,
+                        const char *local, struct output_queue *output) {
+    struct resp_session *session = calloc(1, sizeof(*session));
+    if (session == NULL) return NULL;
+    session->server = server;
+    session->output = output;
+    struct resp_parser_limits limits = current_limits(server);
+    resp_parser_init(&session->parser, &limits);
+    session->protocol = 2;
+    session->id = id;
+    session->fd = fd;
+    snprintf(session->peer, sizeof(session->peer), "%s", peer);
+    snprintf(session->local, sizeof(session->local), "%s", local);
+    session->created_ms = clock_realtime_ms();
+    atomic_init(&session->last_active_ms, session->created_ms);
+    atomic_init(&session->last_command, "NULL");
+    pthread_mutex_lock(&server->sessions_lock);
+    session->next = server->sessions;
+    if (server->sessions != NULL) server->sessions->previous = session;
+    server->sessions = session;
+    pthread_mutex_unlock(&server->sessions_lock);
+    return session;
+}
+
+void resp_session_close(void *opaque) {
+    struct resp_session *session = opaque;
+    struct resp_server *server = session->server;
+    pthread_mutex_lock(&server->sessions_lock);
+    if (session->previous != NULL) {
+        session->previous->next = session->next;
+    } else {
+        server->sessions = session->next;
+    }
+    if (session->next != NULL) session->next->previous = session->previous;
+    pthread_mutex_unlock(&server->sessions_lock);
+    resp_parser_free(&session->parser);
+    free(session->name);
+    free(session->library_name);
+    free(session->library_version);
+    free(session);
+}
+
+/* Writes the "unknown command" error the way Redis 7 words it. */
+static void reply_unknown_command(struct resp_session *session,
+                                  const struct resp_request *request) {
+    char text[512];
+    size_t length = (size_t)snprintf(text, sizeof(text),
+                                     "ERR unknown command '%.*s', with "
+                                     "args beginning with: ",
+                                     (int)(request->lengths[0] < 128 ? request->lengths[0] : 128),
+                                     (const char *)request->argv[0]);
+    for (size_t i = 1; i < request->argc && length < 128 + 64; i++) {
+        int room = (int)(sizeof(text) - length);
+        int shown = (int)(request->lengths[i] < 128 ? request->lengths[i] : 128);
+        int added =
+            snprintf(text + length, (size_t)room, "'%.*s' ", shown, (const char *)request->argv[i]);
+        if (added < 0 || added >= room) break;
+        length += (size_t)added;
+    }
+    reply_error(session, text);
+}
+
+/* Runs the command the parser has just completed. */
+static void execute(struct resp_session *session) {
+    struct resp_parser *parser = &session->parser;
+    struct resp_request request = {parser->argc, parser->argv, parser->argv_lengths};
+    if (request.argc == 0) return;
+    metric_add(METRIC_commands_processed, 1);
+    atomic_store_explicit(&session->last_active_ms, clock_realtime_ms(), memory_order_relaxed);
+    if (parser->oversized_length != 0) {
+        reply_errorf(
+            session, "ERR argument of %llu bytes exceeds max-value (%lld bytes)",
+            (unsigned long long)parser->oversized_length,
+            (long long)options_number(session->server->environment.options, OPTION_max_value));
+        return;
+    }
+    if (parser->allocation_failed) {
+        reply_error(session, "OOM out of memory: could not allocate an argument");
+        return;
+    }
+    const struct resp_command *command = resp_command_find(request.argv[0], request.lengths[0]);
+    if (command == NULL) {
+        reply_unknown_command(session, &request);
+        return;
+    }
+    if ((command->arity > 0 && request.argc != (size_t)command->arity) ||
+        (command->arity < 0 && request.argc < (size_t)-command->arity)) {
+        reply_wrong_arity(session, command->name);
+        return;
+    }
+    atomic_store_explicit(&session->last_command, command->name, memory_order_relaxed);
+    command->handler(session, &request);
+}
+
+bool resp_session_data(void *opaque, const unsigned char *data, size_t length, size_t *consumed) {
+    struct resp_session *session = opaque;
+    size_t position = 0;
+    while (position < length) {
+        if (session->closing) {
+            position = length; /* after QUIT or a protocol error, input is ignored */
+            break;
+        }
+        if (output_queue_pending(session->output) > RESP_OUTPUT_PAUSE &&
+            !resp_parser_in_command(&session->parser)) {
+            break; /* let the client read its replies before taking more commands */
+        }
+        size_t used = 0;
+        enum resp_parse_result result =
+            resp_parser_feed(&session->parser, data + position, length - position, &used);
+        position += used;
+        if (result == RESP_COMMAND_READY) {
+            execute(session);
+            resp_parser_next_command(&session->parser);
+            struct resp_parser_limits limits = current_limits(session->server);
+            resp_parser_set_limits(&session->parser, &limits);
+        } else if (result == RESP_PROTOCOL_ERROR) {
+            reply_errorf(session, "ERR %s", session->parser.error);
+            char quoted[160];
+            log_event(LOG_INFO, "protocol_error", "client=%llu peer=%s error=%s",
+                      (unsigned long long)session->id, session->peer,
+                      log_quote(quoted, sizeof(quoted), session->parser.error,
+                                strlen(session->parser.error)));
+            metric_add(METRIC_protocol_errors, 1);
+            session->closing = true;
+        } else {
+            break;
+        }
+    }
+    *consumed = position;
+    return session->closing;
+}
+
+bool resp_session_direct_target(void *opaque, unsigned char **buffer, size_t *length) {
+    struct resp_session *session = opaque;
+    return resp_parser_direct_target(&session->parser, buffer, length);
+}
+
+void resp_session_direct_filled(void *opaque, size_t length) {
+    struct resp_session *session = opaque;
+    resp_parser_direct_advance(&session->parser, length);
+}

@@ -1,0 +1,487 @@
+/* String commands: GET SET GETEX GETDEL SETNX SETEX PSETEX MGET MSET MSETNX STRLEN
+ * APPEND GETRANGE SETRANGE INCR INCRBY DECR DECRBY INCRBYFLOAT. */
+#include "base/clock.h"
+#include "base/numbers.h"
+#include "engine/value_block.h"
+#include "proto/resp_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Read-modify-write commands retry when another client changed the key meanwhile. */
+#define UPDATE_ATTEMPTS 1000
+
+static struct store *store_of(struct resp_session *session) {
+    return session->server->environment.store;
+}
+
+/* Converts an expiry argument into an absolute time in milliseconds. UNIT is 1000 for
+ * seconds and 1 for milliseconds; ABSOLUTE for EXAT/PXAT. The value must be positive.
+ * Replies with an error and returns false when it is not a valid expiry. */
+static bool parse_expiry(struct resp_session *session, const struct resp_request *request,
+                         size_t index, int64_t unit, bool absolute, const char *command,
+                         int64_t *expire_at) {
+    int64_t value;
+    if (!argument_int64(session, request, index, &value)) return false;
+    if (value <= 0 || value > INT64_MAX / unit) {
+        reply_errorf(session, "ERR invalid expire time in '%s' command", command);
+        return false;
+    }
+    value *= unit;
+    if (!absolute) {
+        int64_t now = clock_realtime_ms();
+        if (value > INT64_MAX - now) {
+            reply_errorf(session, "ERR invalid expire time in '%s' command", command);
+            return false;
+        }
+        value += now;
+    }
+    *expire_at = value;
+    return true;
+}
+
+/* Stores argument VALUE_INDEX under argument 1, taking the parser's value block when
+ * the value arrived in one (no copy). */
+static enum store_status store_argument(struct resp_session *session,
+                                        const struct resp_request *request, size_t value_index,
+                                        const struct store_write *write, struct item **previous) {
+    struct value_block *block = resp_parser_take_block(&session->parser, value_index);
+    if (block != NULL) {
+        return store_set_block(store_of(session), request->argv[1], (size_t)request->lengths[1],
+                               block, write, previous);
+    }
+    return store_set(store_of(session), request->argv[1], (size_t)request->lengths[1],
+                     request->argv[value_index], request->lengths[value_index], write, previous);
+}
+
+void command_get(struct resp_session *session, const struct resp_request *request) {
+    struct item *item;
+    if (store_get(store_of(session), request->argv[1], (size_t)request->lengths[1], &item) ==
+        STORE_OK) {
+        reply_item(session, item);
+    } else {
+        reply_null(session);
+    }
+}
+
+void command_set(struct resp_session *session, const struct resp_request *request) {
+    struct store_write write = {STORE_ALWAYS, STORE_EXPIRY_CLEAR, 0};
+    bool want_previous = false;
+    size_t expiry_index = 0;
+    int64_t unit = 1;
+    bool absolute = false;
+    for (size_t i = 3; i < request->argc; i++) {
+        bool has_value = i + 1 < request->argc;
+        bool expiry_free = expiry_index == 0 && write.expiry != STORE_EXPIRY_KEEP;
+        if (argument_is(request, i, "NX") && write.condition != STORE_IF_PRESENT) {
+            write.condition = STORE_IF_ABSENT;
+        } else if (argument_is(request, i, "XX") && write.condition != STORE_IF_ABSENT) {
+            write.condition = STORE_IF_PRESENT;
+        } else if (argument_is(request, i, "GET")) {
+            want_previous = true;
+        } else if (argument_is(request, i, "KEEPTTL") && expiry_index == 0) {
+            write.expiry = STORE_EXPIRY_KEEP;
+        } else if (argument_is(request, i, "EX") && expiry_free && has_value) {
+            unit = 1000;
+            expiry_index = ++i;
+        } else if (argument_is(request, i, "PX") && expiry_free && has_value) {
+            expiry_index = ++i;
+        } else if (argument_is(request, i, "EXAT") && expiry_free && has_value) {
+            unit = 1000;
+            absolute = true;
+            expiry_index = ++i;
+        } else if (argument_is(request, i, "PXAT") && expiry_free && has_value) {
+            absolute = true;
+            expiry_index = ++i;
+        } else {
+            reply_syntax_error(session);
+            return;
+        }
+    }
+    if (expiry_index != 0) {
+        if (!parse_expiry(session, request, expiry_index, unit, absolute, "set",
+                          &write.expire_at_ms)) {
+            return;
+        }
+        write.expiry = STORE_EXPIRY_SET;
+    }
+    struct item *previous = NULL;
+    enum store_status status =
+        store_argument(session, request, 2, &write, want_previous ? &previous : NULL);
+    if (status != STORE_OK && status != STORE_CONDITION_FAILED) {
+        if (previous != NULL) item_release(previous);
+        reply_store_error(session, status);
+        return;
+    }
+    if (want_previous) {
+        if (previous != NULL) {
+            reply_item(session, previous);
+        } else {
+            reply_null(session);
+        }
+    } else if (status == STORE_OK) {
+        reply_ok(session);
+    } else {
+        reply_null(session);
+    }
+}
+
+void command_getex(struct resp_session *session, const struct resp_request *request) {
+    int64_t expire_at = 0;
+    bool change = false;
+    if (request->argc > 2) {
+        size_t option = 2;
+        bool persist = argument_is(request, option, "PERSIST");
+        if (persist && request->argc == 3) {
+            change = true;
+        } else if (request->argc == 4 && !persist) {
+            int64_t unit =
+                argument_is(request, option, "EX") || argument_is(request, option, "EXAT") ? 1000
+                                                                                           : 1;
+            bool absolute =
+                argument_is(request, option, "EXAT") || argument_is(request, option, "PXAT");
+            if (!argument_is(request, option, "EX") && !argument_is(request, option, "PX") &&
+                !absolute) {
+                reply_syntax_error(session);
+                return;
+            }
+            if (!parse_expiry(session, request, 3, unit, absolute, "getex", &expire_at)) return;
+            change = true;
+        } else {
+            reply_syntax_error(session);
+            return;
+        }
+    }
+    struct item *item = NULL;
+    enum store_status status;
+    if (change) {
+        status = store_set_expiry(store_of(session), request->argv[1], (size_t)request->lengths[1],
+                                  expire_at, STORE_EXPIRY_ALWAYS, &item);
+    } else {
+        status = store_get(store_of(session), request->argv[1], (size_t)request->lengths[1], &item);
+    }
+    if (status == STORE_OK && item != NULL) {
+        reply_item(session, item);
+    } else {
+        reply_null(session);
+    }
+}
+
+void command_getdel(struct resp_session *session, const struct resp_request *request) {
+    struct item *item = NULL;
+    if (store_delete(store_of(session), request->argv[1], (size_t)request->lengths[1], &item) ==
+            STORE_OK &&
+        item != NULL) {
+        reply_item(session, item);
+    } else {
+        reply_null(session);
+    }
+}
+
+void command_setnx(struct resp_session *session, const struct resp_request *request) {
+    struct store_write write = {STORE_IF_ABSENT, STORE_EXPIRY_CLEAR, 0};
+    enum store_status status = store_argument(session, request, 2, &write, NULL);
+    if (status == STORE_OK) {
+        reply_integer(session, 1);
+    } else if (status == STORE_CONDITION_FAILED) {
+        reply_integer(session, 0);
+    } else {
+        reply_store_error(session, status);
+    }
+}
+
+/* SETEX and PSETEX: key, a positive time to live in UNIT milliseconds, value. */
+static void set_with_expiry(struct resp_session *session, const struct resp_request *request,
+                            int64_t unit, const char *name) {
+    struct store_write write = {STORE_ALWAYS, STORE_EXPIRY_SET, 0};
+    if (!parse_expiry(session, request, 2, unit, false, name, &write.expire_at_ms)) return;
+    enum store_status status = store_argument(session, request, 3, &write, NULL);
+    if (status == STORE_OK) {
+        reply_ok(session);
+    } else {
+        reply_store_error(session, status);
+    }
+}
+
+void command_setex(struct resp_session *session, const struct resp_request *request) {
+    set_with_expiry(session, request, 1000, "setex");
+}
+
+void command_psetex(struct resp_session *session, const struct resp_request *request) {
+    set_with_expiry(session, request, 1, "psetex");
+}
+
+void command_mget(struct resp_session *session, const struct resp_request *request) {
+    reply_array(session, request->argc - 1);
+    for (size_t i = 1; i < request->argc; i++) {
+        struct item *item;
+        if (store_get(store_of(session), request->argv[i], (size_t)request->lengths[i], &item) ==
+            STORE_OK) {
+            reply_item(session, item);
+        } else {
+            reply_null(session);
+        }
+    }
+}
+
+/* MSET and MSETNX. */
+static void set_many(struct resp_session *session, const struct resp_request *request,
+                     bool only_if_none_exist, const char *name) {
+    if ((request->argc - 1) % 2 != 0) {
+        reply_wrong_arity(session, name);
+        return;
+    }
+    size_t count = (request->argc - 1) / 2;
+    struct store_pair *pairs = calloc(count, sizeof(*pairs));
+    if (pairs == NULL) {
+        reply_store_error(session, STORE_ALLOCATION_FAILED);
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        size_t key = 1 + 2 * i;
+        pairs[i].key = request->argv[key];
+        pairs[i].key_length = (size_t)request->lengths[key];
+        pairs[i].block = resp_parser_take_block(&session->parser, key + 1);
+        if (pairs[i].block == NULL) {
+            pairs[i].value = request->argv[key + 1];
+            pairs[i].value_length = request->lengths[key + 1];
+        }
+    }
+    enum store_status status = store_set_many(store_of(session), count, pairs, only_if_none_exist);
+    free(pairs);
+    if (status == STORE_OK) {
+        if (only_if_none_exist) {
+            reply_integer(session, 1);
+        } else {
+            reply_ok(session);
+        }
+    } else if (status == STORE_CONDITION_FAILED) {
+        reply_integer(session, 0);
+    } else {
+        reply_store_error(session, status);
+    }
+}
+
+void command_mset(struct resp_session *session, const struct resp_request *request) {
+    set_many(session, request, false, "mset");
+}
+
+void command_msetnx(struct resp_session *session, const struct resp_request *request) {
+    set_many(session, request, true, "msetnx");
+}
+
+void command_strlen(struct resp_session *session, const struct resp_request *request) {
+    struct item *item;
+    if (store_get(store_of(session), request->argv[1], (size_t)request->lengths[1], &item) ==
+        STORE_OK) {
+        reply_integer(session, (int64_t)item_value_length(item));
+        item_release(item);
+    } else {
+        reply_integer(session, 0);
+    }
+}
+
+void command_append(struct resp_session *session, const struct resp_request *request) {
+    uint64_t length = 0;
+    enum store_status status =
+        store_append(store_of(session), request->argv[1], (size_t)request->lengths[1],
+                     request->argv[2], request->lengths[2], &length);
+    if (status == STORE_OK) {
+        reply_integer(session, (int64_t)length);
+    } else {
+        reply_store_error(session, status);
+    }
+}
+
+void command_getrange(struct resp_session *session, const struct resp_request *request) {
+    int64_t start, end;
+    if (!argument_int64(session, request, 2, &start) ||
+        !argument_int64(session, request, 3, &end)) {
+        return;
+    }
+    struct item *item;
+    if (store_get(store_of(session), request->argv[1], (size_t)request->lengths[1], &item) !=
+        STORE_OK) {
+        reply_bulk(session, "", 0);
+        return;
+    }
+    int64_t length = (int64_t)item_value_length(item);
+    if (start < 0 && end < 0 && start > end) {
+        item_release(item);
+        reply_bulk(session, "", 0);
+        return;
+    }
+    if (start < 0) start = length + start;
+    if (end < 0) end = length + end;
+    if (start < 0) start = 0;
+    if (end < 0) end = 0;
+    if (end >= length) end = length - 1;
+    if (start > end || length == 0) {
+        item_release(item);
+        reply_bulk(session, "", 0);
+        return;
+    }
+    reply_bulk(session, item_value(item) + start, (size_t)(end - start + 1));
+    item_release(item);
+}
+
+void command_setrange(struct resp_session *session, const struct resp_request *request) {
+    int64_t offset;
+    if (!argument_int64(session, request, 2, &offset)) return;
+    if (offset < 0) {
+        reply_error(session, "ERR offset is out of range");
+        return;
+    }
+    struct store *store = store_of(session);
+    const unsigned char *key = request->argv[1];
+    size_t key_length = (size_t)request->lengths[1];
+    const unsigned char *piece = request->argv[3];
+    uint64_t piece_length = request->lengths[3];
+    uint64_t max_value =
+        (uint64_t)options_number(session->server->environment.options, OPTION_max_value);
+    for (int attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
+        struct item *item = NULL;
+        store_get(store, key, key_length, &item);
+        uint64_t old_length = item != NULL ? item_value_length(item) : 0;
+        if (piece_length == 0) {
+            if (item != NULL) item_release(item);
+            reply_integer(session, (int64_t)old_length);
+            return;
+        }
+        if ((uint64_t)offset > max_value || piece_length > max_value - (uint64_t)offset) {
+            if (item != NULL) item_release(item);
+            reply_error(session, "ERR string exceeds maximum allowed size (max-value)");
+            return;
+        }
+        uint64_t end = (uint64_t)offset + piece_length;
+        uint64_t new_length = end > old_length ? end : old_length;
+        unsigned char *value = malloc(new_length ? (size_t)new_length : 1);
+        if (value == NULL) {
+            if (item != NULL) item_release(item);
+            reply_store_error(session, STORE_ALLOCATION_FAILED);
+            return;
+        }
+        if (old_length > 0) memcpy(value, item_value(item), (size_t)old_length);
+        if ((uint64_t)offset > old_length) {
+            memset(value + old_length, 0, (size_t)((uint64_t)offset - old_length));
+        }
+        memcpy(value + offset, piece, (size_t)piece_length);
+        enum store_status status =
+            store_replace_if_unchanged(store, key, key_length, item, value, new_length, true);
+        free(value);
+        if (item != NULL) item_release(item);
+        if (status == STORE_OK) {
+            reply_integer(session, (int64_t)new_length);
+            return;
+        }
+        if (status != STORE_CONDITION_FAILED) {
+            reply_store_error(session, status);
+            return;
+        }
+    }
+    reply_error(session, "ERR the key changed too often to update it; try again");
+}
+
+/* INCR, INCRBY, DECR, DECRBY: adds DELTA to the integer held at the key. */
+static void increment(struct resp_session *session, const struct resp_request *request,
+                      int64_t delta) {
+    struct store *store = store_of(session);
+    const unsigned char *key = request->argv[1];
+    size_t key_length = (size_t)request->lengths[1];
+    for (int attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
+        struct item *item = NULL;
+        store_get(store, key, key_length, &item);
+        int64_t current = 0;
+        if (item != NULL &&
+            !parse_int64(item_value(item), (size_t)item_value_length(item), &current)) {
+            item_release(item);
+            reply_error(session, "ERR value is not an integer or out of range");
+            return;
+        }
+        if ((delta < 0 && current < 0 && delta < INT64_MIN - current) ||
+            (delta > 0 && current > 0 && delta > INT64_MAX - current)) {
+            if (item != NULL) item_release(item);
+            reply_error(session, "ERR increment or decrement would overflow");
+            return;
+        }
+        int64_t result = current + delta;
+        char text[24];
+        size_t length = format_int64(text, result);
+        enum store_status status =
+            store_replace_if_unchanged(store, key, key_length, item, text, length, true);
+        if (item != NULL) item_release(item);
+        if (status == STORE_OK) {
+            reply_integer(session, result);
+            return;
+        }
+        if (status != STORE_CONDITION_FAILED) {
+            reply_store_error(session, status);
+            return;
+        }
+    }
+    reply_error(session, "ERR the key changed too often to update it; try again");
+}
+
+void command_incr(struct resp_session *session, const struct resp_request *request) {
+    increment(session, request, 1);
+}
+
+void command_decr(struct resp_session *session, const struct resp_request *request) {
+    increment(session, request, -1);
+}
+
+void command_incrby(struct resp_session *session, const struct resp_request *request) {
+    int64_t delta;
+    if (argument_int64(session, request, 2, &delta)) increment(session, request, delta);
+}
+
+void command_decrby(struct resp_session *session, const struct resp_request *request) {
+    int64_t delta;
+    if (!argument_int64(session, request, 2, &delta)) return;
+    if (delta == INT64_MIN) {
+        reply_error(session, "ERR decrement would overflow");
+        return;
+    }
+    increment(session, request, -delta);
+}
+
+void command_incrbyfloat(struct resp_session *session, const struct resp_request *request) {
+    long double delta;
+    if (!parse_long_double(request->argv[2], (size_t)request->lengths[2], &delta)) {
+        reply_error(session, "ERR value is not a valid float");
+        return;
+    }
+    struct store *store = store_of(session);
+    const unsigned char *key = request->argv[1];
+    size_t key_length = (size_t)request->lengths[1];
+    for (int attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
+        struct item *item = NULL;
+        store_get(store, key, key_length, &item);
+        long double current = 0;
+        if (item != NULL &&
+            !parse_long_double(item_value(item), (size_t)item_value_length(item), &current)) {
+            item_release(item);
+            reply_error(session, "ERR value is not a valid float");
+            return;
+        }
+        char text[5200];
+        size_t length = format_long_double(text, sizeof(text), current + delta);
+        if (length == 0) {
+            if (item != NULL) item_release(item);
+            reply_error(session, "ERR increment would produce NaN or Infinity");
+            return;
+        }
+        enum store_status status =
+            store_replace_if_unchanged(store, key, key_length, item, text, length, true);
+        if (item != NULL) item_release(item);
+        if (status == STORE_OK) {
+            reply_bulk(session, text, length);
+            return;
+        }
+        if (status != STORE_CONDITION_FAILED) {
+            reply_store_error(session, status);
+            return;
+        }
+    }
+    reply_error(session, "ERR the key changed too often to update it; try again");
+}

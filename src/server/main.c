@@ -1,0 +1,364 @@
+/* strata-server: reads the options, wires the engine, the RESP front end and the
+ * network layer together, and runs until SIGINT, SIGTERM or SHUTDOWN.
+ *
+ * Exit status: 0 after a clean shutdown, 1 when the server cannot start (address in
+ * use, data directory locked), 2 for a bad option or value. */
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "base/numbers.h"
+#include "base/options.h"
+#include "engine/store.h"
+#include "net/net.h"
+#include "proto/resp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Descriptors kept for listeners, logs and files beyond one per client. */
+#define RESERVED_DESCRIPTORS 64
+
+/* How often background work runs, and how long one expiry pass may take. */
+#define HOUSEKEEPING_INTERVAL_MS 100
+#define EXPIRY_PASS_LIMIT_MS     20
+
+struct server {
+    struct options options;
+    struct store *store;
+    struct resp_server *resp;
+    struct net_server *net;
+    int lock_fd;
+    char executable[PATH_MAX];
+    char config_file[PATH_MAX];
+    pthread_t housekeeping;
+    bool housekeeping_started;
+    pthread_mutex_t housekeeping_lock;
+    pthread_cond_t housekeeping_wake;
+    bool stopping;
+};
+
+/* Prints one line about a bad option or value and exits with status 2. */
+static void die_usage(const char *message) {
+    fprintf(stderr, "strata-server: %s\n", message);
+    exit(2);
+}
+
+/* Number of CPUs this process may run on. */
+static int available_cores(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        int count = CPU_COUNT(&set);
+        if (count > 0) return count;
+    }
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? (int)online : 1;
+}
+
+/* Creates DIR and its parents. Returns 0, or -1 with errno set. */
+static int make_directories(const char *dir) {
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *slash = path + 1; *slash; slash++) {
+        if (*slash != '/') continue;
+        *slash = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST) return -1;
+        *slash = '/';
+    }
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+/* Creates the data directory and takes its lock, so that two servers never share
+ * one. Returns the lock descriptor, or -1 after logging why. */
+static int lock_data_directory(const char *dir) {
+    if (make_directories(dir) != 0) {
+        fprintf(stderr, "strata-server: cannot create data directory '%s': %s\n", dir,
+                strerror(errno));
+        return -1;
+    }
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/LOCK", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "strata-server: cannot open '%s': %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr, "strata-server: data directory '%s' is in use by another strata-server\n",
+                dir);
+        close(fd);
+        return -1;
+    }
+    char pid[32];
+    int length = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || write(fd, pid, (size_t)length) != length) {
+        log_event(LOG_WARNING, "lock_file", "path=%s error=\"%s\"", path, strerror(errno));
+    }
+    return fd;
+}
+
+/* Raises the descriptor limit to fit max-clients, lowering max-clients if the system
+ * will not allow it (as Redis does). */
+static void fit_descriptor_limit(struct options *options) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+    rlim_t wanted = (rlim_t)options_number(options, OPTION_max_clients) + RESERVED_DESCRIPTORS;
+    if (limit.rlim_cur >= wanted) return;
+    rlim_t target =
+        limit.rlim_max == RLIM_INFINITY || limit.rlim_max >= wanted ? wanted : limit.rlim_max;
+    limit.rlim_cur = target;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    getrlimit(RLIMIT_NOFILE, &limit);
+    if (limit.rlim_cur < wanted) {
+        long long clients = (long long)limit.rlim_cur - RESERVED_DESCRIPTORS;
+        if (clients < 1) clients = 1;
+        char value[32];
+        snprintf(value, sizeof(value), "%lld", clients);
+        char error[128];
+        options_set(options, OPTION_max_clients, value, false, error, sizeof(error));
+        log_event(LOG_WARNING, "max_clients_lowered",
+                  "max_clients=%lld reason=\"the open file limit is %llu\"", clients,
+                  (unsigned long long)limit.rlim_cur);
+    }
+}
+
+/* Applies a run-time option change (CONFIG SET) to the parts that hold a copy. */
+static int apply_option(struct options *options, enum option_id id, void *context, char *error,
+                        size_t error_size) {
+    struct server *server = context;
+    (void)error;
+    (void)error_size;
+    switch (id) {
+    case OPTION_memory:
+        store_set_budget(server->store, (uint64_t)options_number(options, OPTION_memory));
+        break;
+    case OPTION_max_value:
+        store_set_max_value(server->store, (uint64_t)options_number(options, OPTION_max_value));
+        break;
+    case OPTION_log_level:
+        log_set_level((enum log_level)options_number(options, OPTION_log_level));
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static void request_shutdown(void *context) {
+    (void)context;
+    kill(getpid(), SIGUSR1);
+}
+
+static uint64_t connected_clients(void *context) {
+    struct server *server = context;
+    return server->net != NULL ? net_server_connections(server->net) : 0;
+}
+
+/* ---- glue between the network layer and the RESP sessions ---------------------- */
+
+static void *handler_open(void *context, const struct net_connection_info *info,
+                          struct output_queue *output) {
+    struct server *server = context;
+    return resp_session_open(server->resp, info->id, info->fd, info->peer, info->local, output);
+}
+
+static enum net_action handler_data(void *session, const unsigned char *data, size_t length,
+                                    size_t *consumed) {
+    return resp_session_data(session, data, length, consumed) ? NET_CLOSE : NET_CONTINUE;
+}
+
+static void handler_close(void *session) {
+    resp_session_close(session);
+}
+
+/* ---- background work ----------------------------------------------------------- */
+
+/* Runs active expiry and throughput sampling every HOUSEKEEPING_INTERVAL_MS. */
+static void *housekeeping_main(void *argument) {
+    struct server *server = argument;
+    pthread_mutex_lock(&server->housekeeping_lock);
+    while (!server->stopping) {
+        pthread_mutex_unlock(&server->housekeeping_lock);
+        int64_t started = clock_monotonic_ms();
+        while (store_expire_cycle(server->store, 4096) > 0 &&
+               clock_monotonic_ms() - started < EXPIRY_PASS_LIMIT_MS) {
+        }
+        resp_server_sample(server->resp);
+        pthread_mutex_lock(&server->housekeeping_lock);
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_nsec += HOUSEKEEPING_INTERVAL_MS * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+        if (!server->stopping) {
+            pthread_cond_timedwait(&server->housekeeping_wake, &server->housekeeping_lock,
+                                   &deadline);
+        }
+    }
+    pthread_mutex_unlock(&server->housekeeping_lock);
+    return NULL;
+}
+
+/* ---- main ---------------------------------------------------------------------- */
+
+int main(int argc, char **argv) {
+    static struct server server;
+    server.lock_fd = -1;
+    if (options_init(&server.options) != 0) die_usage("out of memory");
+    char error[512];
+    switch (options_parse_command_line(&server.options, argc, argv, error, sizeof(error))) {
+    case OPTIONS_PARSE_HELP:
+        options_print_help(stdout, "strata-server");
+        return 0;
+    case OPTIONS_PARSE_VERSION:
+        printf("strata-server %s\n", STRATA_VERSION);
+        return 0;
+    case OPTIONS_PARSE_ERROR:
+        die_usage(error);
+        break;
+    case OPTIONS_PARSE_OK:
+        break;
+    }
+    log_set_level((enum log_level)options_number(&server.options, OPTION_log_level));
+    if (options_number(&server.options, OPTION_threads) == 0) {
+        char cores[16];
+        snprintf(cores, sizeof(cores), "%d", available_cores());
+        options_set(&server.options, OPTION_threads, cores, false, error, sizeof(error));
+    }
+    if (realpath("/proc/self/exe", server.executable) == NULL) server.executable[0] = '\0';
+    const char *config = options_text(&server.options, OPTION_config);
+    if (config[0] == '\0' || realpath(config, server.config_file) == NULL) {
+        snprintf(server.config_file, sizeof(server.config_file), "%s", config);
+    }
+
+    /* Signals are taken by sigwait() in this thread only; threads inherit the mask. */
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGUSR1);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+
+    server.lock_fd = lock_data_directory(options_text(&server.options, OPTION_dir));
+    if (server.lock_fd < 0) return 1;
+    fit_descriptor_limit(&server.options);
+
+    struct store_config store_config = {
+        .memory_budget = (uint64_t)options_number(&server.options, OPTION_memory),
+        .max_value = (uint64_t)options_number(&server.options, OPTION_max_value),
+    };
+    server.store = store_create(&store_config, error, sizeof(error));
+    if (server.store == NULL) {
+        char message[600];
+        snprintf(message, sizeof(message), "invalid value for --memory: %s", error);
+        die_usage(message);
+    }
+    server.options.on_change = apply_option;
+    server.options.on_change_context = &server;
+
+    int threads = (int)options_number(&server.options, OPTION_threads);
+    struct net_config net_config = {
+        .bind = options_text(&server.options, OPTION_bind),
+        .port = (int)options_number(&server.options, OPTION_port),
+        .threads = threads,
+        .options = &server.options,
+    };
+    struct net_handler handler = {
+        .open = handler_open,
+        .data = handler_data,
+        .direct_target = resp_session_direct_target,
+        .direct_filled = resp_session_direct_filled,
+        .close = handler_close,
+    };
+    server.net = net_server_create(&net_config, &handler, &server, error, sizeof(error));
+    if (server.net == NULL) {
+        fprintf(stderr, "strata-server: %s\n", error);
+        return 1;
+    }
+    struct resp_environment environment = {
+        .store = server.store,
+        .options = &server.options,
+        .executable = server.executable,
+        .config_file = server.config_file,
+        .port = net_server_port(server.net),
+        .threads = threads,
+        .request_shutdown = request_shutdown,
+        .shutdown_context = &server,
+        .connected_clients = connected_clients,
+        .clients_context = &server,
+    };
+    server.resp = resp_server_create(&environment);
+    if (server.resp == NULL) {
+        fprintf(stderr, "strata-server: out of memory\n");
+        return 1;
+    }
+    if (net_server_start(server.net, error, sizeof(error)) != 0) {
+        fprintf(stderr, "strata-server: %s\n", error);
+        return 1;
+    }
+    pthread_mutex_init(&server.housekeeping_lock, NULL);
+    pthread_cond_init(&server.housekeeping_wake, NULL);
+    if (pthread_create(&server.housekeeping, NULL, housekeeping_main, &server) == 0) {
+        server.housekeeping_started = true;
+    }
+
+    char memory[32], max_value[32];
+    log_event(LOG_INFO, "start",
+              "version=%s pid=%ld threads=%d memory=%s max_value=%s max_clients=%lld dir=%s",
+              STRATA_VERSION, (long)getpid(), threads,
+              format_size(memory, sizeof(memory),
+                          (uint64_t)options_number(&server.options, OPTION_memory)),
+              format_size(max_value, sizeof(max_value),
+                          (uint64_t)options_number(&server.options, OPTION_max_value)),
+              (long long)options_number(&server.options, OPTION_max_clients),
+              options_text(&server.options, OPTION_dir));
+    log_event(LOG_INFO, "listening", "protocol=resp bind=\"%s\" port=%d",
+              options_text(&server.options, OPTION_bind), net_server_port(server.net));
+
+    for (;;) {
+        int received = 0;
+        if (sigwait(&signals, &received) != 0) continue;
+        if (received == SIGHUP) continue; /* reserved for log reopening */
+        log_event(LOG_INFO, "stopping", "reason=%s",
+                  received == SIGUSR1  ? "shutdown_command"
+                  : received == SIGINT ? "SIGINT"
+                                       : "SIGTERM");
+        break;
+    }
+
+    pthread_mutex_lock(&server.housekeeping_lock);
+    server.stopping = true;
+    pthread_cond_signal(&server.housekeeping_wake);
+    pthread_mutex_unlock(&server.housekeeping_lock);
+    if (server.housekeeping_started) pthread_join(server.housekeeping, NULL);
+    net_server_stop(server.net);
+    net_server_destroy(server.net);
+    server.net = NULL;
+    resp_server_destroy(server.resp);
+    store_destroy(server.store);
+    pthread_mutex_destroy(&server.housekeeping_lock);
+    pthread_cond_destroy(&server.housekeeping_wake);
+    log_event(LOG_INFO, "stop", NULL);
+    metrics_teardown();
+    options_free(&server.options);
+    close(server.lock_fd);
+    return 0;
+}
