@@ -38,8 +38,12 @@ void resp_parser_set_limits(struct resp_parser *parser, const struct resp_parser
     parser->limits = *limits;
 }
 
+/* Releases the blocks of the arguments read so far, including one still being read
+ * (which sits at index argument_count until it is complete). */
 static void release_arguments(struct resp_parser *parser) {
-    for (size_t i = 0; i < parser->argument_count; i++) {
+    size_t started = parser->argument_count < parser->argument_capacity ? parser->argument_count + 1
+                                                                        : parser->argument_count;
+    for (size_t i = 0; i < started; i++) {
         if (parser->arguments[i].block != NULL) {
             value_block_release(parser->arguments[i].block);
             parser->arguments[i].block = NULL;
@@ -73,6 +77,9 @@ static bool grow_arguments(struct resp_parser *parser) {
     size_t capacity = parser->argument_capacity ? parser->argument_capacity * 2 : 8;
     struct resp_argument *arguments = realloc(parser->arguments, capacity * sizeof(*arguments));
     if (arguments == NULL) return false;
+    /* Unused slots hold no block, so that releasing never sees garbage. */
+    memset(arguments + parser->argument_capacity, 0,
+           (capacity - parser->argument_capacity) * sizeof(*arguments));
     parser->arguments = arguments;
     parser->argument_capacity = capacity;
     return true;
