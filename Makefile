@@ -25,7 +25,7 @@ RELEASE_LIBRARY := $(call objects,$(BUILD),$(LIBRARY_SOURCES))
 ASAN_LIBRARY    := $(call objects,$(ASAN),$(LIBRARY_SOURCES))
 
 .PHONY: all run test unit unit-asan integration integration-asan format format-check \
-        deps deps-build deps-test clean
+        deps deps-build deps-test clean bench
 
 all: $(BUILD)/strata-server
 
@@ -44,6 +44,10 @@ $(ASAN)/strata-server: $(ASAN_LIBRARY) $(call objects,$(ASAN),$(SERVER_SOURCES))
 	$(CC) $(CFLAGS_ASAN) $^ -o $@ $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(RELEASE_LIBRARY)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_RELEASE) $^ -o $@ $(LIBS)
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(RELEASE_LIBRARY)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_RELEASE) $^ -o $@ $(LIBS)
 
@@ -81,6 +85,11 @@ integration: $(BUILD)/strata-server
 integration-asan: $(ASAN)/strata-server
 	STRATA_SERVER=$(ASAN)/strata-server STRATA_SANITIZED=1 \
 	  $(PYTHON) -m pytest -q tests/integration
+
+# ---- benchmarks (docs/benchmarks.md records the figures) ----
+
+bench: deps-build $(BUILD)/bench/engine_shards
+	./$(BUILD)/bench/engine_shards
 
 # ---- housekeeping ----
 

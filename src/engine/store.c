@@ -1,6 +1,6 @@
 /* The DRAM tier: a sharded hash index, S3-FIFO eviction and a hard byte budget.
  *
- * The index is split into SHARD_COUNT shards by the top bits of the key's hash. Each
+ * The index is split into shards (256 by default) by high bits of the key's hash. Each
  * shard has its own mutex, hash table (chained, power-of-two buckets), S3-FIFO queues
  * and ghost table. A lookup holds its shard's mutex only for the probe; marking an
  * item as used is a relaxed atomic store, so a hit never moves anything in a queue.
@@ -30,8 +30,8 @@
 #include <time.h>
 #include <xxhash.h>
 
-#define SHARD_BITS      8
-#define SHARD_COUNT     (1u << SHARD_BITS)
+#define DEFAULT_SHARDS  256
+#define MAX_SHARDS      4096
 #define INITIAL_BUCKETS 16
 #define MAX_STORES      256
 #define FREQUENCY_MAX   3
@@ -64,6 +64,8 @@ struct shard {
 
 struct store {
     struct shard *shards;
+    unsigned shard_count; /* a power of two */
+    unsigned shard_bits;  /* log2(shard_count) */
     uint64_t seed;
     uint8_t id;
     _Atomic uint64_t budget;
@@ -140,10 +142,10 @@ static enum store_status charge(struct store *store, uint64_t bytes) {
     while (!try_charge(store, bytes)) {
         uint32_t index =
             atomic_fetch_add_explicit(&store->eviction_cursor, 1, memory_order_relaxed) %
-            SHARD_COUNT;
+            store->shard_count;
         if (evict_one(store, &store->shards[index])) {
             fruitless = 0;
-        } else if (++fruitless > SHARD_COUNT) {
+        } else if (++fruitless > store->shard_count) {
             metric_add(METRIC_rejected_writes, 1);
             return STORE_NO_MEMORY;
         }
@@ -342,12 +344,13 @@ static inline uint64_t hash_key(const struct store *store, const void *key, size
     return XXH3_64bits_withSeed(key, length, store->seed);
 }
 
-static inline struct shard *shard_for(struct store *store, uint64_t hash) {
-    return &store->shards[hash >> (64 - SHARD_BITS)];
+/* The shard of a key: bits 48 and up of its hash (the bucket uses the low 32). */
+static inline unsigned shard_index_of(const struct store *store, uint64_t hash) {
+    return (unsigned)(hash >> 48) & (store->shard_count - 1);
 }
 
-static inline unsigned shard_index_of(uint64_t hash) {
-    return (unsigned)(hash >> (64 - SHARD_BITS));
+static inline struct shard *shard_for(struct store *store, uint64_t hash) {
+    return &store->shards[shard_index_of(store, hash)];
 }
 
 static void shard_lock(struct shard *shard) {
@@ -634,7 +637,7 @@ static bool evict_one(struct store *store, struct shard *shard) {
  * a partly built store whose shard array was zeroed and whose mutexes were set up. */
 static void free_store(struct store *store) {
     if (store->shards != NULL) {
-        for (unsigned i = 0; i < SHARD_COUNT; i++) {
+        for (unsigned i = 0; i < store->shard_count; i++) {
             free(store->shards[i].buckets);
             free(store->shards[i].ghost);
             pthread_mutex_destroy(&store->shards[i].lock);
@@ -662,6 +665,15 @@ struct store *store_create(const struct store_config *config, char *error, size_
         return NULL;
     }
     store->id = (uint8_t)id;
+    store->shard_count = config->shards ? config->shards : DEFAULT_SHARDS;
+    if (store->shard_count > MAX_SHARDS || (store->shard_count & (store->shard_count - 1)) != 0) {
+        atomic_store(&registry[id], NULL);
+        free(store);
+        snprintf(error, error_size, "the shard count must be a power of two up to %d", MAX_SHARDS);
+        return NULL;
+    }
+    while ((1u << store->shard_bits) < store->shard_count)
+        store->shard_bits++;
     if (getrandom(&store->seed, sizeof(store->seed), 0) != sizeof(store->seed)) {
         store->seed = (uint64_t)clock_monotonic_ns() ^ (uint64_t)(uintptr_t)store;
     }
@@ -671,18 +683,18 @@ struct store *store_create(const struct store_config *config, char *error, size_
     /* Ghost entries: about one per 4 KiB of budget, split across the shards. */
     uint64_t ghost_total = config->memory_budget / 4096;
     uint64_t ghost_per_shard = 16;
-    while (ghost_per_shard * SHARD_COUNT < ghost_total && ghost_per_shard < (1u << 20)) {
+    while (ghost_per_shard * store->shard_count < ghost_total && ghost_per_shard < (1u << 20)) {
         ghost_per_shard *= 2;
     }
 
-    store->shards = aligned_alloc(64, sizeof(struct shard) * SHARD_COUNT);
+    store->shards = aligned_alloc(64, sizeof(struct shard) * store->shard_count);
     if (store->shards == NULL) goto out_of_memory;
-    memset(store->shards, 0, sizeof(struct shard) * SHARD_COUNT);
-    for (unsigned i = 0; i < SHARD_COUNT; i++)
+    memset(store->shards, 0, sizeof(struct shard) * store->shard_count);
+    for (unsigned i = 0; i < store->shard_count; i++)
         pthread_mutex_init(&store->shards[i].lock, NULL);
     uint64_t fixed = memory_footprint(store->shards);
     uint64_t index_bytes = 0;
-    for (unsigned i = 0; i < SHARD_COUNT; i++) {
+    for (unsigned i = 0; i < store->shard_count; i++) {
         struct shard *shard = &store->shards[i];
         shard->buckets = calloc(INITIAL_BUCKETS, sizeof(struct item *));
         shard->ghost = calloc((size_t)ghost_per_shard, sizeof(uint64_t));
@@ -1095,7 +1107,8 @@ static enum store_status move_or_copy(struct store *store, const void *source, s
     uint64_t destination_hash = hash_key(store, destination, destination_length);
     struct shard *source_shard = shard_for(store, source_hash);
     struct shard *destination_shard = shard_for(store, destination_hash);
-    unsigned indexes[2] = {shard_index_of(source_hash), shard_index_of(destination_hash)};
+    unsigned indexes[2] = {shard_index_of(store, source_hash),
+                           shard_index_of(store, destination_hash)};
     if (indexes[0] > indexes[1]) {
         unsigned swap = indexes[0];
         indexes[0] = indexes[1];
@@ -1195,7 +1208,7 @@ enum store_status store_set_many(struct store *store, size_t count, const struct
             continue;
         }
         hashes[i] = hash_key(store, pair->key, pair->key_length);
-        indexes[i] = shard_index_of(hashes[i]);
+        indexes[i] = shard_index_of(store, hashes[i]);
         status = item_create(store, (uint32_t)hashes[i], pair->key, pair->key_length, pair->value,
                              pair->value_length, pair->block, &items[i]);
     }
@@ -1239,7 +1252,7 @@ enum store_status store_set_many(struct store *store, size_t count, const struct
 
 uint64_t store_count(struct store *store) {
     uint64_t total = 0;
-    for (unsigned i = 0; i < SHARD_COUNT; i++) {
+    for (unsigned i = 0; i < store->shard_count; i++) {
         total += atomic_load_explicit(&store->shards[i].item_count, memory_order_relaxed);
     }
     return total;
@@ -1247,14 +1260,14 @@ uint64_t store_count(struct store *store) {
 
 uint64_t store_count_expiring(struct store *store) {
     uint64_t total = 0;
-    for (unsigned i = 0; i < SHARD_COUNT; i++) {
+    for (unsigned i = 0; i < store->shard_count; i++) {
         total += atomic_load_explicit(&store->shards[i].expiring_count, memory_order_relaxed);
     }
     return total;
 }
 
 void store_flush(struct store *store) {
-    for (unsigned i = 0; i < SHARD_COUNT; i++) {
+    for (unsigned i = 0; i < store->shard_count; i++) {
         struct shard *shard = &store->shards[i];
         struct item *graveyard = NULL;
         shard_lock(shard);
@@ -1304,8 +1317,8 @@ enum store_status store_random(struct store *store, struct item **item) {
     *item = NULL;
     if (store_count(store) == 0) return STORE_NOT_FOUND;
     int64_t now = clock_realtime_ms();
-    for (unsigned attempt = 0; attempt < 4 * SHARD_COUNT; attempt++) {
-        struct shard *shard = &store->shards[random_next() % SHARD_COUNT];
+    for (unsigned attempt = 0; attempt < 4 * store->shard_count; attempt++) {
+        struct shard *shard = &store->shards[random_next() % store->shard_count];
         if (atomic_load_explicit(&shard->item_count, memory_order_relaxed) == 0) continue;
         shard_lock(shard);
         uint64_t buckets = shard->bucket_mask + 1;
@@ -1335,21 +1348,21 @@ static uint64_t reverse_bits(uint64_t value) {
     return (value >> 32) | (value << 32);
 }
 
-bool store_scan_cursor_valid(uint64_t cursor) {
-    return (cursor >> SHARD_BITS) <= UINT32_MAX;
+bool store_scan_cursor_valid(const struct store *store, uint64_t cursor) {
+    return (cursor >> store->shard_bits) <= UINT32_MAX;
 }
 
 uint64_t store_scan(struct store *store, uint64_t cursor, size_t count, store_visit_fn visit,
                     void *context) {
-    if (!store_scan_cursor_valid(cursor)) return 0;
-    unsigned shard_index = (unsigned)(cursor & (SHARD_COUNT - 1));
-    uint64_t position = cursor >> SHARD_BITS; /* bucket cursor, in reverse-binary order */
+    if (!store_scan_cursor_valid(store, cursor)) return 0;
+    unsigned shard_index = (unsigned)(cursor & (store->shard_count - 1));
+    uint64_t position = cursor >> store->shard_bits; /* bucket cursor, in reverse-binary order */
     if (count == 0) count = 1;
     size_t visited = 0;
     size_t examined = 0;
     size_t examine_limit = count * 10 + 16;
     int64_t now = clock_realtime_ms();
-    while (shard_index < SHARD_COUNT) {
+    while (shard_index < store->shard_count) {
         struct shard *shard = &store->shards[shard_index];
         shard_lock(shard);
         uint64_t mask = shard->bucket_mask;
@@ -1373,18 +1386,18 @@ uint64_t store_scan(struct store *store, uint64_t cursor, size_t count, store_vi
         if (position == 0) shard_index++;
         if (visited >= count || examined >= examine_limit) break;
     }
-    if (shard_index >= SHARD_COUNT) return 0;
-    return (position << SHARD_BITS) | shard_index;
+    if (shard_index >= store->shard_count) return 0;
+    return (position << store->shard_bits) | shard_index;
 }
 
 size_t store_expire_cycle(struct store *store, size_t buckets) {
     size_t removed = 0;
     size_t budget = buckets;
     int64_t now = clock_realtime_ms();
-    for (unsigned visited = 0; visited < SHARD_COUNT && budget > 0; visited++) {
+    for (unsigned visited = 0; visited < store->shard_count && budget > 0; visited++) {
         unsigned index =
             atomic_fetch_add_explicit(&store->expire_shard_cursor, 1, memory_order_relaxed) %
-            SHARD_COUNT;
+            store->shard_count;
         struct shard *shard = &store->shards[index];
         if (atomic_load_explicit(&shard->expiring_count, memory_order_relaxed) == 0) continue;
         struct item *graveyard = NULL;
@@ -1420,10 +1433,10 @@ void store_set_budget(struct store *store, uint64_t bytes) {
     atomic_store_explicit(&store->budget, bytes, memory_order_relaxed);
     unsigned fruitless = 0;
     while (atomic_load_explicit(&store->used, memory_order_relaxed) > bytes &&
-           fruitless <= SHARD_COUNT) {
+           fruitless <= store->shard_count) {
         uint32_t index =
             atomic_fetch_add_explicit(&store->eviction_cursor, 1, memory_order_relaxed) %
-            SHARD_COUNT;
+            store->shard_count;
         if (evict_one(store, &store->shards[index])) {
             fruitless = 0;
         } else {
@@ -1443,7 +1456,7 @@ void store_get_stats(struct store *store, struct store_stats *stats) {
     stats->peak = atomic_load_explicit(&store->peak, memory_order_relaxed);
     stats->fixed = atomic_load_explicit(&store->fixed, memory_order_relaxed);
     stats->index = atomic_load_explicit(&store->index_bytes, memory_order_relaxed);
-    for (unsigned i = 0; i < SHARD_COUNT; i++) {
+    for (unsigned i = 0; i < store->shard_count; i++) {
         struct shard *shard = &store->shards[i];
         stats->items += atomic_load_explicit(&shard->item_count, memory_order_relaxed);
         stats->expiring_items += atomic_load_explicit(&shard->expiring_count, memory_order_relaxed);

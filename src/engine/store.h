@@ -47,6 +47,7 @@ const char *store_status_text(enum store_status status);
 struct store_config {
     uint64_t memory_budget; /* bytes */
     uint64_t max_value;     /* bytes */
+    unsigned shards;        /* index shards, a power of two; 0 means the default (256) */
 };
 
 /* Creates a store. Returns NULL with a reason in ERROR if the budget cannot even hold
@@ -211,7 +212,7 @@ uint64_t store_scan(struct store *store, uint64_t cursor, size_t count, store_vi
                     void *context);
 
 /* Returns true if CURSOR could have come from store_scan(). */
-bool store_scan_cursor_valid(uint64_t cursor);
+bool store_scan_cursor_valid(const struct store *store, uint64_t cursor);
 
 /* Active expiry: examines up to BUCKETS index buckets of shards holding expiring
  * items and removes the expired items found. Returns how many were removed. Run it

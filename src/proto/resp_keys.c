@@ -235,7 +235,7 @@ void command_keys(struct resp_session *session, const struct resp_request *reque
 void command_scan(struct resp_session *session, const struct resp_request *request) {
     uint64_t cursor;
     if (!parse_uint64(request->argv[1], (size_t)request->lengths[1], &cursor) ||
-        !store_scan_cursor_valid(cursor)) {
+        !store_scan_cursor_valid(store_of(session), cursor)) {
         reply_error(session, "ERR invalid cursor");
         return;
     }

@@ -308,6 +308,11 @@ static void record_visit(void *context, const struct item *item) {
     if (strncmp(text, "scan:", 5) == 0) record->seen[atoi(text + 5)] = 1;
 }
 
+static void count_visit(void *context, const struct item *item) {
+    (void)item;
+    ((struct scan_record *)context)->visits++;
+}
+
 static void test_scan(void) {
     struct store *store = make_store(256ULL << 20);
     REQUIRE(store != NULL);
@@ -336,7 +341,7 @@ static void test_scan(void) {
     for (int i = 0; i < KEYS; i++)
         missing += record.seen[i] == 0;
     CHECK(missing == 0);
-    CHECK(store_scan_cursor_valid(0) && !store_scan_cursor_valid(UINT64_MAX));
+    CHECK(store_scan_cursor_valid(store, 0) && !store_scan_cursor_valid(store, UINT64_MAX));
     free(record.seen);
 
     struct item *random_item;
@@ -526,6 +531,43 @@ static void test_threads(void) {
     store_destroy(store);
 }
 
+/* Any power-of-two shard count works the same; others are refused. */
+static void test_shard_counts(void) {
+    const unsigned counts[] = {1, 2, 16, 4096};
+    for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+        struct store_config config = {
+            .memory_budget = 64ULL << 20, .max_value = 1 << 20, .shards = counts[c]};
+        char error[256];
+        struct store *store = store_create(&config, error, sizeof(error));
+        REQUIRE(store != NULL);
+        char key[32];
+        for (int i = 0; i < 3000; i++) {
+            int length = snprintf(key, sizeof(key), "key:%d", i);
+            CHECK(store_set(store, key, (size_t)length, key, (size_t)length, &plain_write, NULL) ==
+                  STORE_OK);
+        }
+        int correct = 0;
+        for (int i = 0; i < 3000; i++) {
+            int length = snprintf(key, sizeof(key), "key:%d", i);
+            correct += holds(store, key, (size_t)length, key, (size_t)length);
+        }
+        CHECK(correct == 3000);
+        struct scan_record record = {calloc(3000, 1), 0};
+        REQUIRE(record.seen != NULL);
+        uint64_t cursor = 0;
+        do {
+            cursor = store_scan(store, cursor, 100, count_visit, &record);
+        } while (cursor != 0);
+        CHECK(record.visits == 3000);
+        free(record.seen);
+        store_destroy(store);
+    }
+    struct store_config odd = {.memory_budget = 64ULL << 20, .max_value = 1 << 20, .shards = 3};
+    char error[256];
+    CHECK(store_create(&odd, error, sizeof(error)) == NULL);
+    CHECK(strstr(error, "power of two") != NULL);
+}
+
 int main(void) {
     fprintf(stderr, "test_store\n");
     RUN_TEST(test_set_get_delete);
@@ -537,6 +579,7 @@ int main(void) {
     RUN_TEST(test_budget_and_eviction);
     RUN_TEST(test_scan_resistance);
     RUN_TEST(test_threads);
+    RUN_TEST(test_shard_counts);
     metrics_teardown();
     return test_main_result();
 }
