@@ -1,0 +1,131 @@
+"""Fixtures: a real strata-server process per test module, on a free loopback port.
+
+STRATA_SERVER names the binary (default build/strata-server). With STRATA_SANITIZED=1
+the binary is the AddressSanitizer/UndefinedBehaviorSanitizer build: every server's
+log is then checked for sanitizer reports when it stops, and its exit status must be 0
+(LeakSanitizer makes a leaking server exit non-zero).
+"""
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+import redis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARY = os.path.join(ROOT, os.environ.get("STRATA_SERVER", "build/strata-server"))
+SANITIZED = os.environ.get("STRATA_SANITIZED") == "1"
+# A sanitized server is slower: allow more time for start and stop.
+SLOW = 4 if SANITIZED else 1
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+class Server:
+    """One strata-server process. Options are command-line arguments."""
+
+    def __init__(self, directory, *arguments, port=0):
+        self.directory = str(directory)
+        os.makedirs(self.directory, exist_ok=True)
+        self.log_path = os.path.join(self.directory, "server.log")
+        self.arguments = [
+            BINARY,
+            "--port", str(port),
+            "--dir", os.path.join(self.directory, "data"),
+            *[str(argument) for argument in arguments],
+        ]
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(self.arguments, stdout=self.log, stderr=subprocess.STDOUT)
+        self.port = self._wait_for_port()
+        self.stopped = False
+
+    def _wait_for_port(self):
+        deadline = time.time() + 10 * SLOW
+        while time.time() < deadline:
+            text = self.read_log()
+            match = re.search(r"event=listening .*port=(\d+)", text)
+            if match:
+                return int(match.group(1))
+            if self.process.poll() is not None:
+                raise RuntimeError(f"strata-server exited with {self.process.returncode}:\n{text}")
+            time.sleep(0.02)
+        raise RuntimeError("strata-server did not start:\n" + self.read_log())
+
+    def read_log(self):
+        with open(self.log_path, "rb") as log:
+            return log.read().decode("utf-8", "replace")
+
+    def client(self, **options):
+        """A redis-py client (RESP2) connected to this server."""
+        options.setdefault("socket_timeout", 30 * SLOW)
+        return redis.Redis(host="127.0.0.1", port=self.port, **options)
+
+    def info(self, section=None):
+        client = self.client()
+        try:
+            return client.info(section) if section else client.info()
+        finally:
+            client.close()
+
+    def stop(self, check=True):
+        """SIGTERM, wait, and check a clean exit without sanitizer reports."""
+        if self.stopped:
+            return
+        self.stopped = True
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            status = self.process.wait(timeout=60 * SLOW)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError("strata-server did not stop on SIGTERM:\n" + self.read_log())
+        finally:
+            self.log.close()
+        if check:
+            check_clean_exit(status, self.read_log())
+
+    def kill(self):
+        self.stopped = True
+        self.process.kill()
+        self.process.wait()
+        self.log.close()
+
+
+def check_clean_exit(status, log):
+    reports = [line for line in log.splitlines() if any(m in line for m in SANITIZER_MARKERS)]
+    assert not reports, "sanitizer report:\n" + log[-20000:]
+    assert status == 0, f"strata-server exited with status {status}:\n" + log[-5000:]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A server shared by the tests of one module."""
+    instance = Server(tmp_path_factory.mktemp("strata"), "--memory", "512mb")
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Starts servers with given options; stops and checks them after the test."""
+    started = []
+
+    def start(*arguments, **keywords):
+        instance = Server(tmp_path / f"server{len(started)}", *arguments, **keywords)
+        started.append(instance)
+        return instance
+
+    yield start
+    for instance in started:
+        instance.stop()
+
+
+@pytest.fixture
+def client(server):
+    connection = server.client()
+    connection.flushall()
+    yield connection
+    connection.close()
