@@ -1,0 +1,347 @@
+/* The sharded hash index: lookup, linking and unlinking items, growing tables, and
+ * whole-keyspace walks (flush, random, scan, active expiry). */
+#include "base/metrics.h"
+#include "engine/store_internal.h"
+
+#include <stdlib.h>
+#include <sys/random.h>
+
+/* Returns the slot that points at KEY's item, or at the NULL ending its chain. */
+static struct item **find_slot(struct shard *shard, uint32_t hash, const void *key,
+                               size_t key_length) {
+    struct item **slot = &shard->buckets[hash & shard->bucket_mask];
+    for (struct item *item = *slot; item != NULL; item = *slot) {
+        if (item->hash == hash && item->key_length == key_length &&
+            memcmp(item->bytes, key, key_length) == 0) {
+            return slot;
+        }
+        slot = &item->hash_next;
+    }
+    return slot;
+}
+
+/* Returns the slot pointing at ITEM, which must be linked in SHARD. */
+struct item **index_slot_of(struct shard *shard, const struct item *item) {
+    struct item **slot = &shard->buckets[item->hash & shard->bucket_mask];
+    while (*slot != item)
+        slot = &(*slot)->hash_next;
+    return slot;
+}
+
+/* Takes ITEM (at SLOT) out of the index and its queue. The index's reference now
+ * belongs to the caller. */
+void index_unlink(struct shard *shard, struct item **slot, struct item *item) {
+    *slot = item->hash_next;
+    item->hash_next = NULL;
+    s3fifo_queue_remove(s3fifo_queue_of(shard, item), item);
+    item->queue = QUEUE_NONE;
+    atomic_store_explicit(&shard->item_count,
+                          atomic_load_explicit(&shard->item_count, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+    if (item->expire_at_ms != 0) {
+        atomic_store_explicit(&shard->expiring_count,
+                              atomic_load_explicit(&shard->expiring_count, memory_order_relaxed) -
+                                  1,
+                              memory_order_relaxed);
+    }
+}
+
+/* Unlinks ITEM at SLOT and chains it onto *GRAVEYARD for release after unlock. */
+void index_bury(struct shard *shard, struct item **slot, struct item *item,
+                struct item **graveyard) {
+    index_unlink(shard, slot, item);
+    item->hash_next = *graveyard;
+    *graveyard = item;
+}
+
+void index_add_expiring(struct shard *shard, int64_t delta) {
+    atomic_store_explicit(&shard->expiring_count,
+                          atomic_load_explicit(&shard->expiring_count, memory_order_relaxed) +
+                              (uint64_t)delta,
+                          memory_order_relaxed);
+}
+
+/* Rebuilds SHARD's table with NEW_COUNT buckets, if the budget allows. Called under
+ * the shard lock; never evicts. */
+void index_resize(struct store *store, struct shard *shard, uint64_t new_count) {
+    uint64_t estimate = memory_estimate(new_count * sizeof(struct item *));
+    if (!budget_try_charge(store, estimate)) return;
+    struct item **buckets = calloc((size_t)new_count, sizeof(struct item *));
+    if (buckets == NULL) {
+        budget_uncharge(store, estimate);
+        return;
+    }
+    uint64_t footprint = memory_footprint(buckets);
+    if (footprint > estimate) {
+        if (!budget_try_charge(store, footprint - estimate)) {
+            budget_uncharge(store, estimate);
+            free(buckets);
+            return;
+        }
+    } else {
+        budget_uncharge(store, estimate - footprint);
+    }
+    uint64_t new_mask = new_count - 1;
+    for (uint64_t i = 0; i <= shard->bucket_mask; i++) {
+        struct item *item = shard->buckets[i];
+        while (item != NULL) {
+            struct item *next = item->hash_next;
+            struct item **head = &buckets[item->hash & new_mask];
+            item->hash_next = *head;
+            *head = item;
+            item = next;
+        }
+    }
+    free(shard->buckets);
+    budget_uncharge(store, shard->bucket_footprint);
+    atomic_fetch_add_explicit(&store->index_bytes, footprint - shard->bucket_footprint,
+                              memory_order_relaxed);
+    shard->buckets = buckets;
+    shard->bucket_mask = new_mask;
+    shard->bucket_footprint = footprint;
+}
+
+/* Links ITEM into the index and a queue. INHERIT_QUEUE and INHERIT_FREQUENCY carry
+ * over the state of the version it replaces (QUEUE_NONE for a new key). */
+void index_link(struct store *store, struct shard *shard, struct item *item, uint8_t inherit_queue,
+                uint8_t inherit_frequency) {
+    struct item **head = &shard->buckets[item->hash & shard->bucket_mask];
+    item->hash_next = *head;
+    *head = item;
+    if (inherit_queue == QUEUE_NONE) {
+        inherit_queue = s3fifo_ghost_take(shard, item->hash) ? QUEUE_MAIN : QUEUE_SMALL;
+    }
+    item->queue = inherit_queue;
+    atomic_store_explicit(&item->frequency, inherit_frequency, memory_order_relaxed);
+    s3fifo_queue_push(s3fifo_queue_of(shard, item), item);
+    uint64_t count = atomic_load_explicit(&shard->item_count, memory_order_relaxed) + 1;
+    atomic_store_explicit(&shard->item_count, count, memory_order_relaxed);
+    if (item->expire_at_ms != 0) index_add_expiring(shard, 1);
+    if (count > shard->bucket_mask + 1 && shard->bucket_mask < UINT32_MAX) {
+        index_resize(store, shard, (shard->bucket_mask + 1) * 2);
+    }
+}
+
+/* Finds KEY's live item in SHARD (locked). An expired item found on the way is
+ * unlinked onto GRAVEYARD. Sets *SLOT_OUT (if not NULL) to the found item's slot. */
+struct item *index_find_live(struct shard *shard, uint32_t hash, const void *key, size_t key_length,
+                             int64_t now, struct item ***slot_out, struct item **graveyard) {
+    struct item **slot = find_slot(shard, hash, key, key_length);
+    struct item *item = *slot;
+    if (item != NULL && is_expired(item, now)) {
+        index_bury(shard, slot, item, graveyard);
+        metric_add(METRIC_expired_keys, 1);
+        item = NULL;
+    }
+    if (slot_out != NULL) *slot_out = slot;
+    return item;
+}
+
+/* Replaces EXISTING (at SLOT, may be NULL) with ITEM (may be NULL: just remove). The
+ * replaced item goes to *PREVIOUS_OWNER when that is not NULL, else to the graveyard. */
+void index_replace(struct store *store, struct shard *shard, struct item **slot,
+                   struct item *existing, struct item *item, struct item **graveyard) {
+    uint8_t queue = QUEUE_NONE;
+    uint8_t frequency = 0;
+    if (existing != NULL) {
+        queue = existing->queue;
+        frequency = atomic_load_explicit(&existing->frequency, memory_order_relaxed);
+        index_bury(shard, slot, existing, graveyard);
+    }
+    if (item != NULL) index_link(store, shard, item, queue, frequency);
+}
+
+/* Locks the shard of KEY (whose hash is HASH) and returns its live item, or NULL. */
+struct item *index_open_key(struct store *store, uint64_t hash, const void *key, size_t key_length,
+                            struct key_access *access) {
+    access->shard = shard_for(store, hash);
+    access->hash = hash;
+    access->graveyard = NULL;
+    access->now = clock_realtime_ms();
+    shard_lock(access->shard);
+    return index_find_live(access->shard, (uint32_t)hash, key, key_length, access->now,
+                           &access->slot, &access->graveyard);
+}
+
+/* Unlocks the shard and releases the items unlinked while it was locked. */
+void index_close_key(struct key_access *access) {
+    shard_unlock(access->shard);
+    item_release_chain(access->graveyard);
+}
+
+uint64_t store_count(struct store *store) {
+    uint64_t total = 0;
+    for (unsigned i = 0; i < store->shard_count; i++) {
+        total += atomic_load_explicit(&store->shards[i].item_count, memory_order_relaxed);
+    }
+    return total;
+}
+
+uint64_t store_count_expiring(struct store *store) {
+    uint64_t total = 0;
+    for (unsigned i = 0; i < store->shard_count; i++) {
+        total += atomic_load_explicit(&store->shards[i].expiring_count, memory_order_relaxed);
+    }
+    return total;
+}
+
+void store_flush(struct store *store) {
+    for (unsigned i = 0; i < store->shard_count; i++) {
+        struct shard *shard = &store->shards[i];
+        struct item *graveyard = NULL;
+        shard_lock(shard);
+        struct queue *queues[2] = {&shard->small, &shard->main};
+        for (int q = 0; q < 2; q++) {
+            for (struct item *item = queues[q]->head; item != NULL;) {
+                struct item *next = item->queue_next;
+                item->queue = QUEUE_NONE;
+                item->queue_previous = NULL;
+                item->queue_next = NULL;
+                item->hash_next = graveyard;
+                graveyard = item;
+                item = next;
+            }
+            memset(queues[q], 0, sizeof(*queues[q]));
+        }
+        memset(shard->buckets, 0, (size_t)(shard->bucket_mask + 1) * sizeof(struct item *));
+        atomic_store_explicit(&shard->item_count, 0, memory_order_relaxed);
+        atomic_store_explicit(&shard->expiring_count, 0, memory_order_relaxed);
+        shard_unlock(shard);
+        item_release_chain(graveyard);
+        /* Shrink the emptied table once the items' memory is back in the budget. */
+        shard_lock(shard);
+        if (shard->bucket_mask + 1 > INITIAL_BUCKETS &&
+            atomic_load_explicit(&shard->item_count, memory_order_relaxed) <= INITIAL_BUCKETS) {
+            index_resize(store, shard, INITIAL_BUCKETS);
+        }
+        shard_unlock(shard);
+    }
+}
+
+/* A small per-thread random number generator (xorshift64*), seeded on first use. */
+static uint64_t random_next(void) {
+    static _Thread_local uint64_t state;
+    if (state == 0) {
+        if (getrandom(&state, sizeof(state), 0) != sizeof(state) || state == 0) {
+            state = (uint64_t)clock_monotonic_ns() | 1;
+        }
+    }
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return state * 0x2545F4914F6CDD1DULL;
+}
+
+enum store_status store_random(struct store *store, struct item **item) {
+    *item = NULL;
+    if (store_count(store) == 0) return STORE_NOT_FOUND;
+    int64_t now = clock_realtime_ms();
+    for (unsigned attempt = 0; attempt < 4 * store->shard_count; attempt++) {
+        struct shard *shard = &store->shards[random_next() % store->shard_count];
+        if (atomic_load_explicit(&shard->item_count, memory_order_relaxed) == 0) continue;
+        shard_lock(shard);
+        uint64_t buckets = shard->bucket_mask + 1;
+        uint64_t start = random_next() & shard->bucket_mask;
+        for (uint64_t i = 0; i < buckets && *item == NULL; i++) {
+            for (struct item *candidate = shard->buckets[(start + i) & shard->bucket_mask];
+                 candidate != NULL; candidate = candidate->hash_next) {
+                if (!is_expired(candidate, now)) {
+                    item_retain(candidate);
+                    *item = candidate;
+                    break;
+                }
+            }
+        }
+        shard_unlock(shard);
+        if (*item != NULL) return STORE_OK;
+    }
+    return STORE_NOT_FOUND;
+}
+
+static uint64_t reverse_bits(uint64_t value) {
+    value = ((value >> 1) & 0x5555555555555555ULL) | ((value & 0x5555555555555555ULL) << 1);
+    value = ((value >> 2) & 0x3333333333333333ULL) | ((value & 0x3333333333333333ULL) << 2);
+    value = ((value >> 4) & 0x0F0F0F0F0F0F0F0FULL) | ((value & 0x0F0F0F0F0F0F0F0FULL) << 4);
+    value = ((value >> 8) & 0x00FF00FF00FF00FFULL) | ((value & 0x00FF00FF00FF00FFULL) << 8);
+    value = ((value >> 16) & 0x0000FFFF0000FFFFULL) | ((value & 0x0000FFFF0000FFFFULL) << 16);
+    return (value >> 32) | (value << 32);
+}
+
+bool store_scan_cursor_valid(const struct store *store, uint64_t cursor) {
+    return (cursor >> store->shard_bits) <= UINT32_MAX;
+}
+
+uint64_t store_scan(struct store *store, uint64_t cursor, size_t count, store_visit_fn visit,
+                    void *context) {
+    if (!store_scan_cursor_valid(store, cursor)) return 0;
+    unsigned shard_index = (unsigned)(cursor & (store->shard_count - 1));
+    uint64_t position = cursor >> store->shard_bits; /* bucket cursor, in reverse-binary order */
+    if (count == 0) count = 1;
+    size_t visited = 0;
+    size_t examined = 0;
+    size_t examine_limit = count * 10 + 16;
+    int64_t now = clock_realtime_ms();
+    while (shard_index < store->shard_count) {
+        struct shard *shard = &store->shards[shard_index];
+        shard_lock(shard);
+        uint64_t mask = shard->bucket_mask;
+        do {
+            for (struct item *item = shard->buckets[position & mask]; item != NULL;
+                 item = item->hash_next) {
+                if (!is_expired(item, now)) {
+                    visit(context, item);
+                    visited++;
+                }
+            }
+            examined++;
+            /* Increment the reversed bucket index: resizes between calls neither skip
+             * nor lose buckets (the technique of Redis's dictScan). */
+            position |= ~mask;
+            position = reverse_bits(position);
+            position++;
+            position = reverse_bits(position);
+        } while (position != 0 && visited < count && examined < examine_limit);
+        shard_unlock(shard);
+        if (position == 0) shard_index++;
+        if (visited >= count || examined >= examine_limit) break;
+    }
+    if (shard_index >= store->shard_count) return 0;
+    return (position << store->shard_bits) | shard_index;
+}
+
+size_t store_expire_cycle(struct store *store, size_t buckets) {
+    size_t removed = 0;
+    size_t budget = buckets;
+    int64_t now = clock_realtime_ms();
+    for (unsigned visited = 0; visited < store->shard_count && budget > 0; visited++) {
+        unsigned index =
+            atomic_fetch_add_explicit(&store->expire_shard_cursor, 1, memory_order_relaxed) %
+            store->shard_count;
+        struct shard *shard = &store->shards[index];
+        if (atomic_load_explicit(&shard->expiring_count, memory_order_relaxed) == 0) continue;
+        struct item *graveyard = NULL;
+        size_t found = 0;
+        shard_lock(shard);
+        uint64_t span = shard->bucket_mask + 1;
+        uint64_t steps = budget < span ? budget : span;
+        for (uint64_t step = 0; step < steps; step++) {
+            uint64_t bucket = shard->expire_cursor++ & shard->bucket_mask;
+            struct item **slot = &shard->buckets[bucket];
+            while (*slot != NULL) {
+                struct item *item = *slot;
+                if (is_expired(item, now)) {
+                    index_bury(shard, slot, item, &graveyard);
+                    found++;
+                } else {
+                    slot = &item->hash_next;
+                }
+            }
+        }
+        shard_unlock(shard);
+        budget -= (size_t)steps;
+        item_release_chain(graveyard);
+        if (found > 0) metric_add(METRIC_expired_keys, (int64_t)found);
+        removed += found;
+    }
+    return removed;
+}

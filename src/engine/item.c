@@ -1,0 +1,118 @@
+/* Items: creation (charged to the budget before the memory is taken), accessors and
+ * reference counting. The layout is in item.h. */
+#include "engine/store_internal.h"
+
+#include <stdlib.h>
+
+const unsigned char *item_key(const struct item *item, size_t *length) {
+    *length = item->key_length;
+    return item->bytes;
+}
+
+const unsigned char *item_value(const struct item *item) {
+    if (item->external) return item_block(item)->data;
+    return item->bytes + item->key_length;
+}
+
+uint64_t item_value_length(const struct item *item) {
+    return item->value_length;
+}
+
+void item_release(struct item *item) {
+    if (atomic_fetch_sub_explicit(&item->references, 1, memory_order_acq_rel) != 1) return;
+    struct store *store = store_by_id(item->store_id);
+    if (item->external) value_block_release(item_block(item));
+    uint64_t footprint = memory_footprint(item);
+    free(item);
+    budget_uncharge(store, footprint);
+}
+
+void item_release_callback(void *item) {
+    item_release(item);
+}
+
+/* Releases every item chained through hash_next from GRAVEYARD. */
+void item_release_chain(struct item *graveyard) {
+    while (graveyard != NULL) {
+        struct item *next = graveyard->hash_next;
+        item_release(graveyard);
+        graveyard = next;
+    }
+}
+
+/* Creates an unlinked item with one reference for KEY and a value given either as
+ * BLOCK (its reference is taken over in every case) or as LENGTH bytes at VALUE. May
+ * evict: call with no shard lock held. */
+enum store_status item_create(struct store *store, uint32_t hash, const void *key,
+                              size_t key_length, const void *value, uint64_t length,
+                              struct value_block *block, struct item **created) {
+    enum store_status status;
+    if (block == NULL && length >= STORE_BLOCK_THRESHOLD) {
+        status = budget_create_block(store, length, value, length, &block);
+        if (status != STORE_OK) return status;
+    } else if (block != NULL) {
+        length = block->length;
+        status = budget_adopt_block(store, block);
+        if (status != STORE_OK) {
+            value_block_release(block);
+            return status;
+        }
+    }
+    uint64_t payload = block != NULL ? sizeof(block) : length;
+    size_t size = sizeof(struct item) + key_length + (size_t)payload;
+    uint64_t estimate = memory_estimate(size);
+    status = budget_charge(store, estimate);
+    if (status != STORE_OK) {
+        if (block != NULL) value_block_release(block);
+        return status;
+    }
+    struct item *item = malloc(size);
+    if (item == NULL) {
+        budget_uncharge(store, estimate);
+        if (block != NULL) value_block_release(block);
+        return STORE_ALLOCATION_FAILED;
+    }
+    status = budget_settle(store, estimate, memory_footprint(item));
+    if (status != STORE_OK) {
+        free(item);
+        if (block != NULL) value_block_release(block);
+        return status;
+    }
+    item->hash_next = NULL;
+    item->queue_previous = NULL;
+    item->queue_next = NULL;
+    item->expire_at_ms = 0;
+    item->value_length = length;
+    atomic_init(&item->references, 1);
+    item->hash = hash;
+    item->key_length = (uint32_t)key_length;
+    atomic_init(&item->frequency, 0);
+    item->queue = QUEUE_NONE;
+    item->external = block != NULL;
+    item->store_id = store->id;
+    if (key_length > 0) memcpy(item->bytes, key, key_length);
+    if (block != NULL) {
+        memcpy(item->bytes + key_length, &block, sizeof(block));
+    } else if (length > 0) {
+        memcpy(item->bytes + key_length, value, (size_t)length);
+    }
+    *created = item;
+    return STORE_OK;
+}
+
+/* Creates an unlinked item for KEY holding the same value as SOURCE (sharing its
+ * block when it has one) and SOURCE's expiry. */
+enum store_status item_clone(struct store *store, uint32_t hash, const void *key, size_t key_length,
+                             const struct item *source, struct item **created) {
+    enum store_status status;
+    if (source->external) {
+        struct value_block *block = item_block(source);
+        value_block_retain(block);
+        status = item_create(store, hash, key, key_length, NULL, 0, block, created);
+    } else {
+        status = item_create(store, hash, key, key_length, item_value(source), source->value_length,
+                             NULL, created);
+    }
+    if (status == STORE_OK) (*created)->expire_at_ms = source->expire_at_ms;
+    return status;
+}

@@ -1,0 +1,129 @@
+/* S3-FIFO eviction (Yang et al., SOSP 2023), per shard: a small probationary FIFO
+ * queue holding about SMALL_QUEUE_PERCENT of the shard's bytes, a main FIFO queue, and a
+ * ghost table remembering keys recently evicted from the small queue. A hit only bumps
+ * an item's 2-bit frequency; queues move only when a victim is chosen. */
+#include "base/metrics.h"
+#include "engine/store_internal.h"
+
+/* S3-FIFO: the small queue holds this share of a shard's bytes. */
+#define SMALL_QUEUE_PERCENT 10
+/* Upper bound on queue moves while looking for one victim. */
+#define EVICTION_STEP_LIMIT 4096
+
+struct queue *s3fifo_queue_of(struct shard *shard, const struct item *item) {
+    return item->queue == QUEUE_SMALL ? &shard->small : &shard->main;
+}
+
+void s3fifo_queue_push(struct queue *queue, struct item *item) {
+    item->queue_previous = NULL;
+    item->queue_next = queue->head;
+    if (queue->head != NULL) {
+        queue->head->queue_previous = item;
+    } else {
+        queue->tail = item;
+    }
+    queue->head = item;
+    queue->bytes += queue_weight(item);
+    queue->count++;
+}
+
+void s3fifo_queue_remove(struct queue *queue, struct item *item) {
+    if (item->queue_previous != NULL) {
+        item->queue_previous->queue_next = item->queue_next;
+    } else {
+        queue->head = item->queue_next;
+    }
+    if (item->queue_next != NULL) {
+        item->queue_next->queue_previous = item->queue_previous;
+    } else {
+        queue->tail = item->queue_previous;
+    }
+    item->queue_previous = NULL;
+    item->queue_next = NULL;
+    queue->bytes -= queue_weight(item);
+    queue->count--;
+}
+
+static uint32_t ghost_fingerprint(uint32_t hash) {
+    uint32_t fingerprint = hash * 0x9E3779B1u;
+    fingerprint ^= fingerprint >> 15;
+    return fingerprint | 1;
+}
+
+/* Remembers that an item with HASH left the small queue without being reused. */
+void s3fifo_ghost_add(struct shard *shard, uint32_t hash) {
+    uint32_t fingerprint = ghost_fingerprint(hash);
+    shard->ghost[(fingerprint >> 1) & shard->ghost_mask] =
+        ((uint64_t)fingerprint << 32) | shard->ghost_clock++;
+}
+
+/* Returns true (and forgets it) if an item with HASH was recently evicted from the
+ * small queue: the ghost holds about as many entries as the main queue. */
+bool s3fifo_ghost_take(struct shard *shard, uint32_t hash) {
+    uint32_t fingerprint = ghost_fingerprint(hash);
+    uint64_t *slot = &shard->ghost[(fingerprint >> 1) & shard->ghost_mask];
+    if ((uint32_t)(*slot >> 32) != fingerprint) return false;
+    uint32_t age = shard->ghost_clock - (uint32_t)*slot;
+    uint64_t window = shard->main.count > 64 ? shard->main.count : 64;
+    *slot = 0;
+    return age <= window;
+}
+
+/* Chooses and unlinks one S3-FIFO victim from SHARD (locked). Returns it with the
+ * index's reference, or NULL if the shard is empty. */
+static struct item *choose_victim(struct shard *shard, int64_t now) {
+    for (int step = 0; step < EVICTION_STEP_LIMIT; step++) {
+        uint64_t total = shard->small.bytes + shard->main.bytes;
+        bool from_small =
+            shard->small.tail != NULL &&
+            (shard->main.tail == NULL || shard->small.bytes * 100 >= total * SMALL_QUEUE_PERCENT);
+        if (from_small) {
+            struct item *item = shard->small.tail;
+            uint8_t frequency = atomic_load_explicit(&item->frequency, memory_order_relaxed);
+            if (frequency > 0 && !is_expired(item, now)) {
+                /* Reused while on probation: promote to the main queue. */
+                s3fifo_queue_remove(&shard->small, item);
+                item->queue = QUEUE_MAIN;
+                s3fifo_queue_push(&shard->main, item);
+                continue;
+            }
+            s3fifo_ghost_add(shard, item->hash);
+            index_unlink(shard, index_slot_of(shard, item), item);
+            return item;
+        }
+        struct item *item = shard->main.tail;
+        if (item == NULL) return NULL;
+        uint8_t frequency = atomic_load_explicit(&item->frequency, memory_order_relaxed);
+        if (frequency > 0 && !is_expired(item, now)) {
+            atomic_store_explicit(&item->frequency, (uint8_t)(frequency - 1), memory_order_relaxed);
+            s3fifo_queue_remove(&shard->main, item);
+            s3fifo_queue_push(&shard->main, item);
+            continue;
+        }
+        index_unlink(shard, index_slot_of(shard, item), item);
+        return item;
+    }
+    /* Every item looked at was in use: take the oldest of the main queue anyway. */
+    struct item *item = shard->main.tail != NULL ? shard->main.tail : shard->small.tail;
+    if (item == NULL) return NULL;
+    index_unlink(shard, index_slot_of(shard, item), item);
+    return item;
+}
+
+/* Evicts one item from SHARD. Returns false if the shard had nothing to evict. */
+bool s3fifo_evict_one(struct store *store, struct shard *shard) {
+    (void)store;
+    if (atomic_load_explicit(&shard->item_count, memory_order_relaxed) == 0) return false;
+    int64_t now = clock_realtime_ms();
+    shard_lock(shard);
+    struct item *victim = choose_victim(shard, now);
+    shard_unlock(shard);
+    if (victim == NULL) return false;
+    if (is_expired(victim, now)) {
+        metric_add(METRIC_expired_keys, 1);
+    } else {
+        metric_add(METRIC_evicted_keys, 1);
+    }
+    item_release(victim);
+    return true;
+}

@@ -1,0 +1,188 @@
+/* The engine's private structures and the functions its files share. Not for use
+ * outside src/engine/.
+ *
+ * Files: store.c (the public API), index.c (the sharded hash index, scan, expiry),
+ * s3fifo.c (queues, ghost table, eviction), item.c (items), budget.c (the budget).
+ *
+ * Budget: `used` counts every byte the tier allocates (items, value blocks, buckets,
+ * ghost tables, shard array). Every increase goes through budget_try_charge(), which
+ * refuses to pass `budget`, so `used` never exceeds the budget. Memory is reserved
+ * before it is allocated, from an upper estimate settled against the real size after.
+ *
+ * Locking rules: at most the shards of one operation are locked, always in ascending
+ * order; eviction (which locks shards) only runs while no shard lock is held, so code
+ * under a lock may only use budget_try_charge(). Items unlinked under a lock are
+ * released after it is dropped: they are chained through hash_next into a "graveyard"
+ * list that item_release_chain() releases. */
+#ifndef STRATA_ENGINE_STORE_INTERNAL_H
+#define STRATA_ENGINE_STORE_INTERNAL_H
+
+#include "base/clock.h"
+#include "engine/item.h"
+#include "engine/memory.h"
+#include "engine/store.h"
+#include "engine/value_block.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <xxhash.h>
+
+#define DEFAULT_SHARDS  256
+#define MAX_SHARDS      4096
+#define INITIAL_BUCKETS 16
+#define MAX_STORES      256
+#define FREQUENCY_MAX   3
+
+/* A FIFO queue of items, linked through queue_previous and queue_next. */
+struct queue {
+    struct item *head; /* newest */
+    struct item *tail; /* oldest */
+    uint64_t bytes;    /* sum of queue_weight() of its items */
+    uint64_t count;
+};
+
+struct shard {
+    pthread_mutex_t lock;
+    struct item **buckets;
+    uint64_t bucket_mask;
+    uint64_t bucket_footprint; /* bytes charged for the bucket array */
+    _Atomic uint64_t item_count;
+    _Atomic uint64_t expiring_count;
+    struct queue small;
+    struct queue main;
+    uint64_t *ghost; /* (fingerprint << 32) | insertion clock, direct-mapped */
+    uint32_t ghost_mask;
+    uint32_t ghost_clock;
+    uint64_t expire_cursor; /* next bucket active expiry examines */
+} __attribute__((aligned(64)));
+
+struct store {
+    struct shard *shards;
+    unsigned shard_count; /* a power of two */
+    unsigned shard_bits;  /* log2(shard_count) */
+    uint64_t seed;
+    uint8_t id;
+    _Atomic uint64_t budget;
+    _Atomic uint64_t used;
+    _Atomic uint64_t peak;
+    _Atomic uint64_t fixed;
+    _Atomic uint64_t index_bytes;
+    _Atomic uint64_t max_value;
+    _Atomic uint32_t eviction_cursor;
+    _Atomic uint32_t expire_shard_cursor;
+};
+
+/* One key's shard, locked by index_open_key() and released by index_close_key(). */
+struct key_access {
+    struct shard *shard;
+    uint64_t hash;
+    struct item **slot;     /* the slot of the item index_open_key() returned, if any */
+    struct item *graveyard; /* items unlinked meanwhile, released by index_close_key() */
+    int64_t now;
+};
+
+/* ---- small helpers ------------------------------------------------------------ */
+
+/* The value block of an item whose value lives in one. */
+static inline struct value_block *item_block(const struct item *item) {
+    struct value_block *block;
+    memcpy(&block, item->bytes + item->key_length, sizeof(block));
+    return block;
+}
+
+static inline void item_retain(struct item *item) {
+    atomic_fetch_add_explicit(&item->references, 1, memory_order_relaxed);
+}
+
+static inline bool is_expired(const struct item *item, int64_t now) {
+    return item->expire_at_ms != 0 && item->expire_at_ms <= now;
+}
+
+/* Bytes an item stands for in its queue's share of the shard. */
+static inline uint64_t queue_weight(const struct item *item) {
+    return sizeof(struct item) + item->key_length + item->value_length;
+}
+
+/* Counts an access to ITEM for S3-FIFO: a relaxed store, no lock needed. */
+static inline void mark_used(struct item *item) {
+    uint8_t frequency = atomic_load_explicit(&item->frequency, memory_order_relaxed);
+    if (frequency < FREQUENCY_MAX) {
+        atomic_store_explicit(&item->frequency, (uint8_t)(frequency + 1), memory_order_relaxed);
+    }
+}
+
+static inline uint64_t hash_key(const struct store *store, const void *key, size_t length) {
+    return XXH3_64bits_withSeed(key, length, store->seed);
+}
+
+/* The shard of a key: bits 48 and up of its hash (the bucket uses the low 32). */
+static inline unsigned shard_index_of(const struct store *store, uint64_t hash) {
+    return (unsigned)(hash >> 48) & (store->shard_count - 1);
+}
+
+static inline struct shard *shard_for(struct store *store, uint64_t hash) {
+    return &store->shards[shard_index_of(store, hash)];
+}
+
+static inline void shard_lock(struct shard *shard) {
+    pthread_mutex_lock(&shard->lock);
+}
+
+static inline void shard_unlock(struct shard *shard) {
+    pthread_mutex_unlock(&shard->lock);
+}
+
+/* ---- store.c ------------------------------------------------------------------ */
+
+struct store *store_by_id(uint8_t id);
+
+/* ---- budget.c: the budget ------------------------------------------------------ */
+
+bool budget_try_charge(struct store *store, uint64_t bytes);
+void budget_uncharge(struct store *store, uint64_t bytes);
+enum store_status budget_charge(struct store *store, uint64_t bytes);
+enum store_status budget_settle(struct store *store, uint64_t estimated, uint64_t actual);
+enum store_status budget_adopt_block(struct store *store, struct value_block *block);
+enum store_status budget_create_block(struct store *store, uint64_t capacity, const void *data,
+                                      uint64_t length, struct value_block **block);
+
+/* ---- item.c ------------------------------------------------------------------- */
+
+void item_release_chain(struct item *graveyard);
+enum store_status item_create(struct store *store, uint32_t hash, const void *key,
+                              size_t key_length, const void *value, uint64_t length,
+                              struct value_block *block, struct item **created);
+enum store_status item_clone(struct store *store, uint32_t hash, const void *key, size_t key_length,
+                             const struct item *source, struct item **created);
+
+/* ---- s3fifo.c: queues, ghost table, eviction ---------------------------------- */
+
+struct queue *s3fifo_queue_of(struct shard *shard, const struct item *item);
+void s3fifo_queue_push(struct queue *queue, struct item *item);
+void s3fifo_queue_remove(struct queue *queue, struct item *item);
+void s3fifo_ghost_add(struct shard *shard, uint32_t hash);
+bool s3fifo_ghost_take(struct shard *shard, uint32_t hash);
+bool s3fifo_evict_one(struct store *store, struct shard *shard);
+
+/* ---- index.c: the hash index -------------------------------------------------- */
+
+struct item **index_slot_of(struct shard *shard, const struct item *item);
+void index_unlink(struct shard *shard, struct item **slot, struct item *item);
+void index_bury(struct shard *shard, struct item **slot, struct item *item,
+                struct item **graveyard);
+void index_add_expiring(struct shard *shard, int64_t delta);
+void index_resize(struct store *store, struct shard *shard, uint64_t new_count);
+void index_link(struct store *store, struct shard *shard, struct item *item, uint8_t inherit_queue,
+                uint8_t inherit_frequency);
+struct item *index_find_live(struct shard *shard, uint32_t hash, const void *key, size_t key_length,
+                             int64_t now, struct item ***slot_out, struct item **graveyard);
+void index_replace(struct store *store, struct shard *shard, struct item **slot,
+                   struct item *existing, struct item *item, struct item **graveyard);
+struct item *index_open_key(struct store *store, uint64_t hash, const void *key, size_t key_length,
+                            struct key_access *access);
+void index_close_key(struct key_access *access);
+
+#endif
