@@ -88,8 +88,10 @@ integration-asan: $(ASAN)/strata-server
 
 # ---- benchmarks (docs/benchmarks.md records the figures) ----
 
-bench: deps-build $(BUILD)/bench/engine_shards
+bench: all $(BUILD)/bench/engine_shards
+	@scripts/install-deps.sh bench
 	./$(BUILD)/bench/engine_shards
+	bench/redis_benchmark.sh
 
 # ---- housekeeping ----
 
@@ -111,5 +113,7 @@ deps-test:
 
 clean:
 	rm -rf $(BUILD)
+
+.SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

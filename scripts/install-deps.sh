@@ -1,19 +1,22 @@
 #!/bin/sh
 # Installs the Debian 12 packages strata needs, and only those that are missing.
-# Quiet when nothing is missing. Usage: scripts/install-deps.sh build|test
+# Quiet when nothing is missing. Usage: scripts/install-deps.sh build|test|bench
 #   build: what `make` and `make run` need
 #   test:  build, plus what `make test` needs (clients, pytest, clang-format)
+#   bench: build, plus the peers and tools `make bench` runs
 # The packages and the reason for each are listed in docs/dependencies.md.
 set -eu
 
 build_packages="gcc make libc6-dev libxxhash-dev"
 test_packages="$build_packages redis-tools python3 python3-redis python3-pytest clang-format procps"
+bench_packages="$build_packages redis-tools redis-server bc"
 
 case "${1:-build}" in
 build) wanted=$build_packages ;;
 test) wanted=$test_packages ;;
+bench) wanted=$bench_packages ;;
 *)
-    echo "usage: $0 build|test" >&2
+    echo "usage: $0 build|test|bench" >&2
     exit 2
     ;;
 esac
