@@ -58,7 +58,6 @@ $(ASAN)/tests/%: $(ASAN)/obj/tests/unit/%.o $(ASAN_LIBRARY)
 # ---- the README's two commands ----
 
 run: deps-build all
-	@mkdir -p strata-data
 	./$(BUILD)/strata-server $(ARGS)
 
 test: deps-test

@@ -7,6 +7,7 @@ log is then checked for sanitizer reports when it stops, and its exit status mus
 """
 import os
 import re
+import resource
 import signal
 import subprocess
 import time
@@ -19,6 +20,11 @@ BINARY = os.path.join(ROOT, os.environ.get("STRATA_SERVER", "build/strata-server
 SANITIZED = os.environ.get("STRATA_SANITIZED") == "1"
 # A sanitized server is slower: allow more time for start and stop.
 SLOW = 4 if SANITIZED else 1
+
+# Some tests hold a thousand connections open at once.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _soft != resource.RLIM_INFINITY and _soft < 4096:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, _hard), _hard))
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
