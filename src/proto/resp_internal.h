@@ -85,6 +85,8 @@ void reply_verbatim(struct resp_session *session, const void *text, size_t lengt
 void reply_item(struct resp_session *session, struct item *item);
 /* The error reply for a failed store operation. */
 void reply_store_error(struct resp_session *session, enum store_status status);
+/* :1 for STORE_OK, :0 for STORE_CONDITION_FAILED, else the error (SETNX, RENAMENX...). */
+void reply_condition(struct resp_session *session, enum store_status status);
 /* "ERR wrong number of arguments for 'NAME' command". */
 void reply_wrong_arity(struct resp_session *session, const char *name);
 /* "ERR syntax error". */

@@ -301,13 +301,7 @@ void command_renamenx(struct resp_session *session, const struct resp_request *r
     enum store_status status =
         store_rename(store_of(session), request->argv[1], (size_t)request->lengths[1],
                      request->argv[2], (size_t)request->lengths[2], true);
-    if (status == STORE_OK) {
-        reply_integer(session, 1);
-    } else if (status == STORE_CONDITION_FAILED) {
-        reply_integer(session, 0);
-    } else {
-        reply_store_error(session, status);
-    }
+    reply_condition(session, status);
 }
 
 void command_copy(struct resp_session *session, const struct resp_request *request) {

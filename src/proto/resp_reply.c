@@ -164,6 +164,16 @@ void reply_store_error(struct resp_session *session, enum store_status status) {
     }
 }
 
+void reply_condition(struct resp_session *session, enum store_status status) {
+    if (status == STORE_OK) {
+        reply_integer(session, 1);
+    } else if (status == STORE_CONDITION_FAILED) {
+        reply_integer(session, 0);
+    } else {
+        reply_store_error(session, status);
+    }
+}
+
 void reply_wrong_arity(struct resp_session *session, const char *name) {
     reply_errorf(session, "ERR wrong number of arguments for '%s' command", name);
 }

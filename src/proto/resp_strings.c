@@ -181,13 +181,7 @@ void command_getdel(struct resp_session *session, const struct resp_request *req
 void command_setnx(struct resp_session *session, const struct resp_request *request) {
     struct store_write write = {STORE_IF_ABSENT, STORE_EXPIRY_CLEAR, 0};
     enum store_status status = store_argument(session, request, 2, &write, NULL);
-    if (status == STORE_OK) {
-        reply_integer(session, 1);
-    } else if (status == STORE_CONDITION_FAILED) {
-        reply_integer(session, 0);
-    } else {
-        reply_store_error(session, status);
-    }
+    reply_condition(session, status);
 }
 
 /* SETEX and PSETEX: key, a positive time to live in UNIT milliseconds, value. */
@@ -249,14 +243,10 @@ static void set_many(struct resp_session *session, const struct resp_request *re
     }
     enum store_status status = store_set_many(store_of(session), count, pairs, only_if_none_exist);
     free(pairs);
-    if (status == STORE_OK) {
-        if (only_if_none_exist) {
-            reply_integer(session, 1);
-        } else {
-            reply_ok(session);
-        }
-    } else if (status == STORE_CONDITION_FAILED) {
-        reply_integer(session, 0);
+    if (only_if_none_exist) {
+        reply_condition(session, status);
+    } else if (status == STORE_OK) {
+        reply_ok(session);
     } else {
         reply_store_error(session, status);
     }
@@ -325,55 +315,50 @@ void command_getrange(struct resp_session *session, const struct resp_request *r
     item_release(item);
 }
 
-void command_setrange(struct resp_session *session, const struct resp_request *request) {
-    int64_t offset;
-    if (!argument_int64(session, request, 2, &offset)) return;
-    if (offset < 0) {
-        reply_error(session, "ERR offset is out of range");
-        return;
-    }
+/* A read-modify-write command's view of the current value and its new one. */
+struct rewrite {
+    const unsigned char *current; /* the current value, or NULL when the key is absent */
+    uint64_t current_length;
+    const unsigned char *value; /* the new value: in text, in allocated, or elsewhere */
+    uint64_t length;
+    unsigned char *allocated; /* freed after the command; may stay NULL */
+    int64_t integer;          /* a number for the reply (INCR's result, SETRANGE's length) */
+    char text[5200];          /* room for short results (any long double fits) */
+};
+
+/* Computes the new value into REWRITE. Returns true to store it, or false after
+ * replying itself (an error, or an answer that needs no write). */
+typedef bool (*rewrite_fn)(struct resp_session *session, const struct resp_request *request,
+                           const void *context, struct rewrite *rewrite);
+
+/* Replies once the new value is stored. */
+typedef void (*rewritten_fn)(struct resp_session *session, const struct rewrite *rewrite);
+
+/* Runs a read-modify-write command on the key in argument 1: reads the current item,
+ * lets COMPUTE build the new value, and stores it only if the key still holds the item
+ * that was read (keeping its expiry), retrying when another client changed it. */
+static void rewrite_key(struct resp_session *session, const struct resp_request *request,
+                        rewrite_fn compute, rewritten_fn done, const void *context) {
     struct store *store = store_of(session);
     const unsigned char *key = request->argv[1];
     size_t key_length = (size_t)request->lengths[1];
-    const unsigned char *piece = request->argv[3];
-    uint64_t piece_length = request->lengths[3];
-    uint64_t max_value =
-        (uint64_t)options_number(session->server->environment.options, OPTION_max_value);
     for (int attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
         struct item *item = NULL;
         store_get(store, key, key_length, &item);
-        uint64_t old_length = item != NULL ? item_value_length(item) : 0;
-        if (piece_length == 0) {
-            if (item != NULL) item_release(item);
-            reply_integer(session, (int64_t)old_length);
-            return;
+        struct rewrite rewrite;
+        rewrite.current = item != NULL ? item_value(item) : NULL;
+        rewrite.current_length = item != NULL ? item_value_length(item) : 0;
+        rewrite.allocated = NULL;
+        bool write = compute(session, request, context, &rewrite);
+        enum store_status status = STORE_OK;
+        if (write) {
+            status = store_replace_if_unchanged(store, key, key_length, item, rewrite.value,
+                                                rewrite.length, true);
         }
-        if ((uint64_t)offset > max_value || piece_length > max_value - (uint64_t)offset) {
-            if (item != NULL) item_release(item);
-            reply_error(session, "ERR string exceeds maximum allowed size (max-value)");
-            return;
-        }
-        uint64_t end = (uint64_t)offset + piece_length;
-        uint64_t new_length = end > old_length ? end : old_length;
-        unsigned char *value = malloc(new_length ? (size_t)new_length : 1);
-        if (value == NULL) {
-            if (item != NULL) item_release(item);
-            reply_store_error(session, STORE_ALLOCATION_FAILED);
-            return;
-        }
-        if (old_length > 0) memcpy(value, item_value(item), (size_t)old_length);
-        if ((uint64_t)offset > old_length) {
-            memset(value + old_length, 0, (size_t)((uint64_t)offset - old_length));
-        }
-        memcpy(value + offset, piece, (size_t)piece_length);
-        enum store_status status =
-            store_replace_if_unchanged(store, key, key_length, item, value, new_length, true);
-        free(value);
+        if (write && status == STORE_OK) done(session, &rewrite);
+        free(rewrite.allocated);
         if (item != NULL) item_release(item);
-        if (status == STORE_OK) {
-            reply_integer(session, (int64_t)new_length);
-            return;
-        }
+        if (!write || status == STORE_OK) return;
         if (status != STORE_CONDITION_FAILED) {
             reply_store_error(session, status);
             return;
@@ -382,44 +367,87 @@ void command_setrange(struct resp_session *session, const struct resp_request *r
     reply_error(session, "ERR the key changed too often to update it; try again");
 }
 
-/* INCR, INCRBY, DECR, DECRBY: adds DELTA to the integer held at the key. */
+static void reply_rewrite_integer(struct resp_session *session, const struct rewrite *rewrite) {
+    reply_integer(session, rewrite->integer);
+}
+
+static void reply_rewrite_value(struct resp_session *session, const struct rewrite *rewrite) {
+    reply_bulk(session, rewrite->value, (size_t)rewrite->length);
+}
+
+/* SETRANGE: writes argument 3 at the offset (CONTEXT), zero-padding a shorter value. */
+static bool compute_setrange(struct resp_session *session, const struct resp_request *request,
+                             const void *context, struct rewrite *rewrite) {
+    uint64_t offset = *(const uint64_t *)context;
+    const unsigned char *piece = request->argv[3];
+    uint64_t piece_length = request->lengths[3];
+    uint64_t max_value =
+        (uint64_t)options_number(session->server->environment.options, OPTION_max_value);
+    if (piece_length == 0) {
+        reply_integer(session, (int64_t)rewrite->current_length);
+        return false;
+    }
+    if (offset > max_value || piece_length > max_value - offset) {
+        reply_error(session, "ERR string exceeds maximum allowed size (max-value)");
+        return false;
+    }
+    uint64_t end = offset + piece_length;
+    uint64_t length = end > rewrite->current_length ? end : rewrite->current_length;
+    rewrite->allocated = malloc((size_t)length);
+    if (rewrite->allocated == NULL) {
+        reply_store_error(session, STORE_ALLOCATION_FAILED);
+        return false;
+    }
+    if (rewrite->current_length > 0) {
+        memcpy(rewrite->allocated, rewrite->current, (size_t)rewrite->current_length);
+    }
+    if (offset > rewrite->current_length) {
+        memset(rewrite->allocated + rewrite->current_length, 0,
+               (size_t)(offset - rewrite->current_length));
+    }
+    memcpy(rewrite->allocated + offset, piece, (size_t)piece_length);
+    rewrite->value = rewrite->allocated;
+    rewrite->length = length;
+    rewrite->integer = (int64_t)length;
+    return true;
+}
+
+void command_setrange(struct resp_session *session, const struct resp_request *request) {
+    int64_t offset;
+    if (!argument_int64(session, request, 2, &offset)) return;
+    if (offset < 0) {
+        reply_error(session, "ERR offset is out of range");
+        return;
+    }
+    uint64_t context = (uint64_t)offset;
+    rewrite_key(session, request, compute_setrange, reply_rewrite_integer, &context);
+}
+
+/* INCR and friends: adds the delta (CONTEXT) to the integer held at the key. */
+static bool compute_increment(struct resp_session *session, const struct resp_request *request,
+                              const void *context, struct rewrite *rewrite) {
+    (void)request;
+    int64_t delta = *(const int64_t *)context;
+    int64_t current = 0;
+    if (rewrite->current != NULL &&
+        !parse_int64(rewrite->current, (size_t)rewrite->current_length, &current)) {
+        reply_error(session, "ERR value is not an integer or out of range");
+        return false;
+    }
+    if ((delta < 0 && current < 0 && delta < INT64_MIN - current) ||
+        (delta > 0 && current > 0 && delta > INT64_MAX - current)) {
+        reply_error(session, "ERR increment or decrement would overflow");
+        return false;
+    }
+    rewrite->integer = current + delta;
+    rewrite->length = format_int64(rewrite->text, rewrite->integer);
+    rewrite->value = (const unsigned char *)rewrite->text;
+    return true;
+}
+
 static void increment(struct resp_session *session, const struct resp_request *request,
                       int64_t delta) {
-    struct store *store = store_of(session);
-    const unsigned char *key = request->argv[1];
-    size_t key_length = (size_t)request->lengths[1];
-    for (int attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
-        struct item *item = NULL;
-        store_get(store, key, key_length, &item);
-        int64_t current = 0;
-        if (item != NULL &&
-            !parse_int64(item_value(item), (size_t)item_value_length(item), &current)) {
-            item_release(item);
-            reply_error(session, "ERR value is not an integer or out of range");
-            return;
-        }
-        if ((delta < 0 && current < 0 && delta < INT64_MIN - current) ||
-            (delta > 0 && current > 0 && delta > INT64_MAX - current)) {
-            if (item != NULL) item_release(item);
-            reply_error(session, "ERR increment or decrement would overflow");
-            return;
-        }
-        int64_t result = current + delta;
-        char text[24];
-        size_t length = format_int64(text, result);
-        enum store_status status =
-            store_replace_if_unchanged(store, key, key_length, item, text, length, true);
-        if (item != NULL) item_release(item);
-        if (status == STORE_OK) {
-            reply_integer(session, result);
-            return;
-        }
-        if (status != STORE_CONDITION_FAILED) {
-            reply_store_error(session, status);
-            return;
-        }
-    }
-    reply_error(session, "ERR the key changed too often to update it; try again");
+    rewrite_key(session, request, compute_increment, reply_rewrite_integer, &delta);
 }
 
 void command_incr(struct resp_session *session, const struct resp_request *request) {
@@ -445,43 +473,32 @@ void command_decrby(struct resp_session *session, const struct resp_request *req
     increment(session, request, -delta);
 }
 
+/* INCRBYFLOAT: adds the long double delta (CONTEXT) to the number held at the key. */
+static bool compute_increment_float(struct resp_session *session,
+                                    const struct resp_request *request, const void *context,
+                                    struct rewrite *rewrite) {
+    (void)request;
+    long double current = 0;
+    if (rewrite->current != NULL &&
+        !parse_long_double(rewrite->current, (size_t)rewrite->current_length, &current)) {
+        reply_error(session, "ERR value is not a valid float");
+        return false;
+    }
+    rewrite->length = format_long_double(rewrite->text, sizeof(rewrite->text),
+                                         current + *(const long double *)context);
+    if (rewrite->length == 0) {
+        reply_error(session, "ERR increment would produce NaN or Infinity");
+        return false;
+    }
+    rewrite->value = (const unsigned char *)rewrite->text;
+    return true;
+}
+
 void command_incrbyfloat(struct resp_session *session, const struct resp_request *request) {
     long double delta;
     if (!parse_long_double(request->argv[2], (size_t)request->lengths[2], &delta)) {
         reply_error(session, "ERR value is not a valid float");
         return;
     }
-    struct store *store = store_of(session);
-    const unsigned char *key = request->argv[1];
-    size_t key_length = (size_t)request->lengths[1];
-    for (int attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
-        struct item *item = NULL;
-        store_get(store, key, key_length, &item);
-        long double current = 0;
-        if (item != NULL &&
-            !parse_long_double(item_value(item), (size_t)item_value_length(item), &current)) {
-            item_release(item);
-            reply_error(session, "ERR value is not a valid float");
-            return;
-        }
-        char text[5200];
-        size_t length = format_long_double(text, sizeof(text), current + delta);
-        if (length == 0) {
-            if (item != NULL) item_release(item);
-            reply_error(session, "ERR increment would produce NaN or Infinity");
-            return;
-        }
-        enum store_status status =
-            store_replace_if_unchanged(store, key, key_length, item, text, length, true);
-        if (item != NULL) item_release(item);
-        if (status == STORE_OK) {
-            reply_bulk(session, text, length);
-            return;
-        }
-        if (status != STORE_CONDITION_FAILED) {
-            reply_store_error(session, status);
-            return;
-        }
-    }
-    reply_error(session, "ERR the key changed too often to update it; try again");
+    rewrite_key(session, request, compute_increment_float, reply_rewrite_value, &delta);
 }
