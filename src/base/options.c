@@ -270,8 +270,7 @@ static int unquote(char *value) {
     return 0;
 }
 
-int options_load_file(struct options *options, const char *path, const bool *skip, char *error,
-                      size_t error_size) {
+int options_load_file(struct options *options, const char *path, char *error, size_t error_size) {
     FILE *file = fopen(path, "r");
     if (file == NULL) {
         set_error(error, error_size, "cannot read config file '%s': %s", path, strerror(errno));
@@ -301,7 +300,6 @@ int options_load_file(struct options *options, const char *path, const bool *ski
             result = -1;
             break;
         }
-        if (skip != NULL && skip[id]) continue;
         char reason[256];
         if (options_set(options, (enum option_id)id, value, false, reason, sizeof(reason)) != 0) {
             set_error(error, error_size, "%s:%d: invalid value '%s' for %s: %s", path, line_number,
@@ -316,7 +314,6 @@ int options_load_file(struct options *options, const char *path, const bool *ski
 
 enum options_parse_result options_parse_command_line(struct options *options, int argc, char **argv,
                                                      char *error, size_t error_size) {
-    bool given[OPTION_COUNT] = {false};
     /* Two passes: the first finds --help, --version, --config and checks the shape of
      * every argument; the second applies the values over the config file. */
     for (int pass = 0; pass < 2; pass++) {
@@ -353,7 +350,6 @@ enum options_parse_result options_parse_command_line(struct options *options, in
                 return OPTIONS_PARSE_ERROR;
             }
             if (pass == 0) {
-                given[id] = true;
                 if (id == OPTION_config &&
                     options_set(options, OPTION_config, value, false, error, error_size) != 0) {
                     return OPTIONS_PARSE_ERROR;
@@ -369,8 +365,8 @@ enum options_parse_result options_parse_command_line(struct options *options, in
             }
         }
         if (pass == 0 && options_text(options, OPTION_config)[0] != '\0' &&
-            options_load_file(options, options_text(options, OPTION_config), given, error,
-                              error_size) != 0) {
+            options_load_file(options, options_text(options, OPTION_config), error, error_size) !=
+                0) {
             return OPTIONS_PARSE_ERROR;
         }
     }

@@ -61,11 +61,8 @@ enum options_parse_result options_parse_command_line(struct options *options, in
                                                      char *error, size_t error_size);
 
 /* Reads a config file: one "name value" per line, '#' starts a comment, a value may
- * be in double quotes. Options in SKIP (indexed by id, may be NULL) are ignored,
- * which is how the command line keeps precedence. Returns 0, or -1 with ERROR set to
- * "FILE:LINE: reason". */
-int options_load_file(struct options *options, const char *path, const bool *skip, char *error,
-                      size_t error_size);
+ * be in double quotes. Returns 0, or -1 with ERROR set to "FILE:LINE: reason". */
+int options_load_file(struct options *options, const char *path, char *error, size_t error_size);
 
 /* Looks up an option by name. Returns its id, or -1. */
 int options_find(const char *name);

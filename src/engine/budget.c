@@ -52,16 +52,39 @@ enum store_status budget_charge(struct store *store, uint64_t bytes) {
     return STORE_OK;
 }
 
-/* Turns a reservation of ESTIMATED bytes into one of ACTUAL bytes. May evict, so no
- * shard lock may be held. On failure the whole reservation is returned. */
-enum store_status budget_settle(struct store *store, uint64_t estimated, uint64_t actual) {
-    if (actual <= estimated) {
-        budget_uncharge(store, estimated - actual);
-        return STORE_OK;
+void *budget_allocate(struct store *store, size_t size, bool zeroed, bool may_evict,
+                      enum store_status *status) {
+    /* Reserve an upper estimate first, so the process never holds memory the budget
+     * has not granted; then settle on the size the allocator really reserved. */
+    uint64_t estimate = memory_estimate(size);
+    if (may_evict) {
+        *status = budget_charge(store, estimate);
+    } else {
+        *status = budget_try_charge(store, estimate) ? STORE_OK : STORE_NO_MEMORY;
     }
-    enum store_status status = budget_charge(store, actual - estimated);
-    if (status != STORE_OK) budget_uncharge(store, estimated);
-    return status;
+    if (*status != STORE_OK) return NULL;
+    void *memory = zeroed ? calloc(1, size) : malloc(size);
+    if (memory == NULL) {
+        budget_uncharge(store, estimate);
+        *status = STORE_ALLOCATION_FAILED;
+        return NULL;
+    }
+    uint64_t footprint = memory_footprint(memory);
+    if (footprint <= estimate) {
+        budget_uncharge(store, estimate - footprint);
+        return memory;
+    }
+    if (may_evict) {
+        *status = budget_charge(store, footprint - estimate);
+    } else {
+        *status = budget_try_charge(store, footprint - estimate) ? STORE_OK : STORE_NO_MEMORY;
+    }
+    if (*status != STORE_OK) {
+        budget_uncharge(store, estimate);
+        free(memory);
+        return NULL;
+    }
+    return memory;
 }
 
 /* Makes sure BLOCK is counted in STORE's budget. Returns STORE_OK or an error (the
@@ -80,22 +103,13 @@ enum store_status budget_adopt_block(struct store *store, struct value_block *bl
  * at DATA. Returns STORE_OK and *block, or an error. */
 enum store_status budget_create_block(struct store *store, uint64_t capacity, const void *data,
                                       uint64_t length, struct value_block **block) {
-    uint64_t estimate = memory_estimate(sizeof(struct value_block) + capacity);
-    enum store_status status = budget_charge(store, estimate);
-    if (status != STORE_OK) return status;
-    struct value_block *created = value_block_create(capacity);
-    if (created == NULL) {
-        budget_uncharge(store, estimate);
-        return STORE_ALLOCATION_FAILED;
-    }
-    uint64_t footprint = value_block_footprint(created);
-    status = budget_settle(store, estimate, footprint);
-    if (status != STORE_OK) {
-        value_block_release(created);
-        return status;
-    }
+    enum store_status status;
+    void *memory =
+        budget_allocate(store, sizeof(struct value_block) + (size_t)capacity, false, true, &status);
+    if (memory == NULL) return status;
+    struct value_block *created = value_block_init(memory, capacity);
     created->charged_to = store;
-    created->charge = footprint;
+    created->charge = memory_footprint(memory);
     if (length > 0) memcpy(created->data, data, (size_t)length);
     created->length = length;
     *block = created;

@@ -35,15 +35,8 @@ void index_unlink(struct shard *shard, struct item **slot, struct item *item) {
     item->hash_next = NULL;
     s3fifo_queue_remove(s3fifo_queue_of(shard, item), item);
     item->queue = QUEUE_NONE;
-    atomic_store_explicit(&shard->item_count,
-                          atomic_load_explicit(&shard->item_count, memory_order_relaxed) - 1,
-                          memory_order_relaxed);
-    if (item->expire_at_ms != 0) {
-        atomic_store_explicit(&shard->expiring_count,
-                              atomic_load_explicit(&shard->expiring_count, memory_order_relaxed) -
-                                  1,
-                              memory_order_relaxed);
-    }
+    shard_count_add(&shard->item_count, -1);
+    if (item->expire_at_ms != 0) shard_count_add(&shard->expiring_count, -1);
 }
 
 /* Unlinks ITEM at SLOT and chains it onto *GRAVEYARD for release after unlock. */
@@ -54,33 +47,14 @@ void index_bury(struct shard *shard, struct item **slot, struct item *item,
     *graveyard = item;
 }
 
-void index_add_expiring(struct shard *shard, int64_t delta) {
-    atomic_store_explicit(&shard->expiring_count,
-                          atomic_load_explicit(&shard->expiring_count, memory_order_relaxed) +
-                              (uint64_t)delta,
-                          memory_order_relaxed);
-}
-
 /* Rebuilds SHARD's table with NEW_COUNT buckets, if the budget allows. Called under
  * the shard lock; never evicts. */
 void index_resize(struct store *store, struct shard *shard, uint64_t new_count) {
-    uint64_t estimate = memory_estimate(new_count * sizeof(struct item *));
-    if (!budget_try_charge(store, estimate)) return;
-    struct item **buckets = calloc((size_t)new_count, sizeof(struct item *));
-    if (buckets == NULL) {
-        budget_uncharge(store, estimate);
-        return;
-    }
+    enum store_status status;
+    struct item **buckets =
+        budget_allocate(store, (size_t)new_count * sizeof(struct item *), true, false, &status);
+    if (buckets == NULL) return; /* chains just grow longer */
     uint64_t footprint = memory_footprint(buckets);
-    if (footprint > estimate) {
-        if (!budget_try_charge(store, footprint - estimate)) {
-            budget_uncharge(store, estimate);
-            free(buckets);
-            return;
-        }
-    } else {
-        budget_uncharge(store, estimate - footprint);
-    }
     uint64_t new_mask = new_count - 1;
     for (uint64_t i = 0; i <= shard->bucket_mask; i++) {
         struct item *item = shard->buckets[i];
@@ -114,9 +88,8 @@ void index_link(struct store *store, struct shard *shard, struct item *item, uin
     item->queue = inherit_queue;
     atomic_store_explicit(&item->frequency, inherit_frequency, memory_order_relaxed);
     s3fifo_queue_push(s3fifo_queue_of(shard, item), item);
-    uint64_t count = atomic_load_explicit(&shard->item_count, memory_order_relaxed) + 1;
-    atomic_store_explicit(&shard->item_count, count, memory_order_relaxed);
-    if (item->expire_at_ms != 0) index_add_expiring(shard, 1);
+    uint64_t count = shard_count_add(&shard->item_count, 1);
+    if (item->expire_at_ms != 0) shard_count_add(&shard->expiring_count, 1);
     if (count > shard->bucket_mask + 1 && shard->bucket_mask < UINT32_MAX) {
         index_resize(store, shard, (shard->bucket_mask + 1) * 2);
     }
@@ -138,7 +111,7 @@ struct item *index_find_live(struct shard *shard, uint32_t hash, const void *key
 }
 
 /* Replaces EXISTING (at SLOT, may be NULL) with ITEM (may be NULL: just remove). The
- * replaced item goes to *PREVIOUS_OWNER when that is not NULL, else to the graveyard. */
+ * new version keeps the old one's queue and frequency; the old one goes to GRAVEYARD. */
 void index_replace(struct store *store, struct shard *shard, struct item **slot,
                    struct item *existing, struct item *item, struct item **graveyard) {
     uint8_t queue = QUEUE_NONE;
@@ -155,7 +128,6 @@ void index_replace(struct store *store, struct shard *shard, struct item **slot,
 struct item *index_open_key(struct store *store, uint64_t hash, const void *key, size_t key_length,
                             struct key_access *access) {
     access->shard = shard_for(store, hash);
-    access->hash = hash;
     access->graveyard = NULL;
     access->now = clock_realtime_ms();
     shard_lock(access->shard);

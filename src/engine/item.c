@@ -60,21 +60,8 @@ enum store_status item_create(struct store *store, uint32_t hash, const void *ke
     }
     uint64_t payload = block != NULL ? sizeof(block) : length;
     size_t size = sizeof(struct item) + key_length + (size_t)payload;
-    uint64_t estimate = memory_estimate(size);
-    status = budget_charge(store, estimate);
-    if (status != STORE_OK) {
-        if (block != NULL) value_block_release(block);
-        return status;
-    }
-    struct item *item = malloc(size);
+    struct item *item = budget_allocate(store, size, false, true, &status);
     if (item == NULL) {
-        budget_uncharge(store, estimate);
-        if (block != NULL) value_block_release(block);
-        return STORE_ALLOCATION_FAILED;
-    }
-    status = budget_settle(store, estimate, memory_footprint(item));
-    if (status != STORE_OK) {
-        free(item);
         if (block != NULL) value_block_release(block);
         return status;
     }

@@ -110,10 +110,9 @@ struct store *store_create(const struct store_config *config, char *error, size_
         fixed += memory_footprint(shard->ghost);
     }
     if (fixed + index_bytes > config->memory_budget) {
-        char needed[32];
-        snprintf(needed, sizeof(needed), "%llu", (unsigned long long)(fixed + index_bytes));
         snprintf(error, error_size,
-                 "memory budget too small: the store's own structures need %s bytes", needed);
+                 "memory budget too small: the store's own structures need %llu bytes",
+                 (unsigned long long)(fixed + index_bytes));
         free_store(store);
         return NULL;
     }
@@ -429,8 +428,10 @@ enum store_status store_set_expiry(struct store *store, const void *key, size_t 
         } else if (expire_at_ms != 0 && expire_at_ms <= access.now) {
             index_bury(access.shard, access.slot, existing, &access.graveyard);
         } else {
-            if (current == 0 && expire_at_ms != 0) index_add_expiring(access.shard, 1);
-            if (current != 0 && expire_at_ms == 0) index_add_expiring(access.shard, -1);
+            if (current == 0 && expire_at_ms != 0)
+                shard_count_add(&access.shard->expiring_count, 1);
+            if (current != 0 && expire_at_ms == 0)
+                shard_count_add(&access.shard->expiring_count, -1);
             existing->expire_at_ms = expire_at_ms;
         }
     }

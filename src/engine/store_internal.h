@@ -78,7 +78,6 @@ struct store {
 /* One key's shard, locked by index_open_key() and released by index_close_key(). */
 struct key_access {
     struct shard *shard;
-    uint64_t hash;
     struct item **slot;     /* the slot of the item index_open_key() returned, if any */
     struct item *graveyard; /* items unlinked meanwhile, released by index_close_key() */
     int64_t now;
@@ -127,6 +126,14 @@ static inline struct shard *shard_for(struct store *store, uint64_t hash) {
     return &store->shards[shard_index_of(store, hash)];
 }
 
+/* Adds DELTA to one of a shard's counters, which change only under its lock but are
+ * read without it. Returns the new value. */
+static inline uint64_t shard_count_add(_Atomic uint64_t *counter, int64_t delta) {
+    uint64_t value = atomic_load_explicit(counter, memory_order_relaxed) + (uint64_t)delta;
+    atomic_store_explicit(counter, value, memory_order_relaxed);
+    return value;
+}
+
 static inline void shard_lock(struct shard *shard) {
     pthread_mutex_lock(&shard->lock);
 }
@@ -144,7 +151,13 @@ struct store *store_by_id(uint8_t id);
 bool budget_try_charge(struct store *store, uint64_t bytes);
 void budget_uncharge(struct store *store, uint64_t bytes);
 enum store_status budget_charge(struct store *store, uint64_t bytes);
-enum store_status budget_settle(struct store *store, uint64_t estimated, uint64_t actual);
+/* Allocates SIZE bytes (zeroed if asked) counted in the budget at their real footprint,
+ * reserving an estimate before the memory is taken. With MAY_EVICT, eviction makes room
+ * (no shard lock may be held); without, it fails rather than evict (for use under a
+ * shard lock). Returns the memory, or NULL with *STATUS set. Free it with free() and
+ * budget_uncharge(store, memory_footprint(memory)). */
+void *budget_allocate(struct store *store, size_t size, bool zeroed, bool may_evict,
+                      enum store_status *status);
 enum store_status budget_adopt_block(struct store *store, struct value_block *block);
 enum store_status budget_create_block(struct store *store, uint64_t capacity, const void *data,
                                       uint64_t length, struct value_block **block);
@@ -173,7 +186,6 @@ struct item **index_slot_of(struct shard *shard, const struct item *item);
 void index_unlink(struct shard *shard, struct item **slot, struct item *item);
 void index_bury(struct shard *shard, struct item **slot, struct item *item,
                 struct item **graveyard);
-void index_add_expiring(struct shard *shard, int64_t delta);
 void index_resize(struct store *store, struct shard *shard, uint64_t new_count);
 void index_link(struct store *store, struct shard *shard, struct item *item, uint8_t inherit_queue,
                 uint8_t inherit_frequency);

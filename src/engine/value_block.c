@@ -6,8 +6,12 @@
 
 struct value_block *value_block_create(uint64_t capacity) {
     if (capacity > SIZE_MAX - sizeof(struct value_block)) return NULL;
-    struct value_block *block = malloc(sizeof(*block) + (size_t)capacity);
-    if (block == NULL) return NULL;
+    void *memory = malloc(sizeof(struct value_block) + (size_t)capacity);
+    return memory != NULL ? value_block_init(memory, capacity) : NULL;
+}
+
+struct value_block *value_block_init(void *memory, uint64_t capacity) {
+    struct value_block *block = memory;
     atomic_init(&block->references, 1);
     block->unused = 0;
     block->charged_to = NULL;

@@ -28,6 +28,11 @@ struct value_block {
  * never the process). */
 struct value_block *value_block_create(uint64_t capacity);
 
+/* Sets up a block in MEMORY, which must be a malloc'd area of at least
+ * sizeof(struct value_block) + CAPACITY bytes (freed with the block). Returns it, with
+ * one reference, length 0, charged to nobody. */
+struct value_block *value_block_init(void *memory, uint64_t capacity);
+
 /* Adds a reference. */
 void value_block_retain(struct value_block *block);
 

@@ -57,9 +57,8 @@ struct connection {
     int fd;
     void *session;
     struct output_queue output;
-    unsigned char *leftover; /* input the protocol has not taken yet */
+    unsigned char *leftover; /* input the protocol has not taken yet (reading pauses) */
     size_t leftover_length;
-    size_t leftover_capacity;
     uint32_t events; /* the epoll interest registered now */
     bool closing;    /* close once the output is sent */
 };
@@ -217,10 +216,6 @@ int net_server_port(const struct net_server *server) {
     return server->port;
 }
 
-uint64_t net_server_connections(const struct net_server *server) {
-    return atomic_load_explicit(&server->connections, memory_order_relaxed);
-}
-
 /* ---- connections -------------------------------------------------------------- */
 
 static void set_interest(struct connection *connection, uint32_t events) {
@@ -249,33 +244,19 @@ static void close_connection(struct connection *connection) {
     metric_add(METRIC_clients_connected, -1);
 }
 
-/* Keeps the LENGTH bytes at DATA that the protocol did not take. Returns false if out
- * of memory. */
-static bool keep_leftover(struct connection *connection, const unsigned char *data, size_t length) {
-    if (connection->leftover_length + length > connection->leftover_capacity) {
-        size_t capacity = connection->leftover_length + length;
-        unsigned char *grown = realloc(connection->leftover, capacity);
-        if (grown == NULL) return false;
-        connection->leftover = grown;
-        connection->leftover_capacity = capacity;
-    }
-    memmove(connection->leftover + connection->leftover_length, data, length);
-    connection->leftover_length += length;
-    return true;
-}
-
-/* Offers bytes to the protocol. Returns false if the connection must close now. */
-static bool deliver(struct connection *connection, const unsigned char *data, size_t length) {
+/* Offers LENGTH bytes at DATA to the protocol and sets *CONSUMED. This is the one place
+ * input reaches the protocol, so the checks on what it queued in reply live here.
+ * Returns false if the connection must close now: the reply queue could not grow, or
+ * it passed client-output-limit. */
+static bool offer(struct connection *connection, const unsigned char *data, size_t length,
+                  size_t *consumed) {
     struct net_server *server = connection->worker->server;
-    size_t consumed = 0;
-    enum net_action action = server->handler.data(connection->session, data, length, &consumed);
-    if (action == NET_CLOSE) {
+    *consumed = 0;
+    if (server->handler.data(connection->session, data, length, consumed) == NET_CLOSE) {
         connection->closing = true;
-        return true;
+        *consumed = length; /* anything after the close is dropped */
     }
-    if (consumed < length) {
-        if (!keep_leftover(connection, data + consumed, length - consumed)) return false;
-    }
+    if (connection->output.failed) return false;
     int64_t limit = options_number(server->options, OPTION_client_output_limit);
     if (limit > 0 && output_queue_copied(&connection->output) > (size_t)limit) {
         log_event(LOG_WARNING, "client_output_limit", "fd=%d copied=%zu limit=%lld", connection->fd,
@@ -283,30 +264,38 @@ static bool deliver(struct connection *connection, const unsigned char *data, si
         metric_add(METRIC_output_limit_disconnects, 1);
         return false;
     }
-    if (connection->output.failed) return false;
     return true;
 }
 
-/* Offers kept input again. Returns false if the connection must close now. */
+/* Offers freshly read bytes; keeps what the protocol did not take for later. Returns
+ * false if the connection must close now. */
+static bool deliver(struct connection *connection, const unsigned char *data, size_t length) {
+    size_t consumed;
+    if (!offer(connection, data, length, &consumed)) return false;
+    size_t rest = length - consumed;
+    if (rest == 0) return true;
+    unsigned char *kept = realloc(connection->leftover, rest);
+    if (kept == NULL) return false;
+    memcpy(kept, data + consumed, rest);
+    connection->leftover = kept;
+    connection->leftover_length = rest;
+    return true;
+}
+
+/* Offers the kept bytes again. Returns false if the connection must close now. */
 static bool retry_leftover(struct connection *connection) {
-    struct net_server *server = connection->worker->server;
-    size_t consumed = 0;
-    enum net_action action = server->handler.data(connection->session, connection->leftover,
-                                                  connection->leftover_length, &consumed);
-    if (action == NET_CLOSE) {
-        connection->closing = true;
-        connection->leftover_length = 0;
-        return true;
+    size_t consumed;
+    if (!offer(connection, connection->leftover, connection->leftover_length, &consumed)) {
+        return false;
     }
-    memmove(connection->leftover, connection->leftover + consumed,
-            connection->leftover_length - consumed);
     connection->leftover_length -= consumed;
-    if (connection->leftover_length == 0 && connection->leftover_capacity > READ_BUFFER) {
+    if (connection->leftover_length == 0) {
         free(connection->leftover);
         connection->leftover = NULL;
-        connection->leftover_capacity = 0;
+    } else {
+        memmove(connection->leftover, connection->leftover + consumed, connection->leftover_length);
     }
-    return !connection->output.failed;
+    return true;
 }
 
 /* Writes queued output until done or the socket is full. Returns false if the
@@ -406,6 +395,51 @@ static void connection_readable(struct connection *connection) {
     service(connection);
 }
 
+/* Sets up a connection on WORKER for the accepted socket FD. Returns false if it could
+ * not (out of memory, or the protocol refused it); the caller then closes FD. */
+static bool open_connection(struct worker *worker, int fd, const struct sockaddr *peer) {
+    struct net_server *server = worker->server;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    struct connection *connection = calloc(1, sizeof(*connection));
+    if (connection == NULL) return false;
+    connection->tag.kind = TAG_CONNECTION;
+    connection->worker = worker;
+    connection->fd = fd;
+    output_queue_init(&connection->output);
+
+    struct net_connection_info info;
+    info.id = atomic_fetch_add_explicit(&server->next_connection_id, 1, memory_order_relaxed);
+    info.fd = fd;
+    format_address(peer, info.peer, sizeof(info.peer));
+    struct sockaddr_storage local;
+    socklen_t local_length = sizeof(local);
+    if (getsockname(fd, (struct sockaddr *)&local, &local_length) == 0) {
+        format_address((struct sockaddr *)&local, info.local, sizeof(info.local));
+    } else {
+        snprintf(info.local, sizeof(info.local), "?");
+    }
+    connection->session = server->handler.open(server->context, &info, &connection->output);
+    if (connection->session == NULL) {
+        free(connection);
+        return false;
+    }
+    connection->events = EPOLLIN;
+    struct epoll_event event = {.events = EPOLLIN, .data.ptr = &connection->tag};
+    if (epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0) {
+        server->handler.close(connection->session);
+        free(connection);
+        return false;
+    }
+    connection->next = worker->connections;
+    if (worker->connections != NULL) worker->connections->previous = connection;
+    worker->connections = connection;
+    metric_add(METRIC_connections_received, 1);
+    metric_add(METRIC_clients_connected, 1);
+    return true;
+}
+
 static void accept_connections(struct worker *worker, struct listener *listener) {
     struct net_server *server = worker->server;
     for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
@@ -429,62 +463,19 @@ static void accept_connections(struct worker *worker, struct listener *listener)
         }
         uint64_t open_now =
             atomic_fetch_add_explicit(&server->connections, 1, memory_order_relaxed) + 1;
+        bool accepted = false;
         if (open_now > (uint64_t)options_number(server->options, OPTION_max_clients)) {
             static const char refusal[] = "-ERR max number of clients reached\r\n";
             ssize_t ignored = write(fd, refusal, sizeof(refusal) - 1);
             (void)ignored;
-            close(fd);
-            atomic_fetch_sub_explicit(&server->connections, 1, memory_order_relaxed);
             metric_add(METRIC_connections_rejected, 1);
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-
-        struct connection *connection = calloc(1, sizeof(*connection));
-        if (connection == NULL) {
-            close(fd);
-            atomic_fetch_sub_explicit(&server->connections, 1, memory_order_relaxed);
-            continue;
-        }
-        connection->tag.kind = TAG_CONNECTION;
-        connection->worker = worker;
-        connection->fd = fd;
-        output_queue_init(&connection->output);
-
-        struct net_connection_info info;
-        info.id = atomic_fetch_add_explicit(&server->next_connection_id, 1, memory_order_relaxed);
-        info.fd = fd;
-        format_address((struct sockaddr *)&peer, info.peer, sizeof(info.peer));
-        struct sockaddr_storage local;
-        socklen_t local_length = sizeof(local);
-        if (getsockname(fd, (struct sockaddr *)&local, &local_length) == 0) {
-            format_address((struct sockaddr *)&local, info.local, sizeof(info.local));
         } else {
-            snprintf(info.local, sizeof(info.local), "?");
+            accepted = open_connection(worker, fd, (struct sockaddr *)&peer);
         }
-        connection->session = server->handler.open(server->context, &info, &connection->output);
-        if (connection->session == NULL) {
+        if (!accepted) {
             close(fd);
-            free(connection);
             atomic_fetch_sub_explicit(&server->connections, 1, memory_order_relaxed);
-            continue;
         }
-        connection->events = EPOLLIN;
-        struct epoll_event event = {.events = EPOLLIN, .data.ptr = &connection->tag};
-        if (epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0) {
-            server->handler.close(connection->session);
-            close(fd);
-            free(connection);
-            atomic_fetch_sub_explicit(&server->connections, 1, memory_order_relaxed);
-            continue;
-        }
-        connection->next = worker->connections;
-        if (worker->connections != NULL) worker->connections->previous = connection;
-        worker->connections = connection;
-        metric_add(METRIC_connections_received, 1);
-        metric_add(METRIC_clients_connected, 1);
     }
 }
 

@@ -76,7 +76,4 @@ void net_server_stop(struct net_server *server);
 /* Closes the listeners and frees the server (after net_server_stop()). */
 void net_server_destroy(struct net_server *server);
 
-/* Connections open now. */
-uint64_t net_server_connections(const struct net_server *server);
-
 #endif

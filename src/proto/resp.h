@@ -32,9 +32,6 @@ struct resp_environment {
     /* Asks the process to shut down (SHUTDOWN). Called on a worker thread. */
     void (*request_shutdown)(void *context);
     void *shutdown_context;
-    /* Connections open now (INFO clients). */
-    uint64_t (*connected_clients)(void *context);
-    void *clients_context;
 };
 
 /* Creates the protocol's shared state. Returns NULL if out of memory. */

@@ -85,24 +85,19 @@ static void section_server(struct resp_session *session, struct byte_buffer *tex
 }
 
 static void section_clients(struct resp_session *session, struct byte_buffer *text) {
-    const struct resp_environment *environment = &session->server->environment;
-    uint64_t connected = environment->connected_clients != NULL
-                             ? environment->connected_clients(environment->clients_context)
-                             : 0;
-    byte_buffer_appendf(
-        text,
-        "# Clients\r\n"
-        "connected_clients:%llu\r\n"
-        "maxclients:%lld\r\n"
-        "client_output_limit:%lld\r\n"
-        "blocked_clients:0\r\n",
-        (unsigned long long)connected,
-        (long long)options_number(environment->options, OPTION_max_clients),
-        (long long)options_number(environment->options, OPTION_client_output_limit));
+    const struct options *options = session->server->environment.options;
+    byte_buffer_appendf(text,
+                        "# Clients\r\n"
+                        "connected_clients:%lld\r\n"
+                        "maxclients:%lld\r\n"
+                        "client_output_limit:%lld\r\n"
+                        "blocked_clients:0\r\n",
+                        (long long)metric_read(METRIC_clients_connected),
+                        (long long)options_number(options, OPTION_max_clients),
+                        (long long)options_number(options, OPTION_client_output_limit));
 }
 
-static void section_memory(struct resp_session *session, struct byte_buffer *text,
-                           const struct store_stats *stats) {
+static void section_memory(struct byte_buffer *text, const struct store_stats *stats) {
     char used[32], peak[32], budget[32], rss_text[32];
     uint64_t rss = resident_bytes();
     byte_buffer_appendf(
@@ -123,7 +118,6 @@ static void section_memory(struct resp_session *session, struct byte_buffer *tex
         (unsigned long long)rss, format_size_human(rss_text, sizeof(rss_text), rss),
         (unsigned long long)stats->budget,
         format_size_human(budget, sizeof(budget), stats->budget));
-    (void)session;
 }
 
 static void section_stats(struct resp_session *session, struct byte_buffer *text) {
@@ -166,7 +160,6 @@ static void section_keyspace(struct byte_buffer *text, const struct store_stats 
 }
 
 static void section_strata(struct byte_buffer *text, const struct store_stats *stats) {
-    uint64_t item_bytes = stats->used - stats->fixed - stats->index;
     byte_buffer_appendf(
         text,
         "# Strata\r\n"
@@ -187,7 +180,7 @@ static void section_strata(struct byte_buffer *text, const struct store_stats *s
         (unsigned long long)stats->budget, (unsigned long long)stats->used,
         (unsigned long long)stats->items, (unsigned long long)stats->fixed,
         (unsigned long long)stats->index,
-        (unsigned long long)(stats->items ? (item_bytes + stats->index) / stats->items : 0),
+        (unsigned long long)(stats->items ? (stats->used - stats->fixed) / stats->items : 0),
         (unsigned long long)stats->small_queue_items, (unsigned long long)stats->main_queue_items,
         (long long)metric_read(METRIC_evicted_keys), (long long)metric_read(METRIC_expired_keys),
         (long long)metric_read(METRIC_rejected_writes),
@@ -220,7 +213,7 @@ void resp_info_text(struct resp_session *session, const struct resp_request *req
             section_clients(session, text);
             break;
         case SECTION_MEMORY:
-            section_memory(session, text, &stats);
+            section_memory(text, &stats);
             break;
         case SECTION_STATS:
             section_stats(session, text);

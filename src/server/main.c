@@ -163,11 +163,6 @@ static void request_shutdown(void *context) {
     kill(getpid(), SIGUSR1);
 }
 
-static uint64_t connected_clients(void *context) {
-    struct server *server = context;
-    return server->net != NULL ? net_server_connections(server->net) : 0;
-}
-
 /* ---- glue between the network layer and the RESP sessions ---------------------- */
 
 static void *handler_open(void *context, const struct net_connection_info *info,
@@ -302,8 +297,6 @@ int main(int argc, char **argv) {
         .threads = threads,
         .request_shutdown = request_shutdown,
         .shutdown_context = &server,
-        .connected_clients = connected_clients,
-        .clients_context = &server,
     };
     server.resp = resp_server_create(&environment);
     if (server.resp == NULL) {
