@@ -14,7 +14,11 @@ CFLAGS_ASAN    := $(COMMON) -O1 -fno-omit-frame-pointer -fsanitize=address,undef
                   -fno-sanitize-recover=undefined
 LIBS      := -pthread -lxxhash -lm
 
-LIBRARY_SOURCES := $(wildcard src/base/*.c src/engine/*.c src/net/*.c src/proto/*.c)
+# The status page is embedded in the binary: build/gen/status_page.c is generated from
+# src/proto/status_page.html (od is in coreutils, so nothing extra is needed).
+GENERATED_SOURCES := $(BUILD)/gen/status_page.c
+LIBRARY_SOURCES := $(wildcard src/base/*.c src/engine/*.c src/net/*.c src/proto/*.c) \
+                   $(GENERATED_SOURCES)
 SERVER_SOURCES  := $(wildcard src/server/*.c)
 UNIT_SOURCES    := $(wildcard tests/unit/test_*.c)
 UNIT_NAMES      := $(notdir $(basename $(UNIT_SOURCES)))
@@ -28,6 +32,16 @@ ASAN_LIBRARY    := $(call objects,$(ASAN),$(LIBRARY_SOURCES))
         deps deps-build deps-test clean bench
 
 all: $(BUILD)/strata-server
+
+$(BUILD)/gen/status_page.c: src/proto/status_page.html
+	@mkdir -p $(dir $@)
+	{ echo '#include <stddef.h>'; \
+	  echo 'extern const unsigned char status_page_html[];'; \
+	  echo 'extern const size_t status_page_html_length;'; \
+	  echo 'const unsigned char status_page_html[] = {'; \
+	  od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '};'; \
+	  echo 'const size_t status_page_html_length = sizeof(status_page_html);'; } > $@
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

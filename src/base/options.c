@@ -379,7 +379,8 @@ void options_print_help(FILE *stream, const char *program) {
             "Usage: %s [--config FILE] [--OPTION VALUE ...]\n"
             "\n"
             "strata-server: a tiered data store for AI inference and training that speaks\n"
-            "the Redis protocol. With no options it listens on 127.0.0.1:6379.\n"
+            "the Redis protocol and HTTP. With no options it listens on 127.0.0.1:6379\n"
+            "(Redis protocol) and 127.0.0.1:6381 (HTTP).\n"
             "\n"
             "Options (each may also be set in a config file as 'name value'):\n",
             program);
@@ -387,13 +388,13 @@ void options_print_help(FILE *stream, const char *program) {
         const struct option_definition *definition = &definitions[id];
         char left[64];
         snprintf(left, sizeof(left), "--%s %s", definition->name, definition->metavar);
-        fprintf(stream, "  %-28s %s\n", left, definition->help);
+        fprintf(stream, "  %-30s  %s\n", left, definition->help);
         if (definition->default_text[0] != '\0') {
-            fprintf(stream, "  %-28s (default: %s)\n", "", definition->default_text);
+            fprintf(stream, "  %-30s  (default: %s)\n", "", definition->default_text);
         }
     }
-    fprintf(stream, "  %-28s %s\n", "--help", "print this text and exit");
-    fprintf(stream, "  %-28s %s\n", "--version", "print the version and exit");
+    fprintf(stream, "  %-30s  %s\n", "--help", "print this text and exit");
+    fprintf(stream, "  %-30s  %s\n", "--version", "print the version and exit");
     fprintf(stream, "\nSizes accept b, kb, mb, gb, tb (powers of 1024) and k, m, g, t "
                     "(powers of 1000).\n");
 }

@@ -21,6 +21,14 @@ struct value_block *value_block_init(void *memory, uint64_t capacity) {
     return block;
 }
 
+struct value_block *value_block_grow(struct value_block *block, uint64_t capacity) {
+    if (capacity > SIZE_MAX - sizeof(struct value_block)) return NULL;
+    struct value_block *grown = realloc(block, sizeof(struct value_block) + (size_t)capacity);
+    if (grown == NULL) return NULL;
+    grown->capacity = capacity;
+    return grown;
+}
+
 void value_block_retain(struct value_block *block) {
     atomic_fetch_add_explicit(&block->references, 1, memory_order_relaxed);
 }

@@ -33,6 +33,11 @@ struct value_block *value_block_create(uint64_t capacity);
  * one reference, length 0, charged to nobody. */
 struct value_block *value_block_init(void *memory, uint64_t capacity);
 
+/* Gives BLOCK, which must have one reference and be charged to nobody (still being
+ * filled), room for CAPACITY bytes, keeping its contents. Returns the block, which may
+ * have moved, or NULL if the allocation fails (BLOCK is then unchanged). */
+struct value_block *value_block_grow(struct value_block *block, uint64_t capacity);
+
 /* Adds a reference. */
 void value_block_retain(struct value_block *block);
 

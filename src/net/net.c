@@ -6,6 +6,7 @@
  * protocol accepts input, EPOLLOUT only while output is waiting on a full socket. */
 #include "net/net.h"
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
 
@@ -25,7 +26,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define MAX_LISTENERS    16
+#define MAX_LISTENERS 32
+#define MAX_PROTOCOLS 4
+/* How often every connection's tick() runs, in milliseconds. */
+#define TICK_INTERVAL_MS 1000
 #define READ_BUFFER      (256 * 1024)
 #define EVENTS_PER_WAIT  256
 #define ACCEPTS_PER_WAKE 64
@@ -41,9 +45,17 @@ struct tag {
     enum tag_kind kind;
 };
 
+/* One protocol served by the network layer: its handler and where it listens. */
+struct protocol {
+    struct net_handler handler;
+    void *context;
+    int port;
+};
+
 struct listener {
     struct tag tag;
     int fd;
+    struct protocol *protocol;
     char address[64];
 };
 
@@ -54,6 +66,7 @@ struct connection {
     struct connection *previous;
     struct connection *next;
     struct worker *worker;
+    const struct protocol *protocol;
     int fd;
     void *session;
     struct output_queue output;
@@ -73,15 +86,16 @@ struct worker {
     int wake_fd;
     unsigned char *read_buffer;
     struct connection *connections;
+    int64_t next_tick_ms;
 };
 
 struct net_server {
-    struct net_handler handler;
-    void *context;
     struct options *options;
+    char *bind;
+    struct protocol protocols[MAX_PROTOCOLS];
+    int protocol_count;
     struct listener listeners[MAX_LISTENERS];
     int listener_count;
-    int port;
     int worker_count;
     struct worker *workers;
     _Atomic bool stopping;
@@ -157,27 +171,36 @@ static int bound_port(int fd) {
     return ntohs(((struct sockaddr_in6 *)&address)->sin6_port);
 }
 
-struct net_server *net_server_create(const struct net_config *config,
-                                     const struct net_handler *handler, void *context, char *error,
+struct net_server *net_server_create(const struct net_config *config, char *error,
                                      size_t error_size) {
     struct net_server *server = calloc(1, sizeof(*server));
-    if (server == NULL) {
+    if (server == NULL || (server->bind = strdup(config->bind)) == NULL) {
+        free(server);
         snprintf(error, error_size, "out of memory");
         return NULL;
     }
-    server->handler = *handler;
-    server->context = context;
     server->options = config->options;
     server->worker_count = config->threads > 0 ? config->threads : 1;
-    server->port = config->port;
-    server->reserve_fd = -1;
+    server->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     atomic_init(&server->next_connection_id, 1);
+    return server;
+}
 
-    char *addresses = strdup(config->bind);
+int net_server_listen(struct net_server *server, int port, const struct net_handler *handler,
+                      void *context, char *error, size_t error_size) {
+    if (server->protocol_count == MAX_PROTOCOLS) {
+        snprintf(error, error_size, "too many protocols (at most %d)", MAX_PROTOCOLS);
+        return -1;
+    }
+    struct protocol *protocol = &server->protocols[server->protocol_count];
+    protocol->handler = *handler;
+    protocol->context = context;
+    protocol->port = port;
+    int first_listener = server->listener_count;
+    char *addresses = strdup(server->bind);
     if (addresses == NULL) {
         snprintf(error, error_size, "out of memory");
-        free(server);
-        return NULL;
+        return -1;
     }
     char *saved = NULL;
     for (char *host = strtok_r(addresses, " ,", &saved); host != NULL;
@@ -186,34 +209,29 @@ struct net_server *net_server_create(const struct net_config *config,
             snprintf(error, error_size, "too many bind addresses (at most %d)", MAX_LISTENERS);
             goto fail;
         }
-        int fd = open_listener(host, server->port, error, error_size);
+        int fd = open_listener(host, protocol->port, error, error_size);
         if (fd < 0) goto fail;
         /* With port 0 the first listener picks the port and the others share it. */
-        if (server->port == 0) server->port = bound_port(fd);
+        if (protocol->port == 0) protocol->port = bound_port(fd);
         struct listener *listener = &server->listeners[server->listener_count++];
         listener->tag.kind = TAG_LISTENER;
         listener->fd = fd;
+        listener->protocol = protocol;
         snprintf(listener->address, sizeof(listener->address), "%s", host);
     }
     free(addresses);
-    addresses = NULL;
-    if (server->listener_count == 0) {
+    if (server->listener_count == first_listener) {
         snprintf(error, error_size, "no bind address given");
-        goto fail;
+        return -1;
     }
-    server->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    return server;
+    server->protocol_count++;
+    return protocol->port;
 
 fail:
     free(addresses);
-    for (int i = 0; i < server->listener_count; i++)
-        close(server->listeners[i].fd);
-    free(server);
-    return NULL;
-}
-
-int net_server_port(const struct net_server *server) {
-    return server->port;
+    while (server->listener_count > first_listener)
+        close(server->listeners[--server->listener_count].fd);
+    return -1;
 }
 
 /* ---- connections -------------------------------------------------------------- */
@@ -230,7 +248,7 @@ static void close_connection(struct connection *connection) {
     struct net_server *server = worker->server;
     epoll_ctl(worker->epoll_fd, EPOLL_CTL_DEL, connection->fd, NULL);
     close(connection->fd);
-    server->handler.close(connection->session);
+    connection->protocol->handler.close(connection->session);
     output_queue_clear(&connection->output);
     free(connection->leftover);
     if (connection->previous != NULL) {
@@ -252,7 +270,8 @@ static bool offer(struct connection *connection, const unsigned char *data, size
                   size_t *consumed) {
     struct net_server *server = connection->worker->server;
     *consumed = 0;
-    if (server->handler.data(connection->session, data, length, consumed) == NET_CLOSE) {
+    if (connection->protocol->handler.data(connection->session, data, length, consumed) ==
+        NET_CLOSE) {
         connection->closing = true;
         *consumed = length; /* anything after the close is dropped */
     }
@@ -356,19 +375,19 @@ static bool service(struct connection *connection) {
 
 static void connection_readable(struct connection *connection) {
     struct worker *worker = connection->worker;
-    struct net_server *server = worker->server;
+    const struct net_handler *handler = &connection->protocol->handler;
     for (int round = 0; round < READS_PER_EVENT; round++) {
         if (connection->closing || connection->leftover_length > 0) break;
         unsigned char *target;
         size_t room;
         ssize_t got;
-        if (server->handler.direct_target != NULL &&
-            server->handler.direct_target(connection->session, &target, &room) &&
+        if (handler->direct_target != NULL &&
+            handler->direct_target(connection->session, &target, &room) &&
             room >= DIRECT_READ_MINIMUM) {
             got = read(connection->fd, target, room);
             if (got > 0) {
                 metric_add(METRIC_net_input_bytes, got);
-                server->handler.direct_filled(connection->session, (size_t)got);
+                handler->direct_filled(connection->session, (size_t)got);
                 continue;
             }
         } else {
@@ -397,7 +416,8 @@ static void connection_readable(struct connection *connection) {
 
 /* Sets up a connection on WORKER for the accepted socket FD. Returns false if it could
  * not (out of memory, or the protocol refused it); the caller then closes FD. */
-static bool open_connection(struct worker *worker, int fd, const struct sockaddr *peer) {
+static bool open_connection(struct worker *worker, const struct protocol *protocol, int fd,
+                            const struct sockaddr *peer) {
     struct net_server *server = worker->server;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -406,6 +426,7 @@ static bool open_connection(struct worker *worker, int fd, const struct sockaddr
     if (connection == NULL) return false;
     connection->tag.kind = TAG_CONNECTION;
     connection->worker = worker;
+    connection->protocol = protocol;
     connection->fd = fd;
     output_queue_init(&connection->output);
 
@@ -420,7 +441,7 @@ static bool open_connection(struct worker *worker, int fd, const struct sockaddr
     } else {
         snprintf(info.local, sizeof(info.local), "?");
     }
-    connection->session = server->handler.open(server->context, &info, &connection->output);
+    connection->session = protocol->handler.open(protocol->context, &info, &connection->output);
     if (connection->session == NULL) {
         free(connection);
         return false;
@@ -428,7 +449,7 @@ static bool open_connection(struct worker *worker, int fd, const struct sockaddr
     connection->events = EPOLLIN;
     struct epoll_event event = {.events = EPOLLIN, .data.ptr = &connection->tag};
     if (epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0) {
-        server->handler.close(connection->session);
+        protocol->handler.close(connection->session);
         free(connection);
         return false;
     }
@@ -465,12 +486,14 @@ static void accept_connections(struct worker *worker, struct listener *listener)
             atomic_fetch_add_explicit(&server->connections, 1, memory_order_relaxed) + 1;
         bool accepted = false;
         if (open_now > (uint64_t)options_number(server->options, OPTION_max_clients)) {
-            static const char refusal[] = "-ERR max number of clients reached\r\n";
-            ssize_t ignored = write(fd, refusal, sizeof(refusal) - 1);
-            (void)ignored;
+            const char *refusal = listener->protocol->handler.refusal;
+            if (refusal != NULL) {
+                ssize_t ignored = write(fd, refusal, strlen(refusal));
+                (void)ignored;
+            }
             metric_add(METRIC_connections_rejected, 1);
         } else {
-            accepted = open_connection(worker, fd, (struct sockaddr *)&peer);
+            accepted = open_connection(worker, listener->protocol, fd, (struct sockaddr *)&peer);
         }
         if (!accepted) {
             close(fd);
@@ -481,12 +504,33 @@ static void accept_connections(struct worker *worker, struct listener *listener)
 
 /* ---- workers ------------------------------------------------------------------ */
 
+/* Runs tick() for every connection of WORKER whose protocol has one. */
+static void tick_connections(struct worker *worker, int64_t now_ms) {
+    struct connection *connection = worker->connections;
+    while (connection != NULL) {
+        struct connection *next = connection->next;
+        const struct net_handler *handler = &connection->protocol->handler;
+        if (handler->tick != NULL && !connection->closing &&
+            handler->tick(connection->session, now_ms) == NET_CLOSE) {
+            connection->closing = true;
+            service(connection);
+        }
+        connection = next;
+    }
+}
+
 static void *worker_main(void *argument) {
     struct worker *worker = argument;
     struct net_server *server = worker->server;
     struct epoll_event events[EVENTS_PER_WAIT];
     while (!atomic_load_explicit(&server->stopping, memory_order_acquire)) {
-        int count = epoll_wait(worker->epoll_fd, events, EVENTS_PER_WAIT, -1);
+        int64_t now = clock_monotonic_ms();
+        if (now >= worker->next_tick_ms) {
+            tick_connections(worker, now);
+            worker->next_tick_ms = now + TICK_INTERVAL_MS;
+        }
+        int count = epoll_wait(worker->epoll_fd, events, EVENTS_PER_WAIT,
+                               (int)(worker->next_tick_ms - now));
         if (count < 0) {
             if (errno == EINTR) continue;
             log_event(LOG_ERROR, "epoll_failed", "worker=%d error=\"%s\"", worker->index,
@@ -597,5 +641,6 @@ void net_server_destroy(struct net_server *server) {
     for (int i = 0; i < server->listener_count; i++)
         close(server->listeners[i].fd);
     if (server->reserve_fd >= 0) close(server->reserve_fd);
+    free(server->bind);
     free(server);
 }

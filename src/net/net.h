@@ -48,24 +48,38 @@ struct net_handler {
     bool (*direct_target)(void *session, unsigned char **buffer, size_t *length);
     void (*direct_filled)(void *session, size_t length);
 
+    /* Optional. Called about once a second for every connection with the monotonic
+     * clock in milliseconds; returning NET_CLOSE closes the connection after its
+     * queued output is sent (idle and slow-client timeouts). */
+    enum net_action (*tick)(void *session, int64_t now_ms);
+
     /* The connection is closing; free the session. */
     void (*close)(void *session);
+
+    /* Bytes written to a connection refused because max-clients is reached, in the
+     * protocol's own words (a RESP error, an HTTP 503). May be NULL. */
+    const char *refusal;
+
+    /* Short protocol name for logs ("resp", "http"). */
+    const char *name;
 };
 
 struct net_config {
     const char *bind;        /* addresses, separated by spaces or commas */
-    int port;                /* 0: any free port (see net_server_port()) */
     int threads;             /* worker threads, at least 1 */
     struct options *options; /* read live: max-clients, client-output-limit */
 };
 
-/* Creates the listening sockets. Returns NULL with a reason in ERROR. */
-struct net_server *net_server_create(const struct net_config *config,
-                                     const struct net_handler *handler, void *context, char *error,
+/* Creates a server with no listeners yet. Returns NULL with a reason in ERROR. */
+struct net_server *net_server_create(const struct net_config *config, char *error,
                                      size_t error_size);
 
-/* The TCP port the listeners are bound to. */
-int net_server_port(const struct net_server *server);
+/* Listens on PORT (0: any free port) at every bind address, and hands the connections
+ * accepted there to HANDLER with CONTEXT. Call before net_server_start(); the handler
+ * is copied. All protocols share the worker threads and max-clients. Returns the port
+ * bound, or -1 with a reason in ERROR. */
+int net_server_listen(struct net_server *server, int port, const struct net_handler *handler,
+                      void *context, char *error, size_t error_size);
 
 /* Starts the worker threads. Returns 0, or -1 with a reason in ERROR. */
 int net_server_start(struct net_server *server, char *error, size_t error_size);

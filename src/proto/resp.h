@@ -9,26 +9,21 @@
 
 #include "base/options.h"
 #include "base/output_queue.h"
+#include "base/version.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct store;
+struct stats;
 struct resp_server;
-
-/* The version of strata, and the version of Redis whose behaviour it follows. */
-#define STRATA_VERSION       "0.1.0"
-#define STRATA_REDIS_VERSION "7.0.0"
 
 /* What the protocol needs from the process around it. */
 struct resp_environment {
     struct store *store;
     struct options *options;
-    const char *executable;  /* absolute path of the binary, for INFO */
-    const char *config_file; /* absolute path, or "" */
-    int port;                /* the Redis protocol port actually bound */
-    int threads;             /* worker threads */
+    struct stats *stats; /* INFO comes from here */
     /* Asks the process to shut down (SHUTDOWN). Called on a worker thread. */
     void (*request_shutdown)(void *context);
     void *shutdown_context;
@@ -39,9 +34,6 @@ struct resp_server *resp_server_create(const struct resp_environment *environmen
 
 /* Frees it; every session must be closed first. */
 void resp_server_destroy(struct resp_server *server);
-
-/* Takes a throughput sample for INFO's instantaneous figures. Call about every 100 ms. */
-void resp_server_sample(struct resp_server *server);
 
 /* Opens a session for a new connection. Returns it, or NULL if out of memory. */
 void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const char *peer,

@@ -25,17 +25,8 @@ struct resp_session;
 /* The protocol's process-wide state. */
 struct resp_server {
     struct resp_environment environment;
-    int64_t start_time_ms;
     pthread_mutex_t sessions_lock; /* guards the list and every session's name */
     struct resp_session *sessions;
-    /* Throughput samples for INFO's instantaneous figures. */
-    pthread_mutex_t samples_lock;
-    int64_t sample_times[16];
-    int64_t sample_commands[16];
-    int64_t sample_input[16];
-    int64_t sample_output[16];
-    int sample_next;
-    int sample_count;
 };
 
 struct resp_session {

@@ -22,13 +22,20 @@ static const struct resp_command commands[] = {
 static size_t sorted[COMMAND_COUNT];
 static pthread_once_t sorted_once = PTHREAD_ONCE_INIT;
 
+/* The latency histogram of each command's class: read, write or other, from its flags. */
+static enum histogram_id command_classes[COMMAND_COUNT];
+
 static int compare_names(const void *left, const void *right) {
     return strcmp(commands[*(const size_t *)left].name, commands[*(const size_t *)right].name);
 }
 
 static void sort_commands(void) {
-    for (size_t i = 0; i < COMMAND_COUNT; i++)
+    for (size_t i = 0; i < COMMAND_COUNT; i++) {
         sorted[i] = i;
+        command_classes[i] = strstr(commands[i].flags, "readonly") != NULL ? HISTOGRAM_command_read
+                             : strstr(commands[i].flags, "write") != NULL  ? HISTOGRAM_command_write
+                                                                          : HISTOGRAM_command_other;
+    }
     qsort(sorted, COMMAND_COUNT, sizeof(sorted[0]), compare_names);
 }
 
@@ -66,9 +73,7 @@ struct resp_server *resp_server_create(const struct resp_environment *environmen
     struct resp_server *server = calloc(1, sizeof(*server));
     if (server == NULL) return NULL;
     server->environment = *environment;
-    server->start_time_ms = clock_realtime_ms();
     pthread_mutex_init(&server->sessions_lock, NULL);
-    pthread_mutex_init(&server->samples_lock, NULL);
     pthread_once(&sorted_once, sort_commands);
     return server;
 }
@@ -76,20 +81,7 @@ struct resp_server *resp_server_create(const struct resp_environment *environmen
 void resp_server_destroy(struct resp_server *server) {
     if (server == NULL) return;
     pthread_mutex_destroy(&server->sessions_lock);
-    pthread_mutex_destroy(&server->samples_lock);
     free(server);
-}
-
-void resp_server_sample(struct resp_server *server) {
-    pthread_mutex_lock(&server->samples_lock);
-    int slot = server->sample_next;
-    server->sample_times[slot] = clock_monotonic_ms();
-    server->sample_commands[slot] = metric_read(METRIC_commands_processed);
-    server->sample_input[slot] = metric_read(METRIC_net_input_bytes);
-    server->sample_output[slot] = metric_read(METRIC_net_output_bytes);
-    server->sample_next = (slot + 1) % 16;
-    if (server->sample_count < 16) server->sample_count++;
-    pthread_mutex_unlock(&server->samples_lock);
 }
 
 /* ---- sessions ----------------------------------------------------------------- */
@@ -195,7 +187,9 @@ static void execute(struct resp_session *session) {
         return;
     }
     atomic_store_explicit(&session->last_command, command->name, memory_order_relaxed);
+    int64_t started = clock_monotonic_ns();
     command->handler(session, &request);
+    metric_observe(command_classes[command - commands], clock_monotonic_ns() - started);
 }
 
 bool resp_session_data(void *opaque, const unsigned char *data, size_t length, size_t *consumed) {

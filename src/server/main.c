@@ -10,7 +10,9 @@
 #include "base/options.h"
 #include "engine/store.h"
 #include "net/net.h"
+#include "proto/http.h"
 #include "proto/resp.h"
+#include "proto/stats.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,11 +34,16 @@
 /* How often background work runs, and how long one expiry pass may take. */
 #define HOUSEKEEPING_INTERVAL_MS 100
 #define EXPIRY_PASS_LIMIT_MS     20
+/* How often a summary of evictions is logged, when there were any. */
+#define EVICTION_SUMMARY_INTERVAL_MS 10000
 
 struct server {
     struct options options;
     struct store *store;
+    struct stats *stats;
     struct resp_server *resp;
+    struct http_server *http;
+    int log_fd; /* --log-file, or -1 for standard error */
     struct net_server *net;
     int lock_fd;
     char executable[PATH_MAX];
@@ -136,12 +143,30 @@ static void fit_descriptor_limit(struct options *options) {
     }
 }
 
-/* Applies a run-time option change (CONFIG SET) to the parts that hold a copy. */
+/* Opens --log-file for appending and sends log lines there, closing the file used
+ * before. Returns 0, or -1 with errno set (the old destination stays). */
+static int open_log_file(struct server *server) {
+    const char *path = options_text(&server->options, OPTION_log_file);
+    if (path[0] == '\0') return 0;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    log_set_fd(fd);
+    if (server->log_fd >= 0) close(server->log_fd);
+    server->log_fd = fd;
+    return 0;
+}
+
+/* Applies a run-time option change (CONFIG SET) to the parts that hold a copy, and
+ * logs it. */
 static int apply_option(struct options *options, enum option_id id, void *context, char *error,
                         size_t error_size) {
     struct server *server = context;
     (void)error;
     (void)error_size;
+    char value[128], quoted[160];
+    options_format(options, id, value, sizeof(value));
+    log_event(LOG_INFO, "config", "name=%s value=%s", options_name(id),
+              log_quote(quoted, sizeof(quoted), value, strlen(value)));
     switch (id) {
     case OPTION_memory:
         store_set_budget(server->store, (uint64_t)options_number(options, OPTION_memory));
@@ -180,11 +205,48 @@ static void handler_close(void *session) {
     resp_session_close(session);
 }
 
+static void *http_handler_open(void *context, const struct net_connection_info *info,
+                               struct output_queue *output) {
+    struct server *server = context;
+    return http_session_open(server->http, info->id, info->peer, output);
+}
+
+static enum net_action http_handler_data(void *session, const unsigned char *data, size_t length,
+                                         size_t *consumed) {
+    return http_session_data(session, data, length, consumed) ? NET_CLOSE : NET_CONTINUE;
+}
+
+static enum net_action http_handler_tick(void *session, int64_t now_ms) {
+    return http_session_tick(session, now_ms) ? NET_CLOSE : NET_CONTINUE;
+}
+
 /* ---- background work ----------------------------------------------------------- */
 
-/* Runs active expiry and throughput sampling every HOUSEKEEPING_INTERVAL_MS. */
+/* Logs how many items were evicted and writes refused since the last summary. */
+static void log_eviction_summary(int64_t *last_evicted, int64_t *last_rejected) {
+    int64_t evicted = metric_read(METRIC_evicted_keys);
+    int64_t rejected = metric_read(METRIC_rejected_writes);
+    if (evicted < *last_evicted || rejected < *last_rejected) { /* CONFIG RESETSTAT */
+        *last_evicted = evicted;
+        *last_rejected = rejected;
+        return;
+    }
+    if (evicted != *last_evicted || rejected != *last_rejected) {
+        log_event(LOG_INFO, "evictions", "tier=dram evicted=%lld rejected_writes=%lld seconds=%d",
+                  (long long)(evicted - *last_evicted), (long long)(rejected - *last_rejected),
+                  EVICTION_SUMMARY_INTERVAL_MS / 1000);
+    }
+    *last_evicted = evicted;
+    *last_rejected = rejected;
+}
+
+/* Runs active expiry, statistics sampling and the eviction summary, every
+ * HOUSEKEEPING_INTERVAL_MS. */
 static void *housekeeping_main(void *argument) {
     struct server *server = argument;
+    int64_t next_summary = clock_monotonic_ms() + EVICTION_SUMMARY_INTERVAL_MS;
+    int64_t last_evicted = metric_read(METRIC_evicted_keys);
+    int64_t last_rejected = metric_read(METRIC_rejected_writes);
     pthread_mutex_lock(&server->housekeeping_lock);
     while (!server->stopping) {
         pthread_mutex_unlock(&server->housekeeping_lock);
@@ -192,7 +254,11 @@ static void *housekeeping_main(void *argument) {
         while (store_expire_cycle(server->store, 4096) > 0 &&
                clock_monotonic_ms() - started < EXPIRY_PASS_LIMIT_MS) {
         }
-        resp_server_sample(server->resp);
+        stats_sample(server->stats);
+        if (clock_monotonic_ms() >= next_summary) {
+            log_eviction_summary(&last_evicted, &last_rejected);
+            next_summary += EVICTION_SUMMARY_INTERVAL_MS;
+        }
         pthread_mutex_lock(&server->housekeeping_lock);
         struct timespec deadline;
         clock_gettime(CLOCK_REALTIME, &deadline);
@@ -252,6 +318,12 @@ int main(int argc, char **argv) {
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
 
+    server.log_fd = -1;
+    if (open_log_file(&server) != 0) {
+        fprintf(stderr, "strata-server: cannot open log file '%s': %s\n",
+                options_text(&server.options, OPTION_log_file), strerror(errno));
+        return 1;
+    }
     server.lock_fd = lock_data_directory(options_text(&server.options, OPTION_dir));
     if (server.lock_fd < 0) return 1;
     fit_descriptor_limit(&server.options);
@@ -270,39 +342,73 @@ int main(int argc, char **argv) {
     server.options.on_change_context = &server;
 
     int threads = (int)options_number(&server.options, OPTION_threads);
+    struct stats_environment stats_environment = {
+        .store = server.store,
+        .options = &server.options,
+        .executable = server.executable,
+        .config_file = server.config_file,
+        .threads = threads,
+    };
+    server.stats = stats_create(&stats_environment);
+    struct resp_environment environment = {
+        .store = server.store,
+        .options = &server.options,
+        .stats = server.stats,
+        .request_shutdown = request_shutdown,
+        .shutdown_context = &server,
+    };
+    server.resp = resp_server_create(&environment);
+    struct http_environment http_environment = {
+        .store = server.store,
+        .options = &server.options,
+        .stats = server.stats,
+    };
+    server.http = http_server_create(&http_environment);
+    if (server.stats == NULL || server.resp == NULL || server.http == NULL) {
+        fprintf(stderr, "strata-server: out of memory\n");
+        return 1;
+    }
+
     struct net_config net_config = {
         .bind = options_text(&server.options, OPTION_bind),
-        .port = (int)options_number(&server.options, OPTION_port),
         .threads = threads,
         .options = &server.options,
     };
-    struct net_handler handler = {
+    struct net_handler resp_handler = {
         .open = handler_open,
         .data = handler_data,
         .direct_target = resp_session_direct_target,
         .direct_filled = resp_session_direct_filled,
         .close = handler_close,
+        .refusal = "-ERR max number of clients reached\r\n",
+        .name = "resp",
     };
-    server.net = net_server_create(&net_config, &handler, &server, error, sizeof(error));
-    if (server.net == NULL) {
+    struct net_handler http_handler = {
+        .open = http_handler_open,
+        .data = http_handler_data,
+        .direct_target = http_session_direct_target,
+        .direct_filled = http_session_direct_filled,
+        .tick = http_handler_tick,
+        .close = http_session_close,
+        .refusal = http_refusal,
+        .name = "http",
+    };
+    server.net = net_server_create(&net_config, error, sizeof(error));
+    int resp_port = -1, http_port = -1;
+    if (server.net != NULL) {
+        resp_port = net_server_listen(server.net, (int)options_number(&server.options, OPTION_port),
+                                      &resp_handler, &server, error, sizeof(error));
+    }
+    if (resp_port >= 0) {
+        http_port =
+            net_server_listen(server.net, (int)options_number(&server.options, OPTION_http_port),
+                              &http_handler, &server, error, sizeof(error));
+    }
+    if (server.net == NULL || resp_port < 0 || http_port < 0) {
         fprintf(stderr, "strata-server: %s\n", error);
         return 1;
     }
-    struct resp_environment environment = {
-        .store = server.store,
-        .options = &server.options,
-        .executable = server.executable,
-        .config_file = server.config_file,
-        .port = net_server_port(server.net),
-        .threads = threads,
-        .request_shutdown = request_shutdown,
-        .shutdown_context = &server,
-    };
-    server.resp = resp_server_create(&environment);
-    if (server.resp == NULL) {
-        fprintf(stderr, "strata-server: out of memory\n");
-        return 1;
-    }
+    stats_set_ports(server.stats, resp_port, http_port);
     if (net_server_start(server.net, error, sizeof(error)) != 0) {
         fprintf(stderr, "strata-server: %s\n", error);
         return 1;
@@ -324,18 +430,40 @@ int main(int argc, char **argv) {
               (long long)options_number(&server.options, OPTION_max_clients),
               options_text(&server.options, OPTION_dir));
     log_event(LOG_INFO, "listening", "protocol=resp bind=\"%s\" port=%d",
-              options_text(&server.options, OPTION_bind), net_server_port(server.net));
+              options_text(&server.options, OPTION_bind), resp_port);
+    log_event(LOG_INFO, "listening", "protocol=http bind=\"%s\" port=%d",
+              options_text(&server.options, OPTION_bind), http_port);
+    stats_set_state(server.stats, SERVER_SERVING);
 
     for (;;) {
         int received = 0;
         if (sigwait(&signals, &received) != 0) continue;
-        if (received == SIGHUP) continue; /* reserved for log reopening */
+        if (received == SIGHUP) {
+            if (open_log_file(&server) != 0) {
+                log_event(LOG_ERROR, "log_reopen_failed", "path=%s error=\"%s\"",
+                          options_text(&server.options, OPTION_log_file), strerror(errno));
+            } else {
+                log_event(LOG_INFO, "log_reopened", "path=%s",
+                          options_text(&server.options, OPTION_log_file));
+            }
+            continue;
+        }
         log_event(LOG_INFO, "stopping", "reason=%s",
                   received == SIGUSR1  ? "shutdown_command"
                   : received == SIGINT ? "SIGINT"
                                        : "SIGTERM");
         break;
     }
+    int64_t drain_seconds = options_number(&server.options, OPTION_drain_time);
+    if (drain_seconds > 0) {
+        /* Keep serving while /health says 503, so load balancers move away first. */
+        stats_set_state(server.stats, SERVER_DRAINING);
+        log_event(LOG_INFO, "draining", "seconds=%lld", (long long)drain_seconds);
+        struct timespec pause = {.tv_sec = (time_t)drain_seconds};
+        while (nanosleep(&pause, &pause) != 0 && errno == EINTR) {
+        }
+    }
+    stats_set_state(server.stats, SERVER_STOPPING);
 
     pthread_mutex_lock(&server.housekeeping_lock);
     server.stopping = true;
@@ -346,6 +474,8 @@ int main(int argc, char **argv) {
     net_server_destroy(server.net);
     server.net = NULL;
     resp_server_destroy(server.resp);
+    http_server_destroy(server.http);
+    stats_destroy(server.stats);
     store_destroy(server.store);
     pthread_mutex_destroy(&server.housekeeping_lock);
     pthread_cond_destroy(&server.housekeeping_wake);
@@ -353,5 +483,6 @@ int main(int argc, char **argv) {
     metrics_teardown();
     options_free(&server.options);
     close(server.lock_fd);
+    if (server.log_fd >= 0) close(server.log_fd);
     return 0;
 }

@@ -32,28 +32,31 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime
 class Server:
     """One strata-server process. Options are command-line arguments."""
 
-    def __init__(self, directory, *arguments, port=0):
+    def __init__(self, directory, *arguments, port=0, http_port=0):
         self.directory = str(directory)
         os.makedirs(self.directory, exist_ok=True)
         self.log_path = os.path.join(self.directory, "server.log")
         self.arguments = [
             BINARY,
             "--port", str(port),
+            "--http-port", str(http_port),
             "--dir", os.path.join(self.directory, "data"),
             *[str(argument) for argument in arguments],
         ]
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(self.arguments, stdout=self.log, stderr=subprocess.STDOUT)
-        self.port = self._wait_for_port()
+        self.port, self.http_port = self._wait_for_ports()
         self.stopped = False
 
-    def _wait_for_port(self):
+    def _wait_for_ports(self):
+        """The Redis protocol and HTTP ports, from the server's listening log lines."""
         deadline = time.time() + 10 * SLOW
         while time.time() < deadline:
             text = self.read_log()
-            match = re.search(r"event=listening .*port=(\d+)", text)
-            if match:
-                return int(match.group(1))
+            resp = re.search(r"event=listening protocol=resp .*port=(\d+)", text)
+            http = re.search(r"event=listening protocol=http .*port=(\d+)", text)
+            if resp and http:
+                return int(resp.group(1)), int(http.group(1))
             if self.process.poll() is not None:
                 raise RuntimeError(f"strata-server exited with {self.process.returncode}:\n{text}")
             time.sleep(0.02)
@@ -67,6 +70,19 @@ class Server:
         """A redis-py client (RESP2) connected to this server."""
         options.setdefault("socket_timeout", 30 * SLOW)
         return redis.Redis(host="127.0.0.1", port=self.port, **options)
+
+    def http(self, path, method="GET", body=None, headers=None, timeout=None):
+        """One HTTP request on a fresh connection: (status, headers dict, body bytes)."""
+        import http.client
+
+        connection = http.client.HTTPConnection("127.0.0.1", self.http_port,
+                                                timeout=timeout or 30 * SLOW)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
 
     def info(self, section=None):
         client = self.client()

@@ -1,0 +1,56 @@
+/* The HTTP/1.1 front end: /metrics, /health, /info, the status page and /keys/.
+ *
+ * Built on strata's own event loop (see docs/dependencies.md for why not a library):
+ * keep-alive and pipelined requests, Content-Length and chunked bodies received in
+ * pieces (a value body is read straight into the block that will be stored), single
+ * Range requests, and values sent by reference from the store without a copy.
+ *
+ * Like resp.h, this header does not depend on the network layer; the server wires
+ * these functions to a net_handler. */
+#ifndef STRATA_PROTO_HTTP_H
+#define STRATA_PROTO_HTTP_H
+
+#include "base/options.h"
+#include "base/output_queue.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+struct stats;
+struct http_server;
+
+struct http_environment {
+    struct store *store;
+    struct options *options; /* read live: limits and timeouts */
+    struct stats *stats;     /* /metrics, /info, /health and the status page */
+};
+
+/* What a client refused at max-clients receives. */
+extern const char http_refusal[];
+
+/* Creates the front end's shared state. Returns NULL if out of memory. */
+struct http_server *http_server_create(const struct http_environment *environment);
+void http_server_destroy(struct http_server *server);
+
+/* Opens a session for a new connection. Returns it, or NULL if out of memory. */
+void *http_session_open(struct http_server *server, uint64_t id, const char *peer,
+                        struct output_queue *output);
+
+/* Parses requests in DATA and queues the responses (see net_handler.data). Sets
+ * *CONSUMED. Returns true when the connection should close once its output is sent. */
+bool http_session_data(void *session, const unsigned char *data, size_t length, size_t *consumed);
+
+/* The direct-read hooks: a request body is read straight into the value it becomes. */
+bool http_session_direct_target(void *session, unsigned char **buffer, size_t *length);
+void http_session_direct_filled(void *session, size_t length);
+
+/* Enforces the header and idle timeouts; NOW_MS is the monotonic clock. Returns true
+ * when the connection should close (after a 408 has been queued where one is due). */
+bool http_session_tick(void *session, int64_t now_ms);
+
+/* Closes a session and frees it, with any request body half received. */
+void http_session_close(void *session);
+
+#endif

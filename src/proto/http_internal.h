@@ -1,0 +1,120 @@
+/* Shared by the files of the HTTP front end (http.c: connections, parsing, bodies and
+ * responses; http_routes.c: what each path answers). Not used outside src/proto/. */
+#ifndef STRATA_PROTO_HTTP_INTERNAL_H
+#define STRATA_PROTO_HTTP_INTERNAL_H
+
+#include "base/byte_buffer.h"
+#include "engine/store.h"
+#include "engine/value_block.h"
+#include "proto/http.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Queued response bytes above which a session stops taking new requests until the
+ * client reads (pipelining backpressure). */
+#define HTTP_OUTPUT_PAUSE (1024 * 1024)
+/* A body of an answered-with-error request is read and dropped up to this size, so the
+ * connection can be kept; a longer one closes the connection instead. */
+#define HTTP_DRAIN_LIMIT (1024 * 1024)
+/* Longest chunk-size line of a chunked body, extensions included. */
+#define HTTP_CHUNK_LINE_LIMIT 256
+
+enum http_method {
+    HTTP_GET,
+    HTTP_HEAD,
+    HTTP_PUT,
+    HTTP_POST,
+    HTTP_DELETE,
+    HTTP_OPTIONS,
+    HTTP_PATCH,
+    HTTP_TRACE,
+    HTTP_CONNECT,
+};
+
+struct http_server {
+    struct http_environment environment;
+};
+
+/* One parsed request head. Strings point into the session's head buffer. */
+struct http_request {
+    enum http_method method;
+    const char *method_name;
+    char *path; /* percent-decoded, without the query; may hold any byte but NUL */
+    size_t path_length;
+    int minor_version; /* HTTP/1.MINOR */
+    bool keep_alive;
+    bool has_content_length;
+    uint64_t content_length;
+    bool chunked;
+    bool expect_continue;
+    const char *range; /* the Range header's value, or NULL */
+    int64_t started_ns;
+};
+
+/* What happens to the bytes of a request body. */
+enum http_body_mode {
+    BODY_NONE,    /* no body */
+    BODY_DISCARD, /* read and dropped (the response has been sent) */
+    BODY_VALUE,   /* read into session->block: the value of a PUT /keys/ */
+};
+
+enum chunk_state { CHUNK_SIZE_LINE, CHUNK_DATA, CHUNK_DATA_END, CHUNK_TRAILER };
+
+struct http_session {
+    struct http_server *server;
+    struct output_queue *output;
+    uint64_t id;
+    char peer[64];
+    bool closing; /* send what is queued and close */
+    bool in_body;
+    /* the request head being received */
+    char *head;
+    size_t head_length;
+    size_t head_capacity;
+    size_t head_scanned; /* bytes already searched for the blank line */
+    struct http_request request;
+    int64_t head_started_ms; /* monotonic; when its first byte arrived */
+    int64_t last_progress_ms;
+    /* the request body */
+    enum http_body_mode body_mode;
+    uint64_t body_remaining; /* of the Content-Length body or of the current chunk */
+    enum chunk_state chunk_state;
+    char chunk_line[HTTP_CHUNK_LINE_LIMIT];
+    size_t chunk_line_length;
+    struct value_block *block; /* BODY_VALUE: the value being received */
+    char *key;                 /* BODY_VALUE: the key it will be stored under */
+    size_t key_length;
+};
+
+/* ---- responses (http.c) ---------------------------------------------------------- */
+
+/* Queues a complete response with a copied BODY of LENGTH bytes (omitted for HEAD).
+ * EXTRA_HEADERS is "Name: value\r\n" lines or NULL. Counts the request in the metrics
+ * and the latency histogram. */
+void http_respond(struct http_session *session, int status, const char *content_type,
+                  const void *body, size_t length, const char *extra_headers);
+
+/* As http_respond() with a body of plain text. */
+void http_respond_text(struct http_session *session, int status, const char *text);
+
+/* Queues a response whose body is LENGTH bytes at BODY sent without copying;
+ * RELEASE(ARGUMENT) is called once they are sent (or at once for HEAD). */
+void http_respond_reference(struct http_session *session, int status, const char *content_type,
+                            const void *body, size_t length, const char *extra_headers,
+                            output_release_fn release, void *argument);
+
+/* Logs a request answered with a 4xx status because of what the client sent. */
+void http_log_client_error(struct http_session *session, int status, const char *reason);
+
+/* ---- routes (http_routes.c) ------------------------------------------------------ */
+
+/* Answers the request just parsed. May start receiving a body (sets body_mode and
+ * the body fields); otherwise queues the response. */
+void http_route(struct http_session *session);
+
+/* Called when a BODY_VALUE body is complete: stores it and responds. */
+void http_finish_value(struct http_session *session);
+
+#endif

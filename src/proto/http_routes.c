@@ -1,0 +1,262 @@
+/* What each HTTP path answers:
+ *   GET /            the status page (self-contained HTML)
+ *   GET /metrics     Prometheus text format 0.0.4
+ *   GET /health      200 while serving, 503 while starting, recovering or stopping
+ *   GET /info        INFO as JSON
+ *   GET /history     the status page's data: the last ten minutes, one point a second
+ *   GET|HEAD|PUT|DELETE /keys/<key>   a value, by its percent-encoded key (docs/http.md)
+ */
+#include "base/byte_buffer.h"
+#include "engine/store.h"
+#include "proto/http_internal.h"
+#include "proto/stats.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The status page, embedded at build time from src/proto/status_page.html. */
+extern const unsigned char status_page_html[];
+extern const size_t status_page_html_length;
+
+#define KEYS_PREFIX "/keys/"
+
+static bool path_is(const struct http_request *request, const char *path) {
+    return strlen(path) == request->path_length && memcmp(request->path, path, strlen(path)) == 0;
+}
+
+/* Answers 405 unless the method is GET or HEAD. Returns true when it answered. */
+static bool refuse_unless_read(struct http_session *session) {
+    enum http_method method = session->request.method;
+    if (method == HTTP_GET || method == HTTP_HEAD) return false;
+    http_log_client_error(session, 405, "method not allowed on this path");
+    http_respond(session, 405, "text/plain; charset=utf-8", "405 Method Not Allowed\n", 23,
+                 "Allow: GET, HEAD\r\n");
+    return true;
+}
+
+/* Sends BUFFER's text as a 200 with CONTENT_TYPE, or a 500 if building it failed. */
+static void respond_buffer(struct http_session *session, struct byte_buffer *buffer,
+                           const char *content_type) {
+    if (buffer->failed) {
+        http_respond_text(session, 500, "500 Internal Server Error: out of memory\n");
+    } else {
+        http_respond(session, 200, content_type, buffer->data, buffer->length,
+                     "Cache-Control: no-store\r\n");
+    }
+    byte_buffer_free(buffer);
+}
+
+static void route_health(struct http_session *session) {
+    enum server_state state = stats_state(session->server->environment.stats);
+    char text[128];
+    if (state == SERVER_SERVING) {
+        snprintf(text, sizeof(text), "ok: %s\n", stats_state_reason(state));
+        http_respond(session, 200, "text/plain; charset=utf-8", text, strlen(text),
+                     "Cache-Control: no-store\r\n");
+    } else {
+        snprintf(text, sizeof(text), "unavailable: %s\n", stats_state_reason(state));
+        http_respond(session, 503, "text/plain; charset=utf-8", text, strlen(text),
+                     "Cache-Control: no-store\r\nRetry-After: 1\r\n");
+    }
+}
+
+/* ---- /keys/ ---------------------------------------------------------------------- */
+
+/* Parses a single "bytes=" range against a value of LENGTH bytes. Returns 1 and sets
+ * *FIRST and *LAST (inclusive) for a satisfiable range, 0 when the header should be
+ * ignored (malformed, or several ranges: the whole value is sent), -1 when it cannot
+ * be satisfied. */
+static int parse_range(const char *header, uint64_t length, uint64_t *first, uint64_t *last) {
+    if (strncmp(header, "bytes=", 6) != 0 || strchr(header, ',') != NULL) return 0;
+    const char *spec = header + 6;
+    char *end;
+    if (*spec == '-') {
+        if (spec[1] < '0' || spec[1] > '9') return 0;
+        uint64_t suffix = strtoull(spec + 1, &end, 10);
+        if (*end != '\0') return 0;
+        if (suffix == 0 || length == 0) return -1;
+        *first = suffix >= length ? 0 : length - suffix;
+        *last = length - 1;
+        return 1;
+    }
+    if (*spec < '0' || *spec > '9') return 0;
+    uint64_t start = strtoull(spec, &end, 10);
+    if (*end != '-') return 0;
+    const char *stop_text = end + 1;
+    uint64_t stop = UINT64_MAX;
+    if (*stop_text != '\0') {
+        if (*stop_text < '0' || *stop_text > '9') return 0;
+        stop = strtoull(stop_text, &end, 10);
+        if (*end != '\0' || stop < start) return 0;
+    }
+    if (start >= length) return -1;
+    *first = start;
+    *last = stop >= length ? length - 1 : stop;
+    return 1;
+}
+
+static void key_get(struct http_session *session, const char *key, size_t key_length) {
+    struct item *item;
+    if (store_get(session->server->environment.store, key, key_length, &item) != STORE_OK) {
+        http_respond_text(session, 404, "404 Not Found: no such key\n");
+        return;
+    }
+    uint64_t length = item_value_length(item);
+    const unsigned char *value = item_value(item);
+    uint64_t first = 0, last = length ? length - 1 : 0;
+    int range =
+        session->request.range ? parse_range(session->request.range, length, &first, &last) : 0;
+    char headers[160];
+    if (range < 0) {
+        item_release(item);
+        snprintf(headers, sizeof(headers), "Content-Range: bytes */%" PRIu64 "\r\n", length);
+        http_respond(session, 416, "text/plain; charset=utf-8", "416 Range Not Satisfiable\n", 26,
+                     headers);
+        return;
+    }
+    int status = 200;
+    uint64_t send_length = length;
+    if (range > 0) {
+        status = 206;
+        send_length = last - first + 1;
+        snprintf(headers, sizeof(headers),
+                 "Accept-Ranges: bytes\r\nContent-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64
+                 "\r\n",
+                 first, last, length);
+    } else {
+        snprintf(headers, sizeof(headers), "Accept-Ranges: bytes\r\n");
+    }
+    http_respond_reference(session, status, "application/octet-stream", value + first,
+                           (size_t)send_length, headers, item_release_callback, item);
+}
+
+static void key_delete(struct http_session *session, const char *key, size_t key_length) {
+    enum store_status status =
+        store_delete(session->server->environment.store, key, key_length, NULL);
+    if (status == STORE_OK) {
+        http_respond(session, 204, NULL, NULL, 0, NULL);
+    } else {
+        http_respond_text(session, 404, "404 Not Found: no such key\n");
+    }
+}
+
+/* Starts receiving the body of a PUT into a value block. */
+static void key_put(struct http_session *session, const char *key, size_t key_length) {
+    const struct http_request *request = &session->request;
+    uint64_t max_value =
+        (uint64_t)options_number(session->server->environment.options, OPTION_max_value);
+    if (!request->chunked && !request->has_content_length) {
+        http_log_client_error(session, 411, "PUT without Content-Length or chunked body");
+        http_respond_text(session, 411, "411 Length Required\n");
+        return;
+    }
+    if (request->has_content_length && request->content_length > max_value) {
+        http_log_client_error(session, 413, "the body exceeds max-value");
+        session->closing = true; /* not worth reading: close instead */
+        http_respond_text(session, 413, "413 Content Too Large: the value exceeds max-value\n");
+        return;
+    }
+    session->block = value_block_create(request->chunked ? 0 : request->content_length);
+    session->key = malloc(key_length ? key_length : 1);
+    if (session->block == NULL || session->key == NULL) {
+        session->closing = true;
+        http_respond_text(session, 507, "507 Insufficient Storage: out of memory\n");
+        return;
+    }
+    memcpy(session->key, key, key_length);
+    session->key_length = key_length;
+    session->body_mode = BODY_VALUE;
+}
+
+void http_finish_value(struct http_session *session) {
+    struct value_block *block = session->block;
+    session->block = NULL; /* the store takes it over */
+    struct store_write write = {.condition = STORE_ALWAYS, .expiry = STORE_EXPIRY_CLEAR};
+    struct item *previous = NULL;
+    enum store_status status = store_set_block(session->server->environment.store, session->key,
+                                               session->key_length, block, &write, &previous);
+    if (previous != NULL) item_release(previous);
+    switch (status) {
+    case STORE_OK:
+        http_respond(session, previous != NULL ? 204 : 201, NULL, NULL, 0, NULL);
+        break;
+    case STORE_VALUE_TOO_LARGE:
+    case STORE_TOO_LARGE_FOR_BUDGET:
+        http_respond_text(session, 413, "413 Content Too Large: the value does not fit\n");
+        break;
+    case STORE_KEY_TOO_LARGE:
+        http_respond_text(session, 414, "414 URI Too Long: the key is too long\n");
+        break;
+    default: {
+        char text[160];
+        snprintf(text, sizeof(text), "507 Insufficient Storage: %s\n", store_status_text(status));
+        http_respond_text(session, 507, text);
+        break;
+    }
+    }
+}
+
+static void route_keys(struct http_session *session) {
+    const struct http_request *request = &session->request;
+    const char *key = request->path + strlen(KEYS_PREFIX);
+    size_t key_length = request->path_length - strlen(KEYS_PREFIX);
+    if (key_length == 0) {
+        http_log_client_error(session, 404, "empty key");
+        http_respond_text(session, 404, "404 Not Found: the key is empty\n");
+        return;
+    }
+    switch (request->method) {
+    case HTTP_GET:
+    case HTTP_HEAD:
+        key_get(session, key, key_length);
+        break;
+    case HTTP_PUT:
+        key_put(session, key, key_length);
+        break;
+    case HTTP_DELETE:
+        key_delete(session, key, key_length);
+        break;
+    default:
+        http_log_client_error(session, 405, "method not allowed on /keys/");
+        http_respond(session, 405, "text/plain; charset=utf-8", "405 Method Not Allowed\n", 23,
+                     "Allow: GET, HEAD, PUT, DELETE\r\n");
+        break;
+    }
+}
+
+/* ---- the table of paths ---------------------------------------------------------- */
+
+void http_route(struct http_session *session) {
+    const struct http_request *request = &session->request;
+    struct stats *stats = session->server->environment.stats;
+    if (request->path_length > strlen(KEYS_PREFIX) - 1 &&
+        memcmp(request->path, KEYS_PREFIX, strlen(KEYS_PREFIX)) == 0) {
+        route_keys(session);
+        return;
+    }
+    struct byte_buffer buffer = BYTE_BUFFER_INIT;
+    if (path_is(request, "/")) {
+        if (refuse_unless_read(session)) return;
+        http_respond(session, 200, "text/html; charset=utf-8", status_page_html,
+                     status_page_html_length, "Cache-Control: no-store\r\n");
+    } else if (path_is(request, "/metrics")) {
+        if (refuse_unless_read(session)) return;
+        stats_prometheus_text(stats, &buffer);
+        respond_buffer(session, &buffer, "text/plain; version=0.0.4; charset=utf-8");
+    } else if (path_is(request, "/health")) {
+        if (refuse_unless_read(session)) return;
+        route_health(session);
+    } else if (path_is(request, "/info")) {
+        if (refuse_unless_read(session)) return;
+        stats_info_json(stats, &buffer);
+        respond_buffer(session, &buffer, "application/json");
+    } else if (path_is(request, "/history")) {
+        if (refuse_unless_read(session)) return;
+        stats_history_json(stats, &buffer);
+        respond_buffer(session, &buffer, "application/json");
+    } else {
+        http_respond_text(session, 404, "404 Not Found\n");
+    }
+}

@@ -1,0 +1,636 @@
+/* INFO, /metrics, /info and the status page history, all rendered from stats.def. */
+#include "proto/stats.h"
+
+#include "base/byte_buffer.h"
+#include "base/clock.h"
+#include "base/numbers.h"
+#include "base/version.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+/* The fast ring: 16 samples 100 ms apart, for INFO's instantaneous rates. */
+#define FAST_SAMPLES 16
+/* The history: one sample a second for the last ten minutes. */
+#define HISTORY_SAMPLES     600
+#define SAMPLES_PER_HISTORY 10
+
+/* One second of the status page's history. */
+struct history_sample {
+    int64_t time_ms; /* Unix time */
+    double dram_used;
+    double dram_budget;
+    double dram_items;
+    double hit_ratio; /* hits / lookups in the second, or NAN when there were none */
+    double operations_per_second;
+    double input_bytes_per_second;
+    double output_bytes_per_second;
+    double latency_p50_us;
+    double latency_p99_us;
+};
+
+/* Counter totals at the previous history sample, to turn into per-second figures. */
+struct history_totals {
+    int64_t time_ms;
+    int64_t hits, misses, operations, input, output;
+    struct histogram_reading latency;
+};
+
+struct stats {
+    struct stats_environment environment;
+    int64_t start_time_ms;
+    _Atomic int state;
+    pthread_mutex_t lock; /* guards everything below */
+    int64_t fast_times[FAST_SAMPLES];
+    int64_t fast_commands[FAST_SAMPLES];
+    int64_t fast_input[FAST_SAMPLES];
+    int64_t fast_output[FAST_SAMPLES];
+    int fast_next;
+    int fast_count;
+    int samples_since_history;
+    struct history_totals previous;
+    bool have_previous;
+    struct history_sample history[HISTORY_SAMPLES];
+    int history_next;
+    int history_count;
+};
+
+/* The figures one rendering reads, taken at one moment. */
+struct stats_snapshot {
+    struct store_stats store;
+    int64_t metrics[METRIC_COUNT];
+    const struct options *options;
+    double resident_bytes;
+    double commands_per_second;
+    double input_bytes_per_second;
+    double output_bytes_per_second;
+    int64_t uptime_seconds;
+    enum server_state state;
+};
+
+enum stat_type { STAT_COUNTER, STAT_GAUGE };
+enum stat_format { STAT_INTEGER, STAT_DECIMAL, STAT_BYTES };
+
+struct stat_row {
+    int section;
+    const char *info_name;
+    const char *family;
+    const char *labels;
+    enum stat_type type;
+    enum stat_format format;
+    const char *help;
+};
+
+static const struct stat_row rows[] = {
+#define STAT(identifier, section, info_name, family, labels, type, format, help, value)            \
+    {STATS_SECTION_##section, info_name, family, labels, STAT_##type, STAT_##format, help},
+#include "proto/stats.def"
+#undef STAT
+};
+
+#define ROW_COUNT (sizeof(rows) / sizeof(rows[0]))
+
+enum stat_id {
+#define STAT(identifier, section, info_name, family, labels, type, format, help, value)            \
+    STAT_ID_##identifier,
+#include "proto/stats.def"
+#undef STAT
+};
+
+/* The value of row ID in SNAPSHOT: the table's value expressions, in one switch. */
+static double row_value(enum stat_id id, const struct stats_snapshot *snapshot) {
+#define METRIC(name) ((double)snapshot->metrics[METRIC_##name])
+#define OPTION(name) ((double)options_number(snapshot->options, OPTION_##name))
+#define STORE(field) ((double)snapshot->store.field)
+    switch (id) {
+#define STAT(identifier, section, info_name, family, labels, type, format, help, value)            \
+    case STAT_ID_##identifier:                                                                     \
+        return (value);
+#include "proto/stats.def"
+#undef STAT
+    }
+#undef METRIC
+#undef OPTION
+#undef STORE
+    return 0;
+}
+
+/* How each latency histogram appears in /metrics and INFO. */
+static const struct {
+    const char *family;
+    const char *labels;
+    const char *info_name;
+    const char *family_help;
+} histogram_rows[HISTOGRAM_COUNT] = {
+    [HISTOGRAM_command_read] = {"strata_command_duration_seconds", "class=\"read\"", "read",
+                                "Time to execute a Redis protocol command, by class"},
+    [HISTOGRAM_command_write] = {"strata_command_duration_seconds", "class=\"write\"", "write",
+                                 "Time to execute a Redis protocol command, by class"},
+    [HISTOGRAM_command_other] = {"strata_command_duration_seconds", "class=\"other\"", "other",
+                                 "Time to execute a Redis protocol command, by class"},
+    [HISTOGRAM_http_request] =
+        {"strata_http_request_duration_seconds", "", "http",
+         "Time to answer an HTTP request, from its head to its reply queued"},
+};
+
+static const struct {
+    const char *name;
+    int bit;
+} section_names[] = {
+    {"server", STATS_SECTION_SERVER},     {"clients", STATS_SECTION_CLIENTS},
+    {"memory", STATS_SECTION_MEMORY},     {"stats", STATS_SECTION_STATS},
+    {"keyspace", STATS_SECTION_KEYSPACE}, {"strata", STATS_SECTION_STRATA},
+    {"all", STATS_SECTION_ALL},           {"default", STATS_SECTION_ALL},
+    {"everything", STATS_SECTION_ALL},
+};
+
+/* ---- life cycle ------------------------------------------------------------------ */
+
+struct stats *stats_create(const struct stats_environment *environment) {
+    struct stats *stats = calloc(1, sizeof(*stats));
+    if (stats == NULL) return NULL;
+    stats->environment = *environment;
+    stats->start_time_ms = clock_realtime_ms();
+    atomic_init(&stats->state, SERVER_STARTING);
+    pthread_mutex_init(&stats->lock, NULL);
+    return stats;
+}
+
+void stats_destroy(struct stats *stats) {
+    if (stats == NULL) return;
+    pthread_mutex_destroy(&stats->lock);
+    free(stats);
+}
+
+void stats_set_ports(struct stats *stats, int resp_port, int http_port) {
+    stats->environment.resp_port = resp_port;
+    stats->environment.http_port = http_port;
+}
+
+void stats_set_state(struct stats *stats, enum server_state state) {
+    atomic_store_explicit(&stats->state, (int)state, memory_order_release);
+}
+
+enum server_state stats_state(const struct stats *stats) {
+    return (enum server_state)atomic_load_explicit(&stats->state, memory_order_acquire);
+}
+
+const char *stats_state_reason(enum server_state state) {
+    switch (state) {
+    case SERVER_STARTING:
+        return "starting";
+    case SERVER_RECOVERING:
+        return "recovering";
+    case SERVER_SERVING:
+        return "serving";
+    case SERVER_DRAINING:
+        return "shutting down (draining)";
+    case SERVER_STOPPING:
+        return "shutting down";
+    }
+    return "unknown";
+}
+
+int stats_section_bit(const char *name, size_t length) {
+    for (size_t i = 0; i < sizeof(section_names) / sizeof(section_names[0]); i++) {
+        if (strlen(section_names[i].name) == length &&
+            strncasecmp(section_names[i].name, name, length) == 0) {
+            return section_names[i].bit;
+        }
+    }
+    return 0;
+}
+
+/* ---- sampling -------------------------------------------------------------------- */
+
+/* The latency histograms of all command classes added together. */
+static void read_all_command_latency(struct histogram_reading *total) {
+    memset(total, 0, sizeof(*total));
+    const enum histogram_id classes[] = {HISTOGRAM_command_read, HISTOGRAM_command_write,
+                                         HISTOGRAM_command_other};
+    for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
+        struct histogram_reading reading;
+        metric_read_histogram(classes[i], &reading);
+        for (int bucket = 0; bucket < HISTOGRAM_BUCKETS; bucket++)
+            total->counts[bucket] += reading.counts[bucket];
+        total->count += reading.count;
+        total->sum_ns += reading.sum_ns;
+    }
+}
+
+/* Adds one second to the history. Caller holds stats->lock. */
+static void record_history(struct stats *stats) {
+    struct history_totals now;
+    now.time_ms = clock_realtime_ms();
+    now.hits = metric_read(METRIC_keyspace_hits);
+    now.misses = metric_read(METRIC_keyspace_misses);
+    now.operations = metric_read(METRIC_commands_processed) + metric_read(METRIC_http_requests);
+    now.input = metric_read(METRIC_net_input_bytes);
+    now.output = metric_read(METRIC_net_output_bytes);
+    read_all_command_latency(&now.latency);
+    struct store_stats store;
+    store_get_stats(stats->environment.store, &store);
+
+    const struct history_totals *before = &stats->previous;
+    double seconds = stats->have_previous ? (double)(now.time_ms - before->time_ms) / 1000.0 : 0;
+    struct history_sample *sample = &stats->history[stats->history_next];
+    memset(sample, 0, sizeof(*sample));
+    sample->time_ms = now.time_ms;
+    sample->dram_used = (double)store.used;
+    sample->dram_budget = (double)store.budget;
+    sample->dram_items = (double)store.items;
+    sample->hit_ratio = NAN;
+    if (stats->have_previous && seconds > 0) {
+        int64_t hits = now.hits - before->hits, misses = now.misses - before->misses;
+        if (hits + misses > 0) sample->hit_ratio = (double)hits / (double)(hits + misses);
+        sample->operations_per_second = (double)(now.operations - before->operations) / seconds;
+        sample->input_bytes_per_second = (double)(now.input - before->input) / seconds;
+        sample->output_bytes_per_second = (double)(now.output - before->output) / seconds;
+        struct histogram_reading interval;
+        interval.count = 0;
+        interval.sum_ns = now.latency.sum_ns - before->latency.sum_ns;
+        for (int bucket = 0; bucket < HISTOGRAM_BUCKETS; bucket++) {
+            interval.counts[bucket] = now.latency.counts[bucket] - before->latency.counts[bucket];
+            if (interval.counts[bucket] < 0) interval.counts[bucket] = 0; /* after RESETSTAT */
+            interval.count += interval.counts[bucket];
+        }
+        sample->latency_p50_us = histogram_quantile_us(&interval, 0.50);
+        sample->latency_p99_us = histogram_quantile_us(&interval, 0.99);
+    }
+    stats->previous = now;
+    stats->have_previous = true;
+    stats->history_next = (stats->history_next + 1) % HISTORY_SAMPLES;
+    if (stats->history_count < HISTORY_SAMPLES) stats->history_count++;
+}
+
+void stats_sample(struct stats *stats) {
+    pthread_mutex_lock(&stats->lock);
+    int slot = stats->fast_next;
+    stats->fast_times[slot] = clock_monotonic_ms();
+    stats->fast_commands[slot] = metric_read(METRIC_commands_processed);
+    stats->fast_input[slot] = metric_read(METRIC_net_input_bytes);
+    stats->fast_output[slot] = metric_read(METRIC_net_output_bytes);
+    stats->fast_next = (slot + 1) % FAST_SAMPLES;
+    if (stats->fast_count < FAST_SAMPLES) stats->fast_count++;
+    if (++stats->samples_since_history >= SAMPLES_PER_HISTORY) {
+        stats->samples_since_history = 0;
+        record_history(stats);
+    }
+    pthread_mutex_unlock(&stats->lock);
+}
+
+/* Per-second rate of a fast-sampled counter. Caller holds stats->lock. */
+static double fast_rate(const struct stats *stats, const int64_t *values) {
+    if (stats->fast_count < 2) return 0;
+    int newest = (stats->fast_next + FAST_SAMPLES - 1) % FAST_SAMPLES;
+    int oldest = stats->fast_count < FAST_SAMPLES ? 0 : stats->fast_next;
+    int64_t elapsed = stats->fast_times[newest] - stats->fast_times[oldest];
+    if (elapsed <= 0) return 0;
+    return (double)(values[newest] - values[oldest]) * 1000.0 / (double)elapsed;
+}
+
+/* Resident set size of this process, in bytes. */
+static double resident_bytes(void) {
+    FILE *file = fopen("/proc/self/statm", "r");
+    if (file == NULL) return 0;
+    unsigned long long total = 0, resident = 0;
+    int fields = fscanf(file, "%llu %llu", &total, &resident);
+    fclose(file);
+    if (fields != 2) return 0;
+    return (double)resident * (double)sysconf(_SC_PAGESIZE);
+}
+
+static void take_snapshot(struct stats *stats, struct stats_snapshot *snapshot) {
+    memset(snapshot, 0, sizeof(*snapshot));
+    store_get_stats(stats->environment.store, &snapshot->store);
+    for (int id = 0; id < METRIC_COUNT; id++)
+        snapshot->metrics[id] = metric_read((enum metric_id)id);
+    snapshot->options = stats->environment.options;
+    snapshot->resident_bytes = resident_bytes();
+    pthread_mutex_lock(&stats->lock);
+    snapshot->commands_per_second = fast_rate(stats, stats->fast_commands);
+    snapshot->input_bytes_per_second = fast_rate(stats, stats->fast_input);
+    snapshot->output_bytes_per_second = fast_rate(stats, stats->fast_output);
+    pthread_mutex_unlock(&stats->lock);
+    snapshot->uptime_seconds = (clock_realtime_ms() - stats->start_time_ms) / 1000;
+    snapshot->state = stats_state(stats);
+}
+
+/* ---- INFO ------------------------------------------------------------------------ */
+
+static void section_server(struct stats *stats, const struct stats_snapshot *snapshot,
+                           struct byte_buffer *text) {
+    const struct stats_environment *environment = &stats->environment;
+    struct utsname system;
+    if (uname(&system) != 0) memset(&system, 0, sizeof(system));
+    byte_buffer_appendf(
+        text,
+        "redis_version:%s\r\n"
+        "strata_version:%s\r\n"
+        "redis_mode:standalone\r\n"
+        "os:%s %s %s\r\n"
+        "arch_bits:%d\r\n"
+        "multiplexing_api:epoll\r\n"
+        "process_id:%ld\r\n"
+        "tcp_port:%d\r\n"
+        "http_port:%d\r\n"
+        "server_time_usec:%lld\r\n"
+        "uptime_in_seconds:%lld\r\n"
+        "uptime_in_days:%lld\r\n"
+        "worker_threads:%d\r\n"
+        "server_state:%s\r\n"
+        "executable:%s\r\n"
+        "config_file:%s\r\n",
+        STRATA_REDIS_VERSION, STRATA_VERSION, system.sysname, system.release, system.machine,
+        (int)(sizeof(void *) * 8), (long)getpid(), environment->resp_port, environment->http_port,
+        (long long)clock_realtime_us(), (long long)snapshot->uptime_seconds,
+        (long long)(snapshot->uptime_seconds / 86400), environment->threads,
+        stats_state_reason(snapshot->state), environment->executable, environment->config_file);
+}
+
+/* Appends the table's rows of SECTION, then the section's fixed text fields. */
+static void section_rows(int section, const struct stats_snapshot *snapshot,
+                         struct byte_buffer *text) {
+    for (size_t i = 0; i < ROW_COUNT; i++) {
+        const struct stat_row *row = &rows[i];
+        if (row->section != section || row->info_name == NULL) continue;
+        double value = row_value((enum stat_id)i, snapshot);
+        if (row->format == STAT_DECIMAL) {
+            byte_buffer_appendf(text, "%s:%.2f\r\n", row->info_name, value);
+            continue;
+        }
+        byte_buffer_appendf(text, "%s:%lld\r\n", row->info_name, (long long)llround(value));
+        if (row->format == STAT_BYTES) {
+            char human[32];
+            byte_buffer_appendf(text, "%s_human:%s\r\n", row->info_name,
+                                format_size_human(human, sizeof(human), (uint64_t)value));
+        }
+    }
+    switch (section) {
+    case STATS_SECTION_CLIENTS:
+        byte_buffer_append_text(text, "blocked_clients:0\r\n");
+        break;
+    case STATS_SECTION_MEMORY:
+        byte_buffer_append_text(text, "maxmemory_policy:s3fifo\r\nmem_allocator:libc\r\n");
+        break;
+    case STATS_SECTION_KEYSPACE:
+        if (snapshot->store.items > 0) {
+            byte_buffer_appendf(text, "db0:keys=%llu,expires=%llu,avg_ttl=0\r\n",
+                                (unsigned long long)snapshot->store.items,
+                                (unsigned long long)snapshot->store.expiring_items);
+        }
+        break;
+    case STATS_SECTION_STRATA:
+        for (int id = 0; id < HISTOGRAM_COUNT; id++) {
+            struct histogram_reading reading;
+            metric_read_histogram((enum histogram_id)id, &reading);
+            const char *name = histogram_rows[id].info_name;
+            byte_buffer_appendf(text,
+                                "strata_latency_%s_count:%lld\r\n"
+                                "strata_latency_%s_p50_usec:%.1f\r\n"
+                                "strata_latency_%s_p99_usec:%.1f\r\n",
+                                name, (long long)reading.count, name,
+                                histogram_quantile_us(&reading, 0.50), name,
+                                histogram_quantile_us(&reading, 0.99));
+        }
+        byte_buffer_append_text(text, "strata_eviction_policy:s3fifo\r\n");
+        break;
+    default:
+        break;
+    }
+}
+
+void stats_info_text(struct stats *stats, int sections, struct byte_buffer *text) {
+    static const struct {
+        int bit;
+        const char *title;
+    } order[] = {
+        {STATS_SECTION_SERVER, "Server"},     {STATS_SECTION_CLIENTS, "Clients"},
+        {STATS_SECTION_MEMORY, "Memory"},     {STATS_SECTION_STATS, "Stats"},
+        {STATS_SECTION_KEYSPACE, "Keyspace"}, {STATS_SECTION_STRATA, "Strata"},
+    };
+    struct stats_snapshot snapshot;
+    take_snapshot(stats, &snapshot);
+    bool first = true;
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        if (!(sections & order[i].bit)) continue;
+        if (!first) byte_buffer_append_text(text, "\r\n");
+        first = false;
+        byte_buffer_appendf(text, "# %s\r\n", order[i].title);
+        if (order[i].bit == STATS_SECTION_SERVER) {
+            section_server(stats, &snapshot, text);
+        } else {
+            section_rows(order[i].bit, &snapshot, text);
+        }
+    }
+}
+
+/* Appends TEXT (LENGTH bytes) as a JSON string. */
+static void append_json_string(struct byte_buffer *output, const char *text, size_t length) {
+    byte_buffer_append(output, "\"", 1);
+    for (size_t i = 0; i < length; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '"' || c == '\\') {
+            char escaped[2] = {'\\', (char)c};
+            byte_buffer_append(output, escaped, 2);
+        } else if (c < 0x20 || c >= 0x7f) {
+            byte_buffer_appendf(output, "\\u%04x", c);
+        } else {
+            byte_buffer_append(output, &c, 1);
+        }
+    }
+    byte_buffer_append(output, "\"", 1);
+}
+
+/* True when TEXT (LENGTH bytes) is a plain decimal number JSON accepts as it is. */
+static bool is_json_number(const char *text, size_t length) {
+    size_t i = 0;
+    if (i < length && text[i] == '-') i++;
+    if (i == length || text[i] < '0' || text[i] > '9') return false;
+    if (text[i] == '0' && i + 1 < length && text[i + 1] != '.') return false;
+    bool dot = false;
+    for (; i < length; i++) {
+        if (text[i] == '.' && !dot && i + 1 < length) {
+            dot = true;
+        } else if (text[i] < '0' || text[i] > '9') {
+            return false;
+        }
+    }
+    return true;
+}
+
+void stats_info_json(struct stats *stats, struct byte_buffer *output) {
+    struct byte_buffer text = BYTE_BUFFER_INIT;
+    stats_info_text(stats, STATS_SECTION_ALL, &text);
+    if (text.failed) {
+        output->failed = true;
+        byte_buffer_free(&text);
+        return;
+    }
+    byte_buffer_append_text(output, "{");
+    bool first_section = true, first_field = true;
+    const char *cursor = (const char *)text.data;
+    const char *end = cursor + text.length;
+    while (cursor < end) {
+        const char *line_end = memchr(cursor, '\r', (size_t)(end - cursor));
+        if (line_end == NULL) line_end = end;
+        size_t length = (size_t)(line_end - cursor);
+        if (length > 2 && cursor[0] == '#') {
+            if (!first_section) byte_buffer_append_text(output, "},");
+            first_section = false;
+            first_field = true;
+            char name[32];
+            size_t name_length = length - 2 < sizeof(name) ? length - 2 : sizeof(name) - 1;
+            for (size_t i = 0; i < name_length; i++) {
+                char c = cursor[2 + i];
+                name[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+            }
+            append_json_string(output, name, name_length);
+            byte_buffer_append_text(output, ":{");
+        } else if (length > 0) {
+            const char *colon = memchr(cursor, ':', length);
+            if (colon != NULL) {
+                if (!first_field) byte_buffer_append_text(output, ",");
+                first_field = false;
+                append_json_string(output, cursor, (size_t)(colon - cursor));
+                byte_buffer_append_text(output, ":");
+                size_t value_length = (size_t)(line_end - colon - 1);
+                if (is_json_number(colon + 1, value_length)) {
+                    byte_buffer_append(output, colon + 1, value_length);
+                } else {
+                    append_json_string(output, colon + 1, value_length);
+                }
+            }
+        }
+        cursor = line_end + (line_end < end ? 2 : 0);
+    }
+    if (!first_section) byte_buffer_append_text(output, "}");
+    byte_buffer_append_text(output, "}\n");
+    byte_buffer_free(&text);
+}
+
+/* ---- Prometheus ------------------------------------------------------------------ */
+
+/* Appends a sample value the way the text format expects it. */
+static void append_prometheus_value(struct byte_buffer *text, double value) {
+    if (value == floor(value) && fabs(value) < 1e15) {
+        byte_buffer_appendf(text, "%lld\n", (long long)value);
+    } else {
+        byte_buffer_appendf(text, "%.17g\n", value);
+    }
+}
+
+static void append_histogram(struct byte_buffer *text, enum histogram_id id) {
+    struct histogram_reading reading;
+    metric_read_histogram(id, &reading);
+    const char *family = histogram_rows[id].family;
+    const char *labels = histogram_rows[id].labels;
+    const char *separator = labels[0] != '\0' ? "," : "";
+    int64_t cumulative = 0;
+    for (int bucket = 0; bucket < HISTOGRAM_BUCKETS; bucket++) {
+        cumulative += reading.counts[bucket];
+        if (bucket < HISTOGRAM_BUCKETS - 1) {
+            byte_buffer_appendf(text, "%s_bucket{%s%sle=\"%g\"} %lld\n", family, labels, separator,
+                                (double)histogram_bounds_us[bucket] / 1e6, (long long)cumulative);
+        } else {
+            byte_buffer_appendf(text, "%s_bucket{%s%sle=\"+Inf\"} %lld\n", family, labels,
+                                separator, (long long)cumulative);
+        }
+    }
+    const char *open = labels[0] != '\0' ? "{" : "";
+    const char *close = labels[0] != '\0' ? "}" : "";
+    byte_buffer_appendf(text, "%s_sum%s%s%s %.9f\n", family, open, labels, close,
+                        (double)reading.sum_ns / 1e9);
+    byte_buffer_appendf(text, "%s_count%s%s%s %lld\n", family, open, labels, close,
+                        (long long)reading.count);
+}
+
+void stats_prometheus_text(struct stats *stats, struct byte_buffer *text) {
+    struct stats_snapshot snapshot;
+    take_snapshot(stats, &snapshot);
+    const char *previous_family = "";
+    for (size_t i = 0; i < ROW_COUNT; i++) {
+        const struct stat_row *row = &rows[i];
+        if (row->family == NULL) continue;
+        if (strcmp(row->family, previous_family) != 0) {
+            byte_buffer_appendf(text, "# HELP %s %s\n# TYPE %s %s\n", row->family, row->help,
+                                row->family, row->type == STAT_COUNTER ? "counter" : "gauge");
+            previous_family = row->family;
+        }
+        if (row->labels[0] != '\0') {
+            byte_buffer_appendf(text, "%s{%s} ", row->family, row->labels);
+        } else {
+            byte_buffer_appendf(text, "%s ", row->family);
+        }
+        append_prometheus_value(text, row_value((enum stat_id)i, &snapshot));
+    }
+    previous_family = "";
+    for (int id = 0; id < HISTOGRAM_COUNT; id++) {
+        if (strcmp(histogram_rows[id].family, previous_family) != 0) {
+            byte_buffer_appendf(text, "# HELP %s %s\n# TYPE %s histogram\n",
+                                histogram_rows[id].family, histogram_rows[id].family_help,
+                                histogram_rows[id].family);
+            previous_family = histogram_rows[id].family;
+        }
+        append_histogram(text, (enum histogram_id)id);
+    }
+}
+
+/* ---- history --------------------------------------------------------------------- */
+
+/* Appends one JSON array of a history series, oldest first; NaN becomes null. */
+static void append_series(struct byte_buffer *text, const struct stats *stats, const char *name,
+                          size_t offset) {
+    byte_buffer_appendf(text, "\"%s\":[", name);
+    int start = stats->history_count < HISTORY_SAMPLES ? 0 : stats->history_next;
+    for (int i = 0; i < stats->history_count; i++) {
+        const struct history_sample *sample = &stats->history[(start + i) % HISTORY_SAMPLES];
+        double value = *(const double *)((const char *)sample + offset);
+        if (i > 0) byte_buffer_append_text(text, ",");
+        if (isnan(value)) {
+            byte_buffer_append_text(text, "null");
+        } else {
+            byte_buffer_appendf(text, "%.6g", value);
+        }
+    }
+    byte_buffer_append_text(text, "]");
+}
+
+void stats_history_json(struct stats *stats, struct byte_buffer *text) {
+    pthread_mutex_lock(&stats->lock);
+    byte_buffer_appendf(text, "{\"interval_ms\":%d,\"state\":\"%s\",\"time_ms\":[",
+                        100 * SAMPLES_PER_HISTORY, stats_state_reason(stats_state(stats)));
+    int start = stats->history_count < HISTORY_SAMPLES ? 0 : stats->history_next;
+    for (int i = 0; i < stats->history_count; i++) {
+        const struct history_sample *sample = &stats->history[(start + i) % HISTORY_SAMPLES];
+        byte_buffer_appendf(text, "%s%lld", i > 0 ? "," : "", (long long)sample->time_ms);
+    }
+    byte_buffer_append_text(text, "],");
+    static const struct {
+        const char *name;
+        size_t offset;
+    } series[] = {
+        {"dram_used", offsetof(struct history_sample, dram_used)},
+        {"dram_budget", offsetof(struct history_sample, dram_budget)},
+        {"dram_items", offsetof(struct history_sample, dram_items)},
+        {"hit_ratio", offsetof(struct history_sample, hit_ratio)},
+        {"operations_per_second", offsetof(struct history_sample, operations_per_second)},
+        {"input_bytes_per_second", offsetof(struct history_sample, input_bytes_per_second)},
+        {"output_bytes_per_second", offsetof(struct history_sample, output_bytes_per_second)},
+        {"latency_p50_us", offsetof(struct history_sample, latency_p50_us)},
+        {"latency_p99_us", offsetof(struct history_sample, latency_p99_us)},
+    };
+    for (size_t i = 0; i < sizeof(series) / sizeof(series[0]); i++) {
+        if (i > 0) byte_buffer_append_text(text, ",");
+        append_series(text, stats, series[i].name, series[i].offset);
+    }
+    byte_buffer_append_text(text, "}\n");
+    pthread_mutex_unlock(&stats->lock);
+}
