@@ -61,6 +61,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(RELEASE_LIBRARY)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_RELEASE) $^ -o $@ $(LIBS)
 
+# The libmicrohttpd peer of bench/http_server_choice.sh (only built by `make bench`).
+$(BUILD)/bench/http_microhttpd: $(BUILD)/obj/bench/http_microhttpd.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_RELEASE) $^ -o $@ -lmicrohttpd
+
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(RELEASE_LIBRARY)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_RELEASE) $^ -o $@ $(LIBS)
@@ -101,10 +106,12 @@ integration-asan: $(ASAN)/strata-server
 
 # ---- benchmarks (docs/benchmarks.md records the figures) ----
 
-bench: all $(BUILD)/bench/engine_shards
+bench: all
 	@scripts/install-deps.sh bench
+	$(MAKE) --no-print-directory $(BUILD)/bench/engine_shards $(BUILD)/bench/http_microhttpd
 	./$(BUILD)/bench/engine_shards
 	bench/redis_benchmark.sh
+	bench/http_server_choice.sh
 
 # ---- housekeeping ----
 

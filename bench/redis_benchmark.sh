@@ -11,7 +11,7 @@ work=$(mktemp -d)
 trap 'redis-cli -p $strata_port shutdown >/dev/null 2>&1 || true;
       redis-cli -p $redis_port shutdown nosave >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
-build/strata-server --port $strata_port --dir "$work/strata" --memory 4gb >"$work/strata.log" 2>&1 &
+build/strata-server --port $strata_port --http-port 0 --dir "$work/strata" --memory 4gb >"$work/strata.log" 2>&1 &
 redis-server --port $redis_port --save "" --appendonly no --maxmemory 4gb \
     --dir "$work" >"$work/redis.log" 2>&1 &
 for port in $strata_port $redis_port; do

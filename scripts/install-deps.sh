@@ -8,8 +8,9 @@
 set -eu
 
 build_packages="gcc make libc6-dev libxxhash-dev"
-test_packages="$build_packages redis-tools python3 python3-redis python3-pytest clang-format procps"
-bench_packages="$build_packages redis-tools redis-server bc"
+test_packages="$build_packages redis-tools python3 python3-redis python3-pytest clang-format procps
+               curl prometheus chromium fonts-dejavu-core"
+bench_packages="$build_packages redis-tools redis-server bc curl wrk libmicrohttpd-dev"
 
 case "${1:-build}" in
 build) wanted=$build_packages ;;

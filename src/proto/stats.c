@@ -246,7 +246,12 @@ static void record_history(struct stats *stats) {
     sample->dram_used = (double)store.used;
     sample->dram_budget = (double)store.budget;
     sample->dram_items = (double)store.items;
-    sample->hit_ratio = NAN;
+    sample->hit_ratio = NAN; /* unknown until there is an interval to measure */
+    sample->operations_per_second = NAN;
+    sample->input_bytes_per_second = NAN;
+    sample->output_bytes_per_second = NAN;
+    sample->latency_p50_us = NAN;
+    sample->latency_p99_us = NAN;
     if (stats->have_previous && seconds > 0) {
         int64_t hits = now.hits - before->hits, misses = now.misses - before->misses;
         if (hits + misses > 0) sample->hit_ratio = (double)hits / (double)(hits + misses);
@@ -261,8 +266,10 @@ static void record_history(struct stats *stats) {
             if (interval.counts[bucket] < 0) interval.counts[bucket] = 0; /* after RESETSTAT */
             interval.count += interval.counts[bucket];
         }
-        sample->latency_p50_us = histogram_quantile_us(&interval, 0.50);
-        sample->latency_p99_us = histogram_quantile_us(&interval, 0.99);
+        if (interval.count > 0) { /* no commands: no latency to show */
+            sample->latency_p50_us = histogram_quantile_us(&interval, 0.50);
+            sample->latency_p99_us = histogram_quantile_us(&interval, 0.99);
+        }
     }
     stats->previous = now;
     stats->have_previous = true;

@@ -63,8 +63,16 @@ class Server:
         raise RuntimeError("strata-server did not start:\n" + self.read_log())
 
     def read_log(self):
-        with open(self.log_path, "rb") as log:
-            return log.read().decode("utf-8", "replace")
+        """Standard output and error, followed by the --log-file if one was given."""
+        paths = [self.log_path]
+        if "--log-file" in self.arguments:
+            paths.append(self.arguments[self.arguments.index("--log-file") + 1])
+        text = ""
+        for path in paths:
+            if os.path.exists(path):
+                with open(path, "rb") as log:
+                    text += log.read().decode("utf-8", "replace")
+        return text
 
     def client(self, **options):
         """A redis-py client (RESP2) connected to this server."""
