@@ -94,6 +94,7 @@ struct net_server {
     char *bind;
     struct protocol protocols[MAX_PROTOCOLS];
     int protocol_count;
+    bool ticks; /* some protocol has a tick(): workers wake once a second for it */
     struct listener listeners[MAX_LISTENERS];
     int listener_count;
     int worker_count;
@@ -225,6 +226,7 @@ int net_server_listen(struct net_server *server, int port, const struct net_hand
         return -1;
     }
     server->protocol_count++;
+    if (handler->tick != NULL) server->ticks = true;
     return protocol->port;
 
 fail:
@@ -524,13 +526,16 @@ static void *worker_main(void *argument) {
     struct net_server *server = worker->server;
     struct epoll_event events[EVENTS_PER_WAIT];
     while (!atomic_load_explicit(&server->stopping, memory_order_acquire)) {
-        int64_t now = clock_monotonic_ms();
-        if (now >= worker->next_tick_ms) {
-            tick_connections(worker, now);
-            worker->next_tick_ms = now + TICK_INTERVAL_MS;
+        int timeout = -1;
+        if (server->ticks) {
+            int64_t now = clock_monotonic_ms();
+            if (now >= worker->next_tick_ms) {
+                tick_connections(worker, now);
+                worker->next_tick_ms = now + TICK_INTERVAL_MS;
+            }
+            timeout = (int)(worker->next_tick_ms - now);
         }
-        int count = epoll_wait(worker->epoll_fd, events, EVENTS_PER_WAIT,
-                               (int)(worker->next_tick_ms - now));
+        int count = epoll_wait(worker->epoll_fd, events, EVENTS_PER_WAIT, timeout);
         if (count < 0) {
             if (errno == EINTR) continue;
             log_event(LOG_ERROR, "epoll_failed", "worker=%d error=\"%s\"", worker->index,

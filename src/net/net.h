@@ -59,9 +59,6 @@ struct net_handler {
     /* Bytes written to a connection refused because max-clients is reached, in the
      * protocol's own words (a RESP error, an HTTP 503). May be NULL. */
     const char *refusal;
-
-    /* Short protocol name for logs ("resp", "http"). */
-    const char *name;
 };
 
 struct net_config {

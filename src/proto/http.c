@@ -50,6 +50,20 @@ static int64_t option(const struct http_session *session, enum option_id id) {
 
 /* ---- responses ------------------------------------------------------------------- */
 
+/* The Date header's value for now; formatted at most once a second per thread. */
+static const char *date_now(void) {
+    static _Thread_local time_t formatted_second = -1;
+    static _Thread_local char text[64];
+    time_t now = time(NULL);
+    if (now != formatted_second) {
+        struct tm parts;
+        gmtime_r(&now, &parts);
+        strftime(text, sizeof(text), "%a, %d %b %Y %H:%M:%S GMT", &parts);
+        formatted_second = now;
+    }
+    return text;
+}
+
 static const char *status_text(int status) {
     switch (status) {
     case 100:
@@ -117,11 +131,6 @@ static void queue_head(struct http_session *session, int status, const char *con
     }
     if (!keep_alive) session->closing = true;
 
-    char date[64];
-    time_t now = time(NULL);
-    struct tm parts;
-    gmtime_r(&now, &parts);
-    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &parts);
     char head[1024];
     int length = snprintf(head, sizeof(head),
                           "HTTP/1.1 %d %s\r\n"
@@ -132,7 +141,7 @@ static void queue_head(struct http_session *session, int status, const char *con
                           "%s"
                           "Connection: %s\r\n"
                           "\r\n",
-                          status, status_text(status), STRATA_VERSION, date,
+                          status, status_text(status), STRATA_VERSION, date_now(),
                           (unsigned long long)content_length, content_type ? "Content-Type: " : "",
                           content_type ? content_type : "", content_type ? "\r\n" : "",
                           extra_headers ? extra_headers : "", keep_alive ? "keep-alive" : "close");
@@ -153,10 +162,6 @@ void http_respond(struct http_session *session, int status, const char *content_
     }
 }
 
-void http_respond_text(struct http_session *session, int status, const char *text) {
-    http_respond(session, status, "text/plain; charset=utf-8", text, strlen(text), NULL);
-}
-
 void http_respond_reference(struct http_session *session, int status, const char *content_type,
                             const void *body, size_t length, const char *extra_headers,
                             output_release_fn release, void *argument) {
@@ -168,20 +173,24 @@ void http_respond_reference(struct http_session *session, int status, const char
     output_queue_append_reference(session->output, body, length, release, argument);
 }
 
-void http_log_client_error(struct http_session *session, int status, const char *reason) {
-    char quoted[160];
-    log_event(LOG_INFO, "http_client_error", "client=%llu peer=%s status=%d reason=%s",
-              (unsigned long long)session->id, session->peer, status,
-              log_quote(quoted, sizeof(quoted), reason, strlen(reason)));
+void http_respond_error(struct http_session *session, int status, const char *reason,
+                        const char *extra_headers) {
+    if (status >= 400 && status < 500 && status != 404 && status != 416) {
+        char quoted[160];
+        log_event(LOG_INFO, "http_client_error", "client=%llu peer=%s status=%d reason=%s",
+                  (unsigned long long)session->id, session->peer, status,
+                  log_quote(quoted, sizeof(quoted), reason, strlen(reason)));
+    }
+    char text[256];
+    int length = snprintf(text, sizeof(text), "%d %s: %s\n", status, status_text(status), reason);
+    if (length < 0 || (size_t)length >= sizeof(text)) length = (int)sizeof(text) - 1;
+    http_respond(session, status, "text/plain; charset=utf-8", text, (size_t)length, extra_headers);
 }
 
 /* Answers a request the client got wrong with STATUS and REASON, and closes. */
 static void reject(struct http_session *session, int status, const char *reason) {
-    http_log_client_error(session, status, reason);
     session->closing = true;
-    char text[256];
-    snprintf(text, sizeof(text), "%d %s: %s\n", status, status_text(status), reason);
-    http_respond_text(session, status, text);
+    http_respond_error(session, status, reason, NULL);
 }
 
 /* ---- sessions -------------------------------------------------------------------- */
@@ -321,7 +330,6 @@ static int parse_head(struct http_session *session, size_t length, const char **
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
         if (strcmp(method, methods[i].name) == 0) {
             request->method = methods[i].method;
-            request->method_name = methods[i].name;
             known = true;
         }
     }
@@ -437,6 +445,10 @@ static size_t take_head_bytes(struct http_session *session, const unsigned char 
         session->head_started_ms = clock_monotonic_ms();
     }
     size_t limit = (size_t)option(session, OPTION_http_max_header);
+    if (session->head_length >= limit) { /* CONFIG SET lowered the limit meanwhile */
+        reject(session, 431, "the request line and headers exceed http-max-header");
+        return length;
+    }
     size_t room = limit - session->head_length;
     size_t take = length - skipped < room ? length - skipped : room;
     if (session->head_length + take + 1 > session->head_capacity) {
@@ -446,7 +458,7 @@ static size_t take_head_bytes(struct http_session *session, const unsigned char 
         char *grown = realloc(session->head, capacity);
         if (grown == NULL) {
             session->closing = true;
-            http_respond_text(session, 503, "503 Service Unavailable: out of memory\n");
+            http_respond_error(session, 503, "out of memory", NULL);
             return length;
         }
         session->head = grown;
@@ -529,7 +541,7 @@ static bool absorb(struct http_session *session, const unsigned char *data, size
         struct value_block *grown = value_block_grow(block, capacity);
         if (grown == NULL) {
             session->closing = true;
-            http_respond_text(session, 507, "507 Insufficient Storage: out of memory\n");
+            http_respond_error(session, 507, "out of memory", NULL);
             return false;
         }
         session->block = block = grown;

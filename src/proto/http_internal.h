@@ -40,7 +40,6 @@ struct http_server {
 /* One parsed request head. Strings point into the session's head buffer. */
 struct http_request {
     enum http_method method;
-    const char *method_name;
     char *path; /* percent-decoded, without the query; may hold any byte but NUL */
     size_t path_length;
     int minor_version; /* HTTP/1.MINOR */
@@ -96,17 +95,17 @@ struct http_session {
 void http_respond(struct http_session *session, int status, const char *content_type,
                   const void *body, size_t length, const char *extra_headers);
 
-/* As http_respond() with a body of plain text. */
-void http_respond_text(struct http_session *session, int status, const char *text);
+/* Answers STATUS with the text "STATUS Reason: REASON" and EXTRA_HEADERS (or NULL).
+ * A 4xx that the client's request caused is also logged (event=http_client_error);
+ * 404 and 416 are ordinary answers and are not. */
+void http_respond_error(struct http_session *session, int status, const char *reason,
+                        const char *extra_headers);
 
 /* Queues a response whose body is LENGTH bytes at BODY sent without copying;
  * RELEASE(ARGUMENT) is called once they are sent (or at once for HEAD). */
 void http_respond_reference(struct http_session *session, int status, const char *content_type,
                             const void *body, size_t length, const char *extra_headers,
                             output_release_fn release, void *argument);
-
-/* Logs a request answered with a 4xx status because of what the client sent. */
-void http_log_client_error(struct http_session *session, int status, const char *reason);
 
 /* ---- routes (http_routes.c) ------------------------------------------------------ */
 

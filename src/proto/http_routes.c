@@ -30,9 +30,7 @@ static bool path_is(const struct http_request *request, const char *path) {
 static bool refuse_unless_read(struct http_session *session) {
     enum http_method method = session->request.method;
     if (method == HTTP_GET || method == HTTP_HEAD) return false;
-    http_log_client_error(session, 405, "method not allowed on this path");
-    http_respond(session, 405, "text/plain; charset=utf-8", "405 Method Not Allowed\n", 23,
-                 "Allow: GET, HEAD\r\n");
+    http_respond_error(session, 405, "this path answers GET and HEAD", "Allow: GET, HEAD\r\n");
     return true;
 }
 
@@ -40,7 +38,7 @@ static bool refuse_unless_read(struct http_session *session) {
 static void respond_buffer(struct http_session *session, struct byte_buffer *buffer,
                            const char *content_type) {
     if (buffer->failed) {
-        http_respond_text(session, 500, "500 Internal Server Error: out of memory\n");
+        http_respond_error(session, 500, "out of memory", NULL);
     } else {
         http_respond(session, 200, content_type, buffer->data, buffer->length,
                      "Cache-Control: no-store\r\n");
@@ -100,7 +98,7 @@ static int parse_range(const char *header, uint64_t length, uint64_t *first, uin
 static void key_get(struct http_session *session, const char *key, size_t key_length) {
     struct item *item;
     if (store_get(session->server->environment.store, key, key_length, &item) != STORE_OK) {
-        http_respond_text(session, 404, "404 Not Found: no such key\n");
+        http_respond_error(session, 404, "no such key", NULL);
         return;
     }
     uint64_t length = item_value_length(item);
@@ -112,8 +110,7 @@ static void key_get(struct http_session *session, const char *key, size_t key_le
     if (range < 0) {
         item_release(item);
         snprintf(headers, sizeof(headers), "Content-Range: bytes */%" PRIu64 "\r\n", length);
-        http_respond(session, 416, "text/plain; charset=utf-8", "416 Range Not Satisfiable\n", 26,
-                     headers);
+        http_respond_error(session, 416, "the range starts past the end of the value", headers);
         return;
     }
     int status = 200;
@@ -138,7 +135,7 @@ static void key_delete(struct http_session *session, const char *key, size_t key
     if (status == STORE_OK) {
         http_respond(session, 204, NULL, NULL, 0, NULL);
     } else {
-        http_respond_text(session, 404, "404 Not Found: no such key\n");
+        http_respond_error(session, 404, "no such key", NULL);
     }
 }
 
@@ -148,21 +145,19 @@ static void key_put(struct http_session *session, const char *key, size_t key_le
     uint64_t max_value =
         (uint64_t)options_number(session->server->environment.options, OPTION_max_value);
     if (!request->chunked && !request->has_content_length) {
-        http_log_client_error(session, 411, "PUT without Content-Length or chunked body");
-        http_respond_text(session, 411, "411 Length Required\n");
+        http_respond_error(session, 411, "PUT without Content-Length or chunked body", NULL);
         return;
     }
     if (request->has_content_length && request->content_length > max_value) {
-        http_log_client_error(session, 413, "the body exceeds max-value");
         session->closing = true; /* not worth reading: close instead */
-        http_respond_text(session, 413, "413 Content Too Large: the value exceeds max-value\n");
+        http_respond_error(session, 413, "the value exceeds max-value", NULL);
         return;
     }
     session->block = value_block_create(request->chunked ? 0 : request->content_length);
     session->key = malloc(key_length ? key_length : 1);
     if (session->block == NULL || session->key == NULL) {
         session->closing = true;
-        http_respond_text(session, 507, "507 Insufficient Storage: out of memory\n");
+        http_respond_error(session, 507, "out of memory", NULL);
         return;
     }
     memcpy(session->key, key, key_length);
@@ -184,17 +179,14 @@ void http_finish_value(struct http_session *session) {
         break;
     case STORE_VALUE_TOO_LARGE:
     case STORE_TOO_LARGE_FOR_BUDGET:
-        http_respond_text(session, 413, "413 Content Too Large: the value does not fit\n");
+        http_respond_error(session, 413, "the value does not fit the memory budget", NULL);
         break;
     case STORE_KEY_TOO_LARGE:
-        http_respond_text(session, 414, "414 URI Too Long: the key is too long\n");
+        http_respond_error(session, 414, "the key is too long", NULL);
         break;
-    default: {
-        char text[160];
-        snprintf(text, sizeof(text), "507 Insufficient Storage: %s\n", store_status_text(status));
-        http_respond_text(session, 507, text);
+    default:
+        http_respond_error(session, 507, store_status_text(status), NULL);
         break;
-    }
     }
 }
 
@@ -203,8 +195,7 @@ static void route_keys(struct http_session *session) {
     const char *key = request->path + strlen(KEYS_PREFIX);
     size_t key_length = request->path_length - strlen(KEYS_PREFIX);
     if (key_length == 0) {
-        http_log_client_error(session, 404, "empty key");
-        http_respond_text(session, 404, "404 Not Found: the key is empty\n");
+        http_respond_error(session, 404, "the key is empty", NULL);
         return;
     }
     switch (request->method) {
@@ -219,9 +210,8 @@ static void route_keys(struct http_session *session) {
         key_delete(session, key, key_length);
         break;
     default:
-        http_log_client_error(session, 405, "method not allowed on /keys/");
-        http_respond(session, 405, "text/plain; charset=utf-8", "405 Method Not Allowed\n", 23,
-                     "Allow: GET, HEAD, PUT, DELETE\r\n");
+        http_respond_error(session, 405, "/keys/ answers GET, HEAD, PUT and DELETE",
+                           "Allow: GET, HEAD, PUT, DELETE\r\n");
         break;
     }
 }
@@ -257,6 +247,6 @@ void http_route(struct http_session *session) {
         stats_history_json(stats, &buffer);
         respond_buffer(session, &buffer, "application/json");
     } else {
-        http_respond_text(session, 404, "404 Not Found\n");
+        http_respond_error(session, 404, "no such path", NULL);
     }
 }

@@ -1,15 +1,8 @@
 /* INFO text and CLIENT LIST lines. */
 #include "base/byte_buffer.h"
 #include "base/clock.h"
-#include "base/metrics.h"
-#include "base/numbers.h"
 #include "proto/resp_internal.h"
 #include "proto/stats.h"
-
-#include <stdio.h>
-#include <string.h>
-#include <sys/utsname.h>
-#include <unistd.h>
 
 void resp_info_text(struct resp_session *session, const struct resp_request *request, size_t first,
                     struct byte_buffer *text) {

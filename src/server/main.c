@@ -381,7 +381,6 @@ int main(int argc, char **argv) {
         .direct_filled = resp_session_direct_filled,
         .close = handler_close,
         .refusal = "-ERR max number of clients reached\r\n",
-        .name = "resp",
     };
     struct net_handler http_handler = {
         .open = http_handler_open,
@@ -391,7 +390,6 @@ int main(int argc, char **argv) {
         .tick = http_handler_tick,
         .close = http_session_close,
         .refusal = http_refusal,
-        .name = "http",
     };
     server.net = net_server_create(&net_config, error, sizeof(error));
     int resp_port = -1, http_port = -1;
