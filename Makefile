@@ -12,7 +12,7 @@ COMMON    := -std=c11 -D_GNU_SOURCE -pthread -Isrc -g -MMD -MP $(WARNINGS)
 CFLAGS_RELEASE := $(COMMON) -O2
 CFLAGS_ASAN    := $(COMMON) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
                   -fno-sanitize-recover=undefined
-LIBS      := -pthread -lxxhash -lm
+LIBS      := -pthread -lxxhash -luring -lisal -lm
 
 # The status page is embedded in the binary: build/gen/status_page.c is generated from
 # src/proto/status_page.html (od is in coreutils, so nothing extra is needed).
@@ -111,6 +111,7 @@ bench: all
 	$(MAKE) --no-print-directory $(BUILD)/bench/engine_shards $(BUILD)/bench/http_microhttpd
 	./$(BUILD)/bench/engine_shards
 	bench/redis_benchmark.sh
+	/usr/bin/python3 bench/flash_tier.py
 	bench/http_server_choice.sh
 
 # ---- housekeeping ----

@@ -24,27 +24,93 @@ bool budget_try_charge(struct store *store, uint64_t bytes) {
 }
 
 void budget_uncharge(struct store *store, uint64_t bytes) {
-    atomic_fetch_sub_explicit(&store->used, bytes, memory_order_relaxed);
+    uint64_t debt = atomic_load_explicit(&store->charge_debt, memory_order_relaxed);
+    while (debt > 0) {
+        /* Settle owed bytes first: they stay in `used` instead of leaving it. */
+        uint64_t settled = debt < bytes ? debt : bytes;
+        if (atomic_compare_exchange_weak_explicit(&store->charge_debt, &debt, debt - settled,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+            bytes -= settled;
+            break;
+        }
+    }
+    if (bytes > 0) atomic_fetch_sub_explicit(&store->used, bytes, memory_order_relaxed);
+}
+
+void budget_charge_or_owe(struct store *store, uint64_t bytes) {
+    if (!budget_try_charge(store, bytes)) {
+        atomic_fetch_add_explicit(&store->charge_debt, bytes, memory_order_relaxed);
+    }
 }
 
 void store_memory_uncharge(struct store *store, uint64_t bytes) {
     budget_uncharge(store, bytes);
 }
 
-/* Charges BYTES, evicting items until they fit. Must be called with no shard lock
- * held. Returns STORE_OK, STORE_TOO_LARGE_FOR_BUDGET or STORE_NO_MEMORY. */
+/* With a flash tier, evicted items leave DRAM only once the writer has copied them.
+ * When the bytes already on their way to flash would make room for BYTES, waits for the
+ * writer instead of choosing more victims. Returns STORE_OK to go on choosing (or to
+ * try again), or STORE_FLASH_BUSY past the pacing deadline (*DEADLINE_MS, set on the
+ * first wait, 0 before). */
+static enum store_status pace(struct store *store, uint64_t bytes, int64_t *deadline_ms) {
+    uint64_t used = atomic_load_explicit(&store->used, memory_order_relaxed);
+    uint64_t budget = atomic_load_explicit(&store->budget, memory_order_relaxed);
+    uint64_t excess = used + bytes > budget ? used + bytes - budget : 0;
+    uint64_t coming = atomic_load_explicit(&store->demoting_bytes, memory_order_relaxed);
+    if (coming == 0 || coming < excess) return STORE_OK;
+    struct flash_counters *counters = flash_counters(store->flash);
+    if (*deadline_ms == 0) {
+        *deadline_ms = clock_monotonic_ms() + flash_pace_timeout(store->flash);
+        atomic_fetch_add_explicit(&counters->paced_writes, 1, memory_order_relaxed);
+    }
+    if (!flash_wait_progress(store->flash, *deadline_ms) && clock_monotonic_ms() >= *deadline_ms) {
+        atomic_fetch_add_explicit(&counters->pace_timeouts, 1, memory_order_relaxed);
+        return STORE_FLASH_BUSY;
+    }
+    return STORE_PENDING; /* the writer moved: try to charge again */
+}
+
+/* Charges BYTES, evicting items until they fit (with a flash tier, paced by its writer).
+ * Must be called with no shard lock held. Returns STORE_OK, STORE_TOO_LARGE_FOR_BUDGET,
+ * STORE_NO_MEMORY or STORE_FLASH_BUSY. */
 enum store_status budget_charge(struct store *store, uint64_t bytes) {
     uint64_t budget = atomic_load_explicit(&store->budget, memory_order_relaxed);
     uint64_t fixed = atomic_load_explicit(&store->fixed, memory_order_relaxed);
     if (fixed >= budget || bytes > budget - fixed) return STORE_TOO_LARGE_FOR_BUDGET;
     unsigned fruitless = 0;
+    int64_t deadline_ms = 0;
     while (!budget_try_charge(store, bytes)) {
+        if (store->flash != NULL) {
+            enum store_status paced = pace(store, bytes, &deadline_ms);
+            if (paced == STORE_FLASH_BUSY) {
+                metric_add(METRIC_rejected_writes, 1);
+                return paced;
+            }
+            if (paced == STORE_PENDING) continue;
+        }
         uint32_t index =
             atomic_fetch_add_explicit(&store->eviction_cursor, 1, memory_order_relaxed) %
             store->shard_count;
         if (s3fifo_evict_one(store, &store->shards[index])) {
             fruitless = 0;
         } else if (++fruitless > store->shard_count) {
+            if (store->flash != NULL &&
+                atomic_load_explicit(&store->demoting_bytes, memory_order_relaxed) > 0) {
+                /* Nothing left to choose, but the writer is still freeing memory. */
+                struct flash_counters *counters = flash_counters(store->flash);
+                if (deadline_ms == 0) {
+                    deadline_ms = clock_monotonic_ms() + flash_pace_timeout(store->flash);
+                    atomic_fetch_add_explicit(&counters->paced_writes, 1, memory_order_relaxed);
+                }
+                if (flash_wait_progress(store->flash, deadline_ms) ||
+                    clock_monotonic_ms() < deadline_ms) {
+                    fruitless = 0;
+                    continue;
+                }
+                atomic_fetch_add_explicit(&counters->pace_timeouts, 1, memory_order_relaxed);
+                metric_add(METRIC_rejected_writes, 1);
+                return STORE_FLASH_BUSY;
+            }
             metric_add(METRIC_rejected_writes, 1);
             return STORE_NO_MEMORY;
         }

@@ -6,13 +6,14 @@
 #include <stdlib.h>
 #include <sys/random.h>
 
-/* Returns the slot that points at KEY's item, or at the NULL ending its chain. */
-static struct item **find_slot(struct shard *shard, uint32_t hash, const void *key,
-                               size_t key_length) {
+/* Returns the slot that points at KEY's entry (a DRAM item or a flash entry), or at the
+ * NULL ending its chain. */
+struct item **index_find_slot(struct shard *shard, uint32_t hash, const void *key,
+                              size_t key_length) {
     struct item **slot = &shard->buckets[hash & shard->bucket_mask];
     for (struct item *item = *slot; item != NULL; item = *slot) {
-        if (item->hash == hash && item->key_length == key_length &&
-            memcmp(item->bytes, key, key_length) == 0) {
+        if (item->hash == hash && entry_key_length(item) == key_length &&
+            memcmp(entry_key(item), key, key_length) == 0) {
             return slot;
         }
         slot = &item->hash_next;
@@ -28,23 +29,48 @@ struct item **index_slot_of(struct shard *shard, const struct item *item) {
     return slot;
 }
 
-/* Takes ITEM (at SLOT) out of the index and its queue. The index's reference now
- * belongs to the caller. */
+/* Takes ITEM (at SLOT; a DRAM item or a flash entry) out of the index and, for a DRAM
+ * item, its queue. The index's reference (or the flash entry) now belongs to the
+ * caller. */
 void index_unlink(struct shard *shard, struct item **slot, struct item *item) {
     *slot = item->hash_next;
     item->hash_next = NULL;
-    s3fifo_queue_remove(s3fifo_queue_of(shard, item), item);
-    item->queue = QUEUE_NONE;
     shard_count_add(&shard->item_count, -1);
-    if (item->expire_at_ms != 0) shard_count_add(&shard->expiring_count, -1);
+    if (has_expiry(item)) shard_count_add(&shard->expiring_count, -1);
+    if (entry_is_flash(item)) return;
+    if (item->queue == QUEUE_SMALL || item->queue == QUEUE_MAIN) {
+        s3fifo_queue_remove(s3fifo_queue_of(shard, item), item);
+    }
+    item->queue = QUEUE_NONE;
 }
 
-/* Unlinks ITEM at SLOT and chains it onto *GRAVEYARD for release after unlock. */
+/* Removes ITEM at SLOT for good (delete, overwrite, expiry): a DRAM item is chained
+ * onto *GRAVEYARD for release after unlock; a flash entry is freed. With a flash tier,
+ * a key that has a record there gets a tombstone (see flash_store_forget()). */
 void index_bury(struct shard *shard, struct item **slot, struct item *item,
                 struct item **graveyard) {
     index_unlink(shard, slot, item);
+    struct store *store = shard->store;
+    if (store->flash != NULL) {
+        if (flash_store_forget(store, item)) return;
+    } else if (entry_is_flash(item)) {
+        flash_entry_free(store, (struct flash_entry *)item);
+        return;
+    }
     item->hash_next = *graveyard;
     *graveyard = item;
+}
+
+/* Links flash entry ENTRY (its key absent) into SHARD (locked). */
+void index_link_entry(struct store *store, struct shard *shard, struct item *entry) {
+    struct item **head = &shard->buckets[entry->hash & shard->bucket_mask];
+    entry->hash_next = *head;
+    *head = entry;
+    uint64_t count = shard_count_add(&shard->item_count, 1);
+    if (has_expiry(entry)) shard_count_add(&shard->expiring_count, 1);
+    if (count > shard->bucket_mask + 1 && shard->bucket_mask < UINT32_MAX) {
+        index_resize(store, shard, (shard->bucket_mask + 1) * 2);
+    }
 }
 
 /* Rebuilds SHARD's table with NEW_COUNT buckets, if the budget allows. Called under
@@ -88,6 +114,11 @@ void index_link(struct store *store, struct shard *shard, struct item *item, uin
     item->queue = inherit_queue;
     atomic_store_explicit(&item->frequency, inherit_frequency, memory_order_relaxed);
     s3fifo_queue_push(s3fifo_queue_of(shard, item), item);
+    struct flash *flash = store->flash;
+    if (flash != NULL && item->flash_segment == 0 && flash_write_through(flash) &&
+        flash_accepts(flash, item->key_length, item->value_length)) {
+        store_note_ticket(flash_queue_item(flash, item, false)); /* write-through */
+    }
     uint64_t count = shard_count_add(&shard->item_count, 1);
     if (item->expire_at_ms != 0) shard_count_add(&shard->expiring_count, 1);
     if (count > shard->bucket_mask + 1 && shard->bucket_mask < UINT32_MAX) {
@@ -99,7 +130,7 @@ void index_link(struct store *store, struct shard *shard, struct item *item, uin
  * unlinked onto GRAVEYARD. Sets *SLOT_OUT (if not NULL) to the found item's slot. */
 struct item *index_find_live(struct shard *shard, uint32_t hash, const void *key, size_t key_length,
                              int64_t now, struct item ***slot_out, struct item **graveyard) {
-    struct item **slot = find_slot(shard, hash, key, key_length);
+    struct item **slot = index_find_slot(shard, hash, key, key_length);
     struct item *item = *slot;
     if (item != NULL && is_expired(item, now)) {
         index_bury(shard, slot, item, graveyard);
@@ -117,8 +148,10 @@ void index_replace(struct store *store, struct shard *shard, struct item **slot,
     uint8_t queue = QUEUE_NONE;
     uint8_t frequency = 0;
     if (existing != NULL) {
-        queue = existing->queue;
-        frequency = atomic_load_explicit(&existing->frequency, memory_order_relaxed);
+        if (!entry_is_flash(existing) && existing->queue != QUEUE_DEMOTING) {
+            queue = existing->queue;
+            frequency = atomic_load_explicit(&existing->frequency, memory_order_relaxed);
+        }
         index_bury(shard, slot, existing, graveyard);
     }
     if (item != NULL) index_link(store, shard, item, queue, frequency);
@@ -162,22 +195,11 @@ void store_flush(struct store *store) {
         struct shard *shard = &store->shards[i];
         struct item *graveyard = NULL;
         shard_lock(shard);
-        struct queue *queues[2] = {&shard->small, &shard->main};
-        for (int q = 0; q < 2; q++) {
-            for (struct item *item = queues[q]->head; item != NULL;) {
-                struct item *next = item->queue_next;
-                item->queue = QUEUE_NONE;
-                item->queue_previous = NULL;
-                item->queue_next = NULL;
-                item->hash_next = graveyard;
-                graveyard = item;
-                item = next;
+        for (uint64_t bucket = 0; bucket <= shard->bucket_mask; bucket++) {
+            while (shard->buckets[bucket] != NULL) {
+                index_bury(shard, &shard->buckets[bucket], shard->buckets[bucket], &graveyard);
             }
-            memset(queues[q], 0, sizeof(*queues[q]));
         }
-        memset(shard->buckets, 0, (size_t)(shard->bucket_mask + 1) * sizeof(struct item *));
-        atomic_store_explicit(&shard->item_count, 0, memory_order_relaxed);
-        atomic_store_explicit(&shard->expiring_count, 0, memory_order_relaxed);
         shard_unlock(shard);
         item_release_chain(graveyard);
         /* Shrink the emptied table once the items' memory is back in the budget. */
@@ -211,20 +233,37 @@ enum store_status store_random(struct store *store, struct item **item) {
     for (unsigned attempt = 0; attempt < 4 * store->shard_count; attempt++) {
         struct shard *shard = &store->shards[random_next() % store->shard_count];
         if (atomic_load_explicit(&shard->item_count, memory_order_relaxed) == 0) continue;
+        unsigned char *flash_key = NULL;
+        size_t flash_key_length = 0;
+        uint32_t flash_hash = 0;
         shard_lock(shard);
         uint64_t buckets = shard->bucket_mask + 1;
         uint64_t start = random_next() & shard->bucket_mask;
-        for (uint64_t i = 0; i < buckets && *item == NULL; i++) {
+        for (uint64_t i = 0; i < buckets && *item == NULL && flash_key == NULL; i++) {
             for (struct item *candidate = shard->buckets[(start + i) & shard->bucket_mask];
                  candidate != NULL; candidate = candidate->hash_next) {
-                if (!is_expired(candidate, now)) {
+                if (is_expired(candidate, now)) continue;
+                if (entry_is_flash(candidate)) {
+                    /* Only the key is wanted: copy it, and make a value-less item below. */
+                    flash_key_length = entry_key_length(candidate);
+                    flash_key = malloc(flash_key_length ? flash_key_length : 1);
+                    if (flash_key != NULL)
+                        memcpy(flash_key, entry_key(candidate), flash_key_length);
+                    flash_hash = candidate->hash;
+                } else {
                     item_retain(candidate);
                     *item = candidate;
-                    break;
                 }
+                break;
             }
         }
         shard_unlock(shard);
+        if (flash_key != NULL) {
+            enum store_status status =
+                item_create(store, flash_hash, flash_key, flash_key_length, NULL, 0, NULL, item);
+            free(flash_key);
+            return status;
+        }
         if (*item != NULL) return STORE_OK;
     }
     return STORE_NOT_FOUND;

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 
 const unsigned char *item_key(const struct item *item, size_t *length) {
-    *length = item->key_length;
-    return item->bytes;
+    *length = entry_key_length(item); /* scans also visit flash entries */
+    return entry_key(item);
 }
 
 const unsigned char *item_value(const struct item *item) {
@@ -71,6 +71,8 @@ enum store_status item_create(struct store *store, uint32_t hash, const void *ke
     item->expire_at_ms = 0;
     item->value_length = length;
     atomic_init(&item->references, 1);
+    item->flash_segment = 0;
+    item->flash_offset = 0;
     item->hash = hash;
     item->key_length = (uint32_t)key_length;
     atomic_init(&item->frequency, 0);

@@ -15,22 +15,31 @@ enum item_queue {
     QUEUE_NONE = 0, /* not in the index */
     QUEUE_SMALL,    /* S3-FIFO's probationary queue */
     QUEUE_MAIN,     /* S3-FIFO's main queue */
+    QUEUE_DEMOTING, /* chosen for eviction, in no queue: the flash writer is copying it */
 };
 
+/* flash_segment of an item whose record is queued for the flash writer. */
+#define FLASH_PENDING 0xFFFFFFFFu
+
+/* The first three fields are shared with struct flash_entry (engine/flash.h), which
+ * sits in the same bucket chains: bit 31 of key_length tells them apart. */
 struct item {
     struct item *hash_next;      /* next in the bucket chain; links a graveyard once unlinked */
+    uint32_t hash;               /* low 32 bits of the key's hash */
+    uint32_t key_length;         /* bit 31 clear: this is a DRAM item */
     struct item *queue_previous; /* toward the head (newer) of its queue */
     struct item *queue_next;     /* toward the tail (older) of its queue */
     int64_t expire_at_ms;        /* 0: never */
     uint64_t value_length;
     _Atomic uint32_t references; /* the index holds one while linked */
-    uint32_t hash;               /* low 32 bits of the key's hash */
-    uint32_t key_length;
-    _Atomic uint8_t frequency; /* S3-FIFO access count, 0 to 3; set without a lock */
-    uint8_t queue;             /* enum item_queue; changed under the shard lock */
-    uint8_t external;          /* value lives in a value block; never changes */
-    uint8_t store_id;          /* which store's budget counts this item; never changes */
-    unsigned char bytes[];     /* key, then the value or a struct value_block pointer */
+    uint32_t flash_segment;      /* 0: no copy on flash; FLASH_PENDING: a record is queued;
+                                    else the segment holding a copy (changed under the lock) */
+    uint32_t flash_offset;       /* where that copy's record starts in its segment */
+    _Atomic uint8_t frequency;   /* S3-FIFO access count, 0 to 3; set without a lock */
+    uint8_t queue;               /* enum item_queue; changed under the shard lock */
+    uint8_t external;            /* value lives in a value block; never changes */
+    uint8_t store_id;            /* which store's budget counts this item; never changes */
+    unsigned char bytes[];       /* key, then the value or a struct value_block pointer */
 };
 
 #endif

@@ -69,8 +69,8 @@ bool s3fifo_ghost_take(struct shard *shard, uint32_t hash) {
     return age <= window;
 }
 
-/* Chooses and unlinks one S3-FIFO victim from SHARD (locked). Returns it with the
- * index's reference, or NULL if the shard is empty. */
+/* Chooses one S3-FIFO victim from SHARD (locked), still linked. Returns NULL if the
+ * shard's queues are empty. */
 static struct item *choose_victim(struct shard *shard, int64_t now) {
     for (int step = 0; step < EVICTION_STEP_LIMIT; step++) {
         uint64_t total = shard->small.bytes + shard->main.bytes;
@@ -88,7 +88,6 @@ static struct item *choose_victim(struct shard *shard, int64_t now) {
                 continue;
             }
             s3fifo_ghost_add(shard, item->hash);
-            index_unlink(shard, index_slot_of(shard, item), item);
             return item;
         }
         struct item *item = shard->main.tail;
@@ -100,30 +99,30 @@ static struct item *choose_victim(struct shard *shard, int64_t now) {
             s3fifo_queue_push(&shard->main, item);
             continue;
         }
-        index_unlink(shard, index_slot_of(shard, item), item);
         return item;
     }
     /* Every item looked at was in use: take the oldest of the main queue anyway. */
-    struct item *item = shard->main.tail != NULL ? shard->main.tail : shard->small.tail;
-    if (item == NULL) return NULL;
-    index_unlink(shard, index_slot_of(shard, item), item);
-    return item;
+    return shard->main.tail != NULL ? shard->main.tail : shard->small.tail;
 }
 
-/* Evicts one item from SHARD. Returns false if the shard had nothing to evict. */
+/* Evicts one item from SHARD: with a flash tier it moves there (see
+ * flash_store_demote()), else it is removed. Returns false if the shard had nothing to
+ * evict. */
 bool s3fifo_evict_one(struct store *store, struct shard *shard) {
-    (void)store;
     if (atomic_load_explicit(&shard->item_count, memory_order_relaxed) == 0) return false;
     int64_t now = clock_realtime_ms();
     shard_lock(shard);
     struct item *victim = choose_victim(shard, now);
-    shard_unlock(shard);
-    if (victim == NULL) return false;
-    if (is_expired(victim, now)) {
-        metric_add(METRIC_expired_keys, 1);
-    } else {
-        metric_add(METRIC_evicted_keys, 1);
+    if (victim == NULL) {
+        shard_unlock(shard);
+        return false;
     }
-    item_release(victim);
+    bool expired = is_expired(victim, now);
+    int demoted = DEMOTE_REFUSED;
+    if (store->flash != NULL && !expired) demoted = flash_store_demote(store, shard, victim);
+    if (demoted == DEMOTE_REFUSED) index_unlink(shard, index_slot_of(shard, victim), victim);
+    shard_unlock(shard);
+    metric_add(expired ? METRIC_expired_keys : METRIC_evicted_keys, 1);
+    if (demoted != DEMOTE_QUEUED) item_release(victim);
     return true;
 }

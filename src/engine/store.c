@@ -33,6 +33,12 @@ const char *store_status_text(enum store_status status) {
         return "value larger than max-value";
     case STORE_ALLOCATION_FAILED:
         return "out of memory: the system allocator refused";
+    case STORE_PENDING:
+        return "a flash read is in flight";
+    case STORE_FLASH_BUSY:
+        return "flash writer behind: the write waited pace-timeout for room";
+    case STORE_IO_ERROR:
+        return "flash I/O error (see the server log)";
     }
     return "unknown status";
 }
@@ -94,8 +100,10 @@ struct store *store_create(const struct store_config *config, char *error, size_
     store->shards = aligned_alloc(64, sizeof(struct shard) * store->shard_count);
     if (store->shards == NULL) goto out_of_memory;
     memset(store->shards, 0, sizeof(struct shard) * store->shard_count);
-    for (unsigned i = 0; i < store->shard_count; i++)
+    for (unsigned i = 0; i < store->shard_count; i++) {
         pthread_mutex_init(&store->shards[i].lock, NULL);
+        store->shards[i].store = store;
+    }
     uint64_t fixed = memory_footprint(store->shards);
     uint64_t index_bytes = 0;
     for (unsigned i = 0; i < store->shard_count; i++) {
@@ -120,6 +128,13 @@ struct store *store_create(const struct store_config *config, char *error, size_
     atomic_init(&store->index_bytes, index_bytes);
     atomic_init(&store->used, fixed + index_bytes);
     atomic_init(&store->peak, fixed + index_bytes);
+    if (config->flash.size > 0) {
+        if (flash_open(store, &config->flash, error, error_size) == NULL) {
+            store_flush(store);
+            free_store(store);
+            return NULL;
+        }
+    }
     return store;
 
 out_of_memory:
@@ -130,15 +145,58 @@ out_of_memory:
 
 void store_destroy(struct store *store) {
     if (store == NULL) return;
+    if (store->flash != NULL) {
+        flash_close(store->flash, false); /* no tombstones for what the flush removes */
+        store->flash = NULL;
+    }
     store_flush(store);
     free_store(store);
 }
 
+/* Write-through: the first and last ticket of the writes this thread queued during the
+ * store call in progress. */
+static _Thread_local uint64_t first_ticket, last_ticket;
+
+void store_note_ticket(uint64_t ticket) {
+    if (ticket == 0) return;
+    if (first_ticket == 0) first_ticket = ticket;
+    last_ticket = ticket;
+}
+
+enum store_status store_finish_write(struct store *store, enum store_status status) {
+    uint64_t first = first_ticket, last = last_ticket;
+    first_ticket = last_ticket = 0;
+    if (store->flash == NULL || last == 0 || !flash_write_through(store->flash)) return status;
+    int result = flash_wait_tickets(store->flash, first, last);
+    return result < 0 && status == STORE_OK ? STORE_IO_ERROR : status;
+}
+
+/* If KEY's entry lives only on flash, reads it back into DRAM (blocking) so that a
+ * read-modify-write can work on it. Called with ACCESS open on KEY and FOUND its
+ * entry; closes ACCESS and returns true when it did something (the caller looks the key
+ * up again), or returns false with ACCESS still open. On a failure *STATUS is set. */
+static bool fault_in_if_flash(struct store *store, uint64_t hash, struct key_access *access,
+                              struct item *found, enum store_status *status) {
+    if (found == NULL || !entry_is_flash(found)) return false;
+    struct item *loaded = NULL;
+    *status = flash_store_fault_in(store, hash, access, (struct flash_entry *)found, &loaded);
+    if (loaded != NULL) item_release(loaded);
+    if (*status == STORE_NOT_FOUND) *status = STORE_OK; /* gone meanwhile: look again */
+    return true;
+}
+
 enum store_status store_get(struct store *store, const void *key, size_t key_length,
                             struct item **item) {
+    uint64_t hash = hash_key(store, key, key_length);
     struct key_access access;
-    struct item *found =
-        index_open_key(store, hash_key(store, key, key_length), key, key_length, &access);
+    struct item *found = index_open_key(store, hash, key, key_length, &access);
+    for (int attempt = 0; found != NULL && entry_is_flash(found) && attempt < 3; attempt++) {
+        enum store_status status =
+            flash_store_fault_in(store, hash, &access, (struct flash_entry *)found, item);
+        if (status != STORE_NOT_FOUND) return status;
+        found = index_open_key(store, hash, key, key_length, &access);
+    }
+    if (found != NULL && entry_is_flash(found)) found = NULL;
     if (found != NULL) {
         item_retain(found);
         mark_used(found);
@@ -156,7 +214,11 @@ static bool probe(struct store *store, const void *key, size_t key_length, bool 
     struct key_access access;
     struct item *found =
         index_open_key(store, hash_key(store, key, key_length), key, key_length, &access);
-    if (found != NULL) {
+    if (found != NULL && entry_is_flash(found)) {
+        struct flash_entry *entry = (struct flash_entry *)found;
+        if (expire_at != NULL) *expire_at = flash_entry_expiry_ms(entry);
+        if (count_access) entry->key_length |= ENTRY_ACCESSED;
+    } else if (found != NULL) {
         if (expire_at != NULL) *expire_at = found->expire_at_ms;
         if (count_access) mark_used(found);
     }
@@ -194,6 +256,15 @@ static enum store_status apply_write(struct store *store, uint64_t hash, const v
     enum store_status status = STORE_OK;
     struct key_access access;
     struct item *existing = index_open_key(store, hash, key, key_length, &access);
+    while (previous != NULL && existing != NULL && entry_is_flash(existing)) {
+        /* The caller wants the old value: bring it back from flash first. */
+        if (fault_in_if_flash(store, hash, &access, existing, &status) && status != STORE_OK) {
+            if (item != NULL) item_release(item);
+            *previous = NULL;
+            return status;
+        }
+        existing = index_open_key(store, hash, key, key_length, &access);
+    }
     if (previous != NULL) {
         *previous = existing;
         if (existing != NULL) item_retain(existing);
@@ -203,7 +274,9 @@ static enum store_status apply_write(struct store *store, uint64_t hash, const v
         status = STORE_CONDITION_FAILED;
     } else {
         if (item != NULL && write->expiry == STORE_EXPIRY_KEEP && existing != NULL) {
-            item->expire_at_ms = existing->expire_at_ms;
+            item->expire_at_ms = entry_is_flash(existing)
+                                     ? flash_entry_expiry_ms((const struct flash_entry *)existing)
+                                     : existing->expire_at_ms;
         }
         index_replace(store, access.shard, access.slot, existing, item, &access.graveyard);
         item = NULL;
@@ -228,13 +301,15 @@ static enum store_status set_common(struct store *store, const void *key, size_t
     if (write->expiry == STORE_EXPIRY_SET && write->expire_at_ms <= clock_realtime_ms()) {
         /* Already expired: the write removes the key. */
         if (block != NULL) value_block_release(block);
-        return apply_write(store, hash, key, key_length, NULL, write, previous);
+        status = apply_write(store, hash, key, key_length, NULL, write, previous);
+        return store_finish_write(store, status);
     }
     struct item *item;
     status = item_create(store, (uint32_t)hash, key, key_length, value, length, block, &item);
     if (status != STORE_OK) return status;
     if (write->expiry == STORE_EXPIRY_SET) item->expire_at_ms = write->expire_at_ms;
-    return apply_write(store, hash, key, key_length, item, write, previous);
+    status = apply_write(store, hash, key, key_length, item, write, previous);
+    return store_finish_write(store, status);
 }
 
 enum store_status store_set(struct store *store, const void *key, size_t key_length,
@@ -260,6 +335,7 @@ static enum store_status swap_if_unchanged(struct store *store, uint64_t hash, c
     bool unchanged = existing == expected;
     if (unchanged) {
         if (keep_expiry && existing != NULL) item->expire_at_ms = existing->expire_at_ms;
+        /* (EXPECTED is a DRAM item the caller holds, so EXISTING is one too.) */
         index_replace(store, access.shard, access.slot, existing, item, &access.graveyard);
     }
     index_close_key(&access);
@@ -277,7 +353,8 @@ enum store_status store_replace_if_unchanged(struct store *store, const void *ke
     struct item *item;
     status = item_create(store, (uint32_t)hash, key, key_length, value, value_length, NULL, &item);
     if (status != STORE_OK) return status;
-    return swap_if_unchanged(store, hash, key, key_length, expected, item, keep_expiry);
+    status = swap_if_unchanged(store, hash, key, key_length, expected, item, keep_expiry);
+    return store_finish_write(store, status);
 }
 
 /* Capacity to give a value block that is growing by appends to LENGTH bytes: room for
@@ -291,9 +368,9 @@ static uint64_t growth_capacity(uint64_t length) {
  * and the block has room. Called with the item's shard locked. Returns true if done. */
 static bool append_in_place(struct shard *shard, struct item *existing, const void *data,
                             uint64_t data_length) {
-    if (!existing->external ||
+    if (!existing->external || existing->flash_segment != 0 ||
         atomic_load_explicit(&existing->references, memory_order_acquire) != 1) {
-        return false;
+        return false; /* shared, or its copy on flash would go stale */
     }
     struct value_block *block = item_block(existing);
     uint64_t total = existing->value_length + data_length;
@@ -339,6 +416,11 @@ enum store_status store_append(struct store *store, const void *key, size_t key_
     for (;;) {
         struct key_access access;
         struct item *existing = index_open_key(store, hash, key, key_length, &access);
+        enum store_status fault_status = STORE_OK;
+        if (fault_in_if_flash(store, hash, &access, existing, &fault_status)) {
+            if (fault_status != STORE_OK) return fault_status;
+            continue;
+        }
         uint64_t old_length = existing != NULL ? existing->value_length : 0;
         if (data_length > max_value || old_length > max_value - data_length) {
             index_close_key(&access);
@@ -365,7 +447,7 @@ enum store_status store_append(struct store *store, const void *key, size_t key_
         if (existing != NULL) item_release(existing);
         if (status != STORE_CONDITION_FAILED) {
             if (status == STORE_OK) *new_length = old_length + data_length;
-            return status;
+            return store_finish_write(store, status);
         }
     }
 }
@@ -373,9 +455,14 @@ enum store_status store_append(struct store *store, const void *key, size_t key_
 enum store_status store_delete(struct store *store, const void *key, size_t key_length,
                                struct item **removed) {
     if (removed != NULL) *removed = NULL;
+    uint64_t hash = hash_key(store, key, key_length);
     struct key_access access;
-    struct item *existing =
-        index_open_key(store, hash_key(store, key, key_length), key, key_length, &access);
+    struct item *existing = index_open_key(store, hash, key, key_length, &access);
+    enum store_status fault_status = STORE_OK;
+    while (removed != NULL && fault_in_if_flash(store, hash, &access, existing, &fault_status)) {
+        if (fault_status != STORE_OK) return fault_status;
+        existing = index_open_key(store, hash, key, key_length, &access);
+    }
     if (existing != NULL) {
         if (removed != NULL) {
             index_unlink(access.shard, access.slot, existing);
@@ -385,7 +472,7 @@ enum store_status store_delete(struct store *store, const void *key, size_t key_
         }
     }
     index_close_key(&access);
-    return existing != NULL ? STORE_OK : STORE_NOT_FOUND;
+    return store_finish_write(store, existing != NULL ? STORE_OK : STORE_NOT_FOUND);
 }
 
 enum store_status store_set_expiry(struct store *store, const void *key, size_t key_length,
@@ -393,9 +480,15 @@ enum store_status store_set_expiry(struct store *store, const void *key, size_t 
                                    struct item **item) {
     if (item != NULL) *item = NULL;
     enum store_status status = STORE_OK;
+    uint64_t hash = hash_key(store, key, key_length);
     struct key_access access;
-    struct item *existing =
-        index_open_key(store, hash_key(store, key, key_length), key, key_length, &access);
+    struct item *existing = index_open_key(store, hash, key, key_length, &access);
+    /* A flash entry keeps its expiry to the second: bring the key back to DRAM to set a
+     * millisecond one (and to hand GETEX its value). */
+    while (fault_in_if_flash(store, hash, &access, existing, &status)) {
+        if (status != STORE_OK) return status;
+        existing = index_open_key(store, hash, key, key_length, &access);
+    }
     if (existing == NULL) {
         status = STORE_NOT_FOUND;
     } else {
@@ -403,7 +496,9 @@ enum store_status store_set_expiry(struct store *store, const void *key, size_t 
             item_retain(existing);
             *item = existing;
         }
-        int64_t current = existing->expire_at_ms;
+        bool on_flash = entry_is_flash(existing);
+        int64_t current = on_flash ? flash_entry_expiry_ms((const struct flash_entry *)existing)
+                                   : existing->expire_at_ms;
         /* For GT and LT, no expiry counts as an infinite one. */
         bool allowed;
         switch (condition) {
@@ -432,11 +527,16 @@ enum store_status store_set_expiry(struct store *store, const void *key, size_t 
                 shard_count_add(&access.shard->expiring_count, 1);
             if (current != 0 && expire_at_ms == 0)
                 shard_count_add(&access.shard->expiring_count, -1);
-            existing->expire_at_ms = expire_at_ms;
+            if (on_flash) {
+                ((struct flash_entry *)existing)->expire_seconds =
+                    flash_expiry_seconds(expire_at_ms);
+            } else {
+                existing->expire_at_ms = expire_at_ms;
+            }
         }
     }
     index_close_key(&access);
-    return status;
+    return store_finish_write(store, status);
 }
 
 /* Locks the shards at INDEXES (COUNT of them, sorted ascending, duplicates allowed). */
@@ -475,10 +575,19 @@ static enum store_status move_or_copy(struct store *store, const void *source, s
         shard_lock(source_shard);
         struct item *original = index_find_live(source_shard, (uint32_t)source_hash, source,
                                                 source_length, now, NULL, &graveyard);
-        if (original != NULL) item_retain(original);
+        bool on_flash = original != NULL && entry_is_flash(original);
+        if (original != NULL && !on_flash) item_retain(original);
         shard_unlock(source_shard);
         item_release_chain(graveyard);
-        if (original == NULL) return STORE_NOT_FOUND;
+        if (original == NULL) return store_finish_write(store, STORE_NOT_FOUND);
+        if (on_flash) {
+            /* Bring the source back to DRAM (the copy must carry the new key), then retry. */
+            struct item *loaded;
+            enum store_status status = store_get(store, source, source_length, &loaded);
+            if (status != STORE_OK && status != STORE_NOT_FOUND) return status;
+            if (loaded != NULL) item_release(loaded);
+            continue;
+        }
 
         struct item *item;
         enum store_status status = item_clone(store, (uint32_t)destination_hash, destination,
@@ -519,7 +628,7 @@ static enum store_status move_or_copy(struct store *store, const void *source, s
         if (item != NULL) item_release(item);
         item_release(original);
         item_release_chain(graveyard);
-        if (!retry) return status;
+        if (!retry) return store_finish_write(store, status);
     }
 }
 
@@ -602,14 +711,26 @@ enum store_status store_set_many(struct store *store, size_t count, const struct
     free(items);
     free(hashes);
     free(indexes);
-    return status;
+    return store_finish_write(store, status);
 }
 
 void store_set_budget(struct store *store, uint64_t bytes) {
     atomic_store_explicit(&store->budget, bytes, memory_order_relaxed);
     unsigned fruitless = 0;
+    int64_t deadline_ms =
+        clock_monotonic_ms() + (store->flash ? flash_pace_timeout(store->flash) : 0);
     while (atomic_load_explicit(&store->used, memory_order_relaxed) > bytes &&
            fruitless <= store->shard_count) {
+        uint64_t excess = atomic_load_explicit(&store->used, memory_order_relaxed) - bytes;
+        if (store->flash != NULL &&
+            atomic_load_explicit(&store->demoting_bytes, memory_order_relaxed) >= excess) {
+            /* Enough is on its way to flash: wait for the writer rather than choose more. */
+            if (!flash_wait_progress(store->flash, deadline_ms) &&
+                clock_monotonic_ms() >= deadline_ms) {
+                break;
+            }
+            continue;
+        }
         uint32_t index =
             atomic_fetch_add_explicit(&store->eviction_cursor, 1, memory_order_relaxed) %
             store->shard_count;
@@ -619,6 +740,10 @@ void store_set_budget(struct store *store, uint64_t bytes) {
             fruitless++;
         }
     }
+}
+
+void store_set_pace_timeout(struct store *store, int64_t milliseconds) {
+    if (store->flash != NULL) flash_set_pace_timeout(store->flash, milliseconds);
 }
 
 void store_set_max_value(struct store *store, uint64_t bytes) {

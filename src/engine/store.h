@@ -39,24 +39,53 @@ enum store_status {
     STORE_KEY_TOO_LARGE,        /* key longer than STORE_MAX_KEY_LENGTH */
     STORE_VALUE_TOO_LARGE,      /* value longer than max-value */
     STORE_ALLOCATION_FAILED,    /* the system allocator refused */
+    STORE_PENDING,              /* a flash read is in flight; its callback will run */
+    STORE_FLASH_BUSY,           /* the write waited pace-timeout for the flash writer */
+    STORE_IO_ERROR,             /* flash I/O failed (details in the log) */
 };
 
 /* A short English description of a status ("out of memory"). */
 const char *store_status_text(enum store_status status);
 
+enum store_fsync {
+    STORE_FSYNC_NEVER = 0,
+    STORE_FSYNC_EVERYSEC,
+    STORE_FSYNC_ALWAYS,
+};
+
+/* The flash tier (docs/flash-tier.md). A size of 0 turns it off. */
+struct store_flash_config {
+    const char *directory;
+    uint64_t size;           /* bytes of segment files at most */
+    uint64_t segment_size;   /* bytes per segment file */
+    bool write_through;      /* every write reaches flash before it is acknowledged */
+    enum store_fsync fsync;  /* when written segments are synced */
+    int64_t pace_timeout_ms; /* longest a write waits for the flash writer */
+};
+
 struct store_config {
     uint64_t memory_budget; /* bytes */
     uint64_t max_value;     /* bytes */
     unsigned shards;        /* index shards, a power of two; 0 means the default (256) */
+    struct store_flash_config flash;
 };
 
-/* Creates a store. Returns NULL with a reason in ERROR if the budget cannot even hold
- * the store's fixed structures or memory is short. */
+/* Creates a store. With a flash tier, recovers what its directory holds first (from
+ * the saved index, or by scanning the segments). Returns NULL with a reason in ERROR
+ * if the budget cannot even hold the store's fixed structures, memory is short, or the
+ * flash directory cannot be used. */
 struct store *store_create(const struct store_config *config, char *error, size_t error_size);
 
 /* Destroys a store and every item in it. No other thread may use it any more, and
- * every item reference must have been released. */
+ * every item reference must have been released. The flash tier's writer finishes what
+ * is queued, but DRAM-only items are not written and the index is not saved (as after
+ * a crash): call store_shutdown() first for a clean stop. */
 void store_destroy(struct store *store);
+
+/* A clean stop of the flash tier: writes every DRAM item that has no copy on flash (as
+ * far as flash has room) and saves the flash index, so the next start is warm without
+ * a scan. No other thread may use the store any more. Does nothing without flash. */
+void store_shutdown(struct store *store);
 
 /* ---- items -------------------------------------------------------------------- */
 
@@ -76,9 +105,22 @@ void item_release_callback(void *item);
 /* ---- reads -------------------------------------------------------------------- */
 
 /* Looks up KEY. On STORE_OK, *item holds a reference the caller must release. Counts
- * a keyspace hit or miss and marks the item as recently used. */
+ * a keyspace hit or miss and marks the item as recently used. A value that lives only
+ * on flash is read (blocking the calling thread) and brought back to DRAM. */
 enum store_status store_get(struct store *store, const void *key, size_t key_length,
                             struct item **item);
+
+/* Called when a read that store_get_async() answered with STORE_PENDING ends, on the
+ * thread that started it: STORE_OK with ITEM (a reference the callee must release),
+ * STORE_NOT_FOUND, or an error. */
+typedef void (*store_read_done)(void *context, enum store_status status, struct item *item);
+
+/* Like store_get(), but a value that lives only on flash is read without blocking when
+ * the calling thread has an io_ring (base/io_ring.h): returns STORE_PENDING and DONE
+ * runs later on this thread. Without a ring, reads synchronously. A value read from
+ * flash moves back to DRAM on its second read (docs/flash-tier.md). */
+enum store_status store_get_async(struct store *store, const void *key, size_t key_length,
+                                  struct item **item, store_read_done done, void *context);
 
 /* Reports whether KEY holds a live item, without marking it used. */
 bool store_exists(struct store *store, const void *key, size_t key_length);
@@ -225,6 +267,9 @@ size_t store_expire_cycle(struct store *store, size_t buckets);
  * evicted (items being sent to clients are freed when the send ends). */
 void store_set_budget(struct store *store, uint64_t bytes);
 
+/* Changes how long a write may wait for the flash writer (pace-timeout). */
+void store_set_pace_timeout(struct store *store, int64_t milliseconds);
+
 /* Changes the largest value accepted by writes. */
 void store_set_max_value(struct store *store, uint64_t bytes);
 
@@ -242,5 +287,32 @@ struct store_stats {
 
 /* Fills STATS with a snapshot. */
 void store_get_stats(struct store *store, struct store_stats *stats);
+
+/* The flash tier's figures, for INFO and /metrics. */
+struct flash_stats {
+    uint64_t capacity;
+    uint64_t used; /* bytes of segment files */
+    uint64_t live; /* bytes of records still in the index */
+    uint64_t segments;
+    uint64_t items;
+    uint64_t index_bytes;
+    uint64_t bytes_written;
+    uint64_t bytes_read;
+    uint64_t reads;
+    uint64_t promotions;
+    uint64_t reclaims;
+    uint64_t reinsertions;
+    uint64_t evictions;
+    uint64_t paced_writes;
+    uint64_t pace_timeouts;
+    uint64_t write_errors;
+    uint64_t checksum_failures;
+    uint64_t recovery_ms;
+    uint64_t recovered_items;
+    const char *recovery_source; /* "index", "scan" or "empty" */
+    bool direct_io;
+};
+/* Fills STATS with the flash tier's figures. Returns false (and zeros) without one. */
+bool store_get_flash_stats(struct store *store, struct flash_stats *stats);
 
 #endif

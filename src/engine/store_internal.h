@@ -18,6 +18,7 @@
 #define STRATA_ENGINE_STORE_INTERNAL_H
 
 #include "base/clock.h"
+#include "engine/flash.h"
 #include "engine/item.h"
 #include "engine/memory.h"
 #include "engine/store.h"
@@ -57,6 +58,7 @@ struct shard {
     uint32_t ghost_mask;
     uint32_t ghost_clock;
     uint64_t expire_cursor; /* next bucket active expiry examines */
+    struct store *store;    /* the store this shard belongs to */
 } __attribute__((aligned(64)));
 
 struct store {
@@ -73,6 +75,10 @@ struct store {
     _Atomic uint64_t max_value;
     _Atomic uint32_t eviction_cursor;
     _Atomic uint32_t expire_shard_cursor;
+    struct flash *flash;             /* NULL: no flash tier */
+    _Atomic uint64_t demoting_bytes; /* DRAM bytes queued for the flash writer */
+    _Atomic uint64_t charge_debt;    /* bytes allocated but not yet in `used` (see
+                                        budget_charge_or_owe()) */
 };
 
 /* One key's shard, locked by index_open_key() and released by index_close_key(). */
@@ -96,8 +102,24 @@ static inline void item_retain(struct item *item) {
     atomic_fetch_add_explicit(&item->references, 1, memory_order_relaxed);
 }
 
+/* Whether an index entry (a DRAM item or a flash entry) has expired at NOW. */
 static inline bool is_expired(const struct item *item, int64_t now) {
+    if (entry_is_flash(item)) {
+        int64_t expiry = flash_entry_expiry_ms((const struct flash_entry *)item);
+        return expiry != 0 && expiry <= now;
+    }
     return item->expire_at_ms != 0 && item->expire_at_ms <= now;
+}
+
+/* Whether an index entry has an expiry time. */
+static inline bool has_expiry(const struct item *item) {
+    if (entry_is_flash(item)) return ((const struct flash_entry *)item)->expire_seconds != 0;
+    return item->expire_at_ms != 0;
+}
+
+/* Whether a DRAM item has a written copy on flash. */
+static inline bool has_flash_copy(const struct item *item) {
+    return item->flash_segment != 0 && item->flash_segment != FLASH_PENDING;
 }
 
 /* Bytes an item stands for in its queue's share of the shard. */
@@ -146,9 +168,40 @@ static inline void shard_unlock(struct shard *shard) {
 
 struct store *store_by_id(uint8_t id);
 
+/* Write-through: the tickets of the writes the calling thread queued during the store
+ * call in progress; store_finish_write() waits for them. */
+void store_note_ticket(uint64_t ticket);
+enum store_status store_finish_write(struct store *store, enum store_status status);
+
+/* ---- flash_store.c -------------------------------------------------------------- */
+
+/* Reads ENTRY (found under ACCESS, whose lock this drops) from flash into a new DRAM
+ * item linked in its place (when still there). Returns STORE_OK with *ITEM (a reference
+ * for the caller), STORE_NOT_FOUND, or an error. */
+enum store_status flash_store_fault_in(struct store *store, uint64_t hash,
+                                       struct key_access *access, struct flash_entry *entry,
+                                       struct item **item);
+
+/* Handles an S3-FIFO victim (linked, SHARD locked) when there is a flash tier: moves it
+ * to flash. DEMOTE_SWAPPED: it had a copy there and a flash entry took its place (the
+ * index's reference is the caller's to release after unlocking); DEMOTE_QUEUED: it is
+ * out of its queue and the writer will replace it; DEMOTE_REFUSED: it cannot go to
+ * flash (the caller evicts it). */
+enum { DEMOTE_REFUSED, DEMOTE_QUEUED, DEMOTE_SWAPPED };
+int flash_store_demote(struct store *store, struct shard *shard, struct item *victim);
+
+/* Index maintenance when ENTRY leaves the index for good (delete, overwrite, expiry):
+ * queues a tombstone and marks its record dead; a flash entry is freed. Called with the
+ * shard locked. Returns true if ENTRY was a flash entry (already freed). */
+bool flash_store_forget(struct store *store, struct item *entry);
+
 /* ---- budget.c: the budget ------------------------------------------------------ */
 
 bool budget_try_charge(struct store *store, uint64_t bytes);
+/* Charges BYTES if they fit; else records them as owed, to be charged out of the next
+ * memory returned. For flash entries that replace larger items still held by readers:
+ * `used` stays within the budget and catches up once those items are freed. */
+void budget_charge_or_owe(struct store *store, uint64_t bytes);
 void budget_uncharge(struct store *store, uint64_t bytes);
 enum store_status budget_charge(struct store *store, uint64_t bytes);
 /* Allocates SIZE bytes (zeroed if asked) counted in the budget at their real footprint,
@@ -183,6 +236,9 @@ bool s3fifo_evict_one(struct store *store, struct shard *shard);
 /* ---- index.c: the hash index -------------------------------------------------- */
 
 struct item **index_slot_of(struct shard *shard, const struct item *item);
+struct item **index_find_slot(struct shard *shard, uint32_t hash, const void *key,
+                              size_t key_length);
+void index_link_entry(struct store *store, struct shard *shard, struct item *entry);
 void index_unlink(struct shard *shard, struct item **slot, struct item *item);
 void index_bury(struct shard *shard, struct item **slot, struct item *item,
                 struct item **graveyard);

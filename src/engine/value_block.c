@@ -14,6 +14,7 @@ struct value_block *value_block_init(void *memory, uint64_t capacity) {
     struct value_block *block = memory;
     atomic_init(&block->references, 1);
     block->unused = 0;
+    block->allocation = NULL;
     block->charged_to = NULL;
     block->charge = 0;
     block->length = 0;
@@ -37,10 +38,10 @@ void value_block_release(struct value_block *block) {
     if (atomic_fetch_sub_explicit(&block->references, 1, memory_order_acq_rel) != 1) return;
     struct store *store = block->charged_to;
     uint64_t charge = block->charge;
-    free(block);
+    free(block->allocation != NULL ? block->allocation : block);
     if (store != NULL) store_memory_uncharge(store, charge);
 }
 
 uint64_t value_block_footprint(const struct value_block *block) {
-    return memory_footprint((void *)block);
+    return memory_footprint(block->allocation != NULL ? block->allocation : (void *)block);
 }

@@ -16,6 +16,8 @@ struct store;
 struct value_block {
     _Atomic uint32_t references;
     uint32_t unused;
+    void *allocation;         /* the memory to free: NULL means the block itself; a block
+                                 read from flash sits inside a larger aligned buffer */
     struct store *charged_to; /* the store whose budget counts this block, or NULL */
     uint64_t charge;          /* bytes charged to that budget */
     uint64_t length;          /* bytes of value in data */

@@ -6,6 +6,8 @@
  * protocol accepts input, EPOLLOUT only while output is waiting on a full socket. */
 #include "net/net.h"
 
+#include "base/io_ring.h"
+
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -39,7 +41,7 @@
 #define DIRECT_READ_MINIMUM (16 * 1024)
 #define WRITE_IOVECS        64
 
-enum tag_kind { TAG_LISTENER, TAG_WAKE, TAG_CONNECTION };
+enum tag_kind { TAG_LISTENER, TAG_WAKE, TAG_CONNECTION, TAG_RING };
 
 struct tag {
     enum tag_kind kind;
@@ -78,6 +80,8 @@ struct connection {
 
 struct worker {
     struct tag wake_tag;
+    struct tag ring_tag;
+    struct io_ring *ring; /* flash reads of this worker's connections */
     struct net_server *server;
     pthread_t thread;
     bool started;
@@ -433,6 +437,7 @@ static bool open_connection(struct worker *worker, const struct protocol *protoc
     output_queue_init(&connection->output);
 
     struct net_connection_info info;
+    info.connection = (struct net_connection *)connection;
     info.id = atomic_fetch_add_explicit(&server->next_connection_id, 1, memory_order_relaxed);
     info.fd = fd;
     format_address(peer, info.peer, sizeof(info.peer));
@@ -504,6 +509,11 @@ static void accept_connections(struct worker *worker, struct listener *listener)
     }
 }
 
+void net_connection_resume(struct net_connection *handle) {
+    struct connection *connection = (struct connection *)handle;
+    service(connection);
+}
+
 /* ---- workers ------------------------------------------------------------------ */
 
 /* Runs tick() for every connection of WORKER whose protocol has one. */
@@ -525,6 +535,7 @@ static void *worker_main(void *argument) {
     struct worker *worker = argument;
     struct net_server *server = worker->server;
     struct epoll_event events[EVENTS_PER_WAIT];
+    io_ring_set_current(worker->ring);
     while (!atomic_load_explicit(&server->stopping, memory_order_acquire)) {
         int timeout = -1;
         if (server->ticks) {
@@ -544,6 +555,10 @@ static void *worker_main(void *argument) {
         }
         for (int i = 0; i < count; i++) {
             struct tag *tag = events[i].data.ptr;
+            if (tag->kind == TAG_RING) {
+                io_ring_complete(worker->ring);
+                continue;
+            }
             if (tag->kind == TAG_WAKE) {
                 uint64_t value;
                 ssize_t ignored = read(worker->wake_fd, &value, sizeof(value));
@@ -594,6 +609,11 @@ int net_server_start(struct net_server *server, char *error, size_t error_size) 
         }
         struct epoll_event wake = {.events = EPOLLIN, .data.ptr = &worker->wake_tag};
         epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, worker->wake_fd, &wake);
+        worker->ring_tag.kind = TAG_RING;
+        worker->ring = io_ring_create(256, error, error_size);
+        if (worker->ring == NULL) return -1;
+        struct epoll_event ring = {.events = EPOLLIN, .data.ptr = &worker->ring_tag};
+        epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, io_ring_event_fd(worker->ring), &ring);
         for (int j = 0; j < server->listener_count; j++) {
             struct epoll_event event = {.events = EPOLLIN | EPOLLEXCLUSIVE,
                                         .data.ptr = &server->listeners[j].tag};
@@ -638,6 +658,9 @@ void net_server_destroy(struct net_server *server) {
         struct worker *worker = &server->workers[i];
         while (worker->connections != NULL)
             close_connection(worker->connections);
+        /* Reads still in flight end here; their sessions are gone, so their callbacks
+         * only free what they hold. */
+        io_ring_destroy(worker->ring);
         if (worker->epoll_fd >= 0) close(worker->epoll_fd);
         if (worker->wake_fd >= 0) close(worker->wake_fd);
         free(worker->read_buffer);

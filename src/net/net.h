@@ -16,9 +16,12 @@
 
 struct net_server;
 
+struct net_connection;
+
 /* What a protocol learns about a new connection. */
 struct net_connection_info {
-    uint64_t id; /* unique in this process, from 1 */
+    struct net_connection *connection; /* for net_connection_resume() */
+    uint64_t id;                       /* unique in this process, from 1 */
     int fd;
     char peer[64];  /* "127.0.0.1:54321" or "[::1]:54321" */
     char local[64]; /* the listening side, same form */
@@ -66,6 +69,16 @@ struct net_config {
     int threads;             /* worker threads, at least 1 */
     struct options *options; /* read live: max-clients, client-output-limit */
 };
+
+/* A protocol that stopped taking input (its data() consumed less, waiting for something
+ * other than the client, such as a flash read) calls this when it can go on: queued
+ * output is sent and kept input offered again. Only on the connection's worker thread
+ * (a completion callback of the worker's io_ring), and never from inside a handler
+ * call for the same connection. The connection may be closed before it returns.
+ *
+ * Each worker thread owns an io_ring (base/io_ring.h), set as the thread's current
+ * ring; its completions are delivered by the worker's event loop. */
+void net_connection_resume(struct net_connection *connection);
 
 /* Creates a server with no listeners yet. Returns NULL with a reason in ERROR. */
 struct net_server *net_server_create(const struct net_config *config, char *error,

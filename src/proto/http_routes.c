@@ -169,13 +169,17 @@ void http_finish_value(struct http_session *session) {
     struct value_block *block = session->block;
     session->block = NULL; /* the store takes it over */
     struct store_write write = {.condition = STORE_ALWAYS, .expiry = STORE_EXPIRY_CLEAR};
-    struct item *previous = NULL;
-    enum store_status status = store_set_block(session->server->environment.store, session->key,
-                                               session->key_length, block, &write, &previous);
-    if (previous != NULL) item_release(previous);
+    struct store *store = session->server->environment.store;
+    /* 201 or 204 only: no need to read an old value back from flash to learn it. */
+    bool existed = store_exists(store, session->key, session->key_length);
+    enum store_status status =
+        store_set_block(store, session->key, session->key_length, block, &write, NULL);
     switch (status) {
     case STORE_OK:
-        http_respond(session, previous != NULL ? 204 : 201, NULL, NULL, 0, NULL);
+        http_respond(session, existed ? 204 : 201, NULL, NULL, 0, NULL);
+        break;
+    case STORE_FLASH_BUSY:
+        http_respond_error(session, 503, store_status_text(status), NULL);
         break;
     case STORE_VALUE_TOO_LARGE:
     case STORE_TOO_LARGE_FOR_BUDGET:

@@ -47,7 +47,15 @@ struct resp_session {
     _Atomic(const char *) last_command;
     struct resp_session *previous; /* in server->sessions */
     struct resp_session *next;
+    /* A command waits for a flash read: input is not taken until it ends. */
+    bool suspended;
+    bool orphaned; /* the connection closed meanwhile: the read's end frees the session */
+    void (*resume)(void *handle); /* tells the network layer to go on */
+    void *resume_handle;
 };
+
+/* Frees a session that is closed and out of the registry. */
+void resp_session_free(struct resp_session *session);
 
 /* A command being executed: its arguments, as the parser delivered them. */
 struct resp_request {

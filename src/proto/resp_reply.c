@@ -158,6 +158,13 @@ void reply_store_error(struct resp_session *session, enum store_status status) {
     case STORE_NOT_FOUND:
         reply_error(session, "ERR no such key");
         return;
+    case STORE_FLASH_BUSY:
+        reply_error(session, "BUSY flash writer behind: the write waited pace-timeout for room "
+                             "in DRAM; try again");
+        return;
+    case STORE_IO_ERROR:
+        reply_error(session, "IOERR flash I/O error; see the server log");
+        return;
     default:
         reply_errorf(session, "ERR %s", store_status_text(status));
         return;

@@ -97,9 +97,12 @@ static struct resp_parser_limits current_limits(const struct resp_server *server
 }
 
 void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const char *peer,
-                        const char *local, struct output_queue *output) {
+                        const char *local, struct output_queue *output,
+                        void (*resume)(void *handle), void *resume_handle) {
     struct resp_session *session = calloc(1, sizeof(*session));
     if (session == NULL) return NULL;
+    session->resume = resume;
+    session->resume_handle = resume_handle;
     session->server = server;
     session->output = output;
     struct resp_parser_limits limits = current_limits(server);
@@ -131,6 +134,14 @@ void resp_session_close(void *opaque) {
     }
     if (session->next != NULL) session->next->previous = session->previous;
     pthread_mutex_unlock(&server->sessions_lock);
+    if (session->suspended) {
+        session->orphaned = true; /* freed when its flash read ends */
+        return;
+    }
+    resp_session_free(session);
+}
+
+void resp_session_free(struct resp_session *session) {
     resp_parser_free(&session->parser);
     free(session->name);
     free(session->library_name);
@@ -196,6 +207,7 @@ bool resp_session_data(void *opaque, const unsigned char *data, size_t length, s
     struct resp_session *session = opaque;
     size_t position = 0;
     while (position < length) {
+        if (session->suspended) break; /* a flash read is in flight */
         if (session->closing) {
             position = length; /* after QUIT or a protocol error, input is ignored */
             break;
@@ -232,6 +244,7 @@ bool resp_session_data(void *opaque, const unsigned char *data, size_t length, s
 
 bool resp_session_direct_target(void *opaque, unsigned char **buffer, size_t *length) {
     struct resp_session *session = opaque;
+    if (session->suspended) return false;
     return resp_parser_direct_target(&session->parser, buffer, length);
 }
 

@@ -54,14 +54,39 @@ static enum store_status store_argument(struct resp_session *session,
                      request->argv[value_index], request->lengths[value_index], write, previous);
 }
 
-void command_get(struct resp_session *session, const struct resp_request *request) {
-    struct item *item;
-    if (store_get(store_of(session), request->argv[1], (size_t)request->lengths[1], &item) ==
-        STORE_OK) {
+/* Sends GET's reply for STATUS and ITEM (released here). */
+static void reply_get(struct resp_session *session, enum store_status status, struct item *item) {
+    if (status == STORE_OK) {
         reply_item(session, item);
-    } else {
+    } else if (status == STORE_NOT_FOUND) {
         reply_null(session);
+    } else {
+        reply_store_error(session, status);
     }
+}
+
+/* The end of a GET that waited for a flash read (on the connection's worker thread). */
+static void get_done(void *context, enum store_status status, struct item *item) {
+    struct resp_session *session = context;
+    session->suspended = false;
+    if (session->orphaned) {
+        if (item != NULL) item_release(item);
+        resp_session_free(session);
+        return;
+    }
+    reply_get(session, status, item);
+    session->resume(session->resume_handle); /* may close the connection: last */
+}
+
+void command_get(struct resp_session *session, const struct resp_request *request) {
+    struct item *item = NULL;
+    enum store_status status = store_get_async(
+        store_of(session), request->argv[1], (size_t)request->lengths[1], &item, get_done, session);
+    if (status == STORE_PENDING) {
+        session->suspended = true; /* get_done() replies and resumes */
+        return;
+    }
+    reply_get(session, status, item);
 }
 
 void command_set(struct resp_session *session, const struct resp_request *request) {

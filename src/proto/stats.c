@@ -65,6 +65,7 @@ struct stats {
 /* The figures one rendering reads, taken at one moment. */
 struct stats_snapshot {
     struct store_stats store;
+    struct flash_stats flash;
     int64_t metrics[METRIC_COUNT];
     const struct options *options;
     double resident_bytes;
@@ -109,6 +110,7 @@ static double row_value(enum stat_id id, const struct stats_snapshot *snapshot) 
 #define METRIC(name) ((double)snapshot->metrics[METRIC_##name])
 #define OPTION(name) ((double)options_number(snapshot->options, OPTION_##name))
 #define STORE(field) ((double)snapshot->store.field)
+#define FLASH(field) ((double)snapshot->flash.field)
     switch (id) {
 #define STAT(identifier, section, info_name, family, labels, type, format, help, value)            \
     case STAT_ID_##identifier:                                                                     \
@@ -147,8 +149,8 @@ static const struct {
     {"server", STATS_SECTION_SERVER},     {"clients", STATS_SECTION_CLIENTS},
     {"memory", STATS_SECTION_MEMORY},     {"stats", STATS_SECTION_STATS},
     {"keyspace", STATS_SECTION_KEYSPACE}, {"strata", STATS_SECTION_STRATA},
-    {"all", STATS_SECTION_ALL},           {"default", STATS_SECTION_ALL},
-    {"everything", STATS_SECTION_ALL},
+    {"flash", STATS_SECTION_FLASH},       {"all", STATS_SECTION_ALL},
+    {"default", STATS_SECTION_ALL},       {"everything", STATS_SECTION_ALL},
 };
 
 /* ---- life cycle ------------------------------------------------------------------ */
@@ -317,6 +319,7 @@ static double resident_bytes(void) {
 static void take_snapshot(struct stats *stats, struct stats_snapshot *snapshot) {
     memset(snapshot, 0, sizeof(*snapshot));
     store_get_stats(stats->environment.store, &snapshot->store);
+    store_get_flash_stats(stats->environment.store, &snapshot->flash);
     for (int id = 0; id < METRIC_COUNT; id++)
         snapshot->metrics[id] = metric_read((enum metric_id)id);
     snapshot->options = stats->environment.options;
@@ -409,6 +412,13 @@ static void section_rows(int section, const struct stats_snapshot *snapshot,
         }
         byte_buffer_append_text(text, "strata_eviction_policy:s3fifo\r\n");
         break;
+    case STATS_SECTION_FLASH:
+        byte_buffer_appendf(text,
+                            "flash_enabled:%d\r\nflash_direct_io:%d\r\n"
+                            "flash_recovery_source:%s\r\n",
+                            snapshot->flash.capacity > 0, snapshot->flash.direct_io,
+                            snapshot->flash.recovery_source);
+        break;
     default:
         break;
     }
@@ -422,6 +432,7 @@ void stats_info_text(struct stats *stats, int sections, struct byte_buffer *text
         {STATS_SECTION_SERVER, "Server"},     {STATS_SECTION_CLIENTS, "Clients"},
         {STATS_SECTION_MEMORY, "Memory"},     {STATS_SECTION_STATS, "Stats"},
         {STATS_SECTION_KEYSPACE, "Keyspace"}, {STATS_SECTION_STRATA, "Strata"},
+        {STATS_SECTION_FLASH, "Flash"},
     };
     struct stats_snapshot snapshot;
     take_snapshot(stats, &snapshot);

@@ -42,7 +42,8 @@ enum stats_section {
     STATS_SECTION_STATS = 8,
     STATS_SECTION_KEYSPACE = 16,
     STATS_SECTION_STRATA = 32,
-    STATS_SECTION_ALL = 63,
+    STATS_SECTION_FLASH = 64,
+    STATS_SECTION_ALL = 127,
 };
 
 /* Creates the statistics state. ENVIRONMENT is copied (its strings must outlive the

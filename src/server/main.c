@@ -177,6 +177,9 @@ static int apply_option(struct options *options, enum option_id id, void *contex
     case OPTION_log_level:
         log_set_level((enum log_level)options_number(options, OPTION_log_level));
         break;
+    case OPTION_pace_timeout:
+        store_set_pace_timeout(server->store, options_number(options, OPTION_pace_timeout));
+        break;
     default:
         break;
     }
@@ -190,10 +193,15 @@ static void request_shutdown(void *context) {
 
 /* ---- glue between the network layer and the RESP sessions ---------------------- */
 
+static void resume_connection(void *handle) {
+    net_connection_resume(handle);
+}
+
 static void *handler_open(void *context, const struct net_connection_info *info,
                           struct output_queue *output) {
     struct server *server = context;
-    return resp_session_open(server->resp, info->id, info->fd, info->peer, info->local, output);
+    return resp_session_open(server->resp, info->id, info->fd, info->peer, info->local, output,
+                             resume_connection, info->connection);
 }
 
 static enum net_action handler_data(void *session, const unsigned char *data, size_t length,
@@ -328,15 +336,32 @@ int main(int argc, char **argv) {
     if (server.lock_fd < 0) return 1;
     fit_descriptor_limit(&server.options);
 
+    char ssd_directory[4096];
+    const char *ssd_dir = options_text(&server.options, OPTION_ssd_dir);
+    if (ssd_dir[0] != '\0') {
+        snprintf(ssd_directory, sizeof(ssd_directory), "%s", ssd_dir);
+    } else {
+        snprintf(ssd_directory, sizeof(ssd_directory), "%s/ssd",
+                 options_text(&server.options, OPTION_dir));
+    }
     struct store_config store_config = {
         .memory_budget = (uint64_t)options_number(&server.options, OPTION_memory),
         .max_value = (uint64_t)options_number(&server.options, OPTION_max_value),
+        .flash =
+            {
+                .directory = ssd_directory,
+                .size = (uint64_t)options_number(&server.options, OPTION_ssd_size),
+                .segment_size = (uint64_t)options_number(&server.options, OPTION_segment_size),
+                .write_through = options_number(&server.options, OPTION_write_policy) == 1,
+                .fsync = (enum store_fsync)options_number(&server.options, OPTION_fsync),
+                .pace_timeout_ms = options_number(&server.options, OPTION_pace_timeout),
+            },
     };
     server.store = store_create(&store_config, error, sizeof(error));
     if (server.store == NULL) {
-        char message[600];
-        snprintf(message, sizeof(message), "invalid value for --memory: %s", error);
-        die_usage(message);
+        fprintf(stderr, "strata-server: cannot start the store: %s\n", error);
+        log_event(LOG_ERROR, "store_failed", "error=\"%s\"", error);
+        return 1;
     }
     server.options.on_change = apply_option;
     server.options.on_change_context = &server;
@@ -474,6 +499,8 @@ int main(int argc, char **argv) {
     resp_server_destroy(server.resp);
     http_server_destroy(server.http);
     stats_destroy(server.stats);
+    /* A clean stop: what is only in DRAM goes to flash and the flash index is saved. */
+    store_shutdown(server.store);
     store_destroy(server.store);
     pthread_mutex_destroy(&server.housekeeping_lock);
     pthread_cond_destroy(&server.housekeeping_wake);

@@ -51,7 +51,8 @@ def test_64_mib_values(server):
 
 def test_eviction_keeps_used_memory_within_budget(start_server):
     budget = 32 * 1024 * 1024
-    server = start_server("--memory", "32mb")
+    # DRAM only: with the flash tier every key would be kept (tests/integration/test_flash.py).
+    server = start_server("--memory", "32mb", "--ssd-size", "0")
     client = server.client()
     observed = []
     value = b"e" * 50000

@@ -1,0 +1,137 @@
+/* io_ring over liburing (see io_ring.h). */
+#include "base/io_ring.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+struct io_ring {
+    struct io_uring uring;
+    int event_fd;
+    unsigned in_flight;
+};
+
+static _Thread_local struct io_ring *current_ring;
+
+struct io_ring *io_ring_current(void) {
+    return current_ring;
+}
+
+void io_ring_set_current(struct io_ring *ring) {
+    current_ring = ring;
+}
+
+struct io_ring *io_ring_create(unsigned entries, char *error, size_t error_size) {
+    struct io_ring *ring = calloc(1, sizeof(*ring));
+    if (ring == NULL) {
+        snprintf(error, error_size, "out of memory");
+        return NULL;
+    }
+    int result = io_uring_queue_init(entries, &ring->uring, 0);
+    if (result < 0) {
+        snprintf(error, error_size, "io_uring_queue_init: %s", strerror(-result));
+        free(ring);
+        return NULL;
+    }
+    ring->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (ring->event_fd < 0 || io_uring_register_eventfd(&ring->uring, ring->event_fd) < 0) {
+        snprintf(error, error_size, "io_uring eventfd: %s", strerror(errno));
+        if (ring->event_fd >= 0) close(ring->event_fd);
+        io_uring_queue_exit(&ring->uring);
+        free(ring);
+        return NULL;
+    }
+    return ring;
+}
+
+void io_ring_destroy(struct io_ring *ring) {
+    if (ring == NULL) return;
+    while (ring->in_flight > 0)
+        io_ring_wait(ring);
+    io_uring_queue_exit(&ring->uring);
+    close(ring->event_fd);
+    if (current_ring == ring) current_ring = NULL;
+    free(ring);
+}
+
+int io_ring_event_fd(const struct io_ring *ring) {
+    return ring->event_fd;
+}
+
+/* A free submission entry, submitting what is queued to make room if needed. */
+static struct io_uring_sqe *next_entry(struct io_ring *ring) {
+    struct io_uring_sqe *entry = io_uring_get_sqe(&ring->uring);
+    if (entry == NULL) {
+        io_uring_submit(&ring->uring);
+        entry = io_uring_get_sqe(&ring->uring);
+    }
+    return entry;
+}
+
+/* Attaches OPERATION to ENTRY and submits it. */
+static int submit(struct io_ring *ring, struct io_uring_sqe *entry,
+                  struct io_ring_operation *operation) {
+    io_uring_sqe_set_data(entry, operation);
+    int result = io_uring_submit(&ring->uring);
+    if (result < 0) return result;
+    ring->in_flight++;
+    return 0;
+}
+
+int io_ring_read(struct io_ring *ring, int fd, void *buffer, size_t length, uint64_t offset,
+                 struct io_ring_operation *operation) {
+    struct io_uring_sqe *entry = next_entry(ring);
+    if (entry == NULL) return -EBUSY;
+    io_uring_prep_read(entry, fd, buffer, (unsigned)length, offset);
+    return submit(ring, entry, operation);
+}
+
+int io_ring_write(struct io_ring *ring, int fd, const void *buffer, size_t length,
+                  uint64_t offset, struct io_ring_operation *operation) {
+    struct io_uring_sqe *entry = next_entry(ring);
+    if (entry == NULL) return -EBUSY;
+    io_uring_prep_write(entry, fd, buffer, (unsigned)length, offset);
+    return submit(ring, entry, operation);
+}
+
+int io_ring_sync(struct io_ring *ring, int fd, struct io_ring_operation *operation) {
+    struct io_uring_sqe *entry = next_entry(ring);
+    if (entry == NULL) return -EBUSY;
+    io_uring_prep_fsync(entry, fd, IORING_FSYNC_DATASYNC);
+    return submit(ring, entry, operation);
+}
+
+unsigned io_ring_complete(struct io_ring *ring) {
+    uint64_t ignored;
+    ssize_t drained = read(ring->event_fd, &ignored, sizeof(ignored));
+    (void)drained;
+    unsigned count = 0;
+    struct io_uring_cqe *completion;
+    while (io_uring_peek_cqe(&ring->uring, &completion) == 0) {
+        struct io_ring_operation *operation = io_uring_cqe_get_data(completion);
+        int result = completion->res;
+        io_uring_cqe_seen(&ring->uring, completion);
+        ring->in_flight--;
+        count++;
+        operation->done(operation, result);
+    }
+    return count;
+}
+
+unsigned io_ring_wait(struct io_ring *ring) {
+    if (ring->in_flight == 0) return 0;
+    struct io_uring_cqe *completion;
+    int result;
+    do {
+        result = io_uring_wait_cqe(&ring->uring, &completion);
+    } while (result == -EINTR);
+    return io_ring_complete(ring);
+}
+
+unsigned io_ring_in_flight(const struct io_ring *ring) {
+    return ring->in_flight;
+}

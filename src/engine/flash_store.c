@@ -1,0 +1,469 @@
+/* What the store does with its flash tier: flash entries in the index, demotion of
+ * DRAM victims, reads and promotion, and applying what the writer and reclaim report.
+ * The rules are in flash.h and store_internal.h; the policy in docs/flash-tier.md. */
+#include "base/clock.h"
+#include "base/io_ring.h"
+#include "base/metrics.h"
+#include "engine/store_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+/* ---- flash entries ------------------------------------------------------------ */
+
+struct flash_entry *flash_entry_create(struct store *store, uint32_t hash, const void *key,
+                                       size_t key_length, uint32_t segment, uint32_t offset,
+                                       uint32_t value_length, uint32_t expire_seconds) {
+    struct flash_entry *entry = malloc(sizeof(*entry) + key_length);
+    if (entry == NULL) return NULL;
+    entry->hash_next = NULL;
+    entry->hash = hash;
+    entry->key_length = ENTRY_FLASH | (uint32_t)key_length;
+    entry->segment = segment;
+    entry->offset = offset;
+    entry->value_length = value_length;
+    entry->expire_seconds = expire_seconds;
+    if (key_length > 0) memcpy(entry->key, key, key_length);
+    /* It replaces a larger DRAM item (or is found by recovery): charged without eviction,
+     * or owed until that item's memory is returned. */
+    uint64_t footprint = memory_footprint(entry);
+    budget_charge_or_owe(store, footprint);
+    struct flash_counters *counters = flash_counters(store->flash);
+    atomic_fetch_add_explicit(&counters->items, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&counters->index_bytes, footprint, memory_order_relaxed);
+    return entry;
+}
+
+void flash_entry_free(struct store *store, struct flash_entry *entry) {
+    uint64_t footprint = memory_footprint(entry);
+    free(entry);
+    budget_uncharge(store, footprint);
+    if (store->flash == NULL) return; /* the tier is closed: the store is going away */
+    struct flash_counters *counters = flash_counters(store->flash);
+    atomic_fetch_sub_explicit(&counters->items, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&counters->index_bytes, footprint, memory_order_relaxed);
+}
+
+/* Puts flash entry REPLACEMENT where the DRAM item at SLOT is (same key), taking the item
+ * out of its queue and the chain. The index's reference to the item becomes the
+ * caller's. Counts stay: one key out, one key in. */
+static void swap_item_for_entry(struct shard *shard, struct item **slot, struct item *item,
+                                struct flash_entry *replacement) {
+    if (item->queue == QUEUE_SMALL || item->queue == QUEUE_MAIN) {
+        s3fifo_queue_remove(s3fifo_queue_of(shard, item), item);
+    }
+    item->queue = QUEUE_NONE;
+    replacement->hash_next = item->hash_next;
+    *slot = (struct item *)replacement;
+    item->hash_next = NULL;
+}
+
+bool flash_store_forget(struct store *store, struct item *entry) {
+    struct flash *flash = store->flash;
+    if (entry_is_flash(entry)) {
+        struct flash_entry *flash_entry = (struct flash_entry *)entry;
+        size_t key_length = entry_key_length(entry);
+        store_note_ticket(flash_queue_tombstone(flash, flash_entry->key, key_length));
+        flash_record_dead(flash, flash_entry->segment, key_length, flash_entry->value_length);
+        flash_entry_free(store, flash_entry);
+        return true;
+    }
+    if (entry->flash_segment != 0) {
+        store_note_ticket(flash_queue_tombstone(flash, entry->bytes, entry->key_length));
+        if (has_flash_copy(entry)) {
+            flash_record_dead(flash, entry->flash_segment, entry->key_length,
+                              entry->value_length);
+        }
+        entry->flash_segment = 0;
+    }
+    return false;
+}
+
+/* ---- demotion ----------------------------------------------------------------- */
+
+int flash_store_demote(struct store *store, struct shard *shard, struct item *victim) {
+    struct flash *flash = store->flash;
+    if (!flash_accepts(flash, victim->key_length, victim->value_length)) return DEMOTE_REFUSED;
+    if (has_flash_copy(victim)) {
+        /* Already on flash (written through, or read back from it): swap in place. */
+        struct flash_entry *entry = flash_entry_create(
+            store, victim->hash, victim->bytes, victim->key_length, victim->flash_segment,
+            victim->flash_offset, (uint32_t)victim->value_length,
+            flash_expiry_seconds(victim->expire_at_ms));
+        if (entry == NULL) return DEMOTE_REFUSED;
+        swap_item_for_entry(shard, index_slot_of(shard, victim), victim, entry);
+        return DEMOTE_SWAPPED;
+    }
+    if (victim->queue == QUEUE_SMALL || victim->queue == QUEUE_MAIN) {
+        s3fifo_queue_remove(s3fifo_queue_of(shard, victim), victim);
+    }
+    victim->queue = QUEUE_DEMOTING;
+    if (victim->flash_segment == FLASH_PENDING) return DEMOTE_QUEUED; /* already on the way */
+    if (flash_queue_item(flash, victim, true) == 0) {
+        /* Out of memory for the queue entry: back into the main queue, not demoted. */
+        victim->queue = QUEUE_MAIN;
+        s3fifo_queue_push(&shard->main, victim);
+        return DEMOTE_REFUSED;
+    }
+    return DEMOTE_QUEUED;
+}
+
+/* The full hash of a DRAM item's key. */
+static uint64_t item_full_hash(struct store *store, const struct item *item) {
+    return hash_key(store, item->bytes, item->key_length);
+}
+
+bool flash_store_item_written(struct store *store, struct item *item, bool demote,
+                              uint32_t segment, uint32_t offset, int result) {
+    (void)demote;
+    struct shard *shard = shard_for(store, item_full_hash(store, item));
+    bool live = false;
+    bool unlinked = false;
+    shard_lock(shard);
+    struct item **slot = &shard->buckets[item->hash & shard->bucket_mask];
+    while (*slot != NULL && *slot != item)
+        slot = &(*slot)->hash_next;
+    if (*slot == item) {
+        if (result == 0) {
+            item->flash_segment = segment;
+            item->flash_offset = offset;
+            live = true;
+            if (item->queue == QUEUE_DEMOTING) {
+                struct flash_entry *entry = flash_entry_create(
+                    store, item->hash, item->bytes, item->key_length, segment, offset,
+                    (uint32_t)item->value_length, flash_expiry_seconds(item->expire_at_ms));
+                if (entry != NULL) {
+                    swap_item_for_entry(shard, slot, item, entry);
+                    unlinked = true;
+                } else {
+                    item->queue = QUEUE_MAIN; /* stays in DRAM, with its copy */
+                    s3fifo_queue_push(&shard->main, item);
+                }
+            }
+        } else {
+            item->flash_segment = 0;
+            if (item->queue == QUEUE_DEMOTING) {
+                /* It could not reach flash: evicted after all (counted, logged). */
+                index_unlink(shard, slot, item); /* counted as evicted when it was chosen */
+                unlinked = true;
+            }
+        }
+    }
+    shard_unlock(shard);
+    if (unlinked) item_release(item); /* the index's reference */
+    item_release(item);               /* the writer's */
+    return live;
+}
+
+/* ---- reclaim and recovery ----------------------------------------------------- */
+
+int flash_store_reclaim_record(struct store *store, const void *key, size_t key_length,
+                               uint32_t segment, uint32_t offset, bool drop, bool *accessed,
+                               int64_t *expire_at_ms) {
+    uint64_t hash = hash_key(store, key, key_length);
+    struct shard *shard = shard_for(store, hash);
+    int live = 0;
+    shard_lock(shard);
+    struct item **slot = index_find_slot(shard, (uint32_t)hash, key, key_length);
+    struct item *found = *slot;
+    if (found != NULL && entry_is_flash(found)) {
+        struct flash_entry *entry = (struct flash_entry *)found;
+        if (entry->segment == segment && entry->offset == offset) {
+            live = 1;
+            *accessed = (entry->key_length & ENTRY_ACCESSED) != 0;
+            *expire_at_ms = flash_entry_expiry_ms(entry);
+            if (drop) {
+                index_unlink(shard, slot, found);
+                flash_entry_free(store, entry);
+            }
+        }
+    } else if (found != NULL && found->flash_segment == segment && found->flash_offset == offset) {
+        found->flash_segment = 0; /* its copy is going away */
+    }
+    shard_unlock(shard);
+    return live;
+}
+
+bool flash_store_reinserted(struct store *store, const void *key, size_t key_length,
+                            uint32_t old_segment, uint32_t old_offset, uint32_t segment,
+                            uint32_t offset) {
+    uint64_t hash = hash_key(store, key, key_length);
+    struct shard *shard = shard_for(store, hash);
+    bool moved = false;
+    shard_lock(shard);
+    struct item *found = *index_find_slot(shard, (uint32_t)hash, key, key_length);
+    if (found != NULL && entry_is_flash(found)) {
+        struct flash_entry *entry = (struct flash_entry *)found;
+        if (entry->segment == old_segment && entry->offset == old_offset) {
+            entry->segment = segment;
+            entry->offset = offset;
+            entry->key_length &= ~ENTRY_ACCESSED;
+            moved = true;
+        }
+    }
+    shard_unlock(shard);
+    return moved;
+}
+
+bool flash_store_recover_entry(struct store *store, const void *key, size_t key_length,
+                               uint32_t segment, uint32_t offset, uint64_t value_length,
+                               int64_t expire_at_ms, bool remove) {
+    uint64_t hash = hash_key(store, key, key_length);
+    struct shard *shard = shard_for(store, hash);
+    bool ok = true;
+    shard_lock(shard);
+    struct item **slot = index_find_slot(shard, (uint32_t)hash, key, key_length);
+    if (*slot != NULL) {
+        struct item *found = *slot;
+        index_unlink(shard, slot, found);
+        flash_entry_free(store, (struct flash_entry *)found); /* only flash entries yet */
+    }
+    if (!remove) {
+        struct flash_entry *entry =
+            flash_entry_create(store, (uint32_t)hash, key, key_length, segment, offset,
+                               (uint32_t)value_length, flash_expiry_seconds(expire_at_ms));
+        if (entry != NULL) {
+            index_link_entry(store, shard, (struct item *)entry);
+        } else {
+            ok = false;
+        }
+    }
+    shard_unlock(shard);
+    return ok;
+}
+
+void flash_store_visit(struct store *store, flash_entry_visit visit, void *context) {
+    for (unsigned i = 0; i < store->shard_count; i++) {
+        struct shard *shard = &store->shards[i];
+        shard_lock(shard);
+        for (uint64_t bucket = 0; bucket <= shard->bucket_mask; bucket++) {
+            for (struct item *entry = shard->buckets[bucket]; entry != NULL;
+                 entry = entry->hash_next) {
+                if (entry_is_flash(entry)) {
+                    const struct flash_entry *flash_entry = (const struct flash_entry *)entry;
+                    visit(context, flash_entry->key, entry_key_length(entry), flash_entry->segment,
+                          flash_entry->offset, flash_entry->value_length,
+                          flash_entry_expiry_ms(flash_entry));
+                } else if (has_flash_copy(entry)) {
+                    visit(context, entry->bytes, entry->key_length, entry->flash_segment,
+                          entry->flash_offset, entry->value_length, entry->expire_at_ms);
+                }
+            }
+        }
+        shard_unlock(shard);
+    }
+}
+
+void flash_store_demote_all(struct store *store) {
+    int64_t now = clock_realtime_ms();
+    for (unsigned i = 0; i < store->shard_count; i++) {
+        struct shard *shard = &store->shards[i];
+        shard_lock(shard);
+        struct queue *queues[2] = {&shard->small, &shard->main};
+        for (int q = 0; q < 2; q++) {
+            struct item *item = queues[q]->tail;
+            while (item != NULL) {
+                struct item *newer = item->queue_previous;
+                if (item->flash_segment == 0 && !is_expired(item, now)) {
+                    flash_store_demote(store, shard, item);
+                }
+                item = newer;
+            }
+        }
+        shard_unlock(shard);
+    }
+}
+
+/* ---- reads -------------------------------------------------------------------- */
+
+/* Links ITEM (read from the flash entry at SEGMENT/OFFSET) in place of that entry if it
+ * is still there. The index takes its own reference. Returns whether it did. */
+static bool promote(struct store *store, uint64_t hash, struct item *item, uint32_t segment,
+                    uint32_t offset) {
+    struct shard *shard = shard_for(store, hash);
+    bool linked = false;
+    shard_lock(shard);
+    struct item **slot = index_find_slot(shard, (uint32_t)hash, item->bytes, item->key_length);
+    struct item *found = *slot;
+    if (found != NULL && entry_is_flash(found)) {
+        struct flash_entry *entry = (struct flash_entry *)found;
+        if (entry->segment == segment && entry->offset == offset) {
+            index_unlink(shard, slot, found);
+            flash_entry_free(store, entry); /* the record stays live: the item points at it */
+            item->flash_segment = segment;
+            item->flash_offset = offset;
+            item_retain(item);
+            index_link(store, shard, item, QUEUE_NONE, 0);
+            linked = true;
+        }
+    }
+    shard_unlock(shard);
+    if (linked) atomic_fetch_add_explicit(&flash_counters(store->flash)->promotions, 1,
+                                          memory_order_relaxed);
+    return linked;
+}
+
+/* Removes the flash entry at SEGMENT/OFFSET for KEY if it is still there (its record
+ * failed its checks: the key now reads as missing). */
+static void drop_damaged(struct store *store, uint64_t hash, const void *key, size_t key_length,
+                         uint32_t segment, uint32_t offset) {
+    struct shard *shard = shard_for(store, hash);
+    shard_lock(shard);
+    struct item **slot = index_find_slot(shard, (uint32_t)hash, key, key_length);
+    struct item *found = *slot;
+    if (found != NULL && entry_is_flash(found)) {
+        struct flash_entry *entry = (struct flash_entry *)found;
+        if (entry->segment == segment && entry->offset == offset) {
+            index_unlink(shard, slot, found);
+            flash_record_dead(store->flash, segment, key_length, entry->value_length);
+            flash_entry_free(store, entry);
+        }
+    }
+    shard_unlock(shard);
+}
+
+/* A flash read started by the store, and where its result goes. */
+struct store_read {
+    struct flash_read read; /* first: the io_ring operation is its first member */
+    struct store *store;
+    store_read_done done;
+    void *context;
+    enum store_status status; /* for synchronous reads */
+    struct item *item;
+};
+
+/* Turns a finished flash read into an item (linked in DRAM when READ->promote). */
+static enum store_status finish_read(struct store_read *request, enum store_status status,
+                                     struct value_block *block, struct item **result) {
+    struct flash_read *read = &request->read;
+    struct store *store = request->store;
+    *result = NULL;
+    if (status == STORE_NOT_FOUND && read->damaged) {
+        drop_damaged(store, read->hash, read->key, read->key_length, read->segment_id,
+                     read->offset);
+    }
+    if (status == STORE_OK) {
+        struct item *item;
+        status = item_create(store, (uint32_t)read->hash, read->key, read->key_length, NULL, 0,
+                             block, &item);
+        if (status == STORE_OK) {
+            item->expire_at_ms = read->expire_at_ms;
+            if (is_expired(item, clock_realtime_ms())) {
+                item_release(item);
+                status = STORE_NOT_FOUND;
+            } else {
+                if (read->promote) promote(store, read->hash, item, read->segment_id, read->offset);
+                *result = item;
+            }
+        }
+    }
+    flash_read_finish(read);
+    metric_add(status == STORE_OK ? METRIC_keyspace_hits : METRIC_keyspace_misses, 1);
+    return status;
+}
+
+static void synchronous_read_done(struct flash_read *read, enum store_status status,
+                                  struct value_block *block) {
+    struct store_read *request = (struct store_read *)read;
+    request->status = finish_read(request, status, block, &request->item);
+}
+
+static void asynchronous_read_done(struct flash_read *read, enum store_status status,
+                                   struct value_block *block) {
+    struct store_read *request = (struct store_read *)read;
+    struct item *item;
+    status = finish_read(request, status, block, &item);
+    request->done(request->context, status, item);
+    free(request);
+}
+
+/* Starts reading ENTRY, found under ACCESS (whose lock this drops). With DONE, on the
+ * calling thread's io_ring if it has one. PROMOTE_ALWAYS brings the value back to DRAM
+ * whatever the policy says. */
+static enum store_status read_entry(struct store *store, uint64_t hash, struct key_access *access,
+                                    struct flash_entry *entry, bool promote_always,
+                                    store_read_done done, void *context, struct item **item) {
+    struct store_read local;
+    struct store_read *request = &local;
+    bool async = done != NULL && io_ring_current() != NULL;
+    if (async) {
+        request = malloc(sizeof(*request));
+        if (request == NULL) {
+            index_close_key(access);
+            return STORE_ALLOCATION_FAILED;
+        }
+    }
+    memset(request, 0, sizeof(*request));
+    if (!flash_read_prepare(store->flash, entry, hash, &request->read)) {
+        index_close_key(access);
+        if (async) free(request);
+        return STORE_ALLOCATION_FAILED;
+    }
+    /* Promotion policy: a second read since the value reached flash brings it back. */
+    request->read.promote = promote_always || request->read.accessed_before;
+    entry->key_length |= ENTRY_ACCESSED;
+    index_close_key(access);
+    request->store = store;
+    request->done = done;
+    request->context = context;
+    request->read.done = async ? asynchronous_read_done : synchronous_read_done;
+    enum store_status status = flash_read_start(&request->read, async);
+    if (status == STORE_PENDING) return STORE_PENDING;
+    if (status != STORE_OK) {
+        flash_read_finish(&request->read);
+        if (async) free(request);
+        return status;
+    }
+    /* Read synchronously: the callback has run. */
+    *item = request->item;
+    return request->status;
+}
+
+enum store_status flash_store_fault_in(struct store *store, uint64_t hash,
+                                       struct key_access *access, struct flash_entry *entry,
+                                       struct item **item) {
+    return read_entry(store, hash, access, entry, true, NULL, NULL, item);
+}
+
+enum store_status store_get_async(struct store *store, const void *key, size_t key_length,
+                                  struct item **item, store_read_done done, void *context) {
+    *item = NULL;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        uint64_t hash = hash_key(store, key, key_length);
+        struct key_access access;
+        struct item *found = index_open_key(store, hash, key, key_length, &access);
+        if (found == NULL || !entry_is_flash(found)) {
+            if (found != NULL) {
+                item_retain(found);
+                mark_used(found);
+            }
+            index_close_key(&access);
+            metric_add(found != NULL ? METRIC_keyspace_hits : METRIC_keyspace_misses, 1);
+            *item = found;
+            return found != NULL ? STORE_OK : STORE_NOT_FOUND;
+        }
+        enum store_status status = read_entry(store, hash, &access, (struct flash_entry *)found,
+                                              false, done, context, item);
+        if (status != STORE_NOT_FOUND || *item != NULL) return status;
+        /* The record went away while it was read (reclaimed, or damaged): look again. */
+    }
+    return STORE_NOT_FOUND;
+}
+
+bool store_get_flash_stats(struct store *store, struct flash_stats *stats) {
+    if (store->flash == NULL) {
+        memset(stats, 0, sizeof(*stats));
+        stats->recovery_source = "off";
+        return false;
+    }
+    flash_get_stats(store->flash, stats);
+    return true;
+}
+
+void store_shutdown(struct store *store) {
+    if (store->flash == NULL) return;
+    flash_store_demote_all(store);
+    flash_drain(store->flash);
+    flash_close(store->flash, true);
+    store->flash = NULL;
+}
