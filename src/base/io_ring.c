@@ -90,8 +90,8 @@ int io_ring_read(struct io_ring *ring, int fd, void *buffer, size_t length, uint
     return submit(ring, entry, operation);
 }
 
-int io_ring_write(struct io_ring *ring, int fd, const void *buffer, size_t length,
-                  uint64_t offset, struct io_ring_operation *operation) {
+int io_ring_write(struct io_ring *ring, int fd, const void *buffer, size_t length, uint64_t offset,
+                  struct io_ring_operation *operation) {
     struct io_uring_sqe *entry = next_entry(ring);
     if (entry == NULL) return -EBUSY;
     io_uring_prep_write(entry, fd, buffer, (unsigned)length, offset);

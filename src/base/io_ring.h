@@ -37,8 +37,8 @@ int io_ring_read(struct io_ring *ring, int fd, void *buffer, size_t length, uint
                  struct io_ring_operation *operation);
 
 /* Submits a write of LENGTH bytes from BUFFER at OFFSET of FD. Same contract. */
-int io_ring_write(struct io_ring *ring, int fd, const void *buffer, size_t length,
-                  uint64_t offset, struct io_ring_operation *operation);
+int io_ring_write(struct io_ring *ring, int fd, const void *buffer, size_t length, uint64_t offset,
+                  struct io_ring_operation *operation);
 
 /* Submits an fdatasync of FD. Same contract. */
 int io_ring_sync(struct io_ring *ring, int fd, struct io_ring_operation *operation);

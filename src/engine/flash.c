@@ -28,7 +28,6 @@
 /* Share of a new segment that records reinserted by reclaim may fill. */
 #define REINSERT_SHARE 4
 
-
 struct flash_counters *flash_counters(struct flash *flash) {
     return &flash->counters;
 }
@@ -46,8 +45,7 @@ void flash_header_seal(struct flash_record_header *header, const void *key) {
     header->header_crc = crc32c_finish(running);
 }
 
-bool flash_header_valid(const struct flash_record_header *header, const void *key,
-                        uint64_t limit) {
+bool flash_header_valid(const struct flash_record_header *header, const void *key, uint64_t limit) {
     if (header->magic != FLASH_RECORD_MAGIC || header->version != FLASH_FORMAT_VERSION) {
         return false;
     }
@@ -315,8 +313,8 @@ static int staging_flush(struct flash *flash, bool keep_tail) {
     if (flash->staging_fill == 0) return 0;
     size_t padded = (flash->staging_fill + FLASH_BLOCK - 1) & ~(size_t)(FLASH_BLOCK - 1);
     memset(flash->staging + flash->staging_fill, 0, padded - flash->staging_fill);
-    int result = ring_write(flash, flash->current->fd, flash->staging, padded,
-                            flash->staging_offset);
+    int result =
+        ring_write(flash, flash->current->fd, flash->staging, padded, flash->staging_offset);
     if (result < 0) return result;
     flash->dirty = true;
     size_t whole = flash->staging_fill & ~(size_t)(FLASH_BLOCK - 1);
@@ -408,48 +406,52 @@ static void seal_current(struct flash *flash) {
     flash->dirty = false;
 }
 
-static void reclaim_oldest(struct flash *flash, uint64_t reinsert_room);
+static void reclaim_oldest(struct flash *flash, uint64_t *reinsert_room);
 
-/* Opens a new current segment with room for a record of RECORD_SIZE bytes, reclaiming
- * the oldest segments while the tier is over its capacity. Returns 0 or -errno. */
+/* Opens a new current segment with room for a record of RECORD_SIZE bytes, then
+ * reclaims the oldest segments while the tier is over its capacity; records read since
+ * they were written may be copied into the new segment, up to a quarter of it. When the
+ * filesystem is full, the oldest segment goes first. Returns 0 or -errno. */
 static int open_next_segment(struct flash *flash, uint64_t record_size) {
     seal_current(flash);
     uint64_t size = flash->segment_size;
     uint64_t needed = FLASH_BLOCK + record_size;
     if (needed > size) size = (needed + FLASH_BLOCK - 1) & ~(uint64_t)(FLASH_BLOCK - 1);
-    /* Make room first when this segment would not fit beside the others. */
-    while (flash->segment_count > 0 && flash->used + size > flash->capacity) {
-        reclaim_oldest(flash, 0);
-    }
     struct segment *segment;
     for (;;) {
         segment = segment_create(flash, flash->next_segment_id, size);
         if (segment != NULL) break;
         int error = errno;
+        uint64_t none = 0;
         if (error == ENOSPC && flash->segment_count > 0) {
             /* The filesystem is smaller than ssd-size: give up the oldest segment. */
             log_event(LOG_WARNING, "flash_full",
                       "directory=%s reason=\"no space left on the filesystem\" used=%llu",
                       flash->directory, (unsigned long long)flash->used);
-            reclaim_oldest(flash, 0);
+            reclaim_oldest(flash, &none);
             continue;
         }
-        log_event(LOG_ERROR, "flash_segment_failed", "directory=%s error=\"%s\"",
-                  flash->directory, strerror(error));
+        log_event(LOG_ERROR, "flash_segment_failed", "directory=%s error=\"%s\"", flash->directory,
+                  strerror(error));
         return -error;
     }
     flash->next_segment_id++;
     flash->current = segment;
     flash->staging_fill = 0;
     flash->staging_offset = FLASH_BLOCK;
+    uint64_t reinsert_room = size / REINSERT_SHARE;
+    if (reinsert_room > size - needed) reinsert_room = size - needed;
+    while (flash->segment_count > 1 && flash->used > flash->capacity) {
+        reclaim_oldest(flash, &reinsert_room);
+    }
     return 0;
 }
 
 /* Appends one record to the current segment (opening one if it lacks room) and sets
  * *SEGMENT and *OFFSET to where it went. VALUE may be NULL for a tombstone. */
-static int append_record(struct flash *flash, const void *key, size_t key_length,
-                         const void *value, uint64_t value_length, int64_t expire_at_ms,
-                         uint16_t flags, uint32_t *segment, uint32_t *offset) {
+static int append_record(struct flash *flash, const void *key, size_t key_length, const void *value,
+                         uint64_t value_length, int64_t expire_at_ms, uint16_t flags,
+                         uint32_t *segment, uint32_t *offset) {
     uint64_t size = flash_record_size(key_length, value_length);
     if (size > FLASH_MAX_RECORD) return -EFBIG;
     if (flash->current == NULL ||
@@ -595,9 +597,9 @@ struct reinsertion {
 };
 
 /* Reclaims the oldest segment: records read since they were written are copied into
- * the current segment while they fit in REINSERT_ROOM bytes; the other live records
- * leave the index; then the file is deleted. */
-static void reclaim_oldest(struct flash *flash, uint64_t reinsert_room) {
+ * the current segment while they fit in *REINSERT_ROOM bytes (which shrinks by what
+ * they take); the other live records leave the index; then the file is deleted. */
+static void reclaim_oldest(struct flash *flash, uint64_t *reinsert_room) {
     struct segment *segment = flash->segments[0];
     if (segment == flash->current) return;
     struct segment_reader reader;
@@ -620,9 +622,9 @@ static void reclaim_oldest(struct flash *flash, uint64_t reinsert_room) {
             }
             const unsigned char *key = record + sizeof(header);
             if (!(header.flags & FLASH_FLAG_TOMBSTONE)) {
-                bool may_reinsert = flash->current != NULL && reinsert_room >= size &&
-                                    flash->staging_offset + flash->staging_fill + size <=
-                                        flash->current->size;
+                bool may_reinsert =
+                    flash->current != NULL && *reinsert_room >= size &&
+                    flash->staging_offset + flash->staging_fill + size <= flash->current->size;
                 bool accessed = false;
                 int64_t expire_at_ms = 0;
                 int live =
@@ -644,7 +646,7 @@ static void reclaim_oldest(struct flash *flash, uint64_t reinsert_room) {
                         memcpy(entry->key, key, header.key_length);
                         entry->next = reinsertions;
                         reinsertions = entry;
-                        reinsert_room -= size;
+                        *reinsert_room -= size;
                     } else {
                         free(entry);
                         live = flash_store_reclaim_record(flash->store, key, header.key_length,
@@ -668,9 +670,9 @@ static void reclaim_oldest(struct flash *flash, uint64_t reinsert_room) {
         while (reinsertions != NULL) {
             struct reinsertion *entry = reinsertions;
             reinsertions = entry->next;
-            if (result == 0 && flash_store_reinserted(flash->store, entry->key, entry->key_length,
-                                                      segment->id, entry->old_offset,
-                                                      entry->segment, entry->offset)) {
+            if (result == 0 &&
+                flash_store_reinserted(flash->store, entry->key, entry->key_length, segment->id,
+                                       entry->old_offset, entry->segment, entry->offset)) {
                 record_live(flash, entry->segment, entry->record_size);
                 reinserted++;
             } else {
@@ -875,8 +877,8 @@ static void read_complete(struct flash_read *read, int result) {
     struct flash *flash = read->flash;
     if (result < 0 || (size_t)result < read->read_length) {
         if (result < 0) {
-            log_event(LOG_ERROR, "flash_read_failed", "segment=%u error=\"%s\"",
-                      read->segment_id, strerror(-result));
+            log_event(LOG_ERROR, "flash_read_failed", "segment=%u error=\"%s\"", read->segment_id,
+                      strerror(-result));
         }
         read->done(read, result < 0 ? STORE_IO_ERROR : STORE_NOT_FOUND, NULL);
         return;
@@ -953,8 +955,8 @@ enum store_status flash_read_start(struct flash_read *read, bool async) {
     struct io_ring *ring = async ? io_ring_current() : NULL;
     if (ring != NULL) {
         read->operation.done = read_operation_done;
-        if (io_ring_read(ring, read->segment->fd, read->buffer, read->read_length,
-                         aligned_start, &read->operation) == 0) {
+        if (io_ring_read(ring, read->segment->fd, read->buffer, read->read_length, aligned_start,
+                         &read->operation) == 0) {
             return STORE_PENDING;
         }
     }
@@ -1018,8 +1020,8 @@ static void flash_free(struct flash *flash) {
     free(flash);
 }
 
-struct flash *flash_open(struct store *store, const struct store_flash_config *config,
-                         char *error, size_t error_size) {
+struct flash *flash_open(struct store *store, const struct store_flash_config *config, char *error,
+                         size_t error_size) {
     if (config->segment_size < 1024 * 1024 || config->segment_size > (1ull << 32) - FLASH_BLOCK ||
         config->segment_size % FLASH_BLOCK != 0) {
         snprintf(error, error_size,

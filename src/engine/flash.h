@@ -22,14 +22,14 @@
 
 /* ---- the on-disk format (version 1, little-endian) ---------------------------- */
 
-#define FLASH_FORMAT_VERSION  1
-#define FLASH_RECORD_MAGIC    0x31524453u /* "SDR1" */
-#define FLASH_SEGMENT_MAGIC   0x5447534154415254ull /* "TRATASGT" */
-#define FLASH_INDEX_MAGIC     0x5844494154415254ull /* "TRATAIDX" */
-#define FLASH_BLOCK           4096u /* O_DIRECT alignment; the segment header's size */
-#define FLASH_RECORD_ALIGN    8u
-#define FLASH_FLAG_TOMBSTONE  1u
-#define FLASH_MAX_RECORD      (0xFFFFFFFFull - 2 * FLASH_BLOCK)
+#define FLASH_FORMAT_VERSION 1
+#define FLASH_RECORD_MAGIC   0x31524453u           /* "SDR1" */
+#define FLASH_SEGMENT_MAGIC  0x5447534154415254ull /* "TRATASGT" */
+#define FLASH_INDEX_MAGIC    0x5844494154415254ull /* "TRATAIDX" */
+#define FLASH_BLOCK          4096u /* O_DIRECT alignment; the segment header's size */
+#define FLASH_RECORD_ALIGN   8u
+#define FLASH_FLAG_TOMBSTONE 1u
+#define FLASH_MAX_RECORD     (0xFFFFFFFFull - 2 * FLASH_BLOCK)
 
 /* The header of every record. A record is this header, the key, zeros up to an 8-byte
  * boundary, the value, a 4-byte CRC32C of everything before it (with header_crc as
@@ -53,8 +53,8 @@ struct flash_segment_header {
     uint64_t magic;
     uint32_t version;
     uint32_t segment_id;
-    uint64_t size;       /* bytes of the file, this block included */
-    int64_t created_ms;  /* Unix time */
+    uint64_t size;      /* bytes of the file, this block included */
+    int64_t created_ms; /* Unix time */
     uint32_t unused;
     uint32_t header_crc; /* CRC32C of the bytes above */
 };
@@ -78,8 +78,7 @@ void flash_header_seal(struct flash_record_header *header, const void *key);
 
 /* Checks a header found on flash: magic, version, lengths within LIMIT bytes, and the
  * header CRC over it and the KEY that follows. Returns true if it can be trusted. */
-bool flash_header_valid(const struct flash_record_header *header, const void *key,
-                        uint64_t limit);
+bool flash_header_valid(const struct flash_record_header *header, const void *key, uint64_t limit);
 
 /* Checks a whole record in memory (header, key, value, trailing CRC). */
 bool flash_record_valid(const unsigned char *record);
@@ -137,8 +136,8 @@ struct shard;
  * writer after recovering: loads the saved index if there is a valid one, else scans
  * the segments; the keys found are linked into STORE's index. Returns NULL with a
  * reason in ERROR. */
-struct flash *flash_open(struct store *store, const struct store_flash_config *config,
-                         char *error, size_t error_size);
+struct flash *flash_open(struct store *store, const struct store_flash_config *config, char *error,
+                         size_t error_size);
 
 /* Stops the writer after it has written what is queued; with SAVE_INDEX, saves the
  * index (every flash-resident key) so the next start needs no scan. Frees FLASH. */
@@ -261,8 +260,8 @@ void flash_entry_free(struct store *store, struct flash_entry *entry);
 /* Called by the writer when ITEM's record (queued with flash_queue_item()) is written at
  * SEGMENT/OFFSET, or failed (RESULT < 0). Applies it to the index. Returns whether the
  * record is live (still what the index holds). */
-bool flash_store_item_written(struct store *store, struct item *item, bool demote,
-                              uint32_t segment, uint32_t offset, int result);
+bool flash_store_item_written(struct store *store, struct item *item, bool demote, uint32_t segment,
+                              uint32_t offset, int result);
 
 /* Called by reclaim for each record of a segment being reclaimed: finds what the index
  * holds for KEY. Returns 1 if a flash entry points at SEGMENT/OFFSET (*ACCESSED tells

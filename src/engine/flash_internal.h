@@ -9,9 +9,9 @@
 struct segment {
     uint32_t id;
     int fd;
-    uint64_t size;          /* bytes of the file */
-    uint64_t end;           /* where the next record goes (the writer's) or went */
-    _Atomic uint64_t live;  /* bytes of records the index still points at */
+    uint64_t size;               /* bytes of the file */
+    uint64_t end;                /* where the next record goes (the writer's) or went */
+    _Atomic uint64_t live;       /* bytes of records the index still points at */
     _Atomic uint32_t references; /* the table's, plus one per read in flight */
 };
 
@@ -22,10 +22,10 @@ struct pending_write {
     struct pending_write *next;
     enum write_kind kind;
     bool demote;
-    struct item *item; /* WRITE_ITEM: a reference */
-    uint64_t ticket;   /* its place in the queue, from 1 */
+    struct item *item;       /* WRITE_ITEM: a reference */
+    uint64_t ticket;         /* its place in the queue, from 1 */
     uint64_t demoting_bytes; /* what it adds to store->demoting_bytes */
-    uint32_t segment; /* where the writer put it */
+    uint32_t segment;        /* where the writer put it */
     uint32_t offset;
     uint64_t record_size;
     size_t key_length; /* WRITE_TOMBSTONE */
@@ -93,8 +93,7 @@ struct segment_reader {
 };
 
 bool flash_reader_init(struct segment_reader *reader, int fd, uint64_t limit);
-const unsigned char *flash_reader_at(struct segment_reader *reader, uint64_t offset,
-                                     size_t length);
+const unsigned char *flash_reader_at(struct segment_reader *reader, uint64_t offset, size_t length);
 void flash_reader_free(struct segment_reader *reader);
 
 /* The segment with ID, or NULL. Called with flash->lock held. */
@@ -105,8 +104,7 @@ bool flash_reader_init(struct segment_reader *reader, int fd, uint64_t limit);
 
 /* Returns LENGTH bytes of the file at OFFSET, or NULL past the limit or on a read error.
  * The bytes stay valid until the next call. */
-const unsigned char *flash_reader_at(struct segment_reader *reader, uint64_t offset,
-                                     size_t length);
+const unsigned char *flash_reader_at(struct segment_reader *reader, uint64_t offset, size_t length);
 void flash_reader_free(struct segment_reader *reader);
 
 /* Opens segment file ID of SIZE bytes found on disk and adds it to the table

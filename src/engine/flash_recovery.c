@@ -66,8 +66,8 @@ static uint64_t check_segment_file(struct flash *flash, uint32_t id) {
     if (fd < 0) return 0;
     struct flash_segment_header header;
     struct stat status;
-    bool valid = pread(fd, &header, sizeof(header), 0) == (ssize_t)sizeof(header) &&
-                 fstat(fd, &status) == 0;
+    bool valid =
+        pread(fd, &header, sizeof(header), 0) == (ssize_t)sizeof(header) && fstat(fd, &status) == 0;
     close(fd);
     if (!valid || header.magic != FLASH_SEGMENT_MAGIC || header.version != FLASH_FORMAT_VERSION ||
         header.segment_id != id ||
@@ -192,7 +192,8 @@ void flash_save_index(struct flash *flash) {
     index_put(&writer, &header, sizeof(header));
     for (size_t i = 0; i < flash->segment_count; i++) {
         struct segment *segment = flash->segments[i];
-        struct index_segment saved = {.id = segment->id, .size = segment->size, .end = segment->end};
+        struct index_segment saved = {
+            .id = segment->id, .size = segment->size, .end = segment->end};
         index_put(&writer, &saved, sizeof(saved));
     }
     flash_store_visit(flash->store, save_entry, &writer);
@@ -358,8 +359,7 @@ static void scan_segment(struct flash *flash, struct segment *segment, struct sc
             uint64_t next = resynchronize(&reader, offset + FLASH_RECORD_ALIGN, segment->size);
             if (next == 0) break;
             totals->damaged++;
-            atomic_fetch_add_explicit(&flash->counters.checksum_failures, 1,
-                                      memory_order_relaxed);
+            atomic_fetch_add_explicit(&flash->counters.checksum_failures, 1, memory_order_relaxed);
             log_event(LOG_ERROR, "flash_checksum_failed",
                       "segment=%u offset=%llu reason=\"damaged record header\"", segment->id,
                       (unsigned long long)offset);
@@ -374,8 +374,7 @@ static void scan_segment(struct flash *flash, struct segment *segment, struct sc
         bool valid = flash_record_valid(record);
         if (!valid) {
             totals->damaged++;
-            atomic_fetch_add_explicit(&flash->counters.checksum_failures, 1,
-                                      memory_order_relaxed);
+            atomic_fetch_add_explicit(&flash->counters.checksum_failures, 1, memory_order_relaxed);
             char quoted[256];
             log_event(LOG_ERROR, "flash_checksum_failed", "key=%s segment=%u offset=%llu",
                       log_quote(quoted, sizeof(quoted), (const char *)key, header.key_length),

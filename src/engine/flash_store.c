@@ -71,8 +71,7 @@ bool flash_store_forget(struct store *store, struct item *entry) {
     if (entry->flash_segment != 0) {
         store_note_ticket(flash_queue_tombstone(flash, entry->bytes, entry->key_length));
         if (has_flash_copy(entry)) {
-            flash_record_dead(flash, entry->flash_segment, entry->key_length,
-                              entry->value_length);
+            flash_record_dead(flash, entry->flash_segment, entry->key_length, entry->value_length);
         }
         entry->flash_segment = 0;
     }
@@ -113,8 +112,8 @@ static uint64_t item_full_hash(struct store *store, const struct item *item) {
     return hash_key(store, item->bytes, item->key_length);
 }
 
-bool flash_store_item_written(struct store *store, struct item *item, bool demote,
-                              uint32_t segment, uint32_t offset, int result) {
+bool flash_store_item_written(struct store *store, struct item *item, bool demote, uint32_t segment,
+                              uint32_t offset, int result) {
     (void)demote;
     struct shard *shard = shard_for(store, item_full_hash(store, item));
     bool live = false;
@@ -298,8 +297,9 @@ static bool promote(struct store *store, uint64_t hash, struct item *item, uint3
         }
     }
     shard_unlock(shard);
-    if (linked) atomic_fetch_add_explicit(&flash_counters(store->flash)->promotions, 1,
-                                          memory_order_relaxed);
+    if (linked)
+        atomic_fetch_add_explicit(&flash_counters(store->flash)->promotions, 1,
+                                  memory_order_relaxed);
     return linked;
 }
 

@@ -553,10 +553,11 @@ static void *worker_main(void *argument) {
                       strerror(errno));
             break;
         }
+        bool completions = false;
         for (int i = 0; i < count; i++) {
             struct tag *tag = events[i].data.ptr;
             if (tag->kind == TAG_RING) {
-                io_ring_complete(worker->ring);
+                completions = true; /* after this batch: they may close its connections */
                 continue;
             }
             if (tag->kind == TAG_WAKE) {
@@ -579,6 +580,7 @@ static void *worker_main(void *argument) {
                 service(connection);
             }
         }
+        if (completions) io_ring_complete(worker->ring);
     }
     while (worker->connections != NULL)
         close_connection(worker->connections);

@@ -555,3 +555,62 @@ def test_one_flash_directory_per_server(tmp_path):
         assert b"in use by another strata-server" in result.stdout + result.stderr
     finally:
         first.stop()
+
+
+def test_reclaim_reinserts_what_was_read_and_drops_the_rest(tmp_path):
+    server = Server(tmp_path, "--memory", "8mb", "--ssd-size", "32mb", "--segment-size", "4mb")
+    try:
+        client = server.client()
+        size = 200 * KIB
+        early = [f"early:{i}" for i in range(60)]
+        for key in early:
+            client.set(key, value_for(key, size))
+        assert wait_for(lambda: flash_info(server)["flash_items"] >= 20)
+        # Read four keys that are on flash once each (enough to mark them read, not to
+        # promote them); the first keys written reached flash first.
+        read_once = []
+        for key in early:
+            before = flash_info(server)["flash_reads"]
+            assert client.get(key) == value_for(key, size)
+            if flash_info(server)["flash_reads"] > before:
+                read_once.append(key)
+            if len(read_once) == 4:
+                break
+        assert len(read_once) == 4
+        assert flash_info(server)["flash_promotions"] == 0
+        i = 0
+        while flash_info(server)["flash_reclaims"] < 4 and i < 600:
+            client.set(f"late:{i}", value_for(f"late:{i}", size))
+            i += 1
+        info = flash_info(server)
+        assert info["flash_reclaims"] >= 4
+        assert info["flash_reinsertions"] >= 1
+        assert info["flash_evictions"] >= 1
+        kept = [key for key in read_once if client.get(key) == value_for(key, size)]
+        assert kept, "no key read since it was written survived the reclaim"
+        unread = [key for key in early if key not in read_once]
+        assert sum(client.exists(key) for key in unread) < len(unread)
+    finally:
+        server.stop()
+
+
+def test_clients_that_vanish_during_flash_reads(tmp_path):
+    import socket
+
+    server = Server(tmp_path, "--memory", "8mb", "--ssd-size", "128mb", "--segment-size", "8mb",
+                    "--threads", "1")
+    try:
+        client = server.client()
+        keys = [f"gone:{i}" for i in range(80)]
+        for key in keys:
+            client.set(key, value_for(key, 256 * KIB))
+        request = b"".join(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(k), k.encode()) for k in keys)
+        for _ in range(20):
+            connection = socket.create_connection(("127.0.0.1", server.port))
+            connection.sendall(request)
+            connection.close()  # gone while its GETs wait for flash
+        for key in keys[::7]:
+            assert client.get(key) == value_for(key, 256 * KIB)
+        assert client.ping()
+    finally:
+        server.stop()
