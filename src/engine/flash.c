@@ -507,9 +507,10 @@ static void process_write(struct flash *flash, struct pending_write *write) {
     }
     write->next = NULL;
     if (result < 0) {
-        /* Complete what was appended before, then this one with its error. */
+        /* Complete what was appended before (tickets complete in queue order), then
+         * this one with its error. */
+        writer_checkpoint(flash, true);
         if (result != -EFBIG) {
-            writer_checkpoint(flash, true);
             flash->current = NULL; /* start afresh in a new segment */
             flash->staging_fill = 0;
         }

@@ -32,6 +32,12 @@ def record_size(key_length, value_length):
     return align(align(40 + key_length) + value_length + 4)
 
 
+def FlashServer(directory, *arguments):
+    """A server whose writes wait up to a minute for the flash writer (a slow or stalled
+    disk must not turn into BUSY errors in tests that are not about pacing)."""
+    return Server(directory, "--pace-timeout", "60000", *arguments)
+
+
 def flash_info(server):
     return server.info("flash")
 
@@ -85,7 +91,7 @@ def read_all_verified(server, count=RETENTION_KEYS):
 def test_retention_restart_and_scan(tmp_path):
     directory = tmp_path / "retention"
     options = ("--memory", "64mb", "--ssd-size", "2gb", "--threads", "2")
-    server = Server(directory, *options)
+    server = FlashServer(directory, *options)
     try:
         client = server.client()
         pipe = client.pipeline(transaction=False)
@@ -112,7 +118,7 @@ def test_retention_restart_and_scan(tmp_path):
 
     # A clean stop saved the index: the next start loads it, and every key is back.
     assert os.path.exists(directory / "data" / "ssd" / "index")
-    server = Server(directory, *options)
+    server = FlashServer(directory, *options)
     try:
         info = flash_info(server)
         assert info["flash_recovery_source"] == "index"
@@ -123,7 +129,7 @@ def test_retention_restart_and_scan(tmp_path):
         server.kill()  # a crash: no index is saved
 
     assert not os.path.exists(directory / "data" / "ssd" / "index")
-    server = Server(directory, *options)
+    server = FlashServer(directory, *options)
     try:
         info = flash_info(server)
         assert info["flash_recovery_source"] == "scan"
@@ -139,7 +145,7 @@ def test_retention_restart_and_scan(tmp_path):
 
 
 def test_crash_with_write_through_loses_no_acknowledged_write(tmp_path):
-    server = Server(tmp_path, "--memory", "16mb", "--ssd-size", "256mb", "--segment-size", "8mb",
+    server = FlashServer(tmp_path, "--memory", "16mb", "--ssd-size", "256mb", "--segment-size", "8mb",
                     "--write-policy", "through", "--fsync", "always")
     acknowledged = []
     stop = threading.Event()
@@ -162,7 +168,7 @@ def test_crash_with_write_through_loses_no_acknowledged_write(tmp_path):
     server.kill()
     stop.set()
     writer.join()
-    server = Server(tmp_path, "--memory", "16mb", "--ssd-size", "256mb", "--segment-size", "8mb")
+    server = FlashServer(tmp_path, "--memory", "16mb", "--ssd-size", "256mb", "--segment-size", "8mb")
     try:
         assert flash_info(server)["flash_recovery_source"] == "scan"
         client = server.client()
@@ -176,7 +182,7 @@ def test_crash_with_write_through_loses_no_acknowledged_write(tmp_path):
 def test_deletes_survive_a_crash_with_write_through(tmp_path):
     options = ("--memory", "64mb", "--ssd-size", "128mb", "--segment-size", "8mb",
                "--write-policy", "through", "--fsync", "always")
-    server = Server(tmp_path, *options)
+    server = FlashServer(tmp_path, *options)
     client = server.client()
     for i in range(20):
         client.set(f"d:{i}", value_for(f"d:{i}", 4 * KIB))
@@ -184,7 +190,7 @@ def test_deletes_survive_a_crash_with_write_through(tmp_path):
         assert client.delete(f"d:{i}") == 1
     client.set("d:1", b"overwritten")
     server.kill()
-    server = Server(tmp_path, *options)
+    server = FlashServer(tmp_path, *options)
     try:
         client = server.client()
         assert [client.exists(f"d:{i}") for i in range(0, 20, 2)] == [0] * 10
@@ -198,7 +204,7 @@ def test_deletes_survive_a_crash_with_write_through(tmp_path):
 
 
 def fill_and_stop(directory, count, size, *extra):
-    server = Server(directory, "--memory", "64mb", "--ssd-size", "256mb", "--segment-size", "8mb",
+    server = FlashServer(directory, "--memory", "64mb", "--ssd-size", "256mb", "--segment-size", "8mb",
                     *extra)
     client = server.client()
     for i in range(count):
@@ -240,7 +246,7 @@ def test_flipped_bytes_are_never_served(tmp_path):
     # ... and, for the scan below, another one.
     path2, offset2 = find_record(str(ssd), "rec:0020")
 
-    server = Server(tmp_path, "--memory", "64mb", "--ssd-size", "256mb", "--segment-size", "8mb")
+    server = FlashServer(tmp_path, "--memory", "64mb", "--ssd-size", "256mb", "--segment-size", "8mb")
     try:
         assert flash_info(server)["flash_recovery_source"] == "index"
         client = server.client()
@@ -256,7 +262,7 @@ def test_flipped_bytes_are_never_served(tmp_path):
         server.kill()  # no saved index: the next start scans
 
     flip_byte(path2, offset2 + 40 + 8 + 5)
-    server = Server(tmp_path, "--memory", "64mb", "--ssd-size", "256mb", "--segment-size", "8mb")
+    server = FlashServer(tmp_path, "--memory", "64mb", "--ssd-size", "256mb", "--segment-size", "8mb")
     try:
         info = flash_info(server)
         assert info["flash_recovery_source"] == "scan"
@@ -277,7 +283,7 @@ def test_damaged_header_is_skipped_by_the_scan(tmp_path):
     server.kill()
     path, offset = find_record(str(tmp_path / "data" / "ssd"), "rec:0030")
     flip_byte(path, offset + 12)  # inside the header: the key cannot be trusted
-    server = Server(tmp_path, "--memory", "64mb", "--ssd-size", "256mb", "--segment-size", "8mb")
+    server = FlashServer(tmp_path, "--memory", "64mb", "--ssd-size", "256mb", "--segment-size", "8mb")
     try:
         assert flash_info(server)["flash_checksum_failures"] >= 1
         client = server.client()
@@ -309,7 +315,7 @@ def test_truncated_last_segment_keeps_complete_records(tmp_path):
             complete.append(key)
     assert "rec:0149" in complete and "rec:0150" not in complete
     os.truncate(last, cut)
-    server = Server(tmp_path, "--memory", "64mb", "--ssd-size", "256mb", "--segment-size", "8mb")
+    server = FlashServer(tmp_path, "--memory", "64mb", "--ssd-size", "256mb", "--segment-size", "8mb")
     try:
         assert "event=flash_segment_truncated" in server.read_log()
         client = server.client()
@@ -338,7 +344,7 @@ def small_filesystem(tmp_path):
 
 
 def test_full_filesystem_gives_errors_or_evicts_never_wrong_data(tmp_path, small_filesystem):
-    server = Server(tmp_path, "--memory", "16mb", "--ssd-dir", small_filesystem,
+    server = FlashServer(tmp_path, "--memory", "16mb", "--ssd-dir", small_filesystem,
                     "--ssd-size", "1gb", "--segment-size", "8mb")
     try:
         client = server.client()
@@ -372,7 +378,7 @@ def test_full_filesystem_gives_errors_or_evicts_never_wrong_data(tmp_path, small
 
 
 def test_reads_racing_reclaim_get_the_value_or_nothing(tmp_path):
-    server = Server(tmp_path, "--memory", "8mb", "--ssd-size", "32mb", "--segment-size", "4mb")
+    server = FlashServer(tmp_path, "--memory", "8mb", "--ssd-size", "32mb", "--segment-size", "4mb")
     size = 200 * KIB
     written = []
     stop = threading.Event()
@@ -425,7 +431,7 @@ def test_reads_racing_reclaim_get_the_value_or_nothing(tmp_path):
 
 
 def test_pipelined_gets_of_flash_values_keep_their_order(tmp_path):
-    server = Server(tmp_path, "--memory", "8mb", "--ssd-size", "128mb", "--segment-size", "8mb",
+    server = FlashServer(tmp_path, "--memory", "8mb", "--ssd-size", "128mb", "--segment-size", "8mb",
                     "--threads", "1")
     try:
         client = server.client()
@@ -465,7 +471,7 @@ def test_pipelined_gets_of_flash_values_keep_their_order(tmp_path):
 
 
 def test_http_get_reads_flash_values(tmp_path):
-    server = Server(tmp_path, "--memory", "8mb", "--ssd-size", "64mb", "--segment-size", "8mb")
+    server = FlashServer(tmp_path, "--memory", "8mb", "--ssd-size", "64mb", "--segment-size", "8mb")
     try:
         client = server.client()
         for i in range(60):
@@ -480,7 +486,7 @@ def test_http_get_reads_flash_values(tmp_path):
 
 
 def test_bursts_are_paced_and_nothing_acknowledged_is_dropped(tmp_path):
-    server = Server(tmp_path, "--memory", "16mb", "--ssd-size", "512mb", "--segment-size", "16mb",
+    server = FlashServer(tmp_path, "--memory", "16mb", "--ssd-size", "512mb", "--segment-size", "16mb",
                     "--pace-timeout", "20")
     acknowledged = []
     refused = []
@@ -518,7 +524,7 @@ def test_bursts_are_paced_and_nothing_acknowledged_is_dropped(tmp_path):
 
 
 def test_flash_can_be_turned_off(tmp_path):
-    server = Server(tmp_path, "--memory", "8mb", "--ssd-size", "0")
+    server = FlashServer(tmp_path, "--memory", "8mb", "--ssd-size", "0")
     try:
         info = flash_info(server)
         assert info["flash_enabled"] == 0
@@ -546,7 +552,7 @@ def test_bad_flash_options_are_refused(tmp_path, arguments, message):
 
 def test_one_flash_directory_per_server(tmp_path):
     shared = tmp_path / "shared-ssd"
-    first = Server(tmp_path / "a", "--ssd-dir", shared)
+    first = FlashServer(tmp_path / "a", "--ssd-dir", shared)
     try:
         result = subprocess.run([BINARY, "--port", "0", "--http-port", "0", "--dir",
                                  str(tmp_path / "b"), "--ssd-dir", str(shared)],
@@ -558,7 +564,7 @@ def test_one_flash_directory_per_server(tmp_path):
 
 
 def test_reclaim_reinserts_what_was_read_and_drops_the_rest(tmp_path):
-    server = Server(tmp_path, "--memory", "8mb", "--ssd-size", "32mb", "--segment-size", "4mb")
+    server = FlashServer(tmp_path, "--memory", "8mb", "--ssd-size", "32mb", "--segment-size", "4mb")
     try:
         client = server.client()
         size = 200 * KIB
@@ -597,7 +603,7 @@ def test_reclaim_reinserts_what_was_read_and_drops_the_rest(tmp_path):
 def test_clients_that_vanish_during_flash_reads(tmp_path):
     import socket
 
-    server = Server(tmp_path, "--memory", "8mb", "--ssd-size", "128mb", "--segment-size", "8mb",
+    server = FlashServer(tmp_path, "--memory", "8mb", "--ssd-size", "128mb", "--segment-size", "8mb",
                     "--threads", "1")
     try:
         client = server.client()
