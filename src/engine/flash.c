@@ -116,26 +116,31 @@ static bool segment_table_add(struct flash *flash, struct segment *segment) {
     return true;
 }
 
+/* Makes a segment of the open file FD (ID, SIZE bytes, records up to END) and adds it
+ * to the table. Returns it, or NULL if out of memory (FD is then the caller's). */
+static struct segment *segment_add(struct flash *flash, uint32_t id, int fd, uint64_t size,
+                                   uint64_t end) {
+    struct segment *segment = calloc(1, sizeof(*segment));
+    if (segment == NULL) return NULL;
+    segment->id = id;
+    segment->fd = fd;
+    segment->size = size;
+    segment->end = end;
+    atomic_init(&segment->references, 1);
+    if (!segment_table_add(flash, segment)) {
+        free(segment);
+        return NULL;
+    }
+    return segment;
+}
+
 struct segment *flash_segment_open_existing(struct flash *flash, uint32_t id, uint64_t size) {
     char path[4096];
     segment_path(flash, id, path, sizeof(path));
     int fd = open(path, O_RDONLY | O_CLOEXEC | (flash->direct_io ? O_DIRECT : 0));
     if (fd < 0) return NULL;
-    struct segment *segment = calloc(1, sizeof(*segment));
-    if (segment == NULL) {
-        close(fd);
-        return NULL;
-    }
-    segment->id = id;
-    segment->fd = fd;
-    segment->size = size;
-    segment->end = size;
-    atomic_init(&segment->references, 1);
-    if (!segment_table_add(flash, segment)) {
-        close(fd);
-        free(segment);
-        return NULL;
-    }
+    struct segment *segment = segment_add(flash, id, fd, size, size);
+    if (segment == NULL) close(fd);
     return segment;
 }
 
@@ -144,30 +149,14 @@ struct segment *flash_segment_open_existing(struct flash *flash, uint32_t id, ui
 static struct segment *segment_create(struct flash *flash, uint32_t id, uint64_t size) {
     char path[4096];
     segment_path(flash, id, path, sizeof(path));
-    int flags = O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC;
-    int fd = open(path, flags | (flash->direct_io ? O_DIRECT : 0), 0644);
-    if (fd < 0 && errno == EINVAL && flash->direct_io) {
-        /* The filesystem refuses O_DIRECT (tmpfs): fall back to buffered I/O, once. */
-        flash->direct_io = false;
-        log_event(LOG_WARNING, "flash_buffered_io",
-                  "directory=%s reason=\"the filesystem refuses O_DIRECT\"", flash->directory);
-        fd = open(path, flags, 0644);
-    }
+    /* flash_open() probed whether the filesystem takes O_DIRECT. */
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | (flash->direct_io ? O_DIRECT : 0),
+                  0644);
     if (fd < 0) return NULL;
-    int result = posix_fallocate(fd, 0, (off_t)size);
-    if (result != 0) {
-        close(fd);
-        unlink(path);
-        errno = result;
-        return NULL;
-    }
-    unsigned char *block = aligned_alloc(FLASH_BLOCK, FLASH_BLOCK);
-    if (block == NULL) {
-        close(fd);
-        unlink(path);
-        errno = ENOMEM;
-        return NULL;
-    }
+    int error = posix_fallocate(fd, 0, (off_t)size);
+    unsigned char *block = error == 0 ? aligned_alloc(FLASH_BLOCK, FLASH_BLOCK) : NULL;
+    if (error == 0 && block == NULL) error = ENOMEM;
+    if (error != 0) goto fail;
     memset(block, 0, FLASH_BLOCK);
     struct flash_segment_header header = {
         .magic = FLASH_SEGMENT_MAGIC,
@@ -179,34 +168,17 @@ static struct segment *segment_create(struct flash *flash, uint32_t id, uint64_t
     header.header_crc = crc32c(&header, offsetof(struct flash_segment_header, header_crc));
     memcpy(block, &header, sizeof(header));
     ssize_t written = pwrite(fd, block, FLASH_BLOCK, 0);
-    int saved = errno;
+    error = written == FLASH_BLOCK ? 0 : written < 0 ? errno : EIO;
     free(block);
-    if (written != FLASH_BLOCK) {
-        close(fd);
-        unlink(path);
-        errno = written < 0 ? saved : EIO;
-        return NULL;
-    }
-    struct segment *segment = calloc(1, sizeof(*segment));
-    if (segment == NULL) {
-        close(fd);
-        unlink(path);
-        errno = ENOMEM;
-        return NULL;
-    }
-    segment->id = id;
-    segment->fd = fd;
-    segment->size = size;
-    segment->end = FLASH_BLOCK;
-    atomic_init(&segment->references, 1);
-    if (!segment_table_add(flash, segment)) {
-        close(fd);
-        unlink(path);
-        free(segment);
-        errno = ENOMEM;
-        return NULL;
-    }
-    return segment;
+    if (error != 0) goto fail;
+    struct segment *segment = segment_add(flash, id, fd, size, FLASH_BLOCK);
+    if (segment != NULL) return segment;
+    error = ENOMEM;
+fail:
+    close(fd);
+    unlink(path);
+    errno = error;
+    return NULL;
 }
 
 /* Takes the oldest segment out of the table, deletes its file and drops the table's
@@ -356,8 +328,8 @@ static void complete_appended(struct flash *flash, int result) {
     while (write != NULL) {
         struct pending_write *next = write->next;
         if (write->kind == WRITE_ITEM) {
-            bool live = flash_store_item_written(flash->store, write->item, write->demote,
-                                                 write->segment, write->offset, result);
+            bool live = flash_store_item_written(flash->store, write->item, write->segment,
+                                                 write->offset, result);
             if (live) record_live(flash, write->segment, write->record_size);
         }
         pthread_mutex_lock(&flash->lock);
@@ -367,7 +339,7 @@ static void complete_appended(struct flash *flash, int result) {
         }
         pthread_mutex_unlock(&flash->lock);
         if (result < 0) count(&flash->counters.write_errors, 1);
-        if (write->demote) {
+        if (write->demoting_bytes > 0) {
             atomic_fetch_sub_explicit(&flash->store->demoting_bytes, write->demoting_bytes,
                                       memory_order_relaxed);
         }
@@ -514,13 +486,9 @@ static void process_write(struct flash *flash, struct pending_write *write) {
             flash->current = NULL; /* start afresh in a new segment */
             flash->staging_fill = 0;
         }
-        struct pending_write *saved = flash->appended;
-        struct pending_write **saved_tail = flash->appended_tail;
-        flash->appended = write;
+        flash->appended = write; /* the checkpoint left the list empty */
         flash->appended_tail = &write->next;
         complete_appended(flash, result);
-        flash->appended = saved;
-        flash->appended_tail = saved == NULL ? &flash->appended : saved_tail;
         return;
     }
     *flash->appended_tail = write;
@@ -765,7 +733,6 @@ uint64_t flash_queue_item(struct flash *flash, struct item *item, bool demote) {
     item_retain(item);
     item->flash_segment = FLASH_PENDING;
     write->kind = WRITE_ITEM;
-    write->demote = demote;
     write->item = item;
     if (demote) {
         write->demoting_bytes = queue_weight(item);

@@ -260,7 +260,7 @@ void flash_entry_free(struct store *store, struct flash_entry *entry);
 /* Called by the writer when ITEM's record (queued with flash_queue_item()) is written at
  * SEGMENT/OFFSET, or failed (RESULT < 0). Applies it to the index. Returns whether the
  * record is live (still what the index holds). */
-bool flash_store_item_written(struct store *store, struct item *item, bool demote, uint32_t segment,
+bool flash_store_item_written(struct store *store, struct item *item, uint32_t segment,
                               uint32_t offset, int result);
 
 /* Called by reclaim for each record of a segment being reclaimed: finds what the index

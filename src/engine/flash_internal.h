@@ -21,10 +21,9 @@ enum write_kind { WRITE_ITEM, WRITE_TOMBSTONE };
 struct pending_write {
     struct pending_write *next;
     enum write_kind kind;
-    bool demote;
     struct item *item;       /* WRITE_ITEM: a reference */
     uint64_t ticket;         /* its place in the queue, from 1 */
-    uint64_t demoting_bytes; /* what it adds to store->demoting_bytes */
+    uint64_t demoting_bytes; /* what it adds to store->demoting_bytes; 0 unless a demotion */
     uint32_t segment;        /* where the writer put it */
     uint32_t offset;
     uint64_t record_size;

@@ -112,9 +112,8 @@ static uint64_t item_full_hash(struct store *store, const struct item *item) {
     return hash_key(store, item->bytes, item->key_length);
 }
 
-bool flash_store_item_written(struct store *store, struct item *item, bool demote, uint32_t segment,
+bool flash_store_item_written(struct store *store, struct item *item, uint32_t segment,
                               uint32_t offset, int result) {
-    (void)demote;
     struct shard *shard = shard_for(store, item_full_hash(store, item));
     bool live = false;
     bool unlinked = false;
@@ -156,52 +155,61 @@ bool flash_store_item_written(struct store *store, struct item *item, bool demot
 
 /* ---- reclaim and recovery ----------------------------------------------------- */
 
+/* Locks KEY's shard (*SHARD) and finds its index entry (*SLOT). Returns the flash entry
+ * there if it points at the record at SEGMENT/OFFSET, else NULL. The caller unlocks. */
+static struct flash_entry *lock_flash_entry_at(struct store *store, uint64_t hash, const void *key,
+                                               size_t key_length, uint32_t segment, uint32_t offset,
+                                               struct shard **shard, struct item ***slot) {
+    *shard = shard_for(store, hash);
+    shard_lock(*shard);
+    *slot = index_find_slot(*shard, (uint32_t)hash, key, key_length);
+    struct item *found = **slot;
+    if (found == NULL || !entry_is_flash(found)) return NULL;
+    struct flash_entry *entry = (struct flash_entry *)found;
+    return entry->segment == segment && entry->offset == offset ? entry : NULL;
+}
+
+/* Takes flash entry ENTRY at SLOT out of the index (SHARD locked) and frees it. */
+static void remove_flash_entry(struct store *store, struct shard *shard, struct item **slot,
+                               struct flash_entry *entry) {
+    index_unlink(shard, slot, (struct item *)entry);
+    flash_entry_free(store, entry);
+}
+
 int flash_store_reclaim_record(struct store *store, const void *key, size_t key_length,
                                uint32_t segment, uint32_t offset, bool drop, bool *accessed,
                                int64_t *expire_at_ms) {
-    uint64_t hash = hash_key(store, key, key_length);
-    struct shard *shard = shard_for(store, hash);
-    int live = 0;
-    shard_lock(shard);
-    struct item **slot = index_find_slot(shard, (uint32_t)hash, key, key_length);
-    struct item *found = *slot;
-    if (found != NULL && entry_is_flash(found)) {
-        struct flash_entry *entry = (struct flash_entry *)found;
-        if (entry->segment == segment && entry->offset == offset) {
-            live = 1;
-            *accessed = (entry->key_length & ENTRY_ACCESSED) != 0;
-            *expire_at_ms = flash_entry_expiry_ms(entry);
-            if (drop) {
-                index_unlink(shard, slot, found);
-                flash_entry_free(store, entry);
-            }
-        }
-    } else if (found != NULL && found->flash_segment == segment && found->flash_offset == offset) {
-        found->flash_segment = 0; /* its copy is going away */
+    struct shard *shard;
+    struct item **slot;
+    struct flash_entry *entry = lock_flash_entry_at(store, hash_key(store, key, key_length), key,
+                                                    key_length, segment, offset, &shard, &slot);
+    if (entry != NULL) {
+        *accessed = (entry->key_length & ENTRY_ACCESSED) != 0;
+        *expire_at_ms = flash_entry_expiry_ms(entry);
+        if (drop) remove_flash_entry(store, shard, slot, entry);
+    } else if (*slot != NULL && !entry_is_flash(*slot) && (*slot)->flash_segment == segment &&
+               (*slot)->flash_offset == offset) {
+        (*slot)->flash_segment = 0; /* a DRAM item whose copy is going away */
     }
     shard_unlock(shard);
-    return live;
+    return entry != NULL;
 }
 
 bool flash_store_reinserted(struct store *store, const void *key, size_t key_length,
                             uint32_t old_segment, uint32_t old_offset, uint32_t segment,
                             uint32_t offset) {
-    uint64_t hash = hash_key(store, key, key_length);
-    struct shard *shard = shard_for(store, hash);
-    bool moved = false;
-    shard_lock(shard);
-    struct item *found = *index_find_slot(shard, (uint32_t)hash, key, key_length);
-    if (found != NULL && entry_is_flash(found)) {
-        struct flash_entry *entry = (struct flash_entry *)found;
-        if (entry->segment == old_segment && entry->offset == old_offset) {
-            entry->segment = segment;
-            entry->offset = offset;
-            entry->key_length &= ~ENTRY_ACCESSED;
-            moved = true;
-        }
+    struct shard *shard;
+    struct item **slot;
+    struct flash_entry *entry =
+        lock_flash_entry_at(store, hash_key(store, key, key_length), key, key_length, old_segment,
+                            old_offset, &shard, &slot);
+    if (entry != NULL) {
+        entry->segment = segment;
+        entry->offset = offset;
+        entry->key_length &= ~ENTRY_ACCESSED;
     }
     shard_unlock(shard);
-    return moved;
+    return entry != NULL;
 }
 
 bool flash_store_recover_entry(struct store *store, const void *key, size_t key_length,
@@ -212,10 +220,8 @@ bool flash_store_recover_entry(struct store *store, const void *key, size_t key_
     bool ok = true;
     shard_lock(shard);
     struct item **slot = index_find_slot(shard, (uint32_t)hash, key, key_length);
-    if (*slot != NULL) {
-        struct item *found = *slot;
-        index_unlink(shard, slot, found);
-        flash_entry_free(store, (struct flash_entry *)found); /* only flash entries yet */
+    if (*slot != NULL) { /* only flash entries exist during recovery */
+        remove_flash_entry(store, shard, slot, (struct flash_entry *)*slot);
     }
     if (!remove) {
         struct flash_entry *entry =
@@ -279,45 +285,36 @@ void flash_store_demote_all(struct store *store) {
  * is still there. The index takes its own reference. Returns whether it did. */
 static bool promote(struct store *store, uint64_t hash, struct item *item, uint32_t segment,
                     uint32_t offset) {
-    struct shard *shard = shard_for(store, hash);
-    bool linked = false;
-    shard_lock(shard);
-    struct item **slot = index_find_slot(shard, (uint32_t)hash, item->bytes, item->key_length);
-    struct item *found = *slot;
-    if (found != NULL && entry_is_flash(found)) {
-        struct flash_entry *entry = (struct flash_entry *)found;
-        if (entry->segment == segment && entry->offset == offset) {
-            index_unlink(shard, slot, found);
-            flash_entry_free(store, entry); /* the record stays live: the item points at it */
-            item->flash_segment = segment;
-            item->flash_offset = offset;
-            item_retain(item);
-            index_link(store, shard, item, QUEUE_NONE, 0);
-            linked = true;
-        }
+    struct shard *shard;
+    struct item **slot;
+    struct flash_entry *entry = lock_flash_entry_at(store, hash, item->bytes, item->key_length,
+                                                    segment, offset, &shard, &slot);
+    if (entry != NULL) {
+        remove_flash_entry(store, shard, slot, entry); /* the record stays live: the item */
+        item->flash_segment = segment;                 /* points at it */
+        item->flash_offset = offset;
+        item_retain(item);
+        index_link(store, shard, item, QUEUE_NONE, 0);
     }
     shard_unlock(shard);
-    if (linked)
+    if (entry != NULL) {
         atomic_fetch_add_explicit(&flash_counters(store->flash)->promotions, 1,
                                   memory_order_relaxed);
-    return linked;
+    }
+    return entry != NULL;
 }
 
 /* Removes the flash entry at SEGMENT/OFFSET for KEY if it is still there (its record
  * failed its checks: the key now reads as missing). */
 static void drop_damaged(struct store *store, uint64_t hash, const void *key, size_t key_length,
                          uint32_t segment, uint32_t offset) {
-    struct shard *shard = shard_for(store, hash);
-    shard_lock(shard);
-    struct item **slot = index_find_slot(shard, (uint32_t)hash, key, key_length);
-    struct item *found = *slot;
-    if (found != NULL && entry_is_flash(found)) {
-        struct flash_entry *entry = (struct flash_entry *)found;
-        if (entry->segment == segment && entry->offset == offset) {
-            index_unlink(shard, slot, found);
-            flash_record_dead(store->flash, segment, key_length, entry->value_length);
-            flash_entry_free(store, entry);
-        }
+    struct shard *shard;
+    struct item **slot;
+    struct flash_entry *entry =
+        lock_flash_entry_at(store, hash, key, key_length, segment, offset, &shard, &slot);
+    if (entry != NULL) {
+        flash_record_dead(store->flash, segment, key_length, entry->value_length);
+        remove_flash_entry(store, shard, slot, entry);
     }
     shard_unlock(shard);
 }
@@ -425,11 +422,12 @@ enum store_status flash_store_fault_in(struct store *store, uint64_t hash,
     return read_entry(store, hash, access, entry, true, NULL, NULL, item);
 }
 
-enum store_status store_get_async(struct store *store, const void *key, size_t key_length,
-                                  struct item **item, store_read_done done, void *context) {
+enum store_status flash_store_get(struct store *store, const void *key, size_t key_length,
+                                  struct item **item, bool promote_always, store_read_done done,
+                                  void *context) {
     *item = NULL;
+    uint64_t hash = hash_key(store, key, key_length);
     for (int attempt = 0; attempt < 3; attempt++) {
-        uint64_t hash = hash_key(store, key, key_length);
         struct key_access access;
         struct item *found = index_open_key(store, hash, key, key_length, &access);
         if (found == NULL || !entry_is_flash(found)) {
@@ -443,11 +441,16 @@ enum store_status store_get_async(struct store *store, const void *key, size_t k
             return found != NULL ? STORE_OK : STORE_NOT_FOUND;
         }
         enum store_status status = read_entry(store, hash, &access, (struct flash_entry *)found,
-                                              false, done, context, item);
+                                              promote_always, done, context, item);
         if (status != STORE_NOT_FOUND || *item != NULL) return status;
         /* The record went away while it was read (reclaimed, or damaged): look again. */
     }
     return STORE_NOT_FOUND;
+}
+
+enum store_status store_get_async(struct store *store, const void *key, size_t key_length,
+                                  struct item **item, store_read_done done, void *context) {
+    return flash_store_get(store, key, key_length, item, false, done, context);
 }
 
 bool store_get_flash_stats(struct store *store, struct flash_stats *stats) {

@@ -187,24 +187,7 @@ static bool fault_in_if_flash(struct store *store, uint64_t hash, struct key_acc
 
 enum store_status store_get(struct store *store, const void *key, size_t key_length,
                             struct item **item) {
-    uint64_t hash = hash_key(store, key, key_length);
-    struct key_access access;
-    struct item *found = index_open_key(store, hash, key, key_length, &access);
-    for (int attempt = 0; found != NULL && entry_is_flash(found) && attempt < 3; attempt++) {
-        enum store_status status =
-            flash_store_fault_in(store, hash, &access, (struct flash_entry *)found, item);
-        if (status != STORE_NOT_FOUND) return status;
-        found = index_open_key(store, hash, key, key_length, &access);
-    }
-    if (found != NULL && entry_is_flash(found)) found = NULL;
-    if (found != NULL) {
-        item_retain(found);
-        mark_used(found);
-    }
-    index_close_key(&access);
-    metric_add(found != NULL ? METRIC_keyspace_hits : METRIC_keyspace_misses, 1);
-    *item = found;
-    return found != NULL ? STORE_OK : STORE_NOT_FOUND;
+    return flash_store_get(store, key, key_length, item, true, NULL, NULL);
 }
 
 /* Looks KEY up; with COUNT_ACCESS also counts an access. Returns whether it is live and,

@@ -175,6 +175,14 @@ enum store_status store_finish_write(struct store *store, enum store_status stat
 
 /* ---- flash_store.c -------------------------------------------------------------- */
 
+/* Looks KEY up (store_get(), store_get_async()). A DRAM item is returned at once; a
+ * flash entry is read, asynchronously when DONE is set and the thread has an io_ring
+ * (then STORE_PENDING), and brought back to DRAM when PROMOTE_ALWAYS or the promotion
+ * policy says so. */
+enum store_status flash_store_get(struct store *store, const void *key, size_t key_length,
+                                  struct item **item, bool promote_always, store_read_done done,
+                                  void *context);
+
 /* Reads ENTRY (found under ACCESS, whose lock this drops) from flash into a new DRAM
  * item linked in its place (when still there). Returns STORE_OK with *ITEM (a reference
  * for the caller), STORE_NOT_FOUND, or an error. */
