@@ -184,7 +184,11 @@ int flash_store_reclaim_record(struct store *store, const void *key, size_t key_
     struct flash_entry *entry = lock_flash_entry_at(store, hash_key(store, key, key_length), key,
                                                     key_length, segment, offset, &shard, &slot);
     if (entry != NULL) {
-        *accessed = (entry->key_length & ENTRY_ACCESSED) != 0;
+        /* Read since written, or the parent of present chain links: worth keeping. */
+        *accessed =
+            (entry->key_length & ENTRY_ACCESSED) != 0 ||
+            (chain_table_in_use(store) &&
+             chain_protection(store, hash_key(store, key, key_length), clock_realtime_ms()) != 0);
         *expire_at_ms = flash_entry_expiry_ms(entry);
         if (drop) remove_flash_entry(store, shard, slot, entry);
     } else if (*slot != NULL && !entry_is_flash(*slot) && (*slot)->flash_segment == segment &&

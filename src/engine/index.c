@@ -30,13 +30,17 @@ struct item **index_slot_of(struct shard *shard, const struct item *item) {
 }
 
 /* Takes ITEM (at SLOT; a DRAM item or a flash entry) out of the index and, for a DRAM
- * item, its queue. The index's reference (or the flash entry) now belongs to the
- * caller. */
+ * item, its queue; its chain link and pin end (chains.c). The index's reference (or
+ * the flash entry) now belongs to the caller. */
 void index_unlink(struct shard *shard, struct item **slot, struct item *item) {
     *slot = item->hash_next;
     item->hash_next = NULL;
     shard_count_add(&shard->item_count, -1);
     if (has_expiry(item)) shard_count_add(&shard->expiring_count, -1);
+    struct store *store = shard->store;
+    if (chain_table_in_use(store)) {
+        chain_forget(store, hash_key(store, entry_key(item), entry_key_length(item)));
+    }
     if (entry_is_flash(item)) return;
     if (item->queue == QUEUE_SMALL || item->queue == QUEUE_MAIN) {
         s3fifo_queue_remove(s3fifo_queue_of(shard, item), item);

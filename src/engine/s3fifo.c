@@ -9,6 +9,8 @@
 #define SMALL_QUEUE_PERCENT 10
 /* Upper bound on queue moves while looking for one victim. */
 #define EVICTION_STEP_LIMIT 4096
+/* Protected (pinned or chained) items passed over before a shard gives up. */
+#define PROTECTED_LOOK_LIMIT 64
 
 struct queue *s3fifo_queue_of(struct shard *shard, const struct item *item) {
     return item->queue == QUEUE_SMALL ? &shard->small : &shard->main;
@@ -69,9 +71,20 @@ bool s3fifo_ghost_take(struct shard *shard, uint32_t hash) {
     return age <= window;
 }
 
+/* Whether ITEM must stay for now: it is pinned, or (without a flash tier to keep it)
+ * it has chain children, which must leave before it does (chains.c). */
+static bool is_protected(struct shard *shard, const struct item *item, int64_t now) {
+    struct store *store = shard->store;
+    if (!chain_table_in_use(store)) return false;
+    int protection = chain_protection(store, hash_key(store, item->bytes, item->key_length), now);
+    if (store->flash != NULL) protection &= ~CHAIN_HAS_CHILDREN; /* demotion keeps it */
+    return protection != 0;
+}
+
 /* Chooses one S3-FIFO victim from SHARD (locked), still linked. Returns NULL if the
- * shard's queues are empty. */
+ * shard's queues are empty, or hold nothing but protected items as far as it looked. */
 static struct item *choose_victim(struct shard *shard, int64_t now) {
+    unsigned protected_seen = 0;
     for (int step = 0; step < EVICTION_STEP_LIMIT; step++) {
         uint64_t total = shard->small.bytes + shard->main.bytes;
         bool from_small =
@@ -80,11 +93,14 @@ static struct item *choose_victim(struct shard *shard, int64_t now) {
         if (from_small) {
             struct item *item = shard->small.tail;
             uint8_t frequency = atomic_load_explicit(&item->frequency, memory_order_relaxed);
-            if (frequency > 0 && !is_expired(item, now)) {
-                /* Reused while on probation: promote to the main queue. */
+            bool expired = is_expired(item, now);
+            bool kept = !expired && is_protected(shard, item, now);
+            if ((frequency > 0 && !expired) || kept) {
+                /* Reused while on probation, or protected: promote to the main queue. */
                 s3fifo_queue_remove(&shard->small, item);
                 item->queue = QUEUE_MAIN;
                 s3fifo_queue_push(&shard->main, item);
+                if (kept && ++protected_seen > PROTECTED_LOOK_LIMIT) return NULL;
                 continue;
             }
             s3fifo_ghost_add(shard, item->hash);
@@ -93,16 +109,24 @@ static struct item *choose_victim(struct shard *shard, int64_t now) {
         struct item *item = shard->main.tail;
         if (item == NULL) return NULL;
         uint8_t frequency = atomic_load_explicit(&item->frequency, memory_order_relaxed);
-        if (frequency > 0 && !is_expired(item, now)) {
-            atomic_store_explicit(&item->frequency, (uint8_t)(frequency - 1), memory_order_relaxed);
+        bool expired = is_expired(item, now);
+        bool kept = !expired && is_protected(shard, item, now);
+        if ((frequency > 0 && !expired) || kept) {
+            if (frequency > 0) {
+                atomic_store_explicit(&item->frequency, (uint8_t)(frequency - 1),
+                                      memory_order_relaxed);
+            }
             s3fifo_queue_remove(&shard->main, item);
             s3fifo_queue_push(&shard->main, item);
+            if (kept && ++protected_seen > PROTECTED_LOOK_LIMIT) return NULL;
             continue;
         }
         return item;
     }
     /* Every item looked at was in use: take the oldest of the main queue anyway. */
-    return shard->main.tail != NULL ? shard->main.tail : shard->small.tail;
+    struct item *oldest = shard->main.tail != NULL ? shard->main.tail : shard->small.tail;
+    if (oldest != NULL && !is_expired(oldest, now) && is_protected(shard, oldest, now)) return NULL;
+    return oldest;
 }
 
 /* Evicts one item from SHARD: with a flash tier it moves there (see

@@ -39,6 +39,8 @@ const char *store_status_text(enum store_status status) {
         return "flash writer behind: the write waited pace-timeout for room";
     case STORE_IO_ERROR:
         return "flash I/O error (see the server log)";
+    case STORE_PARENT_MISSING:
+        return "the parent key is not present";
     }
     return "unknown status";
 }
@@ -54,6 +56,7 @@ static void free_store(struct store *store) {
         }
         free(store->shards);
     }
+    chain_table_free(store, &store->chains);
     atomic_store(&registry[store->id], NULL);
     free(store);
 }
@@ -75,9 +78,11 @@ struct store *store_create(const struct store_config *config, char *error, size_
         return NULL;
     }
     store->id = (uint8_t)id;
+    chain_table_init(&store->chains);
     store->shard_count = config->shards ? config->shards : DEFAULT_SHARDS;
     if (store->shard_count > MAX_SHARDS || (store->shard_count & (store->shard_count - 1)) != 0) {
         atomic_store(&registry[id], NULL);
+        pthread_mutex_destroy(&store->chains.lock);
         free(store);
         snprintf(error, error_size, "the shard count must be a power of two up to %d", MAX_SHARDS);
         return NULL;
@@ -261,8 +266,12 @@ static enum store_status apply_write(struct store *store, uint64_t hash, const v
                                      ? flash_entry_expiry_ms((const struct flash_entry *)existing)
                                      : existing->expire_at_ms;
         }
+        bool linked = item != NULL;
         index_replace(store, access.shard, access.slot, existing, item, &access.graveyard);
         item = NULL;
+        if (linked && write->parent != NULL) {
+            chain_link(store, hash, hash_key(store, write->parent, write->parent_length));
+        }
     }
     index_close_key(&access);
     if (item != NULL) item_release(item);
@@ -287,11 +296,28 @@ static enum store_status set_common(struct store *store, const void *key, size_t
         status = apply_write(store, hash, key, key_length, NULL, write, previous);
         return store_finish_write(store, status);
     }
+    uint64_t parent_hash = 0;
+    if (write->parent != NULL) {
+        /* Hold the parent while checking it is there and writing its child, so it cannot
+         * be evicted in between; a child whose parent is gone would be a hole. */
+        parent_hash = hash_key(store, write->parent, write->parent_length);
+        if (!chain_reserve(store) || !chain_hold(store, parent_hash, true)) {
+            if (block != NULL) value_block_release(block);
+            return STORE_NO_MEMORY;
+        }
+        if (!store_exists(store, write->parent, write->parent_length)) {
+            chain_hold(store, parent_hash, false);
+            if (block != NULL) value_block_release(block);
+            return STORE_PARENT_MISSING;
+        }
+    }
     struct item *item;
     status = item_create(store, (uint32_t)hash, key, key_length, value, length, block, &item);
-    if (status != STORE_OK) return status;
-    if (write->expiry == STORE_EXPIRY_SET) item->expire_at_ms = write->expire_at_ms;
-    status = apply_write(store, hash, key, key_length, item, write, previous);
+    if (status == STORE_OK) {
+        if (write->expiry == STORE_EXPIRY_SET) item->expire_at_ms = write->expire_at_ms;
+        status = apply_write(store, hash, key, key_length, item, write, previous);
+    }
+    if (write->parent != NULL) chain_hold(store, parent_hash, false);
     return store_finish_write(store, status);
 }
 
@@ -456,6 +482,20 @@ enum store_status store_delete(struct store *store, const void *key, size_t key_
     }
     index_close_key(&access);
     return store_finish_write(store, existing != NULL ? STORE_OK : STORE_NOT_FOUND);
+}
+
+enum store_status store_pin(struct store *store, const void *key, size_t key_length,
+                            int64_t lease_ms) {
+    if (lease_ms > 0 && !chain_reserve(store)) return STORE_NO_MEMORY;
+    uint64_t hash = hash_key(store, key, key_length);
+    struct key_access access;
+    enum store_status status = STORE_NOT_FOUND;
+    if (index_open_key(store, hash, key, key_length, &access) != NULL) {
+        int64_t until = lease_ms > 0 ? access.now + lease_ms : 0;
+        status = chain_pin(store, hash, until) ? STORE_OK : STORE_NO_MEMORY;
+    }
+    index_close_key(&access);
+    return status;
 }
 
 enum store_status store_set_expiry(struct store *store, const void *key, size_t key_length,
@@ -749,4 +789,5 @@ void store_get_stats(struct store *store, struct store_stats *stats) {
         stats->main_queue_items += shard->main.count;
         shard_unlock(shard);
     }
+    chain_get_stats(store, &stats->chain_entries, &stats->chain_link_failures);
 }

@@ -42,6 +42,7 @@ enum store_status {
     STORE_PENDING,              /* a flash read is in flight; its callback will run */
     STORE_FLASH_BUSY,           /* the write waited pace-timeout for the flash writer */
     STORE_IO_ERROR,             /* flash I/O failed (details in the log) */
+    STORE_PARENT_MISSING,       /* a chained write's parent key is not present */
 };
 
 /* A short English description of a status ("out of memory"). */
@@ -151,6 +152,12 @@ struct store_write {
     enum store_condition condition;
     enum store_expiry_mode expiry;
     int64_t expire_at_ms; /* with STORE_EXPIRY_SET; a time already past deletes the key */
+    /* The key's parent in a KV-cache chain, or NULL. The write is refused with
+     * STORE_PARENT_MISSING when the parent is not present. While the key is present its
+     * parent is not evicted before it (without a flash tier; with one, the parent moves
+     * to flash instead), so a chain loses its tail first (docs/kv-cache.md). */
+    const void *parent;
+    size_t parent_length;
 };
 
 /* Stores VALUE under KEY (copying it). When PREVIOUS is not NULL, *previous receives a
@@ -185,6 +192,13 @@ enum store_status store_append(struct store *store, const void *key, size_t key_
  * item. Returns STORE_OK or STORE_NOT_FOUND. */
 enum store_status store_delete(struct store *store, const void *key, size_t key_length,
                                struct item **removed);
+
+/* Pins KEY against eviction (from DRAM, and so from the store) until LEASE_MS
+ * milliseconds from now (a longer lease already held stays), or ends its pin when
+ * LEASE_MS is 0. A pin also ends when the key is deleted, overwritten or expires.
+ * Returns STORE_OK, STORE_NOT_FOUND (no live key) or STORE_NO_MEMORY. */
+enum store_status store_pin(struct store *store, const void *key, size_t key_length,
+                            int64_t lease_ms);
 
 enum store_expiry_condition {
     STORE_EXPIRY_ALWAYS = 0,
@@ -283,6 +297,8 @@ struct store_stats {
     uint64_t expiring_items; /* items with an expiry time */
     uint64_t small_queue_items;
     uint64_t main_queue_items;
+    uint64_t chain_entries;       /* keys in the chain table (chained or pinned) */
+    uint64_t chain_link_failures; /* chain links not recorded for want of memory */
 };
 
 /* Fills STATS with a snapshot. */

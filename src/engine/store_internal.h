@@ -61,6 +61,25 @@ struct shard {
     struct store *store;    /* the store this shard belongs to */
 } __attribute__((aligned(64)));
 
+/* One key's entry in the chain table (chains.c). */
+struct chain_entry {
+    uint64_t hash;        /* the key's 64-bit hash; 0: an empty slot */
+    uint64_t parent;      /* the parent's hash, 0 for none */
+    int64_t pinned_until; /* pin lease end (ms since the epoch), 0 for none */
+    uint32_t children;    /* present keys naming this key as their parent */
+    uint32_t unused;
+};
+
+struct chain_table {
+    pthread_mutex_t lock;
+    struct chain_entry *entries;
+    size_t capacity; /* a power of two, or 0 */
+    size_t count;
+    uint64_t footprint;             /* bytes charged for entries */
+    _Atomic size_t live;            /* count, readable without the lock */
+    _Atomic uint64_t link_failures; /* links not recorded for want of memory */
+};
+
 struct store {
     struct shard *shards;
     unsigned shard_count; /* a power of two */
@@ -79,6 +98,7 @@ struct store {
     _Atomic uint64_t demoting_bytes; /* DRAM bytes queued for the flash writer */
     _Atomic uint64_t charge_debt;    /* bytes allocated but not yet in `used` (see
                                         budget_charge_or_owe()) */
+    struct chain_table chains;       /* chain links and pins (chains.c) */
 };
 
 /* One key's shard, locked by index_open_key() and released by index_close_key(). */
@@ -231,6 +251,33 @@ enum store_status item_create(struct store *store, uint32_t hash, const void *ke
                               struct value_block *block, struct item **created);
 enum store_status item_clone(struct store *store, uint32_t hash, const void *key, size_t key_length,
                              const struct item *source, struct item **created);
+
+/* ---- chains.c: chain links and pins ------------------------------------------ */
+
+void chain_table_init(struct chain_table *table);
+void chain_table_free(struct store *store, struct chain_table *table);
+/* Makes room for one more link before a shard lock is taken (may evict). Returns false
+ * if the budget cannot hold it. */
+bool chain_reserve(struct store *store);
+/* Records that KEY_HASH's key is a child of PARENT_HASH's key (replacing an earlier
+ * parent). Returns false if memory ran out (counted in link_failures). */
+bool chain_link(struct store *store, uint64_t key_hash, uint64_t parent_hash);
+/* Holds (HOLD) or lets go of KEY_HASH's key as if one more child named it, so it stays
+ * while a child is being written. Returns false if memory ran out. */
+bool chain_hold(struct store *store, uint64_t key_hash, bool hold);
+/* The key of KEY_HASH left the index: unlinks it from its parent, drops its pin. */
+void chain_forget(struct store *store, uint64_t key_hash);
+enum { CHAIN_PINNED = 1, CHAIN_HAS_CHILDREN = 2 };
+/* What keeps KEY_HASH's key from eviction at NOW: a mask of CHAIN_* bits, 0 for nothing. */
+int chain_protection(struct store *store, uint64_t key_hash, int64_t now);
+/* Pins KEY_HASH's key until UNTIL_MS (a later lease wins), or unpins it (0). Returns
+ * false if memory ran out. */
+bool chain_pin(struct store *store, uint64_t key_hash, int64_t until_ms);
+/* Whether the chain table has any entry (a lock-free check for the hot paths). */
+static inline bool chain_table_in_use(struct store *store) {
+    return atomic_load_explicit(&store->chains.live, memory_order_relaxed) != 0;
+}
+void chain_get_stats(struct store *store, uint64_t *entries, uint64_t *link_failures);
 
 /* ---- s3fifo.c: queues, ghost table, eviction ---------------------------------- */
 

@@ -90,7 +90,8 @@ void command_get(struct resp_session *session, const struct resp_request *reques
 }
 
 void command_set(struct resp_session *session, const struct resp_request *request) {
-    struct store_write write = {STORE_ALWAYS, STORE_EXPIRY_CLEAR, 0};
+    struct store_write write = {
+        .condition = STORE_ALWAYS, .expiry = STORE_EXPIRY_CLEAR, .expire_at_ms = 0};
     bool want_previous = false;
     size_t expiry_index = 0;
     int64_t unit = 1;
@@ -204,7 +205,8 @@ void command_getdel(struct resp_session *session, const struct resp_request *req
 }
 
 void command_setnx(struct resp_session *session, const struct resp_request *request) {
-    struct store_write write = {STORE_IF_ABSENT, STORE_EXPIRY_CLEAR, 0};
+    struct store_write write = {
+        .condition = STORE_IF_ABSENT, .expiry = STORE_EXPIRY_CLEAR, .expire_at_ms = 0};
     enum store_status status = store_argument(session, request, 2, &write, NULL);
     reply_condition(session, status);
 }
@@ -212,7 +214,8 @@ void command_setnx(struct resp_session *session, const struct resp_request *requ
 /* SETEX and PSETEX: key, a positive time to live in UNIT milliseconds, value. */
 static void set_with_expiry(struct resp_session *session, const struct resp_request *request,
                             int64_t unit, const char *name) {
-    struct store_write write = {STORE_ALWAYS, STORE_EXPIRY_SET, 0};
+    struct store_write write = {
+        .condition = STORE_ALWAYS, .expiry = STORE_EXPIRY_SET, .expire_at_ms = 0};
     if (!parse_expiry(session, request, 2, unit, false, name, &write.expire_at_ms)) return;
     enum store_status status = store_argument(session, request, 3, &write, NULL);
     if (status == STORE_OK) {

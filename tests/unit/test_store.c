@@ -18,7 +18,8 @@ static struct store *make_store(uint64_t budget) {
     return store;
 }
 
-static const struct store_write plain_write = {STORE_ALWAYS, STORE_EXPIRY_CLEAR, 0};
+static const struct store_write plain_write = {
+    .condition = STORE_ALWAYS, .expiry = STORE_EXPIRY_CLEAR, .expire_at_ms = 0};
 
 static enum store_status put(struct store *store, const char *key, const char *value) {
     return store_set(store, key, strlen(key), value, strlen(value), &plain_write, NULL);
@@ -85,8 +86,10 @@ static void test_set_get_delete(void) {
 static void test_conditions(void) {
     struct store *store = make_store(64ULL << 20);
     REQUIRE(store != NULL);
-    struct store_write if_absent = {STORE_IF_ABSENT, STORE_EXPIRY_CLEAR, 0};
-    struct store_write if_present = {STORE_IF_PRESENT, STORE_EXPIRY_CLEAR, 0};
+    struct store_write if_absent = {
+        .condition = STORE_IF_ABSENT, .expiry = STORE_EXPIRY_CLEAR, .expire_at_ms = 0};
+    struct store_write if_present = {
+        .condition = STORE_IF_PRESENT, .expiry = STORE_EXPIRY_CLEAR, .expire_at_ms = 0};
     struct item *previous = (struct item *)1;
     CHECK(store_set(store, "k", 1, "a", 1, &if_present, &previous) == STORE_CONDITION_FAILED);
     CHECK(previous == NULL);
@@ -120,14 +123,16 @@ static void test_expiry(void) {
     struct store *store = make_store(64ULL << 20);
     REQUIRE(store != NULL);
     int64_t now = clock_realtime_ms();
-    struct store_write soon = {STORE_ALWAYS, STORE_EXPIRY_SET, now + 100};
+    struct store_write soon = {
+        .condition = STORE_ALWAYS, .expiry = STORE_EXPIRY_SET, .expire_at_ms = now + 100};
     CHECK(store_set(store, "short", 5, "v", 1, &soon, NULL) == STORE_OK);
     int64_t expire_at = 0;
     CHECK(store_get_expiry(store, "short", 5, &expire_at) == STORE_OK && expire_at == now + 100);
     CHECK(store_count_expiring(store) == 1);
 
     /* KEEPTTL carries the expiry over; a plain write clears it. */
-    struct store_write keep = {STORE_ALWAYS, STORE_EXPIRY_KEEP, 0};
+    struct store_write keep = {
+        .condition = STORE_ALWAYS, .expiry = STORE_EXPIRY_KEEP, .expire_at_ms = 0};
     CHECK(store_set(store, "short", 5, "w", 1, &keep, NULL) == STORE_OK);
     CHECK(store_get_expiry(store, "short", 5, &expire_at) == STORE_OK && expire_at == now + 100);
     CHECK(put(store, "forever", "v") == STORE_OK);
@@ -164,13 +169,15 @@ static void test_expiry(void) {
     CHECK(store_set_expiry(store, "forever", 7, now - 1, STORE_EXPIRY_ALWAYS, NULL) == STORE_OK);
     CHECK(!store_exists(store, "forever", 7));
     CHECK(put(store, "gone", "v") == STORE_OK);
-    struct store_write past = {STORE_ALWAYS, STORE_EXPIRY_SET, now - 1000};
+    struct store_write past = {
+        .condition = STORE_ALWAYS, .expiry = STORE_EXPIRY_SET, .expire_at_ms = now - 1000};
     CHECK(store_set(store, "gone", 4, "w", 1, &past, NULL) == STORE_OK);
     CHECK(!store_exists(store, "gone", 4));
 
     /* Active expiry removes items nobody reads. */
     now = clock_realtime_ms();
-    struct store_write brief = {STORE_ALWAYS, STORE_EXPIRY_SET, now + 30};
+    struct store_write brief = {
+        .condition = STORE_ALWAYS, .expiry = STORE_EXPIRY_SET, .expire_at_ms = now + 30};
     char key[32];
     for (int i = 0; i < 1000; i++) {
         int length = snprintf(key, sizeof(key), "brief:%d", i);
@@ -568,6 +575,73 @@ static void test_shard_counts(void) {
     CHECK(strstr(error, "power of two") != NULL);
 }
 
+/* Chains lose their tail first: after filling a store far past its budget with
+ * interleaved chains, the links still present in every chain form a prefix. Pins keep
+ * a key through the same pressure until they are lifted. */
+static void test_chains_and_pins(void) {
+    struct store *store = make_store(8ULL << 20);
+    REQUIRE(store != NULL);
+    enum { CHAINS = 64, LINKS = 40, VALUE = 4096 };
+    static unsigned char value[VALUE];
+    memset(value, 'v', sizeof(value));
+    char key[32], parent[32];
+    CHECK(put(store, "pinned", "p") == STORE_OK);
+    CHECK(store_pin(store, "pinned", 6, 60000) == STORE_OK);
+    CHECK(store_pin(store, "absent", 6, 60000) == STORE_NOT_FOUND);
+    int refused = 0;
+    /* 64 x 40 x 4 KiB = 10 MiB through an 8 MiB budget, twice over. */
+    for (int round = 0; round < 2; round++) {
+        for (int link = 0; link < LINKS; link++) {
+            for (int chain = 0; chain < CHAINS; chain++) {
+                snprintf(key, sizeof(key), "r%d/c%d/%d", round, chain, link);
+                snprintf(parent, sizeof(parent), "r%d/c%d/%d", round, chain, link - 1);
+                struct store_write write = plain_write;
+                if (link > 0) {
+                    write.parent = parent;
+                    write.parent_length = strlen(parent);
+                }
+                enum store_status status =
+                    store_set(store, key, strlen(key), value, sizeof(value), &write, NULL);
+                /* A link whose parent has gone is refused: it would be a hole. */
+                CHECK(status == STORE_OK || status == STORE_PARENT_MISSING);
+                if (status == STORE_PARENT_MISSING) {
+                    CHECK(!store_exists(store, parent, strlen(parent)));
+                    refused++;
+                }
+            }
+        }
+    }
+    int holes = 0, present = 0;
+    for (int round = 0; round < 2; round++) {
+        for (int chain = 0; chain < CHAINS; chain++) {
+            bool gap = false;
+            for (int link = 0; link < LINKS; link++) {
+                snprintf(key, sizeof(key), "r%d/c%d/%d", round, chain, link);
+                bool exists = store_exists(store, key, strlen(key));
+                if (exists && gap) holes++;
+                if (!exists) gap = true;
+                present += exists;
+            }
+        }
+    }
+    CHECK(holes == 0);
+    printf("    chains: %d links present, %d refused for a missing parent\n", present, refused);
+    CHECK(present > 0 && present < 2 * CHAINS * LINKS);
+    CHECK(store_exists(store, "pinned", 6));
+    struct store_stats stats;
+    store_get_stats(store, &stats);
+    CHECK(stats.used <= stats.budget);
+    CHECK(stats.chain_entries > 0);
+    CHECK(stats.chain_link_failures == 0);
+
+    /* Unpinned, the key can go; deleting whole chains empties the table. */
+    CHECK(store_pin(store, "pinned", 6, 0) == STORE_OK);
+    store_flush(store);
+    store_get_stats(store, &stats);
+    CHECK(stats.chain_entries == 0);
+    store_destroy(store);
+}
+
 int main(void) {
     fprintf(stderr, "test_store\n");
     RUN_TEST(test_set_get_delete);
@@ -580,6 +654,7 @@ int main(void) {
     RUN_TEST(test_scan_resistance);
     RUN_TEST(test_threads);
     RUN_TEST(test_shard_counts);
+    RUN_TEST(test_chains_and_pins);
     metrics_teardown();
     return test_main_result();
 }
