@@ -8,7 +8,7 @@ ASAN      := $(BUILD)/asan
 
 WARNINGS  := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
              -Wformat=2 -Wno-format-nonliteral -Wvla
-COMMON    := -std=c11 -D_GNU_SOURCE -pthread -Isrc -g -MMD -MP $(WARNINGS)
+COMMON    := -std=c11 -D_GNU_SOURCE -pthread -Isrc -Iinclude -g -MMD -MP $(WARNINGS)
 CFLAGS_RELEASE := $(COMMON) -O2
 CFLAGS_ASAN    := $(COMMON) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
                   -fno-sanitize-recover=undefined
@@ -31,7 +31,25 @@ ASAN_LIBRARY    := $(call objects,$(ASAN),$(LIBRARY_SOURCES))
 .PHONY: all run test unit unit-asan integration integration-asan format format-check \
         deps deps-build deps-test clean bench
 
-all: $(BUILD)/strata-server
+all: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/libstrata.a
+
+# ---- libstrata: the native protocol client (client/, include/strata.h) ----
+
+CLIENT_LIBS := -lisal -lcrypto -pthread
+
+$(BUILD)/client/%.pic.o: client/%.c include/strata.h include/strata_protocol.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_RELEASE) -fPIC -fvisibility=default -c $< -o $@
+
+$(BUILD)/libstrata.so: $(BUILD)/client/strata.pic.o
+	$(CC) -shared -Wl,-soname,libstrata.so $^ -o $@ $(CLIENT_LIBS)
+
+$(BUILD)/libstrata.a: $(BUILD)/client/strata.pic.o
+	rm -f $@ && ar rcs $@ $^
+
+$(ASAN)/libstrata.so: client/strata.c include/strata.h include/strata_protocol.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ASAN) -fPIC -shared -Wl,-soname,libstrata.so $< -o $@ $(CLIENT_LIBS)
 
 $(BUILD)/gen/status_page.c: src/proto/status_page.html
 	@mkdir -p $(dir $@)

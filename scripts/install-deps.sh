@@ -7,10 +7,10 @@
 # The packages and the reason for each are listed in docs/dependencies.md.
 set -eu
 
-build_packages="gcc make libc6-dev libxxhash-dev liburing-dev libisal-dev"
+build_packages="gcc make libc6-dev libxxhash-dev liburing-dev libisal-dev libssl-dev"
 test_packages="$build_packages redis-tools python3 python3-redis python3-pytest clang-format procps
-               curl prometheus chromium fonts-dejavu-core"
-bench_packages="$build_packages redis-tools redis-server bc curl wrk libmicrohttpd-dev fio memcached python3 python3-redis"
+               curl prometheus chromium fonts-dejavu-core python3-numpy python3-torch"
+bench_packages="$build_packages redis-tools redis-server bc curl wrk libmicrohttpd-dev fio memcached python3 python3-redis python3-numpy"
 
 case "${1:-build}" in
 build) wanted=$build_packages ;;

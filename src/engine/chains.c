@@ -109,7 +109,8 @@ static void remove_slot(struct chain_table *table, struct chain_entry *slot) {
         if (next->hash == 0) break;
         size_t home = (size_t)(next->hash ^ (next->hash >> 29)) & mask;
         /* NEXT may move into the hole if its home is not in (hole, index]. */
-        bool between = hole <= index ? (home > hole && home <= index) : (home > hole || home <= index);
+        bool between =
+            hole <= index ? (home > hole && home <= index) : (home > hole || home <= index);
         if (!between) {
             table->entries[hole] = *next;
             hole = index;

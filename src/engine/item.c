@@ -105,3 +105,7 @@ enum store_status item_clone(struct store *store, uint32_t hash, const void *key
     if (status == STORE_OK) (*created)->expire_at_ms = source->expire_at_ms;
     return status;
 }
+
+bool item_has_flash_copy(const struct item *item) {
+    return has_flash_copy(item);
+}

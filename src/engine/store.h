@@ -97,6 +97,10 @@ const unsigned char *item_key(const struct item *item, size_t *length);
 const unsigned char *item_value(const struct item *item);
 uint64_t item_value_length(const struct item *item);
 
+/* Whether the item's value has a copy in the flash tier (it was written there, or was
+ * read back from there). */
+bool item_has_flash_copy(const struct item *item);
+
 /* Drops a reference returned by a store function. */
 void item_release(struct item *item);
 

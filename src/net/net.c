@@ -495,7 +495,8 @@ static void accept_connections(struct worker *worker, struct listener *listener)
         if (open_now > (uint64_t)options_number(server->options, OPTION_max_clients)) {
             const char *refusal = listener->protocol->handler.refusal;
             if (refusal != NULL) {
-                ssize_t ignored = write(fd, refusal, strlen(refusal));
+                size_t length = listener->protocol->handler.refusal_length;
+                ssize_t ignored = write(fd, refusal, length != 0 ? length : strlen(refusal));
                 (void)ignored;
             }
             metric_add(METRIC_connections_rejected, 1);

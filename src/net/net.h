@@ -62,6 +62,7 @@ struct net_handler {
     /* Bytes written to a connection refused because max-clients is reached, in the
      * protocol's own words (a RESP error, an HTTP 503). May be NULL. */
     const char *refusal;
+    size_t refusal_length; /* bytes of refusal; 0: it is a C string */
 };
 
 struct net_config {

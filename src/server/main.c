@@ -11,6 +11,8 @@
 #include "engine/store.h"
 #include "net/net.h"
 #include "proto/http.h"
+#include "proto/namespaces.h"
+#include "proto/native.h"
 #include "proto/resp.h"
 #include "proto/stats.h"
 
@@ -43,7 +45,10 @@ struct server {
     struct stats *stats;
     struct resp_server *resp;
     struct http_server *http;
-    int log_fd; /* --log-file, or -1 for standard error */
+    struct native_server *native;
+    struct namespace_table namespaces;
+    uint64_t namespace_quotas; /* bytes of --memory given to namespaces other than default */
+    int log_fd;                /* --log-file, or -1 for standard error */
     struct net_server *net;
     int lock_fd;
     char executable[PATH_MAX];
@@ -161,15 +166,22 @@ static int open_log_file(struct server *server) {
 static int apply_option(struct options *options, enum option_id id, void *context, char *error,
                         size_t error_size) {
     struct server *server = context;
-    (void)error;
-    (void)error_size;
+    if (id == OPTION_memory &&
+        (uint64_t)options_number(options, OPTION_memory) <= server->namespace_quotas + (1u << 20)) {
+        snprintf(error, error_size, "memory must exceed the namespace quotas (%llu bytes) by 1mb",
+                 (unsigned long long)server->namespace_quotas);
+        return -1;
+    }
     char value[128], quoted[160];
     options_format(options, id, value, sizeof(value));
     log_event(LOG_INFO, "config", "name=%s value=%s", options_name(id),
               log_quote(quoted, sizeof(quoted), value, strlen(value)));
     switch (id) {
     case OPTION_memory:
-        store_set_budget(server->store, (uint64_t)options_number(options, OPTION_memory));
+        store_set_budget(server->store, (uint64_t)options_number(options, OPTION_memory) -
+                                            server->namespace_quotas);
+        server->namespaces.entries[0].quota =
+            (uint64_t)options_number(options, OPTION_memory) - server->namespace_quotas;
         break;
     case OPTION_max_value:
         store_set_max_value(server->store, (uint64_t)options_number(options, OPTION_max_value));
@@ -211,6 +223,19 @@ static enum net_action handler_data(void *session, const unsigned char *data, si
 
 static void handler_close(void *session) {
     resp_session_close(session);
+}
+
+/* ---- glue for the native protocol ------------------------------------------------- */
+
+static void *native_handler_open(void *context, const struct net_connection_info *info,
+                                 struct output_queue *output) {
+    struct server *server = context;
+    return native_session_open(server->native, info->id, info->peer, output);
+}
+
+static enum net_action native_handler_data(void *session, const unsigned char *data, size_t length,
+                                           size_t *consumed) {
+    return native_session_data(session, data, length, consumed) ? NET_CLOSE : NET_CONTINUE;
 }
 
 static void *http_handler_open(void *context, const struct net_connection_info *info,
@@ -344,8 +369,18 @@ int main(int argc, char **argv) {
         snprintf(ssd_directory, sizeof(ssd_directory), "%s/ssd",
                  options_text(&server.options, OPTION_dir));
     }
+    struct namespace_spec specs[NAMESPACE_MAX_COUNT];
+    int spec_count = namespace_specs_parse(options_text(&server.options, OPTION_namespaces), specs,
+                                           error, sizeof(error));
+    if (spec_count < 0) die_usage(error);
+    for (int i = 0; i < spec_count; i++)
+        server.namespace_quotas += specs[i].quota;
+    uint64_t memory_total = (uint64_t)options_number(&server.options, OPTION_memory);
+    if (memory_total <= server.namespace_quotas + (1u << 20)) {
+        die_usage("--memory must exceed the sum of the --namespaces quotas by at least 1mb");
+    }
     struct store_config store_config = {
-        .memory_budget = (uint64_t)options_number(&server.options, OPTION_memory),
+        .memory_budget = memory_total - server.namespace_quotas,
         .max_value = (uint64_t)options_number(&server.options, OPTION_max_value),
         .flash =
             {
@@ -362,6 +397,22 @@ int main(int argc, char **argv) {
         fprintf(stderr, "strata-server: cannot start the store: %s\n", error);
         log_event(LOG_ERROR, "store_failed", "error=\"%s\"", error);
         return 1;
+    }
+    namespace_table_add(&server.namespaces, "default", server.store,
+                        memory_total - server.namespace_quotas, true);
+    for (int i = 0; i < spec_count; i++) {
+        /* A namespace is a DRAM store of its own: its quota is its budget. */
+        struct store_config namespace_config = {
+            .memory_budget = specs[i].quota,
+            .max_value = store_config.max_value,
+        };
+        struct store *store = store_create(&namespace_config, error, sizeof(error));
+        if (store == NULL) {
+            fprintf(stderr, "strata-server: cannot create namespace '%s': %s\n", specs[i].name,
+                    error);
+            return 1;
+        }
+        namespace_table_add(&server.namespaces, specs[i].name, store, specs[i].quota, false);
     }
     server.options.on_change = apply_option;
     server.options.on_change_context = &server;
@@ -389,7 +440,13 @@ int main(int argc, char **argv) {
         .stats = server.stats,
     };
     server.http = http_server_create(&http_environment);
-    if (server.stats == NULL || server.resp == NULL || server.http == NULL) {
+    struct native_environment native_environment = {
+        .namespaces = &server.namespaces,
+        .options = &server.options,
+    };
+    server.native = native_server_create(&native_environment);
+    if (server.stats == NULL || server.resp == NULL || server.http == NULL ||
+        server.native == NULL) {
         fprintf(stderr, "strata-server: out of memory\n");
         return 1;
     }
@@ -416,8 +473,17 @@ int main(int argc, char **argv) {
         .close = http_session_close,
         .refusal = http_refusal,
     };
+    struct net_handler native_handler = {
+        .open = native_handler_open,
+        .data = native_handler_data,
+        .direct_target = native_session_direct_target,
+        .direct_filled = native_session_direct_filled,
+        .close = native_session_close,
+        .refusal = (const char *)native_refusal,
+        .refusal_length = native_refusal_length,
+    };
     server.net = net_server_create(&net_config, error, sizeof(error));
-    int resp_port = -1, http_port = -1;
+    int resp_port = -1, http_port = -1, native_port = -1;
     if (server.net != NULL) {
         resp_port = net_server_listen(server.net, (int)options_number(&server.options, OPTION_port),
                                       &resp_handler, &server, error, sizeof(error));
@@ -427,7 +493,12 @@ int main(int argc, char **argv) {
             net_server_listen(server.net, (int)options_number(&server.options, OPTION_http_port),
                               &http_handler, &server, error, sizeof(error));
     }
-    if (server.net == NULL || resp_port < 0 || http_port < 0) {
+    if (http_port >= 0) {
+        native_port =
+            net_server_listen(server.net, (int)options_number(&server.options, OPTION_native_port),
+                              &native_handler, &server, error, sizeof(error));
+    }
+    if (server.net == NULL || resp_port < 0 || http_port < 0 || native_port < 0) {
         fprintf(stderr, "strata-server: %s\n", error);
         return 1;
     }
@@ -456,6 +527,8 @@ int main(int argc, char **argv) {
               options_text(&server.options, OPTION_bind), resp_port);
     log_event(LOG_INFO, "listening", "protocol=http bind=\"%s\" port=%d",
               options_text(&server.options, OPTION_bind), http_port);
+    log_event(LOG_INFO, "listening", "protocol=native bind=\"%s\" port=%d namespaces=%d",
+              options_text(&server.options, OPTION_bind), native_port, server.namespaces.count);
     stats_set_state(server.stats, SERVER_SERVING);
 
     for (;;) {
@@ -498,10 +571,13 @@ int main(int argc, char **argv) {
     server.net = NULL;
     resp_server_destroy(server.resp);
     http_server_destroy(server.http);
+    native_server_destroy(server.native);
     stats_destroy(server.stats);
     /* A clean stop: what is only in DRAM goes to flash and the flash index is saved. */
     store_shutdown(server.store);
     store_destroy(server.store);
+    for (int i = 1; i < server.namespaces.count; i++)
+        store_destroy(server.namespaces.entries[i].store);
     pthread_mutex_destroy(&server.housekeeping_lock);
     pthread_cond_destroy(&server.housekeeping_wake);
     log_event(LOG_INFO, "stop", NULL);

@@ -1,0 +1,55 @@
+/* The native batched protocol (include/strata_protocol.h, docs/protocol.md): framed,
+ * versioned, pipelined requests that carry many keys each, for KV-cache blocks and
+ * other large values. Values keep a checksum and an optional fingerprint; chained
+ * keys, pins and MATCH_PREFIX serve prefix lookups in one round trip; a client on the
+ * same host may move values through a shared memory region.
+ *
+ * Like resp.h, this header does not depend on the network layer; the server wires
+ * these functions to a net_handler. */
+#ifndef STRATA_PROTO_NATIVE_H
+#define STRATA_PROTO_NATIVE_H
+
+#include "base/options.h"
+#include "base/output_queue.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct namespace_table;
+struct native_server;
+
+struct native_environment {
+    struct namespace_table *namespaces; /* not owned; fixed after start-up */
+    struct options *options;            /* read live: max-request, max-value */
+};
+
+/* What a client refused at max-clients receives (a response frame with an error). */
+extern const unsigned char native_refusal[];
+extern const size_t native_refusal_length;
+
+/* Creates the front end's shared state. Returns NULL if out of memory. */
+struct native_server *native_server_create(const struct native_environment *environment);
+void native_server_destroy(struct native_server *server);
+
+/* Opens a session for a new connection. Returns it, or NULL if out of memory. */
+void *native_session_open(struct native_server *server, uint64_t id, const char *peer,
+                          struct output_queue *output);
+
+/* Handles DATA (see net_handler.data). Sets *CONSUMED. Returns true when the connection
+ * should be closed once its output is sent. */
+bool native_session_data(void *session, const unsigned char *data, size_t length,
+                         size_t *consumed);
+
+/* The direct-read hooks (see net_handler): large values are read straight into the
+ * block they will be stored in. */
+bool native_session_direct_target(void *session, unsigned char **buffer, size_t *length);
+void native_session_direct_filled(void *session, size_t length);
+
+void native_session_close(void *session);
+
+/* The header a native PUT stores in front of the value bytes (docs/protocol.md,
+ * "Stored values"): 32 bytes. */
+#define NATIVE_VALUE_HEADER_SIZE 32
+
+#endif
