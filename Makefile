@@ -47,9 +47,15 @@ $(BUILD)/libstrata.so: $(BUILD)/client/strata.pic.o
 $(BUILD)/libstrata.a: $(BUILD)/client/strata.pic.o
 	rm -f $@ && ar rcs $@ $^
 
-$(ASAN)/libstrata.so: client/strata.c include/strata.h include/strata_protocol.h
+# The C tests of libstrata (run against a real server by tests/integration/test_native.py):
+# linked with the static library, and again with the client built under the sanitizers.
+$(BUILD)/tests/test_libstrata: tests/client/test_libstrata.c $(BUILD)/libstrata.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ASAN) -fPIC -shared -Wl,-soname,libstrata.so $< -o $@ $(CLIENT_LIBS)
+	$(CC) $(CFLAGS_RELEASE) $^ -o $@ $(CLIENT_LIBS)
+
+$(ASAN)/tests/test_libstrata: tests/client/test_libstrata.c client/strata.c include/strata.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ASAN) tests/client/test_libstrata.c client/strata.c -o $@ $(CLIENT_LIBS)
 
 $(BUILD)/gen/status_page.c: src/proto/status_page.html
 	@mkdir -p $(dir $@)
@@ -113,12 +119,12 @@ unit-asan: $(addprefix $(ASAN)/tests/,$(UNIT_NAMES))
 	@for test in $^; do echo "unit (asan+ubsan): $$test"; \
 	  ASAN_OPTIONS=detect_leaks=1 ./$$test || exit 1; done
 
-integration: $(BUILD)/strata-server
+integration: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/tests/test_libstrata
 	STRATA_SERVER=$(BUILD)/strata-server $(PYTHON) -m pytest -q tests/integration
 
 # The whole integration suite again against the sanitizer build; the fixtures fail a
 # test if the server reports a sanitizer error or exits uncleanly.
-integration-asan: $(ASAN)/strata-server
+integration-asan: $(ASAN)/strata-server $(BUILD)/libstrata.so $(ASAN)/tests/test_libstrata
 	STRATA_SERVER=$(ASAN)/strata-server STRATA_SANITIZED=1 \
 	  $(PYTHON) -m pytest -q tests/integration
 

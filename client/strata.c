@@ -91,28 +91,50 @@ uint32_t strata_checksum(const void *data, size_t length) {
 
 const char *strata_strerror(int code) {
     switch (code) {
-    case STRATA_OK: return "ok";
-    case STRATA_ERR_NOT_FOUND: return "key not found";
-    case STRATA_ERR_EXISTS: return "key exists (if-absent put)";
-    case STRATA_ERR_FINGERPRINT: return "the value carries another fingerprint";
-    case STRATA_ERR_CHECKSUM: return "checksum mismatch: the value's bytes are damaged";
-    case STRATA_ERR_QUOTA: return "the namespace is at its quota";
-    case STRATA_ERR_NAMESPACE: return "unknown namespace";
-    case STRATA_ERR_TOO_LARGE: return "key or value over the server's limits";
-    case STRATA_ERR_BUFFER_TOO_SMALL: return "buffer too small for the value";
-    case STRATA_ERR_NO_MEMORY: return "the server is out of memory";
-    case STRATA_ERR_BUSY: return "the server is busy (flash writer behind); try again";
-    case STRATA_ERR_IO: return "storage I/O error on the server";
-    case STRATA_ERR_PROTOCOL: return "protocol error";
-    case STRATA_ERR_VERSION: return "unsupported protocol version";
-    case STRATA_ERR_CONNECT: return "cannot connect to the server";
-    case STRATA_ERR_TIMEOUT: return "timed out";
-    case STRATA_ERR_CLOSED: return "connection closed by the server";
-    case STRATA_ERR_INVALID: return "invalid argument";
-    case STRATA_ERR_NOT_NATIVE: return "the value was not stored by the native protocol";
-    case STRATA_ERR_SHM: return "shared memory region missing, unusable or out of range";
-    case STRATA_ERR_PARENT_MISSING: return "the parent key is not present";
-    case STRATA_ERR_SYSTEM: return "system call failed";
+    case STRATA_OK:
+        return "ok";
+    case STRATA_ERR_NOT_FOUND:
+        return "key not found";
+    case STRATA_ERR_EXISTS:
+        return "key exists (if-absent put)";
+    case STRATA_ERR_FINGERPRINT:
+        return "the value carries another fingerprint";
+    case STRATA_ERR_CHECKSUM:
+        return "checksum mismatch: the value's bytes are damaged";
+    case STRATA_ERR_QUOTA:
+        return "the namespace is at its quota";
+    case STRATA_ERR_NAMESPACE:
+        return "unknown namespace";
+    case STRATA_ERR_TOO_LARGE:
+        return "key or value over the server's limits";
+    case STRATA_ERR_BUFFER_TOO_SMALL:
+        return "buffer too small for the value";
+    case STRATA_ERR_NO_MEMORY:
+        return "the server is out of memory";
+    case STRATA_ERR_BUSY:
+        return "the server is busy (flash writer behind); try again";
+    case STRATA_ERR_IO:
+        return "storage I/O error on the server";
+    case STRATA_ERR_PROTOCOL:
+        return "protocol error";
+    case STRATA_ERR_VERSION:
+        return "unsupported protocol version";
+    case STRATA_ERR_CONNECT:
+        return "cannot connect to the server";
+    case STRATA_ERR_TIMEOUT:
+        return "timed out";
+    case STRATA_ERR_CLOSED:
+        return "connection closed by the server";
+    case STRATA_ERR_INVALID:
+        return "invalid argument";
+    case STRATA_ERR_NOT_NATIVE:
+        return "the value was not stored by the native protocol";
+    case STRATA_ERR_SHM:
+        return "shared memory region missing, unusable or out of range";
+    case STRATA_ERR_PARENT_MISSING:
+        return "the parent key is not present";
+    case STRATA_ERR_SYSTEM:
+        return "system call failed";
     }
     return "unknown error";
 }
@@ -469,7 +491,8 @@ int strata_put_batch(strata_client *client, struct strata_put_item *items, size_
     for (size_t i = 0; i < count; i++) {
         if (items[i].key == NULL || items[i].key_length == 0 || items[i].key_length > 65536 ||
             (items[i].value == NULL && items[i].value_length > 0) ||
-            (items[i].parent != NULL && (items[i].parent_length == 0 || items[i].parent_length > 65536))) {
+            (items[i].parent != NULL &&
+             (items[i].parent_length == 0 || items[i].parent_length > 65536))) {
             return STRATA_ERR_INVALID;
         }
     }
@@ -734,7 +757,8 @@ int strata_kv_key(const unsigned char *parent, const uint32_t *tokens, size_t to
     unsigned char buffer[1024];
     size_t done = 0;
     while (ok && done < token_count) {
-        size_t piece = token_count - done < sizeof(buffer) / 4 ? token_count - done : sizeof(buffer) / 4;
+        size_t piece =
+            token_count - done < sizeof(buffer) / 4 ? token_count - done : sizeof(buffer) / 4;
         for (size_t i = 0; i < piece; i++)
             store32(buffer + 4 * i, tokens[done + i]);
         ok = EVP_DigestUpdate(context, buffer, piece * 4) == 1;

@@ -35,11 +35,11 @@ extern "C" {
 typedef struct strata_client strata_client;
 
 struct strata_config {
-    const char *host;      /* server address; NULL: "127.0.0.1" */
-    int port;              /* native port; 0: 6380 */
+    const char *host;       /* server address; NULL: "127.0.0.1" */
+    int port;               /* native port; 0: 6380 */
     const char *name_space; /* namespace every call names; NULL: "default" */
-    int timeout_ms;        /* longest a call waits for the network; 0: 10000 */
-    int connections;       /* size of the connection pool; 0: 4 */
+    int timeout_ms;         /* longest a call waits for the network; 0: 10000 */
+    int connections;        /* size of the connection pool; 0: 4 */
 };
 
 /* Creates a client and opens its first connection (to fail early when the server is
@@ -56,7 +56,7 @@ struct strata_put_item {
     size_t key_length; /* 1 to 65536 */
     const void *value;
     size_t value_length;
-    const void *parent;  /* the previous key of its chain, or NULL */
+    const void *parent; /* the previous key of its chain, or NULL */
     size_t parent_length;
     const unsigned char *fingerprint; /* 16 bytes, or NULL */
     uint64_t ttl_ms;                  /* 0: no expiry */

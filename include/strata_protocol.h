@@ -11,8 +11,8 @@
 
 #include <stdint.h>
 
-#define STRATA_PROTOCOL_MAGIC   0x4E525453u /* "STRN" as little-endian bytes */
-#define STRATA_PROTOCOL_VERSION 1
+#define STRATA_PROTOCOL_MAGIC    0x4E525453u /* "STRN" as little-endian bytes */
+#define STRATA_PROTOCOL_VERSION  1
 #define STRATA_FRAME_HEADER_SIZE 32
 
 /* Frame header, requests and responses alike:
@@ -92,27 +92,27 @@ enum {
 #define STRATA_SHM_ENTRY_SIZE 16
 
 /* Statuses: per entry in responses, and the return values of libstrata. */
-#define STRATA_OK                    0
-#define STRATA_ERR_NOT_FOUND         (-1)  /* no such key */
-#define STRATA_ERR_EXISTS            (-2)  /* if-absent PUT found the key */
-#define STRATA_ERR_FINGERPRINT       (-3)  /* the value carries another fingerprint */
-#define STRATA_ERR_CHECKSUM          (-4)  /* the value's bytes do not match its checksum */
-#define STRATA_ERR_QUOTA             (-5)  /* the namespace is at its quota */
-#define STRATA_ERR_NAMESPACE         (-6)  /* no such namespace */
-#define STRATA_ERR_TOO_LARGE         (-7)  /* key or value over the server's limits */
-#define STRATA_ERR_BUFFER_TOO_SMALL  (-8)  /* the caller's buffer cannot hold the value */
-#define STRATA_ERR_NO_MEMORY         (-9)  /* the server could not make room */
-#define STRATA_ERR_BUSY              (-10) /* the flash writer is behind; try again */
-#define STRATA_ERR_IO                (-11) /* the server's storage failed */
-#define STRATA_ERR_PROTOCOL          (-12) /* malformed frame; the connection is closed */
-#define STRATA_ERR_VERSION           (-13) /* unsupported protocol version */
-#define STRATA_ERR_CONNECT           (-14) /* cannot connect */
-#define STRATA_ERR_TIMEOUT           (-15) /* no answer within the timeout */
-#define STRATA_ERR_CLOSED            (-16) /* the connection closed */
-#define STRATA_ERR_INVALID           (-17) /* bad argument */
-#define STRATA_ERR_NOT_NATIVE        (-18) /* the value was not written by a native PUT */
-#define STRATA_ERR_SHM               (-19) /* shared memory missing, unusable or out of range */
-#define STRATA_ERR_PARENT_MISSING    (-20) /* the parent key of a chained PUT is not present */
-#define STRATA_ERR_SYSTEM            (-21) /* a system call failed (errno) */
+#define STRATA_OK                   0
+#define STRATA_ERR_NOT_FOUND        (-1)  /* no such key */
+#define STRATA_ERR_EXISTS           (-2)  /* if-absent PUT found the key */
+#define STRATA_ERR_FINGERPRINT      (-3)  /* the value carries another fingerprint */
+#define STRATA_ERR_CHECKSUM         (-4)  /* the value's bytes do not match its checksum */
+#define STRATA_ERR_QUOTA            (-5)  /* the namespace is at its quota */
+#define STRATA_ERR_NAMESPACE        (-6)  /* no such namespace */
+#define STRATA_ERR_TOO_LARGE        (-7)  /* key or value over the server's limits */
+#define STRATA_ERR_BUFFER_TOO_SMALL (-8)  /* the caller's buffer cannot hold the value */
+#define STRATA_ERR_NO_MEMORY        (-9)  /* the server could not make room */
+#define STRATA_ERR_BUSY             (-10) /* the flash writer is behind; try again */
+#define STRATA_ERR_IO               (-11) /* the server's storage failed */
+#define STRATA_ERR_PROTOCOL         (-12) /* malformed frame; the connection is closed */
+#define STRATA_ERR_VERSION          (-13) /* unsupported protocol version */
+#define STRATA_ERR_CONNECT          (-14) /* cannot connect */
+#define STRATA_ERR_TIMEOUT          (-15) /* no answer within the timeout */
+#define STRATA_ERR_CLOSED           (-16) /* the connection closed */
+#define STRATA_ERR_INVALID          (-17) /* bad argument */
+#define STRATA_ERR_NOT_NATIVE       (-18) /* the value was not written by a native PUT */
+#define STRATA_ERR_SHM              (-19) /* shared memory missing, unusable or out of range */
+#define STRATA_ERR_PARENT_MISSING   (-20) /* the parent key of a chained PUT is not present */
+#define STRATA_ERR_SYSTEM           (-21) /* a system call failed (errno) */
 
 #endif

@@ -7,8 +7,8 @@
 #include <string.h>
 
 static bool valid_name_character(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
 }
 
 int namespace_specs_parse(const char *text, struct namespace_spec *specs, char *error,
@@ -20,7 +20,8 @@ int namespace_specs_parse(const char *text, struct namespace_spec *specs, char *
         size_t length = end != NULL ? (size_t)(end - cursor) : strlen(cursor);
         char item[256];
         if (length == 0 || length >= sizeof(item)) {
-            snprintf(error, error_size, "--namespaces: expected NAME=QUOTA items separated by commas");
+            snprintf(error, error_size,
+                     "--namespaces: expected NAME=QUOTA items separated by commas");
             return -1;
         }
         memcpy(item, cursor, length);

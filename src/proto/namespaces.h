@@ -35,6 +35,9 @@ struct namespace {
     _Atomic uint64_t checksum_failures;
 };
 
+/* How many counters a namespace has (puts to checksum_failures, in order). */
+#define NAMESPACE_COUNTER_COUNT 7
+
 struct namespace_table {
     int count;
     struct namespace entries[NAMESPACE_MAX_COUNT];

@@ -45,14 +45,67 @@
 /* Longest pin lease: an hour. */
 #define MAX_LEASE_MS 3600000
 
-const unsigned char native_refusal[STRATA_FRAME_HEADER_SIZE + 31] = {
-    'S', 'T', 'R', 'N', STRATA_PROTOCOL_VERSION, 0, 0, 0,
-    /* request id */ 0, 0, 0, 0, 0, 0, 0, 0,
-    /* body length 31 */ 31, 0, 0, 0, 0, 0, 0, 0,
-    /* count */ 0, 0, 0, 0,
-    /* STRATA_ERR_BUSY */ 0xF6, 0xFF, 0xFF, 0xFF,
-    'm', 'a', 'x', ' ', 'n', 'u', 'm', 'b', 'e', 'r', ' ', 'o', 'f', ' ', 'c', 'l', 'i', 'e',
-    'n', 't', 's', ' ', 'r', 'e', 'a', 'c', 'h', 'e', 'd'};
+const unsigned char native_refusal[STRATA_FRAME_HEADER_SIZE + 31] = {'S',
+                                                                     'T',
+                                                                     'R',
+                                                                     'N',
+                                                                     STRATA_PROTOCOL_VERSION,
+                                                                     0,
+                                                                     0,
+                                                                     0,
+                                                                     /* request id */ 0,
+                                                                     0,
+                                                                     0,
+                                                                     0,
+                                                                     0,
+                                                                     0,
+                                                                     0,
+                                                                     0,
+                                                                     /* body length 31 */ 31,
+                                                                     0,
+                                                                     0,
+                                                                     0,
+                                                                     0,
+                                                                     0,
+                                                                     0,
+                                                                     0,
+                                                                     /* count */ 0,
+                                                                     0,
+                                                                     0,
+                                                                     0,
+                                                                     /* STRATA_ERR_BUSY */ 0xF6,
+                                                                     0xFF,
+                                                                     0xFF,
+                                                                     0xFF,
+                                                                     'm',
+                                                                     'a',
+                                                                     'x',
+                                                                     ' ',
+                                                                     'n',
+                                                                     'u',
+                                                                     'm',
+                                                                     'b',
+                                                                     'e',
+                                                                     'r',
+                                                                     ' ',
+                                                                     'o',
+                                                                     'f',
+                                                                     ' ',
+                                                                     'c',
+                                                                     'l',
+                                                                     'i',
+                                                                     'e',
+                                                                     'n',
+                                                                     't',
+                                                                     's',
+                                                                     ' ',
+                                                                     'r',
+                                                                     'e',
+                                                                     'a',
+                                                                     'c',
+                                                                     'h',
+                                                                     'e',
+                                                                     'd'};
 const size_t native_refusal_length = sizeof(native_refusal);
 
 struct native_server {
@@ -62,13 +115,13 @@ struct native_server {
 enum phase {
     PHASE_HEADER = 0,
     PHASE_NAMESPACE_LENGTH, /* u16 */
-    PHASE_NAMESPACE,   /* the name */
-    PHASE_ENTRY,       /* an entry's fixed part */
-    PHASE_ENTRY_KEYS,  /* its key (and parent) */
-    PHASE_VALUE_SMALL, /* a PUT value gathered in the session */
-    PHASE_VALUE_BLOCK, /* a PUT value read into a value block */
-    PHASE_SKIP,        /* the rest of a body that is answered already */
-    PHASE_CLOSED,      /* an untrusted stream: ignore everything */
+    PHASE_NAMESPACE,        /* the name */
+    PHASE_ENTRY,            /* an entry's fixed part */
+    PHASE_ENTRY_KEYS,       /* its key (and parent) */
+    PHASE_VALUE_SMALL,      /* a PUT value gathered in the session */
+    PHASE_VALUE_BLOCK,      /* a PUT value read into a value block */
+    PHASE_SKIP,             /* the rest of a body that is answered already */
+    PHASE_CLOSED,           /* an untrusted stream: ignore everything */
 };
 
 /* A GET result waiting for the end of its frame. */
@@ -230,8 +283,15 @@ static void reply_results(struct native_session *session) {
     unsigned char header[STRATA_FRAME_HEADER_SIZE];
     uint32_t count = session->count;
     switch (session->opcode) {
-    case STRATA_OP_PING:
     case STRATA_OP_SHM_REGISTER:
+        if (session->statuses[0] != STRATA_OK) {
+            reply_error(session, session->statuses[0],
+                        "shared memory refused: not a memfd of this host sealed against "
+                        "shrinking (F_SEAL_SHRINK), or smaller than the size given");
+            return;
+        }
+        /* fall through */
+    case STRATA_OP_PING:
         write_frame_header(header, session->opcode, session->request_id, 0, 0, STRATA_OK);
         output_queue_append(session->output, header, sizeof(header));
         return;
@@ -274,8 +334,7 @@ static void reply_results(struct native_session *session) {
     }
     default: {
         size_t length = (size_t)count * 4;
-        write_frame_header(header, session->opcode, session->request_id, length, count,
-                           STRATA_OK);
+        write_frame_header(header, session->opcode, session->request_id, length, count, STRATA_OK);
         output_queue_append(session->output, header, sizeof(header));
         unsigned char *body = output_queue_reserve(session->output, length > 0 ? length : 1);
         if (body == NULL) return;
@@ -352,7 +411,8 @@ static int32_t finish_put(struct native_session *session, const unsigned char *v
         log_event(LOG_WARNING, "checksum_mismatch",
                   "protocol=native client=%s namespace=%s key=%s during=put", session->peer,
                   space->name,
-                  log_quote(quoted, sizeof(quoted), (const char *)entry_key(session), session->key_length));
+                  log_quote(quoted, sizeof(quoted), (const char *)entry_key(session),
+                            session->key_length));
         return STRATA_ERR_CHECKSUM;
     }
     uint64_t ttl_ms = load64(session->entry + 16);
@@ -411,7 +471,8 @@ static void do_get(struct native_session *session, struct get_result *result) {
     result->checksum = load32(header + 8);
     result->value_length = length;
     if (flags & STRATA_GET_FINGERPRINT) {
-        if (!(load32(header + 4) & STORED_FINGERPRINT) || memcmp(header + 16, entry + 24, 16) != 0) {
+        if (!(load32(header + 4) & STORED_FINGERPRINT) ||
+            memcmp(header + 16, entry + 24, 16) != 0) {
             atomic_fetch_add_explicit(&space->fingerprint_mismatches, 1, memory_order_relaxed);
             item_release(item);
             result->status = STRATA_ERR_FINGERPRINT;
@@ -424,9 +485,10 @@ static void do_get(struct native_session *session, struct get_result *result) {
         /* Read back from flash: check the client's checksum too. */
         atomic_fetch_add_explicit(&space->checksum_failures, 1, memory_order_relaxed);
         char quoted[160];
-        log_event(LOG_ERROR, "checksum_mismatch",
-                  "protocol=native namespace=%s key=%s during=get", space->name,
-                  log_quote(quoted, sizeof(quoted), (const char *)entry_key(session), session->key_length));
+        log_event(LOG_ERROR, "checksum_mismatch", "protocol=native namespace=%s key=%s during=get",
+                  space->name,
+                  log_quote(quoted, sizeof(quoted), (const char *)entry_key(session),
+                            session->key_length));
         item_release(item);
         result->status = STRATA_ERR_CHECKSUM;
         result->value_length = 0;
@@ -581,7 +643,8 @@ static bool next_entry(struct native_session *session) {
         return false;
     }
     if (session->body_remaining != 0) {
-        return fail_stream(session, STRATA_ERR_PROTOCOL, "bytes left in the body after its entries");
+        return fail_stream(session, STRATA_ERR_PROTOCOL,
+                           "bytes left in the body after its entries");
     }
     finish_frame(session);
     return false;
@@ -619,8 +682,7 @@ static bool on_header(struct native_session *session, const unsigned char *heade
     return false;
 }
 
-static bool on_namespace(struct native_session *session, const unsigned char *name,
-                         size_t length) {
+static bool on_namespace(struct native_session *session, const unsigned char *name, size_t length) {
     uint8_t opcode = session->opcode;
     if (opcode >= STRATA_OP_COUNT) {
         fail_frame(session, STRATA_ERR_PROTOCOL, "unknown opcode");
@@ -652,7 +714,8 @@ static bool on_namespace(struct native_session *session, const unsigned char *na
     }
     if (session->count == 0) {
         if (session->body_remaining != 0) {
-            return fail_stream(session, STRATA_ERR_PROTOCOL, "bytes left in the body after its entries");
+            return fail_stream(session, STRATA_ERR_PROTOCOL,
+                               "bytes left in the body after its entries");
         }
         finish_frame(session);
         return false;
@@ -683,15 +746,14 @@ static bool on_entry(struct native_session *session, const unsigned char *entry)
     } else if (session->opcode == STRATA_OP_GET) {
         session->entry_flags = load32(entry + 4);
     }
-    if (session->key_length == 0 || session->key_length > 65536 ||
-        session->parent_length > 65536 ||
+    if (session->key_length == 0 || session->key_length > 65536 || session->parent_length > 65536 ||
         (session->entry_flags & STRATA_PUT_PARENT && session->parent_length == 0)) {
         return fail_stream(session, STRATA_ERR_PROTOCOL, "key or parent length out of range");
     }
-    uint64_t inline_value = (session->opcode == STRATA_OP_PUT &&
-                             !(session->entry_flags & STRATA_PUT_SHM))
-                                ? session->value_length
-                                : 0;
+    uint64_t inline_value =
+        (session->opcode == STRATA_OP_PUT && !(session->entry_flags & STRATA_PUT_SHM))
+            ? session->value_length
+            : 0;
     if (session->value_length > (1ULL << 62) ||
         (uint64_t)session->key_length + session->parent_length + inline_value >
             session->body_remaining) {
@@ -779,8 +841,7 @@ static bool on_entry_keys(struct native_session *session, const unsigned char *k
     }
 }
 
-bool native_session_data(void *opaque, const unsigned char *data, size_t length,
-                         size_t *consumed) {
+bool native_session_data(void *opaque, const unsigned char *data, size_t length, size_t *consumed) {
     struct native_session *session = opaque;
     size_t position = 0;
     bool close = false;
@@ -813,7 +874,8 @@ bool native_session_data(void *opaque, const unsigned char *data, size_t length,
         case PHASE_ENTRY: {
             size_t size = entry_size(session->opcode);
             if (session->body_remaining < size) {
-                close = fail_stream(session, STRATA_ERR_PROTOCOL, "entry runs past the end of the body");
+                close = fail_stream(session, STRATA_ERR_PROTOCOL,
+                                    "entry runs past the end of the body");
                 break;
             }
             piece = need(session, data, length, &position, size, &failed);

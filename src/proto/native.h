@@ -38,8 +38,7 @@ void *native_session_open(struct native_server *server, uint64_t id, const char 
 
 /* Handles DATA (see net_handler.data). Sets *CONSUMED. Returns true when the connection
  * should be closed once its output is sent. */
-bool native_session_data(void *session, const unsigned char *data, size_t length,
-                         size_t *consumed);
+bool native_session_data(void *session, const unsigned char *data, size_t length, size_t *consumed);
 
 /* The direct-read hooks (see net_handler): large values are read straight into the
  * block they will be stored in. */

@@ -1,6 +1,8 @@
 /* INFO, /metrics, /info and the status page history, all rendered from stats.def. */
 #include "proto/stats.h"
 
+#include "proto/namespaces.h"
+
 #include "base/byte_buffer.h"
 #include "base/clock.h"
 #include "base/numbers.h"
@@ -149,8 +151,9 @@ static const struct {
     {"server", STATS_SECTION_SERVER},     {"clients", STATS_SECTION_CLIENTS},
     {"memory", STATS_SECTION_MEMORY},     {"stats", STATS_SECTION_STATS},
     {"keyspace", STATS_SECTION_KEYSPACE}, {"strata", STATS_SECTION_STRATA},
-    {"flash", STATS_SECTION_FLASH},       {"all", STATS_SECTION_ALL},
-    {"default", STATS_SECTION_ALL},       {"everything", STATS_SECTION_ALL},
+    {"flash", STATS_SECTION_FLASH},       {"namespaces", STATS_SECTION_NAMESPACES},
+    {"all", STATS_SECTION_ALL},           {"default", STATS_SECTION_ALL},
+    {"everything", STATS_SECTION_ALL},
 };
 
 /* ---- life cycle ------------------------------------------------------------------ */
@@ -424,6 +427,107 @@ static void section_rows(int section, const struct stats_snapshot *snapshot,
     }
 }
 
+/* One namespace's figures, read without locks. */
+struct namespace_figures {
+    struct store_stats store;
+    uint64_t counters[NAMESPACE_COUNTER_COUNT];
+};
+
+static void read_namespace(struct namespace *space, struct namespace_figures *figures) {
+    store_get_stats(space->store, &figures->store);
+    _Atomic uint64_t *counters[NAMESPACE_COUNTER_COUNT] = {
+        &space->puts,
+        &space->gets,
+        &space->hits,
+        &space->misses,
+        &space->quota_errors,
+        &space->fingerprint_mismatches,
+        &space->checksum_failures,
+    };
+    for (int i = 0; i < NAMESPACE_COUNTER_COUNT; i++)
+        figures->counters[i] = atomic_load_explicit(counters[i], memory_order_relaxed);
+}
+
+/* The counters' names: INFO field suffixes, and Prometheus families with their help. */
+static const struct {
+    const char *field;
+    const char *family;
+    const char *help;
+} namespace_counters[NAMESPACE_COUNTER_COUNT] = {
+    {"native_puts", "strata_namespace_native_puts_total", "Native-protocol PUT entries"},
+    {"native_gets", "strata_namespace_native_gets_total", "Native-protocol GET entries"},
+    {"native_hits", "strata_namespace_native_hits_total", "Native GET entries that found the key"},
+    {"native_misses", "strata_namespace_native_misses_total",
+     "Native GET entries that found no key"},
+    {"quota_errors", "strata_namespace_quota_errors_total",
+     "Writes refused because the namespace is at its quota"},
+    {"fingerprint_mismatches", "strata_namespace_fingerprint_mismatches_total",
+     "GETs refused because the value carries another fingerprint"},
+    {"checksum_failures", "strata_namespace_checksum_failures_total",
+     "Values whose bytes did not match their checksum (PUT arrival or flash read)"},
+};
+
+/* INFO's "# Namespaces" section: one line per namespace. */
+static void section_namespaces(struct stats *stats, struct byte_buffer *text) {
+    struct namespace_table *table = stats->environment.namespaces;
+    if (table == NULL) return;
+    for (int i = 0; i < table->count; i++) {
+        struct namespace *space = &table->entries[i];
+        struct namespace_figures figures;
+        read_namespace(space, &figures);
+        byte_buffer_appendf(text, "namespace_%s:keys=%llu,used_bytes=%llu,quota_bytes=%llu",
+                            space->name, (unsigned long long)figures.store.items,
+                            (unsigned long long)figures.store.used,
+                            (unsigned long long)figures.store.budget);
+        for (int c = 0; c < NAMESPACE_COUNTER_COUNT; c++) {
+            byte_buffer_appendf(text, ",%s=%llu", namespace_counters[c].field,
+                                (unsigned long long)figures.counters[c]);
+        }
+        byte_buffer_append_text(text, "\r\n");
+    }
+}
+
+/* The per-namespace Prometheus families, every namespace in each. */
+static void prometheus_namespaces(struct stats *stats, struct byte_buffer *text) {
+    struct namespace_table *table = stats->environment.namespaces;
+    if (table == NULL) return;
+    struct namespace_figures figures[NAMESPACE_MAX_COUNT];
+    for (int i = 0; i < table->count; i++)
+        read_namespace(&table->entries[i], &figures[i]);
+    static const struct {
+        const char *family;
+        const char *help;
+        size_t offset;
+    } gauges[] = {
+        {"strata_namespace_items", "Keys stored in the namespace (DRAM and flash)",
+         offsetof(struct store_stats, items)},
+        {"strata_namespace_used_bytes", "DRAM bytes the namespace holds",
+         offsetof(struct store_stats, used)},
+        {"strata_namespace_quota_bytes", "DRAM bytes the namespace may hold",
+         offsetof(struct store_stats, budget)},
+        {"strata_namespace_chain_entries", "Chained or pinned keys the namespace tracks",
+         offsetof(struct store_stats, chain_entries)},
+    };
+    for (size_t g = 0; g < sizeof(gauges) / sizeof(gauges[0]); g++) {
+        byte_buffer_appendf(text, "# HELP %s %s\n# TYPE %s gauge\n", gauges[g].family,
+                            gauges[g].help, gauges[g].family);
+        for (int i = 0; i < table->count; i++) {
+            uint64_t value =
+                *(const uint64_t *)((const char *)&figures[i].store + gauges[g].offset);
+            byte_buffer_appendf(text, "%s{namespace=\"%s\"} %llu\n", gauges[g].family,
+                                table->entries[i].name, (unsigned long long)value);
+        }
+    }
+    for (int c = 0; c < NAMESPACE_COUNTER_COUNT; c++) {
+        byte_buffer_appendf(text, "# HELP %s %s\n# TYPE %s counter\n", namespace_counters[c].family,
+                            namespace_counters[c].help, namespace_counters[c].family);
+        for (int i = 0; i < table->count; i++) {
+            byte_buffer_appendf(text, "%s{namespace=\"%s\"} %llu\n", namespace_counters[c].family,
+                                table->entries[i].name, (unsigned long long)figures[i].counters[c]);
+        }
+    }
+}
+
 void stats_info_text(struct stats *stats, int sections, struct byte_buffer *text) {
     static const struct {
         int bit;
@@ -432,7 +536,7 @@ void stats_info_text(struct stats *stats, int sections, struct byte_buffer *text
         {STATS_SECTION_SERVER, "Server"},     {STATS_SECTION_CLIENTS, "Clients"},
         {STATS_SECTION_MEMORY, "Memory"},     {STATS_SECTION_STATS, "Stats"},
         {STATS_SECTION_KEYSPACE, "Keyspace"}, {STATS_SECTION_STRATA, "Strata"},
-        {STATS_SECTION_FLASH, "Flash"},
+        {STATS_SECTION_FLASH, "Flash"},       {STATS_SECTION_NAMESPACES, "Namespaces"},
     };
     struct stats_snapshot snapshot;
     take_snapshot(stats, &snapshot);
@@ -444,6 +548,8 @@ void stats_info_text(struct stats *stats, int sections, struct byte_buffer *text
         byte_buffer_appendf(text, "# %s\r\n", order[i].title);
         if (order[i].bit == STATS_SECTION_SERVER) {
             section_server(stats, &snapshot, text);
+        } else if (order[i].bit == STATS_SECTION_NAMESPACES) {
+            section_namespaces(stats, text);
         } else {
             section_rows(order[i].bit, &snapshot, text);
         }
@@ -599,6 +705,7 @@ void stats_prometheus_text(struct stats *stats, struct byte_buffer *text) {
         }
         append_histogram(text, (enum histogram_id)id);
     }
+    prometheus_namespaces(stats, text);
 }
 
 /* ---- history --------------------------------------------------------------------- */

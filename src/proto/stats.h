@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 struct byte_buffer;
+struct namespace_table;
 struct stats;
 
 /* Where the server is in its life; /health answers 200 only in SERVER_SERVING. */
@@ -32,6 +33,7 @@ struct stats_environment {
     int resp_port;
     int http_port;
     int threads;
+    struct namespace_table *namespaces; /* per-namespace figures; may be NULL */
 };
 
 /* INFO sections, as a bit mask. */
@@ -43,7 +45,8 @@ enum stats_section {
     STATS_SECTION_KEYSPACE = 16,
     STATS_SECTION_STRATA = 32,
     STATS_SECTION_FLASH = 64,
-    STATS_SECTION_ALL = 127,
+    STATS_SECTION_NAMESPACES = 128,
+    STATS_SECTION_ALL = 255,
 };
 
 /* Creates the statistics state. ENVIRONMENT is copied (its strings must outlive the

@@ -424,6 +424,7 @@ int main(int argc, char **argv) {
         .executable = server.executable,
         .config_file = server.config_file,
         .threads = threads,
+        .namespaces = &server.namespaces,
     };
     server.stats = stats_create(&stats_environment);
     struct resp_environment environment = {

@@ -32,7 +32,7 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime
 class Server:
     """One strata-server process. Options are command-line arguments."""
 
-    def __init__(self, directory, *arguments, port=0, http_port=0):
+    def __init__(self, directory, *arguments, port=0, http_port=0, native_port=0):
         self.directory = str(directory)
         os.makedirs(self.directory, exist_ok=True)
         self.log_path = os.path.join(self.directory, "server.log")
@@ -40,23 +40,25 @@ class Server:
             BINARY,
             "--port", str(port),
             "--http-port", str(http_port),
+            "--native-port", str(native_port),
             "--dir", os.path.join(self.directory, "data"),
             *[str(argument) for argument in arguments],
         ]
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(self.arguments, stdout=self.log, stderr=subprocess.STDOUT)
-        self.port, self.http_port = self._wait_for_ports()
+        self.port, self.http_port, self.native_port = self._wait_for_ports()
         self.stopped = False
 
     def _wait_for_ports(self):
-        """The Redis protocol and HTTP ports, from the server's listening log lines."""
+        """The Redis protocol, HTTP and native ports, from the listening log lines."""
         deadline = time.time() + 10 * SLOW
         while time.time() < deadline:
             text = self.read_log()
             resp = re.search(r"event=listening protocol=resp .*port=(\d+)", text)
             http = re.search(r"event=listening protocol=http .*port=(\d+)", text)
-            if resp and http:
-                return int(resp.group(1)), int(http.group(1))
+            native = re.search(r"event=listening protocol=native .*port=(\d+)", text)
+            if resp and http and native:
+                return int(resp.group(1)), int(http.group(1)), int(native.group(1))
             if self.process.poll() is not None:
                 raise RuntimeError(f"strata-server exited with {self.process.returncode}:\n{text}")
             time.sleep(0.02)
