@@ -136,6 +136,7 @@ bench: all
 	./$(BUILD)/bench/engine_shards
 	bench/redis_benchmark.sh
 	/usr/bin/python3 bench/flash_tier.py
+	/usr/bin/python3 bench/native_kv.py
 	bench/http_server_choice.sh
 
 # ---- housekeeping ----

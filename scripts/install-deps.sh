@@ -10,7 +10,7 @@ set -eu
 build_packages="gcc make libc6-dev libxxhash-dev liburing-dev libisal-dev libssl-dev"
 test_packages="$build_packages redis-tools python3 python3-redis python3-pytest clang-format procps
                curl prometheus chromium fonts-dejavu-core python3-numpy python3-torch"
-bench_packages="$build_packages redis-tools redis-server bc curl wrk libmicrohttpd-dev fio memcached python3 python3-redis python3-numpy"
+bench_packages="$build_packages redis-tools redis-server bc curl wrk libmicrohttpd-dev fio memcached python3 python3-redis python3-numpy python3-hiredis"
 
 case "${1:-build}" in
 build) wanted=$build_packages ;;

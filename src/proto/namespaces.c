@@ -65,7 +65,7 @@ int namespace_specs_parse(const char *text, struct namespace_spec *specs, char *
                      NAMESPACE_MAX_COUNT - 1);
             return -1;
         }
-        snprintf(specs[count].name, sizeof(specs[count].name), "%s", item);
+        memcpy(specs[count].name, item, name_length + 1); /* checked: at most 63 bytes */
         specs[count].quota = quota;
         count++;
         cursor += length;

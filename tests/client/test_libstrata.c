@@ -14,12 +14,12 @@
 
 static int failures;
 
-#define CHECK(condition)                                                                   \
-    do {                                                                                   \
-        if (!(condition)) {                                                                \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #condition);  \
-            failures++;                                                                    \
-        }                                                                                  \
+#define CHECK(condition)                                                                           \
+    do {                                                                                           \
+        if (!(condition)) {                                                                        \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #condition);          \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static strata_client *connect_to(int port, const char *name_space) {
@@ -48,10 +48,14 @@ static void test_batches(strata_client *client) {
         buffers[i] = malloc(sizes[i] + 1);
         fill(values[i], sizes[i], (unsigned)i);
         snprintf(keys[i], sizeof(keys[i]), "c/batch/%d", i);
-        puts[i] = (struct strata_put_item){.key = keys[i], .key_length = strlen(keys[i]),
-                                           .value = values[i], .value_length = sizes[i]};
-        gets[i] = (struct strata_get_item){.key = keys[i], .key_length = strlen(keys[i]),
-                                           .buffer = buffers[i], .capacity = sizes[i] + 1};
+        puts[i] = (struct strata_put_item){.key = keys[i],
+                                           .key_length = strlen(keys[i]),
+                                           .value = values[i],
+                                           .value_length = sizes[i]};
+        gets[i] = (struct strata_get_item){.key = keys[i],
+                                           .key_length = strlen(keys[i]),
+                                           .buffer = buffers[i],
+                                           .capacity = sizes[i] + 1};
     }
     CHECK(strata_put_batch(client, puts, COUNT) == 0);
     for (int i = 0; i < COUNT; i++)
@@ -77,8 +81,11 @@ static void test_batches(strata_client *client) {
 
 static void test_keys_and_conditions(strata_client *client) {
     CHECK(strata_put(client, "c/one", 5, "first", 5) == 0);
-    struct strata_put_item again = {.key = "c/one", .key_length = 5, .value = "second",
-                                    .value_length = 6, .flags = STRATA_PUT_IF_ABSENT};
+    struct strata_put_item again = {.key = "c/one",
+                                    .key_length = 5,
+                                    .value = "second",
+                                    .value_length = 6,
+                                    .flags = STRATA_PUT_IF_ABSENT};
     CHECK(strata_put_batch(client, &again, 1) == 0);
     CHECK(again.status == STRATA_ERR_EXISTS);
     char buffer[16];
@@ -95,7 +102,8 @@ static void test_keys_and_conditions(strata_client *client) {
     CHECK(statuses[0] == 0 && statuses[1] == STRATA_ERR_NOT_FOUND);
     CHECK(strata_get(client, "c/one", 5, buffer, sizeof(buffer), &length) == STRATA_ERR_NOT_FOUND);
     /* Bad arguments are refused before anything is sent. */
-    struct strata_put_item empty_key = {.key = "", .key_length = 0, .value = "x", .value_length = 1};
+    struct strata_put_item empty_key = {
+        .key = "", .key_length = 0, .value = "x", .value_length = 1};
     CHECK(strata_put_batch(client, &empty_key, 1) == STRATA_ERR_INVALID);
     CHECK(strata_pin_batch(client, keys, 1, 0, statuses) == STRATA_ERR_INVALID);
 }
@@ -104,12 +112,18 @@ static void test_fingerprints(strata_client *client) {
     unsigned char model_a[16], model_b[16];
     memset(model_a, 'a', 16);
     memset(model_b, 'b', 16);
-    struct strata_put_item put = {.key = "c/fp", .key_length = 4, .value = "kv-block",
-                                  .value_length = 8, .fingerprint = model_a};
+    struct strata_put_item put = {.key = "c/fp",
+                                  .key_length = 4,
+                                  .value = "kv-block",
+                                  .value_length = 8,
+                                  .fingerprint = model_a};
     CHECK(strata_put_batch(client, &put, 1) == 0 && put.status == 0);
     char buffer[16] = {0};
-    struct strata_get_item get = {.key = "c/fp", .key_length = 4, .buffer = buffer,
-                                  .capacity = sizeof(buffer), .fingerprint = model_b};
+    struct strata_get_item get = {.key = "c/fp",
+                                  .key_length = 4,
+                                  .buffer = buffer,
+                                  .capacity = sizeof(buffer),
+                                  .fingerprint = model_b};
     CHECK(strata_get_batch(client, &get, 1) == 0);
     CHECK(get.status == STRATA_ERR_FINGERPRINT);
     CHECK(buffer[0] == 0); /* never the bytes */
@@ -129,7 +143,9 @@ static void test_chains(strata_client *client) {
         for (int t = 0; t < 16; t++)
             tokens[t] = (uint32_t)(i * 16 + t);
         CHECK(strata_kv_key(i == 0 ? NULL : keys[i - 1], tokens, 16, NULL, 0, keys[i]) == 0);
-        puts[i] = (struct strata_put_item){.key = keys[i], .key_length = 32, .value = tokens,
+        puts[i] = (struct strata_put_item){.key = keys[i],
+                                           .key_length = 32,
+                                           .value = tokens,
                                            .value_length = sizeof(tokens),
                                            .parent = i == 0 ? NULL : keys[i - 1],
                                            .parent_length = i == 0 ? 0 : 32};
@@ -199,11 +215,11 @@ static void test_shared_memory(int port) {
     CHECK(strata_shm_create(client, size, &region_pointer) == 0);
     unsigned char *region = region_pointer;
     fill(region, 2 << 20, 7);
-    struct strata_put_item put = {.key = "c/shm", .key_length = 5, .value = region,
-                                  .value_length = 2 << 20};
+    struct strata_put_item put = {
+        .key = "c/shm", .key_length = 5, .value = region, .value_length = 2 << 20};
     CHECK(strata_put_batch(client, &put, 1) == 0 && put.status == 0);
-    struct strata_get_item get = {.key = "c/shm", .key_length = 5, .buffer = region + (4 << 20),
-                                  .capacity = 2 << 20};
+    struct strata_get_item get = {
+        .key = "c/shm", .key_length = 5, .buffer = region + (4 << 20), .capacity = 2 << 20};
     CHECK(strata_get_batch(client, &get, 1) == 0 && get.status == 0);
     CHECK(memcmp(region, region + (4 << 20), 2 << 20) == 0);
     /* A buffer outside the region goes over the socket as usual. */
