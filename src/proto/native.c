@@ -804,6 +804,12 @@ static bool start_value(struct native_session *session) {
         session->statuses[index] = finish_put(session, NULL, block);
         return next_entry(session);
     }
+    if (session->value_length == 0) {
+        unsigned char header[NATIVE_VALUE_HEADER_SIZE];
+        stored_header_build(session, header);
+        session->statuses[index] = finish_put(session, header, NULL);
+        return next_entry(session);
+    }
     if (total < 16384) {
         session->phase = PHASE_VALUE_SMALL;
         return false;
@@ -843,6 +849,11 @@ static bool on_entry_keys(struct native_session *session, const unsigned char *k
 
 bool native_session_data(void *opaque, const unsigned char *data, size_t length, size_t *consumed) {
     struct native_session *session = opaque;
+    if (session->phase == PHASE_CLOSED) {
+        /* The stream broke while a value was read directly: close now. */
+        *consumed = length;
+        return true;
+    }
     size_t position = 0;
     bool close = false;
     bool failed = false;

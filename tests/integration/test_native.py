@@ -232,6 +232,15 @@ def test_bad_frames_get_a_clear_error_and_others_carry_on(server, what, data, st
         other.ping()
 
 
+def test_an_empty_value_alone_in_its_frame(server):
+    with raw(server) as sock:
+        sock.sendall(frame(1, name() + put_entry(b"empty/value", b""), 1))
+        _opcode, _request, count, status, body = read_frame(sock)
+        assert (status, count, body) == (0, 1, struct.pack("<i", 0))
+    with client_for(server) as client:
+        assert client.get("empty/value", bytearray(1)) == 0
+
+
 def test_a_frame_cut_short_stores_nothing_of_the_cut_entry(server):
     first, second = os.urandom(100000), os.urandom(100000)
     body = name() + put_entry(b"cut/first", first) + put_entry(b"cut/second", second)

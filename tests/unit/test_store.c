@@ -584,7 +584,7 @@ static void test_chains_and_pins(void) {
     enum { CHAINS = 64, LINKS = 40, VALUE = 4096 };
     static unsigned char value[VALUE];
     memset(value, 'v', sizeof(value));
-    char key[32], parent[32];
+    char key[48], parent[48];
     CHECK(put(store, "pinned", "p") == STORE_OK);
     CHECK(store_pin(store, "pinned", 6, 60000) == STORE_OK);
     CHECK(store_pin(store, "absent", 6, 60000) == STORE_NOT_FOUND);
