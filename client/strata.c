@@ -53,24 +53,6 @@ struct strata_client {
 
 /* ---- small helpers ------------------------------------------------------------- */
 
-static void store32(unsigned char *p, uint32_t value) {
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(value >> (8 * i));
-}
-
-static void store64(unsigned char *p, uint64_t value) {
-    store32(p, (uint32_t)value);
-    store32(p + 4, (uint32_t)(value >> 32));
-}
-
-static uint32_t load32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t load64(const unsigned char *p) {
-    return (uint64_t)load32(p) | (uint64_t)load32(p + 4) << 32;
-}
-
 static int64_t now_ms(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -308,13 +290,13 @@ static bool request_start(strata_client *client, struct request *request, uint8_
                           uint32_t count, int32_t argument, bool with_namespace) {
     memset(request, 0, sizeof(*request));
     unsigned char *head = request->head;
-    store32(head, STRATA_PROTOCOL_MAGIC);
+    strata_store32(head, STRATA_PROTOCOL_MAGIC);
     head[4] = STRATA_PROTOCOL_VERSION;
     head[5] = opcode;
     head[6] = head[7] = 0;
-    store64(head + 8, __atomic_add_fetch(&client->next_request_id, 1, __ATOMIC_RELAXED));
-    store32(head + 24, count);
-    store32(head + 28, (uint32_t)argument);
+    strata_store64(head + 8, __atomic_add_fetch(&client->next_request_id, 1, __ATOMIC_RELAXED));
+    strata_store32(head + 24, count);
+    strata_store32(head + 28, (uint32_t)argument);
     size_t name_length = with_namespace ? client->name_space_length : 0;
     head[32] = (unsigned char)name_length;
     head[33] = (unsigned char)(name_length >> 8);
@@ -331,21 +313,21 @@ static void request_free(struct request *request) {
  * answers this request. A frame error's message is read and the status returned. */
 static int exchange(strata_client *client, struct connection *connection, struct request *request,
                     unsigned char *header, int64_t deadline) {
-    store64(request->head + 16, request->body_length - STRATA_FRAME_HEADER_SIZE);
+    strata_store64(request->head + 16, request->body_length - STRATA_FRAME_HEADER_SIZE);
     int error = send_all(connection->fd, request->iovecs, request->iovec_count, deadline);
     if (error != 0) return error;
     error = receive_all(connection->fd, header, STRATA_FRAME_HEADER_SIZE, deadline);
     if (error != 0) return error;
-    if (load32(header) != STRATA_PROTOCOL_MAGIC || header[4] != STRATA_PROTOCOL_VERSION) {
+    if (strata_load32(header) != STRATA_PROTOCOL_MAGIC || header[4] != STRATA_PROTOCOL_VERSION) {
         return STRATA_ERR_PROTOCOL;
     }
-    int32_t status = (int32_t)load32(header + 28);
+    int32_t status = (int32_t)strata_load32(header + 28);
     if (status != 0) {
-        uint64_t length = load64(header + 16);
+        uint64_t length = strata_load64(header + 16);
         error = discard(connection->fd, length, deadline);
         return error != 0 ? error : status;
     }
-    if (load64(header + 8) != load64(request->head + 8)) return STRATA_ERR_PROTOCOL;
+    if (strata_load64(header + 8) != strata_load64(request->head + 8)) return STRATA_ERR_PROTOCOL;
     (void)client;
     return 0;
 }
@@ -367,9 +349,9 @@ static int register_shm(strata_client *client, struct connection *connection, in
         return STRATA_ERR_NO_MEMORY;
     }
     unsigned char entry[STRATA_SHM_ENTRY_SIZE];
-    store32(entry, (uint32_t)getpid());
-    store32(entry + 4, (uint32_t)client->shm_fd);
-    store64(entry + 8, client->shm_size);
+    strata_store32(entry, (uint32_t)getpid());
+    strata_store32(entry + 4, (uint32_t)client->shm_fd);
+    strata_store64(entry + 8, client->shm_size);
     int error = request_add(&request, entry, sizeof(entry)) ? 0 : STRATA_ERR_NO_MEMORY;
     unsigned char header[STRATA_FRAME_HEADER_SIZE];
     if (error == 0) error = exchange(client, connection, &request, header, deadline);
@@ -388,6 +370,21 @@ static struct connection *begin_call(strata_client *client, int64_t *deadline, i
         release(client, connection, breaks_stream(*error));
         return NULL;
     }
+    return connection;
+}
+
+/* The start shared by the batch calls: scratch room for COUNT fixed entries of
+ * ENTRY_SIZE bytes (*ENTRIES, the caller frees it) and a connection. Returns the
+ * connection, or NULL with *ERROR set (nothing to free). */
+static struct connection *begin_batch(strata_client *client, size_t entry_size, size_t count,
+                                      unsigned char **entries, int64_t *deadline, int *error) {
+    *entries = malloc(count ? count * entry_size : 1);
+    if (*entries == NULL) {
+        *error = STRATA_ERR_NO_MEMORY;
+        return NULL;
+    }
+    struct connection *connection = begin_call(client, deadline, error);
+    if (connection == NULL) free(*entries);
     return connection;
 }
 
@@ -470,7 +467,7 @@ int strata_ping(strata_client *client) {
 /* Reads COUNT i32 statuses that answer a request into STATUSES. */
 static int read_statuses(struct connection *connection, const unsigned char *header, size_t count,
                          int *statuses, int64_t deadline) {
-    if (load32(header + 24) != count || load64(header + 16) != (uint64_t)count * 4) {
+    if (strata_load32(header + 24) != count || strata_load64(header + 16) != (uint64_t)count * 4) {
         return STRATA_ERR_PROTOCOL;
     }
     unsigned char buffer[4096];
@@ -480,7 +477,7 @@ static int read_statuses(struct connection *connection, const unsigned char *hea
         int error = receive_all(connection->fd, buffer, piece * 4, deadline);
         if (error != 0) return error;
         for (size_t i = 0; i < piece; i++)
-            statuses[done + i] = (int32_t)load32(buffer + 4 * i);
+            statuses[done + i] = (int32_t)strata_load32(buffer + 4 * i);
         done += piece;
     }
     return 0;
@@ -496,15 +493,12 @@ int strata_put_batch(strata_client *client, struct strata_put_item *items, size_
             return STRATA_ERR_INVALID;
         }
     }
-    unsigned char *entries = malloc(count ? count * STRATA_PUT_ENTRY_SIZE : 1);
-    if (entries == NULL) return STRATA_ERR_NO_MEMORY;
+    unsigned char *entries;
     int64_t deadline;
     int error;
-    struct connection *connection = begin_call(client, &deadline, &error);
-    if (connection == NULL) {
-        free(entries);
-        return error;
-    }
+    struct connection *connection =
+        begin_batch(client, STRATA_PUT_ENTRY_SIZE, count, &entries, &deadline, &error);
+    if (connection == NULL) return error;
     struct request request;
     bool ok = request_start(client, &request, STRATA_OP_PUT, (uint32_t)count, 0, true);
     for (size_t i = 0; ok && i < count; i++) {
@@ -520,14 +514,14 @@ int strata_put_batch(strata_client *client, struct strata_put_item *items, size_
         int64_t offset = shm_offset(client, item->value, item->value_length);
         if (offset >= 0) {
             flags |= STRATA_PUT_SHM;
-            store64(entry + 48, (uint64_t)offset);
+            strata_store64(entry + 48, (uint64_t)offset);
         }
-        store32(entry, (uint32_t)item->key_length);
-        store32(entry + 4, flags);
-        store64(entry + 8, item->value_length);
-        store64(entry + 16, item->ttl_ms);
-        store32(entry + 24, strata_checksum(item->value, item->value_length));
-        store32(entry + 28, item->parent != NULL ? (uint32_t)item->parent_length : 0);
+        strata_store32(entry, (uint32_t)item->key_length);
+        strata_store32(entry + 4, flags);
+        strata_store64(entry + 8, item->value_length);
+        strata_store64(entry + 16, item->ttl_ms);
+        strata_store32(entry + 24, strata_checksum(item->value, item->value_length));
+        strata_store32(entry + 28, item->parent != NULL ? (uint32_t)item->parent_length : 0);
         ok = request_add(&request, entry, STRATA_PUT_ENTRY_SIZE) &&
              request_add(&request, item->key, item->key_length) &&
              (item->parent == NULL || request_add(&request, item->parent, item->parent_length)) &&
@@ -560,15 +554,12 @@ int strata_get_batch(strata_client *client, struct strata_get_item *items, size_
             return STRATA_ERR_INVALID;
         }
     }
-    unsigned char *entries = malloc(count ? count * STRATA_GET_ENTRY_SIZE : 1);
-    if (entries == NULL) return STRATA_ERR_NO_MEMORY;
+    unsigned char *entries;
     int64_t deadline;
     int error;
-    struct connection *connection = begin_call(client, &deadline, &error);
-    if (connection == NULL) {
-        free(entries);
-        return error;
-    }
+    struct connection *connection =
+        begin_batch(client, STRATA_GET_ENTRY_SIZE, count, &entries, &deadline, &error);
+    if (connection == NULL) return error;
     struct request request;
     bool ok = request_start(client, &request, STRATA_OP_GET, (uint32_t)count, 0, true);
     for (size_t i = 0; ok && i < count; i++) {
@@ -583,25 +574,25 @@ int strata_get_batch(strata_client *client, struct strata_get_item *items, size_
         int64_t offset = shm_offset(client, item->buffer, item->capacity);
         if (offset >= 0) {
             flags |= STRATA_GET_SHM;
-            store64(entry + 16, (uint64_t)offset);
+            strata_store64(entry + 16, (uint64_t)offset);
         }
-        store32(entry, (uint32_t)item->key_length);
-        store32(entry + 4, flags);
-        store64(entry + 8, item->capacity);
+        strata_store32(entry, (uint32_t)item->key_length);
+        strata_store32(entry + 4, flags);
+        strata_store64(entry + 8, item->capacity);
         ok = request_add(&request, entry, STRATA_GET_ENTRY_SIZE) &&
              request_add(&request, item->key, item->key_length);
     }
     unsigned char header[STRATA_FRAME_HEADER_SIZE];
     error = ok ? exchange(client, connection, &request, header, deadline) : STRATA_ERR_NO_MEMORY;
-    if (error == 0 && load32(header + 24) != count) error = STRATA_ERR_PROTOCOL;
+    if (error == 0 && strata_load32(header + 24) != count) error = STRATA_ERR_PROTOCOL;
     for (size_t i = 0; error == 0 && i < count; i++) {
         struct strata_get_item *item = &items[i];
         unsigned char result[STRATA_GET_RESULT_SIZE];
         error = receive_all(connection->fd, result, sizeof(result), deadline);
         if (error != 0) break;
-        item->status = (int32_t)load32(result);
-        uint32_t checksum = load32(result + 4);
-        uint64_t length = load64(result + 8);
+        item->status = (int32_t)strata_load32(result);
+        uint32_t checksum = strata_load32(result + 4);
+        uint64_t length = strata_load64(result + 8);
         item->value_length = (size_t)length;
         if (item->status != STRATA_OK) continue;
         if (length > item->capacity) {
@@ -629,19 +620,16 @@ static int key_call(strata_client *client, uint8_t opcode, const struct strata_k
             return STRATA_ERR_INVALID;
         }
     }
-    unsigned char *lengths = malloc(count ? count * 4 : 1);
-    if (lengths == NULL) return STRATA_ERR_NO_MEMORY;
+    unsigned char *lengths;
     int64_t deadline;
     int error;
-    struct connection *connection = begin_call(client, &deadline, &error);
-    if (connection == NULL) {
-        free(lengths);
-        return error;
-    }
+    struct connection *connection =
+        begin_batch(client, STRATA_KEY_ENTRY_SIZE, count, &lengths, &deadline, &error);
+    if (connection == NULL) return error;
     struct request request;
     bool ok = request_start(client, &request, opcode, (uint32_t)count, argument, true);
     for (size_t i = 0; ok && i < count; i++) {
-        store32(lengths + 4 * i, (uint32_t)keys[i].key_length);
+        strata_store32(lengths + 4 * i, (uint32_t)keys[i].key_length);
         ok = request_add(&request, lengths + 4 * i, 4) &&
              request_add(&request, keys[i].key, keys[i].key_length);
     }
@@ -649,11 +637,11 @@ static int key_call(strata_client *client, uint8_t opcode, const struct strata_k
     error = ok ? exchange(client, connection, &request, header, deadline) : STRATA_ERR_NO_MEMORY;
     if (error == 0 && opcode == STRATA_OP_MATCH_PREFIX) {
         unsigned char body[4];
-        if (load64(header + 16) != 4) {
+        if (strata_load64(header + 16) != 4) {
             error = STRATA_ERR_PROTOCOL;
         } else {
             error = receive_all(connection->fd, body, 4, deadline);
-            if (error == 0) *matched = load32(body);
+            if (error == 0) *matched = strata_load32(body);
         }
     } else if (error == 0) {
         error = read_statuses(connection, header, count, statuses, deadline);
@@ -752,7 +740,7 @@ int strata_kv_key(const unsigned char *parent, const uint32_t *tokens, size_t to
     bool ok = EVP_DigestInit_ex(context, EVP_sha256(), NULL) == 1 &&
               EVP_DigestUpdate(context, domain, sizeof(domain) - 1) == 1 &&
               EVP_DigestUpdate(context, parent != NULL ? parent : zero, 32) == 1;
-    store32(number, (uint32_t)token_count);
+    strata_store32(number, (uint32_t)token_count);
     ok = ok && EVP_DigestUpdate(context, number, 4) == 1;
     unsigned char buffer[1024];
     size_t done = 0;
@@ -760,11 +748,11 @@ int strata_kv_key(const unsigned char *parent, const uint32_t *tokens, size_t to
         size_t piece =
             token_count - done < sizeof(buffer) / 4 ? token_count - done : sizeof(buffer) / 4;
         for (size_t i = 0; i < piece; i++)
-            store32(buffer + 4 * i, tokens[done + i]);
+            strata_store32(buffer + 4 * i, tokens[done + i]);
         ok = EVP_DigestUpdate(context, buffer, piece * 4) == 1;
         done += piece;
     }
-    store32(number, (uint32_t)extra_length);
+    strata_store32(number, (uint32_t)extra_length);
     ok = ok && EVP_DigestUpdate(context, number, 4) == 1 &&
          (extra_length == 0 || EVP_DigestUpdate(context, extra, extra_length) == 1);
     unsigned int length = 0;

@@ -11,6 +11,25 @@
 
 #include <stdint.h>
 
+/* Little-endian loads and stores of the wire's integers, for the server and clients. */
+static inline void strata_store32(unsigned char *p, uint32_t value) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(value >> (8 * i));
+}
+
+static inline void strata_store64(unsigned char *p, uint64_t value) {
+    strata_store32(p, (uint32_t)value);
+    strata_store32(p + 4, (uint32_t)(value >> 32));
+}
+
+static inline uint32_t strata_load32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t strata_load64(const unsigned char *p) {
+    return (uint64_t)strata_load32(p) | (uint64_t)strata_load32(p + 4) << 32;
+}
+
 #define STRATA_PROTOCOL_MAGIC    0x4E525453u /* "STRN" as little-endian bytes */
 #define STRATA_PROTOCOL_VERSION  1
 #define STRATA_FRAME_HEADER_SIZE 32

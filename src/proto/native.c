@@ -179,26 +179,6 @@ struct native_session {
     uint64_t shm_size;
 };
 
-/* ---- little-endian helpers ----------------------------------------------------- */
-
-static uint32_t load32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t load64(const unsigned char *p) {
-    return (uint64_t)load32(p) | (uint64_t)load32(p + 4) << 32;
-}
-
-static void store32(unsigned char *p, uint32_t value) {
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(value >> (8 * i));
-}
-
-static void store64(unsigned char *p, uint64_t value) {
-    store32(p, (uint32_t)value);
-    store32(p + 4, (uint32_t)(value >> 32));
-}
-
 /* ---- stored values ------------------------------------------------------------- */
 
 static uint32_t stored_header_check(const unsigned char *header) {
@@ -214,32 +194,33 @@ static void stored_header_build(const struct native_session *session, unsigned c
     if (session->entry_flags & STRATA_PUT_FINGERPRINT) flags |= STORED_FINGERPRINT;
     if (session->entry_flags & STRATA_PUT_DURABLE) flags |= STORED_DURABLE;
     memset(header, 0, NATIVE_VALUE_HEADER_SIZE);
-    store32(header, STORED_MAGIC);
-    store32(header + 4, flags);
-    store32(header + 8, load32(session->entry + 24));
+    strata_store32(header, STORED_MAGIC);
+    strata_store32(header + 4, flags);
+    strata_store32(header + 8, strata_load32(session->entry + 24));
     if (flags & STORED_FINGERPRINT) memcpy(header + 16, session->entry + 32, 16);
-    store32(header + 12, stored_header_check(header));
+    strata_store32(header + 12, stored_header_check(header));
 }
 
 /* Whether ITEM holds a value stored by a native PUT (a valid stored header). */
 static bool stored_header_valid(const struct item *item) {
     if (item_value_length(item) < NATIVE_VALUE_HEADER_SIZE) return false;
     const unsigned char *header = item_value(item);
-    return load32(header) == STORED_MAGIC && load32(header + 12) == stored_header_check(header);
+    return strata_load32(header) == STORED_MAGIC &&
+           strata_load32(header + 12) == stored_header_check(header);
 }
 
 /* ---- replies ------------------------------------------------------------------- */
 
 static void write_frame_header(unsigned char *header, uint8_t opcode, uint64_t request_id,
                                uint64_t body_length, uint32_t count, int32_t status) {
-    store32(header, STRATA_PROTOCOL_MAGIC);
+    strata_store32(header, STRATA_PROTOCOL_MAGIC);
     header[4] = STRATA_PROTOCOL_VERSION;
     header[5] = opcode;
     header[6] = header[7] = 0;
-    store64(header + 8, request_id);
-    store64(header + 16, body_length);
-    store32(header + 24, count);
-    store32(header + 28, (uint32_t)status);
+    strata_store64(header + 8, request_id);
+    strata_store64(header + 16, body_length);
+    strata_store32(header + 24, count);
+    strata_store32(header + 28, (uint32_t)status);
 }
 
 /* Queues an error frame for the current request with MESSAGE as its body. */
@@ -297,7 +278,7 @@ static void reply_results(struct native_session *session) {
         return;
     case STRATA_OP_MATCH_PREFIX: {
         unsigned char body[4];
-        store32(body, session->matched);
+        strata_store32(body, session->matched);
         write_frame_header(header, session->opcode, session->request_id, 4, 1, STRATA_OK);
         output_queue_append(session->output, header, sizeof(header));
         output_queue_append(session->output, body, sizeof(body));
@@ -315,9 +296,9 @@ static void reply_results(struct native_session *session) {
         for (uint32_t i = 0; i < count; i++) {
             struct get_result *result = &session->gets[i];
             unsigned char entry[STRATA_GET_RESULT_SIZE];
-            store32(entry, (uint32_t)result->status);
-            store32(entry + 4, result->checksum);
-            store64(entry + 8, result->value_length);
+            strata_store32(entry, (uint32_t)result->status);
+            strata_store32(entry + 4, result->checksum);
+            strata_store64(entry + 8, result->value_length);
             output_queue_append(session->output, entry, sizeof(entry));
             if (result->item == NULL) continue;
             const unsigned char *value = item_value(result->item) + NATIVE_VALUE_HEADER_SIZE;
@@ -339,7 +320,7 @@ static void reply_results(struct native_session *session) {
         unsigned char *body = output_queue_reserve(session->output, length > 0 ? length : 1);
         if (body == NULL) return;
         for (uint32_t i = 0; i < count; i++)
-            store32(body + 4 * i, (uint32_t)session->statuses[i]);
+            strata_store32(body + 4 * i, (uint32_t)session->statuses[i]);
         output_queue_commit(session->output, length);
         return;
     }
@@ -403,7 +384,7 @@ static int32_t finish_put(struct native_session *session, const unsigned char *v
                           struct value_block *block) {
     struct namespace *space = session->space;
     const unsigned char *data = block != NULL ? block->data : value;
-    uint32_t checksum = load32(session->entry + 24);
+    uint32_t checksum = strata_load32(session->entry + 24);
     if (crc32c(data + NATIVE_VALUE_HEADER_SIZE, session->value_length) != checksum) {
         if (block != NULL) value_block_release(block);
         atomic_fetch_add_explicit(&space->checksum_failures, 1, memory_order_relaxed);
@@ -415,7 +396,7 @@ static int32_t finish_put(struct native_session *session, const unsigned char *v
                             session->key_length));
         return STRATA_ERR_CHECKSUM;
     }
-    uint64_t ttl_ms = load64(session->entry + 16);
+    uint64_t ttl_ms = strata_load64(session->entry + 16);
     struct store_write write = {
         .condition = session->entry_flags & STRATA_PUT_IF_ABSENT ? STORE_IF_ABSENT : STORE_ALWAYS,
         .expiry = ttl_ms > 0 ? STORE_EXPIRY_SET : STORE_EXPIRY_CLEAR,
@@ -446,8 +427,8 @@ static int32_t finish_put(struct native_session *session, const unsigned char *v
 static void do_get(struct native_session *session, struct get_result *result) {
     struct namespace *space = session->space;
     const unsigned char *entry = session->entry;
-    uint32_t flags = load32(entry + 4);
-    uint64_t capacity = load64(entry + 8);
+    uint32_t flags = strata_load32(entry + 4);
+    uint64_t capacity = strata_load64(entry + 8);
     *result = (struct get_result){0};
     atomic_fetch_add_explicit(&space->gets, 1, memory_order_relaxed);
     struct item *item;
@@ -468,10 +449,10 @@ static void do_get(struct native_session *session, struct get_result *result) {
     }
     const unsigned char *header = item_value(item);
     uint64_t length = item_value_length(item) - NATIVE_VALUE_HEADER_SIZE;
-    result->checksum = load32(header + 8);
+    result->checksum = strata_load32(header + 8);
     result->value_length = length;
     if (flags & STRATA_GET_FINGERPRINT) {
-        if (!(load32(header + 4) & STORED_FINGERPRINT) ||
+        if (!(strata_load32(header + 4) & STORED_FINGERPRINT) ||
             memcmp(header + 16, entry + 24, 16) != 0) {
             atomic_fetch_add_explicit(&space->fingerprint_mismatches, 1, memory_order_relaxed);
             item_release(item);
@@ -500,7 +481,7 @@ static void do_get(struct native_session *session, struct get_result *result) {
         return;
     }
     if (flags & STRATA_GET_SHM) {
-        uint64_t offset = load64(entry + 16);
+        uint64_t offset = strata_load64(entry + 16);
         if (session->shm == NULL || offset > session->shm_size ||
             length > session->shm_size - offset) {
             item_release(item);
@@ -548,9 +529,9 @@ static int32_t do_key_entry(struct native_session *session) {
 
 /* Maps a client's memfd (see STRATA_OP_SHM_REGISTER). Returns a status. */
 static int32_t do_shm_register(struct native_session *session, const unsigned char *entry) {
-    uint32_t pid = load32(entry);
-    uint32_t fd_number = load32(entry + 4);
-    uint64_t size = load64(entry + 8);
+    uint32_t pid = strata_load32(entry);
+    uint32_t fd_number = strata_load32(entry + 4);
+    uint64_t size = strata_load64(entry + 8);
     char path[64];
     snprintf(path, sizeof(path), "/proc/%u/fd/%u", pid, fd_number);
     int fd = open(path, O_RDWR | O_CLOEXEC);
@@ -652,8 +633,8 @@ static bool next_entry(struct native_session *session) {
 
 static bool on_header(struct native_session *session, const unsigned char *header) {
     session->opcode = header[5];
-    session->request_id = load64(header + 8);
-    if (load32(header) != STRATA_PROTOCOL_MAGIC) {
+    session->request_id = strata_load64(header + 8);
+    if (strata_load32(header) != STRATA_PROTOCOL_MAGIC) {
         return fail_stream(session, STRATA_ERR_PROTOCOL, "bad frame magic (expected STRN)");
     }
     if (header[4] != STRATA_PROTOCOL_VERSION) {
@@ -662,9 +643,9 @@ static bool on_header(struct native_session *session, const unsigned char *heade
                  header[4], STRATA_PROTOCOL_VERSION);
         return fail_stream(session, STRATA_ERR_VERSION, message);
     }
-    session->body_remaining = load64(header + 16);
-    session->count = load32(header + 24);
-    session->argument = (int32_t)load32(header + 28);
+    session->body_remaining = strata_load64(header + 16);
+    session->count = strata_load32(header + 24);
+    session->argument = (int32_t)strata_load32(header + 28);
     session->entries_done = 0;
     session->matched = 0;
     session->match_stopped = false;
@@ -735,16 +716,17 @@ static bool on_entry(struct native_session *session, const unsigned char *entry)
         }
         return next_entry(session);
     }
-    session->key_length = load32(entry);
+    session->key_length = strata_load32(entry);
     session->entry_flags = 0;
     session->parent_length = 0;
     session->value_length = 0;
     if (session->opcode == STRATA_OP_PUT) {
-        session->entry_flags = load32(entry + 4);
-        session->value_length = load64(entry + 8);
-        if (session->entry_flags & STRATA_PUT_PARENT) session->parent_length = load32(entry + 28);
+        session->entry_flags = strata_load32(entry + 4);
+        session->value_length = strata_load64(entry + 8);
+        if (session->entry_flags & STRATA_PUT_PARENT)
+            session->parent_length = strata_load32(entry + 28);
     } else if (session->opcode == STRATA_OP_GET) {
-        session->entry_flags = load32(entry + 4);
+        session->entry_flags = strata_load32(entry + 4);
     }
     if (session->key_length == 0 || session->key_length > 65536 || session->parent_length > 65536 ||
         (session->entry_flags & STRATA_PUT_PARENT && session->parent_length == 0)) {
@@ -787,7 +769,7 @@ static bool start_value(struct native_session *session) {
     }
     uint64_t total = NATIVE_VALUE_HEADER_SIZE + session->value_length;
     if (from_shm) {
-        uint64_t offset = load64(session->entry + 48);
+        uint64_t offset = strata_load64(session->entry + 48);
         if (session->shm == NULL || offset > session->shm_size ||
             session->value_length > session->shm_size - offset) {
             session->statuses[index] = STRATA_ERR_SHM;
