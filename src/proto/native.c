@@ -22,6 +22,7 @@
 #include "proto/namespaces.h"
 #include "strata_protocol.h"
 
+#include <assert.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,68 +46,16 @@
 /* Longest pin lease: an hour. */
 #define MAX_LEASE_MS 3600000
 
-const unsigned char native_refusal[STRATA_FRAME_HEADER_SIZE + 31] = {'S',
-                                                                     'T',
-                                                                     'R',
-                                                                     'N',
-                                                                     STRATA_PROTOCOL_VERSION,
-                                                                     0,
-                                                                     0,
-                                                                     0,
-                                                                     /* request id */ 0,
-                                                                     0,
-                                                                     0,
-                                                                     0,
-                                                                     0,
-                                                                     0,
-                                                                     0,
-                                                                     0,
-                                                                     /* body length 31 */ 31,
-                                                                     0,
-                                                                     0,
-                                                                     0,
-                                                                     0,
-                                                                     0,
-                                                                     0,
-                                                                     0,
-                                                                     /* count */ 0,
-                                                                     0,
-                                                                     0,
-                                                                     0,
-                                                                     /* STRATA_ERR_BUSY */ 0xF6,
-                                                                     0xFF,
-                                                                     0xFF,
-                                                                     0xFF,
-                                                                     'm',
-                                                                     'a',
-                                                                     'x',
-                                                                     ' ',
-                                                                     'n',
-                                                                     'u',
-                                                                     'm',
-                                                                     'b',
-                                                                     'e',
-                                                                     'r',
-                                                                     ' ',
-                                                                     'o',
-                                                                     'f',
-                                                                     ' ',
-                                                                     'c',
-                                                                     'l',
-                                                                     'i',
-                                                                     'e',
-                                                                     'n',
-                                                                     't',
-                                                                     's',
-                                                                     ' ',
-                                                                     'r',
-                                                                     'e',
-                                                                     'a',
-                                                                     'c',
-                                                                     'h',
-                                                                     'e',
-                                                                     'd'};
-const size_t native_refusal_length = sizeof(native_refusal);
+/* The answer to a connection refused at max-clients: an error frame (request id 0,
+ * STRATA_ERR_BUSY = -10 as 0xFFFFFFF6) whose body is the message. */
+#define REFUSAL_MESSAGE "max number of clients reached"
+static_assert(sizeof(REFUSAL_MESSAGE) - 1 == 0x1d, "the body length below is the message's");
+const unsigned char native_refusal[] = "STRN\x01\x00\x00\x00"              /* magic, version 1 */
+                                       "\x00\x00\x00\x00\x00\x00\x00\x00"  /* request id */
+                                       "\x1d\x00\x00\x00\x00\x00\x00\x00"  /* body length */
+                                       "\x00\x00\x00\x00"                  /* count */
+                                       "\xf6\xff\xff\xff" REFUSAL_MESSAGE; /* status, message */
+const size_t native_refusal_length = sizeof(native_refusal) - 1;
 
 struct native_server {
     struct native_environment environment;
@@ -375,10 +324,6 @@ static bool reserve_results(struct native_session *session, uint32_t count) {
     return true;
 }
 
-static const unsigned char *entry_key(const struct native_session *session) {
-    return session->keys;
-}
-
 /* Stores the PUT entry just read, whose value (header included) is VALUE or BLOCK. */
 static int32_t finish_put(struct native_session *session, const unsigned char *value,
                           struct value_block *block) {
@@ -389,11 +334,10 @@ static int32_t finish_put(struct native_session *session, const unsigned char *v
         if (block != NULL) value_block_release(block);
         atomic_fetch_add_explicit(&space->checksum_failures, 1, memory_order_relaxed);
         char quoted[160];
-        log_event(LOG_WARNING, "checksum_mismatch",
-                  "protocol=native client=%s namespace=%s key=%s during=put", session->peer,
-                  space->name,
-                  log_quote(quoted, sizeof(quoted), (const char *)entry_key(session),
-                            session->key_length));
+        log_event(
+            LOG_WARNING, "checksum_mismatch",
+            "protocol=native client=%s namespace=%s key=%s during=put", session->peer, space->name,
+            log_quote(quoted, sizeof(quoted), (const char *)session->keys, session->key_length));
         return STRATA_ERR_CHECKSUM;
     }
     uint64_t ttl_ms = strata_load64(session->entry + 16);
@@ -409,15 +353,15 @@ static int32_t finish_put(struct native_session *session, const unsigned char *v
     enum store_status status;
     if (block != NULL) {
         block->length = NATIVE_VALUE_HEADER_SIZE + session->value_length;
-        status = store_set_block(space->store, entry_key(session), session->key_length, block,
-                                 &write, NULL);
+        status =
+            store_set_block(space->store, session->keys, session->key_length, block, &write, NULL);
     } else {
-        status = store_set(space->store, entry_key(session), session->key_length, value,
+        status = store_set(space->store, session->keys, session->key_length, value,
                            NATIVE_VALUE_HEADER_SIZE + session->value_length, &write, NULL);
     }
     if (status == STORE_OK && (session->entry_flags & STRATA_PUT_DURABLE)) {
         /* Durable values are never evicted: a pin without end. */
-        status = store_pin(space->store, entry_key(session), session->key_length, INT64_MAX / 4);
+        status = store_pin(space->store, session->keys, session->key_length, INT64_MAX / 4);
     }
     atomic_fetch_add_explicit(&space->puts, 1, memory_order_relaxed);
     return status_of(space, status);
@@ -432,8 +376,7 @@ static void do_get(struct native_session *session, struct get_result *result) {
     *result = (struct get_result){0};
     atomic_fetch_add_explicit(&space->gets, 1, memory_order_relaxed);
     struct item *item;
-    enum store_status status =
-        store_get(space->store, entry_key(session), session->key_length, &item);
+    enum store_status status = store_get(space->store, session->keys, session->key_length, &item);
     if (status != STORE_OK) {
         if (status == STORE_NOT_FOUND) {
             atomic_fetch_add_explicit(&space->misses, 1, memory_order_relaxed);
@@ -466,10 +409,10 @@ static void do_get(struct native_session *session, struct get_result *result) {
         /* Read back from flash: check the client's checksum too. */
         atomic_fetch_add_explicit(&space->checksum_failures, 1, memory_order_relaxed);
         char quoted[160];
-        log_event(LOG_ERROR, "checksum_mismatch", "protocol=native namespace=%s key=%s during=get",
-                  space->name,
-                  log_quote(quoted, sizeof(quoted), (const char *)entry_key(session),
-                            session->key_length));
+        log_event(
+            LOG_ERROR, "checksum_mismatch", "protocol=native namespace=%s key=%s during=get",
+            space->name,
+            log_quote(quoted, sizeof(quoted), (const char *)session->keys, session->key_length));
         item_release(item);
         result->status = STRATA_ERR_CHECKSUM;
         result->value_length = 0;
@@ -498,7 +441,7 @@ static void do_get(struct native_session *session, struct get_result *result) {
 /* Carries out a key entry (EXISTS, DELETE, TOUCH, PIN, UNPIN, MATCH_PREFIX). */
 static int32_t do_key_entry(struct native_session *session) {
     struct store *store = session->space->store;
-    const unsigned char *key = entry_key(session);
+    const unsigned char *key = session->keys;
     size_t length = session->key_length;
     switch (session->opcode) {
     case STRATA_OP_EXISTS:

@@ -241,6 +241,24 @@ def test_an_empty_value_alone_in_its_frame(server):
         assert client.get("empty/value", bytearray(1)) == 0
 
 
+def test_max_clients_refusal_is_an_error_frame(tmp_path):
+    crowded = Server(tmp_path, "--max-clients", "2", "--ssd-size", "0")
+    try:
+        held = [raw(crowded), raw(crowded)]
+        for sock in held:
+            sock.sendall(frame(0, name(b""), 0))
+            assert read_frame(sock)[3] == 0
+        with raw(crowded) as refused:
+            _opcode, request, count, status, message = read_frame(refused)
+            assert (request, count, status) == (0, 0, strata.ERR_BUSY)
+            assert message == b"max number of clients reached"
+            assert closed_by_server(refused)
+        for sock in held:
+            sock.close()
+    finally:
+        crowded.stop()
+
+
 def test_a_frame_cut_short_stores_nothing_of_the_cut_entry(server):
     first, second = os.urandom(100000), os.urandom(100000)
     body = name() + put_entry(b"cut/first", first) + put_entry(b"cut/second", second)
