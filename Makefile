@@ -29,7 +29,7 @@ RELEASE_LIBRARY := $(call objects,$(BUILD),$(LIBRARY_SOURCES))
 ASAN_LIBRARY    := $(call objects,$(ASAN),$(LIBRARY_SOURCES))
 
 .PHONY: all run test unit unit-asan integration integration-asan format format-check \
-        deps deps-build deps-test clean bench
+        deps deps-build deps-test clean bench bench-earlier
 
 all: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/libstrata.a
 
@@ -90,6 +90,16 @@ $(BUILD)/bench/http_microhttpd: $(BUILD)/obj/bench/http_microhttpd.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_RELEASE) $^ -o $@ -lmicrohttpd
 
+# The load generator of `make bench` (bench/loadgen.c); built by `make test` too, whose
+# integration tests check that it catches a wrong value.
+$(BUILD)/bench/loadgen: $(BUILD)/obj/bench/loadgen.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_RELEASE) $^ -o $@ -lisal -pthread
+
+$(BUILD)/bench/memcpy_probe: $(BUILD)/obj/bench/memcpy_probe.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_RELEASE) $^ -o $@
+
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(RELEASE_LIBRARY)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_RELEASE) $^ -o $@ $(LIBS)
@@ -119,12 +129,14 @@ unit-asan: $(addprefix $(ASAN)/tests/,$(UNIT_NAMES))
 	@for test in $^; do echo "unit (asan+ubsan): $$test"; \
 	  ASAN_OPTIONS=detect_leaks=1 ./$$test || exit 1; done
 
-integration: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/tests/test_libstrata
+integration: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/tests/test_libstrata \
+             $(BUILD)/bench/loadgen
 	STRATA_SERVER=$(BUILD)/strata-server $(PYTHON) -m pytest -q tests/integration
 
 # The whole integration suite again against the sanitizer build; the fixtures fail a
 # test if the server reports a sanitizer error or exits uncleanly.
-integration-asan: $(ASAN)/strata-server $(BUILD)/libstrata.so $(ASAN)/tests/test_libstrata
+integration-asan: $(ASAN)/strata-server $(BUILD)/libstrata.so $(ASAN)/tests/test_libstrata \
+                  $(BUILD)/bench/loadgen
 	STRATA_SERVER=$(ASAN)/strata-server STRATA_SANITIZED=1 \
 	  $(PYTHON) -m pytest -q tests/integration
 
@@ -132,11 +144,17 @@ integration-asan: $(ASAN)/strata-server $(BUILD)/libstrata.so $(ASAN)/tests/test
 
 bench: all
 	@scripts/install-deps.sh bench
+	$(MAKE) --no-print-directory $(BUILD)/bench/loadgen $(BUILD)/bench/memcpy_probe
+	$(PYTHON) bench/suite.py
+
+# The narrower benchmarks of earlier issues (docs/benchmarks-earlier.md).
+bench-earlier: all
+	@scripts/install-deps.sh bench
 	$(MAKE) --no-print-directory $(BUILD)/bench/engine_shards $(BUILD)/bench/http_microhttpd
 	./$(BUILD)/bench/engine_shards
 	bench/redis_benchmark.sh
-	/usr/bin/python3 bench/flash_tier.py
-	/usr/bin/python3 bench/native_kv.py
+	$(PYTHON) bench/flash_tier.py
+	$(PYTHON) bench/native_kv.py
 	bench/http_server_choice.sh
 
 # ---- housekeeping ----

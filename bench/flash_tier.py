@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Flash-tier benchmarks, each against a peer in the same run (docs/benchmarks.md):
+"""Flash-tier benchmarks, each against a peer in the same run (docs/benchmarks-earlier.md):
 
 1. GET throughput of flash-resident 256 KiB and 2 MiB values (redis-benchmark, 8
    clients) against fio reading the same block size from the same directory with

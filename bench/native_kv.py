@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Batch PUT and GET of KV-cache-sized values: strata's native protocol over TCP and
 over shared memory, side by side with Redis doing MSET/MGET of the same values, in one
-run on this machine (docs/benchmarks.md). Also a memcpy probe (numpy.copyto) as the
+run on this machine (docs/benchmarks-earlier.md). Also a memcpy probe (numpy.copyto) as the
 ceiling for the shared memory path.
 
     /usr/bin/python3 bench/native_kv.py [--seconds 3]

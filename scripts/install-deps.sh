@@ -9,8 +9,9 @@ set -eu
 
 build_packages="gcc make libc6-dev libxxhash-dev liburing-dev libisal-dev libssl-dev"
 test_packages="$build_packages redis-tools python3 python3-redis python3-pytest clang-format procps
-               curl prometheus chromium fonts-dejavu-core python3-numpy python3-torch"
-bench_packages="$build_packages redis-tools redis-server bc curl wrk libmicrohttpd-dev fio memcached python3 python3-redis python3-numpy python3-hiredis"
+               curl prometheus chromium fonts-dejavu-core python3-numpy python3-torch memcached"
+bench_packages="$build_packages redis-tools redis-server bc curl wrk libmicrohttpd-dev fio memcached python3 python3-redis python3-numpy python3-hiredis
+                iperf3 python3-matplotlib util-linux"
 
 case "${1:-build}" in
 build) wanted=$build_packages ;;
