@@ -43,7 +43,8 @@ struct resp_session {
     char *library_name;
     char *library_version;
     int64_t created_ms;
-    _Atomic int64_t last_active_ms;
+    _Atomic int64_t last_active_ms; /* when input last arrived (CLIENT LIST idle) */
+    int64_t command_clock_ns;       /* monotonic start of the next command's latency */
     _Atomic(const char *) last_command;
     struct resp_session *previous; /* in server->sessions */
     struct resp_session *next;
