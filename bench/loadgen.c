@@ -71,13 +71,13 @@ static struct settings settings = {
 #define PATTERN_SPREAD (1u << 20)
 static unsigned char *pattern;
 
-#define KEY_LENGTH 16 /* "bench:" and ten digits: the 16-byte keys of the issue */
+#define KEY_LENGTH     16 /* "bench:" and ten digits: the 16-byte keys of the issue */
 #define INPUT_CAPACITY (256 * 1024)
 
 /* Latency histogram: log-linear buckets over nanoseconds, 32 sub-buckets per power of
  * two (relative error under 3%), enough powers for an hour. */
 #define SUB_BUCKETS 32
-#define POWERS 42
+#define POWERS      42
 struct histogram {
     uint64_t counts[POWERS * SUB_BUCKETS];
 };
@@ -158,21 +158,21 @@ static void format_key(char *out, uint64_t key) {
 /* One request in flight: what it asked for and the bytes of its header. */
 struct request {
     bool is_get;
-    int entries;        /* native: entries in the frame; else 1 */
-    uint64_t *keys;     /* ENTRIES keys */
-    uint64_t started;   /* ns */
+    int entries;         /* native: entries in the frame; else 1 */
+    uint64_t *keys;      /* ENTRIES keys */
+    uint64_t started;    /* ns */
     unsigned char *head; /* protocol bytes around the values */
 };
 
 /* Reply parser state. */
 enum parse_state {
-    PARSE_LINE,        /* RESP or memcached: waiting for a full line */
-    PARSE_VALUE,       /* comparing value bytes against the expected value */
-    PARSE_VALUE_CRLF,  /* the CRLF after a RESP bulk or memcached data block */
-    PARSE_MEMCACHE_END, /* memcached: "END" after a value */
-    PARSE_FRAME,       /* native: the 32-byte frame header */
-    PARSE_PUT_STATUS,  /* native: one i32 status */
-    PARSE_GET_RESULT,  /* native: one 16-byte GET result */
+    PARSE_LINE,          /* RESP or memcached: waiting for a full line */
+    PARSE_VALUE,         /* comparing value bytes against the expected value */
+    PARSE_VALUE_CRLF,    /* the CRLF after a RESP bulk or memcached data block */
+    PARSE_MEMCACHE_END,  /* memcached: "END" after a value */
+    PARSE_FRAME,         /* native: the 32-byte frame header */
+    PARSE_PUT_STATUS,    /* native: one i32 status */
+    PARSE_GET_RESULT,    /* native: one 16-byte GET result */
     PARSE_FRAME_MESSAGE, /* native: a refused frame's message */
 };
 
@@ -253,8 +253,8 @@ static bool issue_request(struct connection *connection) {
         for (int i = 0; i < entries; i++)
             request->keys[i] = connection->next_prefill_key++;
     } else {
-        request->is_get = (double)(next_random(connection) % 1000000) <
-                          settings.get_ratio * 1000000.0;
+        request->is_get =
+            (double)(next_random(connection) % 1000000) < settings.get_ratio * 1000000.0;
         for (int i = 0; i < entries; i++)
             request->keys[i] =
                 settings.key_start + next_random(connection) % (settings.keys - settings.key_start);
@@ -271,8 +271,8 @@ static bool issue_request(struct connection *connection) {
                             KEY_LENGTH, key);
             output_push(connection, head, (size_t)n);
         } else {
-            int n = sprintf((char *)head, "*3\r\n$3\r\nSET\r\n$%d\r\n%.*s\r\n$%zu\r\n",
-                            KEY_LENGTH, KEY_LENGTH, key, size);
+            int n = sprintf((char *)head, "*3\r\n$3\r\nSET\r\n$%d\r\n%.*s\r\n$%zu\r\n", KEY_LENGTH,
+                            KEY_LENGTH, key, size);
             memcpy(head + n, "\r\n", 2);
             output_push(connection, head, (size_t)n);
             output_push(connection, expected_value(request->keys[0]), size);
@@ -348,7 +348,8 @@ static bool flush_output(struct connection *connection) {
             struct iovec *piece = &connection->output[connection->output_head];
             if (left >= piece->iov_len) {
                 left -= piece->iov_len;
-                connection->output_head = (connection->output_head + 1) % connection->output_capacity;
+                connection->output_head =
+                    (connection->output_head + 1) % connection->output_capacity;
                 connection->output_count--;
             } else {
                 piece->iov_base = (char *)piece->iov_base + left;
@@ -430,7 +431,8 @@ static void handle_line(struct connection *connection, const char *line, size_t 
             complete_request(connection, now);
         }
     } else if (connection->state == PARSE_MEMCACHE_END) {
-        if (length != 3 || memcmp(line, "END", 3) != 0) note_error(thread, "expected END", line, length);
+        if (length != 3 || memcmp(line, "END", 3) != 0)
+            note_error(thread, "expected END", line, length);
         thread->gets++;
         complete_request(connection, now);
         connection->state = PARSE_LINE;
@@ -444,7 +446,8 @@ static void handle_line(struct connection *connection, const char *line, size_t 
         } else {
             char key[KEY_LENGTH];
             format_key(key, request->keys[0]);
-            if (memcmp(line + 6, key, KEY_LENGTH) != 0) note_mismatch(thread, request->keys[0], "other key");
+            if (memcmp(line + 6, key, KEY_LENGTH) != 0)
+                note_mismatch(thread, request->keys[0], "other key");
             begin_value(connection, request->keys[0], size);
         }
     } else if (length == 3 && memcmp(line, "END", 3) == 0) {
@@ -479,8 +482,8 @@ static void parse_input(struct connection *connection, uint64_t now) {
             break;
         }
         case PARSE_VALUE: {
-            size_t take = available < connection->value_remaining ? available
-                                                                   : connection->value_remaining;
+            size_t take =
+                available < connection->value_remaining ? available : connection->value_remaining;
             if (connection->value_expected != NULL &&
                 memcmp(start, connection->value_expected + connection->value_done, take) != 0) {
                 note_mismatch(thread, request->keys[connection->entry], "bytes differ");
@@ -506,7 +509,8 @@ static void parse_input(struct connection *connection, uint64_t now) {
         }
         case PARSE_VALUE_CRLF:
             if (available < 2) return;
-            if (start[0] != '\r' || start[1] != '\n') note_error(thread, "no CRLF after value", "", 0);
+            if (start[0] != '\r' || start[1] != '\n')
+                note_error(thread, "no CRLF after value", "", 0);
             connection->input_start += 2;
             if (settings.protocol == PROTOCOL_MEMCACHE) {
                 connection->state = PARSE_MEMCACHE_END;
@@ -535,8 +539,8 @@ static void parse_input(struct connection *connection, uint64_t now) {
             break;
         }
         case PARSE_FRAME_MESSAGE: {
-            size_t take = available < connection->value_remaining ? available
-                                                                   : connection->value_remaining;
+            size_t take =
+                available < connection->value_remaining ? available : connection->value_remaining;
             if (take > 0) note_error(thread, "frame refused", (const char *)start, take);
             connection->input_start += take;
             connection->value_remaining -= take;
@@ -571,7 +575,8 @@ static void parse_input(struct connection *connection, uint64_t now) {
             uint64_t key = request->keys[connection->entry];
             connection->input_start += STRATA_GET_RESULT_SIZE;
             if (status == 0) {
-                if (length != settings.value_size || strata_load32(start + 4) != value_checksum(key))
+                if (length != settings.value_size ||
+                    strata_load32(start + 4) != value_checksum(key))
                     note_mismatch(thread, key, "length or checksum differs");
                 begin_value(connection, key, length);
                 if (length != settings.value_size) connection->value_expected = NULL;
@@ -628,8 +633,7 @@ static int connect_to_server(void) {
     for (struct addrinfo *address = addresses; address != NULL; address = address->ai_next) {
         fd = socket(address->ai_family, address->ai_socktype | SOCK_NONBLOCK, 0);
         if (fd < 0) continue;
-        if (connect(fd, address->ai_addr, address->ai_addrlen) == 0 || errno == EINPROGRESS)
-            break;
+        if (connect(fd, address->ai_addr, address->ai_addrlen) == 0 || errno == EINPROGRESS) break;
         close(fd);
         fd = -1;
     }
@@ -705,41 +709,79 @@ static void usage(void) {
 }
 
 static void parse_arguments(int argc, char **argv) {
-    static const struct option options[] = {
-        {"protocol", required_argument, 0, 'P'}, {"host", required_argument, 0, 'h'},
-        {"port", required_argument, 0, 'p'},     {"size", required_argument, 0, 's'},
-        {"keys", required_argument, 0, 'k'},     {"get-ratio", required_argument, 0, 'r'},
-        {"connections", required_argument, 0, 'c'}, {"pipeline", required_argument, 0, 'd'},
-        {"batch", required_argument, 0, 'b'},    {"threads", required_argument, 0, 't'},
-        {"duration", required_argument, 0, 'D'}, {"prefill", no_argument, 0, 'f'},
-        {"key-start", required_argument, 0, 'S'}, {"namespace", required_argument, 0, 'n'},
-        {"help", no_argument, 0, 'H'},           {0, 0, 0, 0}};
+    static const struct option options[] = {{"protocol", required_argument, 0, 'P'},
+                                            {"host", required_argument, 0, 'h'},
+                                            {"port", required_argument, 0, 'p'},
+                                            {"size", required_argument, 0, 's'},
+                                            {"keys", required_argument, 0, 'k'},
+                                            {"get-ratio", required_argument, 0, 'r'},
+                                            {"connections", required_argument, 0, 'c'},
+                                            {"pipeline", required_argument, 0, 'd'},
+                                            {"batch", required_argument, 0, 'b'},
+                                            {"threads", required_argument, 0, 't'},
+                                            {"duration", required_argument, 0, 'D'},
+                                            {"prefill", no_argument, 0, 'f'},
+                                            {"key-start", required_argument, 0, 'S'},
+                                            {"namespace", required_argument, 0, 'n'},
+                                            {"help", no_argument, 0, 'H'},
+                                            {0, 0, 0, 0}};
     int option;
     while ((option = getopt_long(argc, argv, "", options, NULL)) != -1) {
         switch (option) {
         case 'P':
-            if (strcmp(optarg, "resp") == 0) settings.protocol = PROTOCOL_RESP;
-            else if (strcmp(optarg, "memcache") == 0) settings.protocol = PROTOCOL_MEMCACHE;
-            else if (strcmp(optarg, "native") == 0) settings.protocol = PROTOCOL_NATIVE;
+            if (strcmp(optarg, "resp") == 0)
+                settings.protocol = PROTOCOL_RESP;
+            else if (strcmp(optarg, "memcache") == 0)
+                settings.protocol = PROTOCOL_MEMCACHE;
+            else if (strcmp(optarg, "native") == 0)
+                settings.protocol = PROTOCOL_NATIVE;
             else {
                 fprintf(stderr, "loadgen: unknown protocol %s\n", optarg);
                 exit(2);
             }
             break;
-        case 'h': settings.host = optarg; break;
-        case 'p': settings.port = optarg; break;
-        case 's': settings.value_size = parse_size(optarg); break;
-        case 'k': settings.keys = strtoull(optarg, NULL, 10); break;
-        case 'r': settings.get_ratio = strtod(optarg, NULL); break;
-        case 'c': settings.connections = atoi(optarg); break;
-        case 'd': settings.pipeline = atoi(optarg); break;
-        case 'b': settings.batch = atoi(optarg); break;
-        case 't': settings.threads = atoi(optarg); break;
-        case 'D': settings.duration_seconds = strtod(optarg, NULL); break;
-        case 'f': settings.prefill = true; break;
-        case 'S': settings.key_start = strtoull(optarg, NULL, 10); break;
-        case 'n': settings.namespace_name = optarg; break;
-        default: usage(); exit(option == 'H' ? 0 : 2);
+        case 'h':
+            settings.host = optarg;
+            break;
+        case 'p':
+            settings.port = optarg;
+            break;
+        case 's':
+            settings.value_size = parse_size(optarg);
+            break;
+        case 'k':
+            settings.keys = strtoull(optarg, NULL, 10);
+            break;
+        case 'r':
+            settings.get_ratio = strtod(optarg, NULL);
+            break;
+        case 'c':
+            settings.connections = atoi(optarg);
+            break;
+        case 'd':
+            settings.pipeline = atoi(optarg);
+            break;
+        case 'b':
+            settings.batch = atoi(optarg);
+            break;
+        case 't':
+            settings.threads = atoi(optarg);
+            break;
+        case 'D':
+            settings.duration_seconds = strtod(optarg, NULL);
+            break;
+        case 'f':
+            settings.prefill = true;
+            break;
+        case 'S':
+            settings.key_start = strtoull(optarg, NULL, 10);
+            break;
+        case 'n':
+            settings.namespace_name = optarg;
+            break;
+        default:
+            usage();
+            exit(option == 'H' ? 0 : 2);
         }
     }
     if (settings.connections < 1 || settings.pipeline < 1 || settings.batch < 1 ||
@@ -783,8 +825,8 @@ int main(int argc, char **argv) {
         connection->input = malloc(INPUT_CAPACITY);
         connection->state = settings.protocol == PROTOCOL_NATIVE ? PARSE_FRAME : PARSE_LINE;
         connection->random = mix64((uint64_t)c + 1) | 1;
-        connection->next_prefill_key = settings.key_start + prefill_keys * (uint64_t)c /
-                                                                (uint64_t)settings.connections;
+        connection->next_prefill_key =
+            settings.key_start + prefill_keys * (uint64_t)c / (uint64_t)settings.connections;
         connection->prefill_end =
             settings.key_start + prefill_keys * (uint64_t)(c + 1) / (uint64_t)settings.connections;
         struct thread_state *thread = &threads[c % settings.threads];
@@ -811,8 +853,8 @@ int main(int argc, char **argv) {
     for (int t = 0; t < settings.threads; t++)
         pthread_join(threads[t].thread, NULL);
     uint64_t finished = now_nanoseconds();
-    double elapsed = settings.prefill ? (double)(finished - started) / 1e9
-                                      : settings.duration_seconds;
+    double elapsed =
+        settings.prefill ? (double)(finished - started) / 1e9 : settings.duration_seconds;
     struct thread_state total = {0};
     for (int t = 0; t < settings.threads; t++) {
         for (size_t i = 0; i < POWERS * SUB_BUCKETS; i++)
