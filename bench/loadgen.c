@@ -829,8 +829,6 @@ int main(int argc, char **argv) {
             settings.key_start + prefill_keys * (uint64_t)c / (uint64_t)settings.connections;
         connection->prefill_end =
             settings.key_start + prefill_keys * (uint64_t)(c + 1) / (uint64_t)settings.connections;
-        struct thread_state *thread = &threads[c % settings.threads];
-        connection->thread = thread;
     }
     /* Give each thread a contiguous run of connections. */
     int per_thread_start = 0;

@@ -289,7 +289,12 @@ def dram_matrix(directory, quick, duration):
     return results
 
 
-def headline(directory, quick, duration, repeats):
+# The headline workloads' keys: each value size has its own range, so one server of each
+# kind holds them all at once.
+HEADLINE_KEY_BASE = {100: 0, 4 * KIB: 200_000, 256 * KIB: 400_000, 2 * MIB: 500_000}
+
+
+def headline(directory, duration, repeats):
     """The target workloads, all three servers up at once and runs interleaved, REPEATS
     times each; the median run (by ops/s) is reported."""
     cases = [(256 * KIB, 0.9, 4, 1), (256 * KIB, 0.5, 4, 1), (2 * MIB, 0.9, 4, 1),
@@ -299,13 +304,12 @@ def headline(directory, quick, duration, repeats):
     servers = [start_strata(directory), start_redis(directory), start_memcached(directory)]
     try:
         for size in sorted({case[0] for case in cases}):
-            # keys of each size live in their own range so one server holds them all
-            base = {100: 0, 4 * KIB: 200_000, 256 * KIB: 400_000, 2 * MIB: 500_000}[size]
+            base = HEADLINE_KEY_BASE[size]
             keys = keys_for(size)
             for server in servers:
                 prefill(server, size, base + keys, key_start=base)
         for size, mix, connections, pipeline in cases:
-            base = {100: 0, 4 * KIB: 200_000, 256 * KIB: 400_000, 2 * MIB: 500_000}[size]
+            base = HEADLINE_KEY_BASE[size]
             runs = {server.name: [] for server in servers}
             for _ in range(repeats):
                 for server in servers:
@@ -395,13 +399,10 @@ def flash_resident(directory, quick, duration):
                     report = loadgen(server.protocol, server.port, size, keys, mix,
                                      FLASH_CONNECTIONS, 1, duration)
                     if which == "strata":
-                        info = resp_info(server.port)
-                        report["stored"] = int(info.get("db0", "keys=0").split(",")[0][5:])
-                        report["flash_reads"] = int(info.get("flash_reads", 0))
+                        report["flash_reads"] = int(resp_info(server.port)["flash_reads"])
                     else:
-                        stats = memcached_stats(server.port)
-                        report["stored"] = None
-                        report["flash_reads"] = int(stats.get("get_extstore", 0))
+                        report["flash_reads"] = int(
+                            memcached_stats(server.port).get("get_extstore", 0))
                     results[(which, size, mix)] = report
             finally:
                 server.stop()
@@ -428,7 +429,6 @@ def growth(directory, quick, duration):
                 used = int(info["used_memory"]) - baseline
                 report = loadgen("resp", server.port, 100, keys, 0.9, 16, 16, duration)
                 report["bytes_per_key"] = used / stored
-                report["stored"] = stored
                 results[(server.name, keys)] = report
                 print(f"  growth {server.name} {keys}: {report['ops_per_s']:.0f} ops/s, "
                       f"{used / stored:.1f} B/key", flush=True)
@@ -443,7 +443,7 @@ def figure(value, digits=0):
     return f"{value:,.{digits}f}"
 
 
-def make_plots(output, matrix, growth_results, flash_results):
+def make_plots(output, matrix, growth_results):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -784,7 +784,7 @@ def main():
                             for block in (256 * KIB, 2 * MIB)}}
         print(f"  {ceilings}", flush=True)
         print("headline workloads", flush=True)
-        head = headline(scratch, quick, context_head_duration, context_repeats)
+        head = headline(scratch, context_head_duration, context_repeats)
         print("native protocol and shared memory", flush=True)
         native = native_and_shm(scratch, context_head_duration, context_repeats)
         print("flash-resident", flush=True)
@@ -795,7 +795,7 @@ def main():
             growth_results = growth(scratch, quick, 1.0 if quick else 2.0)
         print("DRAM-resident matrix", flush=True)
         matrix = dram_matrix(scratch, quick, context_matrix_duration)
-        plots = make_plots(arguments.output, matrix, growth_results, flash)
+        plots = make_plots(arguments.output, matrix, growth_results)
         elapsed = time.monotonic() - began
         write_report(arguments.output,
                      None if arguments.no_readme else os.path.join(ROOT, "README.md"),
