@@ -120,7 +120,8 @@ struct native_session {
     int32_t *statuses;
     struct get_result *gets;
     size_t results_capacity;
-    uint32_t matched; /* MATCH_PREFIX */
+    bool results_live; /* the slots [0, count) belong to the frame being read */
+    uint32_t matched;  /* MATCH_PREFIX */
     bool match_stopped;
 
     /* The shared memory region registered on this connection. */
@@ -181,8 +182,11 @@ static void reply_error(struct native_session *session, int32_t status, const ch
     output_queue_append(session->output, message, length);
 }
 
+static void drop_results(struct native_session *session);
+
 /* Answers with an error and stops trusting the stream. Returns true (close). */
 static bool fail_stream(struct native_session *session, int32_t status, const char *message) {
+    drop_results(session);
     reply_error(session, status, message);
     log_event(LOG_WARNING, "protocol_error", "protocol=native client=%s error=\"%s\"",
               session->peer, message);
@@ -192,19 +196,22 @@ static bool fail_stream(struct native_session *session, int32_t status, const ch
 
 /* Answers with an error and skips the rest of the body; the connection goes on. */
 static void fail_frame(struct native_session *session, int32_t status, const char *message) {
+    drop_results(session);
     reply_error(session, status, message);
     session->skip_remaining = session->body_remaining;
     session->body_remaining = 0;
     session->phase = session->skip_remaining > 0 ? PHASE_SKIP : PHASE_HEADER;
 }
 
-/* Releases what the results of an unfinished frame hold. */
+/* Releases what the results of an unfinished frame hold. Only slots of a frame whose
+ * results were set up (results_live) are looked at: they were all cleared then. */
 static void drop_results(struct native_session *session) {
-    if (session->opcode == STRATA_OP_GET && session->gets != NULL) {
-        for (uint32_t i = 0; i < session->entries_done && i < session->results_capacity; i++) {
-            if (session->gets[i].item != NULL) item_release(session->gets[i].item);
-            session->gets[i].item = NULL;
-        }
+    if (!session->results_live) return;
+    session->results_live = false;
+    if (session->opcode != STRATA_OP_GET) return;
+    for (uint32_t i = 0; i < session->count; i++) {
+        if (session->gets[i].item != NULL) item_release(session->gets[i].item);
+        session->gets[i].item = NULL;
     }
 }
 
@@ -341,10 +348,16 @@ static int32_t finish_put(struct native_session *session, const unsigned char *v
         return STRATA_ERR_CHECKSUM;
     }
     uint64_t ttl_ms = strata_load64(session->entry + 16);
+    int64_t now = clock_realtime_ms();
+    if (ttl_ms > (uint64_t)(INT64_MAX - now)) {
+        /* A time to live that would pass the end of time: refused, never wrapped. */
+        if (block != NULL) value_block_release(block);
+        return STRATA_ERR_INVALID;
+    }
     struct store_write write = {
         .condition = session->entry_flags & STRATA_PUT_IF_ABSENT ? STORE_IF_ABSENT : STORE_ALWAYS,
         .expiry = ttl_ms > 0 ? STORE_EXPIRY_SET : STORE_EXPIRY_CLEAR,
-        .expire_at_ms = ttl_ms > 0 ? clock_realtime_ms() + (int64_t)ttl_ms : 0,
+        .expire_at_ms = ttl_ms > 0 ? now + (int64_t)ttl_ms : 0,
     };
     if (session->entry_flags & STRATA_PUT_PARENT) {
         write.parent = session->keys + session->key_length;
@@ -556,6 +569,7 @@ static bool take_body(struct native_session *session, uint64_t bytes) {
 /* The frame's entries are all read: answer it. */
 static void finish_frame(struct native_session *session) {
     reply_results(session);
+    session->results_live = false; /* reply_results() took every item */
     session->phase = PHASE_HEADER;
 }
 
@@ -636,6 +650,8 @@ static bool on_namespace(struct native_session *session, const unsigned char *na
         fail_frame(session, STRATA_ERR_NO_MEMORY, "out of memory for the results");
         return false;
     }
+    if (opcode == STRATA_OP_GET) memset(session->gets, 0, session->count * sizeof(*session->gets));
+    session->results_live = true;
     if (session->count == 0) {
         if (session->body_remaining != 0) {
             return fail_stream(session, STRATA_ERR_PROTOCOL,

@@ -232,6 +232,42 @@ def test_bad_frames_get_a_clear_error_and_others_carry_on(server, what, data, st
         other.ping()
 
 
+def test_a_broken_header_after_a_batch_releases_nothing_it_does_not_hold(server):
+    """A PUT batch, then a header that names GET but fails its magic check: closing the
+    connection must not release GET results that were never set (a crash once)."""
+    with raw(server) as sock:
+        body = name() + b"".join(put_entry(b"broken/%d" % i, b"v" * 10) for i in range(40))
+        sock.sendall(frame(1, body, 40))
+        assert read_frame(sock)[3] == 0
+        sock.sendall(frame(2, name() + get_entry(b"broken/0"), 1, magic=b"XXXX"))
+        assert read_frame(sock)[3] == -12
+        assert closed_by_server(sock)
+    with client_for(server) as other:
+        other.ping()
+        assert other.exists("broken/39")
+
+
+def ttl_put(key, ttl):
+    value = b"ttl value"
+    return (struct.pack("<IIQQII", len(key), 0, len(value), ttl, strata.checksum(value), 0) +
+            b"\0" * 16 + struct.pack("<Q", 0) + key + value)
+
+
+@pytest.mark.parametrize("ttl", [(1 << 63) - 1, 1 << 63, (1 << 64) - 1])
+def test_a_time_to_live_past_the_end_of_time_is_refused(server, ttl):
+    with raw(server) as sock:
+        sock.sendall(frame(1, name() + ttl_put(b"ttl/huge", ttl) +
+                           ttl_put(b"ttl/decade", 10 * 365 * 86400 * 1000), 2))
+        _opcode, _request, count, status, body = read_frame(sock)
+        assert (status, count) == (0, 2)
+        assert struct.unpack("<2i", body) == (strata.ERR_INVALID, 0)
+    with client_for(server) as client:
+        assert not client.exists("ttl/huge")
+        assert client.exists("ttl/decade")
+    ttl = server.client().pttl("ttl/decade")
+    assert 9 * 365 * 86400 * 1000 < ttl <= 10 * 365 * 86400 * 1000
+
+
 def test_an_empty_value_alone_in_its_frame(server):
     with raw(server) as sock:
         sock.sendall(frame(1, name() + put_entry(b"empty/value", b""), 1))
