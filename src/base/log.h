@@ -27,7 +27,9 @@ int log_level_parse(const char *text, enum log_level *level);
 /* Returns the name of a level ("info"). */
 const char *log_level_name(enum log_level level);
 
-/* Sends log lines to the given file descriptor (standard error by default). */
+/* Sends log lines to the given file descriptor (standard error by default). Another
+ * thread may be about to write to the old number: never close it after this call. To
+ * put a new file behind the log, dup2() it onto the number in use instead. */
 void log_set_fd(int fd);
 
 /* Writes one line: the fixed fields, event=EVENT, then the caller's fields formatted

@@ -148,17 +148,26 @@ static void fit_descriptor_limit(struct options *options) {
     }
 }
 
-/* Opens --log-file for appending and sends log lines there, closing the file used
- * before. Returns 0, or -1 with errno set (the old destination stays). */
+/* Opens --log-file for appending and sends log lines there. On a reopen (SIGHUP) the
+ * new file takes the old one's descriptor number with dup2(), which swaps the file
+ * atomically: a thread about to write a line uses a number that always names a log
+ * file, never a descriptor closed and reused meanwhile (a client's socket). Returns 0,
+ * or -1 with errno set (the old destination stays). */
 static int open_log_file(struct server *server) {
     const char *path = options_text(&server->options, OPTION_log_file);
     if (path[0] == '\0') return 0;
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return -1;
-    log_set_fd(fd);
-    if (server->log_fd >= 0) close(server->log_fd);
-    server->log_fd = fd;
-    return 0;
+    if (server->log_fd < 0) {
+        server->log_fd = fd;
+        log_set_fd(fd);
+        return 0;
+    }
+    int result = dup3(fd, server->log_fd, O_CLOEXEC);
+    int error = errno;
+    close(fd);
+    errno = error;
+    return result < 0 ? -1 : 0;
 }
 
 /* Applies a run-time option change (CONFIG SET) to the parts that hold a copy, and

@@ -170,3 +170,64 @@ def test_log_file_events_and_rotation(start_server, tmp_path):
     assert "event=stop" in new_text
     assert "value=600" not in rotated.read_text()
     client.close()
+
+
+def log_descriptors(server, log_path):
+    """The server's descriptor numbers that name LOG_PATH."""
+    directory = f"/proc/{server.process.pid}/fd"
+    found = []
+    for name in os.listdir(directory):
+        try:
+            if os.readlink(os.path.join(directory, name)) == str(log_path):
+                found.append(int(name))
+        except FileNotFoundError:
+            pass
+    return found
+
+
+def test_log_reopen_keeps_one_descriptor_and_never_writes_to_clients(start_server, tmp_path):
+    """SIGHUP swaps the log file behind the same descriptor number (dup2): a worker that
+    is about to log can never write into a socket that took a closed log's number."""
+    log_path = tmp_path / "strata.log"
+    server = start_server("--log-file", log_path, "--log-level", "debug")
+    before = log_descriptors(server, log_path)
+    assert len(before) == 1
+    stop = threading.Event()
+    failures = []
+
+    def clients():
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                    sock.sendall(b"PING\r\n" * 20)
+                    expected = b"+PONG\r\n" * 20
+                    data = b""
+                    while len(data) < len(expected):
+                        piece = sock.recv(65536)
+                        if not piece:
+                            break
+                        data += piece
+                    if data != expected:
+                        failures.append(data[:200])
+                    sock.sendall(b"*-5\r\n")  # a protocol error: a log line per client
+            except OSError as error:
+                failures.append(repr(error))
+
+    threads = [threading.Thread(target=clients) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for index in range(200):
+            if index % 20 == 0:
+                os.rename(log_path, tmp_path / f"strata.log.{index}")
+            server.process.send_signal(signal.SIGHUP)
+            time.sleep(0.005)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not failures, failures[:3]
+    time.sleep(0.2 * SLOW)
+    assert log_descriptors(server, log_path) == before
+    server.stop()
+    assert "event=log_reopened" in log_path.read_text()
