@@ -282,6 +282,19 @@ static void log_eviction_summary(int64_t *last_evicted, int64_t *last_rejected) 
     *last_rejected = rejected;
 }
 
+/* Active expiry on every namespace's store (default included), in turns, while the
+ * last turn found expired keys and for at most EXPIRY_PASS_LIMIT_MS. */
+static void expire_namespaces(struct server *server) {
+    int64_t started = clock_monotonic_ms();
+    bool found = true;
+    while (found && clock_monotonic_ms() - started < EXPIRY_PASS_LIMIT_MS) {
+        found = false;
+        for (int i = 0; i < server->namespaces.count; i++) {
+            if (store_expire_cycle(server->namespaces.entries[i].store, 4096) > 0) found = true;
+        }
+    }
+}
+
 /* Runs active expiry, statistics sampling and the eviction summary, every
  * HOUSEKEEPING_INTERVAL_MS. */
 static void *housekeeping_main(void *argument) {
@@ -292,10 +305,7 @@ static void *housekeeping_main(void *argument) {
     pthread_mutex_lock(&server->housekeeping_lock);
     while (!server->stopping) {
         pthread_mutex_unlock(&server->housekeeping_lock);
-        int64_t started = clock_monotonic_ms();
-        while (store_expire_cycle(server->store, 4096) > 0 &&
-               clock_monotonic_ms() - started < EXPIRY_PASS_LIMIT_MS) {
-        }
+        expire_namespaces(server);
         stats_sample(server->stats);
         if (clock_monotonic_ms() >= next_summary) {
             log_eviction_summary(&last_evicted, &last_rejected);

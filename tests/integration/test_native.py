@@ -486,6 +486,24 @@ def test_native_values_read_back_from_flash_are_checked(tmp_path):
 
 # ---- observability and options -----------------------------------------------------
 
+def namespace_keys(server, namespace):
+    line = server.info("namespaces")[f"namespace_{namespace}"]
+    return line["keys"] if isinstance(line, dict) else int(re.search(r"keys=(\d+)", line)[1])
+
+
+def test_keys_of_every_namespace_expire_unread(server):
+    """Active expiry runs in every namespace, not only the default one."""
+    with client_for(server, "pins") as client:
+        client.put_batch([(f"brief/{i}", b"x" * 100, ) for i in range(10)])
+        for i in range(200):
+            client.put(f"expiring/{i}", b"y" * 100, ttl_ms=100)
+    assert namespace_keys(server, "pins") >= 200
+    deadline = time.time() + 10 * SLOW
+    while time.time() < deadline and namespace_keys(server, "pins") > 10:
+        time.sleep(0.05)
+    assert namespace_keys(server, "pins") == 10  # the 200 expired ones were removed
+
+
 def test_namespaces_in_info_and_metrics(server):
     info = server.client().info("namespaces")
     assert set(info) == {"namespace_default", "namespace_small", "namespace_chains",
