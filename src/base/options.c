@@ -166,6 +166,7 @@ static int store_value(struct options *options, enum option_id id, const char *v
 
 int options_init(struct options *options) {
     memset(options, 0, sizeof(*options));
+    pthread_mutex_init(&options->change_lock, NULL);
     for (int id = 0; id < OPTION_COUNT; id++) {
         int64_t number = 0;
         char error[128];
@@ -184,6 +185,7 @@ void options_free(struct options *options) {
         free(options->texts[id]);
         options->texts[id] = NULL;
     }
+    pthread_mutex_destroy(&options->change_lock);
 }
 
 int options_validate(const struct options *options, char *error, size_t error_size) {
@@ -214,16 +216,19 @@ int options_set(struct options *options, enum option_id id, const char *value, b
         }
         return 0;
     }
-    /* Mutable options are all numeric: swap, check, and undo on refusal. */
+    /* Mutable options are all numeric: swap, check, and undo on refusal, as one step. */
+    pthread_mutex_lock(&options->change_lock);
     int64_t previous = options_number(options, id);
     atomic_store_explicit(&options->numbers[id], number, memory_order_relaxed);
+    int result = 0;
     if (options_validate(options, error, error_size) != 0 ||
         (options->on_change != NULL &&
          options->on_change(options, id, options->on_change_context, error, error_size) != 0)) {
         atomic_store_explicit(&options->numbers[id], previous, memory_order_relaxed);
-        return -1;
+        result = -1;
     }
-    return 0;
+    pthread_mutex_unlock(&options->change_lock);
+    return result;
 }
 
 char *options_format(const struct options *options, enum option_id id, char *output,

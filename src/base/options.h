@@ -6,6 +6,7 @@
 #ifndef STRATA_BASE_OPTIONS_H
 #define STRATA_BASE_OPTIONS_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,6 +39,9 @@ struct options {
     char *texts[OPTION_COUNT]; /* owned; NULL for non-TEXT options */
     option_change_fn on_change;
     void *on_change_context;
+    /* Serialises run-time changes: the swap, the cross-option check, the change hook
+     * and an undo happen as one step, so two CONFIG SETs never interleave. */
+    pthread_mutex_t change_lock;
 };
 
 /* Results of options_parse_command_line(). */
@@ -68,7 +72,8 @@ int options_load_file(struct options *options, const char *path, char *error, si
 int options_find(const char *name);
 
 /* Parses VALUE for option ID and stores it. At run time (RUNNING true) only mutable
- * options may change, the cross-option rules are checked, and the change hook runs.
+ * options may change, the cross-option rules are checked, and the change hook runs,
+ * all under change_lock (the hook runs with it held and must not call options_set).
  * Returns 0, or -1 with a reason in ERROR (without the option's name). */
 int options_set(struct options *options, enum option_id id, const char *value, bool running,
                 char *error, size_t error_size);

@@ -183,3 +183,4 @@ def test_ipv6_and_several_bind_addresses(tmp_path):
                 assert sock.recv(100) == b"+PONG\r\n"
     finally:
         server.stop()
+
