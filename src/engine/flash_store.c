@@ -349,6 +349,7 @@ static enum store_status finish_read(struct store_read *request, enum store_stat
                              block, &item);
         if (status == STORE_OK) {
             item->expire_at_ms = read->expire_at_ms;
+            item->flags |= ITEM_FROM_FLASH;
             if (is_expired(item, clock_realtime_ms())) {
                 item_release(item);
                 status = STORE_NOT_FOUND;

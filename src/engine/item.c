@@ -10,7 +10,7 @@ const unsigned char *item_key(const struct item *item, size_t *length) {
 }
 
 const unsigned char *item_value(const struct item *item) {
-    if (item->external) return item_block(item)->data;
+    if (item->flags & ITEM_EXTERNAL) return item_block(item)->data;
     return item->bytes + item->key_length;
 }
 
@@ -21,7 +21,7 @@ uint64_t item_value_length(const struct item *item) {
 void item_release(struct item *item) {
     if (atomic_fetch_sub_explicit(&item->references, 1, memory_order_acq_rel) != 1) return;
     struct store *store = store_by_id(item->store_id);
-    if (item->external) value_block_release(item_block(item));
+    if (item->flags & ITEM_EXTERNAL) value_block_release(item_block(item));
     uint64_t footprint = memory_footprint(item);
     free(item);
     budget_uncharge(store, footprint);
@@ -77,7 +77,7 @@ enum store_status item_create(struct store *store, uint32_t hash, const void *ke
     item->key_length = (uint32_t)key_length;
     atomic_init(&item->frequency, 0);
     item->queue = QUEUE_NONE;
-    item->external = block != NULL;
+    item->flags = block != NULL ? ITEM_EXTERNAL : 0;
     item->store_id = store->id;
     if (key_length > 0) memcpy(item->bytes, key, key_length);
     if (block != NULL) {
@@ -90,11 +90,11 @@ enum store_status item_create(struct store *store, uint32_t hash, const void *ke
 }
 
 /* Creates an unlinked item for KEY holding the same value as SOURCE (sharing its
- * block when it has one) and SOURCE's expiry. */
+ * block when it has one), SOURCE's expiry and its class (durable or cache). */
 enum store_status item_clone(struct store *store, uint32_t hash, const void *key, size_t key_length,
                              const struct item *source, struct item **created) {
     enum store_status status;
-    if (source->external) {
+    if (source->flags & ITEM_EXTERNAL) {
         struct value_block *block = item_block(source);
         value_block_retain(block);
         status = item_create(store, hash, key, key_length, NULL, 0, block, created);
@@ -102,10 +102,13 @@ enum store_status item_clone(struct store *store, uint32_t hash, const void *key
         status = item_create(store, hash, key, key_length, item_value(source), source->value_length,
                              NULL, created);
     }
-    if (status == STORE_OK) (*created)->expire_at_ms = source->expire_at_ms;
+    if (status == STORE_OK) {
+        (*created)->expire_at_ms = source->expire_at_ms;
+        (*created)->flags |= source->flags & ITEM_DURABLE;
+    }
     return status;
 }
 
-bool item_has_flash_copy(const struct item *item) {
-    return has_flash_copy(item);
+bool item_from_flash(const struct item *item) {
+    return (item->flags & ITEM_FROM_FLASH) != 0;
 }

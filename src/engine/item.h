@@ -1,10 +1,12 @@
 /* The layout of an item, private to the engine.
  *
  * One allocation holds the header, the key and either the value itself (below
- * STORE_BLOCK_THRESHOLD bytes) or a pointer to the value block holding it. An item
- * is immutable once linked into the index, with two exceptions made under its
- * shard's lock: the expiry time, and an in-place append while nobody else holds a
- * reference. */
+ * STORE_BLOCK_THRESHOLD bytes) or a pointer to the value block holding it. An item's
+ * key, value and flags are immutable once it is linked into the index, with one
+ * exception made under its shard's lock: an in-place append while nobody else holds a
+ * reference. The index's bookkeeping fields (queue links, queue, expiry time and the
+ * flash location) change under the shard's lock only and are read under it; a reader
+ * holding only a reference uses the key, the value and the flags. */
 #ifndef STRATA_ENGINE_ITEM_H
 #define STRATA_ENGINE_ITEM_H
 
@@ -16,6 +18,14 @@ enum item_queue {
     QUEUE_SMALL,    /* S3-FIFO's probationary queue */
     QUEUE_MAIN,     /* S3-FIFO's main queue */
     QUEUE_DEMOTING, /* chosen for eviction, in no queue: the flash writer is copying it */
+};
+
+/* Item flags (struct item.flags), fixed when the item is created, so readers holding only
+ * a reference may look at them. */
+enum {
+    ITEM_EXTERNAL = 1,   /* the value lives in a value block */
+    ITEM_DURABLE = 2,    /* class durable: never chosen for eviction or demotion */
+    ITEM_FROM_FLASH = 4, /* built from a record read back from flash */
 };
 
 /* flash_segment of an item whose record is queued for the flash writer. */
@@ -37,7 +47,7 @@ struct item {
     uint32_t flash_offset;       /* where that copy's record starts in its segment */
     _Atomic uint8_t frequency;   /* S3-FIFO access count, 0 to 3; set without a lock */
     uint8_t queue;               /* enum item_queue; changed under the shard lock */
-    uint8_t external;            /* value lives in a value block; never changes */
+    uint8_t flags;               /* ITEM_*; set at creation, never changed afterwards */
     uint8_t store_id;            /* which store's budget counts this item; never changes */
     unsigned char bytes[];       /* key, then the value or a struct value_block pointer */
 };

@@ -71,9 +71,10 @@ bool s3fifo_ghost_take(struct shard *shard, uint32_t hash) {
     return age <= window;
 }
 
-/* Whether ITEM must stay for now: it is pinned, or (without a flash tier to keep it)
- * it has chain children, which must leave before it does (chains.c). */
+/* Whether ITEM must stay for now: it is durable, it is pinned, or (without a flash tier
+ * to keep it) it has chain children, which must leave before it does (chains.c). */
 static bool is_protected(struct shard *shard, const struct item *item, int64_t now) {
+    if (item->flags & ITEM_DURABLE) return true;
     struct store *store = shard->store;
     if (!chain_table_in_use(store)) return false;
     int protection = chain_protection(store, hash_key(store, item->bytes, item->key_length), now);

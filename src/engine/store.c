@@ -315,6 +315,7 @@ static enum store_status set_common(struct store *store, const void *key, size_t
     status = item_create(store, (uint32_t)hash, key, key_length, value, length, block, &item);
     if (status == STORE_OK) {
         if (write->expiry == STORE_EXPIRY_SET) item->expire_at_ms = write->expire_at_ms;
+        if (write->durable) item->flags |= ITEM_DURABLE;
         status = apply_write(store, hash, key, key_length, item, write, previous);
     }
     if (write->parent != NULL) chain_hold(store, parent_hash, false);
@@ -362,6 +363,7 @@ enum store_status store_replace_if_unchanged(struct store *store, const void *ke
     struct item *item;
     status = item_create(store, (uint32_t)hash, key, key_length, value, value_length, NULL, &item);
     if (status != STORE_OK) return status;
+    if (expected != NULL) item->flags |= expected->flags & ITEM_DURABLE; /* keeps its class */
     status = swap_if_unchanged(store, hash, key, key_length, expected, item, keep_expiry);
     return store_finish_write(store, status);
 }
@@ -377,7 +379,7 @@ static uint64_t growth_capacity(uint64_t length) {
  * and the block has room. Called with the item's shard locked. Returns true if done. */
 static bool append_in_place(struct shard *shard, struct item *existing, const void *data,
                             uint64_t data_length) {
-    if (!existing->external || existing->flash_segment != 0 ||
+    if (!(existing->flags & ITEM_EXTERNAL) || existing->flash_segment != 0 ||
         atomic_load_explicit(&existing->references, memory_order_acquire) != 1) {
         return false; /* shared, or its copy on flash would go stale */
     }
@@ -402,19 +404,23 @@ static enum store_status create_appended(struct store *store, uint64_t hash, con
                                          struct item **item) {
     uint64_t old_length = existing->value_length;
     uint64_t total = old_length + data_length;
+    enum store_status status;
     if (total < STORE_BLOCK_THRESHOLD) {
         unsigned char joined[STORE_BLOCK_THRESHOLD];
         memcpy(joined, item_value(existing), (size_t)old_length);
         if (data_length > 0) memcpy(joined + old_length, data, (size_t)data_length);
-        return item_create(store, (uint32_t)hash, key, key_length, joined, total, NULL, item);
+        status = item_create(store, (uint32_t)hash, key, key_length, joined, total, NULL, item);
+    } else {
+        struct value_block *block;
+        status = budget_create_block(store, growth_capacity(total), item_value(existing),
+                                     old_length, &block);
+        if (status != STORE_OK) return status;
+        if (data_length > 0) memcpy(block->data + old_length, data, (size_t)data_length);
+        block->length = total;
+        status = item_create(store, (uint32_t)hash, key, key_length, NULL, 0, block, item);
     }
-    struct value_block *block;
-    enum store_status status = budget_create_block(store, growth_capacity(total),
-                                                   item_value(existing), old_length, &block);
-    if (status != STORE_OK) return status;
-    if (data_length > 0) memcpy(block->data + old_length, data, (size_t)data_length);
-    block->length = total;
-    return item_create(store, (uint32_t)hash, key, key_length, NULL, 0, block, item);
+    if (status == STORE_OK) (*item)->flags |= existing->flags & ITEM_DURABLE; /* keeps its class */
+    return status;
 }
 
 enum store_status store_append(struct store *store, const void *key, size_t key_length,

@@ -97,9 +97,9 @@ const unsigned char *item_key(const struct item *item, size_t *length);
 const unsigned char *item_value(const struct item *item);
 uint64_t item_value_length(const struct item *item);
 
-/* Whether the item's value has a copy in the flash tier (it was written there, or was
- * read back from there). */
-bool item_has_flash_copy(const struct item *item);
+/* Whether the item was built from a record read back from flash (its value passed the
+ * record's checksum on the way). Fixed for the item's life: safe with only a reference. */
+bool item_from_flash(const struct item *item);
 
 /* Drops a reference returned by a store function. */
 void item_release(struct item *item);
@@ -162,6 +162,10 @@ struct store_write {
      * to flash instead), so a chain loses its tail first (docs/kv-cache.md). */
     const void *parent;
     size_t parent_length;
+    /* Class durable: the value is never chosen for eviction (nor moved to flash, whose
+     * reclaim could drop it) while it is present. Set with the write itself, so no
+     * eviction can come between the write and its protection. Otherwise class cache. */
+    bool durable;
 };
 
 /* Stores VALUE under KEY (copying it). When PREVIOUS is not NULL, *previous receives a

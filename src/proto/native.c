@@ -359,6 +359,7 @@ static int32_t finish_put(struct native_session *session, const unsigned char *v
         .expiry = ttl_ms > 0 ? STORE_EXPIRY_SET : STORE_EXPIRY_CLEAR,
         .expire_at_ms = ttl_ms > 0 ? now + (int64_t)ttl_ms : 0,
     };
+    write.durable = (session->entry_flags & STRATA_PUT_DURABLE) != 0;
     if (session->entry_flags & STRATA_PUT_PARENT) {
         write.parent = session->keys + session->key_length;
         write.parent_length = session->parent_length;
@@ -371,10 +372,6 @@ static int32_t finish_put(struct native_session *session, const unsigned char *v
     } else {
         status = store_set(space->store, session->keys, session->key_length, value,
                            NATIVE_VALUE_HEADER_SIZE + session->value_length, &write, NULL);
-    }
-    if (status == STORE_OK && (session->entry_flags & STRATA_PUT_DURABLE)) {
-        /* Durable values are never evicted: a pin without end. */
-        status = store_pin(space->store, session->keys, session->key_length, INT64_MAX / 4);
     }
     atomic_fetch_add_explicit(&space->puts, 1, memory_order_relaxed);
     return status_of(space, status);
@@ -417,7 +414,7 @@ static void do_get(struct native_session *session, struct get_result *result) {
             return;
         }
     }
-    if (item_has_flash_copy(item) &&
+    if (item_from_flash(item) &&
         crc32c(header + NATIVE_VALUE_HEADER_SIZE, length) != result->checksum) {
         /* Read back from flash: check the client's checksum too. */
         atomic_fetch_add_explicit(&space->checksum_failures, 1, memory_order_relaxed);

@@ -354,6 +354,45 @@ def test_quota_exceeded_is_an_error_and_other_namespaces_are_untouched(server):
     assert line["quota_errors"] >= 2
 
 
+def test_durable_values_survive_a_flood_of_cache_writes(tmp_path):
+    """A durable PUT is protected in the same step as the write: while other clients fill
+    the namespace with cache values, no acknowledged durable value is ever evicted."""
+    crowded = Server(tmp_path, "--ssd-size", "0", "--namespaces", "tight=4mb", "--threads", "2")
+    try:
+        stop = threading.Event()
+
+        def flood():
+            with client_for(crowded, "tight") as client:
+                value = os.urandom(1024 * 1024)
+                index = 0
+                while not stop.is_set():
+                    client.put(f"flood/{threading.get_ident()}/{index}", value)
+                    index += 1
+
+        threads = [threading.Thread(target=flood) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        acknowledged = []
+        try:
+            with client_for(crowded, "tight") as client:
+                for batch in range(100):
+                    keys = [f"durable/{batch}/{i}" for i in range(10)]
+                    statuses = client.put_batch([{"key": key, "value": b"d" * 1024,
+                                                  "flags": strata.PUT_DURABLE} for key in keys])
+                    acknowledged += [key for key, status in zip(keys, statuses) if status == 0]
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        assert len(acknowledged) > 100
+        with client_for(crowded, "tight") as client:
+            present = client.exists_batch(acknowledged)
+        missing = [key for key, status in zip(acknowledged, present) if status != 0]
+        assert not missing, f"{len(missing)} acknowledged durable values were evicted"
+    finally:
+        crowded.stop()
+
+
 def test_shared_memory_bad_regions_are_refused(server):
     # A memfd that is not sealed against shrinking could be truncated under the server.
     fd = os.memfd_create("unsealed", os.MFD_ALLOW_SEALING)
@@ -493,15 +532,16 @@ def namespace_keys(server, namespace):
 
 def test_keys_of_every_namespace_expire_unread(server):
     """Active expiry runs in every namespace, not only the default one."""
+    before = namespace_keys(server, "pins")
     with client_for(server, "pins") as client:
-        client.put_batch([(f"brief/{i}", b"x" * 100, ) for i in range(10)])
+        client.put_batch([(f"brief/{i}", b"x" * 100) for i in range(10)])
         for i in range(200):
             client.put(f"expiring/{i}", b"y" * 100, ttl_ms=100)
-    assert namespace_keys(server, "pins") >= 200
+    assert namespace_keys(server, "pins") >= before + 200
     deadline = time.time() + 10 * SLOW
-    while time.time() < deadline and namespace_keys(server, "pins") > 10:
+    while time.time() < deadline and namespace_keys(server, "pins") > before + 10:
         time.sleep(0.05)
-    assert namespace_keys(server, "pins") == 10  # the 200 expired ones were removed
+    assert namespace_keys(server, "pins") == before + 10  # the 200 expired ones went
 
 
 def test_namespaces_in_info_and_metrics(server):
