@@ -5,6 +5,7 @@ CC        ?= cc
 PYTHON    := /usr/bin/python3
 BUILD     := build
 ASAN      := $(BUILD)/asan
+TSAN      := $(BUILD)/tsan
 
 WARNINGS  := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
              -Wformat=2 -Wno-format-nonliteral -Wvla
@@ -12,6 +13,7 @@ COMMON    := -std=c11 -D_GNU_SOURCE -pthread -Isrc -Iinclude -g -MMD -MP $(WARNI
 CFLAGS_RELEASE := $(COMMON) -O2
 CFLAGS_ASAN    := $(COMMON) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
                   -fno-sanitize-recover=undefined
+CFLAGS_TSAN    := $(COMMON) -O1 -fno-omit-frame-pointer -fsanitize=thread
 LIBS      := -pthread -lxxhash -luring -lisal -lm
 
 # The status page is embedded in the binary: build/gen/status_page.c is generated from
@@ -27,8 +29,10 @@ objects = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
 RELEASE_LIBRARY := $(call objects,$(BUILD),$(LIBRARY_SOURCES))
 ASAN_LIBRARY    := $(call objects,$(ASAN),$(LIBRARY_SOURCES))
+TSAN_LIBRARY    := $(call objects,$(TSAN),$(LIBRARY_SOURCES))
 
-.PHONY: all run test unit unit-asan integration integration-asan format format-check \
+.PHONY: all run test unit unit-asan unit-tsan integration integration-asan integration-tsan \
+        format format-check \
         deps deps-build deps-test clean bench bench-earlier
 
 all: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/libstrata.a
@@ -75,11 +79,18 @@ $(ASAN)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ASAN) -c $< -o $@
 
+$(TSAN)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_TSAN) -c $< -o $@
+
 $(BUILD)/strata-server: $(RELEASE_LIBRARY) $(call objects,$(BUILD),$(SERVER_SOURCES))
 	$(CC) $(CFLAGS_RELEASE) $^ -o $@ $(LIBS)
 
 $(ASAN)/strata-server: $(ASAN_LIBRARY) $(call objects,$(ASAN),$(SERVER_SOURCES))
 	$(CC) $(CFLAGS_ASAN) $^ -o $@ $(LIBS)
+
+$(TSAN)/strata-server: $(TSAN_LIBRARY) $(call objects,$(TSAN),$(SERVER_SOURCES))
+	$(CC) $(CFLAGS_TSAN) $^ -o $@ $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(RELEASE_LIBRARY)
 	@mkdir -p $(dir $@)
@@ -108,6 +119,10 @@ $(ASAN)/tests/%: $(ASAN)/obj/tests/unit/%.o $(ASAN_LIBRARY)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ASAN) $^ -o $@ $(LIBS)
 
+$(TSAN)/tests/%: $(TSAN)/obj/tests/unit/%.o $(TSAN_LIBRARY)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_TSAN) $^ -o $@ $(LIBS)
+
 # ---- the README's two commands ----
 
 run: deps-build all
@@ -115,9 +130,9 @@ run: deps-build all
 
 test: deps-test
 	$(MAKE) --no-print-directory format-check
-	$(MAKE) --no-print-directory all $(ASAN)/strata-server
-	$(MAKE) --no-print-directory unit unit-asan
-	$(MAKE) --no-print-directory integration integration-asan
+	$(MAKE) --no-print-directory all $(ASAN)/strata-server $(TSAN)/strata-server
+	$(MAKE) --no-print-directory unit unit-asan unit-tsan
+	$(MAKE) --no-print-directory integration integration-asan integration-tsan
 	@echo "make test: all passed"
 
 # ---- tests ----
@@ -129,6 +144,12 @@ unit-asan: $(addprefix $(ASAN)/tests/,$(UNIT_NAMES))
 	@for test in $^; do echo "unit (asan+ubsan): $$test"; \
 	  ASAN_OPTIONS=detect_leaks=1 ./$$test || exit 1; done
 
+# The unit tests under ThreadSanitizer: any report fails the run (halt_on_error).
+TSAN_OPTIONS_TEST := halt_on_error=1 second_deadlock_stack=1 history_size=4
+unit-tsan: $(addprefix $(TSAN)/tests/,$(UNIT_NAMES))
+	@for test in $^; do echo "unit (tsan): $$test"; \
+	  TSAN_OPTIONS="$(TSAN_OPTIONS_TEST)" ./$$test || exit 1; done
+
 integration: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/tests/test_libstrata \
              $(BUILD)/bench/loadgen
 	STRATA_SERVER=$(BUILD)/strata-server $(PYTHON) -m pytest -q tests/integration
@@ -138,6 +159,16 @@ integration: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/tests/test_li
 integration-asan: $(ASAN)/strata-server $(BUILD)/libstrata.so $(ASAN)/tests/test_libstrata \
                   $(BUILD)/bench/loadgen
 	STRATA_SERVER=$(ASAN)/strata-server STRATA_SANITIZED=1 \
+	  $(PYTHON) -m pytest -q tests/integration
+
+# The integration suite against the ThreadSanitizer build: tests/integration/
+# test_race_load.py drives every thread at once (RESP, native and HTTP clients, the
+# flash writer, reclaim, CONFIG SET, SIGHUP); any race report fails the server's clean
+# exit check. halt_on_error=0 lets a run report every race it finds.
+integration-tsan: $(TSAN)/strata-server $(BUILD)/libstrata.so $(ASAN)/tests/test_libstrata \
+                  $(BUILD)/bench/loadgen
+	STRATA_SERVER=$(TSAN)/strata-server STRATA_SANITIZED=1 STRATA_TSAN=1 \
+	  TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1" \
 	  $(PYTHON) -m pytest -q tests/integration
 
 # ---- benchmarks (docs/benchmarks.md records the figures) ----

@@ -1,9 +1,10 @@
 """Fixtures: a real strata-server process per test module, on a free loopback port.
 
 STRATA_SERVER names the binary (default build/strata-server). With STRATA_SANITIZED=1
-the binary is the AddressSanitizer/UndefinedBehaviorSanitizer build: every server's
-log is then checked for sanitizer reports when it stops, and its exit status must be 0
-(LeakSanitizer makes a leaking server exit non-zero).
+the binary is a sanitizer build (AddressSanitizer with UndefinedBehaviorSanitizer, or
+ThreadSanitizer with STRATA_TSAN=1 as well): every server's log is then checked for
+sanitizer reports when it stops, and its exit status must be 0 (LeakSanitizer makes a
+leaking server exit non-zero, ThreadSanitizer one that reported a race).
 """
 import os
 import re
@@ -18,6 +19,9 @@ import redis
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINARY = os.path.join(ROOT, os.environ.get("STRATA_SERVER", "build/strata-server"))
 SANITIZED = os.environ.get("STRATA_SANITIZED") == "1"
+# The ThreadSanitizer build (make integration-tsan): its shadow memory counts in the
+# server's resident size, so resident-memory bounds do not apply to it.
+THREAD_SANITIZED = os.environ.get("STRATA_TSAN") == "1"
 # A sanitized server is slower: allow more time for start and stop.
 SLOW = 4 if SANITIZED else 1
 
@@ -26,7 +30,8 @@ _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 if _soft != resource.RLIM_INFINITY and _soft < 4096:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, _hard), _hard))
 
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
 
 
 class Server:

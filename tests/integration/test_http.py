@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, SLOW
+from conftest import ROOT, SLOW, THREAD_SANITIZED
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +263,8 @@ def test_large_body_is_streamed_and_sent_without_a_copy(start_server, tmp_path):
     assert response.startswith(b"HTTP/1.1 201"), response
     connection.close()
     rss_after = server.info("memory")["used_memory_rss"]
-    assert rss_after - rss_before < size * 1.25, (rss_before, rss_after)
+    if not THREAD_SANITIZED:  # there the race detector's shadow memory counts too
+        assert rss_after - rss_before < size * 1.25, (rss_before, rss_after)
     result = subprocess.run(["curl", "-sS", url(server, "/keys/huge")], capture_output=True,
                             timeout=120 * SLOW)
     assert len(result.stdout) == size
