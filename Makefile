@@ -6,14 +6,20 @@ PYTHON    := /usr/bin/python3
 BUILD     := build
 ASAN      := $(BUILD)/asan
 TSAN      := $(BUILD)/tsan
+FAULT     := $(BUILD)/fault
 
 WARNINGS  := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
              -Wformat=2 -Wno-format-nonliteral -Wvla
 COMMON    := -std=c11 -D_GNU_SOURCE -pthread -Isrc -Iinclude -g -MMD -MP $(WARNINGS)
 CFLAGS_RELEASE := $(COMMON) -O2
+# The sanitizer builds also test the rules that comments state (src/base/checks.h).
 CFLAGS_ASAN    := $(COMMON) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
-                  -fno-sanitize-recover=undefined
-CFLAGS_TSAN    := $(COMMON) -O1 -fno-omit-frame-pointer -fsanitize=thread
+                  -fno-sanitize-recover=undefined -DSTRATA_CHECKS
+CFLAGS_TSAN    := $(COMMON) -O1 -fno-omit-frame-pointer -fsanitize=thread -DSTRATA_CHECKS
+# The fault-injection build (src/base/fault.h): the sanitizer build with its failure
+# points compiled in, and strata's own allocations sent through them.
+CFLAGS_FAULT   := $(CFLAGS_ASAN) -DSTRATA_FAULT_INJECTION
+FAULT_WRAP     := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc
 LIBS      := -pthread -lxxhash -luring -lisal -lm
 
 # The status page is embedded in the binary: build/gen/status_page.c is generated from
@@ -30,8 +36,10 @@ objects = $(patsubst %.c,$(1)/obj/%.o,$(2))
 RELEASE_LIBRARY := $(call objects,$(BUILD),$(LIBRARY_SOURCES))
 ASAN_LIBRARY    := $(call objects,$(ASAN),$(LIBRARY_SOURCES))
 TSAN_LIBRARY    := $(call objects,$(TSAN),$(LIBRARY_SOURCES))
+FAULT_LIBRARY   := $(call objects,$(FAULT),$(LIBRARY_SOURCES))
 
-.PHONY: all run test unit unit-asan unit-tsan integration integration-asan integration-tsan \
+.PHONY: all run test unit unit-asan unit-tsan unit-fault integration integration-asan \
+        integration-tsan integration-fault \
         format format-check \
         deps deps-build deps-test clean bench bench-earlier
 
@@ -83,6 +91,10 @@ $(TSAN)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_TSAN) -c $< -o $@
 
+$(FAULT)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_FAULT) -c $< -o $@
+
 $(BUILD)/strata-server: $(RELEASE_LIBRARY) $(call objects,$(BUILD),$(SERVER_SOURCES))
 	$(CC) $(CFLAGS_RELEASE) $^ -o $@ $(LIBS)
 
@@ -91,6 +103,13 @@ $(ASAN)/strata-server: $(ASAN_LIBRARY) $(call objects,$(ASAN),$(SERVER_SOURCES))
 
 $(TSAN)/strata-server: $(TSAN_LIBRARY) $(call objects,$(TSAN),$(SERVER_SOURCES))
 	$(CC) $(CFLAGS_TSAN) $^ -o $@ $(LIBS)
+
+$(FAULT)/strata-server: $(FAULT_LIBRARY) $(call objects,$(FAULT),$(SERVER_SOURCES))
+	$(CC) $(CFLAGS_FAULT) $^ -o $@ $(LIBS) $(FAULT_WRAP)
+
+$(FAULT)/tests/test_faults: $(FAULT)/obj/tests/fault/test_faults.o $(FAULT_LIBRARY)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_FAULT) $^ -o $@ $(LIBS) $(FAULT_WRAP)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(RELEASE_LIBRARY)
 	@mkdir -p $(dir $@)
@@ -130,9 +149,10 @@ run: deps-build all
 
 test: deps-test
 	$(MAKE) --no-print-directory format-check
-	$(MAKE) --no-print-directory all $(ASAN)/strata-server $(TSAN)/strata-server
-	$(MAKE) --no-print-directory unit unit-asan unit-tsan
-	$(MAKE) --no-print-directory integration integration-asan integration-tsan
+	$(MAKE) --no-print-directory all $(ASAN)/strata-server $(TSAN)/strata-server \
+	  $(FAULT)/strata-server
+	$(MAKE) --no-print-directory unit unit-asan unit-tsan unit-fault
+	$(MAKE) --no-print-directory integration integration-asan integration-tsan integration-fault
 	@echo "make test: all passed"
 
 # ---- tests ----
@@ -160,6 +180,17 @@ integration-asan: $(ASAN)/strata-server $(BUILD)/libstrata.so $(ASAN)/tests/test
                   $(BUILD)/bench/loadgen
 	STRATA_SERVER=$(ASAN)/strata-server STRATA_SANITIZED=1 \
 	  $(PYTHON) -m pytest -q tests/integration
+
+# Fault-injection sweeps over the flash tier (tests/fault/test_faults.c): each site fails
+# at its Nth call for N = 1, 2, ...; nothing may crash, serve a wrong value or lose an
+# acknowledged durable write.
+unit-fault: $(FAULT)/tests/test_faults
+	ASAN_OPTIONS=detect_leaks=1 ./$(FAULT)/tests/test_faults
+
+# Fault injection against a real server (tests/fault/test_fault_server.py): DEBUG FAULT
+# and STRATA_FAULTS rules in the fault-injection build.
+integration-fault: $(FAULT)/strata-server $(BUILD)/strata-server
+	STRATA_SANITIZED=1 $(PYTHON) -m pytest -q tests/fault
 
 # The integration suite against the ThreadSanitizer build: tests/integration/
 # test_race_load.py drives every thread at once (RESP, native and HTTP clients, the

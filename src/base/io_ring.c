@@ -1,6 +1,8 @@
 /* io_ring over liburing (see io_ring.h). */
 #include "base/io_ring.h"
 
+#include "base/fault.h"
+
 #include <errno.h>
 #include <liburing.h>
 #include <stdio.h>
@@ -72,12 +74,23 @@ static struct io_uring_sqe *next_entry(struct io_ring *ring) {
     return entry;
 }
 
-/* Attaches OPERATION to ENTRY and submits it. */
+enum { KIND_READ = 1, KIND_WRITE, KIND_SYNC };
+
+/* Attaches OPERATION to ENTRY and submits it. When the submission fails the entry is
+ * still in the submission queue, where the kernel would take it with the next one and
+ * read or write memory the caller believes it owns again: it becomes a no-op that no
+ * callback waits for. */
 static int submit(struct io_ring *ring, struct io_uring_sqe *entry,
-                  struct io_ring_operation *operation) {
+                  struct io_ring_operation *operation, int kind) {
+    operation->kind = kind;
     io_uring_sqe_set_data(entry, operation);
-    int result = io_uring_submit(&ring->uring);
-    if (result < 0) return result;
+    int injected = fault_inject(FAULT_submit);
+    int result = injected != 0 ? -injected : io_uring_submit(&ring->uring);
+    if (result < 0) {
+        io_uring_prep_nop(entry);
+        io_uring_sqe_set_data(entry, NULL);
+        return result;
+    }
     ring->in_flight++;
     return 0;
 }
@@ -87,7 +100,7 @@ int io_ring_read(struct io_ring *ring, int fd, void *buffer, size_t length, uint
     struct io_uring_sqe *entry = next_entry(ring);
     if (entry == NULL) return -EBUSY;
     io_uring_prep_read(entry, fd, buffer, (unsigned)length, offset);
-    return submit(ring, entry, operation);
+    return submit(ring, entry, operation, KIND_READ);
 }
 
 int io_ring_write(struct io_ring *ring, int fd, const void *buffer, size_t length, uint64_t offset,
@@ -95,14 +108,24 @@ int io_ring_write(struct io_ring *ring, int fd, const void *buffer, size_t lengt
     struct io_uring_sqe *entry = next_entry(ring);
     if (entry == NULL) return -EBUSY;
     io_uring_prep_write(entry, fd, buffer, (unsigned)length, offset);
-    return submit(ring, entry, operation);
+    return submit(ring, entry, operation, KIND_WRITE);
 }
 
 int io_ring_sync(struct io_ring *ring, int fd, struct io_ring_operation *operation) {
     struct io_uring_sqe *entry = next_entry(ring);
     if (entry == NULL) return -EBUSY;
     io_uring_prep_fsync(entry, fd, IORING_FSYNC_DATASYNC);
-    return submit(ring, entry, operation);
+    return submit(ring, entry, operation, KIND_SYNC);
+}
+
+/* The result an operation reports: the kernel's, or an injected failure. */
+static int completion_result(const struct io_ring_operation *operation, int result) {
+    if (result < 0) return result;
+    enum fault_site site = operation->kind == KIND_READ    ? FAULT_read
+                           : operation->kind == KIND_WRITE ? FAULT_write
+                                                           : FAULT_sync;
+    int injected = fault_inject(site);
+    return injected != 0 ? -injected : result;
 }
 
 unsigned io_ring_complete(struct io_ring *ring) {
@@ -115,20 +138,26 @@ unsigned io_ring_complete(struct io_ring *ring) {
         struct io_ring_operation *operation = io_uring_cqe_get_data(completion);
         int result = completion->res;
         io_uring_cqe_seen(&ring->uring, completion);
+        if (operation == NULL) continue; /* a failed submission's no-op */
         ring->in_flight--;
         count++;
-        operation->done(operation, result);
+        operation->done(operation, completion_result(operation, result));
     }
     return count;
 }
 
 unsigned io_ring_wait(struct io_ring *ring) {
     if (ring->in_flight == 0) return 0;
-    struct io_uring_cqe *completion;
-    int result;
-    do {
-        result = io_uring_wait_cqe(&ring->uring, &completion);
-    } while (result == -EINTR);
+    for (;;) {
+        /* Submits entries a failed submission left queued, so the wait can end. */
+        int result = io_uring_submit_and_wait(&ring->uring, 1);
+        if (result >= 0 || (result != -EINTR && result != -EAGAIN && result != -EBUSY)) break;
+        if (result != -EINTR) {
+            /* The completion queue is full: reaping it makes room. */
+            unsigned reaped = io_ring_complete(ring);
+            if (reaped > 0) return reaped;
+        }
+    }
     return io_ring_complete(ring);
 }
 

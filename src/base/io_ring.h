@@ -19,6 +19,7 @@ struct io_ring;
 struct io_ring_operation {
     /* Called once with the result: bytes read or written, 0 for fsync, or -errno. */
     void (*done)(struct io_ring_operation *operation, int result);
+    int kind; /* set by the ring: what was submitted (read, write or sync) */
 };
 
 /* Creates a ring with room for ENTRIES operations in flight. Returns NULL with a reason
@@ -32,7 +33,8 @@ void io_ring_destroy(struct io_ring *ring);
 int io_ring_event_fd(const struct io_ring *ring);
 
 /* Submits a read of LENGTH bytes at OFFSET of FD into BUFFER. Returns 0 (done() will be
- * called) or a negative errno (it will not). */
+ * called) or a negative errno (it will not, and the kernel will never touch BUFFER or
+ * OPERATION: a submission that failed is turned into a no-op before it can be taken). */
 int io_ring_read(struct io_ring *ring, int fd, void *buffer, size_t length, uint64_t offset,
                  struct io_ring_operation *operation);
 
@@ -46,8 +48,8 @@ int io_ring_sync(struct io_ring *ring, int fd, struct io_ring_operation *operati
 /* Runs the callbacks of every completed operation without waiting. Returns how many. */
 unsigned io_ring_complete(struct io_ring *ring);
 
-/* Waits until at least one operation completes (if any is in flight) and runs the
- * callbacks of all completed ones. Returns how many. */
+/* Submits whatever is still queued, waits until at least one operation completes (if
+ * any is in flight) and runs the callbacks of all completed ones. Returns how many. */
 unsigned io_ring_wait(struct io_ring *ring);
 
 /* Operations submitted whose callbacks have not run yet. */

@@ -8,8 +8,10 @@
  * read is in flight stays open until the read ends. */
 #include "engine/flash_internal.h"
 
+#include "base/checks.h"
 #include "base/clock.h"
 #include "base/crc32c.h"
+#include "base/fault.h"
 #include "base/log.h"
 #include "engine/store_internal.h"
 
@@ -137,7 +139,9 @@ static struct segment *segment_add(struct flash *flash, uint32_t id, int fd, uin
 struct segment *flash_segment_open_existing(struct flash *flash, uint32_t id, uint64_t size) {
     char path[4096];
     segment_path(flash, id, path, sizeof(path));
-    int fd = open(path, O_RDONLY | O_CLOEXEC | (flash->direct_io ? O_DIRECT : 0));
+    int fd = fault_fails(FAULT_open)
+                 ? -1
+                 : open(path, O_RDONLY | O_CLOEXEC | (flash->direct_io ? O_DIRECT : 0));
     if (fd < 0) return NULL;
     struct segment *segment = segment_add(flash, id, fd, size, size);
     if (segment == NULL) close(fd);
@@ -150,10 +154,14 @@ static struct segment *segment_create(struct flash *flash, uint32_t id, uint64_t
     char path[4096];
     segment_path(flash, id, path, sizeof(path));
     /* flash_open() probed whether the filesystem takes O_DIRECT. */
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | (flash->direct_io ? O_DIRECT : 0),
-                  0644);
+    int fd =
+        fault_fails(FAULT_open)
+            ? -1
+            : open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | (flash->direct_io ? O_DIRECT : 0),
+                   0644);
     if (fd < 0) return NULL;
-    int error = posix_fallocate(fd, 0, (off_t)size);
+    int error = fault_inject(FAULT_write);
+    if (error == 0) error = posix_fallocate(fd, 0, (off_t)size);
     unsigned char *block = error == 0 ? aligned_alloc(FLASH_BLOCK, FLASH_BLOCK) : NULL;
     if (error == 0 && block == NULL) error = ENOMEM;
     if (error != 0) goto fail;
@@ -167,7 +175,7 @@ static struct segment *segment_create(struct flash *flash, uint32_t id, uint64_t
     };
     header.header_crc = crc32c(&header, offsetof(struct flash_segment_header, header_crc));
     memcpy(block, &header, sizeof(header));
-    ssize_t written = pwrite(fd, block, FLASH_BLOCK, 0);
+    ssize_t written = fault_fails(FAULT_write) ? -1 : pwrite(fd, block, FLASH_BLOCK, 0);
     error = written == FLASH_BLOCK ? 0 : written < 0 ? errno : EIO;
     free(block);
     if (error != 0) goto fail;
@@ -265,17 +273,81 @@ static int ring_write(struct flash *flash, int fd, const unsigned char *data, si
     return 0;
 }
 
-/* fdatasync of the current segment through the ring. */
+/* After a failed sync of the current segment: the records written to it since the last
+ * good sync may be lost (the kernel may have dropped their pages and will not report it
+ * again), so the index must stop pointing at them, and the segment takes no more
+ * records. Each such record whose header can still be read is looked up: a flash entry
+ * pointing at it is dropped and a tombstone queued (the record may have lasted after
+ * all, and must not come back at the next start), a DRAM copy becomes uncertain. A
+ * record that cannot be read back fails its checksum when read and is never served.
+ * Called by the writer thread. */
+static void abandon_unsynced(struct flash *flash) {
+    struct segment *segment = flash->current;
+    uint64_t dropped = 0;
+    struct segment_reader reader;
+    if (flash_reader_init(&reader, segment->fd, segment->end)) {
+        uint64_t offset = flash->synced_end;
+        for (;;) {
+            const unsigned char *bytes =
+                flash_reader_at(&reader, offset, sizeof(struct flash_record_header));
+            if (bytes == NULL) break;
+            struct flash_record_header header;
+            memcpy(&header, bytes, sizeof(header));
+            if (header.magic != FLASH_RECORD_MAGIC || header.key_length > STORE_MAX_KEY_LENGTH) {
+                break;
+            }
+            const unsigned char *key =
+                flash_reader_at(&reader, offset, sizeof(header) + header.key_length);
+            if (key == NULL ||
+                !flash_header_valid(&header, key + sizeof(header), segment->end - offset)) {
+                break;
+            }
+            key += sizeof(header);
+            if (!(header.flags & FLASH_FLAG_TOMBSTONE) &&
+                flash_store_unsynced_record(flash->store, key, header.key_length, segment->id,
+                                            (uint32_t)offset)) {
+                flash_record_dead(flash, segment->id, header.key_length, header.value_length);
+                flash_queue_tombstone(flash, key, header.key_length);
+                dropped++;
+            }
+            offset += flash_record_size(header.key_length, header.value_length);
+        }
+        flash_reader_free(&reader);
+    }
+    log_event(LOG_ERROR, "flash_unsynced_records_dropped",
+              "segment=%u from=%llu to=%llu dropped=%llu", segment->id,
+              (unsigned long long)flash->synced_end, (unsigned long long)segment->end,
+              (unsigned long long)dropped);
+    flash->current = NULL;
+    flash->staging_fill = 0;
+    flash->dirty = false;
+}
+
+/* fdatasync of the current segment through the ring. On success everything written to
+ * it so far is durable; on failure the unsynced records are given up (see
+ * abandon_unsynced()), logged and counted. Returns 0 or a negative errno. */
 static int ring_sync(struct flash *flash) {
     if (flash->current == NULL || !flash->dirty) return 0;
     struct sync_operation sync = {.operation.done = sync_operation_done};
     int result = io_ring_sync(flash->ring, flash->current->fd, &sync.operation);
-    if (result < 0) return result;
-    while (!sync.done)
-        io_ring_wait(flash->ring);
-    flash->dirty = false;
+    if (result == 0) {
+        while (!sync.done)
+            io_ring_wait(flash->ring);
+        result = sync.result;
+    }
     flash->last_sync_ms = clock_monotonic_ms();
-    return sync.result;
+    if (result < 0) {
+        char path[4096];
+        segment_path(flash, flash->current->id, path, sizeof(path));
+        log_event(LOG_ERROR, "flash_sync_failed", "segment=%s error=\"%s\"", path,
+                  strerror(-result));
+        count(&flash->counters.sync_errors, 1);
+        abandon_unsynced(flash);
+        return result;
+    }
+    flash->dirty = false;
+    flash->synced_end = flash->current->end;
+    return 0;
 }
 
 /* Writes what the staging buffer holds to the current segment, padded with zeros to a
@@ -285,10 +357,10 @@ static int staging_flush(struct flash *flash, bool keep_tail) {
     if (flash->staging_fill == 0) return 0;
     size_t padded = (flash->staging_fill + FLASH_BLOCK - 1) & ~(size_t)(FLASH_BLOCK - 1);
     memset(flash->staging + flash->staging_fill, 0, padded - flash->staging_fill);
+    flash->dirty = true; /* even a failed write may have changed the file */
     int result =
         ring_write(flash, flash->current->fd, flash->staging, padded, flash->staging_offset);
     if (result < 0) return result;
-    flash->dirty = true;
     size_t whole = flash->staging_fill & ~(size_t)(FLASH_BLOCK - 1);
     if (!keep_tail || whole == flash->staging_fill) {
         flash->staging_offset += padded;
@@ -355,13 +427,17 @@ static void complete_appended(struct flash *flash, int result) {
 /* Writes out the staging buffer (keeping a partial block), syncs as the policy says,
  * and completes the appended records. Returns 0 or a negative errno. */
 static int writer_checkpoint(struct flash *flash, bool keep_tail) {
-    int result = flash->current != NULL ? staging_flush(flash, keep_tail) : 0;
-    if (result == 0 && flash->fsync == STORE_FSYNC_ALWAYS) result = ring_sync(flash);
-    if (result < 0) {
-        char path[4096];
-        segment_path(flash, flash->current->id, path, sizeof(path));
-        log_event(LOG_ERROR, "flash_write_failed", "segment=%s error=\"%s\"", path,
-                  strerror(-result));
+    int result = 0;
+    if (flash->current != NULL) {
+        result = staging_flush(flash, keep_tail);
+        if (result < 0) {
+            char path[4096];
+            segment_path(flash, flash->current->id, path, sizeof(path));
+            log_event(LOG_ERROR, "flash_write_failed", "segment=%s error=\"%s\"", path,
+                      strerror(-result));
+        } else if (flash->fsync == STORE_FSYNC_ALWAYS) {
+            result = ring_sync(flash); /* logs and counts a failure itself */
+        }
     }
     complete_appended(flash, result);
     return result;
@@ -411,6 +487,7 @@ static int open_next_segment(struct flash *flash, uint64_t record_size) {
     flash->current = segment;
     flash->staging_fill = 0;
     flash->staging_offset = FLASH_BLOCK;
+    flash->synced_end = FLASH_BLOCK;
     uint64_t reinsert_room = size / REINSERT_SHARE;
     if (reinsert_room > size - needed) reinsert_room = size - needed;
     while (flash->segment_count > 1 && flash->used > flash->capacity) {
@@ -430,6 +507,7 @@ static int append_record(struct flash *flash, const void *key, size_t key_length
         flash->staging_offset + flash->staging_fill + size > flash->current->size) {
         int result = open_next_segment(flash, size);
         if (result < 0) return result;
+        if (flash->current == NULL) return -EIO; /* given up after a failed sync meanwhile */
     }
     struct flash_record_header header = {
         .magic = FLASH_RECORD_MAGIC,
@@ -482,8 +560,10 @@ static void process_write(struct flash *flash, struct pending_write *write) {
         /* Complete what was appended before (tickets complete in queue order), then
          * this one with its error. */
         writer_checkpoint(flash, true);
-        if (result != -EFBIG) {
-            flash->current = NULL; /* start afresh in a new segment */
+        if (result != -EFBIG && flash->current != NULL) {
+            /* Start afresh in a new segment, keeping what this one holds durable. */
+            if (flash->fsync != STORE_FSYNC_NEVER) ring_sync(flash);
+            flash->current = NULL;
             flash->staging_fill = 0;
         }
         flash->appended = write; /* the checkpoint left the list empty */
@@ -501,7 +581,9 @@ bool flash_reader_init(struct segment_reader *reader, int fd, uint64_t limit) {
     memset(reader, 0, sizeof(*reader));
     reader->fd = fd;
     reader->limit = limit;
-    reader->capacity = 8u << 20;
+    /* 8 MiB at a time, or the whole file when it is smaller. */
+    uint64_t whole = (limit + FLASH_BLOCK - 1) & ~(uint64_t)(FLASH_BLOCK - 1);
+    reader->capacity = whole < (8u << 20) ? (size_t)(whole > 0 ? whole : FLASH_BLOCK) : 8u << 20;
     reader->buffer = aligned_alloc(FLASH_BLOCK, reader->capacity);
     return reader->buffer != NULL;
 }
@@ -516,7 +598,9 @@ void flash_reader_free(struct segment_reader *reader) {
 static ssize_t read_up_to(int fd, unsigned char *target, size_t length, uint64_t offset) {
     size_t done = 0;
     while (done < length) {
-        ssize_t got = pread(fd, target + done, length - done, (off_t)(offset + done));
+        ssize_t got = fault_fails(FAULT_read)
+                          ? -1
+                          : pread(fd, target + done, length - done, (off_t)(offset + done));
         if (got < 0 && errno == EINTR) continue;
         if (got < 0) return -1;
         if (got == 0) break;
@@ -541,12 +625,16 @@ const unsigned char *flash_reader_at(struct segment_reader *reader, uint64_t off
             free(reader->large);
             reader->large = aligned_alloc(FLASH_BLOCK, (size_t)(end - start));
             reader->large_capacity = reader->large != NULL ? (size_t)(end - start) : 0;
-            if (reader->large == NULL) return NULL;
+            if (reader->large == NULL) {
+                reader->error = ENOMEM;
+                return NULL;
+            }
         }
         target = reader->large;
         span = (size_t)(end - start);
     }
     ssize_t got = read_up_to(reader->fd, target, span, start);
+    if (got < 0) reader->error = errno != 0 ? errno : EIO;
     if (target == reader->buffer) {
         reader->buffer_offset = start;
         reader->buffer_length = got > 0 ? (size_t)got : 0;
@@ -571,8 +659,18 @@ struct reinsertion {
 static void reclaim_oldest(struct flash *flash, uint64_t *reinsert_room) {
     struct segment *segment = flash->segments[0];
     if (segment == flash->current) return;
+    /* With write-through, a value still in DRAM whose copy goes with this segment is
+     * written again, while live data fills less than half the tier (beyond that, more is
+     * live than flash can hold, and rewriting would only chase its own tail). */
+    uint64_t live_bytes = 0;
+    pthread_mutex_lock(&flash->lock);
+    for (size_t i = 0; i < flash->segment_count; i++)
+        live_bytes += atomic_load_explicit(&flash->segments[i]->live, memory_order_relaxed);
+    pthread_mutex_unlock(&flash->lock);
+    flash->rewrite_copies = flash->write_through && live_bytes < flash->capacity / 2;
     struct segment_reader reader;
     uint64_t dropped = 0, reinserted = 0;
+    int read_error = ENOMEM; /* until the reader says otherwise */
     struct reinsertion *reinsertions = NULL;
     if (flash_reader_init(&reader, segment->fd, segment->end)) {
         uint64_t offset = FLASH_BLOCK;
@@ -632,7 +730,16 @@ static void reclaim_oldest(struct flash *flash, uint64_t *reinsert_room) {
             }
             offset += size;
         }
+        read_error = reader.error;
         flash_reader_free(&reader);
+    }
+    if (read_error != 0) {
+        /* Records past what could be read would keep index entries pointing at a file
+         * about to go: find them in the index instead. */
+        count(&flash->counters.read_errors, 1);
+        log_event(LOG_ERROR, "flash_read_failed", "segment=%u during=reclaim error=\"%s\"",
+                  segment->id, strerror(read_error));
+        dropped += flash_store_drop_segment(flash->store, segment->id);
     }
     if (reinsertions != NULL) {
         int result = writer_checkpoint(flash, true);
@@ -645,6 +752,7 @@ static void reclaim_oldest(struct flash *flash, uint64_t *reinsert_room) {
                 record_live(flash, entry->segment, entry->record_size);
                 reinserted++;
             } else {
+                if (result != 0) count(&flash->counters.write_errors, 1); /* a lost copy */
                 bool accessed;
                 int64_t expire_at_ms;
                 dropped += (uint64_t)flash_store_reclaim_record(
@@ -669,6 +777,9 @@ static void *writer_main(void *argument) {
     pthread_mutex_lock(&flash->lock);
     for (;;) {
         while (flash->queue_head == NULL && !flash->stopping) {
+            /* Every demotion ends in complete_appended(): none may be left counted. */
+            STRATA_ASSERT(
+                atomic_load_explicit(&flash->store->demoting_bytes, memory_order_relaxed) == 0);
             if (flash->fsync == STORE_FSYNC_EVERYSEC && flash->dirty) {
                 pthread_mutex_unlock(&flash->lock);
                 if (clock_monotonic_ms() - flash->last_sync_ms >= 1000) ring_sync(flash);
@@ -709,6 +820,12 @@ static void *writer_main(void *argument) {
 static uint64_t enqueue(struct flash *flash, struct pending_write *write) {
     write->next = NULL;
     pthread_mutex_lock(&flash->lock);
+    /* Counted under the lock, so that the writer, finding the queue empty, finds no
+     * demotion under way either (checked in writer_main()). */
+    if (write->demoting_bytes > 0) {
+        atomic_fetch_add_explicit(&flash->store->demoting_bytes, write->demoting_bytes,
+                                  memory_order_relaxed);
+    }
     write->ticket = ++flash->tickets_issued;
     uint64_t ticket = write->ticket;
     if (flash->queue_tail != NULL) {
@@ -729,16 +846,18 @@ bool flash_accepts(const struct flash *flash, size_t key_length, uint64_t value_
 
 uint64_t flash_queue_item(struct flash *flash, struct item *item, bool demote) {
     struct pending_write *write = calloc(1, sizeof(*write));
-    if (write == NULL) return 0;
+    if (write == NULL) {
+        /* Nothing will be written; an older record of the key may be there, so a later
+         * delete must still leave a tombstone. */
+        if (item->flash_segment == 0) item->flash_segment = FLASH_UNKNOWN;
+        count(&flash->counters.write_errors, 1);
+        return 0;
+    }
     item_retain(item);
     item->flash_segment = FLASH_PENDING;
     write->kind = WRITE_ITEM;
     write->item = item;
-    if (demote) {
-        write->demoting_bytes = queue_weight(item);
-        atomic_fetch_add_explicit(&flash->store->demoting_bytes, write->demoting_bytes,
-                                  memory_order_relaxed);
-    }
+    if (demote) write->demoting_bytes = queue_weight(item); /* counted by enqueue() */
     return enqueue(flash, write);
 }
 
@@ -765,6 +884,10 @@ int flash_wait_tickets(struct flash *flash, uint64_t first, uint64_t last) {
 
 bool flash_write_through(const struct flash *flash) {
     return flash->write_through;
+}
+
+bool flash_rewrite_copies(const struct flash *flash) {
+    return flash->rewrite_copies;
 }
 
 bool flash_wait_progress(struct flash *flash, int64_t deadline_ms) {
@@ -845,8 +968,9 @@ static void read_complete(struct flash_read *read, int result) {
     struct flash *flash = read->flash;
     if (result < 0 || (size_t)result < read->read_length) {
         if (result < 0) {
-            log_event(LOG_ERROR, "flash_read_failed", "segment=%u error=\"%s\"", read->segment_id,
-                      strerror(-result));
+            count(&flash->counters.read_errors, 1);
+            log_event(LOG_ERROR, "flash_read_failed", "segment=%u offset=%u error=\"%s\"",
+                      read->segment_id, read->offset, strerror(-result));
         }
         read->done(read, result < 0 ? STORE_IO_ERROR : STORE_NOT_FOUND, NULL);
         return;
@@ -923,16 +1047,20 @@ enum store_status flash_read_start(struct flash_read *read, bool async) {
     struct io_ring *ring = async ? io_ring_current() : NULL;
     if (ring != NULL) {
         read->operation.done = read_operation_done;
-        if (io_ring_read(ring, read->segment->fd, read->buffer, read->read_length, aligned_start,
-                         &read->operation) == 0) {
-            return STORE_PENDING;
-        }
+        int submitted = io_ring_read(ring, read->segment->fd, read->buffer, read->read_length,
+                                     aligned_start, &read->operation);
+        if (submitted == 0) return STORE_PENDING;
+        /* Not a blocking pread instead: the caller's thread must not wait for flash. */
+        read_complete(read, submitted);
+        return STORE_OK;
     }
     size_t done = 0;
     int result = 0;
     while (done < read->read_length) {
-        ssize_t got = pread(read->segment->fd, read->buffer + done, read->read_length - done,
-                            (off_t)(aligned_start + done));
+        ssize_t got = fault_fails(FAULT_read)
+                          ? -1
+                          : pread(read->segment->fd, read->buffer + done, read->read_length - done,
+                                  (off_t)(aligned_start + done));
         if (got < 0 && errno == EINTR) continue;
         if (got < 0) {
             result = -errno;
@@ -967,10 +1095,11 @@ void flash_set_recovery(struct flash *flash, const char *source, uint64_t millis
     flash->recovery_ms = milliseconds;
     flash->recovered_items = items;
     flash->next_sequence = next_sequence;
-    uint32_t last = 0;
-    for (size_t i = 0; i < flash->segment_count; i++)
-        if (flash->segments[i]->id > last) last = flash->segments[i]->id;
-    flash->next_segment_id = last + 1;
+    for (size_t i = 0; i < flash->segment_count; i++) {
+        if (flash->segments[i]->id >= flash->next_segment_id) {
+            flash->next_segment_id = flash->segments[i]->id + 1;
+        }
+    }
 }
 
 static void flash_free(struct flash *flash) {
@@ -1111,6 +1240,8 @@ void flash_get_stats(struct flash *flash, struct flash_stats *stats) {
     stats->paced_writes = LOAD(paced_writes);
     stats->pace_timeouts = LOAD(pace_timeouts);
     stats->write_errors = LOAD(write_errors);
+    stats->sync_errors = LOAD(sync_errors);
+    stats->read_errors = LOAD(read_errors);
     stats->checksum_failures = LOAD(checksum_failures);
 #undef LOAD
     stats->recovery_ms = flash->recovery_ms;

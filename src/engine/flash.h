@@ -163,6 +163,10 @@ int flash_wait_tickets(struct flash *flash, uint64_t first, uint64_t last);
 /* Whether every write goes to flash before it is acknowledged. */
 bool flash_write_through(const struct flash *flash);
 
+/* During a reclaim (on the writer thread): whether the copies of values still in DRAM
+ * that the reclaimed segment holds are to be written again (write-through, and room). */
+bool flash_rewrite_copies(const struct flash *flash);
+
 /* Waits until the writer makes progress or DEADLINE_MS (monotonic) passes. Returns
  * false at the deadline. */
 bool flash_wait_progress(struct flash *flash, int64_t deadline_ms);
@@ -241,7 +245,9 @@ struct flash_counters {
     _Atomic uint64_t evictions;
     _Atomic uint64_t paced_writes;
     _Atomic uint64_t pace_timeouts;
-    _Atomic uint64_t write_errors;
+    _Atomic uint64_t write_errors; /* records whose write (or its sync) failed */
+    _Atomic uint64_t sync_errors;  /* failed syncs of a segment */
+    _Atomic uint64_t read_errors;  /* reads that failed with an I/O error */
     _Atomic uint64_t checksum_failures;
 };
 struct flash_counters *flash_counters(struct flash *flash);
@@ -270,6 +276,18 @@ bool flash_store_item_written(struct store *store, struct item *item, uint32_t s
 int flash_store_reclaim_record(struct store *store, const void *key, size_t key_length,
                                uint32_t segment, uint32_t offset, bool drop, bool *accessed,
                                int64_t *expire_at_ms);
+
+/* After a failed sync: the record of KEY at SEGMENT/OFFSET may be lost. A flash entry
+ * pointing at it is removed (returns true: the caller writes a tombstone, so that the
+ * record never comes back if it did last); a DRAM item whose copy it is learns that its
+ * copy is uncertain (FLASH_UNKNOWN). */
+bool flash_store_unsynced_record(struct store *store, const void *key, size_t key_length,
+                                 uint32_t segment, uint32_t offset);
+
+/* Removes every flash entry that points into SEGMENT, and makes DRAM items forget copies
+ * there (reclaim of a segment that could not be read whole). Takes each shard lock in
+ * turn. Returns how many flash entries were removed. */
+uint64_t flash_store_drop_segment(struct store *store, uint32_t segment);
 
 /* Moves the flash entry of KEY from OLD_SEGMENT/OLD_OFFSET to its reinserted copy.
  * Returns whether it was still there. */

@@ -67,8 +67,10 @@ struct flash {
     size_t staging_fill;
     uint64_t staging_offset; /* file offset of staging[0] in the current segment */
     struct segment *current;
-    bool dirty; /* written since the last sync */
+    bool dirty;          /* written since the last sync */
+    uint64_t synced_end; /* the current segment is durable up to here (with fsync) */
     uint64_t next_sequence;
+    bool rewrite_copies; /* write-through: reclaim writes live DRAM values' copies again */
     struct pending_write *appended; /* written to staging, not yet told to the index */
     struct pending_write **appended_tail;
     int64_t last_sync_ms;
@@ -89,6 +91,7 @@ struct segment_reader {
     size_t buffer_length;
     unsigned char *large;
     size_t large_capacity;
+    int error; /* set (an errno) when a read failed, as opposed to reaching the end */
 };
 
 bool flash_reader_init(struct segment_reader *reader, int fd, uint64_t limit);
@@ -101,8 +104,9 @@ struct segment *segment_find(struct flash *flash, uint32_t id);
 /* Sets up READER over FD, reading at most LIMIT bytes. Returns false if out of memory. */
 bool flash_reader_init(struct segment_reader *reader, int fd, uint64_t limit);
 
-/* Returns LENGTH bytes of the file at OFFSET, or NULL past the limit or on a read error.
- * The bytes stay valid until the next call. */
+/* Returns LENGTH bytes of the file at OFFSET, or NULL past the limit or on a read error
+ * (then reader->error holds the errno until the caller clears it). The bytes stay valid
+ * until the next call. */
 const unsigned char *flash_reader_at(struct segment_reader *reader, uint64_t offset, size_t length);
 void flash_reader_free(struct segment_reader *reader);
 

@@ -9,6 +9,7 @@
 
 #include "base/clock.h"
 #include "base/crc32c.h"
+#include "base/fault.h"
 #include "base/log.h"
 
 #include <dirent.h>
@@ -57,18 +58,26 @@ static void sync_directory(const char *directory) {
     }
 }
 
-/* Checks the header block of segment file ID and returns its size, or 0 if the file is
- * not a segment of this format. */
+/* What check_segment_file() returns for a file it could not open or read. */
+#define SEGMENT_UNREADABLE UINT64_MAX
+
+/* Checks the header block of segment file ID and returns its size, 0 if the file is not
+ * a segment of this format, or SEGMENT_UNREADABLE (errno set) if it cannot be read. */
 static uint64_t check_segment_file(struct flash *flash, uint32_t id) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/segment-%08u", flash->directory, id);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
+    int fd = fault_fails(FAULT_open) ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return SEGMENT_UNREADABLE;
     struct flash_segment_header header;
     struct stat status;
-    bool valid =
-        pread(fd, &header, sizeof(header), 0) == (ssize_t)sizeof(header) && fstat(fd, &status) == 0;
+    ssize_t got = fault_fails(FAULT_read) ? -1 : pread(fd, &header, sizeof(header), 0);
+    int error = errno;
+    bool valid = got == (ssize_t)sizeof(header) && fstat(fd, &status) == 0;
     close(fd);
+    if (got < 0) {
+        errno = error;
+        return SEGMENT_UNREADABLE;
+    }
     if (!valid || header.magic != FLASH_SEGMENT_MAGIC || header.version != FLASH_FORMAT_VERSION ||
         header.segment_id != id ||
         header.header_crc != crc32c(&header, offsetof(struct flash_segment_header, header_crc)) ||
@@ -87,7 +96,10 @@ static uint64_t check_segment_file(struct flash *flash, uint32_t id) {
     return header.size;
 }
 
-/* Opens every segment file of the directory, oldest first. Returns 0 or -1. */
+/* Opens every segment file of the directory, oldest first. A file that is not a segment
+ * is ignored (and logged); one that cannot be opened or read stops the start with an
+ * error rather than lose its records. New segments are numbered after every file found,
+ * ignored ones included, so none is ever overwritten. Returns 0 or -1. */
 static int open_segments(struct flash *flash, char *error, size_t error_size) {
     DIR *directory = opendir(flash->directory);
     if (directory == NULL) {
@@ -112,10 +124,14 @@ static int open_segments(struct flash *flash, char *error, size_t error_size) {
     }
     closedir(directory);
     if (count > 0) qsort(ids, count, sizeof(*ids), compare_ids);
+    if (count > 0 && ids[count - 1] >= flash->next_segment_id) {
+        flash->next_segment_id = ids[count - 1] + 1;
+    }
     for (size_t i = 0; i < count; i++) {
         uint64_t size = check_segment_file(flash, ids[i]);
         if (size == 0) continue;
-        if (flash_segment_open_existing(flash, ids[i], size) == NULL) {
+        if (size == SEGMENT_UNREADABLE ||
+            flash_segment_open_existing(flash, ids[i], size) == NULL) {
             snprintf(error, error_size, "cannot open segment %u in %s: %s", ids[i],
                      flash->directory, strerror(errno));
             free(ids);
@@ -138,7 +154,9 @@ struct index_writer {
 static void index_put(struct index_writer *writer, const void *data, size_t length) {
     if (length == 0) return;
     writer->running = crc32c_update(writer->running, data, length);
-    if (fwrite(data, 1, length, writer->file) != length) writer->failed = true;
+    if (fault_fails(FAULT_write) || fwrite(data, 1, length, writer->file) != length) {
+        writer->failed = true;
+    }
 }
 
 static void save_entry(void *context, const void *key, size_t key_length, uint32_t segment,
@@ -174,7 +192,7 @@ void flash_save_index(struct flash *flash) {
     snprintf(path, sizeof(path), "%s/index", flash->directory);
     snprintf(temporary, sizeof(temporary), "%s/index.tmp", flash->directory);
     struct index_writer writer = {.running = CRC32C_START};
-    writer.file = fopen(temporary, "wb");
+    writer.file = fault_fails(FAULT_open) ? NULL : fopen(temporary, "wb");
     if (writer.file == NULL) {
         log_event(LOG_ERROR, "flash_index_save_failed", "file=%s error=\"%s\"", temporary,
                   strerror(errno));
@@ -199,7 +217,9 @@ void flash_save_index(struct flash *flash) {
     flash_store_visit(flash->store, save_entry, &writer);
     uint32_t crc = crc32c_finish(writer.running);
     if (fwrite(&crc, 1, sizeof(crc), writer.file) != sizeof(crc)) writer.failed = true;
-    if (fflush(writer.file) != 0 || fsync(fileno(writer.file)) != 0) writer.failed = true;
+    if (fflush(writer.file) != 0 || fault_fails(FAULT_sync) || fsync(fileno(writer.file)) != 0) {
+        writer.failed = true;
+    }
     if (fclose(writer.file) != 0) writer.failed = true;
     if (writer.failed || writer.entries != expected || rename(temporary, path) != 0) {
         log_event(LOG_ERROR, "flash_index_save_failed", "file=%s error=\"%s\"", path,
@@ -217,7 +237,7 @@ void flash_save_index(struct flash *flash) {
 static int64_t load_index(struct flash *flash, uint64_t *next_sequence) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/index", flash->directory);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = fault_fails(FAULT_open) ? -1 : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     struct stat status;
     unsigned char *data = NULL;
@@ -231,7 +251,7 @@ static int64_t load_index(struct flash *flash, uint64_t *next_sequence) {
     if (data == NULL) goto out;
     size_t done = 0;
     while (done < size) {
-        ssize_t got = read(fd, data + done, size - done);
+        ssize_t got = fault_fails(FAULT_read) ? -1 : read(fd, data + done, size - done);
         if (got <= 0) goto out;
         done += (size_t)got;
     }
@@ -334,7 +354,20 @@ static uint64_t resynchronize(struct segment_reader *reader, uint64_t from, uint
     return 0;
 }
 
-/* Scans one segment, linking what its records say. */
+/* After a read error at OFFSET: logs and counts it, and returns where the scan goes on
+ * (the next trustworthy header after the block that failed), or 0 to stop. */
+static uint64_t skip_unreadable(struct flash *flash, struct segment *segment,
+                                struct segment_reader *reader, uint64_t offset) {
+    atomic_fetch_add_explicit(&flash->counters.read_errors, 1, memory_order_relaxed);
+    log_event(LOG_ERROR, "flash_read_failed", "segment=%u offset=%llu during=recovery error=\"%s\"",
+              segment->id, (unsigned long long)offset, strerror(reader->error));
+    reader->error = 0;
+    uint64_t next_block = (offset + FLASH_BLOCK) & ~(uint64_t)(FLASH_BLOCK - 1);
+    return resynchronize(reader, next_block, segment->size);
+}
+
+/* Scans one segment, linking what its records say. A block that cannot be read is
+ * skipped like a damaged record: the scan goes on at the next trustworthy header. */
 static void scan_segment(struct flash *flash, struct segment *segment, struct scan_totals *totals) {
     struct segment_reader reader;
     if (!flash_reader_init(&reader, segment->fd, segment->size)) return;
@@ -344,6 +377,11 @@ static void scan_segment(struct flash *flash, struct segment *segment, struct sc
     while (offset + sizeof(struct flash_record_header) <= segment->size) {
         const unsigned char *bytes =
             flash_reader_at(&reader, offset, sizeof(struct flash_record_header));
+        if (bytes == NULL && reader.error != 0) {
+            offset = skip_unreadable(flash, segment, &reader, offset);
+            if (offset == 0) break;
+            continue;
+        }
         if (bytes == NULL) break;
         struct flash_record_header header;
         memcpy(&header, bytes, sizeof(header));
@@ -367,7 +405,21 @@ static void scan_segment(struct flash *flash, struct segment *segment, struct sc
             continue;
         }
         uint64_t size = flash_record_size(header.key_length, header.value_length);
+        unsigned char *key_copy = malloc(header.key_length ? header.key_length : 1);
+        if (key_copy != NULL) memcpy(key_copy, with_key + sizeof(header), header.key_length);
         const unsigned char *record = flash_reader_at(&reader, offset, (size_t)size);
+        if (record == NULL && reader.error != 0) {
+            /* The header said which key: it must not keep an older value. */
+            if (key_copy != NULL) {
+                flash_store_recover_entry(flash->store, key_copy, header.key_length, segment->id,
+                                          (uint32_t)offset, 0, 0, true);
+            }
+            free(key_copy);
+            offset = skip_unreadable(flash, segment, &reader, offset);
+            if (offset == 0) break;
+            continue;
+        }
+        free(key_copy);
         if (record == NULL) break; /* cut short: the file ends inside it */
         const unsigned char *key = record + sizeof(header);
         bool tombstone = (header.flags & FLASH_FLAG_TOMBSTONE) != 0;

@@ -58,18 +58,21 @@ static void swap_item_for_entry(struct shard *shard, struct item **slot, struct 
     item->hash_next = NULL;
 }
 
-bool flash_store_forget(struct store *store, struct item *entry) {
+bool flash_store_forget(struct store *store, struct item *entry, bool superseded) {
     struct flash *flash = store->flash;
     if (entry_is_flash(entry)) {
         struct flash_entry *flash_entry = (struct flash_entry *)entry;
         size_t key_length = entry_key_length(entry);
-        store_note_ticket(flash_queue_tombstone(flash, flash_entry->key, key_length));
+        if (!superseded)
+            store_note_ticket(flash_queue_tombstone(flash, flash_entry->key, key_length));
         flash_record_dead(flash, flash_entry->segment, key_length, flash_entry->value_length);
         flash_entry_free(store, flash_entry);
         return true;
     }
     if (entry->flash_segment != 0) {
-        store_note_ticket(flash_queue_tombstone(flash, entry->bytes, entry->key_length));
+        if (!superseded) {
+            store_note_ticket(flash_queue_tombstone(flash, entry->bytes, entry->key_length));
+        }
         if (has_flash_copy(entry)) {
             flash_record_dead(flash, entry->flash_segment, entry->key_length, entry->value_length);
         }
@@ -98,6 +101,7 @@ int flash_store_demote(struct store *store, struct shard *shard, struct item *vi
     }
     victim->queue = QUEUE_DEMOTING;
     if (victim->flash_segment == FLASH_PENDING) return DEMOTE_QUEUED; /* already on the way */
+    /* (FLASH_UNKNOWN: an earlier write failed; this one writes the item again.) */
     if (flash_queue_item(flash, victim, true) == 0) {
         /* Out of memory for the queue entry: back into the main queue, not demoted. */
         victim->queue = QUEUE_MAIN;
@@ -139,10 +143,13 @@ bool flash_store_item_written(struct store *store, struct item *item, uint32_t s
                 }
             }
         } else {
-            item->flash_segment = 0;
+            /* The failed write may have landed all the same: a later delete, or this
+             * eviction, must leave a tombstone so that it never comes back. */
+            item->flash_segment = FLASH_UNKNOWN;
             if (item->queue == QUEUE_DEMOTING) {
                 /* It could not reach flash: evicted after all (counted, logged). */
                 index_unlink(shard, slot, item); /* counted as evicted when it was chosen */
+                flash_queue_tombstone(store->flash, item->bytes, item->key_length);
                 unlinked = true;
             }
         }
@@ -176,6 +183,18 @@ static void remove_flash_entry(struct store *store, struct shard *shard, struct 
     flash_entry_free(store, entry);
 }
 
+/* ITEM (linked, its shard locked) loses its flash copy to reclaim. With write-through
+ * every live value should keep a copy on flash, so while there is room the item is
+ * written again (into the newest segment); otherwise it simply has none any more. */
+static void copy_going_away(struct store *store, struct item *item) {
+    item->flash_segment = 0;
+    struct flash *flash = store->flash;
+    if (flash_rewrite_copies(flash) && item->queue != QUEUE_DEMOTING &&
+        flash_accepts(flash, item->key_length, item->value_length)) {
+        flash_queue_item(flash, item, false);
+    }
+}
+
 int flash_store_reclaim_record(struct store *store, const void *key, size_t key_length,
                                uint32_t segment, uint32_t offset, bool drop, bool *accessed,
                                int64_t *expire_at_ms) {
@@ -193,10 +212,51 @@ int flash_store_reclaim_record(struct store *store, const void *key, size_t key_
         if (drop) remove_flash_entry(store, shard, slot, entry);
     } else if (*slot != NULL && !entry_is_flash(*slot) && (*slot)->flash_segment == segment &&
                (*slot)->flash_offset == offset) {
-        (*slot)->flash_segment = 0; /* a DRAM item whose copy is going away */
+        copy_going_away(store, *slot); /* a DRAM item whose copy is going away */
     }
     shard_unlock(shard);
     return entry != NULL;
+}
+
+bool flash_store_unsynced_record(struct store *store, const void *key, size_t key_length,
+                                 uint32_t segment, uint32_t offset) {
+    struct shard *shard;
+    struct item **slot;
+    struct flash_entry *entry = lock_flash_entry_at(store, hash_key(store, key, key_length), key,
+                                                    key_length, segment, offset, &shard, &slot);
+    if (entry != NULL) {
+        remove_flash_entry(store, shard, slot, entry);
+    } else if (*slot != NULL && !entry_is_flash(*slot) && (*slot)->flash_segment == segment &&
+               (*slot)->flash_offset == offset) {
+        (*slot)->flash_segment = FLASH_UNKNOWN; /* the copy may or may not last */
+    }
+    shard_unlock(shard);
+    return entry != NULL;
+}
+
+uint64_t flash_store_drop_segment(struct store *store, uint32_t segment) {
+    uint64_t dropped = 0;
+    for (unsigned i = 0; i < store->shard_count; i++) {
+        struct shard *shard = &store->shards[i];
+        shard_lock(shard);
+        for (uint64_t bucket = 0; bucket <= shard->bucket_mask; bucket++) {
+            struct item **slot = &shard->buckets[bucket];
+            while (*slot != NULL) {
+                struct item *entry = *slot;
+                if (entry_is_flash(entry) && ((struct flash_entry *)entry)->segment == segment) {
+                    remove_flash_entry(store, shard, slot, (struct flash_entry *)entry);
+                    dropped++;
+                    continue; /* *slot is the next entry now */
+                }
+                if (!entry_is_flash(entry) && entry->flash_segment == segment) {
+                    copy_going_away(store, entry);
+                }
+                slot = &entry->hash_next;
+            }
+        }
+        shard_unlock(shard);
+    }
+    return dropped;
 }
 
 bool flash_store_reinserted(struct store *store, const void *key, size_t key_length,
@@ -273,7 +333,8 @@ void flash_store_demote_all(struct store *store) {
             struct item *item = queues[q]->tail;
             while (item != NULL) {
                 struct item *newer = item->queue_previous;
-                if (item->flash_segment == 0 && !is_expired(item, now)) {
+                if ((item->flash_segment == 0 || item->flash_segment == FLASH_UNKNOWN) &&
+                    !is_expired(item, now)) {
                     flash_store_demote(store, shard, item);
                 }
                 item = newer;

@@ -51,15 +51,25 @@ void index_unlink(struct shard *shard, struct item **slot, struct item *item) {
     item->queue = QUEUE_NONE;
 }
 
+static void bury_entry(struct shard *shard, struct item **slot, struct item *item,
+                       struct item **graveyard, bool superseded);
+
 /* Removes ITEM at SLOT for good (delete, overwrite, expiry): a DRAM item is chained
  * onto *GRAVEYARD for release after unlock; a flash entry is freed. With a flash tier,
  * a key that has a record there gets a tombstone (see flash_store_forget()). */
 void index_bury(struct shard *shard, struct item **slot, struct item *item,
                 struct item **graveyard) {
+    bury_entry(shard, slot, item, graveyard, false);
+}
+
+/* index_bury(); with SUPERSEDED a new version of the key is about to be written to flash
+ * (write-through), whose record will supersede the old one's without a tombstone. */
+static void bury_entry(struct shard *shard, struct item **slot, struct item *item,
+                       struct item **graveyard, bool superseded) {
     index_unlink(shard, slot, item);
     struct store *store = shard->store;
     if (store->flash != NULL) {
-        if (flash_store_forget(store, item)) return;
+        if (flash_store_forget(store, item, superseded)) return;
     } else if (entry_is_flash(item)) {
         flash_entry_free(store, (struct flash_entry *)item);
         return;
@@ -159,7 +169,13 @@ void index_replace(struct store *store, struct shard *shard, struct item **slot,
             queue = existing->queue;
             frequency = atomic_load_explicit(&existing->frequency, memory_order_relaxed);
         }
-        index_bury(shard, slot, existing, graveyard);
+        /* With write-through the new version's record supersedes the old one: no
+         * tombstone, so that a new version that never reaches flash leaves the old one
+         * in force after a crash rather than nothing. */
+        struct flash *flash = store->flash;
+        bool superseded = item != NULL && flash != NULL && flash_write_through(flash) &&
+                          flash_accepts(flash, item->key_length, item->value_length);
+        bury_entry(shard, slot, existing, graveyard, superseded);
     }
     if (item != NULL) index_link(store, shard, item, queue, frequency);
 }

@@ -30,6 +30,10 @@ enum {
 
 /* flash_segment of an item whose record is queued for the flash writer. */
 #define FLASH_PENDING 0xFFFFFFFFu
+/* flash_segment of an item whose record may or may not be on flash (its write, or the
+ * sync after it, failed): not a copy to read, but a delete must still leave a tombstone
+ * there, and a demotion writes the item again. */
+#define FLASH_UNKNOWN 0xFFFFFFFEu
 
 /* The first three fields are shared with struct flash_entry (engine/flash.h), which
  * sits in the same bucket chains: bit 31 of key_length tells them apart. */
@@ -42,8 +46,9 @@ struct item {
     int64_t expire_at_ms;        /* 0: never */
     uint64_t value_length;
     _Atomic uint32_t references; /* the index holds one while linked */
-    uint32_t flash_segment;      /* 0: no copy on flash; FLASH_PENDING: a record is queued;
-                                    else the segment holding a copy (changed under the lock) */
+    uint32_t flash_segment;      /* 0: no record on flash; FLASH_PENDING: a record is queued;
+                                    FLASH_UNKNOWN: a record may be there; else the segment
+                                    holding a copy (changed under the lock) */
     uint32_t flash_offset;       /* where that copy's record starts in its segment */
     _Atomic uint8_t frequency;   /* S3-FIFO access count, 0 to 3; set without a lock */
     uint8_t queue;               /* enum item_queue; changed under the shard lock */

@@ -159,19 +159,34 @@ void store_destroy(struct store *store) {
 }
 
 /* Write-through: the first and last ticket of the writes this thread queued during the
- * store call in progress. */
+ * store call in progress, and whether one could not be queued at all. */
 static _Thread_local uint64_t first_ticket, last_ticket;
+static _Thread_local bool queue_failed;
 
 void store_note_ticket(uint64_t ticket) {
-    if (ticket == 0) return;
+    if (ticket == 0) {
+        queue_failed = true; /* out of memory for the queue entry: nothing will be written */
+        return;
+    }
     if (first_ticket == 0) first_ticket = ticket;
     last_ticket = ticket;
 }
 
+void store_begin_write(void) {
+    first_ticket = last_ticket = 0;
+    queue_failed = false;
+}
+
 enum store_status store_finish_write(struct store *store, enum store_status status) {
     uint64_t first = first_ticket, last = last_ticket;
+    bool failed = queue_failed;
     first_ticket = last_ticket = 0;
-    if (store->flash == NULL || last == 0 || !flash_write_through(store->flash)) return status;
+    queue_failed = false;
+    if (store->flash == NULL || !flash_write_through(store->flash)) return status;
+    /* An acknowledgment promises the record is on flash: a write that could not even be
+     * queued is an error (its DRAM side may be in place: the outcome is unknown). */
+    if (failed && status == STORE_OK) status = STORE_ALLOCATION_FAILED;
+    if (last == 0) return status;
     int result = flash_wait_tickets(store->flash, first, last);
     return result < 0 && status == STORE_OK ? STORE_IO_ERROR : status;
 }
@@ -282,6 +297,7 @@ static enum store_status apply_write(struct store *store, uint64_t hash, const v
 static enum store_status set_common(struct store *store, const void *key, size_t key_length,
                                     const void *value, uint64_t length, struct value_block *block,
                                     const struct store_write *write, struct item **previous) {
+    store_begin_write();
     if (previous != NULL) *previous = NULL;
     enum store_status status =
         check_sizes(store, key_length, block != NULL ? block->length : length);
@@ -357,6 +373,7 @@ enum store_status store_replace_if_unchanged(struct store *store, const void *ke
                                              size_t key_length, const struct item *expected,
                                              const void *value, uint64_t value_length,
                                              bool keep_expiry) {
+    store_begin_write();
     enum store_status status = check_sizes(store, key_length, value_length);
     if (status != STORE_OK) return status;
     uint64_t hash = hash_key(store, key, key_length);
@@ -425,6 +442,7 @@ static enum store_status create_appended(struct store *store, uint64_t hash, con
 
 enum store_status store_append(struct store *store, const void *key, size_t key_length,
                                const void *data, uint64_t data_length, uint64_t *new_length) {
+    store_begin_write();
     if (key_length > STORE_MAX_KEY_LENGTH) return STORE_KEY_TOO_LARGE;
     uint64_t hash = hash_key(store, key, key_length);
     uint64_t max_value = atomic_load_explicit(&store->max_value, memory_order_relaxed);
@@ -469,6 +487,7 @@ enum store_status store_append(struct store *store, const void *key, size_t key_
 
 enum store_status store_delete(struct store *store, const void *key, size_t key_length,
                                struct item **removed) {
+    store_begin_write();
     if (removed != NULL) *removed = NULL;
     uint64_t hash = hash_key(store, key, key_length);
     struct key_access access;
@@ -507,6 +526,7 @@ enum store_status store_pin(struct store *store, const void *key, size_t key_len
 enum store_status store_set_expiry(struct store *store, const void *key, size_t key_length,
                                    int64_t expire_at_ms, enum store_expiry_condition condition,
                                    struct item **item) {
+    store_begin_write();
     if (item != NULL) *item = NULL;
     enum store_status status = STORE_OK;
     uint64_t hash = hash_key(store, key, key_length);
@@ -586,6 +606,7 @@ static void unlock_sorted(struct store *store, const unsigned *indexes, size_t c
 static enum store_status move_or_copy(struct store *store, const void *source, size_t source_length,
                                       const void *destination, size_t destination_length,
                                       bool replace_destination, bool remove_source) {
+    store_begin_write();
     if (destination_length > STORE_MAX_KEY_LENGTH) return STORE_KEY_TOO_LARGE;
     uint64_t source_hash = hash_key(store, source, source_length);
     uint64_t destination_hash = hash_key(store, destination, destination_length);
@@ -686,6 +707,7 @@ static int compare_unsigned(const void *left, const void *right) {
 
 enum store_status store_set_many(struct store *store, size_t count, const struct store_pair *pairs,
                                  bool only_if_none_exist) {
+    store_begin_write();
     enum store_status status = STORE_OK;
     struct item **items = calloc(count ? count : 1, sizeof(struct item *));
     uint64_t *hashes = calloc(count ? count : 1, sizeof(uint64_t));

@@ -330,6 +330,8 @@ struct flash_stats {
     uint64_t paced_writes;
     uint64_t pace_timeouts;
     uint64_t write_errors;
+    uint64_t sync_errors;
+    uint64_t read_errors;
     uint64_t checksum_failures;
     uint64_t recovery_ms;
     uint64_t recovered_items;

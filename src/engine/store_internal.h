@@ -139,7 +139,8 @@ static inline bool has_expiry(const struct item *item) {
 
 /* Whether a DRAM item has a written copy on flash. */
 static inline bool has_flash_copy(const struct item *item) {
-    return item->flash_segment != 0 && item->flash_segment != FLASH_PENDING;
+    return item->flash_segment != 0 && item->flash_segment != FLASH_PENDING &&
+           item->flash_segment != FLASH_UNKNOWN;
 }
 
 /* Bytes an item stands for in its queue's share of the shard. */
@@ -189,8 +190,11 @@ static inline void shard_unlock(struct shard *shard) {
 struct store *store_by_id(uint8_t id);
 
 /* Write-through: the tickets of the writes the calling thread queued during the store
- * call in progress; store_finish_write() waits for them. */
+ * call in progress (0: a write that could not be queued); store_finish_write() waits for
+ * them and turns a failure into the call's status. */
 void store_note_ticket(uint64_t ticket);
+/* Forgets tickets noted outside a write (a read that expired a key), at a write's start. */
+void store_begin_write(void);
 enum store_status store_finish_write(struct store *store, enum store_status status);
 
 /* ---- flash_store.c -------------------------------------------------------------- */
@@ -219,9 +223,10 @@ enum { DEMOTE_REFUSED, DEMOTE_QUEUED, DEMOTE_SWAPPED };
 int flash_store_demote(struct store *store, struct shard *shard, struct item *victim);
 
 /* Index maintenance when ENTRY leaves the index for good (delete, overwrite, expiry):
- * queues a tombstone and marks its record dead; a flash entry is freed. Called with the
- * shard locked. Returns true if ENTRY was a flash entry (already freed). */
-bool flash_store_forget(struct store *store, struct item *entry);
+ * queues a tombstone (unless SUPERSEDED: a new version's record follows) and marks its
+ * record dead; a flash entry is freed. Called with the shard locked. Returns true if
+ * ENTRY was a flash entry (already freed). */
+bool flash_store_forget(struct store *store, struct item *entry, bool superseded);
 
 /* ---- budget.c: the budget ------------------------------------------------------ */
 

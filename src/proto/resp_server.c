@@ -2,6 +2,7 @@
  * FLUSHALL INFO CONFIG COMMAND TIME SHUTDOWN. */
 #include "base/byte_buffer.h"
 #include "base/clock.h"
+#include "base/fault.h"
 #include "base/glob.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -336,6 +337,36 @@ void command_time(struct resp_session *session, const struct resp_request *reque
     reply_array(session, 2);
     reply_bulk_integer(session, now / 1000000);
     reply_bulk_integer(session, now % 1000000);
+}
+
+/* DEBUG FAULT RULES|RESET: sets fault-injection rules (src/base/fault.h); only the
+ * fault-injection build has them. */
+void command_debug(struct resp_session *session, const struct resp_request *request) {
+    if (!argument_is(request, 1, "FAULT")) {
+        reply_unknown_subcommand(session, request, "DEBUG");
+        return;
+    }
+    if (request->argc != 3) {
+        reply_wrong_arity(session, "debug|fault");
+        return;
+    }
+    if (!fault_built_in()) {
+        reply_error(session, "ERR DEBUG FAULT needs the fault-injection build "
+                             "(build/fault/strata-server)");
+        return;
+    }
+#ifdef STRATA_FAULT_INJECTION
+    char rules[1024], error[160];
+    argument_text(request, 2, rules, sizeof(rules));
+    if (fault_parse(rules, error, sizeof(error)) != 0) {
+        reply_errorf(session, "ERR %s", error);
+        return;
+    }
+    char quoted[1100];
+    log_event(LOG_WARNING, "fault_rules", "rules=%s",
+              log_quote(quoted, sizeof(quoted), rules, strlen(rules)));
+    reply_ok(session);
+#endif
 }
 
 void command_shutdown(struct resp_session *session, const struct resp_request *request) {

@@ -1,6 +1,7 @@
 /* INFO, /metrics, /info and the status page history, all rendered from stats.def. */
 #include "proto/stats.h"
 
+#include "base/fault.h"
 #include "proto/namespaces.h"
 
 #include "base/byte_buffer.h"
@@ -152,8 +153,8 @@ static const struct {
     {"memory", STATS_SECTION_MEMORY},     {"stats", STATS_SECTION_STATS},
     {"keyspace", STATS_SECTION_KEYSPACE}, {"strata", STATS_SECTION_STRATA},
     {"flash", STATS_SECTION_FLASH},       {"namespaces", STATS_SECTION_NAMESPACES},
-    {"all", STATS_SECTION_ALL},           {"default", STATS_SECTION_ALL},
-    {"everything", STATS_SECTION_ALL},
+    {"faults", STATS_SECTION_FAULTS},     {"all", STATS_SECTION_ALL},
+    {"default", STATS_SECTION_ALL},       {"everything", STATS_SECTION_ALL},
 };
 
 /* ---- life cycle ------------------------------------------------------------------ */
@@ -528,6 +529,22 @@ static void prometheus_namespaces(struct stats *stats, struct byte_buffer *text)
     }
 }
 
+/* INFO's "# Faults" section (fault-injection build): per site, the checks made and the
+ * failures injected since its rule was set. */
+static void section_faults(struct byte_buffer *text) {
+#ifdef STRATA_FAULT_INJECTION
+    for (int site = 0; site < FAULT_SITE_COUNT; site++) {
+        struct fault_counts counts;
+        fault_get_counts((enum fault_site)site, &counts);
+        byte_buffer_appendf(text, "fault_%s:calls=%llu,injected=%llu\r\n",
+                            fault_site_name((enum fault_site)site),
+                            (unsigned long long)counts.calls, (unsigned long long)counts.injected);
+    }
+#else
+    (void)text;
+#endif
+}
+
 void stats_info_text(struct stats *stats, int sections, struct byte_buffer *text) {
     static const struct {
         int bit;
@@ -537,7 +554,9 @@ void stats_info_text(struct stats *stats, int sections, struct byte_buffer *text
         {STATS_SECTION_MEMORY, "Memory"},     {STATS_SECTION_STATS, "Stats"},
         {STATS_SECTION_KEYSPACE, "Keyspace"}, {STATS_SECTION_STRATA, "Strata"},
         {STATS_SECTION_FLASH, "Flash"},       {STATS_SECTION_NAMESPACES, "Namespaces"},
+        {STATS_SECTION_FAULTS, "Faults"},
     };
+    if (!fault_built_in()) sections &= ~STATS_SECTION_FAULTS;
     struct stats_snapshot snapshot;
     take_snapshot(stats, &snapshot);
     bool first = true;
@@ -550,6 +569,8 @@ void stats_info_text(struct stats *stats, int sections, struct byte_buffer *text
             section_server(stats, &snapshot, text);
         } else if (order[i].bit == STATS_SECTION_NAMESPACES) {
             section_namespaces(stats, text);
+        } else if (order[i].bit == STATS_SECTION_FAULTS) {
+            section_faults(text);
         } else {
             section_rows(order[i].bit, &snapshot, text);
         }

@@ -46,7 +46,8 @@ enum stats_section {
     STATS_SECTION_STRATA = 32,
     STATS_SECTION_FLASH = 64,
     STATS_SECTION_NAMESPACES = 128,
-    STATS_SECTION_ALL = 255,
+    STATS_SECTION_FAULTS = 256, /* the fault-injection build only */
+    STATS_SECTION_ALL = 511,
 };
 
 /* Creates the statistics state. ENVIRONMENT is copied (its strings must outlive the

@@ -4,6 +4,7 @@
  * Exit status: 0 after a clean shutdown, 1 when the server cannot start (address in
  * use, data directory locked), 2 for a bad option or value. */
 #include "base/clock.h"
+#include "base/fault.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/numbers.h"
@@ -349,6 +350,14 @@ int main(int argc, char **argv) {
         break;
     }
     log_set_level((enum log_level)options_number(&server.options, OPTION_log_level));
+#ifdef STRATA_FAULT_INJECTION
+    /* The fault-injection build: rules from the environment apply from the start. */
+    const char *faults = getenv("STRATA_FAULTS");
+    if (faults != NULL && faults[0] != '\0') {
+        if (fault_parse(faults, error, sizeof(error)) != 0) die_usage(error);
+        log_event(LOG_WARNING, "fault_rules", "rules=%s", faults);
+    }
+#endif
     if (options_number(&server.options, OPTION_threads) == 0) {
         char cores[16];
         snprintf(cores, sizeof(cores), "%d", available_cores());

@@ -37,12 +37,13 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime
 class Server:
     """One strata-server process. Options are command-line arguments."""
 
-    def __init__(self, directory, *arguments, port=0, http_port=0, native_port=0):
+    def __init__(self, directory, *arguments, port=0, http_port=0, native_port=0, binary=None,
+                 environment=None):
         self.directory = str(directory)
         os.makedirs(self.directory, exist_ok=True)
         self.log_path = os.path.join(self.directory, "server.log")
         self.arguments = [
-            BINARY,
+            binary or BINARY,
             "--port", str(port),
             "--http-port", str(http_port),
             "--native-port", str(native_port),
@@ -50,7 +51,8 @@ class Server:
             *[str(argument) for argument in arguments],
         ]
         self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(self.arguments, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.arguments, stdout=self.log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, **(environment or {})})
         self.port, self.http_port, self.native_port = self._wait_for_ports()
         self.stopped = False
 

@@ -1,0 +1,507 @@
+/* Fault injection sweeps over the flash tier, in the manner of SQLite's: for each fault
+ * site (an allocation, an io_uring submission, a write's or a read's completion, a sync,
+ * an open) and for N = 1, 2, ... the Nth call fails while a workload runs, until the
+ * workload makes fewer than N calls. Each time: no crash (ASan and UBSan watch), no wrong
+ * value ever served, every acknowledged write still there after a crash when the
+ * durability policy promises it (write-through with fsync always), and the failure
+ * counted where the tier counts it.
+ *
+ * Built only in the fault build (build/fault, -DSTRATA_FAULT_INJECTION, allocations
+ * wrapped); `make unit-fault` runs it. */
+#include "base/clock.h"
+#include "base/fault.h"
+#include "base/log.h"
+#include "engine/store.h"
+#include "../unit/test.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_KEYS       160
+#define SWEEP_LIMIT    5000
+#define VERSIONS_KEPT  64
+#define MAX_VALUE_SIZE (96 * 1024)
+
+static char base_directory[256];
+static unsigned char value_buffer[MAX_VALUE_SIZE];
+
+/* ---- values and the model of what each key may hold ----------------------------- */
+
+/* The value of KEY at VERSION into OUTPUT; returns its length (1 byte to 96 KiB). */
+static size_t value_of(int key, uint32_t version, unsigned char *output) {
+    uint32_t seed = (uint32_t)key * 2654435761u ^ version * 40503u;
+    size_t length = 1 + seed % (version % 7 == 0 ? MAX_VALUE_SIZE : 6000);
+    for (size_t i = 0; i < length; i++) {
+        seed = seed * 1103515245u + 12345u;
+        output[i] = (unsigned char)(seed >> 16);
+    }
+    return length;
+}
+
+/* What a key may hold: the version acknowledged last (present or deleted), the versions
+ * written after it whose write failed (they may or may not have landed), and every
+ * version ever written to it. */
+struct key_model {
+    uint32_t acknowledged; /* 0: never acknowledged */
+    bool acknowledged_present;
+    uint32_t uncertain[VERSIONS_KEPT];
+    int uncertain_count;
+    bool delete_uncertain; /* a failed delete came after the acknowledged state */
+    uint32_t ever[VERSIONS_KEPT];
+    int ever_count;
+};
+
+static struct key_model model[MAX_KEYS];
+static int keys = MAX_KEYS; /* keys the scenario uses */
+
+static void model_write(int key, uint32_t version, enum store_status status) {
+    struct key_model *entry = &model[key];
+    if (entry->ever_count < VERSIONS_KEPT) entry->ever[entry->ever_count++] = version;
+    if (status == STORE_OK) {
+        entry->acknowledged = version;
+        entry->acknowledged_present = true;
+        entry->uncertain_count = 0;
+        entry->delete_uncertain = false;
+    } else if (entry->uncertain_count < VERSIONS_KEPT) {
+        entry->uncertain[entry->uncertain_count++] = version;
+    }
+}
+
+static void model_delete(int key, enum store_status status) {
+    struct key_model *entry = &model[key];
+    if (status == STORE_OK || status == STORE_NOT_FOUND) {
+        entry->acknowledged_present = false;
+        entry->uncertain_count = 0;
+        entry->delete_uncertain = false;
+    } else {
+        entry->delete_uncertain = true;
+    }
+}
+
+static void key_name(int key, char *name, size_t size) {
+    snprintf(name, size, "key:%03d", key);
+}
+
+/* How strictly a read is judged. */
+enum check {
+    CHECK_CURRENT, /* no crash since the workload: the acknowledged state or a failed write */
+    CHECK_DURABLE, /* after a crash with write-through and fsync always: the same, and an
+                      acknowledged value must be present */
+    CHECK_ANY,     /* after a crash without durability (write-back), or after a recovery
+                      that could not read everything: any version the key was ever given
+                      (a lost delete brings back an older value), or nothing */
+};
+
+/* Whether VALUE (LENGTH bytes) is one KEY may hold. */
+static bool allowed_value(int key, const unsigned char *value, uint64_t length, enum check check) {
+    const struct key_model *entry = &model[key];
+    int count = check == CHECK_ANY ? entry->ever_count : entry->uncertain_count + 1;
+    for (int i = 0; i < count; i++) {
+        uint32_t version;
+        if (check == CHECK_ANY) {
+            version = entry->ever[i];
+        } else if (i == 0) {
+            if (!entry->acknowledged_present && !entry->delete_uncertain) continue;
+            version = entry->acknowledged;
+        } else {
+            version = entry->uncertain[i - 1];
+        }
+        if (version == 0) continue;
+        size_t expected = value_of(key, version, value_buffer);
+        if (expected == length && memcmp(value_buffer, value, length) == 0) return true;
+    }
+    return false;
+}
+
+/* Reads KEY and judges the answer. Returns 1 for a violation, else 0. */
+static int check_key(struct store *store, int key, enum check check, const char *when) {
+    char name[32];
+    key_name(key, name, sizeof(name));
+    struct item *item = NULL;
+    enum store_status status = store_get(store, name, strlen(name), &item);
+    const struct key_model *entry = &model[key];
+    if (status == STORE_OK) {
+        bool allowed = allowed_value(key, item_value(item), item_value_length(item), check);
+        uint64_t length = item_value_length(item);
+        item_release(item);
+        if (allowed) return 0;
+        fprintf(stderr, "%s: %s holds a value it may not hold (%llu bytes)\n", when, name,
+                (unsigned long long)length);
+        return 1;
+    }
+    if (status == STORE_NOT_FOUND) {
+        if (check != CHECK_DURABLE || !entry->acknowledged_present || entry->delete_uncertain) {
+            return 0;
+        }
+        fprintf(stderr, "%s: %s lost its acknowledged version %u\n", when, name,
+                entry->acknowledged);
+        return 1;
+    }
+    if (status == STORE_IO_ERROR || status == STORE_ALLOCATION_FAILED ||
+        status == STORE_NO_MEMORY) {
+        return 0; /* an error, not an answer: allowed while faults are injected */
+    }
+    fprintf(stderr, "%s: %s read failed: %s\n", when, name, store_status_text(status));
+    return 1;
+}
+
+static int check_model(struct store *store, enum check check, const char *when) {
+    int violations = 0;
+    for (int key = 0; key < keys; key++)
+        violations += check_key(store, key, check, when);
+    return violations;
+}
+
+/* ---- stores and workloads ------------------------------------------------------- */
+
+struct scenario {
+    const char *name;
+    uint64_t memory;
+    uint64_t ssd_size;
+    bool write_through;
+    enum store_fsync fsync;
+    bool durable;   /* acknowledged writes must survive a crash */
+    int keys;       /* keys written, at most MAX_KEYS */
+    int operations; /* writes and deletes in the workload */
+};
+
+static void remove_directory(const char *path) {
+    DIR *directory = opendir(path);
+    if (directory == NULL) return;
+    struct dirent *entry;
+    char file[512];
+    while ((entry = readdir(directory)) != NULL) {
+        if (entry->d_name[0] == '.') continue;
+        snprintf(file, sizeof(file), "%s/%s", path, entry->d_name);
+        unlink(file);
+    }
+    closedir(directory);
+    rmdir(path);
+}
+
+/* Opens SCENARIO's store over DIRECTORY and waits for its recovery. Returns NULL (with a
+ * reason on standard error when LOUD) if it cannot start. */
+static struct store *open_store(const struct scenario *scenario, const char *directory,
+                                bool loud) {
+    struct store_config config = {
+        .memory_budget = scenario->memory,
+        .max_value = 1 << 20,
+        .shards = 16,
+        .flash =
+            {
+                .directory = directory,
+                .size = scenario->ssd_size,
+                .segment_size = 1 << 20,
+                .write_through = scenario->write_through,
+                .fsync = scenario->fsync,
+                .pace_timeout_ms = 30000,
+            },
+    };
+    char error[256];
+    struct store *store = store_create(&config, error, sizeof(error));
+    if (store == NULL && loud) fprintf(stderr, "store_create: %s\n", error);
+    return store;
+}
+
+static const struct store_write plain_write = {.condition = STORE_ALWAYS};
+
+/* Writes, deletes and reads keys, keeping the model up to date and checking every read.
+ * Returns the number of wrong answers. */
+static int run_workload(struct store *store, const struct scenario *scenario) {
+    int violations = 0;
+    static unsigned char value[MAX_VALUE_SIZE];
+    for (int i = 0; i < scenario->operations; i++) {
+        int key = (i * 7 + i / keys) % keys;
+        char name[32];
+        key_name(key, name, sizeof(name));
+        if (i % 9 == 8) {
+            model_delete(key, store_delete(store, name, strlen(name), NULL));
+        } else {
+            uint32_t version = (uint32_t)i + 1;
+            size_t length = value_of(key, version, value);
+            model_write(key, version,
+                        store_set(store, name, strlen(name), value, length, &plain_write, NULL));
+        }
+        if (i % 3 == 0) violations += check_key(store, (i * 13) % keys, CHECK_CURRENT, "during");
+    }
+    return violations;
+}
+
+/* The tier's error counters, added up. */
+static uint64_t flash_error_count(struct store *store) {
+    struct flash_stats stats;
+    store_get_flash_stats(store, &stats);
+    return stats.write_errors + stats.sync_errors + stats.read_errors;
+}
+
+/* The next N of a sweep: every N at first, then in growing steps (a workload makes
+ * thousands of allocations). With a persistent fault every call after the Nth fails as
+ * well, so neighbouring Ns differ little: larger steps. */
+static uint64_t next_n(uint64_t n, bool persistent) {
+    return n + 1 + (persistent ? n / 4 : n / 25);
+}
+
+enum phase { DURING_WORKLOAD, DURING_SHUTDOWN, DURING_RECOVERY };
+
+/* One sweep: SITE fails at its Nth call (PERSISTENT: and every call after) during PHASE
+ * of SCENARIO, for N = 1, 2, ... until the phase makes fewer than N calls. */
+static void sweep(const struct scenario *scenario, enum fault_site site, bool persistent,
+                  enum phase phase) {
+    static const char *const phase_names[] = {"workload", "shutdown", "recovery"};
+    /* STRATA_FAULT_ONLY=SCENARIO/SITE runs only the sweeps of that scenario and site. */
+    const char *only = getenv("STRATA_FAULT_ONLY");
+    char label[64];
+    snprintf(label, sizeof(label), "%s/%s", scenario->name, fault_site_name(site));
+    if (only != NULL && strcmp(only, label) != 0) return;
+    char directory[512];
+    snprintf(directory, sizeof(directory), "%s/%s-%s-%s", base_directory, scenario->name,
+             fault_site_name(site), phase_names[phase]);
+    int violations = 0;
+    uint64_t runs = 0, injected_total = 0, refused_starts = 0;
+    int64_t started = clock_monotonic_ms();
+    keys = scenario->keys;
+    /* STRATA_FAULT_N=N runs only that N of each sweep (to look into one failure). */
+    uint64_t only_n = getenv("STRATA_FAULT_N") ? strtoull(getenv("STRATA_FAULT_N"), NULL, 10) : 0;
+    for (uint64_t n = only_n ? only_n : 1; n <= SWEEP_LIMIT; n = next_n(n, persistent)) {
+        int violations_before = violations;
+        fault_reset();
+        remove_directory(directory);
+        memset(model, 0, sizeof(model));
+        struct store *store = open_store(scenario, directory, true);
+        REQUIRE(store != NULL);
+        struct fault_rule rule = {.nth = n, .persistent = persistent};
+        struct fault_counts counts = {0};
+        uint64_t errors_before = flash_error_count(store);
+        if (phase == DURING_WORKLOAD) fault_configure(site, &rule);
+        violations += run_workload(store, scenario);
+        if (phase == DURING_WORKLOAD) {
+            fault_get_counts(site, &counts);
+            fault_reset();
+            violations += check_model(store, CHECK_CURRENT, "after the workload");
+            if (counts.injected > 0 && site != FAULT_alloc && site != FAULT_read &&
+                flash_error_count(store) == errors_before) {
+                /* A failed write, sync, submission or open loses records: counted. */
+                fprintf(stderr, "%s/%s n=%llu: a fault with no counter moving\n", scenario->name,
+                        fault_site_name(site), (unsigned long long)n);
+                violations++;
+            }
+        }
+        if (phase == DURING_SHUTDOWN) {
+            fault_configure(site, &rule);
+            store_shutdown(store); /* writes DRAM items to flash, saves the index */
+            fault_get_counts(site, &counts);
+            fault_reset();
+        }
+        store_destroy(store); /* after a shutdown, a clean stop; else as after a crash */
+        if (phase == DURING_RECOVERY) {
+            fault_configure(site, &rule);
+            store = open_store(scenario, directory, false);
+            fault_get_counts(site, &counts);
+            fault_reset();
+            if (store == NULL) {
+                refused_starts++; /* a clear error, and nothing lost: checked below */
+            } else {
+                violations += check_model(store, CHECK_ANY, "after a faulty recovery");
+                store_destroy(store);
+            }
+        }
+        store = open_store(scenario, directory, true);
+        REQUIRE(store != NULL);
+        violations += check_model(store, scenario->durable ? CHECK_DURABLE : CHECK_ANY,
+                                  "after a restart");
+        store_destroy(store);
+        if (violations != violations_before) {
+            fprintf(stderr, "  (%s at N=%llu: rerun with STRATA_FAULT_ONLY=%s STRATA_FAULT_N=%llu)\n",
+                    label, (unsigned long long)n, label, (unsigned long long)n);
+        }
+        runs++;
+        injected_total += counts.injected;
+        if (counts.injected == 0 || only_n != 0) break; /* fewer than N calls, or just one */
+    }
+    remove_directory(directory);
+    fault_reset();
+    fprintf(stderr,
+            "    %-13s %-6s %-10s %-8s %4llu runs, %5llu faults, %2llu refused starts, %5lld ms\n",
+            scenario->name, fault_site_name(site), persistent ? "persistent" : "once",
+            phase_names[phase], (unsigned long long)runs, (unsigned long long)injected_total,
+            (unsigned long long)refused_starts, (long long)(clock_monotonic_ms() - started));
+    CHECK(violations == 0);
+    CHECK(injected_total > 0 || only_n != 0); /* the sweep reached the site at least once */
+}
+
+/* Write-through with fsync always: an acknowledged write is on flash and survives. Flash
+ * is large enough that reclaim never runs, even when every write fails its sync and
+ * gets a segment of its own. */
+static const struct scenario durable_scenario = {
+    .name = "write-through",
+    .memory = 64 << 20,
+    .ssd_size = 256 << 20,
+    .write_through = true,
+    .fsync = STORE_FSYNC_ALWAYS,
+    .durable = true,
+    .keys = 40,
+    .operations = 120,
+};
+
+/* Write-back through a 512 KiB DRAM tier into 2 MiB of flash (two segments): demotion,
+ * promotion and reclaim with reinsertion all run; values may be evicted, never wrong. */
+static const struct scenario cache_scenario = {
+    .name = "write-back",
+    .memory = 512 << 10,
+    .ssd_size = 2 << 20,
+    .write_through = false,
+    .fsync = STORE_FSYNC_ALWAYS,
+    .durable = false,
+    .keys = 160,
+    .operations = 450,
+};
+
+/* Without faults, the workloads reach the paths the sweeps are about. */
+static void test_workloads_reach_every_path(void) {
+    char directory[512];
+    snprintf(directory, sizeof(directory), "%s/paths", base_directory);
+    const struct scenario *scenarios[] = {&durable_scenario, &cache_scenario};
+    for (int i = 0; i < 2; i++) {
+        remove_directory(directory);
+        memset(model, 0, sizeof(model));
+        keys = scenarios[i]->keys;
+        struct store *store = open_store(scenarios[i], directory, true);
+        REQUIRE(store != NULL);
+        CHECK(run_workload(store, scenarios[i]) == 0);
+        CHECK(check_model(store, CHECK_CURRENT, "no faults") == 0);
+        struct flash_stats stats;
+        store_get_flash_stats(store, &stats);
+        fprintf(stderr, "    %-13s written %llu B, %llu reads, %llu promotions, %llu reclaims\n",
+                scenarios[i]->name, (unsigned long long)stats.bytes_written,
+                (unsigned long long)stats.reads, (unsigned long long)stats.promotions,
+                (unsigned long long)stats.reclaims);
+        CHECK(stats.bytes_written > 0);
+        CHECK(stats.write_errors + stats.sync_errors + stats.read_errors == 0);
+        if (scenarios[i] == &cache_scenario) {
+            CHECK(stats.reads > 0 && stats.promotions > 0 && stats.reclaims > 0);
+        }
+        store_destroy(store);
+    }
+    remove_directory(directory);
+}
+
+static void test_write_path(void) {
+    enum fault_site sites[] = {FAULT_write, FAULT_sync, FAULT_submit, FAULT_open};
+    for (size_t i = 0; i < sizeof(sites) / sizeof(sites[0]); i++) {
+        sweep(&durable_scenario, sites[i], false, DURING_WORKLOAD);
+        sweep(&durable_scenario, sites[i], true, DURING_WORKLOAD);
+    }
+}
+
+static void test_demotion_reads_and_reclaim(void) {
+    enum fault_site sites[] = {FAULT_write, FAULT_sync, FAULT_read, FAULT_submit, FAULT_open};
+    for (size_t i = 0; i < sizeof(sites) / sizeof(sites[0]); i++) {
+        sweep(&cache_scenario, sites[i], false, DURING_WORKLOAD);
+    }
+    sweep(&cache_scenario, FAULT_read, true, DURING_WORKLOAD);
+}
+
+static void test_allocations(void) {
+    sweep(&durable_scenario, FAULT_alloc, false, DURING_WORKLOAD);
+    sweep(&cache_scenario, FAULT_alloc, false, DURING_WORKLOAD);
+}
+
+static void test_index_save(void) {
+    enum fault_site sites[] = {FAULT_open, FAULT_write, FAULT_sync};
+    for (size_t i = 0; i < sizeof(sites) / sizeof(sites[0]); i++) {
+        sweep(&durable_scenario, sites[i], false, DURING_SHUTDOWN);
+    }
+    /* A clean stop first writes what is only in DRAM: with write-back there is some. */
+    sweep(&cache_scenario, FAULT_alloc, false, DURING_SHUTDOWN);
+    sweep(&cache_scenario, FAULT_write, false, DURING_SHUTDOWN);
+}
+
+static void test_recovery(void) {
+    enum fault_site sites[] = {FAULT_open, FAULT_read, FAULT_alloc};
+    for (size_t i = 0; i < sizeof(sites) / sizeof(sites[0]); i++) {
+        sweep(&durable_scenario, sites[i], false, DURING_RECOVERY);
+        sweep(&durable_scenario, sites[i], true, DURING_RECOVERY);
+    }
+}
+
+/* With write-through, a value still in DRAM keeps a copy on flash even when reclaim takes
+ * the segment its first copy was in: after a crash it is there. */
+static void test_write_through_copies_outlive_reclaim(void) {
+    static const struct scenario churn = {
+        .name = "write-through-churn",
+        .memory = 64 << 20,
+        .ssd_size = 4 << 20,
+        .write_through = true,
+        .fsync = STORE_FSYNC_ALWAYS,
+        .durable = true,
+        .keys = 20,
+    };
+    char directory[512];
+    snprintf(directory, sizeof(directory), "%s/churn", base_directory);
+    remove_directory(directory);
+    memset(model, 0, sizeof(model));
+    keys = churn.keys;
+    struct store *store = open_store(&churn, directory, true);
+    REQUIRE(store != NULL);
+    static unsigned char value[MAX_VALUE_SIZE];
+    for (int key = 0; key < keys; key++) { /* the values that stay */
+        char name[32];
+        key_name(key, name, sizeof(name));
+        size_t length = value_of(key, 1, value);
+        model_write(key, 1,
+                    store_set(store, name, strlen(name), value, length, &plain_write, NULL));
+    }
+    /* 12 MiB of short-lived values through 4 MiB of flash: every segment is reclaimed. */
+    memset(value, 'x', 20000);
+    for (int i = 0; i < 600; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "churn:%d", i);
+        CHECK(store_set(store, name, strlen(name), value, 20000, &plain_write, NULL) == STORE_OK);
+        snprintf(name, sizeof(name), "churn:%d", i - 5);
+        if (i >= 5) store_delete(store, name, strlen(name), NULL);
+    }
+    struct flash_stats stats;
+    store_get_flash_stats(store, &stats);
+    CHECK(stats.reclaims >= 4);
+    store_destroy(store); /* as after a crash */
+    store = open_store(&churn, directory, true);
+    REQUIRE(store != NULL);
+    CHECK(check_model(store, CHECK_DURABLE, "after the churn and a crash") == 0);
+    store_destroy(store);
+    remove_directory(directory);
+}
+
+int main(void) {
+    /* In memory (tmpfs) where there is one: the sweeps open thousands of stores and sync
+     * after every write, which a disk would make minutes long; what is tested is what
+     * the tier does with a failure, not the disk. */
+    struct stat shm;
+    const char *parent = stat("/dev/shm", &shm) == 0 && S_ISDIR(shm.st_mode) ? "/dev/shm" : "/tmp";
+    snprintf(base_directory, sizeof(base_directory), "%s/strata-faults-%ld", parent,
+             (long)getpid());
+    if (mkdir(base_directory, 0755) != 0 && errno != EEXIST) {
+        perror(base_directory);
+        return 1;
+    }
+    /* The tier's log lines (every injected failure is logged) go to a file. */
+    char log_path[512];
+    snprintf(log_path, sizeof(log_path), "%s.log", base_directory);
+    int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (log_fd >= 0) log_set_fd(log_fd);
+    fprintf(stderr, "test_faults: the tier's log is in %s\n", log_path);
+    RUN_TEST(test_workloads_reach_every_path);
+    RUN_TEST(test_write_through_copies_outlive_reclaim);
+    RUN_TEST(test_write_path);
+    RUN_TEST(test_demotion_reads_and_reclaim);
+    RUN_TEST(test_allocations);
+    RUN_TEST(test_index_save);
+    RUN_TEST(test_recovery);
+    rmdir(base_directory);
+    return test_main_result();
+}
