@@ -22,7 +22,7 @@ _Noreturn void check_failed(const char *condition, const char *file, int line);
 #else
 
 #define STRATA_ASSERT(condition) ((void)0)
-#define STRATA_CHECKING 0
+#define STRATA_CHECKING          0
 
 #endif
 

@@ -161,7 +161,8 @@ int fault_parse(const char *text, char *error, size_t error_size) {
     struct fault_rule parsed_rules[FAULT_SITE_COUNT * 4];
     size_t count = 0;
     char *saved = NULL;
-    for (char *rule = strtok_r(copy, ",", &saved); rule != NULL; rule = strtok_r(NULL, ",", &saved)) {
+    for (char *rule = strtok_r(copy, ",", &saved); rule != NULL;
+         rule = strtok_r(NULL, ",", &saved)) {
         if (count == sizeof(parsed_rules) / sizeof(parsed_rules[0])) {
             snprintf(error, error_size, "too many fault rules");
             return -1;

@@ -19,9 +19,9 @@
 
 /* FAULT_SITE(identifier, name, default errno) */
 #define FAULT_SITES                                                                                \
-    FAULT_SITE(alloc, "alloc", ENOMEM)   /* malloc, calloc, realloc, aligned_alloc */            \
+    FAULT_SITE(alloc, "alloc", ENOMEM)   /* malloc, calloc, realloc, aligned_alloc */              \
     FAULT_SITE(submit, "submit", EAGAIN) /* io_uring_submit */                                     \
-    FAULT_SITE(write, "write", EIO)      /* a write's completion (io_uring or pwrite) */          \
+    FAULT_SITE(write, "write", EIO)      /* a write's completion (io_uring or pwrite) */           \
     FAULT_SITE(read, "read", EIO)        /* a read's completion (io_uring or pread) */             \
     FAULT_SITE(sync, "sync", EIO)        /* fdatasync or fsync, through io_uring or not */         \
     FAULT_SITE(open, "open", EIO)        /* opening or creating a flash file (openat) */

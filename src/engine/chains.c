@@ -2,7 +2,8 @@
  *
  * A key written with a parent (store_write.parent) is a link of a chain. Each key that
  * takes part has an entry, keyed by the key's 64-bit hash: the parent's hash, how many
- * present keys name it as their parent, and a pin lease. Eviction skips a key that has
+ * present keys name it as their parent, a pin lease, and read holds (a command waiting
+ * to run on a key just brought back from flash). Eviction skips a key that has
  * children or a live pin, so chains lose their tail first and never get a hole in the
  * middle (docs/kv-cache.md). An entry goes when its key leaves the index (not when it
  * is overwritten or moves between tiers) and it has no children left.
@@ -123,7 +124,8 @@ static void remove_slot(struct chain_table *table, struct chain_entry *slot) {
 
 /* Drops ENTRY if it no longer says anything. TABLE locked. */
 static void drop_if_empty(struct chain_table *table, struct chain_entry *entry, int64_t now) {
-    if (entry->parent == 0 && entry->children == 0 && entry->pinned_until <= now) {
+    if (entry->parent == 0 && entry->children == 0 && entry->holds == 0 &&
+        entry->pinned_until <= now) {
         remove_slot(table, entry);
     }
 }
@@ -226,6 +228,29 @@ bool chain_hold(struct store *store, uint64_t key_hash, bool hold) {
     return ok;
 }
 
+bool chain_read_hold(struct store *store, uint64_t key_hash, bool hold) {
+    struct chain_table *table = &store->chains;
+    key_hash = entry_hash(key_hash);
+    pthread_mutex_lock(&table->lock);
+    bool ok = true;
+    if (hold) {
+        struct chain_entry *entry = get_or_create(store, table, key_hash);
+        if (entry != NULL) {
+            entry->holds++;
+        } else {
+            ok = false;
+        }
+    } else {
+        struct chain_entry *entry = find(table, key_hash);
+        if (entry != NULL && entry->holds > 0) {
+            entry->holds--;
+            drop_if_empty(table, entry, clock_realtime_ms());
+        }
+    }
+    pthread_mutex_unlock(&table->lock);
+    return ok;
+}
+
 void chain_forget(struct store *store, uint64_t key_hash) {
     struct chain_table *table = &store->chains;
     key_hash = entry_hash(key_hash);
@@ -235,7 +260,7 @@ void chain_forget(struct store *store, uint64_t key_hash) {
         uint64_t parent_hash = entry->parent;
         entry->parent = 0;
         entry->pinned_until = 0;
-        if (entry->children == 0) remove_slot(table, entry);
+        if (entry->children == 0 && entry->holds == 0) remove_slot(table, entry);
         if (parent_hash != 0) {
             struct chain_entry *parent = find(table, parent_hash);
             if (parent != NULL && parent->children > 0) {
@@ -255,6 +280,7 @@ int chain_protection(struct store *store, uint64_t key_hash, int64_t now) {
     if (entry != NULL) {
         if (entry->pinned_until > now) protection |= CHAIN_PINNED;
         if (entry->children > 0) protection |= CHAIN_HAS_CHILDREN;
+        if (entry->holds > 0) protection |= CHAIN_HELD;
     }
     pthread_mutex_unlock(&table->lock);
     return protection;

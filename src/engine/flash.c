@@ -83,6 +83,14 @@ static void segment_release(struct segment *segment) {
     free(segment);
 }
 
+void segment_take_reference(struct segment *segment) {
+    atomic_fetch_add_explicit(&segment->references, 1, memory_order_relaxed);
+}
+
+void segment_release_reference(struct segment *segment) {
+    segment_release(segment);
+}
+
 /* The segment with ID, or NULL. Called with flash->lock held (or before the writer starts). */
 struct segment *segment_find(struct flash *flash, uint32_t id) {
     size_t low = 0, high = flash->segment_count;
@@ -1051,8 +1059,10 @@ enum store_status flash_read_start(struct flash_read *read, bool async) {
                                      aligned_start, &read->operation);
         if (submitted == 0) return STORE_PENDING;
         /* Not a blocking pread instead: the caller's thread must not wait for flash. */
-        read_complete(read, submitted);
-        return STORE_OK;
+        count(&flash->counters.read_errors, 1);
+        log_event(LOG_ERROR, "flash_read_failed", "segment=%u offset=%u error=\"%s\"",
+                  read->segment_id, read->offset, strerror(-submitted));
+        return STORE_IO_ERROR;
     }
     size_t done = 0;
     int result = 0;
@@ -1242,6 +1252,7 @@ void flash_get_stats(struct flash *flash, struct flash_stats *stats) {
     stats->write_errors = LOAD(write_errors);
     stats->sync_errors = LOAD(sync_errors);
     stats->read_errors = LOAD(read_errors);
+    stats->blocking_reads = LOAD(blocking_reads);
     stats->checksum_failures = LOAD(checksum_failures);
 #undef LOAD
     stats->recovery_ms = flash->recovery_ms;

@@ -223,7 +223,7 @@ bool flash_read_prepare(struct flash *flash, const struct flash_entry *entry, ui
  * held) and reads, on the calling thread's io_ring when it has one and ASYNC is set
  * (READ->done runs later on this thread; returns STORE_PENDING), else with pread
  * (READ->done has run when this returns; returns STORE_OK). Returns an error if the
- * buffer cannot be had (READ->done does not run). */
+ * buffer cannot be had or the read cannot be submitted (READ->done does not run). */
 enum store_status flash_read_start(struct flash_read *read, bool async);
 
 /* Releases what READ holds (segment reference, key copy; the buffer unless done()
@@ -231,6 +231,15 @@ enum store_status flash_read_start(struct flash_read *read, bool async);
 void flash_read_finish(struct flash_read *read);
 
 void flash_get_stats(struct flash *flash, struct flash_stats *stats);
+
+/* flash_stream.c: opens a stream over the record READ was prepared for (it keeps its
+ * own copy of what it needs and its own segment reference; READ stays the caller's) and
+ * reads its head: returns STORE_PENDING (DONE runs with the stream), STORE_OK with
+ * *STREAM (read at once: no io_ring, or no DONE), or an error. HELD is handed back in
+ * the value. */
+enum store_status flash_stream_open(struct store *store, const struct flash_read *read, bool held,
+                                    store_read_done done, void *context,
+                                    struct store_stream **stream);
 
 /* The tier's event counters, updated with relaxed atomic adds from any thread. */
 struct flash_counters {
@@ -245,9 +254,10 @@ struct flash_counters {
     _Atomic uint64_t evictions;
     _Atomic uint64_t paced_writes;
     _Atomic uint64_t pace_timeouts;
-    _Atomic uint64_t write_errors; /* records whose write (or its sync) failed */
-    _Atomic uint64_t sync_errors;  /* failed syncs of a segment */
-    _Atomic uint64_t read_errors;  /* reads that failed with an I/O error */
+    _Atomic uint64_t write_errors;   /* records whose write (or its sync) failed */
+    _Atomic uint64_t sync_errors;    /* failed syncs of a segment */
+    _Atomic uint64_t read_errors;    /* reads that failed with an I/O error */
+    _Atomic uint64_t blocking_reads; /* flash reads a network worker waited for */
     _Atomic uint64_t checksum_failures;
 };
 struct flash_counters *flash_counters(struct flash *flash);

@@ -101,6 +101,12 @@ void flash_reader_free(struct segment_reader *reader);
 /* The segment with ID, or NULL. Called with flash->lock held. */
 struct segment *segment_find(struct flash *flash, uint32_t id);
 
+/* Takes and drops a reference on SEGMENT (a reader in flight keeps its file open after
+ * reclaim removed it from the table). The caller of take already holds one (it found
+ * the segment under flash->lock, or holds a reference itself). */
+void segment_take_reference(struct segment *segment);
+void segment_release_reference(struct segment *segment);
+
 /* Sets up READER over FD, reading at most LIMIT bytes. Returns false if out of memory. */
 bool flash_reader_init(struct segment_reader *reader, int fd, uint64_t limit);
 

@@ -369,10 +369,8 @@ static bool promote(struct store *store, uint64_t hash, struct item *item, uint3
     return entry != NULL;
 }
 
-/* Removes the flash entry at SEGMENT/OFFSET for KEY if it is still there (its record
- * failed its checks: the key now reads as missing). */
-static void drop_damaged(struct store *store, uint64_t hash, const void *key, size_t key_length,
-                         uint32_t segment, uint32_t offset) {
+void flash_store_drop_damaged(struct store *store, uint64_t hash, const void *key,
+                              size_t key_length, uint32_t segment, uint32_t offset) {
     struct shard *shard;
     struct item **slot;
     struct flash_entry *entry =
@@ -390,6 +388,7 @@ struct store_read {
     struct store *store;
     store_read_done done;
     void *context;
+    bool held;
     enum store_status status; /* for synchronous reads */
     struct item *item;
 };
@@ -401,8 +400,8 @@ static enum store_status finish_read(struct store_read *request, enum store_stat
     struct store *store = request->store;
     *result = NULL;
     if (status == STORE_NOT_FOUND && read->damaged) {
-        drop_damaged(store, read->hash, read->key, read->key_length, read->segment_id,
-                     read->offset);
+        flash_store_drop_damaged(store, read->hash, read->key, read->key_length, read->segment_id,
+                                 read->offset);
     }
     if (status == STORE_OK) {
         struct item *item;
@@ -436,19 +435,36 @@ static void asynchronous_read_done(struct flash_read *read, enum store_status st
     struct store_read *request = (struct store_read *)read;
     struct item *item;
     status = finish_read(request, status, block, &item);
-    request->done(request->context, status, item);
+    struct store_value value = {.item = item, .held = request->held && status == STORE_OK};
+    store_read_done done = request->done;
+    void *context = request->context;
+    if (request->held && status != STORE_OK) {
+        chain_read_hold(request->store, request->read.hash, false);
+    }
     free(request);
+    done(context, status, value);
 }
 
-/* Starts reading ENTRY, found under ACCESS (whose lock this drops). With DONE, on the
- * calling thread's io_ring if it has one. PROMOTE_ALWAYS brings the value back to DRAM
- * whatever the policy says. */
+/* Whether a record of RECORD_SIZE bytes is too large to read into STORE's DRAM whole: a
+ * quarter of the budget or more. */
+static bool too_large_for_dram(struct store *store, uint64_t record_size) {
+    uint64_t budget = atomic_load_explicit(&store->budget, memory_order_relaxed);
+    return record_size >= budget / 4;
+}
+
+/* Starts reading ENTRY, found under ACCESS (whose lock this drops), as OPTIONS say: whole
+ * (brought to DRAM if asked or if the policy says so) or as a stream. With DONE and an
+ * io_ring on this thread the read is asynchronous (STORE_PENDING); otherwise it has
+ * ended when this returns, with *VALUE set on STORE_OK. HELD: a hold was taken for it. */
 static enum store_status read_entry(struct store *store, uint64_t hash, struct key_access *access,
-                                    struct flash_entry *entry, bool promote_always,
-                                    store_read_done done, void *context, struct item **item) {
+                                    struct flash_entry *entry,
+                                    const struct store_read_options *options, bool held,
+                                    store_read_done done, void *context,
+                                    struct store_value *value) {
     struct store_read local;
     struct store_read *request = &local;
-    bool async = done != NULL && io_ring_current() != NULL;
+    struct io_ring *ring = io_ring_current();
+    bool async = done != NULL && ring != NULL;
     if (async) {
         request = malloc(sizeof(*request));
         if (request == NULL) {
@@ -463,36 +479,67 @@ static enum store_status read_entry(struct store *store, uint64_t hash, struct k
         return STORE_ALLOCATION_FAILED;
     }
     /* Promotion policy: a second read since the value reached flash brings it back. */
-    request->read.promote = promote_always || request->read.accessed_before;
+    request->read.promote = options->promote || request->read.accessed_before;
     entry->key_length |= ENTRY_ACCESSED;
     index_close_key(access);
-    request->store = store;
-    request->done = done;
-    request->context = context;
-    request->read.done = async ? asynchronous_read_done : synchronous_read_done;
-    enum store_status status = flash_read_start(&request->read, async);
-    if (status == STORE_PENDING) return STORE_PENDING;
-    if (status != STORE_OK) {
-        flash_read_finish(&request->read);
-        if (async) free(request);
-        return status;
+    if (ring != NULL && !async) {
+        /* A network worker waiting for flash (a caller without a callback): counted, so
+         * tests can show it does not happen on the serving paths. */
+        atomic_fetch_add_explicit(&flash_counters(store->flash)->blocking_reads, 1,
+                                  memory_order_relaxed);
     }
-    /* Read synchronously: the callback has run. */
-    *item = request->item;
-    return request->status;
+    uint64_t record_size = flash_record_size(request->read.key_length, request->read.value_length);
+    enum store_status status = STORE_NO_MEMORY;
+    if (!options->stream || !too_large_for_dram(store, record_size)) {
+        request->store = store;
+        request->done = done;
+        request->context = context;
+        request->held = held;
+        request->read.done = async ? asynchronous_read_done : synchronous_read_done;
+        status = flash_read_start(&request->read, async);
+        if (status == STORE_PENDING) return STORE_PENDING;
+        if (status == STORE_OK) {
+            /* Read synchronously: the callback has run. */
+            value->item = request->item;
+            value->held = held && request->status == STORE_OK;
+            return request->status;
+        }
+    }
+    if (options->stream && (status == STORE_NO_MEMORY || status == STORE_TOO_LARGE_FOR_BUDGET)) {
+        /* Too large for DRAM (or DRAM cannot make room now): send it from flash. */
+        struct store_stream *stream = NULL;
+        status = flash_stream_open(store, &request->read, held, done, context, &stream);
+        if (status == STORE_OK) {
+            value->stream = stream;
+            value->held = held;
+        }
+    }
+    flash_read_finish(&request->read);
+    if (async) free(request);
+    return status;
 }
 
 enum store_status flash_store_fault_in(struct store *store, uint64_t hash,
                                        struct key_access *access, struct flash_entry *entry,
                                        struct item **item) {
-    return read_entry(store, hash, access, entry, true, NULL, NULL, item);
+    struct store_read_options options = {.promote = true};
+    struct store_value value = {0};
+    enum store_status status =
+        read_entry(store, hash, access, entry, &options, false, NULL, NULL, &value);
+    *item = value.item;
+    return status;
 }
 
-enum store_status flash_store_get(struct store *store, const void *key, size_t key_length,
-                                  struct item **item, bool promote_always, store_read_done done,
-                                  void *context) {
-    *item = NULL;
+/* Looks KEY up and reads it as OPTIONS say (store_read(), store_get()). */
+static enum store_status lookup_and_read(struct store *store, const void *key, size_t key_length,
+                                         const struct store_read_options *options,
+                                         struct store_value *value, store_read_done done,
+                                         void *context) {
+    *value = (struct store_value){0};
     uint64_t hash = hash_key(store, key, key_length);
+    /* A hold is taken before the lookup, so that the key cannot leave DRAM between the
+     * lookup and the command (it is given back if the key is absent). */
+    bool held = options->hold && chain_reserve(store) && chain_read_hold(store, hash, true);
     for (int attempt = 0; attempt < 3; attempt++) {
         struct key_access access;
         struct item *found = index_open_key(store, hash, key, key_length, &access);
@@ -503,20 +550,56 @@ enum store_status flash_store_get(struct store *store, const void *key, size_t k
             }
             index_close_key(&access);
             metric_add(found != NULL ? METRIC_keyspace_hits : METRIC_keyspace_misses, 1);
-            *item = found;
-            return found != NULL ? STORE_OK : STORE_NOT_FOUND;
+            if (found == NULL) break;
+            value->item = found;
+            value->held = held;
+            return STORE_OK;
         }
         enum store_status status = read_entry(store, hash, &access, (struct flash_entry *)found,
-                                              promote_always, done, context, item);
-        if (status != STORE_NOT_FOUND || *item != NULL) return status;
+                                              options, held, done, context, value);
+        if (status == STORE_PENDING) return STORE_PENDING; /* the callback owns the hold */
+        if (status != STORE_NOT_FOUND || value->item != NULL || value->stream != NULL) {
+            if (status != STORE_OK && held) chain_read_hold(store, hash, false);
+            return status;
+        }
         /* The record went away while it was read (reclaimed, or damaged): look again. */
     }
+    if (held) chain_read_hold(store, hash, false);
     return STORE_NOT_FOUND;
 }
 
-enum store_status store_get_async(struct store *store, const void *key, size_t key_length,
-                                  struct item **item, store_read_done done, void *context) {
-    return flash_store_get(store, key, key_length, item, false, done, context);
+enum store_status flash_store_get(struct store *store, const void *key, size_t key_length,
+                                  struct item **item, bool promote_always, store_read_done done,
+                                  void *context) {
+    struct store_read_options options = {.promote = promote_always};
+    struct store_value value;
+    enum store_status status =
+        lookup_and_read(store, key, key_length, &options, &value, done, context);
+    *item = value.item;
+    return status;
+}
+
+enum store_status store_read(struct store *store, const void *key, size_t key_length,
+                             const struct store_read_options *options, struct store_value *value,
+                             store_read_done done, void *context) {
+    return lookup_and_read(store, key, key_length, options, value, done, context);
+}
+
+void store_release_hold(struct store *store, const void *key, size_t key_length) {
+    chain_read_hold(store, hash_key(store, key, key_length), false);
+}
+
+enum store_status store_value_length(struct store *store, const void *key, size_t key_length,
+                                     uint64_t *length) {
+    struct key_access access;
+    struct item *found =
+        index_open_key(store, hash_key(store, key, key_length), key, key_length, &access);
+    if (found != NULL) {
+        *length = entry_is_flash(found) ? ((struct flash_entry *)found)->value_length
+                                        : found->value_length;
+    }
+    index_close_key(&access);
+    return found != NULL ? STORE_OK : STORE_NOT_FOUND;
 }
 
 bool store_get_flash_stats(struct store *store, struct flash_stats *stats) {

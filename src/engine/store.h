@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct output_queue;
 struct store;
 struct item;
 struct value_block;
@@ -111,21 +112,93 @@ void item_release_callback(void *item);
 
 /* Looks up KEY. On STORE_OK, *item holds a reference the caller must release. Counts
  * a keyspace hit or miss and marks the item as recently used. A value that lives only
- * on flash is read (blocking the calling thread) and brought back to DRAM. */
+ * on flash is read (blocking the calling thread) and brought back to DRAM. For threads
+ * without an io_ring (tests, tools); network workers use store_read(). */
 enum store_status store_get(struct store *store, const void *key, size_t key_length,
                             struct item **item);
 
-/* Called when a read that store_get_async() answered with STORE_PENDING ends, on the
- * thread that started it: STORE_OK with ITEM (a reference the callee must release),
- * STORE_NOT_FOUND, or an error. */
-typedef void (*store_read_done)(void *context, enum store_status status, struct item *item);
+struct store_stream;
 
-/* Like store_get(), but a value that lives only on flash is read without blocking when
- * the calling thread has an io_ring (base/io_ring.h): returns STORE_PENDING and DONE
- * runs later on this thread. Without a ring, reads synchronously. A value read from
- * flash moves back to DRAM on its second read (docs/flash-tier.md). */
-enum store_status store_get_async(struct store *store, const void *key, size_t key_length,
-                                  struct item **item, store_read_done done, void *context);
+/* What a read found: the whole value in DRAM (a reference to an item), or a value too
+ * large to bring into DRAM whole, to be sent from flash piece by piece (a stream). At
+ * most one is set; the caller owns it (item_release(), or store_stream_send() or
+ * store_stream_close()). */
+struct store_value {
+    struct item *item;
+    struct store_stream *stream;
+    bool held; /* the read took the hold asked for: end it with store_release_hold() */
+};
+
+struct store_read_options {
+    /* Bring the value back to DRAM whatever the promotion policy says (a command is
+     * about to read and change it there). */
+    bool promote;
+    /* With promote: keep the key from leaving DRAM until store_release_hold(), so the
+     * command that follows finds it there without reading flash again. */
+    bool hold;
+    /* The caller can take a stream: a value larger than a quarter of the DRAM budget
+     * (or one that DRAM cannot make room for) is not read whole. Otherwise such a read
+     * fails with STORE_TOO_LARGE_FOR_BUDGET or STORE_NO_MEMORY. */
+    bool stream;
+};
+
+/* Called when a read that store_read() answered with STORE_PENDING ends, on the thread
+ * that started it: STORE_OK with VALUE (the callee's), STORE_NOT_FOUND, or an error. */
+typedef void (*store_read_done)(void *context, enum store_status status, struct store_value value);
+
+/* Looks up KEY like store_get(), without ever blocking the calling thread on flash when
+ * it has an io_ring (base/io_ring.h, every network worker): a value that lives only on
+ * flash is read through the ring, STORE_PENDING is returned and DONE runs later on this
+ * thread. Otherwise returns STORE_OK with *VALUE set, STORE_NOT_FOUND, or an error
+ * (DONE does not run). Without a ring, flash is read synchronously. A value read from
+ * flash moves back to DRAM on its second read (docs/flash-tier.md), or at once with
+ * OPTIONS->promote. */
+enum store_status store_read(struct store *store, const void *key, size_t key_length,
+                             const struct store_read_options *options, struct store_value *value,
+                             store_read_done done, void *context);
+
+/* Ends a hold that store_read() took (OPTIONS->hold) on KEY. */
+void store_release_hold(struct store *store, const void *key, size_t key_length);
+
+/* Reads KEY's value length from the index, without reading the value (STRLEN). Returns
+ * STORE_OK or STORE_NOT_FOUND. */
+enum store_status store_value_length(struct store *store, const void *key, size_t key_length,
+                                     uint64_t *length);
+
+/* ---- streams: values sent from flash piece by piece --------------------------- */
+
+/* The value's length. */
+uint64_t store_stream_length(const struct store_stream *stream);
+
+/* The first bytes of the value, already read and inside a record whose header was
+ * checked (the rest is checked as it streams): sets *LENGTH (at least the first 64 KiB,
+ * or the whole value when shorter). */
+const unsigned char *store_stream_head(const struct store_stream *stream, size_t *length);
+
+/* Appends bytes [OFFSET, OFFSET + LENGTH) of the value to QUEUE as a stream chunk
+ * (base/output_queue.h), fed as flash reads complete on this thread's io_ring; WAKE(
+ * WAKE_CONTEXT) is called (last, on this thread) whenever a piece has been added later,
+ * so the connection sends it. It is not called from inside this call: the caller
+ * resumes the connection once its reply is queued. The whole record is read and its checksum
+ * verified before the piece holding the last requested byte is added: a record that fails is never
+ * sent whole (the queue fails, and its connection closes). Takes over STREAM. Returns false if the
+ * chunk could not be queued (the queue has failed; STREAM is closed). */
+bool store_stream_send(struct store_stream *stream, uint64_t offset, uint64_t length,
+                       struct output_queue *queue, void (*wake)(void *context), void *wake_context);
+
+/* Called when store_stream_copy() ends: STORE_OK, or an error (the destination holds
+ * part of the value, or bytes that failed their checksum). */
+typedef void (*store_copy_done)(void *context, enum store_status status);
+
+/* Copies bytes [OFFSET, OFFSET + LENGTH) of the value into DESTINATION (shared memory),
+ * reading the whole record and checking its checksum; DONE runs on this thread when it
+ * ends. Takes over STREAM. Returns STORE_PENDING (DONE will run) or an error. */
+enum store_status store_stream_copy(struct store_stream *stream, uint64_t offset, uint64_t length,
+                                    unsigned char *destination, store_copy_done done,
+                                    void *context);
+
+/* Gives a stream up without sending it. */
+void store_stream_close(struct store_stream *stream);
 
 /* Reports whether KEY holds a live item, without marking it used. */
 bool store_exists(struct store *store, const void *key, size_t key_length);
@@ -332,6 +405,7 @@ struct flash_stats {
     uint64_t write_errors;
     uint64_t sync_errors;
     uint64_t read_errors;
+    uint64_t blocking_reads;
     uint64_t checksum_failures;
     uint64_t recovery_ms;
     uint64_t recovered_items;

@@ -67,7 +67,7 @@ struct chain_entry {
     uint64_t parent;      /* the parent's hash, 0 for none */
     int64_t pinned_until; /* pin lease end (ms since the epoch), 0 for none */
     uint32_t children;    /* present keys naming this key as their parent */
-    uint32_t unused;
+    uint32_t holds;       /* reads that brought the key to DRAM for a command to come */
 };
 
 struct chain_table {
@@ -199,13 +199,18 @@ enum store_status store_finish_write(struct store *store, enum store_status stat
 
 /* ---- flash_store.c -------------------------------------------------------------- */
 
-/* Looks KEY up (store_get(), store_get_async()). A DRAM item is returned at once; a
+/* Looks KEY up (store_get(), fault-in). A DRAM item is returned at once; a
  * flash entry is read, asynchronously when DONE is set and the thread has an io_ring
  * (then STORE_PENDING), and brought back to DRAM when PROMOTE_ALWAYS or the promotion
  * policy says so. */
 enum store_status flash_store_get(struct store *store, const void *key, size_t key_length,
                                   struct item **item, bool promote_always, store_read_done done,
                                   void *context);
+
+/* Removes the flash entry at SEGMENT/OFFSET for KEY if it is still there (its record
+ * failed its checks: the key now reads as missing). Takes the shard lock. */
+void flash_store_drop_damaged(struct store *store, uint64_t hash, const void *key,
+                              size_t key_length, uint32_t segment, uint32_t offset);
 
 /* Reads ENTRY (found under ACCESS, whose lock this drops) from flash into a new DRAM
  * item linked in its place (when still there). Returns STORE_OK with *ITEM (a reference
@@ -270,9 +275,12 @@ bool chain_link(struct store *store, uint64_t key_hash, uint64_t parent_hash);
 /* Holds (HOLD) or lets go of KEY_HASH's key as if one more child named it, so it stays
  * while a child is being written. Returns false if memory ran out. */
 bool chain_hold(struct store *store, uint64_t key_hash, bool hold);
+/* Adds (HOLD) or ends a read hold on KEY_HASH's key: it stays in DRAM (not evicted, not
+ * moved to flash) while held. Returns false if memory ran out (no hold taken). */
+bool chain_read_hold(struct store *store, uint64_t key_hash, bool hold);
 /* The key of KEY_HASH left the index: unlinks it from its parent, drops its pin. */
 void chain_forget(struct store *store, uint64_t key_hash);
-enum { CHAIN_PINNED = 1, CHAIN_HAS_CHILDREN = 2 };
+enum { CHAIN_PINNED = 1, CHAIN_HAS_CHILDREN = 2, CHAIN_HELD = 4 };
 /* What keeps KEY_HASH's key from eviction at NOW: a mask of CHAIN_* bits, 0 for nothing. */
 int chain_protection(struct store *store, uint64_t key_hash, int64_t now);
 /* Pins KEY_HASH's key until UNTIL_MS (a later lease wins), or unpins it (0). Returns

@@ -74,8 +74,10 @@ struct connection {
     struct output_queue output;
     unsigned char *leftover; /* input the protocol has not taken yet (reading pauses) */
     size_t leftover_length;
-    uint32_t events; /* the epoll interest registered now */
-    bool closing;    /* close once the output is sent */
+    uint32_t events;     /* the epoll interest registered now */
+    bool closing;        /* close once the output is sent */
+    int busy;            /* inside service() or a handler call: resume only marks */
+    bool resume_pending; /* net_connection_resume() was called while busy */
 };
 
 struct worker {
@@ -323,13 +325,25 @@ static bool retry_leftover(struct connection *connection) {
     return true;
 }
 
-/* Writes queued output until done or the socket is full. Returns false if the
- * connection must close now (a write error). Sets *BLOCKED when the socket is full. */
-static bool write_output(struct connection *connection, bool *blocked) {
+/* Writes queued output until done, the socket is full or the queue waits for a stream's
+ * source. Returns false if the connection must close now (a write error). Sets *BLOCKED
+ * when the socket is full, *WAITING when a stream's next piece has not come yet. */
+static bool write_output(struct connection *connection, bool *blocked, bool *waiting) {
     *blocked = false;
+    *waiting = false;
     struct iovec iovecs[WRITE_IOVECS];
     while (output_queue_pending(&connection->output) > 0) {
         int count = output_queue_iovecs(&connection->output, iovecs, WRITE_IOVECS);
+        if (count == 0) {
+            /* Waiting for a stream's next piece; it resumes the connection. A finished
+             * stream at the front may still have to leave the queue. */
+            output_queue_consume(&connection->output, 0);
+            if (output_queue_iovecs(&connection->output, iovecs, WRITE_IOVECS) == 0) {
+                *waiting = true;
+                break;
+            }
+            continue;
+        }
         ssize_t written = writev(connection->fd, iovecs, count);
         if (written > 0) {
             output_queue_consume(&connection->output, (size_t)written);
@@ -346,35 +360,47 @@ static bool write_output(struct connection *connection, bool *blocked) {
     return true;
 }
 
-/* Brings a connection up to date after input or writability: sends output, re-offers
- * kept input while output drains, and sets the epoll interest. Closes the connection
- * if needed; returns false when it did. */
+/* Brings a connection up to date after input, writability or a resume: sends output,
+ * re-offers kept input while output drains, and sets the epoll interest. Closes the
+ * connection if needed (a write error, a failed output queue, or closing with nothing
+ * left to send); returns false when it did. Not re-entered for one connection: a resume
+ * from inside (a stream's source, a release) is remembered and served by the loop. */
 static bool service(struct connection *connection) {
+    connection->busy++;
+    bool blocked = false, waiting = false;
     for (int round = 0; round < 64; round++) {
-        bool blocked;
-        if (!write_output(connection, &blocked)) {
+        connection->resume_pending = false;
+        if (!write_output(connection, &blocked, &waiting) || connection->output.failed) {
             close_connection(connection);
             return false;
         }
         if (blocked) break;
         if (connection->closing) {
-            close_connection(connection);
-            return false;
+            if (output_queue_pending(&connection->output) == 0) {
+                close_connection(connection);
+                return false;
+            }
+            break; /* a stream still has to come: it resumes the connection */
         }
-        if (connection->leftover_length == 0) break;
-        size_t before = connection->leftover_length;
-        if (!retry_leftover(connection)) {
-            close_connection(connection);
-            return false;
+        if (connection->leftover_length > 0) {
+            size_t before = connection->leftover_length;
+            if (!retry_leftover(connection)) {
+                close_connection(connection);
+                return false;
+            }
+            if (connection->leftover_length != before || connection->resume_pending) continue;
+            if (output_queue_pending(&connection->output) == 0) break; /* takes nothing */
+            continue;
         }
-        if (connection->leftover_length == before &&
-            output_queue_pending(&connection->output) == 0) {
-            break; /* the protocol takes nothing although nothing is queued */
-        }
+        if (!connection->resume_pending) break;
     }
+    connection->busy--;
     uint32_t events = 0;
     if (connection->leftover_length == 0 && !connection->closing) events |= EPOLLIN;
-    if (output_queue_pending(&connection->output) > 0) events |= EPOLLOUT;
+    /* Output left (a full socket, or 64 rounds were not enough): come back when the
+     * socket takes more. A stream that has not given its next piece yet resumes the
+     * connection itself, and so does a protocol waiting for a read. */
+    if (output_queue_pending(&connection->output) > 0 && !waiting) events |= EPOLLOUT;
     set_interest(connection, events);
     return true;
 }
@@ -382,6 +408,7 @@ static bool service(struct connection *connection) {
 static void connection_readable(struct connection *connection) {
     struct worker *worker = connection->worker;
     const struct net_handler *handler = &connection->protocol->handler;
+    connection->busy++; /* a resume from inside a handler call waits for service() */
     for (int round = 0; round < READS_PER_EVENT; round++) {
         if (connection->closing || connection->leftover_length > 0) break;
         unsigned char *target;
@@ -417,6 +444,7 @@ static void connection_readable(struct connection *connection) {
         close_connection(connection);
         return;
     }
+    connection->busy--;
     service(connection);
 }
 
@@ -512,6 +540,10 @@ static void accept_connections(struct worker *worker, struct listener *listener)
 
 void net_connection_resume(struct net_connection *handle) {
     struct connection *connection = (struct connection *)handle;
+    if (connection->busy > 0) {
+        connection->resume_pending = true; /* the service() under way goes on */
+        return;
+    }
     service(connection);
 }
 

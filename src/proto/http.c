@@ -173,6 +173,18 @@ void http_respond_reference(struct http_session *session, int status, const char
     output_queue_append_reference(session->output, body, length, release, argument);
 }
 
+void http_respond_stream(struct http_session *session, int status, const char *content_type,
+                         struct store_stream *stream, uint64_t offset, uint64_t length,
+                         const char *extra_headers) {
+    queue_head(session, status, content_type, length, extra_headers);
+    if (session->request.method == HTTP_HEAD || length == 0) {
+        store_stream_close(stream);
+        return;
+    }
+    store_stream_send(stream, offset, length, session->output, session->resume,
+                      session->resume_handle);
+}
+
 void http_respond_error(struct http_session *session, int status, const char *reason,
                         const char *extra_headers) {
     if (status >= 400 && status < 500 && status != 404 && status != 416) {
@@ -214,11 +226,14 @@ static void request_done(struct http_session *session) {
 }
 
 void *http_session_open(struct http_server *server, uint64_t id, const char *peer,
-                        struct output_queue *output) {
+                        struct output_queue *output, void (*resume)(void *handle),
+                        void *resume_handle) {
     struct http_session *session = calloc(1, sizeof(*session));
     if (session == NULL) return NULL;
     session->server = server;
     session->output = output;
+    session->resume = resume;
+    session->resume_handle = resume_handle;
     session->id = id;
     snprintf(session->peer, sizeof(session->peer), "%s", peer);
     session->last_progress_ms = clock_monotonic_ms();
@@ -226,11 +241,19 @@ void *http_session_open(struct http_server *server, uint64_t id, const char *pee
     return session;
 }
 
-void http_session_close(void *opaque) {
-    struct http_session *session = opaque;
+void http_session_free(struct http_session *session) {
     request_done(session); /* drops a half-received value: nothing is stored */
     free(session->head);
     free(session);
+}
+
+void http_session_close(void *opaque) {
+    struct http_session *session = opaque;
+    if (session->suspended) {
+        session->orphaned = true; /* freed when its read ends */
+        return;
+    }
+    http_session_free(session);
 }
 
 /* ---- request heads --------------------------------------------------------------- */
@@ -496,6 +519,11 @@ static void begin_request(struct http_session *session) {
         return;
     }
     http_route(session);
+    if (session->suspended) return; /* a read answers it: http_request_answered() */
+    http_request_answered(session);
+}
+
+void http_request_answered(struct http_session *session) {
     if (session->closing) return;
     const struct http_request *request = &session->request;
     bool has_body = request->chunked || (request->has_content_length && request->content_length);
@@ -650,7 +678,7 @@ bool http_session_data(void *opaque, const unsigned char *data, size_t length, s
     struct http_session *session = opaque;
     size_t position = 0;
     if (length > 0) session->last_progress_ms = clock_monotonic_ms();
-    while (position < length && !session->closing) {
+    while (position < length && !session->closing && !session->suspended) {
         if (session->in_body) {
             position += take_body_bytes(session, data + position, length - position);
             continue;
@@ -690,6 +718,7 @@ void http_session_direct_filled(void *opaque, size_t length) {
 bool http_session_tick(void *opaque, int64_t now_ms) {
     struct http_session *session = opaque;
     if (session->closing) return true;
+    if (session->suspended) return false; /* the server, not the client, is reading */
     int64_t header_timeout = option(session, OPTION_http_header_timeout) * 1000;
     int64_t idle_timeout = option(session, OPTION_http_idle_timeout) * 1000;
     const char *late = NULL;

@@ -34,9 +34,13 @@ extern const char http_refusal[];
 struct http_server *http_server_create(const struct http_environment *environment);
 void http_server_destroy(struct http_server *server);
 
-/* Opens a session for a new connection. Returns it, or NULL if out of memory. */
+/* Opens a session for a new connection. Returns it, or NULL if out of memory. A GET of a
+ * value on flash is answered when its read ends (on the connection's worker thread);
+ * the session then calls RESUME(RESUME_HANDLE) so the network layer offers the input
+ * that waited (pipelined requests keep their order). */
 void *http_session_open(struct http_server *server, uint64_t id, const char *peer,
-                        struct output_queue *output);
+                        struct output_queue *output, void (*resume)(void *handle),
+                        void *resume_handle);
 
 /* Parses requests in DATA and queues the responses (see net_handler.data). Sets
  * *CONSUMED. Returns true when the connection should close once its output is sent. */

@@ -85,6 +85,11 @@ struct http_session {
     struct value_block *block; /* BODY_VALUE: the value being received */
     char *key;                 /* BODY_VALUE: the key it will be stored under */
     size_t key_length;
+    /* A GET whose value is being read from flash: no input is taken until it ends. */
+    bool suspended;
+    bool orphaned; /* the connection closed meanwhile: the read's end frees the session */
+    void (*resume)(void *handle);
+    void *resume_handle;
 };
 
 /* ---- responses (http.c) ---------------------------------------------------------- */
@@ -100,6 +105,19 @@ void http_respond(struct http_session *session, int status, const char *content_
  * 404 and 416 are ordinary answers and are not. */
 void http_respond_error(struct http_session *session, int status, const char *reason,
                         const char *extra_headers);
+
+/* Queues a response whose body is bytes [OFFSET, OFFSET + LENGTH) of STREAM, sent from
+ * flash piece by piece (taken over; closed at once for HEAD). */
+void http_respond_stream(struct http_session *session, int status, const char *content_type,
+                         struct store_stream *stream, uint64_t offset, uint64_t length,
+                         const char *extra_headers);
+
+/* The request routed last is answered (after a read that ended later): finishes it the
+ * way a request answered at once is finished. */
+void http_request_answered(struct http_session *session);
+
+/* Frees a closed session (once nothing refers to it). */
+void http_session_free(struct http_session *session);
 
 /* Queues a response whose body is LENGTH bytes at BODY sent without copying;
  * RELEASE(ARGUMENT) is called once they are sent (or at once for HEAD). */

@@ -95,28 +95,35 @@ static int parse_range(const char *header, uint64_t length, uint64_t *first, uin
     return 1;
 }
 
-static void key_get(struct http_session *session, const char *key, size_t key_length) {
-    struct item *item;
-    if (store_get(session->server->environment.store, key, key_length, &item) != STORE_OK) {
+/* Answers GET or HEAD /keys/ with what the read of the key found (VALUE taken over). */
+static void respond_value(struct http_session *session, enum store_status status,
+                          struct store_value value) {
+    if (status == STORE_NOT_FOUND) {
         http_respond_error(session, 404, "no such key", NULL);
         return;
     }
-    uint64_t length = item_value_length(item);
-    const unsigned char *value = item_value(item);
+    if (status != STORE_OK) {
+        http_respond_error(session, status == STORE_FLASH_BUSY ? 503 : 500,
+                           store_status_text(status), NULL);
+        return;
+    }
+    uint64_t length =
+        value.stream != NULL ? store_stream_length(value.stream) : item_value_length(value.item);
     uint64_t first = 0, last = length ? length - 1 : 0;
     int range =
         session->request.range ? parse_range(session->request.range, length, &first, &last) : 0;
     char headers[160];
     if (range < 0) {
-        item_release(item);
+        if (value.item != NULL) item_release(value.item);
+        if (value.stream != NULL) store_stream_close(value.stream);
         snprintf(headers, sizeof(headers), "Content-Range: bytes */%" PRIu64 "\r\n", length);
         http_respond_error(session, 416, "the range starts past the end of the value", headers);
         return;
     }
-    int status = 200;
+    int code = 200;
     uint64_t send_length = length;
     if (range > 0) {
-        status = 206;
+        code = 206;
         send_length = last - first + 1;
         snprintf(headers, sizeof(headers),
                  "Accept-Ranges: bytes\r\nContent-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64
@@ -125,8 +132,41 @@ static void key_get(struct http_session *session, const char *key, size_t key_le
     } else {
         snprintf(headers, sizeof(headers), "Accept-Ranges: bytes\r\n");
     }
-    http_respond_reference(session, status, "application/octet-stream", value + first,
-                           (size_t)send_length, headers, item_release_callback, item);
+    if (value.stream != NULL) {
+        http_respond_stream(session, code, "application/octet-stream", value.stream, first,
+                            send_length, headers);
+        return;
+    }
+    http_respond_reference(session, code, "application/octet-stream",
+                           item_value(value.item) + first, (size_t)send_length, headers,
+                           item_release_callback, value.item);
+}
+
+/* The read of a GET /keys/ key ended (on the connection's worker). */
+static void key_read_done(void *context, enum store_status status, struct store_value value) {
+    struct http_session *session = context;
+    session->suspended = false;
+    if (session->orphaned) {
+        if (value.item != NULL) item_release(value.item);
+        if (value.stream != NULL) store_stream_close(value.stream);
+        http_session_free(session);
+        return;
+    }
+    respond_value(session, status, value);
+    http_request_answered(session);
+    session->resume(session->resume_handle); /* may close the connection: last */
+}
+
+static void key_get(struct http_session *session, const char *key, size_t key_length) {
+    struct store_read_options options = {.stream = true};
+    struct store_value value;
+    enum store_status status = store_read(session->server->environment.store, key, key_length,
+                                          &options, &value, key_read_done, session);
+    if (status == STORE_PENDING) {
+        session->suspended = true; /* key_read_done() answers */
+        return;
+    }
+    respond_value(session, status, value);
 }
 
 static void key_delete(struct http_session *session, const char *key, size_t key_length) {

@@ -73,12 +73,19 @@ enum phase {
     PHASE_CLOSED,           /* an untrusted stream: ignore everything */
 };
 
-/* A GET result waiting for the end of its frame. */
+/* A GET entry, from its read to the end of its frame. */
 struct get_result {
     int32_t status;
     uint32_t checksum;
     uint64_t value_length;
-    struct item *item; /* a reference to send the value from, or NULL */
+    struct item *item;           /* a reference to send the value from, or NULL */
+    struct store_stream *stream; /* or a value sent from flash piece by piece, or NULL */
+    /* What the entry asked (kept for a read that ends after the next entry arrived). */
+    struct native_session *session;
+    uint32_t flags;
+    uint64_t capacity;
+    uint64_t shm_offset;
+    unsigned char fingerprint[16];
 };
 
 struct native_session {
@@ -127,6 +134,14 @@ struct native_session {
     /* The shared memory region registered on this connection. */
     unsigned char *shm;
     uint64_t shm_size;
+
+    /* GET entries whose value is being read from flash: the frame is answered when the
+     * last one ends, and no more input is taken meanwhile once its entries are in. */
+    uint32_t reads_pending;
+    bool frame_waiting; /* every entry is in; the reply waits for the reads */
+    bool orphaned;      /* the connection closed meanwhile: the last read frees it */
+    void (*resume)(void *handle);
+    void *resume_handle;
 };
 
 /* ---- stored values ------------------------------------------------------------- */
@@ -149,14 +164,6 @@ static void stored_header_build(const struct native_session *session, unsigned c
     strata_store32(header + 8, strata_load32(session->entry + 24));
     if (flags & STORED_FINGERPRINT) memcpy(header + 16, session->entry + 32, 16);
     strata_store32(header + 12, stored_header_check(header));
-}
-
-/* Whether ITEM holds a value stored by a native PUT (a valid stored header). */
-static bool stored_header_valid(const struct item *item) {
-    if (item_value_length(item) < NATIVE_VALUE_HEADER_SIZE) return false;
-    const unsigned char *header = item_value(item);
-    return strata_load32(header) == STORED_MAGIC &&
-           strata_load32(header + 12) == stored_header_check(header);
 }
 
 /* ---- replies ------------------------------------------------------------------- */
@@ -207,11 +214,13 @@ static void fail_frame(struct native_session *session, int32_t status, const cha
  * results were set up (results_live) are looked at: they were all cleared then. */
 static void drop_results(struct native_session *session) {
     if (!session->results_live) return;
-    session->results_live = false;
+    session->results_live = false; /* reads still in flight release what they find */
     if (session->opcode != STRATA_OP_GET) return;
     for (uint32_t i = 0; i < session->count; i++) {
         if (session->gets[i].item != NULL) item_release(session->gets[i].item);
+        if (session->gets[i].stream != NULL) store_stream_close(session->gets[i].stream);
         session->gets[i].item = NULL;
+        session->gets[i].stream = NULL;
     }
 }
 
@@ -244,7 +253,9 @@ static void reply_results(struct native_session *session) {
         uint64_t body_length = 0;
         for (uint32_t i = 0; i < count; i++) {
             body_length += STRATA_GET_RESULT_SIZE;
-            if (session->gets[i].item != NULL) body_length += session->gets[i].value_length;
+            if (session->gets[i].item != NULL || session->gets[i].stream != NULL) {
+                body_length += session->gets[i].value_length;
+            }
         }
         write_frame_header(header, session->opcode, session->request_id, body_length, count,
                            STRATA_OK);
@@ -256,6 +267,14 @@ static void reply_results(struct native_session *session) {
             strata_store32(entry + 4, result->checksum);
             strata_store64(entry + 8, result->value_length);
             output_queue_append(session->output, entry, sizeof(entry));
+            if (result->stream != NULL) {
+                /* From flash, piece by piece: the value after its stored header. */
+                struct store_stream *stream = result->stream;
+                result->stream = NULL;
+                store_stream_send(stream, NATIVE_VALUE_HEADER_SIZE, result->value_length,
+                                  session->output, session->resume, session->resume_handle);
+                continue;
+            }
             if (result->item == NULL) continue;
             const unsigned char *value = item_value(result->item) + NATIVE_VALUE_HEADER_SIZE;
             if (result->value_length < 4096) {
@@ -377,16 +396,68 @@ static int32_t finish_put(struct native_session *session, const unsigned char *v
     return status_of(space, status);
 }
 
-/* Carries out a GET entry; its result goes into session->gets. */
-static void do_get(struct native_session *session, struct get_result *result) {
+/* Checks a GET entry's value (its stored header, at HEADER, LENGTH bytes of value after
+ * it) against what RESULT asked: a native value, the fingerprint, the caller's buffer.
+ * Returns the entry's status (STRATA_OK: send it); sets checksum and value_length. */
+static int32_t check_get(struct native_session *session, struct get_result *result,
+                         const unsigned char *header, uint64_t stored_length) {
     struct namespace *space = session->space;
-    const unsigned char *entry = session->entry;
-    uint32_t flags = strata_load32(entry + 4);
-    uint64_t capacity = strata_load64(entry + 8);
-    *result = (struct get_result){0};
-    atomic_fetch_add_explicit(&space->gets, 1, memory_order_relaxed);
-    struct item *item;
-    enum store_status status = store_get(space->store, session->keys, session->key_length, &item);
+    if (stored_length < NATIVE_VALUE_HEADER_SIZE || strata_load32(header) != STORED_MAGIC ||
+        strata_load32(header + 12) != stored_header_check(header)) {
+        return STRATA_ERR_NOT_NATIVE;
+    }
+    uint64_t length = stored_length - NATIVE_VALUE_HEADER_SIZE;
+    result->checksum = strata_load32(header + 8);
+    result->value_length = length;
+    if (result->flags & STRATA_GET_FINGERPRINT) {
+        if (!(strata_load32(header + 4) & STORED_FINGERPRINT) ||
+            memcmp(header + 16, result->fingerprint, 16) != 0) {
+            atomic_fetch_add_explicit(&space->fingerprint_mismatches, 1, memory_order_relaxed);
+            result->value_length = 0;
+            return STRATA_ERR_FINGERPRINT;
+        }
+    }
+    if (length > result->capacity) return STRATA_ERR_BUFFER_TOO_SMALL;
+    if (result->flags & STRATA_GET_SHM) {
+        if (session->shm == NULL || result->shm_offset > session->shm_size ||
+            length > session->shm_size - result->shm_offset) {
+            return STRATA_ERR_SHM;
+        }
+    }
+    return STRATA_OK;
+}
+
+/* Logs and counts a value whose bytes fail the checksum its writer gave. */
+static void checksum_mismatch(struct native_session *session, const unsigned char *key,
+                              size_t key_length) {
+    struct namespace *space = session->space;
+    atomic_fetch_add_explicit(&space->checksum_failures, 1, memory_order_relaxed);
+    char quoted[160];
+    log_event(LOG_ERROR, "checksum_mismatch", "protocol=native namespace=%s key=%s during=get",
+              space->name, log_quote(quoted, sizeof(quoted), (const char *)key, key_length));
+}
+
+static void get_read_done(void *context, enum store_status status, struct store_value value);
+static void finish_read(struct native_session *session);
+static void native_session_free(struct native_session *session);
+static void finish_frame(struct native_session *session);
+
+/* A shared-memory GET of a value streamed from flash has been copied. */
+static void get_copied(void *context, enum store_status status) {
+    struct get_result *result = context;
+    struct native_session *session = result->session;
+    if (status != STORE_OK) {
+        result->status = status_of(session->space, status);
+        result->value_length = 0;
+    }
+    finish_read(session);
+}
+
+/* Fills RESULT from what the read of its key found (STATUS, VALUE: taken over). A copy
+ * into shared memory of a value streamed from flash counts as a read until it ends. */
+static void settle_get(struct native_session *session, struct get_result *result,
+                       enum store_status status, struct store_value value) {
+    struct namespace *space = session->space;
     if (status != STORE_OK) {
         if (status == STORE_NOT_FOUND) {
             atomic_fetch_add_explicit(&space->misses, 1, memory_order_relaxed);
@@ -395,57 +466,102 @@ static void do_get(struct native_session *session, struct get_result *result) {
         return;
     }
     atomic_fetch_add_explicit(&space->hits, 1, memory_order_relaxed);
-    if (!stored_header_valid(item)) {
-        item_release(item);
-        result->status = STRATA_ERR_NOT_NATIVE;
-        return;
-    }
-    const unsigned char *header = item_value(item);
-    uint64_t length = item_value_length(item) - NATIVE_VALUE_HEADER_SIZE;
-    result->checksum = strata_load32(header + 8);
-    result->value_length = length;
-    if (flags & STRATA_GET_FINGERPRINT) {
-        if (!(strata_load32(header + 4) & STORED_FINGERPRINT) ||
-            memcmp(header + 16, entry + 24, 16) != 0) {
-            atomic_fetch_add_explicit(&space->fingerprint_mismatches, 1, memory_order_relaxed);
-            item_release(item);
-            result->status = STRATA_ERR_FINGERPRINT;
-            result->value_length = 0;
+    if (value.stream != NULL) {
+        struct store_stream *stream = value.stream;
+        size_t head_length;
+        const unsigned char *head = store_stream_head(stream, &head_length);
+        result->status = head_length >= NATIVE_VALUE_HEADER_SIZE
+                             ? check_get(session, result, head, store_stream_length(stream))
+                             : STRATA_ERR_NOT_NATIVE;
+        if (result->status != STRATA_OK) {
+            store_stream_close(stream);
             return;
         }
+        if (result->flags & STRATA_GET_SHM) {
+            /* The record's checksum is checked as it is copied. */
+            session->reads_pending++;
+            store_stream_copy(stream, NATIVE_VALUE_HEADER_SIZE, result->value_length,
+                              session->shm + result->shm_offset, get_copied, result);
+            return;
+        }
+        result->stream = stream;
+        return;
     }
-    if (item_from_flash(item) &&
-        crc32c(header + NATIVE_VALUE_HEADER_SIZE, length) != result->checksum) {
+    struct item *item = value.item;
+    const unsigned char *header = item_value(item);
+    result->status = check_get(session, result, header, item_value_length(item));
+    if (result->status == STRATA_OK && item_from_flash(item) &&
+        crc32c(header + NATIVE_VALUE_HEADER_SIZE, result->value_length) != result->checksum) {
         /* Read back from flash: check the client's checksum too. */
-        atomic_fetch_add_explicit(&space->checksum_failures, 1, memory_order_relaxed);
-        char quoted[160];
-        log_event(
-            LOG_ERROR, "checksum_mismatch", "protocol=native namespace=%s key=%s during=get",
-            space->name,
-            log_quote(quoted, sizeof(quoted), (const char *)session->keys, session->key_length));
-        item_release(item);
+        size_t key_length;
+        const unsigned char *key = item_key(item, &key_length);
+        checksum_mismatch(session, key, key_length);
         result->status = STRATA_ERR_CHECKSUM;
         result->value_length = 0;
-        return;
     }
-    if (length > capacity) {
+    if (result->status != STRATA_OK) {
         item_release(item);
-        result->status = STRATA_ERR_BUFFER_TOO_SMALL;
         return;
     }
-    if (flags & STRATA_GET_SHM) {
-        uint64_t offset = strata_load64(entry + 16);
-        if (session->shm == NULL || offset > session->shm_size ||
-            length > session->shm_size - offset) {
-            item_release(item);
-            result->status = STRATA_ERR_SHM;
-            return;
-        }
-        memcpy(session->shm + offset, header + NATIVE_VALUE_HEADER_SIZE, length);
+    if (result->flags & STRATA_GET_SHM) {
+        memcpy(session->shm + result->shm_offset, header + NATIVE_VALUE_HEADER_SIZE,
+               result->value_length);
         item_release(item);
         return;
     }
     result->item = item;
+}
+
+/* Starts the GET entry just read; its result goes into RESULT, now or when its read
+ * ends (a value on flash is read through the worker's io_ring). */
+static void do_get(struct native_session *session, struct get_result *result) {
+    struct namespace *space = session->space;
+    const unsigned char *entry = session->entry;
+    *result = (struct get_result){
+        .session = session,
+        .flags = strata_load32(entry + 4),
+        .capacity = strata_load64(entry + 8),
+        .shm_offset = strata_load64(entry + 16),
+    };
+    memcpy(result->fingerprint, entry + 24, 16);
+    atomic_fetch_add_explicit(&space->gets, 1, memory_order_relaxed);
+    struct store_read_options options = {.stream = true};
+    struct store_value value;
+    enum store_status status = store_read(space->store, session->keys, session->key_length,
+                                          &options, &value, get_read_done, result);
+    if (status == STORE_PENDING) {
+        session->reads_pending++;
+        return;
+    }
+    settle_get(session, result, status, value);
+}
+
+/* The read of a GET entry's key ended. */
+static void get_read_done(void *context, enum store_status status, struct store_value value) {
+    struct get_result *result = context;
+    struct native_session *session = result->session;
+    if (!session->results_live) {
+        /* The frame was given up (or the connection closed) meanwhile. */
+        if (value.item != NULL) item_release(value.item);
+        if (value.stream != NULL) store_stream_close(value.stream);
+    } else {
+        settle_get(session, result, status, value);
+    }
+    finish_read(session);
+}
+
+/* One read of the frame has ended: the last one answers the frame if all its entries
+ * are in, and lets the connection go on. */
+static void finish_read(struct native_session *session) {
+    if (--session->reads_pending > 0) return;
+    if (session->orphaned) {
+        native_session_free(session);
+        return;
+    }
+    if (!session->frame_waiting) return; /* entries are still arriving */
+    session->frame_waiting = false;
+    finish_frame(session);
+    session->resume(session->resume_handle); /* may close the connection: last */
 }
 
 /* Carries out a key entry (EXISTS, DELETE, TOUCH, PIN, UNPIN, MATCH_PREFIX). */
@@ -565,6 +681,10 @@ static bool take_body(struct native_session *session, uint64_t bytes) {
 
 /* The frame's entries are all read: answer it. */
 static void finish_frame(struct native_session *session) {
+    if (session->reads_pending > 0) {
+        session->frame_waiting = true; /* finish_read() answers it; no input meanwhile */
+        return;
+    }
     reply_results(session);
     session->results_live = false; /* reply_results() took every item */
     session->phase = PHASE_HEADER;
@@ -795,7 +915,7 @@ bool native_session_data(void *opaque, const unsigned char *data, size_t length,
     size_t position = 0;
     bool close = false;
     bool failed = false;
-    while (!close && position < length && !session->output->failed) {
+    while (!close && position < length && !session->output->failed && !session->frame_waiting) {
         const unsigned char *piece;
         switch (session->phase) {
         case PHASE_CLOSED:
@@ -927,18 +1047,21 @@ void native_server_destroy(struct native_server *server) {
 }
 
 void *native_session_open(struct native_server *server, uint64_t id, const char *peer,
-                          struct output_queue *output) {
+                          struct output_queue *output, void (*resume)(void *handle),
+                          void *resume_handle) {
     struct native_session *session = calloc(1, sizeof(*session));
     if (session == NULL) return NULL;
     session->server = server;
     session->output = output;
+    session->resume = resume;
+    session->resume_handle = resume_handle;
     session->id = id;
     snprintf(session->peer, sizeof(session->peer), "%s", peer);
     return session;
 }
 
-void native_session_close(void *opaque) {
-    struct native_session *session = opaque;
+/* Frees a closed session that no read refers to any more. */
+static void native_session_free(struct native_session *session) {
     if (session->block != NULL) value_block_release(session->block);
     drop_results(session);
     if (session->shm != NULL) munmap(session->shm, (size_t)session->shm_size);
@@ -947,4 +1070,14 @@ void native_session_close(void *opaque) {
     free(session->statuses);
     free(session->gets);
     free(session);
+}
+
+void native_session_close(void *opaque) {
+    struct native_session *session = opaque;
+    drop_results(session); /* reads still in flight release what they find */
+    if (session->reads_pending > 0) {
+        session->orphaned = true; /* the last read frees it (and its shared memory) */
+        return;
+    }
+    native_session_free(session);
 }

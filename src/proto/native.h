@@ -32,9 +32,13 @@ extern const size_t native_refusal_length;
 struct native_server *native_server_create(const struct native_environment *environment);
 void native_server_destroy(struct native_server *server);
 
-/* Opens a session for a new connection. Returns it, or NULL if out of memory. */
+/* Opens a session for a new connection. Returns it, or NULL if out of memory. A frame
+ * whose GET entries read flash is answered when the reads end (on the connection's
+ * worker thread); the session then calls RESUME(RESUME_HANDLE) so the network layer
+ * offers the input that waited. Values sent from flash piece by piece call it too. */
 void *native_session_open(struct native_server *server, uint64_t id, const char *peer,
-                          struct output_queue *output);
+                          struct output_queue *output, void (*resume)(void *handle),
+                          void *resume_handle);
 
 /* Handles DATA (see net_handler.data). Sets *CONSUMED. Returns true when the connection
  * should be closed once its output is sent. */

@@ -21,6 +21,7 @@
 #define RESP_REFERENCE_THRESHOLD (16 * 1024)
 
 struct resp_session;
+struct resp_reads;
 
 /* The protocol's process-wide state. */
 struct resp_server {
@@ -53,10 +54,26 @@ struct resp_session {
     bool orphaned; /* the connection closed meanwhile: the read's end frees the session */
     void (*resume)(void *handle); /* tells the network layer to go on */
     void *resume_handle;
+    struct resp_reads *reads; /* the values a suspended command waits for */
+    /* A command that brings its key back from flash first (resp_prefetch_key()) and
+     * runs again when it is in DRAM: */
+    bool rerun_wanted; /* it asked to run again: keep its arguments */
+    bool rerunning;    /* this run follows the prefetch */
+    bool holding;      /* the key at hold_index is held in DRAM until the command ends */
+    size_t hold_index;
 };
 
 /* Frees a session that is closed and out of the registry. */
 void resp_session_free(struct resp_session *session);
+
+/* The command in progress is over: ends its hold, forgets its arguments and gets the
+ * parser ready for the next command. */
+void resp_session_command_done(struct resp_session *session);
+
+/* Runs the command in progress again now that its key is in DRAM (or replies FAILURE
+ * when bringing it back failed), ends it and lets the session go on. On the worker,
+ * from a completion. */
+void resp_session_rerun(struct resp_session *session, enum store_status failure);
 
 /* A command being executed: its arguments, as the parser delivered them. */
 struct resp_request {
@@ -133,6 +150,54 @@ const struct resp_command *resp_command_find(const unsigned char *name, size_t l
 
 /* The whole table and its size. */
 const struct resp_command *resp_command_table(size_t *count);
+
+/* ---- values that may live on flash (resp_reads.c) ----------------------------- */
+
+/* One key's read: its status and what it found. */
+struct resp_read_slot {
+    struct resp_reads *reads;
+    enum store_status status;
+    struct store_value value; /* the reply function takes what it sends */
+};
+
+typedef void (*resp_reads_reply)(struct resp_session *session, struct resp_reads *reads);
+
+/* The reads of one command. */
+struct resp_reads {
+    struct resp_session *session;
+    size_t count;
+    size_t pending;
+    resp_reads_reply reply;
+    int64_t arguments[2]; /* numbers the reply needs (GETRANGE's range) */
+    struct resp_read_slot slots[];
+};
+
+/* Reads the values of the COUNT keys from argument FIRST on (streams allowed), then
+ * calls REPLY with them: at once when none is on flash, else when the last read ends
+ * (the session is suspended meanwhile, and its arguments need not outlive this call:
+ * ARGUMENTS, two numbers, are kept for REPLY). */
+void resp_read_values(struct resp_session *session, const struct resp_request *request,
+                      size_t first, size_t count, const int64_t *arguments, resp_reads_reply reply);
+
+/* Replies with SLOT's value as a bulk string, nil when absent, or its error; takes the
+ * value over. */
+void reply_value(struct resp_session *session, struct resp_read_slot *slot);
+
+/* GETRANGE's reply: bytes START to END (inclusive, negative from the end) of SLOT's
+ * value, "" when absent. */
+void reply_value_range(struct resp_session *session, struct resp_read_slot *slot, int64_t start,
+                       int64_t end);
+
+enum resp_prefetch {
+    PREFETCH_READY,   /* the key is in DRAM (or absent): run the command */
+    PREFETCH_STARTED, /* it is being read: return; the command runs again later */
+    PREFETCH_FAILED,  /* the read failed: an error was replied */
+};
+
+/* Brings the key in argument INDEX back to DRAM (with a hold) before a command that
+ * changes or hands on its value. */
+enum resp_prefetch resp_prefetch_key(struct resp_session *session,
+                                     const struct resp_request *request, size_t index);
 
 /* ---- INFO and CLIENT LIST (resp_info.c) --------------------------------------- */
 

@@ -287,6 +287,7 @@ void command_randomkey(struct resp_session *session, const struct resp_request *
 }
 
 void command_rename(struct resp_session *session, const struct resp_request *request) {
+    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
     enum store_status status =
         store_rename(store_of(session), request->argv[1], (size_t)request->lengths[1],
                      request->argv[2], (size_t)request->lengths[2], false);
@@ -298,6 +299,7 @@ void command_rename(struct resp_session *session, const struct resp_request *req
 }
 
 void command_renamenx(struct resp_session *session, const struct resp_request *request) {
+    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
     enum store_status status =
         store_rename(store_of(session), request->argv[1], (size_t)request->lengths[1],
                      request->argv[2], (size_t)request->lengths[2], true);
@@ -326,6 +328,7 @@ void command_copy(struct resp_session *session, const struct resp_request *reque
         reply_error(session, "ERR source and destination objects are the same");
         return;
     }
+    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
     enum store_status status =
         store_copy(store_of(session), request->argv[1], (size_t)request->lengths[1],
                    request->argv[2], (size_t)request->lengths[2], replace);

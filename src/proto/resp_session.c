@@ -135,13 +135,14 @@ void resp_session_close(void *opaque) {
     if (session->next != NULL) session->next->previous = session->previous;
     pthread_mutex_unlock(&server->sessions_lock);
     if (session->suspended) {
-        session->orphaned = true; /* freed when its flash read ends */
+        session->orphaned = true; /* freed when its flash reads end */
         return;
     }
     resp_session_free(session);
 }
 
 void resp_session_free(struct resp_session *session) {
+    if (session->holding) resp_session_command_done(session);
     resp_parser_free(&session->parser);
     free(session->name);
     free(session->library_name);
@@ -169,12 +170,13 @@ static void reply_unknown_command(struct resp_session *session,
     reply_error(session, text);
 }
 
-/* Runs the command the parser has just completed. */
+/* Runs the command the parser has completed (again, after a prefetch, when
+ * session->rerunning). */
 static void execute(struct resp_session *session) {
     struct resp_parser *parser = &session->parser;
     struct resp_request request = {parser->argc, parser->argv, parser->argv_lengths};
     if (request.argc == 0) return;
-    metric_add(METRIC_commands_processed, 1);
+    if (!session->rerunning) metric_add(METRIC_commands_processed, 1);
     if (parser->oversized_length != 0) {
         reply_errorf(
             session, "ERR argument of %llu bytes exceeds max-value (%lld bytes)",
@@ -228,9 +230,8 @@ bool resp_session_data(void *opaque, const unsigned char *data, size_t length, s
         position += used;
         if (result == RESP_COMMAND_READY) {
             execute(session);
-            resp_parser_next_command(&session->parser);
-            struct resp_parser_limits limits = current_limits(session->server);
-            resp_parser_set_limits(&session->parser, &limits);
+            if (session->rerun_wanted) break; /* it runs again when its key is in DRAM */
+            resp_session_command_done(session);
         } else if (result == RESP_PROTOCOL_ERROR) {
             reply_errorf(session, "ERR %s", session->parser.error);
             char quoted[160];
@@ -246,6 +247,36 @@ bool resp_session_data(void *opaque, const unsigned char *data, size_t length, s
     }
     *consumed = position;
     return session->closing;
+}
+
+void resp_session_command_done(struct resp_session *session) {
+    if (session->holding) {
+        const struct resp_parser *parser = &session->parser;
+        if (session->hold_index < parser->argc) {
+            store_release_hold(session->server->environment.store,
+                               parser->argv[session->hold_index],
+                               (size_t)parser->argv_lengths[session->hold_index]);
+        }
+        session->holding = false;
+    }
+    session->rerun_wanted = false;
+    resp_parser_next_command(&session->parser);
+    struct resp_parser_limits limits = current_limits(session->server);
+    resp_parser_set_limits(&session->parser, &limits);
+}
+
+void resp_session_rerun(struct resp_session *session, enum store_status failure) {
+    session->rerun_wanted = false;
+    if (failure != STORE_OK) {
+        reply_store_error(session, failure);
+    } else {
+        session->rerunning = true;
+        session->command_clock_ns = clock_monotonic_ns();
+        execute(session);
+        session->rerunning = false;
+    }
+    resp_session_command_done(session);
+    session->resume(session->resume_handle); /* may close the connection: last */
 }
 
 bool resp_session_direct_target(void *opaque, unsigned char **buffer, size_t *length) {

@@ -54,39 +54,12 @@ static enum store_status store_argument(struct resp_session *session,
                      request->argv[value_index], request->lengths[value_index], write, previous);
 }
 
-/* Sends GET's reply for STATUS and ITEM (released here). */
-static void reply_get(struct resp_session *session, enum store_status status, struct item *item) {
-    if (status == STORE_OK) {
-        reply_item(session, item);
-    } else if (status == STORE_NOT_FOUND) {
-        reply_null(session);
-    } else {
-        reply_store_error(session, status);
-    }
-}
-
-/* The end of a GET that waited for a flash read (on the connection's worker thread). */
-static void get_done(void *context, enum store_status status, struct item *item) {
-    struct resp_session *session = context;
-    session->suspended = false;
-    if (session->orphaned) {
-        if (item != NULL) item_release(item);
-        resp_session_free(session);
-        return;
-    }
-    reply_get(session, status, item);
-    session->resume(session->resume_handle); /* may close the connection: last */
+static void reply_get(struct resp_session *session, struct resp_reads *reads) {
+    reply_value(session, &reads->slots[0]);
 }
 
 void command_get(struct resp_session *session, const struct resp_request *request) {
-    struct item *item = NULL;
-    enum store_status status = store_get_async(
-        store_of(session), request->argv[1], (size_t)request->lengths[1], &item, get_done, session);
-    if (status == STORE_PENDING) {
-        session->suspended = true; /* get_done() replies and resumes */
-        return;
-    }
-    reply_get(session, status, item);
+    resp_read_values(session, request, 1, 1, NULL, reply_get);
 }
 
 void command_set(struct resp_session *session, const struct resp_request *request) {
@@ -131,6 +104,8 @@ void command_set(struct resp_session *session, const struct resp_request *reques
         }
         write.expiry = STORE_EXPIRY_SET;
     }
+    /* SET ... GET hands the old value back: it must be in DRAM first. */
+    if (want_previous && resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
     struct item *previous = NULL;
     enum store_status status =
         store_argument(session, request, 2, &write, want_previous ? &previous : NULL);
@@ -178,29 +153,36 @@ void command_getex(struct resp_session *session, const struct resp_request *requ
             return;
         }
     }
-    struct item *item = NULL;
-    enum store_status status;
-    if (change) {
-        status = store_set_expiry(store_of(session), request->argv[1], (size_t)request->lengths[1],
-                                  expire_at, STORE_EXPIRY_ALWAYS, &item);
-    } else {
-        status = store_get(store_of(session), request->argv[1], (size_t)request->lengths[1], &item);
+    if (!change) {
+        resp_read_values(session, request, 1, 1, NULL, reply_get);
+        return;
     }
+    /* A new expiry is set on the DRAM item: bring the key there first. */
+    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
+    struct item *item = NULL;
+    enum store_status status =
+        store_set_expiry(store_of(session), request->argv[1], (size_t)request->lengths[1],
+                         expire_at, STORE_EXPIRY_ALWAYS, &item);
     if (status == STORE_OK && item != NULL) {
         reply_item(session, item);
-    } else {
+    } else if (status == STORE_OK || status == STORE_NOT_FOUND) {
         reply_null(session);
+    } else {
+        reply_store_error(session, status);
     }
 }
 
 void command_getdel(struct resp_session *session, const struct resp_request *request) {
+    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
     struct item *item = NULL;
-    if (store_delete(store_of(session), request->argv[1], (size_t)request->lengths[1], &item) ==
-            STORE_OK &&
-        item != NULL) {
+    enum store_status status =
+        store_delete(store_of(session), request->argv[1], (size_t)request->lengths[1], &item);
+    if (status == STORE_OK && item != NULL) {
         reply_item(session, item);
-    } else {
+    } else if (status == STORE_OK || status == STORE_NOT_FOUND) {
         reply_null(session);
+    } else {
+        reply_store_error(session, status);
     }
 }
 
@@ -233,17 +215,20 @@ void command_psetex(struct resp_session *session, const struct resp_request *req
     set_with_expiry(session, request, 1, "psetex");
 }
 
-void command_mget(struct resp_session *session, const struct resp_request *request) {
-    reply_array(session, request->argc - 1);
-    for (size_t i = 1; i < request->argc; i++) {
-        struct item *item;
-        if (store_get(store_of(session), request->argv[i], (size_t)request->lengths[i], &item) ==
-            STORE_OK) {
-            reply_item(session, item);
+static void reply_mget(struct resp_session *session, struct resp_reads *reads) {
+    reply_array(session, reads->count);
+    for (size_t i = 0; i < reads->count; i++) {
+        struct resp_read_slot *slot = &reads->slots[i];
+        if (slot->status != STORE_OK) {
+            reply_null(session); /* as Redis: a key that cannot be read is nil */
         } else {
-            reply_null(session);
+            reply_value(session, slot);
         }
     }
+}
+
+void command_mget(struct resp_session *session, const struct resp_request *request) {
+    resp_read_values(session, request, 1, request->argc - 1, NULL, reply_mget);
 }
 
 /* MSET and MSETNX. */
@@ -289,17 +274,13 @@ void command_msetnx(struct resp_session *session, const struct resp_request *req
 }
 
 void command_strlen(struct resp_session *session, const struct resp_request *request) {
-    struct item *item;
-    if (store_get(store_of(session), request->argv[1], (size_t)request->lengths[1], &item) ==
-        STORE_OK) {
-        reply_integer(session, (int64_t)item_value_length(item));
-        item_release(item);
-    } else {
-        reply_integer(session, 0);
-    }
+    uint64_t length = 0; /* from the index: the value itself is not read */
+    store_value_length(store_of(session), request->argv[1], (size_t)request->lengths[1], &length);
+    reply_integer(session, (int64_t)length);
 }
 
 void command_append(struct resp_session *session, const struct resp_request *request) {
+    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
     uint64_t length = 0;
     enum store_status status =
         store_append(store_of(session), request->argv[1], (size_t)request->lengths[1],
@@ -311,36 +292,17 @@ void command_append(struct resp_session *session, const struct resp_request *req
     }
 }
 
+static void reply_getrange(struct resp_session *session, struct resp_reads *reads) {
+    reply_value_range(session, &reads->slots[0], reads->arguments[0], reads->arguments[1]);
+}
+
 void command_getrange(struct resp_session *session, const struct resp_request *request) {
-    int64_t start, end;
-    if (!argument_int64(session, request, 2, &start) ||
-        !argument_int64(session, request, 3, &end)) {
+    int64_t range[2];
+    if (!argument_int64(session, request, 2, &range[0]) ||
+        !argument_int64(session, request, 3, &range[1])) {
         return;
     }
-    struct item *item;
-    if (store_get(store_of(session), request->argv[1], (size_t)request->lengths[1], &item) !=
-        STORE_OK) {
-        reply_bulk(session, "", 0);
-        return;
-    }
-    int64_t length = (int64_t)item_value_length(item);
-    if (start < 0 && end < 0 && start > end) {
-        item_release(item);
-        reply_bulk(session, "", 0);
-        return;
-    }
-    if (start < 0) start = length + start;
-    if (end < 0) end = length + end;
-    if (start < 0) start = 0;
-    if (end < 0) end = 0;
-    if (end >= length) end = length - 1;
-    if (start > end || length == 0) {
-        item_release(item);
-        reply_bulk(session, "", 0);
-        return;
-    }
-    reply_bulk(session, item_value(item) + start, (size_t)(end - start + 1));
-    item_release(item);
+    resp_read_values(session, request, 1, 1, range, reply_getrange);
 }
 
 /* A read-modify-write command's view of the current value and its new one. */
@@ -367,12 +329,17 @@ typedef void (*rewritten_fn)(struct resp_session *session, const struct rewrite 
  * that was read (keeping its expiry), retrying when another client changed it. */
 static void rewrite_key(struct resp_session *session, const struct resp_request *request,
                         rewrite_fn compute, rewritten_fn done, const void *context) {
+    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
     struct store *store = store_of(session);
     const unsigned char *key = request->argv[1];
     size_t key_length = (size_t)request->lengths[1];
     for (int attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
         struct item *item = NULL;
-        store_get(store, key, key_length, &item);
+        enum store_status read_status = store_get(store, key, key_length, &item);
+        if (read_status != STORE_OK && read_status != STORE_NOT_FOUND) {
+            reply_store_error(session, read_status); /* not "absent": the read failed */
+            return;
+        }
         struct rewrite rewrite;
         rewrite.current = item != NULL ? item_value(item) : NULL;
         rewrite.current_length = item != NULL ? item_value_length(item) : 0;

@@ -240,7 +240,8 @@ static void handler_close(void *session) {
 static void *native_handler_open(void *context, const struct net_connection_info *info,
                                  struct output_queue *output) {
     struct server *server = context;
-    return native_session_open(server->native, info->id, info->peer, output);
+    return native_session_open(server->native, info->id, info->peer, output, resume_connection,
+                               info->connection);
 }
 
 static enum net_action native_handler_data(void *session, const unsigned char *data, size_t length,
@@ -251,7 +252,8 @@ static enum net_action native_handler_data(void *session, const unsigned char *d
 static void *http_handler_open(void *context, const struct net_connection_info *info,
                                struct output_queue *output) {
     struct server *server = context;
-    return http_session_open(server->http, info->id, info->peer, output);
+    return http_session_open(server->http, info->id, info->peer, output, resume_connection,
+                             info->connection);
 }
 
 static enum net_action http_handler_data(void *session, const unsigned char *data, size_t length,

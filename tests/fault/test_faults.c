@@ -8,11 +8,12 @@
  *
  * Built only in the fault build (build/fault, -DSTRATA_FAULT_INJECTION, allocations
  * wrapped); `make unit-fault` runs it. */
+#include "../unit/test.h"
 #include "base/clock.h"
 #include "base/fault.h"
 #include "base/log.h"
+#include "base/output_queue.h"
 #include "engine/store.h"
-#include "../unit/test.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -187,11 +188,10 @@ static void remove_directory(const char *path) {
 
 /* Opens SCENARIO's store over DIRECTORY and waits for its recovery. Returns NULL (with a
  * reason on standard error when LOUD) if it cannot start. */
-static struct store *open_store(const struct scenario *scenario, const char *directory,
-                                bool loud) {
+static struct store *open_store(const struct scenario *scenario, const char *directory, bool loud) {
     struct store_config config = {
         .memory_budget = scenario->memory,
-        .max_value = 1 << 20,
+        .max_value = 64 << 20,
         .shards = 16,
         .flash =
             {
@@ -313,11 +313,12 @@ static void sweep(const struct scenario *scenario, enum fault_site site, bool pe
         }
         store = open_store(scenario, directory, true);
         REQUIRE(store != NULL);
-        violations += check_model(store, scenario->durable ? CHECK_DURABLE : CHECK_ANY,
-                                  "after a restart");
+        violations +=
+            check_model(store, scenario->durable ? CHECK_DURABLE : CHECK_ANY, "after a restart");
         store_destroy(store);
         if (violations != violations_before) {
-            fprintf(stderr, "  (%s at N=%llu: rerun with STRATA_FAULT_ONLY=%s STRATA_FAULT_N=%llu)\n",
+            fprintf(stderr,
+                    "  (%s at N=%llu: rerun with STRATA_FAULT_ONLY=%s STRATA_FAULT_N=%llu)\n",
                     label, (unsigned long long)n, label, (unsigned long long)n);
         }
         runs++;
@@ -389,6 +390,93 @@ static void test_workloads_reach_every_path(void) {
         store_destroy(store);
     }
     remove_directory(directory);
+}
+
+/* Reads STREAM's bytes [0, length) into OUTPUT through an output queue, as a
+ * connection would send them. Returns the bytes received; *FAILED is set when the queue
+ * failed (the connection would close) before the stream was whole. */
+static size_t drain_stream(struct store_stream *stream, unsigned char *output, size_t length,
+                           bool *failed) {
+    struct output_queue queue;
+    output_queue_init(&queue);
+    store_stream_send(stream, 0, length, &queue, NULL, NULL);
+    size_t received = 0;
+    struct iovec iovecs[16];
+    for (;;) {
+        int count = output_queue_iovecs(&queue, iovecs, 16);
+        if (count == 0) break; /* whole, or failed: without a ring nothing waits */
+        size_t taken = 0;
+        for (int i = 0; i < count; i++) {
+            memcpy(output + received + taken, iovecs[i].iov_base, iovecs[i].iov_len);
+            taken += iovecs[i].iov_len;
+        }
+        received += taken;
+        output_queue_consume(&queue, taken);
+    }
+    *failed = queue.failed;
+    output_queue_clear(&queue);
+    return received;
+}
+
+/* Streams (values too large for DRAM, sent from flash piece by piece) under read faults:
+ * the value arrives whole and right, or the reply fails before its last piece. */
+static void test_streams_under_read_faults(void) {
+    static const struct scenario streaming = {
+        .name = "stream",
+        .memory = 32 << 20,
+        .ssd_size = 64 << 20,
+        .fsync = STORE_FSYNC_NEVER,
+        .keys = 1,
+    };
+    char directory[512];
+    snprintf(directory, sizeof(directory), "%s/stream", base_directory);
+    size_t length = 6 << 20; /* larger than a 4 MiB budget: 24 pieces of 256 KiB */
+    unsigned char *value = malloc(length), *received = malloc(length);
+    REQUIRE(value != NULL && received != NULL);
+    for (size_t i = 0; i < length; i++)
+        value[i] = (unsigned char)(i * 7 + i / 4099);
+    uint64_t runs = 0, whole = 0, failed_replies = 0;
+    for (uint64_t n = 1; n <= 64; n++) {
+        fault_reset();
+        remove_directory(directory);
+        struct store *store = open_store(&streaming, directory, true);
+        REQUIRE(store != NULL);
+        CHECK(store_set(store, "big", 3, value, length, &plain_write, NULL) == STORE_OK);
+        store_set_budget(store, 4 << 20); /* the value moves to flash */
+        struct fault_rule rule = {.nth = n};
+        fault_configure(FAULT_read, &rule);
+        struct store_read_options options = {.stream = true};
+        struct store_value found;
+        enum store_status status = store_read(store, "big", 3, &options, &found, NULL, NULL);
+        bool failed = false;
+        if (status == STORE_OK) {
+            CHECK(found.stream != NULL);
+            size_t got = drain_stream(found.stream, received, length, &failed);
+            if (!failed) {
+                CHECK(got == length && memcmp(received, value, length) == 0);
+                whole++;
+            } else {
+                CHECK(got < length); /* never the whole reply */
+                failed_replies++;
+            }
+        } else {
+            CHECK(status == STORE_IO_ERROR || status == STORE_NOT_FOUND);
+            failed_replies++;
+        }
+        struct fault_counts counts;
+        fault_get_counts(FAULT_read, &counts);
+        fault_reset();
+        store_destroy(store);
+        runs++;
+        if (counts.injected == 0) break;
+    }
+    fprintf(stderr, "    %llu runs: %llu whole, %llu failed before their last piece\n",
+            (unsigned long long)runs, (unsigned long long)whole,
+            (unsigned long long)failed_replies);
+    CHECK(whole >= 1 && failed_replies >= 3);
+    remove_directory(directory);
+    free(value);
+    free(received);
 }
 
 static void test_write_path(void) {
@@ -497,6 +585,7 @@ int main(void) {
     fprintf(stderr, "test_faults: the tier's log is in %s\n", log_path);
     RUN_TEST(test_workloads_reach_every_path);
     RUN_TEST(test_write_through_copies_outlive_reclaim);
+    RUN_TEST(test_streams_under_read_faults);
     RUN_TEST(test_write_path);
     RUN_TEST(test_demotion_reads_and_reclaim);
     RUN_TEST(test_allocations);
