@@ -27,7 +27,7 @@
 /* Bytes of the record read at a time: at most, and at least. */
 #define STREAM_PIECE_MAX (2u << 20)
 #define STREAM_PIECE_MIN (256u << 10)
-#define STREAM_BUFFERS 2
+#define STREAM_BUFFERS   2
 
 enum buffer_state {
     BUFFER_FREE,
@@ -41,8 +41,8 @@ struct stream_buffer {
     struct store_stream *stream;
     void *allocation; /* aligned, stream->piece_size bytes */
     enum buffer_state state;
-    uint64_t piece;  /* which piece it holds */
-    size_t length;   /* bytes of the piece read */
+    uint64_t piece;   /* which piece it holds */
+    size_t length;    /* bytes of the piece read */
     size_t sent_from; /* SENDING/HELD: where its bytes for the client start */
     size_t sent_length;
 };
@@ -90,10 +90,10 @@ struct store_stream {
     struct output_chunk *chunk;
     void (*wake)(void *context);
     void *wake_context;
-    bool woken;        /* a piece was added since the last wake */
-    bool quiet;        /* inside store_stream_send(): its caller resumes the connection */
-    bool attached;     /* its chunk is in the queue, unfinished: the queue may cancel it */
-    uint64_t added;    /* bytes given to the chunk so far */
+    bool woken;     /* a piece was added since the last wake */
+    bool quiet;     /* inside store_stream_send(): its caller resumes the connection */
+    bool attached;  /* its chunk is in the queue, unfinished: the queue may cancel it */
+    uint64_t added; /* bytes given to the chunk so far */
     /* MODE_COPY */
     unsigned char *destination;
     store_copy_done copy_done;
@@ -139,11 +139,10 @@ static void free_if_finished(struct store_stream *stream) {
 static void piece_span(const struct store_stream *stream, uint64_t piece, size_t length,
                        uint64_t *from, uint64_t *to) {
     uint64_t file_start = piece * stream->piece_size; /* from aligned_start */
-    uint64_t record_start = file_start > stream->record_delta ? file_start - stream->record_delta
-                                                              : 0;
-    uint64_t record_end = file_start + length > stream->record_delta
-                              ? file_start + length - stream->record_delta
-                              : 0;
+    uint64_t record_start =
+        file_start > stream->record_delta ? file_start - stream->record_delta : 0;
+    uint64_t record_end =
+        file_start + length > stream->record_delta ? file_start + length - stream->record_delta : 0;
     *from = record_start;
     *to = record_end;
 }
@@ -273,7 +272,8 @@ static void stream_failed(struct store_stream *stream, enum store_status status)
         output_stream_fail(stream->queue, stream->chunk);
         stream->woken = true;
     } else if (stream->mode == MODE_COPY) {
-        stream->copy_done(stream->copy_context, status == STORE_NOT_FOUND ? STORE_IO_ERROR : status);
+        stream->copy_done(stream->copy_context,
+                          status == STORE_NOT_FOUND ? STORE_IO_ERROR : status);
     }
 }
 
@@ -309,15 +309,14 @@ static void piece_read(struct store_stream *stream, struct stream_buffer *buffer
 /* Checks piece 0 (the head): the record's header, key and lengths. */
 static bool head_valid(struct store_stream *stream, const struct stream_buffer *buffer) {
     const unsigned char *record = (const unsigned char *)buffer->allocation + stream->record_delta;
-    if (buffer->length < stream->record_delta + sizeof(struct flash_record_header) +
-                             stream->key_length) {
+    if (buffer->length <
+        stream->record_delta + sizeof(struct flash_record_header) + stream->key_length) {
         return false;
     }
     struct flash_record_header header;
     memcpy(&header, record, sizeof(header));
     return flash_header_valid(&header, record + sizeof(header), stream->segment->size) &&
-           header.key_length == stream->key_length &&
-           header.value_length == stream->value_length &&
+           header.key_length == stream->key_length && header.value_length == stream->value_length &&
            !(header.flags & FLASH_FLAG_TOMBSTONE) &&
            memcmp(record + sizeof(header), stream->key, stream->key_length) == 0;
 }
@@ -331,9 +330,8 @@ static int start_read(struct store_stream *stream, struct stream_buffer *buffer)
     uint64_t file_offset = stream->aligned_start + stream->next_piece * stream->piece_size;
     uint64_t read_end = stream->aligned_start + stream->record_delta + stream->covered + 4;
     read_end = (read_end + FLASH_BLOCK - 1) & ~(uint64_t)(FLASH_BLOCK - 1);
-    size_t length = read_end - file_offset < stream->piece_size
-                        ? (size_t)(read_end - file_offset)
-                        : stream->piece_size;
+    size_t length = read_end - file_offset < stream->piece_size ? (size_t)(read_end - file_offset)
+                                                                : stream->piece_size;
     buffer->piece = stream->next_piece;
     buffer->length = length;
     buffer->operation.done = read_finished;

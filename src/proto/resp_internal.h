@@ -23,6 +23,26 @@
 struct resp_session;
 struct resp_reads;
 
+/* One key's read: its status and what it found. */
+struct resp_read_slot {
+    struct resp_reads *reads;
+    enum store_status status;
+    struct store_value value; /* the reply function takes what it sends */
+};
+
+typedef void (*resp_reads_reply)(struct resp_session *session, struct resp_reads *reads);
+
+/* The reads of one command. */
+struct resp_reads {
+    struct resp_session *session;
+    size_t count;
+    size_t pending;
+    resp_reads_reply reply;
+    int64_t arguments[2];         /* numbers the reply needs (GETRANGE's range) */
+    struct resp_read_slot *slots; /* COUNT of them */
+    bool allocated;               /* allocated with its slots; else the session's own */
+};
+
 /* The protocol's process-wide state. */
 struct resp_server {
     struct resp_environment environment;
@@ -55,6 +75,9 @@ struct resp_session {
     void (*resume)(void *handle); /* tells the network layer to go on */
     void *resume_handle;
     struct resp_reads *reads; /* the values a suspended command waits for */
+    /* A one-key read (GET) uses these, so the common case allocates nothing. */
+    struct resp_reads single_read;
+    struct resp_read_slot single_slot;
     /* A command that brings its key back from flash first (resp_prefetch_key()) and
      * runs again when it is in DRAM: */
     bool rerun_wanted; /* it asked to run again: keep its arguments */
@@ -152,25 +175,6 @@ const struct resp_command *resp_command_find(const unsigned char *name, size_t l
 const struct resp_command *resp_command_table(size_t *count);
 
 /* ---- values that may live on flash (resp_reads.c) ----------------------------- */
-
-/* One key's read: its status and what it found. */
-struct resp_read_slot {
-    struct resp_reads *reads;
-    enum store_status status;
-    struct store_value value; /* the reply function takes what it sends */
-};
-
-typedef void (*resp_reads_reply)(struct resp_session *session, struct resp_reads *reads);
-
-/* The reads of one command. */
-struct resp_reads {
-    struct resp_session *session;
-    size_t count;
-    size_t pending;
-    resp_reads_reply reply;
-    int64_t arguments[2]; /* numbers the reply needs (GETRANGE's range) */
-    struct resp_read_slot slots[];
-};
 
 /* Reads the values of the COUNT keys from argument FIRST on (streams allowed), then
  * calls REPLY with them: at once when none is on flash, else when the last read ends

@@ -21,14 +21,15 @@ static struct store *store_of(struct resp_session *session) {
 
 /* ---- reading values ------------------------------------------------------------- */
 
-/* Releases what the slots still hold and frees READS. */
+/* Releases what the slots still hold and frees READS (unless it is the session's). */
 static void reads_free(struct resp_reads *reads) {
     for (size_t i = 0; i < reads->count; i++) {
         struct resp_read_slot *slot = &reads->slots[i];
         if (slot->value.item != NULL) item_release(slot->value.item);
         if (slot->value.stream != NULL) store_stream_close(slot->value.stream);
+        slot->value = (struct store_value){0};
     }
-    free(reads);
+    if (reads->allocated) free(reads);
 }
 
 /* Every read of READS has ended: replies (unless the connection went away) and lets the
@@ -37,7 +38,7 @@ static void reads_complete(struct resp_reads *reads, bool asynchronous) {
     struct resp_session *session = reads->session;
     session->reads = NULL;
     if (session->orphaned) {
-        reads_free(reads);
+        reads_free(reads); /* (before the session that may hold it goes) */
         resp_session_free(session);
         return;
     }
@@ -60,10 +61,20 @@ static void read_done(void *context, enum store_status status, struct store_valu
 void resp_read_values(struct resp_session *session, const struct resp_request *request,
                       size_t first, size_t count, const int64_t *arguments,
                       resp_reads_reply reply) {
-    struct resp_reads *reads = calloc(1, sizeof(*reads) + count * sizeof(reads->slots[0]));
-    if (reads == NULL) {
-        reply_store_error(session, STORE_ALLOCATION_FAILED);
-        return;
+    struct resp_reads *reads;
+    if (count == 1) {
+        reads = &session->single_read;
+        memset(reads, 0, sizeof(*reads));
+        memset(&session->single_slot, 0, sizeof(session->single_slot));
+        reads->slots = &session->single_slot;
+    } else {
+        reads = calloc(1, sizeof(*reads) + count * sizeof(reads->slots[0]));
+        if (reads == NULL) {
+            reply_store_error(session, STORE_ALLOCATION_FAILED);
+            return;
+        }
+        reads->slots = (struct resp_read_slot *)(reads + 1);
+        reads->allocated = true;
     }
     reads->session = session;
     reads->count = count;
@@ -76,9 +87,9 @@ void resp_read_values(struct resp_session *session, const struct resp_request *r
         struct resp_read_slot *slot = &reads->slots[i];
         slot->reads = reads;
         size_t argument = first + i;
-        slot->status = store_read(store_of(session), request->argv[argument],
-                                  (size_t)request->lengths[argument], &options, &slot->value,
-                                  read_done, slot);
+        slot->status =
+            store_read(store_of(session), request->argv[argument],
+                       (size_t)request->lengths[argument], &options, &slot->value, read_done, slot);
         if (slot->status != STORE_PENDING) reads->pending--;
     }
     if (--reads->pending == 0) {
@@ -92,8 +103,8 @@ void resp_read_values(struct resp_session *session, const struct resp_request *r
 /* ---- replies with values -------------------------------------------------------- */
 
 /* Sends bytes [OFFSET, OFFSET + LENGTH) of STREAM as a bulk string (taking it over). */
-static void reply_stream(struct resp_session *session, struct store_stream *stream,
-                         uint64_t offset, uint64_t length) {
+static void reply_stream(struct resp_session *session, struct store_stream *stream, uint64_t offset,
+                         uint64_t length) {
     char header[32];
     int size = snprintf(header, sizeof(header), "$%llu\r\n", (unsigned long long)length);
     output_queue_append(session->output, header, (size_t)size);
@@ -129,9 +140,8 @@ void reply_value_range(struct resp_session *session, struct resp_read_slot *slot
         }
         return;
     }
-    int64_t length = slot->value.stream != NULL
-                         ? (int64_t)store_stream_length(slot->value.stream)
-                         : (int64_t)item_value_length(slot->value.item);
+    int64_t length = slot->value.stream != NULL ? (int64_t)store_stream_length(slot->value.stream)
+                                                : (int64_t)item_value_length(slot->value.item);
     bool empty = start < 0 && end < 0 && start > end;
     if (start < 0) start = length + start;
     if (end < 0) end = length + end;
