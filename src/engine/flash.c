@@ -1101,9 +1101,12 @@ static int make_directories(const char *directory) {
 
 void flash_set_recovery(struct flash *flash, const char *source, uint64_t milliseconds,
                         uint64_t items, uint64_t next_sequence) {
+    pthread_mutex_lock(&flash->lock);
     flash->recovery_source = source;
     flash->recovery_ms = milliseconds;
     flash->recovered_items = items;
+    pthread_mutex_unlock(&flash->lock);
+    /* The writer's: it takes no record before recovery ends (writes are refused). */
     flash->next_sequence = next_sequence;
     for (size_t i = 0; i < flash->segment_count; i++) {
         if (flash->segments[i]->id >= flash->next_segment_id) {
@@ -1125,6 +1128,18 @@ static void flash_free(struct flash *flash) {
     pthread_cond_destroy(&flash->progress);
     free(flash->directory);
     free(flash);
+}
+
+/* The recovery thread: rebuilds the index (from the saved one, or by a scan) while the
+ * server already answers, then lets the store serve. */
+static void *recovery_main(void *argument) {
+    struct flash *flash = argument;
+    if (flash_rebuild_index(flash)) {
+        flash_store_visit(flash->store, count_live, flash);
+        flash->recovery_complete = true;
+        store_recovery_done(flash->store);
+    }
+    return NULL;
 }
 
 struct flash *flash_open(struct store *store, const struct store_flash_config *config, char *error,
@@ -1197,12 +1212,13 @@ struct flash *flash_open(struct store *store, const struct store_flash_config *c
         return NULL;
     }
     store->flash = flash; /* recovery links flash entries, which count themselves here */
-    if (flash_recover(flash, error, error_size) != 0) {
+    if (flash_open_segments(flash, error, error_size) != 0) {
         store->flash = NULL;
         flash_free(flash);
         return NULL;
     }
-    flash_store_visit(store, count_live, flash);
+    /* The writer waits for work; none comes before recovery ends (writes are refused
+     * until then: store_recovering()). */
     if (pthread_create(&flash->writer, NULL, writer_main, flash) != 0) {
         snprintf(error, error_size, "cannot start the flash writer thread");
         store->flash = NULL;
@@ -1210,11 +1226,30 @@ struct flash *flash_open(struct store *store, const struct store_flash_config *c
         return NULL;
     }
     flash->writer_started = true;
+    flash->recovery_source = "in-progress";
+    if (pthread_create(&flash->recovery, NULL, recovery_main, flash) != 0) {
+        snprintf(error, error_size, "cannot start the flash recovery thread");
+        flash_close(flash, false);
+        store->flash = NULL;
+        return NULL;
+    }
+    flash->recovery_started = true;
     return flash;
+}
+
+bool flash_stop_recovery(struct flash *flash) {
+    if (flash->recovery_started) {
+        atomic_store_explicit(&flash->recovery_cancelled, true, memory_order_release);
+        pthread_join(flash->recovery, NULL);
+        flash->recovery_started = false;
+    }
+    return flash->recovery_complete;
 }
 
 void flash_close(struct flash *flash, bool save_index) {
     if (flash == NULL) return;
+    /* An index only partly rebuilt must not be saved: the next start scans again. */
+    if (!flash_stop_recovery(flash)) save_index = false;
     if (flash->writer_started) {
         pthread_mutex_lock(&flash->lock);
         flash->stopping = true;
@@ -1235,6 +1270,9 @@ void flash_get_stats(struct flash *flash, struct flash_stats *stats) {
     for (size_t i = 0; i < flash->segment_count; i++) {
         stats->live += atomic_load_explicit(&flash->segments[i]->live, memory_order_relaxed);
     }
+    stats->recovery_ms = flash->recovery_ms;
+    stats->recovered_items = flash->recovered_items;
+    stats->recovery_source = flash->recovery_source;
     pthread_mutex_unlock(&flash->lock);
     struct flash_counters *counters = &flash->counters;
 #define LOAD(field) atomic_load_explicit(&counters->field, memory_order_relaxed)
@@ -1255,8 +1293,5 @@ void flash_get_stats(struct flash *flash, struct flash_stats *stats) {
     stats->blocking_reads = LOAD(blocking_reads);
     stats->checksum_failures = LOAD(checksum_failures);
 #undef LOAD
-    stats->recovery_ms = flash->recovery_ms;
-    stats->recovered_items = flash->recovered_items;
-    stats->recovery_source = flash->recovery_source;
     stats->direct_io = flash->direct_io;
 }

@@ -132,15 +132,21 @@ struct flash;
 struct store;
 struct shard;
 
-/* Opens (creating if needed) the flash directory of STORE, locks it, and starts the
- * writer after recovering: loads the saved index if there is a valid one, else scans
- * the segments; the keys found are linked into STORE's index. Returns NULL with a
- * reason in ERROR. */
+/* Opens (creating if needed) the flash directory of STORE, locks it, opens its segment
+ * files and starts the writer and the recovery thread, which loads the saved index if
+ * there is a valid one, else scans the segments, links the keys found into STORE's
+ * index, and then calls store_recovery_done(). Returns NULL with a reason in ERROR (a
+ * directory in use, a segment file that cannot be opened). */
 struct flash *flash_open(struct store *store, const struct store_flash_config *config, char *error,
                          size_t error_size);
 
-/* Stops the writer after it has written what is queued; with SAVE_INDEX, saves the
- * index (every flash-resident key) so the next start needs no scan. Frees FLASH. */
+/* Stops a recovery still under way (it gives up its scan) and waits for the recovery
+ * thread. Returns whether the index was rebuilt whole. */
+bool flash_stop_recovery(struct flash *flash);
+
+/* Stops the recovery (if still running) and the writer after it has written what is
+ * queued; with SAVE_INDEX and a whole index, saves it (every flash-resident key) so the
+ * next start needs no scan. Frees FLASH. */
 void flash_close(struct flash *flash, bool save_index);
 
 /* Whether a record for these lengths can go to flash at all. */

@@ -60,6 +60,11 @@ struct flash {
     uint64_t progress_count;
     pthread_t writer;
     bool writer_started;
+    /* Recovery runs in a thread of its own while the server already answers (LOADING). */
+    pthread_t recovery;
+    bool recovery_started;
+    bool recovery_complete;          /* set by the recovery thread, read after joining */
+    _Atomic bool recovery_cancelled; /* the server stops: give up the scan */
 
     /* Owned by the writer thread. */
     struct io_ring *ring;
@@ -76,6 +81,7 @@ struct flash {
     int64_t last_sync_ms;
 
     struct flash_counters counters;
+    /* What recovery found; set under lock (INFO reads them while it runs). */
     uint64_t recovery_ms;
     uint64_t recovered_items;
     const char *recovery_source;
@@ -125,9 +131,12 @@ struct segment *flash_segment_open_existing(struct flash *flash, uint32_t id, ui
 void flash_set_recovery(struct flash *flash, const char *source, uint64_t milliseconds,
                         uint64_t items, uint64_t next_sequence);
 
-/* flash_recovery.c: rebuilds the index from the saved index or a scan (0, or -1 with a
- * reason in ERROR), and saves it at shutdown. */
-int flash_recover(struct flash *flash, char *error, size_t error_size);
+/* flash_recovery.c: opens the segment files at start (0, or -1 with a reason in ERROR:
+ * one that cannot be opened stops the start); rebuilds the index from the saved index or
+ * a scan (in the recovery thread; returns false if stopped by flash->recovery_cancelled,
+ * the index then incomplete); saves the index at shutdown. */
+int flash_open_segments(struct flash *flash, char *error, size_t error_size);
+bool flash_rebuild_index(struct flash *flash);
 void flash_save_index(struct flash *flash);
 
 #endif

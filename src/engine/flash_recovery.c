@@ -447,9 +447,12 @@ static void scan_segment(struct flash *flash, struct segment *segment, struct sc
     flash_reader_free(&reader);
 }
 
-int flash_recover(struct flash *flash, char *error, size_t error_size) {
+int flash_open_segments(struct flash *flash, char *error, size_t error_size) {
+    return open_segments(flash, error, error_size);
+}
+
+bool flash_rebuild_index(struct flash *flash) {
     int64_t started = clock_monotonic_ms();
-    if (open_segments(flash, error, error_size) != 0) return -1;
     uint64_t next_sequence = 1;
     int64_t loaded = load_index(flash, &next_sequence);
     const char *source;
@@ -459,8 +462,15 @@ int flash_recover(struct flash *flash, char *error, size_t error_size) {
         items = (uint64_t)loaded;
     } else {
         struct scan_totals totals = {0};
-        for (size_t i = 0; i < flash->segment_count; i++)
+        for (size_t i = 0; i < flash->segment_count; i++) {
+            if (atomic_load_explicit(&flash->recovery_cancelled, memory_order_acquire)) {
+                log_event(LOG_WARNING, "flash_recovery_stopped",
+                          "reason=\"the server is stopping\" segments_scanned=%zu of=%zu", i,
+                          flash->segment_count);
+                return false;
+            }
             scan_segment(flash, flash->segments[i], &totals);
+        }
         next_sequence = totals.max_sequence + 1;
         items = atomic_load_explicit(&flash->counters.items, memory_order_relaxed);
         source = flash->segment_count > 0 ? "scan" : "empty";
@@ -475,5 +485,5 @@ int flash_recover(struct flash *flash, char *error, size_t error_size) {
               "source=%s segments=%zu items=%llu milliseconds=%llu direct_io=%s", source,
               flash->segment_count, (unsigned long long)items, (unsigned long long)milliseconds,
               flash->direct_io ? "yes" : "no");
-    return 0;
+    return true;
 }

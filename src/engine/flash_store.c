@@ -614,6 +614,13 @@ bool store_get_flash_stats(struct store *store, struct flash_stats *stats) {
 
 void store_shutdown(struct store *store) {
     if (store->flash == NULL) return;
+    if (!flash_stop_recovery(store->flash)) {
+        /* Stopped before its index was whole: nothing was served, nothing to write, and
+         * no index to save (the next start scans). */
+        flash_close(store->flash, false);
+        store->flash = NULL;
+        return;
+    }
     flash_store_demote_all(store);
     flash_drain(store->flash);
     flash_close(store->flash, true);

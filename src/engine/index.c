@@ -344,6 +344,7 @@ uint64_t store_scan(struct store *store, uint64_t cursor, size_t count, store_vi
 }
 
 size_t store_expire_cycle(struct store *store, size_t buckets) {
+    if (store_recovering(store)) return 0; /* the index is being rebuilt */
     size_t removed = 0;
     size_t budget = buckets;
     int64_t now = clock_realtime_ms();

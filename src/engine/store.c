@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
+#include <time.h>
 
 static struct store *_Atomic registry[MAX_STORES];
 
@@ -129,6 +130,7 @@ struct store *store_create(const struct store_config *config, char *error, size_
         free_store(store);
         return NULL;
     }
+    atomic_init(&store->recovering, config->flash.size > 0);
     atomic_init(&store->fixed, fixed);
     atomic_init(&store->index_bytes, index_bytes);
     atomic_init(&store->used, fixed + index_bytes);
@@ -146,6 +148,21 @@ out_of_memory:
     snprintf(error, error_size, "out of memory creating the store");
     free_store(store);
     return NULL;
+}
+
+bool store_recovering(const struct store *store) {
+    return atomic_load_explicit(&store->recovering, memory_order_acquire);
+}
+
+void store_recovery_done(struct store *store) {
+    atomic_store_explicit(&store->recovering, false, memory_order_release);
+}
+
+void store_wait_ready(const struct store *store) {
+    while (store_recovering(store)) {
+        struct timespec pause = {.tv_nsec = 1000000};
+        nanosleep(&pause, NULL);
+    }
 }
 
 void store_destroy(struct store *store) {

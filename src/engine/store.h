@@ -72,11 +72,22 @@ struct store_config {
     struct store_flash_config flash;
 };
 
-/* Creates a store. With a flash tier, recovers what its directory holds first (from
- * the saved index, or by scanning the segments). Returns NULL with a reason in ERROR
- * if the budget cannot even hold the store's fixed structures, memory is short, or the
- * flash directory cannot be used. */
+/* Creates a store. With a flash tier, the store starts *recovering*: a thread rebuilds
+ * the index of what the flash directory holds (from the saved index, or by scanning the
+ * segments) while the caller goes on (a server opens its ports and answers that it is
+ * loading). While store_recovering() is true no other store function may be called but
+ * store_get_stats(), store_get_flash_stats(), store_count*(), store_set_budget(),
+ * store_set_pace_timeout(), store_set_max_value(), store_expire_cycle() (which does
+ * nothing meanwhile) and store_shutdown()/store_destroy() (which stop the recovery).
+ * Returns NULL with a reason in ERROR if the budget cannot even hold the store's fixed
+ * structures, memory is short, or the flash directory cannot be used. */
 struct store *store_create(const struct store_config *config, char *error, size_t error_size);
+
+/* Whether the store is still rebuilding its flash index (see store_create()). */
+bool store_recovering(const struct store *store);
+
+/* Waits until the store has recovered (for tools and tests). */
+void store_wait_ready(const struct store *store);
 
 /* Destroys a store and every item in it. No other thread may use it any more, and
  * every item reference must have been released. The flash tier's writer finishes what

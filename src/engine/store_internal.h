@@ -99,6 +99,7 @@ struct store {
     _Atomic uint64_t charge_debt;    /* bytes allocated but not yet in `used` (see
                                         budget_charge_or_owe()) */
     struct chain_table chains;       /* chain links and pins (chains.c) */
+    _Atomic bool recovering;         /* the flash tier's index is being rebuilt */
 };
 
 /* One key's shard, locked by index_open_key() and released by index_close_key(). */
@@ -188,6 +189,9 @@ static inline void shard_unlock(struct shard *shard) {
 /* ---- store.c ------------------------------------------------------------------ */
 
 struct store *store_by_id(uint8_t id);
+
+/* The flash tier's recovery thread has rebuilt the index: the store serves from now on. */
+void store_recovery_done(struct store *store);
 
 /* Write-through: the tickets of the writes the calling thread queued during the store
  * call in progress (0: a write that could not be queued); store_finish_write() waits for

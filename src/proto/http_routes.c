@@ -242,6 +242,11 @@ static void route_keys(struct http_session *session) {
         http_respond_error(session, 404, "the key is empty", NULL);
         return;
     }
+    if (store_recovering(session->server->environment.store)) {
+        http_respond_error(session, 503, "loading: the server is rebuilding its flash index",
+                           "Retry-After: 1\r\n");
+        return;
+    }
     switch (request->method) {
     case HTTP_GET:
     case HTTP_HEAD:

@@ -754,6 +754,11 @@ static bool on_namespace(struct native_session *session, const unsigned char *na
             fail_frame(session, STRATA_ERR_NAMESPACE, message);
             return false;
         }
+        if (store_recovering(session->space->store)) {
+            fail_frame(session, STRATA_ERR_BUSY,
+                       "loading: the server is rebuilding its flash index; try again");
+            return false;
+        }
     }
     if ((opcode == STRATA_OP_PING && session->count != 0) ||
         (opcode == STRATA_OP_SHM_REGISTER && session->count != 1) ||

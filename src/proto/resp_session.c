@@ -25,6 +25,9 @@ static pthread_once_t sorted_once = PTHREAD_ONCE_INIT;
 /* The latency histogram of each command's class: read, write or other, from its flags. */
 static enum histogram_id command_classes[COMMAND_COUNT];
 
+/* Whether a command may run while the store is loading (its flags say "loading"). */
+static bool loading_allowed[COMMAND_COUNT];
+
 static int compare_names(const void *left, const void *right) {
     return strcmp(commands[*(const size_t *)left].name, commands[*(const size_t *)right].name);
 }
@@ -32,6 +35,7 @@ static int compare_names(const void *left, const void *right) {
 static void sort_commands(void) {
     for (size_t i = 0; i < COMMAND_COUNT; i++) {
         sorted[i] = i;
+        loading_allowed[i] = strstr(commands[i].flags, "loading") != NULL;
         command_classes[i] = strstr(commands[i].flags, "readonly") != NULL ? HISTOGRAM_command_read
                              : strstr(commands[i].flags, "write") != NULL  ? HISTOGRAM_command_write
                                                                           : HISTOGRAM_command_other;
@@ -196,6 +200,12 @@ static void execute(struct resp_session *session) {
     if ((command->arity > 0 && request.argc != (size_t)command->arity) ||
         (command->arity < 0 && request.argc < (size_t)-command->arity)) {
         reply_wrong_arity(session, command->name);
+        return;
+    }
+    if (!loading_allowed[command - commands] &&
+        store_recovering(session->server->environment.store)) {
+        /* As Redis while it loads its dataset: clients retry (redis-py: BusyLoadingError). */
+        reply_error(session, "LOADING strata is loading the flash index into memory");
         return;
     }
     atomic_store_explicit(&session->last_command, command->name, memory_order_relaxed);

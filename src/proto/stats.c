@@ -184,6 +184,12 @@ void stats_set_state(struct stats *stats, enum server_state state) {
     atomic_store_explicit(&stats->state, (int)state, memory_order_release);
 }
 
+bool stats_change_state(struct stats *stats, enum server_state from, enum server_state to) {
+    int expected = (int)from;
+    return atomic_compare_exchange_strong_explicit(&stats->state, &expected, (int)to,
+                                                   memory_order_acq_rel, memory_order_acquire);
+}
+
 enum server_state stats_state(const struct stats *stats) {
     return (enum server_state)atomic_load_explicit(&stats->state, memory_order_acquire);
 }
@@ -360,13 +366,15 @@ static void section_server(struct stats *stats, const struct stats_snapshot *sna
         "uptime_in_days:%lld\r\n"
         "worker_threads:%d\r\n"
         "server_state:%s\r\n"
+        "loading:%d\r\n"
         "executable:%s\r\n"
         "config_file:%s\r\n",
         STRATA_REDIS_VERSION, STRATA_VERSION, system.sysname, system.release, system.machine,
         (int)(sizeof(void *) * 8), (long)getpid(), environment->resp_port, environment->http_port,
         (long long)clock_realtime_us(), (long long)snapshot->uptime_seconds,
         (long long)(snapshot->uptime_seconds / 86400), environment->threads,
-        stats_state_reason(snapshot->state), environment->executable, environment->config_file);
+        stats_state_reason(snapshot->state), store_recovering(environment->store) ? 1 : 0,
+        environment->executable, environment->config_file);
 }
 
 /* Appends the table's rows of SECTION, then the section's fixed text fields. */

@@ -64,6 +64,9 @@ void stats_sample(struct stats *stats);
 
 /* The life-cycle state, readable and settable from any thread. */
 void stats_set_state(struct stats *stats, enum server_state state);
+/* Moves the state from FROM to TO if it is still FROM (another thread may have moved it
+ * on, to draining say). Returns whether it did. */
+bool stats_change_state(struct stats *stats, enum server_state from, enum server_state to);
 enum server_state stats_state(const struct stats *stats);
 
 /* A one-line reason for the state ("serving", "shutting down"). */

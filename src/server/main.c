@@ -308,6 +308,10 @@ static void *housekeeping_main(void *argument) {
     pthread_mutex_lock(&server->housekeeping_lock);
     while (!server->stopping) {
         pthread_mutex_unlock(&server->housekeeping_lock);
+        if (!store_recovering(server->store) &&
+            stats_change_state(server->stats, SERVER_RECOVERING, SERVER_SERVING)) {
+            log_event(LOG_INFO, "ready", "reason=\"the flash index is whole\"");
+        }
         expire_namespaces(server);
         stats_sample(server->stats);
         if (clock_monotonic_ms() >= next_summary) {
@@ -538,6 +542,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, "strata-server: %s\n", error);
         return 1;
     }
+    /* The ports are open while the flash index is rebuilt: clients hear LOADING (RESP),
+     * BUSY (native) or 503 (HTTP) until it is whole; housekeeping notices the end. */
+    if (store_recovering(server.store)) {
+        stats_set_state(server.stats, SERVER_RECOVERING);
+        log_event(LOG_INFO, "recovering", "reason=\"rebuilding the flash index\"");
+    } else {
+        stats_set_state(server.stats, SERVER_SERVING);
+        log_event(LOG_INFO, "ready", NULL);
+    }
     pthread_mutex_init(&server.housekeeping_lock, NULL);
     pthread_cond_init(&server.housekeeping_wake, NULL);
     if (pthread_create(&server.housekeeping, NULL, housekeeping_main, &server) == 0) {
@@ -560,7 +573,6 @@ int main(int argc, char **argv) {
               options_text(&server.options, OPTION_bind), http_port);
     log_event(LOG_INFO, "listening", "protocol=native bind=\"%s\" port=%d namespaces=%d",
               options_text(&server.options, OPTION_bind), native_port, server.namespaces.count);
-    stats_set_state(server.stats, SERVER_SERVING);
 
     for (;;) {
         int received = 0;

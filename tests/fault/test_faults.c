@@ -206,6 +206,7 @@ static struct store *open_store(const struct scenario *scenario, const char *dir
     char error[256];
     struct store *store = store_create(&config, error, sizeof(error));
     if (store == NULL && loud) fprintf(stderr, "store_create: %s\n", error);
+    if (store != NULL) store_wait_ready(store); /* the index is rebuilt in a thread */
     return store;
 }
 

@@ -38,7 +38,7 @@ class Server:
     """One strata-server process. Options are command-line arguments."""
 
     def __init__(self, directory, *arguments, port=0, http_port=0, native_port=0, binary=None,
-                 environment=None):
+                 environment=None, wait_ready=True):
         self.directory = str(directory)
         os.makedirs(self.directory, exist_ok=True)
         self.log_path = os.path.join(self.directory, "server.log")
@@ -55,6 +55,21 @@ class Server:
                                         env={**os.environ, **(environment or {})})
         self.port, self.http_port, self.native_port = self._wait_for_ports()
         self.stopped = False
+        if wait_ready:
+            self.wait_ready()
+
+    def wait_ready(self, seconds=60):
+        """Waits for the log's event=ready: the ports open before the flash index is
+        rebuilt, and the server answers LOADING, BUSY or 503 until it is whole."""
+        deadline = time.time() + seconds * SLOW
+        while time.time() < deadline:
+            if "event=ready" in self.read_log():
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"strata-server exited with {self.process.returncode}:\n"
+                                   + self.read_log())
+            time.sleep(0.02)
+        raise RuntimeError("strata-server did not become ready:\n" + self.read_log())
 
     def _wait_for_ports(self):
         """The Redis protocol, HTTP and native ports, from the listening log lines."""
