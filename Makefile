@@ -7,6 +7,7 @@ BUILD     := build
 ASAN      := $(BUILD)/asan
 TSAN      := $(BUILD)/tsan
 FAULT     := $(BUILD)/fault
+FUZZ      := $(BUILD)/fuzz
 
 WARNINGS  := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
              -Wformat=2 -Wno-format-nonliteral -Wvla
@@ -20,6 +21,11 @@ CFLAGS_TSAN    := $(COMMON) -O1 -fno-omit-frame-pointer -fsanitize=thread -DSTRA
 # points compiled in, and strata's own allocations sent through them.
 CFLAGS_FAULT   := $(CFLAGS_ASAN) -DSTRATA_FAULT_INJECTION
 FAULT_WRAP     := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc
+# The libFuzzer targets (tests/fuzz/): clang, coverage-guided, with ASan and UBSan.
+FUZZ_CC        := clang
+CFLAGS_FUZZ    := $(COMMON) -O1 -fno-omit-frame-pointer -DSTRATA_CHECKS \
+                  -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+FUZZ_TARGETS   := fuzz_resp fuzz_native fuzz_http
 LIBS      := -pthread -lxxhash -luring -lisal -lm
 
 # The status page is embedded in the binary: build/gen/status_page.c is generated from
@@ -37,9 +43,10 @@ RELEASE_LIBRARY := $(call objects,$(BUILD),$(LIBRARY_SOURCES))
 ASAN_LIBRARY    := $(call objects,$(ASAN),$(LIBRARY_SOURCES))
 TSAN_LIBRARY    := $(call objects,$(TSAN),$(LIBRARY_SOURCES))
 FAULT_LIBRARY   := $(call objects,$(FAULT),$(LIBRARY_SOURCES))
+FUZZ_LIBRARY    := $(call objects,$(FUZZ),$(LIBRARY_SOURCES) tests/fuzz/fuzz_common.c)
 
 .PHONY: all run test unit unit-asan unit-tsan unit-fault integration integration-asan \
-        integration-tsan integration-fault \
+        integration-tsan integration-fault fuzz fuzz-check \
         format format-check \
         deps deps-build deps-test clean bench bench-earlier
 
@@ -94,6 +101,13 @@ $(TSAN)/obj/%.o: %.c
 $(FAULT)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_FAULT) -c $< -o $@
+
+$(FUZZ)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CFLAGS_FUZZ) -c $< -o $@
+
+$(FUZZ)/fuzz_%: $(FUZZ)/obj/tests/fuzz/fuzz_%.o $(FUZZ_LIBRARY)
+	$(FUZZ_CC) $(CFLAGS_FUZZ) -fsanitize=fuzzer $^ -o $@ $(LIBS)
 
 $(BUILD)/strata-server: $(RELEASE_LIBRARY) $(call objects,$(BUILD),$(SERVER_SOURCES))
 	$(CC) $(CFLAGS_RELEASE) $^ -o $@ $(LIBS)
@@ -151,7 +165,7 @@ test: deps-test
 	$(MAKE) --no-print-directory format-check
 	$(MAKE) --no-print-directory all $(ASAN)/strata-server $(TSAN)/strata-server \
 	  $(FAULT)/strata-server
-	$(MAKE) --no-print-directory unit unit-asan unit-tsan unit-fault
+	$(MAKE) --no-print-directory unit unit-asan unit-tsan unit-fault fuzz-check
 	$(MAKE) --no-print-directory integration integration-asan integration-tsan integration-fault
 	@echo "make test: all passed"
 
@@ -191,6 +205,38 @@ unit-fault: $(FAULT)/tests/test_faults
 # and STRATA_FAULTS rules in the fault-injection build.
 integration-fault: $(FAULT)/strata-server $(BUILD)/strata-server
 	STRATA_SANITIZED=1 $(PYTHON) -m pytest -q tests/fault
+
+# Fuzzing (tests/fuzz/, docs/reliability.md). `make fuzz` runs each target for
+# FUZZ_SECONDS on a working corpus seeded from the committed one (build/fuzz/corpus/),
+# crashes land in build/fuzz/artifacts/. `make fuzz-check` (in make test) replays the
+# committed corpus and every kept regression input, then runs FUZZ_CHECK_SECONDS of new
+# cases per target; any crash fails it.
+FUZZ_SECONDS       ?= 600
+FUZZ_CHECK_SECONDS ?= 30
+FUZZ_OPTIONS       := -rss_limit_mb=4096 -timeout=10 -max_len=65536
+fuzz: deps-test $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
+	@mkdir -p $(FUZZ)/artifacts
+	@for target in $(FUZZ_TARGETS); do \
+	  name=$${target#fuzz_}; mkdir -p $(FUZZ)/corpus/$$name; \
+	  echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
+	  ./$(FUZZ)/$$target $(FUZZ_OPTIONS) -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=$(FUZZ)/artifacts/$$name- -print_final_stats=1 \
+	    $(FUZZ)/corpus/$$name tests/fuzz/corpus/$$name tests/fuzz/regressions/$$name \
+	    || exit 1; done
+
+fuzz-check: $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
+	@mkdir -p $(FUZZ)/artifacts
+	@for target in $(FUZZ_TARGETS); do \
+	  name=$${target#fuzz_}; fresh=$$(mktemp -d); \
+	  echo "fuzz-check: $$target: the corpus, the regressions, $(FUZZ_CHECK_SECONDS) s of new cases"; \
+	  ./$(FUZZ)/$$target $(FUZZ_OPTIONS) -runs=0 \
+	    tests/fuzz/corpus/$$name tests/fuzz/regressions/$$name 2>$(FUZZ)/$$name-replay.log \
+	    || { tail -40 $(FUZZ)/$$name-replay.log; rm -rf $$fresh; exit 1; }; \
+	  ./$(FUZZ)/$$target $(FUZZ_OPTIONS) -max_total_time=$(FUZZ_CHECK_SECONDS) \
+	    -artifact_prefix=$(FUZZ)/artifacts/$$name- $$fresh tests/fuzz/corpus/$$name \
+	    2>$(FUZZ)/$$name-check.log || { tail -40 $(FUZZ)/$$name-check.log; rm -rf $$fresh; exit 1; }; \
+	  grep -h "stat::number_of_executed_units\|Done" $(FUZZ)/$$name-check.log | tail -1; \
+	  rm -rf $$fresh; done
 
 # The integration suite against the ThreadSanitizer build: tests/integration/
 # test_race_load.py drives every thread at once (RESP, native and HTTP clients, the

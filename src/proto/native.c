@@ -772,7 +772,9 @@ static bool on_namespace(struct native_session *session, const unsigned char *na
         fail_frame(session, STRATA_ERR_NO_MEMORY, "out of memory for the results");
         return false;
     }
-    if (opcode == STRATA_OP_GET) memset(session->gets, 0, session->count * sizeof(*session->gets));
+    if (opcode == STRATA_OP_GET && session->count > 0) {
+        memset(session->gets, 0, session->count * sizeof(*session->gets));
+    }
     session->results_live = true;
     if (session->count == 0) {
         if (session->body_remaining != 0) {
