@@ -26,4 +26,44 @@ _Noreturn void check_failed(const char *condition, const char *file, int line);
 
 #endif
 
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* A number for the calling thread, unique in the process (from 1). */
+uint64_t check_thread(void);
+
+/* Which thread holds a lock, in the checking builds (always 0 elsewhere): a lock's
+ * owner is set just after it is taken and cleared just before it is let go, so a rule
+ * "called with X locked" can be checked with check_held(). */
+struct check_owner {
+    _Atomic uint64_t thread;
+};
+
+static inline void check_acquired(struct check_owner *owner) {
+#ifdef STRATA_CHECKS
+    atomic_store_explicit(&owner->thread, check_thread(), memory_order_relaxed);
+#else
+    (void)owner;
+#endif
+}
+
+static inline void check_releasing(struct check_owner *owner) {
+#ifdef STRATA_CHECKS
+    STRATA_ASSERT(atomic_load_explicit(&owner->thread, memory_order_relaxed) == check_thread());
+    atomic_store_explicit(&owner->thread, 0, memory_order_relaxed);
+#else
+    (void)owner;
+#endif
+}
+
+/* Whether the calling thread holds the lock OWNER tracks (always true without checks). */
+static inline bool check_held(const struct check_owner *owner) {
+#ifdef STRATA_CHECKS
+    return atomic_load_explicit(&owner->thread, memory_order_relaxed) == check_thread();
+#else
+    (void)owner;
+    return true;
+#endif
+}
+
 #endif

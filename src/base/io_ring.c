@@ -1,6 +1,7 @@
 /* io_ring over liburing (see io_ring.h). */
 #include "base/io_ring.h"
 
+#include "base/checks.h"
 #include "base/fault.h"
 
 #include <errno.h>
@@ -15,7 +16,17 @@ struct io_ring {
     struct io_uring uring;
     int event_fd;
     unsigned in_flight;
+    _Atomic uint64_t owner; /* check_thread() of the thread using it (checking builds) */
 };
+
+/* The rule "a ring is used by one thread only": the first thread to use it owns it. */
+static void assert_owner(struct io_ring *ring) {
+    if (!STRATA_CHECKING) return;
+    uint64_t expected = 0;
+    atomic_compare_exchange_strong_explicit(&ring->owner, &expected, check_thread(),
+                                            memory_order_relaxed, memory_order_relaxed);
+    STRATA_ASSERT(atomic_load_explicit(&ring->owner, memory_order_relaxed) == check_thread());
+}
 
 static _Thread_local struct io_ring *current_ring;
 
@@ -52,6 +63,8 @@ struct io_ring *io_ring_create(unsigned entries, char *error, size_t error_size)
 
 void io_ring_destroy(struct io_ring *ring) {
     if (ring == NULL) return;
+    /* Its thread has stopped: whoever destroys it now waits for what is in flight. */
+    atomic_store_explicit(&ring->owner, check_thread(), memory_order_relaxed);
     while (ring->in_flight > 0)
         io_ring_wait(ring);
     io_uring_queue_exit(&ring->uring);
@@ -82,6 +95,7 @@ enum { KIND_READ = 1, KIND_WRITE, KIND_SYNC };
  * callback waits for. */
 static int submit(struct io_ring *ring, struct io_uring_sqe *entry,
                   struct io_ring_operation *operation, int kind) {
+    assert_owner(ring);
     operation->kind = kind;
     io_uring_sqe_set_data(entry, operation);
     int injected = fault_inject(FAULT_submit);
@@ -129,6 +143,7 @@ static int completion_result(const struct io_ring_operation *operation, int resu
 }
 
 unsigned io_ring_complete(struct io_ring *ring) {
+    assert_owner(ring);
     uint64_t ignored;
     ssize_t drained = read(ring->event_fd, &ignored, sizeof(ignored));
     (void)drained;

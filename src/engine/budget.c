@@ -74,6 +74,7 @@ static enum store_status pace(struct store *store, uint64_t bytes, int64_t *dead
  * Must be called with no shard lock held. Returns STORE_OK, STORE_TOO_LARGE_FOR_BUDGET,
  * STORE_NO_MEMORY or STORE_FLASH_BUSY. */
 enum store_status budget_charge(struct store *store, uint64_t bytes) {
+    ASSERT_NO_SHARD_LOCK(); /* it may evict */
     uint64_t budget = atomic_load_explicit(&store->budget, memory_order_relaxed);
     uint64_t fixed = atomic_load_explicit(&store->fixed, memory_order_relaxed);
     if (fixed >= budget || bytes > budget - fixed) return STORE_TOO_LARGE_FOR_BUDGET;
@@ -123,6 +124,7 @@ void *budget_allocate(struct store *store, size_t size, bool zeroed, bool may_ev
     /* Reserve an upper estimate first, so the process never holds memory the budget
      * has not granted; then settle on the size the allocator really reserved. */
     uint64_t estimate = memory_estimate(size);
+    STRATA_ASSERT(!may_evict || shard_locks_held == 0);
     if (may_evict) {
         *status = budget_charge(store, estimate);
     } else {

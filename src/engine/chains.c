@@ -19,12 +19,29 @@
 
 #define CHAIN_INITIAL_CAPACITY 64
 
+/* The table's mutex, with its owner tracked in the checking builds (a shard lock may be
+ * held while taking it, never the other way round). */
+static void table_lock(struct chain_table *table) {
+    pthread_mutex_lock(&table->lock);
+    check_acquired(&table->owner);
+    if (STRATA_CHECKING) chain_locks_held++;
+}
+
+static void table_unlock(struct chain_table *table) {
+    check_releasing(&table->owner);
+    if (STRATA_CHECKING) chain_locks_held--;
+    pthread_mutex_unlock(&table->lock);
+}
+
+#define ASSERT_TABLE_LOCKED(table) STRATA_ASSERT(check_held(&(table)->owner))
+
 static uint64_t entry_hash(uint64_t hash) {
     return hash != 0 ? hash : 1; /* 0 marks an empty slot */
 }
 
 /* The slot of HASH, or the empty slot where it would go. TABLE locked. */
 static struct chain_entry *find_slot(struct chain_table *table, uint64_t hash) {
+    ASSERT_TABLE_LOCKED(table);
     size_t mask = table->capacity - 1;
     size_t index = (size_t)(hash ^ (hash >> 29)) & mask;
     while (table->entries[index].hash != 0 && table->entries[index].hash != hash) {
@@ -37,6 +54,7 @@ static struct chain_entry *find_slot(struct chain_table *table, uint64_t hash) {
  * frees the old array. TABLE locked. */
 static void rehash(struct store *store, struct chain_table *table, struct chain_entry *entries,
                    size_t capacity, uint64_t footprint) {
+    ASSERT_TABLE_LOCKED(table);
     struct chain_entry *old = table->entries;
     size_t old_capacity = table->capacity;
     table->entries = entries;
@@ -65,6 +83,7 @@ static size_t next_capacity(const struct chain_table *table) {
 
 /* Doubles the table without evicting (a shard lock may be held). TABLE locked. */
 static bool grow(struct store *store, struct chain_table *table) {
+    ASSERT_TABLE_LOCKED(table);
     size_t capacity = next_capacity(table);
     struct chain_entry *entries = allocate_entries(store, capacity, false);
     if (entries == NULL) return false;
@@ -81,6 +100,7 @@ static bool has_room(const struct chain_table *table) {
  * without evicting). NULL if there is no room. TABLE locked. */
 static struct chain_entry *get_or_create(struct store *store, struct chain_table *table,
                                          uint64_t hash) {
+    ASSERT_TABLE_LOCKED(table);
     if (table->capacity != 0) {
         struct chain_entry *slot = find_slot(table, hash);
         if (slot->hash != 0) return slot;
@@ -101,6 +121,7 @@ static struct chain_entry *find(struct chain_table *table, uint64_t hash) {
 
 /* Removes the entry at SLOT, shifting later entries of its probe run back. */
 static void remove_slot(struct chain_table *table, struct chain_entry *slot) {
+    ASSERT_TABLE_LOCKED(table);
     size_t mask = table->capacity - 1;
     size_t hole = (size_t)(slot - table->entries);
     size_t index = hole;
@@ -124,6 +145,7 @@ static void remove_slot(struct chain_table *table, struct chain_entry *slot) {
 
 /* Drops ENTRY if it no longer says anything. TABLE locked. */
 static void drop_if_empty(struct chain_table *table, struct chain_entry *entry, int64_t now) {
+    ASSERT_TABLE_LOCKED(table);
     if (entry->parent == 0 && entry->children == 0 && entry->holds == 0 &&
         entry->pinned_until <= now) {
         remove_slot(table, entry);
@@ -145,16 +167,17 @@ void chain_table_free(struct store *store, struct chain_table *table) {
 }
 
 bool chain_reserve(struct store *store) {
+    ASSERT_NO_SHARD_LOCK(); /* growing the table may evict */
     struct chain_table *table = &store->chains;
-    pthread_mutex_lock(&table->lock);
+    table_lock(table);
     bool ok = true;
     /* Two entries per link at most (the key and its parent). */
     while (table->capacity == 0 || (table->count + 2) * 4 > table->capacity * 3) {
         size_t capacity = next_capacity(table);
         /* Allocating may evict, which takes shard locks and this mutex: not while held. */
-        pthread_mutex_unlock(&table->lock);
+        table_unlock(table);
         struct chain_entry *entries = allocate_entries(store, capacity, true);
-        pthread_mutex_lock(&table->lock);
+        table_lock(table);
         if (entries == NULL) {
             ok = false;
             break;
@@ -166,7 +189,7 @@ bool chain_reserve(struct store *store) {
             free(entries);
         }
     }
-    pthread_mutex_unlock(&table->lock);
+    table_unlock(table);
     return ok;
 }
 
@@ -175,7 +198,7 @@ bool chain_link(struct store *store, uint64_t key_hash, uint64_t parent_hash) {
     key_hash = entry_hash(key_hash);
     parent_hash = entry_hash(parent_hash);
     if (key_hash == parent_hash) return true; /* a key cannot be its own parent */
-    pthread_mutex_lock(&table->lock);
+    table_lock(table);
     bool ok = false;
     struct chain_entry *entry = get_or_create(store, table, key_hash);
     if (entry != NULL && entry->parent == parent_hash) {
@@ -200,7 +223,7 @@ bool chain_link(struct store *store, uint64_t key_hash, uint64_t parent_hash) {
             drop_if_empty(table, entry, clock_realtime_ms());
         }
     }
-    pthread_mutex_unlock(&table->lock);
+    table_unlock(table);
     if (!ok) atomic_fetch_add_explicit(&table->link_failures, 1, memory_order_relaxed);
     return ok;
 }
@@ -208,7 +231,7 @@ bool chain_link(struct store *store, uint64_t key_hash, uint64_t parent_hash) {
 bool chain_hold(struct store *store, uint64_t key_hash, bool hold) {
     struct chain_table *table = &store->chains;
     key_hash = entry_hash(key_hash);
-    pthread_mutex_lock(&table->lock);
+    table_lock(table);
     bool ok = true;
     if (hold) {
         struct chain_entry *entry = get_or_create(store, table, key_hash);
@@ -224,14 +247,14 @@ bool chain_hold(struct store *store, uint64_t key_hash, bool hold) {
             drop_if_empty(table, entry, 0);
         }
     }
-    pthread_mutex_unlock(&table->lock);
+    table_unlock(table);
     return ok;
 }
 
 bool chain_read_hold(struct store *store, uint64_t key_hash, bool hold) {
     struct chain_table *table = &store->chains;
     key_hash = entry_hash(key_hash);
-    pthread_mutex_lock(&table->lock);
+    table_lock(table);
     bool ok = true;
     if (hold) {
         struct chain_entry *entry = get_or_create(store, table, key_hash);
@@ -247,14 +270,14 @@ bool chain_read_hold(struct store *store, uint64_t key_hash, bool hold) {
             drop_if_empty(table, entry, clock_realtime_ms());
         }
     }
-    pthread_mutex_unlock(&table->lock);
+    table_unlock(table);
     return ok;
 }
 
 void chain_forget(struct store *store, uint64_t key_hash) {
     struct chain_table *table = &store->chains;
     key_hash = entry_hash(key_hash);
-    pthread_mutex_lock(&table->lock);
+    table_lock(table);
     struct chain_entry *entry = find(table, key_hash);
     if (entry != NULL) {
         uint64_t parent_hash = entry->parent;
@@ -269,12 +292,12 @@ void chain_forget(struct store *store, uint64_t key_hash) {
             }
         }
     }
-    pthread_mutex_unlock(&table->lock);
+    table_unlock(table);
 }
 
 int chain_protection(struct store *store, uint64_t key_hash, int64_t now) {
     struct chain_table *table = &store->chains;
-    pthread_mutex_lock(&table->lock);
+    table_lock(table);
     struct chain_entry *entry = find(table, entry_hash(key_hash));
     int protection = 0;
     if (entry != NULL) {
@@ -282,14 +305,14 @@ int chain_protection(struct store *store, uint64_t key_hash, int64_t now) {
         if (entry->children > 0) protection |= CHAIN_HAS_CHILDREN;
         if (entry->holds > 0) protection |= CHAIN_HELD;
     }
-    pthread_mutex_unlock(&table->lock);
+    table_unlock(table);
     return protection;
 }
 
 bool chain_pin(struct store *store, uint64_t key_hash, int64_t until_ms) {
     struct chain_table *table = &store->chains;
     key_hash = entry_hash(key_hash);
-    pthread_mutex_lock(&table->lock);
+    table_lock(table);
     bool ok = true;
     if (until_ms == 0) {
         struct chain_entry *entry = find(table, key_hash);
@@ -305,7 +328,7 @@ bool chain_pin(struct store *store, uint64_t key_hash, int64_t until_ms) {
             entry->pinned_until = until_ms;
         }
     }
-    pthread_mutex_unlock(&table->lock);
+    table_unlock(table);
     return ok;
 }
 

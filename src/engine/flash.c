@@ -30,6 +30,42 @@
 /* Share of a new segment that records reinserted by reclaim may fill. */
 #define REINSERT_SHARE 4
 
+/* ---- flash->lock, with its owner tracked in the checking builds ---------------- */
+
+static void flash_lock(struct flash *flash) {
+    pthread_mutex_lock(&flash->lock);
+    check_acquired(&flash->lock_owner);
+    if (STRATA_CHECKING) flash_locks_held++;
+}
+
+static void flash_unlock(struct flash *flash) {
+    check_releasing(&flash->lock_owner);
+    if (STRATA_CHECKING) flash_locks_held--;
+    pthread_mutex_unlock(&flash->lock);
+}
+
+/* Waits on CONDITION with flash->lock held (until UNTIL, a CLOCK_REALTIME time, when
+ * not NULL); the lock is let go meanwhile, as far as the checks are concerned too. */
+static void flash_wait(struct flash *flash, pthread_cond_t *condition,
+                       const struct timespec *until) {
+    check_releasing(&flash->lock_owner);
+    if (STRATA_CHECKING) flash_locks_held--;
+    if (until != NULL) {
+        pthread_cond_timedwait(condition, &flash->lock, until);
+    } else {
+        pthread_cond_wait(condition, &flash->lock);
+    }
+    check_acquired(&flash->lock_owner);
+    if (STRATA_CHECKING) flash_locks_held++;
+}
+
+/* The rules "called by the writer thread" (it owns the current segment and the staging
+ * buffer) and "called with flash->lock held", checked in the checking builds. */
+#define ASSERT_WRITER(flash)                                                                       \
+    STRATA_ASSERT(atomic_load_explicit(&(flash)->writer_thread, memory_order_relaxed) ==           \
+                  check_thread())
+#define ASSERT_FLASH_LOCKED(flash) STRATA_ASSERT(check_held(&(flash)->lock_owner))
+
 struct flash_counters *flash_counters(struct flash *flash) {
     return &flash->counters;
 }
@@ -91,8 +127,12 @@ void segment_release_reference(struct segment *segment) {
     segment_release(segment);
 }
 
-/* The segment with ID, or NULL. Called with flash->lock held (or before the writer starts). */
+/* The segment with ID, or NULL. Called with flash->lock held, or by the recovery thread
+ * (the writer changes the table only once recovery has ended). */
 struct segment *segment_find(struct flash *flash, uint32_t id) {
+    STRATA_ASSERT(check_held(&flash->lock_owner) ||
+                  atomic_load_explicit(&flash->recovery_thread, memory_order_relaxed) ==
+                      check_thread());
     size_t low = 0, high = flash->segment_count;
     while (low < high) {
         size_t middle = (low + high) / 2;
@@ -109,12 +149,12 @@ struct segment *segment_find(struct flash *flash, uint32_t id) {
 
 /* Adds SEGMENT (the newest) to the table. Returns false if out of memory. */
 static bool segment_table_add(struct flash *flash, struct segment *segment) {
-    pthread_mutex_lock(&flash->lock);
+    flash_lock(flash);
     if (flash->segment_count == flash->segment_capacity) {
         size_t capacity = flash->segment_capacity ? flash->segment_capacity * 2 : 64;
         struct segment **grown = realloc(flash->segments, capacity * sizeof(*grown));
         if (grown == NULL) {
-            pthread_mutex_unlock(&flash->lock);
+            flash_unlock(flash);
             return false;
         }
         flash->segments = grown;
@@ -122,7 +162,7 @@ static bool segment_table_add(struct flash *flash, struct segment *segment) {
     }
     flash->segments[flash->segment_count++] = segment;
     flash->used += segment->size;
-    pthread_mutex_unlock(&flash->lock);
+    flash_unlock(flash);
     return true;
 }
 
@@ -200,13 +240,13 @@ fail:
 /* Takes the oldest segment out of the table, deletes its file and drops the table's
  * reference (reads in flight keep it open). */
 static void segment_remove_oldest(struct flash *flash) {
-    pthread_mutex_lock(&flash->lock);
+    flash_lock(flash);
     struct segment *segment = flash->segments[0];
     memmove(flash->segments, flash->segments + 1,
             (flash->segment_count - 1) * sizeof(*flash->segments));
     flash->segment_count--;
     flash->used -= segment->size;
-    pthread_mutex_unlock(&flash->lock);
+    flash_unlock(flash);
     char path[4096];
     segment_path(flash, segment->id, path, sizeof(path));
     unlink(path);
@@ -216,18 +256,18 @@ static void segment_remove_oldest(struct flash *flash) {
 void flash_record_dead(struct flash *flash, uint32_t segment_id, size_t key_length,
                        uint64_t value_length) {
     uint64_t size = flash_record_size(key_length, value_length);
-    pthread_mutex_lock(&flash->lock);
+    flash_lock(flash);
     struct segment *segment = segment_find(flash, segment_id);
     if (segment != NULL) atomic_fetch_sub_explicit(&segment->live, size, memory_order_relaxed);
-    pthread_mutex_unlock(&flash->lock);
+    flash_unlock(flash);
 }
 
 /* Adds SIZE live bytes to segment ID. */
 static void record_live(struct flash *flash, uint32_t segment_id, uint64_t size) {
-    pthread_mutex_lock(&flash->lock);
+    flash_lock(flash);
     struct segment *segment = segment_find(flash, segment_id);
     if (segment != NULL) atomic_fetch_add_explicit(&segment->live, size, memory_order_relaxed);
-    pthread_mutex_unlock(&flash->lock);
+    flash_unlock(flash);
 }
 
 /* Adds a flash entry's record to its segment's live bytes (after recovery). */
@@ -237,11 +277,13 @@ static void count_live(void *context, const void *key, size_t key_length, uint32
     (void)offset;
     (void)expire_at_ms;
     struct flash *flash = context;
+    flash_lock(flash);
     struct segment *segment = segment_find(flash, segment_id);
     if (segment != NULL) {
         atomic_fetch_add_explicit(&segment->live, flash_record_size(key_length, value_length),
                                   memory_order_relaxed);
     }
+    flash_unlock(flash);
 }
 
 /* ---- the writer: staging and records ------------------------------------------ */
@@ -262,6 +304,7 @@ static void sync_operation_done(struct io_ring_operation *operation, int result)
  * ring and waits. Returns 0 or a negative errno. */
 static int ring_write(struct flash *flash, int fd, const unsigned char *data, size_t length,
                       uint64_t offset) {
+    ASSERT_WRITER(flash);
     while (length > 0) {
         struct sync_operation sync = {.operation.done = sync_operation_done};
         int result = io_ring_write(flash->ring, fd, data, length, offset, &sync.operation);
@@ -290,6 +333,7 @@ static int ring_write(struct flash *flash, int fd, const unsigned char *data, si
  * record that cannot be read back fails its checksum when read and is never served.
  * Called by the writer thread. */
 static void abandon_unsynced(struct flash *flash) {
+    ASSERT_WRITER(flash);
     struct segment *segment = flash->current;
     uint64_t dropped = 0;
     struct segment_reader reader;
@@ -315,7 +359,6 @@ static void abandon_unsynced(struct flash *flash) {
                 flash_store_unsynced_record(flash->store, key, header.key_length, segment->id,
                                             (uint32_t)offset)) {
                 flash_record_dead(flash, segment->id, header.key_length, header.value_length);
-                flash_queue_tombstone(flash, key, header.key_length);
                 dropped++;
             }
             offset += flash_record_size(header.key_length, header.value_length);
@@ -335,6 +378,7 @@ static void abandon_unsynced(struct flash *flash) {
  * it so far is durable; on failure the unsynced records are given up (see
  * abandon_unsynced()), logged and counted. Returns 0 or a negative errno. */
 static int ring_sync(struct flash *flash) {
+    ASSERT_WRITER(flash);
     if (flash->current == NULL || !flash->dirty) return 0;
     struct sync_operation sync = {.operation.done = sync_operation_done};
     int result = io_ring_sync(flash->ring, flash->current->fd, &sync.operation);
@@ -362,6 +406,7 @@ static int ring_sync(struct flash *flash) {
  * block. With KEEP_TAIL a partial last block stays in the buffer (the next records
  * complete it and it is written again). Returns 0 or a negative errno. */
 static int staging_flush(struct flash *flash, bool keep_tail) {
+    ASSERT_WRITER(flash);
     if (flash->staging_fill == 0) return 0;
     size_t padded = (flash->staging_fill + FLASH_BLOCK - 1) & ~(size_t)(FLASH_BLOCK - 1);
     memset(flash->staging + flash->staging_fill, 0, padded - flash->staging_fill);
@@ -383,6 +428,7 @@ static int staging_flush(struct flash *flash, bool keep_tail) {
 
 /* Appends LENGTH bytes to the staging buffer, writing it out each time it fills. */
 static int staging_append(struct flash *flash, const void *data, size_t length) {
+    ASSERT_WRITER(flash);
     const unsigned char *bytes = data;
     while (length > 0) {
         size_t room = STAGING_SIZE - flash->staging_fill;
@@ -402,6 +448,7 @@ static int staging_append(struct flash *flash, const void *data, size_t length) 
 /* Tells the index about every record appended since the last time, with RESULT (0, or
  * the error that lost them), and wakes their waiters. */
 static void complete_appended(struct flash *flash, int result) {
+    ASSERT_WRITER(flash);
     struct pending_write *write = flash->appended;
     flash->appended = NULL;
     flash->appended_tail = &flash->appended;
@@ -412,12 +459,12 @@ static void complete_appended(struct flash *flash, int result) {
                                                  write->offset, result);
             if (live) record_live(flash, write->segment, write->record_size);
         }
-        pthread_mutex_lock(&flash->lock);
+        flash_lock(flash);
         if (write->ticket > flash->tickets_done) flash->tickets_done = write->ticket;
         if (result < 0 && write->ticket > flash->last_failed_ticket) {
             flash->last_failed_ticket = write->ticket;
         }
-        pthread_mutex_unlock(&flash->lock);
+        flash_unlock(flash);
         if (result < 0) count(&flash->counters.write_errors, 1);
         if (write->demoting_bytes > 0) {
             atomic_fetch_sub_explicit(&flash->store->demoting_bytes, write->demoting_bytes,
@@ -426,15 +473,16 @@ static void complete_appended(struct flash *flash, int result) {
         free(write);
         write = next;
     }
-    pthread_mutex_lock(&flash->lock);
+    flash_lock(flash);
     flash->progress_count++;
     pthread_cond_broadcast(&flash->progress);
-    pthread_mutex_unlock(&flash->lock);
+    flash_unlock(flash);
 }
 
 /* Writes out the staging buffer (keeping a partial block), syncs as the policy says,
  * and completes the appended records. Returns 0 or a negative errno. */
 static int writer_checkpoint(struct flash *flash, bool keep_tail) {
+    ASSERT_WRITER(flash);
     int result = 0;
     if (flash->current != NULL) {
         result = staging_flush(flash, keep_tail);
@@ -454,6 +502,7 @@ static int writer_checkpoint(struct flash *flash, bool keep_tail) {
 /* Ends the current segment: its records are written and synced (unless fsync is never)
  * and told to the index. After a write error the segment ends where it stood. */
 static void seal_current(struct flash *flash) {
+    ASSERT_WRITER(flash);
     if (flash->current == NULL) return;
     writer_checkpoint(flash, false);
     if (flash->fsync != STORE_FSYNC_NEVER) ring_sync(flash);
@@ -469,6 +518,7 @@ static void reclaim_oldest(struct flash *flash, uint64_t *reinsert_room);
  * they were written may be copied into the new segment, up to a quarter of it. When the
  * filesystem is full, the oldest segment goes first. Returns 0 or -errno. */
 static int open_next_segment(struct flash *flash, uint64_t record_size) {
+    ASSERT_WRITER(flash);
     seal_current(flash);
     uint64_t size = flash->segment_size;
     uint64_t needed = FLASH_BLOCK + record_size;
@@ -509,6 +559,7 @@ static int open_next_segment(struct flash *flash, uint64_t record_size) {
 static int append_record(struct flash *flash, const void *key, size_t key_length, const void *value,
                          uint64_t value_length, int64_t expire_at_ms, uint16_t flags,
                          uint32_t *segment, uint32_t *offset) {
+    ASSERT_WRITER(flash);
     uint64_t size = flash_record_size(key_length, value_length);
     if (size > FLASH_MAX_RECORD) return -EFBIG;
     if (flash->current == NULL ||
@@ -551,6 +602,7 @@ static int append_record(struct flash *flash, const void *key, size_t key_length
 
 /* Writes one queued record. On failure it is completed at once with the error. */
 static void process_write(struct flash *flash, struct pending_write *write) {
+    ASSERT_WRITER(flash);
     int result;
     if (write->kind == WRITE_ITEM) {
         struct item *item = write->item;
@@ -665,16 +717,17 @@ struct reinsertion {
  * the current segment while they fit in *REINSERT_ROOM bytes (which shrinks by what
  * they take); the other live records leave the index; then the file is deleted. */
 static void reclaim_oldest(struct flash *flash, uint64_t *reinsert_room) {
+    ASSERT_WRITER(flash);
     struct segment *segment = flash->segments[0];
     if (segment == flash->current) return;
     /* With write-through, a value still in DRAM whose copy goes with this segment is
      * written again, while live data fills less than half the tier (beyond that, more is
      * live than flash can hold, and rewriting would only chase its own tail). */
     uint64_t live_bytes = 0;
-    pthread_mutex_lock(&flash->lock);
+    flash_lock(flash);
     for (size_t i = 0; i < flash->segment_count; i++)
         live_bytes += atomic_load_explicit(&flash->segments[i]->live, memory_order_relaxed);
-    pthread_mutex_unlock(&flash->lock);
+    flash_unlock(flash);
     flash->rewrite_copies = flash->write_through && live_bytes < flash->capacity / 2;
     struct segment_reader reader;
     uint64_t dropped = 0, reinserted = 0;
@@ -782,28 +835,29 @@ static void reclaim_oldest(struct flash *flash, uint64_t *reinsert_room) {
 
 static void *writer_main(void *argument) {
     struct flash *flash = argument;
-    pthread_mutex_lock(&flash->lock);
+    atomic_store_explicit(&flash->writer_thread, check_thread(), memory_order_relaxed);
+    flash_lock(flash);
     for (;;) {
         while (flash->queue_head == NULL && !flash->stopping) {
             /* Every demotion ends in complete_appended(): none may be left counted. */
             STRATA_ASSERT(
                 atomic_load_explicit(&flash->store->demoting_bytes, memory_order_relaxed) == 0);
             if (flash->fsync == STORE_FSYNC_EVERYSEC && flash->dirty) {
-                pthread_mutex_unlock(&flash->lock);
+                flash_unlock(flash);
                 if (clock_monotonic_ms() - flash->last_sync_ms >= 1000) ring_sync(flash);
-                pthread_mutex_lock(&flash->lock);
+                flash_lock(flash);
             }
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_sec += 1;
-            pthread_cond_timedwait(&flash->work, &flash->lock, &until);
+            flash_wait(flash, &flash->work, &until);
         }
         if (flash->queue_head == NULL) break; /* stopping, and nothing is left */
         struct pending_write *batch = flash->queue_head;
         flash->queue_head = NULL;
         flash->queue_tail = NULL;
         flash->writer_busy = true;
-        pthread_mutex_unlock(&flash->lock);
+        flash_unlock(flash);
         while (batch != NULL) {
             struct pending_write *next = batch->next;
             process_write(flash, batch);
@@ -814,12 +868,12 @@ static void *writer_main(void *argument) {
             clock_monotonic_ms() - flash->last_sync_ms >= 1000) {
             ring_sync(flash);
         }
-        pthread_mutex_lock(&flash->lock);
+        flash_lock(flash);
         flash->writer_busy = false;
         flash->progress_count++;
         pthread_cond_broadcast(&flash->progress);
     }
-    pthread_mutex_unlock(&flash->lock);
+    flash_unlock(flash);
     seal_current(flash);
     return NULL;
 }
@@ -827,7 +881,7 @@ static void *writer_main(void *argument) {
 /* Appends WRITE to the queue and wakes the writer. Returns its ticket. */
 static uint64_t enqueue(struct flash *flash, struct pending_write *write) {
     write->next = NULL;
-    pthread_mutex_lock(&flash->lock);
+    flash_lock(flash);
     /* Counted under the lock, so that the writer, finding the queue empty, finds no
      * demotion under way either (checked in writer_main()). */
     if (write->demoting_bytes > 0) {
@@ -843,7 +897,7 @@ static uint64_t enqueue(struct flash *flash, struct pending_write *write) {
     }
     flash->queue_tail = write;
     pthread_cond_signal(&flash->work);
-    pthread_mutex_unlock(&flash->lock);
+    flash_unlock(flash);
     return ticket;
 }
 
@@ -853,6 +907,8 @@ bool flash_accepts(const struct flash *flash, size_t key_length, uint64_t value_
 }
 
 uint64_t flash_queue_item(struct flash *flash, struct item *item, bool demote) {
+    ASSERT_SHARD_LOCKED(
+        shard_for(flash->store, hash_key(flash->store, item->bytes, item->key_length)));
     struct pending_write *write = calloc(1, sizeof(*write));
     if (write == NULL) {
         /* Nothing will be written; an older record of the key may be there, so a later
@@ -870,6 +926,8 @@ uint64_t flash_queue_item(struct flash *flash, struct item *item, bool demote) {
 }
 
 uint64_t flash_queue_tombstone(struct flash *flash, const void *key, size_t key_length) {
+    /* Under the key's shard lock, so that no newer write of the key is queued before it. */
+    ASSERT_SHARD_LOCKED(shard_for(flash->store, hash_key(flash->store, key, key_length)));
     struct pending_write *write = calloc(1, sizeof(*write) + key_length);
     if (write == NULL) {
         count(&flash->counters.write_errors, 1);
@@ -882,11 +940,11 @@ uint64_t flash_queue_tombstone(struct flash *flash, const void *key, size_t key_
 }
 
 int flash_wait_tickets(struct flash *flash, uint64_t first, uint64_t last) {
-    pthread_mutex_lock(&flash->lock);
+    flash_lock(flash);
     while (flash->tickets_done < last)
-        pthread_cond_wait(&flash->progress, &flash->lock);
+        flash_wait(flash, &flash->progress, NULL);
     int result = flash->last_failed_ticket >= first ? -EIO : 0;
-    pthread_mutex_unlock(&flash->lock);
+    flash_unlock(flash);
     return result;
 }
 
@@ -899,7 +957,7 @@ bool flash_rewrite_copies(const struct flash *flash) {
 }
 
 bool flash_wait_progress(struct flash *flash, int64_t deadline_ms) {
-    pthread_mutex_lock(&flash->lock);
+    flash_lock(flash);
     uint64_t seen = flash->progress_count;
     bool progressed = false;
     while (!progressed) {
@@ -911,18 +969,18 @@ bool flash_wait_progress(struct flash *flash, int64_t deadline_ms) {
         until.tv_nsec += (long)(left * 1000000);
         until.tv_sec += until.tv_nsec / 1000000000;
         until.tv_nsec %= 1000000000;
-        pthread_cond_timedwait(&flash->progress, &flash->lock, &until);
+        flash_wait(flash, &flash->progress, &until);
         progressed = flash->progress_count != seen;
     }
-    pthread_mutex_unlock(&flash->lock);
+    flash_unlock(flash);
     return progressed;
 }
 
 void flash_drain(struct flash *flash) {
-    pthread_mutex_lock(&flash->lock);
+    flash_lock(flash);
     while (flash->queue_head != NULL || flash->writer_busy)
-        pthread_cond_wait(&flash->progress, &flash->lock);
-    pthread_mutex_unlock(&flash->lock);
+        flash_wait(flash, &flash->progress, NULL);
+    flash_unlock(flash);
 }
 
 int64_t flash_pace_timeout(const struct flash *flash) {
@@ -950,12 +1008,12 @@ bool flash_read_prepare(struct flash *flash, const struct flash_entry *entry, ui
     read->key_length = (uint32_t)key_length;
     read->expire_at_ms = flash_entry_expiry_ms(entry);
     read->accessed_before = (entry->key_length & ENTRY_ACCESSED) != 0;
-    pthread_mutex_lock(&flash->lock);
+    flash_lock(flash);
     read->segment = segment_find(flash, entry->segment);
     if (read->segment != NULL) {
         atomic_fetch_add_explicit(&read->segment->references, 1, memory_order_relaxed);
     }
-    pthread_mutex_unlock(&flash->lock);
+    flash_unlock(flash);
     return true;
 }
 
@@ -1101,11 +1159,11 @@ static int make_directories(const char *directory) {
 
 void flash_set_recovery(struct flash *flash, const char *source, uint64_t milliseconds,
                         uint64_t items, uint64_t next_sequence) {
-    pthread_mutex_lock(&flash->lock);
+    flash_lock(flash);
     flash->recovery_source = source;
     flash->recovery_ms = milliseconds;
     flash->recovered_items = items;
-    pthread_mutex_unlock(&flash->lock);
+    flash_unlock(flash);
     /* The writer's: it takes no record before recovery ends (writes are refused). */
     flash->next_sequence = next_sequence;
     for (size_t i = 0; i < flash->segment_count; i++) {
@@ -1134,6 +1192,7 @@ static void flash_free(struct flash *flash) {
  * server already answers, then lets the store serve. */
 static void *recovery_main(void *argument) {
     struct flash *flash = argument;
+    atomic_store_explicit(&flash->recovery_thread, check_thread(), memory_order_relaxed);
     if (flash_rebuild_index(flash)) {
         flash_store_visit(flash->store, count_live, flash);
         flash->recovery_complete = true;
@@ -1251,10 +1310,10 @@ void flash_close(struct flash *flash, bool save_index) {
     /* An index only partly rebuilt must not be saved: the next start scans again. */
     if (!flash_stop_recovery(flash)) save_index = false;
     if (flash->writer_started) {
-        pthread_mutex_lock(&flash->lock);
+        flash_lock(flash);
         flash->stopping = true;
         pthread_cond_signal(&flash->work);
-        pthread_mutex_unlock(&flash->lock);
+        flash_unlock(flash);
         pthread_join(flash->writer, NULL);
     }
     if (save_index) flash_save_index(flash);
@@ -1264,7 +1323,7 @@ void flash_close(struct flash *flash, bool save_index) {
 void flash_get_stats(struct flash *flash, struct flash_stats *stats) {
     memset(stats, 0, sizeof(*stats));
     stats->capacity = flash->capacity;
-    pthread_mutex_lock(&flash->lock);
+    flash_lock(flash);
     stats->used = flash->used;
     stats->segments = flash->segment_count;
     for (size_t i = 0; i < flash->segment_count; i++) {
@@ -1273,7 +1332,7 @@ void flash_get_stats(struct flash *flash, struct flash_stats *stats) {
     stats->recovery_ms = flash->recovery_ms;
     stats->recovered_items = flash->recovered_items;
     stats->recovery_source = flash->recovery_source;
-    pthread_mutex_unlock(&flash->lock);
+    flash_unlock(flash);
     struct flash_counters *counters = &flash->counters;
 #define LOAD(field) atomic_load_explicit(&counters->field, memory_order_relaxed)
     stats->items = LOAD(items);

@@ -294,9 +294,9 @@ int flash_store_reclaim_record(struct store *store, const void *key, size_t key_
                                int64_t *expire_at_ms);
 
 /* After a failed sync: the record of KEY at SEGMENT/OFFSET may be lost. A flash entry
- * pointing at it is removed (returns true: the caller writes a tombstone, so that the
- * record never comes back if it did last); a DRAM item whose copy it is learns that its
- * copy is uncertain (FLASH_UNKNOWN). */
+ * pointing at it is removed and a tombstone queued under the key's lock (so the record
+ * never comes back if it did last, and no newer write is overtaken); returns true. A
+ * DRAM item whose copy it is learns that its copy is uncertain (FLASH_UNKNOWN). */
 bool flash_store_unsynced_record(struct store *store, const void *key, size_t key_length,
                                  uint32_t segment, uint32_t offset);
 

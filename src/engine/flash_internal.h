@@ -2,6 +2,7 @@
 #ifndef STRATA_ENGINE_FLASH_INTERNAL_H
 #define STRATA_ENGINE_FLASH_INTERNAL_H
 
+#include "base/checks.h"
 #include "engine/flash.h"
 
 #include <stddef.h>
@@ -43,6 +44,9 @@ struct flash {
     bool direct_io;
 
     pthread_mutex_t lock; /* the segment table, the queue, waiters */
+    struct check_owner lock_owner;
+    _Atomic uint64_t recovery_thread; /* check_thread() of the recovery thread */
+    _Atomic uint64_t writer_thread;   /* check_thread() of the writer thread */
     pthread_cond_t work;
     pthread_cond_t progress;
     struct segment **segments; /* oldest first */
@@ -104,7 +108,8 @@ bool flash_reader_init(struct segment_reader *reader, int fd, uint64_t limit);
 const unsigned char *flash_reader_at(struct segment_reader *reader, uint64_t offset, size_t length);
 void flash_reader_free(struct segment_reader *reader);
 
-/* The segment with ID, or NULL. Called with flash->lock held. */
+/* The segment with ID, or NULL. Called with flash->lock held, or by the recovery
+ * thread. */
 struct segment *segment_find(struct flash *flash, uint32_t id);
 
 /* Takes and drops a reference on SEGMENT (a reader in flight keeps its file open after

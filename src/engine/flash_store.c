@@ -60,6 +60,8 @@ static void swap_item_for_entry(struct shard *shard, struct item **slot, struct 
 
 bool flash_store_forget(struct store *store, struct item *entry, bool superseded) {
     struct flash *flash = store->flash;
+    ASSERT_SHARD_LOCKED(
+        shard_for(store, hash_key(store, entry_key(entry), entry_key_length(entry))));
     if (entry_is_flash(entry)) {
         struct flash_entry *flash_entry = (struct flash_entry *)entry;
         size_t key_length = entry_key_length(entry);
@@ -84,6 +86,7 @@ bool flash_store_forget(struct store *store, struct item *entry, bool superseded
 /* ---- demotion ----------------------------------------------------------------- */
 
 int flash_store_demote(struct store *store, struct shard *shard, struct item *victim) {
+    ASSERT_SHARD_LOCKED(shard);
     struct flash *flash = store->flash;
     if (!flash_accepts(flash, victim->key_length, victim->value_length)) return DEMOTE_REFUSED;
     if (has_flash_copy(victim)) {
@@ -226,6 +229,8 @@ bool flash_store_unsynced_record(struct store *store, const void *key, size_t ke
                                                     key_length, segment, offset, &shard, &slot);
     if (entry != NULL) {
         remove_flash_entry(store, shard, slot, entry);
+        /* Under the lock: no newer write of the key can be queued before it. */
+        flash_queue_tombstone(store->flash, key, key_length);
     } else if (*slot != NULL && !entry_is_flash(*slot) && (*slot)->flash_segment == segment &&
                (*slot)->flash_offset == offset) {
         (*slot)->flash_segment = FLASH_UNKNOWN; /* the copy may or may not last */

@@ -10,6 +10,7 @@
  * NULL ending its chain. */
 struct item **index_find_slot(struct shard *shard, uint32_t hash, const void *key,
                               size_t key_length) {
+    ASSERT_SHARD_LOCKED(shard);
     struct item **slot = &shard->buckets[hash & shard->bucket_mask];
     for (struct item *item = *slot; item != NULL; item = *slot) {
         /* The key starts on the item's second cache line (the header is 64 bytes): ask
@@ -26,6 +27,7 @@ struct item **index_find_slot(struct shard *shard, uint32_t hash, const void *ke
 
 /* Returns the slot pointing at ITEM, which must be linked in SHARD. */
 struct item **index_slot_of(struct shard *shard, const struct item *item) {
+    ASSERT_SHARD_LOCKED(shard);
     struct item **slot = &shard->buckets[item->hash & shard->bucket_mask];
     while (*slot != item)
         slot = &(*slot)->hash_next;
@@ -36,6 +38,7 @@ struct item **index_slot_of(struct shard *shard, const struct item *item) {
  * item, its queue; its chain link and pin end (chains.c). The index's reference (or
  * the flash entry) now belongs to the caller. */
 void index_unlink(struct shard *shard, struct item **slot, struct item *item) {
+    ASSERT_SHARD_LOCKED(shard);
     *slot = item->hash_next;
     item->hash_next = NULL;
     shard_count_add(&shard->item_count, -1);
@@ -66,6 +69,7 @@ void index_bury(struct shard *shard, struct item **slot, struct item *item,
  * (write-through), whose record will supersede the old one's without a tombstone. */
 static void bury_entry(struct shard *shard, struct item **slot, struct item *item,
                        struct item **graveyard, bool superseded) {
+    ASSERT_SHARD_LOCKED(shard);
     index_unlink(shard, slot, item);
     struct store *store = shard->store;
     if (store->flash != NULL) {
@@ -80,6 +84,7 @@ static void bury_entry(struct shard *shard, struct item **slot, struct item *ite
 
 /* Links flash entry ENTRY (its key absent) into SHARD (locked). */
 void index_link_entry(struct store *store, struct shard *shard, struct item *entry) {
+    ASSERT_SHARD_LOCKED(shard);
     struct item **head = &shard->buckets[entry->hash & shard->bucket_mask];
     entry->hash_next = *head;
     *head = entry;
@@ -93,6 +98,7 @@ void index_link_entry(struct store *store, struct shard *shard, struct item *ent
 /* Rebuilds SHARD's table with NEW_COUNT buckets, if the budget allows. Called under
  * the shard lock; never evicts. */
 void index_resize(struct store *store, struct shard *shard, uint64_t new_count) {
+    ASSERT_SHARD_LOCKED(shard);
     enum store_status status;
     struct item **buckets =
         budget_allocate(store, (size_t)new_count * sizeof(struct item *), true, false, &status);
@@ -122,6 +128,7 @@ void index_resize(struct store *store, struct shard *shard, uint64_t new_count) 
  * over the state of the version it replaces (QUEUE_NONE for a new key). */
 void index_link(struct store *store, struct shard *shard, struct item *item, uint8_t inherit_queue,
                 uint8_t inherit_frequency) {
+    ASSERT_SHARD_LOCKED(shard);
     struct item **head = &shard->buckets[item->hash & shard->bucket_mask];
     item->hash_next = *head;
     *head = item;
@@ -147,6 +154,7 @@ void index_link(struct store *store, struct shard *shard, struct item *item, uin
  * unlinked onto GRAVEYARD. Sets *SLOT_OUT (if not NULL) to the found item's slot. */
 struct item *index_find_live(struct shard *shard, uint32_t hash, const void *key, size_t key_length,
                              int64_t now, struct item ***slot_out, struct item **graveyard) {
+    ASSERT_SHARD_LOCKED(shard);
     struct item **slot = index_find_slot(shard, hash, key, key_length);
     struct item *item = *slot;
     if (item != NULL && is_expired(item, now)) {
@@ -162,6 +170,7 @@ struct item *index_find_live(struct shard *shard, uint32_t hash, const void *key
  * new version keeps the old one's queue and frequency; the old one goes to GRAVEYARD. */
 void index_replace(struct store *store, struct shard *shard, struct item **slot,
                    struct item *existing, struct item *item, struct item **graveyard) {
+    ASSERT_SHARD_LOCKED(shard);
     uint8_t queue = QUEUE_NONE;
     uint8_t frequency = 0;
     if (existing != NULL) {

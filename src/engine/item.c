@@ -46,6 +46,7 @@ void item_release_chain(struct item *graveyard) {
 enum store_status item_create(struct store *store, uint32_t hash, const void *key,
                               size_t key_length, const void *value, uint64_t length,
                               struct value_block *block, struct item **created) {
+    ASSERT_NO_SHARD_LOCK(); /* it may evict */
     enum store_status status;
     if (block == NULL && length >= STORE_BLOCK_THRESHOLD) {
         status = budget_create_block(store, length, value, length, &block);

@@ -54,6 +54,7 @@ static uint32_t ghost_fingerprint(uint32_t hash) {
 
 /* Remembers that an item with HASH left the small queue without being reused. */
 void s3fifo_ghost_add(struct shard *shard, uint32_t hash) {
+    ASSERT_SHARD_LOCKED(shard);
     uint32_t fingerprint = ghost_fingerprint(hash);
     shard->ghost[(fingerprint >> 1) & shard->ghost_mask] =
         ((uint64_t)fingerprint << 32) | shard->ghost_clock++;
@@ -62,6 +63,7 @@ void s3fifo_ghost_add(struct shard *shard, uint32_t hash) {
 /* Returns true (and forgets it) if an item with HASH was recently evicted from the
  * small queue: the ghost holds about as many entries as the main queue. */
 bool s3fifo_ghost_take(struct shard *shard, uint32_t hash) {
+    ASSERT_SHARD_LOCKED(shard);
     uint32_t fingerprint = ghost_fingerprint(hash);
     uint64_t *slot = &shard->ghost[(fingerprint >> 1) & shard->ghost_mask];
     if ((uint32_t)(*slot >> 32) != fingerprint) return false;
@@ -85,6 +87,7 @@ static bool is_protected(struct shard *shard, const struct item *item, int64_t n
 /* Chooses one S3-FIFO victim from SHARD (locked), still linked. Returns NULL if the
  * shard's queues are empty, or hold nothing but protected items as far as it looked. */
 static struct item *choose_victim(struct shard *shard, int64_t now) {
+    ASSERT_SHARD_LOCKED(shard);
     unsigned protected_seen = 0;
     for (int step = 0; step < EVICTION_STEP_LIMIT; step++) {
         uint64_t total = shard->small.bytes + shard->main.bytes;
@@ -134,6 +137,7 @@ static struct item *choose_victim(struct shard *shard, int64_t now) {
  * flash_store_demote()), else it is removed. Returns false if the shard had nothing to
  * evict. */
 bool s3fifo_evict_one(struct store *store, struct shard *shard) {
+    ASSERT_NO_SHARD_LOCK(); /* it takes one */
     if (atomic_load_explicit(&shard->item_count, memory_order_relaxed) == 0) return false;
     int64_t now = clock_realtime_ms();
     shard_lock(shard);

@@ -11,6 +11,10 @@
 
 static struct store *_Atomic registry[MAX_STORES];
 
+_Thread_local int shard_locks_held;
+_Thread_local int flash_locks_held;
+_Thread_local int chain_locks_held;
+
 /* The store whose budget counts items with this id (item->store_id). */
 struct store *store_by_id(uint8_t id) {
     return atomic_load_explicit(&registry[id], memory_order_relaxed);

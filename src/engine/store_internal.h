@@ -17,6 +17,7 @@
 #ifndef STRATA_ENGINE_STORE_INTERNAL_H
 #define STRATA_ENGINE_STORE_INTERNAL_H
 
+#include "base/checks.h"
 #include "base/clock.h"
 #include "engine/flash.h"
 #include "engine/item.h"
@@ -47,6 +48,7 @@ struct queue {
 
 struct shard {
     pthread_mutex_t lock;
+    struct check_owner owner; /* who holds lock (checking builds) */
     struct item **buckets;
     uint64_t bucket_mask;
     uint64_t bucket_footprint; /* bytes charged for the bucket array */
@@ -72,6 +74,7 @@ struct chain_entry {
 
 struct chain_table {
     pthread_mutex_t lock;
+    struct check_owner owner;
     struct chain_entry *entries;
     size_t capacity; /* a power of two, or 0 */
     size_t count;
@@ -178,13 +181,32 @@ static inline uint64_t shard_count_add(_Atomic uint64_t *counter, int64_t delta)
     return value;
 }
 
+/* Shard locks the calling thread holds, and whether it holds a flash tier's or a chain
+ * table's lock (checking builds), for the rules of the lock order. */
+extern _Thread_local int shard_locks_held;
+extern _Thread_local int flash_locks_held;
+extern _Thread_local int chain_locks_held;
+
+/* Lock order: shard locks in ascending order, before flash->lock and a chain table's
+ * lock, never after them (checked). */
 static inline void shard_lock(struct shard *shard) {
+    STRATA_ASSERT(flash_locks_held == 0 && chain_locks_held == 0);
     pthread_mutex_lock(&shard->lock);
+    check_acquired(&shard->owner);
+    if (STRATA_CHECKING) shard_locks_held++;
 }
 
 static inline void shard_unlock(struct shard *shard) {
+    check_releasing(&shard->owner);
+    if (STRATA_CHECKING) shard_locks_held--;
     pthread_mutex_unlock(&shard->lock);
 }
+
+/* The rule "called with SHARD locked", checked in the checking builds. */
+#define ASSERT_SHARD_LOCKED(shard) STRATA_ASSERT(check_held(&(shard)->owner))
+
+/* The rule "no shard lock may be held" (code that may evict, which takes shard locks). */
+#define ASSERT_NO_SHARD_LOCK() STRATA_ASSERT(shard_locks_held == 0)
 
 /* ---- store.c ------------------------------------------------------------------ */
 

@@ -8,6 +8,7 @@
 
 #include "base/io_ring.h"
 
+#include "base/checks.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -82,6 +83,7 @@ struct connection {
 
 struct worker {
     struct tag wake_tag;
+    _Atomic uint64_t thread_check; /* check_thread() of its thread (checking builds) */
     struct tag ring_tag;
     struct io_ring *ring; /* flash reads of this worker's connections */
     struct net_server *server;
@@ -110,6 +112,11 @@ struct net_server {
     _Atomic uint64_t next_connection_id;
     int reserve_fd; /* kept open to accept-and-close when out of descriptors */
 };
+
+/* The rule "every handler call for a connection happens on its worker's thread". */
+#define ASSERT_ON_WORKER(connection)                                                               \
+    STRATA_ASSERT(atomic_load_explicit(&(connection)->worker->thread_check,                        \
+                                       memory_order_relaxed) == check_thread())
 
 /* ---- listening ---------------------------------------------------------------- */
 
@@ -366,6 +373,7 @@ static bool write_output(struct connection *connection, bool *blocked, bool *wai
  * left to send); returns false when it did. Not re-entered for one connection: a resume
  * from inside (a stream's source, a release) is remembered and served by the loop. */
 static bool service(struct connection *connection) {
+    ASSERT_ON_WORKER(connection);
     connection->busy++;
     bool blocked = false, waiting = false;
     for (int round = 0; round < 64; round++) {
@@ -406,6 +414,7 @@ static bool service(struct connection *connection) {
 }
 
 static void connection_readable(struct connection *connection) {
+    ASSERT_ON_WORKER(connection);
     struct worker *worker = connection->worker;
     const struct net_handler *handler = &connection->protocol->handler;
     connection->busy++; /* a resume from inside a handler call waits for service() */
@@ -566,6 +575,7 @@ static void tick_connections(struct worker *worker, int64_t now_ms) {
 
 static void *worker_main(void *argument) {
     struct worker *worker = argument;
+    atomic_store_explicit(&worker->thread_check, check_thread(), memory_order_relaxed);
     struct net_server *server = worker->server;
     struct epoll_event events[EVENTS_PER_WAIT];
     io_ring_set_current(worker->ring);

@@ -13,6 +13,7 @@ void resp_info_text(struct resp_session *session, const struct resp_request *req
 }
 
 void resp_client_line(const struct resp_session *session, struct byte_buffer *text) {
+    STRATA_ASSERT(check_held(&session->server->sessions_owner));
     int64_t now = clock_realtime_ms();
     int64_t last = atomic_load_explicit(&session->last_active_ms, memory_order_relaxed);
     const char *command = atomic_load_explicit(&session->last_command, memory_order_relaxed);

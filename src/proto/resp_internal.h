@@ -3,6 +3,7 @@
 #ifndef STRATA_PROTO_RESP_INTERNAL_H
 #define STRATA_PROTO_RESP_INTERNAL_H
 
+#include "base/checks.h"
 #include "base/output_queue.h"
 #include "engine/store.h"
 #include "proto/resp.h"
@@ -47,8 +48,20 @@ struct resp_reads {
 struct resp_server {
     struct resp_environment environment;
     pthread_mutex_t sessions_lock; /* guards the list and every session's name */
+    struct check_owner sessions_owner;
     struct resp_session *sessions;
 };
+
+/* sessions_lock, with its owner tracked in the checking builds. */
+static inline void sessions_lock(struct resp_server *server) {
+    pthread_mutex_lock(&server->sessions_lock);
+    check_acquired(&server->sessions_owner);
+}
+
+static inline void sessions_unlock(struct resp_server *server) {
+    check_releasing(&server->sessions_owner);
+    pthread_mutex_unlock(&server->sessions_lock);
+}
 
 struct resp_session {
     struct resp_server *server;

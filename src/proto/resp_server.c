@@ -82,10 +82,10 @@ static bool set_session_text(struct resp_session *session, char **field, const u
         memcpy(copy, value, length);
         copy[length] = '\0';
     }
-    pthread_mutex_lock(&session->server->sessions_lock);
+    sessions_lock(session->server);
     free(*field);
     *field = copy;
-    pthread_mutex_unlock(&session->server->sessions_lock);
+    sessions_unlock(session->server);
     return true;
 }
 
@@ -158,14 +158,14 @@ void command_hello(struct resp_session *session, const struct resp_request *requ
 static void client_lines(struct resp_session *session, const uint64_t *ids, size_t id_count,
                          struct byte_buffer *text) {
     struct resp_server *server = session->server;
-    pthread_mutex_lock(&server->sessions_lock);
+    sessions_lock(server);
     for (struct resp_session *other = server->sessions; other != NULL; other = other->next) {
         bool chosen = id_count == 0;
         for (size_t i = 0; i < id_count && !chosen; i++)
             chosen = ids[i] == other->id;
         if (chosen) resp_client_line(other, text);
     }
-    pthread_mutex_unlock(&server->sessions_lock);
+    sessions_unlock(server);
 }
 
 static void client_list(struct resp_session *session, const struct resp_request *request) {
@@ -252,9 +252,9 @@ void command_client(struct resp_session *session, const struct resp_request *req
             reply_ok(session);
         }
     } else if (argument_is(request, 1, "GETNAME") && argc == 2) {
-        pthread_mutex_lock(&session->server->sessions_lock);
+        sessions_lock(session->server);
         char *name = session->name ? strdup(session->name) : NULL;
-        pthread_mutex_unlock(&session->server->sessions_lock);
+        sessions_unlock(session->server);
         if (name != NULL) {
             reply_bulk_text(session, name);
         } else {
@@ -265,9 +265,9 @@ void command_client(struct resp_session *session, const struct resp_request *req
         client_list(session, request);
     } else if (argument_is(request, 1, "INFO") && argc == 2) {
         struct byte_buffer text = BYTE_BUFFER_INIT;
-        pthread_mutex_lock(&session->server->sessions_lock);
+        sessions_lock(session->server);
         resp_client_line(session, &text);
-        pthread_mutex_unlock(&session->server->sessions_lock);
+        sessions_unlock(session->server);
         reply_verbatim(session, text.data ? (const char *)text.data : "", text.length);
         byte_buffer_free(&text);
     } else if (argument_is(request, 1, "SETINFO") && argc == 4) {

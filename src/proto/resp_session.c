@@ -119,25 +119,25 @@ void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const c
     session->created_ms = clock_realtime_ms();
     atomic_init(&session->last_active_ms, session->created_ms);
     atomic_init(&session->last_command, "NULL");
-    pthread_mutex_lock(&server->sessions_lock);
+    sessions_lock(server);
     session->next = server->sessions;
     if (server->sessions != NULL) server->sessions->previous = session;
     server->sessions = session;
-    pthread_mutex_unlock(&server->sessions_lock);
+    sessions_unlock(server);
     return session;
 }
 
 void resp_session_close(void *opaque) {
     struct resp_session *session = opaque;
     struct resp_server *server = session->server;
-    pthread_mutex_lock(&server->sessions_lock);
+    sessions_lock(server);
     if (session->previous != NULL) {
         session->previous->next = session->next;
     } else {
         server->sessions = session->next;
     }
     if (session->next != NULL) session->next->previous = session->previous;
-    pthread_mutex_unlock(&server->sessions_lock);
+    sessions_unlock(server);
     if (session->suspended) {
         session->orphaned = true; /* freed when its flash reads end */
         return;

@@ -20,8 +20,8 @@
 
 struct fuzz_world {
     struct options options;
-    struct store *store;     /* the default namespace: DRAM only, 16 MiB */
-    struct store *tenant;    /* a second namespace, "tenant", 1 MiB */
+    struct store *store;  /* the default namespace: DRAM only, 16 MiB */
+    struct store *tenant; /* a second namespace, "tenant", 1 MiB */
     struct namespace_table namespaces;
     struct stats *stats;
 };

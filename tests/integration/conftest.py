@@ -31,7 +31,7 @@ if _soft != resource.RLIM_INFINITY and _soft < 4096:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, _hard), _hard))
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                     "WARNING: ThreadSanitizer")
+                     "WARNING: ThreadSanitizer", "strata: broken rule")
 
 
 class Server:
