@@ -1,5 +1,7 @@
 #include "base/output_queue.h"
 
+#include "base/metrics.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,6 +82,7 @@ unsigned char *output_queue_reserve(struct output_queue *queue, size_t length) {
     struct output_chunk *chunk = malloc(sizeof(*chunk) + capacity);
     if (chunk == NULL) {
         queue->failed = true;
+        metric_add(METRIC_allocation_failures, 1);
         return NULL;
     }
     memset(chunk, 0, sizeof(*chunk));
@@ -108,6 +111,7 @@ bool output_queue_append_reference(struct output_queue *queue, const void *data,
     struct output_chunk *chunk = malloc(sizeof(*chunk));
     if (chunk == NULL) {
         queue->failed = true;
+        metric_add(METRIC_allocation_failures, 1);
         release(argument);
         return false;
     }
@@ -126,6 +130,7 @@ struct output_chunk *output_queue_append_stream(struct output_queue *queue, uint
     struct output_chunk *chunk = malloc(sizeof(*chunk));
     if (chunk == NULL) {
         queue->failed = true;
+        metric_add(METRIC_allocation_failures, 1);
         return NULL;
     }
     memset(chunk, 0, sizeof(*chunk));

@@ -133,6 +133,7 @@ void *budget_allocate(struct store *store, size_t size, bool zeroed, bool may_ev
     if (*status != STORE_OK) return NULL;
     void *memory = zeroed ? calloc(1, size) : malloc(size);
     if (memory == NULL) {
+        metric_add(METRIC_allocation_failures, 1);
         budget_uncharge(store, estimate);
         *status = STORE_ALLOCATION_FAILED;
         return NULL;

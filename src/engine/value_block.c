@@ -1,5 +1,6 @@
 #include "engine/value_block.h"
 
+#include "base/metrics.h"
 #include "engine/memory.h"
 
 #include <stdlib.h>
@@ -7,7 +8,11 @@
 struct value_block *value_block_create(uint64_t capacity) {
     if (capacity > SIZE_MAX - sizeof(struct value_block)) return NULL;
     void *memory = malloc(sizeof(struct value_block) + (size_t)capacity);
-    return memory != NULL ? value_block_init(memory, capacity) : NULL;
+    if (memory == NULL) {
+        metric_add(METRIC_allocation_failures, 1);
+        return NULL;
+    }
+    return value_block_init(memory, capacity);
 }
 
 struct value_block *value_block_init(void *memory, uint64_t capacity) {
@@ -25,7 +30,10 @@ struct value_block *value_block_init(void *memory, uint64_t capacity) {
 struct value_block *value_block_grow(struct value_block *block, uint64_t capacity) {
     if (capacity > SIZE_MAX - sizeof(struct value_block)) return NULL;
     struct value_block *grown = realloc(block, sizeof(struct value_block) + (size_t)capacity);
-    if (grown == NULL) return NULL;
+    if (grown == NULL) {
+        metric_add(METRIC_allocation_failures, 1);
+        return NULL;
+    }
     grown->capacity = capacity;
     return grown;
 }

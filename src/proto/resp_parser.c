@@ -1,5 +1,6 @@
 #include "proto/resp_parser.h"
 
+#include "base/metrics.h"
 #include "engine/store.h"
 #include "engine/value_block.h"
 
@@ -136,6 +137,7 @@ static bool begin_bulk(struct resp_parser *parser, uint64_t length) {
             argument->length = 0;
         }
     } else if (!byte_buffer_reserve(&parser->arena, (size_t)length)) {
+        metric_add(METRIC_allocation_failures, 1);
         parser->bulk_drained = true;
         parser->allocation_failed = true;
         argument->length = 0;

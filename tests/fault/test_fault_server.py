@@ -132,6 +132,7 @@ def test_allocations_failing_at_random_never_crash_or_corrupt(tmp_path):
             continue
     assert injected > 0
     assert not wrong, wrong[:5]
+    assert server.info("strata")["strata_allocation_failures"] > 0
     assert control.ping()
     control.close()
     server.stop()  # checks for sanitizer reports and a clean exit
