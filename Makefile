@@ -214,6 +214,10 @@ integration-fault: $(FAULT)/strata-server $(BUILD)/strata-server
 FUZZ_SECONDS       ?= 600
 FUZZ_CHECK_SECONDS ?= 30
 FUZZ_OPTIONS       := -rss_limit_mb=4096 -timeout=10 -max_len=65536
+# The committed inputs of target $$name: its corpus, and its regressions where it has any
+# (git keeps no empty folder, so a target with none has no regressions folder).
+FUZZ_INPUTS        = tests/fuzz/corpus/$$name \
+  $$(test -d tests/fuzz/regressions/$$name && echo tests/fuzz/regressions/$$name)
 fuzz: deps-test $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
 	@mkdir -p $(FUZZ)/artifacts
 	@for target in $(FUZZ_TARGETS); do \
@@ -221,7 +225,7 @@ fuzz: deps-test $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
 	  echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
 	  ./$(FUZZ)/$$target $(FUZZ_OPTIONS) -max_total_time=$(FUZZ_SECONDS) \
 	    -artifact_prefix=$(FUZZ)/artifacts/$$name- -print_final_stats=1 \
-	    $(FUZZ)/corpus/$$name tests/fuzz/corpus/$$name tests/fuzz/regressions/$$name \
+	    $(FUZZ)/corpus/$$name $(FUZZ_INPUTS) \
 	    || exit 1; done
 
 fuzz-check: $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
@@ -230,7 +234,7 @@ fuzz-check: $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
 	  name=$${target#fuzz_}; fresh=$$(mktemp -d); \
 	  echo "fuzz-check: $$target: the corpus, the regressions, $(FUZZ_CHECK_SECONDS) s of new cases"; \
 	  ./$(FUZZ)/$$target $(FUZZ_OPTIONS) -runs=0 \
-	    tests/fuzz/corpus/$$name tests/fuzz/regressions/$$name 2>$(FUZZ)/$$name-replay.log \
+	    $(FUZZ_INPUTS) 2>$(FUZZ)/$$name-replay.log \
 	    || { tail -40 $(FUZZ)/$$name-replay.log; rm -rf $$fresh; exit 1; }; \
 	  ./$(FUZZ)/$$target $(FUZZ_OPTIONS) -max_total_time=$(FUZZ_CHECK_SECONDS) \
 	    -artifact_prefix=$(FUZZ)/artifacts/$$name- $$fresh tests/fuzz/corpus/$$name \
