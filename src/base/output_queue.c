@@ -147,7 +147,7 @@ bool output_stream_add(struct output_queue *queue, struct output_chunk *chunk, c
                        size_t length, output_release_fn release, void *argument) {
     struct output_piece *piece = malloc(sizeof(*piece));
     if (piece == NULL) {
-        release(argument);
+        metric_add(METRIC_allocation_failures, 1);
         output_stream_fail(queue, chunk);
         return false;
     }

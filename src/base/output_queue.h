@@ -68,8 +68,9 @@ struct output_chunk *output_queue_append_stream(struct output_queue *queue, uint
 
 /* Adds the next LENGTH bytes of stream CHUNK, at DATA and not copied: RELEASE(ARGUMENT)
  * is called once they are sent or the queue is cleared. The pieces of a stream must add
- * up to its length. Returns false if the piece cannot be recorded (out of memory):
- * RELEASE has then been called and the queue has failed. */
+ * up to its length. Returns false if the piece cannot be recorded (out of memory): the
+ * queue has then failed, RELEASE is never called and the bytes stay the caller's (the
+ * chunk stays unfinished, so CANCEL still comes when the queue is cleared). */
 bool output_stream_add(struct output_queue *queue, struct output_chunk *chunk, const void *data,
                        size_t length, output_release_fn release, void *argument);
 

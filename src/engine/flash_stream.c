@@ -240,15 +240,21 @@ static void deliver(struct store_stream *stream, struct stream_buffer *buffer) {
         buffer->state = BUFFER_FREE;
         return;
     }
-    buffer->state = BUFFER_SENDING;
     stream->woken = true;
+    if (!output_stream_add(stream->queue, stream->chunk,
+                           (const unsigned char *)buffer->allocation + buffer->sent_from,
+                           buffer->sent_length, piece_sent, buffer)) {
+        /* The queue has failed and its chunk stays unfinished: the queue cancels the
+         * stream when it is cleared (the connection closes), so it stays attached. */
+        buffer->state = BUFFER_FREE;
+        stream->failed = true;
+        return;
+    }
+    buffer->state = BUFFER_SENDING;
     stream->added += buffer->sent_length;
     if (stream->added == stream->end - stream->first) {
         stream->attached = false; /* complete: the queue will not cancel it any more */
     }
-    output_stream_add(stream->queue, stream->chunk,
-                      (const unsigned char *)buffer->allocation + buffer->sent_from,
-                      buffer->sent_length, piece_sent, buffer);
 }
 
 /* The record failed (a read error, or its CRC): tells whoever waits, and drops the key
@@ -300,7 +306,12 @@ static void piece_read(struct store_stream *stream, struct stream_buffer *buffer
     if (stream->checked) {
         /* The record passed: a piece kept back goes now. */
         for (int i = 0; i < STREAM_BUFFERS; i++) {
-            if (stream->buffers[i].state == BUFFER_HELD) deliver(stream, &stream->buffers[i]);
+            if (stream->buffers[i].state != BUFFER_HELD) continue;
+            if (stream->failed) {
+                stream->buffers[i].state = BUFFER_FREE;
+            } else {
+                deliver(stream, &stream->buffers[i]);
+            }
         }
         if (stream->mode == MODE_COPY) stream->copy_done(stream->copy_context, STORE_OK);
     }
