@@ -122,7 +122,8 @@ static inline int64_t flash_entry_expiry_ms(const struct flash_entry *entry) {
 /* The seconds field for an expiry in milliseconds, rounded up. */
 static inline uint32_t flash_expiry_seconds(int64_t expire_at_ms) {
     if (expire_at_ms <= 0) return 0;
-    int64_t seconds = (expire_at_ms + 999) / 1000;
+    int64_t seconds =
+        expire_at_ms / 1000 + (expire_at_ms % 1000 != 0); /* no overflow at INT64_MAX */
     return seconds > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)seconds;
 }
 

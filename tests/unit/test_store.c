@@ -1,6 +1,7 @@
 /* Unit tests of the engine: the index, expiry, the budget and S3-FIFO eviction. */
 #include "base/clock.h"
 #include "base/metrics.h"
+#include "engine/flash.h"
 #include "engine/store.h"
 #include "engine/value_block.h"
 #include "test.h"
@@ -648,6 +649,21 @@ static void test_chains_and_pins(void) {
     store_destroy(store);
 }
 
+/* A flash entry keeps its expiry in whole seconds, rounded up, saturating at the last
+ * second it can hold; no expiry a client can send overflows the conversion (SET k v
+ * PXAT 9223372036854775807 once tripped UBSan here). */
+static void test_flash_expiry_seconds(void) {
+    CHECK(flash_expiry_seconds(0) == 0);
+    CHECK(flash_expiry_seconds(-5) == 0);
+    CHECK(flash_expiry_seconds(1) == 1);
+    CHECK(flash_expiry_seconds(1000) == 1);
+    CHECK(flash_expiry_seconds(1001) == 2);
+    CHECK(flash_expiry_seconds((int64_t)UINT32_MAX * 1000) == UINT32_MAX);
+    CHECK(flash_expiry_seconds((int64_t)UINT32_MAX * 1000 + 1) == UINT32_MAX);
+    CHECK(flash_expiry_seconds(INT64_MAX) == UINT32_MAX);
+    CHECK(flash_expiry_seconds(INT64_MAX - 998) == UINT32_MAX);
+}
+
 int main(void) {
     fprintf(stderr, "test_store\n");
     RUN_TEST(test_set_get_delete);
@@ -661,6 +677,7 @@ int main(void) {
     RUN_TEST(test_threads);
     RUN_TEST(test_shard_counts);
     RUN_TEST(test_chains_and_pins);
+    RUN_TEST(test_flash_expiry_seconds);
     metrics_teardown();
     return test_main_result();
 }
