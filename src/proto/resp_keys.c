@@ -44,6 +44,19 @@ void command_type(struct resp_session *session, const struct resp_request *reque
     reply_simple(session, exists ? "string" : "none");
 }
 
+/* Replies to a change of expiry: 1 when it was set, 0 when the key is missing or the
+ * condition (NX, XX, GT, LT; PERSIST: an expiry to remove) was false, and the store's
+ * error otherwise (the flash copy could not be read, no memory): never a silent 0. */
+static void reply_expiry_set(struct resp_session *session, enum store_status status) {
+    if (status == STORE_OK) {
+        reply_integer(session, 1);
+    } else if (status == STORE_NOT_FOUND || status == STORE_CONDITION_FAILED) {
+        reply_integer(session, 0);
+    } else {
+        reply_store_error(session, status);
+    }
+}
+
 /* EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT: key, time, then NX | XX | GT | LT. */
 static void expire_command(struct resp_session *session, const struct resp_request *request,
                            int64_t unit, bool absolute, const char *name) {
@@ -78,6 +91,9 @@ static void expire_command(struct resp_session *session, const struct resp_reque
         reply_errorf(session, "ERR invalid expire time in '%s' command", name);
         return;
     }
+    /* A new expiry rewrites the key: one on flash comes back to DRAM first, off the
+     * worker (its reply waits). */
+    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
     when *= unit;
     if (!absolute) {
         int64_t now = clock_realtime_ms();
@@ -106,7 +122,7 @@ static void expire_command(struct resp_session *session, const struct resp_reque
     }
     enum store_status status = store_set_expiry(store_of(session), request->argv[1],
                                                 (size_t)request->lengths[1], when, condition, NULL);
-    reply_integer(session, status == STORE_OK ? 1 : 0);
+    reply_expiry_set(session, status);
 }
 
 void command_expire(struct resp_session *session, const struct resp_request *request) {
@@ -164,10 +180,11 @@ void command_pexpiretime(struct resp_session *session, const struct resp_request
 }
 
 void command_persist(struct resp_session *session, const struct resp_request *request) {
+    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
     enum store_status status =
         store_set_expiry(store_of(session), request->argv[1], (size_t)request->lengths[1], 0,
                          STORE_EXPIRY_IF_ANY, NULL);
-    reply_integer(session, status == STORE_OK ? 1 : 0);
+    reply_expiry_set(session, status);
 }
 
 /* Collects matching keys as (length, bytes) records. */

@@ -55,9 +55,14 @@ def test_every_read_path_reads_flash_without_blocking_the_worker(tmp_path):
     size = 64 * KIB
     keys = {name: f"cold:{name}" for name in (
         "get", "mget1", "mget2", "getrange", "getex", "getex-ex", "getdel", "setget", "append",
-        "setrange", "rename", "copy", "http", "http-range", "head", "pipeline")}
+        "setrange", "rename", "renamenx", "copy", "http", "http-range", "head", "pipeline",
+        "expire", "pexpireat", "persist", "far-expiry")}
     for key in keys.values():
         client.set(key, value_for(key, size))
+    client.expire(keys["persist"], 1000)
+    # The last millisecond a client can name: its flash record saturates, nothing overflows.
+    client.execute_command("SET", keys["far-expiry"], value_for(keys["far-expiry"], size),
+                           "PXAT", str(2**63 - 1))
     for name in ("incr", "incrbyfloat"):
         client.set(f"cold:{name}", "41")
     with strata.Client(port=server.native_port) as native:
@@ -88,6 +93,16 @@ def test_every_read_path_reads_flash_without_blocking_the_worker(tmp_path):
     assert float(client.incrbyfloat("cold:incrbyfloat", 0.5)) == 41.5
     assert client.rename(keys["rename"], "renamed") and client.get("renamed") == get("rename")
     assert client.copy(keys["copy"], "copied") and client.get("copied") == get("copy")
+    assert client.renamenx(keys["renamenx"], "renamed-nx")
+    assert client.get("renamed-nx") == get("renamenx")
+    # Setting or removing an expiry rewrites the record: the key comes back first.
+    assert client.expire(keys["expire"], 500) is True and 0 < client.ttl(keys["expire"]) <= 500
+    assert client.pexpireat(keys["pexpireat"], int(time.time() * 1000) + 600_000) is True
+    assert 0 < client.pttl(keys["pexpireat"]) <= 600_000
+    assert client.persist(keys["persist"]) is True and client.ttl(keys["persist"]) == -1
+    assert client.persist(keys["expire"] + ":absent") is False
+    assert client.get(keys["far-expiry"]) == get("far-expiry")
+    assert client.ttl(keys["far-expiry"]) > 10 * 365 * 86400
     status, _, body = server.http(f"/keys/{keys['http']}")
     assert (status, body) == (200, get("http"))
     status, headers, body = server.http(f"/keys/{keys['http-range']}",
