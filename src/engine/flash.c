@@ -371,6 +371,7 @@ static void abandon_unsynced(struct flash *flash) {
               (unsigned long long)dropped);
     flash->current = NULL;
     flash->staging_fill = 0;
+    flash->staging_on_disk = 0;
     flash->dirty = false;
 }
 
@@ -404,24 +405,30 @@ static int ring_sync(struct flash *flash) {
 
 /* Writes what the staging buffer holds to the current segment, padded with zeros to a
  * block. With KEEP_TAIL a partial last block stays in the buffer (the next records
- * complete it and it is written again). Returns 0 or a negative errno. */
+ * complete it and it is written again). A buffer the file already holds as it is (a
+ * tail kept back, nothing appended since) is not written again: a rewrite could only
+ * put the records already in it at risk. Returns 0 or a negative errno. */
 static int staging_flush(struct flash *flash, bool keep_tail) {
     ASSERT_WRITER(flash);
     if (flash->staging_fill == 0) return 0;
     size_t padded = (flash->staging_fill + FLASH_BLOCK - 1) & ~(size_t)(FLASH_BLOCK - 1);
-    memset(flash->staging + flash->staging_fill, 0, padded - flash->staging_fill);
-    flash->dirty = true; /* even a failed write may have changed the file */
-    int result =
-        ring_write(flash, flash->current->fd, flash->staging, padded, flash->staging_offset);
-    if (result < 0) return result;
+    if (flash->staging_fill > flash->staging_on_disk) {
+        memset(flash->staging + flash->staging_fill, 0, padded - flash->staging_fill);
+        flash->dirty = true; /* even a failed write may have changed the file */
+        int result =
+            ring_write(flash, flash->current->fd, flash->staging, padded, flash->staging_offset);
+        if (result < 0) return result;
+    }
     size_t whole = flash->staging_fill & ~(size_t)(FLASH_BLOCK - 1);
     if (!keep_tail || whole == flash->staging_fill) {
         flash->staging_offset += padded;
         flash->staging_fill = 0;
+        flash->staging_on_disk = 0;
     } else {
         memmove(flash->staging, flash->staging + whole, flash->staging_fill - whole);
         flash->staging_offset += whole;
         flash->staging_fill -= whole;
+        flash->staging_on_disk = flash->staging_fill;
     }
     return 0;
 }
@@ -508,6 +515,7 @@ static void seal_current(struct flash *flash) {
     if (flash->fsync != STORE_FSYNC_NEVER) ring_sync(flash);
     flash->current = NULL;
     flash->staging_fill = 0;
+    flash->staging_on_disk = 0;
     flash->dirty = false;
 }
 
@@ -544,6 +552,7 @@ static int open_next_segment(struct flash *flash, uint64_t record_size) {
     flash->next_segment_id++;
     flash->current = segment;
     flash->staging_fill = 0;
+    flash->staging_on_disk = 0;
     flash->staging_offset = FLASH_BLOCK;
     flash->synced_end = FLASH_BLOCK;
     uint64_t reinsert_room = size / REINSERT_SHARE;
@@ -625,6 +634,7 @@ static void process_write(struct flash *flash, struct pending_write *write) {
             if (flash->fsync != STORE_FSYNC_NEVER) ring_sync(flash);
             flash->current = NULL;
             flash->staging_fill = 0;
+            flash->staging_on_disk = 0;
         }
         flash->appended = write; /* the checkpoint left the list empty */
         flash->appended_tail = &write->next;

@@ -74,6 +74,7 @@ struct flash {
     struct io_ring *ring;
     unsigned char *staging;
     size_t staging_fill;
+    size_t staging_on_disk;  /* the first bytes of staging the file already holds as they are */
     uint64_t staging_offset; /* file offset of staging[0] in the current segment */
     struct segment *current;
     bool dirty;          /* written since the last sync */
