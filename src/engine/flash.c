@@ -742,9 +742,9 @@ static void reclaim_oldest(struct flash *flash, uint64_t *reinsert_room) {
     struct segment_reader reader;
     uint64_t dropped = 0, reinserted = 0;
     int read_error = ENOMEM; /* until the reader says otherwise */
+    uint64_t offset = FLASH_BLOCK;
     struct reinsertion *reinsertions = NULL;
     if (flash_reader_init(&reader, segment->fd, segment->end)) {
-        uint64_t offset = FLASH_BLOCK;
         for (;;) {
             const unsigned char *bytes =
                 flash_reader_at(&reader, offset, sizeof(struct flash_record_header));
@@ -804,14 +804,6 @@ static void reclaim_oldest(struct flash *flash, uint64_t *reinsert_room) {
         read_error = reader.error;
         flash_reader_free(&reader);
     }
-    if (read_error != 0) {
-        /* Records past what could be read would keep index entries pointing at a file
-         * about to go: find them in the index instead. */
-        count(&flash->counters.read_errors, 1);
-        log_event(LOG_ERROR, "flash_read_failed", "segment=%u during=reclaim error=\"%s\"",
-                  segment->id, strerror(read_error));
-        dropped += flash_store_drop_segment(flash->store, segment->id);
-    }
     if (reinsertions != NULL) {
         int result = writer_checkpoint(flash, true);
         while (reinsertions != NULL) {
@@ -832,6 +824,21 @@ static void reclaim_oldest(struct flash *flash, uint64_t *reinsert_room) {
             }
             free(entry);
         }
+    }
+    if (read_error != 0 || offset < segment->end) {
+        /* The walk stopped short (an I/O error, or a header it could not trust: a write
+         * that failed midway leaves one). Records past it would keep index entries, and
+         * DRAM items their copies, pointing at a file about to go: find them in the index
+         * instead, after the copies above have moved theirs. */
+        if (read_error != 0) {
+            count(&flash->counters.read_errors, 1);
+            log_event(LOG_ERROR, "flash_read_failed", "segment=%u during=reclaim error=\"%s\"",
+                      segment->id, strerror(read_error));
+        } else {
+            log_event(LOG_WARNING, "flash_reclaim_stopped_short", "segment=%u offset=%llu end=%llu",
+                      segment->id, (unsigned long long)offset, (unsigned long long)segment->end);
+        }
+        dropped += flash_store_drop_segment(flash->store, segment->id);
     }
     count(&flash->counters.reclaims, 1);
     count(&flash->counters.reinsertions, reinserted);

@@ -13,6 +13,7 @@
 #include "base/fault.h"
 #include "base/log.h"
 #include "base/output_queue.h"
+#include "engine/flash.h"
 #include "engine/store.h"
 
 #include <dirent.h>
@@ -539,7 +540,37 @@ static void test_recovery(void) {
 
 /* With write-through, a value still in DRAM keeps a copy on flash even when reclaim takes
  * the segment its first copy was in: after a crash it is there. */
-static void test_write_through_copies_outlive_reclaim(void) {
+/* Damages the magic of the record number RECORD (0: the first) of segment 1 in
+ * DIRECTORY, as a torn or corrupted write would. Returns true if there was one. */
+static bool damage_record_header(const char *directory, int record) {
+    char path[600];
+    snprintf(path, sizeof(path), "%s/segment-%08u", directory, 1u);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return false;
+    uint64_t offset = FLASH_BLOCK;
+    bool damaged = false;
+    for (int i = 0;; i++) {
+        struct flash_record_header header;
+        if (pread(fd, &header, sizeof(header), (off_t)offset) != (ssize_t)sizeof(header) ||
+            header.magic != FLASH_RECORD_MAGIC) {
+            break;
+        }
+        if (i == record) {
+            uint32_t garbage = 0x5a5a5a5au;
+            damaged = pwrite(fd, &garbage, sizeof(garbage), (off_t)offset) == sizeof(garbage);
+            break;
+        }
+        offset += flash_record_size(header.key_length, header.value_length);
+    }
+    close(fd);
+    return damaged;
+}
+
+/* With write-through, a value still in DRAM keeps a copy on flash even when reclaim takes
+ * the segment its first copy was in: after a crash it is there. With DAMAGE_AT >= 0 the
+ * header of that record of the first segment is damaged first: reclaim's walk stops
+ * there, and the copies past it must still be found and written again. */
+static void copies_outlive_reclaim(int damage_at) {
     static const struct scenario churn = {
         .name = "write-through-churn",
         .memory = 64 << 20,
@@ -564,6 +595,7 @@ static void test_write_through_copies_outlive_reclaim(void) {
         model_write(key, 1,
                     store_set(store, name, strlen(name), value, length, &plain_write, NULL));
     }
+    if (damage_at >= 0) CHECK(damage_record_header(directory, damage_at));
     /* 12 MiB of short-lived values through 4 MiB of flash: every segment is reclaimed. */
     memset(value, 'x', 20000);
     for (int i = 0; i < 600; i++) {
@@ -582,6 +614,14 @@ static void test_write_through_copies_outlive_reclaim(void) {
     CHECK(check_model(store, CHECK_DURABLE, "after the churn and a crash") == 0);
     store_destroy(store);
     remove_directory(directory);
+}
+
+static void test_write_through_copies_outlive_reclaim(void) {
+    copies_outlive_reclaim(-1);
+}
+
+static void test_copies_outlive_a_reclaim_that_stops_short(void) {
+    copies_outlive_reclaim(2);
 }
 
 int main(void) {
@@ -604,6 +644,7 @@ int main(void) {
     fprintf(stderr, "test_faults: the tier's log is in %s\n", log_path);
     RUN_TEST(test_workloads_reach_every_path);
     RUN_TEST(test_write_through_copies_outlive_reclaim);
+    RUN_TEST(test_copies_outlive_a_reclaim_that_stops_short);
     RUN_TEST(test_streams_under_faults);
     RUN_TEST(test_write_path);
     RUN_TEST(test_demotion_reads_and_reclaim);
