@@ -383,6 +383,15 @@ static bool service(struct connection *connection) {
             return false;
         }
         if (blocked) break;
+        const struct net_handler *handler = &connection->protocol->handler;
+        if (!connection->closing && handler->wants_close != NULL &&
+            handler->wants_close(connection->session)) {
+            connection->closing = true;
+            free(connection->leftover); /* anything after the close is dropped */
+            connection->leftover = NULL;
+            connection->leftover_length = 0;
+            continue; /* sends what is left, then closes */
+        }
         if (connection->closing) {
             if (output_queue_pending(&connection->output) == 0) {
                 close_connection(connection);
@@ -397,7 +406,9 @@ static bool service(struct connection *connection) {
                 return false;
             }
             if (connection->leftover_length != before || connection->resume_pending) continue;
-            if (output_queue_pending(&connection->output) == 0) break; /* takes nothing */
+            /* It takes nothing now: more output may make it (once sent), but not while
+             * a stream's next piece has not come (the stream resumes the connection). */
+            if (output_queue_pending(&connection->output) == 0 || waiting) break;
             continue;
         }
         if (!connection->resume_pending) break;

@@ -56,6 +56,12 @@ struct net_handler {
      * queued output is sent (idle and slow-client timeouts). */
     enum net_action (*tick)(void *session, int64_t now_ms);
 
+    /* Optional. True when the session has answered its last request (HTTP's
+     * "Connection: close") and the connection should close once its output is sent.
+     * Asked when a protocol that stopped taking input resumes the connection: the
+     * answer came after data() returned, so data() could not say NET_CLOSE. */
+    bool (*wants_close)(void *session);
+
     /* The connection is closing; free the session. */
     void (*close)(void *session);
 

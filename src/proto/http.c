@@ -696,6 +696,11 @@ bool http_session_data(void *opaque, const unsigned char *data, size_t length, s
     return session->closing;
 }
 
+bool http_session_wants_close(void *opaque) {
+    const struct http_session *session = opaque;
+    return session->closing && !session->suspended;
+}
+
 bool http_session_direct_target(void *opaque, unsigned char **buffer, size_t *length) {
     struct http_session *session = opaque;
     if (!session->in_body || session->body_mode != BODY_VALUE || session->request.chunked ||

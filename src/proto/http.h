@@ -48,6 +48,10 @@ bool http_session_data(void *session, const unsigned char *data, size_t length, 
 
 /* The direct-read hooks: a request body is read straight into the value it becomes. */
 bool http_session_direct_target(void *session, unsigned char **buffer, size_t *length);
+
+/* True once the session has sent (queued) its last response and the connection should
+ * close: a "Connection: close" request (or HTTP/1.0) answered after a flash read. */
+bool http_session_wants_close(void *session);
 void http_session_direct_filled(void *session, size_t length);
 
 /* Enforces the header and idle timeouts; NOW_MS is the monotonic clock. Returns true

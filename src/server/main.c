@@ -505,6 +505,7 @@ int main(int argc, char **argv) {
         .direct_target = http_session_direct_target,
         .direct_filled = http_session_direct_filled,
         .tick = http_handler_tick,
+        .wants_close = http_session_wants_close,
         .close = http_session_close,
         .refusal = http_refusal,
     };

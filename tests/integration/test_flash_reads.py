@@ -56,7 +56,8 @@ def test_every_read_path_reads_flash_without_blocking_the_worker(tmp_path):
     keys = {name: f"cold:{name}" for name in (
         "get", "mget1", "mget2", "getrange", "getex", "getex-ex", "getdel", "setget", "append",
         "setrange", "rename", "renamenx", "copy", "http", "http-range", "head", "pipeline",
-        "expire", "pexpireat", "persist", "far-expiry")}
+        "expire", "pexpireat", "persist", "far-expiry",
+        *(f"http-close-{i}" for i in range(3)), *(f"http10-{i}" for i in range(3)))}
     for key in keys.values():
         client.set(key, value_for(key, size))
     client.expire(keys["persist"], 1000)
@@ -108,6 +109,27 @@ def test_every_read_path_reads_flash_without_blocking_the_worker(tmp_path):
     status, headers, body = server.http(f"/keys/{keys['http-range']}",
                                         headers={"Range": "bytes=100-199"})
     assert (status, body) == (206, get("http-range")[100:200])
+    # A response that waited for flash still ends the connection the request asked to
+    # end, at once (before, only the next once-a-second tick closed it).
+    started = time.monotonic()
+    for name in keys:
+        if not name.startswith("http-close-") and not name.startswith("http10-"):
+            continue
+        if name.startswith("http10-"):
+            request = f"GET /keys/{keys[name]} HTTP/1.0\r\n\r\n"
+        else:
+            request = f"GET /keys/{keys[name]} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as raw:
+            raw.sendall(request.encode())
+            received = b""
+            while True:
+                chunk = raw.recv(1 << 20)  # times out (fails) if the server keeps it open
+                if not chunk:
+                    break
+                received += chunk
+        assert received.startswith(b"HTTP/1.1 200") and received.endswith(get(name)), name
+    # Six reads and closes take milliseconds; waiting for ticks would take about 3 s.
+    assert time.monotonic() - started < 1.5 * SLOW
     status, headers, body = server.http(f"/keys/{keys['head']}", method="HEAD")
     assert status == 200 and int(headers["Content-Length"]) == size and body == b""
     with strata.Client(port=server.native_port) as native:
