@@ -66,6 +66,10 @@ static void flash_wait(struct flash *flash, pthread_cond_t *condition,
                   check_thread())
 #define ASSERT_FLASH_LOCKED(flash) STRATA_ASSERT(check_held(&(flash)->lock_owner))
 
+bool flash_on_writer(const struct flash *flash) {
+    return atomic_load_explicit(&flash->writer_thread, memory_order_relaxed) == check_thread();
+}
+
 struct flash_counters *flash_counters(struct flash *flash) {
     return &flash->counters;
 }
@@ -308,9 +312,21 @@ static int ring_write(struct flash *flash, int fd, const unsigned char *data, si
     while (length > 0) {
         struct sync_operation sync = {.operation.done = sync_operation_done};
         int result = io_ring_write(flash->ring, fd, data, length, offset, &sync.operation);
-        if (result < 0) return result;
-        while (!sync.done)
-            io_ring_wait(flash->ring);
+        if (result == 0) {
+            while (!sync.done)
+                io_ring_wait(flash->ring);
+        } else {
+            /* The ring refused the submission (the kernel never saw it): write directly,
+             * on the writer thread, which may wait. */
+            count(&flash->counters.submit_failures, 1);
+            log_event(LOG_WARNING, "flash_submit_failed",
+                      "operation=write error=\"%s\" then=pwrite", strerror(-result));
+            ssize_t direct;
+            do {
+                direct = fault_fails(FAULT_write) ? -1 : pwrite(fd, data, length, (off_t)offset);
+            } while (direct < 0 && errno == EINTR);
+            sync.result = direct < 0 ? -errno : (int)direct;
+        }
         if (sync.result < 0) return sync.result;
         if (sync.result == 0) return -EIO;
         /* A short write stops at a block boundary with O_DIRECT; go on from there. */
@@ -387,6 +403,14 @@ static int ring_sync(struct flash *flash) {
         while (!sync.done)
             io_ring_wait(flash->ring);
         result = sync.result;
+    } else {
+        /* The ring refused the submission: the kernel never saw this sync, so nothing
+         * was given up yet. Sync directly (the writer may wait); only its failure is a
+         * failed sync. */
+        count(&flash->counters.submit_failures, 1);
+        log_event(LOG_WARNING, "flash_submit_failed", "operation=sync error=\"%s\" then=fdatasync",
+                  strerror(-result));
+        result = fault_fails(FAULT_sync) || fdatasync(flash->current->fd) != 0 ? -errno : 0;
     }
     flash->last_sync_ms = clock_monotonic_ms();
     if (result < 0) {
@@ -1134,6 +1158,7 @@ enum store_status flash_read_start(struct flash_read *read, bool async) {
                                      aligned_start, &read->operation);
         if (submitted == 0) return STORE_PENDING;
         /* Not a blocking pread instead: the caller's thread must not wait for flash. */
+        count(&flash->counters.submit_failures, 1);
         count(&flash->counters.read_errors, 1);
         log_event(LOG_ERROR, "flash_read_failed", "segment=%u offset=%u error=\"%s\"",
                   read->segment_id, read->offset, strerror(-submitted));
@@ -1366,6 +1391,7 @@ void flash_get_stats(struct flash *flash, struct flash_stats *stats) {
     stats->write_errors = LOAD(write_errors);
     stats->sync_errors = LOAD(sync_errors);
     stats->read_errors = LOAD(read_errors);
+    stats->submit_failures = LOAD(submit_failures);
     stats->blocking_reads = LOAD(blocking_reads);
     stats->checksum_failures = LOAD(checksum_failures);
 #undef LOAD

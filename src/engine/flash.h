@@ -174,6 +174,10 @@ bool flash_write_through(const struct flash *flash);
  * that the reclaimed segment holds are to be written again (write-through, and room). */
 bool flash_rewrite_copies(const struct flash *flash);
 
+/* True on FLASH's writer thread (the rule checks use it: the writer must never wait for
+ * itself). */
+bool flash_on_writer(const struct flash *flash);
+
 /* Waits until the writer makes progress or DEADLINE_MS (monotonic) passes. Returns
  * false at the deadline. */
 bool flash_wait_progress(struct flash *flash, int64_t deadline_ms);
@@ -261,10 +265,11 @@ struct flash_counters {
     _Atomic uint64_t evictions;
     _Atomic uint64_t paced_writes;
     _Atomic uint64_t pace_timeouts;
-    _Atomic uint64_t write_errors;   /* records whose write (or its sync) failed */
-    _Atomic uint64_t sync_errors;    /* failed syncs of a segment */
-    _Atomic uint64_t read_errors;    /* reads that failed with an I/O error */
-    _Atomic uint64_t blocking_reads; /* flash reads a network worker waited for */
+    _Atomic uint64_t write_errors;    /* records whose write (or its sync) failed */
+    _Atomic uint64_t sync_errors;     /* failed syncs of a segment */
+    _Atomic uint64_t read_errors;     /* reads that failed with an I/O error */
+    _Atomic uint64_t submit_failures; /* io_uring submissions the kernel refused */
+    _Atomic uint64_t blocking_reads;  /* flash reads a network worker waited for */
     _Atomic uint64_t checksum_failures;
 };
 struct flash_counters *flash_counters(struct flash *flash);

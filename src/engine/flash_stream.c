@@ -379,6 +379,7 @@ static int start_read(struct store_stream *stream, struct stream_buffer *buffer)
 
 /* A read of a piece could not even be submitted. */
 static void submission_failed(struct store_stream *stream, int error) {
+    atomic_fetch_add_explicit(&stream->flash->counters.submit_failures, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&stream->flash->counters.read_errors, 1, memory_order_relaxed);
     log_event(LOG_ERROR, "flash_read_failed", "segment=%u offset=%u during=stream error=\"%s\"",
               stream->segment_id, stream->offset, strerror(-error));
@@ -538,6 +539,7 @@ enum store_status flash_stream_open(struct store *store, const struct flash_read
     if (!async) stream->done = NULL; /* read at once: the outcome is returned */
     int error = start_read(stream, &stream->buffers[0]);
     if (error != 0) {
+        atomic_fetch_add_explicit(&flash->counters.submit_failures, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&flash->counters.read_errors, 1, memory_order_relaxed);
         log_event(LOG_ERROR, "flash_read_failed", "segment=%u offset=%u during=stream error=\"%s\"",
                   stream->segment_id, stream->offset, strerror(-error));

@@ -416,6 +416,7 @@ struct flash_stats {
     uint64_t write_errors;
     uint64_t sync_errors;
     uint64_t read_errors;
+    uint64_t submit_failures;
     uint64_t blocking_reads;
     uint64_t checksum_failures;
     uint64_t recovery_ms;

@@ -239,7 +239,7 @@ static int run_workload(struct store *store, const struct scenario *scenario) {
 static uint64_t flash_error_count(struct store *store) {
     struct flash_stats stats;
     store_get_flash_stats(store, &stats);
-    return stats.write_errors + stats.sync_errors + stats.read_errors;
+    return stats.write_errors + stats.sync_errors + stats.read_errors + stats.submit_failures;
 }
 
 /* True once the error counters move past BEFORE, waiting up to 10 s: the writer counts a
