@@ -79,9 +79,11 @@ struct net_config {
 
 /* A protocol that stopped taking input (its data() consumed less, waiting for something
  * other than the client, such as a flash read) calls this when it can go on: queued
- * output is sent and kept input offered again. Only on the connection's worker thread
- * (a completion callback of the worker's io_ring), and never from inside a handler
- * call for the same connection. The connection may be closed before it returns.
+ * output is sent, the handler's wants_close() asked, and kept input offered again.
+ * Only on the connection's worker thread (a completion callback of the worker's
+ * io_ring, a stream's source). Called from inside a handler call or a send for the
+ * same connection, it is remembered and done when that returns. The connection may
+ * be closed before it returns: call it last.
  *
  * Each worker thread owns an io_ring (base/io_ring.h), set as the thread's current
  * ring; its completions are delivered by the worker's event loop. */

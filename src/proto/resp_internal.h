@@ -87,7 +87,6 @@ struct resp_session {
     bool orphaned; /* the connection closed meanwhile: the read's end frees the session */
     void (*resume)(void *handle); /* tells the network layer to go on */
     void *resume_handle;
-    struct resp_reads *reads; /* the values a suspended command waits for */
     /* A one-key read (GET) uses these, so the common case allocates nothing. */
     struct resp_reads single_read;
     struct resp_read_slot single_slot;

@@ -36,7 +36,6 @@ static void reads_free(struct resp_reads *reads) {
  * session go on. Runs on the worker, at the end of a completion or at once. */
 static void reads_complete(struct resp_reads *reads, bool asynchronous) {
     struct resp_session *session = reads->session;
-    session->reads = NULL;
     if (session->orphaned) {
         reads_free(reads); /* (before the session that may hold it goes) */
         resp_session_free(session);
@@ -96,7 +95,6 @@ void resp_read_values(struct resp_session *session, const struct resp_request *r
         reads_complete(reads, false);
         return;
     }
-    session->reads = reads;
     session->suspended = true; /* read_done() replies and resumes */
 }
 
