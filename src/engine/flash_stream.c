@@ -508,6 +508,10 @@ enum store_status flash_stream_open(struct store *store, const struct flash_read
     uint64_t piece = (budget / 16) & ~(uint64_t)(FLASH_BLOCK - 1);
     if (piece > STREAM_PIECE_MAX) piece = STREAM_PIECE_MAX;
     if (piece < STREAM_PIECE_MIN) piece = STREAM_PIECE_MIN;
+    /* A record smaller than a piece (streamed because DRAM is short right now) is read
+     * in one piece of its own size, not charged for two of the largest. */
+    uint64_t whole_span = (span + FLASH_BLOCK - 1) & ~(uint64_t)(FLASH_BLOCK - 1);
+    if (piece > whole_span) piece = whole_span;
     stream->piece_size = (size_t)piece;
     stream->pieces = (span + piece - 1) / piece;
     stream->running_crc = CRC32C_START;
