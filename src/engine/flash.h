@@ -178,8 +178,9 @@ bool flash_rewrite_copies(const struct flash *flash);
  * itself). */
 bool flash_on_writer(const struct flash *flash);
 
-/* Waits until the writer makes progress or DEADLINE_MS (monotonic) passes. Returns
- * false at the deadline. */
+/* Waits until the writer makes progress, or is idle (nothing queued or being written:
+ * whatever the caller saw under way is done), or DEADLINE_MS (monotonic) passes.
+ * Returns false at the deadline. */
 bool flash_wait_progress(struct flash *flash, int64_t deadline_ms);
 
 /* Waits until everything queued so far has been written. */

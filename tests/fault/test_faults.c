@@ -15,6 +15,7 @@
 #include "base/output_queue.h"
 #include "engine/flash.h"
 #include "engine/store.h"
+#include "engine/store_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -616,6 +617,35 @@ static void copies_outlive_reclaim(int damage_at) {
     remove_directory(directory);
 }
 
+/* A writer that has finished everything does not keep a caller waiting: a write that
+ * saw demotions under way, then found the writer done by the time it waited, once
+ * waited the whole pace-timeout for progress that would never come (and failed). */
+static void test_waiting_for_an_idle_writer_ends_at_once(void) {
+    char directory[512];
+    snprintf(directory, sizeof(directory), "%s/idle", base_directory);
+    remove_directory(directory);
+    keys = cache_scenario.keys;
+    struct store *store = open_store(&cache_scenario, directory, true);
+    REQUIRE(store != NULL);
+    static unsigned char value[MAX_VALUE_SIZE];
+    for (int key = 0; key < keys; key++) { /* demotions, then an idle writer */
+        char name[32];
+        key_name(key, name, sizeof(name));
+        size_t length = value_of(key, 1, value);
+        store_set(store, name, strlen(name), value, length, &plain_write, NULL);
+    }
+    int64_t started = clock_monotonic_ms();
+    while (atomic_load(&store->demoting_bytes) > 0 && clock_monotonic_ms() - started < 10000)
+        usleep(1000);
+    started = clock_monotonic_ms();
+    bool progressed = flash_wait_progress(store->flash, started + 10000);
+    int64_t waited = clock_monotonic_ms() - started;
+    CHECK(progressed);
+    CHECK(waited < 2000);
+    store_destroy(store);
+    remove_directory(directory);
+}
+
 static void test_write_through_copies_outlive_reclaim(void) {
     copies_outlive_reclaim(-1);
 }
@@ -643,6 +673,7 @@ int main(void) {
     if (log_fd >= 0) log_set_fd(log_fd);
     fprintf(stderr, "test_faults: the tier's log is in %s\n", log_path);
     RUN_TEST(test_workloads_reach_every_path);
+    RUN_TEST(test_waiting_for_an_idle_writer_ends_at_once);
     RUN_TEST(test_write_through_copies_outlive_reclaim);
     RUN_TEST(test_copies_outlive_a_reclaim_that_stops_short);
     RUN_TEST(test_streams_under_faults);
