@@ -75,6 +75,8 @@ static enum store_status pace(struct store *store, uint64_t bytes, int64_t *dead
  * STORE_NO_MEMORY or STORE_FLASH_BUSY. */
 enum store_status budget_charge(struct store *store, uint64_t bytes) {
     ASSERT_NO_SHARD_LOCK(); /* it may evict */
+    /* It may wait for the writer: never on the writer itself. */
+    STRATA_ASSERT(store->flash == NULL || !flash_on_writer(store->flash));
     uint64_t budget = atomic_load_explicit(&store->budget, memory_order_relaxed);
     uint64_t fixed = atomic_load_explicit(&store->fixed, memory_order_relaxed);
     if (fixed >= budget || bytes > budget - fixed) return STORE_TOO_LARGE_FOR_BUDGET;
