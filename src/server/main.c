@@ -337,6 +337,17 @@ static void *housekeeping_main(void *argument) {
 
 /* ---- main ---------------------------------------------------------------------- */
 
+/* A start that fails after the stores exist: their flash threads (recovery, writer) are
+ * stopped and joined, as after a crash (nothing was served, nothing to save). Returns
+ * the exit status, 1. */
+static int start_failed(struct server *server) {
+    for (int i = 1; i < server->namespaces.count; i++)
+        store_destroy(server->namespaces.entries[i].store);
+    if (server->store != NULL) store_destroy(server->store);
+    server->store = NULL;
+    return 1;
+}
+
 int main(int argc, char **argv) {
     static struct server server;
     server.lock_fd = -1;
@@ -444,7 +455,7 @@ int main(int argc, char **argv) {
         if (store == NULL) {
             fprintf(stderr, "strata-server: cannot create namespace '%s': %s\n", specs[i].name,
                     error);
-            return 1;
+            return start_failed(&server);
         }
         namespace_table_add(&server.namespaces, specs[i].name, store, specs[i].quota, false);
     }
@@ -483,7 +494,7 @@ int main(int argc, char **argv) {
     if (server.stats == NULL || server.resp == NULL || server.http == NULL ||
         server.native == NULL) {
         fprintf(stderr, "strata-server: out of memory\n");
-        return 1;
+        return start_failed(&server);
     }
 
     struct net_config net_config = {
@@ -536,12 +547,12 @@ int main(int argc, char **argv) {
     }
     if (server.net == NULL || resp_port < 0 || http_port < 0 || native_port < 0) {
         fprintf(stderr, "strata-server: %s\n", error);
-        return 1;
+        return start_failed(&server);
     }
     stats_set_ports(server.stats, resp_port, http_port);
     if (net_server_start(server.net, error, sizeof(error)) != 0) {
         fprintf(stderr, "strata-server: %s\n", error);
-        return 1;
+        return start_failed(&server);
     }
     /* The ports are open while the flash index is rebuilt: clients hear LOADING (RESP),
      * BUSY (native) or 503 (HTTP) until it is whole; housekeeping notices the end. */
