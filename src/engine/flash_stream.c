@@ -425,6 +425,8 @@ static void opened(struct store_stream *stream, enum store_status status) {
     if (done == NULL) return; /* flash_stream_open() looks at the outcome */
     void *context = stream->context;
     if (status != STORE_OK) {
+        /* The reader's hold on the key goes with the failure (the caller gets none). */
+        if (stream->held) chain_read_hold(stream->store, stream->hash, false);
         stream_free(stream);
         done(context, status, (struct store_value){0});
         return;
