@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "engine/store_internal.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 
 #define CHAIN_INITIAL_CAPACITY 64
@@ -228,7 +229,10 @@ bool chain_link(struct store *store, uint64_t key_hash, uint64_t parent_hash) {
     return ok;
 }
 
-bool chain_hold(struct store *store, uint64_t key_hash, bool hold) {
+/* Adds one to (HOLD) or takes one from the counter at byte OFFSET of KEY_HASH's entry
+ * (children or holds), creating the entry to add and dropping it once nothing keeps it.
+ * Returns false when an entry to add to cannot be made (no memory). */
+static bool count_on_entry(struct store *store, uint64_t key_hash, bool hold, size_t offset) {
     struct chain_table *table = &store->chains;
     key_hash = entry_hash(key_hash);
     table_lock(table);
@@ -236,42 +240,28 @@ bool chain_hold(struct store *store, uint64_t key_hash, bool hold) {
     if (hold) {
         struct chain_entry *entry = get_or_create(store, table, key_hash);
         if (entry != NULL) {
-            entry->children++;
+            (*(uint32_t *)((char *)entry + offset))++;
         } else {
             ok = false;
         }
     } else {
         struct chain_entry *entry = find(table, key_hash);
-        if (entry != NULL && entry->children > 0) {
-            entry->children--;
-            drop_if_empty(table, entry, 0);
+        uint32_t *counter = entry != NULL ? (uint32_t *)((char *)entry + offset) : NULL;
+        if (counter != NULL && *counter > 0) {
+            (*counter)--;
+            drop_if_empty(table, entry, clock_realtime_ms());
         }
     }
     table_unlock(table);
     return ok;
 }
 
+bool chain_hold(struct store *store, uint64_t key_hash, bool hold) {
+    return count_on_entry(store, key_hash, hold, offsetof(struct chain_entry, children));
+}
+
 bool chain_read_hold(struct store *store, uint64_t key_hash, bool hold) {
-    struct chain_table *table = &store->chains;
-    key_hash = entry_hash(key_hash);
-    table_lock(table);
-    bool ok = true;
-    if (hold) {
-        struct chain_entry *entry = get_or_create(store, table, key_hash);
-        if (entry != NULL) {
-            entry->holds++;
-        } else {
-            ok = false;
-        }
-    } else {
-        struct chain_entry *entry = find(table, key_hash);
-        if (entry != NULL && entry->holds > 0) {
-            entry->holds--;
-            drop_if_empty(table, entry, clock_realtime_ms());
-        }
-    }
-    table_unlock(table);
-    return ok;
+    return count_on_entry(store, key_hash, hold, offsetof(struct chain_entry, holds));
 }
 
 void chain_forget(struct store *store, uint64_t key_hash) {
