@@ -44,10 +44,11 @@ void command_type(struct resp_session *session, const struct resp_request *reque
     reply_simple(session, exists ? "string" : "none");
 }
 
-/* Replies to a change of expiry: 1 when it was set, 0 when the key is missing or the
- * condition (NX, XX, GT, LT; PERSIST: an expiry to remove) was false, and the store's
- * error otherwise (the flash copy could not be read, no memory): never a silent 0. */
-static void reply_expiry_set(struct resp_session *session, enum store_status status) {
+/* Replies to a change that may not apply (an expiry, COPY): 1 when it was made, 0 when
+ * the key is missing or the condition (NX, XX, GT, LT, REPLACE; PERSIST: an expiry to
+ * remove) was false, and the store's error otherwise (the flash copy could not be read,
+ * no memory): never a silent 0. */
+static void reply_changed(struct resp_session *session, enum store_status status) {
     if (status == STORE_OK) {
         reply_integer(session, 1);
     } else if (status == STORE_NOT_FOUND || status == STORE_CONDITION_FAILED) {
@@ -122,7 +123,7 @@ static void expire_command(struct resp_session *session, const struct resp_reque
     }
     enum store_status status = store_set_expiry(store_of(session), request->argv[1],
                                                 (size_t)request->lengths[1], when, condition, NULL);
-    reply_expiry_set(session, status);
+    reply_changed(session, status);
 }
 
 void command_expire(struct resp_session *session, const struct resp_request *request) {
@@ -184,7 +185,7 @@ void command_persist(struct resp_session *session, const struct resp_request *re
     enum store_status status =
         store_set_expiry(store_of(session), request->argv[1], (size_t)request->lengths[1], 0,
                          STORE_EXPIRY_IF_ANY, NULL);
-    reply_expiry_set(session, status);
+    reply_changed(session, status);
 }
 
 /* Collects matching keys as (length, bytes) records. */
@@ -349,11 +350,5 @@ void command_copy(struct resp_session *session, const struct resp_request *reque
     enum store_status status =
         store_copy(store_of(session), request->argv[1], (size_t)request->lengths[1],
                    request->argv[2], (size_t)request->lengths[2], replace);
-    if (status == STORE_OK) {
-        reply_integer(session, 1);
-    } else if (status == STORE_NOT_FOUND || status == STORE_CONDITION_FAILED) {
-        reply_integer(session, 0);
-    } else {
-        reply_store_error(session, status);
-    }
+    reply_changed(session, status);
 }
