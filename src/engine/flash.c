@@ -355,22 +355,9 @@ static void abandon_unsynced(struct flash *flash) {
     struct segment_reader reader;
     if (flash_reader_init(&reader, segment->fd, segment->end)) {
         uint64_t offset = flash->synced_end;
-        for (;;) {
-            const unsigned char *bytes =
-                flash_reader_at(&reader, offset, sizeof(struct flash_record_header));
-            if (bytes == NULL) break;
-            struct flash_record_header header;
-            memcpy(&header, bytes, sizeof(header));
-            if (header.magic != FLASH_RECORD_MAGIC || header.key_length > STORE_MAX_KEY_LENGTH) {
-                break;
-            }
-            const unsigned char *key =
-                flash_reader_at(&reader, offset, sizeof(header) + header.key_length);
-            if (key == NULL ||
-                !flash_header_valid(&header, key + sizeof(header), segment->end - offset)) {
-                break;
-            }
-            key += sizeof(header);
+        struct flash_record_header header;
+        const unsigned char *key;
+        while (flash_reader_header(&reader, offset, segment->end - offset, &header, &key)) {
             if (!(header.flags & FLASH_FLAG_TOMBSTONE) &&
                 flash_store_unsynced_record(flash->store, key, header.key_length, segment->id,
                                             (uint32_t)offset)) {
@@ -703,6 +690,20 @@ static ssize_t read_up_to(int fd, unsigned char *target, size_t length, uint64_t
     return (ssize_t)done;
 }
 
+bool flash_reader_header(struct segment_reader *reader, uint64_t offset, uint64_t limit,
+                         struct flash_record_header *header, const unsigned char **key) {
+    const unsigned char *bytes = flash_reader_at(reader, offset, sizeof(*header));
+    if (bytes == NULL) return false;
+    memcpy(header, bytes, sizeof(*header));
+    if (header->magic != FLASH_RECORD_MAGIC || header->key_length > STORE_MAX_KEY_LENGTH) {
+        return false;
+    }
+    bytes = flash_reader_at(reader, offset, sizeof(*header) + header->key_length);
+    if (bytes == NULL || !flash_header_valid(header, bytes + sizeof(*header), limit)) return false;
+    *key = bytes + sizeof(*header);
+    return true;
+}
+
 const unsigned char *flash_reader_at(struct segment_reader *reader, uint64_t offset,
                                      size_t length) {
     if (offset > reader->limit || length > reader->limit - offset) return NULL;
@@ -769,20 +770,13 @@ static void reclaim_oldest(struct flash *flash, uint64_t *reinsert_room) {
     uint64_t offset = FLASH_BLOCK;
     struct reinsertion *reinsertions = NULL;
     if (flash_reader_init(&reader, segment->fd, segment->end)) {
-        for (;;) {
-            const unsigned char *bytes =
-                flash_reader_at(&reader, offset, sizeof(struct flash_record_header));
-            if (bytes == NULL) break;
-            struct flash_record_header header;
-            memcpy(&header, bytes, sizeof(header));
-            if (header.magic != FLASH_RECORD_MAGIC) break;
+        struct flash_record_header header;
+        const unsigned char *key;
+        while (flash_reader_header(&reader, offset, segment->end - offset, &header, &key)) {
             uint64_t size = flash_record_size(header.key_length, header.value_length);
             const unsigned char *record = flash_reader_at(&reader, offset, (size_t)size);
-            if (record == NULL ||
-                !flash_header_valid(&header, record + sizeof(header), segment->size)) {
-                break;
-            }
-            const unsigned char *key = record + sizeof(header);
+            if (record == NULL) break;
+            key = record + sizeof(header);
             if (!(header.flags & FLASH_FLAG_TOMBSTONE)) {
                 bool may_reinsert =
                     flash->current != NULL && *reinsert_room >= size &&

@@ -105,10 +105,6 @@ struct segment_reader {
     int error; /* set (an errno) when a read failed, as opposed to reaching the end */
 };
 
-bool flash_reader_init(struct segment_reader *reader, int fd, uint64_t limit);
-const unsigned char *flash_reader_at(struct segment_reader *reader, uint64_t offset, size_t length);
-void flash_reader_free(struct segment_reader *reader);
-
 /* The segment with ID, or NULL. Called with flash->lock held, or by the recovery
  * thread. */
 struct segment *segment_find(struct flash *flash, uint32_t id);
@@ -127,6 +123,13 @@ bool flash_reader_init(struct segment_reader *reader, int fd, uint64_t limit);
  * until the next call. */
 const unsigned char *flash_reader_at(struct segment_reader *reader, uint64_t offset, size_t length);
 void flash_reader_free(struct segment_reader *reader);
+
+/* Reads the record header at OFFSET and the key after it, if they can be trusted
+ * (flash_header_valid(), the record within LIMIT bytes from OFFSET): copies the header
+ * to *HEADER, points *KEY at the key (valid until the next read) and returns true.
+ * Returns false otherwise (reader->error tells a read error from a bad header). */
+bool flash_reader_header(struct segment_reader *reader, uint64_t offset, uint64_t limit,
+                         struct flash_record_header *header, const unsigned char **key);
 
 /* Opens segment file ID of SIZE bytes found on disk and adds it to the table
  * (recovery). Returns NULL if it cannot. */
