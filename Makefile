@@ -29,9 +29,9 @@ FUZZ_TARGETS   := fuzz_resp fuzz_native fuzz_http
 LIBS      := -pthread -lxxhash -luring -lisal -lm
 
 # The status page is embedded in the binary: build/gen/status_page.c is generated from
-# src/proto/status_page.html (od is in coreutils, so nothing extra is needed).
+# src/observe/status_page.html (od is in coreutils, so nothing extra is needed).
 GENERATED_SOURCES := $(BUILD)/gen/status_page.c
-LIBRARY_SOURCES := $(wildcard src/base/*.c src/engine/*.c src/net/*.c src/proto/*.c) \
+LIBRARY_SOURCES := $(wildcard src/base/*.c src/engine/*.c src/net/*.c src/proto/*/*.c src/observe/*.c) \
                    $(GENERATED_SOURCES)
 SERVER_SOURCES  := $(wildcard src/server/*.c)
 UNIT_SOURCES    := $(wildcard tests/unit/test_*.c)
@@ -76,7 +76,7 @@ $(ASAN)/tests/test_libstrata: tests/client/test_libstrata.c client/strata.c incl
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ASAN) tests/client/test_libstrata.c client/strata.c -o $@ $(CLIENT_LIBS)
 
-$(BUILD)/gen/status_page.c: src/proto/status_page.html
+$(BUILD)/gen/status_page.c: src/observe/status_page.html
 	@mkdir -p $(dir $@)
 	{ echo '#include <stddef.h>'; \
 	  echo 'extern const unsigned char status_page_html[];'; \

@@ -1,5 +1,5 @@
 /* The strata native protocol, version 1: the wire format shared by the server
- * (src/proto/native.c) and libstrata (client/strata.c). docs/protocol.md describes it
+ * (src/proto/native/native.c) and libstrata (client/strata.c). docs/protocol.md describes it
  * in prose; this header is its exact layout. Every integer is little-endian.
  *
  * A request is a 32-byte frame header, then BODY_LENGTH bytes of body: a 16-bit

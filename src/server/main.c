@@ -11,11 +11,11 @@
 #include "base/options.h"
 #include "engine/store.h"
 #include "net/net.h"
-#include "proto/http.h"
-#include "proto/namespaces.h"
-#include "proto/native.h"
-#include "proto/resp.h"
-#include "proto/stats.h"
+#include "proto/http/http.h"
+#include "engine/namespaces.h"
+#include "proto/native/native.h"
+#include "proto/resp/resp.h"
+#include "observe/stats.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -12,8 +12,8 @@
 #include "base/options.h"
 #include "base/output_queue.h"
 #include "engine/store.h"
-#include "proto/namespaces.h"
-#include "proto/stats.h"
+#include "engine/namespaces.h"
+#include "observe/stats.h"
 
 #include <stddef.h>
 #include <stdint.h>

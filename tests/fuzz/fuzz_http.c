@@ -2,7 +2,7 @@
  * bodies, pipelining, every route including /keys/ and /metrics) against a DRAM-only
  * store. An input is one connection's bytes. */
 #include "fuzz_common.h"
-#include "proto/http.h"
+#include "proto/http/http.h"
 
 #include <string.h>
 

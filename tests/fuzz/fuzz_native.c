@@ -2,7 +2,7 @@
  * DRAM-only default namespace and a small "tenant" one. An input is one connection's
  * bytes. */
 #include "fuzz_common.h"
-#include "proto/native.h"
+#include "proto/native/native.h"
 
 #include <string.h>
 

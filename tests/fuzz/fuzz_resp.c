@@ -1,7 +1,7 @@
 /* libFuzzer target: the RESP front end (parser, sessions, every command) against a
  * DRAM-only store. An input is one connection's bytes. */
 #include "fuzz_common.h"
-#include "proto/resp.h"
+#include "proto/resp/resp.h"
 
 static struct resp_server *server;
 

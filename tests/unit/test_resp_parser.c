@@ -3,7 +3,7 @@
 #include "base/metrics.h"
 #include "engine/store.h"
 #include "engine/value_block.h"
-#include "proto/resp_parser.h"
+#include "proto/resp/resp_parser.h"
 #include "test.h"
 
 #include <stdlib.h>

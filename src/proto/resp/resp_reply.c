@@ -1,6 +1,6 @@
 /* Reply writers: RESP2 and RESP3 encodings of each reply type. */
 #include "base/numbers.h"
-#include "proto/resp_internal.h"
+#include "proto/resp/resp_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>

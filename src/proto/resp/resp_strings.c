@@ -3,7 +3,7 @@
 #include "base/clock.h"
 #include "base/numbers.h"
 #include "engine/value_block.h"
-#include "proto/resp_internal.h"
+#include "proto/resp/resp_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

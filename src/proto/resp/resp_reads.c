@@ -10,7 +10,7 @@
  * GETDEL, GETEX with options, RENAME, RENAMENX, COPY, EXPIRE and its kin, PERSIST) first bring
  * their key back to DRAM with a hold (resp_prefetch_key()), then run again once it is there: the
  * engine then finds it in DRAM and never waits for flash on the worker. */
-#include "proto/resp_internal.h"
+#include "proto/resp/resp_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

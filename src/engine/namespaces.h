@@ -6,8 +6,8 @@
  * never evicts another's data, and a write that cannot fit once the namespace's own
  * evictable data is gone gets STRATA_ERR_QUOTA (docs/kv-cache.md). The table is built
  * at start-up and never changes afterwards, so lookups take no lock. */
-#ifndef STRATA_PROTO_NAMESPACES_H
-#define STRATA_PROTO_NAMESPACES_H
+#ifndef STRATA_ENGINE_NAMESPACES_H
+#define STRATA_ENGINE_NAMESPACES_H
 
 #include <stdatomic.h>
 #include <stdbool.h>

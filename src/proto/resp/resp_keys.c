@@ -4,7 +4,7 @@
 #include "base/clock.h"
 #include "base/glob.h"
 #include "base/numbers.h"
-#include "proto/resp_internal.h"
+#include "proto/resp/resp_internal.h"
 
 #include <string.h>
 

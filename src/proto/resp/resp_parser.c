@@ -1,4 +1,4 @@
-#include "proto/resp_parser.h"
+#include "proto/resp/resp_parser.h"
 
 #include "base/metrics.h"
 #include "engine/store.h"

@@ -7,7 +7,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/numbers.h"
-#include "proto/resp_internal.h"
+#include "proto/resp/resp_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

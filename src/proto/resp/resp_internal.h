@@ -1,13 +1,13 @@
 /* Shared by the files of the RESP front end: the session, reply writers, the command
- * table and argument helpers. Not used outside src/proto/. */
+ * table and argument helpers. Not used outside src/proto/resp/. */
 #ifndef STRATA_PROTO_RESP_INTERNAL_H
 #define STRATA_PROTO_RESP_INTERNAL_H
 
 #include "base/checks.h"
 #include "base/output_queue.h"
 #include "engine/store.h"
-#include "proto/resp.h"
-#include "proto/resp_parser.h"
+#include "proto/resp/resp.h"
+#include "proto/resp/resp_parser.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -177,7 +177,7 @@ struct resp_command {
 
 #define COMMAND(name, handler, arity, flags, first, last, step, group, since, summary)             \
     void handler(struct resp_session *session, const struct resp_request *request);
-#include "proto/resp_commands.def"
+#include "proto/resp/resp_commands.def"
 #undef COMMAND
 
 /* Looks a command up by name, ignoring case. Returns NULL if unknown. */

@@ -4,7 +4,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/version.h"
-#include "proto/http_internal.h"
+#include "proto/http/http_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* Namespaces: parsing --namespaces and looking names up. */
-#include "proto/namespaces.h"
+#include "engine/namespaces.h"
 
 #include "base/numbers.h"
 

@@ -8,15 +8,15 @@
  */
 #include "base/byte_buffer.h"
 #include "engine/store.h"
-#include "proto/http_internal.h"
-#include "proto/stats.h"
+#include "proto/http/http_internal.h"
+#include "observe/stats.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The status page, embedded at build time from src/proto/status_page.html. */
+/* The status page, embedded at build time from src/observe/status_page.html. */
 extern const unsigned char status_page_html[];
 extern const size_t status_page_html_length;
 

@@ -1,8 +1,8 @@
 /* INFO, /metrics, /info and the status page history, all rendered from stats.def. */
-#include "proto/stats.h"
+#include "observe/stats.h"
 
 #include "base/fault.h"
-#include "proto/namespaces.h"
+#include "engine/namespaces.h"
 
 #include "base/byte_buffer.h"
 #include "base/clock.h"
@@ -95,7 +95,7 @@ struct stat_row {
 static const struct stat_row rows[] = {
 #define STAT(identifier, section, info_name, family, labels, type, format, help, value)            \
     {STATS_SECTION_##section, info_name, family, labels, STAT_##type, STAT_##format, help},
-#include "proto/stats.def"
+#include "observe/stats.def"
 #undef STAT
 };
 
@@ -104,7 +104,7 @@ static const struct stat_row rows[] = {
 enum stat_id {
 #define STAT(identifier, section, info_name, family, labels, type, format, help, value)            \
     STAT_ID_##identifier,
-#include "proto/stats.def"
+#include "observe/stats.def"
 #undef STAT
 };
 
@@ -118,7 +118,7 @@ static double row_value(enum stat_id id, const struct stats_snapshot *snapshot) 
 #define STAT(identifier, section, info_name, family, labels, type, format, help, value)            \
     case STAT_ID_##identifier:                                                                     \
         return (value);
-#include "proto/stats.def"
+#include "observe/stats.def"
 #undef STAT
     }
 #undef METRIC

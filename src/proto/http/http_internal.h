@@ -1,12 +1,12 @@
 /* Shared by the files of the HTTP front end (http.c: connections, parsing, bodies and
- * responses; http_routes.c: what each path answers). Not used outside src/proto/. */
+ * responses; http_routes.c: what each path answers). Not used outside src/proto/http/. */
 #ifndef STRATA_PROTO_HTTP_INTERNAL_H
 #define STRATA_PROTO_HTTP_INTERNAL_H
 
 #include "base/byte_buffer.h"
 #include "engine/store.h"
 #include "engine/value_block.h"
-#include "proto/http.h"
+#include "proto/http/http.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -3,7 +3,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
-#include "proto/resp_internal.h"
+#include "proto/resp/resp_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +12,7 @@
 static const struct resp_command commands[] = {
 #define COMMAND(name, handler, arity, flags, first, last, step, group, since, summary)             \
     {name, handler, arity, flags, first, last, step, group, since, summary},
-#include "proto/resp_commands.def"
+#include "proto/resp/resp_commands.def"
 #undef COMMAND
 };
 

@@ -1,8 +1,8 @@
 /* Statistics shared by every front end: INFO (RESP), /metrics, /info and the status
  * page's history all come from one table (stats.def) and one snapshot, so they never
  * disagree. Also holds the server's life-cycle state that /health reports. */
-#ifndef STRATA_PROTO_STATS_H
-#define STRATA_PROTO_STATS_H
+#ifndef STRATA_OBSERVE_STATS_H
+#define STRATA_OBSERVE_STATS_H
 
 #include "base/metrics.h"
 #include "base/options.h"

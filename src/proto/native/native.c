@@ -12,14 +12,14 @@
  * namespace or opcode gets an error frame, its body is skipped, and the connection goes
  * on. Entries of a batch succeed or fail one by one; a client that vanishes mid-batch
  * leaves the entries before the one being received done, and nothing of that one. */
-#include "proto/native.h"
+#include "proto/native/native.h"
 
 #include "base/clock.h"
 #include "base/crc32c.h"
 #include "base/log.h"
 #include "engine/store.h"
 #include "engine/value_block.h"
-#include "proto/namespaces.h"
+#include "engine/namespaces.h"
 #include "strata_protocol.h"
 
 #include <assert.h>
