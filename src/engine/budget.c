@@ -86,7 +86,7 @@ enum store_status budget_charge(struct store *store, uint64_t bytes) {
         if (store->flash != NULL) {
             enum store_status paced = pace(store, bytes, &deadline_ms);
             if (paced == STORE_FLASH_BUSY) {
-                metric_add(METRIC_rejected_writes, 1);
+                atomic_fetch_add_explicit(&store->rejected_writes, 1, memory_order_relaxed);
                 return paced;
             }
             if (paced == STORE_PENDING) continue;
@@ -111,10 +111,10 @@ enum store_status budget_charge(struct store *store, uint64_t bytes) {
                     continue;
                 }
                 atomic_fetch_add_explicit(&counters->pace_timeouts, 1, memory_order_relaxed);
-                metric_add(METRIC_rejected_writes, 1);
+                atomic_fetch_add_explicit(&store->rejected_writes, 1, memory_order_relaxed);
                 return STORE_FLASH_BUSY;
             }
-            metric_add(METRIC_rejected_writes, 1);
+            atomic_fetch_add_explicit(&store->rejected_writes, 1, memory_order_relaxed);
             return STORE_NO_MEMORY;
         }
     }

@@ -3,7 +3,6 @@
  * The rules are in flash.h and store_internal.h; the policy in docs/flash-tier.md. */
 #include "base/clock.h"
 #include "base/io_ring.h"
-#include "base/metrics.h"
 #include "engine/store_internal.h"
 
 #include <errno.h>
@@ -425,7 +424,12 @@ static enum store_status finish_read(struct store_read *request, enum store_stat
         }
     }
     flash_read_finish(read);
-    metric_add(status == STORE_OK ? METRIC_keyspace_hits : METRIC_keyspace_misses, 1);
+    struct shard *counted = shard_for(store, read->hash);
+    if (status == STORE_OK) {
+        SHARD_COUNT(counted, hits, 1);
+    } else {
+        SHARD_COUNT(counted, misses, 1);
+    }
     return status;
 }
 
@@ -554,7 +558,11 @@ static enum store_status lookup_and_read(struct store *store, const void *key, s
                 mark_used(found);
             }
             index_close_key(&access);
-            metric_add(found != NULL ? METRIC_keyspace_hits : METRIC_keyspace_misses, 1);
+            if (found != NULL) {
+                SHARD_COUNT(access.shard, hits, 1);
+            } else {
+                SHARD_COUNT(access.shard, misses, 1);
+            }
             if (found == NULL) break;
             value->item = found;
             value->held = held;

@@ -14,7 +14,6 @@
 #include "base/fault.h"
 #include "base/io_ring.h"
 #include "base/log.h"
-#include "base/metrics.h"
 #include "base/output_queue.h"
 #include "engine/flash_internal.h"
 #include "engine/store_internal.h"
@@ -431,7 +430,7 @@ static void opened(struct store_stream *stream, enum store_status status) {
         done(context, status, (struct store_value){0});
         return;
     }
-    metric_add(METRIC_keyspace_hits, 1);
+    SHARD_COUNT(shard_for(stream->store, stream->hash), hits, 1);
     done(context, STORE_OK, (struct store_value){.stream = stream, .held = stream->held});
 }
 
@@ -559,7 +558,7 @@ enum store_status flash_stream_open(struct store *store, const struct flash_read
         stream_free(stream);
         return outcome;
     }
-    metric_add(METRIC_keyspace_hits, 1);
+    SHARD_COUNT(shard_for(stream->store, stream->hash), hits, 1);
     *opened_stream = stream;
     return STORE_OK;
 }

@@ -1,6 +1,5 @@
 /* The sharded hash index: lookup, linking and unlinking items, growing tables, and
  * whole-keyspace walks (flush, random, scan, active expiry). */
-#include "base/metrics.h"
 #include "engine/store_internal.h"
 
 #include <stdlib.h>
@@ -159,7 +158,7 @@ struct item *index_find_live(struct shard *shard, uint32_t hash, const void *key
     struct item *item = *slot;
     if (item != NULL && is_expired(item, now)) {
         index_bury(shard, slot, item, graveyard);
-        metric_add(METRIC_expired_keys, 1);
+        SHARD_COUNT(shard, expired, 1);
         item = NULL;
     }
     if (slot_out != NULL) *slot_out = slot;
@@ -384,7 +383,7 @@ size_t store_expire_cycle(struct store *store, size_t buckets) {
         shard_unlock(shard);
         budget -= (size_t)steps;
         item_release_chain(graveyard);
-        if (found > 0) metric_add(METRIC_expired_keys, (int64_t)found);
+        if (found > 0) SHARD_COUNT(shard, expired, found);
         removed += found;
     }
     return removed;

@@ -2,7 +2,6 @@
  * queue holding about SMALL_QUEUE_PERCENT of the shard's bytes, a main FIFO queue, and a
  * ghost table remembering keys recently evicted from the small queue. A hit only bumps
  * an item's 2-bit frequency; queues move only when a victim is chosen. */
-#include "base/metrics.h"
 #include "engine/store_internal.h"
 
 /* S3-FIFO: the small queue holds this share of a shard's bytes. */
@@ -151,7 +150,11 @@ bool s3fifo_evict_one(struct store *store, struct shard *shard) {
     if (store->flash != NULL && !expired) demoted = flash_store_demote(store, shard, victim);
     if (demoted == DEMOTE_REFUSED) index_unlink(shard, index_slot_of(shard, victim), victim);
     shard_unlock(shard);
-    metric_add(expired ? METRIC_expired_keys : METRIC_evicted_keys, 1);
+    if (expired) {
+        SHARD_COUNT(shard, expired, 1);
+    } else {
+        SHARD_COUNT(shard, evicted, 1);
+    }
     if (demoted != DEMOTE_QUEUED) item_release(victim);
     return true;
 }

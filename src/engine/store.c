@@ -2,8 +2,6 @@
  * design is described in docs/engine.md and the shared rules in store_internal.h. */
 #include "engine/store_internal.h"
 
-#include "base/metrics.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
@@ -833,10 +831,26 @@ void store_get_stats(struct store *store, struct store_stats *stats) {
         struct shard *shard = &store->shards[i];
         stats->items += atomic_load_explicit(&shard->item_count, memory_order_relaxed);
         stats->expiring_items += atomic_load_explicit(&shard->expiring_count, memory_order_relaxed);
+        stats->hits += atomic_load_explicit(&shard->counters.hits, memory_order_relaxed);
+        stats->misses += atomic_load_explicit(&shard->counters.misses, memory_order_relaxed);
+        stats->expired += atomic_load_explicit(&shard->counters.expired, memory_order_relaxed);
+        stats->evicted += atomic_load_explicit(&shard->counters.evicted, memory_order_relaxed);
         shard_lock(shard);
         stats->small_queue_items += shard->small.count;
         stats->main_queue_items += shard->main.count;
         shard_unlock(shard);
     }
+    stats->rejected_writes = atomic_load_explicit(&store->rejected_writes, memory_order_relaxed);
     chain_get_stats(store, &stats->chain_entries, &stats->chain_link_failures);
+}
+
+void store_reset_counters(struct store *store) {
+    for (unsigned i = 0; i < store->shard_count; i++) {
+        struct shard_counters *counters = &store->shards[i].counters;
+        atomic_store_explicit(&counters->hits, 0, memory_order_relaxed);
+        atomic_store_explicit(&counters->misses, 0, memory_order_relaxed);
+        atomic_store_explicit(&counters->expired, 0, memory_order_relaxed);
+        atomic_store_explicit(&counters->evicted, 0, memory_order_relaxed);
+    }
+    atomic_store_explicit(&store->rejected_writes, 0, memory_order_relaxed);
 }

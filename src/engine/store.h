@@ -391,10 +391,20 @@ struct store_stats {
     uint64_t main_queue_items;
     uint64_t chain_entries;       /* keys in the chain table (chained or pinned) */
     uint64_t chain_link_failures; /* chain links not recorded for want of memory */
+    /* Counters since the start or the last store_reset_counters(). */
+    uint64_t hits;            /* lookups that found a live key */
+    uint64_t misses;          /* lookups that found no live key */
+    uint64_t expired;         /* keys removed because their time to live ran out */
+    uint64_t evicted;         /* items removed from DRAM to make room within the budget */
+    uint64_t rejected_writes; /* writes refused because the budget could not make room */
 };
 
 /* Fills STATS with a snapshot. */
 void store_get_stats(struct store *store, struct store_stats *stats);
+
+/* Starts the counters of store_stats (hits to rejected_writes) again from zero (CONFIG
+ * RESETSTAT). Any thread; an event counted at the same moment may be lost. */
+void store_reset_counters(struct store *store);
 
 /* The flash tier's figures, for INFO and /metrics. */
 struct flash_stats {

@@ -61,6 +61,14 @@ struct shard {
     uint32_t ghost_clock;
     uint64_t expire_cursor; /* next bucket active expiry examines */
     struct store *store;    /* the store this shard belongs to */
+    /* Events counted per shard with relaxed atomic adds (the shard's lines are hot from
+     * its lock already), summed by store_get_stats(). */
+    struct shard_counters {
+        _Atomic uint64_t hits;    /* lookups that found a live key */
+        _Atomic uint64_t misses;  /* lookups that found none */
+        _Atomic uint64_t expired; /* keys removed because their time to live ran out */
+        _Atomic uint64_t evicted; /* items removed from DRAM to make room */
+    } counters;
 } __attribute__((aligned(64)));
 
 /* One key's entry in the chain table (chains.c). */
@@ -97,12 +105,13 @@ struct store {
     _Atomic uint64_t max_value;
     _Atomic uint32_t eviction_cursor;
     _Atomic uint32_t expire_shard_cursor;
-    struct flash *flash;             /* NULL: no flash tier */
-    _Atomic uint64_t demoting_bytes; /* DRAM bytes queued for the flash writer */
-    _Atomic uint64_t charge_debt;    /* bytes allocated but not yet in `used` (see
-                                        budget_charge_or_owe()) */
-    struct chain_table chains;       /* chain links and pins (chains.c) */
-    _Atomic bool recovering;         /* the flash tier's index is being rebuilt */
+    struct flash *flash;              /* NULL: no flash tier */
+    _Atomic uint64_t demoting_bytes;  /* DRAM bytes queued for the flash writer */
+    _Atomic uint64_t charge_debt;     /* bytes allocated but not yet in `used` (see
+                                         budget_charge_or_owe()) */
+    struct chain_table chains;        /* chain links and pins (chains.c) */
+    _Atomic bool recovering;          /* the flash tier's index is being rebuilt */
+    _Atomic uint64_t rejected_writes; /* writes the budget could not make room for */
 };
 
 /* One key's shard, locked by index_open_key() and released by index_close_key(). */
@@ -121,6 +130,11 @@ static inline struct value_block *item_block(const struct item *item) {
     memcpy(&block, item->bytes + item->key_length, sizeof(block));
     return block;
 }
+
+/* Adds COUNT to one of SHARD's event counters (FIELD: hits, misses, expired, evicted).
+ * Any thread; no lock needed. */
+#define SHARD_COUNT(shard, field, count)                                                           \
+    atomic_fetch_add_explicit(&(shard)->counters.field, (uint64_t)(count), memory_order_relaxed)
 
 static inline void item_retain(struct item *item) {
     atomic_fetch_add_explicit(&item->references, 1, memory_order_relaxed);

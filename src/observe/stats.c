@@ -67,7 +67,8 @@ struct stats {
 
 /* The figures one rendering reads, taken at one moment. */
 struct stats_snapshot {
-    struct store_stats store;
+    struct store_stats store;      /* the default namespace's store */
+    struct store_stats all_stores; /* event counters summed over every namespace's store */
     struct flash_stats flash;
     int64_t metrics[METRIC_COUNT];
     const struct options *options;
@@ -110,10 +111,11 @@ enum stat_id {
 
 /* The value of row ID in SNAPSHOT: the table's value expressions, in one switch. */
 static double row_value(enum stat_id id, const struct stats_snapshot *snapshot) {
-#define METRIC(name) ((double)snapshot->metrics[METRIC_##name])
-#define OPTION(name) ((double)options_number(snapshot->options, OPTION_##name))
-#define STORE(field) ((double)snapshot->store.field)
-#define FLASH(field) ((double)snapshot->flash.field)
+#define METRIC(name)      ((double)snapshot->metrics[METRIC_##name])
+#define OPTION(name)      ((double)options_number(snapshot->options, OPTION_##name))
+#define STORE(field)      ((double)snapshot->store.field)
+#define ALL_STORES(field) ((double)snapshot->all_stores.field)
+#define FLASH(field)      ((double)snapshot->flash.field)
     switch (id) {
 #define STAT(identifier, section, info_name, family, labels, type, format, help, value)            \
     case STAT_ID_##identifier:                                                                     \
@@ -124,6 +126,7 @@ static double row_value(enum stat_id id, const struct stats_snapshot *snapshot) 
 #undef METRIC
 #undef OPTION
 #undef STORE
+#undef ALL_STORES
     return 0;
 }
 
@@ -237,12 +240,43 @@ static void read_all_command_latency(struct histogram_reading *total) {
     }
 }
 
+/* Adds the event counters of every namespace's store (the default one included) into
+ * TOTAL: the server-wide figures (keyspace_hits, evicted_keys, ...). */
+static void read_all_stores(const struct stats *stats, struct store_stats *total) {
+    memset(total, 0, sizeof(*total));
+    const struct namespace_table *table = stats->environment.namespaces;
+    int count = table != NULL ? table->count : 1;
+    for (int i = 0; i < count; i++) {
+        struct store_stats one;
+        store_get_stats(table != NULL ? table->entries[i].store : stats->environment.store, &one);
+        total->hits += one.hits;
+        total->misses += one.misses;
+        total->expired += one.expired;
+        total->evicted += one.evicted;
+        total->rejected_writes += one.rejected_writes;
+    }
+}
+
+void stats_reset_counters(struct stats *stats) {
+    metrics_reset();
+    const struct namespace_table *table = stats->environment.namespaces;
+    int count = table != NULL ? table->count : 1;
+    for (int i = 0; i < count; i++)
+        store_reset_counters(table != NULL ? table->entries[i].store : stats->environment.store);
+}
+
+void stats_read_store_counters(const struct stats *stats, struct store_stats *total) {
+    read_all_stores(stats, total);
+}
+
 /* Adds one second to the history. Caller holds stats->lock. */
 static void record_history(struct stats *stats) {
     struct history_totals now;
     now.time_ms = clock_realtime_ms();
-    now.hits = metric_read(METRIC_keyspace_hits);
-    now.misses = metric_read(METRIC_keyspace_misses);
+    struct store_stats all;
+    read_all_stores(stats, &all);
+    now.hits = (int64_t)all.hits;
+    now.misses = (int64_t)all.misses;
     now.operations = metric_read(METRIC_commands_processed) + metric_read(METRIC_http_requests);
     now.input = metric_read(METRIC_net_input_bytes);
     now.output = metric_read(METRIC_net_output_bytes);
@@ -329,6 +363,7 @@ static double resident_bytes(void) {
 static void take_snapshot(struct stats *stats, struct stats_snapshot *snapshot) {
     memset(snapshot, 0, sizeof(*snapshot));
     store_get_stats(stats->environment.store, &snapshot->store);
+    read_all_stores(stats, &snapshot->all_stores);
     store_get_flash_stats(stats->environment.store, &snapshot->flash);
     for (int id = 0; id < METRIC_COUNT; id++)
         snapshot->metrics[id] = metric_read((enum metric_id)id);
@@ -438,7 +473,7 @@ static void section_rows(int section, const struct stats_snapshot *snapshot,
 
 /* One namespace's figures, read without locks. */
 struct namespace_figures {
-    struct store_stats store;
+    struct store_stats store; /* its store's figures and event counters */
     uint64_t counters[NAMESPACE_COUNTER_COUNT];
 };
 
@@ -476,6 +511,29 @@ static const struct {
      "Values whose bytes did not match their checksum (PUT arrival or flash read)"},
 };
 
+/* The event counters each namespace's store keeps: INFO field suffixes, and Prometheus
+ * families with their help. */
+static const struct {
+    const char *field;
+    const char *family;
+    const char *help;
+    size_t offset;
+} store_counters[] = {
+    {"hits", "strata_namespace_hits_total", "Key lookups that found a live key",
+     offsetof(struct store_stats, hits)},
+    {"misses", "strata_namespace_misses_total", "Key lookups that found no live key",
+     offsetof(struct store_stats, misses)},
+    {"expired_keys", "strata_namespace_expired_keys_total",
+     "Keys removed because their time to live ran out", offsetof(struct store_stats, expired)},
+    {"evicted_keys", "strata_namespace_evicted_keys_total",
+     "Items removed from DRAM to make room within the namespace's budget",
+     offsetof(struct store_stats, evicted)},
+    {"rejected_writes", "strata_namespace_rejected_writes_total",
+     "Writes refused because the namespace's budget could not make room",
+     offsetof(struct store_stats, rejected_writes)},
+};
+#define STORE_COUNTER_COUNT (sizeof(store_counters) / sizeof(store_counters[0]))
+
 /* INFO's "# Namespaces" section: one line per namespace. */
 static void section_namespaces(struct stats *stats, struct byte_buffer *text) {
     struct namespace_table *table = stats->environment.namespaces;
@@ -491,6 +549,12 @@ static void section_namespaces(struct stats *stats, struct byte_buffer *text) {
         for (int c = 0; c < NAMESPACE_COUNTER_COUNT; c++) {
             byte_buffer_appendf(text, ",%s=%llu", namespace_counters[c].field,
                                 (unsigned long long)figures.counters[c]);
+        }
+        for (size_t c = 0; c < STORE_COUNTER_COUNT; c++) {
+            byte_buffer_appendf(
+                text, ",%s=%llu", store_counters[c].field,
+                (unsigned long long)*(const uint64_t *)((const char *)&figures.store +
+                                                        store_counters[c].offset));
         }
         byte_buffer_append_text(text, "\r\n");
     }
@@ -524,6 +588,16 @@ static void prometheus_namespaces(struct stats *stats, struct byte_buffer *text)
             uint64_t value =
                 *(const uint64_t *)((const char *)&figures[i].store + gauges[g].offset);
             byte_buffer_appendf(text, "%s{namespace=\"%s\"} %llu\n", gauges[g].family,
+                                table->entries[i].name, (unsigned long long)value);
+        }
+    }
+    for (size_t c = 0; c < STORE_COUNTER_COUNT; c++) {
+        byte_buffer_appendf(text, "# HELP %s %s\n# TYPE %s counter\n", store_counters[c].family,
+                            store_counters[c].help, store_counters[c].family);
+        for (int i = 0; i < table->count; i++) {
+            uint64_t value =
+                *(const uint64_t *)((const char *)&figures[i].store + store_counters[c].offset);
+            byte_buffer_appendf(text, "%s{namespace=\"%s\"} %llu\n", store_counters[c].family,
                                 table->entries[i].name, (unsigned long long)value);
         }
     }

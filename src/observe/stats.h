@@ -58,6 +58,14 @@ void stats_destroy(struct stats *stats);
 /* Sets a port learned after creation (a listener bound to port 0). */
 void stats_set_ports(struct stats *stats, int resp_port, int http_port);
 
+/* Starts every counter again from zero (CONFIG RESETSTAT): the process-wide metrics and
+ * the event counters of every namespace's store. */
+void stats_reset_counters(struct stats *stats);
+
+/* Sums the event counters (hits, misses, expired, evicted, rejected_writes) of every
+ * namespace's store into TOTAL (its other fields are zero). */
+void stats_read_store_counters(const struct stats *stats, struct store_stats *total);
+
 /* Takes a throughput sample; call about every 100 ms. Every tenth sample also goes
  * into the history the status page plots. */
 void stats_sample(struct stats *stats);

@@ -9,13 +9,13 @@
 #include "base/metrics.h"
 #include "base/numbers.h"
 #include "base/options.h"
+#include "engine/namespaces.h"
 #include "engine/store.h"
 #include "net/net.h"
+#include "observe/stats.h"
 #include "proto/http/http.h"
-#include "engine/namespaces.h"
 #include "proto/native/native.h"
 #include "proto/resp/resp.h"
-#include "observe/stats.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -267,10 +267,14 @@ static enum net_action http_handler_tick(void *session, int64_t now_ms) {
 
 /* ---- background work ----------------------------------------------------------- */
 
-/* Logs how many items were evicted and writes refused since the last summary. */
-static void log_eviction_summary(int64_t *last_evicted, int64_t *last_rejected) {
-    int64_t evicted = metric_read(METRIC_evicted_keys);
-    int64_t rejected = metric_read(METRIC_rejected_writes);
+/* Logs how many items were evicted and writes refused, every namespace together, since
+ * the last summary. */
+static void log_eviction_summary(struct stats *stats, int64_t *last_evicted,
+                                 int64_t *last_rejected) {
+    struct store_stats counters;
+    stats_read_store_counters(stats, &counters);
+    int64_t evicted = (int64_t)counters.evicted;
+    int64_t rejected = (int64_t)counters.rejected_writes;
     if (evicted < *last_evicted || rejected < *last_rejected) { /* CONFIG RESETSTAT */
         *last_evicted = evicted;
         *last_rejected = rejected;
@@ -303,8 +307,10 @@ static void expire_namespaces(struct server *server) {
 static void *housekeeping_main(void *argument) {
     struct server *server = argument;
     int64_t next_summary = clock_monotonic_ms() + EVICTION_SUMMARY_INTERVAL_MS;
-    int64_t last_evicted = metric_read(METRIC_evicted_keys);
-    int64_t last_rejected = metric_read(METRIC_rejected_writes);
+    struct store_stats counters;
+    stats_read_store_counters(server->stats, &counters);
+    int64_t last_evicted = (int64_t)counters.evicted;
+    int64_t last_rejected = (int64_t)counters.rejected_writes;
     pthread_mutex_lock(&server->housekeeping_lock);
     while (!server->stopping) {
         pthread_mutex_unlock(&server->housekeeping_lock);
@@ -315,7 +321,7 @@ static void *housekeeping_main(void *argument) {
         expire_namespaces(server);
         stats_sample(server->stats);
         if (clock_monotonic_ms() >= next_summary) {
-            log_eviction_summary(&last_evicted, &last_rejected);
+            log_eviction_summary(server->stats, &last_evicted, &last_rejected);
             next_summary += EVICTION_SUMMARY_INTERVAL_MS;
         }
         pthread_mutex_lock(&server->housekeeping_lock);

@@ -11,8 +11,8 @@
 
 #include "base/options.h"
 #include "base/output_queue.h"
-#include "engine/store.h"
 #include "engine/namespaces.h"
+#include "engine/store.h"
 #include "observe/stats.h"
 
 #include <stddef.h>

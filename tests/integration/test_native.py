@@ -555,6 +555,30 @@ def test_namespaces_in_info_and_metrics(server):
     assert re.search(r'strata_namespace_native_puts_total\{namespace="default"\} [1-9]', text)
 
 
+def test_each_namespace_counts_its_own_hits_and_misses(server):
+    """Hits and misses are counted by the namespace's own store, not all in 'default'."""
+    def counters():
+        text = urllib.request.urlopen(
+            f"http://127.0.0.1:{server.http_port}/metrics").read().decode()
+        return {(family, space): int(value) for family, space, value in re.findall(
+            r'strata_namespace_(hits|misses)_total\{namespace="([^"]+)"\} (\d+)', text)}
+    before = counters()
+    with client_for(server, "small") as client:
+        client.put("counted", b"z" * 64)
+        buffer = bytearray(64)
+        for _ in range(5):
+            assert client.get("counted", buffer) == 64
+        missed = client.get_batch([{"key": f"absent/{i}", "buffer": bytearray(8)}
+                                   for i in range(3)])
+        assert all(status != strata.OK for status, _ in missed)
+    after = counters()
+    assert after[("hits", "small")] - before[("hits", "small")] == 5
+    assert after[("misses", "small")] - before[("misses", "small")] == 3
+    assert after[("hits", "default")] == before[("hits", "default")]
+    info = server.client().info()
+    assert info["keyspace_hits"] >= after[("hits", "small")] + after[("hits", "default")]
+
+
 @pytest.mark.parametrize("value, message", [
     ("default=4mb", "'default' is the Redis keyspace"),
     ("a=1", "bad quota"),

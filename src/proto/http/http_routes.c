@@ -8,8 +8,8 @@
  */
 #include "base/byte_buffer.h"
 #include "engine/store.h"
-#include "proto/http/http_internal.h"
 #include "observe/stats.h"
+#include "proto/http/http_internal.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -17,9 +17,9 @@
 #include "base/clock.h"
 #include "base/crc32c.h"
 #include "base/log.h"
+#include "engine/namespaces.h"
 #include "engine/store.h"
 #include "engine/value_block.h"
-#include "engine/namespaces.h"
 #include "strata_protocol.h"
 
 #include <assert.h>

@@ -1,8 +1,8 @@
 /* INFO text and CLIENT LIST lines. */
 #include "base/byte_buffer.h"
 #include "base/clock.h"
-#include "proto/resp/resp_internal.h"
 #include "observe/stats.h"
+#include "proto/resp/resp_internal.h"
 
 void resp_info_text(struct resp_session *session, const struct resp_request *request, size_t first,
                     struct byte_buffer *text) {

@@ -5,8 +5,8 @@
 #include "base/fault.h"
 #include "base/glob.h"
 #include "base/log.h"
-#include "base/metrics.h"
 #include "base/numbers.h"
+#include "observe/stats.h"
 #include "proto/resp/resp_internal.h"
 
 #include <stdlib.h>
@@ -570,7 +570,7 @@ void command_config(struct resp_session *session, const struct resp_request *req
     } else if (argument_is(request, 1, "SET") && request->argc >= 4 && request->argc % 2 == 0) {
         config_set(session, request);
     } else if (argument_is(request, 1, "RESETSTAT") && request->argc == 2) {
-        metrics_reset();
+        stats_reset_counters(session->server->environment.stats);
         reply_ok(session);
     } else if (argument_is(request, 1, "REWRITE") && request->argc == 2) {
         reply_error(session, "ERR CONFIG REWRITE is not supported: edit the config file");
