@@ -8,36 +8,72 @@ _Thread_local struct metric_block *metric_thread_block;
 
 static pthread_mutex_t blocks_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct metric_block *blocks;
-static _Atomic int64_t baselines[METRIC_COUNT];
-static struct histogram_reading histogram_baselines[HISTOGRAM_COUNT]; /* under blocks_lock */
+static _Atomic int64_t baselines[METRICS_CAPACITY];
+static struct histogram_reading histogram_baselines[HISTOGRAMS_CAPACITY]; /* under blocks_lock */
 
 const int64_t histogram_bounds_us[HISTOGRAM_BUCKETS - 1] = HISTOGRAM_BOUNDS_US;
 
-static const struct {
-    const char *name;
-    enum metric_kind kind;
-    const char *help;
-} table[METRIC_COUNT] = {
-#define METRIC(identifier, kind, help) {#identifier, METRIC_##kind, help},
-#define HISTOGRAM(identifier, help)
+static const struct metric_definition base_metrics[] = {
+#define METRIC    METRIC_DEFINITION
+#define HISTOGRAM HISTOGRAM_DEFINITION
 #include "base/metrics.def"
 #undef HISTOGRAM
 #undef METRIC
+    {NULL, METRIC_COUNTER, NULL},
 };
 
-static const struct {
-    const char *name;
-    const char *help;
-} histogram_table[HISTOGRAM_COUNT] = {
-#define METRIC(identifier, kind, help)
-#define HISTOGRAM(identifier, help) {#identifier, help},
-#include "base/metrics.def"
-#undef HISTOGRAM
-#undef METRIC
+static const struct histogram_definition no_histograms[] = {{NULL, NULL, NULL, NULL, NULL}};
+
+static struct metric_group base_group = {
+    .name = "base",
+    .metrics = base_metrics,
+    .histograms = no_histograms,
 };
+
+/* The composed table: every declared group's rows in the order declared, the base
+ * group first. Written only at start-up, before the threads that update metrics run. */
+static const struct metric_definition *table[METRICS_CAPACITY];
+static int table_count;
+static const struct histogram_definition *histogram_table[HISTOGRAMS_CAPACITY];
+static int histogram_count;
+static struct metric_group *groups[METRICS_CAPACITY];
+static int group_count;
+
+int metrics_declare(struct metric_group *group) {
+    if (group != &base_group && group_count == 0 && metrics_declare(&base_group) != 0) return -1;
+    for (int i = 0; i < group_count; i++) {
+        if (groups[i] == group) return 0;
+    }
+    int metric_rows = 0, histogram_rows = 0;
+    while (group->metrics[metric_rows].name != NULL)
+        metric_rows++;
+    while (group->histograms[histogram_rows].name != NULL)
+        histogram_rows++;
+    if (table_count + metric_rows > METRICS_CAPACITY ||
+        histogram_count + histogram_rows > HISTOGRAMS_CAPACITY || group_count == METRICS_CAPACITY)
+        return -1;
+    group->first_metric = table_count;
+    group->first_histogram = histogram_count;
+    for (int row = 0; row < metric_rows; row++)
+        table[table_count++] = &group->metrics[row];
+    for (int row = 0; row < histogram_rows; row++)
+        histogram_table[histogram_count++] = &group->histograms[row];
+    groups[group_count++] = group;
+    return 0;
+}
+
+int metrics_count(void) {
+    if (group_count == 0) metrics_declare(&base_group);
+    return table_count;
+}
+
+int histograms_count(void) {
+    if (group_count == 0) metrics_declare(&base_group);
+    return histogram_count;
+}
 
 /* Sums histogram ID over all blocks into READING. Caller holds blocks_lock. */
-static void sum_histogram(enum histogram_id id, struct histogram_reading *reading) {
+static void sum_histogram(histogram_id id, struct histogram_reading *reading) {
     memset(reading, 0, sizeof(*reading));
     for (struct metric_block *block = blocks; block != NULL; block = block->next) {
         for (int bucket = 0; bucket < HISTOGRAM_BUCKETS; bucket++) {
@@ -48,7 +84,7 @@ static void sum_histogram(enum histogram_id id, struct histogram_reading *readin
     }
 }
 
-void metric_read_histogram(enum histogram_id id, struct histogram_reading *reading) {
+void metric_read_histogram(histogram_id id, struct histogram_reading *reading) {
     pthread_mutex_lock(&blocks_lock);
     sum_histogram(id, reading);
     const struct histogram_reading *baseline = &histogram_baselines[id];
@@ -78,12 +114,8 @@ double histogram_quantile_us(const struct histogram_reading *reading, double qua
     return (double)histogram_bounds_us[HISTOGRAM_BUCKETS - 2];
 }
 
-const char *histogram_name(enum histogram_id id) {
-    return histogram_table[id].name;
-}
-
-const char *histogram_help(enum histogram_id id) {
-    return histogram_table[id].help;
+const struct histogram_definition *histogram_definition(histogram_id id) {
+    return histogram_table[id];
 }
 
 struct metric_block *metric_register_thread(void) {
@@ -97,7 +129,7 @@ struct metric_block *metric_register_thread(void) {
     return block;
 }
 
-static int64_t sum(enum metric_id id) {
+static int64_t sum(metric_id id) {
     int64_t total = 0;
     pthread_mutex_lock(&blocks_lock);
     for (struct metric_block *block = blocks; block != NULL; block = block->next) {
@@ -107,36 +139,36 @@ static int64_t sum(enum metric_id id) {
     return total;
 }
 
-int64_t metric_read(enum metric_id id) {
+int64_t metric_read(metric_id id) {
     int64_t total = sum(id);
-    if (table[id].kind == METRIC_COUNTER) {
+    if (table[id]->kind == METRIC_COUNTER) {
         total -= atomic_load_explicit(&baselines[id], memory_order_relaxed);
     }
     return total;
 }
 
 void metrics_reset(void) {
-    for (int id = 0; id < METRIC_COUNT; id++) {
-        if (table[id].kind == METRIC_COUNTER) {
-            atomic_store_explicit(&baselines[id], sum((enum metric_id)id), memory_order_relaxed);
+    for (int id = 0; id < table_count; id++) {
+        if (table[id]->kind == METRIC_COUNTER) {
+            atomic_store_explicit(&baselines[id], sum(id), memory_order_relaxed);
         }
     }
     pthread_mutex_lock(&blocks_lock);
-    for (int id = 0; id < HISTOGRAM_COUNT; id++)
-        sum_histogram((enum histogram_id)id, &histogram_baselines[id]);
+    for (int id = 0; id < histogram_count; id++)
+        sum_histogram(id, &histogram_baselines[id]);
     pthread_mutex_unlock(&blocks_lock);
 }
 
-const char *metric_name(enum metric_id id) {
-    return table[id].name;
+const char *metric_name(metric_id id) {
+    return table[id]->name;
 }
 
-enum metric_kind metric_kind(enum metric_id id) {
-    return table[id].kind;
+enum metric_kind metric_kind(metric_id id) {
+    return table[id]->kind;
 }
 
-const char *metric_help(enum metric_id id) {
-    return table[id].help;
+const char *metric_help(metric_id id) {
+    return table[id]->help;
 }
 
 void metrics_teardown(void) {

@@ -1,4 +1,5 @@
-/* Process-wide counters and gauges from the table in metrics.def.
+/* Process-wide counters, gauges and latency histograms, declared by each module in a
+ * .def file beside it (struct metric_group) and composed into one table.
  *
  * Each thread adds into its own block of slots, so the hot path is a plain load and
  * store with no shared cache line; a reader sums the blocks of all threads. */
@@ -11,23 +12,67 @@
 
 enum metric_kind { METRIC_COUNTER, METRIC_GAUGE };
 
-enum metric_id {
+/* A metric's or histogram's identifier: its place in the composed table. The base group
+ * (base/metrics.def) is always first, so its identifiers are constants; a module's are
+ * its group's first_metric / first_histogram plus the row's place in its own .def file
+ * (see NET_METRIC() in net/net.h for the pattern). */
+typedef int metric_id;
+typedef int histogram_id;
+
+/* The base group: the counters every room needs. */
+enum {
 #define METRIC(identifier, kind, help) METRIC_##identifier,
-#define HISTOGRAM(identifier, help)
+#define HISTOGRAM(identifier, family, labels, info_name, help)
 #include "base/metrics.def"
 #undef HISTOGRAM
 #undef METRIC
-    METRIC_COUNT
+    METRIC_BASE_COUNT
 };
 
-enum histogram_id {
-#define METRIC(identifier, kind, help)
-#define HISTOGRAM(identifier, help) HISTOGRAM_##identifier,
-#include "base/metrics.def"
-#undef HISTOGRAM
-#undef METRIC
-    HISTOGRAM_COUNT
+/* Most metrics and histograms the composed table holds, all groups together. */
+#define METRICS_CAPACITY    64
+#define HISTOGRAMS_CAPACITY 16
+
+/* One METRIC row of a .def file. */
+struct metric_definition {
+    const char *name; /* also INFO's and /metrics' name for it (stats.def maps it) */
+    enum metric_kind kind;
+    const char *help;
 };
+
+/* One HISTOGRAM row: how the distribution appears in /metrics and INFO. */
+struct histogram_definition {
+    const char *name;      /* the identifier */
+    const char *family;    /* its Prometheus family ("strata_command_duration_seconds") */
+    const char *labels;    /* its labels in that family ("class=\"read\""), or "" */
+    const char *info_name; /* INFO's latency_NAME_* fields */
+    const char *help;      /* the family's HELP line */
+};
+
+/* Expand .def rows into the definitions above (a module builds two arrays, each ended
+ * by an all-NULL row, so that a group with no histograms still has an array). */
+#define METRIC_DEFINITION(identifier, kind, help) {#identifier, METRIC_##kind, help},
+#define HISTOGRAM_DEFINITION(identifier, family, labels, info_name, help)                          \
+    {#identifier, family, labels, info_name, help},
+
+/* A module's metrics, declared beside it and composed into the one table INFO and
+ * /metrics read. */
+struct metric_group {
+    const char *name;
+    const struct metric_definition *metrics;       /* ended by a row with a NULL name */
+    const struct histogram_definition *histograms; /* ended by a row with a NULL name */
+    int first_metric;                              /* set by metrics_declare() */
+    int first_histogram;                           /* set by metrics_declare() */
+};
+
+/* Adds GROUP to the table (start-up, one thread, before any metric is updated).
+ * Declaring a group twice is harmless. Returns 0, or -1 if the table is full (a
+ * programming error: the caller stops). */
+int metrics_declare(struct metric_group *group);
+
+/* How many metrics and histograms the table holds now. */
+int metrics_count(void);
+int histograms_count(void);
 
 /* Upper bounds of the histogram buckets in microseconds; a last bucket takes the rest. */
 #define HISTOGRAM_BOUNDS_US                                                                        \
@@ -41,9 +86,9 @@ extern const int64_t histogram_bounds_us[HISTOGRAM_BUCKETS - 1];
 
 struct metric_block {
     struct metric_block *next;
-    _Atomic int64_t values[METRIC_COUNT];
-    _Atomic int64_t buckets[HISTOGRAM_COUNT][HISTOGRAM_BUCKETS];
-    _Atomic int64_t sums_ns[HISTOGRAM_COUNT];
+    _Atomic int64_t values[METRICS_CAPACITY];
+    _Atomic int64_t buckets[HISTOGRAMS_CAPACITY][HISTOGRAM_BUCKETS];
+    _Atomic int64_t sums_ns[HISTOGRAMS_CAPACITY];
 };
 
 /* A histogram as read: per-bucket counts (not cumulative) and the sum of all values. */
@@ -61,7 +106,7 @@ struct metric_block *metric_register_thread(void);
 
 /* Adds DELTA (may be negative for gauges) to a metric. Only the calling thread writes
  * its block, so a relaxed load and store suffice. */
-static inline void metric_add(enum metric_id id, int64_t delta) {
+static inline void metric_add(metric_id id, int64_t delta) {
     struct metric_block *block = metric_thread_block;
     if (block == NULL && (block = metric_register_thread()) == NULL) return;
     atomic_store_explicit(&block->values[id],
@@ -70,7 +115,7 @@ static inline void metric_add(enum metric_id id, int64_t delta) {
 }
 
 /* Adds an observation of NANOSECONDS to a histogram (same threading as metric_add). */
-static inline void metric_observe(enum histogram_id id, int64_t nanoseconds) {
+static inline void metric_observe(histogram_id id, int64_t nanoseconds) {
     struct metric_block *block = metric_thread_block;
     if (block == NULL && (block = metric_register_thread()) == NULL) return;
     static const int64_t bounds_ns[HISTOGRAM_BUCKETS - 1] = HISTOGRAM_BOUNDS_US;
@@ -86,28 +131,27 @@ static inline void metric_observe(enum histogram_id id, int64_t nanoseconds) {
 }
 
 /* Reads a histogram summed over all threads, less its state at the last metrics_reset(). */
-void metric_read_histogram(enum histogram_id id, struct histogram_reading *reading);
+void metric_read_histogram(histogram_id id, struct histogram_reading *reading);
 
 /* Estimates the QUANTILE (0..1) of a reading in microseconds, interpolating inside the
  * bucket it falls in. Returns 0 for an empty reading. */
 double histogram_quantile_us(const struct histogram_reading *reading, double quantile);
 
-/* The histogram's name and help line from the table. */
-const char *histogram_name(enum histogram_id id);
-const char *histogram_help(enum histogram_id id);
+/* The histogram's row in the table. */
+const struct histogram_definition *histogram_definition(histogram_id id);
 
 /* Returns the current value: the sum over all threads, less the value at the last
  * metrics_reset() for counters. */
-int64_t metric_read(enum metric_id id);
+int64_t metric_read(metric_id id);
 
 /* Starts every counter and histogram again from zero (CONFIG RESETSTAT). Gauges are
  * unchanged. */
 void metrics_reset(void);
 
 /* The metric's name, kind and help line from the table. */
-const char *metric_name(enum metric_id id);
-enum metric_kind metric_kind(enum metric_id id);
-const char *metric_help(enum metric_id id);
+const char *metric_name(metric_id id);
+enum metric_kind metric_kind(metric_id id);
+const char *metric_help(metric_id id);
 
 /* Frees every thread's block. Call once, after all threads that used metrics ended. */
 void metrics_teardown(void);

@@ -7,47 +7,69 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const struct option_definition {
-    const char *name;
-    enum option_type type;
-    const char *default_text;
-    int64_t minimum;
-    int64_t maximum;
-    const char *choices; /* "a|b|c" for CHOICE */
-    int flags;
-    const char *metavar;
-    const char *help;
-} definitions[OPTION_COUNT] = {
-#define OPTION(identifier, name, type, default_text, minimum, maximum, choices, flags, metavar,    \
-               help)                                                                               \
-    {name, OPTION_TYPE_##type, default_text, minimum, maximum, choices, flags, metavar, help},
+static const struct option_definition base_definitions[] = {
+#define OPTION OPTION_DEFINITION
 #include "base/options.def"
 #undef OPTION
 };
 
-const char *options_name(enum option_id id) {
-    return definitions[id].name;
+static struct option_group base_group = {
+    .title = "General",
+    .definitions = base_definitions,
+    .count = OPTION_BASE_COUNT,
+};
+
+/* The composed table: every declared group's rows, in the order declared (the base
+ * group first). Written only at start-up, before any other thread runs. */
+static const struct option_definition *definitions[OPTIONS_CAPACITY];
+static int definition_count;
+static struct option_group *groups[OPTIONS_CAPACITY];
+static int group_count;
+
+int options_declare(struct option_group *group) {
+    if (group != &base_group && group_count == 0 && options_declare(&base_group) != 0) return -1;
+    for (int i = 0; i < group_count; i++) {
+        if (groups[i] == group) return 0;
+    }
+    if (definition_count + group->count > OPTIONS_CAPACITY) return -1;
+    for (int row = 0; row < group->count; row++) {
+        if (options_find(group->definitions[row].name) >= 0) return -1;
+    }
+    group->first = definition_count;
+    for (int row = 0; row < group->count; row++)
+        definitions[definition_count++] = &group->definitions[row];
+    groups[group_count++] = group;
+    return 0;
 }
 
-const char *options_default_text(enum option_id id) {
-    return definitions[id].default_text;
+int options_count(void) {
+    if (group_count == 0) options_declare(&base_group);
+    return definition_count;
 }
 
-const char *options_help(enum option_id id) {
-    return definitions[id].help;
+const char *options_name(option_id id) {
+    return definitions[id]->name;
 }
 
-enum option_type options_type(enum option_id id) {
-    return definitions[id].type;
+const char *options_default_text(option_id id) {
+    return definitions[id]->default_text;
 }
 
-int options_flags(enum option_id id) {
-    return definitions[id].flags;
+const char *options_help(option_id id) {
+    return definitions[id]->help;
+}
+
+enum option_type options_type(option_id id) {
+    return definitions[id]->type;
+}
+
+int options_flags(option_id id) {
+    return definitions[id]->flags;
 }
 
 int options_find(const char *name) {
-    for (int id = 0; id < OPTION_COUNT; id++) {
-        if (strcmp(definitions[id].name, name) == 0) return id;
+    for (int id = 0; id < definition_count; id++) {
+        if (strcmp(definitions[id]->name, name) == 0) return id;
     }
     return -1;
 }
@@ -95,9 +117,9 @@ static void choice_name(const char *choices, int64_t index, char *output, size_t
 
 /* Parses VALUE for option ID without storing it. Numeric results go to *number, TEXT
  * results stay in VALUE. Returns 0, or -1 with a reason in ERROR. */
-static int parse_value(enum option_id id, const char *value, int64_t *number, char *error,
+static int parse_value(option_id id, const char *value, int64_t *number, char *error,
                        size_t error_size) {
-    const struct option_definition *definition = &definitions[id];
+    const struct option_definition *definition = definitions[id];
     char low[32];
     switch (definition->type) {
     case OPTION_TYPE_TEXT:
@@ -151,9 +173,8 @@ static int parse_value(enum option_id id, const char *value, int64_t *number, ch
 }
 
 /* Stores an already parsed value. Returns 0, or -1 if out of memory. */
-static int store_value(struct options *options, enum option_id id, const char *value,
-                       int64_t number) {
-    if (definitions[id].type == OPTION_TYPE_TEXT) {
+static int store_value(struct options *options, option_id id, const char *value, int64_t number) {
+    if (definitions[id]->type == OPTION_TYPE_TEXT) {
         char *copy = strdup(value);
         if (copy == NULL) return -1;
         free(options->texts[id]);
@@ -167,12 +188,11 @@ static int store_value(struct options *options, enum option_id id, const char *v
 int options_init(struct options *options) {
     memset(options, 0, sizeof(*options));
     pthread_mutex_init(&options->change_lock, NULL);
-    for (int id = 0; id < OPTION_COUNT; id++) {
+    for (int id = 0; id < options_count(); id++) {
         int64_t number = 0;
         char error[128];
-        if (parse_value((enum option_id)id, definitions[id].default_text, &number, error,
-                        sizeof(error)) != 0 ||
-            store_value(options, (enum option_id)id, definitions[id].default_text, number) != 0) {
+        if (parse_value(id, definitions[id]->default_text, &number, error, sizeof(error)) != 0 ||
+            store_value(options, id, definitions[id]->default_text, number) != 0) {
             options_free(options);
             return -1;
         }
@@ -181,7 +201,7 @@ int options_init(struct options *options) {
 }
 
 void options_free(struct options *options) {
-    for (int id = 0; id < OPTION_COUNT; id++) {
+    for (int id = 0; id < options_count(); id++) {
         free(options->texts[id]);
         options->texts[id] = NULL;
     }
@@ -189,21 +209,16 @@ void options_free(struct options *options) {
 }
 
 int options_validate(const struct options *options, char *error, size_t error_size) {
-    if (options_number(options, OPTION_max_request) < options_number(options, OPTION_max_value)) {
-        char request[32], value[32];
-        set_error(
-            error, error_size, "max-request (%s) must be at least max-value (%s)",
-            format_size(request, sizeof(request),
-                        (uint64_t)options_number(options, OPTION_max_request)),
-            format_size(value, sizeof(value), (uint64_t)options_number(options, OPTION_max_value)));
-        return -1;
+    for (int i = 0; i < group_count; i++) {
+        if (groups[i]->validate != NULL && groups[i]->validate(options, error, error_size) != 0)
+            return -1;
     }
     return 0;
 }
 
-int options_set(struct options *options, enum option_id id, const char *value, bool running,
-                char *error, size_t error_size) {
-    if (running && !(definitions[id].flags & OPTION_MUTABLE)) {
+int options_set(struct options *options, option_id id, const char *value, bool running, char *error,
+                size_t error_size) {
+    if (running && !(definitions[id]->flags & OPTION_MUTABLE)) {
         set_error(error, error_size, "can't set immutable config");
         return -1;
     }
@@ -231,9 +246,9 @@ int options_set(struct options *options, enum option_id id, const char *value, b
     return result;
 }
 
-char *options_format(const struct options *options, enum option_id id, char *output,
+char *options_format(const struct options *options, option_id id, char *output,
                      size_t output_size) {
-    const struct option_definition *definition = &definitions[id];
+    const struct option_definition *definition = definitions[id];
     switch (definition->type) {
     case OPTION_TYPE_TEXT:
         snprintf(output, output_size, "%s", options->texts[id] ? options->texts[id] : "");
@@ -294,7 +309,7 @@ int options_load_file(struct options *options, const char *path, char *error, si
         if (*value != '\0') *value++ = '\0';
         value = trim(value);
         int id = options_find(text);
-        if (id < 0 || (definitions[id].flags & OPTION_COMMAND_LINE)) {
+        if (id < 0 || (definitions[id]->flags & OPTION_COMMAND_LINE)) {
             set_error(error, error_size, "%s:%d: unknown option '%s'", path, line_number, text);
             result = -1;
             break;
@@ -306,7 +321,7 @@ int options_load_file(struct options *options, const char *path, char *error, si
             break;
         }
         char reason[256];
-        if (options_set(options, (enum option_id)id, value, false, reason, sizeof(reason)) != 0) {
+        if (options_set(options, id, value, false, reason, sizeof(reason)) != 0) {
             set_error(error, error_size, "%s:%d: invalid value '%s' for %s: %s", path, line_number,
                       value, text, reason);
             result = -1;
@@ -362,8 +377,7 @@ enum options_parse_result options_parse_command_line(struct options *options, in
                 continue;
             }
             char reason[256];
-            if (options_set(options, (enum option_id)id, value, false, reason, sizeof(reason)) !=
-                0) {
+            if (options_set(options, id, value, false, reason, sizeof(reason)) != 0) {
                 set_error(error, error_size, "invalid value '%s' for --%s: %s", value, name,
                           reason);
                 return OPTIONS_PARSE_ERROR;
@@ -379,27 +393,32 @@ enum options_parse_result options_parse_command_line(struct options *options, in
     return OPTIONS_PARSE_OK;
 }
 
-void options_print_help(FILE *stream, const char *program) {
+void options_print_help(FILE *stream, const char *program, const char *summary) {
     fprintf(stream,
             "Usage: %s [--config FILE] [--OPTION VALUE ...]\n"
             "\n"
-            "strata-server: a tiered data store for AI inference and training that speaks\n"
-            "the Redis protocol and HTTP. With no options it listens on 127.0.0.1:6379\n"
-            "(Redis protocol) and 127.0.0.1:6381 (HTTP).\n"
+            "%s\n"
             "\n"
             "Options (each may also be set in a config file as 'name value'):\n",
-            program);
-    for (int id = 0; id < OPTION_COUNT; id++) {
-        const struct option_definition *definition = &definitions[id];
-        char left[64];
-        snprintf(left, sizeof(left), "--%s %s", definition->name, definition->metavar);
-        fprintf(stream, "  %-30s  %s\n", left, definition->help);
-        if (definition->default_text[0] != '\0') {
-            fprintf(stream, "  %-30s  (default: %s)\n", "", definition->default_text);
+            program, summary);
+    options_count(); /* declares the base group if nothing else has */
+    for (int g = 0; g < group_count; g++) {
+        const struct option_group *group = groups[g];
+        fprintf(stream, "\n%s:\n", group->title);
+        for (int row = 0; row < group->count; row++) {
+            const struct option_definition *definition = &group->definitions[row];
+            char left[64];
+            snprintf(left, sizeof(left), "--%s %s", definition->name, definition->metavar);
+            fprintf(stream, "  %-30s  %s\n", left, definition->help);
+            if (definition->default_text[0] != '\0') {
+                fprintf(stream, "  %-30s  (default: %s)\n", "", definition->default_text);
+            }
+        }
+        if (group == &base_group) {
+            fprintf(stream, "  %-30s  %s\n", "--help", "print this text and exit");
+            fprintf(stream, "  %-30s  %s\n", "--version", "print the version and exit");
         }
     }
-    fprintf(stream, "  %-30s  %s\n", "--help", "print this text and exit");
-    fprintf(stream, "  %-30s  %s\n", "--version", "print the version and exit");
     fprintf(stream, "\nSizes accept b, kb, mb, gb, tb (powers of 1024) and k, m, g, t "
                     "(powers of 1000).\n");
 }

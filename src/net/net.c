@@ -29,8 +29,43 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+static const struct option_definition net_option_definitions[] = {
+#define OPTION OPTION_DEFINITION
+#include "net/net_options.def"
+#undef OPTION
+};
+
+struct option_group net_options = {
+    .title = "Network",
+    .definitions = net_option_definitions,
+    .count = sizeof(net_option_definitions) / sizeof(net_option_definitions[0]),
+};
+
+static const struct metric_definition net_metric_definitions[] = {
+#define METRIC METRIC_DEFINITION
+#define HISTOGRAM(...)
+#include "net/net_metrics.def"
+#undef HISTOGRAM
+#undef METRIC
+    {NULL, METRIC_COUNTER, NULL},
+};
+
+static const struct histogram_definition net_histogram_definitions[] = {
+#define METRIC(...)
+#define HISTOGRAM HISTOGRAM_DEFINITION
+#include "net/net_metrics.def"
+#undef HISTOGRAM
+#undef METRIC
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+struct metric_group net_metrics = {
+    .name = "net",
+    .metrics = net_metric_definitions,
+    .histograms = net_histogram_definitions,
+};
+
 #define MAX_LISTENERS 32
-#define MAX_PROTOCOLS 4
 /* How often every connection's tick() runs, in milliseconds. */
 #define TICK_INTERVAL_MS 1000
 #define READ_BUFFER      (256 * 1024)
@@ -49,10 +84,13 @@ struct tag {
 };
 
 /* One protocol served by the network layer: its handler and where it listens. */
+/* One net_server_listen() call: a handler and the port its listeners share. Allocated
+ * one by one (listeners point at them), freed by net_server_destroy(). */
 struct protocol {
     struct net_handler handler;
     void *context;
     int port;
+    struct protocol *next;
 };
 
 struct listener {
@@ -100,9 +138,8 @@ struct worker {
 struct net_server {
     struct options *options;
     char *bind;
-    struct protocol protocols[MAX_PROTOCOLS];
-    int protocol_count;
-    bool ticks; /* some protocol has a tick(): workers wake once a second for it */
+    struct protocol *protocols; /* every net_server_listen(), newest first */
+    bool ticks;                 /* some protocol has a tick(): workers wake once a second for it */
     struct listener listeners[MAX_LISTENERS];
     int listener_count;
     int worker_count;
@@ -202,11 +239,13 @@ struct net_server *net_server_create(const struct net_config *config, char *erro
 
 int net_server_listen(struct net_server *server, int port, const struct net_handler *handler,
                       void *context, char *error, size_t error_size) {
-    if (server->protocol_count == MAX_PROTOCOLS) {
-        snprintf(error, error_size, "too many protocols (at most %d)", MAX_PROTOCOLS);
+    struct protocol *protocol = calloc(1, sizeof(*protocol));
+    if (protocol == NULL) {
+        snprintf(error, error_size, "out of memory");
         return -1;
     }
-    struct protocol *protocol = &server->protocols[server->protocol_count];
+    protocol->next = server->protocols;
+    server->protocols = protocol; /* freed with the server, even if this call fails */
     protocol->handler = *handler;
     protocol->context = context;
     protocol->port = port;
@@ -238,7 +277,6 @@ int net_server_listen(struct net_server *server, int port, const struct net_hand
         snprintf(error, error_size, "no bind address given");
         return -1;
     }
-    server->protocol_count++;
     if (handler->tick != NULL) server->ticks = true;
     return protocol->port;
 
@@ -274,7 +312,7 @@ static void close_connection(struct connection *connection) {
     if (connection->next != NULL) connection->next->previous = connection->previous;
     free(connection);
     atomic_fetch_sub_explicit(&server->connections, 1, memory_order_relaxed);
-    metric_add(METRIC_clients_connected, -1);
+    metric_add(NET_METRIC(clients_connected), -1);
 }
 
 /* Offers LENGTH bytes at DATA to the protocol and sets *CONSUMED. This is the one place
@@ -291,11 +329,11 @@ static bool offer(struct connection *connection, const unsigned char *data, size
         *consumed = length; /* anything after the close is dropped */
     }
     if (connection->output.failed) return false;
-    int64_t limit = options_number(server->options, OPTION_client_output_limit);
+    int64_t limit = options_number(server->options, NET_OPTION(client_output_limit));
     if (limit > 0 && output_queue_copied(&connection->output) > (size_t)limit) {
         log_event(LOG_WARNING, "client_output_limit", "fd=%d copied=%zu limit=%lld", connection->fd,
                   output_queue_copied(&connection->output), (long long)limit);
-        metric_add(METRIC_output_limit_disconnects, 1);
+        metric_add(NET_METRIC(output_limit_disconnects), 1);
         return false;
     }
     return true;
@@ -354,7 +392,7 @@ static bool write_output(struct connection *connection, bool *blocked, bool *wai
         ssize_t written = writev(connection->fd, iovecs, count);
         if (written > 0) {
             output_queue_consume(&connection->output, (size_t)written);
-            metric_add(METRIC_net_output_bytes, written);
+            metric_add(NET_METRIC(net_output_bytes), written);
             continue;
         }
         if (written < 0 && errno == EINTR) continue;
@@ -439,14 +477,14 @@ static void connection_readable(struct connection *connection) {
             room >= DIRECT_READ_MINIMUM) {
             got = read(connection->fd, target, room);
             if (got > 0) {
-                metric_add(METRIC_net_input_bytes, got);
+                metric_add(NET_METRIC(net_input_bytes), got);
                 handler->direct_filled(connection->session, (size_t)got);
                 continue;
             }
         } else {
             got = read(connection->fd, worker->read_buffer, READ_BUFFER);
             if (got > 0) {
-                metric_add(METRIC_net_input_bytes, got);
+                metric_add(NET_METRIC(net_input_bytes), got);
                 if (!deliver(connection, worker->read_buffer, (size_t)got)) {
                     close_connection(connection);
                     return;
@@ -511,8 +549,8 @@ static bool open_connection(struct worker *worker, const struct protocol *protoc
     connection->next = worker->connections;
     if (worker->connections != NULL) worker->connections->previous = connection;
     worker->connections = connection;
-    metric_add(METRIC_connections_received, 1);
-    metric_add(METRIC_clients_connected, 1);
+    metric_add(NET_METRIC(connections_received), 1);
+    metric_add(NET_METRIC(clients_connected), 1);
     return true;
 }
 
@@ -533,21 +571,21 @@ static void accept_connections(struct worker *worker, struct listener *listener)
                 if (refused >= 0) close(refused);
                 server->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
                 log_event(LOG_WARNING, "accept_failed", "reason=\"out of file descriptors\"");
-                metric_add(METRIC_connections_rejected, 1);
+                metric_add(NET_METRIC(connections_rejected), 1);
             }
             return;
         }
         uint64_t open_now =
             atomic_fetch_add_explicit(&server->connections, 1, memory_order_relaxed) + 1;
         bool accepted = false;
-        if (open_now > (uint64_t)options_number(server->options, OPTION_max_clients)) {
+        if (open_now > (uint64_t)options_number(server->options, NET_OPTION(max_clients))) {
             const char *refusal = listener->protocol->handler.refusal;
             if (refusal != NULL) {
                 size_t length = listener->protocol->handler.refusal_length;
                 ssize_t ignored = write(fd, refusal, length != 0 ? length : strlen(refusal));
                 (void)ignored;
             }
-            metric_add(METRIC_connections_rejected, 1);
+            metric_add(NET_METRIC(connections_rejected), 1);
         } else {
             accepted = open_connection(worker, listener->protocol, fd, (struct sockaddr *)&peer);
         }
@@ -725,6 +763,11 @@ void net_server_destroy(struct net_server *server) {
     for (int i = 0; i < server->listener_count; i++)
         close(server->listeners[i].fd);
     if (server->reserve_fd >= 0) close(server->reserve_fd);
+    while (server->protocols != NULL) {
+        struct protocol *next = server->protocols->next;
+        free(server->protocols);
+        server->protocols = next;
+    }
     free(server->bind);
     free(server);
 }

@@ -7,12 +7,44 @@
 #ifndef STRATA_NET_NET_H
 #define STRATA_NET_NET_H
 
+#include "base/metrics.h"
 #include "base/options.h"
 #include "base/output_queue.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* net's options (net/net_options.def): the group, and each row's place in it. */
+enum net_option_index {
+#define OPTION(identifier, ...) NET_OPTION_INDEX_##identifier,
+#include "net/net_options.def"
+#undef OPTION
+};
+extern struct option_group net_options;
+/* The identifier of net's option IDENTIFIER in the composed table. */
+#define NET_OPTION(identifier) option_in_group(&net_options, NET_OPTION_INDEX_##identifier)
+
+/* net's metrics (net/net_metrics.def): the group, and each row's place in it. */
+enum net_metric_index {
+#define METRIC(identifier, ...) NET_METRIC_INDEX_##identifier,
+#define HISTOGRAM(identifier, ...)
+#include "net/net_metrics.def"
+#undef HISTOGRAM
+#undef METRIC
+};
+enum net_histogram_index {
+#define METRIC(identifier, ...)
+#define HISTOGRAM(identifier, ...) NET_HISTOGRAM_INDEX_##identifier,
+#include "net/net_metrics.def"
+#undef HISTOGRAM
+#undef METRIC
+    NET_HISTOGRAM_INDEX_COUNT
+};
+extern struct metric_group net_metrics;
+/* The identifiers of net's metric or histogram IDENTIFIER in the composed table. */
+#define NET_METRIC(identifier)    (net_metrics.first_metric + NET_METRIC_INDEX_##identifier)
+#define NET_HISTOGRAM(identifier) (net_metrics.first_histogram + NET_HISTOGRAM_INDEX_##identifier)
 
 struct net_server;
 
@@ -56,8 +88,8 @@ struct net_handler {
      * queued output is sent (idle and slow-client timeouts). */
     enum net_action (*tick)(void *session, int64_t now_ms);
 
-    /* Optional. True when the session has answered its last request (HTTP's
-     * "Connection: close") and the connection should close once its output is sent.
+    /* Optional. True when the session has answered its last request (a request that
+     * asked for the connection to close) and the connection should close once its output is sent.
      * Asked when a protocol that stopped taking input resumes the connection: the
      * answer came after data() returned, so data() could not say NET_CLOSE. */
     bool (*wants_close)(void *session);
@@ -66,7 +98,7 @@ struct net_handler {
     void (*close)(void *session);
 
     /* Bytes written to a connection refused because max-clients is reached, in the
-     * protocol's own words (a RESP error, an HTTP 503). May be NULL. */
+     * protocol's own words (an error reply, a "503 Service Unavailable"). May be NULL. */
     const char *refusal;
     size_t refusal_length; /* bytes of refusal; 0: it is a C string */
 };

@@ -1,5 +1,9 @@
 /* INFO, /metrics, /info and the status page history, all rendered from stats.def. */
 #include "observe/stats.h"
+#include "engine/engine_options.h"
+#include "net/net.h"
+#include "proto/http/http.h"
+#include "proto/resp/resp.h"
 
 #include "base/fault.h"
 #include "engine/namespaces.h"
@@ -58,6 +62,13 @@ struct stats {
     int fast_next;
     int fast_count;
     int samples_since_history;
+    /* INFO's server-section port fields, in the order the front ends were set up.
+     * Written at start-up only, before any client is served. */
+    struct {
+        const char *field; /* "tcp_port"; not owned (a front end's constant) */
+        int port;
+    } ports[STATS_MAX_PORTS];
+    int port_count;
     struct history_totals previous;
     bool have_previous;
     struct history_sample history[HISTORY_SAMPLES];
@@ -70,7 +81,7 @@ struct stats_snapshot {
     struct store_stats store;      /* the default namespace's store */
     struct store_stats all_stores; /* event counters summed over every namespace's store */
     struct flash_stats flash;
-    int64_t metrics[METRIC_COUNT];
+    int64_t metrics[METRICS_CAPACITY];
     const struct options *options;
     double resident_bytes;
     double commands_per_second;
@@ -111,8 +122,8 @@ enum stat_id {
 
 /* The value of row ID in SNAPSHOT: the table's value expressions, in one switch. */
 static double row_value(enum stat_id id, const struct stats_snapshot *snapshot) {
-#define METRIC(name)      ((double)snapshot->metrics[METRIC_##name])
-#define OPTION(name)      ((double)options_number(snapshot->options, OPTION_##name))
+#define METRIC(id)        ((double)snapshot->metrics[id])
+#define OPTION(id)        ((double)options_number(snapshot->options, id))
 #define STORE(field)      ((double)snapshot->store.field)
 #define ALL_STORES(field) ((double)snapshot->all_stores.field)
 #define FLASH(field)      ((double)snapshot->flash.field)
@@ -129,24 +140,6 @@ static double row_value(enum stat_id id, const struct stats_snapshot *snapshot) 
 #undef ALL_STORES
     return 0;
 }
-
-/* How each latency histogram appears in /metrics and INFO. */
-static const struct {
-    const char *family;
-    const char *labels;
-    const char *info_name;
-    const char *family_help;
-} histogram_rows[HISTOGRAM_COUNT] = {
-    [HISTOGRAM_command_read] = {"strata_command_duration_seconds", "class=\"read\"", "read",
-                                "Time to execute a Redis protocol command, by class"},
-    [HISTOGRAM_command_write] = {"strata_command_duration_seconds", "class=\"write\"", "write",
-                                 "Time to execute a Redis protocol command, by class"},
-    [HISTOGRAM_command_other] = {"strata_command_duration_seconds", "class=\"other\"", "other",
-                                 "Time to execute a Redis protocol command, by class"},
-    [HISTOGRAM_http_request] =
-        {"strata_http_request_duration_seconds", "", "http",
-         "Time to answer an HTTP request, from its head to its reply queued"},
-};
 
 static const struct {
     const char *name;
@@ -178,9 +171,17 @@ void stats_destroy(struct stats *stats) {
     free(stats);
 }
 
-void stats_set_ports(struct stats *stats, int resp_port, int http_port) {
-    stats->environment.resp_port = resp_port;
-    stats->environment.http_port = http_port;
+void stats_set_port(struct stats *stats, const char *field, int port) {
+    for (int i = 0; i < stats->port_count; i++) {
+        if (strcmp(stats->ports[i].field, field) == 0) {
+            stats->ports[i].port = port;
+            return;
+        }
+    }
+    if (stats->port_count == STATS_MAX_PORTS) return;
+    stats->ports[stats->port_count].field = field;
+    stats->ports[stats->port_count].port = port;
+    stats->port_count++;
 }
 
 void stats_set_state(struct stats *stats, enum server_state state) {
@@ -228,8 +229,8 @@ int stats_section_bit(const char *name, size_t length) {
 /* The latency histograms of all command classes added together. */
 static void read_all_command_latency(struct histogram_reading *total) {
     memset(total, 0, sizeof(*total));
-    const enum histogram_id classes[] = {HISTOGRAM_command_read, HISTOGRAM_command_write,
-                                         HISTOGRAM_command_other};
+    const histogram_id classes[] = {RESP_HISTOGRAM(command_read), RESP_HISTOGRAM(command_write),
+                                    RESP_HISTOGRAM(command_other)};
     for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
         struct histogram_reading reading;
         metric_read_histogram(classes[i], &reading);
@@ -277,9 +278,10 @@ static void record_history(struct stats *stats) {
     read_all_stores(stats, &all);
     now.hits = (int64_t)all.hits;
     now.misses = (int64_t)all.misses;
-    now.operations = metric_read(METRIC_commands_processed) + metric_read(METRIC_http_requests);
-    now.input = metric_read(METRIC_net_input_bytes);
-    now.output = metric_read(METRIC_net_output_bytes);
+    now.operations =
+        metric_read(RESP_METRIC(commands_processed)) + metric_read(HTTP_METRIC(http_requests));
+    now.input = metric_read(NET_METRIC(net_input_bytes));
+    now.output = metric_read(NET_METRIC(net_output_bytes));
     read_all_command_latency(&now.latency);
     struct store_stats store;
     store_get_stats(stats->environment.store, &store);
@@ -327,9 +329,9 @@ void stats_sample(struct stats *stats) {
     pthread_mutex_lock(&stats->lock);
     int slot = stats->fast_next;
     stats->fast_times[slot] = clock_monotonic_ms();
-    stats->fast_commands[slot] = metric_read(METRIC_commands_processed);
-    stats->fast_input[slot] = metric_read(METRIC_net_input_bytes);
-    stats->fast_output[slot] = metric_read(METRIC_net_output_bytes);
+    stats->fast_commands[slot] = metric_read(RESP_METRIC(commands_processed));
+    stats->fast_input[slot] = metric_read(NET_METRIC(net_input_bytes));
+    stats->fast_output[slot] = metric_read(NET_METRIC(net_output_bytes));
     stats->fast_next = (slot + 1) % FAST_SAMPLES;
     if (stats->fast_count < FAST_SAMPLES) stats->fast_count++;
     if (++stats->samples_since_history >= SAMPLES_PER_HISTORY) {
@@ -365,8 +367,8 @@ static void take_snapshot(struct stats *stats, struct stats_snapshot *snapshot) 
     store_get_stats(stats->environment.store, &snapshot->store);
     read_all_stores(stats, &snapshot->all_stores);
     store_get_flash_stats(stats->environment.store, &snapshot->flash);
-    for (int id = 0; id < METRIC_COUNT; id++)
-        snapshot->metrics[id] = metric_read((enum metric_id)id);
+    for (int id = 0; id < metrics_count(); id++)
+        snapshot->metrics[id] = metric_read(id);
     snapshot->options = stats->environment.options;
     snapshot->resident_bytes = resident_bytes();
     pthread_mutex_lock(&stats->lock);
@@ -385,31 +387,32 @@ static void section_server(struct stats *stats, const struct stats_snapshot *sna
     const struct stats_environment *environment = &stats->environment;
     struct utsname system;
     if (uname(&system) != 0) memset(&system, 0, sizeof(system));
-    byte_buffer_appendf(
-        text,
-        "redis_version:%s\r\n"
-        "strata_version:%s\r\n"
-        "redis_mode:standalone\r\n"
-        "os:%s %s %s\r\n"
-        "arch_bits:%d\r\n"
-        "multiplexing_api:epoll\r\n"
-        "process_id:%ld\r\n"
-        "tcp_port:%d\r\n"
-        "http_port:%d\r\n"
-        "server_time_usec:%lld\r\n"
-        "uptime_in_seconds:%lld\r\n"
-        "uptime_in_days:%lld\r\n"
-        "worker_threads:%d\r\n"
-        "server_state:%s\r\n"
-        "loading:%d\r\n"
-        "executable:%s\r\n"
-        "config_file:%s\r\n",
-        STRATA_REDIS_VERSION, STRATA_VERSION, system.sysname, system.release, system.machine,
-        (int)(sizeof(void *) * 8), (long)getpid(), environment->resp_port, environment->http_port,
-        (long long)clock_realtime_us(), (long long)snapshot->uptime_seconds,
-        (long long)(snapshot->uptime_seconds / 86400), environment->threads,
-        stats_state_reason(snapshot->state), store_recovering(environment->store) ? 1 : 0,
-        environment->executable, environment->config_file);
+    byte_buffer_appendf(text,
+                        "redis_version:%s\r\n"
+                        "strata_version:%s\r\n"
+                        "redis_mode:standalone\r\n"
+                        "os:%s %s %s\r\n"
+                        "arch_bits:%d\r\n"
+                        "multiplexing_api:epoll\r\n"
+                        "process_id:%ld\r\n",
+                        STRATA_REDIS_VERSION, STRATA_VERSION, system.sysname, system.release,
+                        system.machine, (int)(sizeof(void *) * 8), (long)getpid());
+    for (int i = 0; i < stats->port_count; i++)
+        byte_buffer_appendf(text, "%s:%d\r\n", stats->ports[i].field, stats->ports[i].port);
+    byte_buffer_appendf(text,
+                        "server_time_usec:%lld\r\n"
+                        "uptime_in_seconds:%lld\r\n"
+                        "uptime_in_days:%lld\r\n"
+                        "worker_threads:%d\r\n"
+                        "server_state:%s\r\n"
+                        "loading:%d\r\n"
+                        "executable:%s\r\n"
+                        "config_file:%s\r\n",
+                        (long long)clock_realtime_us(), (long long)snapshot->uptime_seconds,
+                        (long long)(snapshot->uptime_seconds / 86400), environment->threads,
+                        stats_state_reason(snapshot->state),
+                        store_recovering(environment->store) ? 1 : 0, environment->executable,
+                        environment->config_file);
 }
 
 /* Appends the table's rows of SECTION, then the section's fixed text fields. */
@@ -445,10 +448,10 @@ static void section_rows(int section, const struct stats_snapshot *snapshot,
         }
         break;
     case STATS_SECTION_STRATA:
-        for (int id = 0; id < HISTOGRAM_COUNT; id++) {
+        for (int id = 0; id < histograms_count(); id++) {
             struct histogram_reading reading;
-            metric_read_histogram((enum histogram_id)id, &reading);
-            const char *name = histogram_rows[id].info_name;
+            metric_read_histogram(id, &reading);
+            const char *name = histogram_definition(id)->info_name;
             byte_buffer_appendf(text,
                                 "strata_latency_%s_count:%lld\r\n"
                                 "strata_latency_%s_p50_usec:%.1f\r\n"
@@ -754,11 +757,11 @@ static void append_prometheus_value(struct byte_buffer *text, double value) {
     }
 }
 
-static void append_histogram(struct byte_buffer *text, enum histogram_id id) {
+static void append_histogram(struct byte_buffer *text, histogram_id id) {
     struct histogram_reading reading;
     metric_read_histogram(id, &reading);
-    const char *family = histogram_rows[id].family;
-    const char *labels = histogram_rows[id].labels;
+    const char *family = histogram_definition(id)->family;
+    const char *labels = histogram_definition(id)->labels;
     const char *separator = labels[0] != '\0' ? "," : "";
     int64_t cumulative = 0;
     for (int bucket = 0; bucket < HISTOGRAM_BUCKETS; bucket++) {
@@ -799,14 +802,14 @@ void stats_prometheus_text(struct stats *stats, struct byte_buffer *text) {
         append_prometheus_value(text, row_value((enum stat_id)i, &snapshot));
     }
     previous_family = "";
-    for (int id = 0; id < HISTOGRAM_COUNT; id++) {
-        if (strcmp(histogram_rows[id].family, previous_family) != 0) {
+    for (int id = 0; id < histograms_count(); id++) {
+        if (strcmp(histogram_definition(id)->family, previous_family) != 0) {
             byte_buffer_appendf(text, "# HELP %s %s\n# TYPE %s histogram\n",
-                                histogram_rows[id].family, histogram_rows[id].family_help,
-                                histogram_rows[id].family);
-            previous_family = histogram_rows[id].family;
+                                histogram_definition(id)->family, histogram_definition(id)->help,
+                                histogram_definition(id)->family);
+            previous_family = histogram_definition(id)->family;
         }
-        append_histogram(text, (enum histogram_id)id);
+        append_histogram(text, id);
     }
     prometheus_namespaces(stats, text);
 }

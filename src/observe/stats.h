@@ -30,8 +30,6 @@ struct stats_environment {
     const struct options *options;
     const char *executable;  /* absolute path of the binary */
     const char *config_file; /* absolute path, or "" */
-    int resp_port;
-    int http_port;
     int threads;
     struct namespace_table *namespaces; /* per-namespace figures; may be NULL */
 };
@@ -55,8 +53,12 @@ enum stats_section {
 struct stats *stats_create(const struct stats_environment *environment);
 void stats_destroy(struct stats *stats);
 
-/* Sets a port learned after creation (a listener bound to port 0). */
-void stats_set_ports(struct stats *stats, int resp_port, int http_port);
+/* Most port fields INFO's server section lists. */
+#define STATS_MAX_PORTS 8
+
+/* Sets INFO's server-section FIELD ("tcp_port", a constant that outlives the stats) to
+ * PORT, adding the field after those set before. Start-up only, before serving. */
+void stats_set_port(struct stats *stats, const char *field, int port);
 
 /* Starts every counter again from zero (CONFIG RESETSTAT): the process-wide metrics and
  * the event counters of every namespace's store. */

@@ -1,26 +1,37 @@
 /* Shared state and input driving for the fuzz targets (fuzz_common.h). */
 #include "fuzz_common.h"
+#include "engine/engine_options.h"
+#include "net/net.h"
+#include "proto/http/http.h"
+#include "proto/native/native.h"
+#include "proto/resp/resp.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
 static struct fuzz_world world;
 static bool built;
-static int64_t initial_numbers[OPTION_COUNT]; /* CONFIG SET in one input must not leak */
+static int64_t initial_numbers[OPTIONS_CAPACITY]; /* CONFIG SET in one input must not leak */
 
 struct fuzz_world *fuzz_world(void) {
     if (built) {
-        for (int id = 0; id < OPTION_COUNT; id++)
+        for (int id = 0; id < options_count(); id++)
             atomic_store_explicit(&world.options.numbers[id], initial_numbers[id],
                                   memory_order_relaxed);
         return &world;
     }
     char error[256];
+    /* The groups of the rooms the targets drive (the server's own group is not linked). */
+    if (options_declare(&net_options) != 0 || options_declare(&engine_options) != 0 ||
+        options_declare(&resp_options) != 0 || options_declare(&http_options) != 0 ||
+        options_declare(&native_options) != 0 || metrics_declare(&net_metrics) != 0 ||
+        metrics_declare(&resp_metrics) != 0 || metrics_declare(&http_metrics) != 0)
+        abort();
     if (options_init(&world.options) != 0) abort();
     /* Small limits, so that oversized values and requests are reached quickly. */
-    options_set(&world.options, OPTION_max_value, "1mb", false, error, sizeof(error));
-    options_set(&world.options, OPTION_max_request, "4mb", false, error, sizeof(error));
-    options_set(&world.options, OPTION_http_max_header, "8kb", false, error, sizeof(error));
+    options_set(&world.options, ENGINE_OPTION(max_value), "1mb", false, error, sizeof(error));
+    options_set(&world.options, NET_OPTION(max_request), "4mb", false, error, sizeof(error));
+    options_set(&world.options, HTTP_OPTION(http_max_header), "8kb", false, error, sizeof(error));
     struct store_config config = {.memory_budget = 16u << 20, .max_value = 1u << 20, .shards = 16};
     world.store = store_create(&config, error, sizeof(error));
     struct store_config tenant = {.memory_budget = 1u << 20, .max_value = 1u << 20, .shards = 16};
@@ -42,8 +53,8 @@ struct fuzz_world *fuzz_world(void) {
     world.stats = stats_create(&environment);
     if (world.stats == NULL) abort();
     stats_set_state(world.stats, SERVER_SERVING);
-    for (int id = 0; id < OPTION_COUNT; id++)
-        initial_numbers[id] = options_number(&world.options, (enum option_id)id);
+    for (int id = 0; id < options_count(); id++)
+        initial_numbers[id] = options_number(&world.options, id);
     built = true;
     return &world;
 }

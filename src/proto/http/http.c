@@ -12,6 +12,42 @@
 #include <strings.h>
 #include <time.h>
 
+static const struct option_definition http_option_definitions[] = {
+#define OPTION OPTION_DEFINITION
+#include "proto/http/http_options.def"
+#undef OPTION
+};
+
+struct option_group http_options = {
+    .title = "HTTP front end",
+    .definitions = http_option_definitions,
+    .count = sizeof(http_option_definitions) / sizeof(http_option_definitions[0]),
+};
+
+static const struct metric_definition http_metric_definitions[] = {
+#define METRIC METRIC_DEFINITION
+#define HISTOGRAM(...)
+#include "proto/http/http_metrics.def"
+#undef HISTOGRAM
+#undef METRIC
+    {NULL, METRIC_COUNTER, NULL},
+};
+
+static const struct histogram_definition http_histogram_definitions[] = {
+#define METRIC(...)
+#define HISTOGRAM HISTOGRAM_DEFINITION
+#include "proto/http/http_metrics.def"
+#undef HISTOGRAM
+#undef METRIC
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+struct metric_group http_metrics = {
+    .name = "http",
+    .metrics = http_metric_definitions,
+    .histograms = http_histogram_definitions,
+};
+
 const char http_refusal[] = "HTTP/1.1 503 Service Unavailable\r\n"
                             "Content-Type: text/plain\r\n"
                             "Content-Length: 30\r\n"
@@ -44,7 +80,7 @@ void http_server_destroy(struct http_server *server) {
     free(server);
 }
 
-static int64_t option(const struct http_session *session, enum option_id id) {
+static int64_t option(const struct http_session *session, option_id id) {
     return options_number(session->server->environment.options, id);
 }
 
@@ -148,10 +184,10 @@ static void queue_head(struct http_session *session, int status, const char *con
     if (length < 0 || (size_t)length >= sizeof(head)) length = (int)sizeof(head) - 1;
     output_queue_append(session->output, head, (size_t)length);
 
-    metric_add(METRIC_http_requests, 1);
-    if (status >= 400 && status < 500) metric_add(METRIC_http_client_errors, 1);
+    metric_add(HTTP_METRIC(http_requests), 1);
+    if (status >= 400 && status < 500) metric_add(HTTP_METRIC(http_client_errors), 1);
     int64_t started = request->started_ns ? request->started_ns : clock_monotonic_ns();
-    metric_observe(HISTOGRAM_http_request, clock_monotonic_ns() - started);
+    metric_observe(HTTP_HISTOGRAM(http_request), clock_monotonic_ns() - started);
 }
 
 void http_respond(struct http_session *session, int status, const char *content_type,
@@ -467,7 +503,7 @@ static size_t take_head_bytes(struct http_session *session, const unsigned char 
         if (skipped == length) return skipped;
         session->head_started_ms = clock_monotonic_ms();
     }
-    size_t limit = (size_t)option(session, OPTION_http_max_header);
+    size_t limit = (size_t)option(session, HTTP_OPTION(http_max_header));
     if (session->head_length >= limit) { /* CONFIG SET lowered the limit meanwhile */
         reject(session, 431, "the request line and headers exceed http-max-header");
         return length;
@@ -557,7 +593,7 @@ static bool absorb(struct http_session *session, const unsigned char *data, size
     if (session->body_mode != BODY_VALUE) return true;
     struct value_block *block = session->block;
     if (block->length + length > block->capacity) {
-        uint64_t max_value = (uint64_t)option(session, OPTION_max_value);
+        uint64_t max_value = (uint64_t)option(session, ENGINE_OPTION(max_value));
         if (block->length + length > max_value) {
             reject(session, 413, "the body exceeds max-value");
             return false;
@@ -724,8 +760,8 @@ bool http_session_tick(void *opaque, int64_t now_ms) {
     struct http_session *session = opaque;
     if (session->closing) return true;
     if (session->suspended) return false; /* the server, not the client, is reading */
-    int64_t header_timeout = option(session, OPTION_http_header_timeout) * 1000;
-    int64_t idle_timeout = option(session, OPTION_http_idle_timeout) * 1000;
+    int64_t header_timeout = option(session, HTTP_OPTION(http_header_timeout)) * 1000;
+    int64_t idle_timeout = option(session, HTTP_OPTION(http_idle_timeout)) * 1000;
     const char *late = NULL;
     if (!session->in_body && session->head_length > 0 &&
         now_ms - session->head_started_ms > header_timeout) {
@@ -738,7 +774,7 @@ bool http_session_tick(void *opaque, int64_t now_ms) {
         return true; /* an idle keep-alive connection: close quietly */
     }
     if (late == NULL) return false;
-    metric_add(METRIC_http_timeouts, 1);
+    metric_add(HTTP_METRIC(http_timeouts), 1);
     reject(session, 408, late);
     return true;
 }

@@ -10,12 +10,45 @@
 #ifndef STRATA_PROTO_HTTP_H
 #define STRATA_PROTO_HTTP_H
 
+#include "base/metrics.h"
 #include "base/options.h"
 #include "base/output_queue.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* http's options (proto/http/http_options.def): the group, and each row's place in it. */
+enum http_option_index {
+#define OPTION(identifier, ...) HTTP_OPTION_INDEX_##identifier,
+#include "proto/http/http_options.def"
+#undef OPTION
+};
+extern struct option_group http_options;
+/* The identifier of http's option IDENTIFIER in the composed table. */
+#define HTTP_OPTION(identifier) option_in_group(&http_options, HTTP_OPTION_INDEX_##identifier)
+
+/* http's metrics (proto/http/http_metrics.def): the group, and each row's place in it. */
+enum http_metric_index {
+#define METRIC(identifier, ...) HTTP_METRIC_INDEX_##identifier,
+#define HISTOGRAM(identifier, ...)
+#include "proto/http/http_metrics.def"
+#undef HISTOGRAM
+#undef METRIC
+};
+enum http_histogram_index {
+#define METRIC(identifier, ...)
+#define HISTOGRAM(identifier, ...) HTTP_HISTOGRAM_INDEX_##identifier,
+#include "proto/http/http_metrics.def"
+#undef HISTOGRAM
+#undef METRIC
+    HTTP_HISTOGRAM_INDEX_COUNT
+};
+extern struct metric_group http_metrics;
+/* The identifiers of http's metric or histogram IDENTIFIER in the composed table. */
+#define HTTP_METRIC(identifier) (http_metrics.first_metric + HTTP_METRIC_INDEX_##identifier)
+#define HTTP_HISTOGRAM(identifier)                                                                 \
+    (http_metrics.first_histogram + HTTP_HISTOGRAM_INDEX_##identifier)
 
 struct store;
 struct stats;

@@ -4,8 +4,10 @@
 #define STRATA_PROTO_HTTP_INTERNAL_H
 
 #include "base/byte_buffer.h"
+#include "engine/engine_options.h"
 #include "engine/store.h"
 #include "engine/value_block.h"
+#include "net/net.h"
 #include "proto/http/http.h"
 
 #include <stdbool.h>

@@ -183,7 +183,7 @@ static void key_delete(struct http_session *session, const char *key, size_t key
 static void key_put(struct http_session *session, const char *key, size_t key_length) {
     const struct http_request *request = &session->request;
     uint64_t max_value =
-        (uint64_t)options_number(session->server->environment.options, OPTION_max_value);
+        (uint64_t)options_number(session->server->environment.options, ENGINE_OPTION(max_value));
     if (!request->chunked && !request->has_content_length) {
         http_respond_error(session, 411, "PUT without Content-Length or chunked body", NULL);
         return;

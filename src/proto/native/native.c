@@ -13,6 +13,8 @@
  * on. Entries of a batch succeed or fail one by one; a client that vanishes mid-batch
  * leaves the entries before the one being received done, and nothing of that one. */
 #include "proto/native/native.h"
+#include "engine/engine_options.h"
+#include "net/net.h"
 
 #include "base/clock.h"
 #include "base/crc32c.h"
@@ -30,6 +32,18 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+static const struct option_definition native_option_definitions[] = {
+#define OPTION OPTION_DEFINITION
+#include "proto/native/native_options.def"
+#undef OPTION
+};
+
+struct option_group native_options = {
+    .title = "Native protocol front end",
+    .definitions = native_option_definitions,
+    .count = sizeof(native_option_definitions) / sizeof(native_option_definitions[0]),
+};
 
 /* Stored value header (NATIVE_VALUE_HEADER_SIZE bytes, in front of the value):
  *   0  u32 magic "SKV1"
@@ -55,7 +69,7 @@ const unsigned char native_refusal[] = "STRN\x01\x00\x00\x00"              /* ma
                                        "\x1d\x00\x00\x00\x00\x00\x00\x00"  /* body length */
                                        "\x00\x00\x00\x00"                  /* count */
                                        "\xf6\xff\xff\xff" REFUSAL_MESSAGE; /* status, message */
-const size_t native_refusal_length = sizeof(native_refusal) - 1;
+static_assert(sizeof(native_refusal) - 1 == NATIVE_REFUSAL_LENGTH, "NATIVE_REFUSAL_LENGTH");
 
 struct native_server {
     struct native_environment environment;
@@ -725,7 +739,7 @@ static bool on_header(struct native_session *session, const unsigned char *heade
     session->match_stopped = false;
     session->space = NULL;
     struct options *options = session->server->environment.options;
-    if (session->body_remaining > (uint64_t)options_number(options, OPTION_max_request)) {
+    if (session->body_remaining > (uint64_t)options_number(options, NET_OPTION(max_request))) {
         return fail_stream(session, STRATA_ERR_TOO_LARGE, "frame body longer than max-request");
     }
     if (session->count > MAX_FRAME_ENTRIES ||
@@ -839,7 +853,7 @@ static bool on_entry(struct native_session *session, const unsigned char *entry)
 static bool start_value(struct native_session *session) {
     uint32_t index = session->entries_done;
     struct options *options = session->server->environment.options;
-    uint64_t max_value = (uint64_t)options_number(options, OPTION_max_value);
+    uint64_t max_value = (uint64_t)options_number(options, ENGINE_OPTION(max_value));
     bool from_shm = (session->entry_flags & STRATA_PUT_SHM) != 0;
     if (session->value_length > max_value) {
         session->statuses[index] = STRATA_ERR_TOO_LARGE;

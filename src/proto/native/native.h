@@ -16,6 +16,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* native's options (proto/native/native_options.def): the group, and each row's place in it. */
+enum native_option_index {
+#define OPTION(identifier, ...) NATIVE_OPTION_INDEX_##identifier,
+#include "proto/native/native_options.def"
+#undef OPTION
+};
+extern struct option_group native_options;
+/* The identifier of native's option IDENTIFIER in the composed table. */
+#define NATIVE_OPTION(identifier) option_in_group(&native_options, NATIVE_OPTION_INDEX_##identifier)
+
 struct namespace_table;
 struct native_server;
 
@@ -26,7 +36,7 @@ struct native_environment {
 
 /* What a client refused at max-clients receives (a response frame with an error). */
 extern const unsigned char native_refusal[];
-extern const size_t native_refusal_length;
+#define NATIVE_REFUSAL_LENGTH (32 + 29) /* the frame header and status, the message */
 
 /* Creates the front end's shared state. Returns NULL if out of memory. */
 struct native_server *native_server_create(const struct native_environment *environment);

@@ -7,6 +7,7 @@
 #ifndef STRATA_PROTO_RESP_H
 #define STRATA_PROTO_RESP_H
 
+#include "base/metrics.h"
 #include "base/options.h"
 #include "base/output_queue.h"
 #include "base/version.h"
@@ -14,6 +15,38 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* resp's options (proto/resp/resp_options.def): the group, and each row's place in it. */
+enum resp_option_index {
+#define OPTION(identifier, ...) RESP_OPTION_INDEX_##identifier,
+#include "proto/resp/resp_options.def"
+#undef OPTION
+};
+extern struct option_group resp_options;
+/* The identifier of resp's option IDENTIFIER in the composed table. */
+#define RESP_OPTION(identifier) option_in_group(&resp_options, RESP_OPTION_INDEX_##identifier)
+
+/* resp's metrics (proto/resp/resp_metrics.def): the group, and each row's place in it. */
+enum resp_metric_index {
+#define METRIC(identifier, ...) RESP_METRIC_INDEX_##identifier,
+#define HISTOGRAM(identifier, ...)
+#include "proto/resp/resp_metrics.def"
+#undef HISTOGRAM
+#undef METRIC
+};
+enum resp_histogram_index {
+#define METRIC(identifier, ...)
+#define HISTOGRAM(identifier, ...) RESP_HISTOGRAM_INDEX_##identifier,
+#include "proto/resp/resp_metrics.def"
+#undef HISTOGRAM
+#undef METRIC
+    RESP_HISTOGRAM_INDEX_COUNT
+};
+extern struct metric_group resp_metrics;
+/* The identifiers of resp's metric or histogram IDENTIFIER in the composed table. */
+#define RESP_METRIC(identifier) (resp_metrics.first_metric + RESP_METRIC_INDEX_##identifier)
+#define RESP_HISTOGRAM(identifier)                                                                 \
+    (resp_metrics.first_histogram + RESP_HISTOGRAM_INDEX_##identifier)
 
 struct store;
 struct stats;

@@ -5,7 +5,9 @@
 
 #include "base/checks.h"
 #include "base/output_queue.h"
+#include "engine/engine_options.h"
 #include "engine/store.h"
+#include "net/net.h"
 #include "proto/resp/resp.h"
 #include "proto/resp/resp_parser.h"
 

@@ -139,8 +139,9 @@ void reply_store_error(struct resp_session *session, enum store_status status) {
         reply_error(session, "OOM command not allowed when used memory > 'maxmemory'.");
         return;
     case STORE_TOO_LARGE_FOR_BUDGET:
-        format_size(budget, sizeof(budget),
-                    (uint64_t)options_number(session->server->environment.options, OPTION_memory));
+        format_size(
+            budget, sizeof(budget),
+            (uint64_t)options_number(session->server->environment.options, ENGINE_OPTION(memory)));
         reply_errorf(session,
                      "OOM command not allowed: the value is larger than the whole memory "
                      "budget (memory %s)",

@@ -13,6 +13,42 @@
 #include <string.h>
 #include <strings.h>
 
+static const struct option_definition resp_option_definitions[] = {
+#define OPTION OPTION_DEFINITION
+#include "proto/resp/resp_options.def"
+#undef OPTION
+};
+
+struct option_group resp_options = {
+    .title = "Redis protocol (RESP) front end",
+    .definitions = resp_option_definitions,
+    .count = sizeof(resp_option_definitions) / sizeof(resp_option_definitions[0]),
+};
+
+static const struct metric_definition resp_metric_definitions[] = {
+#define METRIC METRIC_DEFINITION
+#define HISTOGRAM(...)
+#include "proto/resp/resp_metrics.def"
+#undef HISTOGRAM
+#undef METRIC
+    {NULL, METRIC_COUNTER, NULL},
+};
+
+static const struct histogram_definition resp_histogram_definitions[] = {
+#define METRIC(...)
+#define HISTOGRAM HISTOGRAM_DEFINITION
+#include "proto/resp/resp_metrics.def"
+#undef HISTOGRAM
+#undef METRIC
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+struct metric_group resp_metrics = {
+    .name = "resp",
+    .metrics = resp_metric_definitions,
+    .histograms = resp_histogram_definitions,
+};
+
 static struct store *store_of(struct resp_session *session) {
     return session->server->environment.store;
 }
@@ -393,16 +429,17 @@ void command_shutdown(struct resp_session *session, const struct resp_request *r
 
 /* ---- CONFIG ------------------------------------------------------------------- */
 
-/* Redis names that map onto strata options. */
+/* Redis names that map onto strata options (by the option's name: the options belong to
+ * other modules). */
 static const struct {
     const char *name;
-    enum option_id id;
+    const char *option;
 } aliases[] = {
-    {"maxmemory", OPTION_memory},
-    {"maxclients", OPTION_max_clients},
-    {"proto-max-bulk-len", OPTION_max_value},
-    {"client-query-buffer-limit", OPTION_max_request},
-    {"loglevel", OPTION_log_level},
+    {"maxmemory", "memory"},
+    {"maxclients", "max-clients"},
+    {"proto-max-bulk-len", "max-value"},
+    {"client-query-buffer-limit", "max-request"},
+    {"loglevel", "log-level"},
 };
 
 /* Settings Redis clients and tools ask for, with the fixed answer strata gives. */
@@ -428,7 +465,7 @@ static int find_option(const char *name) {
     int id = options_find(lower);
     if (id >= 0) return id;
     for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++) {
-        if (strcmp(aliases[i].name, lower) == 0) return (int)aliases[i].id;
+        if (strcmp(aliases[i].name, lower) == 0) return options_find(aliases[i].option);
     }
     return -1;
 }
@@ -449,21 +486,22 @@ static void config_get(struct resp_session *session, const struct resp_request *
     const struct options *options = session->server->environment.options;
     /* Each name at most once, in table order: options, then aliases and fixed ones
      * (those only when asked for by their exact name). */
-    bool option_chosen[OPTION_COUNT] = {false};
+    bool option_chosen[OPTIONS_CAPACITY] = {false};
     bool alias_chosen[sizeof(aliases) / sizeof(aliases[0])] = {false};
     bool fixed_chosen[sizeof(fixed_settings) / sizeof(fixed_settings[0])] = {false};
     size_t pairs = 0;
     for (size_t i = 2; i < request->argc; i++) {
         char pattern[256];
         argument_text(request, i, pattern, sizeof(pattern));
-        for (int id = 0; id < OPTION_COUNT; id++) {
-            if (!option_chosen[id] && name_matches(pattern, options_name((enum option_id)id))) {
+        for (int id = 0; id < options_count(); id++) {
+            if (!option_chosen[id] && name_matches(pattern, options_name(id))) {
                 option_chosen[id] = true;
                 pairs++;
             }
         }
         for (size_t j = 0; j < sizeof(aliases) / sizeof(aliases[0]); j++) {
-            if (!alias_chosen[j] && strcasecmp(pattern, aliases[j].name) == 0) {
+            if (!alias_chosen[j] && strcasecmp(pattern, aliases[j].name) == 0 &&
+                options_find(aliases[j].option) >= 0) {
                 alias_chosen[j] = true;
                 pairs++;
             }
@@ -477,15 +515,16 @@ static void config_get(struct resp_session *session, const struct resp_request *
     }
     char value[256];
     reply_map(session, pairs);
-    for (int id = 0; id < OPTION_COUNT; id++) {
+    for (int id = 0; id < options_count(); id++) {
         if (!option_chosen[id]) continue;
-        reply_bulk_text(session, options_name((enum option_id)id));
-        reply_bulk_text(session, options_format(options, (enum option_id)id, value, sizeof(value)));
+        reply_bulk_text(session, options_name(id));
+        reply_bulk_text(session, options_format(options, id, value, sizeof(value)));
     }
     for (size_t j = 0; j < sizeof(aliases) / sizeof(aliases[0]); j++) {
         if (!alias_chosen[j]) continue;
         reply_bulk_text(session, aliases[j].name);
-        reply_bulk_text(session, options_format(options, aliases[j].id, value, sizeof(value)));
+        reply_bulk_text(session, options_format(options, options_find(aliases[j].option), value,
+                                                sizeof(value)));
     }
     for (size_t j = 0; j < sizeof(fixed_settings) / sizeof(fixed_settings[0]); j++) {
         if (!fixed_chosen[j]) continue;
@@ -497,14 +536,14 @@ static void config_get(struct resp_session *session, const struct resp_request *
 static void config_set(struct resp_session *session, const struct resp_request *request) {
     struct options *options = session->server->environment.options;
     size_t count = (request->argc - 2) / 2;
-    int ids[OPTION_COUNT];
-    char previous[OPTION_COUNT][64];
+    int ids[OPTIONS_CAPACITY];
+    char previous[OPTIONS_CAPACITY][64];
     size_t applied = 0;
     /* All or nothing: names first, then each value, undoing on the first refusal. */
     for (size_t i = 0; i < count; i++) {
         char name[128];
         argument_text(request, 2 + 2 * i, name, sizeof(name));
-        if (i >= OPTION_COUNT) {
+        if (i >= (size_t)options_count()) {
             reply_errorf(session,
                          "ERR CONFIG SET failed (possibly related to argument '%s') "
                          "- duplicate parameter",
@@ -529,7 +568,7 @@ static void config_set(struct resp_session *session, const struct resp_request *
         ids[i] = id;
     }
     for (size_t i = 0; i < count; i++) {
-        enum option_id id = (enum option_id)ids[i];
+        option_id id = ids[i];
         char name[128], value[256], reason[256];
         argument_text(request, 2 + 2 * i, name, sizeof(name));
         argument_text(request, 3 + 2 * i, value, sizeof(value));
@@ -537,8 +576,7 @@ static void config_set(struct resp_session *session, const struct resp_request *
         if (options_set(options, id, value, true, reason, sizeof(reason)) != 0) {
             for (size_t j = applied; j-- > 0;) {
                 char ignored[256];
-                options_set(options, (enum option_id)ids[j], previous[j], true, ignored,
-                            sizeof(ignored));
+                options_set(options, ids[j], previous[j], true, ignored, sizeof(ignored));
             }
             reply_errorf(session, "ERR CONFIG SET failed (possibly related to argument '%s') - %s",
                          name, reason);

@@ -23,7 +23,7 @@ static size_t sorted[COMMAND_COUNT];
 static pthread_once_t sorted_once = PTHREAD_ONCE_INIT;
 
 /* The latency histogram of each command's class: read, write or other, from its flags. */
-static enum histogram_id command_classes[COMMAND_COUNT];
+static histogram_id command_classes[COMMAND_COUNT];
 
 /* Whether a command may run while the store is loading (its flags say "loading"). */
 static bool loading_allowed[COMMAND_COUNT];
@@ -36,9 +36,10 @@ static void sort_commands(void) {
     for (size_t i = 0; i < COMMAND_COUNT; i++) {
         sorted[i] = i;
         loading_allowed[i] = strstr(commands[i].flags, "loading") != NULL;
-        command_classes[i] = strstr(commands[i].flags, "readonly") != NULL ? HISTOGRAM_command_read
-                             : strstr(commands[i].flags, "write") != NULL  ? HISTOGRAM_command_write
-                                                                          : HISTOGRAM_command_other;
+        command_classes[i] =
+            strstr(commands[i].flags, "readonly") != NULL ? RESP_HISTOGRAM(command_read)
+            : strstr(commands[i].flags, "write") != NULL  ? RESP_HISTOGRAM(command_write)
+                                                          : RESP_HISTOGRAM(command_other);
     }
     qsort(sorted, COMMAND_COUNT, sizeof(sorted[0]), compare_names);
 }
@@ -93,9 +94,9 @@ void resp_server_destroy(struct resp_server *server) {
 static struct resp_parser_limits current_limits(const struct resp_server *server) {
     const struct options *options = server->environment.options;
     struct resp_parser_limits limits = {
-        .max_request = (uint64_t)options_number(options, OPTION_max_request),
-        .max_value = (uint64_t)options_number(options, OPTION_max_value),
-        .max_arguments = (uint64_t)options_number(options, OPTION_max_arguments),
+        .max_request = (uint64_t)options_number(options, NET_OPTION(max_request)),
+        .max_value = (uint64_t)options_number(options, ENGINE_OPTION(max_value)),
+        .max_arguments = (uint64_t)options_number(options, RESP_OPTION(max_arguments)),
     };
     return limits;
 }
@@ -180,12 +181,12 @@ static void execute(struct resp_session *session) {
     struct resp_parser *parser = &session->parser;
     struct resp_request request = {parser->argc, parser->argv, parser->argv_lengths};
     if (request.argc == 0) return;
-    if (!session->rerunning) metric_add(METRIC_commands_processed, 1);
+    if (!session->rerunning) metric_add(RESP_METRIC(commands_processed), 1);
     if (parser->oversized_length != 0) {
-        reply_errorf(
-            session, "ERR argument of %llu bytes exceeds max-value (%lld bytes)",
-            (unsigned long long)parser->oversized_length,
-            (long long)options_number(session->server->environment.options, OPTION_max_value));
+        reply_errorf(session, "ERR argument of %llu bytes exceeds max-value (%lld bytes)",
+                     (unsigned long long)parser->oversized_length,
+                     (long long)options_number(session->server->environment.options,
+                                               ENGINE_OPTION(max_value)));
         return;
     }
     if (parser->allocation_failed) {

@@ -377,7 +377,7 @@ static bool compute_setrange(struct resp_session *session, const struct resp_req
     const unsigned char *piece = request->argv[3];
     uint64_t piece_length = request->lengths[3];
     uint64_t max_value =
-        (uint64_t)options_number(session->server->environment.options, OPTION_max_value);
+        (uint64_t)options_number(session->server->environment.options, ENGINE_OPTION(max_value));
     if (piece_length == 0) {
         reply_integer(session, (int64_t)rewrite->current_length);
         return false;

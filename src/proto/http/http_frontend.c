@@ -1,0 +1,58 @@
+/* HTTP as a front end (proto/frontend.h): its row in the server's table. */
+#include "proto/frontend.h"
+#include "proto/http/http.h"
+
+/* frontend.setup: an HTTP server over the default namespace's store. */
+static void *setup(const struct frontend_environment *environment) {
+    struct http_environment http = {
+        .store = environment->store,
+        .options = environment->options,
+        .stats = environment->stats,
+    };
+    return http_server_create(&http);
+}
+
+static void teardown(void *state) {
+    http_server_destroy(state);
+}
+
+/* Lets a session that stopped for a flash read go on (net_connection_resume()). */
+static void resume_connection(void *handle) {
+    net_connection_resume(handle);
+}
+
+static void *session_open(void *state, const struct net_connection_info *info,
+                          struct output_queue *output) {
+    return http_session_open(state, info->id, info->peer, output, resume_connection,
+                             info->connection);
+}
+
+static enum net_action session_data(void *session, const unsigned char *data, size_t length,
+                                    size_t *consumed) {
+    return http_session_data(session, data, length, consumed) ? NET_CLOSE : NET_CONTINUE;
+}
+
+static enum net_action session_tick(void *session, int64_t now_ms) {
+    return http_session_tick(session, now_ms) ? NET_CLOSE : NET_CONTINUE;
+}
+
+const struct frontend http_frontend = {
+    .name = "http",
+    .options = &http_options,
+    .metrics = &http_metrics,
+    .port_option = "http-port",
+    .info_port_field = "http_port",
+    .setup = setup,
+    .teardown = teardown,
+    .handler =
+        {
+            .open = session_open,
+            .data = session_data,
+            .direct_target = http_session_direct_target,
+            .direct_filled = http_session_direct_filled,
+            .tick = session_tick,
+            .wants_close = http_session_wants_close,
+            .close = http_session_close,
+            .refusal = http_refusal,
+        },
+};

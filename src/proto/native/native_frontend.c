@@ -1,0 +1,53 @@
+/* The native batched protocol as a front end (proto/frontend.h): its row in the
+ * server's table. */
+#include "proto/frontend.h"
+#include "proto/native/native.h"
+
+/* frontend.setup: a native-protocol server over every namespace. */
+static void *setup(const struct frontend_environment *environment) {
+    struct native_environment native = {
+        .namespaces = environment->namespaces,
+        .options = environment->options,
+    };
+    return native_server_create(&native);
+}
+
+static void teardown(void *state) {
+    native_server_destroy(state);
+}
+
+/* Lets a session that stopped for a flash read go on (net_connection_resume()). */
+static void resume_connection(void *handle) {
+    net_connection_resume(handle);
+}
+
+static void *session_open(void *state, const struct net_connection_info *info,
+                          struct output_queue *output) {
+    return native_session_open(state, info->id, info->peer, output, resume_connection,
+                               info->connection);
+}
+
+static enum net_action session_data(void *session, const unsigned char *data, size_t length,
+                                    size_t *consumed) {
+    return native_session_data(session, data, length, consumed) ? NET_CLOSE : NET_CONTINUE;
+}
+
+const struct frontend native_frontend = {
+    .name = "native",
+    .options = &native_options,
+    .metrics = NULL,
+    .port_option = "native-port",
+    .info_port_field = NULL,
+    .setup = setup,
+    .teardown = teardown,
+    .handler =
+        {
+            .open = session_open,
+            .data = session_data,
+            .direct_target = native_session_direct_target,
+            .direct_filled = native_session_direct_filled,
+            .close = native_session_close,
+            .refusal = (const char *)native_refusal,
+            .refusal_length = NATIVE_REFUSAL_LENGTH,
+        },
+};

@@ -1,0 +1,54 @@
+/* The Redis protocol as a front end (proto/frontend.h): its row in the server's table. */
+#include "proto/frontend.h"
+#include "proto/resp/resp.h"
+
+/* frontend.setup: a RESP server over the default namespace's store. */
+static void *setup(const struct frontend_environment *environment) {
+    struct resp_environment resp = {
+        .store = environment->store,
+        .options = environment->options,
+        .stats = environment->stats,
+        .request_shutdown = environment->request_shutdown,
+        .shutdown_context = environment->shutdown_context,
+    };
+    return resp_server_create(&resp);
+}
+
+static void teardown(void *state) {
+    resp_server_destroy(state);
+}
+
+/* Lets a session that stopped for a flash read go on (net_connection_resume()). */
+static void resume_connection(void *handle) {
+    net_connection_resume(handle);
+}
+
+static void *session_open(void *state, const struct net_connection_info *info,
+                          struct output_queue *output) {
+    return resp_session_open(state, info->id, info->fd, info->peer, info->local, output,
+                             resume_connection, info->connection);
+}
+
+static enum net_action session_data(void *session, const unsigned char *data, size_t length,
+                                    size_t *consumed) {
+    return resp_session_data(session, data, length, consumed) ? NET_CLOSE : NET_CONTINUE;
+}
+
+const struct frontend resp_frontend = {
+    .name = "resp",
+    .options = &resp_options,
+    .metrics = &resp_metrics,
+    .port_option = "port",
+    .info_port_field = "tcp_port",
+    .setup = setup,
+    .teardown = teardown,
+    .handler =
+        {
+            .open = session_open,
+            .data = session_data,
+            .direct_target = resp_session_direct_target,
+            .direct_filled = resp_session_direct_filled,
+            .close = resp_session_close,
+            .refusal = "-ERR max number of clients reached\r\n",
+        },
+};

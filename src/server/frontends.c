@@ -1,0 +1,29 @@
+/* The table of front ends. Adding a front end is a folder under src/proto/ that exports
+ * a `struct frontend`, and one row here (docs/architecture.md). */
+#include "engine/engine_options.h"
+#include "net/net.h"
+#include "server/server.h"
+
+extern const struct frontend resp_frontend;
+extern const struct frontend http_frontend;
+extern const struct frontend native_frontend;
+
+const struct frontend *const frontend_table[] = {
+    &resp_frontend,
+    &http_frontend,
+    &native_frontend,
+};
+const int frontend_count = (int)(sizeof(frontend_table) / sizeof(frontend_table[0]));
+
+int frontends_declare_tables(void) {
+    if (options_declare(&server_options) != 0 || options_declare(&net_options) != 0 ||
+        options_declare(&engine_options) != 0 || metrics_declare(&net_metrics) != 0) {
+        return -1;
+    }
+    for (int i = 0; i < frontend_count; i++) {
+        const struct frontend *frontend = frontend_table[i];
+        if (frontend->options != NULL && options_declare(frontend->options) != 0) return -1;
+        if (frontend->metrics != NULL && metrics_declare(frontend->metrics) != 0) return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,376 @@
+/* strata-server's life cycle: options, start (log, data directory lock, stores, front
+ * ends, listeners, workers, housekeeping), the wait for a stop signal, and the stop.
+ * The front ends come from the table in frontends.c; nothing here names a protocol. */
+#include "base/fault.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "base/numbers.h"
+#include "base/version.h"
+#include "engine/engine_options.h"
+#include "engine/store.h"
+#include "net/net.h"
+#include "observe/stats.h"
+#include "server/server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Descriptors kept for listeners, logs and files beyond one per client. */
+#define RESERVED_DESCRIPTORS 64
+
+/* Prints one line about a bad option or value and exits with status 2. */
+static void die_usage(const char *message) {
+    fprintf(stderr, "strata-server: %s\n", message);
+    exit(2);
+}
+
+/* Number of CPUs this process may run on. */
+static int available_cores(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        int count = CPU_COUNT(&set);
+        if (count > 0) return count;
+    }
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? (int)online : 1;
+}
+
+/* Creates DIR and its parents. Returns 0, or -1 with errno set. */
+static int make_directories(const char *dir) {
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *slash = path + 1; *slash; slash++) {
+        if (*slash != '/') continue;
+        *slash = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST) return -1;
+        *slash = '/';
+    }
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+/* Creates the data directory and takes its lock, so that two servers never share
+ * one. Returns the lock descriptor, or -1 after logging why. */
+static int lock_data_directory(const char *dir) {
+    if (make_directories(dir) != 0) {
+        fprintf(stderr, "strata-server: cannot create data directory '%s': %s\n", dir,
+                strerror(errno));
+        return -1;
+    }
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/LOCK", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "strata-server: cannot open '%s': %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr, "strata-server: data directory '%s' is in use by another strata-server\n",
+                dir);
+        close(fd);
+        return -1;
+    }
+    char pid[32];
+    int length = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || write(fd, pid, (size_t)length) != length) {
+        log_event(LOG_WARNING, "lock_file", "path=%s error=\"%s\"", path, strerror(errno));
+    }
+    return fd;
+}
+
+/* Raises the descriptor limit to fit max-clients, lowering max-clients if the system
+ * will not allow it (as Redis does). */
+static void fit_descriptor_limit(struct options *options) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+    rlim_t wanted = (rlim_t)options_number(options, NET_OPTION(max_clients)) + RESERVED_DESCRIPTORS;
+    if (limit.rlim_cur >= wanted) return;
+    rlim_t target =
+        limit.rlim_max == RLIM_INFINITY || limit.rlim_max >= wanted ? wanted : limit.rlim_max;
+    limit.rlim_cur = target;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    getrlimit(RLIMIT_NOFILE, &limit);
+    if (limit.rlim_cur < wanted) {
+        long long clients = (long long)limit.rlim_cur - RESERVED_DESCRIPTORS;
+        if (clients < 1) clients = 1;
+        char value[32];
+        snprintf(value, sizeof(value), "%lld", clients);
+        char error[128];
+        options_set(options, NET_OPTION(max_clients), value, false, error, sizeof(error));
+        log_event(LOG_WARNING, "max_clients_lowered",
+                  "max_clients=%lld reason=\"the open file limit is %llu\"", clients,
+                  (unsigned long long)limit.rlim_cur);
+    }
+}
+
+/* Opens --log-file for appending and sends log lines there. On a reopen (SIGHUP) the
+ * new file takes the old one's descriptor number with dup2(), which swaps the file
+ * atomically: a thread about to write a line uses a number that always names a log
+ * file, never a descriptor closed and reused meanwhile (a client's socket). Returns 0,
+ * or -1 with errno set (the old destination stays). */
+static int open_log_file(struct server *server) {
+    const char *path = options_text(&server->options, SERVER_OPTION(log_file));
+    if (path[0] == '\0') return 0;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    if (server->log_fd < 0) {
+        server->log_fd = fd;
+        log_set_fd(fd);
+        return 0;
+    }
+    int result = dup3(fd, server->log_fd, O_CLOEXEC);
+    int error = errno;
+    close(fd);
+    errno = error;
+    return result < 0 ? -1 : 0;
+}
+
+static void request_shutdown(void *context) {
+    (void)context;
+    kill(getpid(), SIGUSR1);
+}
+
+/* The signals the main thread takes with sigwait(); every other thread blocks them. */
+static void stop_signals(sigset_t *signals) {
+    sigemptyset(signals);
+    sigaddset(signals, SIGINT);
+    sigaddset(signals, SIGTERM);
+    sigaddset(signals, SIGUSR1);
+    sigaddset(signals, SIGHUP);
+}
+
+int server_configure(struct server *server, int argc, char **argv) {
+    server->lock_fd = -1;
+    server->log_fd = -1;
+    if (frontends_declare_tables() != 0) die_usage("the option or metric table is full");
+    if (options_init(&server->options) != 0) die_usage("out of memory");
+    char error[512];
+    switch (options_parse_command_line(&server->options, argc, argv, error, sizeof(error))) {
+    case OPTIONS_PARSE_HELP:
+        options_print_help(stdout, "strata-server",
+                           "strata-server: a tiered data store for AI inference and training "
+                           "that speaks\nthe Redis protocol and HTTP. With no options it listens "
+                           "on 127.0.0.1:6379\n(Redis protocol) and 127.0.0.1:6381 (HTTP).");
+        return 0;
+    case OPTIONS_PARSE_VERSION:
+        printf("strata-server %s\n", STRATA_VERSION);
+        return 0;
+    case OPTIONS_PARSE_ERROR:
+        die_usage(error);
+        break;
+    case OPTIONS_PARSE_OK:
+        break;
+    }
+    log_set_level((enum log_level)options_number(&server->options, SERVER_OPTION(log_level)));
+#ifdef STRATA_FAULT_INJECTION
+    /* The fault-injection build: rules from the environment apply from the start. */
+    const char *faults = getenv("STRATA_FAULTS");
+    if (faults != NULL && faults[0] != '\0') {
+        if (fault_parse(faults, error, sizeof(error)) != 0) die_usage(error);
+        log_event(LOG_WARNING, "fault_rules", "rules=%s", faults);
+    }
+#endif
+    if (options_number(&server->options, NET_OPTION(threads)) == 0) {
+        char cores[16];
+        snprintf(cores, sizeof(cores), "%d", available_cores());
+        options_set(&server->options, NET_OPTION(threads), cores, false, error, sizeof(error));
+    }
+    if (realpath("/proc/self/exe", server->executable) == NULL) server->executable[0] = '\0';
+    const char *config = options_text(&server->options, OPTION_config);
+    if (config[0] == '\0' || realpath(config, server->config_file) == NULL) {
+        snprintf(server->config_file, sizeof(server->config_file), "%s", config);
+    }
+    return -1;
+}
+
+/* Sets up every front end in the table and listens on its port. Returns 0, or -1 with
+ * a reason in ERROR. */
+static int start_frontends(struct server *server, char *error, size_t error_size) {
+    for (int i = 0; i < frontend_count; i++) {
+        const struct frontend *frontend = frontend_table[i];
+        struct frontend_instance *instance = &server->frontends[i];
+        instance->frontend = frontend;
+        instance->state = frontend->setup(&server->environment);
+        if (instance->state == NULL) {
+            snprintf(error, error_size, "out of memory");
+            return -1;
+        }
+        int port_option = options_find(frontend->port_option);
+        instance->port = net_server_listen(server->net,
+                                           (int)options_number(&server->options, port_option),
+                                           &frontend->handler, instance->state, error, error_size);
+        if (instance->port < 0) return -1;
+        if (frontend->info_port_field != NULL)
+            stats_set_port(server->stats, frontend->info_port_field, instance->port);
+    }
+    return 0;
+}
+
+/* Tears down the front ends set up so far (after the network layer has stopped). */
+static void stop_frontends(struct server *server) {
+    for (int i = 0; i < frontend_count; i++) {
+        struct frontend_instance *instance = &server->frontends[i];
+        if (instance->state != NULL) instance->frontend->teardown(instance->state);
+        instance->state = NULL;
+    }
+}
+
+/* A start that fails after the stores exist: what was started is stopped. Returns the
+ * exit status, 1. */
+static int start_failed(struct server *server, const char *error) {
+    if (error != NULL) fprintf(stderr, "strata-server: %s\n", error);
+    if (server->net != NULL) {
+        net_server_stop(server->net);
+        net_server_destroy(server->net);
+        server->net = NULL;
+    }
+    stop_frontends(server);
+    if (server->stats != NULL) stats_destroy(server->stats);
+    server->stats = NULL;
+    stores_destroy(server, false);
+    return 1;
+}
+
+/* Logs the start and where each front end listens. */
+static void log_start(struct server *server) {
+    const struct options *options = &server->options;
+    char memory[32], max_value[32];
+    log_event(LOG_INFO, "start",
+              "version=%s pid=%ld threads=%d memory=%s max_value=%s max_clients=%lld dir=%s",
+              STRATA_VERSION, (long)getpid(), (int)options_number(options, NET_OPTION(threads)),
+              format_size(memory, sizeof(memory),
+                          (uint64_t)options_number(options, ENGINE_OPTION(memory))),
+              format_size(max_value, sizeof(max_value),
+                          (uint64_t)options_number(options, ENGINE_OPTION(max_value))),
+              (long long)options_number(options, NET_OPTION(max_clients)),
+              options_text(options, SERVER_OPTION(dir)));
+    for (int i = 0; i < frontend_count; i++) {
+        log_event(LOG_INFO, "listening", "protocol=%s bind=\"%s\" port=%d",
+                  server->frontends[i].frontend->name, options_text(options, NET_OPTION(bind)),
+                  server->frontends[i].port);
+    }
+}
+
+int server_start(struct server *server) {
+    /* Signals are taken by sigwait() in the main thread only; threads inherit the mask. */
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t signals;
+    stop_signals(&signals);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    if (open_log_file(server) != 0) {
+        fprintf(stderr, "strata-server: cannot open log file '%s': %s\n",
+                options_text(&server->options, SERVER_OPTION(log_file)), strerror(errno));
+        return 1;
+    }
+    server->lock_fd = lock_data_directory(options_text(&server->options, SERVER_OPTION(dir)));
+    if (server->lock_fd < 0) return 1;
+    fit_descriptor_limit(&server->options);
+    int status = stores_create(server);
+    if (status != 0) return status;
+    server->options.on_change = server_apply_option;
+    server->options.on_change_context = server;
+    struct stats_environment stats_environment = {
+        .store = server->store,
+        .options = &server->options,
+        .executable = server->executable,
+        .config_file = server->config_file,
+        .threads = (int)options_number(&server->options, NET_OPTION(threads)),
+        .namespaces = &server->namespaces,
+    };
+    server->stats = stats_create(&stats_environment);
+    if (server->stats == NULL) return start_failed(server, "out of memory");
+    server->environment = (struct frontend_environment){
+        .store = server->store,
+        .namespaces = &server->namespaces,
+        .options = &server->options,
+        .stats = server->stats,
+        .request_shutdown = request_shutdown,
+        .shutdown_context = server,
+    };
+    char error[512];
+    struct net_config net_config = {
+        .bind = options_text(&server->options, NET_OPTION(bind)),
+        .threads = stats_environment.threads,
+        .options = &server->options,
+    };
+    server->net = net_server_create(&net_config, error, sizeof(error));
+    if (server->net == NULL || start_frontends(server, error, sizeof(error)) != 0 ||
+        net_server_start(server->net, error, sizeof(error)) != 0) {
+        return start_failed(server, error);
+    }
+    /* The ports are open while the flash index is rebuilt: clients hear LOADING (RESP),
+     * BUSY (native) or 503 (HTTP) until it is whole; housekeeping notices the end. */
+    if (store_recovering(server->store)) {
+        stats_set_state(server->stats, SERVER_RECOVERING);
+        log_event(LOG_INFO, "recovering", "reason=\"rebuilding the flash index\"");
+    } else {
+        stats_set_state(server->stats, SERVER_SERVING);
+        log_event(LOG_INFO, "ready", NULL);
+    }
+    housekeeping_start(server);
+    log_start(server);
+    return 0;
+}
+
+void server_wait_for_stop(struct server *server) {
+    sigset_t signals;
+    stop_signals(&signals);
+    for (;;) {
+        int received = 0;
+        if (sigwait(&signals, &received) != 0) continue;
+        if (received == SIGHUP) {
+            const char *path = options_text(&server->options, SERVER_OPTION(log_file));
+            if (open_log_file(server) != 0) {
+                log_event(LOG_ERROR, "log_reopen_failed", "path=%s error=\"%s\"", path,
+                          strerror(errno));
+            } else {
+                log_event(LOG_INFO, "log_reopened", "path=%s", path);
+            }
+            continue;
+        }
+        log_event(LOG_INFO, "stopping", "reason=%s",
+                  received == SIGUSR1  ? "shutdown_command"
+                  : received == SIGINT ? "SIGINT"
+                                       : "SIGTERM");
+        return;
+    }
+}
+
+void server_stop(struct server *server) {
+    int64_t drain_seconds = options_number(&server->options, SERVER_OPTION(drain_time));
+    if (drain_seconds > 0) {
+        /* Keep serving while /health says 503, so load balancers move away first. */
+        stats_set_state(server->stats, SERVER_DRAINING);
+        log_event(LOG_INFO, "draining", "seconds=%lld", (long long)drain_seconds);
+        struct timespec pause = {.tv_sec = (time_t)drain_seconds};
+        while (nanosleep(&pause, &pause) != 0 && errno == EINTR) {
+        }
+    }
+    stats_set_state(server->stats, SERVER_STOPPING);
+    housekeeping_stop(server);
+    net_server_stop(server->net);
+    net_server_destroy(server->net);
+    server->net = NULL;
+    stop_frontends(server);
+    stats_destroy(server->stats);
+    server->stats = NULL;
+    stores_destroy(server, true);
+    log_event(LOG_INFO, "stop", NULL);
+    metrics_teardown();
+    options_free(&server->options);
+    close(server->lock_fd);
+    if (server->log_fd >= 0) close(server->log_fd);
+}
