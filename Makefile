@@ -50,7 +50,7 @@ FUZZ_LIBRARY    := $(call objects,$(FUZZ),$(LIBRARY_SOURCES) tests/fuzz/fuzz_com
         format format-check \
         deps deps-build deps-test clean bench bench-earlier
 
-all: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/libstrata.a
+all: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/libstrata.a $(BUILD)/libstrata-engine.a
 
 # ---- libstrata: the native protocol client (client/, include/strata.h) ----
 
@@ -75,6 +75,19 @@ $(BUILD)/tests/test_libstrata: tests/client/test_libstrata.c $(BUILD)/libstrata.
 $(ASAN)/tests/test_libstrata: tests/client/test_libstrata.c client/strata.c include/strata.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ASAN) tests/client/test_libstrata.c client/strata.c -o $@ $(CLIENT_LIBS)
+
+# ---- libstrata-engine: the store as a library (src/base + src/engine) ----
+# For embedders (src/engine/engine.h, docs/engine.md "Embedding the engine") and for the
+# unit tests, one archive per build: $(BUILD)/, $(ASAN)/, $(TSAN)/, $(FAULT)/.
+
+BASE_SOURCES    := $(wildcard src/base/*.c)
+ENGINE_SOURCES  := $(BASE_SOURCES) $(wildcard src/engine/*.c)
+ENGINE_ARCHIVES := $(addsuffix /libstrata-engine.a,$(BUILD) $(ASAN) $(TSAN) $(FAULT))
+
+$(ENGINE_ARCHIVES): %/libstrata-engine.a: $(addprefix %/obj/,$(ENGINE_SOURCES:.c=.o))
+	rm -f $@ && ar rcs $@ $^
+
+# ---- end of libstrata-engine ----
 
 $(BUILD)/gen/status_page.c: src/observe/status_page.html
 	@mkdir -p $(dir $@)
