@@ -46,7 +46,7 @@ FAULT_LIBRARY   := $(call objects,$(FAULT),$(LIBRARY_SOURCES))
 FUZZ_LIBRARY    := $(call objects,$(FUZZ),$(LIBRARY_SOURCES) tests/fuzz/fuzz_common.c)
 
 .PHONY: all run test unit unit-asan unit-tsan unit-fault integration integration-asan \
-        integration-tsan integration-fault fuzz fuzz-check \
+        integration-tsan integration-fault fuzz fuzz-check example-check \
         format format-check \
         deps deps-build deps-test clean bench bench-earlier
 
@@ -194,7 +194,7 @@ test: deps-test
 	$(MAKE) --no-print-directory format-check
 	$(MAKE) --no-print-directory all $(ASAN)/strata-server $(TSAN)/strata-server \
 	  $(FAULT)/strata-server
-	$(MAKE) --no-print-directory unit unit-asan unit-tsan unit-fault fuzz-check
+	$(MAKE) --no-print-directory unit example-check unit-asan unit-tsan unit-fault fuzz-check
 	$(MAKE) --no-print-directory integration integration-asan integration-tsan integration-fault
 	@echo "make test: all passed"
 
@@ -212,6 +212,16 @@ TSAN_OPTIONS_TEST := halt_on_error=1 second_deadlock_stack=1 history_size=4
 unit-tsan: $(addprefix $(TSAN)/tests/,$(UNIT_NAMES))
 	@for test in $^; do echo "unit (tsan): $$test"; \
 	  TSAN_OPTIONS="$(TSAN_OPTIONS_TEST)" ./$$test || exit 1; done
+
+# ---- the embedding example: examples/engine_embed.c, linked with libstrata-engine.a
+# and system libraries only (docs/engine.md, "Embedding the engine") ----
+$(BUILD)/examples/engine_embed: $(BUILD)/obj/examples/engine_embed.o $(BUILD)/libstrata-engine.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_RELEASE) $^ -o $@ $(LIBS)
+
+example-check: $(BUILD)/examples/engine_embed
+	./$(BUILD)/examples/engine_embed
+# ---- end of the embedding example ----
 
 integration: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/tests/test_libstrata \
              $(BUILD)/bench/loadgen
