@@ -46,11 +46,11 @@ FAULT_LIBRARY   := $(call objects,$(FAULT),$(LIBRARY_SOURCES))
 FUZZ_LIBRARY    := $(call objects,$(FUZZ),$(LIBRARY_SOURCES) tests/fuzz/fuzz_common.c)
 
 .PHONY: all run test unit unit-asan unit-tsan unit-fault integration integration-asan \
-        integration-tsan integration-fault fuzz fuzz-check \
+        integration-tsan integration-fault fuzz fuzz-check example-check \
         format format-check \
         deps deps-build deps-test clean bench bench-earlier
 
-all: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/libstrata.a
+all: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/libstrata.a $(BUILD)/libstrata-engine.a
 
 # ---- libstrata: the native protocol client (client/, include/strata.h) ----
 
@@ -75,6 +75,19 @@ $(BUILD)/tests/test_libstrata: tests/client/test_libstrata.c $(BUILD)/libstrata.
 $(ASAN)/tests/test_libstrata: tests/client/test_libstrata.c client/strata.c include/strata.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ASAN) tests/client/test_libstrata.c client/strata.c -o $@ $(CLIENT_LIBS)
+
+# ---- libstrata-engine: the store as a library (src/base + src/engine) ----
+# For embedders (src/engine/engine.h, docs/engine.md "Embedding the engine") and for the
+# unit tests, one archive per build: $(BUILD)/, $(ASAN)/, $(TSAN)/, $(FAULT)/.
+
+BASE_SOURCES    := $(wildcard src/base/*.c)
+ENGINE_SOURCES  := $(BASE_SOURCES) $(wildcard src/engine/*.c)
+ENGINE_ARCHIVES := $(addsuffix /libstrata-engine.a,$(BUILD) $(ASAN) $(TSAN) $(FAULT))
+
+$(ENGINE_ARCHIVES): %/libstrata-engine.a: $(addprefix %/obj/,$(ENGINE_SOURCES:.c=.o))
+	rm -f $@ && ar rcs $@ $^
+
+# ---- end of libstrata-engine ----
 
 $(BUILD)/gen/status_page.c: src/observe/status_page.html
 	@mkdir -p $(dir $@)
@@ -121,11 +134,27 @@ $(TSAN)/strata-server: $(TSAN_LIBRARY) $(call objects,$(TSAN),$(SERVER_SOURCES))
 $(FAULT)/strata-server: $(FAULT_LIBRARY) $(call objects,$(FAULT),$(SERVER_SOURCES))
 	$(CC) $(CFLAGS_FAULT) $^ -o $@ $(LIBS) $(FAULT_WRAP)
 
-$(FAULT)/tests/test_faults: $(FAULT)/obj/tests/fault/test_faults.o $(FAULT_LIBRARY)
+$(FAULT)/tests/test_faults: $(FAULT)/obj/tests/fault/test_faults.o $(FAULT)/libstrata-engine.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_FAULT) $^ -o $@ $(LIBS) $(FAULT_WRAP)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(RELEASE_LIBRARY)
+# ---- unit tests link only the rooms they test ----
+# UNIT_ROOMS_<test> is what a unit test links for build folder $(1) (the archive takes
+# only the objects the test needs); a test not listed links the whole library.
+UNIT_ROOMS_test_store       = $(1)/libstrata-engine.a
+UNIT_ROOMS_test_checks      = $(1)/libstrata-engine.a
+UNIT_ROOMS_test_options     = $(call objects,$(1),$(BASE_SOURCES))
+UNIT_ROOMS_test_metrics     = $(call objects,$(1),$(BASE_SOURCES))
+# The parser receives large arguments into value blocks, which charge a store's budget:
+# it needs the engine.
+UNIT_ROOMS_test_resp_parser = $(call objects,$(1),src/proto/resp/resp_parser.c) \
+                              $(1)/libstrata-engine.a
+unit_rooms = $(if $(value UNIT_ROOMS_$(2)),$(call UNIT_ROOMS_$(2),$(1)),\
+                  $(call objects,$(1),$(LIBRARY_SOURCES)))
+.SECONDEXPANSION:
+# ---- end of unit test rooms ----
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $$(call unit_rooms,$(BUILD),$$*)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_RELEASE) $^ -o $@ $(LIBS)
 
@@ -148,11 +177,11 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(RELEASE_LIBRARY)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_RELEASE) $^ -o $@ $(LIBS)
 
-$(ASAN)/tests/%: $(ASAN)/obj/tests/unit/%.o $(ASAN_LIBRARY)
+$(ASAN)/tests/%: $(ASAN)/obj/tests/unit/%.o $$(call unit_rooms,$(ASAN),$$*)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ASAN) $^ -o $@ $(LIBS)
 
-$(TSAN)/tests/%: $(TSAN)/obj/tests/unit/%.o $(TSAN_LIBRARY)
+$(TSAN)/tests/%: $(TSAN)/obj/tests/unit/%.o $$(call unit_rooms,$(TSAN),$$*)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_TSAN) $^ -o $@ $(LIBS)
 
@@ -165,7 +194,7 @@ test: deps-test
 	$(MAKE) --no-print-directory format-check
 	$(MAKE) --no-print-directory all $(ASAN)/strata-server $(TSAN)/strata-server \
 	  $(FAULT)/strata-server
-	$(MAKE) --no-print-directory unit unit-asan unit-tsan unit-fault fuzz-check
+	$(MAKE) --no-print-directory unit example-check unit-asan unit-tsan unit-fault fuzz-check
 	$(MAKE) --no-print-directory integration integration-asan integration-tsan integration-fault
 	@echo "make test: all passed"
 
@@ -183,6 +212,16 @@ TSAN_OPTIONS_TEST := halt_on_error=1 second_deadlock_stack=1 history_size=4
 unit-tsan: $(addprefix $(TSAN)/tests/,$(UNIT_NAMES))
 	@for test in $^; do echo "unit (tsan): $$test"; \
 	  TSAN_OPTIONS="$(TSAN_OPTIONS_TEST)" ./$$test || exit 1; done
+
+# ---- the embedding example: examples/engine_embed.c, linked with libstrata-engine.a
+# and system libraries only (docs/engine.md, "Embedding the engine") ----
+$(BUILD)/examples/engine_embed: $(BUILD)/obj/examples/engine_embed.o $(BUILD)/libstrata-engine.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_RELEASE) $^ -o $@ $(LIBS)
+
+example-check: $(BUILD)/examples/engine_embed
+	./$(BUILD)/examples/engine_embed
+# ---- end of the embedding example ----
 
 integration: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/tests/test_libstrata \
              $(BUILD)/bench/loadgen
