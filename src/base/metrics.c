@@ -62,6 +62,20 @@ int metrics_declare(struct metric_group *group) {
     return 0;
 }
 
+metric_id metric_find(const char *name) {
+    for (int id = 0; id < table_count; id++) {
+        if (strcmp(table[id]->name, name) == 0) return id;
+    }
+    return -1;
+}
+
+histogram_id histogram_find(const char *name) {
+    for (int id = 0; id < histogram_count; id++) {
+        if (strcmp(histogram_table[id]->name, name) == 0) return id;
+    }
+    return -1;
+}
+
 int metrics_count(void) {
     if (group_count == 0) metrics_declare(&base_group);
     return table_count;

@@ -70,6 +70,11 @@ struct metric_group {
  * programming error: the caller stops). */
 int metrics_declare(struct metric_group *group);
 
+/* The identifier of the metric or histogram called NAME (its .def identifier), or -1:
+ * how a room that may not include the declaring module's header (observe/) names it. */
+metric_id metric_find(const char *name);
+histogram_id histogram_find(const char *name);
+
 /* How many metrics and histograms the table holds now. */
 int metrics_count(void);
 int histograms_count(void);

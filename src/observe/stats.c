@@ -1,9 +1,6 @@
 /* INFO, /metrics, /info and the status page history, all rendered from stats.def. */
 #include "observe/stats.h"
 #include "engine/engine_options.h"
-#include "net/net.h"
-#include "proto/http/http.h"
-#include "proto/resp/resp.h"
 
 #include "base/fault.h"
 #include "engine/namespaces.h"
@@ -120,10 +117,28 @@ enum stat_id {
 #undef STAT
 };
 
+/* The metric called NAME in SNAPSHOT (0 if no module declared it). */
+static double metric_in(const struct stats_snapshot *snapshot, const char *name) {
+    metric_id id = metric_find(name);
+    return id < 0 ? 0 : (double)snapshot->metrics[id];
+}
+
+/* The numeric option called NAME (0 if no module declared it). */
+static double option_in(const struct stats_snapshot *snapshot, const char *name) {
+    int id = options_find(name);
+    return id < 0 ? 0 : (double)options_number(snapshot->options, id);
+}
+
+/* The current value of the metric called NAME, or 0 if no module declared it. */
+static int64_t metric_read_named(const char *name) {
+    metric_id id = metric_find(name);
+    return id < 0 ? 0 : metric_read(id);
+}
+
 /* The value of row ID in SNAPSHOT: the table's value expressions, in one switch. */
 static double row_value(enum stat_id id, const struct stats_snapshot *snapshot) {
-#define METRIC(id)        ((double)snapshot->metrics[id])
-#define OPTION(id)        ((double)options_number(snapshot->options, id))
+#define METRIC(name)      metric_in(snapshot, #name)
+#define OPTION(name)      option_in(snapshot, name)
 #define STORE(field)      ((double)snapshot->store.field)
 #define ALL_STORES(field) ((double)snapshot->all_stores.field)
 #define FLASH(field)      ((double)snapshot->flash.field)
@@ -229,11 +244,12 @@ int stats_section_bit(const char *name, size_t length) {
 /* The latency histograms of all command classes added together. */
 static void read_all_command_latency(struct histogram_reading *total) {
     memset(total, 0, sizeof(*total));
-    const histogram_id classes[] = {RESP_HISTOGRAM(command_read), RESP_HISTOGRAM(command_write),
-                                    RESP_HISTOGRAM(command_other)};
+    const char *classes[] = {"command_read", "command_write", "command_other"};
     for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
+        histogram_id id = histogram_find(classes[i]);
+        if (id < 0) continue;
         struct histogram_reading reading;
-        metric_read_histogram(classes[i], &reading);
+        metric_read_histogram(id, &reading);
         for (int bucket = 0; bucket < HISTOGRAM_BUCKETS; bucket++)
             total->counts[bucket] += reading.counts[bucket];
         total->count += reading.count;
@@ -278,10 +294,9 @@ static void record_history(struct stats *stats) {
     read_all_stores(stats, &all);
     now.hits = (int64_t)all.hits;
     now.misses = (int64_t)all.misses;
-    now.operations =
-        metric_read(RESP_METRIC(commands_processed)) + metric_read(HTTP_METRIC(http_requests));
-    now.input = metric_read(NET_METRIC(net_input_bytes));
-    now.output = metric_read(NET_METRIC(net_output_bytes));
+    now.operations = metric_read_named("commands_processed") + metric_read_named("http_requests");
+    now.input = metric_read_named("net_input_bytes");
+    now.output = metric_read_named("net_output_bytes");
     read_all_command_latency(&now.latency);
     struct store_stats store;
     store_get_stats(stats->environment.store, &store);
@@ -329,9 +344,9 @@ void stats_sample(struct stats *stats) {
     pthread_mutex_lock(&stats->lock);
     int slot = stats->fast_next;
     stats->fast_times[slot] = clock_monotonic_ms();
-    stats->fast_commands[slot] = metric_read(RESP_METRIC(commands_processed));
-    stats->fast_input[slot] = metric_read(NET_METRIC(net_input_bytes));
-    stats->fast_output[slot] = metric_read(NET_METRIC(net_output_bytes));
+    stats->fast_commands[slot] = metric_read_named("commands_processed");
+    stats->fast_input[slot] = metric_read_named("net_input_bytes");
+    stats->fast_output[slot] = metric_read_named("net_output_bytes");
     stats->fast_next = (slot + 1) % FAST_SAMPLES;
     if (stats->fast_count < FAST_SAMPLES) stats->fast_count++;
     if (++stats->samples_since_history >= SAMPLES_PER_HISTORY) {

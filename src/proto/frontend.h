@@ -19,10 +19,10 @@ struct store;
 /* What every front end may use; the server fills it once and it outlives the front
  * ends. Nothing in it is owned by a front end. */
 struct frontend_environment {
-    struct store *store;                /* the default namespace's store */
-    struct namespace_table *namespaces; /* every namespace, default included */
-    struct options *options;            /* read live; CONFIG SET may change numbers */
-    struct stats *stats;                /* INFO, /metrics, the life-cycle state */
+    struct store *store;                     /* the default namespace's store */
+    struct namespace_table *namespaces;      /* every namespace, default included */
+    struct options *options;                 /* read live; CONFIG SET may change numbers */
+    struct stats *stats;                     /* INFO, /metrics, the life-cycle state */
     void (*request_shutdown)(void *context); /* SHUTDOWN: asks the server to stop */
     void *shutdown_context;
 };

@@ -1,6 +1,7 @@
 /* strata-server's life cycle: options, start (log, data directory lock, stores, front
  * ends, listeners, workers, housekeeping), the wait for a stop signal, and the stop.
  * The front ends come from the table in frontends.c; nothing here names a protocol. */
+#include "server/server.h"
 #include "base/fault.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -10,7 +11,6 @@
 #include "engine/store.h"
 #include "net/net.h"
 #include "observe/stats.h"
-#include "server/server.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -209,9 +209,9 @@ static int start_frontends(struct server *server, char *error, size_t error_size
             return -1;
         }
         int port_option = options_find(frontend->port_option);
-        instance->port = net_server_listen(server->net,
-                                           (int)options_number(&server->options, port_option),
-                                           &frontend->handler, instance->state, error, error_size);
+        instance->port =
+            net_server_listen(server->net, (int)options_number(&server->options, port_option),
+                              &frontend->handler, instance->state, error, error_size);
         if (instance->port < 0) return -1;
         if (frontend->info_port_field != NULL)
             stats_set_port(server->stats, frontend->info_port_field, instance->port);
