@@ -249,6 +249,7 @@ static int make_directories(const char *directory) {
 
 void flash_set_recovery(struct flash *flash, const char *source, uint64_t milliseconds,
                         uint64_t items, uint64_t next_sequence) {
+    ASSERT_RECOVERY(flash);
     flash_lock(flash);
     flash->recovery_source = source;
     flash->recovery_ms = milliseconds;

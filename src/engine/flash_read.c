@@ -15,6 +15,9 @@
 bool flash_read_prepare(struct tier *tier, const struct tier_record *record, uint64_t hash,
                         struct tier_read *read) {
     struct flash *flash = flash_of(tier);
+    /* Called with the key's shard locked: the entry cannot change meanwhile. */
+    STRATA_ASSERT(
+        FLASH_INDEX(flash)->key_locked(FLASH_OWNER(flash), record->key, record->key_length));
     memset(read, 0, sizeof(*read));
     size_t key_length = record->key_length;
     read->key = malloc(key_length ? key_length : 1);

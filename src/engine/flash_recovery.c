@@ -235,6 +235,7 @@ void flash_save_index(struct flash *flash) {
 /* Loads the saved index if it is whole and matches the segments. Returns the number of
  * entries linked, or -1 if it cannot be used (the caller scans instead). */
 static int64_t load_index(struct flash *flash, uint64_t *next_sequence) {
+    ASSERT_RECOVERY(flash);
     char path[4096];
     snprintf(path, sizeof(path), "%s/index", flash->directory);
     int fd = fault_fails(FAULT_open) ? -1 : open(path, O_RDONLY | O_CLOEXEC);
@@ -369,6 +370,7 @@ static uint64_t skip_unreadable(struct flash *flash, struct segment *segment,
 /* Scans one segment, linking what its records say. A block that cannot be read is
  * skipped like a damaged record: the scan goes on at the next trustworthy header. */
 static void scan_segment(struct flash *flash, struct segment *segment, struct scan_totals *totals) {
+    ASSERT_RECOVERY(flash);
     struct segment_reader reader;
     if (!flash_reader_init(&reader, segment->fd, segment->size)) return;
     int64_t now = clock_realtime_ms();
@@ -454,6 +456,7 @@ int flash_open_segments(struct flash *flash, char *error, size_t error_size) {
 }
 
 bool flash_rebuild_index(struct flash *flash) {
+    ASSERT_RECOVERY(flash);
     int64_t started = clock_monotonic_ms();
     uint64_t next_sequence = 1;
     int64_t loaded = load_index(flash, &next_sequence);

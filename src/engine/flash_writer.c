@@ -495,6 +495,7 @@ uint64_t flash_queue_tombstone(struct tier *tier, const void *key, size_t key_le
 
 int flash_wait_tickets(struct tier *tier, uint64_t first, uint64_t last) {
     struct flash *flash = flash_of(tier);
+    STRATA_ASSERT(!flash_on_writer(tier)); /* the writer never waits for itself */
     flash_lock(flash);
     while (flash->tickets_done < last)
         flash_wait(flash, &flash->progress, NULL);
@@ -543,6 +544,7 @@ bool flash_tier_wait_progress(struct tier *tier, int64_t deadline_ms) {
 
 void flash_drain(struct tier *tier) {
     struct flash *flash = flash_of(tier);
+    STRATA_ASSERT(!flash_on_writer(tier)); /* the writer never waits for itself */
     flash_lock(flash);
     while (flash->queue_head != NULL || flash->writer_busy)
         flash_wait(flash, &flash->progress, NULL);

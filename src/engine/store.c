@@ -209,6 +209,7 @@ enum store_status store_finish_write(struct store *store, enum store_status stat
      * queued is an error (its DRAM side may be in place: the outcome is unknown). */
     if (failed && status == STORE_OK) status = STORE_ALLOCATION_FAILED;
     if (last == 0) return status;
+    ASSERT_NO_SHARD_LOCK(); /* the writer takes shard locks to complete the writes */
     int result = tier_wait_tickets(store->tier, first, last);
     return result < 0 && status == STORE_OK ? STORE_IO_ERROR : status;
 }
@@ -418,6 +419,7 @@ static uint64_t growth_capacity(uint64_t length) {
  * and the block has room. Called with the item's shard locked. Returns true if done. */
 static bool append_in_place(struct shard *shard, struct item *existing, const void *data,
                             uint64_t data_length) {
+    ASSERT_SHARD_LOCKED(shard);
     if (!(existing->flags & ITEM_EXTERNAL) || existing->flash_segment != 0 ||
         atomic_load_explicit(&existing->references, memory_order_acquire) != 1) {
         return false; /* shared, or its copy on flash would go stale */

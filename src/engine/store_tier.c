@@ -52,6 +52,7 @@ void flash_entry_free(struct store *store, struct flash_entry *entry) {
  * caller's. Counts stay: one key out, one key in. */
 static void swap_item_for_entry(struct shard *shard, struct item **slot, struct item *item,
                                 struct flash_entry *replacement) {
+    ASSERT_SHARD_LOCKED(shard);
     if (item->queue == QUEUE_SMALL || item->queue == QUEUE_MAIN) {
         s3fifo_queue_remove(s3fifo_queue_of(shard, item), item);
     }
@@ -126,6 +127,8 @@ static uint64_t item_full_hash(struct store *store, const struct item *item) {
 static bool item_written(void *owner, struct item *item, uint32_t segment, uint32_t offset,
                          int result) {
     struct store *store = owner;
+    STRATA_ASSERT(tier_on_writer(store->tier)); /* tier_index: the writer thread */
+    ASSERT_NO_SHARD_LOCK();                     /* it takes one */
     struct shard *shard = shard_for(store, item_full_hash(store, item));
     bool live = false;
     bool unlinked = false;
@@ -187,6 +190,7 @@ static struct flash_entry *lock_flash_entry_at(struct store *store, uint64_t has
 /* Takes flash entry ENTRY at SLOT out of the index (SHARD locked) and frees it. */
 static void remove_flash_entry(struct store *store, struct shard *shard, struct item **slot,
                                struct flash_entry *entry) {
+    ASSERT_SHARD_LOCKED(shard);
     index_unlink(shard, slot, (struct item *)entry);
     flash_entry_free(store, entry);
 }
@@ -195,6 +199,7 @@ static void remove_flash_entry(struct store *store, struct shard *shard, struct 
  * every live value should keep a copy on flash, so while there is room the item is
  * written again (into the newest segment); otherwise it simply has none any more. */
 static void copy_going_away(struct store *store, struct item *item) {
+    ASSERT_SHARD_LOCKED(shard_for(store, item_full_hash(store, item)));
     item->flash_segment = 0;
     struct tier *tier = store->tier;
     if (tier_rewrite_copies(tier) && item->queue != QUEUE_DEMOTING &&
@@ -207,6 +212,8 @@ static void copy_going_away(struct store *store, struct item *item) {
 static int reclaim_record(void *owner, const void *key, size_t key_length, uint32_t segment,
                           uint32_t offset, bool drop, bool *accessed, int64_t *expire_at_ms) {
     struct store *store = owner;
+    STRATA_ASSERT(tier_on_writer(store->tier)); /* tier_index: the writer thread */
+    ASSERT_NO_SHARD_LOCK();                     /* it takes one */
     struct shard *shard;
     struct item **slot;
     struct flash_entry *entry = lock_flash_entry_at(store, hash_key(store, key, key_length), key,
@@ -231,6 +238,8 @@ static int reclaim_record(void *owner, const void *key, size_t key_length, uint3
 static bool unsynced_record(void *owner, const void *key, size_t key_length, uint32_t segment,
                             uint32_t offset) {
     struct store *store = owner;
+    STRATA_ASSERT(tier_on_writer(store->tier)); /* tier_index: the writer thread */
+    ASSERT_NO_SHARD_LOCK();                     /* it takes one */
     struct shard *shard;
     struct item **slot;
     struct flash_entry *entry = lock_flash_entry_at(store, hash_key(store, key, key_length), key,
@@ -250,6 +259,8 @@ static bool unsynced_record(void *owner, const void *key, size_t key_length, uin
 /* tier_index.drop_segment */
 static uint64_t drop_segment(void *owner, uint32_t segment) {
     struct store *store = owner;
+    STRATA_ASSERT(tier_on_writer(store->tier)); /* tier_index: the writer thread */
+    ASSERT_NO_SHARD_LOCK();                     /* it takes one */
     uint64_t dropped = 0;
     for (unsigned i = 0; i < store->shard_count; i++) {
         struct shard *shard = &store->shards[i];
@@ -278,6 +289,8 @@ static uint64_t drop_segment(void *owner, uint32_t segment) {
 static bool reinserted(void *owner, const void *key, size_t key_length, uint32_t old_segment,
                        uint32_t old_offset, uint32_t segment, uint32_t offset) {
     struct store *store = owner;
+    STRATA_ASSERT(tier_on_writer(store->tier)); /* tier_index: the writer thread */
+    ASSERT_NO_SHARD_LOCK();                     /* it takes one */
     struct shard *shard;
     struct item **slot;
     struct flash_entry *entry =
@@ -297,6 +310,7 @@ static bool recover_entry(void *owner, const void *key, size_t key_length, uint3
                           uint32_t offset, uint64_t value_length, int64_t expire_at_ms,
                           bool remove) {
     struct store *store = owner;
+    ASSERT_NO_SHARD_LOCK(); /* it takes one */
     uint64_t hash = hash_key(store, key, key_length);
     struct shard *shard = shard_for(store, hash);
     bool ok = true;
@@ -322,6 +336,7 @@ static bool recover_entry(void *owner, const void *key, size_t key_length, uint3
 /* tier_index.visit */
 static void visit_entries(void *owner, tier_entry_visit visit, void *context) {
     struct store *store = owner;
+    ASSERT_NO_SHARD_LOCK(); /* it takes each in turn */
     for (unsigned i = 0; i < store->shard_count; i++) {
         struct shard *shard = &store->shards[i];
         shard_lock(shard);
