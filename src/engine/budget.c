@@ -58,12 +58,12 @@ static enum store_status pace(struct store *store, uint64_t bytes, int64_t *dead
     uint64_t excess = used + bytes > budget ? used + bytes - budget : 0;
     uint64_t coming = atomic_load_explicit(&store->demoting_bytes, memory_order_relaxed);
     if (coming == 0 || coming < excess) return STORE_OK;
-    struct flash_counters *counters = flash_counters(store->flash);
+    struct tier_counters *counters = &store->tier->counters;
     if (*deadline_ms == 0) {
-        *deadline_ms = clock_monotonic_ms() + flash_pace_timeout(store->flash);
+        *deadline_ms = clock_monotonic_ms() + tier_pace_timeout(store->tier);
         atomic_fetch_add_explicit(&counters->paced_writes, 1, memory_order_relaxed);
     }
-    if (!flash_wait_progress(store->flash, *deadline_ms) && clock_monotonic_ms() >= *deadline_ms) {
+    if (!tier_wait_progress(store->tier, *deadline_ms) && clock_monotonic_ms() >= *deadline_ms) {
         atomic_fetch_add_explicit(&counters->pace_timeouts, 1, memory_order_relaxed);
         return STORE_FLASH_BUSY;
     }
@@ -76,14 +76,14 @@ static enum store_status pace(struct store *store, uint64_t bytes, int64_t *dead
 enum store_status budget_charge(struct store *store, uint64_t bytes) {
     ASSERT_NO_SHARD_LOCK(); /* it may evict */
     /* It may wait for the writer: never on the writer itself. */
-    STRATA_ASSERT(store->flash == NULL || !flash_on_writer(store->flash));
+    STRATA_ASSERT(store->tier == NULL || !tier_on_writer(store->tier));
     uint64_t budget = atomic_load_explicit(&store->budget, memory_order_relaxed);
     uint64_t fixed = atomic_load_explicit(&store->fixed, memory_order_relaxed);
     if (fixed >= budget || bytes > budget - fixed) return STORE_TOO_LARGE_FOR_BUDGET;
     unsigned fruitless = 0;
     int64_t deadline_ms = 0;
     while (!budget_try_charge(store, bytes)) {
-        if (store->flash != NULL) {
+        if (store->tier != NULL) {
             enum store_status paced = pace(store, bytes, &deadline_ms);
             if (paced == STORE_FLASH_BUSY) {
                 atomic_fetch_add_explicit(&store->rejected_writes, 1, memory_order_relaxed);
@@ -97,15 +97,15 @@ enum store_status budget_charge(struct store *store, uint64_t bytes) {
         if (s3fifo_evict_one(store, &store->shards[index])) {
             fruitless = 0;
         } else if (++fruitless > store->shard_count) {
-            if (store->flash != NULL &&
+            if (store->tier != NULL &&
                 atomic_load_explicit(&store->demoting_bytes, memory_order_relaxed) > 0) {
                 /* Nothing left to choose, but the writer is still freeing memory. */
-                struct flash_counters *counters = flash_counters(store->flash);
+                struct tier_counters *counters = &store->tier->counters;
                 if (deadline_ms == 0) {
-                    deadline_ms = clock_monotonic_ms() + flash_pace_timeout(store->flash);
+                    deadline_ms = clock_monotonic_ms() + tier_pace_timeout(store->tier);
                     atomic_fetch_add_explicit(&counters->paced_writes, 1, memory_order_relaxed);
                 }
-                if (flash_wait_progress(store->flash, deadline_ms) ||
+                if (tier_wait_progress(store->tier, deadline_ms) ||
                     clock_monotonic_ms() < deadline_ms) {
                     fruitless = 0;
                     continue;

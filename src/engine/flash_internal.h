@@ -1,11 +1,18 @@
-/* The flash tier's private structures, shared by flash.c and flash_recovery.c. */
+/* The flash tier's private structures and the functions its files share (flash.c,
+ * flash_writer.c, flash_reclaim.c, flash_read.c, flash_stream.c, flash_recovery.c). */
 #ifndef STRATA_ENGINE_FLASH_INTERNAL_H
 #define STRATA_ENGINE_FLASH_INTERNAL_H
 
 #include "base/checks.h"
 #include "engine/flash.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
+#include <time.h>
+
+/* Bytes the writer lays out before writing them in one go. */
+#define STAGING_SIZE (4u << 20)
 
 struct segment {
     uint32_t id;
@@ -24,7 +31,7 @@ struct pending_write {
     enum write_kind kind;
     struct item *item;       /* WRITE_ITEM: a reference */
     uint64_t ticket;         /* its place in the queue, from 1 */
-    uint64_t demoting_bytes; /* what it adds to store->demoting_bytes; 0 unless a demotion */
+    uint64_t demoting_bytes; /* what it adds to the owner's demoting_bytes; 0 unless a demotion */
     uint32_t segment;        /* where the writer put it */
     uint32_t offset;
     uint64_t record_size;
@@ -33,7 +40,7 @@ struct pending_write {
 };
 
 struct flash {
-    struct store *store;
+    struct tier tier; /* first: a struct tier * is a struct flash * (flash_of()) */
     char *directory;
     uint64_t capacity;
     uint64_t segment_size;
@@ -85,12 +92,135 @@ struct flash {
     struct pending_write **appended_tail;
     int64_t last_sync_ms;
 
-    struct flash_counters counters;
     /* What recovery found; set under lock (INFO reads them while it runs). */
     uint64_t recovery_ms;
     uint64_t recovered_items;
     const char *recovery_source;
 };
+
+static inline struct flash *flash_of(const struct tier *tier) {
+    return (struct flash *)tier;
+}
+
+/* The owner's callbacks (tier.h), and the context they take. */
+#define FLASH_INDEX(flash) ((flash)->tier.owner.index)
+#define FLASH_OWNER(flash) ((flash)->tier.owner.context)
+
+static inline void count(_Atomic uint64_t *counter, uint64_t amount) {
+    atomic_fetch_add_explicit(counter, amount, memory_order_relaxed);
+}
+
+/* ---- flash->lock, with its owner tracked in the checking builds ---------------- */
+
+static inline void flash_lock(struct flash *flash) {
+    pthread_mutex_lock(&flash->lock);
+    check_acquired(&flash->lock_owner);
+    if (STRATA_CHECKING) tier_locks_held++;
+}
+
+static inline void flash_unlock(struct flash *flash) {
+    check_releasing(&flash->lock_owner);
+    if (STRATA_CHECKING) tier_locks_held--;
+    pthread_mutex_unlock(&flash->lock);
+}
+
+/* Waits on CONDITION with flash->lock held (until UNTIL, a CLOCK_REALTIME time, when
+ * not NULL); the lock is let go meanwhile, as far as the checks are concerned too. */
+static inline void flash_wait(struct flash *flash, pthread_cond_t *condition,
+                              const struct timespec *until) {
+    check_releasing(&flash->lock_owner);
+    if (STRATA_CHECKING) tier_locks_held--;
+    if (until != NULL) {
+        pthread_cond_timedwait(condition, &flash->lock, until);
+    } else {
+        pthread_cond_wait(condition, &flash->lock);
+    }
+    check_acquired(&flash->lock_owner);
+    if (STRATA_CHECKING) tier_locks_held++;
+}
+
+/* The rules "called by the writer thread" (it owns the current segment and the staging
+ * buffer), "called by the recovery thread", "called with flash->lock held" and "called
+ * without it", checked in the checking builds. */
+#define ASSERT_WRITER(flash)                                                                       \
+    STRATA_ASSERT(atomic_load_explicit(&(flash)->writer_thread, memory_order_relaxed) ==           \
+                  check_thread())
+#define ASSERT_RECOVERY(flash)                                                                     \
+    STRATA_ASSERT(atomic_load_explicit(&(flash)->recovery_thread, memory_order_relaxed) ==         \
+                  check_thread())
+#define ASSERT_FLASH_LOCKED(flash)   STRATA_ASSERT(check_held(&(flash)->lock_owner))
+#define ASSERT_FLASH_UNLOCKED(flash) STRATA_ASSERT(!check_held(&(flash)->lock_owner))
+
+/* ---- flash.c: segments ---------------------------------------------------------- */
+
+/* The path of segment file ID. */
+void flash_segment_path(const struct flash *flash, uint32_t id, char *path, size_t size);
+
+/* Creates segment file ID of SIZE bytes, allocated on disk, with its header block, and
+ * adds it to the table. Returns the segment or NULL with errno set. */
+struct segment *flash_segment_create(struct flash *flash, uint32_t id, uint64_t size);
+
+/* Takes the oldest segment out of the table, deletes its file and drops the table's
+ * reference (reads in flight keep it open). */
+void flash_segment_remove_oldest(struct flash *flash);
+
+/* Adds SIZE live bytes to segment ID. Called without flash->lock. */
+void flash_record_live(struct flash *flash, uint32_t segment_id, uint64_t size);
+
+/* ---- flash_writer.c: the writer thread ---------------------------------------- */
+
+/* The writer thread's body (ARGUMENT: the struct flash). */
+void *flash_writer_main(void *argument);
+
+/* Appends one record to the current segment (opening one if it lacks room) and sets
+ * *SEGMENT and *OFFSET to where it went. VALUE may be NULL for a tombstone. Writer
+ * thread. Returns 0 or a negative errno. */
+int flash_append_record(struct flash *flash, const void *key, size_t key_length, const void *value,
+                        uint64_t value_length, int64_t expire_at_ms, uint16_t flags,
+                        uint32_t *segment, uint32_t *offset);
+
+/* Writes out the staging buffer (keeping a partial block with KEEP_TAIL), syncs as the
+ * policy says, and completes the appended records. Writer thread. Returns 0 or a
+ * negative errno. */
+int flash_writer_checkpoint(struct flash *flash, bool keep_tail);
+
+/* ---- flash_reclaim.c ------------------------------------------------------------ */
+
+/* Reclaims the oldest segment: records read since they were written are copied into
+ * the current segment while they fit in *REINSERT_ROOM bytes (which shrinks by what
+ * they take); the other live records leave the index; then the file is deleted. Writer
+ * thread. */
+void flash_reclaim_oldest(struct flash *flash, uint64_t *reinsert_room);
+
+/* ---- the tier's ops (flash.c holds the table), by file ---------------------------- */
+
+/* flash.c */
+uint64_t flash_record_bytes(size_t key_length, uint64_t value_length);
+void flash_record_dead(struct tier *tier, uint32_t segment, size_t key_length,
+                       uint64_t value_length);
+void flash_get_stats(struct tier *tier, struct flash_stats *stats);
+bool flash_stop_recovery(struct tier *tier);
+void flash_close(struct tier *tier, bool save_index);
+/* flash_writer.c */
+bool flash_accepts(const struct tier *tier, size_t key_length, uint64_t value_length);
+uint64_t flash_queue_item(struct tier *tier, struct item *item, bool demote);
+uint64_t flash_queue_tombstone(struct tier *tier, const void *key, size_t key_length);
+int flash_wait_tickets(struct tier *tier, uint64_t first, uint64_t last);
+bool flash_write_through(const struct tier *tier);
+bool flash_rewrite_copies(const struct tier *tier);
+bool flash_on_writer(const struct tier *tier);
+bool flash_tier_wait_progress(struct tier *tier, int64_t deadline_ms);
+void flash_drain(struct tier *tier);
+int64_t flash_pace_timeout(const struct tier *tier);
+void flash_set_pace_timeout(struct tier *tier, int64_t milliseconds);
+/* flash_read.c */
+bool flash_read_prepare(struct tier *tier, const struct tier_record *record, uint64_t hash,
+                        struct tier_read *read);
+enum store_status flash_read_start(struct tier_read *read, bool async);
+void flash_read_finish(struct tier_read *read);
+/* flash_stream.c */
+enum store_status flash_stream_open(const struct tier_read *read, bool held, store_read_done done,
+                                    void *context, struct store_stream **stream);
 
 /* Reads a segment file piece by piece for reclaim and recovery. */
 struct segment_reader {

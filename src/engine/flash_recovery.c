@@ -199,7 +199,7 @@ void flash_save_index(struct flash *flash) {
         return;
     }
     uint64_t expected = 0;
-    flash_store_visit(flash->store, count_entry, &expected);
+    FLASH_INDEX(flash)->visit(FLASH_OWNER(flash), count_entry, &expected);
     struct index_header header = {
         .magic = FLASH_INDEX_MAGIC,
         .version = FLASH_FORMAT_VERSION,
@@ -214,7 +214,7 @@ void flash_save_index(struct flash *flash) {
             .id = segment->id, .size = segment->size, .end = segment->end};
         index_put(&writer, &saved, sizeof(saved));
     }
-    flash_store_visit(flash->store, save_entry, &writer);
+    FLASH_INDEX(flash)->visit(FLASH_OWNER(flash), save_entry, &writer);
     uint32_t crc = crc32c_finish(writer.running);
     if (fwrite(&crc, 1, sizeof(crc), writer.file) != sizeof(crc)) writer.failed = true;
     if (fflush(writer.file) != 0 || fault_fails(FAULT_sync) || fsync(fileno(writer.file)) != 0) {
@@ -235,6 +235,7 @@ void flash_save_index(struct flash *flash) {
 /* Loads the saved index if it is whole and matches the segments. Returns the number of
  * entries linked, or -1 if it cannot be used (the caller scans instead). */
 static int64_t load_index(struct flash *flash, uint64_t *next_sequence) {
+    ASSERT_RECOVERY(flash);
     char path[4096];
     snprintf(path, sizeof(path), "%s/index", flash->directory);
     int fd = fault_fails(FAULT_open) ? -1 : open(path, O_RDONLY | O_CLOEXEC);
@@ -302,9 +303,9 @@ static int64_t load_index(struct flash *flash, uint64_t *next_sequence) {
                 goto out;
             }
             if (pass == 1) {
-                flash_store_recover_entry(flash->store, key, entry.key_length, entry.segment,
-                                          entry.offset, entry.value_length, entry.expire_at_ms,
-                                          false);
+                FLASH_INDEX(flash)->recover_entry(FLASH_OWNER(flash), key, entry.key_length,
+                                                  entry.segment, entry.offset, entry.value_length,
+                                                  entry.expire_at_ms, false);
             }
         }
         if (position != size - 4) goto out;
@@ -358,7 +359,7 @@ static uint64_t resynchronize(struct segment_reader *reader, uint64_t from, uint
  * (the next trustworthy header after the block that failed), or 0 to stop. */
 static uint64_t skip_unreadable(struct flash *flash, struct segment *segment,
                                 struct segment_reader *reader, uint64_t offset) {
-    atomic_fetch_add_explicit(&flash->counters.read_errors, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&flash->tier.counters.read_errors, 1, memory_order_relaxed);
     log_event(LOG_ERROR, "flash_read_failed", "segment=%u offset=%llu during=recovery error=\"%s\"",
               segment->id, (unsigned long long)offset, strerror(reader->error));
     reader->error = 0;
@@ -369,6 +370,7 @@ static uint64_t skip_unreadable(struct flash *flash, struct segment *segment,
 /* Scans one segment, linking what its records say. A block that cannot be read is
  * skipped like a damaged record: the scan goes on at the next trustworthy header. */
 static void scan_segment(struct flash *flash, struct segment *segment, struct scan_totals *totals) {
+    ASSERT_RECOVERY(flash);
     struct segment_reader reader;
     if (!flash_reader_init(&reader, segment->fd, segment->size)) return;
     int64_t now = clock_realtime_ms();
@@ -397,7 +399,8 @@ static void scan_segment(struct flash *flash, struct segment *segment, struct sc
             uint64_t next = resynchronize(&reader, offset + FLASH_RECORD_ALIGN, segment->size);
             if (next == 0) break;
             totals->damaged++;
-            atomic_fetch_add_explicit(&flash->counters.checksum_failures, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&flash->tier.counters.checksum_failures, 1,
+                                      memory_order_relaxed);
             log_event(LOG_ERROR, "flash_checksum_failed",
                       "segment=%u offset=%llu reason=\"damaged record header\"", segment->id,
                       (unsigned long long)offset);
@@ -411,8 +414,8 @@ static void scan_segment(struct flash *flash, struct segment *segment, struct sc
         if (record == NULL && reader.error != 0) {
             /* The header said which key: it must not keep an older value. */
             if (key_copy != NULL) {
-                flash_store_recover_entry(flash->store, key_copy, header.key_length, segment->id,
-                                          (uint32_t)offset, 0, 0, true);
+                FLASH_INDEX(flash)->recover_entry(FLASH_OWNER(flash), key_copy, header.key_length,
+                                                  segment->id, (uint32_t)offset, 0, 0, true);
             }
             free(key_copy);
             offset = skip_unreadable(flash, segment, &reader, offset);
@@ -426,7 +429,8 @@ static void scan_segment(struct flash *flash, struct segment *segment, struct sc
         bool valid = flash_record_valid(record);
         if (!valid) {
             totals->damaged++;
-            atomic_fetch_add_explicit(&flash->counters.checksum_failures, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&flash->tier.counters.checksum_failures, 1,
+                                      memory_order_relaxed);
             char quoted[256];
             log_event(LOG_ERROR, "flash_checksum_failed", "key=%s segment=%u offset=%llu",
                       log_quote(quoted, sizeof(quoted), (const char *)key, header.key_length),
@@ -434,9 +438,9 @@ static void scan_segment(struct flash *flash, struct segment *segment, struct sc
         }
         bool expired = header.expire_at_ms != 0 && header.expire_at_ms <= now;
         if (header.value_length <= UINT32_MAX) {
-            flash_store_recover_entry(flash->store, key, header.key_length, segment->id,
-                                      (uint32_t)offset, header.value_length, header.expire_at_ms,
-                                      tombstone || expired || !valid);
+            FLASH_INDEX(flash)->recover_entry(FLASH_OWNER(flash), key, header.key_length,
+                                              segment->id, (uint32_t)offset, header.value_length,
+                                              header.expire_at_ms, tombstone || expired || !valid);
         }
         if (header.sequence > totals->max_sequence) totals->max_sequence = header.sequence;
         totals->records++;
@@ -452,6 +456,7 @@ int flash_open_segments(struct flash *flash, char *error, size_t error_size) {
 }
 
 bool flash_rebuild_index(struct flash *flash) {
+    ASSERT_RECOVERY(flash);
     int64_t started = clock_monotonic_ms();
     uint64_t next_sequence = 1;
     int64_t loaded = load_index(flash, &next_sequence);
@@ -472,7 +477,7 @@ bool flash_rebuild_index(struct flash *flash) {
             scan_segment(flash, flash->segments[i], &totals);
         }
         next_sequence = totals.max_sequence + 1;
-        items = atomic_load_explicit(&flash->counters.items, memory_order_relaxed);
+        items = atomic_load_explicit(&flash->tier.counters.items, memory_order_relaxed);
         source = flash->segment_count > 0 ? "scan" : "empty";
         if (totals.damaged > 0) {
             log_event(LOG_WARNING, "flash_damaged_records", "count=%llu",

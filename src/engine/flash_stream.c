@@ -16,7 +16,6 @@
 #include "base/log.h"
 #include "base/output_queue.h"
 #include "engine/flash_internal.h"
-#include "engine/store_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -49,7 +48,6 @@ struct stream_buffer {
 enum stream_mode { MODE_OPENING, MODE_IDLE, MODE_SEND, MODE_COPY };
 
 struct store_stream {
-    struct store *store;
     struct flash *flash;
     struct segment *segment; /* a reference: the file stays open while the stream reads */
     uint64_t hash;
@@ -106,7 +104,7 @@ static void pump(struct store_stream *stream);
 static void stream_free(struct store_stream *stream) {
     for (int i = 0; i < STREAM_BUFFERS; i++)
         free(stream->buffers[i].allocation);
-    budget_uncharge(stream->store, stream->charge);
+    FLASH_INDEX(stream->flash)->uncharge(FLASH_OWNER(stream->flash), stream->charge);
     if (stream->segment != NULL) segment_release_reference(stream->segment);
     free(stream->key);
     free(stream);
@@ -261,14 +259,15 @@ static void deliver(struct store_stream *stream, struct stream_buffer *buffer) {
 static void stream_failed(struct store_stream *stream, enum store_status status) {
     stream->failed = true;
     if (status == STORE_NOT_FOUND) {
-        atomic_fetch_add_explicit(&stream->flash->counters.checksum_failures, 1,
+        atomic_fetch_add_explicit(&stream->flash->tier.counters.checksum_failures, 1,
                                   memory_order_relaxed);
         char quoted[256];
         log_event(LOG_ERROR, "flash_checksum_failed", "key=%s segment=%u offset=%u during=stream",
                   log_quote(quoted, sizeof(quoted), (const char *)stream->key, stream->key_length),
                   stream->segment_id, stream->offset);
-        flash_store_drop_damaged(stream->store, stream->hash, stream->key, stream->key_length,
-                                 stream->segment_id, stream->offset);
+        FLASH_INDEX(stream->flash)
+            ->drop_damaged(FLASH_OWNER(stream->flash), stream->hash, stream->key,
+                           stream->key_length, stream->segment_id, stream->offset);
     }
     for (int i = 0; i < STREAM_BUFFERS; i++) {
         if (stream->buffers[i].state == BUFFER_HELD) stream->buffers[i].state = BUFFER_FREE;
@@ -378,8 +377,9 @@ static int start_read(struct store_stream *stream, struct stream_buffer *buffer)
 
 /* A read of a piece could not even be submitted. */
 static void submission_failed(struct store_stream *stream, int error) {
-    atomic_fetch_add_explicit(&stream->flash->counters.submit_failures, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&stream->flash->counters.read_errors, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&stream->flash->tier.counters.submit_failures, 1,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&stream->flash->tier.counters.read_errors, 1, memory_order_relaxed);
     log_event(LOG_ERROR, "flash_read_failed", "segment=%u offset=%u during=stream error=\"%s\"",
               stream->segment_id, stream->offset, strerror(-error));
     stream_failed(stream, STORE_IO_ERROR);
@@ -425,12 +425,13 @@ static void opened(struct store_stream *stream, enum store_status status) {
     void *context = stream->context;
     if (status != STORE_OK) {
         /* The reader's hold on the key goes with the failure (the caller gets none). */
-        if (stream->held) chain_read_hold(stream->store, stream->hash, false);
+        if (stream->held)
+            FLASH_INDEX(stream->flash)->release_hold(FLASH_OWNER(stream->flash), stream->hash);
         stream_free(stream);
         done(context, status, (struct store_value){0});
         return;
     }
-    SHARD_COUNT(shard_for(stream->store, stream->hash), hits, 1);
+    FLASH_INDEX(stream->flash)->count_hit(FLASH_OWNER(stream->flash), stream->hash);
     done(context, STORE_OK, (struct store_value){.stream = stream, .held = stream->held});
 }
 
@@ -439,7 +440,7 @@ static void read_finished(struct io_ring_operation *operation, int result) {
     struct stream_buffer *buffer = (struct stream_buffer *)operation;
     struct store_stream *stream = buffer->stream;
     stream->reading = false;
-    atomic_fetch_add_explicit(&stream->flash->counters.reads, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&stream->flash->tier.counters.reads, 1, memory_order_relaxed);
     if (stream->cancelled) {
         buffer->state = BUFFER_FREE;
         free_if_finished(stream);
@@ -448,7 +449,7 @@ static void read_finished(struct io_ring_operation *operation, int result) {
     if (result < 0 || (size_t)result < buffer->length) {
         buffer->state = BUFFER_FREE;
         if (result < 0) {
-            atomic_fetch_add_explicit(&stream->flash->counters.read_errors, 1,
+            atomic_fetch_add_explicit(&stream->flash->tier.counters.read_errors, 1,
                                       memory_order_relaxed);
             log_event(LOG_ERROR, "flash_read_failed",
                       "segment=%u offset=%u during=stream error=\"%s\"", stream->segment_id,
@@ -464,7 +465,7 @@ static void read_finished(struct io_ring_operation *operation, int result) {
         pump(stream);
         return;
     }
-    atomic_fetch_add_explicit(&stream->flash->counters.bytes_read, (uint64_t)result,
+    atomic_fetch_add_explicit(&stream->flash->tier.counters.bytes_read, (uint64_t)result,
                               memory_order_relaxed);
     if (stream->mode == MODE_OPENING) {
         bool valid = head_valid(stream, buffer);
@@ -478,12 +479,11 @@ static void read_finished(struct io_ring_operation *operation, int result) {
 
 /* ---- the API ---------------------------------------------------------------------- */
 
-enum store_status flash_stream_open(struct store *store, const struct flash_read *read, bool held,
-                                    store_read_done done, void *context,
-                                    struct store_stream **opened_stream) {
+enum store_status flash_stream_open(const struct tier_read *read, bool held, store_read_done done,
+                                    void *context, struct store_stream **opened_stream) {
     *opened_stream = NULL;
-    struct flash *flash = store->flash;
-    if (read->segment == NULL) return STORE_NOT_FOUND;
+    struct flash *flash = flash_of(read->tier);
+    if (read->source == NULL) return STORE_NOT_FOUND;
     struct store_stream *stream = calloc(1, sizeof(*stream));
     unsigned char *key = malloc(read->key_length ? read->key_length : 1);
     if (stream == NULL || key == NULL) {
@@ -491,7 +491,6 @@ enum store_status flash_stream_open(struct store *store, const struct flash_read
         free(key);
         return STORE_ALLOCATION_FAILED;
     }
-    stream->store = store;
     stream->flash = flash;
     stream->hash = read->hash;
     stream->segment_id = read->segment_id;
@@ -505,7 +504,7 @@ enum store_status flash_stream_open(struct store *store, const struct flash_read
     stream->aligned_start = read->offset & ~(uint64_t)(FLASH_BLOCK - 1);
     stream->record_delta = read->offset - stream->aligned_start;
     uint64_t span = stream->record_delta + stream->covered + 4;
-    uint64_t budget = atomic_load_explicit(&store->budget, memory_order_relaxed);
+    uint64_t budget = FLASH_INDEX(flash)->budget(FLASH_OWNER(flash));
     uint64_t piece = (budget / 16) & ~(uint64_t)(FLASH_BLOCK - 1);
     if (piece > STREAM_PIECE_MAX) piece = STREAM_PIECE_MAX;
     if (piece < STREAM_PIECE_MIN) piece = STREAM_PIECE_MIN;
@@ -522,7 +521,7 @@ enum store_status flash_stream_open(struct store *store, const struct flash_read
     stream->end = read->value_length;
     /* The buffers count in the budget like any memory the tier holds. */
     uint64_t estimate = STREAM_BUFFERS * memory_estimate(stream->piece_size);
-    enum store_status status = budget_charge(store, estimate);
+    enum store_status status = FLASH_INDEX(flash)->charge(FLASH_OWNER(flash), estimate);
     if (status != STORE_OK) {
         free(key);
         free(stream);
@@ -537,15 +536,15 @@ enum store_status flash_stream_open(struct store *store, const struct flash_read
             return STORE_ALLOCATION_FAILED;
         }
     }
-    stream->segment = read->segment;
+    stream->segment = read->source;
     segment_take_reference(stream->segment);
     stream->mode = MODE_OPENING;
     bool async = io_ring_current() != NULL && done != NULL;
     if (!async) stream->done = NULL; /* read at once: the outcome is returned */
     int error = start_read(stream, &stream->buffers[0]);
     if (error != 0) {
-        atomic_fetch_add_explicit(&flash->counters.submit_failures, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&flash->counters.read_errors, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&flash->tier.counters.submit_failures, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&flash->tier.counters.read_errors, 1, memory_order_relaxed);
         log_event(LOG_ERROR, "flash_read_failed", "segment=%u offset=%u during=stream error=\"%s\"",
                   stream->segment_id, stream->offset, strerror(-error));
         stream_free(stream);
@@ -558,7 +557,7 @@ enum store_status flash_stream_open(struct store *store, const struct flash_read
         stream_free(stream);
         return outcome;
     }
-    SHARD_COUNT(shard_for(stream->store, stream->hash), hits, 1);
+    FLASH_INDEX(stream->flash)->count_hit(FLASH_OWNER(stream->flash), stream->hash);
     *opened_stream = stream;
     return STORE_OK;
 }

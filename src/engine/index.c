@@ -58,7 +58,7 @@ static void bury_entry(struct shard *shard, struct item **slot, struct item *ite
 
 /* Removes ITEM at SLOT for good (delete, overwrite, expiry): a DRAM item is chained
  * onto *GRAVEYARD for release after unlock; a flash entry is freed. With a flash tier,
- * a key that has a record there gets a tombstone (see flash_store_forget()). */
+ * a key that has a record there gets a tombstone (see store_tier_forget()). */
 void index_bury(struct shard *shard, struct item **slot, struct item *item,
                 struct item **graveyard) {
     bury_entry(shard, slot, item, graveyard, false);
@@ -71,8 +71,8 @@ static void bury_entry(struct shard *shard, struct item **slot, struct item *ite
     ASSERT_SHARD_LOCKED(shard);
     index_unlink(shard, slot, item);
     struct store *store = shard->store;
-    if (store->flash != NULL) {
-        if (flash_store_forget(store, item, superseded)) return;
+    if (store->tier != NULL) {
+        if (store_tier_forget(store, item, superseded)) return;
     } else if (entry_is_flash(item)) {
         flash_entry_free(store, (struct flash_entry *)item);
         return;
@@ -137,10 +137,10 @@ void index_link(struct store *store, struct shard *shard, struct item *item, uin
     item->queue = inherit_queue;
     atomic_store_explicit(&item->frequency, inherit_frequency, memory_order_relaxed);
     s3fifo_queue_push(s3fifo_queue_of(shard, item), item);
-    struct flash *flash = store->flash;
-    if (flash != NULL && item->flash_segment == 0 && flash_write_through(flash) &&
-        flash_accepts(flash, item->key_length, item->value_length)) {
-        store_note_ticket(flash_queue_item(flash, item, false)); /* write-through */
+    struct tier *tier = store->tier;
+    if (tier != NULL && item->flash_segment == 0 && tier_write_through(tier) &&
+        tier_accepts(tier, item->key_length, item->value_length)) {
+        store_note_ticket(tier_queue_item(tier, item, false)); /* write-through */
     }
     uint64_t count = shard_count_add(&shard->item_count, 1);
     if (item->expire_at_ms != 0) shard_count_add(&shard->expiring_count, 1);
@@ -180,9 +180,9 @@ void index_replace(struct store *store, struct shard *shard, struct item **slot,
         /* With write-through the new version's record supersedes the old one: no
          * tombstone, so that a new version that never reaches flash leaves the old one
          * in force after a crash rather than nothing. */
-        struct flash *flash = store->flash;
-        bool superseded = item != NULL && flash != NULL && flash_write_through(flash) &&
-                          flash_accepts(flash, item->key_length, item->value_length);
+        struct tier *tier = store->tier;
+        bool superseded = item != NULL && tier != NULL && tier_write_through(tier) &&
+                          tier_accepts(tier, item->key_length, item->value_length);
         bury_entry(shard, slot, existing, graveyard, superseded);
     }
     if (item != NULL) index_link(store, shard, item, queue, frequency);

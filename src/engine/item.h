@@ -35,7 +35,7 @@ enum {
  * there, and a demotion writes the item again. */
 #define FLASH_UNKNOWN 0xFFFFFFFEu
 
-/* The first three fields are shared with struct flash_entry (engine/flash.h), which
+/* The first three fields are shared with struct flash_entry (store_internal.h), which
  * sits in the same bucket chains: bit 31 of key_length tells them apart. */
 struct item {
     struct item *hash_next;      /* next in the bucket chain; links a graveyard once unlinked */
@@ -56,5 +56,17 @@ struct item {
     uint8_t store_id;            /* which store's budget counts this item; never changes */
     unsigned char bytes[];       /* key, then the value or a struct value_block pointer */
 };
+
+/* Adds a reference to ITEM (the holder already has one, or holds its shard lock while
+ * it is linked). Released with item_release() (store.h). */
+static inline void item_retain(struct item *item) {
+    atomic_fetch_add_explicit(&item->references, 1, memory_order_relaxed);
+}
+
+/* Bytes an item stands for in its queue's share of the shard (and while it is queued
+ * for demotion). */
+static inline uint64_t queue_weight(const struct item *item) {
+    return sizeof(struct item) + item->key_length + item->value_length;
+}
 
 #endif

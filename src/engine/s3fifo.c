@@ -79,7 +79,7 @@ static bool is_protected(struct shard *shard, const struct item *item, int64_t n
     struct store *store = shard->store;
     if (!chain_table_in_use(store)) return false;
     int protection = chain_protection(store, hash_key(store, item->bytes, item->key_length), now);
-    if (store->flash != NULL) protection &= ~CHAIN_HAS_CHILDREN; /* demotion keeps it */
+    if (store->tier != NULL) protection &= ~CHAIN_HAS_CHILDREN; /* demotion keeps it */
     return protection != 0;
 }
 
@@ -133,7 +133,7 @@ static struct item *choose_victim(struct shard *shard, int64_t now) {
 }
 
 /* Evicts one item from SHARD: with a flash tier it moves there (see
- * flash_store_demote()), else it is removed. Returns false if the shard had nothing to
+ * store_tier_demote()), else it is removed. Returns false if the shard had nothing to
  * evict. */
 bool s3fifo_evict_one(struct store *store, struct shard *shard) {
     ASSERT_NO_SHARD_LOCK(); /* it takes one */
@@ -147,7 +147,7 @@ bool s3fifo_evict_one(struct store *store, struct shard *shard) {
     }
     bool expired = is_expired(victim, now);
     int demoted = DEMOTE_REFUSED;
-    if (store->flash != NULL && !expired) demoted = flash_store_demote(store, shard, victim);
+    if (store->tier != NULL && !expired) demoted = store_tier_demote(store, shard, victim);
     if (demoted == DEMOTE_REFUSED) index_unlink(shard, index_slot_of(shard, victim), victim);
     shard_unlock(shard);
     if (expired) {

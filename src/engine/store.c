@@ -10,7 +10,7 @@
 static struct store *_Atomic registry[MAX_STORES];
 
 _Thread_local int shard_locks_held;
-_Thread_local int flash_locks_held;
+_Thread_local int tier_locks_held;
 _Thread_local int chain_locks_held;
 
 /* The store whose budget counts items with this id (item->store_id). */
@@ -138,7 +138,7 @@ struct store *store_create(const struct store_config *config, char *error, size_
     atomic_init(&store->used, fixed + index_bytes);
     atomic_init(&store->peak, fixed + index_bytes);
     if (config->flash.size > 0) {
-        if (flash_open(store, &config->flash, error, error_size) == NULL) {
+        if (!store_tier_open(store, &config->flash, error, error_size)) {
             store_flush(store);
             free_store(store);
             return NULL;
@@ -169,8 +169,9 @@ void store_wait_ready(const struct store *store) {
 
 void store_destroy(struct store *store) {
     if (store == NULL) return;
-    if (store->flash != NULL) {
-        flash_close(store->flash, false); /* no tombstones for what the flush removes */
+    if (store->tier != NULL) {
+        tier_close(store->tier, false); /* no tombstones for what the flush removes */
+        store->tier = NULL;
         store->flash = NULL;
     }
     store_flush(store);
@@ -201,12 +202,13 @@ enum store_status store_finish_write(struct store *store, enum store_status stat
     bool failed = queue_failed;
     first_ticket = last_ticket = 0;
     queue_failed = false;
-    if (store->flash == NULL || !flash_write_through(store->flash)) return status;
+    if (store->tier == NULL || !tier_write_through(store->tier)) return status;
     /* An acknowledgment promises the record is on flash: a write that could not even be
      * queued is an error (its DRAM side may be in place: the outcome is unknown). */
     if (failed && status == STORE_OK) status = STORE_ALLOCATION_FAILED;
     if (last == 0) return status;
-    int result = flash_wait_tickets(store->flash, first, last);
+    ASSERT_NO_SHARD_LOCK(); /* the writer takes shard locks to complete the writes */
+    int result = tier_wait_tickets(store->tier, first, last);
     return result < 0 && status == STORE_OK ? STORE_IO_ERROR : status;
 }
 
@@ -218,7 +220,7 @@ static bool fault_in_if_flash(struct store *store, uint64_t hash, struct key_acc
                               struct item *found, enum store_status *status) {
     if (found == NULL || !entry_is_flash(found)) return false;
     struct item *loaded = NULL;
-    *status = flash_store_fault_in(store, hash, access, (struct flash_entry *)found, &loaded);
+    *status = store_tier_fault_in(store, hash, access, (struct flash_entry *)found, &loaded);
     if (loaded != NULL) item_release(loaded);
     if (*status == STORE_NOT_FOUND) *status = STORE_OK; /* gone meanwhile: look again */
     return true;
@@ -226,7 +228,7 @@ static bool fault_in_if_flash(struct store *store, uint64_t hash, struct key_acc
 
 enum store_status store_get(struct store *store, const void *key, size_t key_length,
                             struct item **item) {
-    return flash_store_get(store, key, key_length, item, true, NULL, NULL);
+    return store_tier_get(store, key, key_length, item, true, NULL, NULL);
 }
 
 /* Looks KEY up; with COUNT_ACCESS also counts an access. Returns whether it is live and,
@@ -415,6 +417,7 @@ static uint64_t growth_capacity(uint64_t length) {
  * and the block has room. Called with the item's shard locked. Returns true if done. */
 static bool append_in_place(struct shard *shard, struct item *existing, const void *data,
                             uint64_t data_length) {
+    ASSERT_SHARD_LOCKED(shard);
     if (!(existing->flags & ITEM_EXTERNAL) || existing->flash_segment != 0 ||
         atomic_load_explicit(&existing->references, memory_order_acquire) != 1) {
         return false; /* shared, or its copy on flash would go stale */
@@ -787,15 +790,14 @@ enum store_status store_set_many(struct store *store, size_t count, const struct
 void store_set_budget(struct store *store, uint64_t bytes) {
     atomic_store_explicit(&store->budget, bytes, memory_order_relaxed);
     unsigned fruitless = 0;
-    int64_t deadline_ms =
-        clock_monotonic_ms() + (store->flash ? flash_pace_timeout(store->flash) : 0);
+    int64_t deadline_ms = clock_monotonic_ms() + (store->tier ? tier_pace_timeout(store->tier) : 0);
     while (atomic_load_explicit(&store->used, memory_order_relaxed) > bytes &&
            fruitless <= store->shard_count) {
         uint64_t excess = atomic_load_explicit(&store->used, memory_order_relaxed) - bytes;
-        if (store->flash != NULL &&
+        if (store->tier != NULL &&
             atomic_load_explicit(&store->demoting_bytes, memory_order_relaxed) >= excess) {
             /* Enough is on its way to flash: wait for the writer rather than choose more. */
-            if (!flash_wait_progress(store->flash, deadline_ms) &&
+            if (!tier_wait_progress(store->tier, deadline_ms) &&
                 clock_monotonic_ms() >= deadline_ms) {
                 break;
             }
@@ -813,7 +815,7 @@ void store_set_budget(struct store *store, uint64_t bytes) {
 }
 
 void store_set_pace_timeout(struct store *store, int64_t milliseconds) {
-    if (store->flash != NULL) flash_set_pace_timeout(store->flash, milliseconds);
+    if (store->tier != NULL) tier_set_pace_timeout(store->tier, milliseconds);
 }
 
 void store_set_max_value(struct store *store, uint64_t bytes) {

@@ -2,7 +2,9 @@
  * outside src/engine/.
  *
  * Files: store.c (the public API), index.c (the sharded hash index, scan, expiry),
- * s3fifo.c (queues, ghost table, eviction), item.c (items), budget.c (the budget).
+ * s3fifo.c (queues, ghost table, eviction), item.c (items), budget.c (the budget),
+ * store_tier.c (the store's side of the lower-tier contract, tier.h). The lower tier
+ * (flash) is used only through tier.h.
  *
  * Budget: `used` counts every byte the tier allocates (items, value blocks, buckets,
  * ghost tables, shard array). Every increase goes through budget_try_charge(), which
@@ -19,10 +21,10 @@
 
 #include "base/checks.h"
 #include "base/clock.h"
-#include "engine/flash.h"
 #include "engine/item.h"
 #include "engine/memory.h"
 #include "engine/store.h"
+#include "engine/tier.h"
 #include "engine/value_block.h"
 
 #include <pthread.h>
@@ -37,6 +39,54 @@
 #define INITIAL_BUCKETS 16
 #define MAX_STORES      256
 #define FREQUENCY_MAX   3
+
+/* ---- the index entry of an item that lives only in the lower tier ------------ */
+
+/* The index owns its entries; the tier only names places (SEGMENT/OFFSET, tier.h). The
+ * entry keeps the name of the flash tier, the only lower tier so far: a second tier
+ * would add which tier holds the record (a bit of key_length is free). */
+
+#define ENTRY_FLASH      0x80000000u /* in key_length: this is a struct flash_entry */
+#define ENTRY_ACCESSED   0x40000000u /* in key_length: read since it reached flash */
+#define ENTRY_KEY_LENGTH 0x0001FFFFu /* in key_length: the key's length */
+
+/* 32 bytes beside the key. The first three fields match struct item. */
+struct flash_entry {
+    struct item *hash_next;
+    uint32_t hash;
+    uint32_t key_length;     /* ENTRY_FLASH | flags | length */
+    uint32_t segment;        /* the segment holding the record */
+    uint32_t offset;         /* where the record starts in it */
+    uint32_t value_length;   /* bytes of value (values on flash are below 4 GiB) */
+    uint32_t expire_seconds; /* 0: never; else Unix seconds, rounded up */
+    unsigned char key[];
+};
+_Static_assert(sizeof(struct flash_entry) == 32, "a flash index entry is 32 bytes");
+
+static inline bool entry_is_flash(const struct item *entry) {
+    return (entry->key_length & ENTRY_FLASH) != 0;
+}
+
+static inline size_t entry_key_length(const struct item *entry) {
+    return entry->key_length & ENTRY_KEY_LENGTH;
+}
+
+static inline const unsigned char *entry_key(const struct item *entry) {
+    return entry_is_flash(entry) ? ((const struct flash_entry *)entry)->key : entry->bytes;
+}
+
+/* Expiry of a flash entry in milliseconds (0: never). */
+static inline int64_t flash_entry_expiry_ms(const struct flash_entry *entry) {
+    return (int64_t)entry->expire_seconds * 1000;
+}
+
+/* The seconds field for an expiry in milliseconds, rounded up. */
+static inline uint32_t flash_expiry_seconds(int64_t expire_at_ms) {
+    if (expire_at_ms <= 0) return 0;
+    int64_t seconds =
+        expire_at_ms / 1000 + (expire_at_ms % 1000 != 0); /* no overflow at INT64_MAX */
+    return seconds > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)seconds;
+}
 
 /* A FIFO queue of items, linked through queue_previous and queue_next. */
 struct queue {
@@ -105,7 +155,9 @@ struct store {
     _Atomic uint64_t max_value;
     _Atomic uint32_t eviction_cursor;
     _Atomic uint32_t expire_shard_cursor;
-    struct flash *flash;              /* NULL: no flash tier */
+    struct tier *tier;                /* the lower tier (flash); NULL: none */
+    struct flash *flash;              /* the same tier as a flash tier, for tests (tests/fault);
+                                         the engine uses it only through tier */
     _Atomic uint64_t demoting_bytes;  /* DRAM bytes queued for the flash writer */
     _Atomic uint64_t charge_debt;     /* bytes allocated but not yet in `used` (see
                                          budget_charge_or_owe()) */
@@ -136,10 +188,6 @@ static inline struct value_block *item_block(const struct item *item) {
 #define SHARD_COUNT(shard, field, count)                                                           \
     atomic_fetch_add_explicit(&(shard)->counters.field, (uint64_t)(count), memory_order_relaxed)
 
-static inline void item_retain(struct item *item) {
-    atomic_fetch_add_explicit(&item->references, 1, memory_order_relaxed);
-}
-
 /* Whether an index entry (a DRAM item or a flash entry) has expired at NOW. */
 static inline bool is_expired(const struct item *item, int64_t now) {
     if (entry_is_flash(item)) {
@@ -159,11 +207,6 @@ static inline bool has_expiry(const struct item *item) {
 static inline bool has_flash_copy(const struct item *item) {
     return item->flash_segment != 0 && item->flash_segment != FLASH_PENDING &&
            item->flash_segment != FLASH_UNKNOWN;
-}
-
-/* Bytes an item stands for in its queue's share of the shard. */
-static inline uint64_t queue_weight(const struct item *item) {
-    return sizeof(struct item) + item->key_length + item->value_length;
 }
 
 /* Counts an access to ITEM for S3-FIFO: a relaxed store, no lock needed. */
@@ -195,16 +238,16 @@ static inline uint64_t shard_count_add(_Atomic uint64_t *counter, int64_t delta)
     return value;
 }
 
-/* Shard locks the calling thread holds, and whether it holds a flash tier's or a chain
- * table's lock (checking builds), for the rules of the lock order. */
+/* Shard locks the calling thread holds, and whether it holds a chain table's lock
+ * (checking builds), for the rules of the lock order; a tier's lock is counted in
+ * tier_locks_held (tier.h). */
 extern _Thread_local int shard_locks_held;
-extern _Thread_local int flash_locks_held;
 extern _Thread_local int chain_locks_held;
 
-/* Lock order: shard locks in ascending order, before flash->lock and a chain table's
+/* Lock order: shard locks in ascending order, before a tier's lock and a chain table's
  * lock, never after them (checked). */
 static inline void shard_lock(struct shard *shard) {
-    STRATA_ASSERT(flash_locks_held == 0 && chain_locks_held == 0);
+    STRATA_ASSERT(tier_locks_held == 0 && chain_locks_held == 0);
     pthread_mutex_lock(&shard->lock);
     check_acquired(&shard->owner);
     if (STRATA_CHECKING) shard_locks_held++;
@@ -226,7 +269,8 @@ static inline void shard_unlock(struct shard *shard) {
 
 struct store *store_by_id(uint8_t id);
 
-/* The flash tier's recovery thread has rebuilt the index: the store serves from now on. */
+/* The lower tier's recovery thread has rebuilt the index: the store serves from now on
+ * (called through tier_index.recovery_done). */
 void store_recovery_done(struct store *store);
 
 /* Write-through: the tickets of the writes the calling thread queued during the store
@@ -237,41 +281,50 @@ void store_note_ticket(uint64_t ticket);
 void store_begin_write(void);
 enum store_status store_finish_write(struct store *store, enum store_status status);
 
-/* ---- flash_store.c -------------------------------------------------------------- */
+/* ---- store_tier.c: the store's side of the lower-tier contract ------------------- */
+
+/* Opens the flash tier of CONFIG for STORE (its struct tier_index is store_tier.c's):
+ * sets store->tier (before recovery starts) and store->flash. Returns false with a
+ * reason in ERROR. */
+bool store_tier_open(struct store *store, const struct store_flash_config *config, char *error,
+                     size_t error_size);
+
+/* Creates a flash entry for KEY at the given place, charged to STORE's budget without
+ * evicting (it replaces something larger). Returns NULL if out of memory. */
+struct flash_entry *flash_entry_create(struct store *store, uint32_t hash, const void *key,
+                                       size_t key_length, uint32_t segment, uint32_t offset,
+                                       uint32_t value_length, uint32_t expire_seconds);
+
+/* Frees ENTRY (already out of the index) and uncharges it. */
+void flash_entry_free(struct store *store, struct flash_entry *entry);
 
 /* Looks KEY up (store_get(), fault-in). A DRAM item is returned at once; a
  * flash entry is read, asynchronously when DONE is set and the thread has an io_ring
  * (then STORE_PENDING), and brought back to DRAM when PROMOTE_ALWAYS or the promotion
  * policy says so. */
-enum store_status flash_store_get(struct store *store, const void *key, size_t key_length,
-                                  struct item **item, bool promote_always, store_read_done done,
-                                  void *context);
-
-/* Removes the flash entry at SEGMENT/OFFSET for KEY if it is still there (its record
- * failed its checks: the key now reads as missing). Takes the shard lock. */
-void flash_store_drop_damaged(struct store *store, uint64_t hash, const void *key,
-                              size_t key_length, uint32_t segment, uint32_t offset);
+enum store_status store_tier_get(struct store *store, const void *key, size_t key_length,
+                                 struct item **item, bool promote_always, store_read_done done,
+                                 void *context);
 
 /* Reads ENTRY (found under ACCESS, whose lock this drops) from flash into a new DRAM
  * item linked in its place (when still there). Returns STORE_OK with *ITEM (a reference
  * for the caller), STORE_NOT_FOUND, or an error. */
-enum store_status flash_store_fault_in(struct store *store, uint64_t hash,
-                                       struct key_access *access, struct flash_entry *entry,
-                                       struct item **item);
+enum store_status store_tier_fault_in(struct store *store, uint64_t hash, struct key_access *access,
+                                      struct flash_entry *entry, struct item **item);
 
-/* Handles an S3-FIFO victim (linked, SHARD locked) when there is a flash tier: moves it
- * to flash. DEMOTE_SWAPPED: it had a copy there and a flash entry took its place (the
+/* Handles an S3-FIFO victim (linked, SHARD locked) when there is a lower tier: moves it
+ * there. DEMOTE_SWAPPED: it had a copy there and a flash entry took its place (the
  * index's reference is the caller's to release after unlocking); DEMOTE_QUEUED: it is
  * out of its queue and the writer will replace it; DEMOTE_REFUSED: it cannot go to
- * flash (the caller evicts it). */
+ * the tier (the caller evicts it). */
 enum { DEMOTE_REFUSED, DEMOTE_QUEUED, DEMOTE_SWAPPED };
-int flash_store_demote(struct store *store, struct shard *shard, struct item *victim);
+int store_tier_demote(struct store *store, struct shard *shard, struct item *victim);
 
 /* Index maintenance when ENTRY leaves the index for good (delete, overwrite, expiry):
  * queues a tombstone (unless SUPERSEDED: a new version's record follows) and marks its
  * record dead; a flash entry is freed. Called with the shard locked. Returns true if
  * ENTRY was a flash entry (already freed). */
-bool flash_store_forget(struct store *store, struct item *entry, bool superseded);
+bool store_tier_forget(struct store *store, struct item *entry, bool superseded);
 
 /* ---- budget.c: the budget ------------------------------------------------------ */
 

@@ -1,8 +1,8 @@
 /* Unit tests of the engine: the index, expiry, the budget and S3-FIFO eviction. */
 #include "base/clock.h"
 #include "base/metrics.h"
-#include "engine/flash.h"
 #include "engine/store.h"
+#include "engine/store_internal.h"
 #include "engine/value_block.h"
 #include "test.h"
 

@@ -1,8 +1,11 @@
-/* What the store does with its flash tier: flash entries in the index, demotion of
- * DRAM victims, reads and promotion, and applying what the writer and reclaim report.
- * The rules are in flash.h and store_internal.h; the policy in docs/flash-tier.md. */
+/* The store's side of the lower-tier contract (tier.h): flash entries in the index,
+ * demotion of DRAM victims, reads and promotion, and the struct tier_index callbacks
+ * that apply what the tier's writer, reclaim and recovery report. The store uses its
+ * tier only through tier.h; this file alone opens one (flash_open()). The rules are in
+ * tier.h and store_internal.h; the policy in docs/flash-tier.md. */
 #include "base/clock.h"
 #include "base/io_ring.h"
+#include "engine/flash.h"
 #include "engine/store_internal.h"
 
 #include <errno.h>
@@ -27,7 +30,7 @@ struct flash_entry *flash_entry_create(struct store *store, uint32_t hash, const
      * or owed until that item's memory is returned. */
     uint64_t footprint = memory_footprint(entry);
     budget_charge_or_owe(store, footprint);
-    struct flash_counters *counters = flash_counters(store->flash);
+    struct tier_counters *counters = &store->tier->counters;
     atomic_fetch_add_explicit(&counters->items, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&counters->index_bytes, footprint, memory_order_relaxed);
     return entry;
@@ -37,8 +40,8 @@ void flash_entry_free(struct store *store, struct flash_entry *entry) {
     uint64_t footprint = memory_footprint(entry);
     free(entry);
     budget_uncharge(store, footprint);
-    if (store->flash == NULL) return; /* the tier is closed: the store is going away */
-    struct flash_counters *counters = flash_counters(store->flash);
+    if (store->tier == NULL) return; /* the tier is closed: the store is going away */
+    struct tier_counters *counters = &store->tier->counters;
     atomic_fetch_sub_explicit(&counters->items, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&counters->index_bytes, footprint, memory_order_relaxed);
 }
@@ -48,6 +51,7 @@ void flash_entry_free(struct store *store, struct flash_entry *entry) {
  * caller's. Counts stay: one key out, one key in. */
 static void swap_item_for_entry(struct shard *shard, struct item **slot, struct item *item,
                                 struct flash_entry *replacement) {
+    ASSERT_SHARD_LOCKED(shard);
     if (item->queue == QUEUE_SMALL || item->queue == QUEUE_MAIN) {
         s3fifo_queue_remove(s3fifo_queue_of(shard, item), item);
     }
@@ -57,25 +61,25 @@ static void swap_item_for_entry(struct shard *shard, struct item **slot, struct 
     item->hash_next = NULL;
 }
 
-bool flash_store_forget(struct store *store, struct item *entry, bool superseded) {
-    struct flash *flash = store->flash;
+bool store_tier_forget(struct store *store, struct item *entry, bool superseded) {
+    struct tier *tier = store->tier;
     ASSERT_SHARD_LOCKED(
         shard_for(store, hash_key(store, entry_key(entry), entry_key_length(entry))));
     if (entry_is_flash(entry)) {
         struct flash_entry *flash_entry = (struct flash_entry *)entry;
         size_t key_length = entry_key_length(entry);
         if (!superseded)
-            store_note_ticket(flash_queue_tombstone(flash, flash_entry->key, key_length));
-        flash_record_dead(flash, flash_entry->segment, key_length, flash_entry->value_length);
+            store_note_ticket(tier_queue_tombstone(tier, flash_entry->key, key_length));
+        tier_record_dead(tier, flash_entry->segment, key_length, flash_entry->value_length);
         flash_entry_free(store, flash_entry);
         return true;
     }
     if (entry->flash_segment != 0) {
         if (!superseded) {
-            store_note_ticket(flash_queue_tombstone(flash, entry->bytes, entry->key_length));
+            store_note_ticket(tier_queue_tombstone(tier, entry->bytes, entry->key_length));
         }
         if (has_flash_copy(entry)) {
-            flash_record_dead(flash, entry->flash_segment, entry->key_length, entry->value_length);
+            tier_record_dead(tier, entry->flash_segment, entry->key_length, entry->value_length);
         }
         entry->flash_segment = 0;
     }
@@ -84,10 +88,10 @@ bool flash_store_forget(struct store *store, struct item *entry, bool superseded
 
 /* ---- demotion ----------------------------------------------------------------- */
 
-int flash_store_demote(struct store *store, struct shard *shard, struct item *victim) {
+int store_tier_demote(struct store *store, struct shard *shard, struct item *victim) {
     ASSERT_SHARD_LOCKED(shard);
-    struct flash *flash = store->flash;
-    if (!flash_accepts(flash, victim->key_length, victim->value_length)) return DEMOTE_REFUSED;
+    struct tier *tier = store->tier;
+    if (!tier_accepts(tier, victim->key_length, victim->value_length)) return DEMOTE_REFUSED;
     if (has_flash_copy(victim)) {
         /* Already on flash (written through, or read back from it): swap in place. */
         struct flash_entry *entry = flash_entry_create(
@@ -104,7 +108,7 @@ int flash_store_demote(struct store *store, struct shard *shard, struct item *vi
     victim->queue = QUEUE_DEMOTING;
     if (victim->flash_segment == FLASH_PENDING) return DEMOTE_QUEUED; /* already on the way */
     /* (FLASH_UNKNOWN: an earlier write failed; this one writes the item again.) */
-    if (flash_queue_item(flash, victim, true) == 0) {
+    if (tier_queue_item(tier, victim, true) == 0) {
         /* Out of memory for the queue entry: back into the main queue, not demoted. */
         victim->queue = QUEUE_MAIN;
         s3fifo_queue_push(&shard->main, victim);
@@ -118,8 +122,12 @@ static uint64_t item_full_hash(struct store *store, const struct item *item) {
     return hash_key(store, item->bytes, item->key_length);
 }
 
-bool flash_store_item_written(struct store *store, struct item *item, uint32_t segment,
-                              uint32_t offset, int result) {
+/* tier_index.item_written */
+static bool item_written(void *owner, struct item *item, uint32_t segment, uint32_t offset,
+                         int result) {
+    struct store *store = owner;
+    STRATA_ASSERT(tier_on_writer(store->tier)); /* tier_index: the writer thread */
+    ASSERT_NO_SHARD_LOCK();                     /* it takes one */
     struct shard *shard = shard_for(store, item_full_hash(store, item));
     bool live = false;
     bool unlinked = false;
@@ -151,7 +159,7 @@ bool flash_store_item_written(struct store *store, struct item *item, uint32_t s
             if (item->queue == QUEUE_DEMOTING) {
                 /* It could not reach flash: evicted after all (counted, logged). */
                 index_unlink(shard, slot, item); /* counted as evicted when it was chosen */
-                flash_queue_tombstone(store->flash, item->bytes, item->key_length);
+                tier_queue_tombstone(store->tier, item->bytes, item->key_length);
                 unlinked = true;
             }
         }
@@ -181,6 +189,7 @@ static struct flash_entry *lock_flash_entry_at(struct store *store, uint64_t has
 /* Takes flash entry ENTRY at SLOT out of the index (SHARD locked) and frees it. */
 static void remove_flash_entry(struct store *store, struct shard *shard, struct item **slot,
                                struct flash_entry *entry) {
+    ASSERT_SHARD_LOCKED(shard);
     index_unlink(shard, slot, (struct item *)entry);
     flash_entry_free(store, entry);
 }
@@ -189,17 +198,21 @@ static void remove_flash_entry(struct store *store, struct shard *shard, struct 
  * every live value should keep a copy on flash, so while there is room the item is
  * written again (into the newest segment); otherwise it simply has none any more. */
 static void copy_going_away(struct store *store, struct item *item) {
+    ASSERT_SHARD_LOCKED(shard_for(store, item_full_hash(store, item)));
     item->flash_segment = 0;
-    struct flash *flash = store->flash;
-    if (flash_rewrite_copies(flash) && item->queue != QUEUE_DEMOTING &&
-        flash_accepts(flash, item->key_length, item->value_length)) {
-        flash_queue_item(flash, item, false);
+    struct tier *tier = store->tier;
+    if (tier_rewrite_copies(tier) && item->queue != QUEUE_DEMOTING &&
+        tier_accepts(tier, item->key_length, item->value_length)) {
+        tier_queue_item(tier, item, false);
     }
 }
 
-int flash_store_reclaim_record(struct store *store, const void *key, size_t key_length,
-                               uint32_t segment, uint32_t offset, bool drop, bool *accessed,
-                               int64_t *expire_at_ms) {
+/* tier_index.reclaim_record */
+static int reclaim_record(void *owner, const void *key, size_t key_length, uint32_t segment,
+                          uint32_t offset, bool drop, bool *accessed, int64_t *expire_at_ms) {
+    struct store *store = owner;
+    STRATA_ASSERT(tier_on_writer(store->tier)); /* tier_index: the writer thread */
+    ASSERT_NO_SHARD_LOCK();                     /* it takes one */
     struct shard *shard;
     struct item **slot;
     struct flash_entry *entry = lock_flash_entry_at(store, hash_key(store, key, key_length), key,
@@ -220,8 +233,12 @@ int flash_store_reclaim_record(struct store *store, const void *key, size_t key_
     return entry != NULL;
 }
 
-bool flash_store_unsynced_record(struct store *store, const void *key, size_t key_length,
-                                 uint32_t segment, uint32_t offset) {
+/* tier_index.unsynced_record */
+static bool unsynced_record(void *owner, const void *key, size_t key_length, uint32_t segment,
+                            uint32_t offset) {
+    struct store *store = owner;
+    STRATA_ASSERT(tier_on_writer(store->tier)); /* tier_index: the writer thread */
+    ASSERT_NO_SHARD_LOCK();                     /* it takes one */
     struct shard *shard;
     struct item **slot;
     struct flash_entry *entry = lock_flash_entry_at(store, hash_key(store, key, key_length), key,
@@ -229,7 +246,7 @@ bool flash_store_unsynced_record(struct store *store, const void *key, size_t ke
     if (entry != NULL) {
         remove_flash_entry(store, shard, slot, entry);
         /* Under the lock: no newer write of the key can be queued before it. */
-        flash_queue_tombstone(store->flash, key, key_length);
+        tier_queue_tombstone(store->tier, key, key_length);
     } else if (*slot != NULL && !entry_is_flash(*slot) && (*slot)->flash_segment == segment &&
                (*slot)->flash_offset == offset) {
         (*slot)->flash_segment = FLASH_UNKNOWN; /* the copy may or may not last */
@@ -238,7 +255,11 @@ bool flash_store_unsynced_record(struct store *store, const void *key, size_t ke
     return entry != NULL;
 }
 
-uint64_t flash_store_drop_segment(struct store *store, uint32_t segment) {
+/* tier_index.drop_segment */
+static uint64_t drop_segment(void *owner, uint32_t segment) {
+    struct store *store = owner;
+    STRATA_ASSERT(tier_on_writer(store->tier)); /* tier_index: the writer thread */
+    ASSERT_NO_SHARD_LOCK();                     /* it takes one */
     uint64_t dropped = 0;
     for (unsigned i = 0; i < store->shard_count; i++) {
         struct shard *shard = &store->shards[i];
@@ -263,9 +284,12 @@ uint64_t flash_store_drop_segment(struct store *store, uint32_t segment) {
     return dropped;
 }
 
-bool flash_store_reinserted(struct store *store, const void *key, size_t key_length,
-                            uint32_t old_segment, uint32_t old_offset, uint32_t segment,
-                            uint32_t offset) {
+/* tier_index.reinserted */
+static bool reinserted(void *owner, const void *key, size_t key_length, uint32_t old_segment,
+                       uint32_t old_offset, uint32_t segment, uint32_t offset) {
+    struct store *store = owner;
+    STRATA_ASSERT(tier_on_writer(store->tier)); /* tier_index: the writer thread */
+    ASSERT_NO_SHARD_LOCK();                     /* it takes one */
     struct shard *shard;
     struct item **slot;
     struct flash_entry *entry =
@@ -280,9 +304,12 @@ bool flash_store_reinserted(struct store *store, const void *key, size_t key_len
     return entry != NULL;
 }
 
-bool flash_store_recover_entry(struct store *store, const void *key, size_t key_length,
-                               uint32_t segment, uint32_t offset, uint64_t value_length,
-                               int64_t expire_at_ms, bool remove) {
+/* tier_index.recover_entry */
+static bool recover_entry(void *owner, const void *key, size_t key_length, uint32_t segment,
+                          uint32_t offset, uint64_t value_length, int64_t expire_at_ms,
+                          bool remove) {
+    struct store *store = owner;
+    ASSERT_NO_SHARD_LOCK(); /* it takes one */
     uint64_t hash = hash_key(store, key, key_length);
     struct shard *shard = shard_for(store, hash);
     bool ok = true;
@@ -305,7 +332,10 @@ bool flash_store_recover_entry(struct store *store, const void *key, size_t key_
     return ok;
 }
 
-void flash_store_visit(struct store *store, flash_entry_visit visit, void *context) {
+/* tier_index.visit */
+static void visit_entries(void *owner, tier_entry_visit visit, void *context) {
+    struct store *store = owner;
+    ASSERT_NO_SHARD_LOCK(); /* it takes each in turn */
     for (unsigned i = 0; i < store->shard_count; i++) {
         struct shard *shard = &store->shards[i];
         shard_lock(shard);
@@ -327,7 +357,8 @@ void flash_store_visit(struct store *store, flash_entry_visit visit, void *conte
     }
 }
 
-void flash_store_demote_all(struct store *store) {
+/* Queues every DRAM item that has no copy in the tier for writing (shutdown). */
+static void demote_all(struct store *store) {
     int64_t now = clock_realtime_ms();
     for (unsigned i = 0; i < store->shard_count; i++) {
         struct shard *shard = &store->shards[i];
@@ -339,7 +370,7 @@ void flash_store_demote_all(struct store *store) {
                 struct item *newer = item->queue_previous;
                 if ((item->flash_segment == 0 || item->flash_segment == FLASH_UNKNOWN) &&
                     !is_expired(item, now)) {
-                    flash_store_demote(store, shard, item);
+                    store_tier_demote(store, shard, item);
                 }
                 item = newer;
             }
@@ -367,28 +398,110 @@ static bool promote(struct store *store, uint64_t hash, struct item *item, uint3
     }
     shard_unlock(shard);
     if (entry != NULL) {
-        atomic_fetch_add_explicit(&flash_counters(store->flash)->promotions, 1,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&store->tier->counters.promotions, 1, memory_order_relaxed);
     }
     return entry != NULL;
 }
 
-void flash_store_drop_damaged(struct store *store, uint64_t hash, const void *key,
-                              size_t key_length, uint32_t segment, uint32_t offset) {
+/* tier_index.drop_damaged: removes the flash entry at SEGMENT/OFFSET for KEY if it is
+ * still there (its record failed its checks: the key now reads as missing). Takes the
+ * shard lock. */
+static void drop_damaged(void *owner, uint64_t hash, const void *key, size_t key_length,
+                         uint32_t segment, uint32_t offset) {
+    struct store *store = owner;
     struct shard *shard;
     struct item **slot;
     struct flash_entry *entry =
         lock_flash_entry_at(store, hash, key, key_length, segment, offset, &shard, &slot);
     if (entry != NULL) {
-        flash_record_dead(store->flash, segment, key_length, entry->value_length);
+        tier_record_dead(store->tier, segment, key_length, entry->value_length);
         remove_flash_entry(store, shard, slot, entry);
     }
     shard_unlock(shard);
 }
 
+/* ---- the rest of the tier_index callbacks, and opening the tier ---------------- */
+
+/* tier_index.attach */
+static void attach(void *owner, struct tier *tier) {
+    struct store *store = owner;
+    store->tier = tier;
+}
+
+/* tier_index.recovery_done */
+static void recovery_done(void *owner) {
+    store_recovery_done(owner);
+}
+
+/* tier_index.release_hold */
+static void release_hold(void *owner, uint64_t hash) {
+    chain_read_hold(owner, hash, false);
+}
+
+/* tier_index.count_hit */
+static void count_hit(void *owner, uint64_t hash) {
+    SHARD_COUNT(shard_for(owner, hash), hits, 1);
+}
+
+/* tier_index.charge, try_charge, uncharge, budget */
+static enum store_status charge(void *owner, uint64_t bytes) {
+    return budget_charge(owner, bytes);
+}
+
+static bool try_charge(void *owner, uint64_t bytes) {
+    return budget_try_charge(owner, bytes);
+}
+
+static void uncharge(void *owner, uint64_t bytes) {
+    budget_uncharge(owner, bytes);
+}
+
+static uint64_t budget(void *owner) {
+    struct store *store = owner;
+    return atomic_load_explicit(&store->budget, memory_order_relaxed);
+}
+
+/* tier_index.key_locked */
+static bool key_locked(void *owner, const void *key, size_t key_length) {
+    struct store *store = owner;
+    return check_held(&shard_for(store, hash_key(store, key, key_length))->owner);
+}
+
+static const struct tier_index store_tier_index = {
+    .attach = attach,
+    .item_written = item_written,
+    .reclaim_record = reclaim_record,
+    .unsynced_record = unsynced_record,
+    .drop_segment = drop_segment,
+    .reinserted = reinserted,
+    .recover_entry = recover_entry,
+    .visit = visit_entries,
+    .recovery_done = recovery_done,
+    .drop_damaged = drop_damaged,
+    .release_hold = release_hold,
+    .count_hit = count_hit,
+    .charge = charge,
+    .try_charge = try_charge,
+    .uncharge = uncharge,
+    .budget = budget,
+    .key_locked = key_locked,
+};
+
+bool store_tier_open(struct store *store, const struct store_flash_config *config, char *error,
+                     size_t error_size) {
+    struct tier_owner owner = {
+        .index = &store_tier_index,
+        .context = store,
+        .charged_to = store,
+        .demoting_bytes = &store->demoting_bytes,
+    };
+    store->flash = flash_open(config, &owner, error, error_size);
+    return store->flash != NULL;
+}
+
 /* A flash read started by the store, and where its result goes. */
 struct store_read {
-    struct flash_read read; /* first: the io_ring operation is its first member */
+    struct tier_read read; /* first: the io_ring operation is its first member */
     struct store *store;
     store_read_done done;
     void *context;
@@ -400,12 +513,12 @@ struct store_read {
 /* Turns a finished flash read into an item (linked in DRAM when READ->promote). */
 static enum store_status finish_read(struct store_read *request, enum store_status status,
                                      struct value_block *block, struct item **result) {
-    struct flash_read *read = &request->read;
+    struct tier_read *read = &request->read;
     struct store *store = request->store;
     *result = NULL;
     if (status == STORE_NOT_FOUND && read->damaged) {
-        flash_store_drop_damaged(store, read->hash, read->key, read->key_length, read->segment_id,
-                                 read->offset);
+        drop_damaged(store, read->hash, read->key, read->key_length, read->segment_id,
+                     read->offset);
     }
     if (status == STORE_OK) {
         struct item *item;
@@ -423,7 +536,7 @@ static enum store_status finish_read(struct store_read *request, enum store_stat
             }
         }
     }
-    flash_read_finish(read);
+    tier_read_finish(read);
     struct shard *counted = shard_for(store, read->hash);
     if (status == STORE_OK) {
         SHARD_COUNT(counted, hits, 1);
@@ -433,13 +546,13 @@ static enum store_status finish_read(struct store_read *request, enum store_stat
     return status;
 }
 
-static void synchronous_read_done(struct flash_read *read, enum store_status status,
+static void synchronous_read_done(struct tier_read *read, enum store_status status,
                                   struct value_block *block) {
     struct store_read *request = (struct store_read *)read;
     request->status = finish_read(request, status, block, &request->item);
 }
 
-static void asynchronous_read_done(struct flash_read *read, enum store_status status,
+static void asynchronous_read_done(struct tier_read *read, enum store_status status,
                                    struct value_block *block) {
     struct store_read *request = (struct store_read *)read;
     struct item *item;
@@ -482,7 +595,16 @@ static enum store_status read_entry(struct store *store, uint64_t hash, struct k
         }
     }
     memset(request, 0, sizeof(*request));
-    if (!flash_read_prepare(store->flash, entry, hash, &request->read)) {
+    struct tier_record record = {
+        .key = entry->key,
+        .key_length = entry_key_length((struct item *)entry),
+        .segment = entry->segment,
+        .offset = entry->offset,
+        .value_length = entry->value_length,
+        .expire_at_ms = flash_entry_expiry_ms(entry),
+        .accessed = (entry->key_length & ENTRY_ACCESSED) != 0,
+    };
+    if (!tier_read_prepare(store->tier, &record, hash, &request->read)) {
         index_close_key(access);
         if (async) free(request);
         return STORE_ALLOCATION_FAILED;
@@ -494,10 +616,10 @@ static enum store_status read_entry(struct store *store, uint64_t hash, struct k
     if (ring != NULL && !async) {
         /* A network worker waiting for flash (a caller without a callback): counted, so
          * tests can show it does not happen on the serving paths. */
-        atomic_fetch_add_explicit(&flash_counters(store->flash)->blocking_reads, 1,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&store->tier->counters.blocking_reads, 1, memory_order_relaxed);
     }
-    uint64_t record_size = flash_record_size(request->read.key_length, request->read.value_length);
+    uint64_t record_size =
+        tier_record_size(store->tier, request->read.key_length, request->read.value_length);
     enum store_status status = STORE_NO_MEMORY;
     if (!options->stream || !too_large_for_dram(store, record_size)) {
         request->store = store;
@@ -505,7 +627,7 @@ static enum store_status read_entry(struct store *store, uint64_t hash, struct k
         request->context = context;
         request->held = held;
         request->read.done = async ? asynchronous_read_done : synchronous_read_done;
-        status = flash_read_start(&request->read, async);
+        status = tier_read_start(&request->read, async);
         if (status == STORE_PENDING) return STORE_PENDING;
         if (status == STORE_OK) {
             /* Read synchronously: the callback has run. */
@@ -517,20 +639,19 @@ static enum store_status read_entry(struct store *store, uint64_t hash, struct k
     if (options->stream && (status == STORE_NO_MEMORY || status == STORE_TOO_LARGE_FOR_BUDGET)) {
         /* Too large for DRAM (or DRAM cannot make room now): send it from flash. */
         struct store_stream *stream = NULL;
-        status = flash_stream_open(store, &request->read, held, done, context, &stream);
+        status = tier_stream_open(&request->read, held, done, context, &stream);
         if (status == STORE_OK) {
             value->stream = stream;
             value->held = held;
         }
     }
-    flash_read_finish(&request->read);
+    tier_read_finish(&request->read);
     if (async) free(request);
     return status;
 }
 
-enum store_status flash_store_fault_in(struct store *store, uint64_t hash,
-                                       struct key_access *access, struct flash_entry *entry,
-                                       struct item **item) {
+enum store_status store_tier_fault_in(struct store *store, uint64_t hash, struct key_access *access,
+                                      struct flash_entry *entry, struct item **item) {
     struct store_read_options options = {.promote = true};
     struct store_value value = {0};
     enum store_status status =
@@ -581,9 +702,9 @@ static enum store_status lookup_and_read(struct store *store, const void *key, s
     return STORE_NOT_FOUND;
 }
 
-enum store_status flash_store_get(struct store *store, const void *key, size_t key_length,
-                                  struct item **item, bool promote_always, store_read_done done,
-                                  void *context) {
+enum store_status store_tier_get(struct store *store, const void *key, size_t key_length,
+                                 struct item **item, bool promote_always, store_read_done done,
+                                 void *context) {
     struct store_read_options options = {.promote = promote_always};
     struct store_value value;
     enum store_status status =
@@ -616,26 +737,28 @@ enum store_status store_value_length(struct store *store, const void *key, size_
 }
 
 bool store_get_flash_stats(struct store *store, struct flash_stats *stats) {
-    if (store->flash == NULL) {
+    if (store->tier == NULL) {
         memset(stats, 0, sizeof(*stats));
         stats->recovery_source = "off";
         return false;
     }
-    flash_get_stats(store->flash, stats);
+    tier_get_stats(store->tier, stats);
     return true;
 }
 
 void store_shutdown(struct store *store) {
-    if (store->flash == NULL) return;
-    if (!flash_stop_recovery(store->flash)) {
+    if (store->tier == NULL) return;
+    if (!tier_stop_recovery(store->tier)) {
         /* Stopped before its index was whole: nothing was served, nothing to write, and
          * no index to save (the next start scans). */
-        flash_close(store->flash, false);
+        tier_close(store->tier, false);
+        store->tier = NULL;
         store->flash = NULL;
         return;
     }
-    flash_store_demote_all(store);
-    flash_drain(store->flash);
-    flash_close(store->flash, true);
+    demote_all(store);
+    tier_drain(store->tier);
+    tier_close(store->tier, true);
+    store->tier = NULL;
     store->flash = NULL;
 }
