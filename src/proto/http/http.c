@@ -339,21 +339,12 @@ static const char *decode_path(char *target, size_t *path_length) {
     return NULL;
 }
 
-/* Parses the request head in session->head (LENGTH bytes, ending in a blank line).
- * Fills session->request. Returns 0, or an HTTP status with *REASON set. */
-static int parse_head(struct http_session *session, size_t length, const char **reason) {
-    struct http_request *request = &session->request;
-    char *head = session->head;
-    head[length - 1] = '\0'; /* the last '\n'; the lines are cut at each CRLF below */
-    char *line_end = strstr(head, "\r\n");
-    if (line_end == NULL) {
-        *reason = "the request line does not end in CRLF";
-        return 400;
-    }
-    *line_end = '\0';
-
-    /* request line: METHOD SP TARGET SP HTTP/1.x */
-    char *method = head;
+/* Parses the request line (LINE, NUL-terminated, cut in place; the path is
+ * percent-decoded in place and request->path points into LINE): METHOD SP TARGET SP
+ * HTTP/1.x. Fills REQUEST's method, path, version and default keep-alive. Returns 0, or
+ * an HTTP status with *REASON set (a static string). */
+static int parse_request_line(struct http_request *request, char *line, const char **reason) {
+    char *method = line;
     char *space = strchr(method, ' ');
     if (space == NULL || space == method) {
         *reason = "malformed request line";
@@ -402,8 +393,119 @@ static int parse_head(struct http_session *session, size_t length, const char **
         return 400;
     }
     request->path = target;
+    return 0;
+}
 
-    /* header fields */
+/* Splits one header line (LINE, NUL-terminated, cut in place) into *NAME and *VALUE
+ * (pointers into LINE; the value without the blanks around it) and checks both. Returns
+ * 0, or 400 with *REASON set (a static string). */
+static int parse_header_line(char *line, char **name, char **value, const char **reason) {
+    if (*line == ' ' || *line == '\t') {
+        *reason = "folded header lines are not accepted";
+        return 400;
+    }
+    char *colon = strchr(line, ':');
+    if (colon == NULL || colon == line) {
+        *reason = "malformed header line";
+        return 400;
+    }
+    *colon = '\0';
+    for (char *c = line; *c; c++) {
+        if (!is_token_character((unsigned char)*c)) {
+            *reason = "malformed header name";
+            return 400;
+        }
+    }
+    char *start = colon + 1;
+    while (*start == ' ' || *start == '\t')
+        start++;
+    char *end = start + strlen(start);
+    while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+        *--end = '\0';
+    for (char *c = start; *c; c++) {
+        if ((unsigned char)*c < ' ' && *c != '\t') {
+            *reason = "a control character in a header value";
+            return 400;
+        }
+    }
+    *name = line;
+    *value = start;
+    return 0;
+}
+
+/* Applies a Content-Length header whose value is VALUE: up to 18 digits, and the same
+ * as any earlier one. Returns 0, or 400 with *REASON set (a static string). */
+static int apply_content_length(struct http_request *request, const char *value,
+                                const char **reason) {
+    uint64_t parsed = 0;
+    if (*value == '\0' || strlen(value) > 18) {
+        *reason = "bad Content-Length";
+        return 400;
+    }
+    for (const char *c = value; *c; c++) {
+        if (*c < '0' || *c > '9') {
+            *reason = "bad Content-Length";
+            return 400;
+        }
+        parsed = parsed * 10 + (uint64_t)(*c - '0');
+    }
+    if (request->has_content_length && request->content_length != parsed) {
+        *reason = "conflicting Content-Length headers";
+        return 400;
+    }
+    request->has_content_length = true;
+    request->content_length = parsed;
+    return 0;
+}
+
+/* Applies the header NAME: VALUE to REQUEST if it is one the server heeds
+ * (Content-Length, Transfer-Encoding, which also sets *HAS_TRANSFER_ENCODING,
+ * Connection, Expect, Range; request->range then points at VALUE, which lives in the
+ * session's head). Other headers are ignored. Returns 0, or an HTTP status with *REASON
+ * set (a static string). */
+static int apply_header(struct http_request *request, const char *name, const char *value,
+                        bool *has_transfer_encoding, const char **reason) {
+    if (strcasecmp(name, "Content-Length") == 0) {
+        return apply_content_length(request, value, reason);
+    } else if (strcasecmp(name, "Transfer-Encoding") == 0) {
+        if (strcasecmp(value, "chunked") != 0) {
+            *reason = "only the chunked transfer coding is supported";
+            return 501;
+        }
+        *has_transfer_encoding = true;
+        request->chunked = true;
+    } else if (strcasecmp(name, "Connection") == 0) {
+        if (strcasestr(value, "close") != NULL) request->keep_alive = false;
+        if (strcasestr(value, "keep-alive") != NULL && request->minor_version == 0) {
+            request->keep_alive = true;
+        }
+    } else if (strcasecmp(name, "Expect") == 0) {
+        if (strcasecmp(value, "100-continue") != 0) {
+            *reason = "unsupported expectation";
+            return 417;
+        }
+        request->expect_continue = true;
+    } else if (strcasecmp(name, "Range") == 0) {
+        request->range = value;
+    }
+    return 0;
+}
+
+/* Parses the request head in session->head (LENGTH bytes, ending in a blank line).
+ * Fills session->request. Returns 0, or an HTTP status with *REASON set. */
+static int parse_head(struct http_session *session, size_t length, const char **reason) {
+    struct http_request *request = &session->request;
+    char *head = session->head;
+    head[length - 1] = '\0'; /* the last '\n'; the lines are cut at each CRLF below */
+    char *line_end = strstr(head, "\r\n");
+    if (line_end == NULL) {
+        *reason = "the request line does not end in CRLF";
+        return 400;
+    }
+    *line_end = '\0';
+    int status = parse_request_line(request, head, reason);
+    if (status != 0) return status;
+
     bool has_transfer_encoding = false;
     char *line = line_end + 2;
     while (*line != '\0' && *line != '\r') {
@@ -413,74 +515,12 @@ static int parse_head(struct http_session *session, size_t length, const char **
             return 400;
         }
         *line_end = '\0';
-        if (*line == ' ' || *line == '\t') {
-            *reason = "folded header lines are not accepted";
-            return 400;
-        }
-        char *colon = strchr(line, ':');
-        if (colon == NULL || colon == line) {
-            *reason = "malformed header line";
-            return 400;
-        }
-        *colon = '\0';
-        for (char *c = line; *c; c++) {
-            if (!is_token_character((unsigned char)*c)) {
-                *reason = "malformed header name";
-                return 400;
-            }
-        }
-        char *value = colon + 1;
-        while (*value == ' ' || *value == '\t')
-            value++;
-        char *value_end = value + strlen(value);
-        while (value_end > value && (value_end[-1] == ' ' || value_end[-1] == '\t'))
-            *--value_end = '\0';
-        for (char *c = value; *c; c++) {
-            if ((unsigned char)*c < ' ' && *c != '\t') {
-                *reason = "a control character in a header value";
-                return 400;
-            }
-        }
-        if (strcasecmp(line, "Content-Length") == 0) {
-            uint64_t parsed = 0;
-            if (*value == '\0' || strlen(value) > 18) {
-                *reason = "bad Content-Length";
-                return 400;
-            }
-            for (char *c = value; *c; c++) {
-                if (*c < '0' || *c > '9') {
-                    *reason = "bad Content-Length";
-                    return 400;
-                }
-                parsed = parsed * 10 + (uint64_t)(*c - '0');
-            }
-            if (request->has_content_length && request->content_length != parsed) {
-                *reason = "conflicting Content-Length headers";
-                return 400;
-            }
-            request->has_content_length = true;
-            request->content_length = parsed;
-        } else if (strcasecmp(line, "Transfer-Encoding") == 0) {
-            if (strcasecmp(value, "chunked") != 0) {
-                *reason = "only the chunked transfer coding is supported";
-                return 501;
-            }
-            has_transfer_encoding = true;
-            request->chunked = true;
-        } else if (strcasecmp(line, "Connection") == 0) {
-            if (strcasestr(value, "close") != NULL) request->keep_alive = false;
-            if (strcasestr(value, "keep-alive") != NULL && request->minor_version == 0) {
-                request->keep_alive = true;
-            }
-        } else if (strcasecmp(line, "Expect") == 0) {
-            if (strcasecmp(value, "100-continue") != 0) {
-                *reason = "unsupported expectation";
-                return 417;
-            }
-            request->expect_continue = true;
-        } else if (strcasecmp(line, "Range") == 0) {
-            request->range = value;
-        }
+        char *name;
+        char *value;
+        status = parse_header_line(line, &name, &value, reason);
+        if (status == 0)
+            status = apply_header(request, name, value, &has_transfer_encoding, reason);
+        if (status != 0) return status;
         line = line_end + 2;
     }
     if (has_transfer_encoding && request->has_content_length) {
