@@ -88,7 +88,7 @@ struct store_stream {
     void (*wake)(void *context);
     void *wake_context;
     bool woken;     /* a piece was added since the last wake */
-    bool quiet;     /* inside store_stream_send(): its caller resumes the connection */
+    bool quiet;     /* inside begin(): no wake (the caller resumes the connection) and no free */
     bool attached;  /* its chunk is in the queue, unfinished: the queue may cancel it */
     uint64_t added; /* bytes given to the chunk so far */
     /* MODE_COPY */
@@ -119,13 +119,14 @@ static bool stream_idle(const struct store_stream *stream) {
     return true;
 }
 
-/* Frees STREAM once it is done with (cancelled, failed or complete) and idle. */
+/* Frees STREAM once it is done with (cancelled, failed or complete) and idle, and not
+ * inside begin() (which frees it on its way out, if it is still done with then). */
 static void free_if_finished(struct store_stream *stream) {
     bool finished = stream->cancelled || stream->failed ||
                     (stream->checked && stream->next_piece == stream->pieces);
     /* An unfinished chunk in a queue refers to the stream until the queue cancels it. */
-    if (finished && !stream->pumping && !stream->attached && stream_idle(stream) &&
-        stream->mode != MODE_OPENING) {
+    if (finished && !stream->pumping && !stream->quiet && !stream->attached &&
+        stream_idle(stream) && stream->mode != MODE_OPENING) {
         stream_free(stream);
     }
 }
@@ -589,6 +590,9 @@ static void begin(struct store_stream *stream, uint64_t offset, uint64_t length,
     stream->quiet = true;
     pump(stream);
     stream->quiet = false;
+    /* A copy whose reads all ended inside pump() (no io_ring, or a record of one piece)
+     * is finished already: it is freed here, after its last use, not inside pump(). */
+    free_if_finished(stream);
 }
 
 bool store_stream_send(struct store_stream *stream, uint64_t offset, uint64_t length,
