@@ -213,7 +213,7 @@ void flash_record_live(struct flash *flash, uint32_t segment_id, uint64_t size) 
     flash_unlock(flash);
 }
 
-/* Adds a flash entry's record to its segment's live bytes (after recovery). */
+/* Adds a flash stub's record to its segment's live bytes (after recovery). */
 static void count_live(void *context, const void *key, size_t key_length, uint32_t segment_id,
                        uint32_t offset, uint64_t value_length, int64_t expire_at_ms) {
     (void)key;
@@ -362,7 +362,7 @@ struct flash *flash_open(const struct store_flash_config *config, const struct t
         flash_free(flash);
         return NULL;
     }
-    /* Recovery links flash entries, which count themselves in the tier's counters. */
+    /* Recovery links flash stubs, which count themselves in the tier's counters. */
     owner->index->attach(owner->context, &flash->tier);
     if (flash_open_segments(flash, error, error_size) != 0) {
         owner->index->attach(owner->context, NULL);

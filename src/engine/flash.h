@@ -91,7 +91,7 @@ struct flash;
 /* Opens (creating if needed) the flash directory of CONFIG, locks it, opens its segment
  * files and starts the writer and the recovery thread, which loads the saved index if
  * there is a valid one, else scans the segments, links the keys found into the owner's
- * index (OWNER->index->recover_entry()), and then calls OWNER->index->recovery_done().
+ * index (OWNER->index->recover_node()), and then calls OWNER->index->recovery_done().
  * OWNER->index->attach() is told the tier before its threads start (and NULL if the
  * open fails after that). Returns NULL with a reason in ERROR (a directory in use, a
  * segment file that cannot be opened). Close it with tier_close(). */

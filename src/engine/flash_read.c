@@ -15,7 +15,7 @@
 bool flash_read_prepare(struct tier *tier, const struct tier_record *record, uint64_t hash,
                         struct tier_read *read) {
     struct flash *flash = flash_of(tier);
-    /* Called with the key's shard locked: the entry cannot change meanwhile. */
+    /* Called with the key's shard locked: the node cannot change meanwhile. */
     STRATA_ASSERT(
         FLASH_INDEX(flash)->key_locked(FLASH_OWNER(flash), record->key, record->key_length));
     memset(read, 0, sizeof(*read));

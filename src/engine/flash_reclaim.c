@@ -139,24 +139,25 @@ void flash_reclaim_oldest(struct flash *flash, uint64_t *reinsert_room) {
                     FLASH_OWNER(flash), key, header.key_length, segment->id, (uint32_t)offset,
                     false, &accessed, &expire_at_ms);
                 if (live && accessed && may_reinsert && flash_record_valid(record)) {
-                    struct reinsertion *entry = malloc(sizeof(*entry) + header.key_length);
+                    struct reinsertion *reinsertion =
+                        malloc(sizeof(*reinsertion) + header.key_length);
                     uint32_t new_segment, new_offset;
-                    if (entry != NULL &&
+                    if (reinsertion != NULL &&
                         flash_append_record(flash, key, header.key_length,
                                             record + flash_value_offset(header.key_length),
                                             header.value_length, expire_at_ms, 0, &new_segment,
                                             &new_offset) == 0) {
-                        entry->old_offset = (uint32_t)offset;
-                        entry->segment = new_segment;
-                        entry->offset = new_offset;
-                        entry->record_size = size;
-                        entry->key_length = header.key_length;
-                        memcpy(entry->key, key, header.key_length);
-                        entry->next = reinsertions;
-                        reinsertions = entry;
+                        reinsertion->old_offset = (uint32_t)offset;
+                        reinsertion->segment = new_segment;
+                        reinsertion->offset = new_offset;
+                        reinsertion->record_size = size;
+                        reinsertion->key_length = header.key_length;
+                        memcpy(reinsertion->key, key, header.key_length);
+                        reinsertion->next = reinsertions;
+                        reinsertions = reinsertion;
                         *reinsert_room -= size;
                     } else {
-                        free(entry);
+                        free(reinsertion);
                         live = FLASH_INDEX(flash)->reclaim_record(
                             FLASH_OWNER(flash), key, header.key_length, segment->id,
                             (uint32_t)offset, true, &accessed, &expire_at_ms);
@@ -177,27 +178,28 @@ void flash_reclaim_oldest(struct flash *flash, uint64_t *reinsert_room) {
     if (reinsertions != NULL) {
         int result = flash_writer_checkpoint(flash, true);
         while (reinsertions != NULL) {
-            struct reinsertion *entry = reinsertions;
-            reinsertions = entry->next;
-            if (result == 0 && FLASH_INDEX(flash)->reinserted(
-                                   FLASH_OWNER(flash), entry->key, entry->key_length, segment->id,
-                                   entry->old_offset, entry->segment, entry->offset)) {
-                flash_record_live(flash, entry->segment, entry->record_size);
+            struct reinsertion *reinsertion = reinsertions;
+            reinsertions = reinsertion->next;
+            if (result == 0 &&
+                FLASH_INDEX(flash)->reinserted(
+                    FLASH_OWNER(flash), reinsertion->key, reinsertion->key_length, segment->id,
+                    reinsertion->old_offset, reinsertion->segment, reinsertion->offset)) {
+                flash_record_live(flash, reinsertion->segment, reinsertion->record_size);
                 reinserted++;
             } else {
                 if (result != 0) count(&flash->tier.counters.write_errors, 1); /* a lost copy */
                 bool accessed;
                 int64_t expire_at_ms;
                 dropped += (uint64_t)FLASH_INDEX(flash)->reclaim_record(
-                    FLASH_OWNER(flash), entry->key, entry->key_length, segment->id,
-                    entry->old_offset, true, &accessed, &expire_at_ms);
+                    FLASH_OWNER(flash), reinsertion->key, reinsertion->key_length, segment->id,
+                    reinsertion->old_offset, true, &accessed, &expire_at_ms);
             }
-            free(entry);
+            free(reinsertion);
         }
     }
     if (read_error != 0 || offset < segment->end) {
         /* The walk stopped short (an I/O error, or a header it could not trust: a write
-         * that failed midway leaves one). Records past it would keep index entries, and
+         * that failed midway leaves one). Records past it would keep index nodes, and
          * DRAM items their copies, pointing at a file about to go: find them in the index
          * instead, after the copies above have moved theirs. */
         if (read_error != 0) {

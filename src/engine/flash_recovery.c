@@ -25,7 +25,7 @@ struct index_header {
     uint64_t magic;
     uint32_t version;
     uint32_t segment_count;
-    uint64_t entry_count;
+    uint64_t node_count;
     uint64_t next_sequence;
 };
 
@@ -36,7 +36,7 @@ struct index_segment {
     uint64_t end;
 };
 
-struct index_entry {
+struct saved_node {
     uint32_t key_length;
     uint32_t segment;
     uint32_t offset;
@@ -147,7 +147,7 @@ static int open_segments(struct flash *flash, char *error, size_t error_size) {
 struct index_writer {
     FILE *file;
     uint32_t running;
-    uint64_t entries;
+    uint64_t nodes;
     bool failed;
 };
 
@@ -159,24 +159,24 @@ static void index_put(struct index_writer *writer, const void *data, size_t leng
     }
 }
 
-static void save_entry(void *context, const void *key, size_t key_length, uint32_t segment,
-                       uint32_t offset, uint64_t value_length, int64_t expire_at_ms) {
+static void save_node(void *context, const void *key, size_t key_length, uint32_t segment,
+                      uint32_t offset, uint64_t value_length, int64_t expire_at_ms) {
     struct index_writer *writer = context;
-    struct index_entry entry = {
+    struct saved_node node = {
         .key_length = (uint32_t)key_length,
         .segment = segment,
         .offset = offset,
         .value_length = value_length,
         .expire_at_ms = expire_at_ms,
     };
-    index_put(writer, &entry, sizeof(entry));
+    index_put(writer, &node, sizeof(node));
     index_put(writer, key, key_length);
-    writer->entries++;
+    writer->nodes++;
 }
 
-/* Counts entries (a first pass, so the header can say how many follow). */
-static void count_entry(void *context, const void *key, size_t key_length, uint32_t segment,
-                        uint32_t offset, uint64_t value_length, int64_t expire_at_ms) {
+/* Counts the nodes to save (a first pass, so the header can say how many follow). */
+static void count_node(void *context, const void *key, size_t key_length, uint32_t segment,
+                       uint32_t offset, uint64_t value_length, int64_t expire_at_ms) {
     (void)key;
     (void)key_length;
     (void)segment;
@@ -199,12 +199,12 @@ void flash_save_index(struct flash *flash) {
         return;
     }
     uint64_t expected = 0;
-    FLASH_INDEX(flash)->visit(FLASH_OWNER(flash), count_entry, &expected);
+    FLASH_INDEX(flash)->visit(FLASH_OWNER(flash), count_node, &expected);
     struct index_header header = {
         .magic = FLASH_INDEX_MAGIC,
         .version = FLASH_FORMAT_VERSION,
         .segment_count = (uint32_t)flash->segment_count,
-        .entry_count = expected,
+        .node_count = expected,
         .next_sequence = flash->next_sequence,
     };
     index_put(&writer, &header, sizeof(header));
@@ -214,14 +214,14 @@ void flash_save_index(struct flash *flash) {
             .id = segment->id, .size = segment->size, .end = segment->end};
         index_put(&writer, &saved, sizeof(saved));
     }
-    FLASH_INDEX(flash)->visit(FLASH_OWNER(flash), save_entry, &writer);
+    FLASH_INDEX(flash)->visit(FLASH_OWNER(flash), save_node, &writer);
     uint32_t crc = crc32c_finish(writer.running);
     if (fwrite(&crc, 1, sizeof(crc), writer.file) != sizeof(crc)) writer.failed = true;
     if (fflush(writer.file) != 0 || fault_fails(FAULT_sync) || fsync(fileno(writer.file)) != 0) {
         writer.failed = true;
     }
     if (fclose(writer.file) != 0) writer.failed = true;
-    if (writer.failed || writer.entries != expected || rename(temporary, path) != 0) {
+    if (writer.failed || writer.nodes != expected || rename(temporary, path) != 0) {
         log_event(LOG_ERROR, "flash_index_save_failed", "file=%s error=\"%s\"", path,
                   writer.failed ? "write failed" : "the index changed while it was saved");
         unlink(temporary);
@@ -229,11 +229,11 @@ void flash_save_index(struct flash *flash) {
     }
     sync_directory(flash->directory);
     log_event(LOG_INFO, "flash_index_saved", "file=%s entries=%llu milliseconds=%lld", path,
-              (unsigned long long)writer.entries, (long long)(clock_monotonic_ms() - started));
+              (unsigned long long)writer.nodes, (long long)(clock_monotonic_ms() - started));
 }
 
 /* Loads the saved index if it is whole and matches the segments. Returns the number of
- * entries linked, or -1 if it cannot be used (the caller scans instead). */
+ * nodes linked, or -1 if it cannot be used (the caller scans instead). */
 static int64_t load_index(struct flash *flash, uint64_t *next_sequence) {
     ASSERT_RECOVERY(flash);
     char path[4096];
@@ -280,37 +280,37 @@ static int64_t load_index(struct flash *flash, uint64_t *next_sequence) {
         }
         segment->end = saved.end;
     }
-    reason = "damaged entries";
-    /* Check every entry before linking any, so a bad index leaves nothing behind. */
-    size_t entries_start = position;
+    reason = "damaged nodes";
+    /* Check every node before linking any, so a bad index leaves nothing behind. */
+    size_t nodes_start = position;
     for (int pass = 0; pass < 2; pass++) {
-        position = entries_start;
-        for (uint64_t i = 0; i < header.entry_count; i++) {
-            struct index_entry entry;
-            if (size - 4 - position < sizeof(entry)) goto out;
-            memcpy(&entry, data + position, sizeof(entry));
-            position += sizeof(entry);
-            if (entry.key_length > STORE_MAX_KEY_LENGTH || size - 4 - position < entry.key_length ||
-                entry.value_length > UINT32_MAX) {
+        position = nodes_start;
+        for (uint64_t i = 0; i < header.node_count; i++) {
+            struct saved_node node;
+            if (size - 4 - position < sizeof(node)) goto out;
+            memcpy(&node, data + position, sizeof(node));
+            position += sizeof(node);
+            if (node.key_length > STORE_MAX_KEY_LENGTH || size - 4 - position < node.key_length ||
+                node.value_length > UINT32_MAX) {
                 goto out;
             }
             const unsigned char *key = data + position;
-            position += entry.key_length;
-            struct segment *segment = segment_find(flash, entry.segment);
+            position += node.key_length;
+            struct segment *segment = segment_find(flash, node.segment);
             if (segment == NULL ||
-                entry.offset + flash_record_size(entry.key_length, entry.value_length) >
+                node.offset + flash_record_size(node.key_length, node.value_length) >
                     segment->end) {
                 goto out;
             }
             if (pass == 1) {
-                FLASH_INDEX(flash)->recover_entry(FLASH_OWNER(flash), key, entry.key_length,
-                                                  entry.segment, entry.offset, entry.value_length,
-                                                  entry.expire_at_ms, false);
+                FLASH_INDEX(flash)->recover_node(FLASH_OWNER(flash), key, node.key_length,
+                                                 node.segment, node.offset, node.value_length,
+                                                 node.expire_at_ms, false);
             }
         }
         if (position != size - 4) goto out;
     }
-    linked = (int64_t)header.entry_count;
+    linked = (int64_t)header.node_count;
     *next_sequence = header.next_sequence;
 out:
     close(fd);
@@ -414,8 +414,8 @@ static void scan_segment(struct flash *flash, struct segment *segment, struct sc
         if (record == NULL && reader.error != 0) {
             /* The header said which key: it must not keep an older value. */
             if (key_copy != NULL) {
-                FLASH_INDEX(flash)->recover_entry(FLASH_OWNER(flash), key_copy, header.key_length,
-                                                  segment->id, (uint32_t)offset, 0, 0, true);
+                FLASH_INDEX(flash)->recover_node(FLASH_OWNER(flash), key_copy, header.key_length,
+                                                 segment->id, (uint32_t)offset, 0, 0, true);
             }
             free(key_copy);
             offset = skip_unreadable(flash, segment, &reader, offset);
@@ -438,9 +438,9 @@ static void scan_segment(struct flash *flash, struct segment *segment, struct sc
         }
         bool expired = header.expire_at_ms != 0 && header.expire_at_ms <= now;
         if (header.value_length <= UINT32_MAX) {
-            FLASH_INDEX(flash)->recover_entry(FLASH_OWNER(flash), key, header.key_length,
-                                              segment->id, (uint32_t)offset, header.value_length,
-                                              header.expire_at_ms, tombstone || expired || !valid);
+            FLASH_INDEX(flash)->recover_node(FLASH_OWNER(flash), key, header.key_length,
+                                             segment->id, (uint32_t)offset, header.value_length,
+                                             header.expire_at_ms, tombstone || expired || !valid);
         }
         if (header.sequence > totals->max_sequence) totals->max_sequence = header.sequence;
         totals->records++;

@@ -74,7 +74,7 @@ static int ring_write(struct flash *flash, int fd, const unsigned char *data, si
 /* After a failed sync of the current segment: the records written to it since the last
  * good sync may be lost (the kernel may have dropped their pages and will not report it
  * again), so the index must stop pointing at them, and the segment takes no more
- * records. Each such record whose header can still be read is looked up: a flash entry
+ * records. Each such record whose header can still be read is looked up: a flash stub
  * pointing at it is dropped and a tombstone queued (the record may have lasted after
  * all, and must not come back at the next start), a DRAM copy becomes uncertain. A
  * record that cannot be read back fails its checksum when read and is never served.

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <sys/random.h>
 
-/* Returns the slot that points at KEY's entry (a DRAM item or a flash entry), or at the
+/* Returns the slot that points at KEY's node (a DRAM item or a flash stub), or at the
  * NULL ending its chain. */
 struct item **index_find_slot(struct shard *shard, uint32_t hash, const void *key,
                               size_t key_length) {
@@ -14,9 +14,9 @@ struct item **index_find_slot(struct shard *shard, uint32_t hash, const void *ke
     for (struct item *item = *slot; item != NULL; item = *slot) {
         /* The key starts on the item's second cache line (the header is 64 bytes): ask
          * for it now so both lines come from memory together (docs/performance.md). */
-        __builtin_prefetch(entry_key(item));
-        if (item->hash == hash && entry_key_length(item) == key_length &&
-            memcmp(entry_key(item), key, key_length) == 0) {
+        __builtin_prefetch(node_key(item));
+        if (item->hash == hash && node_key_length(item) == key_length &&
+            memcmp(node_key(item), key, key_length) == 0) {
             return slot;
         }
         slot = &item->hash_next;
@@ -33,9 +33,9 @@ struct item **index_slot_of(struct shard *shard, const struct item *item) {
     return slot;
 }
 
-/* Takes ITEM (at SLOT; a DRAM item or a flash entry) out of the index and, for a DRAM
+/* Takes ITEM (at SLOT; a DRAM item or a flash stub) out of the index and, for a DRAM
  * item, its queue; its chain link and pin end (chains.c). The index's reference (or
- * the flash entry) now belongs to the caller. */
+ * the flash stub) now belongs to the caller. */
 void index_unlink(struct shard *shard, struct item **slot, struct item *item) {
     ASSERT_SHARD_LOCKED(shard);
     *slot = item->hash_next;
@@ -44,51 +44,51 @@ void index_unlink(struct shard *shard, struct item **slot, struct item *item) {
     if (has_expiry(item)) shard_count_add(&shard->expiring_count, -1);
     struct store *store = shard->store;
     if (chain_table_in_use(store)) {
-        chain_forget(store, hash_key(store, entry_key(item), entry_key_length(item)));
+        chain_forget(store, hash_key(store, node_key(item), node_key_length(item)));
     }
-    if (entry_is_flash(item)) return;
+    if (node_is_stub(item)) return;
     if (item->queue == QUEUE_SMALL || item->queue == QUEUE_MAIN) {
         s3fifo_queue_remove(s3fifo_queue_of(shard, item), item);
     }
     item->queue = QUEUE_NONE;
 }
 
-static void bury_entry(struct shard *shard, struct item **slot, struct item *item,
-                       struct item **graveyard, bool superseded);
+static void bury_node(struct shard *shard, struct item **slot, struct item *item,
+                      struct item **graveyard, bool superseded);
 
 /* Removes ITEM at SLOT for good (delete, overwrite, expiry): a DRAM item is chained
- * onto *GRAVEYARD for release after unlock; a flash entry is freed. With a flash tier,
+ * onto *GRAVEYARD for release after unlock; a flash stub is freed. With a flash tier,
  * a key that has a record there gets a tombstone (see store_tier_forget()). */
 void index_bury(struct shard *shard, struct item **slot, struct item *item,
                 struct item **graveyard) {
-    bury_entry(shard, slot, item, graveyard, false);
+    bury_node(shard, slot, item, graveyard, false);
 }
 
 /* index_bury(); with SUPERSEDED a new version of the key is about to be written to flash
  * (write-through), whose record will supersede the old one's without a tombstone. */
-static void bury_entry(struct shard *shard, struct item **slot, struct item *item,
-                       struct item **graveyard, bool superseded) {
+static void bury_node(struct shard *shard, struct item **slot, struct item *item,
+                      struct item **graveyard, bool superseded) {
     ASSERT_SHARD_LOCKED(shard);
     index_unlink(shard, slot, item);
     struct store *store = shard->store;
     if (store->tier != NULL) {
         if (store_tier_forget(store, item, superseded)) return;
-    } else if (entry_is_flash(item)) {
-        flash_entry_free(store, (struct flash_entry *)item);
+    } else if (node_is_stub(item)) {
+        flash_stub_free(store, (struct flash_stub *)item);
         return;
     }
     item->hash_next = *graveyard;
     *graveyard = item;
 }
 
-/* Links flash entry ENTRY (its key absent) into SHARD (locked). */
-void index_link_entry(struct store *store, struct shard *shard, struct item *entry) {
+/* Links flash stub ENTRY (its key absent) into SHARD (locked). */
+void index_link_node(struct store *store, struct shard *shard, struct item *node) {
     ASSERT_SHARD_LOCKED(shard);
-    struct item **head = &shard->buckets[entry->hash & shard->bucket_mask];
-    entry->hash_next = *head;
-    *head = entry;
+    struct item **head = &shard->buckets[node->hash & shard->bucket_mask];
+    node->hash_next = *head;
+    *head = node;
     uint64_t count = shard_count_add(&shard->item_count, 1);
-    if (has_expiry(entry)) shard_count_add(&shard->expiring_count, 1);
+    if (has_expiry(node)) shard_count_add(&shard->expiring_count, 1);
     if (count > shard->bucket_mask + 1 && shard->bucket_mask < UINT32_MAX) {
         index_resize(store, shard, (shard->bucket_mask + 1) * 2);
     }
@@ -173,7 +173,7 @@ void index_replace(struct store *store, struct shard *shard, struct item **slot,
     uint8_t queue = QUEUE_NONE;
     uint8_t frequency = 0;
     if (existing != NULL) {
-        if (!entry_is_flash(existing) && existing->queue != QUEUE_DEMOTING) {
+        if (!node_is_stub(existing) && existing->queue != QUEUE_DEMOTING) {
             queue = existing->queue;
             frequency = atomic_load_explicit(&existing->frequency, memory_order_relaxed);
         }
@@ -183,7 +183,7 @@ void index_replace(struct store *store, struct shard *shard, struct item **slot,
         struct tier *tier = store->tier;
         bool superseded = item != NULL && tier != NULL && tier_write_through(tier) &&
                           tier_accepts(tier, item->key_length, item->value_length);
-        bury_entry(shard, slot, existing, graveyard, superseded);
+        bury_node(shard, slot, existing, graveyard, superseded);
     }
     if (item != NULL) index_link(store, shard, item, queue, frequency);
 }
@@ -274,12 +274,11 @@ enum store_status store_random(struct store *store, struct item **item) {
             for (struct item *candidate = shard->buckets[(start + i) & shard->bucket_mask];
                  candidate != NULL; candidate = candidate->hash_next) {
                 if (is_expired(candidate, now)) continue;
-                if (entry_is_flash(candidate)) {
+                if (node_is_stub(candidate)) {
                     /* Only the key is wanted: copy it, and make a value-less item below. */
-                    flash_key_length = entry_key_length(candidate);
+                    flash_key_length = node_key_length(candidate);
                     flash_key = malloc(flash_key_length ? flash_key_length : 1);
-                    if (flash_key != NULL)
-                        memcpy(flash_key, entry_key(candidate), flash_key_length);
+                    if (flash_key != NULL) memcpy(flash_key, node_key(candidate), flash_key_length);
                     flash_hash = candidate->hash;
                 } else {
                     item_retain(candidate);

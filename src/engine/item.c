@@ -5,8 +5,8 @@
 #include <stdlib.h>
 
 const unsigned char *item_key(const struct item *item, size_t *length) {
-    *length = entry_key_length(item); /* scans also visit flash entries */
-    return entry_key(item);
+    *length = node_key_length(item); /* scans also visit flash stubs */
+    return node_key(item);
 }
 
 const unsigned char *item_value(const struct item *item) {

@@ -35,7 +35,7 @@ enum {
  * there, and a demotion writes the item again. */
 #define FLASH_UNKNOWN 0xFFFFFFFEu
 
-/* The first three fields are shared with struct flash_entry (store_internal.h), which
+/* The first three fields are shared with struct flash_stub (store_internal.h), which
  * sits in the same bucket chains: bit 31 of key_length tells them apart. */
 struct item {
     struct item *hash_next;      /* next in the bucket chain; links a graveyard once unlinked */

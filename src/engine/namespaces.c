@@ -76,19 +76,19 @@ int namespace_specs_parse(const char *text, struct namespace_spec *specs, char *
 
 void namespace_table_add(struct namespace_table *table, const char *name, struct store *store,
                          uint64_t quota, bool is_default) {
-    struct namespace *space = &table->entries[table->count++];
-    memset(space, 0, sizeof(*space));
-    snprintf(space->name, sizeof(space->name), "%s", name);
-    space->name_length = strlen(space->name);
-    space->store = store;
-    space->quota = quota;
-    space->is_default = is_default;
+    struct namespace *ns = &table->list[table->count++];
+    memset(ns, 0, sizeof(*ns));
+    snprintf(ns->name, sizeof(ns->name), "%s", name);
+    ns->name_length = strlen(ns->name);
+    ns->store = store;
+    ns->quota = quota;
+    ns->is_default = is_default;
 }
 
 struct namespace *namespace_find(struct namespace_table *table, const void *name, size_t length) {
     for (int i = 0; i < table->count; i++) {
-        struct namespace *space = &table->entries[i];
-        if (space->name_length == length && memcmp(space->name, name, length) == 0) return space;
+        struct namespace *ns = &table->list[i];
+        if (ns->name_length == length && memcmp(ns->name, name, length) == 0) return ns;
     }
     return NULL;
 }

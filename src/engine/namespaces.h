@@ -40,7 +40,7 @@ struct namespace {
 
 struct namespace_table {
     int count;
-    struct namespace entries[NAMESPACE_MAX_COUNT];
+    struct namespace list[NAMESPACE_MAX_COUNT]; /* the first count are in use; list[0] is default */
 };
 
 /* One declared namespace, as parsed from --namespaces. */

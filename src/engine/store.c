@@ -98,7 +98,7 @@ struct store *store_create(const struct store_config *config, char *error, size_
     atomic_init(&store->budget, config->memory_budget);
     atomic_init(&store->max_value, config->max_value);
 
-    /* Ghost entries: about one per 4 KiB of budget, split across the shards. */
+    /* Ghost table slots: about one per 4 KiB of budget, split across the shards. */
     uint64_t ghost_total = config->memory_budget / 4096;
     uint64_t ghost_per_shard = 16;
     while (ghost_per_shard * store->shard_count < ghost_total && ghost_per_shard < (1u << 20)) {
@@ -185,7 +185,7 @@ static _Thread_local bool queue_failed;
 
 void store_note_ticket(uint64_t ticket) {
     if (ticket == 0) {
-        queue_failed = true; /* out of memory for the queue entry: nothing will be written */
+        queue_failed = true; /* out of memory for the queued write: nothing will be written */
         return;
     }
     if (first_ticket == 0) first_ticket = ticket;
@@ -212,15 +212,15 @@ enum store_status store_finish_write(struct store *store, enum store_status stat
     return result < 0 && status == STORE_OK ? STORE_IO_ERROR : status;
 }
 
-/* If KEY's entry lives only on flash, reads it back into DRAM (blocking) so that a
+/* If KEY's node lives only on flash, reads it back into DRAM (blocking) so that a
  * read-modify-write can work on it. Called with ACCESS open on KEY and FOUND its
- * entry; closes ACCESS and returns true when it did something (the caller looks the key
+ * node; closes ACCESS and returns true when it did something (the caller looks the key
  * up again), or returns false with ACCESS still open. On a failure *STATUS is set. */
 static bool fault_in_if_flash(struct store *store, uint64_t hash, struct key_access *access,
                               struct item *found, enum store_status *status) {
-    if (found == NULL || !entry_is_flash(found)) return false;
+    if (found == NULL || !node_is_stub(found)) return false;
     struct item *loaded = NULL;
-    *status = store_tier_fault_in(store, hash, access, (struct flash_entry *)found, &loaded);
+    *status = store_tier_fault_in(store, hash, access, (struct flash_stub *)found, &loaded);
     if (loaded != NULL) item_release(loaded);
     if (*status == STORE_NOT_FOUND) *status = STORE_OK; /* gone meanwhile: look again */
     return true;
@@ -238,10 +238,10 @@ static bool probe(struct store *store, const void *key, size_t key_length, bool 
     struct key_access access;
     struct item *found =
         index_open_key(store, hash_key(store, key, key_length), key, key_length, &access);
-    if (found != NULL && entry_is_flash(found)) {
-        struct flash_entry *entry = (struct flash_entry *)found;
-        if (expire_at != NULL) *expire_at = flash_entry_expiry_ms(entry);
-        if (count_access) entry->key_length |= ENTRY_ACCESSED;
+    if (found != NULL && node_is_stub(found)) {
+        struct flash_stub *node = (struct flash_stub *)found;
+        if (expire_at != NULL) *expire_at = flash_stub_expiry_ms(node);
+        if (count_access) node->key_length |= NODE_ACCESSED;
     } else if (found != NULL) {
         if (expire_at != NULL) *expire_at = found->expire_at_ms;
         if (count_access) mark_used(found);
@@ -280,7 +280,7 @@ static enum store_status apply_write(struct store *store, uint64_t hash, const v
     enum store_status status = STORE_OK;
     struct key_access access;
     struct item *existing = index_open_key(store, hash, key, key_length, &access);
-    while (previous != NULL && existing != NULL && entry_is_flash(existing)) {
+    while (previous != NULL && existing != NULL && node_is_stub(existing)) {
         /* The caller wants the old value: bring it back from flash first. */
         if (fault_in_if_flash(store, hash, &access, existing, &status) && status != STORE_OK) {
             if (item != NULL) item_release(item);
@@ -298,8 +298,8 @@ static enum store_status apply_write(struct store *store, uint64_t hash, const v
         status = STORE_CONDITION_FAILED;
     } else {
         if (item != NULL && write->expiry == STORE_EXPIRY_KEEP && existing != NULL) {
-            item->expire_at_ms = entry_is_flash(existing)
-                                     ? flash_entry_expiry_ms((const struct flash_entry *)existing)
+            item->expire_at_ms = node_is_stub(existing)
+                                     ? flash_stub_expiry_ms((const struct flash_stub *)existing)
                                      : existing->expire_at_ms;
         }
         bool linked = item != NULL;
@@ -554,7 +554,7 @@ enum store_status store_set_expiry(struct store *store, const void *key, size_t 
     uint64_t hash = hash_key(store, key, key_length);
     struct key_access access;
     struct item *existing = index_open_key(store, hash, key, key_length, &access);
-    /* A flash entry keeps its expiry to the second: bring the key back to DRAM to set a
+    /* A flash stub keeps its expiry to the second: bring the key back to DRAM to set a
      * millisecond one (and to hand GETEX its value). */
     while (fault_in_if_flash(store, hash, &access, existing, &status)) {
         if (status != STORE_OK) return status;
@@ -567,8 +567,8 @@ enum store_status store_set_expiry(struct store *store, const void *key, size_t 
             item_retain(existing);
             *item = existing;
         }
-        bool on_flash = entry_is_flash(existing);
-        int64_t current = on_flash ? flash_entry_expiry_ms((const struct flash_entry *)existing)
+        bool on_flash = node_is_stub(existing);
+        int64_t current = on_flash ? flash_stub_expiry_ms((const struct flash_stub *)existing)
                                    : existing->expire_at_ms;
         /* For GT and LT, no expiry counts as an infinite one. */
         bool allowed;
@@ -599,7 +599,7 @@ enum store_status store_set_expiry(struct store *store, const void *key, size_t 
             if (current != 0 && expire_at_ms == 0)
                 shard_count_add(&access.shard->expiring_count, -1);
             if (on_flash) {
-                ((struct flash_entry *)existing)->expire_seconds =
+                ((struct flash_stub *)existing)->expire_seconds =
                     flash_expiry_seconds(expire_at_ms);
             } else {
                 existing->expire_at_ms = expire_at_ms;
@@ -647,7 +647,7 @@ static enum store_status move_or_copy(struct store *store, const void *source, s
         shard_lock(source_shard);
         struct item *original = index_find_live(source_shard, (uint32_t)source_hash, source,
                                                 source_length, now, NULL, &graveyard);
-        bool on_flash = original != NULL && entry_is_flash(original);
+        bool on_flash = original != NULL && node_is_stub(original);
         if (original != NULL && !on_flash) item_retain(original);
         shard_unlock(source_shard);
         item_release_chain(graveyard);
@@ -843,7 +843,7 @@ void store_get_stats(struct store *store, struct store_stats *stats) {
         shard_unlock(shard);
     }
     stats->rejected_writes = atomic_load_explicit(&store->rejected_writes, memory_order_relaxed);
-    chain_get_stats(store, &stats->chain_entries, &stats->chain_link_failures);
+    chain_get_stats(store, &stats->chained_keys, &stats->chain_link_failures);
 }
 
 void store_reset_counters(struct store *store) {

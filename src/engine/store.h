@@ -389,7 +389,7 @@ struct store_stats {
     uint64_t expiring_items; /* items with an expiry time */
     uint64_t small_queue_items;
     uint64_t main_queue_items;
-    uint64_t chain_entries;       /* keys in the chain table (chained or pinned) */
+    uint64_t chained_keys;        /* keys in the chain table (chained or pinned) */
     uint64_t chain_link_failures; /* chain links not recorded for want of memory */
     /* Counters since the start or the last store_reset_counters(). */
     uint64_t hits;            /* lookups that found a live key */

@@ -40,44 +40,44 @@
 #define MAX_STORES      256
 #define FREQUENCY_MAX   3
 
-/* ---- the index entry of an item that lives only in the lower tier ------------ */
+/* ---- the index node of an item that lives only in the lower tier ------------ */
 
-/* The index owns its entries; the tier only names places (SEGMENT/OFFSET, tier.h). The
- * entry keeps the name of the flash tier, the only lower tier so far: a second tier
+/* The index owns its nodes; the tier only names places (SEGMENT/OFFSET, tier.h). The
+ * node keeps the name of the flash tier, the only lower tier so far: a second tier
  * would add which tier holds the record (a bit of key_length is free). */
 
-#define ENTRY_FLASH      0x80000000u /* in key_length: this is a struct flash_entry */
-#define ENTRY_ACCESSED   0x40000000u /* in key_length: read since it reached flash */
-#define ENTRY_KEY_LENGTH 0x0001FFFFu /* in key_length: the key's length */
+#define NODE_STUB       0x80000000u /* in key_length: this is a struct flash_stub */
+#define NODE_ACCESSED   0x40000000u /* in key_length: read since it reached flash */
+#define NODE_KEY_LENGTH 0x0001FFFFu /* in key_length: the key's length */
 
 /* 32 bytes beside the key. The first three fields match struct item. */
-struct flash_entry {
+struct flash_stub {
     struct item *hash_next;
     uint32_t hash;
-    uint32_t key_length;     /* ENTRY_FLASH | flags | length */
+    uint32_t key_length;     /* NODE_STUB | flags | length */
     uint32_t segment;        /* the segment holding the record */
     uint32_t offset;         /* where the record starts in it */
     uint32_t value_length;   /* bytes of value (values on flash are below 4 GiB) */
     uint32_t expire_seconds; /* 0: never; else Unix seconds, rounded up */
     unsigned char key[];
 };
-_Static_assert(sizeof(struct flash_entry) == 32, "a flash index entry is 32 bytes");
+_Static_assert(sizeof(struct flash_stub) == 32, "a flash index node is 32 bytes");
 
-static inline bool entry_is_flash(const struct item *entry) {
-    return (entry->key_length & ENTRY_FLASH) != 0;
+static inline bool node_is_stub(const struct item *node) {
+    return (node->key_length & NODE_STUB) != 0;
 }
 
-static inline size_t entry_key_length(const struct item *entry) {
-    return entry->key_length & ENTRY_KEY_LENGTH;
+static inline size_t node_key_length(const struct item *node) {
+    return node->key_length & NODE_KEY_LENGTH;
 }
 
-static inline const unsigned char *entry_key(const struct item *entry) {
-    return entry_is_flash(entry) ? ((const struct flash_entry *)entry)->key : entry->bytes;
+static inline const unsigned char *node_key(const struct item *node) {
+    return node_is_stub(node) ? ((const struct flash_stub *)node)->key : node->bytes;
 }
 
-/* Expiry of a flash entry in milliseconds (0: never). */
-static inline int64_t flash_entry_expiry_ms(const struct flash_entry *entry) {
-    return (int64_t)entry->expire_seconds * 1000;
+/* Expiry of a flash stub in milliseconds (0: never). */
+static inline int64_t flash_stub_expiry_ms(const struct flash_stub *node) {
+    return (int64_t)node->expire_seconds * 1000;
 }
 
 /* The seconds field for an expiry in milliseconds, rounded up. */
@@ -121,8 +121,8 @@ struct shard {
     } counters;
 } __attribute__((aligned(64)));
 
-/* One key's entry in the chain table (chains.c). */
-struct chain_entry {
+/* One key's state in the chain table (chains.c): its parent, pin and counters. */
+struct chain_state {
     uint64_t hash;        /* the key's 64-bit hash; 0: an empty slot */
     uint64_t parent;      /* the parent's hash, 0 for none */
     int64_t pinned_until; /* pin lease end (ms since the epoch), 0 for none */
@@ -133,10 +133,10 @@ struct chain_entry {
 struct chain_table {
     pthread_mutex_t lock;
     struct check_owner owner;
-    struct chain_entry *entries;
+    struct chain_state *states;
     size_t capacity; /* a power of two, or 0 */
     size_t count;
-    uint64_t footprint;             /* bytes charged for entries */
+    uint64_t footprint;             /* bytes charged for states */
     _Atomic size_t live;            /* count, readable without the lock */
     _Atomic uint64_t link_failures; /* links not recorded for want of memory */
 };
@@ -188,18 +188,18 @@ static inline struct value_block *item_block(const struct item *item) {
 #define SHARD_COUNT(shard, field, count)                                                           \
     atomic_fetch_add_explicit(&(shard)->counters.field, (uint64_t)(count), memory_order_relaxed)
 
-/* Whether an index entry (a DRAM item or a flash entry) has expired at NOW. */
+/* Whether an index node (a DRAM item or a flash stub) has expired at NOW. */
 static inline bool is_expired(const struct item *item, int64_t now) {
-    if (entry_is_flash(item)) {
-        int64_t expiry = flash_entry_expiry_ms((const struct flash_entry *)item);
+    if (node_is_stub(item)) {
+        int64_t expiry = flash_stub_expiry_ms((const struct flash_stub *)item);
         return expiry != 0 && expiry <= now;
     }
     return item->expire_at_ms != 0 && item->expire_at_ms <= now;
 }
 
-/* Whether an index entry has an expiry time. */
+/* Whether an index node has an expiry time. */
 static inline bool has_expiry(const struct item *item) {
-    if (entry_is_flash(item)) return ((const struct flash_entry *)item)->expire_seconds != 0;
+    if (node_is_stub(item)) return ((const struct flash_stub *)item)->expire_seconds != 0;
     return item->expire_at_ms != 0;
 }
 
@@ -289,17 +289,17 @@ enum store_status store_finish_write(struct store *store, enum store_status stat
 bool store_tier_open(struct store *store, const struct store_flash_config *config, char *error,
                      size_t error_size);
 
-/* Creates a flash entry for KEY at the given place, charged to STORE's budget without
+/* Creates a flash stub for KEY at the given place, charged to STORE's budget without
  * evicting (it replaces something larger). Returns NULL if out of memory. */
-struct flash_entry *flash_entry_create(struct store *store, uint32_t hash, const void *key,
-                                       size_t key_length, uint32_t segment, uint32_t offset,
-                                       uint32_t value_length, uint32_t expire_seconds);
+struct flash_stub *flash_stub_create(struct store *store, uint32_t hash, const void *key,
+                                     size_t key_length, uint32_t segment, uint32_t offset,
+                                     uint32_t value_length, uint32_t expire_seconds);
 
 /* Frees ENTRY (already out of the index) and uncharges it. */
-void flash_entry_free(struct store *store, struct flash_entry *entry);
+void flash_stub_free(struct store *store, struct flash_stub *node);
 
 /* Looks KEY up (store_get(), fault-in). A DRAM item is returned at once; a
- * flash entry is read, asynchronously when DONE is set and the thread has an io_ring
+ * flash stub is read, asynchronously when DONE is set and the thread has an io_ring
  * (then STORE_PENDING), and brought back to DRAM when PROMOTE_ALWAYS or the promotion
  * policy says so. */
 enum store_status store_tier_get(struct store *store, const void *key, size_t key_length,
@@ -310,10 +310,10 @@ enum store_status store_tier_get(struct store *store, const void *key, size_t ke
  * item linked in its place (when still there). Returns STORE_OK with *ITEM (a reference
  * for the caller), STORE_NOT_FOUND, or an error. */
 enum store_status store_tier_fault_in(struct store *store, uint64_t hash, struct key_access *access,
-                                      struct flash_entry *entry, struct item **item);
+                                      struct flash_stub *node, struct item **item);
 
 /* Handles an S3-FIFO victim (linked, SHARD locked) when there is a lower tier: moves it
- * there. DEMOTE_SWAPPED: it had a copy there and a flash entry took its place (the
+ * there. DEMOTE_SWAPPED: it had a copy there and a flash stub took its place (the
  * index's reference is the caller's to release after unlocking); DEMOTE_QUEUED: it is
  * out of its queue and the writer will replace it; DEMOTE_REFUSED: it cannot go to
  * the tier (the caller evicts it). */
@@ -322,15 +322,15 @@ int store_tier_demote(struct store *store, struct shard *shard, struct item *vic
 
 /* Index maintenance when ENTRY leaves the index for good (delete, overwrite, expiry):
  * queues a tombstone (unless SUPERSEDED: a new version's record follows) and marks its
- * record dead; a flash entry is freed. Called with the shard locked. Returns true if
- * ENTRY was a flash entry (already freed). */
-bool store_tier_forget(struct store *store, struct item *entry, bool superseded);
+ * record dead; a flash stub is freed. Called with the shard locked. Returns true if
+ * ENTRY was a flash stub (already freed). */
+bool store_tier_forget(struct store *store, struct item *node, bool superseded);
 
 /* ---- budget.c: the budget ------------------------------------------------------ */
 
 bool budget_try_charge(struct store *store, uint64_t bytes);
 /* Charges BYTES if they fit; else records them as owed, to be charged out of the next
- * memory returned. For flash entries that replace larger items still held by readers:
+ * memory returned. For flash stubs that replace larger items still held by readers:
  * `used` stays within the budget and catches up once those items are freed. */
 void budget_charge_or_owe(struct store *store, uint64_t bytes);
 void budget_uncharge(struct store *store, uint64_t bytes);
@@ -379,11 +379,11 @@ int chain_protection(struct store *store, uint64_t key_hash, int64_t now);
 /* Pins KEY_HASH's key until UNTIL_MS (a later lease wins), or unpins it (0). Returns
  * false if memory ran out. */
 bool chain_pin(struct store *store, uint64_t key_hash, int64_t until_ms);
-/* Whether the chain table has any entry (a lock-free check for the hot paths). */
+/* Whether the chain table has any state (a lock-free check for the hot paths). */
 static inline bool chain_table_in_use(struct store *store) {
     return atomic_load_explicit(&store->chains.live, memory_order_relaxed) != 0;
 }
-void chain_get_stats(struct store *store, uint64_t *entries, uint64_t *link_failures);
+void chain_get_stats(struct store *store, uint64_t *chained_keys, uint64_t *link_failures);
 
 /* ---- s3fifo.c: queues, ghost table, eviction ---------------------------------- */
 
@@ -399,7 +399,7 @@ bool s3fifo_evict_one(struct store *store, struct shard *shard);
 struct item **index_slot_of(struct shard *shard, const struct item *item);
 struct item **index_find_slot(struct shard *shard, uint32_t hash, const void *key,
                               size_t key_length);
-void index_link_entry(struct store *store, struct shard *shard, struct item *entry);
+void index_link_node(struct store *store, struct shard *shard, struct item *node);
 void index_unlink(struct shard *shard, struct item **slot, struct item *item);
 void index_bury(struct shard *shard, struct item **slot, struct item *item,
                 struct item **graveyard);

@@ -1,4 +1,4 @@
-/* The store's side of the lower-tier contract (tier.h): flash entries in the index,
+/* The store's side of the lower-tier contract (tier.h): flash stubs in the index,
  * demotion of DRAM victims, reads and promotion, and the struct tier_index callbacks
  * that apply what the tier's writer, reclaim and recovery report. The store uses its
  * tier only through tier.h; this file alone opens one (flash_open()). The rules are in
@@ -11,34 +11,34 @@
 #include <errno.h>
 #include <stdlib.h>
 
-/* ---- flash entries ------------------------------------------------------------ */
+/* ---- flash stubs ------------------------------------------------------------ */
 
-struct flash_entry *flash_entry_create(struct store *store, uint32_t hash, const void *key,
-                                       size_t key_length, uint32_t segment, uint32_t offset,
-                                       uint32_t value_length, uint32_t expire_seconds) {
-    struct flash_entry *entry = malloc(sizeof(*entry) + key_length);
-    if (entry == NULL) return NULL;
-    entry->hash_next = NULL;
-    entry->hash = hash;
-    entry->key_length = ENTRY_FLASH | (uint32_t)key_length;
-    entry->segment = segment;
-    entry->offset = offset;
-    entry->value_length = value_length;
-    entry->expire_seconds = expire_seconds;
-    if (key_length > 0) memcpy(entry->key, key, key_length);
+struct flash_stub *flash_stub_create(struct store *store, uint32_t hash, const void *key,
+                                     size_t key_length, uint32_t segment, uint32_t offset,
+                                     uint32_t value_length, uint32_t expire_seconds) {
+    struct flash_stub *node = malloc(sizeof(*node) + key_length);
+    if (node == NULL) return NULL;
+    node->hash_next = NULL;
+    node->hash = hash;
+    node->key_length = NODE_STUB | (uint32_t)key_length;
+    node->segment = segment;
+    node->offset = offset;
+    node->value_length = value_length;
+    node->expire_seconds = expire_seconds;
+    if (key_length > 0) memcpy(node->key, key, key_length);
     /* It replaces a larger DRAM item (or is found by recovery): charged without eviction,
      * or owed until that item's memory is returned. */
-    uint64_t footprint = memory_footprint(entry);
+    uint64_t footprint = memory_footprint(node);
     budget_charge_or_owe(store, footprint);
     struct tier_counters *counters = &store->tier->counters;
     atomic_fetch_add_explicit(&counters->items, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&counters->index_bytes, footprint, memory_order_relaxed);
-    return entry;
+    return node;
 }
 
-void flash_entry_free(struct store *store, struct flash_entry *entry) {
-    uint64_t footprint = memory_footprint(entry);
-    free(entry);
+void flash_stub_free(struct store *store, struct flash_stub *node) {
+    uint64_t footprint = memory_footprint(node);
+    free(node);
     budget_uncharge(store, footprint);
     if (store->tier == NULL) return; /* the tier is closed: the store is going away */
     struct tier_counters *counters = &store->tier->counters;
@@ -46,11 +46,11 @@ void flash_entry_free(struct store *store, struct flash_entry *entry) {
     atomic_fetch_sub_explicit(&counters->index_bytes, footprint, memory_order_relaxed);
 }
 
-/* Puts flash entry REPLACEMENT where the DRAM item at SLOT is (same key), taking the item
+/* Puts flash stub REPLACEMENT where the DRAM item at SLOT is (same key), taking the item
  * out of its queue and the chain. The index's reference to the item becomes the
  * caller's. Counts stay: one key out, one key in. */
-static void swap_item_for_entry(struct shard *shard, struct item **slot, struct item *item,
-                                struct flash_entry *replacement) {
+static void swap_item_for_stub(struct shard *shard, struct item **slot, struct item *item,
+                               struct flash_stub *replacement) {
     ASSERT_SHARD_LOCKED(shard);
     if (item->queue == QUEUE_SMALL || item->queue == QUEUE_MAIN) {
         s3fifo_queue_remove(s3fifo_queue_of(shard, item), item);
@@ -61,27 +61,25 @@ static void swap_item_for_entry(struct shard *shard, struct item **slot, struct 
     item->hash_next = NULL;
 }
 
-bool store_tier_forget(struct store *store, struct item *entry, bool superseded) {
+bool store_tier_forget(struct store *store, struct item *node, bool superseded) {
     struct tier *tier = store->tier;
-    ASSERT_SHARD_LOCKED(
-        shard_for(store, hash_key(store, entry_key(entry), entry_key_length(entry))));
-    if (entry_is_flash(entry)) {
-        struct flash_entry *flash_entry = (struct flash_entry *)entry;
-        size_t key_length = entry_key_length(entry);
-        if (!superseded)
-            store_note_ticket(tier_queue_tombstone(tier, flash_entry->key, key_length));
-        tier_record_dead(tier, flash_entry->segment, key_length, flash_entry->value_length);
-        flash_entry_free(store, flash_entry);
+    ASSERT_SHARD_LOCKED(shard_for(store, hash_key(store, node_key(node), node_key_length(node))));
+    if (node_is_stub(node)) {
+        struct flash_stub *stub = (struct flash_stub *)node;
+        size_t key_length = node_key_length(node);
+        if (!superseded) store_note_ticket(tier_queue_tombstone(tier, stub->key, key_length));
+        tier_record_dead(tier, stub->segment, key_length, stub->value_length);
+        flash_stub_free(store, stub);
         return true;
     }
-    if (entry->flash_segment != 0) {
+    if (node->flash_segment != 0) {
         if (!superseded) {
-            store_note_ticket(tier_queue_tombstone(tier, entry->bytes, entry->key_length));
+            store_note_ticket(tier_queue_tombstone(tier, node->bytes, node->key_length));
         }
-        if (has_flash_copy(entry)) {
-            tier_record_dead(tier, entry->flash_segment, entry->key_length, entry->value_length);
+        if (has_flash_copy(node)) {
+            tier_record_dead(tier, node->flash_segment, node->key_length, node->value_length);
         }
-        entry->flash_segment = 0;
+        node->flash_segment = 0;
     }
     return false;
 }
@@ -94,12 +92,12 @@ int store_tier_demote(struct store *store, struct shard *shard, struct item *vic
     if (!tier_accepts(tier, victim->key_length, victim->value_length)) return DEMOTE_REFUSED;
     if (has_flash_copy(victim)) {
         /* Already on flash (written through, or read back from it): swap in place. */
-        struct flash_entry *entry = flash_entry_create(
+        struct flash_stub *node = flash_stub_create(
             store, victim->hash, victim->bytes, victim->key_length, victim->flash_segment,
             victim->flash_offset, (uint32_t)victim->value_length,
             flash_expiry_seconds(victim->expire_at_ms));
-        if (entry == NULL) return DEMOTE_REFUSED;
-        swap_item_for_entry(shard, index_slot_of(shard, victim), victim, entry);
+        if (node == NULL) return DEMOTE_REFUSED;
+        swap_item_for_stub(shard, index_slot_of(shard, victim), victim, node);
         return DEMOTE_SWAPPED;
     }
     if (victim->queue == QUEUE_SMALL || victim->queue == QUEUE_MAIN) {
@@ -109,7 +107,7 @@ int store_tier_demote(struct store *store, struct shard *shard, struct item *vic
     if (victim->flash_segment == FLASH_PENDING) return DEMOTE_QUEUED; /* already on the way */
     /* (FLASH_UNKNOWN: an earlier write failed; this one writes the item again.) */
     if (tier_queue_item(tier, victim, true) == 0) {
-        /* Out of memory for the queue entry: back into the main queue, not demoted. */
+        /* Out of memory for the queued write: back into the main queue, not demoted. */
         victim->queue = QUEUE_MAIN;
         s3fifo_queue_push(&shard->main, victim);
         return DEMOTE_REFUSED;
@@ -141,11 +139,11 @@ static bool item_written(void *owner, struct item *item, uint32_t segment, uint3
             item->flash_offset = offset;
             live = true;
             if (item->queue == QUEUE_DEMOTING) {
-                struct flash_entry *entry = flash_entry_create(
+                struct flash_stub *node = flash_stub_create(
                     store, item->hash, item->bytes, item->key_length, segment, offset,
                     (uint32_t)item->value_length, flash_expiry_seconds(item->expire_at_ms));
-                if (entry != NULL) {
-                    swap_item_for_entry(shard, slot, item, entry);
+                if (node != NULL) {
+                    swap_item_for_stub(shard, slot, item, node);
                     unlinked = true;
                 } else {
                     item->queue = QUEUE_MAIN; /* stays in DRAM, with its copy */
@@ -172,26 +170,26 @@ static bool item_written(void *owner, struct item *item, uint32_t segment, uint3
 
 /* ---- reclaim and recovery ----------------------------------------------------- */
 
-/* Locks KEY's shard (*SHARD) and finds its index entry (*SLOT). Returns the flash entry
+/* Locks KEY's shard (*SHARD) and finds its index node (*SLOT). Returns the flash stub
  * there if it points at the record at SEGMENT/OFFSET, else NULL. The caller unlocks. */
-static struct flash_entry *lock_flash_entry_at(struct store *store, uint64_t hash, const void *key,
-                                               size_t key_length, uint32_t segment, uint32_t offset,
-                                               struct shard **shard, struct item ***slot) {
+static struct flash_stub *lock_flash_stub_at(struct store *store, uint64_t hash, const void *key,
+                                             size_t key_length, uint32_t segment, uint32_t offset,
+                                             struct shard **shard, struct item ***slot) {
     *shard = shard_for(store, hash);
     shard_lock(*shard);
     *slot = index_find_slot(*shard, (uint32_t)hash, key, key_length);
     struct item *found = **slot;
-    if (found == NULL || !entry_is_flash(found)) return NULL;
-    struct flash_entry *entry = (struct flash_entry *)found;
-    return entry->segment == segment && entry->offset == offset ? entry : NULL;
+    if (found == NULL || !node_is_stub(found)) return NULL;
+    struct flash_stub *node = (struct flash_stub *)found;
+    return node->segment == segment && node->offset == offset ? node : NULL;
 }
 
-/* Takes flash entry ENTRY at SLOT out of the index (SHARD locked) and frees it. */
-static void remove_flash_entry(struct store *store, struct shard *shard, struct item **slot,
-                               struct flash_entry *entry) {
+/* Takes flash stub ENTRY at SLOT out of the index (SHARD locked) and frees it. */
+static void remove_flash_stub(struct store *store, struct shard *shard, struct item **slot,
+                              struct flash_stub *node) {
     ASSERT_SHARD_LOCKED(shard);
-    index_unlink(shard, slot, (struct item *)entry);
-    flash_entry_free(store, entry);
+    index_unlink(shard, slot, (struct item *)node);
+    flash_stub_free(store, node);
 }
 
 /* ITEM (linked, its shard locked) loses its flash copy to reclaim. With write-through
@@ -215,22 +213,22 @@ static int reclaim_record(void *owner, const void *key, size_t key_length, uint3
     ASSERT_NO_SHARD_LOCK();                     /* it takes one */
     struct shard *shard;
     struct item **slot;
-    struct flash_entry *entry = lock_flash_entry_at(store, hash_key(store, key, key_length), key,
-                                                    key_length, segment, offset, &shard, &slot);
-    if (entry != NULL) {
+    struct flash_stub *node = lock_flash_stub_at(store, hash_key(store, key, key_length), key,
+                                                 key_length, segment, offset, &shard, &slot);
+    if (node != NULL) {
         /* Read since written, or the parent of present chain links: worth keeping. */
         *accessed =
-            (entry->key_length & ENTRY_ACCESSED) != 0 ||
+            (node->key_length & NODE_ACCESSED) != 0 ||
             (chain_table_in_use(store) &&
              chain_protection(store, hash_key(store, key, key_length), clock_realtime_ms()) != 0);
-        *expire_at_ms = flash_entry_expiry_ms(entry);
-        if (drop) remove_flash_entry(store, shard, slot, entry);
-    } else if (*slot != NULL && !entry_is_flash(*slot) && (*slot)->flash_segment == segment &&
+        *expire_at_ms = flash_stub_expiry_ms(node);
+        if (drop) remove_flash_stub(store, shard, slot, node);
+    } else if (*slot != NULL && !node_is_stub(*slot) && (*slot)->flash_segment == segment &&
                (*slot)->flash_offset == offset) {
         copy_going_away(store, *slot); /* a DRAM item whose copy is going away */
     }
     shard_unlock(shard);
-    return entry != NULL;
+    return node != NULL;
 }
 
 /* tier_index.unsynced_record */
@@ -241,18 +239,18 @@ static bool unsynced_record(void *owner, const void *key, size_t key_length, uin
     ASSERT_NO_SHARD_LOCK();                     /* it takes one */
     struct shard *shard;
     struct item **slot;
-    struct flash_entry *entry = lock_flash_entry_at(store, hash_key(store, key, key_length), key,
-                                                    key_length, segment, offset, &shard, &slot);
-    if (entry != NULL) {
-        remove_flash_entry(store, shard, slot, entry);
+    struct flash_stub *node = lock_flash_stub_at(store, hash_key(store, key, key_length), key,
+                                                 key_length, segment, offset, &shard, &slot);
+    if (node != NULL) {
+        remove_flash_stub(store, shard, slot, node);
         /* Under the lock: no newer write of the key can be queued before it. */
         tier_queue_tombstone(store->tier, key, key_length);
-    } else if (*slot != NULL && !entry_is_flash(*slot) && (*slot)->flash_segment == segment &&
+    } else if (*slot != NULL && !node_is_stub(*slot) && (*slot)->flash_segment == segment &&
                (*slot)->flash_offset == offset) {
         (*slot)->flash_segment = FLASH_UNKNOWN; /* the copy may or may not last */
     }
     shard_unlock(shard);
-    return entry != NULL;
+    return node != NULL;
 }
 
 /* tier_index.drop_segment */
@@ -267,16 +265,16 @@ static uint64_t drop_segment(void *owner, uint32_t segment) {
         for (uint64_t bucket = 0; bucket <= shard->bucket_mask; bucket++) {
             struct item **slot = &shard->buckets[bucket];
             while (*slot != NULL) {
-                struct item *entry = *slot;
-                if (entry_is_flash(entry) && ((struct flash_entry *)entry)->segment == segment) {
-                    remove_flash_entry(store, shard, slot, (struct flash_entry *)entry);
+                struct item *node = *slot;
+                if (node_is_stub(node) && ((struct flash_stub *)node)->segment == segment) {
+                    remove_flash_stub(store, shard, slot, (struct flash_stub *)node);
                     dropped++;
-                    continue; /* *slot is the next entry now */
+                    continue; /* *slot is the next node now */
                 }
-                if (!entry_is_flash(entry) && entry->flash_segment == segment) {
-                    copy_going_away(store, entry);
+                if (!node_is_stub(node) && node->flash_segment == segment) {
+                    copy_going_away(store, node);
                 }
-                slot = &entry->hash_next;
+                slot = &node->hash_next;
             }
         }
         shard_unlock(shard);
@@ -292,22 +290,22 @@ static bool reinserted(void *owner, const void *key, size_t key_length, uint32_t
     ASSERT_NO_SHARD_LOCK();                     /* it takes one */
     struct shard *shard;
     struct item **slot;
-    struct flash_entry *entry =
-        lock_flash_entry_at(store, hash_key(store, key, key_length), key, key_length, old_segment,
-                            old_offset, &shard, &slot);
-    if (entry != NULL) {
-        entry->segment = segment;
-        entry->offset = offset;
-        entry->key_length &= ~ENTRY_ACCESSED;
+    struct flash_stub *node =
+        lock_flash_stub_at(store, hash_key(store, key, key_length), key, key_length, old_segment,
+                           old_offset, &shard, &slot);
+    if (node != NULL) {
+        node->segment = segment;
+        node->offset = offset;
+        node->key_length &= ~NODE_ACCESSED;
     }
     shard_unlock(shard);
-    return entry != NULL;
+    return node != NULL;
 }
 
-/* tier_index.recover_entry */
-static bool recover_entry(void *owner, const void *key, size_t key_length, uint32_t segment,
-                          uint32_t offset, uint64_t value_length, int64_t expire_at_ms,
-                          bool remove) {
+/* tier_index.recover_node */
+static bool recover_node(void *owner, const void *key, size_t key_length, uint32_t segment,
+                         uint32_t offset, uint64_t value_length, int64_t expire_at_ms,
+                         bool remove) {
     struct store *store = owner;
     ASSERT_NO_SHARD_LOCK(); /* it takes one */
     uint64_t hash = hash_key(store, key, key_length);
@@ -315,15 +313,15 @@ static bool recover_entry(void *owner, const void *key, size_t key_length, uint3
     bool ok = true;
     shard_lock(shard);
     struct item **slot = index_find_slot(shard, (uint32_t)hash, key, key_length);
-    if (*slot != NULL) { /* only flash entries exist during recovery */
-        remove_flash_entry(store, shard, slot, (struct flash_entry *)*slot);
+    if (*slot != NULL) { /* only flash stubs exist during recovery */
+        remove_flash_stub(store, shard, slot, (struct flash_stub *)*slot);
     }
     if (!remove) {
-        struct flash_entry *entry =
-            flash_entry_create(store, (uint32_t)hash, key, key_length, segment, offset,
-                               (uint32_t)value_length, flash_expiry_seconds(expire_at_ms));
-        if (entry != NULL) {
-            index_link_entry(store, shard, (struct item *)entry);
+        struct flash_stub *node =
+            flash_stub_create(store, (uint32_t)hash, key, key_length, segment, offset,
+                              (uint32_t)value_length, flash_expiry_seconds(expire_at_ms));
+        if (node != NULL) {
+            index_link_node(store, shard, (struct item *)node);
         } else {
             ok = false;
         }
@@ -333,23 +331,21 @@ static bool recover_entry(void *owner, const void *key, size_t key_length, uint3
 }
 
 /* tier_index.visit */
-static void visit_entries(void *owner, tier_entry_visit visit, void *context) {
+static void visit_nodes(void *owner, tier_node_visit visit, void *context) {
     struct store *store = owner;
     ASSERT_NO_SHARD_LOCK(); /* it takes each in turn */
     for (unsigned i = 0; i < store->shard_count; i++) {
         struct shard *shard = &store->shards[i];
         shard_lock(shard);
         for (uint64_t bucket = 0; bucket <= shard->bucket_mask; bucket++) {
-            for (struct item *entry = shard->buckets[bucket]; entry != NULL;
-                 entry = entry->hash_next) {
-                if (entry_is_flash(entry)) {
-                    const struct flash_entry *flash_entry = (const struct flash_entry *)entry;
-                    visit(context, flash_entry->key, entry_key_length(entry), flash_entry->segment,
-                          flash_entry->offset, flash_entry->value_length,
-                          flash_entry_expiry_ms(flash_entry));
-                } else if (has_flash_copy(entry)) {
-                    visit(context, entry->bytes, entry->key_length, entry->flash_segment,
-                          entry->flash_offset, entry->value_length, entry->expire_at_ms);
+            for (struct item *node = shard->buckets[bucket]; node != NULL; node = node->hash_next) {
+                if (node_is_stub(node)) {
+                    const struct flash_stub *stub = (const struct flash_stub *)node;
+                    visit(context, stub->key, node_key_length(node), stub->segment, stub->offset,
+                          stub->value_length, flash_stub_expiry_ms(stub));
+                } else if (has_flash_copy(node)) {
+                    visit(context, node->bytes, node->key_length, node->flash_segment,
+                          node->flash_offset, node->value_length, node->expire_at_ms);
                 }
             }
         }
@@ -381,29 +377,29 @@ static void demote_all(struct store *store) {
 
 /* ---- reads -------------------------------------------------------------------- */
 
-/* Links ITEM (read from the flash entry at SEGMENT/OFFSET) in place of that entry if it
+/* Links ITEM (read from the flash stub at SEGMENT/OFFSET) in place of that node if it
  * is still there. The index takes its own reference. Returns whether it did. */
 static bool promote(struct store *store, uint64_t hash, struct item *item, uint32_t segment,
                     uint32_t offset) {
     struct shard *shard;
     struct item **slot;
-    struct flash_entry *entry = lock_flash_entry_at(store, hash, item->bytes, item->key_length,
-                                                    segment, offset, &shard, &slot);
-    if (entry != NULL) {
-        remove_flash_entry(store, shard, slot, entry); /* the record stays live: the item */
-        item->flash_segment = segment;                 /* points at it */
+    struct flash_stub *node = lock_flash_stub_at(store, hash, item->bytes, item->key_length,
+                                                 segment, offset, &shard, &slot);
+    if (node != NULL) {
+        remove_flash_stub(store, shard, slot, node); /* the record stays live: the item */
+        item->flash_segment = segment;               /* points at it */
         item->flash_offset = offset;
         item_retain(item);
         index_link(store, shard, item, QUEUE_NONE, 0);
     }
     shard_unlock(shard);
-    if (entry != NULL) {
+    if (node != NULL) {
         atomic_fetch_add_explicit(&store->tier->counters.promotions, 1, memory_order_relaxed);
     }
-    return entry != NULL;
+    return node != NULL;
 }
 
-/* tier_index.drop_damaged: removes the flash entry at SEGMENT/OFFSET for KEY if it is
+/* tier_index.drop_damaged: removes the flash stub at SEGMENT/OFFSET for KEY if it is
  * still there (its record failed its checks: the key now reads as missing). Takes the
  * shard lock. */
 static void drop_damaged(void *owner, uint64_t hash, const void *key, size_t key_length,
@@ -411,11 +407,11 @@ static void drop_damaged(void *owner, uint64_t hash, const void *key, size_t key
     struct store *store = owner;
     struct shard *shard;
     struct item **slot;
-    struct flash_entry *entry =
-        lock_flash_entry_at(store, hash, key, key_length, segment, offset, &shard, &slot);
-    if (entry != NULL) {
-        tier_record_dead(store->tier, segment, key_length, entry->value_length);
-        remove_flash_entry(store, shard, slot, entry);
+    struct flash_stub *node =
+        lock_flash_stub_at(store, hash, key, key_length, segment, offset, &shard, &slot);
+    if (node != NULL) {
+        tier_record_dead(store->tier, segment, key_length, node->value_length);
+        remove_flash_stub(store, shard, slot, node);
     }
     shard_unlock(shard);
 }
@@ -474,8 +470,8 @@ static const struct tier_index store_tier_index = {
     .unsynced_record = unsynced_record,
     .drop_segment = drop_segment,
     .reinserted = reinserted,
-    .recover_entry = recover_entry,
-    .visit = visit_entries,
+    .recover_node = recover_node,
+    .visit = visit_nodes,
     .recovery_done = recovery_done,
     .drop_damaged = drop_damaged,
     .release_hold = release_hold,
@@ -578,11 +574,10 @@ static bool too_large_for_dram(struct store *store, uint64_t record_size) {
  * (brought to DRAM if asked or if the policy says so) or as a stream. With DONE and an
  * io_ring on this thread the read is asynchronous (STORE_PENDING); otherwise it has
  * ended when this returns, with *VALUE set on STORE_OK. HELD: a hold was taken for it. */
-static enum store_status read_entry(struct store *store, uint64_t hash, struct key_access *access,
-                                    struct flash_entry *entry,
-                                    const struct store_read_options *options, bool held,
-                                    store_read_done done, void *context,
-                                    struct store_value *value) {
+static enum store_status read_stub(struct store *store, uint64_t hash, struct key_access *access,
+                                   struct flash_stub *node,
+                                   const struct store_read_options *options, bool held,
+                                   store_read_done done, void *context, struct store_value *value) {
     struct store_read local;
     struct store_read *request = &local;
     struct io_ring *ring = io_ring_current();
@@ -596,13 +591,13 @@ static enum store_status read_entry(struct store *store, uint64_t hash, struct k
     }
     memset(request, 0, sizeof(*request));
     struct tier_record record = {
-        .key = entry->key,
-        .key_length = entry_key_length((struct item *)entry),
-        .segment = entry->segment,
-        .offset = entry->offset,
-        .value_length = entry->value_length,
-        .expire_at_ms = flash_entry_expiry_ms(entry),
-        .accessed = (entry->key_length & ENTRY_ACCESSED) != 0,
+        .key = node->key,
+        .key_length = node_key_length((struct item *)node),
+        .segment = node->segment,
+        .offset = node->offset,
+        .value_length = node->value_length,
+        .expire_at_ms = flash_stub_expiry_ms(node),
+        .accessed = (node->key_length & NODE_ACCESSED) != 0,
     };
     if (!tier_read_prepare(store->tier, &record, hash, &request->read)) {
         index_close_key(access);
@@ -611,7 +606,7 @@ static enum store_status read_entry(struct store *store, uint64_t hash, struct k
     }
     /* Promotion policy: a second read since the value reached flash brings it back. */
     request->read.promote = options->promote || request->read.accessed_before;
-    entry->key_length |= ENTRY_ACCESSED;
+    node->key_length |= NODE_ACCESSED;
     index_close_key(access);
     if (ring != NULL && !async) {
         /* A network worker waiting for flash (a caller without a callback): counted, so
@@ -651,11 +646,11 @@ static enum store_status read_entry(struct store *store, uint64_t hash, struct k
 }
 
 enum store_status store_tier_fault_in(struct store *store, uint64_t hash, struct key_access *access,
-                                      struct flash_entry *entry, struct item **item) {
+                                      struct flash_stub *node, struct item **item) {
     struct store_read_options options = {.promote = true};
     struct store_value value = {0};
     enum store_status status =
-        read_entry(store, hash, access, entry, &options, false, NULL, NULL, &value);
+        read_stub(store, hash, access, node, &options, false, NULL, NULL, &value);
     *item = value.item;
     return status;
 }
@@ -673,7 +668,7 @@ static enum store_status lookup_and_read(struct store *store, const void *key, s
     for (int attempt = 0; attempt < 3; attempt++) {
         struct key_access access;
         struct item *found = index_open_key(store, hash, key, key_length, &access);
-        if (found == NULL || !entry_is_flash(found)) {
+        if (found == NULL || !node_is_stub(found)) {
             if (found != NULL) {
                 item_retain(found);
                 mark_used(found);
@@ -689,8 +684,8 @@ static enum store_status lookup_and_read(struct store *store, const void *key, s
             value->held = held;
             return STORE_OK;
         }
-        enum store_status status = read_entry(store, hash, &access, (struct flash_entry *)found,
-                                              options, held, done, context, value);
+        enum store_status status = read_stub(store, hash, &access, (struct flash_stub *)found,
+                                             options, held, done, context, value);
         if (status == STORE_PENDING) return STORE_PENDING; /* the callback owns the hold */
         if (status != STORE_NOT_FOUND || value->item != NULL || value->stream != NULL) {
             if (status != STORE_OK && held) chain_read_hold(store, hash, false);
@@ -729,8 +724,8 @@ enum store_status store_value_length(struct store *store, const void *key, size_
     struct item *found =
         index_open_key(store, hash_key(store, key, key_length), key, key_length, &access);
     if (found != NULL) {
-        *length = entry_is_flash(found) ? ((struct flash_entry *)found)->value_length
-                                        : found->value_length;
+        *length =
+            node_is_stub(found) ? ((struct flash_stub *)found)->value_length : found->value_length;
     }
     index_close_key(&access);
     return found != NULL ? STORE_OK : STORE_NOT_FOUND;

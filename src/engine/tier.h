@@ -1,6 +1,6 @@
 /* The lower-tier contract, private to the engine: what the index asks of a tier below
  * DRAM (struct tier_ops), and what a tier asks of the index that owns it
- * (struct tier_index). "The index owns the entries; a tier owns its bytes."
+ * (struct tier_index). "The index owns the nodes; a tier owns its bytes."
  *
  * A tier is a struct tier (this file) at the start of the tier's own structure: the
  * flash tier's struct flash (flash_internal.h) begins with one. The index calls a tier
@@ -11,8 +11,8 @@
  * (docs/engine.md, "The lower-tier contract").
  *
  * Places. A record in a tier is named by a pair of 32-bit numbers (SEGMENT, OFFSET) that
- * the tier chooses and the index keeps in its entries without interpreting them beyond
- * equality (a flash entry, or a DRAM item's flash_segment/flash_offset with the values
+ * the tier chooses and the index keeps in its nodes without interpreting them beyond
+ * equality (a flash stub, or a DRAM item's flash_segment/flash_offset with the values
  * of item.h reserved: 0, FLASH_PENDING, FLASH_UNKNOWN).
  *
  * Lock order: a shard lock (the index's, one per key), then a tier's own lock. A tier
@@ -41,11 +41,11 @@ struct tier_read;
 extern _Thread_local int tier_locks_held;
 
 /* A tier's event counters, updated with relaxed atomic adds from any thread, by the
- * tier (writes, reads, errors) and by the index (entries, promotions, pacing). Each tier
+ * tier (writes, reads, errors) and by the index (nodes, promotions, pacing). Each tier
  * counts those that apply to it; get_stats() reports them. */
 struct tier_counters {
-    _Atomic uint64_t items;       /* index entries of keys that live only in the tier */
-    _Atomic uint64_t index_bytes; /* bytes those entries take in DRAM */
+    _Atomic uint64_t items;       /* index nodes of keys that live only in the tier */
+    _Atomic uint64_t index_bytes; /* bytes those nodes take in DRAM */
     _Atomic uint64_t bytes_written;
     _Atomic uint64_t bytes_read;
     _Atomic uint64_t reads;
@@ -65,17 +65,16 @@ struct tier_counters {
 
 /* ---- what a tier asks of the index (implemented by store_tier.c) -------------- */
 
-/* Called once per index entry that points into a tier (saving its index). */
-typedef void (*tier_entry_visit)(void *context, const void *key, size_t key_length,
-                                 uint32_t segment, uint32_t offset, uint64_t value_length,
-                                 int64_t expire_at_ms);
+/* Called once per index node that points into a tier (saving its index). */
+typedef void (*tier_node_visit)(void *context, const void *key, size_t key_length, uint32_t segment,
+                                uint32_t offset, uint64_t value_length, int64_t expire_at_ms);
 
 /* Every callback gets the OWNER context the tier was opened with (struct tier_owner).
  * Unless said otherwise a callback takes the key's shard lock itself, so the tier calls
  * it with no shard lock and none of its own locks held. */
 struct tier_index {
     /* At open, before the tier's threads start: TIER is the tier that will call back
-     * (the owner records it; recovery links entries that count themselves in its
+     * (the owner records it; recovery links nodes that count themselves in its
      * counters). NULL: the open failed, forget it. */
     void (*attach)(void *owner, struct tier *tier);
 
@@ -87,47 +86,46 @@ struct tier_index {
                          int result);
 
     /* Reclaim, for each record of a segment being reclaimed (writer thread): finds what
-     * the index holds for KEY. Returns 1 if an entry points at SEGMENT/OFFSET (*ACCESSED
+     * the index holds for KEY. Returns 1 if a node points at SEGMENT/OFFSET (*ACCESSED
      * tells whether it was read since written, or is protected by the chain table;
      * *EXPIRE_AT_MS its expiry), 0 otherwise; DRAM copies pointing there forget it (and
-     * may be queued again, see rewrite_copies()). With DROP the entry is removed. */
+     * may be queued again, see rewrite_copies()). With DROP the node is removed. */
     int (*reclaim_record)(void *owner, const void *key, size_t key_length, uint32_t segment,
                           uint32_t offset, bool drop, bool *accessed, int64_t *expire_at_ms);
 
     /* After a failed sync (writer thread): the record of KEY at SEGMENT/OFFSET may be
-     * lost. An entry pointing at it is removed and a tombstone queued under the key's lock
+     * lost. A node pointing at it is removed and a tombstone queued under the key's lock
      * (so the record never comes back if it did last, and no newer write is overtaken);
      * returns true. A DRAM item whose copy it is learns that its copy is uncertain
      * (FLASH_UNKNOWN). */
     bool (*unsynced_record)(void *owner, const void *key, size_t key_length, uint32_t segment,
                             uint32_t offset);
 
-    /* Removes every entry that points into SEGMENT, and makes DRAM items forget copies
+    /* Removes every node that points into SEGMENT, and makes DRAM items forget copies
      * there (reclaim of a segment that could not be read whole; writer thread). Takes
-     * each shard lock in turn. Returns how many entries were removed. */
+     * each shard lock in turn. Returns how many nodes were removed. */
     uint64_t (*drop_segment)(void *owner, uint32_t segment);
 
-    /* Moves the entry of KEY from OLD_SEGMENT/OLD_OFFSET to its reinserted copy at
+    /* Moves the node of KEY from OLD_SEGMENT/OLD_OFFSET to its reinserted copy at
      * SEGMENT/OFFSET (writer thread). Returns whether it was still there. */
     bool (*reinserted)(void *owner, const void *key, size_t key_length, uint32_t old_segment,
                        uint32_t old_offset, uint32_t segment, uint32_t offset);
 
-    /* Recovery (recovery thread): links KEY's entry for the record at SEGMENT/OFFSET,
-     * replacing an entry from an earlier record; with REMOVE (a tombstone, an expired or a
-     * damaged record) only removes the earlier entry. Returns false if out of memory. */
-    bool (*recover_entry)(void *owner, const void *key, size_t key_length, uint32_t segment,
-                          uint32_t offset, uint64_t value_length, int64_t expire_at_ms,
-                          bool remove);
+    /* Recovery (recovery thread): links KEY's node for the record at SEGMENT/OFFSET,
+     * replacing a node from an earlier record; with REMOVE (a tombstone, an expired or a
+     * damaged record) only removes the earlier node. Returns false if out of memory. */
+    bool (*recover_node)(void *owner, const void *key, size_t key_length, uint32_t segment,
+                         uint32_t offset, uint64_t value_length, int64_t expire_at_ms, bool remove);
 
-    /* Visits every entry pointing into the tier and every DRAM item with a copy there
+    /* Visits every node pointing into the tier and every DRAM item with a copy there
      * (saving the index, counting live bytes after recovery). Takes each shard lock in
      * turn. */
-    void (*visit)(void *owner, tier_entry_visit visit, void *context);
+    void (*visit)(void *owner, tier_node_visit visit, void *context);
 
     /* The recovery thread has rebuilt the index: the owner serves from now on. */
     void (*recovery_done)(void *owner);
 
-    /* A record read back failed its checks (a stream found it): removes the entry of KEY
+    /* A record read back failed its checks (a stream found it): removes the node of KEY
      * at SEGMENT/OFFSET if it is still there, so the key reads as missing. HASH is the
      * one the read was prepared with. */
     void (*drop_damaged)(void *owner, uint64_t hash, const void *key, size_t key_length,
@@ -157,7 +155,7 @@ struct tier_index {
 
 /* ---- what the index asks of a tier -------------------------------------------- */
 
-/* Where a read goes: a record an index entry points at, as the entry sees it. */
+/* Where a read goes: a record an index node points at, as the node sees it. */
 struct tier_record {
     const unsigned char *key;
     size_t key_length;
@@ -184,7 +182,7 @@ struct tier_read {
     uint32_t value_length;
     uint32_t key_length;
     int64_t expire_at_ms; /* the index's view, in milliseconds */
-    bool accessed_before; /* the entry had been read since it reached the tier */
+    bool accessed_before; /* the node had been read since it reached the tier */
     bool promote;         /* the caller decided to bring the value back to DRAM */
     bool damaged;         /* the record failed its checks (done() got STORE_NOT_FOUND) */
     unsigned char *key;   /* a copy, key_length bytes */
@@ -210,7 +208,7 @@ struct tier_ops {
 
     /* Queues ITEM (linked, its shard locked) for writing and returns the write's ticket
      * (0 if out of memory: nothing was queued). With DEMOTE the item has been taken out
-     * of its eviction queue (QUEUE_DEMOTING) and is replaced by an entry once written
+     * of its eviction queue (QUEUE_DEMOTING) and is replaced by a node once written
      * (item_written()); otherwise (write-through) it stays and learns where its copy is.
      * Takes a reference on ITEM, released by item_written(). */
     uint64_t (*queue_item)(struct tier *tier, struct item *item, bool demote);

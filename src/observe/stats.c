@@ -265,7 +265,7 @@ static void read_all_stores(const struct stats *stats, struct store_stats *total
     int count = table != NULL ? table->count : 1;
     for (int i = 0; i < count; i++) {
         struct store_stats one;
-        store_get_stats(table != NULL ? table->entries[i].store : stats->environment.store, &one);
+        store_get_stats(table != NULL ? table->list[i].store : stats->environment.store, &one);
         total->hits += one.hits;
         total->misses += one.misses;
         total->expired += one.expired;
@@ -279,7 +279,7 @@ void stats_reset_counters(struct stats *stats) {
     const struct namespace_table *table = stats->environment.namespaces;
     int count = table != NULL ? table->count : 1;
     for (int i = 0; i < count; i++)
-        store_reset_counters(table != NULL ? table->entries[i].store : stats->environment.store);
+        store_reset_counters(table != NULL ? table->list[i].store : stats->environment.store);
 }
 
 void stats_read_store_counters(const struct stats *stats, struct store_stats *total) {
@@ -495,16 +495,16 @@ struct namespace_figures {
     uint64_t counters[NAMESPACE_COUNTER_COUNT];
 };
 
-static void read_namespace(struct namespace *space, struct namespace_figures *figures) {
-    store_get_stats(space->store, &figures->store);
+static void read_namespace(struct namespace *ns, struct namespace_figures *figures) {
+    store_get_stats(ns->store, &figures->store);
     _Atomic uint64_t *counters[NAMESPACE_COUNTER_COUNT] = {
-        &space->puts,
-        &space->gets,
-        &space->hits,
-        &space->misses,
-        &space->quota_errors,
-        &space->fingerprint_mismatches,
-        &space->checksum_failures,
+        &ns->puts,
+        &ns->gets,
+        &ns->hits,
+        &ns->misses,
+        &ns->quota_errors,
+        &ns->fingerprint_mismatches,
+        &ns->checksum_failures,
     };
     for (int i = 0; i < NAMESPACE_COUNTER_COUNT; i++)
         figures->counters[i] = atomic_load_explicit(counters[i], memory_order_relaxed);
@@ -557,11 +557,11 @@ static void section_namespaces(struct stats *stats, struct byte_buffer *text) {
     struct namespace_table *table = stats->environment.namespaces;
     if (table == NULL) return;
     for (int i = 0; i < table->count; i++) {
-        struct namespace *space = &table->entries[i];
+        struct namespace *ns = &table->list[i];
         struct namespace_figures figures;
-        read_namespace(space, &figures);
+        read_namespace(ns, &figures);
         byte_buffer_appendf(text, "namespace_%s:keys=%llu,used_bytes=%llu,quota_bytes=%llu",
-                            space->name, (unsigned long long)figures.store.items,
+                            ns->name, (unsigned long long)figures.store.items,
                             (unsigned long long)figures.store.used,
                             (unsigned long long)figures.store.budget);
         for (int c = 0; c < NAMESPACE_COUNTER_COUNT; c++) {
@@ -584,7 +584,7 @@ static void prometheus_namespaces(struct stats *stats, struct byte_buffer *text)
     if (table == NULL) return;
     struct namespace_figures figures[NAMESPACE_MAX_COUNT];
     for (int i = 0; i < table->count; i++)
-        read_namespace(&table->entries[i], &figures[i]);
+        read_namespace(&table->list[i], &figures[i]);
     static const struct {
         const char *family;
         const char *help;
@@ -597,7 +597,7 @@ static void prometheus_namespaces(struct stats *stats, struct byte_buffer *text)
         {"strata_namespace_quota_bytes", "DRAM bytes the namespace may hold",
          offsetof(struct store_stats, budget)},
         {"strata_namespace_chain_entries", "Chained or pinned keys the namespace tracks",
-         offsetof(struct store_stats, chain_entries)},
+         offsetof(struct store_stats, chained_keys)},
     };
     for (size_t g = 0; g < sizeof(gauges) / sizeof(gauges[0]); g++) {
         byte_buffer_appendf(text, "# HELP %s %s\n# TYPE %s gauge\n", gauges[g].family,
@@ -606,7 +606,7 @@ static void prometheus_namespaces(struct stats *stats, struct byte_buffer *text)
             uint64_t value =
                 *(const uint64_t *)((const char *)&figures[i].store + gauges[g].offset);
             byte_buffer_appendf(text, "%s{namespace=\"%s\"} %llu\n", gauges[g].family,
-                                table->entries[i].name, (unsigned long long)value);
+                                table->list[i].name, (unsigned long long)value);
         }
     }
     for (size_t c = 0; c < STORE_COUNTER_COUNT; c++) {
@@ -616,7 +616,7 @@ static void prometheus_namespaces(struct stats *stats, struct byte_buffer *text)
             uint64_t value =
                 *(const uint64_t *)((const char *)&figures[i].store + store_counters[c].offset);
             byte_buffer_appendf(text, "%s{namespace=\"%s\"} %llu\n", store_counters[c].family,
-                                table->entries[i].name, (unsigned long long)value);
+                                table->list[i].name, (unsigned long long)value);
         }
     }
     for (int c = 0; c < NAMESPACE_COUNTER_COUNT; c++) {
@@ -624,7 +624,7 @@ static void prometheus_namespaces(struct stats *stats, struct byte_buffer *text)
                             namespace_counters[c].help, namespace_counters[c].family);
         for (int i = 0; i < table->count; i++) {
             byte_buffer_appendf(text, "%s{namespace=\"%s\"} %llu\n", namespace_counters[c].family,
-                                table->entries[i].name, (unsigned long long)figures[i].counters[c]);
+                                table->list[i].name, (unsigned long long)figures[i].counters[c]);
         }
     }
 }

@@ -44,7 +44,7 @@ static void expire_namespaces(struct server *server) {
     while (found && clock_monotonic_ms() - started < EXPIRY_PASS_LIMIT_MS) {
         found = false;
         for (int i = 0; i < server->namespaces.count; i++) {
-            if (store_expire_cycle(server->namespaces.entries[i].store, 4096) > 0) found = true;
+            if (store_expire_cycle(server->namespaces.list[i].store, 4096) > 0) found = true;
         }
     }
 }

@@ -49,7 +49,7 @@ struct frontend_instance {
 
 struct server {
     struct options options;
-    struct store *store; /* the default namespace's store (namespaces.entries[0]) */
+    struct store *store; /* the default namespace's store (namespaces.list[0]) */
     struct stats *stats;
     struct namespace_table namespaces;
     uint64_t namespace_quotas; /* bytes of --memory given to namespaces other than default */

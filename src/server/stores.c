@@ -78,7 +78,7 @@ int stores_create(struct server *server) {
 
 void stores_destroy(struct server *server, bool clean) {
     for (int i = 1; i < server->namespaces.count; i++)
-        store_destroy(server->namespaces.entries[i].store);
+        store_destroy(server->namespaces.list[i].store);
     server->namespaces.count = server->store != NULL ? 1 : 0;
     if (server->store != NULL) {
         /* A clean stop: what is only in DRAM goes to flash and the flash index is saved.
@@ -106,7 +106,7 @@ int server_apply_option(struct options *options, option_id id, void *context, ch
               log_quote(quoted, sizeof(quoted), value, strlen(value)));
     if (id == ENGINE_OPTION(memory)) {
         store_set_budget(server->store, memory - server->namespace_quotas);
-        server->namespaces.entries[0].quota = memory - server->namespace_quotas;
+        server->namespaces.list[0].quota = memory - server->namespace_quotas;
     } else if (id == ENGINE_OPTION(max_value)) {
         store_set_max_value(server->store,
                             (uint64_t)options_number(options, ENGINE_OPTION(max_value)));

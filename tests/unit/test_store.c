@@ -638,18 +638,18 @@ static void test_chains_and_pins(void) {
     struct store_stats stats;
     store_get_stats(store, &stats);
     CHECK(stats.used <= stats.budget);
-    CHECK(stats.chain_entries > 0);
+    CHECK(stats.chained_keys > 0);
     CHECK(stats.chain_link_failures == 0);
 
     /* Unpinned, the key can go; deleting whole chains empties the table. */
     CHECK(store_pin(store, "pinned", 6, 0) == STORE_OK);
     store_flush(store);
     store_get_stats(store, &stats);
-    CHECK(stats.chain_entries == 0);
+    CHECK(stats.chained_keys == 0);
     store_destroy(store);
 }
 
-/* A flash entry keeps its expiry in whole seconds, rounded up, saturating at the last
+/* A flash stub keeps its expiry in whole seconds, rounded up, saturating at the last
  * second it can hold; no expiry a client can send overflows the conversion (SET k v
  * PXAT 9223372036854775807 once tripped UBSan here). */
 static void test_flash_expiry_seconds(void) {

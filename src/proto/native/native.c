@@ -314,7 +314,7 @@ static bool on_header(struct native_session *session, const unsigned char *heade
     session->entries_done = 0;
     session->matched = 0;
     session->match_stopped = false;
-    session->space = NULL;
+    session->ns = NULL;
     struct options *options = session->server->environment.options;
     if (session->body_remaining > (uint64_t)options_number(options, NET_OPTION(max_request))) {
         return fail_stream(session, STRATA_ERR_TOO_LARGE, "frame body longer than max-request");
@@ -335,17 +335,17 @@ static bool on_namespace(struct native_session *session, const unsigned char *na
         return false;
     }
     if (opcode == STRATA_OP_PING || opcode == STRATA_OP_SHM_REGISTER) {
-        session->space = NULL;
+        session->ns = NULL;
     } else {
-        session->space = namespace_find(session->server->environment.namespaces, name, length);
-        if (session->space == NULL) {
+        session->ns = namespace_find(session->server->environment.namespaces, name, length);
+        if (session->ns == NULL) {
             char message[128];
             snprintf(message, sizeof(message), "unknown namespace '%.*s'",
                      (int)(length > 64 ? 64 : length), (const char *)name);
             fail_frame(session, STRATA_ERR_NAMESPACE, message);
             return false;
         }
-        if (store_recovering(session->space->store)) {
+        if (store_recovering(session->ns->store)) {
             fail_frame(session, STRATA_ERR_BUSY,
                        "loading: the server is rebuilding its flash index; try again");
             return false;

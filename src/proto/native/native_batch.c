@@ -56,7 +56,7 @@ void native_stored_header_build(const struct native_session *session, unsigned c
 /* ---- store results ------------------------------------------------------------- */
 
 /* The protocol status for a store status, in SPACE. */
-static int32_t status_of(struct namespace *space, enum store_status status) {
+static int32_t status_of(struct namespace *ns, enum store_status status) {
     switch (status) {
     case STORE_OK:
         return STRATA_OK;
@@ -66,8 +66,8 @@ static int32_t status_of(struct namespace *space, enum store_status status) {
         return STRATA_ERR_EXISTS;
     case STORE_NO_MEMORY:
     case STORE_TOO_LARGE_FOR_BUDGET:
-        if (space->is_default) return STRATA_ERR_NO_MEMORY;
-        atomic_fetch_add_explicit(&space->quota_errors, 1, memory_order_relaxed);
+        if (ns->is_default) return STRATA_ERR_NO_MEMORY;
+        atomic_fetch_add_explicit(&ns->quota_errors, 1, memory_order_relaxed);
         return STRATA_ERR_QUOTA;
     case STORE_KEY_TOO_LARGE:
     case STORE_VALUE_TOO_LARGE:
@@ -88,16 +88,16 @@ static int32_t status_of(struct namespace *space, enum store_status status) {
 /* Stores the PUT entry just read, whose value (header included) is VALUE or BLOCK. */
 int32_t native_finish_put(struct native_session *session, const unsigned char *value,
                           struct value_block *block) {
-    struct namespace *space = session->space;
+    struct namespace *ns = session->ns;
     const unsigned char *data = block != NULL ? block->data : value;
     uint32_t checksum = strata_load32(session->entry + 24);
     if (crc32c(data + NATIVE_VALUE_HEADER_SIZE, session->value_length) != checksum) {
         if (block != NULL) value_block_release(block);
-        atomic_fetch_add_explicit(&space->checksum_failures, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&ns->checksum_failures, 1, memory_order_relaxed);
         char quoted[160];
         log_event(
             LOG_WARNING, "checksum_mismatch",
-            "protocol=native client=%s namespace=%s key=%s during=put", session->peer, space->name,
+            "protocol=native client=%s namespace=%s key=%s during=put", session->peer, ns->name,
             log_quote(quoted, sizeof(quoted), (const char *)session->keys, session->key_length));
         return STRATA_ERR_CHECKSUM;
     }
@@ -122,13 +122,13 @@ int32_t native_finish_put(struct native_session *session, const unsigned char *v
     if (block != NULL) {
         block->length = NATIVE_VALUE_HEADER_SIZE + session->value_length;
         status =
-            store_set_block(space->store, session->keys, session->key_length, block, &write, NULL);
+            store_set_block(ns->store, session->keys, session->key_length, block, &write, NULL);
     } else {
-        status = store_set(space->store, session->keys, session->key_length, value,
+        status = store_set(ns->store, session->keys, session->key_length, value,
                            NATIVE_VALUE_HEADER_SIZE + session->value_length, &write, NULL);
     }
-    atomic_fetch_add_explicit(&space->puts, 1, memory_order_relaxed);
-    return status_of(space, status);
+    atomic_fetch_add_explicit(&ns->puts, 1, memory_order_relaxed);
+    return status_of(ns, status);
 }
 
 /* Checks a GET entry's value (its stored header, at HEADER, LENGTH bytes of value after
@@ -136,7 +136,7 @@ int32_t native_finish_put(struct native_session *session, const unsigned char *v
  * Returns the entry's status (STRATA_OK: send it); sets checksum and value_length. */
 static int32_t check_get(struct native_session *session, struct get_result *result,
                          const unsigned char *header, uint64_t stored_length) {
-    struct namespace *space = session->space;
+    struct namespace *ns = session->ns;
     if (stored_length < NATIVE_VALUE_HEADER_SIZE || strata_load32(header) != STORED_MAGIC ||
         strata_load32(header + 12) != stored_header_check(header)) {
         return STRATA_ERR_NOT_NATIVE;
@@ -147,7 +147,7 @@ static int32_t check_get(struct native_session *session, struct get_result *resu
     if (result->flags & STRATA_GET_FINGERPRINT) {
         if (!(strata_load32(header + 4) & STORED_FINGERPRINT) ||
             memcmp(header + 16, result->fingerprint, 16) != 0) {
-            atomic_fetch_add_explicit(&space->fingerprint_mismatches, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&ns->fingerprint_mismatches, 1, memory_order_relaxed);
             result->value_length = 0;
             return STRATA_ERR_FINGERPRINT;
         }
@@ -165,11 +165,11 @@ static int32_t check_get(struct native_session *session, struct get_result *resu
 /* Logs and counts a value whose bytes fail the checksum its writer gave. */
 static void checksum_mismatch(struct native_session *session, const unsigned char *key,
                               size_t key_length) {
-    struct namespace *space = session->space;
-    atomic_fetch_add_explicit(&space->checksum_failures, 1, memory_order_relaxed);
+    struct namespace *ns = session->ns;
+    atomic_fetch_add_explicit(&ns->checksum_failures, 1, memory_order_relaxed);
     char quoted[160];
     log_event(LOG_ERROR, "checksum_mismatch", "protocol=native namespace=%s key=%s during=get",
-              space->name, log_quote(quoted, sizeof(quoted), (const char *)key, key_length));
+              ns->name, log_quote(quoted, sizeof(quoted), (const char *)key, key_length));
 }
 
 static void get_read_done(void *context, enum store_status status, struct store_value value);
@@ -180,7 +180,7 @@ static void get_copied(void *context, enum store_status status) {
     struct get_result *result = context;
     struct native_session *session = result->session;
     if (status != STORE_OK) {
-        result->status = status_of(session->space, status);
+        result->status = status_of(session->ns, status);
         result->value_length = 0;
     }
     finish_read(session);
@@ -190,15 +190,15 @@ static void get_copied(void *context, enum store_status status) {
  * into shared memory of a value streamed from flash counts as a read until it ends. */
 static void settle_get(struct native_session *session, struct get_result *result,
                        enum store_status status, struct store_value value) {
-    struct namespace *space = session->space;
+    struct namespace *ns = session->ns;
     if (status != STORE_OK) {
         if (status == STORE_NOT_FOUND) {
-            atomic_fetch_add_explicit(&space->misses, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&ns->misses, 1, memory_order_relaxed);
         }
-        result->status = status_of(space, status);
+        result->status = status_of(ns, status);
         return;
     }
-    atomic_fetch_add_explicit(&space->hits, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ns->hits, 1, memory_order_relaxed);
     if (value.stream != NULL) {
         struct store_stream *stream = value.stream;
         size_t head_length;
@@ -248,7 +248,7 @@ static void settle_get(struct native_session *session, struct get_result *result
 /* Starts the GET entry just read; its result goes into RESULT, now or when its read
  * ends (a value on flash is read through the worker's io_ring). */
 void native_start_get(struct native_session *session, struct get_result *result) {
-    struct namespace *space = session->space;
+    struct namespace *ns = session->ns;
     const unsigned char *entry = session->entry;
     *result = (struct get_result){
         .session = session,
@@ -257,11 +257,11 @@ void native_start_get(struct native_session *session, struct get_result *result)
         .shm_offset = strata_load64(entry + 16),
     };
     memcpy(result->fingerprint, entry + 24, 16);
-    atomic_fetch_add_explicit(&space->gets, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ns->gets, 1, memory_order_relaxed);
     struct store_read_options options = {.stream = true};
     struct store_value value;
-    enum store_status status = store_read(space->store, session->keys, session->key_length,
-                                          &options, &value, get_read_done, result);
+    enum store_status status = store_read(ns->store, session->keys, session->key_length, &options,
+                                          &value, get_read_done, result);
     if (status == STORE_PENDING) {
         session->reads_pending++;
         return;
@@ -299,20 +299,20 @@ static void finish_read(struct native_session *session) {
 
 /* Carries out a key entry (EXISTS, DELETE, TOUCH, PIN, UNPIN, MATCH_PREFIX). */
 int32_t native_key_entry(struct native_session *session) {
-    struct store *store = session->space->store;
+    struct store *store = session->ns->store;
     const unsigned char *key = session->keys;
     size_t length = session->key_length;
     switch (session->opcode) {
     case STRATA_OP_EXISTS:
         return store_exists(store, key, length) ? STRATA_OK : STRATA_ERR_NOT_FOUND;
     case STRATA_OP_DELETE:
-        return status_of(session->space, store_delete(store, key, length, NULL));
+        return status_of(session->ns, store_delete(store, key, length, NULL));
     case STRATA_OP_TOUCH:
         return store_touch(store, key, length) ? STRATA_OK : STRATA_ERR_NOT_FOUND;
     case STRATA_OP_PIN:
-        return status_of(session->space, store_pin(store, key, length, session->argument));
+        return status_of(session->ns, store_pin(store, key, length, session->argument));
     case STRATA_OP_UNPIN:
-        return status_of(session->space, store_pin(store, key, length, 0));
+        return status_of(session->ns, store_pin(store, key, length, 0));
     case STRATA_OP_MATCH_PREFIX:
         if (!session->match_stopped) {
             bool present = session->argument > 0

@@ -67,7 +67,7 @@ struct native_session {
     uint32_t entries_done;
     int32_t argument;
     size_t namespace_length;
-    struct namespace *space;
+    struct namespace *ns;
     uint64_t skip_remaining;
     bool skip_then_next_entry; /* PHASE_SKIP drains a refused value, not the body */
 
