@@ -1,5 +1,7 @@
 #include "base/metrics.h"
 
+#include "base/checks.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +9,7 @@
 _Thread_local struct metric_block *metric_thread_block;
 
 static pthread_mutex_t blocks_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct check_owner blocks_owner; /* who holds blocks_lock (checking builds) */
 static struct metric_block *blocks;
 static _Atomic int64_t baselines[METRICS_CAPACITY];
 static struct histogram_reading histogram_baselines[HISTOGRAMS_CAPACITY]; /* under blocks_lock */
@@ -52,6 +55,12 @@ int metrics_declare(struct metric_group *group) {
     if (table_count + metric_rows > METRICS_CAPACITY ||
         histogram_count + histogram_rows > HISTOGRAMS_CAPACITY || group_count == METRICS_CAPACITY)
         return -1;
+    for (int row = 0; row < metric_rows; row++) {
+        if (metric_find(group->metrics[row].name) >= 0) return -1;
+    }
+    for (int row = 0; row < histogram_rows; row++) {
+        if (histogram_find(group->histograms[row].name) >= 0) return -1;
+    }
     group->first_metric = table_count;
     group->first_histogram = histogram_count;
     for (int row = 0; row < metric_rows; row++)
@@ -59,6 +68,7 @@ int metrics_declare(struct metric_group *group) {
     for (int row = 0; row < histogram_rows; row++)
         histogram_table[histogram_count++] = &group->histograms[row];
     groups[group_count++] = group;
+    group->declared = true;
     return 0;
 }
 
@@ -86,8 +96,20 @@ int histograms_count(void) {
     return histogram_count;
 }
 
+/* Takes and lets go of blocks_lock, recording the holder for the rule checks. */
+static void lock_blocks(void) {
+    pthread_mutex_lock(&blocks_lock);
+    check_acquired(&blocks_owner);
+}
+
+static void unlock_blocks(void) {
+    check_releasing(&blocks_owner);
+    pthread_mutex_unlock(&blocks_lock);
+}
+
 /* Sums histogram ID over all blocks into READING. Caller holds blocks_lock. */
 static void sum_histogram(histogram_id id, struct histogram_reading *reading) {
+    STRATA_ASSERT(check_held(&blocks_owner));
     memset(reading, 0, sizeof(*reading));
     for (struct metric_block *block = blocks; block != NULL; block = block->next) {
         for (int bucket = 0; bucket < HISTOGRAM_BUCKETS; bucket++) {
@@ -99,7 +121,7 @@ static void sum_histogram(histogram_id id, struct histogram_reading *reading) {
 }
 
 void metric_read_histogram(histogram_id id, struct histogram_reading *reading) {
-    pthread_mutex_lock(&blocks_lock);
+    lock_blocks();
     sum_histogram(id, reading);
     const struct histogram_reading *baseline = &histogram_baselines[id];
     reading->count = 0;
@@ -108,7 +130,7 @@ void metric_read_histogram(histogram_id id, struct histogram_reading *reading) {
         reading->count += reading->counts[bucket];
     }
     reading->sum_ns -= baseline->sum_ns;
-    pthread_mutex_unlock(&blocks_lock);
+    unlock_blocks();
 }
 
 double histogram_quantile_us(const struct histogram_reading *reading, double quantile) {
@@ -135,21 +157,21 @@ const struct histogram_definition *histogram_definition(histogram_id id) {
 struct metric_block *metric_register_thread(void) {
     struct metric_block *block = calloc(1, sizeof(*block));
     if (block == NULL) return NULL;
-    pthread_mutex_lock(&blocks_lock);
+    lock_blocks();
     block->next = blocks;
     blocks = block;
-    pthread_mutex_unlock(&blocks_lock);
+    unlock_blocks();
     metric_thread_block = block;
     return block;
 }
 
 static int64_t sum(metric_id id) {
     int64_t total = 0;
-    pthread_mutex_lock(&blocks_lock);
+    lock_blocks();
     for (struct metric_block *block = blocks; block != NULL; block = block->next) {
         total += atomic_load_explicit(&block->values[id], memory_order_relaxed);
     }
-    pthread_mutex_unlock(&blocks_lock);
+    unlock_blocks();
     return total;
 }
 
@@ -167,10 +189,10 @@ void metrics_reset(void) {
             atomic_store_explicit(&baselines[id], sum(id), memory_order_relaxed);
         }
     }
-    pthread_mutex_lock(&blocks_lock);
+    lock_blocks();
     for (int id = 0; id < histogram_count; id++)
         sum_histogram(id, &histogram_baselines[id]);
-    pthread_mutex_unlock(&blocks_lock);
+    unlock_blocks();
 }
 
 const char *metric_name(metric_id id) {
@@ -186,10 +208,10 @@ const char *metric_help(metric_id id) {
 }
 
 void metrics_teardown(void) {
-    pthread_mutex_lock(&blocks_lock);
+    lock_blocks();
     struct metric_block *block = blocks;
     blocks = NULL;
-    pthread_mutex_unlock(&blocks_lock);
+    unlock_blocks();
     while (block != NULL) {
         struct metric_block *next = block->next;
         free(block);

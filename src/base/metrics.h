@@ -6,7 +6,10 @@
 #ifndef STRATA_BASE_METRICS_H
 #define STRATA_BASE_METRICS_H
 
+#include "base/checks.h"
+
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,7 +66,19 @@ struct metric_group {
     const struct histogram_definition *histograms; /* ended by a row with a NULL name */
     int first_metric;                              /* set by metrics_declare() */
     int first_histogram;                           /* set by metrics_declare() */
+    bool declared; /* set by metrics_declare(): until then the firsts mean nothing */
 };
+
+/* The identifiers of a group's metric or histogram number INDEX in the composed table
+ * (the group must have been declared: checked in the sanitizer builds). */
+static inline metric_id metric_in_group(const struct metric_group *group, int index) {
+    STRATA_ASSERT(group->declared);
+    return group->first_metric + index;
+}
+static inline histogram_id histogram_in_group(const struct metric_group *group, int index) {
+    STRATA_ASSERT(group->declared);
+    return group->first_histogram + index;
+}
 
 /* Adds GROUP to the table (start-up, one thread, before any metric is updated).
  * Declaring a group twice is harmless. Returns 0, or -1 if the table is full (a

@@ -31,14 +31,20 @@ int options_declare(struct option_group *group) {
     for (int i = 0; i < group_count; i++) {
         if (groups[i] == group) return 0;
     }
-    if (definition_count + group->count > OPTIONS_CAPACITY) return -1;
+    if (definition_count + group->count > OPTIONS_CAPACITY || group_count == OPTIONS_CAPACITY)
+        return -1;
     for (int row = 0; row < group->count; row++) {
         if (options_find(group->definitions[row].name) >= 0) return -1;
+        for (int other = 0; other < row; other++) {
+            if (strcmp(group->definitions[other].name, group->definitions[row].name) == 0)
+                return -1;
+        }
     }
     group->first = definition_count;
     for (int row = 0; row < group->count; row++)
         definitions[definition_count++] = &group->definitions[row];
     groups[group_count++] = group;
+    group->declared = true;
     return 0;
 }
 

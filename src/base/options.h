@@ -6,6 +6,8 @@
 #ifndef STRATA_BASE_OPTIONS_H
 #define STRATA_BASE_OPTIONS_H
 
+#include "base/checks.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -64,7 +66,8 @@ struct option_group {
     /* Optional: checks rules that involve this group's options and others'. Returns 0,
      * or -1 with a reason in ERROR. Runs after parsing and on every run-time change. */
     int (*validate)(const struct options *options, char *error, size_t error_size);
-    int first; /* the identifier of its first row; set by options_declare() */
+    int first;     /* the identifier of its first row; set by options_declare() */
+    bool declared; /* set by options_declare(): until then FIRST means nothing */
 };
 
 /* Adds GROUP to the table (start-up, one thread, before options_init()). Declaring a
@@ -77,6 +80,7 @@ int options_count(void);
 
 /* The option's identifier in GROUP's numbering: GROUP's first plus INDEX. */
 static inline option_id option_in_group(const struct option_group *group, int index) {
+    STRATA_ASSERT(group->declared && index < group->count);
     return group->first + index;
 }
 

@@ -144,7 +144,7 @@ static void remove_slot(struct chain_table *table, struct chain_state *slot) {
     atomic_store_explicit(&table->live, table->count, memory_order_relaxed);
 }
 
-/* Drops ENTRY if it no longer says anything. TABLE locked. */
+/* Drops STATE if it no longer says anything. TABLE locked. */
 static void drop_if_empty(struct chain_table *table, struct chain_state *state, int64_t now) {
     ASSERT_TABLE_LOCKED(table);
     if (state->parent == 0 && state->children == 0 && state->holds == 0 &&

@@ -280,7 +280,7 @@ static int64_t load_index(struct flash *flash, uint64_t *next_sequence) {
         }
         segment->end = saved.end;
     }
-    reason = "damaged nodes";
+    reason = "damaged entries";
     /* Check every node before linking any, so a bad index leaves nothing behind. */
     size_t nodes_start = position;
     for (int pass = 0; pass < 2; pass++) {

@@ -81,7 +81,7 @@ static void bury_node(struct shard *shard, struct item **slot, struct item *item
     *graveyard = item;
 }
 
-/* Links flash stub ENTRY (its key absent) into SHARD (locked). */
+/* Links flash stub NODE (its key absent) into SHARD (locked). */
 void index_link_node(struct store *store, struct shard *shard, struct item *node) {
     ASSERT_SHARD_LOCKED(shard);
     struct item **head = &shard->buckets[node->hash & shard->bucket_mask];

@@ -295,7 +295,7 @@ struct flash_stub *flash_stub_create(struct store *store, uint32_t hash, const v
                                      size_t key_length, uint32_t segment, uint32_t offset,
                                      uint32_t value_length, uint32_t expire_seconds);
 
-/* Frees ENTRY (already out of the index) and uncharges it. */
+/* Frees NODE (already out of the index) and uncharges it. */
 void flash_stub_free(struct store *store, struct flash_stub *node);
 
 /* Looks KEY up (store_get(), fault-in). A DRAM item is returned at once; a
@@ -306,7 +306,7 @@ enum store_status store_tier_get(struct store *store, const void *key, size_t ke
                                  struct item **item, bool promote_always, store_read_done done,
                                  void *context);
 
-/* Reads ENTRY (found under ACCESS, whose lock this drops) from flash into a new DRAM
+/* Reads NODE (found under ACCESS, whose lock this drops) from flash into a new DRAM
  * item linked in its place (when still there). Returns STORE_OK with *ITEM (a reference
  * for the caller), STORE_NOT_FOUND, or an error. */
 enum store_status store_tier_fault_in(struct store *store, uint64_t hash, struct key_access *access,
@@ -320,10 +320,10 @@ enum store_status store_tier_fault_in(struct store *store, uint64_t hash, struct
 enum { DEMOTE_REFUSED, DEMOTE_QUEUED, DEMOTE_SWAPPED };
 int store_tier_demote(struct store *store, struct shard *shard, struct item *victim);
 
-/* Index maintenance when ENTRY leaves the index for good (delete, overwrite, expiry):
+/* Index maintenance when NODE leaves the index for good (delete, overwrite, expiry):
  * queues a tombstone (unless SUPERSEDED: a new version's record follows) and marks its
  * record dead; a flash stub is freed. Called with the shard locked. Returns true if
- * ENTRY was a flash stub (already freed). */
+ * NODE was a flash stub (already freed). */
 bool store_tier_forget(struct store *store, struct item *node, bool superseded);
 
 /* ---- budget.c: the budget ------------------------------------------------------ */

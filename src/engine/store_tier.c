@@ -184,7 +184,7 @@ static struct flash_stub *lock_flash_stub_at(struct store *store, uint64_t hash,
     return node->segment == segment && node->offset == offset ? node : NULL;
 }
 
-/* Takes flash stub ENTRY at SLOT out of the index (SHARD locked) and frees it. */
+/* Takes flash stub NODE at SLOT out of the index (SHARD locked) and frees it. */
 static void remove_flash_stub(struct store *store, struct shard *shard, struct item **slot,
                               struct flash_stub *node) {
     ASSERT_SHARD_LOCKED(shard);
@@ -570,7 +570,7 @@ static bool too_large_for_dram(struct store *store, uint64_t record_size) {
     return record_size >= budget / 4;
 }
 
-/* Starts reading ENTRY, found under ACCESS (whose lock this drops), as OPTIONS say: whole
+/* Starts reading NODE, found under ACCESS (whose lock this drops), as OPTIONS say: whole
  * (brought to DRAM if asked or if the policy says so) or as a stream. With DONE and an
  * io_ring on this thread the read is asynchronous (STORE_PENDING); otherwise it has
  * ended when this returns, with *VALUE set on STORE_OK. HELD: a hold was taken for it. */

@@ -43,8 +43,8 @@ enum net_histogram_index {
 };
 extern struct metric_group net_metrics;
 /* The identifiers of net's metric or histogram IDENTIFIER in the composed table. */
-#define NET_METRIC(identifier)    (net_metrics.first_metric + NET_METRIC_INDEX_##identifier)
-#define NET_HISTOGRAM(identifier) (net_metrics.first_histogram + NET_HISTOGRAM_INDEX_##identifier)
+#define NET_METRIC(identifier)    metric_in_group(&net_metrics, NET_METRIC_INDEX_##identifier)
+#define NET_HISTOGRAM(identifier) histogram_in_group(&net_metrics, NET_HISTOGRAM_INDEX_##identifier)
 
 struct net_server;
 

@@ -6,6 +6,7 @@
 #include "engine/namespaces.h"
 
 #include "base/byte_buffer.h"
+#include "base/checks.h"
 #include "base/clock.h"
 #include "base/numbers.h"
 #include "base/version.h"
@@ -51,7 +52,8 @@ struct stats {
     struct stats_environment environment;
     int64_t start_time_ms;
     _Atomic int state;
-    pthread_mutex_t lock; /* guards everything below */
+    struct check_owner lock_owner; /* who holds lock (checking builds; atomic) */
+    pthread_mutex_t lock;          /* guards everything below */
     int64_t fast_times[FAST_SAMPLES];
     int64_t fast_commands[FAST_SAMPLES];
     int64_t fast_input[FAST_SAMPLES];
@@ -257,6 +259,17 @@ static void read_all_command_latency(struct histogram_reading *total) {
     }
 }
 
+/* Takes and lets go of STATS->lock, recording the holder for the rule checks. */
+static void lock_stats(struct stats *stats) {
+    pthread_mutex_lock(&stats->lock);
+    check_acquired(&stats->lock_owner);
+}
+
+static void unlock_stats(struct stats *stats) {
+    check_releasing(&stats->lock_owner);
+    pthread_mutex_unlock(&stats->lock);
+}
+
 /* Adds the event counters of every namespace's store (the default one included) into
  * TOTAL: the server-wide figures (keyspace_hits, evicted_keys, ...). */
 static void read_all_stores(const struct stats *stats, struct store_stats *total) {
@@ -288,6 +301,7 @@ void stats_read_store_counters(const struct stats *stats, struct store_stats *to
 
 /* Adds one second to the history. Caller holds stats->lock. */
 static void record_history(struct stats *stats) {
+    STRATA_ASSERT(check_held(&stats->lock_owner));
     struct history_totals now;
     now.time_ms = clock_realtime_ms();
     struct store_stats all;
@@ -341,7 +355,7 @@ static void record_history(struct stats *stats) {
 }
 
 void stats_sample(struct stats *stats) {
-    pthread_mutex_lock(&stats->lock);
+    lock_stats(stats);
     int slot = stats->fast_next;
     stats->fast_times[slot] = clock_monotonic_ms();
     stats->fast_commands[slot] = metric_read_named("commands_processed");
@@ -353,11 +367,12 @@ void stats_sample(struct stats *stats) {
         stats->samples_since_history = 0;
         record_history(stats);
     }
-    pthread_mutex_unlock(&stats->lock);
+    unlock_stats(stats);
 }
 
 /* Per-second rate of a fast-sampled counter. Caller holds stats->lock. */
 static double fast_rate(const struct stats *stats, const int64_t *values) {
+    STRATA_ASSERT(check_held(&stats->lock_owner));
     if (stats->fast_count < 2) return 0;
     int newest = (stats->fast_next + FAST_SAMPLES - 1) % FAST_SAMPLES;
     int oldest = stats->fast_count < FAST_SAMPLES ? 0 : stats->fast_next;
@@ -386,11 +401,11 @@ static void take_snapshot(struct stats *stats, struct stats_snapshot *snapshot) 
         snapshot->metrics[id] = metric_read(id);
     snapshot->options = stats->environment.options;
     snapshot->resident_bytes = resident_bytes();
-    pthread_mutex_lock(&stats->lock);
+    lock_stats(stats);
     snapshot->commands_per_second = fast_rate(stats, stats->fast_commands);
     snapshot->input_bytes_per_second = fast_rate(stats, stats->fast_input);
     snapshot->output_bytes_per_second = fast_rate(stats, stats->fast_output);
-    pthread_mutex_unlock(&stats->lock);
+    unlock_stats(stats);
     snapshot->uptime_seconds = (clock_realtime_ms() - stats->start_time_ms) / 1000;
     snapshot->state = stats_state(stats);
 }
@@ -850,7 +865,7 @@ static void append_series(struct byte_buffer *text, const struct stats *stats, c
 }
 
 void stats_history_json(struct stats *stats, struct byte_buffer *text) {
-    pthread_mutex_lock(&stats->lock);
+    lock_stats(stats);
     byte_buffer_appendf(text, "{\"interval_ms\":%d,\"state\":\"%s\",\"time_ms\":[",
                         100 * SAMPLES_PER_HISTORY, stats_state_reason(stats_state(stats)));
     int start = stats->history_count < HISTORY_SAMPLES ? 0 : stats->history_next;
@@ -878,5 +893,5 @@ void stats_history_json(struct stats *stats, struct byte_buffer *text) {
         append_series(text, stats, series[i].name, series[i].offset);
     }
     byte_buffer_append_text(text, "}\n");
-    pthread_mutex_unlock(&stats->lock);
+    unlock_stats(stats);
 }

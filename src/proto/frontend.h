@@ -41,6 +41,9 @@ struct frontend {
     void *(*setup)(const struct frontend_environment *environment);
     /* Frees the state setup() returned, after the network layer has stopped. */
     void (*teardown)(void *state);
+    /* Optional: writes into TEXT (SIZE bytes, NUL-terminated) the fields its
+     * "event=listening" log line adds after the port (" namespaces=3"). */
+    void (*listening_fields)(void *state, char *text, size_t size);
 
     /* The sessions: the network layer calls these with setup()'s state as the context
      * of open() (net/net.h states when and on which thread). The refusal for

@@ -4,9 +4,9 @@
 #include "net/net.h"
 #include "server/server.h"
 
-extern const struct frontend resp_frontend;
-extern const struct frontend http_frontend;
-extern const struct frontend native_frontend;
+#include "proto/http/http.h"
+#include "proto/native/native.h"
+#include "proto/resp/resp.h"
 
 const struct frontend *const frontend_table[] = {
     &resp_frontend,
@@ -20,10 +20,16 @@ int frontends_declare_tables(void) {
         options_declare(&engine_options) != 0 || metrics_declare(&net_metrics) != 0) {
         return -1;
     }
+    if (frontend_count > FRONTENDS_MAX) return -1;
     for (int i = 0; i < frontend_count; i++) {
         const struct frontend *frontend = frontend_table[i];
         if (frontend->options != NULL && options_declare(frontend->options) != 0) return -1;
         if (frontend->metrics != NULL && metrics_declare(frontend->metrics) != 0) return -1;
+    }
+    /* Each front end's port option must be an integer option some group declared. */
+    for (int i = 0; i < frontend_count; i++) {
+        int port_option = options_find(frontend_table[i]->port_option);
+        if (port_option < 0 || options_type(port_option) != OPTION_TYPE_INTEGER) return -1;
     }
     return 0;
 }

@@ -2,6 +2,7 @@
  * ends, listeners, workers, housekeeping), the wait for a stop signal, and the stop.
  * The front ends come from the table in frontends.c; nothing here names a protocol. */
 #include "server/server.h"
+#include "base/checks.h"
 #include "base/fault.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -209,6 +210,7 @@ static int start_frontends(struct server *server, char *error, size_t error_size
             return -1;
         }
         int port_option = options_find(frontend->port_option);
+        STRATA_ASSERT(port_option >= 0); /* frontends_declare_tables() checked it */
         instance->port =
             net_server_listen(server->net, (int)options_number(&server->options, port_option),
                               &frontend->handler, instance->state, error, error_size);
@@ -258,9 +260,13 @@ static void log_start(struct server *server) {
               (long long)options_number(options, NET_OPTION(max_clients)),
               options_text(options, SERVER_OPTION(dir)));
     for (int i = 0; i < frontend_count; i++) {
-        log_event(LOG_INFO, "listening", "protocol=%s bind=\"%s\" port=%d",
-                  server->frontends[i].frontend->name, options_text(options, NET_OPTION(bind)),
-                  server->frontends[i].port);
+        const struct frontend_instance *instance = &server->frontends[i];
+        char fields[128] = "";
+        if (instance->frontend->listening_fields != NULL)
+            instance->frontend->listening_fields(instance->state, fields, sizeof(fields));
+        log_event(LOG_INFO, "listening", "protocol=%s bind=\"%s\" port=%d%s",
+                  instance->frontend->name, options_text(options, NET_OPTION(bind)), instance->port,
+                  fields);
     }
 }
 

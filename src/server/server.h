@@ -40,6 +40,9 @@ struct net_server;
 struct stats;
 struct store;
 
+/* Most front ends the table may list. */
+#define FRONTENDS_MAX 8
+
 /* One running front end. */
 struct frontend_instance {
     const struct frontend *frontend;
@@ -54,7 +57,7 @@ struct server {
     struct namespace_table namespaces;
     uint64_t namespace_quotas; /* bytes of --memory given to namespaces other than default */
     struct frontend_environment environment;
-    struct frontend_instance frontends[8];
+    struct frontend_instance frontends[FRONTENDS_MAX];
     int log_fd; /* --log-file, or -1 for standard error */
     struct net_server *net;
     int lock_fd;
@@ -73,8 +76,9 @@ struct server {
 int server_configure(struct server *server, int argc, char **argv);
 
 /* Opens the log, locks the data directory, creates the stores, sets up the front ends,
- * listens and starts the workers and housekeeping. Returns 0, or 1 (the exit status)
- * after saying why on standard error; what was started is stopped again. */
+ * listens and starts the workers and housekeeping. Returns 0, or the exit status after
+ * saying why on standard error (1: cannot start; 2: --namespaces and --memory do not
+ * fit together); what was started is stopped again. */
 int server_start(struct server *server);
 
 /* Waits for SIGINT, SIGTERM or SHUTDOWN (reopening the log on SIGHUP meanwhile). */
@@ -87,8 +91,9 @@ void server_stop(struct server *server);
 /* ---- stores.c: the stores of the namespaces --------------------------------------- */
 
 /* Creates the default store (with the flash tier) and one DRAM store per --namespaces
- * entry, and fills SERVER->namespaces. Returns 0, or 1 after saying why (the stores
- * created are destroyed). */
+ * entry, and fills SERVER->namespaces. Returns 0, or the exit status after saying why
+ * on standard error (the stores created are destroyed): 2 for a bad --namespaces or a
+ * --memory that does not exceed its quotas, 1 when a store cannot start. */
 int stores_create(struct server *server);
 
 /* Destroys every namespace's store; with CLEAN, the default store is shut down first

@@ -77,9 +77,6 @@ int stores_create(struct server *server) {
 }
 
 void stores_destroy(struct server *server, bool clean) {
-    for (int i = 1; i < server->namespaces.count; i++)
-        store_destroy(server->namespaces.list[i].store);
-    server->namespaces.count = server->store != NULL ? 1 : 0;
     if (server->store != NULL) {
         /* A clean stop: what is only in DRAM goes to flash and the flash index is saved.
          * Otherwise (a failed start) the flash threads are stopped and joined, as after
@@ -87,6 +84,8 @@ void stores_destroy(struct server *server, bool clean) {
         if (clean) store_shutdown(server->store);
         store_destroy(server->store);
     }
+    for (int i = 1; i < server->namespaces.count; i++)
+        store_destroy(server->namespaces.list[i].store);
     server->store = NULL;
     server->namespaces.count = 0;
 }

@@ -46,9 +46,9 @@ enum http_histogram_index {
 };
 extern struct metric_group http_metrics;
 /* The identifiers of http's metric or histogram IDENTIFIER in the composed table. */
-#define HTTP_METRIC(identifier) (http_metrics.first_metric + HTTP_METRIC_INDEX_##identifier)
+#define HTTP_METRIC(identifier) metric_in_group(&http_metrics, HTTP_METRIC_INDEX_##identifier)
 #define HTTP_HISTOGRAM(identifier)                                                                 \
-    (http_metrics.first_histogram + HTTP_HISTOGRAM_INDEX_##identifier)
+    histogram_in_group(&http_metrics, HTTP_HISTOGRAM_INDEX_##identifier)
 
 struct store;
 struct stats;
@@ -93,5 +93,9 @@ bool http_session_tick(void *session, int64_t now_ms);
 
 /* Closes a session and frees it, with any request body half received. */
 void http_session_close(void *session);
+
+/* The http front end's row in the server's table (proto/frontend.h). */
+struct frontend;
+extern const struct frontend http_frontend;
 
 #endif

@@ -296,6 +296,9 @@ bool native_next_entry(struct native_session *session) {
     return false;
 }
 
+/* The frame header (STRATA_FRAME_HEADER_SIZE bytes at HEADER) has arrived: checks its magic,
+ * version, opcode and lengths, and starts the frame. Returns true to close the
+ * connection (the frame cannot be parsed past), false to go on. */
 static bool on_header(struct native_session *session, const unsigned char *header) {
     session->opcode = header[5];
     session->request_id = strata_load64(header + 8);
@@ -328,6 +331,9 @@ static bool on_header(struct native_session *session, const unsigned char *heade
     return false;
 }
 
+/* The frame's namespace (LENGTH bytes at NAME) has arrived: finds it, or answers the
+ * frame with an error and skips its body. Returns true to close the connection, false to
+ * go on. */
 static bool on_namespace(struct native_session *session, const unsigned char *name, size_t length) {
     uint8_t opcode = session->opcode;
     if (opcode >= STRATA_OP_COUNT) {

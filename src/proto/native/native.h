@@ -65,4 +65,8 @@ void native_session_close(void *session);
  * "Stored values"): 32 bytes. */
 #define NATIVE_VALUE_HEADER_SIZE 32
 
+/* The native front end's row in the server's table (proto/frontend.h). */
+struct frontend;
+extern const struct frontend native_frontend;
+
 #endif

@@ -1,7 +1,11 @@
 /* The native batched protocol as a front end (proto/frontend.h): its row in the
  * server's table. */
+#include "engine/namespaces.h"
 #include "proto/frontend.h"
 #include "proto/native/native.h"
+#include "proto/native/native_internal.h"
+
+#include <stdio.h>
 
 /* frontend.setup: a native-protocol server over every namespace. */
 static void *setup(const struct frontend_environment *environment) {
@@ -14,6 +18,12 @@ static void *setup(const struct frontend_environment *environment) {
 
 static void teardown(void *state) {
     native_server_destroy(state);
+}
+
+/* frontend.listening_fields: how many namespaces the port serves. */
+static void listening_fields(void *state, char *text, size_t size) {
+    const struct native_server *server = state;
+    snprintf(text, size, " namespaces=%d", server->environment.namespaces->count);
 }
 
 /* Lets a session that stopped for a flash read go on (net_connection_resume()). */
@@ -40,6 +50,7 @@ const struct frontend native_frontend = {
     .info_port_field = NULL,
     .setup = setup,
     .teardown = teardown,
+    .listening_fields = listening_fields,
     .handler =
         {
             .open = session_open,

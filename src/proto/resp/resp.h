@@ -44,9 +44,9 @@ enum resp_histogram_index {
 };
 extern struct metric_group resp_metrics;
 /* The identifiers of resp's metric or histogram IDENTIFIER in the composed table. */
-#define RESP_METRIC(identifier) (resp_metrics.first_metric + RESP_METRIC_INDEX_##identifier)
+#define RESP_METRIC(identifier) metric_in_group(&resp_metrics, RESP_METRIC_INDEX_##identifier)
 #define RESP_HISTOGRAM(identifier)                                                                 \
-    (resp_metrics.first_histogram + RESP_HISTOGRAM_INDEX_##identifier)
+    histogram_in_group(&resp_metrics, RESP_HISTOGRAM_INDEX_##identifier)
 
 struct store;
 struct stats;
@@ -86,5 +86,9 @@ void resp_session_direct_filled(void *session, size_t length);
 
 /* Closes a session and frees it. */
 void resp_session_close(void *session);
+
+/* The resp front end's row in the server's table (proto/frontend.h). */
+struct frontend;
+extern const struct frontend resp_frontend;
 
 #endif
