@@ -184,3 +184,46 @@ def test_bad_fault_rules_are_refused(tmp_path):
                             "STRATA_FAULTS": "sync:nth=x"}, capture_output=True, text=True,
                             cwd=tmp_path, timeout=60)
     assert result.returncode == 2 and "bad fault rule field" in result.stderr
+
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "strata: broken rule")
+
+
+def test_an_allocation_failing_during_the_start_stops_it_cleanly_or_is_survived(tmp_path):
+    """The Nth allocation after the options are read fails (stores, statistics, each front
+    end's setup, the network layer, its workers): the server either says why and exits
+    with status 1, having stopped what it started (no leak, no sanitizer report), or it
+    starts and then stops cleanly. Never a crash."""
+    outcomes = {"refused": 0, "started": 0}
+    # The first allocations (the stores) and every one around the end of the start (about
+    # the 500th to the 540th here: the statistics, the front ends, the network layer).
+    for nth in list(range(1, 41)) + list(range(440, 640)) + [1000, 3000]:
+        directory = tmp_path / f"start-{nth}"
+        process = subprocess.Popen(
+            [FAULT_BINARY, "--port", "0", "--http-port", "0", "--native-port", "0",
+             "--dir", str(directory), "--memory", "16mb", "--ssd-size", "16mb",
+             "--segment-size", "4mb", "--threads", "2"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "STRATA_FAULTS": f"alloc:nth={nth}"})
+        ready = False
+        lines = []
+        for line in process.stderr:  # until the last front end listens, or the exit
+            lines.append(line)
+            if "event=listening protocol=native" in line:
+                ready = True
+                break
+        if ready:
+            process.terminate()
+            _, rest = process.communicate(timeout=60)
+            lines.append(rest)
+            assert process.returncode == 0, "".join(lines)
+            outcomes["started"] += 1
+        else:
+            process.wait(timeout=60)
+            assert process.returncode == 1, "".join(lines)
+            assert any(line.startswith("strata-server: ") for line in lines), "".join(lines)
+            outcomes["refused"] += 1
+        text = "".join(lines)
+        assert not any(marker in text for marker in SANITIZER_MARKERS), text
+    assert outcomes["refused"] > 40 and outcomes["started"] > 0, outcomes
