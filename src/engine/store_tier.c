@@ -205,6 +205,14 @@ static void copy_going_away(struct store *store, struct item *item) {
     }
 }
 
+/* The DRAM item at SLOT (its shard locked) if its flash copy is the record at
+ * SEGMENT/OFFSET, else NULL. */
+static struct item *dram_copy_at(struct item **slot, uint32_t segment, uint32_t offset) {
+    struct item *item = *slot;
+    if (item == NULL || node_is_stub(item)) return NULL;
+    return item->flash_segment == segment && item->flash_offset == offset ? item : NULL;
+}
+
 /* tier_index.reclaim_record */
 static int reclaim_record(void *owner, const void *key, size_t key_length, uint32_t segment,
                           uint32_t offset, bool drop, bool *accessed, int64_t *expire_at_ms) {
@@ -213,19 +221,19 @@ static int reclaim_record(void *owner, const void *key, size_t key_length, uint3
     ASSERT_NO_SHARD_LOCK();                     /* it takes one */
     struct shard *shard;
     struct item **slot;
-    struct flash_stub *node = lock_flash_stub_at(store, hash_key(store, key, key_length), key,
-                                                 key_length, segment, offset, &shard, &slot);
+    uint64_t hash = hash_key(store, key, key_length);
+    struct flash_stub *node =
+        lock_flash_stub_at(store, hash, key, key_length, segment, offset, &shard, &slot);
+    struct item *copy = node == NULL ? dram_copy_at(slot, segment, offset) : NULL;
     if (node != NULL) {
         /* Read since written, or the parent of present chain links: worth keeping. */
         *accessed =
             (node->key_length & NODE_ACCESSED) != 0 ||
-            (chain_table_in_use(store) &&
-             chain_protection(store, hash_key(store, key, key_length), clock_realtime_ms()) != 0);
+            (chain_table_in_use(store) && chain_protection(store, hash, clock_realtime_ms()) != 0);
         *expire_at_ms = flash_stub_expiry_ms(node);
         if (drop) remove_flash_stub(store, shard, slot, node);
-    } else if (*slot != NULL && !node_is_stub(*slot) && (*slot)->flash_segment == segment &&
-               (*slot)->flash_offset == offset) {
-        copy_going_away(store, *slot); /* a DRAM item whose copy is going away */
+    } else if (copy != NULL) {
+        copy_going_away(store, copy); /* a DRAM item whose copy is going away */
     }
     shard_unlock(shard);
     return node != NULL;
@@ -241,13 +249,13 @@ static bool unsynced_record(void *owner, const void *key, size_t key_length, uin
     struct item **slot;
     struct flash_stub *node = lock_flash_stub_at(store, hash_key(store, key, key_length), key,
                                                  key_length, segment, offset, &shard, &slot);
+    struct item *copy = node == NULL ? dram_copy_at(slot, segment, offset) : NULL;
     if (node != NULL) {
         remove_flash_stub(store, shard, slot, node);
         /* Under the lock: no newer write of the key can be queued before it. */
         tier_queue_tombstone(store->tier, key, key_length);
-    } else if (*slot != NULL && !node_is_stub(*slot) && (*slot)->flash_segment == segment &&
-               (*slot)->flash_offset == offset) {
-        (*slot)->flash_segment = FLASH_UNKNOWN; /* the copy may or may not last */
+    } else if (copy != NULL) {
+        copy->flash_segment = FLASH_UNKNOWN; /* the copy may or may not last */
     }
     shard_unlock(shard);
     return node != NULL;

@@ -596,6 +596,10 @@ static void accept_connections(struct worker *worker, struct listener *listener)
     }
 }
 
+void net_resume_callback(void *connection) {
+    net_connection_resume(connection);
+}
+
 void net_connection_resume(struct net_connection *handle) {
     struct connection *connection = (struct connection *)handle;
     if (connection->busy > 0) {

@@ -121,6 +121,10 @@ struct net_config {
  * ring; its completions are delivered by the worker's event loop. */
 void net_connection_resume(struct net_connection *connection);
 
+/* net_connection_resume() in the shape a protocol's session takes as its resume callback
+ * (void (*)(void *handle), with the connection as the handle). */
+void net_resume_callback(void *connection);
+
 /* Creates a server with no listeners yet. Returns NULL with a reason in ERROR. */
 struct net_server *net_server_create(const struct net_config *config, char *error,
                                      size_t error_size);

@@ -567,6 +567,13 @@ static const struct {
 };
 #define STORE_COUNTER_COUNT (sizeof(store_counters) / sizeof(store_counters[0]))
 
+/* A field of struct store_stats, by its byte OFFSET. */
+static uint64_t store_field(const struct store_stats *stats, size_t offset) {
+    uint64_t value;
+    memcpy(&value, (const char *)stats + offset, sizeof(value));
+    return value;
+}
+
 /* INFO's "# Namespaces" section: one line per namespace. */
 static void section_namespaces(struct stats *stats, struct byte_buffer *text) {
     struct namespace_table *table = stats->environment.namespaces;
@@ -586,14 +593,26 @@ static void section_namespaces(struct stats *stats, struct byte_buffer *text) {
         for (size_t c = 0; c < STORE_COUNTER_COUNT; c++) {
             byte_buffer_appendf(
                 text, ",%s=%llu", store_counters[c].field,
-                (unsigned long long)*(const uint64_t *)((const char *)&figures.store +
-                                                        store_counters[c].offset));
+                (unsigned long long)store_field(&figures.store, store_counters[c].offset));
         }
         byte_buffer_append_text(text, "\r\n");
     }
 }
 
-/* The per-namespace Prometheus families, every namespace in each. */
+/* Appends one per-namespace Prometheus family: its HELP and TYPE lines, then VALUES[i]
+ * labelled with the name of TABLE's namespace i. */
+static void append_namespace_family(struct byte_buffer *text, const struct namespace_table *table,
+                                    const char *family, const char *type, const char *help,
+                                    const uint64_t *values) {
+    byte_buffer_appendf(text, "# HELP %s %s\n# TYPE %s %s\n", family, help, family, type);
+    for (int i = 0; i < table->count; i++) {
+        byte_buffer_appendf(text, "%s{namespace=\"%s\"} %llu\n", family, table->list[i].name,
+                            (unsigned long long)values[i]);
+    }
+}
+
+/* The per-namespace Prometheus families, every namespace in each: the store's gauges, its
+ * event counters, then the native protocol's counters. */
 static void prometheus_namespaces(struct stats *stats, struct byte_buffer *text) {
     struct namespace_table *table = stats->environment.namespaces;
     if (table == NULL) return;
@@ -614,33 +633,23 @@ static void prometheus_namespaces(struct stats *stats, struct byte_buffer *text)
         {"strata_namespace_chain_entries", "Chained or pinned keys the namespace tracks",
          offsetof(struct store_stats, chained_keys)},
     };
+    uint64_t values[NAMESPACE_MAX_COUNT];
     for (size_t g = 0; g < sizeof(gauges) / sizeof(gauges[0]); g++) {
-        byte_buffer_appendf(text, "# HELP %s %s\n# TYPE %s gauge\n", gauges[g].family,
-                            gauges[g].help, gauges[g].family);
-        for (int i = 0; i < table->count; i++) {
-            uint64_t value =
-                *(const uint64_t *)((const char *)&figures[i].store + gauges[g].offset);
-            byte_buffer_appendf(text, "%s{namespace=\"%s\"} %llu\n", gauges[g].family,
-                                table->list[i].name, (unsigned long long)value);
-        }
+        for (int i = 0; i < table->count; i++)
+            values[i] = store_field(&figures[i].store, gauges[g].offset);
+        append_namespace_family(text, table, gauges[g].family, "gauge", gauges[g].help, values);
     }
     for (size_t c = 0; c < STORE_COUNTER_COUNT; c++) {
-        byte_buffer_appendf(text, "# HELP %s %s\n# TYPE %s counter\n", store_counters[c].family,
-                            store_counters[c].help, store_counters[c].family);
-        for (int i = 0; i < table->count; i++) {
-            uint64_t value =
-                *(const uint64_t *)((const char *)&figures[i].store + store_counters[c].offset);
-            byte_buffer_appendf(text, "%s{namespace=\"%s\"} %llu\n", store_counters[c].family,
-                                table->list[i].name, (unsigned long long)value);
-        }
+        for (int i = 0; i < table->count; i++)
+            values[i] = store_field(&figures[i].store, store_counters[c].offset);
+        append_namespace_family(text, table, store_counters[c].family, "counter",
+                                store_counters[c].help, values);
     }
     for (int c = 0; c < NAMESPACE_COUNTER_COUNT; c++) {
-        byte_buffer_appendf(text, "# HELP %s %s\n# TYPE %s counter\n", namespace_counters[c].family,
-                            namespace_counters[c].help, namespace_counters[c].family);
-        for (int i = 0; i < table->count; i++) {
-            byte_buffer_appendf(text, "%s{namespace=\"%s\"} %llu\n", namespace_counters[c].family,
-                                table->list[i].name, (unsigned long long)figures[i].counters[c]);
-        }
+        for (int i = 0; i < table->count; i++)
+            values[i] = figures[i].counters[c];
+        append_namespace_family(text, table, namespace_counters[c].family, "counter",
+                                namespace_counters[c].help, values);
     }
 }
 

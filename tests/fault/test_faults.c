@@ -434,7 +434,11 @@ static size_t drain_stream(struct store_stream *stream, unsigned char *output, s
 /* Streams (values too large for DRAM, sent from flash piece by piece) under read or
  * allocation faults: the value arrives whole and right, or the reply fails before its
  * last piece; nothing leaks or is freed twice (ASan watches). */
-static void stream_sweep(enum fault_site site) {
+/* Opens a fresh store in DIRECTORY holding VALUE (LENGTH bytes, more than 4 MiB) as
+ * "big", then cuts the DRAM budget to 4 MiB so that the value lives on flash and a read
+ * of it is a stream. Returns NULL if the store cannot be opened. */
+static struct store *store_with_big_value_on_flash(const char *directory,
+                                                   const unsigned char *value, size_t length) {
     static const struct scenario streaming = {
         .name = "stream",
         .memory = 32 << 20,
@@ -442,6 +446,15 @@ static void stream_sweep(enum fault_site site) {
         .fsync = STORE_FSYNC_NEVER,
         .keys = 1,
     };
+    remove_directory(directory);
+    struct store *store = open_store(&streaming, directory, true);
+    if (store == NULL) return NULL;
+    CHECK(store_set(store, "big", 3, value, length, &plain_write, NULL) == STORE_OK);
+    store_set_budget(store, 4 << 20); /* the value moves to flash */
+    return store;
+}
+
+static void stream_sweep(enum fault_site site) {
     char directory[512];
     snprintf(directory, sizeof(directory), "%s/stream", base_directory);
     size_t length = 6 << 20; /* larger than a 4 MiB budget: 24 pieces of 256 KiB */
@@ -452,11 +465,8 @@ static void stream_sweep(enum fault_site site) {
     uint64_t runs = 0, whole = 0, failed_replies = 0;
     for (uint64_t n = 1; n <= 400; n++) {
         fault_reset();
-        remove_directory(directory);
-        struct store *store = open_store(&streaming, directory, true);
+        struct store *store = store_with_big_value_on_flash(directory, value, length);
         REQUIRE(store != NULL);
-        CHECK(store_set(store, "big", 3, value, length, &plain_write, NULL) == STORE_OK);
-        store_set_budget(store, 4 << 20); /* the value moves to flash */
         struct fault_rule rule = {.nth = n};
         fault_configure(site, &rule);
         struct store_read_options options = {.stream = true};
@@ -505,25 +515,15 @@ static void copy_finished(void *context, enum store_status status) {
  * stream is freed after the call, never during it (ASan watches). A range within the
  * first piece and the whole value, both. */
 static void test_stream_copy_that_ends_at_once(void) {
-    static const struct scenario streaming = {
-        .name = "copy",
-        .memory = 32 << 20,
-        .ssd_size = 64 << 20,
-        .fsync = STORE_FSYNC_NEVER,
-        .keys = 1,
-    };
     char directory[512];
     snprintf(directory, sizeof(directory), "%s/copy", base_directory);
-    remove_directory(directory);
     size_t length = 6 << 20;
     unsigned char *value = malloc(length), *copied = malloc(length);
     REQUIRE(value != NULL && copied != NULL);
     for (size_t i = 0; i < length; i++)
         value[i] = (unsigned char)(i * 13 + i / 4093);
-    struct store *store = open_store(&streaming, directory, true);
+    struct store *store = store_with_big_value_on_flash(directory, value, length);
     REQUIRE(store != NULL);
-    CHECK(store_set(store, "big", 3, value, length, &plain_write, NULL) == STORE_OK);
-    store_set_budget(store, 4 << 20); /* the value moves to flash */
     const size_t ranges[][2] = {{100, 4000}, {0, 6 << 20}};
     for (size_t r = 0; r < 2; r++) {
         struct store_read_options options = {.stream = true};

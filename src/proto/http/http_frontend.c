@@ -16,14 +16,9 @@ static void teardown(void *state) {
     http_server_destroy(state);
 }
 
-/* Lets a session that stopped for a flash read go on (net_connection_resume()). */
-static void resume_connection(void *handle) {
-    net_connection_resume(handle);
-}
-
 static void *session_open(void *state, const struct net_connection_info *info,
                           struct output_queue *output) {
-    return http_session_open(state, info->id, info->peer, output, resume_connection,
+    return http_session_open(state, info->id, info->peer, output, net_resume_callback,
                              info->connection);
 }
 

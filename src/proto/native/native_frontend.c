@@ -26,14 +26,9 @@ static void listening_fields(void *state, char *text, size_t size) {
     snprintf(text, size, " namespaces=%d", server->environment.namespaces->count);
 }
 
-/* Lets a session that stopped for a flash read go on (net_connection_resume()). */
-static void resume_connection(void *handle) {
-    net_connection_resume(handle);
-}
-
 static void *session_open(void *state, const struct net_connection_info *info,
                           struct output_queue *output) {
-    return native_session_open(state, info->id, info->peer, output, resume_connection,
+    return native_session_open(state, info->id, info->peer, output, net_resume_callback,
                                info->connection);
 }
 

@@ -18,15 +18,10 @@ static void teardown(void *state) {
     resp_server_destroy(state);
 }
 
-/* Lets a session that stopped for a flash read go on (net_connection_resume()). */
-static void resume_connection(void *handle) {
-    net_connection_resume(handle);
-}
-
 static void *session_open(void *state, const struct net_connection_info *info,
                           struct output_queue *output) {
     return resp_session_open(state, info->id, info->fd, info->peer, info->local, output,
-                             resume_connection, info->connection);
+                             net_resume_callback, info->connection);
 }
 
 static enum net_action session_data(void *session, const unsigned char *data, size_t length,
