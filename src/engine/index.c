@@ -24,6 +24,31 @@ struct item **index_find_slot(struct shard *shard, uint32_t hash, const void *ke
     return slot;
 }
 
+void store_prefetch(struct store *store, const struct store_key *keys, size_t count) {
+    if (count > STORE_PREFETCH_MAX) count = STORE_PREFETCH_MAX;
+    uint64_t hashes[STORE_PREFETCH_MAX];
+    /* Two passes, so the misses of each overlap: first every key's bucket, then (with
+     * the buckets arriving meanwhile) the node each bucket points at and its key. The
+     * shard lock is taken for each read because a resize may free the bucket array. */
+    for (size_t i = 0; i < count; i++) {
+        hashes[i] = hash_key(store, keys[i].key, keys[i].length);
+        struct shard *shard = shard_for(store, hashes[i]);
+        shard_lock(shard);
+        __builtin_prefetch(&shard->buckets[(uint32_t)hashes[i] & shard->bucket_mask]);
+        shard_unlock(shard);
+    }
+    for (size_t i = 0; i < count; i++) {
+        struct shard *shard = shard_for(store, hashes[i]);
+        shard_lock(shard);
+        struct item *head = shard->buckets[(uint32_t)hashes[i] & shard->bucket_mask];
+        if (head != NULL) {
+            __builtin_prefetch(head);
+            __builtin_prefetch(node_key(head));
+        }
+        shard_unlock(shard);
+    }
+}
+
 /* Returns the slot pointing at ITEM, which must be linked in SHARD. */
 struct item **index_slot_of(struct shard *shard, const struct item *item) {
     ASSERT_SHARD_LOCKED(shard);

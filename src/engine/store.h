@@ -335,6 +335,22 @@ struct store_pair {
 enum store_status store_set_many(struct store *store, size_t count, const struct store_pair *pairs,
                                  bool only_if_none_exist);
 
+/* A key named ahead of the command that will look it up (store_prefetch()). */
+struct store_key {
+    const void *key;
+    size_t length;
+};
+
+/* Most keys one store_prefetch() call looks at; the rest are ignored. */
+#define STORE_PREFETCH_MAX 32
+
+/* A hint: asks the CPU to bring into cache the index buckets and the first index node
+ * of each of KEYS (COUNT of them; at most STORE_PREFETCH_MAX are used), so a pipelined
+ * batch of commands waits on memory once for all its keys instead of once per key
+ * (docs/performance.md). Changes nothing in the store. Takes and releases each key's
+ * shard lock: call it with no shard lock held. */
+void store_prefetch(struct store *store, const struct store_key *keys, size_t count);
+
 /* ---- the keyspace ------------------------------------------------------------- */
 
 /* Items stored (including expired ones not yet reclaimed). */

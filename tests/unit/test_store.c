@@ -664,6 +664,57 @@ static void test_flash_expiry_seconds(void) {
     CHECK(flash_expiry_seconds(INT64_MAX - 998) == UINT32_MAX);
 }
 
+/* Keeps writing new keys (so the index resizes) until told to stop. */
+static void *grow_index(void *opaque) {
+    struct store *store = opaque;
+    char key[32];
+    for (int i = 0; i < 20000; i++) {
+        int length = snprintf(key, sizeof(key), "grow:%d", i);
+        if (store_set(store, key, (size_t)length, "v", 1, &plain_write, NULL) != STORE_OK) break;
+    }
+    return NULL;
+}
+
+/* store_prefetch() is a hint: keys present or absent, empty, or more than it looks at
+ * change nothing, and it is safe while another thread resizes the index. */
+static void test_prefetch(void) {
+    struct store *store = make_store(64ULL << 20);
+    REQUIRE(store != NULL);
+    CHECK(put(store, "alpha", "one") == STORE_OK);
+    CHECK(put(store, "beta", "two") == STORE_OK);
+    struct store_key keys[STORE_PREFETCH_MAX + 8];
+    char names[STORE_PREFETCH_MAX + 8][16];
+    for (size_t i = 0; i < STORE_PREFETCH_MAX + 8; i++) {
+        int length = snprintf(names[i], sizeof(names[i]), "absent:%zu", i);
+        keys[i] = (struct store_key){names[i], (size_t)length};
+    }
+    keys[0] = (struct store_key){"alpha", 5};
+    keys[1] = (struct store_key){"", 0};
+    keys[2] = (struct store_key){"beta", 4};
+    store_prefetch(store, keys, 0);
+    store_prefetch(store, keys, 3);
+    store_prefetch(store, keys, STORE_PREFETCH_MAX + 8);
+    CHECK(store_count(store) == 2);
+    CHECK(holds_text(store, "alpha", "one"));
+    CHECK(holds_text(store, "beta", "two"));
+    CHECK(!store_exists(store, "absent:5", 8));
+
+    pthread_t writer;
+    REQUIRE(pthread_create(&writer, NULL, grow_index, store) == 0);
+    for (int round = 0; round < 2000; round++) {
+        char grown[STORE_PREFETCH_MAX][32];
+        for (size_t i = 0; i < STORE_PREFETCH_MAX; i++) {
+            int length = snprintf(grown[i], sizeof(grown[i]), "grow:%zu", (size_t)round * 7 + i);
+            keys[i] = (struct store_key){grown[i], (size_t)length};
+        }
+        store_prefetch(store, keys, STORE_PREFETCH_MAX);
+    }
+    pthread_join(writer, NULL);
+    CHECK(store_count(store) == 20002);
+    CHECK(holds_text(store, "grow:19999", "v"));
+    store_destroy(store);
+}
+
 int main(void) {
     fprintf(stderr, "test_store\n");
     RUN_TEST(test_set_get_delete);
@@ -678,6 +729,7 @@ int main(void) {
     RUN_TEST(test_shard_counts);
     RUN_TEST(test_chains_and_pins);
     RUN_TEST(test_flash_expiry_seconds);
+    RUN_TEST(test_prefetch);
     metrics_teardown();
     return test_main_result();
 }

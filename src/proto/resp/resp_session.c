@@ -220,11 +220,65 @@ static void execute(struct resp_session *session) {
     session->command_clock_ns = finished;
 }
 
+/* Reads the decimal number that ends with CRLF at *CURSOR (before END), moving past it.
+ * Returns false when the number is malformed, longer than 18 digits or not complete. */
+static bool scan_number(const unsigned char **cursor, const unsigned char *end, uint64_t *value) {
+    const unsigned char *at = *cursor;
+    uint64_t number = 0;
+    int digits = 0;
+    while (at < end && *at >= '0' && *at <= '9' && digits < 18) {
+        number = number * 10 + (uint64_t)(*at++ - '0');
+        digits++;
+    }
+    if (digits == 0 || end - at < 2 || at[0] != '\r' || at[1] != '\n') return false;
+    *cursor = at + 2;
+    *value = number;
+    return true;
+}
+
+/* Finds the second argument (the key, for almost every command) of each complete
+ * multibulk command at the start of DATA[0, LENGTH), up to STORE_PREFETCH_MAX of them,
+ * into KEYS (pointing into DATA). Returns how many. Stops at the first thing that is
+ * not a complete multibulk command: a hint for store_prefetch(), which the parser
+ * does not rely on. */
+static size_t scan_keys(const unsigned char *data, size_t length, struct store_key *keys) {
+    const unsigned char *cursor = data, *end = data + length;
+    size_t found = 0;
+    while (found < STORE_PREFETCH_MAX && cursor < end && *cursor == '*') {
+        cursor++;
+        uint64_t arguments;
+        if (!scan_number(&cursor, end, &arguments) || arguments > 1024) break;
+        struct store_key key = {NULL, 0};
+        for (uint64_t i = 0; i < arguments; i++) {
+            uint64_t bulk;
+            if (cursor >= end || *cursor != '$') return found;
+            cursor++;
+            if (!scan_number(&cursor, end, &bulk) || bulk + 2 > (uint64_t)(end - cursor)) {
+                return found;
+            }
+            if (i == 1) key = (struct store_key){cursor, (size_t)bulk};
+            cursor += bulk + 2;
+        }
+        if (key.key != NULL) keys[found++] = key;
+    }
+    return found;
+}
+
+/* When DATA starts with two or more complete commands (a pipelined batch), brings
+ * their keys' index entries into cache together before any of them runs. */
+static void prefetch_batch(struct resp_session *session, const unsigned char *data, size_t length) {
+    if (resp_parser_in_command(&session->parser)) return;
+    struct store_key keys[STORE_PREFETCH_MAX];
+    size_t count = scan_keys(data, length, keys);
+    if (count >= 2) store_prefetch(session->server->environment.store, keys, count);
+}
+
 bool resp_session_data(void *opaque, const unsigned char *data, size_t length, size_t *consumed) {
     struct resp_session *session = opaque;
     size_t position = 0;
     session->command_clock_ns = clock_monotonic_ns();
     atomic_store_explicit(&session->last_active_ms, clock_realtime_ms(), memory_order_relaxed);
+    if (!session->suspended && !session->closing) prefetch_batch(session, data, length);
     while (position < length) {
         if (session->suspended) break; /* a flash read is in flight */
         if (session->closing) {
