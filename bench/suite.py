@@ -6,6 +6,16 @@ docs/benchmarks.md, the plots under docs/benchmarks/, and the headline table bet
 markers in README.md.
 
     /usr/bin/python3 bench/suite.py [--quick] [--output DIR] [--no-readme]
+                                    [--skip-growth] [--skip-sweep]
+
+The parts: the machine's ceilings, the headline workloads, the native protocol and shared
+memory, the flash-resident runs, the growth to 10^7 small keys (--skip-growth leaves it
+out), the DRAM-resident matrix, and the sweep (--skip-sweep leaves it out): every value
+size from 4 KiB to 2 MiB through a fresh server's first pass over freshly loaded values,
+warm cells of GET share x connections, and churn under a small memory budget, each with
+the servers pinned apart from the load generator and unpinned, drawn as heat maps of
+strata's MB/s over the better peer's so that no slow cell hides between the headline
+workloads.
 
 --quick runs a small subset with short durations (to check the suite itself; its
 figures are not the ones to publish). Every server runs on loopback with its data in a
@@ -13,6 +23,7 @@ scratch directory under $TMPDIR (or /tmp); nothing outside it is touched except 
 output files."""
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -113,8 +124,10 @@ def memcached_stats(port):
 
 # With two or more CPUs, servers run on all CPUs but the last and the load generator
 # (this script and everything it starts other than servers) on the last, so a server's
-# threads never compete with the client for a core (docs/performance.md).
+# threads never compete with the client for a core (docs/performance.md). The sweep also
+# runs unpinned: server and load generator on every CPU, placed by the scheduler.
 SERVER_CPUS = []
+ALL_CPUS = sorted(os.sched_getaffinity(0))  # taken before pin_cpus() narrows this process
 
 
 def pin_cpus():
@@ -125,14 +138,26 @@ def pin_cpus():
     return cpus
 
 
+def on_all_cpus():
+    """Run in an unpinned child between fork and exec: widens its affinity to every CPU
+    this script started with, so it does not inherit the script's own pin to the last
+    CPU. Returns nothing."""
+    os.sched_setaffinity(0, ALL_CPUS)
+
+
 class Server:
     """One server process on loopback; NAME is how tables call it, PROTOCOL what loadgen
-    speaks to PORT."""
+    speaks to PORT. PINNED: on SERVER_CPUS (taskset); otherwise on every CPU."""
 
-    def __init__(self, name, protocol, command, port, directory, extra_ports=()):
-        self.name, self.protocol, self.port = name, protocol, port
+    def __init__(self, name, protocol, command, port, directory, extra_ports=(), pinned=True):
+        self.name, self.protocol, self.port, self.pinned = name, protocol, port, pinned
         self.log = open(os.path.join(directory, f"{name.replace(' ', '_')}.log"), "ab")
-        self.process = subprocess.Popen(SERVER_CPUS + command, stdout=self.log, stderr=subprocess.STDOUT)
+        if pinned:
+            self.process = subprocess.Popen(SERVER_CPUS + command, stdout=self.log,
+                                            stderr=subprocess.STDOUT)
+        else:
+            self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
+                                            preexec_fn=on_all_cpus)
         wait_for_port(port, self.process)
         for extra in extra_ports:
             wait_for_port(extra, self.process)
@@ -147,27 +172,36 @@ class Server:
         self.log.close()
 
 
-def start_strata(directory, memory=SERVER_MEMORY, ssd_size=0):
+def start_strata(directory, memory=SERVER_MEMORY, ssd_size=0, pinned=True):
+    """Returns a started strata Server (RESP on .port, native on .native_port); writes
+    past MEMORY evict, to flash when SSD_SIZE is above 0, else dropped."""
     port, native_port = free_port(), free_port()
     data = tempfile.mkdtemp(prefix="strata-", dir=directory)
     server = Server("strata", "resp",
                     [SERVER, "--port", str(port), "--native-port", str(native_port),
                      "--http-port", "0", "--dir", data, "--memory", str(memory),
                      "--ssd-size", str(ssd_size), "--log-level", "warning"],
-                    port, directory, extra_ports=[native_port])
+                    port, directory, extra_ports=[native_port], pinned=pinned)
     server.native_port = native_port
     return server
 
 
-def start_redis(directory, memory=SERVER_MEMORY):
+def start_redis(directory, memory=SERVER_MEMORY, pinned=True, policy=None):
+    """Returns a started Redis Server without persistence. POLICY is its maxmemory-policy;
+    None keeps Redis's default, noeviction, which refuses writes past MEMORY (the sweep's
+    churn passes allkeys-lru)."""
     port = free_port()
-    return Server("Redis", "resp",
-                  ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                   "--appendonly", "no", "--maxmemory", str(memory), "--dir", directory,
-                   "--client-output-buffer-limit", "normal 0 0 0"], port, directory)
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--maxmemory", str(memory), "--dir", directory,
+               "--client-output-buffer-limit", "normal 0 0 0"]
+    if policy is not None:
+        command += ["--maxmemory-policy", policy]
+    return Server("Redis", "resp", command, port, directory, pinned=pinned)
 
 
-def start_memcached(directory, memory=SERVER_MEMORY, extstore=None):
+def start_memcached(directory, memory=SERVER_MEMORY, extstore=None, pinned=True):
+    """Returns a started memcached Server with 4 threads; writes past MEMORY evict (its
+    LRU), to EXTSTORE (a file) when given."""
     port = free_port()
     command = ["memcached", "-p", str(port), "-U", "0", "-l", "127.0.0.1", "-t", "4",
                "-c", "4096", "-m", str(memory // MIB)]
@@ -178,20 +212,23 @@ def start_memcached(directory, memory=SERVER_MEMORY, extstore=None):
     else:
         # extstore needs items no larger than its 4 MiB write buffer
         command += ["-I", "4m", "-o", f"ext_path={extstore}:{4 * GIB // MIB}M,ext_wbuf_size=4"]
-    return Server("memcached", "memcache", command, port, directory)
+    return Server("memcached", "memcache", command, port, directory, pinned=pinned)
 
 
 def loadgen(protocol, port, size, keys, get_ratio=0.9, connections=4, pipeline=1,
-            duration=1.0, batch=1, prefill=False, key_start=0):
+            duration=1.0, batch=1, prefill=False, key_start=0, pinned=True):
     """Runs the load generator once and returns its JSON report. A wrong value (exit 1)
-    stops the suite: a benchmark that returns wrong bytes has no figure to report."""
+    stops the suite: a benchmark that returns wrong bytes has no figure to report.
+    PINNED: on this script's CPU (the last one, after pin_cpus()); otherwise on every
+    CPU."""
     command = [LOADGEN, "--protocol", protocol, "--port", str(port), "--size", str(size),
                "--keys", str(keys), "--get-ratio", str(get_ratio), "--connections",
                str(connections), "--pipeline", str(pipeline), "--batch", str(batch),
                "--duration", str(duration), "--key-start", str(key_start)]
     if prefill:
         command += ["--prefill"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                            preexec_fn=None if pinned else on_all_cpus)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)}: exit {result.returncode}: "
                            f"{result.stderr.strip()[-2000:]}")
@@ -199,9 +236,12 @@ def loadgen(protocol, port, size, keys, get_ratio=0.9, connections=4, pipeline=1
 
 
 def prefill(server, size, keys, connections=4, key_start=0):
+    """Writes every key once (the load generator placed as SERVER is) and returns the
+    report."""
     pipeline = 16 if size <= 64 * KIB else 2
     report = loadgen(server.protocol, server.port, size, keys, connections=connections,
-                     pipeline=pipeline, prefill=True, key_start=key_start)
+                     pipeline=pipeline, prefill=True, key_start=key_start,
+                     pinned=server.pinned)
     if report["errors"]:
         print(f"  prefill of {server.name}: {report['errors']} errors "
               f"({report['first_error']})", flush=True)
@@ -437,6 +477,118 @@ def growth(directory, quick, duration):
     return results
 
 
+# The sweep: a grid with no gaps for a slow cell to hide in. Each (placement, size, server)
+# starts a fresh server, loads keys_for(size) keys, and runs the first pass over the
+# freshly loaded values straight away (where a fresh mmap per loaded value once held
+# strata to two thirds of its peers, docs/performance.md) before the warm cells; churn runs
+# each server with a small memory budget and four times as many bytes of keys.
+SWEEP_PLACEMENTS = ["pinned", "unpinned"]
+SWEEP_SIZES = [4 * KIB, 64 * KIB, 256 * KIB, 2 * MIB]
+SWEEP_GET_SHARES = [1.0, 0.95, 0.9, 0.75, 0.5, 0.0]
+SWEEP_CONNECTIONS = [1, 4, 16]
+SWEEP_FIRST = (0.9, 4)        # the first pass: GET share, connections (pipeline 1)
+CHURN_GET_SHARES = [0.9, 0.5]
+CHURN_CONNECTIONS = 4
+CHURN_MEMORY = 256 * MIB      # per server, no flash; the key space holds 4x as many bytes
+# Full sweep on the 2-core machine, duration 1 s: per (placement, size, server) a start,
+# a 256 MiB prefill and a stop (~3 s measured), the 3 s first pass and 6 x 3 warm cells of
+# 1 s plus ~0.05 s of loadgen start each: ~25 s, x 4 sizes x 3 servers x 2 placements =
+# ~10 min. Churn per (placement, size, server): a start, a 1 GiB prefill that evicts
+# (~3-6 s) and 2 runs of 2 s: ~9 s, x 24 = ~3.5 min. About 14 minutes in all, which takes
+# make bench from ~11 to ~25 minutes. --quick: ~3 minutes.
+context_sweep = {}  # what sweep() ran, for the page's method text
+
+
+def sweep_cell_ratio(results, cell):
+    """CELL is (placement, phase, size, get_share, connections). Returns (strata report,
+    name of the better peer by MB/s, its report, strata MB/s / its MB/s), or None where a
+    report is missing."""
+    placement, phase, size, share, connections = cell
+    strata = results.get((placement, phase, "strata", size, share, connections))
+    peers = [(name, results.get((placement, phase, name, size, share, connections)))
+             for name in ("Redis", "memcached")]
+    peers = [(name, report) for name, report in peers if report is not None]
+    if strata is None or not peers:
+        return None
+    name, peer = max(peers, key=lambda item: item[1]["mb_per_s"])
+    return strata, name, peer, ratio(strata["mb_per_s"], peer["mb_per_s"])
+
+
+def sweep_cells(results, placement=None, phase=None):
+    """Returns the sweep's cells (placement, phase, size, get_share, connections) that
+    strata ran, of PLACEMENT and PHASE where given, in the page's order: placement, phase
+    (first pass, warm, churn), size, GET share falling, connections rising."""
+    phases = ["first pass", "warm", "churn"]
+    cells = {(k[0], k[1], k[3], k[4], k[5]) for k in results if k[2] == "strata"
+             and (placement is None or k[0] == placement) and (phase is None or k[1] == phase)}
+    return sorted(cells, key=lambda c: (SWEEP_PLACEMENTS.index(c[0]), phases.index(c[1]),
+                                        c[2], -c[3], c[4]))
+
+
+def sweep(directory, quick, duration):
+    """Pinned and unpinned, every size in SWEEP_SIZES, each server fresh: prefill, the
+    first pass (90% GET, 4 connections) at once, then the warm cells of GET share x
+    connections, DURATION each; then churn with CHURN_MEMORY (90% and 50% GET for twice
+    DURATION). Returns {(placement, phase, server, size, get_share, connections): report},
+    phase "first pass", "warm" or "churn"; churn reports carry hit_rate."""
+    first_duration = 1.0 if quick else 3.0
+    shares = [1.0, 0.9, 0.5] if quick else SWEEP_GET_SHARES
+    connections_list = [4] if quick else SWEEP_CONNECTIONS
+    churn_memory = 64 * MIB if quick else CHURN_MEMORY
+    context_sweep.update(first_duration=first_duration, duration=duration, shares=shares,
+                         connections=connections_list, churn_memory=churn_memory,
+                         churn_duration=2 * duration)
+    churn_starts = (functools.partial(start_strata, ssd_size=0),
+                    functools.partial(start_redis, policy="allkeys-lru"), start_memcached)
+    results = {}
+    for placement in SWEEP_PLACEMENTS:
+        pinned = placement == "pinned"
+        for size in SWEEP_SIZES:
+            keys = keys_for(size)
+            for start in (start_strata, start_redis, start_memcached):
+                began = time.monotonic()
+                server = start(directory, pinned=pinned)
+                try:
+                    prefill(server, size, keys)
+                    share, connections = SWEEP_FIRST
+                    first = loadgen(server.protocol, server.port, size, keys, share,
+                                    connections, 1, first_duration, pinned=pinned)
+                    results[(placement, "first pass", server.name, size, share,
+                             connections)] = first
+                    for share in shares:
+                        for connections in connections_list:
+                            results[(placement, "warm", server.name, size, share,
+                                     connections)] = loadgen(
+                                server.protocol, server.port, size, keys, share,
+                                connections, 1, duration, pinned=pinned)
+                finally:
+                    server.stop()
+                print(f"  sweep {placement} {size_name(size)} {server.name}: first pass "
+                      f"{figure(first['mb_per_s'])} MB/s, {time.monotonic() - began:.0f} s",
+                      flush=True)
+            churn_keys = 4 * churn_memory // size
+            for start in churn_starts:
+                began = time.monotonic()
+                server = start(directory, memory=churn_memory, pinned=pinned)
+                try:
+                    prefill(server, size, churn_keys)
+                    for share in CHURN_GET_SHARES:
+                        report = loadgen(server.protocol, server.port, size, churn_keys,
+                                         share, CHURN_CONNECTIONS, 1, 2 * duration,
+                                         pinned=pinned)
+                        report["hit_rate"] = (1 - report["misses"] / report["gets"]
+                                              if report["gets"] else None)
+                        results[(placement, "churn", server.name, size, share,
+                                 CHURN_CONNECTIONS)] = report
+                finally:
+                    server.stop()
+                print(f"  sweep {placement} {size_name(size)} {server.name} churn: "
+                      f"{figure(report['mb_per_s'])} MB/s at {CHURN_GET_SHARES[-1]:.0%} GET, "
+                      f"hit rate {hit_rate_text(report)}, {time.monotonic() - began:.0f} s",
+                      flush=True)
+    return results
+
+
 # ---- output ----
 
 def figure(value, digits=0):
@@ -523,12 +675,94 @@ def make_plots(output, matrix, growth_results):
     return written
 
 
+def make_sweep_plots(output, results):
+    """One heat map per placement: strata MB/s / the better peer's in every cell (warm:
+    rows size x connections, columns GET share; beside it first pass and churn, rows size),
+    green above 1.0, red below. Returns the paths written."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    plot_directory = os.path.join(output, "benchmarks")
+    os.makedirs(plot_directory, exist_ok=True)
+    finite = [r[3] for r in (sweep_cell_ratio(results, c) for c in sweep_cells(results))
+              if r is not None and r[3] != float("inf")]
+    if not finite:
+        return []
+    # one scale for both placements, always spanning 0.5x to 2x
+    norm = TwoSlopeNorm(vcenter=1.0, vmin=min(0.5, min(finite) * 0.95),
+                        vmax=max(2.0, max(finite) * 1.05))
+    colours = plt.get_cmap("RdYlGn")
+    written = []
+    for placement in SWEEP_PLACEMENTS:
+        warm = sweep_cells(results, placement, "warm")
+        if not warm:
+            continue
+        sizes = sorted({c[2] for c in warm})
+        shares = sorted({c[3] for c in warm}, reverse=True)
+        connections_list = sorted({c[4] for c in warm})
+        warm_rows = [(size, connections) for size in sizes for connections in connections_list]
+        warm_grid = [[(placement, "warm", size, share, connections) for share in shares]
+                     for size, connections in warm_rows]
+        side_columns = [("first pass",) + SWEEP_FIRST] + [
+            ("churn", share, CHURN_CONNECTIONS) for share in CHURN_GET_SHARES]
+        side_grid = [[(placement, phase, size, share, connections)
+                      for phase, share, connections in side_columns] for size in sizes]
+        figure_handle, (warm_axis, side_axis) = plt.subplots(
+            1, 2, figsize=(4 + 1.1 * (len(shares) + len(side_columns)),
+                           2.2 + 0.42 * len(warm_rows)),
+            gridspec_kw={"width_ratios": [len(shares), len(side_columns)]},
+            constrained_layout=True)
+        for axis, grid in ((warm_axis, warm_grid), (side_axis, side_grid)):
+            values = []
+            for row in grid:
+                values.append([])
+                for cell in row:
+                    found = sweep_cell_ratio(results, cell)
+                    values[-1].append(float("nan") if found is None else
+                                      min(found[3], norm.vmax))
+                    if found is not None:
+                        shade = norm(min(found[3], norm.vmax))
+                        axis.text(len(values[-1]) - 1, len(values) - 1,
+                                  "inf" if found[3] == float("inf") else f"{found[3]:.2f}",
+                                  ha="center", va="center", fontsize=9,
+                                  color="white" if shade < 0.15 or shade > 0.85 else "black")
+            image = axis.imshow(values, cmap=colours, norm=norm, aspect="auto")
+        warm_axis.set_xticks(range(len(shares)), [f"{share:.0%}" for share in shares])
+        warm_axis.set_yticks(range(len(warm_rows)),
+                             [f"{size_name(size)}, {c} conn{'s' if c > 1 else ''}"
+                              for size, c in warm_rows])
+        warm_axis.set_xlabel("GET share (pipeline 1)")
+        warm_axis.set_title("warm")
+        for boundary in range(1, len(sizes)):
+            warm_axis.axhline(boundary * len(connections_list) - 0.5, color="black",
+                              linewidth=1.5)
+        side_axis.set_xticks(range(len(side_columns)),
+                             [f"{phase}\n{share:.0%} GET" for phase, share, _ in side_columns])
+        side_axis.set_yticks(range(len(sizes)), [size_name(size) for size in sizes])
+        side_axis.set_title(f"first pass and churn, {CHURN_CONNECTIONS} conns")
+        figure_handle.colorbar(image, ax=[warm_axis, side_axis], shrink=0.8,
+                               label="strata MB/s ÷ better of Redis, memcached",
+                               ticks=[t for t in (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0,
+                                                  3.0, 4.0, 6.0, 8.0)
+                                      if norm.vmin <= t <= norm.vmax])
+        figure_handle.suptitle(f"Sweep, {placement}: strata against the better peer, per cell")
+        path = os.path.join(plot_directory, f"sweep-{placement}.png")
+        figure_handle.savefig(path, dpi=90, bbox_inches="tight")
+        written.append(path)
+        plt.close(figure_handle)
+    return written
+
+
 def verdict(met):
     return "**met**" if met else "**missed**"
 
 
 def write_report(output, readme, context, matrix, head, native, flash, growth_results,
-                 ceilings, plots, quick, started, elapsed):
+                 ceilings, plots, quick, started, elapsed, sweep_results=None, sweep_plots=()):
+    """Writes OUTPUT/benchmarks.md and, when README is given, its headline block. Returns
+    nothing."""
     lines = []
     add = lines.append
     command = "make bench" + (" (quick: /usr/bin/python3 bench/suite.py --quick)" if quick
@@ -550,7 +784,10 @@ def write_report(output, readme, context, matrix, head, native, flash, growth_re
         "fio, the shared-memory client) on the last: on this machine one core each, so "
         "strata's automatic thread count is 1 and memcached runs its default 4 threads on "
         "one core. Without pinning, a server's threads and the client preempt each other "
-        "and tail latencies measure the scheduler ([performance.md](performance.md)).")
+        "and tail latencies measure the scheduler ([performance.md](performance.md)). "
+        "The one exception is the sweep's unpinned half, which runs the same cells with "
+        "servers and load generator on every CPU, placed by the scheduler, so that a "
+        "result that holds only when pinned shows.")
     add("")
     add("Peers: Redis " + context_versions["redis"] + " (no persistence, "
         "`--maxmemory 4gb`), memcached " + context_versions["memcached"] + " (4 threads, "
@@ -559,7 +796,7 @@ def write_report(output, readme, context, matrix, head, native, flash, growth_re
     add("")
     add("## Targets")
     add("")
-    add(headline_table(head, native, flash, growth_results, ceilings))
+    add(headline_table(head, native, flash, growth_results, ceilings, sweep_results))
     add("")
     add("Headline workloads run with all three servers up at once, interleaved, "
         f"{context_repeats} times each for {context_head_duration:g} s; the median run is "
@@ -623,6 +860,8 @@ def write_report(output, readme, context, matrix, head, native, flash, growth_re
                               figure(report["p99_us"])]
             add(f"| {mix:.0%} | {connections} | {pipeline} | " + " | ".join(cells) + " |")
         add("")
+    if sweep_results:
+        lines += sweep_section(sweep_results, sweep_plots)
     add("## Flash-resident: working set four times DRAM")
     add("")
     add("strata `--memory 256mb --ssd-size 4gb` against memcached `-m 256` with extstore "
@@ -663,16 +902,176 @@ def write_report(output, readme, context, matrix, head, native, flash, growth_re
         handle.write("\n".join(lines))
     if readme:
         replace_readme_block(readme, headline_table(head, native, flash, growth_results,
-                                                    ceilings) +
+                                                    ceilings, sweep_results) +
                              f"\n\nFrom `{command}`, {started}; full tables in "
                              "[docs/benchmarks.md](docs/benchmarks.md).")
+
+
+def hit_rate_text(report):
+    """Returns a churn report's hit rate as a percentage, or "-" without GETs."""
+    return "-" if report.get("hit_rate") is None else f"{report['hit_rate']:.1%}"
+
+
+def sweep_cell_name(cell):
+    """Returns a cell's short description: placement, phase, size, GET share, conns."""
+    placement, phase, size, share, connections = cell
+    return (f"{placement}, {phase}, {size_name(size)}, {share:.0%} GET, "
+            f"{connections} conn{'s' if connections > 1 else ''}")
+
+
+def sweep_section(results, plots):
+    """Returns the page's sweep section as a list of lines: method, heat maps, a table per
+    placement and phase, and every cell below 1.0x."""
+    lines = []
+    add = lines.append
+    run = context_sweep
+    add("## Sweep: first pass, warm and churn")
+    add("")
+    add(f"Every value size from {size_name(SWEEP_SIZES[0])} to {size_name(SWEEP_SIZES[-1])}, "
+        "each server started fresh for each size and placement. Its keys (as in the matrix: "
+        f"about {WORKING_SET // MIB} MiB, at most 100,000) are written once, and straight "
+        f"away the **first pass** runs: {SWEEP_FIRST[0]:.0%} GET, {SWEEP_FIRST[1]} "
+        f"connections, pipeline 1, for {run['first_duration']:g} s. It is the first run "
+        "that overwrites freshly loaded values, where strata once ran at two thirds of its "
+        "peers (a fresh mmap per loaded value, [performance.md](performance.md)), and no "
+        "warm-up hides it here. The **warm** cells follow on the same server: GET share "
+        + ", ".join(f"{share:.0%}" for share in run["shares"]) + " × "
+        + ", ".join(str(c) for c in run["connections"]) + " connections, pipeline 1, "
+        f"{run['duration']:g} s each (0% GET is SETs only; its MB/s counts bytes written).")
+    add("")
+    memory = run["churn_memory"] // MIB
+    add(f"**Churn** starts each server again with a {memory} MiB budget and no flash: "
+        f"strata `--memory {memory}mb --ssd-size 0`, Redis `--maxmemory {memory}mb "
+        "--maxmemory-policy allkeys-lru` (the policy is set for churn only: Redis's default, "
+        "noeviction, would refuse the SETs; no other run on this page fills Redis's "
+        f"budget), memcached `-m {memory}`. A key space of four times the budget is written "
+        "once (which already evicts), then "
+        + " and ".join(f"{share:.0%}" for share in CHURN_GET_SHARES)
+        + f" GET run at {CHURN_CONNECTIONS} connections for {run['churn_duration']:g} s "
+        "each: a KV cache that keeps loading new values and evicting old ones. A GET of an "
+        "evicted key misses; the hit rate is 1 − misses / GETs, and MB/s counts only values "
+        "moved, so a server that keeps fewer of the keys moves fewer bytes.")
+    add("")
+    add("Every cell runs in two placements: **pinned**, the placement of the rest of the page "
+        "(servers on all CPUs but the last, the load generator on the last), and "
+        "**unpinned**, servers and load generator started with every CPU in their affinity "
+        "and placed by the scheduler, so they share cores (and strata's automatic thread "
+        "count counts every CPU). Each cell runs once per placement. The ratio is strata's "
+        "MB/s over the better, by MB/s, of Redis and memcached in the same cell: green "
+        "above 1.0, red below.")
+    add("")
+    for path in plots:
+        add(f"![{os.path.basename(path)}](benchmarks/{os.path.basename(path)})")
+        add("")
+    below = []
+    errors = []
+    for placement in SWEEP_PLACEMENTS:
+        for phase in ("first pass", "warm", "churn"):
+            cells = sweep_cells(results, placement, phase)
+            if not cells:
+                continue
+            add(f"### {placement.capitalize()}, {phase}")
+            add("")
+            if phase == "churn":
+                add("| value | GET share | strata MB/s | p99 µs | hits | Redis MB/s | p99 µs "
+                    "| hits | memcached MB/s | p99 µs | hits | ratio |")
+                add("|---|---|---|---|---|---|---|---|---|---|---|---|")
+            else:
+                add("| value | GET share | conns | strata MB/s | p99 µs | better peer | "
+                    "its MB/s | its p99 µs | ratio |")
+                add("|---|---|---|---|---|---|---|---|---|")
+            for cell in cells:
+                found = sweep_cell_ratio(results, cell)
+                _, _, size, share, connections = cell
+                for name in ("strata", "Redis", "memcached"):
+                    report = results.get((placement, phase, name, size, share, connections))
+                    if report is not None and report["errors"]:
+                        errors.append(f"{sweep_cell_name(cell)}, {name}: {report['errors']:,} "
+                                      f"errors (first: `{report['first_error']}`)")
+                if found is None:
+                    continue
+                strata, peer_name, peer, value = found
+                if value < 1.0:
+                    below.append((cell, found))
+                if phase == "churn":
+                    cells_text = []
+                    for name in ("strata", "Redis", "memcached"):
+                        report = results.get((placement, phase, name, size, share,
+                                              connections))
+                        cells_text += (["", "", ""] if report is None else
+                                       [figure(report["mb_per_s"]), figure(report["p99_us"]),
+                                        hit_rate_text(report)])
+                    add(f"| {size_name(size)} | {share:.0%} | " + " | ".join(cells_text)
+                        + f" | {value:.2f}x |")
+                else:
+                    add(f"| {size_name(size)} | {share:.0%} | {connections} | "
+                        f"{figure(strata['mb_per_s'])} | {figure(strata['p99_us'])} | "
+                        f"{peer_name} | {figure(peer['mb_per_s'])} | "
+                        f"{figure(peer['p99_us'])} | {value:.2f}x |")
+            add("")
+    add("### Cells below 1.0x")
+    add("")
+    if below:
+        add(f"{len(below)} of {len(sweep_cells(results))} cells:")
+        add("")
+        for cell, (strata, peer_name, peer, value) in below:
+            add(f"- {sweep_cell_name(cell)}: strata {figure(strata['mb_per_s'])} MB/s, p99 "
+                f"{figure(strata['p99_us'])} µs; {peer_name} {figure(peer['mb_per_s'])} MB/s, "
+                f"p99 {figure(peer['p99_us'])} µs: **{value:.2f}x**")
+    else:
+        add("none")
+    add("")
+    if errors:
+        add("Runs with errors (a failed request moves no bytes, so it counts in no MB/s):")
+        add("")
+        for line in errors:
+            add(f"- {line}")
+        add("")
+    return lines
+
+
+def sweep_target_rows(results):
+    """Returns the targets table's sweep rows: per placement, how many cells reach 1.0x
+    the better peer and the worst; then 256 KiB and 2 MiB, first pass and warm at 90% GET
+    and 4 connections, against 1.2x the better peer with p99 no worse."""
+    rows = []
+    for placement in SWEEP_PLACEMENTS:
+        found = [(cell, sweep_cell_ratio(results, cell))
+                 for cell in sweep_cells(results, placement)]
+        found = [(cell, f) for cell, f in found if f is not None]
+        if not found:
+            continue
+        met = sum(1 for _, f in found if f[3] >= 1.0)
+        worst_cell, worst = min(found, key=lambda item: item[1][3])
+        rows.append(f"| sweep, every cell ≥1.0x the better peer ({placement}; first pass, "
+                    f"warm, churn) | {met} of {len(found)} cells; worst: "
+                    f"{sweep_cell_name(worst_cell).partition(', ')[2]}, "
+                    f"{figure(worst[0]['mb_per_s'])} MB/s | {worst[1]} "
+                    f"{figure(worst[2]['mb_per_s'])} MB/s | worst {worst[3]:.2f}x | "
+                    f"{verdict(met == len(found))} |")
+    for placement in SWEEP_PLACEMENTS:
+        for size in (256 * KIB, 2 * MIB):
+            for phase in ("first pass", "warm"):
+                found = sweep_cell_ratio(results, (placement, phase, size, 0.9, 4))
+                if found is None:
+                    continue
+                strata, peer_name, peer, value = found
+                met = value >= 1.2 and strata["p99_us"] <= peer["p99_us"]
+                rows.append(
+                    f"| sweep {size_name(size)}, 90% GET, 4 conns, {phase}, {placement}: ≥1.2x "
+                    f"the better peer, p99 no worse | {figure(strata['mb_per_s'])} MB/s, p99 "
+                    f"{figure(strata['p99_us'])} µs | {peer_name} {figure(peer['mb_per_s'])} "
+                    f"MB/s, p99 {figure(peer['p99_us'])} µs | {value:.2f}x | {verdict(met)} |")
+    return rows
 
 
 def ratio(a, b):
     return a / b if b else float("inf")
 
 
-def headline_table(head, native, flash, growth_results, ceilings):
+def headline_table(head, native, flash, growth_results, ceilings, sweep_results=None):
+    """Returns the targets table (markdown) of the page and of README.md; the sweep's rows
+    where SWEEP_RESULTS are given."""
     rows = ["| target | strata | peer | ratio | |", "|---|---|---|---|---|"]
     for size in (256 * KIB, 2 * MIB):
         for mix in (0.9, 0.5):
@@ -721,6 +1120,8 @@ def headline_table(head, native, flash, growth_results, ceilings):
                     f"{figure(large['ops_per_s'])} ops/s | {figure(small['ops_per_s'])} ops/s | "
                     f"{ratio(large['ops_per_s'], small['ops_per_s']):.2f}x | "
                     f"{verdict(large['ops_per_s'] >= 0.8 * small['ops_per_s'])} |")
+    if sweep_results:
+        rows += sweep_target_rows(sweep_results)
     return "\n".join(rows)
 
 
@@ -758,6 +1159,7 @@ def main():
     parser.add_argument("--output", default=os.path.join(ROOT, "docs"))
     parser.add_argument("--no-readme", action="store_true")
     parser.add_argument("--skip-growth", action="store_true")
+    parser.add_argument("--skip-sweep", action="store_true")
     arguments = parser.parse_args()
     for path in (SERVER, LOADGEN, MEMCPY_PROBE):
         if not os.access(path, os.X_OK):
@@ -795,14 +1197,20 @@ def main():
             growth_results = growth(scratch, quick, 1.0 if quick else 2.0)
         print("DRAM-resident matrix", flush=True)
         matrix = dram_matrix(scratch, quick, context_matrix_duration)
+        sweep_results = {}
+        if not arguments.skip_sweep:
+            print("sweep", flush=True)
+            sweep_results = sweep(scratch, quick, 0.3 if quick else 1.0)
         plots = make_plots(arguments.output, matrix, growth_results)
+        sweep_plots = make_sweep_plots(arguments.output, sweep_results)
         elapsed = time.monotonic() - began
         write_report(arguments.output,
                      None if arguments.no_readme else os.path.join(ROOT, "README.md"),
                      context, matrix, head, native, flash, growth_results, ceilings, plots,
-                     quick, started, elapsed)
-        print(headline_table(head, native, flash, growth_results, ceilings))
-        print(f"wrote {os.path.join(arguments.output, 'benchmarks.md')} and {len(plots)} plots "
+                     quick, started, elapsed, sweep_results, sweep_plots)
+        print(headline_table(head, native, flash, growth_results, ceilings, sweep_results))
+        print(f"wrote {os.path.join(arguments.output, 'benchmarks.md')} and "
+              f"{len(plots) + len(sweep_plots)} plots "
               f"in {elapsed / 60:.1f} minutes")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
