@@ -20,8 +20,12 @@
 /* Pending output above which a session stops taking new commands until it drains. */
 #define RESP_OUTPUT_PAUSE (1024 * 1024)
 
-/* Values at least this long are sent straight from the store, without a copy. */
-#define RESP_REFERENCE_THRESHOLD (16 * 1024)
+/* Values at least this long are sent straight from the store, without a copy; shorter
+ * ones are copied into the output buffer. Copying up to 512 KiB costs less than the
+ * kernel's first touch of each page of a value it has not sent before, which on the
+ * virtual machines measured (shadow paging) made the first read of freshly written
+ * 64 KiB and 256 KiB values 3 to 5 times slower (docs/performance.md). */
+#define RESP_REFERENCE_THRESHOLD (512 * 1024)
 
 struct resp_session;
 struct resp_reads;
