@@ -948,7 +948,9 @@ def sweep_section(results, plots):
         f"away the **first pass** runs: {SWEEP_FIRST[0]:.0%} GET, {SWEEP_FIRST[1]} "
         f"connections, pipeline 1, for {run['first_duration']:g} s. It is the first run "
         "that overwrites freshly loaded values, where strata once ran at two thirds of its "
-        "peers (a fresh mmap per loaded value, [performance.md](performance.md)), and no "
+        "peers (a fresh mmap per loaded value) and, found by this sweep, at a third at 64 "
+        "and 256 KiB (the kernel's first touch of each value's pages, "
+        "[performance.md](performance.md)), and no "
         "warm-up hides it here. The **warm** cells follow on the same server: GET share "
         + ", ".join(f"{share:.0%}" for share in run["shares"]) + " × "
         + ", ".join(str(c) for c in run["connections"]) + " connections, pipeline 1, "
@@ -971,7 +973,9 @@ def sweep_section(results, plots):
         "(servers on all CPUs but the last, the load generator on the last), and "
         "**unpinned**, servers and load generator started with every CPU in their affinity "
         "and placed by the scheduler, so they share cores (and strata's automatic thread "
-        "count counts every CPU). Each cell runs once per placement. The ratio is strata's "
+        "count counts every CPU). Each cell runs once per placement; on this machine the same "
+        "cell moves by up to about 20% from one run to the next, so a single cell between "
+        "0.8x and 1.0x is a lead to check by hand, not by itself a loss. The ratio is strata's "
         "MB/s over the better, by MB/s, of Redis and memcached in the same cell: green "
         "above 1.0, red below.")
     add("")
