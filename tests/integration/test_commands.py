@@ -133,6 +133,20 @@ def test_binary_values(conn):
     check(conn, ["GET", ""], b"empty key")
 
 
+def test_values_around_the_copy_and_direct_read_thresholds(conn):
+    """Values just under 512 KiB are copied into the reply and read through the read
+    buffer; from 512 KiB on they are sent by reference and read straight into their
+    block (docs/performance.md). Both sides of the line, pipelined, come back exact."""
+    sizes = [16 * 1024 - 1, 16 * 1024, 512 * 1024 - 1, 512 * 1024, 512 * 1024 + 1,
+             1024 * 1024 + 3]
+    values = {size: bytes((size * 7 + i) % 251 for i in range(size)) for size in sizes}
+    request = b"".join(conn.encode("SET", f"edge:{size}", value) for size, value in values.items())
+    request += b"".join(conn.encode("GET", f"edge:{size}") for size in sizes)
+    conn.send_raw(request)
+    assert [conn.read() for _ in sizes] == ["OK"] * len(sizes)
+    assert [conn.read() for _ in sizes] == [values[size] for size in sizes]
+
+
 def test_getex_getdel(conn):
     check(conn, ["SET", "k", "v"], "OK")
     check(conn, ["GETEX", "k"], b"v")

@@ -3,6 +3,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/numbers.h"
 #include "proto/resp/resp_internal.h"
 
 #include <stdlib.h>
@@ -221,18 +222,15 @@ static void execute(struct resp_session *session) {
 }
 
 /* Reads the decimal number that ends with CRLF at *CURSOR (before END), moving past it.
- * Returns false when the number is malformed, longer than 18 digits or not complete. */
+ * Returns false when the number is malformed or not complete. */
 static bool scan_number(const unsigned char **cursor, const unsigned char *end, uint64_t *value) {
-    const unsigned char *at = *cursor;
-    uint64_t number = 0;
-    int digits = 0;
-    while (at < end && *at >= '0' && *at <= '9' && digits < 18) {
-        number = number * 10 + (uint64_t)(*at++ - '0');
-        digits++;
+    size_t window = (size_t)(end - *cursor) < 21 ? (size_t)(end - *cursor) : 21;
+    const unsigned char *line_end = memchr(*cursor, '\r', window);
+    if (line_end == NULL || end - line_end < 2 || line_end[1] != '\n' ||
+        !parse_uint64(*cursor, (size_t)(line_end - *cursor), value)) {
+        return false;
     }
-    if (digits == 0 || end - at < 2 || at[0] != '\r' || at[1] != '\n') return false;
-    *cursor = at + 2;
-    *value = number;
+    *cursor = line_end + 2;
     return true;
 }
 
@@ -253,7 +251,8 @@ static size_t scan_keys(const unsigned char *data, size_t length, struct store_k
             uint64_t bulk;
             if (cursor >= end || *cursor != '$') return found;
             cursor++;
-            if (!scan_number(&cursor, end, &bulk) || bulk + 2 > (uint64_t)(end - cursor)) {
+            if (!scan_number(&cursor, end, &bulk) || end - cursor < 2 ||
+                bulk > (uint64_t)(end - cursor) - 2) {
                 return found;
             }
             if (i == 1) key = (struct store_key){cursor, (size_t)bulk};
