@@ -26,7 +26,7 @@ FUZZ_CC        := clang
 CFLAGS_FUZZ    := $(COMMON) -O1 -fno-omit-frame-pointer -DSTRATA_CHECKS \
                   -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_TARGETS   := fuzz_resp fuzz_native fuzz_http
-LIBS      := -pthread -lxxhash -luring -lisal -lm
+LIBS      := -pthread -lxxhash -luring -lisal -lcrypto -lm
 
 # The status page is embedded in the binary: build/gen/status_page.c is generated from
 # src/observe/status_page.html (od is in coreutils, so nothing extra is needed).
