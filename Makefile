@@ -138,11 +138,17 @@ $(FAULT)/tests/test_faults: $(FAULT)/obj/tests/fault/test_faults.o $(FAULT)/libs
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_FAULT) $^ -o $@ $(LIBS) $(FAULT_WRAP)
 
+$(FAULT)/tests/test_blob_faults: $(FAULT)/obj/tests/fault/test_blob_faults.o \
+                                 $(FAULT)/libstrata-engine.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_FAULT) $^ -o $@ $(LIBS) $(FAULT_WRAP)
+
 # ---- unit tests link only the rooms they test ----
 # UNIT_ROOMS_<test> is what a unit test links for build folder $(1) (the archive takes
 # only the objects the test needs); a test not listed links the whole library.
 UNIT_ROOMS_test_store       = $(1)/libstrata-engine.a
 UNIT_ROOMS_test_checks      = $(1)/libstrata-engine.a
+UNIT_ROOMS_test_blob        = $(1)/libstrata-engine.a
 UNIT_ROOMS_test_options     = $(call objects,$(1),$(BASE_SOURCES))
 UNIT_ROOMS_test_metrics     = $(call objects,$(1),$(BASE_SOURCES))
 # The parser receives large arguments into value blocks, which charge a store's budget:
@@ -237,8 +243,9 @@ integration-asan: $(ASAN)/strata-server $(BUILD)/libstrata.so $(ASAN)/tests/test
 # Fault-injection sweeps over the flash tier (tests/fault/test_faults.c): each site fails
 # at its Nth call for N = 1, 2, ...; nothing may crash, serve a wrong value or lose an
 # acknowledged durable write.
-unit-fault: $(FAULT)/tests/test_faults
+unit-fault: $(FAULT)/tests/test_faults $(FAULT)/tests/test_blob_faults
 	ASAN_OPTIONS=detect_leaks=1 ./$(FAULT)/tests/test_faults
+	ASAN_OPTIONS=detect_leaks=1 ./$(FAULT)/tests/test_blob_faults
 
 # Fault injection against a real server (tests/fault/test_fault_server.py): DEBUG FAULT
 # and STRATA_FAULTS rules in the fault-injection build.

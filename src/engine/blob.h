@@ -31,12 +31,12 @@ struct output_chunk;
 /* What blob (and object) functions return. */
 enum blob_status {
     BLOB_OK = 0,
-    BLOB_NOT_FOUND,   /* no blob file with that id */
-    BLOB_IO_ERROR,    /* a read, write or sync failed (details in the log) */
-    BLOB_NO_SPACE,    /* the file system is full (ENOSPC, EDQUOT) */
-    BLOB_CORRUPT,     /* a chunk, the sums or the footer failed its CRC32C */
-    BLOB_NO_MEMORY,   /* an allocation failed */
-    BLOB_PENDING,     /* an asynchronous read is in flight; its callback will run */
+    BLOB_NOT_FOUND, /* no blob file with that id */
+    BLOB_IO_ERROR,  /* a read, write or sync failed (details in the log) */
+    BLOB_NO_SPACE,  /* the file system is full (ENOSPC, EDQUOT) */
+    BLOB_CORRUPT,   /* a chunk, the sums or the footer failed its CRC32C */
+    BLOB_NO_MEMORY, /* an allocation failed */
+    BLOB_PENDING,   /* an asynchronous read is in flight; its callback will run */
 };
 
 const char *blob_status_text(enum blob_status status);
@@ -44,13 +44,13 @@ const char *blob_status_text(enum blob_status status);
 /* When a finished blob is synced to the device. */
 enum blob_sync {
     BLOB_SYNC_NEVER = 0, /* left to the kernel */
-    BLOB_SYNC_LATER,     /* blob_store_sync_pending() syncs it (a housekeeping thread, each second) */
-    BLOB_SYNC_NOW,       /* blob_writer_finish() syncs it before it returns */
+    BLOB_SYNC_LATER, /* blob_store_sync_pending() syncs it (a housekeeping thread, each second) */
+    BLOB_SYNC_NOW,   /* blob_writer_finish() syncs it before it returns */
 };
 
 /* Chunk sizes allowed: a power of two from 64 KiB to 64 MiB. */
-#define BLOB_MIN_CHUNK_SIZE (64u * 1024)
-#define BLOB_MAX_CHUNK_SIZE (64u * 1024 * 1024)
+#define BLOB_MIN_CHUNK_SIZE     (64u * 1024)
+#define BLOB_MAX_CHUNK_SIZE     (64u * 1024 * 1024)
 #define BLOB_DEFAULT_CHUNK_SIZE (1024u * 1024)
 
 struct blob_store;

@@ -1,0 +1,889 @@
+/* Blob files: writing them, reading them and streaming them to an output queue
+ * (engine/blob.h). The directory (naming, listing, removing, deferred syncs) is in
+ * blob_store.c.
+ *
+ * The layout of a blob file, every integer little-endian:
+ *
+ *     offset 0                 data            LENGTH bytes, cut into chunks of
+ *                                              CHUNK_SIZE bytes (the last may be shorter)
+ *     offset LENGTH            sums            CHUNK_COUNT u32: the CRC32C of each chunk
+ *     offset LENGTH + 4*COUNT  footer, 32 bytes:
+ *         bytes  0..7   magic "STRBLOB1"
+ *         bytes  8..15  u64 LENGTH, the data's length
+ *         bytes 16..19  u32 CHUNK_SIZE
+ *         bytes 20..23  u32 CHUNK_COUNT = ceil(LENGTH / CHUNK_SIZE) (0 for an empty blob)
+ *         bytes 24..27  u32 CRC32C of the sums' 4*CHUNK_COUNT bytes
+ *         bytes 28..31  u32 CRC32C of the footer's bytes 0..27
+ *
+ * so the file is exactly LENGTH + 4*CHUNK_COUNT + 32 bytes long. A reader finds the
+ * footer at the end of the file, checks it and the sums once when it opens the blob, and
+ * then checks every chunk it reads against its sum.
+ *
+ * Writers and readers are used by one thread at a time. A stream (blob_reader_send())
+ * lives on the thread that started it: its io_ring's completions and the output queue's
+ * releases both run there. */
+#include "base/checks.h"
+#include "base/crc32c.h"
+#include "base/fault.h"
+#include "base/io_ring.h"
+#include "base/log.h"
+#include "base/output_queue.h"
+#include "engine/blob_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BLOB_FOOTER_SIZE 32
+#define BLOB_MAGIC       "STRBLOB1"
+#define BLOB_ALIGNMENT   4096
+
+/* Buffers (one chunk each) a stream may hold at once: reading, read and waiting for
+ * their turn, or queued on the connection. 4 is a first guess, to be measured: it should
+ * keep the device busy while the socket drains, without holding much memory per stream
+ * (4 * chunk size: 4 MiB at the default 1 MiB chunk, 256 MiB at the 64 MiB maximum). */
+#define BLOB_SEND_WINDOW 4
+
+/* ---- little-endian integers ------------------------------------------------------ */
+
+static void put_u32(unsigned char *at, uint32_t value) {
+    for (int i = 0; i < 4; i++)
+        at[i] = (unsigned char)(value >> (8 * i));
+}
+
+static void put_u64(unsigned char *at, uint64_t value) {
+    for (int i = 0; i < 8; i++)
+        at[i] = (unsigned char)(value >> (8 * i));
+}
+
+static uint32_t get_u32(const unsigned char *at) {
+    uint32_t value = 0;
+    for (int i = 3; i >= 0; i--)
+        value = value << 8 | at[i];
+    return value;
+}
+
+static uint64_t get_u64(const unsigned char *at) {
+    uint64_t value = 0;
+    for (int i = 7; i >= 0; i--)
+        value = value << 8 | at[i];
+    return value;
+}
+
+/* ---- plain I/O --------------------------------------------------------------------- */
+
+/* What an errno from a write or sync means to the caller. */
+static enum blob_status status_of_errno(int error) {
+    return error == ENOSPC || error == EDQUOT ? BLOB_NO_SPACE : BLOB_IO_ERROR;
+}
+
+/* Writes LENGTH bytes of DATA at OFFSET of FD, going on after short writes and EINTR.
+ * Returns 0 or the errno of the failure. */
+static int write_fully(int fd, const unsigned char *data, size_t length, uint64_t offset) {
+    size_t done = 0;
+    while (done < length) {
+        ssize_t wrote = fault_fails(FAULT_write)
+                            ? -1
+                            : pwrite(fd, data + done, length - done, (off_t)(offset + done));
+        if (wrote < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        if (wrote == 0) return EIO; /* a regular file never does this; do not spin */
+        done += (size_t)wrote;
+    }
+    return 0;
+}
+
+/* Reads up to LENGTH bytes at OFFSET of FD into BUFFER, going on after short reads and
+ * EINTR until LENGTH or the end of the file. Returns the bytes read or a negative errno. */
+static ssize_t read_fully(int fd, unsigned char *buffer, size_t length, uint64_t offset) {
+    size_t done = 0;
+    while (done < length) {
+        ssize_t got = fault_fails(FAULT_read)
+                          ? -1
+                          : pread(fd, buffer + done, length - done, (off_t)(offset + done));
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        if (got == 0) break;
+        done += (size_t)got;
+    }
+    return (ssize_t)done;
+}
+
+/* fdatasync or fsync FD (DATA_ONLY says which), through the fault site. Returns 0 or the
+ * errno. */
+static int sync_fd(int fd, bool data_only) {
+    if (fault_fails(FAULT_sync)) return errno;
+    int result = data_only ? fdatasync(fd) : fsync(fd);
+    return result == 0 ? 0 : errno;
+}
+
+/* ---- writing ----------------------------------------------------------------------- */
+
+struct blob_writer {
+    struct blob_store *store;
+    uint64_t id;
+    int fd;
+    uint32_t chunk_size;
+    unsigned char *chunk; /* the chunk being filled: chunk_size bytes, 4096-aligned */
+    size_t filled;        /* bytes in it; below chunk_size between calls */
+    uint64_t length;      /* bytes appended */
+    uint32_t *sums;       /* one CRC32C per chunk written */
+    uint32_t sum_count;
+    size_t sum_capacity;
+    EVP_MD_CTX *md5;
+    uint32_t running_crc;     /* CRC32C of the chunks written, not finished */
+    enum blob_status failure; /* BLOB_OK until something failed; then only abort is left */
+};
+
+/* Logs a failure of blob ID's write (DURING says which step) and returns its status. */
+static enum blob_status write_failed(uint64_t id, const char *during, int error) {
+    log_event(LOG_ERROR, "blob_write_failed", "blob=%016" PRIx64 " during=%s reason=\"%s\"", id,
+              during, strerror(error));
+    return status_of_errno(error);
+}
+
+/* Removes the file of WRITER's blob (finish failed, or abort). */
+static void writer_remove_file(struct blob_writer *writer) {
+    char path[4096];
+    blob_path(writer->store, writer->id, path, sizeof(path));
+    if (unlink(path) != 0 && errno != ENOENT) {
+        log_event(LOG_WARNING, "blob_unlink_failed", "blob=%016" PRIx64 " reason=\"%s\"",
+                  writer->id, strerror(errno));
+    }
+}
+
+/* Closes WRITER's file and frees it (the file itself stays or goes as the caller did). */
+static void writer_free(struct blob_writer *writer) {
+    if (writer->fd >= 0) close(writer->fd);
+    EVP_MD_CTX_free(writer->md5);
+    free(writer->sums);
+    free(writer->chunk);
+    free(writer);
+}
+
+enum blob_status blob_writer_open(struct blob_store *store, struct blob_writer **opened) {
+    *opened = NULL;
+    struct blob_writer *writer = calloc(1, sizeof(*writer));
+    if (writer == NULL) return BLOB_NO_MEMORY;
+    writer->store = store;
+    writer->fd = -1;
+    writer->chunk_size = store->chunk_size;
+    writer->running_crc = CRC32C_START;
+    /* The chunk buffer is taken now, not at the first byte: blob_writer_space() cannot
+     * report a failure. */
+    writer->chunk = aligned_alloc(BLOB_ALIGNMENT, writer->chunk_size);
+    writer->md5 = EVP_MD_CTX_new();
+    if (writer->chunk == NULL || writer->md5 == NULL ||
+        EVP_DigestInit_ex(writer->md5, EVP_md5(), NULL) != 1) {
+        writer_free(writer);
+        return BLOB_NO_MEMORY;
+    }
+    /* A fresh random id; another blob holding it already (or a writer racing us for it)
+     * makes the exclusive create fail, and we draw again. */
+    for (int attempt = 0;; attempt++) {
+        uint64_t id;
+        if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id)) {
+            if (errno == EINTR) continue;
+            enum blob_status status = write_failed(0, "getrandom", errno);
+            writer_free(writer);
+            return status;
+        }
+        char path[4096];
+        blob_path(store, id, path, sizeof(path));
+        int fd = fault_fails(FAULT_open)
+                     ? -1
+                     : open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            writer->id = id;
+            writer->fd = fd;
+            break;
+        }
+        if (errno == EEXIST && attempt < 64) continue;
+        enum blob_status status = write_failed(id, "create", errno);
+        writer_free(writer);
+        return status;
+    }
+    *opened = writer;
+    return BLOB_OK;
+}
+
+/* Writes the chunk in WRITER's buffer (filled bytes, a whole chunk or the last partial
+ * one) to its place in the file and records its CRC32C. Returns BLOB_OK or the failure
+ * (also kept in writer->failure). */
+static enum blob_status write_chunk(struct blob_writer *writer) {
+    if (writer->filled == 0) return BLOB_OK;
+    size_t length = writer->filled;
+    writer->filled = 0; /* even on failure: blob_writer_space() keeps giving room */
+    if (writer->sum_count == UINT32_MAX) {
+        writer->failure = write_failed(writer->id, "append", EFBIG);
+        return writer->failure;
+    }
+    if (writer->sum_count == writer->sum_capacity) {
+        size_t grown = writer->sum_capacity ? writer->sum_capacity * 2 : 64;
+        uint32_t *bigger = realloc(writer->sums, grown * sizeof(*bigger));
+        if (bigger == NULL) {
+            writer->failure = BLOB_NO_MEMORY;
+            return writer->failure;
+        }
+        writer->sums = bigger;
+        writer->sum_capacity = grown;
+    }
+    uint64_t offset = (uint64_t)writer->sum_count * writer->chunk_size;
+    int error = write_fully(writer->fd, writer->chunk, length, offset);
+    if (error != 0) {
+        writer->failure = write_failed(writer->id, "write", error);
+        return writer->failure;
+    }
+    writer->sums[writer->sum_count++] = crc32c(writer->chunk, length);
+    writer->running_crc = crc32c_update(writer->running_crc, writer->chunk, length);
+    if (EVP_DigestUpdate(writer->md5, writer->chunk, length) != 1) {
+        writer->failure = BLOB_NO_MEMORY;
+        return writer->failure;
+    }
+    return BLOB_OK;
+}
+
+enum blob_status blob_writer_append(struct blob_writer *writer, const void *data, size_t length) {
+    const unsigned char *bytes = data;
+    while (writer->failure == BLOB_OK && length > 0) {
+        size_t room = writer->chunk_size - writer->filled;
+        size_t taken = length < room ? length : room;
+        memcpy(writer->chunk + writer->filled, bytes, taken);
+        writer->filled += taken;
+        writer->length += taken;
+        bytes += taken;
+        length -= taken;
+        if (writer->filled == writer->chunk_size) write_chunk(writer);
+    }
+    return writer->failure;
+}
+
+void blob_writer_space(struct blob_writer *writer, unsigned char **buffer, size_t *length) {
+    STRATA_ASSERT(writer->filled < writer->chunk_size);
+    *buffer = writer->chunk + writer->filled;
+    *length = writer->chunk_size - writer->filled;
+}
+
+enum blob_status blob_writer_filled(struct blob_writer *writer, size_t length) {
+    if (writer->failure != BLOB_OK) return writer->failure;
+    STRATA_ASSERT(length <= writer->chunk_size - writer->filled);
+    writer->filled += length;
+    writer->length += length;
+    if (writer->filled == writer->chunk_size) write_chunk(writer);
+    return writer->failure;
+}
+
+uint64_t blob_writer_length(const struct blob_writer *writer) {
+    return writer->length;
+}
+
+/* Writes WRITER's sums and footer after its data. Returns BLOB_OK or the failure. */
+static enum blob_status write_tail(struct blob_writer *writer) {
+    size_t sums_size = (size_t)writer->sum_count * 4;
+    unsigned char *tail = malloc(sums_size + BLOB_FOOTER_SIZE);
+    if (tail == NULL) return BLOB_NO_MEMORY;
+    for (uint32_t i = 0; i < writer->sum_count; i++)
+        put_u32(tail + 4 * (size_t)i, writer->sums[i]);
+    unsigned char *footer = tail + sums_size;
+    memcpy(footer, BLOB_MAGIC, 8);
+    put_u64(footer + 8, writer->length);
+    put_u32(footer + 16, writer->chunk_size);
+    put_u32(footer + 20, writer->sum_count);
+    put_u32(footer + 24, crc32c(tail, sums_size));
+    put_u32(footer + 28, crc32c(footer, 28));
+    int error = write_fully(writer->fd, tail, sums_size + BLOB_FOOTER_SIZE, writer->length);
+    free(tail);
+    return error == 0 ? BLOB_OK : write_failed(writer->id, "write", error);
+}
+
+/* Makes WRITER's finished file durable as the store's policy says. Returns BLOB_OK or
+ * the failure. */
+static enum blob_status sync_finished(struct blob_writer *writer) {
+    struct blob_store *store = writer->store;
+    switch (store->sync) {
+    case BLOB_SYNC_NEVER:
+        return BLOB_OK;
+    case BLOB_SYNC_LATER: {
+        int copy = fcntl(writer->fd, F_DUPFD_CLOEXEC, 0);
+        if (copy >= 0) {
+            blob_store_add_pending(store, copy);
+            return BLOB_OK;
+        }
+        break; /* no descriptor to hand over: sync now instead */
+    }
+    case BLOB_SYNC_NOW:
+        break;
+    }
+    int error = sync_fd(writer->fd, true);
+    if (error == 0) error = sync_fd(store->directory_fd, false); /* the name, too */
+    if (error != 0) {
+        atomic_fetch_add(&store->sync_errors, 1);
+        log_event(LOG_ERROR, "blob_sync_failed", "blob=%016" PRIx64 " reason=\"%s\"", writer->id,
+                  strerror(error));
+        return status_of_errno(error);
+    }
+    return BLOB_OK;
+}
+
+enum blob_status blob_writer_finish(struct blob_writer *writer, struct blob_digest *digest) {
+    enum blob_status status = writer->failure;
+    if (status == BLOB_OK) status = write_chunk(writer);
+    if (status == BLOB_OK) status = write_tail(writer);
+    if (status == BLOB_OK) status = sync_finished(writer);
+    unsigned char md5[EVP_MAX_MD_SIZE];
+    unsigned int md5_length = 0;
+    if (status == BLOB_OK &&
+        (EVP_DigestFinal_ex(writer->md5, md5, &md5_length) != 1 || md5_length != 16)) {
+        status = BLOB_NO_MEMORY;
+    }
+    if (status != BLOB_OK) {
+        writer_remove_file(writer);
+        writer_free(writer);
+        return status;
+    }
+    uint64_t file_size =
+        writer->length + (uint64_t)writer->sum_count * 4 + (uint64_t)BLOB_FOOTER_SIZE;
+    atomic_fetch_add(&writer->store->bytes, file_size);
+    digest->id = writer->id;
+    digest->length = writer->length;
+    memcpy(digest->md5, md5, 16);
+    digest->crc32c = crc32c_finish(writer->running_crc);
+    writer_free(writer);
+    return BLOB_OK;
+}
+
+void blob_writer_abort(struct blob_writer *writer) {
+    if (writer == NULL) return;
+    writer_remove_file(writer);
+    writer_free(writer);
+}
+
+/* ---- reading ----------------------------------------------------------------------- */
+
+/* One blob file a reader has open, its footer and sums checked. */
+struct blob_file {
+    uint64_t id;
+    int fd;
+    uint64_t length; /* of the data */
+    uint32_t chunk_size;
+    uint32_t chunk_count;
+    uint32_t *sums;
+};
+
+/* Where a walk over the value stands: extent EXTENT, INSIDE bytes into it, REMAINING
+ * bytes still to go. */
+struct value_cursor {
+    size_t extent;
+    uint64_t inside;
+    uint64_t remaining;
+};
+
+/* One read's worth of a walk: bytes [FROM, FROM + LENGTH) of chunk CHUNK of file FILE. */
+struct chunk_step {
+    size_t file;
+    uint32_t chunk;
+    size_t from;
+    size_t length;
+};
+
+enum slot_state {
+    SLOT_FREE,
+    SLOT_READING, /* an io_ring read is in flight into it */
+    SLOT_READ,    /* read (result set), waiting for its turn to be checked and queued */
+    SLOT_SENDING, /* its piece is in the output queue */
+};
+
+/* A buffer of a stream's window: holds one chunk. */
+struct send_slot {
+    struct io_ring_operation operation; /* first: completions find the slot from it */
+    struct blob_reader *reader;
+    unsigned char *buffer; /* reader->largest_chunk bytes, taken at first use, then reused */
+    enum slot_state state;
+    uint64_t sequence; /* which step of the stream it holds */
+    struct chunk_step step;
+    size_t chunk_length; /* bytes of the chunk (the read asked for this many) */
+    ssize_t result;      /* of the read: bytes read, or a negative errno */
+};
+
+struct blob_reader {
+    struct blob_store *store;
+    struct blob_extent *extents;
+    size_t *extent_files; /* index in files of each extent's blob */
+    size_t extent_count;
+    struct blob_file *files;
+    size_t file_count;
+    uint64_t length;        /* of the value */
+    uint32_t largest_chunk; /* the largest chunk size of the files: a read buffer's size */
+    unsigned char *scratch; /* blob_reader_read()'s buffer, taken at first use */
+    /* blob_reader_send(): */
+    struct output_queue *queue; /* NULL once the queue cancelled the stream */
+    struct output_chunk *chunk;
+    void (*wake)(void *context);
+    void *wake_context;
+    struct io_ring *ring;       /* the thread's ring, or NULL: read synchronously */
+    struct value_cursor cursor; /* the next chunk to read */
+    uint64_t next_read;         /* sequence number of the next read */
+    uint64_t next_piece;        /* sequence number of the next piece to queue */
+    uint64_t left_to_add;       /* bytes of the stream not queued yet */
+    unsigned reads_in_flight;
+    unsigned pieces_queued;
+    bool attached;  /* the stream chunk is unfinished: the queue may still cancel it */
+    bool cancelled; /* the queue was cleared */
+    bool failed;    /* a read or check failed, or the queue could not take a piece */
+    bool pumping;   /* inside pump(): no re-entry, no free */
+    bool quiet;     /* inside blob_reader_send(): no wake, no free */
+    bool woken;     /* pieces were added (or the stream failed) since the last wake */
+    struct send_slot slots[BLOB_SEND_WINDOW];
+};
+
+/* Frees READER: closes its files and frees every buffer. */
+static void reader_free(struct blob_reader *reader) {
+    for (size_t i = 0; i < reader->file_count; i++) {
+        if (reader->files[i].fd >= 0) close(reader->files[i].fd);
+        free(reader->files[i].sums);
+    }
+    for (int i = 0; i < BLOB_SEND_WINDOW; i++)
+        free(reader->slots[i].buffer);
+    free(reader->files);
+    free(reader->extents);
+    free(reader->extent_files);
+    free(reader->scratch);
+    free(reader);
+}
+
+/* Logs that blob ID's file is damaged (WHAT says where) and returns BLOB_CORRUPT. */
+static enum blob_status file_damaged(uint64_t id, const char *what) {
+    log_event(LOG_ERROR, "blob_damaged", "blob=%016" PRIx64 " reason=\"%s\"", id, what);
+    return BLOB_CORRUPT;
+}
+
+/* Logs a read of blob ID that failed with ERROR (positive errno) during DURING. */
+static enum blob_status read_failed(uint64_t id, const char *during, int error) {
+    log_event(LOG_ERROR, "blob_read_failed", "blob=%016" PRIx64 " during=%s reason=\"%s\"", id,
+              during, strerror(error));
+    return BLOB_IO_ERROR;
+}
+
+/* Opens blob FILE->id and checks its size, footer and sums; fills FILE. On an error
+ * FILE->fd may be open (reader_free() closes it). */
+static enum blob_status open_file(struct blob_store *store, struct blob_file *file) {
+    char path[4096];
+    blob_path(store, file->id, path, sizeof(path));
+    file->fd = fault_fails(FAULT_open) ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+    if (file->fd < 0) {
+        if (errno == ENOENT) return BLOB_NOT_FOUND;
+        return read_failed(file->id, "open", errno);
+    }
+    struct stat status;
+    if (fstat(file->fd, &status) != 0) return read_failed(file->id, "stat", errno);
+    uint64_t size = (uint64_t)status.st_size;
+    if (size < BLOB_FOOTER_SIZE) return file_damaged(file->id, "shorter than a footer");
+    unsigned char footer[BLOB_FOOTER_SIZE];
+    ssize_t got = read_fully(file->fd, footer, sizeof(footer), size - BLOB_FOOTER_SIZE);
+    if (got < 0) return read_failed(file->id, "footer", (int)-got);
+    if (got != BLOB_FOOTER_SIZE) return file_damaged(file->id, "footer cut short");
+    if (memcmp(footer, BLOB_MAGIC, 8) != 0) return file_damaged(file->id, "no blob magic");
+    if (get_u32(footer + 28) != crc32c(footer, 28)) return file_damaged(file->id, "footer crc");
+    file->length = get_u64(footer + 8);
+    file->chunk_size = get_u32(footer + 16);
+    file->chunk_count = get_u32(footer + 20);
+    uint32_t chunk_size = file->chunk_size;
+    if (chunk_size < BLOB_MIN_CHUNK_SIZE || chunk_size > BLOB_MAX_CHUNK_SIZE ||
+        (chunk_size & (chunk_size - 1)) != 0) {
+        return file_damaged(file->id, "bad chunk size");
+    }
+    if (file->length > size ||
+        (file->length + chunk_size - 1) / chunk_size != (uint64_t)file->chunk_count) {
+        return file_damaged(file->id, "chunk count does not match the length");
+    }
+    uint64_t sums_size = (uint64_t)file->chunk_count * 4;
+    if (file->length + sums_size + BLOB_FOOTER_SIZE != size) {
+        return file_damaged(file->id, "file size does not match the footer");
+    }
+    unsigned char *sums = malloc(sums_size ? (size_t)sums_size : 1);
+    file->sums = malloc(sums_size ? (size_t)sums_size : 1);
+    if (sums == NULL || file->sums == NULL) {
+        free(sums);
+        return BLOB_NO_MEMORY;
+    }
+    got = read_fully(file->fd, sums, (size_t)sums_size, file->length);
+    enum blob_status outcome = BLOB_OK;
+    if (got < 0) {
+        outcome = read_failed(file->id, "sums", (int)-got);
+    } else if ((uint64_t)got != sums_size) {
+        outcome = file_damaged(file->id, "sums cut short");
+    } else if (crc32c(sums, (size_t)sums_size) != get_u32(footer + 24)) {
+        outcome = file_damaged(file->id, "sums crc");
+    } else {
+        for (uint32_t i = 0; i < file->chunk_count; i++)
+            file->sums[i] = get_u32(sums + 4 * (size_t)i);
+    }
+    free(sums);
+    return outcome;
+}
+
+/* The index in READER's files of blob ID, opening it if it is not open yet. Extents of
+ * one object are mostly one blob, or distinct blobs in turn: the last one opened is
+ * tried first. Returns BLOB_OK with *INDEX set, or the failure. */
+static enum blob_status find_or_open_file(struct blob_reader *reader, uint64_t id, size_t *index) {
+    for (size_t i = reader->file_count; i > 0; i--) {
+        if (reader->files[i - 1].id == id) {
+            *index = i - 1;
+            return BLOB_OK;
+        }
+    }
+    struct blob_file *file = &reader->files[reader->file_count++];
+    file->id = id;
+    enum blob_status status = open_file(reader->store, file);
+    if (status != BLOB_OK) return status;
+    if (file->chunk_size > reader->largest_chunk) reader->largest_chunk = file->chunk_size;
+    *index = reader->file_count - 1;
+    return BLOB_OK;
+}
+
+enum blob_status blob_reader_open(struct blob_store *store, const struct blob_extent *extents,
+                                  size_t count, struct blob_reader **opened) {
+    *opened = NULL;
+    struct blob_reader *reader = calloc(1, sizeof(*reader));
+    if (reader == NULL) return BLOB_NO_MEMORY;
+    reader->store = store;
+    size_t slots = count ? count : 1;
+    reader->extents = malloc(slots * sizeof(*reader->extents));
+    reader->extent_files = malloc(slots * sizeof(*reader->extent_files));
+    reader->files = calloc(slots, sizeof(*reader->files));
+    if (reader->extents == NULL || reader->extent_files == NULL || reader->files == NULL) {
+        reader_free(reader);
+        return BLOB_NO_MEMORY;
+    }
+    if (count > 0) memcpy(reader->extents, extents, count * sizeof(*extents));
+    reader->extent_count = count;
+    for (int i = 0; i < BLOB_SEND_WINDOW; i++)
+        reader->slots[i].reader = reader;
+    for (size_t i = 0; i < count; i++) {
+        const struct blob_extent *extent = &reader->extents[i];
+        enum blob_status status = find_or_open_file(reader, extent->id, &reader->extent_files[i]);
+        if (status == BLOB_OK) {
+            const struct blob_file *file = &reader->files[reader->extent_files[i]];
+            if (extent->offset > file->length || extent->length > file->length - extent->offset) {
+                status = file_damaged(extent->id, "extent beyond the blob's data");
+            } else if (extent->length > UINT64_MAX - reader->length) {
+                status = file_damaged(extent->id, "extents add up past 2^64");
+            }
+        }
+        if (status != BLOB_OK) {
+            reader_free(reader);
+            return status;
+        }
+        reader->length += extent->length;
+    }
+    *opened = reader;
+    return BLOB_OK;
+}
+
+uint64_t blob_reader_length(const struct blob_reader *reader) {
+    return reader->length;
+}
+
+void blob_reader_close(struct blob_reader *reader) {
+    if (reader != NULL) reader_free(reader);
+}
+
+/* A cursor at byte OFFSET of READER's value with LENGTH bytes to go (the range lies in
+ * the value). */
+static struct value_cursor cursor_at(const struct blob_reader *reader, uint64_t offset,
+                                     uint64_t length) {
+    struct value_cursor cursor = {.extent = 0, .inside = offset, .remaining = length};
+    while (cursor.extent < reader->extent_count &&
+           cursor.inside >= reader->extents[cursor.extent].length) {
+        cursor.inside -= reader->extents[cursor.extent].length;
+        cursor.extent++;
+    }
+    return cursor;
+}
+
+/* The next step of CURSOR (which has bytes remaining): the chunk it is in and the bytes
+ * of it that the value takes, up to the chunk's, the extent's or the range's end.
+ * Moves CURSOR past them. */
+static struct chunk_step next_step(const struct blob_reader *reader, struct value_cursor *cursor) {
+    while (cursor->inside >= reader->extents[cursor->extent].length) {
+        cursor->inside -= reader->extents[cursor->extent].length; /* skips empty extents */
+        cursor->extent++;
+    }
+    const struct blob_extent *extent = &reader->extents[cursor->extent];
+    size_t file_index = reader->extent_files[cursor->extent];
+    const struct blob_file *file = &reader->files[file_index];
+    uint64_t at = extent->offset + cursor->inside;
+    struct chunk_step step = {.file = file_index, .chunk = (uint32_t)(at / file->chunk_size)};
+    step.from = (size_t)(at % file->chunk_size);
+    uint64_t length = file->chunk_size - step.from;
+    if (length > extent->length - cursor->inside) length = extent->length - cursor->inside;
+    if (length > cursor->remaining) length = cursor->remaining;
+    step.length = (size_t)length;
+    cursor->inside += length;
+    cursor->remaining -= length;
+    return step;
+}
+
+/* The length of chunk CHUNK of FILE (the last one may be short). */
+static size_t chunk_length(const struct blob_file *file, uint32_t chunk) {
+    uint64_t start = (uint64_t)chunk * file->chunk_size;
+    uint64_t left = file->length - start;
+    return left < file->chunk_size ? (size_t)left : file->chunk_size;
+}
+
+/* Checks chunk CHUNK of FILE, LENGTH bytes at DATA, as read with RESULT (bytes read or a
+ * negative errno): it must be whole and match its sum. Logs a failure. */
+static enum blob_status check_chunk(const struct blob_file *file, uint32_t chunk,
+                                    const unsigned char *data, size_t length, ssize_t result) {
+    if (result < 0) return read_failed(file->id, "chunk", (int)-result);
+    if ((size_t)result != length || crc32c(data, length) != file->sums[chunk]) {
+        log_event(LOG_ERROR, "blob_checksum_failed", "blob=%016" PRIx64 " chunk=%" PRIu32 "%s",
+                  file->id, chunk, (size_t)result != length ? " reason=\"cut short\"" : "");
+        return BLOB_CORRUPT;
+    }
+    return BLOB_OK;
+}
+
+/* Whether [OFFSET, OFFSET + LENGTH) lies inside READER's value. */
+static bool range_valid(const struct blob_reader *reader, uint64_t offset, uint64_t length) {
+    return offset <= reader->length && length <= reader->length - offset;
+}
+
+enum blob_status blob_reader_read(struct blob_reader *reader, uint64_t offset, uint64_t length,
+                                  unsigned char *destination) {
+    STRATA_ASSERT(range_valid(reader, offset, length));
+    if (!range_valid(reader, offset, length)) return BLOB_IO_ERROR;
+    if (length == 0) return BLOB_OK;
+    if (reader->scratch == NULL) {
+        reader->scratch = malloc(reader->largest_chunk);
+        if (reader->scratch == NULL) return BLOB_NO_MEMORY;
+    }
+    struct value_cursor cursor = cursor_at(reader, offset, length);
+    while (cursor.remaining > 0) {
+        struct chunk_step step = next_step(reader, &cursor);
+        const struct blob_file *file = &reader->files[step.file];
+        size_t whole = chunk_length(file, step.chunk);
+        ssize_t got =
+            read_fully(file->fd, reader->scratch, whole, (uint64_t)step.chunk * file->chunk_size);
+        enum blob_status status = check_chunk(file, step.chunk, reader->scratch, whole, got);
+        if (status != BLOB_OK) return status;
+        memcpy(destination, reader->scratch + step.from, step.length);
+        destination += step.length;
+    }
+    return BLOB_OK;
+}
+
+/* ---- streaming --------------------------------------------------------------------- */
+
+static void pump(struct blob_reader *reader);
+
+/* Whether the stream has nothing more to do: cancelled, failed, or every byte queued. */
+static bool stream_done(const struct blob_reader *reader) {
+    return reader->cancelled || reader->failed || reader->left_to_add == 0;
+}
+
+/* Frees READER once the stream is done and nothing refers to it any more: no read in
+ * flight, no piece in the queue, no unfinished chunk the queue could cancel, and not
+ * inside pump() or blob_reader_send() (which call this again on their way out). */
+static void free_if_finished(struct blob_reader *reader) {
+    if (stream_done(reader) && !reader->attached && reader->reads_in_flight == 0 &&
+        reader->pieces_queued == 0 && !reader->pumping && !reader->quiet) {
+        reader_free(reader);
+    }
+}
+
+/* Ends the stream short: its chunk fails (the connection will close, clearing the
+ * queue, which cancels the stream) and read buffers waiting for their turn are let go. */
+static void fail_stream(struct blob_reader *reader) {
+    if (reader->failed) return;
+    reader->failed = true;
+    for (int i = 0; i < BLOB_SEND_WINDOW; i++) {
+        if (reader->slots[i].state == SLOT_READ) reader->slots[i].state = SLOT_FREE;
+    }
+    if (reader->queue != NULL) {
+        output_stream_fail(reader->queue, reader->chunk);
+        reader->woken = true;
+    }
+}
+
+/* The queue sent (or dropped) the piece of slot ARGUMENT: the slot is free again, and
+ * the next read may start. On the stream's thread. */
+static void piece_released(void *argument) {
+    struct send_slot *slot = argument;
+    struct blob_reader *reader = slot->reader;
+    slot->state = SLOT_FREE;
+    reader->pieces_queued--;
+    if (reader->cancelled || reader->failed) {
+        free_if_finished(reader);
+        return;
+    }
+    pump(reader);
+}
+
+/* The queue was cleared before the stream was complete: stop; the queue releases the
+ * pieces it holds right after this. */
+static void stream_cancelled(void *source) {
+    struct blob_reader *reader = source;
+    reader->cancelled = true;
+    reader->attached = false;
+    reader->queue = NULL;
+    reader->chunk = NULL;
+    for (int i = 0; i < BLOB_SEND_WINDOW; i++) {
+        if (reader->slots[i].state == SLOT_READ) reader->slots[i].state = SLOT_FREE;
+    }
+    free_if_finished(reader);
+}
+
+/* The slot that holds sequence SEQUENCE, read and waiting, or NULL. */
+static struct send_slot *slot_read_for(struct blob_reader *reader, uint64_t sequence) {
+    for (int i = 0; i < BLOB_SEND_WINDOW; i++) {
+        struct send_slot *slot = &reader->slots[i];
+        if (slot->state == SLOT_READ && slot->sequence == sequence) return slot;
+    }
+    return NULL;
+}
+
+/* Checks the chunks that have been read, in the stream's order, and queues their
+ * pieces; stops at the first that has not been read yet, or at a failure. */
+static void queue_read_pieces(struct blob_reader *reader) {
+    while (!reader->failed && !reader->cancelled) {
+        struct send_slot *slot = slot_read_for(reader, reader->next_piece);
+        if (slot == NULL) return;
+        const struct blob_file *file = &reader->files[slot->step.file];
+        if (check_chunk(file, slot->step.chunk, slot->buffer, slot->chunk_length, slot->result) !=
+            BLOB_OK) {
+            slot->state = SLOT_FREE;
+            fail_stream(reader);
+            return;
+        }
+        if (!output_stream_add(reader->queue, reader->chunk, slot->buffer + slot->step.from,
+                               slot->step.length, piece_released, slot)) {
+            /* The queue has failed and the chunk stays unfinished: the queue cancels the
+             * stream when it is cleared, so it stays attached. */
+            slot->state = SLOT_FREE;
+            reader->failed = true;
+            reader->woken = true;
+            return;
+        }
+        slot->state = SLOT_SENDING;
+        reader->pieces_queued++;
+        reader->next_piece++;
+        reader->left_to_add -= slot->step.length;
+        reader->woken = true;
+        if (reader->left_to_add == 0) reader->attached = false; /* complete */
+    }
+}
+
+/* A read of a slot ended (an io_ring completion, on the stream's thread). */
+static void slot_read_done(struct io_ring_operation *operation, int result) {
+    struct send_slot *slot = (struct send_slot *)operation;
+    struct blob_reader *reader = slot->reader;
+    reader->reads_in_flight--;
+    if (reader->cancelled || reader->failed) {
+        slot->state = SLOT_FREE;
+        free_if_finished(reader);
+        return;
+    }
+    slot->result = result;
+    slot->state = SLOT_READ;
+    pump(reader);
+}
+
+/* Starts reading the stream's next chunk into free SLOT: through the ring (the slot is
+ * READING), or at once without one or when the submission fails (the slot is READ when
+ * this returns). A failure to allocate the buffer fails the stream. */
+static void start_read(struct blob_reader *reader, struct send_slot *slot) {
+    if (slot->buffer == NULL) {
+        slot->buffer = aligned_alloc(BLOB_ALIGNMENT, reader->largest_chunk);
+        if (slot->buffer == NULL) {
+            log_event(LOG_ERROR, "blob_read_failed", "during=stream reason=\"out of memory\"");
+            fail_stream(reader);
+            return;
+        }
+    }
+    slot->step = next_step(reader, &reader->cursor);
+    slot->sequence = reader->next_read++;
+    const struct blob_file *file = &reader->files[slot->step.file];
+    slot->chunk_length = chunk_length(file, slot->step.chunk);
+    uint64_t offset = (uint64_t)slot->step.chunk * file->chunk_size;
+    if (reader->ring != NULL) {
+        slot->operation.done = slot_read_done;
+        int error = io_ring_read(reader->ring, file->fd, slot->buffer, slot->chunk_length, offset,
+                                 &slot->operation);
+        if (error == 0) {
+            slot->state = SLOT_READING;
+            reader->reads_in_flight++;
+            return;
+        }
+        /* The ring is full or short of resources: this chunk is read synchronously
+         * rather than fail the stream. */
+    }
+    slot->result = read_fully(file->fd, slot->buffer, slot->chunk_length, offset);
+    slot->state = SLOT_READ;
+}
+
+/* Moves the stream on: queues what has been read, then starts reads while the window
+ * has a free buffer and there is more to read. Wakes the connection, last, when pieces
+ * were added outside blob_reader_send(), and frees the stream if it is finished. */
+static void pump(struct blob_reader *reader) {
+    if (reader->pumping) return;
+    reader->pumping = true;
+    for (;;) {
+        queue_read_pieces(reader);
+        if (reader->failed || reader->cancelled || reader->cursor.remaining == 0) break;
+        struct send_slot *free_slot = NULL;
+        for (int i = 0; i < BLOB_SEND_WINDOW && free_slot == NULL; i++) {
+            if (reader->slots[i].state == SLOT_FREE) free_slot = &reader->slots[i];
+        }
+        if (free_slot == NULL) break; /* the window is full */
+        start_read(reader, free_slot);
+    }
+    reader->pumping = false;
+    bool wake = reader->woken && !reader->quiet && !reader->cancelled && reader->wake != NULL;
+    if (!reader->quiet) reader->woken = false;
+    void (*wake_function)(void *context) = reader->wake;
+    void *wake_context = reader->wake_context;
+    free_if_finished(reader);
+    if (wake) wake_function(wake_context); /* last: it may clear the queue */
+}
+
+bool blob_reader_send(struct blob_reader *reader, uint64_t offset, uint64_t length,
+                      struct output_queue *queue, void (*wake)(void *context), void *wake_context) {
+    STRATA_ASSERT(range_valid(reader, offset, length));
+    reader->chunk = output_queue_append_stream(queue, length, stream_cancelled, reader);
+    if (reader->chunk == NULL) {
+        reader_free(reader);
+        return false;
+    }
+    reader->queue = queue;
+    reader->wake = wake;
+    reader->wake_context = wake_context;
+    reader->ring = io_ring_current();
+    reader->left_to_add = length;
+    reader->attached = length > 0;
+    reader->quiet = true; /* the caller resumes the connection itself once this returns */
+    if (!range_valid(reader, offset, length)) {
+        log_event(LOG_ERROR, "blob_read_failed",
+                  "during=stream reason=\"range beyond the value\" offset=%" PRIu64
+                  " length=%" PRIu64 " value_length=%" PRIu64,
+                  offset, length, reader->length);
+        fail_stream(reader);
+    } else {
+        reader->cursor = cursor_at(reader, offset, length);
+        pump(reader);
+    }
+    reader->quiet = false;
+    reader->woken = false;
+    free_if_finished(reader); /* a stream that is complete already (or empty) */
+    return true;
+}
