@@ -25,7 +25,7 @@ FAULT_WRAP     := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_
 FUZZ_CC        := clang
 CFLAGS_FUZZ    := $(COMMON) -O1 -fno-omit-frame-pointer -DSTRATA_CHECKS \
                   -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
-FUZZ_TARGETS   := fuzz_resp fuzz_native fuzz_http
+FUZZ_TARGETS   := fuzz_resp fuzz_native fuzz_http fuzz_s3
 LIBS      := -pthread -lxxhash -luring -lisal -lcrypto -lm
 
 # The status page is embedded in the binary: build/gen/status_page.c is generated from
@@ -155,6 +155,10 @@ UNIT_ROOMS_test_metrics     = $(call objects,$(1),$(BASE_SOURCES))
 # it needs the engine.
 UNIT_ROOMS_test_resp_parser = $(call objects,$(1),src/proto/resp/resp_parser.c) \
                               $(1)/libstrata-engine.a
+# The S3 signing and XML helpers are pure functions over the base room.
+S3_ROOM_SOURCES             = src/proto/s3/s3_auth.c src/proto/s3/s3_xml.c $(BASE_SOURCES)
+UNIT_ROOMS_test_s3_auth     = $(call objects,$(1),$(S3_ROOM_SOURCES))
+UNIT_ROOMS_test_s3_xml      = $(call objects,$(1),$(S3_ROOM_SOURCES))
 unit_rooms = $(if $(value UNIT_ROOMS_$(2)),$(call UNIT_ROOMS_$(2),$(1)),\
                   $(call objects,$(1),$(LIBRARY_SOURCES)))
 .SECONDEXPANSION:

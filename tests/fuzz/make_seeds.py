@@ -114,3 +114,73 @@ HTTP_SEEDS = {
 for name, data in HTTP_SEEDS.items():
     write("http", name, data)
 
+
+# S3 (tests/fuzz/fuzz_s3.c): the first byte picks the parser, so these seeds are written
+# without the piece-pattern byte of the others. Chunked bodies are signed as the S3 API
+# reference's chunked upload example is (its key, scope and seed signature), so that
+# the fuzzer starts from bodies that decode.
+import hashlib
+import hmac
+
+def s3_write(name, mode, data):
+    directory = os.path.join(HERE, "corpus", "s3")
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, name), "wb") as output:
+        output.write(bytes([mode]) + data)
+
+def _hmac(key, text):
+    return hmac.new(key, text.encode() if isinstance(text, str) else text, hashlib.sha256).digest()
+
+S3_KEY = _hmac(_hmac(_hmac(_hmac(b"AWS4wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "20130524"),
+                           "us-east-1"), "s3"), "aws4_request")
+S3_HEAD = "20130524T000000Z\n20130524/us-east-1/s3/aws4_request\n"
+S3_SEED = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"
+
+def signed_chunks(chunks, trailers=None):
+    """An aws-chunked body with chained chunk signatures (and a signed trailer part)."""
+    previous, body = S3_SEED, b""
+    empty = hashlib.sha256(b"").hexdigest()
+    for chunk in chunks + [b""]:
+        text = "AWS4-HMAC-SHA256-PAYLOAD\n" + S3_HEAD + previous + "\n" + empty + "\n" + \
+            hashlib.sha256(chunk).hexdigest()
+        previous = hmac.new(S3_KEY, text.encode(), hashlib.sha256).hexdigest()
+        body += b"%x;chunk-signature=%s\r\n" % (len(chunk), previous.encode())
+        if chunk:
+            body += chunk + b"\r\n"
+    if trailers is None:
+        return body + b"\r\n"
+    lines = b"".join(b"%s:%s\n" % pair for pair in trailers)
+    text = "AWS4-HMAC-SHA256-TRAILER\n" + S3_HEAD + previous + "\n" + hashlib.sha256(lines).hexdigest()
+    signature = hmac.new(S3_KEY, text.encode(), hashlib.sha256).hexdigest()
+    return body + lines.replace(b"\n", b"\r\n") + b"x-amz-trailer-signature:%s\r\n\r\n" % signature.encode()
+
+S3_SEEDS = {
+    "xml-complete": (0, b'<?xml version="1.0" encoding="UTF-8"?><CompleteMultipartUpload><Part>'
+                     b'<PartNumber>1</PartNumber><ETag>"e1"</ETag></Part></CompleteMultipartUpload>'),
+    "xml-delete": (0, b"<Delete><Quiet>true</Quiet><Object><Key>a&amp;b&#x1F600;</Key>"
+                   b"<VersionId>v</VersionId></Object><!-- c --><Object><Key/></Object></Delete>"),
+    "xml-versioning": (0, b'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                       b"<Status>Suspended</Status></VersioningConfiguration>"),
+    "xml-doctype": (0, b'<!DOCTYPE a [<!ENTITY x "y">]><a>&x;<![CDATA[<]]></a>'),
+    "chunked-signed": (1, bytes([6]) + signed_chunks([b"a" * 100, b"hello world"])),
+    "chunked-signed-trailer": (2, bytes([0]) + signed_chunks(
+        [b"data" * 20], [(b"x-amz-checksum-crc32c", b"sOO8/Q==")])),
+    "chunked-unsigned-trailer": (3, bytes([3]) + b"5\r\nhello\r\n3\r\nabc\r\n0\r\n"
+                                 b"x-amz-checksum-crc32:AAAAAA==\r\n\r\n"),
+    # The documentation's GET Object with Range, and its presigned URL.
+    "auth-header": (4, b"GET\n/test.txt\n\nHost:examplebucket.s3.amazonaws.com\nRange:bytes=0-9\n"
+                    b"x-amz-content-sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
+                    b"x-amz-date:20130524T000000Z\nAuthorization:AWS4-HMAC-SHA256 Credential="
+                    b"AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;"
+                    b"range;x-amz-content-sha256;x-amz-date,Signature="
+                    b"f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"),
+    "auth-presigned": (4, b"GET\n/test.txt\nX-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential="
+                       b"AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date="
+                       b"20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature="
+                       b"aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404\n"
+                       b"Host:examplebucket.s3.amazonaws.com"),
+    "auth-v2": (4, b"GET\n/\n\nAuthorization:AWS AKIAIOSFODNN7EXAMPLE:abc=\n"),
+}
+
+for name, (mode, data) in S3_SEEDS.items():
+    s3_write(name, mode, data)

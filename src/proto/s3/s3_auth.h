@@ -48,10 +48,10 @@ typedef const char *(*s3_secret_lookup)(void *context, const char *access_key,
 
 /* How the payload is protected (x-amz-content-sha256). */
 enum s3_payload {
-    S3_PAYLOAD_UNSIGNED = 0,           /* UNSIGNED-PAYLOAD, or a presigned URL */
-    S3_PAYLOAD_SHA256,                 /* a hex SHA-256 of the body: verify it (payload_sha256) */
-    S3_PAYLOAD_STREAMING_SIGNED,       /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD */
-    S3_PAYLOAD_STREAMING_SIGNED_TRAILER,   /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER */
+    S3_PAYLOAD_UNSIGNED = 0,             /* UNSIGNED-PAYLOAD, or a presigned URL */
+    S3_PAYLOAD_SHA256,                   /* a hex SHA-256 of the body: verify it (payload_sha256) */
+    S3_PAYLOAD_STREAMING_SIGNED,         /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD */
+    S3_PAYLOAD_STREAMING_SIGNED_TRAILER, /* STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER */
     S3_PAYLOAD_STREAMING_UNSIGNED_TRAILER, /* STREAMING-UNSIGNED-PAYLOAD-TRAILER */
 };
 
@@ -63,8 +63,8 @@ struct s3_auth {
     unsigned char payload_sha256[32]; /* with S3_PAYLOAD_SHA256 */
     /* For streaming payloads: what chunk signatures chain from. */
     unsigned char signing_key[32];
-    char amz_date[17];  /* yyyymmddThhmmssZ */
-    char scope[160];    /* yyyymmdd/region/s3/aws4_request */
+    char amz_date[17]; /* yyyymmddThhmmssZ */
+    char scope[160];   /* yyyymmdd/region/s3/aws4_request */
     char seed_signature[65];
 };
 
@@ -78,11 +78,12 @@ struct s3_auth {
  * correctly, or carries no signature at all (then auth->anonymous). Returns false with
  * *ERROR set otherwise: AuthorizationHeaderMalformed / AuthorizationQueryParametersError
  * (400), InvalidAccessKeyId (403), SignatureDoesNotMatch (403), RequestTimeTooSkewed
- * (403), AccessDenied "Request has expired" (403), InvalidArgument (400, Signature
- * Version 2, which is not supported), InvalidRequest (400, a bad x-amz-content-sha256). */
-bool s3_authenticate(const struct s3_request_view *request, int64_t now_ms,
-                     s3_secret_lookup lookup, void *context, struct s3_auth *auth,
-                     struct s3_error *error);
+ * (403), AccessDenied (403: "Request has expired", a presigned URL dated ahead of the
+ * clock, no valid x-amz-date), InvalidArgument (400: Signature Version 2, which is not
+ * supported; both header and query signatures; a malformed x-amz-content-sha256),
+ * InvalidRequest (400, a missing x-amz-content-sha256). */
+bool s3_authenticate(const struct s3_request_view *request, int64_t now_ms, s3_secret_lookup lookup,
+                     void *context, struct s3_auth *auth, struct s3_error *error);
 
 /* ---- aws-chunked: Content-Encoding: aws-chunked bodies -------------------------------- */
 
@@ -106,8 +107,7 @@ typedef bool (*s3_chunked_sink)(void *context, const unsigned char *data, size_t
  * IncompleteBody or InvalidRequest), a bad chunk signature (403 SignatureDoesNotMatch).
  * Once it failed, it keeps failing. */
 bool s3_chunked_feed(struct s3_chunked *decoder, const unsigned char *data, size_t length,
-                     s3_chunked_sink sink, void *context, bool *complete,
-                     struct s3_error *error);
+                     s3_chunked_sink sink, void *context, bool *complete, struct s3_error *error);
 
 /* The value of trailer NAME (lower case, e.g. "x-amz-checksum-crc32c") once the body is
  * complete, NUL-terminated, or NULL. */

@@ -60,8 +60,7 @@ bool s3_time_parse_http(const char *text, size_t length, int64_t *ms);
  * and, when the element closes. Also called with TEXT NULL when an element that has
  * child elements closes ("Delete/Object"), so records can be finished. Returns false to
  * stop the parse (s3_xml_parse() then returns false with *REASON "stopped"). */
-typedef bool (*s3_xml_visit)(void *context, const char *path, const char *text,
-                             size_t text_length);
+typedef bool (*s3_xml_visit)(void *context, const char *path, const char *text, size_t text_length);
 
 /* Parses DATA (LENGTH bytes). Returns true if it is well-formed and every VISIT call
  * returned true; false with *REASON (a static string) otherwise. */
