@@ -142,6 +142,7 @@ $(FAULT)/tests/test_faults: $(FAULT)/obj/tests/fault/test_faults.o $(FAULT)/libs
 # UNIT_ROOMS_<test> is what a unit test links for build folder $(1) (the archive takes
 # only the objects the test needs); a test not listed links the whole library.
 UNIT_ROOMS_test_store       = $(1)/libstrata-engine.a
+UNIT_ROOMS_test_objects     = $(1)/libstrata-engine.a
 UNIT_ROOMS_test_checks      = $(1)/libstrata-engine.a
 UNIT_ROOMS_test_options     = $(call objects,$(1),$(BASE_SOURCES))
 UNIT_ROOMS_test_metrics     = $(call objects,$(1),$(BASE_SOURCES))
