@@ -350,9 +350,8 @@ static int upload_order(const struct object_upload *upload, const void *key, siz
     return (upload->sequence > sequence) - (upload->sequence < sequence);
 }
 
-/* The first position in BUCKET's uploads at or after (KEY, SEQUENCE). */
-static size_t upload_position(const struct object_bucket *bucket, const void *key,
-                              size_t key_length, uint64_t sequence) {
+size_t upload_position(const struct object_bucket *bucket, const void *key, size_t key_length,
+                       uint64_t sequence) {
     size_t low = 0, high = bucket->upload_count;
     while (low < high) {
         size_t middle = low + (high - low) / 2;

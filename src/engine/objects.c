@@ -1292,15 +1292,20 @@ enum object_status objects_upload_list(struct objects *objects, const char *buck
         objects_read_unlock(objects);
         return OBJECT_NO_SUCH_BUCKET;
     }
-    for (size_t i = 0; i < bucket->upload_count; i++) {
+    /* Binary searches to the later of the prefix and the marker; then in order until
+     * the keys leave the prefix. */
+    size_t first = upload_position(bucket, prefix, prefix_length, 0);
+    if (after_key != NULL && after_key_length > 0) {
+        size_t after =
+            upload_position(bucket, after_key, after_key_length,
+                            after_sequence == UINT64_MAX ? UINT64_MAX : after_sequence + 1);
+        if (after > first) first = after;
+    }
+    for (size_t i = first; i < bucket->upload_count; i++) {
         const struct object_upload *upload = bucket->uploads[i];
-        if (after_key != NULL && after_key_length > 0) {
-            int order = key_compare(upload->key, upload->key_length, after_key, after_key_length);
-            if (order < 0 || (order == 0 && upload->sequence <= after_sequence)) continue;
-        }
         if (upload->key_length < prefix_length ||
             (prefix_length > 0 && memcmp(upload->key, prefix, prefix_length) != 0)) {
-            continue;
+            break;
         }
         if (result->count >= max_uploads) {
             result->truncated = true;

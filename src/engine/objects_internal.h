@@ -255,6 +255,11 @@ void upload_free_unlinked(struct object_upload *upload);
 /* The bucket named NAME, or NULL. Lock held (either way). */
 struct object_bucket *bucket_find(const struct objects *objects, const char *name, size_t length);
 
+/* The first position in BUCKET's uploads (ordered by key, then sequence) at or after
+ * (KEY, SEQUENCE). Lock held (either way). */
+size_t upload_position(const struct object_bucket *bucket, const void *key, size_t key_length,
+                       uint64_t sequence);
+
 /* The upload with id ID in BUCKET, or NULL. Lock held (either way). */
 struct object_upload *upload_find(const struct objects *objects, const struct object_bucket *bucket,
                                   const char *id);

@@ -1068,6 +1068,509 @@ static void test_multipart(void) {
     remove_tree(directory);
 }
 
+/* ---- durability ---------------------------------------------------------------------- */
+
+/* Everything a user can see of the store, as text: buckets, every version with its
+ * extents and attributes, uploads and their parts. Freed by the caller. */
+static char *dump_state(struct objects *objects) {
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    if (out == NULL) return NULL;
+    static struct object_bucket_info infos[OBJECTS_MAX_BUCKETS];
+    size_t count = objects_bucket_list(objects, infos, OBJECTS_MAX_BUCKETS);
+    for (size_t b = 0; b < count; b++) {
+        const struct object_bucket_info *info = &infos[b];
+        fprintf(out,
+                "bucket %s created=%lld versioning=%d quota=%llu objects=%llu versions=%llu "
+                "bytes=%llu uploads=%llu\n",
+                info->name, (long long)info->created_ms, (int)info->versioning,
+                (unsigned long long)info->quota, (unsigned long long)info->objects,
+                (unsigned long long)info->versions, (unsigned long long)info->bytes,
+                (unsigned long long)info->uploads);
+        struct object_list_query query = {.max_keys = SIZE_MAX, .versions = true};
+        struct object_list_result result;
+        if (objects_list(objects, info->name, strlen(info->name), &query, &result) != OBJECT_OK) {
+            fprintf(out, "list failed\n");
+            continue;
+        }
+        for (size_t i = 0; i < result.count; i++) {
+            const struct object_list_entry *entry = &result.entries[i];
+            const struct object_info *version = &entry->info;
+            fprintf(out,
+                    "  %.*s %s etag=%s marker=%d latest=%d length=%llu crc=%08x modified=%lld "
+                    "parts=%u",
+                    (int)entry->key_length, entry->key, version->version_id, version->etag,
+                    version->delete_marker, version->is_latest, (unsigned long long)version->length,
+                    version->crc32c, (long long)version->modified_ms, version->parts);
+            struct object_handle handle;
+            if (objects_get(objects, info->name, strlen(info->name), entry->key, entry->key_length,
+                            version->version_id, &handle) == OBJECT_OK) {
+                for (size_t e = 0; e < handle.extent_count; e++) {
+                    fprintf(out, " [%llx %llu %llu]", (unsigned long long)handle.extents[e].id,
+                            (unsigned long long)handle.extents[e].offset,
+                            (unsigned long long)handle.extents[e].length);
+                }
+                fprintf(out, " attributes=%.*s", (int)handle.info.attributes_length,
+                        (const char *)handle.info.attributes);
+            }
+            object_handle_clear(&handle);
+            fprintf(out, "\n");
+        }
+        object_list_free(&result);
+        struct object_uploads_result uploads;
+        if (objects_upload_list(objects, info->name, strlen(info->name), NULL, 0, NULL, 0, NULL,
+                                SIZE_MAX, &uploads) != OBJECT_OK) {
+            fprintf(out, "upload list failed\n");
+            continue;
+        }
+        for (size_t u = 0; u < uploads.count; u++) {
+            const struct object_upload_entry *upload = &uploads.entries[u];
+            fprintf(out, "  upload %.*s %s initiated=%lld\n", (int)upload->key_length, upload->key,
+                    upload->upload_id, (long long)upload->initiated_ms);
+            struct object_parts_result parts;
+            if (objects_upload_list_parts(objects, info->name, strlen(info->name),
+                                          upload->upload_id, 0, SIZE_MAX, &parts) != OBJECT_OK) {
+                fprintf(out, "part list failed\n");
+                continue;
+            }
+            fprintf(out, "    attributes=%.*s\n", (int)parts.attributes_length,
+                    (const char *)parts.attributes);
+            for (size_t p = 0; p < parts.count; p++) {
+                fprintf(out, "    part %d %s %llu %08x %lld\n", parts.parts[p].part_number,
+                        parts.parts[p].etag, (unsigned long long)parts.parts[p].length,
+                        parts.parts[p].crc32c, (long long)parts.parts[p].modified_ms);
+            }
+            object_parts_free(&parts);
+        }
+        object_uploads_free(&uploads);
+    }
+    fclose(out);
+    return text;
+}
+
+/* Whether two dumps are the same (prints both when not). */
+static bool same_dump(const char *before, const char *after) {
+    if (before != NULL && after != NULL && strcmp(before, after) == 0) return true;
+    fprintf(stderr, "    state before:\n%s\n    state after:\n%s\n", before ? before : "(none)",
+            after ? after : "(none)");
+    return false;
+}
+
+/* Builds a state with a bit of everything in OBJECTS. */
+static void build_state(struct objects *objects) {
+    CHECK(objects_bucket_create(objects, BUCKET("plain")) == OBJECT_OK);
+    CHECK(objects_bucket_create(objects, BUCKET("versioned")) == OBJECT_OK);
+    CHECK(objects_bucket_create(objects, BUCKET("suspended")) == OBJECT_OK);
+    CHECK(objects_bucket_create(objects, BUCKET("deleted")) == OBJECT_OK);
+    CHECK(objects_bucket_set_quota(objects, BUCKET("plain"), 1000000) == OBJECT_OK);
+    CHECK(objects_bucket_set_versioning(objects, BUCKET("versioned"), OBJECT_VERSIONING_ENABLED) ==
+          OBJECT_OK);
+    CHECK(objects_bucket_set_versioning(objects, BUCKET("suspended"), OBJECT_VERSIONING_ENABLED) ==
+          OBJECT_OK);
+    char key[32], value[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof(key), "dir%d/file%d", i % 3, i);
+        snprintf(value, sizeof(value), "value %d", i);
+        CHECK(put_text(objects, "plain", key, value, NULL, NULL) == OBJECT_OK);
+        CHECK(put_text(objects, "versioned", i % 2 ? "odd" : "even", value, NULL, NULL) ==
+              OBJECT_OK);
+        CHECK(put_text(objects, "suspended", key, value, NULL, NULL) == OBJECT_OK);
+    }
+    CHECK(objects_delete(objects, BUCKET("plain"), "dir0/file3", 10, NULL, NULL) == OBJECT_OK);
+    CHECK(objects_delete(objects, BUCKET("versioned"), "odd", 3, NULL, NULL) == OBJECT_OK);
+    CHECK(objects_bucket_set_versioning(objects, BUCKET("suspended"),
+                                        OBJECT_VERSIONING_SUSPENDED) == OBJECT_OK);
+    CHECK(put_text(objects, "suspended", "dir1/file1", "null one", NULL, NULL) == OBJECT_OK);
+    CHECK(objects_delete(objects, BUCKET("suspended"), "dir2/file2", 10, NULL, NULL) == OBJECT_OK);
+    CHECK(objects_copy(objects, BUCKET("plain"), "dir1/file4", 10, NULL, BUCKET("versioned"),
+                       "copied", 6, "new attributes", 14, NULL) == OBJECT_OK);
+    CHECK(objects_bucket_delete(objects, BUCKET("deleted")) == OBJECT_OK);
+    /* A completed upload and one in progress. */
+    char completed[OBJECT_UPLOAD_ID_MAX + 1], open_upload[OBJECT_UPLOAD_ID_MAX + 1];
+    CHECK(objects_upload_create(objects, BUCKET("plain"), "large", 5, "a=b", 3, completed) ==
+          OBJECT_OK);
+    CHECK(objects_upload_create(objects, BUCKET("versioned"), "pending", 7, "c=d", 3,
+                                open_upload) == OBJECT_OK);
+    static unsigned char part_data[200];
+    memset(part_data, 'p', sizeof(part_data));
+    struct object_part_ref refs[2];
+    for (int p = 0; p < 2; p++) {
+        struct blob_digest digest;
+        REQUIRE(make_blob(objects, part_data, p == 0 ? 200 : 50, &digest));
+        refs[p].part_number = p + 1;
+        CHECK(objects_upload_part(objects, BUCKET("plain"), completed, p + 1, &digest,
+                                  refs[p].etag) == OBJECT_OK);
+        REQUIRE(make_blob(objects, part_data, 120, &digest));
+        CHECK(objects_upload_part(objects, BUCKET("versioned"), open_upload, 3 * p + 2, &digest,
+                                  NULL) == OBJECT_OK);
+    }
+    CHECK(objects_upload_complete(objects, BUCKET("plain"), completed, refs, 2, NULL) == OBJECT_OK);
+    unsigned char md5[16];
+    md5_of(part_data, 10, md5);
+    CHECK(objects_upload_part_copy(objects, BUCKET("versioned"), open_upload, 9, BUCKET("plain"),
+                                   "large", 5, NULL, 190, 10, md5, crc32c(part_data, 10),
+                                   NULL) == OBJECT_OK);
+}
+
+static off_t file_size(const char *directory, const char *name) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", directory, name);
+    struct stat status;
+    return stat(path, &status) == 0 ? status.st_size : -1;
+}
+
+static void test_persistence(void) {
+    enum objects_sync modes[] = {OBJECTS_SYNC_NEVER, OBJECTS_SYNC_EVERYSEC, OBJECTS_SYNC_NOW};
+    for (size_t m = 0; m < 3; m++) {
+        char directory[64];
+        REQUIRE(fresh_directory(directory, sizeof(directory)) != NULL);
+        struct objects *objects = open_store(directory, modes[m]);
+        REQUIRE(objects != NULL);
+        build_state(objects);
+        CHECK(objects_sync_pending(objects) == OBJECT_OK);
+        char *before = dump_state(objects);
+        REQUIRE(before != NULL);
+        CHECK(strstr(before, "bucket versioned") != NULL && strstr(before, "part 5") != NULL);
+        CHECK(strstr(before, "bucket deleted") == NULL);
+
+        /* A clean close: a snapshot and an empty journal. */
+        objects_close(objects);
+        CHECK(file_size(directory, "snapshot") > 40);
+        CHECK(file_size(directory, "journal") == 24);
+        objects = open_store(directory, modes[m]);
+        REQUIRE(objects != NULL);
+        char *after = dump_state(objects);
+        CHECK(same_dump(before, after));
+        free(after);
+
+        /* A crash: what was acknowledged is there. */
+        CHECK(put_text(objects, "plain", "after/crash", "survives", NULL, NULL) == OBJECT_OK);
+        CHECK(objects_delete(objects, BUCKET("versioned"), "even", 4, NULL, NULL) == OBJECT_OK);
+        char upload_id[OBJECT_UPLOAD_ID_MAX + 1];
+        CHECK(objects_upload_create(objects, BUCKET("plain"), "x", 1, NULL, 0, upload_id) ==
+              OBJECT_OK);
+        CHECK(objects_upload_abort(objects, BUCKET("plain"), upload_id) == OBJECT_OK);
+        free(before);
+        before = dump_state(objects);
+        struct objects_stats stats;
+        objects_get_stats(objects, &stats);
+        objects_abandon(objects);
+        objects = open_store(directory, modes[m]);
+        REQUIRE(objects != NULL);
+        after = dump_state(objects);
+        CHECK(same_dump(before, after));
+        struct objects_stats reopened;
+        objects_get_stats(objects, &reopened);
+        CHECK(reopened.versions == stats.versions && reopened.objects == stats.objects &&
+              reopened.bytes == stats.bytes && reopened.uploads == stats.uploads);
+        free(before);
+        free(after);
+        objects_close(objects);
+        remove_tree(directory);
+    }
+}
+
+static void test_torn_tail_and_orphans(void) {
+    char directory[64];
+    REQUIRE(fresh_directory(directory, sizeof(directory)) != NULL);
+    struct objects *objects = open_store(directory, OBJECTS_SYNC_NEVER);
+    REQUIRE(objects != NULL);
+    build_state(objects);
+    char *before = dump_state(objects);
+    off_t good = file_size(directory, "journal");
+    uint64_t last_blob;
+    CHECK(put_text(objects, "plain", "the/last/one", "lost", NULL, &last_blob) == OBJECT_OK);
+    struct blob_digest orphan;
+    REQUIRE(make_blob(objects, "nobody refers to me", 19, &orphan));
+    objects_abandon(objects);
+
+    /* The last record loses its last 3 bytes, as a crash in its write would. */
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/journal", directory);
+    off_t torn = file_size(directory, "journal");
+    REQUIRE(torn > good);
+    REQUIRE(truncate(path, torn - 3) == 0);
+    objects = open_store(directory, OBJECTS_SYNC_NEVER);
+    REQUIRE(objects != NULL);
+    char *after = dump_state(objects);
+    CHECK(same_dump(before, after));
+    CHECK(file_size(directory, "journal") == good);
+    /* The lost put's blob and the orphan were swept. */
+    CHECK(!blob_exists(objects, last_blob));
+    CHECK(!blob_exists(objects, orphan.id));
+    free(after);
+
+    /* A zero-filled tail (a file system that extended the file but never wrote it). */
+    objects_abandon(objects);
+    int fd = open(path, O_WRONLY | O_APPEND);
+    REQUIRE(fd >= 0);
+    static const unsigned char zeros[100];
+    CHECK(write(fd, zeros, sizeof(zeros)) == (ssize_t)sizeof(zeros));
+    close(fd);
+    objects = open_store(directory, OBJECTS_SYNC_NEVER);
+    REQUIRE(objects != NULL);
+    after = dump_state(objects);
+    CHECK(same_dump(before, after));
+    CHECK(file_size(directory, "journal") == good);
+    free(after);
+    free(before);
+    objects_abandon(objects);
+
+    /* A damaged record with more after it: the open fails and names the offset. */
+    fd = open(path, O_RDWR);
+    REQUIRE(fd >= 0);
+    unsigned char byte;
+    off_t middle = 24 + 20; /* inside the first record */
+    CHECK(pread(fd, &byte, 1, middle) == 1);
+    byte ^= 0x40;
+    CHECK(pwrite(fd, &byte, 1, middle) == 1);
+    close(fd);
+    struct objects_config config = {.directory = directory, .sync = OBJECTS_SYNC_NEVER};
+    char error[512] = "";
+    struct objects *damaged = objects_open(&config, error, sizeof(error));
+    CHECK(damaged == NULL);
+    CHECK(strstr(error, "offset 24") != NULL && strstr(error, "journal") != NULL);
+    if (damaged != NULL) objects_abandon(damaged);
+    remove_tree(directory);
+}
+
+static void test_compaction(void) {
+    char directory[64];
+    REQUIRE(fresh_directory(directory, sizeof(directory)) != NULL);
+    struct objects *objects = open_store(directory, OBJECTS_SYNC_NEVER);
+    REQUIRE(objects != NULL);
+    objects_set_compaction_minimum(objects, 4096);
+    build_state(objects);
+    CHECK(file_size(directory, "snapshot") > 0); /* build_state writes more than 4 KiB */
+    uint64_t generation = objects->snapshot_generation;
+    CHECK(generation >= 1);
+    char key[32];
+    for (int i = 0; i < 2000; i++) {
+        snprintf(key, sizeof(key), "many/%d", i % 300);
+        CHECK(objects_copy(objects, BUCKET("plain"), "large", 5, NULL, BUCKET("versioned"), key,
+                           strlen(key), "attributes", 10, NULL) == OBJECT_OK);
+    }
+    CHECK(objects->snapshot_generation > generation + 1);
+    struct objects_stats stats;
+    objects_get_stats(objects, &stats);
+    CHECK(stats.journal_bytes <= 2 * (uint64_t)file_size(directory, "snapshot") + 4096);
+    CHECK((off_t)stats.journal_bytes == file_size(directory, "journal"));
+    char *before = dump_state(objects);
+
+    /* A crash after compactions: snapshot plus journal give the same state. */
+    objects_abandon(objects);
+    objects = open_store(directory, OBJECTS_SYNC_NEVER);
+    REQUIRE(objects != NULL);
+    char *after = dump_state(objects);
+    CHECK(same_dump(before, after));
+    free(after);
+
+    /* A crash between a snapshot's rename and the new journal's: the old journal is the
+     * snapshot's base and is replayed only from the snapshot's offset. */
+    CHECK(put_text(objects, "plain", "before/snapshot", "v", NULL, NULL) == OBJECT_OK);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/journal", directory);
+    off_t old_size = file_size(directory, "journal");
+    unsigned char *old_journal = malloc((size_t)old_size);
+    REQUIRE(old_journal != NULL);
+    int fd = open(path, O_RDONLY);
+    REQUIRE(fd >= 0);
+    CHECK(read(fd, old_journal, (size_t)old_size) == old_size);
+    close(fd);
+    CHECK(objects_compact(objects, true));
+    free(before);
+    before = dump_state(objects);
+    objects_abandon(objects);
+    fd = open(path, O_WRONLY | O_TRUNC);
+    REQUIRE(fd >= 0);
+    CHECK(write(fd, old_journal, (size_t)old_size) == old_size);
+    close(fd);
+    free(old_journal);
+    objects = open_store(directory, OBJECTS_SYNC_NEVER);
+    REQUIRE(objects != NULL);
+    after = dump_state(objects);
+    CHECK(same_dump(before, after));
+    free(after);
+    /* It started the snapshot's generation at once. */
+    CHECK(objects->journal_generation == objects->snapshot_generation);
+
+    /* A journal of another generation is refused. */
+    objects_abandon(objects);
+    fd = open(path, O_RDWR);
+    REQUIRE(fd >= 0);
+    unsigned char header[24];
+    CHECK(read(fd, header, 24) == 24);
+    header[8] ^= 0x10; /* another generation, with a good header CRC */
+    uint32_t crc = crc32c(header, 20);
+    memcpy(header + 20, &crc, 4);
+    CHECK(pwrite(fd, header, 24, 0) == 24);
+    close(fd);
+    struct objects_config config = {.directory = directory, .sync = OBJECTS_SYNC_NEVER};
+    char error[512] = "";
+    struct objects *refused = objects_open(&config, error, sizeof(error));
+    CHECK(refused == NULL && strstr(error, "generation") != NULL);
+    if (refused != NULL) objects_abandon(refused);
+
+    /* Close and reopen after all that (the snapshot alone). */
+    header[8] ^= 0x10;
+    crc = crc32c(header, 20);
+    memcpy(header + 20, &crc, 4);
+    fd = open(path, O_RDWR);
+    REQUIRE(fd >= 0);
+    CHECK(pwrite(fd, header, 24, 0) == 24);
+    close(fd);
+    objects = open_store(directory, OBJECTS_SYNC_NEVER);
+    REQUIRE(objects != NULL);
+    objects_close(objects);
+    objects = open_store(directory, OBJECTS_SYNC_NEVER);
+    REQUIRE(objects != NULL);
+    after = dump_state(objects);
+    CHECK(same_dump(before, after));
+    free(after);
+    free(before);
+    objects_close(objects);
+    remove_tree(directory);
+}
+
+static void test_journal_errors(void) {
+    char directory[64];
+    REQUIRE(fresh_directory(directory, sizeof(directory)) != NULL);
+    struct objects *objects = open_store(directory, OBJECTS_SYNC_NEVER);
+    REQUIRE(objects != NULL);
+    REQUIRE(objects_bucket_create(objects, BUCKET("full")) == OBJECT_OK);
+    CHECK(put_text(objects, "full", "kept", "v", NULL, NULL) == OBJECT_OK);
+    char *before = dump_state(objects);
+    /* The journal on a full device: nothing changes, the new blob goes. */
+    int saved = dup(objects->journal_fd);
+    int full = open("/dev/full", O_WRONLY);
+    REQUIRE(saved >= 0 && full >= 0);
+    REQUIRE(dup2(full, objects->journal_fd) >= 0);
+    close(full);
+    uint64_t blob;
+    CHECK(put_text(objects, "full", "new", "v", NULL, &blob) == OBJECT_NO_SPACE);
+    CHECK(!blob_exists(objects, blob));
+    CHECK(objects_delete(objects, BUCKET("full"), "kept", 4, NULL, NULL) == OBJECT_NO_SPACE);
+    CHECK(objects_bucket_create(objects, BUCKET("other")) == OBJECT_NO_SPACE);
+    char *during = dump_state(objects);
+    CHECK(same_dump(before, during));
+    free(during);
+    REQUIRE(dup2(saved, objects->journal_fd) >= 0);
+    close(saved);
+    CHECK(put_text(objects, "full", "new", "v", NULL, NULL) == OBJECT_OK);
+    objects_abandon(objects);
+    objects = open_store(directory, OBJECTS_SYNC_NEVER);
+    REQUIRE(objects != NULL);
+    struct object_info info;
+    CHECK(get_info(objects, "full", "new", NULL, &info, NULL) == OBJECT_OK);
+    CHECK(get_info(objects, "full", "kept", NULL, &info, NULL) == OBJECT_OK);
+    free(before);
+    objects_close(objects);
+    remove_tree(directory);
+}
+
+/* ---- threads ------------------------------------------------------------------------- */
+
+struct worker {
+    struct objects *objects;
+    int number;
+    int failures;
+};
+
+static void *work(void *context) {
+    struct worker *worker = context;
+    struct objects *objects = worker->objects;
+    uint64_t x = 0x9E3779B97F4A7C15ull * (uint64_t)(worker->number + 1);
+    char key[16], value[32];
+    for (int i = 0; i < 400; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        snprintf(key, sizeof(key), "k/%d", (int)(x % 12));
+        switch ((x >> 8) % 6) {
+        case 0:
+        case 1: {
+            snprintf(value, sizeof(value), "w%d i%d", worker->number, i);
+            if (put_text(objects, "shared", key, value, NULL, NULL) != OBJECT_OK) {
+                worker->failures++;
+            }
+            break;
+        }
+        case 2: {
+            struct object_info info;
+            enum object_status status = get_info(objects, "shared", key, NULL, &info, NULL);
+            if (status != OBJECT_OK && status != OBJECT_NO_SUCH_KEY) worker->failures++;
+            if (status == OBJECT_OK && (info.length < 5 || !info.is_latest)) worker->failures++;
+            break;
+        }
+        case 3: {
+            struct object_list_result result;
+            if (list(objects, "shared", "k/", "/", NULL, 5, (x >> 20) & 1, &result) != OBJECT_OK) {
+                worker->failures++;
+                break;
+            }
+            for (size_t e = 1; e < result.count; e++) {
+                if (key_compare(result.entries[e - 1].key, result.entries[e - 1].key_length,
+                                result.entries[e].key, result.entries[e].key_length) > 0) {
+                    worker->failures++;
+                }
+            }
+            object_list_free(&result);
+            break;
+        }
+        case 4:
+            if (objects_delete(objects, BUCKET("shared"), key, strlen(key), NULL, NULL) !=
+                OBJECT_OK) {
+                worker->failures++;
+            }
+            break;
+        default:
+            if (objects_copy(objects, BUCKET("shared"), key, strlen(key), NULL, BUCKET("shared"),
+                             "copy", 4, NULL, 0, NULL) == OBJECT_IO_ERROR) {
+                worker->failures++;
+            }
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void test_threads(void) {
+    char directory[64];
+    REQUIRE(fresh_directory(directory, sizeof(directory)) != NULL);
+    struct objects *objects = open_store(directory, OBJECTS_SYNC_EVERYSEC);
+    REQUIRE(objects != NULL);
+    objects_set_compaction_minimum(objects, 32768); /* compactions run among the workers */
+    REQUIRE(objects_bucket_create(objects, BUCKET("shared")) == OBJECT_OK);
+    REQUIRE(objects_bucket_set_versioning(objects, BUCKET("shared"), OBJECT_VERSIONING_ENABLED) ==
+            OBJECT_OK);
+    struct worker workers[4];
+    pthread_t threads[4];
+    for (int i = 0; i < 4; i++) {
+        workers[i] = (struct worker){.objects = objects, .number = i};
+        REQUIRE(pthread_create(&threads[i], NULL, work, &workers[i]) == 0);
+    }
+    for (int i = 0; i < 20; i++) {
+        CHECK(objects_sync_pending(objects) == OBJECT_OK);
+        struct objects_stats stats;
+        objects_get_stats(objects, &stats);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(threads[i], NULL);
+        CHECK(workers[i].failures == 0);
+    }
+    char *before = dump_state(objects);
+    objects_close(objects);
+    objects = open_store(directory, OBJECTS_SYNC_EVERYSEC);
+    REQUIRE(objects != NULL);
+    char *after = dump_state(objects);
+    CHECK(same_dump(before, after));
+    free(before);
+    free(after);
+    objects_close(objects);
+    remove_tree(directory);
+}
+
 int main(void) {
     RUN_TEST(test_crc32c_combine);
     RUN_TEST(test_bucket_names);
@@ -1078,5 +1581,10 @@ int main(void) {
     RUN_TEST(test_list);
     RUN_TEST(test_list_random_paging);
     RUN_TEST(test_multipart);
+    RUN_TEST(test_persistence);
+    RUN_TEST(test_torn_tail_and_orphans);
+    RUN_TEST(test_compaction);
+    RUN_TEST(test_journal_errors);
+    RUN_TEST(test_threads);
     return test_main_result();
 }
