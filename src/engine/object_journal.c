@@ -661,13 +661,13 @@ static void journal_undo(struct objects *objects) {
         log_event(LOG_ERROR, "objects_journal_failed",
                   "directory=%s error=\"cannot cut a failed record: %s\"", objects->directory,
                   strerror(errno));
-        objects->journal_failed = true;
+        atomic_store(&objects->journal_failed, true);
     }
 }
 
 enum object_status journal_append(struct objects *objects, const struct record_buffer *buffer) {
     ASSERT_OBJECTS_WRITE_LOCKED(objects);
-    if (objects->journal_failed) return OBJECT_IO_ERROR;
+    if (atomic_load(&objects->journal_failed)) return OBJECT_IO_ERROR;
     const unsigned char *bytes = buffer->data;
     size_t length = buffer->length;
     size_t done = 0;
@@ -750,7 +750,7 @@ static bool journal_start(struct objects *objects, uint64_t generation, uint64_t
     if (objects->journal_fd >= 0) close(objects->journal_fd);
     objects->journal_fd = fd;
     objects->journal_generation = generation;
-    objects->journal_failed = false;
+    atomic_store(&objects->journal_failed, false);
     atomic_store(&objects->journal_bytes, JOURNAL_HEADER_SIZE + copied);
     return true;
 }
@@ -880,6 +880,7 @@ bool objects_compact(struct objects *objects, bool wait) {
     record_buffer_free(&buffer);
     if (done) {
         atomic_store(&objects->compaction_floor, 0);
+        atomic_store(&objects->failed_compaction_ms, 0);
         log_event(LOG_INFO, "objects_snapshot_written",
                   "directory=%s generation=%" PRIu64 " bytes=%" PRIu64 " milliseconds=%lld",
                   objects->directory, generation, atomic_load(&objects->snapshot_bytes),
@@ -887,12 +888,20 @@ bool objects_compact(struct objects *objects, bool wait) {
     } else {
         atomic_store(&objects->compaction_floor, atomic_load(&objects->journal_bytes) +
                                                      atomic_load(&objects->compaction_minimum));
+        atomic_store(&objects->failed_compaction_ms, clock_monotonic_ms());
     }
     pthread_mutex_unlock(&objects->compaction_lock);
     return done;
 }
 
 void objects_compact_if_due(struct objects *objects) {
+    /* A journal that could not be cut back after a failed append takes no more changes:
+     * a new one is started as soon as possible (and again each second while that fails). */
+    if (atomic_load_explicit(&objects->journal_failed, memory_order_relaxed)) {
+        int64_t failed = atomic_load_explicit(&objects->failed_compaction_ms, memory_order_relaxed);
+        if (failed == 0 || clock_monotonic_ms() - failed >= 1000) objects_compact(objects, false);
+        return;
+    }
     uint64_t journal = atomic_load_explicit(&objects->journal_bytes, memory_order_relaxed);
     uint64_t threshold = 2 * atomic_load_explicit(&objects->snapshot_bytes, memory_order_relaxed);
     uint64_t minimum = atomic_load_explicit(&objects->compaction_minimum, memory_order_relaxed);

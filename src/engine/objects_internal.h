@@ -188,12 +188,14 @@ struct objects {
     uint64_t random_state;         /* xorshift state for skip-list levels */
     uint64_t metadata_bytes;
 
-    /* The journal. The descriptor, generation and the failed flag are guarded by LOCK;
-     * the byte counts are atomic so that the compaction check may read them unlocked. */
+    /* The journal. The descriptor and generation are guarded by LOCK; the byte count and
+     * the failed flag are atomic so that the compaction check may read them unlocked. */
     int journal_fd;
     uint64_t journal_generation;
-    bool journal_failed;            /* a failed append could not be undone: refuse changes */
-    _Atomic uint64_t journal_bytes; /* the end of the last good record */
+    _Atomic bool journal_failed;          /* a failed append could not be undone: refuse changes
+                                           * until a compaction starts a new journal */
+    _Atomic uint64_t journal_bytes;       /* the end of the last good record */
+    _Atomic int64_t failed_compaction_ms; /* when a compaction of a failed journal last failed */
     /* Guarded by COMPACTION_LOCK (read unlocked by the compaction check). */
     pthread_mutex_t compaction_lock;
     uint64_t snapshot_generation;

@@ -1467,6 +1467,34 @@ static void test_journal_errors(void) {
     free(before);
     objects_close(objects);
     remove_tree(directory);
+
+    /* A record written whose sync fails and that cannot be cut back (a pipe): changes are
+     * refused until a compaction starts a new journal, which the failed call itself
+     * begins. */
+    REQUIRE(fresh_directory(directory, sizeof(directory)) != NULL);
+    objects = open_store(directory, OBJECTS_SYNC_NOW);
+    REQUIRE(objects != NULL);
+    REQUIRE(objects_bucket_create(objects, BUCKET("sync")) == OBJECT_OK);
+    CHECK(put_text(objects, "sync", "kept", "v", NULL, NULL) == OBJECT_OK);
+    int pipe_ends[2];
+    REQUIRE(pipe(pipe_ends) == 0);
+    saved = dup(objects->journal_fd);
+    REQUIRE(saved >= 0 && dup2(pipe_ends[1], objects->journal_fd) >= 0);
+    close(pipe_ends[1]);
+    CHECK(put_text(objects, "sync", "lost", "v", NULL, &blob) == OBJECT_IO_ERROR);
+    CHECK(!blob_exists(objects, blob));
+    CHECK(!atomic_load(&objects->journal_failed)); /* a new journal took over */
+    CHECK(put_text(objects, "sync", "after", "v", NULL, NULL) == OBJECT_OK);
+    close(pipe_ends[0]);
+    close(saved);
+    objects_abandon(objects);
+    objects = open_store(directory, OBJECTS_SYNC_NOW);
+    REQUIRE(objects != NULL);
+    CHECK(get_info(objects, "sync", "kept", NULL, &info, NULL) == OBJECT_OK);
+    CHECK(get_info(objects, "sync", "after", NULL, &info, NULL) == OBJECT_OK);
+    CHECK(get_info(objects, "sync", "lost", NULL, &info, NULL) == OBJECT_NO_SUCH_KEY);
+    objects_close(objects);
+    remove_tree(directory);
 }
 
 /* ---- threads ------------------------------------------------------------------------- */
