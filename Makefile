@@ -147,6 +147,7 @@ $(FAULT)/tests/test_blob_faults: $(FAULT)/obj/tests/fault/test_blob_faults.o \
 # UNIT_ROOMS_<test> is what a unit test links for build folder $(1) (the archive takes
 # only the objects the test needs); a test not listed links the whole library.
 UNIT_ROOMS_test_store       = $(1)/libstrata-engine.a
+UNIT_ROOMS_test_objects     = $(1)/libstrata-engine.a
 UNIT_ROOMS_test_checks      = $(1)/libstrata-engine.a
 UNIT_ROOMS_test_blob        = $(1)/libstrata-engine.a
 UNIT_ROOMS_test_options     = $(call objects,$(1),$(BASE_SOURCES))

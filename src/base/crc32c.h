@@ -25,4 +25,10 @@ static inline uint32_t crc32c(const void *data, size_t length) {
     return crc32c_finish(crc32c_update(CRC32C_START, data, length));
 }
 
+/* The CRC32C of A followed by B, from CRC1 = crc32c(A), CRC2 = crc32c(B) and B's
+ * length LENGTH2 (zlib's crc32_combine() for the Castagnoli polynomial: CRC1 is carried
+ * through LENGTH2 zero bytes by squaring the GF(2) shift-by-one-bit matrix, O(log
+ * LENGTH2)). */
+uint32_t crc32c_combine(uint32_t crc1, uint32_t crc2, uint64_t length2);
+
 #endif

@@ -34,13 +34,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OBJECT_MAX_KEY_LENGTH     1024
-#define OBJECT_BUCKET_NAME_MAX    63
-#define OBJECT_VERSION_ID_MAX     32 /* characters of a version id ("null" for the null version) */
-#define OBJECT_UPLOAD_ID_MAX      32 /* characters of an upload id */
-#define OBJECT_MAX_PART_NUMBER    10000
-#define OBJECT_ETAG_MAX           40 /* characters: 32 hex digits, or 32 + "-" + up to 5 digits */
-#define OBJECT_MAX_ATTRIBUTES     8192 /* bytes of a version's attributes */
+#define OBJECT_MAX_KEY_LENGTH  1024
+#define OBJECT_BUCKET_NAME_MAX 63
+#define OBJECT_VERSION_ID_MAX  32 /* characters of a version id ("null" for the null version) */
+#define OBJECT_UPLOAD_ID_MAX   32 /* characters of an upload id */
+#define OBJECT_MAX_PART_NUMBER 10000
+#define OBJECT_ETAG_MAX        40   /* characters: 32 hex digits, or 32 + "-" + up to 5 digits */
+#define OBJECT_MAX_ATTRIBUTES  8192 /* bytes of a version's attributes */
 
 enum object_status {
     OBJECT_OK = 0,
@@ -54,15 +54,15 @@ enum object_status {
     OBJECT_IS_DELETE_MARKER,    /* the version asked for by id is a delete marker */
     OBJECT_KEY_TOO_LONG,        /* longer than OBJECT_MAX_KEY_LENGTH, or empty */
     OBJECT_ATTRIBUTES_TOO_LARGE,
-    OBJECT_QUOTA_EXCEEDED,      /* the bucket's quota would be passed */
+    OBJECT_QUOTA_EXCEEDED, /* the bucket's quota would be passed */
     OBJECT_NO_SUCH_UPLOAD,
-    OBJECT_INVALID_PART,        /* a part named in Complete was not uploaded, or its ETag differs */
-    OBJECT_INVALID_PART_ORDER,  /* part numbers in Complete not in ascending order */
-    OBJECT_ENTITY_TOO_SMALL,    /* a part other than the last is smaller than min_part_size */
-    OBJECT_INVALID_RANGE,       /* a copy range outside the source */
-    OBJECT_IO_ERROR,            /* journal or blob I/O failed (details in the log) */
-    OBJECT_NO_SPACE,            /* the file system is full */
-    OBJECT_CORRUPT,             /* stored bytes failed their CRC32C */
+    OBJECT_INVALID_PART,       /* a part named in Complete was not uploaded, or its ETag differs */
+    OBJECT_INVALID_PART_ORDER, /* part numbers in Complete not in ascending order */
+    OBJECT_ENTITY_TOO_SMALL,   /* a part other than the last is smaller than min_part_size */
+    OBJECT_INVALID_RANGE,      /* a copy range outside the source */
+    OBJECT_IO_ERROR,           /* journal or blob I/O failed (details in the log) */
+    OBJECT_NO_SPACE,           /* the file system is full */
+    OBJECT_CORRUPT,            /* stored bytes failed their CRC32C */
     OBJECT_NO_MEMORY,
 };
 
@@ -82,10 +82,10 @@ enum objects_sync {
 };
 
 struct objects_config {
-    const char *directory;   /* holds "journal", "snapshot" and "blobs/"; created if missing */
-    uint32_t chunk_size;     /* of new blobs; 0 means BLOB_DEFAULT_CHUNK_SIZE */
+    const char *directory; /* holds "journal", "snapshot" and "blobs/"; created if missing */
+    uint32_t chunk_size;   /* of new blobs; 0 means BLOB_DEFAULT_CHUNK_SIZE */
     enum objects_sync sync;
-    uint64_t min_part_size;  /* smallest part but the last in a completed upload (S3: 5 MiB) */
+    uint64_t min_part_size; /* smallest part but the last in a completed upload (S3: 5 MiB) */
 };
 
 struct objects;
@@ -223,8 +223,8 @@ enum object_status objects_copy(struct objects *objects, const char *source_buck
                                 size_t source_bucket_length, const void *source_key,
                                 size_t source_key_length, const char *source_version,
                                 const char *bucket, size_t bucket_length, const void *key,
-                                size_t key_length, const void *attributes,
-                                size_t attributes_length, struct object_info *info);
+                                size_t key_length, const void *attributes, size_t attributes_length,
+                                struct object_info *info);
 
 /* What a delete did. */
 struct object_delete_result {
@@ -238,9 +238,9 @@ struct object_delete_result {
  * version for good (OBJECT_OK when there was none, as S3; the key's newest remaining
  * version becomes current). Fills *RESULT when not NULL. Returns OBJECT_OK,
  * OBJECT_NO_SUCH_BUCKET, OBJECT_KEY_TOO_LONG or OBJECT_IO_ERROR. */
-enum object_status objects_delete(struct objects *objects, const char *bucket,
-                                  size_t bucket_length, const void *key, size_t key_length,
-                                  const char *version_id, struct object_delete_result *result);
+enum object_status objects_delete(struct objects *objects, const char *bucket, size_t bucket_length,
+                                  const void *key, size_t key_length, const char *version_id,
+                                  struct object_delete_result *result);
 
 /* ---- listing ---------------------------------------------------------------------- */
 
@@ -265,7 +265,7 @@ struct object_list_query {
 struct object_list_entry {
     unsigned char *key; /* owned by the result */
     size_t key_length;
-    bool common_prefix;     /* a rolled-up prefix: info is not set */
+    bool common_prefix;      /* a rolled-up prefix: info is not set */
     struct object_info info; /* attributes are not set */
 };
 
@@ -309,22 +309,21 @@ enum object_status objects_upload_key(struct objects *objects, const char *bucke
  * Returns OBJECT_OK, OBJECT_NO_SUCH_BUCKET, OBJECT_NO_SUCH_UPLOAD, OBJECT_INVALID_RANGE
  * (part number out of range), OBJECT_IO_ERROR or OBJECT_NO_MEMORY. */
 enum object_status objects_upload_part(struct objects *objects, const char *bucket,
-                                       size_t bucket_length, const char *upload_id,
-                                       int part_number, const struct blob_digest *digest,
+                                       size_t bucket_length, const char *upload_id, int part_number,
+                                       const struct blob_digest *digest,
                                        char etag[OBJECT_ETAG_MAX + 1]);
 
 /* Records bytes [FIRST, FIRST + LENGTH) of a version (the current one of SOURCE_KEY when
- * SOURCE_VERSION is NULL) as part PART_NUMBER, by reference (UploadPartCopy). MD5 is
- * the MD5 of those bytes, which the caller computed by reading them (the part's ETag).
- * Returns upload_part's statuses, get's for the source, and OBJECT_INVALID_RANGE. */
-enum object_status objects_upload_part_copy(struct objects *objects, const char *bucket,
-                                            size_t bucket_length, const char *upload_id,
-                                            int part_number, const char *source_bucket,
-                                            size_t source_bucket_length, const void *source_key,
-                                            size_t source_key_length, const char *source_version,
-                                            uint64_t first, uint64_t length,
-                                            const unsigned char md5[16],
-                                            char etag[OBJECT_ETAG_MAX + 1]);
+ * SOURCE_VERSION is NULL) as part PART_NUMBER, by reference (UploadPartCopy). MD5 and
+ * CRC32C are those of these bytes, which the caller computed by reading them (the MD5
+ * makes the part's ETag; the CRC32C goes into the completed object's, which cannot be
+ * derived from the source's for a range of it). Returns upload_part's statuses, get's
+ * for the source, and OBJECT_INVALID_RANGE. */
+enum object_status objects_upload_part_copy(
+    struct objects *objects, const char *bucket, size_t bucket_length, const char *upload_id,
+    int part_number, const char *source_bucket, size_t source_bucket_length, const void *source_key,
+    size_t source_key_length, const char *source_version, uint64_t first, uint64_t length,
+    const unsigned char md5[16], uint32_t crc32c, char etag[OBJECT_ETAG_MAX + 1]);
 
 /* A part as CompleteMultipartUpload names it. */
 struct object_part_ref {
@@ -360,7 +359,7 @@ struct object_part_info {
 struct object_parts_result {
     struct object_part_info *parts;
     size_t count;
-    bool truncated; /* more parts follow: list again after the last part number */
+    bool truncated;     /* more parts follow: list again after the last part number */
     unsigned char *key; /* the upload's key, owned by the result */
     size_t key_length;
     const unsigned char *attributes; /* the upload's attributes, owned by the result */
@@ -414,7 +413,7 @@ struct objects_stats {
     uint64_t uploads;        /* multipart uploads in progress */
     uint64_t metadata_bytes; /* DRAM the index holds (approximate) */
     uint64_t journal_bytes;
-    uint64_t recovery_ms;    /* how long objects_open() took */
+    uint64_t recovery_ms; /* how long objects_open() took */
 };
 
 void objects_get_stats(struct objects *objects, struct objects_stats *stats);
