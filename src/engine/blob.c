@@ -15,9 +15,15 @@
  *         bytes 24..27  u32 CRC32C of the sums' 4*CHUNK_COUNT bytes
  *         bytes 28..31  u32 CRC32C of the footer's bytes 0..27
  *
- * so the file is exactly LENGTH + 4*CHUNK_COUNT + 32 bytes long. A reader finds the
- * footer at the end of the file, checks it and the sums once when it opens the blob, and
- * then checks every chunk it reads against its sum.
+ * so the file is exactly LENGTH + 4*CHUNK_COUNT + 32 bytes long. A blob is opened for
+ * reading once for all readers (the store's cache, blob_store.c): the footer at the end
+ * of the file and the sums are checked then, and every chunk a reader reads is checked
+ * against its sum.
+ *
+ * A reader opens nothing itself: it keeps the extents and where each starts in the
+ * value, and takes the blobs a read or a stream touches from the cache as it reaches
+ * them, holding at most READER_HELD at once (a few used by the reads under way, the
+ * rest kept for the next range, given back to the cache as others are needed).
  *
  * Writers and readers are used by one thread at a time. A stream (blob_reader_send())
  * lives on the thread that started it: its io_ring's completions and the output queue's
@@ -370,14 +376,15 @@ void blob_writer_abort(struct blob_writer *writer) {
 
 /* ---- reading ----------------------------------------------------------------------- */
 
-/* One blob file a reader has open, its footer and sums checked. */
-struct blob_file {
-    uint64_t id;
-    int fd;
-    uint64_t length; /* of the data */
-    uint32_t chunk_size;
-    uint32_t chunk_count;
-    uint32_t *sums;
+/* Blobs a reader holds references to at once (struct held_blob): one per buffer of a
+ * stream's window, one for the step being started, and one kept for the next range. */
+#define READER_HELD (BLOB_SEND_WINDOW + 2)
+
+/* A blob a reader holds, from the store's cache. */
+struct held_blob {
+    struct blob_open *open; /* a reference from blob_store_acquire(), or NULL */
+    unsigned users;         /* steps (a read, a window buffer) using it now */
+    uint64_t last_used;     /* the reader's clock when last taken (0: empty) */
 };
 
 /* Where a walk over the value stands: extent EXTENT, INSIDE bytes into it, REMAINING
@@ -388,9 +395,11 @@ struct value_cursor {
     uint64_t remaining;
 };
 
-/* One read's worth of a walk: bytes [FROM, FROM + LENGTH) of chunk CHUNK of file FILE. */
+/* One read's worth of a walk: bytes [FROM, FROM + LENGTH) of chunk CHUNK of the blob
+ * the reader holds at HELD (-1 when the step holds nothing: not planned, done, or
+ * failed). */
 struct chunk_step {
-    size_t file;
+    int held;
     uint32_t chunk;
     size_t from;
     size_t length;
@@ -399,7 +408,7 @@ struct chunk_step {
 enum slot_state {
     SLOT_FREE,
     SLOT_READING, /* an io_ring read is in flight into it */
-    SLOT_READ,    /* read (result set), waiting for its turn to be checked and queued */
+    SLOT_READ,    /* read (result set) or failed (failure set), waiting for its turn */
     SLOT_SENDING, /* its piece is in the output queue */
 };
 
@@ -407,24 +416,28 @@ enum slot_state {
 struct send_slot {
     struct io_ring_operation operation; /* first: completions find the slot from it */
     struct blob_reader *reader;
-    unsigned char *buffer; /* reader->largest_chunk bytes, taken at first use, then reused */
+    unsigned char *buffer; /* buffer_size bytes, taken at first use, grown for a larger
+                              chunk size, then reused */
+    size_t buffer_size;
     enum slot_state state;
     uint64_t sequence; /* which step of the stream it holds */
     struct chunk_step step;
-    size_t chunk_length; /* bytes of the chunk (the read asked for this many) */
-    ssize_t result;      /* of the read: bytes read, or a negative errno */
+    size_t chunk_length;      /* bytes of the chunk (the read asked for this many) */
+    ssize_t result;           /* of the read: bytes read, or a negative errno */
+    enum blob_status failure; /* BLOB_OK, or why the step could not be read at all */
 };
 
 struct blob_reader {
     struct blob_store *store;
     struct blob_extent *extents;
-    size_t *extent_files; /* index in files of each extent's blob */
+    uint64_t *starts; /* where each extent starts in the value (a binary search finds an
+                         offset's extent) */
     size_t extent_count;
-    struct blob_file *files;
-    size_t file_count;
-    uint64_t length;        /* of the value */
-    uint32_t largest_chunk; /* the largest chunk size of the files: a read buffer's size */
-    unsigned char *scratch; /* blob_reader_read()'s buffer, taken at first use */
+    uint64_t length; /* of the value */
+    struct held_blob held[READER_HELD];
+    uint64_t clock;         /* ticks at each hold: which held blob was used last */
+    unsigned char *scratch; /* blob_reader_read()'s buffer, scratch_size bytes */
+    size_t scratch_size;
     /* blob_reader_send(): */
     struct output_queue *queue; /* NULL once the queue cancelled the stream */
     struct output_chunk *chunk;
@@ -446,17 +459,17 @@ struct blob_reader {
     struct send_slot slots[BLOB_SEND_WINDOW];
 };
 
-/* Frees READER: closes its files and frees every buffer. */
+/* Frees READER: lets go of the blobs it holds (nothing may be reading them any more)
+ * and frees every buffer. */
 static void reader_free(struct blob_reader *reader) {
-    for (size_t i = 0; i < reader->file_count; i++) {
-        if (reader->files[i].fd >= 0) close(reader->files[i].fd);
-        free(reader->files[i].sums);
+    for (int i = 0; i < READER_HELD; i++) {
+        STRATA_ASSERT(reader->held[i].users == 0);
+        blob_store_release(reader->store, reader->held[i].open);
     }
     for (int i = 0; i < BLOB_SEND_WINDOW; i++)
         free(reader->slots[i].buffer);
-    free(reader->files);
     free(reader->extents);
-    free(reader->extent_files);
+    free(reader->starts);
     free(reader->scratch);
     free(reader);
 }
@@ -474,16 +487,16 @@ static enum blob_status read_failed(uint64_t id, const char *during, int error) 
     return BLOB_IO_ERROR;
 }
 
-/* Opens blob FILE->id and checks its size, footer and sums; fills FILE. On an error
- * FILE->fd may be open (reader_free() closes it). */
-static enum blob_status open_file(struct blob_store *store, struct blob_file *file) {
-    char path[4096];
-    blob_path(store, file->id, path, sizeof(path));
-    file->fd = fault_fails(FAULT_open) ? -1 : open(path, O_RDONLY | O_CLOEXEC);
-    if (file->fd < 0) {
-        if (errno == ENOENT) return BLOB_NOT_FOUND;
-        return read_failed(file->id, "open", errno);
-    }
+void blob_open_free(struct blob_open *open) {
+    if (open == NULL) return;
+    if (open->fd >= 0) close(open->fd);
+    free(open->sums);
+    free(open);
+}
+
+/* Checks the size, footer and sums of FILE, whose fd is open, and fills its length,
+ * chunk size, chunk count and sums. */
+static enum blob_status check_file(struct blob_open *file) {
     struct stat status;
     if (fstat(file->fd, &status) != 0) return read_failed(file->id, "stat", errno);
     uint64_t size = (uint64_t)status.st_size;
@@ -532,23 +545,74 @@ static enum blob_status open_file(struct blob_store *store, struct blob_file *fi
     return outcome;
 }
 
-/* The index in READER's files of blob ID, opening it if it is not open yet. Extents of
- * one object are mostly one blob, or distinct blobs in turn: the last one opened is
- * tried first. Returns BLOB_OK with *INDEX set, or the failure. */
-static enum blob_status find_or_open_file(struct blob_reader *reader, uint64_t id, size_t *index) {
-    for (size_t i = reader->file_count; i > 0; i--) {
-        if (reader->files[i - 1].id == id) {
-            *index = i - 1;
+enum blob_status blob_open_file(struct blob_store *store, uint64_t id, struct blob_open **opened) {
+    *opened = NULL;
+    struct blob_open *file = calloc(1, sizeof(*file));
+    if (file == NULL) return BLOB_NO_MEMORY;
+    file->id = id;
+    char path[4096];
+    blob_path(store, id, path, sizeof(path));
+    file->fd = fault_fails(FAULT_open) ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+    enum blob_status status;
+    if (file->fd < 0) {
+        status = errno == ENOENT ? BLOB_NOT_FOUND : read_failed(id, "open", errno);
+    } else {
+        status = check_file(file);
+    }
+    if (status != BLOB_OK) {
+        blob_open_free(file);
+        return status;
+    }
+    *opened = file;
+    return BLOB_OK;
+}
+
+/* Takes blob ID for a step of READER: the held blob of that id, or a fresh reference
+ * from the store's cache in place of the held blob no step uses that was used least
+ * recently (let go to the cache). Returns BLOB_OK with *INDEX its place in reader->held
+ * (its users counted up: the step lets go with step_done()), or the failure. */
+static enum blob_status reader_hold(struct blob_reader *reader, uint64_t id, int *index) {
+    int spare = -1;
+    for (int i = 0; i < READER_HELD; i++) {
+        struct held_blob *held = &reader->held[i];
+        if (held->open != NULL && held->open->id == id) {
+            held->users++;
+            held->last_used = ++reader->clock;
+            *index = i;
             return BLOB_OK;
         }
+        if (held->users == 0 && (spare < 0 || held->last_used < reader->held[spare].last_used))
+            spare = i;
     }
-    struct blob_file *file = &reader->files[reader->file_count++];
-    file->id = id;
-    enum blob_status status = open_file(reader->store, file);
+    /* At most BLOB_SEND_WINDOW steps are in use at once, fewer than READER_HELD. */
+    STRATA_ASSERT(spare >= 0);
+    if (spare < 0) return BLOB_NO_MEMORY;
+    struct blob_open *open;
+    enum blob_status status = blob_store_acquire(reader->store, id, &open);
     if (status != BLOB_OK) return status;
-    if (file->chunk_size > reader->largest_chunk) reader->largest_chunk = file->chunk_size;
-    *index = reader->file_count - 1;
+    struct held_blob *held = &reader->held[spare];
+    blob_store_release(reader->store, held->open);
+    held->open = open;
+    held->users = 1;
+    held->last_used = ++reader->clock;
+    *index = spare;
     return BLOB_OK;
+}
+
+/* The blob STEP (which holds one) reads. */
+static const struct blob_open *step_blob(const struct blob_reader *reader,
+                                         const struct chunk_step *step) {
+    STRATA_ASSERT(step->held >= 0 && reader->held[step->held].users > 0);
+    return reader->held[step->held].open;
+}
+
+/* STEP no longer needs its blob (it stays held for the next step, until its place is
+ * wanted for another blob). Nothing when STEP holds none. */
+static void step_done(struct blob_reader *reader, struct chunk_step *step) {
+    if (step->held < 0) return;
+    STRATA_ASSERT(reader->held[step->held].users > 0);
+    reader->held[step->held].users--;
+    step->held = -1;
 }
 
 enum blob_status blob_reader_open(struct blob_store *store, const struct blob_extent *extents,
@@ -559,31 +623,25 @@ enum blob_status blob_reader_open(struct blob_store *store, const struct blob_ex
     reader->store = store;
     size_t slots = count ? count : 1;
     reader->extents = malloc(slots * sizeof(*reader->extents));
-    reader->extent_files = malloc(slots * sizeof(*reader->extent_files));
-    reader->files = calloc(slots, sizeof(*reader->files));
-    if (reader->extents == NULL || reader->extent_files == NULL || reader->files == NULL) {
+    reader->starts = calloc(slots, sizeof(*reader->starts));
+    if (reader->extents == NULL || reader->starts == NULL) {
         reader_free(reader);
         return BLOB_NO_MEMORY;
     }
     if (count > 0) memcpy(reader->extents, extents, count * sizeof(*extents));
     reader->extent_count = count;
-    for (int i = 0; i < BLOB_SEND_WINDOW; i++)
+    for (int i = 0; i < BLOB_SEND_WINDOW; i++) {
         reader->slots[i].reader = reader;
+        reader->slots[i].step.held = -1;
+    }
     for (size_t i = 0; i < count; i++) {
         const struct blob_extent *extent = &reader->extents[i];
-        enum blob_status status = find_or_open_file(reader, extent->id, &reader->extent_files[i]);
-        if (status == BLOB_OK) {
-            const struct blob_file *file = &reader->files[reader->extent_files[i]];
-            if (extent->offset > file->length || extent->length > file->length - extent->offset) {
-                status = file_damaged(extent->id, "extent beyond the blob's data");
-            } else if (extent->length > UINT64_MAX - reader->length) {
-                status = file_damaged(extent->id, "extents add up past 2^64");
-            }
-        }
-        if (status != BLOB_OK) {
+        if (extent->length > UINT64_MAX - reader->length) {
+            enum blob_status status = file_damaged(extent->id, "extents add up past 2^64");
             reader_free(reader);
             return status;
         }
+        reader->starts[i] = reader->length;
         reader->length += extent->length;
     }
     *opened = reader;
@@ -599,43 +657,61 @@ void blob_reader_close(struct blob_reader *reader) {
 }
 
 /* A cursor at byte OFFSET of READER's value with LENGTH bytes to go (the range lies in
- * the value). */
+ * the value): in the last extent that starts at or before OFFSET, found by a binary
+ * search (empty extents before it are passed over; next_step() skips any others). */
 static struct value_cursor cursor_at(const struct blob_reader *reader, uint64_t offset,
                                      uint64_t length) {
-    struct value_cursor cursor = {.extent = 0, .inside = offset, .remaining = length};
-    while (cursor.extent < reader->extent_count &&
-           cursor.inside >= reader->extents[cursor.extent].length) {
-        cursor.inside -= reader->extents[cursor.extent].length;
-        cursor.extent++;
+    size_t low = 0, high = reader->extent_count;
+    while (high - low > 1) {
+        size_t middle = low + (high - low) / 2;
+        if (reader->starts[middle] <= offset) {
+            low = middle;
+        } else {
+            high = middle;
+        }
     }
-    return cursor;
+    return (struct value_cursor){
+        .extent = low, .inside = offset - reader->starts[low], .remaining = length};
 }
 
 /* The next step of CURSOR (which has bytes remaining): the chunk it is in and the bytes
  * of it that the value takes, up to the chunk's, the extent's or the range's end.
- * Moves CURSOR past them. */
-static struct chunk_step next_step(const struct blob_reader *reader, struct value_cursor *cursor) {
+ * Holds the extent's blob for the step (opening it through the store's cache if the
+ * reader does not hold it) and checks the extent lies within the blob's data. Returns
+ * BLOB_OK with *STEP set and CURSOR moved past its bytes, or the failure (BLOB_NOT_FOUND,
+ * BLOB_CORRUPT, BLOB_IO_ERROR, BLOB_NO_MEMORY) with CURSOR at the extent that failed
+ * and STEP holding nothing. */
+static enum blob_status next_step(struct blob_reader *reader, struct value_cursor *cursor,
+                                  struct chunk_step *step) {
     while (cursor->inside >= reader->extents[cursor->extent].length) {
         cursor->inside -= reader->extents[cursor->extent].length; /* skips empty extents */
         cursor->extent++;
     }
     const struct blob_extent *extent = &reader->extents[cursor->extent];
-    size_t file_index = reader->extent_files[cursor->extent];
-    const struct blob_file *file = &reader->files[file_index];
+    step->held = -1;
+    int held;
+    enum blob_status status = reader_hold(reader, extent->id, &held);
+    if (status != BLOB_OK) return status;
+    const struct blob_open *file = reader->held[held].open;
+    if (extent->offset > file->length || extent->length > file->length - extent->offset) {
+        reader->held[held].users--;
+        return file_damaged(extent->id, "extent beyond the blob's data");
+    }
     uint64_t at = extent->offset + cursor->inside;
-    struct chunk_step step = {.file = file_index, .chunk = (uint32_t)(at / file->chunk_size)};
-    step.from = (size_t)(at % file->chunk_size);
-    uint64_t length = file->chunk_size - step.from;
+    step->held = held;
+    step->chunk = (uint32_t)(at / file->chunk_size);
+    step->from = (size_t)(at % file->chunk_size);
+    uint64_t length = file->chunk_size - step->from;
     if (length > extent->length - cursor->inside) length = extent->length - cursor->inside;
     if (length > cursor->remaining) length = cursor->remaining;
-    step.length = (size_t)length;
+    step->length = (size_t)length;
     cursor->inside += length;
     cursor->remaining -= length;
-    return step;
+    return BLOB_OK;
 }
 
 /* The length of chunk CHUNK of FILE (the last one may be short). */
-static size_t chunk_length(const struct blob_file *file, uint32_t chunk) {
+static size_t chunk_length(const struct blob_open *file, uint32_t chunk) {
     uint64_t start = (uint64_t)chunk * file->chunk_size;
     uint64_t left = file->length - start;
     return left < file->chunk_size ? (size_t)left : file->chunk_size;
@@ -643,7 +719,7 @@ static size_t chunk_length(const struct blob_file *file, uint32_t chunk) {
 
 /* Checks chunk CHUNK of FILE, LENGTH bytes at DATA, as read with RESULT (bytes read or a
  * negative errno): it must be whole and match its sum. Logs a failure. */
-static enum blob_status check_chunk(const struct blob_file *file, uint32_t chunk,
+static enum blob_status check_chunk(const struct blob_open *file, uint32_t chunk,
                                     const unsigned char *data, size_t length, ssize_t result) {
     if (result < 0) return read_failed(file->id, "chunk", (int)-result);
     if ((size_t)result != length || crc32c(data, length) != file->sums[chunk]) {
@@ -663,19 +739,26 @@ enum blob_status blob_reader_read(struct blob_reader *reader, uint64_t offset, u
                                   unsigned char *destination) {
     STRATA_ASSERT(range_valid(reader, offset, length));
     if (!range_valid(reader, offset, length)) return BLOB_IO_ERROR;
-    if (length == 0) return BLOB_OK;
-    if (reader->scratch == NULL) {
-        reader->scratch = malloc(reader->largest_chunk);
-        if (reader->scratch == NULL) return BLOB_NO_MEMORY;
-    }
     struct value_cursor cursor = cursor_at(reader, offset, length);
     while (cursor.remaining > 0) {
-        struct chunk_step step = next_step(reader, &cursor);
-        const struct blob_file *file = &reader->files[step.file];
+        struct chunk_step step;
+        enum blob_status status = next_step(reader, &cursor, &step);
+        if (status != BLOB_OK) return status;
+        const struct blob_open *file = step_blob(reader, &step);
+        if (reader->scratch_size < file->chunk_size) {
+            free(reader->scratch);
+            reader->scratch = malloc(file->chunk_size);
+            reader->scratch_size = reader->scratch != NULL ? file->chunk_size : 0;
+            if (reader->scratch == NULL) {
+                step_done(reader, &step);
+                return BLOB_NO_MEMORY;
+            }
+        }
         size_t whole = chunk_length(file, step.chunk);
         ssize_t got =
             read_fully(file->fd, reader->scratch, whole, (uint64_t)step.chunk * file->chunk_size);
-        enum blob_status status = check_chunk(file, step.chunk, reader->scratch, whole, got);
+        status = check_chunk(file, step.chunk, reader->scratch, whole, got);
+        step_done(reader, &step);
         if (status != BLOB_OK) return status;
         memcpy(destination, reader->scratch + step.from, step.length);
         destination += step.length;
@@ -702,13 +785,19 @@ static void free_if_finished(struct blob_reader *reader) {
     }
 }
 
+/* Lets go of SLOT's step, which is read or failed but not queued: the slot is free. */
+static void slot_drop(struct blob_reader *reader, struct send_slot *slot) {
+    step_done(reader, &slot->step);
+    slot->state = SLOT_FREE;
+}
+
 /* Ends the stream short: its chunk fails (the connection will close, clearing the
  * queue, which cancels the stream) and read buffers waiting for their turn are let go. */
 static void fail_stream(struct blob_reader *reader) {
     if (reader->failed) return;
     reader->failed = true;
     for (int i = 0; i < BLOB_SEND_WINDOW; i++) {
-        if (reader->slots[i].state == SLOT_READ) reader->slots[i].state = SLOT_FREE;
+        if (reader->slots[i].state == SLOT_READ) slot_drop(reader, &reader->slots[i]);
     }
     if (reader->queue != NULL) {
         output_stream_fail(reader->queue, reader->chunk);
@@ -739,7 +828,7 @@ static void stream_cancelled(void *source) {
     reader->queue = NULL;
     reader->chunk = NULL;
     for (int i = 0; i < BLOB_SEND_WINDOW; i++) {
-        if (reader->slots[i].state == SLOT_READ) reader->slots[i].state = SLOT_FREE;
+        if (reader->slots[i].state == SLOT_READ) slot_drop(reader, &reader->slots[i]);
     }
     free_if_finished(reader);
 }
@@ -754,15 +843,20 @@ static struct send_slot *slot_read_for(struct blob_reader *reader, uint64_t sequ
 }
 
 /* Checks the chunks that have been read, in the stream's order, and queues their
- * pieces; stops at the first that has not been read yet, or at a failure. */
+ * pieces; stops at the first that has not been read yet, or at a failure: a chunk that
+ * fails its check, or a step that could not be read at all (a missing or damaged blob,
+ * no memory), which fails the stream once the bytes before it are queued. */
 static void queue_read_pieces(struct blob_reader *reader) {
     while (!reader->failed && !reader->cancelled) {
         struct send_slot *slot = slot_read_for(reader, reader->next_piece);
         if (slot == NULL) return;
-        const struct blob_file *file = &reader->files[slot->step.file];
-        if (check_chunk(file, slot->step.chunk, slot->buffer, slot->chunk_length, slot->result) !=
-            BLOB_OK) {
-            slot->state = SLOT_FREE;
+        enum blob_status status = slot->failure;
+        if (status == BLOB_OK) {
+            status = check_chunk(step_blob(reader, &slot->step), slot->step.chunk, slot->buffer,
+                                 slot->chunk_length, slot->result);
+        }
+        slot_drop(reader, slot); /* the bytes are in the buffer; the blob is not needed */
+        if (status != BLOB_OK) {
             fail_stream(reader);
             return;
         }
@@ -790,7 +884,7 @@ static void slot_read_done(struct io_ring_operation *operation, int result) {
     struct blob_reader *reader = slot->reader;
     reader->reads_in_flight--;
     if (reader->cancelled || reader->failed) {
-        slot->state = SLOT_FREE;
+        slot_drop(reader, slot); /* the read is over: the blob may be let go */
         free_if_finished(reader);
         return;
     }
@@ -800,20 +894,33 @@ static void slot_read_done(struct io_ring_operation *operation, int result) {
 }
 
 /* Starts reading the stream's next chunk into free SLOT: through the ring (the slot is
- * READING), or at once without one or when the submission fails (the slot is READ when
- * this returns). A failure to allocate the buffer fails the stream. */
+ * READING, holding the blob so that its descriptor stays open until the read ends), or
+ * at once without one or when the submission fails (the slot is READ when this
+ * returns). A step whose blob cannot be had (missing, damaged, unreadable) or whose
+ * buffer cannot be allocated is READ with its failure set, and nothing more is read:
+ * the stream fails when its turn comes. */
 static void start_read(struct blob_reader *reader, struct send_slot *slot) {
-    if (slot->buffer == NULL) {
-        slot->buffer = aligned_alloc(BLOB_ALIGNMENT, reader->largest_chunk);
-        if (slot->buffer == NULL) {
-            log_event(LOG_ERROR, "blob_read_failed", "during=stream reason=\"out of memory\"");
-            fail_stream(reader);
-            return;
+    slot->sequence = reader->next_read++;
+    slot->failure = next_step(reader, &reader->cursor, &slot->step);
+    const struct blob_open *file = NULL;
+    if (slot->failure == BLOB_OK) {
+        file = step_blob(reader, &slot->step);
+        if (slot->buffer_size < file->chunk_size) {
+            /* The first chunk, or a blob of a larger chunk size than the slot has read. */
+            free(slot->buffer);
+            slot->buffer = aligned_alloc(BLOB_ALIGNMENT, file->chunk_size);
+            slot->buffer_size = slot->buffer != NULL ? file->chunk_size : 0;
+            if (slot->buffer == NULL) slot->failure = BLOB_NO_MEMORY;
         }
     }
-    slot->step = next_step(reader, &reader->cursor);
-    slot->sequence = reader->next_read++;
-    const struct blob_file *file = &reader->files[slot->step.file];
+    if (slot->failure != BLOB_OK) {
+        log_event(LOG_ERROR, "blob_read_failed", "blob=%016" PRIx64 " during=stream reason=\"%s\"",
+                  reader->extents[reader->cursor.extent].id, blob_status_text(slot->failure));
+        step_done(reader, &slot->step);
+        reader->cursor.remaining = 0; /* read no further */
+        slot->state = SLOT_READ;
+        return;
+    }
     slot->chunk_length = chunk_length(file, slot->step.chunk);
     uint64_t offset = (uint64_t)slot->step.chunk * file->chunk_size;
     if (reader->ring != NULL) {

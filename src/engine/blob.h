@@ -16,6 +16,11 @@
  * refers to it. Blobs are written with ordinary buffered writes from the calling thread
  * and read through the calling thread's io_ring when it has one.
  *
+ * Readers share the blob files the store has open (a cache of open blobs: a blob is
+ * opened and its footer and sums checked once, on first use, and kept open while
+ * readers use it and for a while after), so a value of thousands of extents costs a
+ * reader only the blobs its ranges touch.
+ *
  * Threads: a blob_store may be used from any thread; a writer or a reader by one thread
  * at a time. */
 #ifndef STRATA_ENGINE_BLOB_H
@@ -64,8 +69,9 @@ struct blob_store *blob_store_open(const char *directory, uint32_t chunk_size, e
 /* Closes the store. Every writer and reader must have ended. */
 void blob_store_close(struct blob_store *store);
 
-/* Removes blob ID's file (readers that have it open keep reading it). Returns BLOB_OK,
- * BLOB_NOT_FOUND or BLOB_IO_ERROR. */
+/* Removes blob ID's file and drops it from the cache of open blobs: readers that have
+ * read from it already keep reading it; a later reader, or one that reaches it only
+ * now, gets BLOB_NOT_FOUND. Returns BLOB_OK, BLOB_NOT_FOUND or BLOB_IO_ERROR. */
 enum blob_status blob_store_unlink(struct blob_store *store, uint64_t id);
 
 /* Calls VISIT(CONTEXT, ID) for every blob file in the directory, finished or not
@@ -134,10 +140,14 @@ struct blob_extent {
 
 struct blob_reader;
 
-/* Opens the blobs of EXTENTS (COUNT of them, in order: together they are the value, of
- * their summed length) for reading: opens each file and checks its footer and sums.
- * Copies EXTENTS. Returns BLOB_OK with *READER set, BLOB_NOT_FOUND, BLOB_CORRUPT,
- * BLOB_IO_ERROR or BLOB_NO_MEMORY. */
+/* Makes a reader of the value EXTENTS make up (COUNT of them, in order: together they
+ * are the value, of their summed length). Copies EXTENTS. Checks nothing on disk and
+ * opens no file: each blob is taken (opened, its footer and sums checked, through the
+ * store's cache) by the first read or send that touches it, which reports a missing
+ * blob, a damaged one or an extent beyond its blob's data. The reader holds a blob from
+ * then on until its place is wanted for another (a few at most), so a blob unlinked
+ * before the reader reaches it is not found. Returns BLOB_OK with *READER set,
+ * BLOB_CORRUPT (the extents' lengths add up past 2^64) or BLOB_NO_MEMORY. */
 enum blob_status blob_reader_open(struct blob_store *store, const struct blob_extent *extents,
                                   size_t count, struct blob_reader **reader);
 
@@ -145,8 +155,12 @@ enum blob_status blob_reader_open(struct blob_store *store, const struct blob_ex
 uint64_t blob_reader_length(const struct blob_reader *reader);
 
 /* Copies bytes [OFFSET, OFFSET + LENGTH) of the value into DESTINATION, reading (and
- * checking) every chunk it touches, blocking the calling thread. Returns BLOB_OK,
- * BLOB_CORRUPT (names the blob and chunk in the log) or BLOB_IO_ERROR. */
+ * checking) every chunk it touches, blocking the calling thread; takes the blobs the
+ * range touches as it reaches them (blob_reader_open()). Returns BLOB_OK,
+ * BLOB_NOT_FOUND (a blob of the range does not exist), BLOB_CORRUPT (a chunk, or a
+ * blob's footer or sums, failed its check, or an extent lies beyond its blob's data:
+ * the log names the blob), BLOB_IO_ERROR or BLOB_NO_MEMORY. DESTINATION may hold part
+ * of the range on a failure. */
 enum blob_status blob_reader_read(struct blob_reader *reader, uint64_t offset, uint64_t length,
                                   unsigned char *destination);
 
@@ -158,8 +172,11 @@ enum blob_status blob_reader_read(struct blob_reader *reader, uint64_t offset, u
  * that fails ends the stream short (output_stream_fail(): the connection closes before
  * the body is complete) and is logged with the blob id and chunk. WAKE(WAKE_CONTEXT) is
  * called on this thread whenever pieces were added by a completion (not from inside
- * this call). Takes over READER (it is closed when the stream ends). Returns false if
- * the chunk could not be queued (the queue has failed; READER is closed). */
+ * this call). Blobs are taken as the stream reaches them (blob_reader_open()): a blob
+ * that is missing, damaged or beyond reach fails the stream like a chunk that fails
+ * its check, once the bytes before it are queued, and is logged. Takes over READER (it
+ * is closed when the stream ends). Returns false if the chunk could not be queued (the
+ * queue has failed; READER is closed). */
 bool blob_reader_send(struct blob_reader *reader, uint64_t offset, uint64_t length,
                       struct output_queue *queue, void (*wake)(void *context), void *wake_context);
 

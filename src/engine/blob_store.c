@@ -1,7 +1,24 @@
 /* The blob directory: opening it, naming blob files, removing them, listing them and
- * syncing them (engine/blob.h). Writing and reading blobs is in blob.c. */
+ * syncing them (engine/blob.h), and the cache of blobs open for reading that readers
+ * share (blob_store_acquire()). Writing and reading blobs is in blob.c.
+ *
+ * The cache maps a blob id to an entry holding the open descriptor, the footer's numbers
+ * and the sums (struct blob_open). An entry is filled on first use, outside the lock,
+ * and published under it; readers hold references while they read, and an entry with
+ * none is idle: it stays open, on a least-recently-used list of at most
+ * BLOB_OPEN_CACHE_MAX, for the next reader. An entry in use is never closed. Unlinking
+ * a blob takes its entry out of the map at once (its holders keep reading the unlinked
+ * file, and it is closed when the last lets go), so no later reader is served a file
+ * that is gone, nor an old file under an id used again.
+ *
+ * A fill that races an unlink must not publish the file the unlink removed: the filler
+ * checks, under the lock, that the file it opened still has a name (st_nlink > 0). An
+ * unlink removes the name first and takes the entry out of the map under the lock
+ * after, so either the filler sees the name gone and keeps its entry to itself, or the
+ * unlink comes after the publication and takes the entry out. */
 #include "engine/blob_internal.h"
 
+#include "base/checks.h"
 #include "base/log.h"
 
 #include <dirent.h>
@@ -32,6 +49,218 @@ const char *blob_status_text(enum blob_status status) {
         return "pending";
     }
     return "unknown";
+}
+
+/* Buckets of a new store's cache; the map doubles when it holds more entries. */
+#define CACHE_FIRST_BUCKETS 512
+
+static void cache_lock(struct blob_store *store) {
+    pthread_mutex_lock(&store->cache_lock);
+    check_acquired(&store->cache_owner);
+}
+
+static void cache_unlock(struct blob_store *store) {
+    check_releasing(&store->cache_owner);
+    pthread_mutex_unlock(&store->cache_lock);
+}
+
+#define ASSERT_CACHE_LOCKED(store) STRATA_ASSERT(check_held(&(store)->cache_owner))
+
+/* The bucket of ID in a map of BUCKET_COUNT (a power of two) buckets. */
+static size_t cache_bucket(uint64_t id, size_t bucket_count) {
+    return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 32) & (bucket_count - 1);
+}
+
+/* The cached entry of ID, or NULL. Called with cache_lock held. */
+static struct blob_open *cache_find(struct blob_store *store, uint64_t id) {
+    ASSERT_CACHE_LOCKED(store);
+    struct blob_open *entry = store->buckets[cache_bucket(id, store->bucket_count)];
+    while (entry != NULL && entry->id != id)
+        entry = entry->next;
+    return entry;
+}
+
+/* Doubles the map's buckets; on an allocation failure the chains just grow longer.
+ * Called with cache_lock held. */
+static void cache_grow(struct blob_store *store) {
+    ASSERT_CACHE_LOCKED(store);
+    size_t grown = store->bucket_count * 2;
+    struct blob_open **buckets = calloc(grown, sizeof(*buckets));
+    if (buckets == NULL) return;
+    for (size_t i = 0; i < store->bucket_count; i++) {
+        struct blob_open *entry = store->buckets[i];
+        while (entry != NULL) {
+            struct blob_open *next = entry->next;
+            size_t bucket = cache_bucket(entry->id, grown);
+            entry->next = buckets[bucket];
+            buckets[bucket] = entry;
+            entry = next;
+        }
+    }
+    free(store->buckets);
+    store->buckets = buckets;
+    store->bucket_count = grown;
+}
+
+/* Puts ENTRY (not cached, no entry of its id in the map) in the map. Called with
+ * cache_lock held. */
+static void cache_insert(struct blob_store *store, struct blob_open *entry) {
+    ASSERT_CACHE_LOCKED(store);
+    STRATA_ASSERT(!entry->cached && cache_find(store, entry->id) == NULL);
+    if (store->cached_count >= store->bucket_count) cache_grow(store);
+    size_t bucket = cache_bucket(entry->id, store->bucket_count);
+    entry->next = store->buckets[bucket];
+    store->buckets[bucket] = entry;
+    entry->cached = true;
+    store->cached_count++;
+}
+
+/* Takes cached ENTRY out of the map (not out of the idle list). Called with cache_lock
+ * held. */
+static void cache_remove(struct blob_store *store, struct blob_open *entry) {
+    ASSERT_CACHE_LOCKED(store);
+    STRATA_ASSERT(entry->cached);
+    struct blob_open **link = &store->buckets[cache_bucket(entry->id, store->bucket_count)];
+    while (*link != entry)
+        link = &(*link)->next;
+    *link = entry->next;
+    entry->next = NULL;
+    entry->cached = false;
+    store->cached_count--;
+}
+
+/* Appends ENTRY (cached, no references) to the idle list as its most recently used.
+ * Called with cache_lock held. */
+static void idle_push(struct blob_store *store, struct blob_open *entry) {
+    ASSERT_CACHE_LOCKED(store);
+    STRATA_ASSERT(entry->cached && entry->references == 0);
+    entry->younger = NULL;
+    entry->older = store->idle_youngest;
+    if (store->idle_youngest != NULL) {
+        store->idle_youngest->younger = entry;
+    } else {
+        store->idle_oldest = entry;
+    }
+    store->idle_youngest = entry;
+    store->idle_count++;
+}
+
+/* Takes ENTRY, which is on the idle list, off it. Called with cache_lock held. */
+static void idle_unlink(struct blob_store *store, struct blob_open *entry) {
+    ASSERT_CACHE_LOCKED(store);
+    STRATA_ASSERT(entry->references == 0 && store->idle_count > 0);
+    if (entry->older != NULL) {
+        entry->older->younger = entry->younger;
+    } else {
+        store->idle_oldest = entry->younger;
+    }
+    if (entry->younger != NULL) {
+        entry->younger->older = entry->older;
+    } else {
+        store->idle_youngest = entry->older;
+    }
+    entry->older = NULL;
+    entry->younger = NULL;
+    store->idle_count--;
+}
+
+enum blob_status blob_store_acquire(struct blob_store *store, uint64_t id,
+                                    struct blob_open **open) {
+    *open = NULL;
+    cache_lock(store);
+    struct blob_open *entry = cache_find(store, id);
+    if (entry != NULL) {
+        if (entry->references == 0) idle_unlink(store, entry);
+        entry->references++;
+        cache_unlock(store);
+        *open = entry;
+        return BLOB_OK;
+    }
+    cache_unlock(store);
+
+    /* A miss: open and check the file without the lock (it reads the disk). */
+    struct blob_open *fresh;
+    enum blob_status status = blob_open_file(store, id, &fresh);
+    if (status != BLOB_OK) return status;
+    atomic_fetch_add(&store->opens, 1);
+    struct stat file_status;
+    cache_lock(store);
+    entry = cache_find(store, id);
+    if (entry != NULL) {
+        /* Another reader filled it first: use theirs. */
+        if (entry->references == 0) idle_unlink(store, entry);
+        entry->references++;
+        cache_unlock(store);
+        blob_open_free(fresh);
+        *open = entry;
+        return BLOB_OK;
+    }
+    /* Published only while the file still has its name (see the top comment); else it
+     * is this reader's alone, as if it had opened the blob just before the unlink. */
+    if (fstat(fresh->fd, &file_status) == 0 && file_status.st_nlink > 0) {
+        cache_insert(store, fresh);
+    }
+    fresh->references = 1;
+    cache_unlock(store);
+    *open = fresh;
+    return BLOB_OK;
+}
+
+void blob_store_release(struct blob_store *store, struct blob_open *open) {
+    if (open == NULL) return;
+    struct blob_open *closing = NULL;
+    cache_lock(store);
+    STRATA_ASSERT(open->references > 0);
+    open->references--;
+    if (open->references == 0) {
+        if (!open->cached) {
+            closing = open;
+        } else {
+            idle_push(store, open);
+            if (store->idle_count > BLOB_OPEN_CACHE_MAX) {
+                closing = store->idle_oldest;
+                idle_unlink(store, closing);
+                cache_remove(store, closing);
+            }
+        }
+    }
+    cache_unlock(store);
+    if (closing != NULL) blob_open_free(closing); /* close() outside the lock */
+}
+
+/* Takes blob ID's entry out of the cache, if it has one: closed now when idle, else by
+ * the last holder's release. Any thread; takes cache_lock. */
+static void cache_drop(struct blob_store *store, uint64_t id) {
+    struct blob_open *closing = NULL;
+    cache_lock(store);
+    struct blob_open *entry = cache_find(store, id);
+    if (entry != NULL) {
+        cache_remove(store, entry);
+        if (entry->references == 0) {
+            idle_unlink(store, entry);
+            closing = entry;
+        }
+    }
+    cache_unlock(store);
+    if (closing != NULL) blob_open_free(closing);
+}
+
+void blob_store_close_idle(struct blob_store *store) {
+    struct blob_open *closing = NULL;
+    cache_lock(store);
+    while (store->idle_oldest != NULL) {
+        struct blob_open *entry = store->idle_oldest;
+        idle_unlink(store, entry);
+        cache_remove(store, entry);
+        entry->next = closing;
+        closing = entry;
+    }
+    cache_unlock(store);
+    while (closing != NULL) { /* close() outside the lock */
+        struct blob_open *next = closing->next;
+        blob_open_free(closing);
+        closing = next;
+    }
 }
 
 void blob_path(const struct blob_store *store, uint64_t id, char *path, size_t size) {
@@ -66,9 +295,19 @@ struct blob_store *blob_store_open(const char *directory, uint32_t chunk_size, e
         free(store);
         return NULL;
     }
+    store->bucket_count = CACHE_FIRST_BUCKETS;
+    store->buckets = calloc(store->bucket_count, sizeof(*store->buckets));
+    if (store->buckets == NULL) {
+        snprintf(error, error_size, "out of memory");
+        close(store->directory_fd);
+        free(store->directory);
+        free(store);
+        return NULL;
+    }
     store->chunk_size = chunk_size;
     store->sync = sync;
     pthread_mutex_init(&store->lock, NULL);
+    pthread_mutex_init(&store->cache_lock, NULL);
     /* Count what is there already. */
     DIR *listing = opendir(directory);
     if (listing != NULL) {
@@ -90,6 +329,11 @@ void blob_store_close(struct blob_store *store) {
     if (store == NULL) return;
     blob_store_sync_pending(store);
     free(store->pending);
+    /* Every reader has ended: every entry left is idle. */
+    STRATA_ASSERT(store->idle_count == store->cached_count);
+    blob_store_close_idle(store);
+    free(store->buckets);
+    pthread_mutex_destroy(&store->cache_lock);
     pthread_mutex_destroy(&store->lock);
     close(store->directory_fd);
     free(store->directory);
@@ -121,12 +365,16 @@ enum blob_status blob_store_unlink(struct blob_store *store, uint64_t id) {
     struct stat status;
     bool sized = fstatat(store->directory_fd, name, &status, 0) == 0;
     if (unlinkat(store->directory_fd, name, 0) != 0) {
-        if (errno == ENOENT) return BLOB_NOT_FOUND;
+        if (errno == ENOENT) {
+            cache_drop(store, id); /* removed behind the store's back: forget it too */
+            return BLOB_NOT_FOUND;
+        }
         log_event(LOG_WARNING, "blob_unlink_failed", "blob=%016" PRIx64 " reason=\"%s\"", id,
                   strerror(errno));
         return BLOB_IO_ERROR;
     }
     if (sized) atomic_fetch_sub(&store->bytes, (uint64_t)status.st_size);
+    cache_drop(store, id); /* after the name is gone: see the top comment */
     return BLOB_OK;
 }
 

@@ -196,9 +196,9 @@ void object_handle_clear(struct object_handle *handle);
  * delete marker when the key has one). Returns OBJECT_OK, OBJECT_NO_SUCH_BUCKET,
  * OBJECT_NO_SUCH_KEY (no key, or its current version is a delete marker: then
  * handle->info.delete_marker is true), OBJECT_NO_SUCH_VERSION, OBJECT_IS_DELETE_MARKER (the
- * version asked for is a delete marker) or OBJECT_NO_MEMORY. The blobs stay readable
- * after a later delete for as long as a reader has them open: open the reader at once
- * (blob_reader_open() with the handle's extents). */
+ * version asked for is a delete marker) or OBJECT_NO_MEMORY. A blob stays readable
+ * after a later delete for a reader that has read from it already (blob_reader_open()
+ * opens nothing: a blob the reader reaches after the delete is not found). */
 enum object_status objects_get(struct objects *objects, const char *bucket, size_t bucket_length,
                                const void *key, size_t key_length, const char *version_id,
                                struct object_handle *handle);

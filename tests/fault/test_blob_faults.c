@@ -2,7 +2,9 @@
  * test_faults.c: for each site (open, write with EIO and with ENOSPC, sync, read,
  * submit, alloc), once and persistently, the Nth call fails for N = 1, 2, ... while a
  * workload writes a blob (synced at once), reads it back, and streams it to an output
- * queue without and with an io_ring, until the workload makes fewer than N calls. Each
+ * queue without and with an io_ring, each pass opening the blob afresh (the store's
+ * cache of open blobs is emptied before it, so the open, footer and sums reads happen
+ * inside the read and inside each stream), until the workload makes fewer than N calls. Each
  * time: the failure is reported with the status the site's errno calls for, a blob
  * whose write failed leaves no file and no bytes counted, no wrong byte is ever
  * returned or queued, and nothing leaks or is used after it is freed (ASan).
@@ -156,6 +158,7 @@ static bool workload(struct blob_store *store, struct io_ring *ring, enum fault_
     struct blob_extent extent = {digest.id, 0, BLOB_LENGTH};
     for (int pass = 0; pass < 3 && right; pass++) {
         struct blob_reader *reader;
+        blob_store_close_idle(store); /* the pass opens the blob itself */
         status = blob_reader_open(store, &extent, 1, &reader);
         if (status != BLOB_OK) {
             if (status != status_for(site, error)) {

@@ -1,7 +1,11 @@
 /* Unit tests of the blob files (engine/blob.h): writing them (append and zero-copy),
  * their digests, reading any range of one or several blobs, streaming a range to an
- * output queue with and without an io_ring, damage of every part of the file, cancelled
- * streams, the sync policies and the store's byte count. */
+ * output queue with and without an io_ring, damage of every part of the file (found by
+ * the read or stream that reaches it), cancelled streams, the sync policies, the
+ * store's byte count, and the cache of open blobs: a value of 2,000 extents read and
+ * streamed within a bounded number of descriptors, readers that open only the blobs
+ * their ranges touch, unlink dropping the cache entry, and readers on several threads
+ * while blobs are unlinked and written (TSan watches). */
 #include "base/crc32c.h"
 #include "base/io_ring.h"
 #include "base/log.h"
@@ -144,6 +148,41 @@ static void md5_of(const unsigned char *data, size_t length, unsigned char md5[1
     EVP_Digest(data, length, md5, &md5_length, EVP_md5(), NULL);
 }
 
+/* Opens a reader over EXTENTS (COUNT), reads [OFFSET, OFFSET + LENGTH) into DESTINATION
+ * and closes it. Returns what the open or the read returned. */
+static enum blob_status read_once(struct blob_store *store, const struct blob_extent *extents,
+                                  size_t count, uint64_t offset, uint64_t length,
+                                  unsigned char *destination) {
+    struct blob_reader *reader;
+    enum blob_status status = blob_reader_open(store, extents, count, &reader);
+    if (status != BLOB_OK) return status;
+    status = blob_reader_read(reader, offset, length, destination);
+    blob_reader_close(reader);
+    return status;
+}
+
+/* Descriptors the process has open (entries of /proc/self/fd, less the listing's own). */
+static int open_descriptors(void) {
+    DIR *listing = opendir("/proc/self/fd");
+    if (listing == NULL) return -1;
+    int count = 0;
+    struct dirent *entry;
+    while ((entry = readdir(listing)) != NULL) {
+        if (entry->d_name[0] != '.') count++;
+    }
+    closedir(listing);
+    return count - 1;
+}
+
+/* Entries in STORE's cache of open blobs: all of them, and the idle ones. */
+static size_t cached_blobs(struct blob_store *store, size_t *idle) {
+    pthread_mutex_lock(&store->cache_lock);
+    size_t count = store->cached_count;
+    if (idle != NULL) *idle = store->idle_count;
+    pthread_mutex_unlock(&store->cache_lock);
+    return count;
+}
+
 /* ---- streaming helpers -------------------------------------------------------------- */
 
 struct drain {
@@ -211,6 +250,29 @@ static void check_send(struct blob_store *store, const struct blob_extent *exten
     output_queue_clear(&queue);
     io_ring_set_current(NULL);
     free(drain.received);
+}
+
+/* Streams [OFFSET, OFFSET + LENGTH) of a reader over EXTENTS (COUNT) through RING (or
+ * without one) into RECEIVED (LENGTH bytes), draining until the queue is empty or
+ * stuck. Returns the bytes received; *FAILED says whether the queue failed. */
+static size_t send_once(struct blob_store *store, const struct blob_extent *extents, size_t count,
+                        uint64_t offset, uint64_t length, struct io_ring *ring,
+                        unsigned char *received, bool *failed) {
+    *failed = true;
+    struct blob_reader *reader;
+    if (blob_reader_open(store, extents, count, &reader) != BLOB_OK) return 0;
+    io_ring_set_current(ring);
+    struct output_queue queue;
+    output_queue_init(&queue);
+    struct drain drain = {.received = received, .capacity = length};
+    if (blob_reader_send(reader, offset, length, &queue, count_wake, &drain))
+        drain_queue(&queue, ring, &drain, 1 << 20, 0);
+    *failed = queue.failed;
+    output_queue_clear(&queue);
+    while (ring != NULL && io_ring_in_flight(ring) > 0)
+        io_ring_wait(ring);
+    io_ring_set_current(NULL);
+    return drain.length;
 }
 
 static struct io_ring *make_ring(void) {
@@ -371,13 +433,26 @@ static void test_reads_across_chunks_and_extents(void) {
     check_every_range(reader, value);
     blob_reader_close(reader);
 
-    /* Extents that do not fit their blob, and blobs that do not exist. */
-    struct blob_extent beyond = {db.id, length_b - 10, 11};
-    CHECK(blob_reader_open(store, &beyond, 1, &reader) == BLOB_CORRUPT);
-    struct blob_extent past_end = {db.id, length_b + 1, 0};
-    CHECK(blob_reader_open(store, &past_end, 1, &reader) == BLOB_CORRUPT);
+    /* Extents that do not fit their blob, and blobs that do not exist: found by the
+     * read that reaches them (the open checks nothing on disk). */
+    struct blob_extent beyond[] = {{da.id, 0, 10}, {db.id, length_b - 10, 11}};
+    CHECK(read_once(store, beyond, 2, 0, 10, value) == BLOB_OK);
+    CHECK(memcmp(value, a, 10) == 0);
+    CHECK(read_once(store, beyond, 2, 9, 2, value) == BLOB_CORRUPT);
+    CHECK(read_once(store, beyond, 2, 12, 1, value) == BLOB_CORRUPT);
+    struct blob_extent past_end = {db.id, length_b + 1, 1};
+    CHECK(read_once(store, &past_end, 1, 0, 1, value) == BLOB_CORRUPT);
+    struct blob_extent overflowing[] = {{da.id, 0, UINT64_MAX}, {da.id, 0, 1}};
+    CHECK(blob_reader_open(store, overflowing, 2, &reader) == BLOB_CORRUPT);
     struct blob_extent missing[] = {{da.id, 0, 1}, {db.id ^ 1, 0, 1}};
-    CHECK(blob_reader_open(store, missing, 2, &reader) == BLOB_NOT_FOUND);
+    CHECK(read_once(store, missing, 2, 0, 1, value) == BLOB_OK);
+    CHECK(value[0] == a[0]);
+    CHECK(read_once(store, missing, 2, 1, 1, value) == BLOB_NOT_FOUND);
+    CHECK(read_once(store, missing, 2, 0, 2, value) == BLOB_NOT_FOUND);
+    bool failed;
+    CHECK(send_once(store, missing, 2, 0, 2, NULL, value, &failed) == 1);
+    CHECK(failed);
+    CHECK(value[0] == a[0]);
     /* No extents: an empty value. */
     REQUIRE(blob_reader_open(store, NULL, 0, &reader) == BLOB_OK);
     CHECK(blob_reader_length(reader) == 0);
@@ -418,13 +493,25 @@ static void test_damage_is_found(void) {
     CHECK(log_holds(expected_line));
     blob_store_unlink(store, digest.id);
 
-    /* A byte of the sums, of each footer field, and the file cut or grown: no open. */
+    /* A byte of the sums, of each footer field, and the file cut or grown: the reader
+     * opens (it checks nothing on disk), and the first read or stream that touches the
+     * blob reports it, even one byte of a chunk that is whole; nothing is cached. */
     int64_t places[] = {(int64_t)length + 5, -32, -25, -16, -12, -8, -1};
+    bool failed;
     for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
         REQUIRE(write_blob(store, data, length, CHUNK, false, &digest) == BLOB_OK);
         REQUIRE(flip_byte(store, digest.id, places[i]));
         extent.id = digest.id;
-        CHECK(blob_reader_open(store, &extent, 1, &reader) == BLOB_CORRUPT);
+        REQUIRE(blob_reader_open(store, &extent, 1, &reader) == BLOB_OK);
+        CHECK(blob_reader_read(reader, 0, 1, back) == BLOB_CORRUPT);
+        CHECK(blob_reader_read(reader, CHUNK, 5, back) == BLOB_CORRUPT); /* again: not kept */
+        blob_reader_close(reader);
+        CHECK(send_once(store, &extent, 1, 0, length, NULL, back, &failed) == 0);
+        CHECK(failed);
+        CHECK(cached_blobs(store, NULL) == 0);
+        snprintf(expected_line, sizeof(expected_line), "event=blob_damaged blob=%016" PRIx64,
+                 digest.id);
+        CHECK(log_holds(expected_line));
         blob_store_unlink(store, digest.id);
     }
     char path[512];
@@ -434,7 +521,9 @@ static void test_damage_is_found(void) {
         off_t size = (off_t)expected_file_size(length);
         CHECK(truncate(path, grow ? size + 1 : size - 1) == 0);
         extent.id = digest.id;
-        CHECK(blob_reader_open(store, &extent, 1, &reader) == BLOB_CORRUPT);
+        CHECK(read_once(store, &extent, 1, 0, length, back) == BLOB_CORRUPT);
+        CHECK(send_once(store, &extent, 1, 0, length, NULL, back, &failed) == 0);
+        CHECK(failed);
         blob_store_unlink(store, digest.id);
     }
     /* A file too short to have a footer, and an empty one. */
@@ -442,9 +531,15 @@ static void test_damage_is_found(void) {
     blob_path(store, digest.id, path, sizeof(path));
     CHECK(truncate(path, 31) == 0);
     extent = (struct blob_extent){digest.id, 0, 1};
-    CHECK(blob_reader_open(store, &extent, 1, &reader) == BLOB_CORRUPT);
+    CHECK(read_once(store, &extent, 1, 0, 1, back) == BLOB_CORRUPT);
     CHECK(truncate(path, 0) == 0);
-    CHECK(blob_reader_open(store, &extent, 1, &reader) == BLOB_CORRUPT);
+    CHECK(read_once(store, &extent, 1, 0, 1, back) == BLOB_CORRUPT);
+    struct io_ring *ring = make_ring();
+    if (ring != NULL) {
+        CHECK(send_once(store, &extent, 1, 0, 1, ring, back, &failed) == 0);
+        CHECK(failed);
+        io_ring_destroy(ring);
+    }
     blob_store_unlink(store, digest.id);
     CHECK(count_blob_files() == 0);
     free(data);
@@ -452,25 +547,73 @@ static void test_damage_is_found(void) {
     blob_store_close(store);
 }
 
+/* A reader that has read from a blob keeps reading it after the unlink; the unlink takes
+ * the blob out of the cache, so a new reader, or one that had not reached it yet, does
+ * not find it, and the descriptor is closed with the last holder. */
 static void test_unlinked_blob_still_reads(void) {
     struct blob_store *store = open_store(BLOB_SYNC_NEVER);
     REQUIRE(store != NULL);
+    int descriptors = open_descriptors();
     size_t length = 2 * CHUNK + 3;
     unsigned char *data = pattern(length, 41), *back = malloc(length);
     struct blob_digest digest;
     REQUIRE(write_blob(store, data, length, 10000, false, &digest) == BLOB_OK);
     struct blob_extent extent = {digest.id, 0, length};
-    struct blob_reader *reader;
+    struct blob_reader *reader, *late;
     REQUIRE(blob_reader_open(store, &extent, 1, &reader) == BLOB_OK);
+    REQUIRE(blob_reader_open(store, &extent, 1, &late) == BLOB_OK);
+    CHECK(blob_reader_read(reader, 0, 1, back) == BLOB_OK);
+    CHECK(cached_blobs(store, NULL) == 1);
+    CHECK(open_descriptors() == descriptors + 1);
     CHECK(blob_store_unlink(store, digest.id) == BLOB_OK);
+    CHECK(cached_blobs(store, NULL) == 0);
     CHECK(blob_store_bytes(store) == 0);
     CHECK(blob_reader_read(reader, 0, length, back) == BLOB_OK);
     CHECK(memcmp(back, data, length) == 0);
+    CHECK(blob_reader_read(late, 0, 1, back) == BLOB_NOT_FOUND);
+    CHECK(read_once(store, &extent, 1, 0, length, back) == BLOB_NOT_FOUND);
+    CHECK(open_descriptors() == descriptors + 1); /* the first reader still holds it */
     blob_reader_close(reader);
-    CHECK(blob_reader_open(store, &extent, 1, &reader) == BLOB_NOT_FOUND);
+    blob_reader_close(late);
+    CHECK(open_descriptors() == descriptors);
+
+    /* An idle entry is closed by the unlink itself. */
+    REQUIRE(write_blob(store, data, length, 10000, false, &digest) == BLOB_OK);
+    extent.id = digest.id;
+    CHECK(read_once(store, &extent, 1, 0, length, back) == BLOB_OK);
+    size_t idle = 0;
+    CHECK(cached_blobs(store, &idle) == 1 && idle == 1);
+    CHECK(open_descriptors() == descriptors + 1);
+    uint64_t opens = atomic_load(&store->opens);
+    CHECK(read_once(store, &extent, 1, 0, length, back) == BLOB_OK);
+    CHECK(atomic_load(&store->opens) == opens); /* served from the cache */
+    CHECK(blob_store_unlink(store, digest.id) == BLOB_OK);
+    CHECK(cached_blobs(store, &idle) == 0 && idle == 0);
+    CHECK(open_descriptors() == descriptors);
+
+    /* An id used again after an unlink (here by renaming another blob's file to it) is
+     * served from the new file, never the cached old one. */
+    unsigned char *other = pattern(length, 42);
+    struct blob_digest first, second;
+    REQUIRE(write_blob(store, data, length, 10000, false, &first) == BLOB_OK);
+    REQUIRE(write_blob(store, other, length, 10000, false, &second) == BLOB_OK);
+    extent.id = first.id;
+    CHECK(read_once(store, &extent, 1, 0, length, back) == BLOB_OK);
+    CHECK(memcmp(back, data, length) == 0);
+    CHECK(blob_store_unlink(store, first.id) == BLOB_OK);
+    char from[512], to[512];
+    blob_path(store, second.id, from, sizeof(from));
+    blob_path(store, first.id, to, sizeof(to));
+    CHECK(rename(from, to) == 0);
+    CHECK(read_once(store, &extent, 1, 0, length, back) == BLOB_OK);
+    CHECK(memcmp(back, other, length) == 0);
+    CHECK(blob_store_unlink(store, first.id) == BLOB_OK);
+    CHECK(count_blob_files() == 0);
+    free(other);
     free(data);
     free(back);
     blob_store_close(store);
+    CHECK(open_descriptors() == descriptors - 1); /* the directory's, too */
 }
 
 /* Streams of many ranges of a two-blob value, through RING (or without one). */
@@ -709,6 +852,396 @@ static void test_writers_on_threads(void) {
     blob_store_close(store);
 }
 
+/* ---- the cache of open blobs -------------------------------------------------------- */
+
+/* A small deterministic generator for the tests' random choices. */
+static uint64_t next_random(uint64_t *state) {
+    *state = *state * 6364136223846793005ull + 1442695040888963407ull;
+    return *state >> 17;
+}
+
+#define MANY_BLOBS 2000
+
+/* An object of 2,000 extents over 2,000 small blobs (as a multipart upload makes), read
+ * at random ranges and streamed with and without a ring: every byte right, and the
+ * process never holds more descriptors than the cache's bound and a few. */
+static void test_many_extents(void) {
+    struct blob_store *store = open_store(BLOB_SYNC_NEVER);
+    REQUIRE(store != NULL);
+    struct io_ring *ring = make_ring();
+    int descriptors = open_descriptors();
+    REQUIRE(descriptors > 0);
+    struct blob_extent *extents = malloc(MANY_BLOBS * sizeof(*extents));
+    size_t capacity = MANY_BLOBS * 1200;
+    unsigned char *value = malloc(capacity);
+    size_t value_length = 0;
+    int written = 0;
+    for (int i = 0; i < MANY_BLOBS; i++) {
+        size_t length = 300 + (size_t)(i % 7) * 100; /* 300 to 900 bytes */
+        unsigned char *data = pattern(length, (uint32_t)(1000 + i));
+        struct blob_digest digest;
+        if (write_blob(store, data, length, length, false, &digest) == BLOB_OK) written++;
+        /* Part of each blob: a few bytes off the front, and off the back of odd ones. */
+        uint64_t offset = (uint64_t)(i % 5);
+        uint64_t taken = length - offset - (uint64_t)(i % 2) * 3;
+        extents[i] = (struct blob_extent){digest.id, offset, taken};
+        memcpy(value + value_length, data + offset, (size_t)taken);
+        value_length += (size_t)taken;
+        free(data);
+    }
+    REQUIRE(written == MANY_BLOBS);
+    unsigned char *back = malloc(value_length);
+    int most = 0;
+
+    /* Random ranges: short ones inside an extent, ones across tens of extents, and the
+     * whole value, several times on one reader. */
+    struct blob_reader *reader;
+    uint64_t opens = atomic_load(&store->opens);
+    REQUIRE(blob_reader_open(store, extents, MANY_BLOBS, &reader) == BLOB_OK);
+    CHECK(atomic_load(&store->opens) == opens); /* the open opened nothing */
+    CHECK(blob_reader_length(reader) == value_length);
+    uint64_t state = 7;
+    int wrong = 0;
+    for (int i = 0; i < 400; i++) {
+        uint64_t offset, length;
+        if (i % 100 == 99) {
+            offset = 0;
+            length = value_length;
+        } else {
+            offset = next_random(&state) % value_length;
+            uint64_t most_length = i % 2 ? 8 : 40000;
+            length = 1 + next_random(&state) % most_length;
+            if (length > value_length - offset) length = value_length - offset;
+        }
+        if (blob_reader_read(reader, offset, length, back) != BLOB_OK ||
+            memcmp(back, value + offset, (size_t)length) != 0) {
+            wrong++;
+        }
+        int now = open_descriptors();
+        if (now > most) most = now;
+    }
+    CHECK(wrong == 0);
+    blob_reader_close(reader);
+    size_t idle = 0;
+    CHECK(cached_blobs(store, &idle) == BLOB_OPEN_CACHE_MAX);
+    CHECK(idle == BLOB_OPEN_CACHE_MAX); /* the rest were closed, least recently used first */
+    CHECK(atomic_load(&store->opens) >= opens + MANY_BLOBS);
+
+    /* Streams, sampled for descriptors as they drain. */
+    struct {
+        uint64_t offset, length;
+    } ranges[] = {{0, value_length}, {value_length / 3, 100000}, {12345, 1}};
+    for (int with_ring = 0; with_ring < 2; with_ring++) {
+        if (with_ring && ring == NULL) break;
+        struct io_ring *current = with_ring ? ring : NULL;
+        for (size_t r = 0; r < sizeof(ranges) / sizeof(ranges[0]); r++) {
+            REQUIRE(blob_reader_open(store, extents, MANY_BLOBS, &reader) == BLOB_OK);
+            io_ring_set_current(current);
+            struct output_queue queue;
+            output_queue_init(&queue);
+            struct drain drain = {.received = back, .capacity = ranges[r].length};
+            CHECK(blob_reader_send(reader, ranges[r].offset, ranges[r].length, &queue, count_wake,
+                                   &drain));
+            for (size_t stop = 4096; drain.length < ranges[r].length; stop += 65536) {
+                size_t before = drain.length;
+                drain_queue(&queue, current, &drain, 4096, stop);
+                int now = open_descriptors();
+                if (now > most) most = now;
+                if (drain.length == before) break; /* stuck: failed */
+            }
+            CHECK(!queue.failed);
+            CHECK(drain.length == ranges[r].length);
+            CHECK(memcmp(back, value + ranges[r].offset, drain.length) == 0);
+            CHECK(drain.most_pieces <= 4);
+            output_queue_clear(&queue);
+            io_ring_set_current(NULL);
+        }
+    }
+    fprintf(stderr, "    %d descriptors before, at most %d while reading %d blobs\n", descriptors,
+            most, MANY_BLOBS);
+    CHECK(most <= descriptors + BLOB_OPEN_CACHE_MAX + 8);
+    CHECK(cached_blobs(store, &idle) == BLOB_OPEN_CACHE_MAX && idle == BLOB_OPEN_CACHE_MAX);
+    for (int i = 0; i < MANY_BLOBS; i++)
+        CHECK(blob_store_unlink(store, extents[i].id) == BLOB_OK);
+    CHECK(cached_blobs(store, NULL) == 0);
+    CHECK(open_descriptors() == descriptors);
+    if (ring != NULL) io_ring_destroy(ring);
+    blob_store_close(store);
+    free(back);
+    free(value);
+    free(extents);
+}
+
+/* A value over blobs of two chunk sizes, the small one first: the read buffer and the
+ * window's buffers grow when the larger chunk size comes (ASan sees an overflow). */
+static void test_mixed_chunk_sizes(void) {
+    char error[256];
+    struct blob_store *large =
+        blob_store_open(directory, 4 * CHUNK, BLOB_SYNC_NEVER, error, sizeof(error));
+    REQUIRE(large != NULL);
+    size_t length_large = 9 * CHUNK + 17, length_small = 2 * CHUNK + 5;
+    unsigned char *big = pattern(length_large, 401), *small = pattern(length_small, 402);
+    struct blob_digest dl, ds;
+    REQUIRE(write_blob(large, big, length_large, 100000, false, &dl) == BLOB_OK);
+    blob_store_close(large);
+    struct blob_store *store = open_store(BLOB_SYNC_NEVER);
+    REQUIRE(store != NULL);
+    REQUIRE(write_blob(store, small, length_small, 100000, false, &ds) == BLOB_OK);
+    struct blob_extent extents[] = {{ds.id, 1, length_small - 1}, {dl.id, 2, length_large - 2}};
+    size_t value_length = length_small - 1 + length_large - 2;
+    unsigned char *value = malloc(value_length);
+    memcpy(value, small + 1, length_small - 1);
+    memcpy(value + length_small - 1, big + 2, length_large - 2);
+    struct blob_reader *reader;
+    REQUIRE(blob_reader_open(store, extents, 2, &reader) == BLOB_OK);
+    check_every_range(reader, value);
+    blob_reader_close(reader);
+    check_send(store, extents, 2, 0, value_length, value, NULL, 1 << 20);
+    struct io_ring *ring = make_ring();
+    if (ring != NULL) {
+        check_send(store, extents, 2, 0, value_length, value, ring, 50000);
+        check_send(store, extents, 2, CHUNK, value_length - CHUNK - 1, value, ring, 4096);
+        io_ring_destroy(ring);
+    }
+    CHECK(blob_store_unlink(store, ds.id) == BLOB_OK);
+    CHECK(blob_store_unlink(store, dl.id) == BLOB_OK);
+    blob_store_close(store);
+    free(big);
+    free(small);
+    free(value);
+}
+
+/* A reader opens only the blobs its ranges touch: with every other blob of an
+ * eight-extent value removed, the first extent reads, a range reaching a removed blob
+ * is BLOB_NOT_FOUND, and a stream sends the bytes before it and fails. */
+static void test_reader_opens_only_what_it_touches(void) {
+    struct blob_store *store = open_store(BLOB_SYNC_NEVER);
+    REQUIRE(store != NULL);
+    enum { PARTS = 8 };
+    size_t part = CHUNK + 100;
+    struct blob_extent extents[PARTS];
+    unsigned char *value = malloc(PARTS * part), *back = malloc(PARTS * part);
+    for (int i = 0; i < PARTS; i++) {
+        unsigned char *data = pattern(part, (uint32_t)(200 + i));
+        struct blob_digest digest;
+        REQUIRE(write_blob(store, data, part, 5000, false, &digest) == BLOB_OK);
+        extents[i] = (struct blob_extent){digest.id, 0, part};
+        memcpy(value + (size_t)i * part, data, part);
+        free(data);
+    }
+    for (int i = 1; i < PARTS; i += 2)
+        CHECK(blob_store_unlink(store, extents[i].id) == BLOB_OK);
+
+    uint64_t opens = atomic_load(&store->opens);
+    struct blob_reader *reader;
+    REQUIRE(blob_reader_open(store, extents, PARTS, &reader) == BLOB_OK);
+    CHECK(atomic_load(&store->opens) == opens);
+    CHECK(blob_reader_read(reader, 0, 8, back) == BLOB_OK); /* a header read */
+    CHECK(memcmp(back, value, 8) == 0);
+    CHECK(atomic_load(&store->opens) == opens + 1);
+    CHECK(blob_reader_read(reader, 0, part, back) == BLOB_OK);
+    CHECK(memcmp(back, value, part) == 0);
+    CHECK(atomic_load(&store->opens) == opens + 1); /* the first blob, once */
+    CHECK(blob_reader_read(reader, 2 * part + 7, part - 7, back) == BLOB_OK); /* extent 2 */
+    CHECK(memcmp(back, value + 2 * part + 7, part - 7) == 0);
+    CHECK(atomic_load(&store->opens) == opens + 2);
+    CHECK(blob_reader_read(reader, part - 1, 2, back) == BLOB_NOT_FOUND);
+    CHECK(blob_reader_read(reader, 3 * part, 1, back) == BLOB_NOT_FOUND);
+    CHECK(blob_reader_read(reader, 0, PARTS * part, back) == BLOB_NOT_FOUND);
+    CHECK(blob_reader_read(reader, 4 * part, part, back) == BLOB_OK); /* still reads */
+    CHECK(memcmp(back, value + 4 * part, part) == 0);
+    blob_reader_close(reader);
+
+    /* Streams, without and with a ring: the first extent's bytes go out, then the
+     * stream fails; one that stays inside the first extent is whole. */
+    struct io_ring *ring = make_ring();
+    for (int with_ring = 0; with_ring < 2; with_ring++) {
+        if (with_ring && ring == NULL) break;
+        bool failed;
+        size_t sent = send_once(store, extents, PARTS, 10, PARTS * part - 10,
+                                with_ring ? ring : NULL, back, &failed);
+        CHECK(failed);
+        CHECK(sent == part - 10);
+        CHECK(memcmp(back, value + 10, sent) == 0);
+        sent =
+            send_once(store, extents, PARTS, 3, part - 3, with_ring ? ring : NULL, back, &failed);
+        CHECK(!failed && sent == part - 3);
+        CHECK(memcmp(back, value + 3, sent) == 0);
+    }
+    if (ring != NULL) io_ring_destroy(ring);
+    for (int i = 0; i < PARTS; i += 2)
+        CHECK(blob_store_unlink(store, extents[i].id) == BLOB_OK);
+    CHECK(count_blob_files() == 0);
+    free(value);
+    free(back);
+    blob_store_close(store);
+}
+
+/* Readers on four threads read random ranges of a value over shared blobs, and now and
+ * then a blob of the churn, while another thread unlinks churn blobs and writes new
+ * ones (more than the cache keeps, so entries are evicted as others are hit). A churn
+ * blob holds its own seed in its first 8 bytes and the pattern of that seed after: a
+ * read of one is right, or BLOB_NOT_FOUND once it is gone, never another's bytes. */
+#define SHARED_BLOBS     16
+#define SHARED_LENGTH    (CHUNK + 3000)
+#define CHURN_BLOBS      300
+#define CHURN_LENGTH     1000
+#define READER_THREADS   4
+#define READS_PER_THREAD 150
+
+struct concurrent {
+    struct blob_store *store;
+    struct blob_extent shared[SHARED_BLOBS];
+    unsigned char *value; /* the shared value */
+    size_t value_length;
+    _Atomic uint64_t churn[CHURN_BLOBS]; /* ids of the churn blobs (0: none yet) */
+    _Atomic bool stop;
+    _Atomic int replaced; /* churn blobs unlinked and written anew */
+};
+
+struct reader_thread {
+    struct concurrent *test;
+    uint64_t seed;
+    int wrong;
+    int churn_read;
+    int churn_missing;
+};
+
+/* Writes a churn blob from SEED. Returns its id, or 0 on a failure. */
+static uint64_t write_churn(struct blob_store *store, uint64_t seed) {
+    unsigned char *data = pattern(CHURN_LENGTH, (uint32_t)seed);
+    memcpy(data, &seed, sizeof(seed));
+    struct blob_digest digest;
+    enum blob_status status = write_blob(store, data, CHURN_LENGTH, CHURN_LENGTH, false, &digest);
+    free(data);
+    return status == BLOB_OK ? digest.id : 0;
+}
+
+/* Whether churn blob bytes DATA are one whole churn blob. */
+static bool churn_right(const unsigned char *data) {
+    uint64_t seed;
+    memcpy(&seed, data, sizeof(seed));
+    unsigned char *expected = pattern(CHURN_LENGTH, (uint32_t)seed);
+    bool right = memcmp(data + 8, expected + 8, CHURN_LENGTH - 8) == 0;
+    free(expected);
+    return right;
+}
+
+static void *read_randomly(void *argument) {
+    struct reader_thread *thread = argument;
+    struct concurrent *test = thread->test;
+    unsigned char *back = malloc(test->value_length);
+    for (int i = 0; i < READS_PER_THREAD; i++) {
+        if (i % 5 == 4) {
+            uint64_t id = atomic_load(&test->churn[next_random(&thread->seed) % CHURN_BLOBS]);
+            struct blob_extent extent = {id, 0, CHURN_LENGTH};
+            enum blob_status status = read_once(test->store, &extent, 1, 0, CHURN_LENGTH, back);
+            if (status == BLOB_OK) {
+                thread->churn_read++;
+                if (!churn_right(back)) thread->wrong++;
+            } else if (status == BLOB_NOT_FOUND) {
+                thread->churn_missing++;
+            } else {
+                thread->wrong++;
+            }
+            continue;
+        }
+        uint64_t offset = next_random(&thread->seed) % test->value_length;
+        uint64_t length = 1 + next_random(&thread->seed) % (3 * CHUNK);
+        if (length > test->value_length - offset) length = test->value_length - offset;
+        if (i % 5 == 3) {
+            bool failed;
+            size_t sent = send_once(test->store, test->shared, SHARED_BLOBS, offset, length, NULL,
+                                    back, &failed);
+            if (failed || sent != length || memcmp(back, test->value + offset, sent) != 0)
+                thread->wrong++;
+        } else if (read_once(test->store, test->shared, SHARED_BLOBS, offset, length, back) !=
+                       BLOB_OK ||
+                   memcmp(back, test->value + offset, (size_t)length) != 0) {
+            thread->wrong++;
+        }
+    }
+    free(back);
+    return NULL;
+}
+
+static void *churn_blobs(void *argument) {
+    struct concurrent *test = argument;
+    uint64_t state = 99, seed = 1;
+    unsigned char *back = malloc(CHURN_LENGTH);
+    while (!atomic_load(&test->stop)) {
+        size_t slot = next_random(&state) % CHURN_BLOBS;
+        uint64_t old = atomic_load(&test->churn[slot]);
+        /* Read it first (so it is cached, and other readers may hold it), then remove it
+         * (readers that load its id meanwhile do not find it) and write its successor. */
+        struct blob_extent extent = {old, 0, CHURN_LENGTH};
+        if (read_once(test->store, &extent, 1, 0, CHURN_LENGTH, back) == BLOB_OK)
+            (void)churn_right(back);
+        blob_store_unlink(test->store, old);
+        atomic_store(&test->churn[slot], write_churn(test->store, seed++));
+        atomic_fetch_add(&test->replaced, 1);
+    }
+    free(back);
+    return NULL;
+}
+
+static void test_concurrent_readers_and_unlinks(void) {
+    struct concurrent *test = calloc(1, sizeof(*test));
+    REQUIRE(test != NULL);
+    test->store = open_store(BLOB_SYNC_NEVER);
+    REQUIRE(test->store != NULL);
+    test->value = malloc(SHARED_BLOBS * SHARED_LENGTH);
+    for (int i = 0; i < SHARED_BLOBS; i++) {
+        unsigned char *data = pattern(SHARED_LENGTH, (uint32_t)(300 + i));
+        struct blob_digest digest;
+        REQUIRE(write_blob(test->store, data, SHARED_LENGTH, 20000, false, &digest) == BLOB_OK);
+        uint64_t offset = (uint64_t)i * 11;
+        test->shared[i] = (struct blob_extent){digest.id, offset, SHARED_LENGTH - offset};
+        memcpy(test->value + test->value_length, data + offset, SHARED_LENGTH - offset);
+        test->value_length += SHARED_LENGTH - offset;
+        free(data);
+    }
+    for (int i = 0; i < CHURN_BLOBS; i++) {
+        uint64_t id = write_churn(test->store, 1000000 + (uint64_t)i);
+        REQUIRE(id != 0);
+        atomic_store(&test->churn[i], id);
+    }
+    pthread_t churner;
+    pthread_t readers[READER_THREADS];
+    struct reader_thread threads[READER_THREADS];
+    REQUIRE(pthread_create(&churner, NULL, churn_blobs, test) == 0);
+    for (int i = 0; i < READER_THREADS; i++) {
+        threads[i] = (struct reader_thread){.test = test, .seed = 17 + (uint64_t)i};
+        REQUIRE(pthread_create(&readers[i], NULL, read_randomly, &threads[i]) == 0);
+    }
+    int wrong = 0, churn_read = 0, churn_missing = 0;
+    for (int i = 0; i < READER_THREADS; i++) {
+        pthread_join(readers[i], NULL);
+        wrong += threads[i].wrong;
+        churn_read += threads[i].churn_read;
+        churn_missing += threads[i].churn_missing;
+    }
+    atomic_store(&test->stop, true);
+    pthread_join(churner, NULL);
+    fprintf(stderr, "    %d churn blobs replaced; churn reads: %d found, %d gone\n",
+            atomic_load(&test->replaced), churn_read, churn_missing);
+    CHECK(wrong == 0);
+    CHECK(churn_read > 0);
+    CHECK(atomic_load(&test->replaced) > 0);
+    size_t idle = 0;
+    CHECK(cached_blobs(test->store, &idle) == idle); /* nobody holds one now */
+    CHECK(idle <= BLOB_OPEN_CACHE_MAX);
+    for (int i = 0; i < SHARED_BLOBS; i++)
+        CHECK(blob_store_unlink(test->store, test->shared[i].id) == BLOB_OK);
+    for (int i = 0; i < CHURN_BLOBS; i++)
+        CHECK(blob_store_unlink(test->store, atomic_load(&test->churn[i])) == BLOB_OK);
+    CHECK(count_blob_files() == 0);
+    CHECK(blob_store_bytes(test->store) == 0);
+    blob_store_close(test->store);
+    free(test->value);
+    free(test);
+}
+
 static void remove_directory(void) {
     DIR *listing = opendir(directory);
     if (listing != NULL) {
@@ -747,6 +1280,10 @@ int main(void) {
     RUN_TEST(test_send_cleared_when_complete);
     RUN_TEST(test_sync_policies);
     RUN_TEST(test_writers_on_threads);
+    RUN_TEST(test_many_extents);
+    RUN_TEST(test_mixed_chunk_sizes);
+    RUN_TEST(test_reader_opens_only_what_it_touches);
+    RUN_TEST(test_concurrent_readers_and_unlinks);
     remove_directory();
     log_set_fd(2);
     if (log_fd >= 0) close(log_fd);
