@@ -12,18 +12,22 @@
 #include "base/options.h"
 #include "net/net.h"
 
+struct http_extension;
 struct namespace_table;
+struct objects;
 struct stats;
 struct store;
 
 /* What every front end may use; the server fills it once and it outlives the front
  * ends. Nothing in it is owned by a front end. */
 struct frontend_environment {
-    struct store *store;                     /* the default namespace's store */
-    struct namespace_table *namespaces;      /* every namespace, default included */
-    struct options *options;                 /* read live; CONFIG SET may change numbers */
-    struct stats *stats;                     /* INFO, /metrics, the life-cycle state */
-    void (*request_shutdown)(void *context); /* SHUTDOWN: asks the server to stop */
+    struct store *store;                         /* the default namespace's store */
+    struct namespace_table *namespaces;          /* every namespace, default included */
+    struct objects *objects;                     /* buckets and durable objects */
+    const struct http_extension *http_extension; /* the S3 API, served on the HTTP port */
+    struct options *options;                     /* read live; CONFIG SET may change numbers */
+    struct stats *stats;                         /* INFO, /metrics, the life-cycle state */
+    void (*request_shutdown)(void *context);     /* SHUTDOWN: asks the server to stop */
     void *shutdown_context;
 };
 

@@ -4,6 +4,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/version.h"
+#include "engine/blob.h"
 #include "proto/http/http_internal.h"
 
 #include <stdio.h>
@@ -112,16 +113,24 @@ static const char *status_text(int status) {
         return "No Content";
     case 206:
         return "Partial Content";
+    case 304:
+        return "Not Modified";
     case 400:
         return "Bad Request";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
     case 408:
         return "Request Timeout";
+    case 409:
+        return "Conflict";
     case 411:
         return "Length Required";
+    case 412:
+        return "Precondition Failed";
     case 413:
         return "Content Too Large";
     case 414:
@@ -151,6 +160,7 @@ static const char *status_text(int status) {
 static bool body_unread(const struct http_session *session) {
     const struct http_request *request = &session->request;
     return !session->in_body && session->body_mode != BODY_VALUE &&
+           session->body_mode != BODY_SINK &&
            (request->chunked || (request->has_content_length && request->content_length > 0));
 }
 
@@ -167,8 +177,19 @@ static void queue_head(struct http_session *session, int status, const char *con
     }
     if (!keep_alive) session->closing = true;
 
-    char head[1024];
-    int length = snprintf(head, sizeof(head),
+    char fixed[1024];
+    size_t extra_length = extra_headers ? strlen(extra_headers) : 0;
+    size_t head_size = sizeof(fixed);
+    char *head = fixed;
+    if (extra_length + 512 > head_size) {
+        head_size = extra_length + 512;
+        head = malloc(head_size);
+        if (head == NULL) {
+            session->output->failed = true; /* the connection closes */
+            return;
+        }
+    }
+    int length = snprintf(head, head_size,
                           "HTTP/1.1 %d %s\r\n"
                           "Server: strata/%s\r\n"
                           "Date: %s\r\n"
@@ -181,8 +202,9 @@ static void queue_head(struct http_session *session, int status, const char *con
                           (unsigned long long)content_length, content_type ? "Content-Type: " : "",
                           content_type ? content_type : "", content_type ? "\r\n" : "",
                           extra_headers ? extra_headers : "", keep_alive ? "keep-alive" : "close");
-    if (length < 0 || (size_t)length >= sizeof(head)) length = (int)sizeof(head) - 1;
+    if (length < 0 || (size_t)length >= head_size) length = (int)head_size - 1;
     output_queue_append(session->output, head, (size_t)length);
+    if (head != fixed) free(head);
 
     metric_add(HTTP_METRIC(http_requests), 1);
     if (status >= 400 && status < 500) metric_add(HTTP_METRIC(http_client_errors), 1);
@@ -221,6 +243,70 @@ void http_respond_stream(struct http_session *session, int status, const char *c
                       session->resume_handle);
 }
 
+void http_respond_head(struct http_session *session, int status, const char *content_type,
+                       uint64_t content_length, const char *extra_headers) {
+    queue_head(session, status, content_type, content_length, extra_headers);
+}
+
+void http_respond_blob(struct http_session *session, int status, const char *content_type,
+                       struct blob_reader *reader, uint64_t offset, uint64_t length,
+                       const char *extra_headers) {
+    queue_head(session, status, content_type, length, extra_headers);
+    if (session->request.method == HTTP_HEAD || length == 0) {
+        blob_reader_close(reader);
+        return;
+    }
+    blob_reader_send(reader, offset, length, session->output, session->resume,
+                     session->resume_handle);
+}
+
+/* Parses a single "bytes=" range against a value of LENGTH bytes. Returns 1 and sets
+ * *FIRST and *LAST (inclusive) for a satisfiable range, 0 when the header should be
+ * ignored (malformed, or several ranges: the whole value is sent), -1 when it cannot
+ * be satisfied. */
+int http_parse_range(const char *header, uint64_t length, uint64_t *first, uint64_t *last) {
+    if (strncmp(header, "bytes=", 6) != 0 || strchr(header, ',') != NULL) return 0;
+    const char *spec = header + 6;
+    char *end;
+    if (*spec == '-') {
+        if (spec[1] < '0' || spec[1] > '9') return 0;
+        uint64_t suffix = strtoull(spec + 1, &end, 10);
+        if (*end != '\0') return 0;
+        if (suffix == 0 || length == 0) return -1;
+        *first = suffix >= length ? 0 : length - suffix;
+        *last = length - 1;
+        return 1;
+    }
+    if (*spec < '0' || *spec > '9') return 0;
+    uint64_t start = strtoull(spec, &end, 10);
+    if (*end != '-') return 0;
+    const char *stop_text = end + 1;
+    uint64_t stop = UINT64_MAX;
+    if (*stop_text != '\0') {
+        if (*stop_text < '0' || *stop_text > '9') return 0;
+        stop = strtoull(stop_text, &end, 10);
+        if (*end != '\0' || stop < start) return 0;
+    }
+    if (start >= length) return -1;
+    *first = start;
+    *last = stop >= length ? length - 1 : stop;
+    return 1;
+}
+
+/* Answers GET or HEAD /keys/ with what the read of the key found (VALUE taken over). */
+
+const char *http_header_value(const struct http_request *request, const char *name) {
+    for (size_t i = 0; i < request->header_count; i++) {
+        if (strcasecmp(request->headers[i].name, name) == 0) return request->headers[i].value;
+    }
+    return NULL;
+}
+
+void http_receive_body(struct http_session *session, const struct http_body_sink *sink) {
+    session->sink = *sink;
+    session->body_mode = BODY_SINK;
+}
+
 void http_respond_error(struct http_session *session, int status, const char *reason,
                         const char *extra_headers) {
     if (status >= 400 && status < 500 && status != 404 && status != 416) {
@@ -245,6 +331,11 @@ static void reject(struct http_session *session, int status, const char *reason)
 
 /* Forgets the finished request and gets ready for the next one. */
 static void request_done(struct http_session *session) {
+    if (session->body_mode == BODY_SINK && session->sink.abandon != NULL) {
+        session->sink.abandon(session->sink.context); /* never ended: give it up */
+    }
+    memset(&session->sink, 0, sizeof(session->sink));
+    free(session->request.raw_path);
     session->head_length = 0;
     session->head_scanned = 0;
     memset(&session->request, 0, sizeof(session->request));
@@ -380,6 +471,7 @@ static int parse_request_line(struct http_request *request, char *line, const ch
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
         if (strcmp(method, methods[i].name) == 0) {
             request->method = methods[i].method;
+            request->method_name = methods[i].name;
             known = true;
         }
     }
@@ -387,6 +479,17 @@ static int parse_request_line(struct http_request *request, char *line, const ch
         *reason = "unknown method";
         return 501;
     }
+    /* Keep the target as sent (signatures cover it), path and query apart. */
+    request->raw_path = strdup(target);
+    if (request->raw_path == NULL) {
+        *reason = "out of memory";
+        return 503;
+    }
+    char *query = strchr(request->raw_path, '?');
+    if (query != NULL) *query++ = '\0';
+    request->raw_path_length = strlen(request->raw_path);
+    request->raw_query = query ? query : "";
+    request->raw_query_length = query ? strlen(query) : 0;
     const char *path_error = decode_path(target, &request->path_length);
     if (path_error != NULL) {
         *reason = path_error;
@@ -521,6 +624,11 @@ static int parse_head(struct http_session *session, size_t length, const char **
         if (status == 0)
             status = apply_header(request, name, value, &has_transfer_encoding, reason);
         if (status != 0) return status;
+        if (request->header_count == HTTP_MAX_HEADERS) {
+            *reason = "too many header lines";
+            return 431;
+        }
+        request->headers[request->header_count++] = (struct http_header){name, value};
         line = line_end + 2;
     }
     if (has_transfer_encoding && request->has_content_length) {
@@ -603,7 +711,14 @@ void http_request_answered(struct http_session *session) {
     if (session->closing) return;
     const struct http_request *request = &session->request;
     bool has_body = request->chunked || (request->has_content_length && request->content_length);
-    if (session->body_mode == BODY_VALUE) {
+    if (session->body_mode == BODY_SINK && !has_body) {
+        struct http_body_sink sink = session->sink;
+        session->body_mode = BODY_NONE; /* ended: request_done() must not abandon it */
+        sink.end(sink.context);
+        if (!session->suspended) request_done(session);
+        return;
+    }
+    if (session->body_mode == BODY_VALUE || session->body_mode == BODY_SINK) {
         if (request->expect_continue) {
             static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
             output_queue_append(session->output, continue_line, sizeof(continue_line) - 1);
@@ -624,12 +739,23 @@ void http_request_answered(struct http_session *session) {
 /* The body is complete. */
 static void end_body(struct http_session *session) {
     if (session->body_mode == BODY_VALUE) http_finish_value(session);
+    if (session->body_mode == BODY_SINK) {
+        struct http_body_sink sink = session->sink;
+        session->body_mode = BODY_NONE; /* ended: request_done() must not abandon it */
+        sink.end(sink.context);
+        if (session->suspended) return; /* answered later: http_request_answered() */
+    }
     request_done(session);
 }
 
 /* Stores LENGTH body bytes where the body goes. Returns false if the session must
  * close (a chunked value grew past max-value or memory ran out). */
 static bool absorb(struct http_session *session, const unsigned char *data, size_t length) {
+    if (session->body_mode == BODY_SINK) {
+        if (session->sink.data(session->sink.context, data, length)) return true;
+        session->closing = true; /* answered with an error; the rest is not read */
+        return false;
+    }
     if (session->body_mode != BODY_VALUE) return true;
     struct value_block *block = session->block;
     if (block->length + length > block->capacity) {
@@ -779,10 +905,19 @@ bool http_session_wants_close(void *opaque) {
 
 bool http_session_direct_target(void *opaque, unsigned char **buffer, size_t *length) {
     struct http_session *session = opaque;
-    if (!session->in_body || session->body_mode != BODY_VALUE || session->request.chunked ||
-        session->body_remaining == 0 || session->closing) {
+    if (!session->in_body || session->request.chunked || session->body_remaining == 0 ||
+        session->closing) {
         return false;
     }
+    if (session->body_mode == BODY_SINK) {
+        if (session->sink.space == NULL ||
+            !session->sink.space(session->sink.context, buffer, length)) {
+            return false;
+        }
+        if (*length > session->body_remaining) *length = (size_t)session->body_remaining;
+        return true;
+    }
+    if (session->body_mode != BODY_VALUE) return false;
     *buffer = session->block->data + session->block->length;
     *length = (size_t)session->body_remaining;
     return true;
@@ -790,6 +925,16 @@ bool http_session_direct_target(void *opaque, unsigned char **buffer, size_t *le
 
 void http_session_direct_filled(void *opaque, size_t length) {
     struct http_session *session = opaque;
+    if (session->body_mode == BODY_SINK) {
+        session->body_remaining -= length;
+        session->last_progress_ms = clock_monotonic_ms();
+        if (!session->sink.filled(session->sink.context, length)) {
+            session->closing = true;
+            return;
+        }
+        if (session->body_remaining == 0) end_body(session);
+        return;
+    }
     session->block->length += length;
     session->body_remaining -= length;
     session->last_progress_ms = clock_monotonic_ms();

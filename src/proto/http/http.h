@@ -54,7 +54,20 @@ struct store;
 struct stats;
 struct http_server;
 
+struct http_session;
+
+/* A front end built on top of HTTP (the S3 API): it claims the requests that are its
+ * own, and answers them with the functions of proto/http/http_internal.h. */
+struct http_extension {
+    /* Whether the request whose head was just parsed is the extension's. */
+    bool (*claims)(void *state, struct http_session *session);
+    /* Answers it, as the HTTP front end's own routes do. */
+    void (*route)(void *state, struct http_session *session);
+    void *state;
+};
+
 struct http_environment {
+    const struct http_extension *extension; /* or NULL */
     struct store *store;
     struct options *options; /* read live: limits and timeouts */
     struct stats *stats;     /* /metrics, /info, /health and the status page */

@@ -5,6 +5,7 @@
 /* frontend.setup: an HTTP server over the default namespace's store. */
 static void *setup(const struct frontend_environment *environment) {
     struct http_environment http = {
+        .extension = environment->http_extension,
         .store = environment->store,
         .options = environment->options,
         .stats = environment->stats,

@@ -1,5 +1,6 @@
 /* Shared by the files of the HTTP front end (http.c: connections, parsing, bodies and
- * responses; http_routes.c: what each path answers). Not used outside src/proto/http/. */
+ * responses; http_routes.c: what each path answers), and by the front ends built on top
+ * of HTTP through an http_extension (src/proto/s3/). Not used elsewhere. */
 #ifndef STRATA_PROTO_HTTP_INTERNAL_H
 #define STRATA_PROTO_HTTP_INTERNAL_H
 
@@ -22,6 +23,8 @@
 #define HTTP_DRAIN_LIMIT (1024 * 1024)
 /* Longest chunk-size line of a chunked body, extensions included. */
 #define HTTP_CHUNK_LINE_LIMIT 256
+/* Most header lines a request may have; more is 431. */
+#define HTTP_MAX_HEADERS 128
 
 enum http_method {
     HTTP_GET,
@@ -39,11 +42,27 @@ struct http_server {
     struct http_environment environment;
 };
 
+/* One request header: NUL-terminated name and value (without the blanks around it),
+ * pointing into the session's head buffer. */
+struct http_header {
+    const char *name;
+    const char *value;
+};
+
 /* One parsed request head. Strings point into the session's head buffer. */
 struct http_request {
     enum http_method method;
-    char *path; /* percent-decoded, without the query; may hold any byte but NUL */
+    const char *method_name; /* as sent ("GET") */
+    char *path;              /* percent-decoded, without the query; may hold any byte but NUL */
     size_t path_length;
+    /* The request target as sent: path (percent-encoded) and query (after '?', empty if
+     * none). Owned by the session (freed when the request is done). */
+    char *raw_path;
+    size_t raw_path_length;
+    const char *raw_query;
+    size_t raw_query_length;
+    struct http_header headers[HTTP_MAX_HEADERS];
+    size_t header_count;
     int minor_version; /* HTTP/1.MINOR */
     bool keep_alive;
     bool has_content_length;
@@ -59,6 +78,28 @@ enum http_body_mode {
     BODY_NONE,    /* no body */
     BODY_DISCARD, /* read and dropped (the response has been sent) */
     BODY_VALUE,   /* read into session->block: the value of a PUT /keys/ */
+    BODY_SINK,    /* handed to session->sink (an extension's request body) */
+};
+
+/* Where an extension's request body goes (BODY_SINK). Every callback gets CONTEXT and
+ * runs on the session's thread. */
+struct http_body_sink {
+    /* Takes LENGTH body bytes (de-chunked). Returns false when the request has been
+     * answered with an error and the body is not wanted: the connection then closes
+     * after the response. */
+    bool (*data)(void *context, const unsigned char *data, size_t length);
+    /* Optional: room for up to *LENGTH body bytes at *BUFFER to be read into directly
+     * (Content-Length bodies only); returns false when there is none now. */
+    bool (*space)(void *context, unsigned char **buffer, size_t *length);
+    /* With space: LENGTH bytes were read into it. Same return as data. */
+    bool (*filled)(void *context, size_t length);
+    /* The body is complete: answer the request (or suspend the session and answer later
+     * with http_request_answered()). The sink is done with after this. */
+    void (*end)(void *context);
+    /* The body will never be complete (the connection closed or failed first): free
+     * everything; nothing may be answered. */
+    void (*abandon)(void *context);
+    void *context;
 };
 
 enum chunk_state { CHUNK_SIZE_LINE, CHUNK_DATA, CHUNK_DATA_END, CHUNK_TRAILER };
@@ -84,8 +125,9 @@ struct http_session {
     enum chunk_state chunk_state;
     char chunk_line[HTTP_CHUNK_LINE_LIMIT];
     size_t chunk_line_length;
-    struct value_block *block; /* BODY_VALUE: the value being received */
-    char *key;                 /* BODY_VALUE: the key it will be stored under */
+    struct http_body_sink sink; /* BODY_SINK */
+    struct value_block *block;  /* BODY_VALUE: the value being received */
+    char *key;                  /* BODY_VALUE: the key it will be stored under */
     size_t key_length;
     /* A GET whose value is being read from flash: no input is taken until it ends. */
     bool suspended;
@@ -126,6 +168,33 @@ void http_session_free(struct http_session *session);
 void http_respond_reference(struct http_session *session, int status, const char *content_type,
                             const void *body, size_t length, const char *extra_headers,
                             output_release_fn release, void *argument);
+
+/* Queues the head of a response to HEAD: CONTENT_LENGTH is the length of the body a GET
+ * would have had; no body follows. */
+void http_respond_head(struct http_session *session, int status, const char *content_type,
+                       uint64_t content_length, const char *extra_headers);
+
+/* Queues a response whose body is bytes [OFFSET, OFFSET + LENGTH) of READER's value,
+ * read from its blobs as the client takes them (engine/blob.h: takes READER over; closed
+ * at once for HEAD). */
+struct blob_reader;
+void http_respond_blob(struct http_session *session, int status, const char *content_type,
+                       struct blob_reader *reader, uint64_t offset, uint64_t length,
+                       const char *extra_headers);
+
+/* Parses a single "bytes=" Range header against a value of LENGTH bytes. Returns 1 and
+ * sets *FIRST and *LAST (inclusive) for a satisfiable range, 0 when the header should be
+ * ignored (malformed, or several ranges: the whole value is sent), -1 when it cannot be
+ * satisfied. */
+int http_parse_range(const char *header, uint64_t length, uint64_t *first, uint64_t *last);
+
+/* The value of request header NAME (any case), or NULL. */
+const char *http_header_value(const struct http_request *request, const char *name);
+
+/* Starts receiving the request's body into SINK (copied); the session calls SINK's
+ * functions from now on, and `end` or `abandon` exactly once. For a request with no
+ * body `end` runs once routing returns. */
+void http_receive_body(struct http_session *session, const struct http_body_sink *sink);
 
 /* ---- routes (http_routes.c) ------------------------------------------------------ */
 

@@ -62,40 +62,6 @@ static void route_health(struct http_session *session) {
 
 /* ---- /keys/ ---------------------------------------------------------------------- */
 
-/* Parses a single "bytes=" range against a value of LENGTH bytes. Returns 1 and sets
- * *FIRST and *LAST (inclusive) for a satisfiable range, 0 when the header should be
- * ignored (malformed, or several ranges: the whole value is sent), -1 when it cannot
- * be satisfied. */
-static int parse_range(const char *header, uint64_t length, uint64_t *first, uint64_t *last) {
-    if (strncmp(header, "bytes=", 6) != 0 || strchr(header, ',') != NULL) return 0;
-    const char *spec = header + 6;
-    char *end;
-    if (*spec == '-') {
-        if (spec[1] < '0' || spec[1] > '9') return 0;
-        uint64_t suffix = strtoull(spec + 1, &end, 10);
-        if (*end != '\0') return 0;
-        if (suffix == 0 || length == 0) return -1;
-        *first = suffix >= length ? 0 : length - suffix;
-        *last = length - 1;
-        return 1;
-    }
-    if (*spec < '0' || *spec > '9') return 0;
-    uint64_t start = strtoull(spec, &end, 10);
-    if (*end != '-') return 0;
-    const char *stop_text = end + 1;
-    uint64_t stop = UINT64_MAX;
-    if (*stop_text != '\0') {
-        if (*stop_text < '0' || *stop_text > '9') return 0;
-        stop = strtoull(stop_text, &end, 10);
-        if (*end != '\0' || stop < start) return 0;
-    }
-    if (start >= length) return -1;
-    *first = start;
-    *last = stop >= length ? length - 1 : stop;
-    return 1;
-}
-
-/* Answers GET or HEAD /keys/ with what the read of the key found (VALUE taken over). */
 static void respond_value(struct http_session *session, enum store_status status,
                           struct store_value value) {
     if (status == STORE_NOT_FOUND) {
@@ -110,8 +76,9 @@ static void respond_value(struct http_session *session, enum store_status status
     uint64_t length =
         value.stream != NULL ? store_stream_length(value.stream) : item_value_length(value.item);
     uint64_t first = 0, last = length ? length - 1 : 0;
-    int range =
-        session->request.range ? parse_range(session->request.range, length, &first, &last) : 0;
+    int range = session->request.range
+                    ? http_parse_range(session->request.range, length, &first, &last)
+                    : 0;
     char headers[160];
     if (range < 0) {
         if (value.item != NULL) item_release(value.item);
@@ -270,6 +237,11 @@ static void route_keys(struct http_session *session) {
 void http_route(struct http_session *session) {
     const struct http_request *request = &session->request;
     struct stats *stats = session->server->environment.stats;
+    const struct http_extension *extension = session->server->environment.extension;
+    if (extension != NULL && extension->claims(extension->state, session)) {
+        extension->route(extension->state, session);
+        return;
+    }
     if (request->path_length > strlen(KEYS_PREFIX) - 1 &&
         memcmp(request->path, KEYS_PREFIX, strlen(KEYS_PREFIX)) == 0) {
         route_keys(session);
