@@ -7,6 +7,7 @@
 #include "proto/http/http.h"
 #include "proto/native/native.h"
 #include "proto/resp/resp.h"
+#include "proto/s3/s3.h"
 
 const struct frontend *const frontend_table[] = {
     &resp_frontend,
@@ -17,7 +18,8 @@ const int frontend_count = (int)(sizeof(frontend_table) / sizeof(frontend_table[
 
 int frontends_declare_tables(void) {
     if (options_declare(&server_options) != 0 || options_declare(&net_options) != 0 ||
-        options_declare(&engine_options) != 0 || metrics_declare(&net_metrics) != 0) {
+        options_declare(&engine_options) != 0 || options_declare(&s3_options) != 0 ||
+        metrics_declare(&net_metrics) != 0) {
         return -1;
     }
     if (frontend_count > FRONTENDS_MAX) return -1;

@@ -2,6 +2,7 @@
  * eviction summary in the log, and noticing the end of flash recovery. */
 #include "base/clock.h"
 #include "base/log.h"
+#include "engine/objects.h"
 #include "engine/store.h"
 #include "observe/stats.h"
 #include "server/server.h"
@@ -13,6 +14,8 @@
 #define EXPIRY_PASS_LIMIT_MS     20
 /* How often a summary of evictions is logged, when there were any. */
 #define EVICTION_SUMMARY_INTERVAL_MS 10000
+/* How often objects written under --fsync everysec are synced. */
+#define OBJECT_SYNC_INTERVAL_MS 1000
 
 /* Logs how many items were evicted and writes refused, every namespace together, since
  * the last summary. */
@@ -53,6 +56,7 @@ static void expire_namespaces(struct server *server) {
 static void *housekeeping_main(void *argument) {
     struct server *server = argument;
     int64_t next_summary = clock_monotonic_ms() + EVICTION_SUMMARY_INTERVAL_MS;
+    int64_t next_object_sync = clock_monotonic_ms() + OBJECT_SYNC_INTERVAL_MS;
     struct store_stats counters;
     stats_read_store_counters(server->stats, &counters);
     int64_t last_evicted = (int64_t)counters.evicted;
@@ -66,6 +70,10 @@ static void *housekeeping_main(void *argument) {
         }
         expire_namespaces(server);
         stats_sample(server->stats);
+        if (server->objects != NULL && clock_monotonic_ms() >= next_object_sync) {
+            objects_sync_pending(server->objects); /* --fsync everysec; failures are logged */
+            next_object_sync = clock_monotonic_ms() + OBJECT_SYNC_INTERVAL_MS;
+        }
         if (clock_monotonic_ms() >= next_summary) {
             log_eviction_summary(server->stats, &last_evicted, &last_rejected);
             next_summary += EVICTION_SUMMARY_INTERVAL_MS;

@@ -9,9 +9,11 @@
 #include "base/numbers.h"
 #include "base/version.h"
 #include "engine/engine_options.h"
+#include "engine/objects.h"
 #include "engine/store.h"
 #include "net/net.h"
 #include "observe/stats.h"
+#include "proto/s3/s3.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -245,6 +247,50 @@ static void stop_frontends(struct server *server) {
     }
 }
 
+/* Opens the object store (--objects-dir, or DIR/objects) and the S3 API over it.
+ * Returns 0, or -1 with a reason in ERROR. */
+static int open_objects(struct server *server, char *error, size_t error_size) {
+    const struct options *options = &server->options;
+    char directory[PATH_MAX];
+    const char *configured = options_text(options, S3_OPTION(objects_dir));
+    if (configured[0] != '\0') {
+        snprintf(directory, sizeof(directory), "%s", configured);
+    } else {
+        snprintf(directory, sizeof(directory), "%s/objects",
+                 options_text(options, SERVER_OPTION(dir)));
+    }
+    static const enum objects_sync syncs[] = {
+        [STORE_FSYNC_NEVER] = OBJECTS_SYNC_NEVER,
+        [STORE_FSYNC_EVERYSEC] = OBJECTS_SYNC_EVERYSEC,
+        [STORE_FSYNC_ALWAYS] = OBJECTS_SYNC_NOW,
+    };
+    struct objects_config config = {
+        .directory = directory,
+        .chunk_size = (uint32_t)options_number(options, S3_OPTION(object_chunk_size)),
+        .sync = syncs[options_number(options, ENGINE_OPTION(fsync))],
+        .min_part_size = (uint64_t)options_number(options, S3_OPTION(s3_min_part_size)),
+    };
+    char reason[512];
+    server->objects = objects_open(&config, reason, sizeof(reason));
+    if (server->objects == NULL) {
+        snprintf(error, error_size, "cannot open the object store: %.400s", reason);
+        return -1;
+    }
+    struct s3_environment s3_environment = {.objects = server->objects,
+                                            .options = &server->options};
+    server->s3 = s3_server_create(&s3_environment, error, error_size);
+    if (server->s3 == NULL) return -1;
+    return 0;
+}
+
+/* Closes what open_objects() opened (a clean close: the object index is saved). */
+static void close_objects(struct server *server) {
+    s3_server_destroy(server->s3);
+    server->s3 = NULL;
+    if (server->objects != NULL) objects_close(server->objects);
+    server->objects = NULL;
+}
+
 /* A start that fails after the stores exist: what was started is stopped. Returns the
  * exit status, 1. */
 static int start_failed(struct server *server, const char *error) {
@@ -257,8 +303,34 @@ static int start_failed(struct server *server, const char *error) {
     stop_frontends(server);
     if (server->stats != NULL) stats_destroy(server->stats);
     server->stats = NULL;
+    close_objects(server);
     stores_destroy(server, false);
     return 1;
+}
+
+/* Logs where the S3 API answers and how to point aws-cli at it. */
+static void log_s3_endpoint(struct server *server) {
+    int http_port = 0;
+    for (int i = 0; i < frontend_count; i++) {
+        if (strcmp(server->frontends[i].frontend->name, "http") == 0)
+            http_port = server->frontends[i].port;
+    }
+    const char *bind = options_text(&server->options, NET_OPTION(bind));
+    char host[64];
+    size_t length = strcspn(bind, " ,");
+    if (length >= sizeof(host)) length = sizeof(host) - 1;
+    memcpy(host, bind, length);
+    host[length] = '\0';
+    if (strcmp(host, "0.0.0.0") == 0 || host[0] == '\0') snprintf(host, sizeof(host), "127.0.0.1");
+    bool ipv6 = strchr(host, ':') != NULL;
+    log_event(LOG_INFO, "s3", "endpoint=http://%s%s%s:%d credentials=%s hint=\"%s\"",
+              ipv6 ? "[" : "", host, ipv6 ? "]" : "", http_port,
+              s3_has_credentials(server->s3) ? "configured" : "none",
+              s3_has_credentials(server->s3)
+                  ? "aws --endpoint-url <endpoint> s3 ls, with the configured access key"
+                  : "AWS_ACCESS_KEY_ID=any AWS_SECRET_ACCESS_KEY=any aws --endpoint-url "
+                    "<endpoint> s3 ls (any key is taken, from loopback only, until "
+                    "--s3-access-key and --s3-secret-key are set)");
 }
 
 /* Logs the start and where each front end listens. */
@@ -283,6 +355,7 @@ static void log_start(struct server *server) {
                   instance->frontend->name, options_text(options, NET_OPTION(bind)), instance->port,
                   fields);
     }
+    log_s3_endpoint(server);
 }
 
 int server_start(struct server *server) {
@@ -313,15 +386,18 @@ int server_start(struct server *server) {
     };
     server->stats = stats_create(&stats_environment);
     if (server->stats == NULL) return start_failed(server, "out of memory");
+    char error[512];
+    if (open_objects(server, error, sizeof(error)) != 0) return start_failed(server, error);
     server->environment = (struct frontend_environment){
         .store = server->store,
         .namespaces = &server->namespaces,
+        .objects = server->objects,
+        .http_extension = s3_http_extension(server->s3),
         .options = &server->options,
         .stats = server->stats,
         .request_shutdown = request_shutdown,
         .shutdown_context = server,
     };
-    char error[512];
     struct net_config net_config = {
         .bind = options_text(&server->options, NET_OPTION(bind)),
         .threads = stats_environment.threads,
@@ -388,6 +464,7 @@ void server_stop(struct server *server) {
     stop_frontends(server);
     stats_destroy(server->stats);
     server->stats = NULL;
+    close_objects(server);
     stores_destroy(server, true);
     log_event(LOG_INFO, "stop", NULL);
     metrics_teardown();

@@ -55,6 +55,8 @@ struct server {
     struct store *store; /* the default namespace's store (namespaces.list[0]) */
     struct stats *stats;
     struct namespace_table namespaces;
+    struct objects *objects;   /* buckets and durable objects (engine/objects.h) */
+    struct s3_server *s3;      /* the S3 API on the HTTP port */
     uint64_t namespace_quotas; /* bytes of --memory given to namespaces other than default */
     struct frontend_environment environment;
     struct frontend_instance frontends[FRONTENDS_MAX];

@@ -90,7 +90,8 @@ bool s3_authenticate(const struct s3_request_view *request, int64_t now_ms, s3_s
 struct s3_chunked;
 
 /* Starts decoding an aws-chunked body for AUTH (whose payload is one of the streaming
- * kinds; copied). Returns NULL if out of memory. */
+ * kinds; copied). With auth->anonymous (a server without credentials) chunk and trailer
+ * signatures are parsed but not checked. Returns NULL if out of memory. */
 struct s3_chunked *s3_chunked_create(const struct s3_auth *auth);
 void s3_chunked_destroy(struct s3_chunked *decoder);
 
