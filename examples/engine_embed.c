@@ -9,7 +9,7 @@
  * Build and run (docs/engine.md, "Embedding the engine"):
  *     make build/libstrata-engine.a
  *     cc -std=c11 -pthread -Isrc examples/engine_embed.c build/libstrata-engine.a \
- *        -o engine_embed -lxxhash -luring -lisal -lm
+ *        -o engine_embed -lxxhash -luring -lisal -lcrypto -lm
  *     ./engine_embed
  * `make example-check` (part of `make test`) does the same with build/examples/. */
 #ifndef _GNU_SOURCE

@@ -3,7 +3,7 @@
  * Build `make` (it builds build/libstrata-engine.a from src/base and src/engine only),
  * compile with -Isrc, and link the archive with the system libraries it uses:
  *     cc -std=c11 -pthread -Isrc prog.c build/libstrata-engine.a \
- *        -lxxhash -luring -lisal -lm
+ *        -lxxhash -luring -lisal -lcrypto -lm
  * docs/engine.md ("Embedding the engine") says more; examples/engine_embed.c is a whole
  * program.
  *

@@ -4,6 +4,7 @@
 
 #include "base/fault.h"
 #include "engine/namespaces.h"
+#include "engine/objects.h"
 
 #include "base/byte_buffer.h"
 #include "base/checks.h"
@@ -80,6 +81,7 @@ struct stats_snapshot {
     struct store_stats store;      /* the default namespace's store */
     struct store_stats all_stores; /* event counters summed over every namespace's store */
     struct flash_stats flash;
+    struct objects_stats objects;
     int64_t metrics[METRICS_CAPACITY];
     const struct options *options;
     double resident_bytes;
@@ -144,6 +146,7 @@ static double row_value(enum stat_id id, const struct stats_snapshot *snapshot) 
 #define STORE(field)      ((double)snapshot->store.field)
 #define ALL_STORES(field) ((double)snapshot->all_stores.field)
 #define FLASH(field)      ((double)snapshot->flash.field)
+#define OBJECTS(field)    ((double)snapshot->objects.field)
     switch (id) {
 #define STAT(identifier, section, info_name, family, labels, type, format, help, value)            \
     case STAT_ID_##identifier:                                                                     \
@@ -166,8 +169,9 @@ static const struct {
     {"memory", STATS_SECTION_MEMORY},     {"stats", STATS_SECTION_STATS},
     {"keyspace", STATS_SECTION_KEYSPACE}, {"strata", STATS_SECTION_STRATA},
     {"flash", STATS_SECTION_FLASH},       {"namespaces", STATS_SECTION_NAMESPACES},
-    {"faults", STATS_SECTION_FAULTS},     {"all", STATS_SECTION_ALL},
-    {"default", STATS_SECTION_ALL},       {"everything", STATS_SECTION_ALL},
+    {"faults", STATS_SECTION_FAULTS},     {"objects", STATS_SECTION_OBJECTS},
+    {"all", STATS_SECTION_ALL},           {"default", STATS_SECTION_ALL},
+    {"everything", STATS_SECTION_ALL},
 };
 
 /* ---- life cycle ------------------------------------------------------------------ */
@@ -397,6 +401,9 @@ static void take_snapshot(struct stats *stats, struct stats_snapshot *snapshot) 
     store_get_stats(stats->environment.store, &snapshot->store);
     read_all_stores(stats, &snapshot->all_stores);
     store_get_flash_stats(stats->environment.store, &snapshot->flash);
+    if (stats->environment.objects != NULL) {
+        objects_get_stats(stats->environment.objects, &snapshot->objects);
+    }
     for (int id = 0; id < metrics_count(); id++)
         snapshot->metrics[id] = metric_read(id);
     snapshot->options = stats->environment.options;
@@ -678,7 +685,7 @@ void stats_info_text(struct stats *stats, int sections, struct byte_buffer *text
         {STATS_SECTION_MEMORY, "Memory"},     {STATS_SECTION_STATS, "Stats"},
         {STATS_SECTION_KEYSPACE, "Keyspace"}, {STATS_SECTION_STRATA, "Strata"},
         {STATS_SECTION_FLASH, "Flash"},       {STATS_SECTION_NAMESPACES, "Namespaces"},
-        {STATS_SECTION_FAULTS, "Faults"},
+        {STATS_SECTION_OBJECTS, "Objects"},   {STATS_SECTION_FAULTS, "Faults"},
     };
     if (!fault_built_in()) sections &= ~STATS_SECTION_FAULTS;
     struct stats_snapshot snapshot;

@@ -25,6 +25,8 @@ enum server_state {
 };
 
 /* What INFO's server section and the figures need from the process. */
+struct objects;
+
 struct stats_environment {
     struct store *store;
     const struct options *options;
@@ -32,6 +34,7 @@ struct stats_environment {
     const char *config_file; /* absolute path, or "" */
     int threads;
     struct namespace_table *namespaces; /* per-namespace figures; may be NULL */
+    struct objects *objects;            /* buckets and objects (INFO objects); may be NULL */
 };
 
 /* INFO sections, as a bit mask. */
@@ -45,7 +48,8 @@ enum stats_section {
     STATS_SECTION_FLASH = 64,
     STATS_SECTION_NAMESPACES = 128,
     STATS_SECTION_FAULTS = 256, /* the fault-injection build only */
-    STATS_SECTION_ALL = 511,
+    STATS_SECTION_OBJECTS = 512,
+    STATS_SECTION_ALL = 1023,
 };
 
 /* Creates the statistics state. ENVIRONMENT is copied (its strings must outlive the

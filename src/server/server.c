@@ -376,6 +376,8 @@ int server_start(struct server *server) {
     if (status != 0) return status;
     server->options.on_change = server_apply_option;
     server->options.on_change_context = server;
+    char error[512];
+    if (open_objects(server, error, sizeof(error)) != 0) return start_failed(server, error);
     struct stats_environment stats_environment = {
         .store = server->store,
         .options = &server->options,
@@ -383,11 +385,10 @@ int server_start(struct server *server) {
         .config_file = server->config_file,
         .threads = (int)options_number(&server->options, NET_OPTION(threads)),
         .namespaces = &server->namespaces,
+        .objects = server->objects,
     };
     server->stats = stats_create(&stats_environment);
     if (server->stats == NULL) return start_failed(server, "out of memory");
-    char error[512];
-    if (open_objects(server, error, sizeof(error)) != 0) return start_failed(server, error);
     server->environment = (struct frontend_environment){
         .store = server->store,
         .namespaces = &server->namespaces,

@@ -20,7 +20,7 @@ def help_options():
     options = {}
     current = None
     for line in result.stdout.splitlines():
-        match = re.match(r"^  --([a-z-]+)(?: [A-Z]+)?\s{2,}", line)
+        match = re.match(r"^  --([a-z0-9-]+)(?: [A-Z]+)?\s{2,}", line)
         if match:
             current = match.group(1)
             options[current] = None
@@ -47,7 +47,7 @@ def test_help_lists_every_option_with_its_default():
 def test_configuration_document_matches_the_table():
     with open(os.path.join(ROOT, "docs", "configuration.md")) as document:
         text = document.read()
-    rows = dict(re.findall(r"^\| `--([a-z-]+)` \| `([^`]*)` \|", text, re.M))
+    rows = dict(re.findall(r"^\| `--([a-z0-9-]+)` \| `([^`]*)` \|", text, re.M))
     options = help_options()
     documented = {name: ("" if default == "(none)" else default) for name, default in rows.items()}
     listed = {name: (default or "") for name, default in options.items()

@@ -1,10 +1,12 @@
 """The S3 API (docs/s3.md) driven by boto3, the client users run: buckets, objects,
 ranges, conditions, copies, listings, multipart uploads, versioning, presigned URLs,
 signatures, digests, and what a cut-off or damaged request leaves behind."""
+import base64
 import datetime
 import hashlib
 import os
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +33,7 @@ def s3_client(server, access_key=ACCESS_KEY, secret_key=SECRET_KEY, **config):
         aws_access_key_id=access_key, aws_secret_access_key=secret_key,
         region_name="us-east-1",
         config=botocore.config.Config(s3={"addressing_style": "path"}, signature_version="s3v4",
-                                      retries={"max_attempts": 1}, **config))
+                                      retries={"total_max_attempts": 1}, **config))
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +100,9 @@ def test_buckets(s3):
     assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
         s3.list_objects_v2(Bucket="alpha-bucket")
+    assert error_code(excinfo) == "NoSuchBucket"
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        s3.put_object(Bucket="alpha-bucket", Key="k", Body=b"x" * 100000)
     assert error_code(excinfo) == "NoSuchBucket"
 
 
@@ -621,3 +626,151 @@ def test_object_larger_than_memory(tmp_path):
         assert info["used_memory"] <= 64 * MIB
     finally:
         server.stop()
+
+
+def test_full_disk_during_put(tmp_path):
+    """A PUT that fills the disk is an error (507 InsufficientStorage), and the version it
+    would have replaced is intact; once space is freed, PUTs succeed again."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount_point)],
+                   check=True)
+    server = None
+    try:
+        server = Server(tmp_path / "s", "--objects-dir", mount_point / "objects",
+                        "--s3-access-key", ACCESS_KEY, "--s3-secret-key", SECRET_KEY)
+        s3 = s3_client(server)
+        s3.create_bucket(Bucket="full")
+        original = os.urandom(4 * MIB)
+        s3.put_object(Bucket="full", Key="model", Body=original)
+        with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+            s3.put_object(Bucket="full", Key="model", Body=os.urandom(32 * MIB))
+        assert error_code(excinfo) == "InsufficientStorage"
+        assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 507
+        assert s3.get_object(Bucket="full", Key="model")["Body"].read() == original
+        assert len(os.listdir(mount_point / "objects" / "blobs")) == 1
+        s3.put_object(Bucket="full", Key="small", Body=b"fits")
+        assert s3.get_object(Bucket="full", Key="small")["Body"].read() == b"fits"
+    finally:
+        if server is not None:
+            server.stop()
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+# ---- aws-chunked uploads, as newer AWS SDKs send them ------------------------------------
+
+def _hmac(key, text):
+    import hmac
+    return hmac.new(key, text.encode() if isinstance(text, str) else text,
+                    hashlib.sha256).digest()
+
+
+def _signing_key(day):
+    key = _hmac(("AWS4" + SECRET_KEY).encode(), day)
+    for part in ("us-east-1", "s3", "aws4_request"):
+        key = _hmac(key, part)
+    return key
+
+
+def chunked_put(server, bucket, key, data, kind, chunk=65536, tamper=None, trailer_crc=None):
+    """Sends a PUT with Content-Encoding: aws-chunked, signed by hand as the SigV4 streaming
+    documentation says. KIND is the x-amz-content-sha256 value. Returns (status, body)."""
+    import http.client
+
+    now = datetime.datetime.utcnow()
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    day = amz_date[:8]
+    scope = f"{day}/us-east-1/s3/aws4_request"
+    host = f"127.0.0.1:{server.http_port}"
+    trailing = kind.endswith("TRAILER")
+    headers = {"host": host, "x-amz-content-sha256": kind, "x-amz-date": amz_date,
+               "content-encoding": "aws-chunked",
+               "x-amz-decoded-content-length": str(len(data))}
+    if trailing:
+        headers["x-amz-trailer"] = "x-amz-checksum-crc32c"
+    signed = sorted(headers)
+    canonical = "\n".join(["PUT", f"/{bucket}/{key}", "",
+                           "".join(f"{name}:{headers[name]}\n" for name in signed),
+                           ";".join(signed), kind])
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
+                         hashlib.sha256(canonical.encode()).hexdigest()])
+    signing_key = _signing_key(day)
+    seed = _hmac(signing_key, to_sign).hex()
+    body = b""
+    previous = seed
+    pieces = [data[i:i + chunk] for i in range(0, len(data), chunk)] + [b""]
+    for number, piece in enumerate(pieces):
+        if kind.startswith("STREAMING-AWS4-HMAC-SHA256-PAYLOAD"):
+            text = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, previous,
+                              hashlib.sha256(b"").hexdigest(),
+                              hashlib.sha256(piece).hexdigest()])
+            signature = _hmac(signing_key, text).hex()
+            if tamper == number:
+                signature = ("0" if signature[0] != "0" else "1") + signature[1:]
+            previous = signature
+            body += f"{len(piece):x};chunk-signature={signature}\r\n".encode()
+        else:
+            body += f"{len(piece):x}\r\n".encode()
+        body += piece
+        if piece:
+            body += b"\r\n"
+    if trailing:
+        crc = trailer_crc if trailer_crc is not None else crc32c(data)
+        value = base64.b64encode(crc.to_bytes(4, "big")).decode()
+        body += f"x-amz-checksum-crc32c:{value}\r\n".encode()
+        if kind == "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER":
+            text = "\n".join(["AWS4-HMAC-SHA256-TRAILER", amz_date, scope, previous,
+                              hashlib.sha256(f"x-amz-checksum-crc32c:{value}\n".encode())
+                              .hexdigest()])
+            body += f"x-amz-trailer-signature:{_hmac(signing_key, text).hex()}\r\n".encode()
+        body += b"\r\n"
+    else:
+        body += b"\r\n"
+    credential = f"{ACCESS_KEY}/{scope}"
+    headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={credential}, "
+                                f"SignedHeaders={';'.join(signed)}, Signature={seed}")
+    headers["content-length"] = str(len(body))
+    connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+    try:
+        connection.request("PUT", f"/{bucket}/{key}", body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    table = crc32c.table
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+crc32c.table = []
+for _n in range(256):
+    _c = _n
+    for _ in range(8):
+        _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
+    crc32c.table.append(_c)
+
+
+@pytest.mark.parametrize("kind", ["STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+                                  "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+                                  "STREAMING-UNSIGNED-PAYLOAD-TRAILER"])
+def test_aws_chunked_uploads(s3, bucket, s3_server, kind):
+    data = os.urandom(200000)
+    status, body = chunked_put(s3_server, bucket, "chunked", data, kind)
+    assert status == 200, body
+    got = s3.get_object(Bucket=bucket, Key="chunked")
+    assert got["Body"].read() == data
+    assert got.get("ContentEncoding") in (None, "")  # aws-chunked is not stored
+    if kind.startswith("STREAMING-AWS4"):
+        status, body = chunked_put(s3_server, bucket, "chunked", b"other" * 30000, kind,
+                                   tamper=1)
+        assert status == 403 and b"SignatureDoesNotMatch" in body
+    if kind.endswith("TRAILER"):
+        status, body = chunked_put(s3_server, bucket, "chunked", b"other" * 30000, kind,
+                                   trailer_crc=12345)
+        assert status == 400 and b"BadDigest" in body
+    assert s3.get_object(Bucket=bucket, Key="chunked")["Body"].read() == data

@@ -300,7 +300,7 @@ def test_model_streamer_loader(s3_server, tmp_path):
     dtypes = {"F32": torch.float32, "F16": torch.float16, "I64": torch.int64}
     for name, entry in header.items():
         begin, end = entry["data_offsets"]
-        loaded = torch.frombuffer(bytes(buffer[begin:end]), dtype=dtypes[entry["dtype"]])
+        loaded = torch.frombuffer(bytearray(buffer[begin:end]), dtype=dtypes[entry["dtype"]])
         assert torch.equal(loaded.reshape(entry["shape"]), tensors[name]), name
 
 

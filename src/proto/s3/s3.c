@@ -69,8 +69,7 @@ static bool read_credentials_file(struct s3_server *server, const char *path, ch
         char *secret_key = strtok_r(NULL, " \t\r\n", &saved);
         if (secret_key == NULL || strtok_r(NULL, " \t\r\n", &saved) != NULL) {
             snprintf(error, error_size,
-                     "--s3-credentials %s line %d: expected 'ACCESS_KEY SECRET_KEY'", path,
-                     number);
+                     "--s3-credentials %s line %d: expected 'ACCESS_KEY SECRET_KEY'", path, number);
             ok = false;
         } else if (!add_credential(server, access_key, secret_key)) {
             snprintf(error, error_size, "out of memory");
@@ -211,8 +210,7 @@ void s3_object_error(struct s3_request *request, enum object_status status) {
         s3_error(request, 404, "NoSuchKey", "The specified key does not exist.", NULL);
         break;
     case OBJECT_NO_SUCH_VERSION:
-        s3_error(request, 404, "NoSuchVersion",
-                 "The specified version does not exist.", NULL);
+        s3_error(request, 404, "NoSuchVersion", "The specified version does not exist.", NULL);
         break;
     case OBJECT_IS_DELETE_MARKER:
         s3_error(request, 405, "MethodNotAllowed",
@@ -268,8 +266,7 @@ void s3_object_error(struct s3_request *request, enum object_status status) {
         break;
     case OBJECT_IO_ERROR:
     default:
-        s3_error(request, 500, "InternalError", "An I/O error occurred; nothing was changed",
-                 NULL);
+        s3_error(request, 500, "InternalError", "An I/O error occurred; nothing was changed", NULL);
         break;
     }
 }
@@ -304,11 +301,31 @@ bool s3_has_param(const struct s3_request *request, const char *name) {
 
 bool s3_refuse_unsupported(struct s3_request *request) {
     static const char *const unsupported[] = {
-        "acl",        "policy",         "cors",           "lifecycle",       "tagging",
-        "encryption", "logging",        "notification",   "replication",     "website",
-        "requestPayment", "accelerate", "object-lock",    "ownershipControls", "publicAccessBlock",
-        "analytics",  "metrics",        "inventory",      "intelligent-tiering", "retention",
-        "legal-hold", "torrent",        "restore",        "select",          "attributes",
+        "acl",
+        "policy",
+        "cors",
+        "lifecycle",
+        "tagging",
+        "encryption",
+        "logging",
+        "notification",
+        "replication",
+        "website",
+        "requestPayment",
+        "accelerate",
+        "object-lock",
+        "ownershipControls",
+        "publicAccessBlock",
+        "analytics",
+        "metrics",
+        "inventory",
+        "intelligent-tiering",
+        "retention",
+        "legal-hold",
+        "torrent",
+        "restore",
+        "select",
+        "attributes",
         "policyStatus",
     };
     for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {
@@ -396,8 +413,7 @@ bool s3_check_content_md5(struct s3_request *request, const unsigned char *body,
     if (header == NULL) return true;
     unsigned char expected[16];
     if (s3_base64_decode(header, strlen(header), expected, sizeof(expected)) != 16) {
-        s3_error(request, 400, "InvalidDigest", "The Content-MD5 you specified was invalid.",
-                 NULL);
+        s3_error(request, 400, "InvalidDigest", "The Content-MD5 you specified was invalid.", NULL);
         return false;
     }
     unsigned char actual[16];
@@ -501,8 +517,8 @@ static bool authenticate(struct s3_request *request) {
     struct s3_request_view view;
     signing_view(request->http, headers, &view);
     struct s3_error error = {0};
-    bool verified = s3_authenticate(&view, clock_realtime_ms(), find_secret, server,
-                                    &request->auth, &error);
+    bool verified =
+        s3_authenticate(&view, clock_realtime_ms(), find_secret, server, &request->auth, &error);
     if (!s3_has_credentials(server)) {
         /* No credentials: any request from loopback, signed with any key, is served. */
         if (!peer_is_loopback(request->session->peer)) {

@@ -105,8 +105,8 @@ static void head_bucket(struct s3_request *request) {
 }
 
 static void delete_bucket(struct s3_request *request) {
-    enum object_status status = objects_bucket_delete(request->server->objects, request->bucket,
-                                                      request->bucket_length);
+    enum object_status status =
+        objects_bucket_delete(request->server->objects, request->bucket, request->bucket_length);
     if (status != OBJECT_OK) {
         s3_object_error(request, status);
         return;
@@ -129,9 +129,9 @@ static void get_location(struct s3_request *request) {
     s3_xml_begin(&document);
     /* us-east-1 is reported as an empty constraint, as S3 does. */
     if (strcmp(region, "us-east-1") == 0) {
-        s3_xml_raw(&document,
-                   "<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"/>",
-                   strlen("<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"/>"));
+        s3_xml_raw(
+            &document, "<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"/>",
+            strlen("<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"/>"));
     } else {
         s3_xml_open(&document, "LocationConstraint", true);
         s3_xml_raw(&document, region, strlen(region));
@@ -214,8 +214,9 @@ static bool read_max(struct s3_request *request, const char *name, size_t *max_k
     char *end;
     long long value = strtoll(text, &end, 10);
     if (length <= 0 || *end != '\0' || value < 0) {
-        s3_error(request, 400, "InvalidArgument", "Provided max-keys not an integer or within "
-                                                  "integer range",
+        s3_error(request, 400, "InvalidArgument",
+                 "Provided max-keys not an integer or within "
+                 "integer range",
                  NULL);
         return false;
     }
@@ -247,8 +248,7 @@ static bool read_list_params(struct s3_request *request, const char *marker_name
     char encoding[16];
     long encoding_length = s3_param(request, "encoding-type", encoding, sizeof(encoding));
     if (params->prefix_length == -2 || params->delimiter_length == -2 ||
-        params->marker_length == -2 ||
-        (encoding_length != -1 && strcmp(encoding, "url") != 0)) {
+        params->marker_length == -2 || (encoding_length != -1 && strcmp(encoding, "url") != 0)) {
         s3_error(request, 400, "InvalidArgument", "A listing parameter is malformed", NULL);
         return false;
     }
@@ -341,8 +341,7 @@ static void list_objects_v1(struct s3_request *request) {
     s3_xml_begin(&document);
     s3_xml_open(&document, "ListBucketResult", true);
     write_list_head(&document, request, &params);
-    write_key(&document, "Marker", params.marker, (size_t)params.marker_length,
-              params.url_encoded);
+    write_key(&document, "Marker", params.marker, (size_t)params.marker_length, params.url_encoded);
     s3_xml_bool(&document, "IsTruncated", result.truncated);
     if (result.truncated && result.count > 0) {
         const struct object_list_entry *last = &result.entries[result.count - 1];
@@ -376,7 +375,8 @@ static void list_objects_v2(struct s3_request *request) {
             return;
         }
         /* The later of start-after and the token wins. */
-        size_t shorter = (size_t)decoded < query.after_length ? (size_t)decoded : query.after_length;
+        size_t shorter =
+            (size_t)decoded < query.after_length ? (size_t)decoded : query.after_length;
         int order = memcmp(after, query.after, shorter);
         if (order > 0 || (order == 0 && (size_t)decoded >= query.after_length)) {
             query.after = after;
@@ -484,8 +484,7 @@ static void list_uploads(struct s3_request *request) {
         write_key(&document, "NextKeyMarker", last->key, last->key_length, params.url_encoded);
         s3_xml_string(&document, "NextUploadIdMarker", last->upload_id);
     }
-    write_key(&document, "Prefix", params.prefix, (size_t)params.prefix_length,
-              params.url_encoded);
+    write_key(&document, "Prefix", params.prefix, (size_t)params.prefix_length, params.url_encoded);
     s3_xml_number(&document, "MaxUploads", params.max_keys);
     s3_xml_bool(&document, "IsTruncated", result.truncated);
     for (size_t i = 0; i < result.count; i++) {
@@ -568,8 +567,8 @@ static bool visit_delete(void *context, const char *path, const char *text, size
 static void delete_objects_body(struct s3_request *request, const unsigned char *body,
                                 size_t length) {
     if (!s3_check_content_md5(request, body, length)) return;
-    struct delete_body parsed = {.entries = calloc(DELETE_OBJECTS_MAX + 1,
-                                                   sizeof(struct delete_entry))};
+    struct delete_body parsed = {.entries =
+                                     calloc(DELETE_OBJECTS_MAX + 1, sizeof(struct delete_entry))};
     if (parsed.entries == NULL) {
         s3_object_error(request, OBJECT_NO_MEMORY);
         return;
@@ -613,10 +612,10 @@ static void delete_objects_body(struct s3_request *request, const unsigned char 
                 s3_xml_open(&document, "Error", false);
                 s3_xml_text(&document, "Key", entry->key, entry->key_length);
                 if (entry->has_version) s3_xml_string(&document, "VersionId", entry->version_id);
-                const char *code = status == OBJECT_KEY_TOO_LONG        ? "KeyTooLongError"
-                                   : status == OBJECT_NO_SUCH_VERSION   ? "NoSuchVersion"
-                                   : status == OBJECT_NO_SUCH_BUCKET    ? "NoSuchBucket"
-                                                                        : "InternalError";
+                const char *code = status == OBJECT_KEY_TOO_LONG      ? "KeyTooLongError"
+                                   : status == OBJECT_NO_SUCH_VERSION ? "NoSuchVersion"
+                                   : status == OBJECT_NO_SUCH_BUCKET  ? "NoSuchBucket"
+                                                                      : "InternalError";
                 s3_xml_string(&document, "Code", code);
                 s3_xml_string(&document, "Message", object_status_text(status));
                 s3_xml_close(&document, "Error");

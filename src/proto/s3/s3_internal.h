@@ -61,8 +61,7 @@ void s3_error(struct s3_request *request, int status, const char *code, const ch
 void s3_object_error(struct s3_request *request, enum object_status status);
 
 /* Answers 200 with DOCUMENT (freed) as application/xml, or 500 if building it failed. */
-void s3_respond_xml(struct s3_request *request, struct s3_xml *document,
-                    const char *extra_headers);
+void s3_respond_xml(struct s3_request *request, struct s3_xml *document, const char *extra_headers);
 
 /* Appends the headers every S3 response carries (x-amz-request-id) to TEXT. */
 void s3_common_headers(struct s3_request *request, struct byte_buffer *text);
@@ -77,8 +76,7 @@ bool s3_has_param(const struct s3_request *request, const char *name);
 /* Collects a small request body (at most S3_MAX_XML_BODY bytes) and then calls
  * DONE(REQUEST copy, BODY, LENGTH) from the body's end (BODY freed after it returns).
  * A longer body is answered with 400 MalformedXML / EntityTooLarge. */
-typedef void (*s3_body_done)(struct s3_request *request, const unsigned char *body,
-                             size_t length);
+typedef void (*s3_body_done)(struct s3_request *request, const unsigned char *body, size_t length);
 void s3_collect_body(struct s3_request *request, s3_body_done done);
 
 /* Checks a Content-MD5 header (if any) against the MD5 of BODY. Returns true when it is

@@ -66,8 +66,10 @@ static bool build_attributes(struct s3_request *request, struct byte_buffer *att
                         start++;
                         length--;
                     }
-                    while (length > 0 && (start[length - 1] == ' ')) length--;
-                    if (length > 0 && !(length == 11 && strncasecmp(start, "aws-chunked", 11) == 0) &&
+                    while (length > 0 && (start[length - 1] == ' '))
+                        length--;
+                    if (length > 0 &&
+                        !(length == 11 && strncasecmp(start, "aws-chunked", 11) == 0) &&
                         strlen(kept) + length + 2 < sizeof(kept)) {
                         if (kept[0]) strcat(kept, ",");
                         strncat(kept, start, length);
@@ -75,7 +77,8 @@ static bool build_attributes(struct s3_request *request, struct byte_buffer *att
                     cursor += strcspn(cursor, ",");
                     if (*cursor == ',') cursor++;
                 }
-                if (kept[0]) add_attribute(attributes, stored_headers[s], strlen(stored_headers[s]), kept);
+                if (kept[0])
+                    add_attribute(attributes, stored_headers[s], strlen(stored_headers[s]), kept);
             } else {
                 if (s == 0) has_type = true;
                 add_attribute(attributes, stored_headers[s], strlen(stored_headers[s]), value);
@@ -105,8 +108,7 @@ static void for_each_attribute(const struct object_info *info,
         const unsigned char *name_end = memchr(cursor, '\0', (size_t)(end - cursor));
         if (name_end == NULL) return;
         const char *value = (const char *)name_end + 1;
-        const unsigned char *value_end =
-            memchr(name_end + 1, '\0', (size_t)(end - (name_end + 1)));
+        const unsigned char *value_end = memchr(name_end + 1, '\0', (size_t)(end - (name_end + 1)));
         if (value_end == NULL) return;
         visit(context, name, value);
         cursor = value_end + 1;
@@ -199,7 +201,8 @@ static const char *finish_headers(struct byte_buffer *text) {
 static void respond_empty(struct s3_request *request, int status, struct byte_buffer *extra) {
     struct byte_buffer headers = BYTE_BUFFER_INIT;
     s3_common_headers(request, &headers);
-    if (extra != NULL && extra->length > 0) byte_buffer_append(&headers, extra->data, extra->length);
+    if (extra != NULL && extra->length > 0)
+        byte_buffer_append(&headers, extra->data, extra->length);
     const char *text = finish_headers(&headers);
     if (text == NULL) {
         s3_object_error(request, OBJECT_NO_MEMORY);
@@ -309,8 +312,8 @@ static void get_object(struct s3_request *request) {
     if (has_version < 0) return;
     struct object_handle handle = {0};
     enum object_status status =
-        objects_get(request->server->objects, request->bucket, request->bucket_length,
-                    request->key, request->key_length, has_version ? version : NULL, &handle);
+        objects_get(request->server->objects, request->bucket, request->bucket_length, request->key,
+                    request->key_length, has_version ? version : NULL, &handle);
     if (status != OBJECT_OK) {
         respond_missing(request, status, &handle);
         object_handle_clear(&handle);
@@ -375,12 +378,12 @@ static void get_object(struct s3_request *request) {
         enum blob_status opened = blob_reader_open(objects_blobs(request->server->objects),
                                                    handle.extents, handle.extent_count, &reader);
         if (opened != BLOB_OK) {
-            log_event(LOG_ERROR, "s3_object_unreadable", "bucket=%s status=\"%s\"",
-                      request->bucket, blob_status_text(opened));
+            log_event(LOG_ERROR, "s3_object_unreadable", "bucket=%s status=\"%s\"", request->bucket,
+                      blob_status_text(opened));
             s3_object_error(request, object_status_from_blob(opened));
         } else {
-            http_respond_blob(request->session, code, response.content_type, reader, first,
-                              length, text);
+            http_respond_blob(request->session, code, response.content_type, reader, first, length,
+                              text);
         }
     }
     byte_buffer_free(&headers);
@@ -407,6 +410,10 @@ struct put_state {
     unsigned char md5[16];
     struct byte_buffer attributes;
     bool answered; /* an error has been sent */
+    /* A write failed (a full disk): the blob is gone, the rest of the body is read and
+     * dropped so that the client hears the error rather than a reset, and this is the
+     * answer. OBJECT_OK while none. */
+    enum object_status write_error;
 };
 
 static void put_free(struct put_state *put) {
@@ -415,6 +422,14 @@ static void put_free(struct put_state *put) {
     if (put->sha256 != NULL) EVP_MD_CTX_free(put->sha256);
     byte_buffer_free(&put->attributes);
     free(put);
+}
+
+/* A write into the blob failed with STATUS: gives the blob up (its space is freed at
+ * once) and remembers the error for the end of the body. */
+static void fail_write(struct put_state *put, enum blob_status status) {
+    put->write_error = object_status_from_blob(status);
+    blob_writer_abort(put->writer);
+    put->writer = NULL;
 }
 
 /* Takes LENGTH payload bytes: hashes them and appends them to the blob. */
@@ -427,13 +442,10 @@ static bool put_payload(void *context, const unsigned char *data, size_t length)
         return false;
     }
     put->received += length;
+    if (put->write_error != OBJECT_OK) return true; /* dropped: the answer is an error */
     if (put->sha256 != NULL) EVP_DigestUpdate(put->sha256, data, length);
     enum blob_status status = blob_writer_append(put->writer, data, length);
-    if (status != BLOB_OK) {
-        put->answered = true;
-        s3_object_error(&put->request, object_status_from_blob(status));
-        return false;
-    }
+    if (status != BLOB_OK) fail_write(put, status);
     return true;
 }
 
@@ -456,7 +468,7 @@ static bool put_data(void *context, const unsigned char *data, size_t length) {
 /* http_body_sink.space: straight into the blob's chunk (plain bodies only). */
 static bool put_space(void *context, unsigned char **buffer, size_t *length) {
     struct put_state *put = context;
-    if (put->decoder != NULL || put->answered) return false;
+    if (put->decoder != NULL || put->answered || put->write_error != OBJECT_OK) return false;
     blob_writer_space(put->writer, buffer, length);
     uint64_t left = put->expected - put->received;
     if (*length > left) *length = (size_t)left;
@@ -472,11 +484,7 @@ static bool put_filled(void *context, size_t length) {
     put->received += length;
     if (put->sha256 != NULL) EVP_DigestUpdate(put->sha256, buffer, length);
     enum blob_status status = blob_writer_filled(put->writer, length);
-    if (status != BLOB_OK) {
-        put->answered = true;
-        s3_object_error(&put->request, object_status_from_blob(status));
-        return false;
-    }
+    if (status != BLOB_OK) fail_write(put, status);
     return true;
 }
 
@@ -526,6 +534,11 @@ static void put_end(void *context) {
                  "You did not provide the number of bytes specified by the Content-Length "
                  "HTTP header",
                  NULL);
+        put_free(put);
+        return;
+    }
+    if (put->write_error != OBJECT_OK) {
+        s3_object_error(request, put->write_error);
         put_free(put);
         return;
     }
@@ -667,9 +680,20 @@ static void start_put(struct s3_request *request, enum put_kind kind, int part_n
         }
         put->has_md5 = true;
     }
-    if (kind == PUT_OBJECT && !build_attributes(request, &put->attributes)) {
-        put_free(put);
-        return;
+    if (kind == PUT_OBJECT) {
+        /* A PUT into a bucket that is not there is refused before its body is read. */
+        struct object_bucket_info bucket;
+        enum object_status found = objects_bucket_info(request->server->objects, request->bucket,
+                                                       request->bucket_length, &bucket);
+        if (found != OBJECT_OK) {
+            s3_object_error(request, found);
+            put_free(put);
+            return;
+        }
+        if (!build_attributes(request, &put->attributes)) {
+            put_free(put);
+            return;
+        }
     }
     if (streaming) {
         put->decoder = s3_chunked_create(&request->auth);
@@ -686,7 +710,8 @@ static void start_put(struct s3_request *request, enum put_kind kind, int part_n
             return;
         }
     }
-    enum blob_status opened = blob_writer_open(objects_blobs(request->server->objects), &put->writer);
+    enum blob_status opened =
+        blob_writer_open(objects_blobs(request->server->objects), &put->writer);
     if (opened != BLOB_OK) {
         put->writer = NULL;
         s3_object_error(request, object_status_from_blob(opened));
@@ -744,8 +769,9 @@ static bool parse_copy_source(struct s3_request *request, const char *header,
     memcpy(source->key, slash + 1, source->key_length);
     return true;
 malformed:
-    s3_error(request, 400, "InvalidArgument", "Copy Source must mention the source bucket and key: "
-                                              "sourcebucket/sourcekey",
+    s3_error(request, 400, "InvalidArgument",
+             "Copy Source must mention the source bucket and key: "
+             "sourcebucket/sourcekey",
              NULL);
     return false;
 }
@@ -753,9 +779,9 @@ malformed:
 /* Looks the copy source up and checks x-amz-copy-source-if-*. Returns false (answered). */
 static bool find_copy_source(struct s3_request *request, const struct copy_source *source,
                              struct object_handle *handle) {
-    enum object_status status = objects_get(request->server->objects, source->bucket,
-                                            source->bucket_length, source->key, source->key_length,
-                                            source->has_version ? source->version : NULL, handle);
+    enum object_status status =
+        objects_get(request->server->objects, source->bucket, source->bucket_length, source->key,
+                    source->key_length, source->has_version ? source->version : NULL, handle);
     if (status != OBJECT_OK) {
         if (status == OBJECT_IS_DELETE_MARKER) status = OBJECT_INVALID_RANGE;
         if (status == OBJECT_INVALID_RANGE) {
@@ -806,11 +832,12 @@ static void copy_object(struct s3_request *request, const char *source_header) {
         return;
     }
     struct object_info info;
-    enum object_status status = objects_copy(
-        request->server->objects, source.bucket, source.bucket_length, source.key,
-        source.key_length, handle.info.version_id, request->bucket, request->bucket_length,
-        request->key, request->key_length, replace ? (attributes.data ? attributes.data : (void *)"") : NULL,
-        attributes.length, &info);
+    enum object_status status =
+        objects_copy(request->server->objects, source.bucket, source.bucket_length, source.key,
+                     source.key_length, handle.info.version_id, request->bucket,
+                     request->bucket_length, request->key, request->key_length,
+                     replace ? (attributes.data ? attributes.data : (void *)"") : NULL,
+                     attributes.length, &info);
     byte_buffer_free(&attributes);
     if (status != OBJECT_OK) {
         s3_object_error(request, status);
@@ -819,8 +846,7 @@ static void copy_object(struct s3_request *request, const char *source_header) {
     }
     struct byte_buffer extra = BYTE_BUFFER_INIT;
     if (strcmp(handle.info.version_id, "null") != 0) {
-        byte_buffer_appendf(&extra, "x-amz-copy-source-version-id: %s\r\n",
-                            handle.info.version_id);
+        byte_buffer_appendf(&extra, "x-amz-copy-source-version-id: %s\r\n", handle.info.version_id);
     }
     if (strcmp(info.version_id, "null") != 0) {
         byte_buffer_appendf(&extra, "x-amz-version-id: %s\r\n", info.version_id);
@@ -978,9 +1004,9 @@ static void upload_part_copy(struct s3_request *request, int part_number, const 
     }
     char etag[OBJECT_ETAG_MAX + 1];
     enum object_status status = objects_upload_part_copy(
-        request->server->objects, request->bucket, request->bucket_length, upload_id,
-        part_number, source.bucket, source.bucket_length, source.key, source.key_length,
-        handle.info.version_id, first, length, digest, crc32c_finish(running_crc), etag);
+        request->server->objects, request->bucket, request->bucket_length, upload_id, part_number,
+        source.bucket, source.bucket_length, source.key, source.key_length, handle.info.version_id,
+        first, length, digest, crc32c_finish(running_crc), etag);
     object_handle_clear(&handle);
     if (status != OBJECT_OK) {
         s3_object_error(request, status);
@@ -1065,8 +1091,8 @@ static void complete_upload_body(struct s3_request *request, const unsigned char
     if (!read_upload(request, upload_id)) return;
     struct complete_body parsed = {0};
     const char *reason = NULL;
-    if (!s3_xml_parse((const char *)body, length, visit_complete, &parsed, &reason) ||
-        parsed.bad || parsed.count == 0) {
+    if (!s3_xml_parse((const char *)body, length, visit_complete, &parsed, &reason) || parsed.bad ||
+        parsed.count == 0) {
         free(parsed.parts);
         s3_error(request, 400, "MalformedXML",
                  "The XML you provided was not well-formed or did not validate against our "
@@ -1116,9 +1142,8 @@ static void list_parts(struct s3_request *request) {
     if (max_parts < 0 || max_parts > 1000) max_parts = 1000;
     struct object_parts_result result = {0};
     enum object_status status =
-        objects_upload_list_parts(request->server->objects, request->bucket,
-                                  request->bucket_length, upload_id, marker, (size_t)max_parts,
-                                  &result);
+        objects_upload_list_parts(request->server->objects, request->bucket, request->bucket_length,
+                                  upload_id, marker, (size_t)max_parts, &result);
     if (status != OBJECT_OK) {
         s3_object_error(request, status);
         return;
