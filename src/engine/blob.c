@@ -23,7 +23,11 @@
  * A reader opens nothing itself: it keeps the extents and where each starts in the
  * value, and takes the blobs a read or a stream touches from the cache as it reaches
  * them, holding at most READER_HELD at once (a few used by the reads under way, the
- * rest kept for the next range, given back to the cache as others are needed).
+ * rest kept for the next range, given back to the cache as others are needed). Those
+ * are open files; apart from them, from blob_reader_open() to its end a reader holds
+ * every blob of its value on disk (blob_store_hold(): an unlink waits for the reader),
+ * so a reader that reaches a blob only after its version was replaced or deleted still
+ * finds it.
  *
  * Writers and readers are used by one thread at a time. A stream (blob_reader_send())
  * lives on the thread that started it: its io_ring's completions and the output queue's
@@ -434,6 +438,7 @@ struct blob_reader {
                          offset's extent) */
     size_t extent_count;
     uint64_t length; /* of the value */
+    bool holding;    /* holds the extents' blobs (blob_store_hold()) */
     struct held_blob held[READER_HELD];
     uint64_t clock;         /* ticks at each hold: which held blob was used last */
     unsigned char *scratch; /* blob_reader_read()'s buffer, scratch_size bytes */
@@ -459,13 +464,15 @@ struct blob_reader {
     struct send_slot slots[BLOB_SEND_WINDOW];
 };
 
-/* Frees READER: lets go of the blobs it holds (nothing may be reading them any more)
+/* Frees READER: lets go of the blobs it has open (nothing may be reading them any
+ * more) and of its hold on its value's blobs (which may remove some: blob_store_unhold()),
  * and frees every buffer. */
 static void reader_free(struct blob_reader *reader) {
     for (int i = 0; i < READER_HELD; i++) {
         STRATA_ASSERT(reader->held[i].users == 0);
         blob_store_release(reader->store, reader->held[i].open);
     }
+    if (reader->holding) blob_store_unhold(reader->store, reader->extents, reader->extent_count);
     for (int i = 0; i < BLOB_SEND_WINDOW; i++)
         free(reader->slots[i].buffer);
     free(reader->extents);
@@ -644,6 +651,12 @@ enum blob_status blob_reader_open(struct blob_store *store, const struct blob_ex
         reader->starts[i] = reader->length;
         reader->length += extent->length;
     }
+    enum blob_status held = blob_store_hold(store, reader->extents, count);
+    if (held != BLOB_OK) {
+        reader_free(reader);
+        return held;
+    }
+    reader->holding = true;
     *opened = reader;
     return BLOB_OK;
 }

@@ -21,6 +21,15 @@
  * readers use it and for a while after), so a value of thousands of extents costs a
  * reader only the blobs its ranges touch.
  *
+ * A writer of a new version never disturbs a reader of the old one: a reader holds
+ * every blob of its value from blob_reader_open() until it is closed (blob_store_hold():
+ * a count per blob id, no file opened), and blob_store_unlink() of a held blob only
+ * marks it; its file is removed when the last hold goes (or at blob_store_close()). So
+ * an old version stays readable, whole, for as long as its reader lives, however many
+ * blobs it spans and however slowly the reader goes. Whoever finds the extents under a
+ * lock of its own (the object index) takes a hold before letting that lock go, so that
+ * no unlink can slip in before the reader is opened.
+ *
  * Threads: a blob_store may be used from any thread; a writer or a reader by one thread
  * at a time. */
 #ifndef STRATA_ENGINE_BLOB_H
@@ -32,6 +41,7 @@
 
 struct output_queue;
 struct output_chunk;
+struct blob_extent; /* a byte range of one blob (below) */
 
 /* What blob (and object) functions return. */
 enum blob_status {
@@ -66,13 +76,37 @@ struct blob_store;
 struct blob_store *blob_store_open(const char *directory, uint32_t chunk_size, enum blob_sync sync,
                                    char *error, size_t error_size);
 
-/* Closes the store. Every writer and reader must have ended. */
+/* Closes the store. Every writer and reader must have ended. Blobs unlinked while held
+ * whose holds were never let go (blob_store_hold() without its blob_store_unhold()) are
+ * removed now, and those holds are forgotten: they must not be let go after this. */
 void blob_store_close(struct blob_store *store);
 
-/* Removes blob ID's file and drops it from the cache of open blobs: readers that have
- * read from it already keep reading it; a later reader, or one that reaches it only
- * now, gets BLOB_NOT_FOUND. Returns BLOB_OK, BLOB_NOT_FOUND or BLOB_IO_ERROR. */
+/* Removes blob ID: its file, its bytes from blob_store_bytes() and its entry in the cache
+ * of open blobs. When ID is held (blob_store_hold(), every live reader of it) the removal
+ * waits for the last hold to go, and until then the blob reads as before, for readers
+ * opened before or after; otherwise it is removed now, and a later reader of ID, or one
+ * that reaches it only now without holding it, gets BLOB_NOT_FOUND. Returns BLOB_OK
+ * (removed, or to be removed), BLOB_NOT_FOUND (no such file) or BLOB_IO_ERROR. Any
+ * thread; the caller may hold a lock of its own (the object index's). */
 enum blob_status blob_store_unlink(struct blob_store *store, uint64_t id);
+
+/* Holds the blobs EXTENTS (COUNT of them) refer to: until the matching
+ * blob_store_unhold(), a blob_store_unlink() of any of them only marks it, and the
+ * blob is removed by the last hold's end. Holds are counted per blob id (one for each
+ * run of consecutive extents of the same blob; blob_store_unhold() counts alike), so
+ * any number may overlap. Opens nothing and reads no disk: O(COUNT) under a short
+ * mutex, so it may be called under the caller's own lock (the object index takes it
+ * while it holds its lock, before an unlink can come). Keeps no pointer: EXTENTS is
+ * read only during the call. Returns BLOB_OK, or BLOB_NO_MEMORY
+ * with nothing held. Any thread. */
+enum blob_status blob_store_hold(struct blob_store *store, const struct blob_extent *extents,
+                                 size_t count);
+
+/* Lets go of a hold from blob_store_hold() given the same EXTENTS and COUNT. A blob
+ * unlinked while held whose last hold this was is removed by this call, on the calling
+ * thread (a file removal; failures are logged). Any thread; the caller must not hold a
+ * lock that blob_store_unlink() callers take around it (so not the object index's). */
+void blob_store_unhold(struct blob_store *store, const struct blob_extent *extents, size_t count);
 
 /* Calls VISIT(CONTEXT, ID) for every blob file in the directory, finished or not
  * (recovery uses it to remove blobs nothing refers to). Files that are not blobs are
@@ -141,13 +175,16 @@ struct blob_extent {
 struct blob_reader;
 
 /* Makes a reader of the value EXTENTS make up (COUNT of them, in order: together they
- * are the value, of their summed length). Copies EXTENTS. Checks nothing on disk and
- * opens no file: each blob is taken (opened, its footer and sums checked, through the
- * store's cache) by the first read or send that touches it, which reports a missing
- * blob, a damaged one or an extent beyond its blob's data. The reader holds a blob from
- * then on until its place is wanted for another (a few at most), so a blob unlinked
- * before the reader reaches it is not found. Returns BLOB_OK with *READER set,
- * BLOB_CORRUPT (the extents' lengths add up past 2^64) or BLOB_NO_MEMORY. */
+ * are the value, of their summed length). Copies EXTENTS, and holds every blob they
+ * refer to (blob_store_hold()) until the reader is closed or its stream ends, so a blob
+ * unlinked after this call is still read whole. Checks nothing on disk and opens no
+ * file: each blob is taken (opened, its footer and sums checked, through the store's
+ * cache) by the first read or send that touches it, which reports a missing blob, a
+ * damaged one or an extent beyond its blob's data; it keeps a few open at most. A blob
+ * removed before this call (unlinked while nobody held it) is not found: a caller that
+ * found EXTENTS under a lock of its own holds them before letting it go (objects_get()
+ * does). Returns BLOB_OK with *READER set, BLOB_CORRUPT (the extents' lengths add up
+ * past 2^64) or BLOB_NO_MEMORY. */
 enum blob_status blob_reader_open(struct blob_store *store, const struct blob_extent *extents,
                                   size_t count, struct blob_reader **reader);
 
@@ -180,7 +217,8 @@ enum blob_status blob_reader_read(struct blob_reader *reader, uint64_t offset, u
 bool blob_reader_send(struct blob_reader *reader, uint64_t offset, uint64_t length,
                       struct output_queue *queue, void (*wake)(void *context), void *wake_context);
 
-/* Closes a reader that was not given to blob_reader_send(). */
+/* Closes a reader that was not given to blob_reader_send(), and lets go of its hold on
+ * its blobs (removing those unlinked meanwhile that nothing else holds). */
 void blob_reader_close(struct blob_reader *reader);
 
 #endif

@@ -34,6 +34,13 @@ struct blob_open {
     struct blob_open *younger; /* ... and towards the most recently used */
 };
 
+/* One held blob id in the store's set of holds. */
+struct blob_hold_entry {
+    uint64_t id;
+    uint32_t count; /* holds on it; 0: the slot is free */
+    bool unlinked;  /* blob_store_unlink() came while it was held: removed at the last */
+};
+
 struct blob_store {
     char *directory;
     int directory_fd;
@@ -56,6 +63,15 @@ struct blob_store {
     size_t idle_count;   /* entries in the idle list */
     struct blob_open *idle_oldest;
     struct blob_open *idle_youngest;
+    /* The holds on blobs (blob_store_hold()): a set of ids with linear probing, each
+     * with its count of holds and whether it was unlinked while held (its removal then
+     * waits for the last hold). Guarded by holds_lock, which is taken after the object
+     * index's lock when both are held, and never together with cache_lock. */
+    pthread_mutex_t holds_lock;
+    struct check_owner holds_owner; /* who holds holds_lock (checking builds) */
+    struct blob_hold_entry *holds;  /* holds_capacity slots; a slot with count 0 is free */
+    size_t holds_capacity;          /* a power of two, or 0 before the first hold */
+    size_t holds_used;              /* slots in use: ids held now */
 };
 
 /* Writes the path of blob ID's file into PATH (SIZE bytes). */
@@ -84,6 +100,11 @@ void blob_store_release(struct blob_store *store, struct blob_open *open);
  * calls it; tests call it to make the next reader open its blobs afresh. Any thread;
  * takes cache_lock, which must not be held. */
 void blob_store_close_idle(struct blob_store *store);
+
+/* Whether blob ID is held (blob_store_hold()) now, and, when it is, whether it was
+ * unlinked while held (*UNLINKED, when UNLINKED is not NULL). For tests. Any thread;
+ * takes holds_lock, which must not be held. */
+bool blob_store_held(struct blob_store *store, uint64_t id, bool *unlinked);
 
 /* Opens blob ID's file and checks its size, footer and sums (blob.c). Returns BLOB_OK
  * with *OPEN a new entry (not in any cache, references 0) that the caller owns and frees

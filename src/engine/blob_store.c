@@ -15,7 +15,15 @@
  * checks, under the lock, that the file it opened still has a name (st_nlink > 0). An
  * unlink removes the name first and takes the entry out of the map under the lock
  * after, so either the filler sees the name gone and keeps its entry to itself, or the
- * unlink comes after the publication and takes the entry out. */
+ * unlink comes after the publication and takes the entry out.
+ *
+ * Holds (blob_store_hold()) keep unlinked blobs on disk for the readers that may still
+ * reach them: a set of ids, each with its count of holds, under holds_lock. An unlink of
+ * a held id only marks it; the removal (the file, its cache entry, the byte count) is
+ * done by whoever lets go of the last hold, after dropping holds_lock. The check and the
+ * mark happen under the lock, and so do the last release and the taking of the id out
+ * of the set, so exactly one of the unlink and the last release removes the file. The
+ * set never shrinks: its size follows the most blobs held at once. */
 #include "engine/blob_internal.h"
 
 #include "base/checks.h"
@@ -263,6 +271,191 @@ void blob_store_close_idle(struct blob_store *store) {
     }
 }
 
+/* ---- holds ---------------------------------------------------------------------- */
+
+/* Holds of a new store's set, at its first hold; the set doubles when half full. */
+#define HOLDS_FIRST_CAPACITY 64
+
+static void holds_lock(struct blob_store *store) {
+    pthread_mutex_lock(&store->holds_lock);
+    check_acquired(&store->holds_owner);
+}
+
+static void holds_unlock(struct blob_store *store) {
+    check_releasing(&store->holds_owner);
+    pthread_mutex_unlock(&store->holds_lock);
+}
+
+#define ASSERT_HOLDS_LOCKED(store) STRATA_ASSERT(check_held(&(store)->holds_owner))
+
+/* The held entry of ID, or NULL. Called with holds_lock held. */
+static struct blob_hold_entry *holds_find(struct blob_store *store, uint64_t id) {
+    ASSERT_HOLDS_LOCKED(store);
+    if (store->holds_capacity == 0) return NULL;
+    size_t mask = store->holds_capacity - 1;
+    for (size_t slot = cache_bucket(id, store->holds_capacity);; slot = (slot + 1) & mask) {
+        struct blob_hold_entry *entry = &store->holds[slot];
+        if (entry->count == 0) return NULL;
+        if (entry->id == id) return entry;
+    }
+}
+
+/* The free slot where ID (not in the set) goes; the set has a free slot. Called with
+ * holds_lock held. */
+static struct blob_hold_entry *holds_free_slot(struct blob_store *store, uint64_t id) {
+    ASSERT_HOLDS_LOCKED(store);
+    size_t mask = store->holds_capacity - 1;
+    size_t slot = cache_bucket(id, store->holds_capacity);
+    while (store->holds[slot].count != 0)
+        slot = (slot + 1) & mask;
+    return &store->holds[slot];
+}
+
+/* Makes room for one more id (the set stays at most half full). Returns false, the set
+ * unchanged, when the allocation fails. Called with holds_lock held. */
+static bool holds_make_room(struct blob_store *store) {
+    ASSERT_HOLDS_LOCKED(store);
+    if (2 * (store->holds_used + 1) <= store->holds_capacity) return true;
+    size_t grown = store->holds_capacity ? 2 * store->holds_capacity : HOLDS_FIRST_CAPACITY;
+    struct blob_hold_entry *entries = calloc(grown, sizeof(*entries));
+    if (entries == NULL) return false;
+    struct blob_hold_entry *old = store->holds;
+    size_t old_capacity = store->holds_capacity;
+    store->holds = entries;
+    store->holds_capacity = grown;
+    for (size_t i = 0; i < old_capacity; i++) {
+        if (old[i].count != 0) *holds_free_slot(store, old[i].id) = old[i];
+    }
+    free(old);
+    return true;
+}
+
+/* Takes ENTRY out of the set, moving later entries of its probe run back so that every
+ * lookup still finds them. Called with holds_lock held. */
+static void holds_remove(struct blob_store *store, struct blob_hold_entry *entry) {
+    ASSERT_HOLDS_LOCKED(store);
+    size_t mask = store->holds_capacity - 1;
+    size_t hole = (size_t)(entry - store->holds);
+    for (size_t slot = (hole + 1) & mask; store->holds[slot].count != 0; slot = (slot + 1) & mask) {
+        size_t home = cache_bucket(store->holds[slot].id, store->holds_capacity);
+        /* It stays when its home lies cyclically in (hole, slot]. */
+        bool stays = hole <= slot ? (hole < home && home <= slot) : (hole < home || home <= slot);
+        if (stays) continue;
+        store->holds[hole] = store->holds[slot];
+        hole = slot;
+    }
+    memset(&store->holds[hole], 0, sizeof(store->holds[hole]));
+    store->holds_used--;
+}
+
+/* Whether extent I of EXTENTS counts for a hold: the first of a run of extents of the
+ * same blob (hold and unhold skip the same ones, so they match). */
+static bool extent_counts(const struct blob_extent *extents, size_t i) {
+    return i == 0 || extents[i].id != extents[i - 1].id;
+}
+
+static enum blob_status remove_file(struct blob_store *store, uint64_t id);
+
+/* Lets go of one hold on ENTRY's id (NULL: none). Returns true, with *REMOVE set to the
+ * id, when that was the last hold on a blob unlinked while held: the caller removes it
+ * once holds_lock is let go. Called with holds_lock held. */
+static bool holds_drop(struct blob_store *store, struct blob_hold_entry *entry, uint64_t *remove) {
+    ASSERT_HOLDS_LOCKED(store);
+    STRATA_ASSERT(entry != NULL && entry->count > 0);
+    if (entry == NULL || --entry->count > 0) return false;
+    bool unlinked = entry->unlinked;
+    *remove = entry->id;
+    holds_remove(store, entry);
+    return unlinked;
+}
+
+enum blob_status blob_store_hold(struct blob_store *store, const struct blob_extent *extents,
+                                 size_t count) {
+    STRATA_ASSERT(!check_held(&store->holds_owner) && !check_held(&store->cache_owner));
+    holds_lock(store);
+    for (size_t i = 0; i < count; i++) {
+        if (!extent_counts(extents, i)) continue;
+        struct blob_hold_entry *entry = holds_find(store, extents[i].id);
+        if (entry == NULL) {
+            if (!holds_make_room(store)) {
+                /* Undo the holds taken so far: none of them can be the last of an unlinked
+                 * blob (the ones this call added were not unlinked; the others keep their
+                 * earlier holds). */
+                for (size_t j = 0; j < i; j++) {
+                    uint64_t unused;
+                    if (!extent_counts(extents, j)) continue;
+                    bool removing = holds_drop(store, holds_find(store, extents[j].id), &unused);
+                    STRATA_ASSERT(!removing);
+                    (void)removing;
+                }
+                holds_unlock(store);
+                return BLOB_NO_MEMORY;
+            }
+            entry = holds_free_slot(store, extents[i].id);
+            entry->id = extents[i].id;
+            entry->unlinked = false;
+            store->holds_used++;
+        }
+        STRATA_ASSERT(entry->count < UINT32_MAX);
+        entry->count++;
+    }
+    holds_unlock(store);
+    return BLOB_OK;
+}
+
+void blob_store_unhold(struct blob_store *store, const struct blob_extent *extents, size_t count) {
+    STRATA_ASSERT(!check_held(&store->holds_owner) && !check_held(&store->cache_owner));
+    holds_lock(store);
+    for (size_t i = 0; i < count; i++) {
+        if (!extent_counts(extents, i)) continue;
+        uint64_t id;
+        if (!holds_drop(store, holds_find(store, extents[i].id), &id)) continue;
+        /* The last hold of an unlinked blob: remove it without the lock (file system
+         * calls, and cache_lock), then go on. Nobody holds it any more, and nobody can
+         * take a hold the index would need it for: it referred to it no longer. */
+        holds_unlock(store);
+        enum blob_status status = remove_file(store, id);
+        if (status != BLOB_OK && status != BLOB_NOT_FOUND) {
+            log_event(LOG_WARNING, "blob_deferred_unlink_failed",
+                      "blob=%016" PRIx64 " status=\"%s\"", id, blob_status_text(status));
+        }
+        holds_lock(store);
+    }
+    holds_unlock(store);
+}
+
+bool blob_store_held(struct blob_store *store, uint64_t id, bool *unlinked) {
+    holds_lock(store);
+    struct blob_hold_entry *entry = holds_find(store, id);
+    if (entry != NULL && unlinked != NULL) *unlinked = entry->unlinked;
+    holds_unlock(store);
+    return entry != NULL;
+}
+
+/* Removes, at the store's close, every blob unlinked while held whose holds were never
+ * let go (a reader or hold outlived its use: every reader has ended by contract), and
+ * forgets every hold. Called by blob_store_close() only, no other thread using STORE. */
+static void holds_close(struct blob_store *store) {
+    size_t pending = 0;
+    for (size_t i = 0; i < store->holds_capacity; i++) {
+        struct blob_hold_entry *entry = &store->holds[i];
+        if (entry->count == 0 || !entry->unlinked) continue;
+        pending++;
+        enum blob_status status = remove_file(store, entry->id);
+        if (status != BLOB_OK && status != BLOB_NOT_FOUND) {
+            log_event(LOG_WARNING, "blob_deferred_unlink_failed",
+                      "blob=%016" PRIx64 " status=\"%s\"", entry->id, blob_status_text(status));
+        }
+    }
+    if (pending > 0) {
+        log_event(LOG_INFO, "blob_deferred_unlinks_at_close", "blobs=%zu", pending);
+    }
+    free(store->holds);
+    store->holds = NULL;
+    store->holds_capacity = 0;
+    store->holds_used = 0;
+}
+
 void blob_path(const struct blob_store *store, uint64_t id, char *path, size_t size) {
     snprintf(path, size, "%s/%016" PRIx64, store->directory, id);
 }
@@ -308,6 +501,7 @@ struct blob_store *blob_store_open(const char *directory, uint32_t chunk_size, e
     store->sync = sync;
     pthread_mutex_init(&store->lock, NULL);
     pthread_mutex_init(&store->cache_lock, NULL);
+    pthread_mutex_init(&store->holds_lock, NULL);
     /* Count what is there already. */
     DIR *listing = opendir(directory);
     if (listing != NULL) {
@@ -329,10 +523,12 @@ void blob_store_close(struct blob_store *store) {
     if (store == NULL) return;
     blob_store_sync_pending(store);
     free(store->pending);
+    holds_close(store);
     /* Every reader has ended: every entry left is idle. */
     STRATA_ASSERT(store->idle_count == store->cached_count);
     blob_store_close_idle(store);
     free(store->buckets);
+    pthread_mutex_destroy(&store->holds_lock);
     pthread_mutex_destroy(&store->cache_lock);
     pthread_mutex_destroy(&store->lock);
     close(store->directory_fd);
@@ -360,6 +556,27 @@ bool blob_name_parse(const char *name, uint64_t *id) {
 }
 
 enum blob_status blob_store_unlink(struct blob_store *store, uint64_t id) {
+    holds_lock(store);
+    struct blob_hold_entry *entry = holds_find(store, id);
+    if (entry != NULL) {
+        /* Held: its last hold removes it (see the top comment). Said NOT_FOUND, as
+         * below, when the file is gone already; the hold's end then removes nothing. */
+        char name[17];
+        snprintf(name, sizeof(name), "%016" PRIx64, id);
+        struct stat status;
+        bool present = fstatat(store->directory_fd, name, &status, 0) == 0 || errno != ENOENT;
+        entry->unlinked = true;
+        holds_unlock(store);
+        return present ? BLOB_OK : BLOB_NOT_FOUND;
+    }
+    holds_unlock(store);
+    return remove_file(store, id);
+}
+
+/* Removes blob ID's file now, takes its bytes off the count and drops it from the cache
+ * (blob_store_unlink() without the holds). Any thread; takes cache_lock, which must not
+ * be held, and not holds_lock. */
+static enum blob_status remove_file(struct blob_store *store, uint64_t id) {
     char name[17];
     snprintf(name, sizeof(name), "%016" PRIx64, id);
     struct stat status;

@@ -494,6 +494,9 @@ static enum object_status version_lookup(const struct object_bucket *bucket, con
 }
 
 void object_handle_clear(struct object_handle *handle) {
+    if (handle->holder != NULL) {
+        blob_store_unhold(handle->holder, handle->extents, handle->extent_count);
+    }
     free(handle->extents);
     free(handle->attribute_storage);
     memset(handle, 0, sizeof(*handle));
@@ -527,6 +530,14 @@ enum object_status objects_get(struct objects *objects, const char *bucket_name,
                 }
                 handle->info.attributes = handle->attribute_storage;
                 handle->info.attributes_length = version->attributes_length;
+                /* Held before the lock goes: an unlink of these blobs comes from a change,
+                 * which waits for the lock, so it finds them held. */
+                if (blob_store_hold(objects->blobs, handle->extents, handle->extent_count) !=
+                    BLOB_OK) {
+                    status = OBJECT_NO_MEMORY;
+                } else {
+                    handle->holder = objects->blobs;
+                }
             }
         }
     }

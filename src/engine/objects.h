@@ -22,6 +22,9 @@
  * The bytes of a new version are written first (blob_writer_*), then made visible by
  * one call (objects_put(), objects_upload_part()), so a PUT cut off half-way leaves
  * nothing visible, and a reader never sees a version half written.
+ * A version replaced or deleted stays readable, whole, for as long as a reader of it
+ * lives (objects_get(), then blob_reader_open() on the handle's extents): its blobs are
+ * removed when the last reader is closed, not before (engine/blob.h: holds).
  *
  * Threads: every function may be called from any thread at the same time (one
  * read-write lock guards the metadata; blob I/O happens outside it). */
@@ -179,15 +182,21 @@ struct object_info {
     size_t attributes_length;
 };
 
-/* A version found for reading: its info, and its extents (owned by the handle). */
+/* A version found for reading: its info, and its extents (owned by the handle), whose
+ * blobs it holds (blob_store_hold()) until it is cleared. */
 struct object_handle {
     struct object_info info;
     struct blob_extent *extents;
     size_t extent_count;
     unsigned char *attribute_storage; /* owns info.attributes */
+    struct blob_store *holder;        /* the store whose blobs it holds, or NULL */
 };
 
-/* Frees what a handle owns (not the handle itself). */
+/* Lets go of the handle's hold on its blobs (a blob whose version was replaced or
+ * deleted meanwhile, and that nothing else holds, is removed by this call:
+ * blob_store_unhold()) and frees what it owns (not the handle itself). Call it without
+ * the object store's lock (never from inside an objects_* call). A zeroed handle
+ * clears to nothing. */
 void object_handle_clear(struct object_handle *handle);
 
 /* Looks up KEY in BUCKET: its current version when VERSION_ID is NULL, else that
@@ -196,9 +205,13 @@ void object_handle_clear(struct object_handle *handle);
  * delete marker when the key has one). Returns OBJECT_OK, OBJECT_NO_SUCH_BUCKET,
  * OBJECT_NO_SUCH_KEY (no key, or its current version is a delete marker: then
  * handle->info.delete_marker is true), OBJECT_NO_SUCH_VERSION, OBJECT_IS_DELETE_MARKER (the
- * version asked for is a delete marker) or OBJECT_NO_MEMORY. A blob stays readable
- * after a later delete for a reader that has read from it already (blob_reader_open()
- * opens nothing: a blob the reader reaches after the delete is not found). */
+ * version asked for is a delete marker) or OBJECT_NO_MEMORY.
+ *
+ * On OBJECT_OK the handle holds the version's blobs, taken under the store's lock, so
+ * no change after the lookup can remove them until the handle is cleared; a reader
+ * opened on handle->extents before that (blob_reader_open(), which holds them in turn)
+ * reads the whole version for as long as it lives, whatever later puts, overwrites and
+ * deletes do: a writer of a new version never disturbs a reader of the old one. */
 enum object_status objects_get(struct objects *objects, const char *bucket, size_t bucket_length,
                                const void *key, size_t key_length, const char *version_id,
                                struct object_handle *handle);

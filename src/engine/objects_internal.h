@@ -16,7 +16,11 @@
  * (get, list, info, stats) hold it shared; every change holds it exclusively from its
  * plan to its apply, including the journal append (and its fdatasync under
  * OBJECTS_SYNC_NOW), so the journal's order is the order changes were made. Blob files
- * whose last reference went are unlinked after the lock is released. The rwlock prefers
+ * whose last reference went are unlinked after the lock is released; objects_get() takes
+ * a hold on the version's blobs (blob_store_hold()) before it releases the lock, so such
+ * an unlink, ordered after it by the lock, waits for the handle and the readers opened
+ * from it (engine/blob.h). The blob store's holds lock is taken under objects->lock,
+ * never the other way round. The rwlock prefers
  * writers, so a stream of listings cannot starve puts. compaction_lock serializes
  * snapshot writing and is taken before objects->lock, never while holding it. */
 #ifndef STRATA_ENGINE_OBJECTS_INTERNAL_H

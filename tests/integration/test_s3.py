@@ -424,6 +424,68 @@ def test_versioning(s3, bucket):
     assert [v["VersionId"] for p in pages for v in p.get("Versions", [])] == ["null", one]
 
 
+
+def test_slow_download_outlives_overwrite_and_delete(s3, bucket, s3_server):
+    """A writer of a new version never disturbs a reader of the old one: a GET of a
+    3-part object read slowly through a raw socket returns the whole old object although
+    the object is overwritten, then deleted, while it is under way; its blobs go when the
+    GET is over. The parts are 5 MiB (well over --s3-min-part-size): what the server
+    reads ahead (a few 1 MiB chunks) and the kernel's socket buffers (a few MiB) must not
+    cover the last part, or its blob would be opened before the overwrite."""
+    blobs = os.path.join(s3_server.directory, "data", "objects", "blobs")
+    before = set(os.listdir(blobs))
+    parts = [os.urandom(5 * MIB) for _ in range(3)]
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="slow")["UploadId"]
+    refs = []
+    for number, data in enumerate(parts, 1):
+        part = s3.upload_part(Bucket=bucket, Key="slow", UploadId=upload_id, PartNumber=number,
+                              Body=data)
+        refs.append({"PartNumber": number, "ETag": part["ETag"]})
+    s3.complete_multipart_upload(Bucket=bucket, Key="slow", UploadId=upload_id,
+                                 MultipartUpload={"Parts": refs})
+    old = b"".join(parts)
+    assert len(set(os.listdir(blobs)) - before) == 3
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "slow"},
+                                    ExpiresIn=60)
+    path = url.split(str(s3_server.http_port), 1)[1]
+    connection = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    connection.settimeout(30)
+    connection.connect(("127.0.0.1", s3_server.http_port))
+    try:
+        connection.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{s3_server.http_port}\r\n"
+                           f"Connection: close\r\n\r\n".encode())
+        received = b""
+        while b"\r\n\r\n" not in received or len(received) < 256 * 1024:
+            piece = connection.recv(64 * 1024)
+            assert piece, "the server closed the connection early"
+            received += piece
+        head, body = received.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert f"content-length: {len(old)}".encode() in head.lower()
+        time.sleep(0.3)  # the server fills what the window and the socket take
+        # Overwritten, then deleted: the GET's version is gone from the index.
+        s3.put_object(Bucket=bucket, Key="slow", Body=b"the new version")
+        s3.delete_object(Bucket=bucket, Key="slow")
+        with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+            s3.get_object(Bucket=bucket, Key="slow")
+        assert error_code(excinfo) == "NoSuchKey"
+        # Its blobs stay while the GET lives (the new version's is gone already).
+        assert len(set(os.listdir(blobs)) - before) == 3
+        while len(body) < len(old):
+            piece = connection.recv(256 * 1024)
+            if not piece:
+                break
+            body += piece
+    finally:
+        connection.close()
+    assert len(body) == len(old)
+    assert sha256(body) == sha256(old)
+    deadline = time.time() + 10
+    while set(os.listdir(blobs)) != before and time.time() < deadline:
+        time.sleep(0.05)
+    assert set(os.listdir(blobs)) == before
+
 # ---- signatures, presigned URLs, digests -----------------------------------------------
 
 def test_presigned_urls(s3, bucket, s3_server):

@@ -4,8 +4,10 @@
  * the read or stream that reaches it), cancelled streams, the sync policies, the
  * store's byte count, and the cache of open blobs: a value of 2,000 extents read and
  * streamed within a bounded number of descriptors, readers that open only the blobs
- * their ranges touch, unlink dropping the cache entry, and readers on several threads
- * while blobs are unlinked and written (TSan watches). */
+ * their ranges touch, unlink dropping the cache entry, readers on several threads
+ * while blobs are unlinked and written (TSan watches), and holds: a reader or stream of
+ * a value of several blobs reads it whole after every blob was unlinked, the files
+ * going when it ends, and blob_store_close() removing those whose holds were left. */
 #include "base/crc32c.h"
 #include "base/io_ring.h"
 #include "base/log.h"
@@ -565,17 +567,30 @@ static void test_unlinked_blob_still_reads(void) {
     CHECK(blob_reader_read(reader, 0, 1, back) == BLOB_OK);
     CHECK(cached_blobs(store, NULL) == 1);
     CHECK(open_descriptors() == descriptors + 1);
+    /* Both readers hold it: the unlink only marks it, and the file, its bytes and its
+     * cache entry stay until the last of them is closed. */
     CHECK(blob_store_unlink(store, digest.id) == BLOB_OK);
-    CHECK(cached_blobs(store, NULL) == 0);
-    CHECK(blob_store_bytes(store) == 0);
+    bool unlinked = false;
+    CHECK(blob_store_held(store, digest.id, &unlinked) && unlinked);
+    CHECK(count_blob_files() == 1);
+    CHECK(blob_store_bytes(store) == expected_file_size(length));
     CHECK(blob_reader_read(reader, 0, length, back) == BLOB_OK);
     CHECK(memcmp(back, data, length) == 0);
-    CHECK(blob_reader_read(late, 0, 1, back) == BLOB_NOT_FOUND);
-    CHECK(read_once(store, &extent, 1, 0, length, back) == BLOB_NOT_FOUND);
-    CHECK(open_descriptors() == descriptors + 1); /* the first reader still holds it */
+    memset(back, 0, length);
+    CHECK(blob_reader_read(late, 0, length, back) == BLOB_OK); /* reaches it only now */
+    CHECK(memcmp(back, data, length) == 0);
+    CHECK(blob_store_unlink(store, digest.id) == BLOB_OK); /* again: still just marked */
     blob_reader_close(reader);
+    CHECK(count_blob_files() == 1); /* LATE holds it still */
+    CHECK(open_descriptors() == descriptors + 1);
     blob_reader_close(late);
+    CHECK(!blob_store_held(store, digest.id, NULL));
+    CHECK(count_blob_files() == 0);
+    CHECK(blob_store_bytes(store) == 0);
+    CHECK(cached_blobs(store, NULL) == 0);
     CHECK(open_descriptors() == descriptors);
+    CHECK(read_once(store, &extent, 1, 0, length, back) == BLOB_NOT_FOUND);
+    CHECK(blob_store_unlink(store, digest.id) == BLOB_NOT_FOUND);
 
     /* An idle entry is closed by the unlink itself. */
     REQUIRE(write_blob(store, data, length, 10000, false, &digest) == BLOB_OK);
@@ -1242,6 +1257,228 @@ static void test_concurrent_readers_and_unlinks(void) {
     free(test);
 }
 
+/* ---- holds ---------------------------------------------------------------------- */
+
+#define HELD_BLOBS 5
+
+/* Writes HELD_BLOBS blobs of lengths 2 * CHUNK + 100 * i (patterns from SEED) and fills
+ * EXTENTS (room for 2 * HELD_BLOBS) with a value over them that refers to some blobs
+ * twice, in a row and apart; copies the value into VALUE (room for 2 * HELD_BLOBS *
+ * 3 * CHUNK). Returns the extents' count, or 0 on a failure. */
+static size_t write_held_value(struct blob_store *store, uint32_t seed, uint64_t ids[HELD_BLOBS],
+                               struct blob_extent *extents, unsigned char *value,
+                               uint64_t *value_length) {
+    size_t count = 0;
+    *value_length = 0;
+    unsigned char *datas[HELD_BLOBS];
+    size_t lengths[HELD_BLOBS];
+    for (int i = 0; i < HELD_BLOBS; i++) {
+        lengths[i] = 2 * CHUNK + 100 * (size_t)i;
+        datas[i] = pattern(lengths[i], seed + (uint32_t)i);
+        struct blob_digest digest;
+        if (write_blob(store, datas[i], lengths[i], 50000, false, &digest) != BLOB_OK) return 0;
+        ids[i] = digest.id;
+    }
+    /* Blob 0 whole, blob 1 in two extents in a row, blobs 2 to 4, then blob 0 again. */
+    struct {
+        int blob;
+        uint64_t offset, length;
+    } plan[] = {{0, 0, lengths[0]},
+                {1, 0, CHUNK + 7},
+                {1, CHUNK + 7, lengths[1] - CHUNK - 7},
+                {2, 3, lengths[2] - 3},
+                {3, 0, lengths[3]},
+                {4, 0, lengths[4]},
+                {0, 5, 1000}};
+    for (size_t i = 0; i < sizeof(plan) / sizeof(plan[0]); i++) {
+        extents[count++] = (struct blob_extent){ids[plan[i].blob], plan[i].offset, plan[i].length};
+        memcpy(value + *value_length, datas[plan[i].blob] + plan[i].offset, plan[i].length);
+        *value_length += plan[i].length;
+    }
+    for (int i = 0; i < HELD_BLOBS; i++)
+        free(datas[i]);
+    return count;
+}
+
+/* A reader of a value of several blobs reads all of it after every blob was unlinked,
+ * whatever it had read before; the files go when it is closed. */
+static void test_reader_holds_its_blobs(void) {
+    struct blob_store *store = open_store(BLOB_SYNC_NEVER);
+    REQUIRE(store != NULL);
+    int descriptors = open_descriptors();
+    uint64_t ids[HELD_BLOBS];
+    struct blob_extent extents[2 * HELD_BLOBS];
+    unsigned char *value = malloc(2 * HELD_BLOBS * 3 * CHUNK),
+                  *back = malloc(2 * HELD_BLOBS * 3 * CHUNK);
+    uint64_t length;
+    size_t count = write_held_value(store, 500, ids, extents, value, &length);
+    REQUIRE(count > 0);
+    struct blob_reader *reader;
+    REQUIRE(blob_reader_open(store, extents, count, &reader) == BLOB_OK);
+    CHECK(blob_reader_length(reader) == length);
+    for (int i = 0; i < HELD_BLOBS; i++)
+        CHECK(blob_store_held(store, ids[i], NULL));
+    CHECK(open_descriptors() == descriptors);                /* holding opens nothing */
+    CHECK(blob_reader_read(reader, 0, 10, back) == BLOB_OK); /* only the first blob */
+    uint64_t bytes = blob_store_bytes(store);
+    for (int i = 0; i < HELD_BLOBS; i++)
+        CHECK(blob_store_unlink(store, ids[i]) == BLOB_OK);
+    CHECK(count_blob_files() == HELD_BLOBS);
+    CHECK(blob_store_bytes(store) == bytes);
+    blob_store_close_idle(store);
+    memset(back, 0, (size_t)length);
+    CHECK(blob_reader_read(reader, 0, length, back) == BLOB_OK);
+    CHECK(memcmp(back, value, (size_t)length) == 0);
+    blob_reader_close(reader);
+    CHECK(count_blob_files() == 0);
+    CHECK(blob_store_bytes(store) == 0);
+    CHECK(cached_blobs(store, NULL) == 0);
+    CHECK(open_descriptors() == descriptors);
+    for (int i = 0; i < HELD_BLOBS; i++)
+        CHECK(!blob_store_held(store, ids[i], NULL));
+    CHECK(read_once(store, extents, count, 0, 1, back) == BLOB_NOT_FOUND);
+    free(value);
+    free(back);
+    blob_store_close(store);
+}
+
+/* The same through a stream: it started before the unlinks and ends whole after them,
+ * with and without a ring; the files go when the stream ends. */
+static void stream_held(struct io_ring *ring) {
+    struct blob_store *store = open_store(BLOB_SYNC_NEVER);
+    REQUIRE(store != NULL);
+    uint64_t ids[HELD_BLOBS];
+    struct blob_extent extents[2 * HELD_BLOBS];
+    unsigned char *value = malloc(2 * HELD_BLOBS * 3 * CHUNK);
+    uint64_t length;
+    size_t count = write_held_value(store, 600, ids, extents, value, &length);
+    REQUIRE(count > 0);
+    struct blob_reader *reader;
+    REQUIRE(blob_reader_open(store, extents, count, &reader) == BLOB_OK);
+    io_ring_set_current(ring);
+    struct output_queue queue;
+    output_queue_init(&queue);
+    struct drain drain = {.received = malloc((size_t)length), .capacity = (size_t)length};
+    CHECK(blob_reader_send(reader, 0, length, &queue, count_wake, &drain));
+    drain_queue(&queue, ring, &drain, 1000, 3000); /* a little of the first blob */
+    CHECK(drain.length >= 3000 && drain.length < length);
+    for (int i = 0; i < HELD_BLOBS; i++)
+        CHECK(blob_store_unlink(store, ids[i]) == BLOB_OK);
+    CHECK(count_blob_files() == HELD_BLOBS);
+    drain_queue(&queue, ring, &drain, 1 << 20, 0);
+    CHECK(!queue.failed);
+    CHECK(drain.length == length);
+    CHECK(memcmp(drain.received, value, (size_t)length) == 0);
+    output_queue_clear(&queue);
+    while (ring != NULL && io_ring_in_flight(ring) > 0)
+        io_ring_wait(ring);
+    io_ring_set_current(NULL);
+    CHECK(count_blob_files() == 0); /* the stream ended: its reader let go */
+    CHECK(blob_store_bytes(store) == 0);
+    free(drain.received);
+    free(value);
+    blob_store_close(store);
+}
+
+static void test_stream_holds_its_blobs(void) {
+    stream_held(NULL);
+    struct io_ring *ring = make_ring();
+    if (ring != NULL) {
+        stream_held(ring);
+        io_ring_destroy(ring);
+    }
+}
+
+/* Holds are counted per id; an unlink of a missing held blob says so; the set of holds
+ * keeps finding every id through growth and removals in any order. */
+static void test_hold_counts(void) {
+    struct blob_store *store = open_store(BLOB_SYNC_NEVER);
+    REQUIRE(store != NULL);
+    unsigned char *data = pattern(1000, 7);
+    struct blob_digest digest;
+    REQUIRE(write_blob(store, data, 1000, 1000, false, &digest) == BLOB_OK);
+    struct blob_extent extent = {digest.id, 0, 1000};
+    CHECK(blob_store_hold(store, &extent, 1) == BLOB_OK);
+    CHECK(blob_store_hold(store, &extent, 1) == BLOB_OK);
+    CHECK(blob_store_unlink(store, digest.id) == BLOB_OK);
+    blob_store_unhold(store, &extent, 1);
+    CHECK(count_blob_files() == 1);
+    blob_store_unhold(store, &extent, 1);
+    CHECK(count_blob_files() == 0);
+    CHECK(blob_store_bytes(store) == 0);
+    /* Held without a file: the unlink says NOT_FOUND and the hold's end removes nothing. */
+    struct blob_extent missing = {0x1234, 0, 1};
+    CHECK(blob_store_hold(store, &missing, 1) == BLOB_OK);
+    CHECK(blob_store_unlink(store, missing.id) == BLOB_NOT_FOUND);
+    blob_store_unhold(store, &missing, 1);
+    CHECK(!blob_store_held(store, missing.id, NULL));
+
+    /* Many ids (the set grows past its first size many times), some held twice, let go
+     * in a scrambled order; after each step every id is held exactly as it should be. */
+    enum { IDS = 3000 };
+    struct blob_extent *many = calloc(IDS, sizeof(*many));
+    int *holds = calloc(IDS, sizeof(*holds));
+    uint64_t state = 5;
+    for (size_t i = 0; i < IDS; i++) {
+        /* Ids that crowd into few home slots as well as spread ones. */
+        many[i].id = i % 2 ? next_random(&state) : (uint64_t)i << 40;
+        many[i].length = 1;
+    }
+    CHECK(blob_store_hold(store, many, IDS) == BLOB_OK);
+    CHECK(blob_store_hold(store, many, IDS / 2) == BLOB_OK);
+    for (size_t i = 0; i < IDS; i++)
+        holds[i] = i < IDS / 2 ? 2 : 1;
+    CHECK(store->holds_used == IDS);
+    bool right = true;
+    for (size_t step = 0; step < 2 * IDS; step++) {
+        size_t i = (size_t)(next_random(&state) % IDS);
+        if (holds[i] == 0) continue;
+        blob_store_unhold(store, &many[i], 1);
+        holds[i]--;
+        if (step % 97 == 0) {
+            for (size_t j = 0; j < IDS; j++)
+                right = right && blob_store_held(store, many[j].id, NULL) == (holds[j] > 0);
+        }
+    }
+    CHECK(right);
+    for (size_t i = 0; i < IDS; i++)
+        while (holds[i]-- > 0)
+            blob_store_unhold(store, &many[i], 1);
+    CHECK(store->holds_used == 0);
+    for (size_t i = 0; i < IDS; i++)
+        right = right && !blob_store_held(store, many[i].id, NULL);
+    CHECK(right);
+    free(many);
+    free(holds);
+    free(data);
+    blob_store_close(store);
+}
+
+/* blob_store_close() removes the blobs unlinked while held whose holds were never let
+ * go, and keeps the held ones nobody unlinked. */
+static void test_close_removes_held_unlinked(void) {
+    struct blob_store *store = open_store(BLOB_SYNC_NEVER);
+    REQUIRE(store != NULL);
+    unsigned char *data = pattern(CHUNK + 9, 8);
+    struct blob_digest gone, kept;
+    REQUIRE(write_blob(store, data, CHUNK + 9, 4096, false, &gone) == BLOB_OK);
+    REQUIRE(write_blob(store, data, CHUNK + 9, 4096, false, &kept) == BLOB_OK);
+    struct blob_extent extents[2] = {{gone.id, 0, CHUNK + 9}, {kept.id, 0, CHUNK + 9}};
+    CHECK(blob_store_hold(store, extents, 2) == BLOB_OK);
+    CHECK(blob_store_unlink(store, gone.id) == BLOB_OK);
+    CHECK(count_blob_files() == 2);
+    blob_store_close(store); /* the hold is forgotten */
+    CHECK(count_blob_files() == 1);
+    store = open_store(BLOB_SYNC_NEVER);
+    REQUIRE(store != NULL);
+    CHECK(blob_store_bytes(store) == expected_file_size(CHUNK + 9));
+    CHECK(blob_store_unlink(store, gone.id) == BLOB_NOT_FOUND);
+    CHECK(blob_store_unlink(store, kept.id) == BLOB_OK);
+    CHECK(count_blob_files() == 0);
+    free(data);
+    blob_store_close(store);
+}
+
 static void remove_directory(void) {
     DIR *listing = opendir(directory);
     if (listing != NULL) {
@@ -1284,6 +1521,10 @@ int main(void) {
     RUN_TEST(test_mixed_chunk_sizes);
     RUN_TEST(test_reader_opens_only_what_it_touches);
     RUN_TEST(test_concurrent_readers_and_unlinks);
+    RUN_TEST(test_reader_holds_its_blobs);
+    RUN_TEST(test_stream_holds_its_blobs);
+    RUN_TEST(test_hold_counts);
+    RUN_TEST(test_close_removes_held_unlinked);
     remove_directory();
     log_set_fd(2);
     if (log_fd >= 0) close(log_fd);

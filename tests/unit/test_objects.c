@@ -1,19 +1,25 @@
 /* Unit tests of the object store (engine/objects.h): buckets, versions, listing,
  * multipart uploads, the journal and snapshot, recovery, and crc32c_combine().
  *
- * The blob writer is not used: a test "blob" is a file named as blob_path() names it,
- * holding some bytes, with a blob_digest filled in by hand (MD5 through OpenSSL, CRC32C
- * from base/crc32c.h). Nothing here reads blobs back. */
+ * Most tests do not use the blob writer: a test "blob" is a file named as blob_path()
+ * names it, holding some bytes, with a blob_digest filled in by hand (MD5 through
+ * OpenSSL, CRC32C from base/crc32c.h). The tests of readers of replaced versions write
+ * real blobs (blob_writer_*) of multipart objects and read them back while the objects
+ * are overwritten and deleted, on one thread and on several. */
 #include "base/crc32c.h"
+#include "base/output_queue.h"
 #include "engine/blob_internal.h"
 #include "engine/objects.h"
 #include "engine/objects_internal.h"
 #include "test.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -1497,6 +1503,372 @@ static void test_journal_errors(void) {
     remove_tree(directory);
 }
 
+/* ---- readers of replaced versions ---------------------------------------------------- */
+
+#define PART_LENGTH 3000
+#define MOST_PARTS  8
+
+/* Fills DATA (LENGTH >= 8 bytes) with version SEED's bytes: the seed, then bytes
+ * drawn from it. */
+static void version_bytes(uint64_t seed, unsigned char *data, size_t length) {
+    memcpy(data, &seed, sizeof(seed));
+    uint64_t state = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = sizeof(seed); i < length; i++) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        data[i] = (unsigned char)(state >> 24);
+    }
+}
+
+/* Whether DATA (LENGTH bytes) is one whole version as version_bytes() makes them. */
+static bool version_right(const unsigned char *data, size_t length) {
+    if (length < 8) return false;
+    uint64_t seed;
+    memcpy(&seed, data, sizeof(seed));
+    unsigned char *expected = malloc(length);
+    version_bytes(seed, expected, length);
+    bool right = memcmp(expected, data, length) == 0;
+    free(expected);
+    return right;
+}
+
+/* Writes LENGTH bytes of DATA as a real blob (readable, unlike make_blob()'s). */
+static bool write_real_blob(struct objects *objects, const unsigned char *data, size_t length,
+                            struct blob_digest *digest) {
+    struct blob_writer *writer;
+    if (blob_writer_open(objects_blobs(objects), &writer) != BLOB_OK) return false;
+    if (blob_writer_append(writer, data, length) != BLOB_OK) {
+        blob_writer_abort(writer);
+        return false;
+    }
+    return blob_writer_finish(writer, digest) == BLOB_OK;
+}
+
+/* Makes KEY of BUCKET a multipart object of PARTS parts of PART_LENGTH bytes, version
+ * SEED's bytes; sets IDS[i] (when IDS is not NULL) to part i's blob. */
+static enum object_status put_multipart(struct objects *objects, const char *bucket,
+                                        const char *key, uint64_t seed, int parts, uint64_t *ids) {
+    unsigned char *data = malloc((size_t)parts * PART_LENGTH);
+    version_bytes(seed, data, (size_t)parts * PART_LENGTH);
+    char upload_id[OBJECT_UPLOAD_ID_MAX + 1];
+    struct object_part_ref refs[MOST_PARTS];
+    enum object_status status = objects_upload_create(objects, bucket, strlen(bucket), key,
+                                                      strlen(key), NULL, 0, upload_id);
+    for (int p = 0; p < parts && status == OBJECT_OK; p++) {
+        struct blob_digest digest;
+        if (!write_real_blob(objects, data + (size_t)p * PART_LENGTH, PART_LENGTH, &digest)) {
+            status = OBJECT_IO_ERROR;
+            break;
+        }
+        if (ids != NULL) ids[p] = digest.id;
+        refs[p].part_number = p + 1;
+        status = objects_upload_part(objects, bucket, strlen(bucket), upload_id, p + 1, &digest,
+                                     refs[p].etag);
+    }
+    if (status == OBJECT_OK) {
+        status = objects_upload_complete(objects, bucket, strlen(bucket), upload_id, refs,
+                                         (size_t)parts, NULL);
+    }
+    free(data);
+    return status;
+}
+
+/* Blob files in OBJECTS's blob directory (-1 when it cannot be listed). */
+static int count_blobs(const char *directory) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/blobs", directory);
+    DIR *listing = opendir(path);
+    if (listing == NULL) return -1;
+    int count = 0;
+    struct dirent *entry;
+    while ((entry = readdir(listing)) != NULL) {
+        uint64_t id;
+        if (blob_name_parse(entry->d_name, &id)) count++;
+    }
+    closedir(listing);
+    return count;
+}
+
+/* A reader of KEY's current version (NULL when it has none, or on a failure). The
+ * handle is cleared before it returns: the reader holds the blobs alone. */
+static struct blob_reader *open_current(struct objects *objects, const char *bucket,
+                                        const char *key) {
+    struct object_handle handle;
+    struct blob_reader *reader = NULL;
+    if (objects_get(objects, bucket, strlen(bucket), key, strlen(key), NULL, &handle) ==
+        OBJECT_OK) {
+        if (blob_reader_open(objects_blobs(objects), handle.extents, handle.extent_count,
+                             &reader) != BLOB_OK) {
+            reader = NULL;
+        }
+    }
+    object_handle_clear(&handle);
+    return reader;
+}
+
+static void test_readers_outlive_their_version(void) {
+    char directory[64];
+    REQUIRE(fresh_directory(directory, sizeof(directory)) != NULL);
+    struct objects *objects = open_store(directory, OBJECTS_SYNC_NEVER);
+    REQUIRE(objects != NULL);
+    REQUIRE(objects_bucket_create(objects, BUCKET("keep")) == OBJECT_OK);
+    enum { LENGTH = 3 * PART_LENGTH };
+    unsigned char old_bytes[LENGTH], back[LENGTH];
+    version_bytes(1, old_bytes, LENGTH);
+    uint64_t old_ids[MOST_PARTS], new_ids[MOST_PARTS];
+
+    /* A reader that read only the first part when its object was overwritten, then
+     * deleted, still reads it all: every blob stays until the reader is closed. */
+    REQUIRE(put_multipart(objects, "keep", "big", 1, 3, old_ids) == OBJECT_OK);
+    struct blob_reader *reader = open_current(objects, "keep", "big");
+    REQUIRE(reader != NULL);
+    CHECK(blob_reader_length(reader) == LENGTH);
+    CHECK(blob_reader_read(reader, 0, 100, back) == BLOB_OK);
+    CHECK(put_multipart(objects, "keep", "big", 2, 3, new_ids) == OBJECT_OK);
+    CHECK(objects_delete(objects, BUCKET("keep"), "big", 3, NULL, NULL) == OBJECT_OK);
+    CHECK(get_info(objects, "keep", "big", NULL, NULL, NULL) == OBJECT_NO_SUCH_KEY);
+    for (int p = 0; p < 3; p++) {
+        CHECK(blob_exists(objects, old_ids[p]));
+        CHECK(!blob_exists(objects, new_ids[p])); /* nobody read these */
+    }
+    memset(back, 0, sizeof(back));
+    CHECK(blob_reader_read(reader, 0, LENGTH, back) == BLOB_OK);
+    CHECK(memcmp(back, old_bytes, LENGTH) == 0);
+    blob_reader_close(reader);
+    for (int p = 0; p < 3; p++)
+        CHECK(!blob_exists(objects, old_ids[p]));
+    CHECK(count_blobs(directory) == 0);
+
+    /* An overwrite between objects_get() and blob_reader_open(): the handle holds. */
+    REQUIRE(put_multipart(objects, "keep", "big", 1, 3, old_ids) == OBJECT_OK);
+    struct object_handle handle;
+    REQUIRE(objects_get(objects, BUCKET("keep"), "big", 3, NULL, &handle) == OBJECT_OK);
+    CHECK(put_text(objects, "keep", "big", "replaced", NULL, NULL) == OBJECT_OK);
+    CHECK(blob_exists(objects, old_ids[0]) && blob_exists(objects, old_ids[2]));
+    CHECK(blob_reader_open(objects_blobs(objects), handle.extents, handle.extent_count, &reader) ==
+          BLOB_OK);
+    object_handle_clear(&handle);
+    CHECK(blob_exists(objects, old_ids[0])); /* the reader holds them now */
+    memset(back, 0, sizeof(back));
+    CHECK(blob_reader_read(reader, 0, LENGTH, back) == BLOB_OK);
+    CHECK(memcmp(back, old_bytes, LENGTH) == 0);
+    blob_reader_close(reader);
+    for (int p = 0; p < 3; p++)
+        CHECK(!blob_exists(objects, old_ids[p]));
+    CHECK(count_blobs(directory) == 1); /* "replaced" */
+
+    /* A handle alone holds too, and clearing it removes what was unlinked meanwhile. */
+    REQUIRE(put_multipart(objects, "keep", "big", 1, 3, old_ids) == OBJECT_OK);
+    REQUIRE(objects_get(objects, BUCKET("keep"), "big", 3, NULL, &handle) == OBJECT_OK);
+    CHECK(objects_delete(objects, BUCKET("keep"), "big", 3, NULL, NULL) == OBJECT_OK);
+    CHECK(count_blobs(directory) == 3);
+    object_handle_clear(&handle);
+    CHECK(count_blobs(directory) == 0);
+
+    /* A crash while a removal waits for a reader: the next open sweeps the blobs (here
+     * the files are put back, as they were at the crash, once the reader is gone). */
+    REQUIRE(put_multipart(objects, "keep", "big", 1, 3, old_ids) == OBJECT_OK);
+    reader = open_current(objects, "keep", "big");
+    REQUIRE(reader != NULL);
+    CHECK(objects_delete(objects, BUCKET("keep"), "big", 3, NULL, NULL) == OBJECT_OK);
+    char saved[3][4096], path[4096];
+    for (int p = 0; p < 3; p++) {
+        snprintf(saved[p], sizeof(saved[p]), "%s/saved-%d", directory, p);
+        blob_path(objects_blobs(objects), old_ids[p], path, sizeof(path));
+        CHECK(link(path, saved[p]) == 0);
+    }
+    blob_reader_close(reader);
+    CHECK(count_blobs(directory) == 0);
+    objects_close(objects);
+    objects = open_store(directory, OBJECTS_SYNC_NEVER);
+    REQUIRE(objects != NULL);
+    for (int p = 0; p < 3; p++) {
+        blob_path(objects_blobs(objects), old_ids[p], path, sizeof(path));
+        CHECK(rename(saved[p], path) == 0);
+    }
+    objects_close(objects);
+    objects = open_store(directory, OBJECTS_SYNC_NEVER);
+    REQUIRE(objects != NULL);
+    CHECK(count_blobs(directory) == 0);
+    CHECK(get_info(objects, "keep", "big", NULL, NULL, NULL) == OBJECT_NO_SUCH_KEY);
+    objects_close(objects);
+    remove_tree(directory);
+}
+
+static void test_stream_outlives_its_version(void) {
+    char directory[64];
+    REQUIRE(fresh_directory(directory, sizeof(directory)) != NULL);
+    struct objects *objects = open_store(directory, OBJECTS_SYNC_NEVER);
+    REQUIRE(objects != NULL);
+    REQUIRE(objects_bucket_create(objects, BUCKET("keep")) == OBJECT_OK);
+    enum { LENGTH = MOST_PARTS * PART_LENGTH };
+    static unsigned char old_bytes[LENGTH], received[LENGTH];
+    version_bytes(3, old_bytes, LENGTH);
+    /* More parts than a stream reads ahead (BLOB_SEND_WINDOW chunks): the last ones are
+     * not reached when the object goes. */
+    REQUIRE(put_multipart(objects, "keep", "film", 3, MOST_PARTS, NULL) == OBJECT_OK);
+    struct blob_reader *reader = open_current(objects, "keep", "film");
+    REQUIRE(reader != NULL);
+    struct output_queue queue;
+    output_queue_init(&queue);
+    CHECK(blob_reader_send(reader, 0, LENGTH, &queue, NULL, NULL));
+    size_t length = 0;
+    bool changed = false;
+    for (;;) {
+        struct iovec iovecs[8];
+        int count = output_queue_iovecs(&queue, iovecs, 8);
+        if (count == 0) break;
+        size_t take = iovecs[0].iov_len < 1000 ? iovecs[0].iov_len : 1000;
+        if (length + take > LENGTH) break;
+        memcpy(received + length, iovecs[0].iov_base, take);
+        output_queue_consume(&queue, take);
+        length += take;
+        if (!changed && length >= 1000) {
+            CHECK(put_multipart(objects, "keep", "film", 4, 2, NULL) == OBJECT_OK);
+            CHECK(objects_delete(objects, BUCKET("keep"), "film", 4, NULL, NULL) == OBJECT_OK);
+            CHECK(count_blobs(directory) == MOST_PARTS); /* the stream's */
+            changed = true;
+        }
+    }
+    CHECK(changed);
+    CHECK(!queue.failed);
+    CHECK(length == LENGTH);
+    CHECK(memcmp(received, old_bytes, LENGTH) == 0);
+    output_queue_clear(&queue);
+    CHECK(count_blobs(directory) == 0); /* the stream ended */
+    objects_close(objects);
+    remove_tree(directory);
+}
+
+/* Readers on several threads open, read and close the keys' current versions while
+ * another thread overwrites and deletes them: every version a reader found reads whole
+ * (never a missing blob), and no blob is left once all is deleted. TSan watches. */
+
+#define BUSY_KEYS     4
+#define BUSY_READERS  3
+#define BUSY_PARTS    3
+#define BUSY_VERSIONS 120
+
+struct busy {
+    struct objects *objects;
+    _Atomic bool stop;
+};
+
+struct busy_reader {
+    struct busy *busy;
+    uint64_t state;
+    int reads;
+    int wrong;
+};
+
+static void *busy_read(void *argument) {
+    struct busy_reader *self = argument;
+    struct objects *objects = self->busy->objects;
+    enum { LENGTH = BUSY_PARTS * PART_LENGTH };
+    unsigned char *back = malloc(LENGTH);
+    for (int round = 0; !atomic_load(&self->busy->stop) || (self->reads < 20 && round < 100000);
+         round++) {
+        self->state ^= self->state << 13;
+        self->state ^= self->state >> 7;
+        self->state ^= self->state << 17;
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", (int)(self->state % BUSY_KEYS));
+        struct blob_reader *reader = open_current(objects, "busy", key);
+        if (reader == NULL) continue; /* deleted just now */
+        if (blob_reader_length(reader) != LENGTH) {
+            self->wrong++;
+            blob_reader_close(reader);
+            continue;
+        }
+        if (round % 3 == 2) {
+            /* As a GET does: a stream, drained a little at a time. */
+            struct output_queue queue;
+            output_queue_init(&queue);
+            size_t length = 0;
+            if (blob_reader_send(reader, 0, LENGTH, &queue, NULL, NULL)) {
+                struct iovec iovec;
+                while (output_queue_iovecs(&queue, &iovec, 1) == 1 && length < LENGTH) {
+                    size_t take = iovec.iov_len < 700 ? iovec.iov_len : 700;
+                    if (take > LENGTH - length) take = LENGTH - length;
+                    memcpy(back + length, iovec.iov_base, take);
+                    output_queue_consume(&queue, take);
+                    length += take;
+                    sched_yield();
+                }
+            }
+            if (queue.failed || length != LENGTH || !version_right(back, LENGTH)) self->wrong++;
+            output_queue_clear(&queue);
+        } else {
+            /* Read in three pieces, letting the writer in between. */
+            enum blob_status status = BLOB_OK;
+            for (int piece = 0; piece < 3 && status == BLOB_OK; piece++) {
+                status = blob_reader_read(reader, (uint64_t)piece * (LENGTH / 3), LENGTH / 3,
+                                          back + piece * (LENGTH / 3));
+                sched_yield();
+            }
+            if (status != BLOB_OK || !version_right(back, LENGTH)) self->wrong++;
+            blob_reader_close(reader);
+        }
+        self->reads++;
+    }
+    free(back);
+    return NULL;
+}
+
+static void test_readers_while_overwritten(void) {
+    char directory[64];
+    REQUIRE(fresh_directory(directory, sizeof(directory)) != NULL);
+    struct objects *objects = open_store(directory, OBJECTS_SYNC_NEVER);
+    REQUIRE(objects != NULL);
+    REQUIRE(objects_bucket_create(objects, BUCKET("busy")) == OBJECT_OK);
+    char key[16];
+    for (int k = 0; k < BUSY_KEYS; k++) {
+        snprintf(key, sizeof(key), "k%d", k);
+        REQUIRE(put_multipart(objects, "busy", key, 100 + (uint64_t)k, BUSY_PARTS, NULL) ==
+                OBJECT_OK);
+    }
+    struct busy busy = {.objects = objects};
+    struct busy_reader readers[BUSY_READERS];
+    pthread_t threads[BUSY_READERS];
+    for (int i = 0; i < BUSY_READERS; i++) {
+        readers[i] = (struct busy_reader){.busy = &busy, .state = 77 + (uint64_t)i};
+        REQUIRE(pthread_create(&threads[i], NULL, busy_read, &readers[i]) == 0);
+    }
+    int failures = 0;
+    for (int v = 0; v < BUSY_VERSIONS; v++) {
+        snprintf(key, sizeof(key), "k%d", v % BUSY_KEYS);
+        if (put_multipart(objects, "busy", key, 1000 + (uint64_t)v, BUSY_PARTS, NULL) !=
+            OBJECT_OK) {
+            failures++;
+        }
+        if (v % 5 == 4 &&
+            objects_delete(objects, BUCKET("busy"), key, strlen(key), NULL, NULL) != OBJECT_OK) {
+            failures++;
+        }
+    }
+    atomic_store(&busy.stop, true);
+    int reads = 0, wrong = 0;
+    for (int i = 0; i < BUSY_READERS; i++) {
+        pthread_join(threads[i], NULL);
+        reads += readers[i].reads;
+        wrong += readers[i].wrong;
+    }
+    fprintf(stderr, "    %d versions written, %d reads of them, %d wrong\n", BUSY_VERSIONS, reads,
+            wrong);
+    CHECK(failures == 0);
+    CHECK(wrong == 0);
+    CHECK(reads >= BUSY_READERS * 20);
+    for (int k = 0; k < BUSY_KEYS; k++) {
+        snprintf(key, sizeof(key), "k%d", k);
+        CHECK(objects_delete(objects, BUCKET("busy"), key, strlen(key), NULL, NULL) == OBJECT_OK);
+    }
+    CHECK(count_blobs(directory) == 0);
+    CHECK(blob_store_bytes(objects_blobs(objects)) == 0);
+    objects_close(objects);
+    remove_tree(directory);
+}
+
 /* ---- threads ------------------------------------------------------------------------- */
 
 struct worker {
@@ -1614,5 +1986,8 @@ int main(void) {
     RUN_TEST(test_compaction);
     RUN_TEST(test_journal_errors);
     RUN_TEST(test_threads);
+    RUN_TEST(test_readers_outlive_their_version);
+    RUN_TEST(test_stream_outlives_its_version);
+    RUN_TEST(test_readers_while_overwritten);
     return test_main_result();
 }
