@@ -200,6 +200,23 @@ def test_conditional_reads(s3, bucket):
     assert error_code(excinfo) == "PreconditionFailed"
 
 
+def test_acl_and_unsupported_subresources(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="a", Body=b"x")
+    for acl in (s3.get_bucket_acl(Bucket=bucket), s3.get_object_acl(Bucket=bucket, Key="a")):
+        assert [g["Permission"] for g in acl["Grants"]] == ["FULL_CONTROL"]
+        assert acl["Owner"]["ID"] == "strata"
+    s3.put_bucket_acl(Bucket=bucket, ACL="private")
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        s3.put_bucket_acl(Bucket=bucket, ACL="public-read")
+    assert error_code(excinfo) == "NotImplemented"
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        s3.get_object_acl(Bucket=bucket, Key="missing")
+    assert error_code(excinfo) == "NoSuchKey"
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        s3.get_bucket_policy(Bucket=bucket)
+    assert error_code(excinfo) == "NotImplemented"
+
+
 def test_response_overrides(s3, bucket):
     s3.put_object(Bucket=bucket, Key="o", Body=b"x", ContentType="text/plain")
     got = s3.get_object(Bucket=bucket, Key="o", ResponseContentType="application/json",
@@ -836,3 +853,35 @@ def test_aws_chunked_uploads(s3, bucket, s3_server, kind):
                                    trailer_crc=12345)
         assert status == 400 and b"BadDigest" in body
     assert s3.get_object(Bucket=bucket, Key="chunked")["Body"].read() == data
+
+
+def signed_request(server, method, path, body=b""):
+    """One request signed with SigV4 by botocore: (status, body)."""
+    credentials = botocore.credentials.Credentials(ACCESS_KEY, SECRET_KEY)
+    request = botocore.awsrequest.AWSRequest(
+        method=method, url=f"http://127.0.0.1:{server.http_port}{path}", data=body)
+    botocore.auth.S3SigV4Auth(credentials, "s3", "us-east-1").add_auth(request)
+    prepared = request.prepare()
+    status, _, answer = server.http(path, method=method, body=body or None,
+                                    headers=dict(prepared.headers))
+    return status, answer
+
+
+def test_bucket_quota(s3, bucket, s3_server):
+    status, _ = signed_request(s3_server, "PUT", f"/{bucket}?quota", b"1mb")
+    assert status == 200
+    s3.put_object(Bucket=bucket, Key="first", Body=os.urandom(600 * 1024))
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        s3.put_object(Bucket=bucket, Key="second", Body=os.urandom(600 * 1024))
+    assert error_code(excinfo) == "QuotaExceeded"
+    # Replacing an object with a smaller one, and deleting, still work over the quota.
+    s3.put_object(Bucket=bucket, Key="first", Body=b"small")
+    s3.put_object(Bucket=bucket, Key="second", Body=os.urandom(600 * 1024))
+    status, answer = signed_request(s3_server, "GET", f"/{bucket}?quota")
+    assert status == 200 and b"<Bytes>1048576</Bytes>" in answer
+    assert f"<UsedBytes>{600 * 1024 + 5}</UsedBytes>".encode() in answer
+    status, answer = signed_request(s3_server, "PUT", f"/{bucket}?quota", b"lots")
+    assert status == 400 and b"InvalidArgument" in answer
+    status, _ = signed_request(s3_server, "PUT", f"/{bucket}?quota", b"0")
+    assert status == 200
+    s3.put_object(Bucket=bucket, Key="third", Body=os.urandom(600 * 1024))

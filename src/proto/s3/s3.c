@@ -299,9 +299,69 @@ bool s3_has_param(const struct s3_request *request, const char *name) {
     return s3_param(request, name, ignored, sizeof(ignored)) != -1;
 }
 
-bool s3_refuse_unsupported(struct s3_request *request) {
+/* GET ?acl: the one ACL strata has, the owner's FULL_CONTROL. PUT ?acl: the private
+ * canned ACL is accepted (it is what every bucket and object has); any other is 501.
+ * The bucket (and the object, for an object's ACL) must exist. */
+static void answer_acl(struct s3_request *request) {
+    enum http_method method = request->http->method;
+    struct object_bucket_info bucket;
+    enum object_status status = objects_bucket_info(request->server->objects, request->bucket,
+                                                    request->bucket_length, &bucket);
+    if (status == OBJECT_OK && request->key_length > 0) {
+        struct object_handle handle = {0};
+        status = objects_get(request->server->objects, request->bucket, request->bucket_length,
+                             request->key, request->key_length, NULL, &handle);
+        object_handle_clear(&handle);
+    }
+    if (status != OBJECT_OK) {
+        s3_object_error(request, status);
+        return;
+    }
+    if (method == HTTP_PUT) {
+        const char *canned = http_header_value(request->http, "x-amz-acl");
+        bool has_body = request->http->chunked ||
+                        (request->http->has_content_length && request->http->content_length > 0);
+        if (has_body || (canned != NULL && strcmp(canned, "private") != 0)) {
+            s3_error(request, 501, "NotImplemented",
+                     "strata keeps the private ACL only: access is by credentials", NULL);
+            return;
+        }
+        char headers[64];
+        snprintf(headers, sizeof(headers), "x-amz-request-id: %s\r\n", request->request_id);
+        http_respond(request->session, 200, NULL, NULL, 0, headers);
+        return;
+    }
+    if (method != HTTP_GET && method != HTTP_HEAD) {
+        s3_error(request, 405, "MethodNotAllowed",
+                 "The specified method is not allowed against this resource.", NULL);
+        return;
+    }
+    struct s3_xml document;
+    s3_xml_begin(&document);
+    s3_xml_open(&document, "AccessControlPolicy", true);
+    s3_xml_open(&document, "Owner", false);
+    s3_xml_string(&document, "ID", "strata");
+    s3_xml_string(&document, "DisplayName", "strata");
+    s3_xml_close(&document, "Owner");
+    s3_xml_open(&document, "AccessControlList", false);
+    s3_xml_raw(&document,
+               "<Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
+               "xsi:type=\"CanonicalUser\"><ID>strata</ID><DisplayName>strata</DisplayName>"
+               "</Grantee><Permission>FULL_CONTROL</Permission></Grant>",
+               strlen("<Grant><Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
+                      "xsi:type=\"CanonicalUser\"><ID>strata</ID><DisplayName>strata</DisplayName>"
+                      "</Grantee><Permission>FULL_CONTROL</Permission></Grant>"));
+    s3_xml_close(&document, "AccessControlList");
+    s3_xml_close(&document, "AccessControlPolicy");
+    s3_respond_xml(request, &document, NULL);
+}
+
+bool s3_answer_subresource(struct s3_request *request) {
+    if (s3_has_param(request, "acl")) {
+        answer_acl(request);
+        return true;
+    }
     static const char *const unsupported[] = {
-        "acl",
         "policy",
         "cors",
         "lifecycle",

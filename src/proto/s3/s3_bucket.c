@@ -2,6 +2,7 @@
  * GetBucketLocation, Get/PutBucketVersioning, ListObjects (v1 and v2),
  * ListObjectVersions, ListMultipartUploads and DeleteObjects (docs/s3.md). */
 #include "base/byte_buffer.h"
+#include "base/numbers.h"
 #include "proto/s3/s3_internal.h"
 
 #include <stdio.h>
@@ -193,6 +194,58 @@ static void put_versioning_body(struct s3_request *request, const unsigned char 
     enum object_status status = objects_bucket_set_versioning(
         request->server->objects, request->bucket, request->bucket_length,
         parsed.state == 1 ? OBJECT_VERSIONING_ENABLED : OBJECT_VERSIONING_SUSPENDED);
+    if (status != OBJECT_OK) {
+        s3_object_error(request, status);
+        return;
+    }
+    char headers[64];
+    snprintf(headers, sizeof(headers), "x-amz-request-id: %s\r\n", request->request_id);
+    http_respond(request->session, 200, NULL, NULL, 0, headers);
+}
+
+/* ---- quotas (strata's own subresource) ---------------------------------------------- */
+
+/* GET ?quota: <BucketQuota><Bytes>N</Bytes></BucketQuota> (0: none). */
+static void get_quota(struct s3_request *request) {
+    struct object_bucket_info info;
+    enum object_status status = objects_bucket_info(request->server->objects, request->bucket,
+                                                    request->bucket_length, &info);
+    if (status != OBJECT_OK) {
+        s3_object_error(request, status);
+        return;
+    }
+    struct s3_xml document;
+    s3_xml_begin(&document);
+    s3_xml_open(&document, "BucketQuota", true);
+    s3_xml_number(&document, "Bytes", info.quota);
+    s3_xml_number(&document, "UsedBytes", info.bytes);
+    s3_xml_close(&document, "BucketQuota");
+    s3_respond_xml(request, &document, NULL);
+}
+
+/* PUT ?quota with a body that is a size ("10gb", "1048576"; "0" or empty: none). */
+static void put_quota_body(struct s3_request *request, const unsigned char *body, size_t length) {
+    char text[64];
+    size_t start = 0;
+    while (start < length && (body[start] == ' ' || body[start] == '\n' || body[start] == '\r'))
+        start++;
+    while (length > start &&
+           (body[length - 1] == ' ' || body[length - 1] == '\n' || body[length - 1] == '\r'))
+        length--;
+    uint64_t quota = 0;
+    if (length - start >= sizeof(text)) {
+        s3_error(request, 400, "InvalidArgument", "The quota is not a size", NULL);
+        return;
+    }
+    memcpy(text, body + start, length - start);
+    text[length - start] = '\0';
+    if (text[0] != '\0' && !parse_size(text, &quota)) {
+        s3_error(request, 400, "InvalidArgument",
+                 "The quota is not a size (a number of bytes, or 10gb, 512mb, ...)", NULL);
+        return;
+    }
+    enum object_status status = objects_bucket_set_quota(request->server->objects, request->bucket,
+                                                         request->bucket_length, quota);
     if (status != OBJECT_OK) {
         s3_object_error(request, status);
         return;
@@ -633,11 +686,13 @@ static void delete_objects_body(struct s3_request *request, const unsigned char 
 
 void s3_bucket_route(struct s3_request *request) {
     enum http_method method = request->http->method;
-    if (s3_refuse_unsupported(request)) return;
+    if (s3_answer_subresource(request)) return;
     switch (method) {
     case HTTP_PUT:
         if (s3_has_param(request, "versioning")) {
             s3_collect_body(request, put_versioning_body);
+        } else if (s3_has_param(request, "quota")) {
+            s3_collect_body(request, put_quota_body);
         } else {
             s3_collect_body(request, create_bucket_body);
         }
@@ -659,6 +714,8 @@ void s3_bucket_route(struct s3_request *request) {
             get_location(request);
         } else if (s3_has_param(request, "versioning")) {
             get_versioning(request);
+        } else if (s3_has_param(request, "quota")) {
+            get_quota(request);
         } else if (s3_has_param(request, "versions")) {
             list_versions(request);
         } else if (s3_has_param(request, "uploads")) {

@@ -83,9 +83,10 @@ void s3_collect_body(struct s3_request *request, s3_body_done done);
  * absent or matches; otherwise answers (InvalidDigest or BadDigest) and returns false. */
 bool s3_check_content_md5(struct s3_request *request, const unsigned char *body, size_t length);
 
-/* Whether query parameter names say this is a bucket or object subresource strata does
- * not implement (acl, policy, tagging, ...): answered 501 NotImplemented. */
-bool s3_refuse_unsupported(struct s3_request *request);
+/* Answers the subresources that are not the route's own: ?acl (the owner's FULL_CONTROL;
+ * a PUT of the private canned ACL is accepted), and those strata does not implement
+ * (policy, tagging, ...) with 501 NotImplemented. Returns true when it answered. */
+bool s3_answer_subresource(struct s3_request *request);
 
 /* ---- s3_bucket.c ------------------------------------------------------------------- */
 

@@ -1205,7 +1205,7 @@ void s3_object_route(struct s3_request *request) {
         s3_object_error(request, OBJECT_KEY_TOO_LONG);
         return;
     }
-    if (s3_refuse_unsupported(request)) return;
+    if (s3_answer_subresource(request)) return;
     bool has_upload = s3_has_param(request, "uploadId");
     switch (request->http->method) {
     case HTTP_GET:
