@@ -564,6 +564,110 @@ def test_clock_skew(s3_server, bucket):
     assert status == 403 and b"RequestTimeTooSkewed" in body
 
 
+def test_signature_version_2(s3, s3_server):
+    """Signature Version 2 (HMAC-SHA1) as boto3 signs it with signature_version="s3" (and
+    s3fs falls back to): the Authorization header with an odd key, response overrides and
+    a multipart upload, presigned GET URLs, a virtual-hosted request; tampering, a wrong
+    secret and an unknown key are refused."""
+    import http.client
+    from urllib.parse import quote
+
+    def v2_client(access_key=ACCESS_KEY, secret_key=SECRET_KEY):
+        return boto3.client(
+            "s3", endpoint_url=f"http://127.0.0.1:{s3_server.http_port}",
+            aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+            region_name="us-east-1",
+            config=botocore.config.Config(signature_version="s3",
+                                          s3={"addressing_style": "path"},
+                                          retries={"max_attempts": 1}))
+
+    v2 = v2_client()
+    bucket, key = "sigv2-bucket", "dir/a b+c/\u00fc"
+    v2.create_bucket(Bucket=bucket)
+    try:
+        v2.put_object(Bucket=bucket, Key=key, Body=b"version two", ContentType="text/x-v2",
+                      Metadata={"note": "hmac sha1"})
+        got = v2.get_object(Bucket=bucket, Key=key)
+        assert got["Body"].read() == b"version two"
+        assert got["ContentType"] == "text/x-v2" and got["Metadata"] == {"note": "hmac sha1"}
+        got = v2.get_object(Bucket=bucket, Key=key, ResponseContentType="application/x-override",
+                            ResponseContentDisposition='attachment; filename="\u00fc.txt"')
+        assert got["ContentType"] == "application/x-override"
+        assert v2.head_object(Bucket=bucket, Key=key)["ContentLength"] == len(b"version two")
+        # ListObjects (v1): botocore puts the query of an operation's URI template in
+        # what it signs for a path-style request, so it signs ListObjectsV2 with V2 as
+        # "/bucket?list-type=2", which S3 refuses too (boto/boto3 issue 4433).
+        listing = v2.list_objects(Bucket=bucket, Prefix="dir/")
+        assert [entry["Key"] for entry in listing["Contents"]] == [key]
+        assert bucket in [b["Name"] for b in v2.list_buckets()["Buckets"]]
+
+        # The upload is created with V4: botocore signs a path-style CreateMultipartUpload
+        # with V2 as ".../multi%20part?uploads?uploads" (the same bug). Its parts and its
+        # completion carry the uploadId and partNumber sub-resources.
+        upload = s3.create_multipart_upload(Bucket=bucket, Key="multi part")["UploadId"]
+        part = v2.upload_part(Bucket=bucket, Key="multi part", UploadId=upload, PartNumber=1,
+                              Body=b"one part")
+        v2.complete_multipart_upload(Bucket=bucket, Key="multi part", UploadId=upload,
+                                     MultipartUpload={"Parts": [{"PartNumber": 1,
+                                                                 "ETag": part["ETag"]}]})
+        assert v2.get_object(Bucket=bucket, Key="multi part")["Body"].read() == b"one part"
+
+        url = v2.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
+                                        ExpiresIn=60)
+        assert "AWSAccessKeyId=" in url and "Signature=" in url and "Expires=" in url
+        assert "X-Amz-" not in url
+        with urllib.request.urlopen(url) as response:
+            assert response.read() == b"version two"
+        # A later Expires, another key, another signature: refused.
+        expires = url.split("Expires=")[1].split("&")[0]
+        signature = url.split("Signature=")[1].split("&")[0]
+        tampered_urls = [url.replace("Expires=" + expires, "Expires=%d" % (int(expires) + 60)),
+                         url.replace("%C3%BC", "%C3%BD"),
+                         url.replace("Signature=" + signature,
+                                     "Signature=" + ("B" if signature[0] == "A" else "A")
+                                     + signature[1:])]
+        for tampered in tampered_urls:
+            assert tampered != url
+            with pytest.raises(urllib.error.HTTPError) as excinfo:
+                urllib.request.urlopen(tampered)
+            assert excinfo.value.code == 403
+            assert b"SignatureDoesNotMatch" in excinfo.value.read()
+
+        # Virtual-hosted style: the bucket comes from the Host and is signed.
+        credentials = botocore.credentials.Credentials(ACCESS_KEY, SECRET_KEY)
+        quoted = quote(key, safe="/~")
+        request = botocore.awsrequest.AWSRequest(
+            method="GET", url=f"http://{bucket}.localhost:{s3_server.http_port}/{quoted}",
+            auth_path=f"/{bucket}/{quoted}")
+        botocore.auth.HmacV1Auth(credentials).add_auth(request)
+        headers = dict(request.prepare().headers)
+        assert headers["Authorization"].startswith("AWS " + ACCESS_KEY + ":")
+        for host, status in [(f"{bucket}.localhost:{s3_server.http_port}", 200),
+                             (f"other-bucket.localhost:{s3_server.http_port}", 403)]:
+            headers["Host"] = host
+            connection = http.client.HTTPConnection("127.0.0.1", s3_server.http_port,
+                                                    timeout=30)
+            try:
+                connection.request("GET", "/" + quoted, headers=headers)
+                response = connection.getresponse()
+                body = response.read()
+                assert response.status == status
+                assert body == b"version two" if status == 200 else b"SignatureDoesNotMatch" in body
+            finally:
+                connection.close()
+
+        with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+            v2_client(secret_key="not-the-secret").list_objects(Bucket=bucket)
+        assert error_code(excinfo) == "SignatureDoesNotMatch"
+        with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+            v2_client(access_key="nobody").list_buckets()
+        assert error_code(excinfo) == "InvalidAccessKeyId"
+    finally:
+        for name in (key, "multi part"):
+            v2.delete_object(Bucket=bucket, Key=name)
+        v2.delete_bucket(Bucket=bucket)
+
+
 def test_bad_digests_store_nothing(s3, bucket):
     s3.put_object(Bucket=bucket, Key="d", Body=b"original")
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:

@@ -96,4 +96,138 @@ static const struct botocore_vector BOTOCORE_VECTORS[] = {
     },
 };
 
+struct botocore_v2_vector {
+    const char *name;
+    const char *method;
+    const char *path;
+    const char *query;
+    const char *virtual_bucket;
+    const char *headers[12];
+    int64_t now_ms;
+};
+
+static const struct botocore_v2_vector BOTOCORE_V2_VECTORS[] = {
+    {
+        .name = "v2-put-odd-key",
+        .method = "PUT",
+        .path = "/bucket/dir/a%20b%2Bc/%C3%BC%20%E2%82%AC.bin",
+        .query = "",
+        .virtual_bucket = "",
+        .headers =
+            {
+                "Host: 127.0.0.1:9000",
+                "Content-Type: application/octet-stream",
+                "Content-MD5: XUFAKrxLKna5cZ2REBfFkg==",
+                "x-amz-meta-note:   two   spaces  here ",
+                "X-Amz-Meta-Owner: \303\251l\303\250ve",
+                "x-amz-acl: private",
+                "Date: Mon, 30 Nov 2026 03:07:01 GMT",
+                "Authorization: AWS AKIAIOSFODNN7EXAMPLE:wGEDMfcmMkJJaDwe8g8URrhgO/g=",
+                "Content-Length: 0",
+            },
+        .now_ms = 1796008021000LL,
+    },
+    {
+        .name = "v2-virtual-subresources",
+        .method = "GET",
+        .path = "/dir/a%20b%2Bc/%C3%BC%20%E2%82%AC.bin",
+        .query = "versionId=3%2B4%2F5&response-content-type=text%2Fplain%3B%20charset%3Dutf-8&"
+                 "response-content-disposition=attachment%3B%20filename%3D%22%C3%BC.txt%22&"
+                 "response-cache-control=no-cache&x-id=GetObject&encoding-type=url",
+        .virtual_bucket = "bucket",
+        .headers =
+            {
+                "Host: bucket.s3.amazonaws.com",
+                "Date: Mon, 30 Nov 2026 03:07:01 GMT",
+                "Authorization: AWS AKIAIOSFODNN7EXAMPLE:HEL6WKJJhvr1o2zLYeuhfo0gn2A=",
+            },
+        .now_ms = 1796008021000LL,
+    },
+    {
+        .name = "v2-create-multipart",
+        .method = "POST",
+        .path = "/bucket/big%20file.bin",
+        .query = "uploads",
+        .virtual_bucket = "",
+        .headers =
+            {
+                "Host: 127.0.0.1:9000",
+                "Date: Mon, 30 Nov 2026 03:07:01 GMT",
+                "Authorization: AWS AKIAIOSFODNN7EXAMPLE:sbnD8Oyma93pY3LXcpEtRnHugek=",
+                "Content-Length: 0",
+            },
+        .now_ms = 1796008021000LL,
+    },
+    {
+        .name = "v2-upload-part",
+        .method = "PUT",
+        .path = "/bucket/big%20file.bin",
+        .query = "partNumber=3&uploadId=VXBsb2FkIElE%2Bx",
+        .virtual_bucket = "",
+        .headers =
+            {
+                "Host: 127.0.0.1:9000",
+                "Date: Mon, 30 Nov 2026 03:07:01 GMT",
+                "Authorization: AWS AKIAIOSFODNN7EXAMPLE:McX16kVChSr7Qan5UduzlZPIiuY=",
+                "Content-Length: 0",
+            },
+        .now_ms = 1796008021000LL,
+    },
+    {
+        .name = "v2-list-buckets",
+        .method = "GET",
+        .path = "/",
+        .query = "",
+        .virtual_bucket = "",
+        .headers =
+            {
+                "Host: 127.0.0.1:9000",
+                "Date: Mon, 30 Nov 2026 03:07:01 GMT",
+                "Authorization: AWS AKIAIOSFODNN7EXAMPLE:oqn7ZQJDpR2VtFi0S7YOwQpYwbM=",
+            },
+        .now_ms = 1796008021000LL,
+    },
+    {
+        .name = "v2-create-bucket",
+        .method = "PUT",
+        .path = "/bucket",
+        .query = "",
+        .virtual_bucket = "",
+        .headers =
+            {
+                "Host: 127.0.0.1:9000",
+                "Date: Mon, 30 Nov 2026 03:07:01 GMT",
+                "Authorization: AWS AKIAIOSFODNN7EXAMPLE:m2tgn+mG/zEjZxFp4QAkSEKP4Ds=",
+                "Content-Length: 0",
+            },
+        .now_ms = 1796008021000LL,
+    },
+    {
+        .name = "v2-presigned-get",
+        .method = "GET",
+        .path = "/bucket/dir/a%20b%2Bc/%C3%BC%20%E2%82%AC.bin",
+        .query = "AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=KJOOTD6uZvSHyYod9iNhRoZJD10%3D&"
+                 "Expires=1796011621",
+        .virtual_bucket = "",
+        .headers =
+            {
+                "Host: 127.0.0.1:9000",
+            },
+        .now_ms = 1796008021000LL,
+    },
+    {
+        .name = "v2-presigned-get-override",
+        .method = "GET",
+        .path = "/bucket/dir/a%20b%2Bc/%C3%BC%20%E2%82%AC.bin",
+        .query = "response-content-type=text%2Fplain&AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature="
+                 "fWycssw%2FltQ%2FqsbZFnQrMWDMECE%3D&Expires=1796008081",
+        .virtual_bucket = "",
+        .headers =
+            {
+                "Host: 127.0.0.1:9000",
+            },
+        .now_ms = 1796008021000LL,
+    },
+};
+
 #endif

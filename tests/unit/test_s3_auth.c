@@ -6,7 +6,10 @@
  * and the three chunk signatures) and "... Including Trailing Headers" (the signed
  * x-amz-checksum-crc32c trailer). Then what must be refused, and the aws-chunked
  * decoder fed whole, in pieces and one byte at a time, with corrupted signatures and
- * framing. Further vectors made with botocore are in s3_auth_botocore_vectors.h. */
+ * framing. Signature Version 2: the examples of "Signing and Authenticating REST
+ * Requests" in the Amazon S3 developer guide (Object GET, Object PUT, List, Fetch,
+ * Delete, Upload, List all my buckets, Unicode keys, and the query-string request), and
+ * its refusals. Further vectors made with botocore are in s3_auth_botocore_vectors.h. */
 #include "base/crc32c.h"
 #include "proto/s3/s3_auth.h"
 #include "s3_auth_botocore_vectors.h"
@@ -47,25 +50,38 @@ static void build(struct request *request, const char *method, const char *path,
             (struct s3_header){lines[i], (size_t)(colon - lines[i]), value, strlen(value)};
     }
     request->view = (struct s3_request_view){
-        method, path, strlen(path), query, strlen(query), request->headers, count};
+        method, path, strlen(path), query, strlen(query), request->headers, count, NULL, 0};
+}
+
+/* Authenticates a request; BUCKET names the bucket of a virtual-hosted-style request
+ * (NULL: path style). */
+static bool authenticate_hosted(const char *bucket, const char *method, const char *path,
+                                const char *query, const char *const *lines, size_t count,
+                                int64_t now_ms, struct s3_auth *auth, struct s3_error *error) {
+    struct request request;
+    build(&request, method, path, query, lines, count);
+    if (bucket != NULL) {
+        request.view.virtual_bucket = bucket;
+        request.view.virtual_bucket_length = strlen(bucket);
+    }
+    *error = (struct s3_error){0};
+    return s3_authenticate(&request.view, now_ms, lookup_secret, NULL, auth, error);
 }
 
 static bool authenticate(const char *method, const char *path, const char *query,
                          const char *const *lines, size_t count, int64_t now_ms,
                          struct s3_auth *auth, struct s3_error *error) {
-    struct request request;
-    build(&request, method, path, query, lines, count);
-    *error = (struct s3_error){0};
-    return s3_authenticate(&request.view, now_ms, lookup_secret, NULL, auth, error);
+    return authenticate_hosted(NULL, method, path, query, lines, count, now_ms, auth, error);
 }
 
-/* Runs a request that must be refused with STATUS and CODE. */
-static bool refused(const char *method, const char *path, const char *query,
-                    const char *const *lines, size_t count, int64_t now_ms, int status,
-                    const char *code) {
+/* Runs a request (virtual-hosted for BUCKET, unless NULL) that must be refused with
+ * STATUS and CODE. */
+static bool refused_hosted(const char *bucket, const char *method, const char *path,
+                           const char *query, const char *const *lines, size_t count,
+                           int64_t now_ms, int status, const char *code) {
     struct s3_auth auth;
     struct s3_error error;
-    if (authenticate(method, path, query, lines, count, now_ms, &auth, &error)) {
+    if (authenticate_hosted(bucket, method, path, query, lines, count, now_ms, &auth, &error)) {
         fprintf(stderr, "    accepted, expected %s\n", code);
         return false;
     }
@@ -76,6 +92,12 @@ static bool refused(const char *method, const char *path, const char *query,
         return false;
     }
     return error.message != NULL && error.message[0] != '\0';
+}
+
+static bool refused(const char *method, const char *path, const char *query,
+                    const char *const *lines, size_t count, int64_t now_ms, int status,
+                    const char *code) {
+    return refused_hosted(NULL, method, path, query, lines, count, now_ms, status, code);
 }
 
 #define COUNT(array) (sizeof(array) / sizeof((array)[0]))
@@ -355,19 +377,19 @@ static void test_refusals(void) {
                                   "Signature=%s",
                                   CREDENTIAL, headers, GET_OBJECT_SIGNATURE),
                              403, "SignatureDoesNotMatch"));
-    /* Unknown access key; Signature Version 2; an unknown scheme. */
+    /* Unknown access key; an unknown scheme. */
     CHECK(get_object_refused(WITH("Authorization: AWS4-HMAC-SHA256 Credential=AKIDOTHER/20130524/"
                                   "us-east-1/s3/aws4_request,%s,Signature=%s",
                                   headers, GET_OBJECT_SIGNATURE),
                              403, "InvalidAccessKeyId"));
-    CHECK(get_object_refused("Authorization: AWS " ACCESS_KEY ":frJIUN8DYpKDtOLCwo//yllqDzg=", 400,
-                             "InvalidArgument"));
     CHECK(get_object_refused("Authorization: Bearer abc", 400, "InvalidArgument"));
 #undef WITH
     const char *host[] = {"Host: examplebucket.s3.amazonaws.com"};
+    /* A Signature Version 4 presigned URL that also has Signature Version 2 parameters. */
     CHECK(refused("GET", "/test.txt",
-                  "AWSAccessKeyId=" ACCESS_KEY "&Expires=1141889120&Signature=vjbyPxybd%2F0", host,
-                  COUNT(host), EXAMPLE_MS, 400, "InvalidArgument"));
+                  PRESIGNED_QUERY("86400", PRESIGNED_SIGNATURE) "&AWSAccessKeyId=" ACCESS_KEY
+                                                                "&Expires=1141889120&Signature=x",
+                  host, COUNT(host), EXAMPLE_MS, 400, "InvalidArgument"));
     /* x-amz-date missing; x-amz-content-sha256 missing or not a known value. */
     const char *no_date[] = {"Host: examplebucket.s3.amazonaws.com", "Range: bytes=0-9",
                              "x-amz-content-sha256: " EMPTY_SHA, GET_OBJECT_AUTHORIZATION};
@@ -390,6 +412,456 @@ static void test_refusals(void) {
     CHECK(authenticate("GET", "/test.txt", "versionId=3", host, COUNT(host), EXAMPLE_MS, &auth,
                        &error) &&
           auth.anonymous && auth.access_key[0] == '\0');
+}
+
+/* ---- Signature Version 2 ---------------------------------------------------------------- */
+
+/* The examples of "Signing and Authenticating REST Requests" (Amazon S3 developer guide).
+ * Their signatures were computed for the bucket "johnsmith" (the guide's later
+ * revisions print "awsexamplebucket1" without recomputing them), so that is the bucket
+ * here. Each is checked at its own Date. */
+#define V2_AUTHORIZATION(signature) "Authorization: AWS " ACCESS_KEY ":" signature
+static const int64_t OBJECT_GET_MS = 1175024202000LL; /* Tue, 27 Mar 2007 19:36:42 +0000 */
+
+static void test_v2_object_get_and_put(void) {
+    const char *get[] = {"Host: johnsmith.s3.amazonaws.com",
+                         "Date: Tue, 27 Mar 2007 19:36:42 +0000",
+                         V2_AUTHORIZATION("bWq2s1WEIj+Ydj0vQ697zp+IXMU=")};
+    struct s3_auth auth;
+    struct s3_error error;
+    REQUIRE(authenticate_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", get, COUNT(get),
+                                OBJECT_GET_MS, &auth, &error));
+    CHECK(!auth.anonymous);
+    CHECK(strcmp(auth.access_key, ACCESS_KEY) == 0);
+    CHECK(auth.payload == S3_PAYLOAD_UNSIGNED);
+    CHECK(auth.seed_signature[0] == '\0' && auth.scope[0] == '\0');
+    /* The same request path-style: the resource is the same. */
+    CHECK(authenticate("GET", "/johnsmith/photos/puppy.jpg", "", get, COUNT(get), OBJECT_GET_MS,
+                       &auth, &error));
+    /* Header names in any case, the Authorization value with extra spaces. */
+    const char *variant[] = {
+        "host: johnsmith.s3.amazonaws.com", "DATE: Tue, 27 Mar 2007 19:36:42 +0000",
+        "authorization:   AWS   " ACCESS_KEY ":bWq2s1WEIj+Ydj0vQ697zp+IXMU=  "};
+    CHECK(authenticate_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", variant, COUNT(variant),
+                              OBJECT_GET_MS, &auth, &error));
+    /* Another bucket, key, method, or a parameter V2 does not sign: */
+    CHECK(refused_hosted("otherbucket", "GET", "/photos/puppy.jpg", "", get, COUNT(get),
+                         OBJECT_GET_MS, 403, "SignatureDoesNotMatch"));
+    CHECK(refused("GET", "/photos/puppy.jpg", "", get, COUNT(get), OBJECT_GET_MS, 403,
+                  "SignatureDoesNotMatch"));
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/kitten.jpg", "", get, COUNT(get),
+                         OBJECT_GET_MS, 403, "SignatureDoesNotMatch"));
+    CHECK(refused_hosted("johnsmith", "HEAD", "/photos/puppy.jpg", "", get, COUNT(get),
+                         OBJECT_GET_MS, 403, "SignatureDoesNotMatch"));
+    CHECK(authenticate_hosted("johnsmith", "GET", "/photos/puppy.jpg", "x-id=GetObject", get,
+                              COUNT(get), OBJECT_GET_MS, &auth, &error));
+    /* ... but a sub-resource is signed: */
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", "versionId=1", get, COUNT(get),
+                         OBJECT_GET_MS, 403, "SignatureDoesNotMatch"));
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", "response-content-type=a", get,
+                         COUNT(get), OBJECT_GET_MS, 403, "SignatureDoesNotMatch"));
+    /* A Content-Type or x-amz-* header is signed. */
+    const char *typed[] = {"Host: johnsmith.s3.amazonaws.com",
+                           "Date: Tue, 27 Mar 2007 19:36:42 +0000", "Content-Type: text/plain",
+                           V2_AUTHORIZATION("bWq2s1WEIj+Ydj0vQ697zp+IXMU=")};
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", typed, COUNT(typed),
+                         OBJECT_GET_MS, 403, "SignatureDoesNotMatch"));
+    const char *amz[] = {"Host: johnsmith.s3.amazonaws.com",
+                         "Date: Tue, 27 Mar 2007 19:36:42 +0000", "x-amz-meta-a: b",
+                         V2_AUTHORIZATION("bWq2s1WEIj+Ydj0vQ697zp+IXMU=")};
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", amz, COUNT(amz),
+                         OBJECT_GET_MS, 403, "SignatureDoesNotMatch"));
+
+    const char *put[] = {
+        "Content-Type: image/jpeg", "Content-Length: 94328", "Host: johnsmith.s3.amazonaws.com",
+        "Date: Tue, 27 Mar 2007 21:15:45 +0000", V2_AUTHORIZATION("MyyxeRY7whkBe+bq8fHCL/2kKUg=")};
+    CHECK(authenticate_hosted("johnsmith", "PUT", "/photos/puppy.jpg", "", put, COUNT(put),
+                              1175030145000LL, &auth, &error));
+    /* Content-Length is not signed; Content-Type is. */
+    const char *put_length[] = {
+        "Content-Type: image/jpeg", "Content-Length: 1", "Host: johnsmith.s3.amazonaws.com",
+        "Date: Tue, 27 Mar 2007 21:15:45 +0000", V2_AUTHORIZATION("MyyxeRY7whkBe+bq8fHCL/2kKUg=")};
+    CHECK(authenticate_hosted("johnsmith", "PUT", "/photos/puppy.jpg", "", put_length,
+                              COUNT(put_length), 1175030145000LL, &auth, &error));
+    const char *put_type[] = {
+        "Content-Type: image/png", "Content-Length: 94328", "Host: johnsmith.s3.amazonaws.com",
+        "Date: Tue, 27 Mar 2007 21:15:45 +0000", V2_AUTHORIZATION("MyyxeRY7whkBe+bq8fHCL/2kKUg=")};
+    CHECK(refused_hosted("johnsmith", "PUT", "/photos/puppy.jpg", "", put_type, COUNT(put_type),
+                         1175030145000LL, 403, "SignatureDoesNotMatch"));
+}
+
+static void test_v2_bucket_examples(void) {
+    struct s3_auth auth;
+    struct s3_error error;
+    /* List: the query's parameters are not signed, the trailing '/' is. */
+    const char *list[] = {"User-Agent: Mozilla/5.0", "Host: johnsmith.s3.amazonaws.com",
+                          "Date: Tue, 27 Mar 2007 19:42:41 +0000",
+                          V2_AUTHORIZATION("htDYFYduRNen8P9ZfE/s9SuKy0U=")};
+    CHECK(authenticate_hosted("johnsmith", "GET", "/", "prefix=photos&max-keys=50&marker=puppy",
+                              list, COUNT(list), 1175024561000LL, &auth, &error));
+    CHECK(authenticate_hosted("johnsmith", "GET", "", "prefix=photos", list, COUNT(list),
+                              1175024561000LL, &auth, &error));
+    CHECK(refused_hosted("johnsmith", "GET", "/", "acl", list, COUNT(list), 1175024561000LL, 403,
+                         "SignatureDoesNotMatch"));
+
+    /* Fetch: the acl sub-resource; also when sent encoded, and beside unsigned
+     * parameters. The front end reads "%61cl" as acl, so it is signed as acl. */
+    const char *fetch[] = {"Host: johnsmith.s3.amazonaws.com",
+                           "Date: Tue, 27 Mar 2007 19:44:46 +0000",
+                           V2_AUTHORIZATION("c2WLPFtWHVgbEmeEG93a4cG37dM=")};
+    CHECK(authenticate_hosted("johnsmith", "GET", "/", "acl", fetch, COUNT(fetch), 1175024686000LL,
+                              &auth, &error));
+    CHECK(authenticate_hosted("johnsmith", "GET", "/", "prefix=a&acl", fetch, COUNT(fetch),
+                              1175024686000LL, &auth, &error));
+    CHECK(authenticate_hosted("johnsmith", "GET", "/", "%61cl", fetch, COUNT(fetch),
+                              1175024686000LL, &auth, &error));
+    CHECK(refused_hosted("johnsmith", "GET", "/", "", fetch, COUNT(fetch), 1175024686000LL, 403,
+                         "SignatureDoesNotMatch"));
+    CHECK(refused_hosted("johnsmith", "GET", "/", "acl&versionId=2", fetch, COUNT(fetch),
+                         1175024686000LL, 403, "SignatureDoesNotMatch"));
+    CHECK(refused_hosted("johnsmith", "GET", "/", "acl&versionId=%zz", fetch, COUNT(fetch),
+                         1175024686000LL, 400, "InvalidArgument"));
+
+    /* List all my buckets. */
+    const char *buckets[] = {"Host: s3.amazonaws.com", "Date: Wed, 28 Mar 2007 01:29:59 +0000",
+                             V2_AUTHORIZATION("qGdzdERIC03wnaRNKh6OqZehG9s=")};
+    CHECK(authenticate("GET", "/", "", buckets, COUNT(buckets), 1175045399000LL, &auth, &error));
+    CHECK(authenticate("GET", "", "", buckets, COUNT(buckets), 1175045399000LL, &auth, &error));
+
+    /* Unicode keys: the path is signed as sent, percent-encoding and its case included. */
+    const char *unicode[] = {"Host: s3.amazonaws.com", "Date: Wed, 28 Mar 2007 01:49:49 +0000",
+                             V2_AUTHORIZATION("DNEZGsoieTZ92F3bUfSPQcbGmlM=")};
+    CHECK(authenticate("GET", "/dictionary/fran%C3%A7ais/pr%c3%a9f%c3%a8re", "", unicode,
+                       COUNT(unicode), 1175046589000LL, &auth, &error));
+    CHECK(refused("GET", "/dictionary/fran%C3%A7ais/pr%C3%A9f%C3%A8re", "", unicode, COUNT(unicode),
+                  1175046589000LL, 403, "SignatureDoesNotMatch"));
+}
+
+static void test_v2_delete_and_upload(void) {
+    struct s3_auth auth;
+    struct s3_error error;
+    /* Delete (path style). The guide's StringToSign puts x-amz-date's value on the Date
+     * line, which is what its signature signs, while its rule (and every signer: boto,
+     * the Go and Java SDKs) leaves that line empty and signs "x-amz-date:..." among the
+     * x-amz-* headers. The rule is taken: the printed signature is good for a request
+     * whose Date is that time, and the request as printed, with both headers, is good
+     * with the signature of the rule's StringToSign (computed independently). */
+    const char *date_only[] = {"User-Agent: dotnet", "Host: s3.amazonaws.com",
+                               "Date: Tue, 27 Mar 2007 21:20:26 +0000",
+                               V2_AUTHORIZATION("lx3byBScXR6KzyMaifNkardMwNk=")};
+    CHECK(authenticate("DELETE", "/johnsmith/photos/puppy.jpg", "", date_only, COUNT(date_only),
+                       1175030426000LL, &auth, &error));
+    const char *both_dates[] = {"User-Agent: dotnet", "Host: s3.amazonaws.com",
+                                "Date: Tue, 27 Mar 2007 21:20:27 +0000",
+                                "x-amz-date: Tue, 27 Mar 2007 21:20:26 +0000",
+                                V2_AUTHORIZATION("R4dJ53KECjStyBO5iTBJZ4XVOaI=")};
+    CHECK(authenticate("DELETE", "/johnsmith/photos/puppy.jpg", "", both_dates, COUNT(both_dates),
+                       1175030426000LL, &auth, &error));
+    const char *printed[] = {"User-Agent: dotnet", "Host: s3.amazonaws.com",
+                             "Date: Tue, 27 Mar 2007 21:20:27 +0000",
+                             "x-amz-date: Tue, 27 Mar 2007 21:20:26 +0000",
+                             V2_AUTHORIZATION("lx3byBScXR6KzyMaifNkardMwNk=")};
+    CHECK(refused("DELETE", "/johnsmith/photos/puppy.jpg", "", printed, COUNT(printed),
+                  1175030426000LL, 403, "SignatureDoesNotMatch"));
+    /* x-amz-date is the time checked: the Date header may be anything. */
+    const char *stale_date[] = {"Host: s3.amazonaws.com", "Date: Mon, 01 Jan 2001 00:00:00 GMT",
+                                "x-amz-date: Tue, 27 Mar 2007 21:20:26 +0000",
+                                V2_AUTHORIZATION("R4dJ53KECjStyBO5iTBJZ4XVOaI=")};
+    CHECK(authenticate("DELETE", "/johnsmith/photos/puppy.jpg", "", stale_date, COUNT(stale_date),
+                       1175030426000LL, &auth, &error));
+
+    /* Upload to a CNAME-style bucket: x-amz-* headers lower-cased, sorted, trimmed, a
+     * repeated one joined with ','; Content-MD5 and Content-Type positional; the other
+     * Content-* headers not signed. */
+    const char *upload[] = {"User-Agent: curl/7.15.5",
+                            "Host: static.johnsmith.net:8080",
+                            "Date: Tue, 27 Mar 2007 21:06:08 +0000",
+                            "x-amz-acl: public-read",
+                            "content-type: application/x-download",
+                            "Content-MD5: 4gJE4saaMU4BqNR0kLY+lw==",
+                            "X-Amz-Meta-ReviewedBy: joe@johnsmith.net",
+                            "X-Amz-Meta-ReviewedBy: jane@johnsmith.net",
+                            "X-Amz-Meta-FileChecksum: 0x02661779",
+                            "X-Amz-Meta-ChecksumAlgorithm: crc32",
+                            "Content-Disposition: attachment; filename=database.dat",
+                            "Content-Encoding: gzip",
+                            "Content-Length: 5913339",
+                            V2_AUTHORIZATION("ilyl83RwaSoYIEdixDQcA4OnAnc=")};
+    CHECK(authenticate_hosted("static.johnsmith.net", "PUT", "/db-backup.dat.gz", "", upload,
+                              COUNT(upload), 1175029568000LL, &auth, &error));
+    /* The repeated header's values in the other order: another string. */
+    const char *swapped[COUNT(upload)];
+    memcpy(swapped, upload, sizeof(upload));
+    swapped[6] = upload[7];
+    swapped[7] = upload[6];
+    CHECK(refused_hosted("static.johnsmith.net", "PUT", "/db-backup.dat.gz", "", swapped,
+                         COUNT(swapped), 1175029568000LL, 403, "SignatureDoesNotMatch"));
+    /* Headers in another order, and spaces around the x-amz-* values: the same string. */
+    const char *reordered[] = {V2_AUTHORIZATION("ilyl83RwaSoYIEdixDQcA4OnAnc="),
+                               "X-Amz-Meta-ChecksumAlgorithm:   crc32  ",
+                               "X-AMZ-META-REVIEWEDBY: joe@johnsmith.net",
+                               "x-amz-meta-filechecksum: 0x02661779",
+                               "Content-MD5: 4gJE4saaMU4BqNR0kLY+lw==",
+                               "x-amz-meta-reviewedby: jane@johnsmith.net",
+                               "Date: Tue, 27 Mar 2007 21:06:08 +0000",
+                               "Content-Type: application/x-download",
+                               "x-amz-acl: public-read"};
+    CHECK(authenticate_hosted("static.johnsmith.net", "PUT", "/db-backup.dat.gz", "", reordered,
+                              COUNT(reordered), 1175029568000LL, &auth, &error));
+    /* Without its Content-MD5: another string. */
+    const char *no_md5[COUNT(upload)];
+    memcpy(no_md5, upload, sizeof(upload));
+    no_md5[5] = "Content-Language: en";
+    CHECK(refused_hosted("static.johnsmith.net", "PUT", "/db-backup.dat.gz", "", no_md5,
+                         COUNT(no_md5), 1175029568000LL, 403, "SignatureDoesNotMatch"));
+}
+
+/* The query-string example of the guide, and what a presigned V2 URL must not do. */
+#define V2_PRESIGNED_QUERY(signature, expires)                                                     \
+    "AWSAccessKeyId=" ACCESS_KEY "&Signature=" signature "&Expires=" expires
+
+static void test_v2_presigned(void) {
+    const char *lines[] = {"Host: johnsmith.s3.amazonaws.com"};
+    const char *query = V2_PRESIGNED_QUERY("NpgCjnDzrM%2BWFzoENXmpNDUsSn8%3D", "1175139620");
+    const int64_t expires_ms = 1175139620000LL;
+    struct s3_auth auth;
+    struct s3_error error;
+    REQUIRE(authenticate_hosted("johnsmith", "GET", "/photos/puppy.jpg", query, lines, COUNT(lines),
+                                OBJECT_GET_MS, &auth, &error));
+    CHECK(!auth.anonymous && strcmp(auth.access_key, ACCESS_KEY) == 0);
+    CHECK(auth.payload == S3_PAYLOAD_UNSIGNED);
+    /* No skew check: any time up to Expires, including its last second. A Date header
+     * is not signed. */
+    CHECK(authenticate_hosted("johnsmith", "GET", "/photos/puppy.jpg", query, lines, COUNT(lines),
+                              0, &auth, &error));
+    CHECK(authenticate_hosted("johnsmith", "GET", "/photos/puppy.jpg", query, lines, COUNT(lines),
+                              expires_ms, &auth, &error));
+    const char *dated[] = {"Host: johnsmith.s3.amazonaws.com",
+                           "Date: Mon, 26 Mar 2007 19:37:58 +0000"};
+    CHECK(authenticate_hosted("johnsmith", "GET", "/photos/puppy.jpg", query, dated, COUNT(dated),
+                              OBJECT_GET_MS, &auth, &error));
+    /* The parameters in another order; the signature's '+' sent unencoded. */
+    CHECK(authenticate_hosted(
+        "johnsmith", "GET", "/photos/puppy.jpg",
+        "Expires=1175139620&Signature=NpgCjnDzrM+WFzoENXmpNDUsSn8=&AWSAccessKeyId=" ACCESS_KEY,
+        lines, COUNT(lines), OBJECT_GET_MS, &auth, &error));
+    /* Expired. */
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", query, lines, COUNT(lines),
+                         expires_ms + 1, 403, "AccessDenied"));
+    struct request request;
+    build(&request, "GET", "/photos/puppy.jpg", query, lines, COUNT(lines));
+    request.view.virtual_bucket = "johnsmith";
+    request.view.virtual_bucket_length = strlen("johnsmith");
+    CHECK(!s3_authenticate(&request.view, expires_ms + 1000, lookup_secret, NULL, &auth, &error) &&
+          strcmp(error.message, "Request has expired") == 0);
+    /* Tampered: a later Expires, another object, the last character of the signature
+     * (one that decodes to the same 20 bytes: only the canonical base64 matches). */
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg",
+                         V2_PRESIGNED_QUERY("NpgCjnDzrM%2BWFzoENXmpNDUsSn8%3D", "1175139621"),
+                         lines, COUNT(lines), OBJECT_GET_MS, 403, "SignatureDoesNotMatch"));
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.png", query, lines, COUNT(lines),
+                         OBJECT_GET_MS, 403, "SignatureDoesNotMatch"));
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg",
+                         V2_PRESIGNED_QUERY("NpgCjnDzrM%2BWFzoENXmpNDUsSn9%3D", "1175139620"),
+                         lines, COUNT(lines), OBJECT_GET_MS, 403, "SignatureDoesNotMatch"));
+    /* A Content-Type sent with the URL is signed (it was not). */
+    const char *typed[] = {"Host: johnsmith.s3.amazonaws.com", "Content-Type: text/plain"};
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", query, typed, COUNT(typed),
+                         OBJECT_GET_MS, 403, "SignatureDoesNotMatch"));
+    /* Unknown key; a parameter missing; Expires not a number; a signature that is not
+     * base64 of 20 bytes; an Authorization header too. */
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg",
+                         "AWSAccessKeyId=AKIDOTHER&Signature=NpgCjnDzrM%2BWFzoENXmpNDUsSn8%3D&"
+                         "Expires=1175139620",
+                         lines, COUNT(lines), OBJECT_GET_MS, 403, "InvalidAccessKeyId"));
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg",
+                         "AWSAccessKeyId=" ACCESS_KEY "&Signature=NpgCjnDzrM%2BWFzoENXmpNDUsSn8%3D",
+                         lines, COUNT(lines), OBJECT_GET_MS, 403, "AccessDenied"));
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg",
+                         "AWSAccessKeyId=" ACCESS_KEY "&Expires=1175139620", lines, COUNT(lines),
+                         OBJECT_GET_MS, 403, "AccessDenied"));
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg",
+                         V2_PRESIGNED_QUERY("NpgCjnDzrM%2BWFzoENXmpNDUsSn8%3D", "1175139620x"),
+                         lines, COUNT(lines), OBJECT_GET_MS, 403, "AccessDenied"));
+    CHECK(refused_hosted(
+        "johnsmith", "GET", "/photos/puppy.jpg",
+        V2_PRESIGNED_QUERY("NpgCjnDzrM%2BWFzoENXmpNDUsSn8%3D", "99999999999999999999999"), lines,
+        COUNT(lines), OBJECT_GET_MS, 403, "AccessDenied"));
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg",
+                         V2_PRESIGNED_QUERY("NpgCjnDzrM", "1175139620"), lines, COUNT(lines),
+                         OBJECT_GET_MS, 403, "SignatureDoesNotMatch"));
+    const char *with_header[] = {"Host: johnsmith.s3.amazonaws.com",
+                                 V2_AUTHORIZATION("bWq2s1WEIj+Ydj0vQ697zp+IXMU=")};
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", query, with_header,
+                         COUNT(with_header), OBJECT_GET_MS, 400, "InvalidArgument"));
+}
+
+/* The header form's clock and its malformed headers. */
+static void test_v2_refusals(void) {
+    const char *get[] = {"Host: johnsmith.s3.amazonaws.com",
+                         "Date: Tue, 27 Mar 2007 19:36:42 +0000",
+                         V2_AUTHORIZATION("bWq2s1WEIj+Ydj0vQ697zp+IXMU=")};
+    struct s3_auth auth;
+    struct s3_error error;
+    /* 15 minutes either way is allowed, more is not. */
+    CHECK(authenticate_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", get, COUNT(get),
+                              OBJECT_GET_MS + 15 * MINUTE_MS, &auth, &error));
+    CHECK(authenticate_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", get, COUNT(get),
+                              OBJECT_GET_MS - 15 * MINUTE_MS, &auth, &error));
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", get, COUNT(get),
+                         OBJECT_GET_MS + 15 * MINUTE_MS + 1, 403, "RequestTimeTooSkewed"));
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", get, COUNT(get),
+                         OBJECT_GET_MS - 16 * MINUTE_MS, 403, "RequestTimeTooSkewed"));
+    /* A numeric zone counts: 20:36:42 +0100 is 19:36:42 GMT (signature computed with
+     * Python's hmac over the StringToSign with that Date). */
+    const char *zoned[] = {"Host: johnsmith.s3.amazonaws.com",
+                           "Date: Tue, 27 Mar 2007 20:36:42 +0100",
+                           V2_AUTHORIZATION("p5gRIG+SV4omUhannbFqVgCjdHU=")};
+    CHECK(authenticate_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", zoned, COUNT(zoned),
+                              OBJECT_GET_MS, &auth, &error));
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", zoned, COUNT(zoned),
+                         OBJECT_GET_MS + 60 * MINUTE_MS, 403, "RequestTimeTooSkewed"));
+    /* A tampered signature (a bit of the MAC, or a spare bit of the base64), a wrong key
+     * (the signature of another secret), an unknown access key. */
+    static const char *const tampered_signatures[] = {
+        V2_AUTHORIZATION("bWq2s1WEIj+Ydj0vQ697zp+IXMu="),
+        V2_AUTHORIZATION("bWq2s1WEIj+Ydj0vQ697zp+IXMV="),
+        V2_AUTHORIZATION("cWq2s1WEIj+Ydj0vQ697zp+IXMU="),
+        V2_AUTHORIZATION("bWq2s1WEIj+Ydj0vQ697zp+IXMU"),
+        V2_AUTHORIZATION("bWq2s1WEIj+Ydj0vQ697zp+IXMU=="),
+    };
+    for (size_t i = 0; i < COUNT(tampered_signatures); i++) {
+        const char *tampered[] = {"Host: johnsmith.s3.amazonaws.com",
+                                  "Date: Tue, 27 Mar 2007 19:36:42 +0000", tampered_signatures[i]};
+        CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", tampered, COUNT(tampered),
+                             OBJECT_GET_MS, 403, "SignatureDoesNotMatch"));
+    }
+    const char *wrong_secret[] = {"Host: johnsmith.s3.amazonaws.com",
+                                  "Date: Tue, 27 Mar 2007 19:36:42 +0000",
+                                  V2_AUTHORIZATION("qgk2+6Sv9/oM7G3qLEjTH1a1l1g=")};
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", wrong_secret,
+                         COUNT(wrong_secret), OBJECT_GET_MS, 403, "SignatureDoesNotMatch"));
+    const char *unknown[] = {"Host: johnsmith.s3.amazonaws.com",
+                             "Date: Tue, 27 Mar 2007 19:36:42 +0000",
+                             "Authorization: AWS AKIDOTHER:bWq2s1WEIj+Ydj0vQ697zp+IXMU="};
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", unknown, COUNT(unknown),
+                         OBJECT_GET_MS, 403, "InvalidAccessKeyId"));
+    /* Malformed: no ':', no key, no signature, a space inside; a signature that is not
+     * base64 of 20 bytes is a mismatch. */
+    static const char *const malformed[] = {
+        "Authorization: AWS " ACCESS_KEY,
+        "Authorization: AWS :bWq2s1WEIj+Ydj0vQ697zp+IXMU=", "Authorization: AWS " ACCESS_KEY ":",
+        "Authorization: AWS " ACCESS_KEY " :abc=", "Authorization: AWS"};
+    for (size_t i = 0; i < COUNT(malformed); i++) {
+        const char *lines[] = {"Host: johnsmith.s3.amazonaws.com",
+                               "Date: Tue, 27 Mar 2007 19:36:42 +0000", malformed[i]};
+        CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", lines, COUNT(lines),
+                             OBJECT_GET_MS, 400, "InvalidArgument"));
+    }
+    const char *short_signature[] = {"Host: johnsmith.s3.amazonaws.com",
+                                     "Date: Tue, 27 Mar 2007 19:36:42 +0000",
+                                     V2_AUTHORIZATION("bWq2s1WEIj+Ydj0v")};
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", short_signature,
+                         COUNT(short_signature), OBJECT_GET_MS, 403, "SignatureDoesNotMatch"));
+    /* No date, a date that does not parse, two x-amz-date headers. */
+    const char *no_date[] = {"Host: johnsmith.s3.amazonaws.com",
+                             V2_AUTHORIZATION("bWq2s1WEIj+Ydj0vQ697zp+IXMU=")};
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", no_date, COUNT(no_date),
+                         OBJECT_GET_MS, 403, "AccessDenied"));
+    const char *bad_date[] = {"Host: johnsmith.s3.amazonaws.com",
+                              "Date: Tue, 27 Mar 2007 19:36:42 +9900",
+                              V2_AUTHORIZATION("bWq2s1WEIj+Ydj0vQ697zp+IXMU=")};
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", bad_date, COUNT(bad_date),
+                         OBJECT_GET_MS, 403, "AccessDenied"));
+    const char *two_dates[] = {"Host: johnsmith.s3.amazonaws.com",
+                               "x-amz-date: Tue, 27 Mar 2007 19:36:42 +0000",
+                               "x-amz-date: Tue, 27 Mar 2007 19:36:42 +0000",
+                               V2_AUTHORIZATION("bWq2s1WEIj+Ydj0vQ697zp+IXMU=")};
+    CHECK(refused_hosted("johnsmith", "GET", "/photos/puppy.jpg", "", two_dates, COUNT(two_dates),
+                         OBJECT_GET_MS, 403, "AccessDenied"));
+}
+
+static const struct botocore_v2_vector *find_v2_vector(const char *name) {
+    for (size_t v = 0; v < COUNT(BOTOCORE_V2_VECTORS); v++)
+        if (strcmp(BOTOCORE_V2_VECTORS[v].name, name) == 0) return &BOTOCORE_V2_VECTORS[v];
+    return NULL;
+}
+
+/* Requests botocore 1.29 (Debian's) signed with HmacV1Auth and HmacV1QueryAuth. */
+static void test_botocore_v2_vectors(void) {
+    for (size_t v = 0; v < COUNT(BOTOCORE_V2_VECTORS); v++) {
+        const struct botocore_v2_vector *vector = &BOTOCORE_V2_VECTORS[v];
+        size_t count = 0;
+        while (count < COUNT(vector->headers) && vector->headers[count] != NULL)
+            count++;
+        const char *bucket = vector->virtual_bucket[0] != '\0' ? vector->virtual_bucket : NULL;
+        struct s3_auth auth;
+        struct s3_error error;
+        bool ok = authenticate_hosted(bucket, vector->method, vector->path, vector->query,
+                                      vector->headers, count, vector->now_ms, &auth, &error);
+        if (!ok) fprintf(stderr, "    %s: %s %s\n", vector->name, error.code, error.message);
+        CHECK(ok);
+        CHECK(!ok || (strcmp(auth.access_key, ACCESS_KEY) == 0 &&
+                      auth.payload == S3_PAYLOAD_UNSIGNED && !auth.anonymous));
+        /* Another path is another request. */
+        char path[256];
+        snprintf(path, sizeof(path), "%sx", vector->path);
+        CHECK(refused_hosted(bucket, vector->method, path, vector->query, vector->headers, count,
+                             vector->now_ms, 403, "SignatureDoesNotMatch"));
+    }
+    /* The virtual-hosted one: its bucket, its sub-resources and overrides are signed, its
+     * other parameters are not. */
+    const struct botocore_v2_vector *hosted = find_v2_vector("v2-virtual-subresources");
+    REQUIRE(hosted != NULL);
+    struct s3_auth auth;
+    struct s3_error error;
+    CHECK(refused(hosted->method, hosted->path, hosted->query, hosted->headers, 3, hosted->now_ms,
+                  403, "SignatureDoesNotMatch"));
+    static const char *const changed[] = {
+        "versionId=3%2B4%2F6&response-content-type=text%2Fplain%3B%20charset%3Dutf-8&"
+        "response-content-disposition=attachment%3B%20filename%3D%22%C3%BC.txt%22&"
+        "response-cache-control=no-cache",
+        "versionId=3%2B4%2F5&response-content-type=text%2Fplain%3B%20charset%3Dutf-8&"
+        "response-content-disposition=attachment%3B%20filename%3D%22%C3%BC.txt%22",
+        "versionId=3%2B4%2F5&response-content-type=text%2Fplain%3B%20charset%3Dutf-8&"
+        "response-content-disposition=attachment%3B%20filename%3D%22%C3%BC.txt%22&"
+        "response-cache-control=no-cache&uploads"};
+    for (size_t i = 0; i < COUNT(changed); i++)
+        CHECK(refused_hosted("bucket", hosted->method, hosted->path, changed[i], hosted->headers, 3,
+                             hosted->now_ms, 403, "SignatureDoesNotMatch"));
+    /* Reordered, re-encoded ('/' and ';' plain), without the unsigned parameters. */
+    CHECK(authenticate_hosted("bucket", hosted->method, hosted->path,
+                              "response-cache-control=no-cache&response-content-disposition="
+                              "attachment%3B%20filename%3D%22%c3%bc.txt%22&versionId=3%2B4/5&"
+                              "response-content-type=text/plain;%20charset%3Dutf-8",
+                              hosted->headers, 3, hosted->now_ms, &auth, &error));
+    /* "uploads" as botocore signs it, sent as "uploads=" (as the Go SDKs send it), and
+     * "uploads=" signed as sent (signature computed with Python's hmac). */
+    const struct botocore_v2_vector *create = find_v2_vector("v2-create-multipart");
+    REQUIRE(create != NULL);
+    CHECK(authenticate(create->method, create->path, "uploads=", create->headers, 4, create->now_ms,
+                       &auth, &error));
+    const char *signed_equals[] = {"Host: 127.0.0.1:9000", "Date: Mon, 30 Nov 2026 03:07:01 GMT",
+                                   V2_AUTHORIZATION("ZljIZakalwKeX+tD5CbAc+lWbFk=")};
+    CHECK(authenticate(create->method, create->path, "uploads=", signed_equals,
+                       COUNT(signed_equals), create->now_ms, &auth, &error));
+    CHECK(refused(create->method, create->path, "uploads", signed_equals, COUNT(signed_equals),
+                  create->now_ms, 403, "SignatureDoesNotMatch"));
+    /* A bucket's path: botocore signs "/bucket/"; the guide's rule, the path as sent. */
+    REQUIRE(find_v2_vector("v2-create-bucket") != NULL);
+    const char *literal[] = {"Host: 127.0.0.1:9000", "Date: Mon, 30 Nov 2026 03:07:01 GMT",
+                             V2_AUTHORIZATION("jK1GpG2bmjNhyxaO7iHo+SNGA5w=")};
+    CHECK(
+        authenticate("GET", "/bucket", "", literal, COUNT(literal), create->now_ms, &auth, &error));
+    CHECK(refused("GET", "/bucket/", "", literal, COUNT(literal), create->now_ms, 403,
+                  "SignatureDoesNotMatch"));
+    /* The presigned GET: valid until its Expires, an hour after it was signed. */
+    const struct botocore_v2_vector *presigned = find_v2_vector("v2-presigned-get");
+    REQUIRE(presigned != NULL);
+    CHECK(authenticate(presigned->method, presigned->path, presigned->query, presigned->headers, 1,
+                       presigned->now_ms + 3600 * 1000, &auth, &error));
+    CHECK(refused(presigned->method, presigned->path, presigned->query, presigned->headers, 1,
+                  presigned->now_ms + 3600 * 1000 + 1, 403, "AccessDenied"));
 }
 
 /* ---- aws-chunked ---------------------------------------------------------------------- */
@@ -788,7 +1260,13 @@ int main(void) {
     RUN_TEST(test_chunked_refusals);
     RUN_TEST(test_chunked_trailer_example);
     RUN_TEST(test_unsigned_trailer);
+    RUN_TEST(test_v2_object_get_and_put);
+    RUN_TEST(test_v2_bucket_examples);
+    RUN_TEST(test_v2_delete_and_upload);
+    RUN_TEST(test_v2_presigned);
+    RUN_TEST(test_v2_refusals);
     RUN_TEST(test_botocore_vectors);
+    RUN_TEST(test_botocore_v2_vectors);
     RUN_TEST(test_helpers);
     return test_main_result();
 }

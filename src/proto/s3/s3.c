@@ -1,4 +1,4 @@
-/* The S3 front end: which HTTP requests are S3's, who sent them (Signature Version 4),
+/* The S3 front end: which HTTP requests are S3's, who sent them (Signature Version 4 or 2),
  * where they go, and S3's errors (docs/s3.md). */
 #include "base/byte_buffer.h"
 #include "base/clock.h"
@@ -552,9 +552,10 @@ static bool peer_is_loopback(const char *peer) {
            strncmp(peer, "[::ffff:127.", 12) == 0 || strcmp(peer, "unix") == 0;
 }
 
-/* Fills the request's view for signing. HEADERS has room for HTTP_MAX_HEADERS. */
+/* Fills the request's view for signing. HEADERS has room for HTTP_MAX_HEADERS; BUCKET
+ * (BUCKET_LENGTH bytes, 0 for a path-style request) is the virtual-hosted-style bucket. */
 static void signing_view(const struct http_request *http, struct s3_header *headers,
-                         struct s3_request_view *view) {
+                         const char *bucket, size_t bucket_length, struct s3_request_view *view) {
     for (size_t i = 0; i < http->header_count; i++) {
         headers[i] = (struct s3_header){http->headers[i].name, strlen(http->headers[i].name),
                                         http->headers[i].value, strlen(http->headers[i].value)};
@@ -567,6 +568,8 @@ static void signing_view(const struct http_request *http, struct s3_header *head
         .raw_query_length = http->raw_query_length,
         .headers = headers,
         .header_count = http->header_count,
+        .virtual_bucket = bucket_length > 0 ? bucket : NULL,
+        .virtual_bucket_length = bucket_length,
     };
 }
 
@@ -575,7 +578,9 @@ static bool authenticate(struct s3_request *request) {
     struct s3_server *server = request->server;
     struct s3_header headers[HTTP_MAX_HEADERS];
     struct s3_request_view view;
-    signing_view(request->http, headers, &view);
+    char bucket[OBJECT_BUCKET_NAME_MAX + 2];
+    size_t bucket_length = virtual_host_bucket(server, request->http, bucket);
+    signing_view(request->http, headers, bucket, bucket_length, &view);
     struct s3_error error = {0};
     bool verified =
         s3_authenticate(&view, clock_realtime_ms(), find_secret, server, &request->auth, &error);

@@ -1,9 +1,11 @@
 /* AWS Signature Version 4 verification for the S3 front end (s3_auth.h): the
  * Authorization header, presigned URLs and the aws-chunked decoder with its chained
- * chunk and trailer signatures. SHA-256 and HMAC-SHA256 come from OpenSSL's libcrypto;
- * signatures are compared with CRYPTO_memcmp(). */
+ * chunk and trailer signatures; and Signature Version 2 (header and presigned). SHA-256,
+ * HMAC-SHA256 and HMAC-SHA1 come from OpenSSL's libcrypto; signatures are compared with
+ * CRYPTO_memcmp(). */
 #include "proto/s3/s3_auth.h"
 #include "base/byte_buffer.h"
+#include "proto/s3/s3_xml.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -673,7 +675,7 @@ static bool parse_presigned(const struct s3_request_view *request, struct sigv4_
 }
 
 /* How the request is signed, from its Authorization header and query parameters. */
-enum auth_form { FORM_NONE, FORM_HEADER, FORM_PRESIGNED };
+enum auth_form { FORM_NONE, FORM_HEADER, FORM_PRESIGNED, FORM_V2_HEADER, FORM_V2_PRESIGNED };
 
 static const struct s3_header *find_header(const struct s3_request_view *request, const char *name,
                                            size_t *count) {
@@ -694,17 +696,16 @@ static bool query_has(const struct s3_request_view *request, const char *name) {
                         sizeof(ignored)) != -1;
 }
 
-/* Decides the form and fills CLAIM (and *AUTHORIZATION for the header form). */
+/* Decides the form and, for Signature Version 4, fills CLAIM (Version 2 is read by
+ * authenticate_v2()). */
 static bool classify(const struct s3_request_view *request, enum auth_form *form,
                      struct sigv4_claim *claim, struct s3_error *error) {
-    static const char V2_MESSAGE[] =
-        "Signature Version 2 is not supported: sign requests with AWS4-HMAC-SHA256.";
     size_t count = 0;
     const struct s3_header *authorization = find_header(request, "authorization", &count);
     bool query_v4 = query_has(request, "X-Amz-Algorithm") ||
                     query_has(request, "X-Amz-Credential") || query_has(request, "X-Amz-Signature");
     bool query_v2 = query_has(request, "AWSAccessKeyId");
-    if (authorization != NULL && (query_v4 || query_v2))
+    if ((authorization != NULL && (query_v4 || query_v2)) || (query_v4 && query_v2))
         return fail(error, 400, "InvalidArgument", "Only one auth mechanism allowed.");
     if (count > 1)
         return fail(error, 400, "AuthorizationHeaderMalformed",
@@ -715,8 +716,7 @@ static bool classify(const struct s3_request_view *request, enum auth_form *form
             claim->presigned = true;
             return parse_presigned(request, claim, error);
         }
-        if (query_v2) return fail(error, 400, "InvalidArgument", V2_MESSAGE);
-        *form = FORM_NONE;
+        *form = query_v2 ? FORM_V2_PRESIGNED : FORM_NONE;
         return true;
     }
     const char *value = authorization->value;
@@ -728,7 +728,10 @@ static bool classify(const struct s3_request_view *request, enum auth_form *form
     size_t scheme = 0;
     while (scheme < length && !is_space(value[scheme]))
         scheme++;
-    if (same_text(value, scheme, "AWS")) return fail(error, 400, "InvalidArgument", V2_MESSAGE);
+    if (same_text(value, scheme, "AWS")) {
+        *form = FORM_V2_HEADER;
+        return true;
+    }
     if (!same_text(value, scheme, ALGORITHM))
         return fail(error, 400, "InvalidArgument", "Unsupported Authorization Type.");
     if (scheme == length || !is_space(value[scheme]))
@@ -790,6 +793,475 @@ static bool check_time(const struct sigv4_claim *claim, int64_t request_ms, int6
     return true;
 }
 
+/* ---- Signature Version 2 -------------------------------------------------------------- */
+
+#define SHA1_LENGTH          20
+#define V2_SIGNATURE_LENGTH  28 /* base64 of an HMAC-SHA1 */
+#define MAX_V2_SIGNATURE     64 /* longest Signature taken */
+#define MAX_SUBRESOURCE_NAME 32 /* longer than any name in V2_SUBRESOURCES */
+
+static const char V2_HEADER_INVALID[] =
+    "AWS authorization header is invalid. Expected AwsAccessKeyId:signature";
+static const char NO_DATE[] = "AWS authentication requires a valid Date or x-amz-date header";
+
+/* The query parameters Signature Version 2 signs (as sub-resources of the resource): the
+ * list of "Signing and Authenticating REST Requests" in the Amazon S3 developer guide,
+ * response-* overrides and delete included, with those botocore's HmacV1Auth (the signer
+ * of boto3 and the AWS CLI) adds for newer subresources. Any other parameter is not
+ * signed by Version 2. */
+static const char *const V2_SUBRESOURCES[] = {
+    "accelerate",
+    "acl",
+    "analytics",
+    "cors",
+    "defaultObjectAcl",
+    "delete",
+    "inventory",
+    "lifecycle",
+    "location",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "partNumber",
+    "policy",
+    "replication",
+    "requestPayment",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+    "response-content-language",
+    "response-content-type",
+    "response-expires",
+    "restore",
+    "select",
+    "select-type",
+    "storageClass",
+    "tagging",
+    "torrent",
+    "uploadId",
+    "uploads",
+    "versionId",
+    "versioning",
+    "versions",
+    "website",
+};
+
+static bool is_v2_subresource(const char *name, size_t length) {
+    for (size_t i = 0; i < sizeof(V2_SUBRESOURCES) / sizeof(V2_SUBRESOURCES[0]); i++)
+        if (same_text(name, length, V2_SUBRESOURCES[i])) return true;
+    return false;
+}
+
+static void hmac_sha1(const char *key, const void *data, size_t length,
+                      unsigned char mac[SHA1_LENGTH]) {
+    unsigned int mac_length = 0;
+    if (HMAC(EVP_sha1(), key, (int)strlen(key), data, length, mac, &mac_length) == NULL)
+        memset(mac, 0, SHA1_LENGTH);
+}
+
+/* Parses the date of a Version 2 request into Unix epoch milliseconds: an HTTP date
+ * (IMF-fixdate "... GMT", RFC 850 or asctime), one with a numeric zone instead of GMT
+ * ("Tue, 27 Mar 2007 19:36:42 +0000", as the AWS examples have it), or
+ * yyyymmddThhmmssZ. False if TEXT is none of them. */
+static bool parse_v2_date(const char *text, size_t length, int64_t *ms) {
+    if (s3_time_parse_http(text, length, ms) || parse_amz_date(text, length, ms)) return true;
+    char gmt[64];
+    if (length < 6 || length - 5 + 3 >= sizeof(gmt) || text[length - 6] != ' ' ||
+        (text[length - 5] != '+' && text[length - 5] != '-'))
+        return false;
+    int digits[4];
+    for (int i = 0; i < 4; i++) {
+        char c = text[length - 4 + (size_t)i];
+        if (c < '0' || c > '9') return false;
+        digits[i] = c - '0';
+    }
+    int hours = digits[0] * 10 + digits[1];
+    if (hours > 23 || digits[2] > 5) return false;
+    int minutes = hours * 60 + digits[2] * 10 + digits[3];
+    memcpy(gmt, text, length - 5);
+    memcpy(gmt + length - 5, "GMT", 3);
+    if (!s3_time_parse_http(gmt, length - 2, ms)) return false;
+    /* 19:36:42 +0200 is 17:36:42 GMT. */
+    *ms -= (text[length - 5] == '+' ? 1 : -1) * (int64_t)minutes * 60 * 1000;
+    return true;
+}
+
+/* Appends VALUE (LENGTH bytes) without the spaces and tabs around it. */
+static void append_trimmed(struct byte_buffer *out, const char *value, size_t length) {
+    size_t start = 0;
+    while (start < length && is_space(value[start]))
+        start++;
+    while (length > start && is_space(value[length - 1]))
+        length--;
+    byte_buffer_append(out, value + start, length - start);
+}
+
+/* An x-amz-* header: its name lower-cased (in an arena) and its place in the request. */
+struct amz_header {
+    const char *name;
+    size_t name_length;
+    size_t index;
+};
+
+static int compare_amz_headers(const void *left, const void *right) {
+    const struct amz_header *a = left;
+    const struct amz_header *b = right;
+    int order = compare_spans(a->name, a->name_length, b->name, b->name_length);
+    if (order != 0) return order;
+    return a->index < b->index ? -1 : a->index > b->index ? 1 : 0;
+}
+
+/* Appends CanonicalizedAmzHeaders: "name:value\n" for every x-amz-* header, the name
+ * lower-cased, sorted by name, the value trimmed, the values of a repeated header joined
+ * by ',' in the order they came. */
+static void append_amz_headers(struct byte_buffer *out, const struct s3_request_view *request) {
+    size_t count = 0;
+    size_t name_bytes = 0;
+    for (size_t i = 0; i < request->header_count; i++) {
+        const struct s3_header *header = &request->headers[i];
+        if (header->name_length >= 6 && strncasecmp(header->name, "x-amz-", 6) == 0) {
+            count++;
+            name_bytes += header->name_length;
+        }
+    }
+    if (count == 0) return;
+    struct amz_header *headers = calloc(count, sizeof(*headers));
+    char *names = malloc(name_bytes);
+    if (headers == NULL || names == NULL) {
+        out->failed = true;
+        free(headers);
+        free(names);
+        return;
+    }
+    size_t taken = 0;
+    char *next_name = names;
+    for (size_t i = 0; i < request->header_count; i++) {
+        const struct s3_header *header = &request->headers[i];
+        if (header->name_length < 6 || strncasecmp(header->name, "x-amz-", 6) != 0) continue;
+        for (size_t c = 0; c < header->name_length; c++)
+            next_name[c] = (char)tolower((unsigned char)header->name[c]);
+        headers[taken++] = (struct amz_header){next_name, header->name_length, i};
+        next_name += header->name_length;
+    }
+    qsort(headers, count, sizeof(*headers), compare_amz_headers);
+    for (size_t i = 0; i < count; i++) {
+        bool repeated = i > 0 && compare_spans(headers[i - 1].name, headers[i - 1].name_length,
+                                               headers[i].name, headers[i].name_length) == 0;
+        if (repeated) {
+            byte_buffer_append(out, ",", 1);
+        } else {
+            if (i > 0) byte_buffer_append(out, "\n", 1);
+            byte_buffer_append(out, headers[i].name, headers[i].name_length);
+            byte_buffer_append(out, ":", 1);
+        }
+        const struct s3_header *header = &request->headers[headers[i].index];
+        append_trimmed(out, header->value, header->value_length);
+    }
+    byte_buffer_append(out, "\n", 1);
+    free(headers);
+    free(names);
+}
+
+/* A sub-resource of the query: its name and value decoded (in an arena), whether it was
+ * sent with '=', and its place in the query. */
+struct subresource {
+    const char *name;
+    size_t name_length;
+    const char *value;
+    size_t value_length;
+    bool has_equals;
+    size_t index;
+};
+
+static int compare_subresources(const void *left, const void *right) {
+    const struct subresource *a = left;
+    const struct subresource *b = right;
+    int order = compare_spans(a->name, a->name_length, b->name, b->name_length);
+    if (order != 0) return order;
+    return a->index < b->index ? -1 : a->index > b->index ? 1 : 0;
+}
+
+/* Appends the sub-resources of RAW_QUERY: those named in V2_SUBRESOURCES (names matched
+ * percent-decoded, as the front end reads them), sorted by name (repeats in the order
+ * sent), "?name=value&name" with the values percent-decoded. A sub-resource sent with an
+ * empty value ("uploads=") is "name=" unless DROP_EMPTY_EQUALS, then "name": signers
+ * differ on this (botocore signs what was sent, the Go SDKs leave '=' out), so the
+ * caller tries both; *AMBIGUOUS says whether the two differ. False on bad
+ * percent-encoding of a sub-resource's value. */
+static bool append_subresources(struct byte_buffer *out, const char *raw_query, size_t length,
+                                bool drop_empty_equals, bool *ambiguous) {
+    *ambiguous = false;
+    struct byte_buffer arena = BYTE_BUFFER_INIT;
+    struct byte_buffer offsets = BYTE_BUFFER_INIT; /* size_t quintuples into the arena */
+    size_t offset = 0;
+    struct query_part part;
+    bool ok = true;
+    for (size_t index = 0; ok && next_query_part(raw_query, length, &offset, &part); index++) {
+        char name[MAX_SUBRESOURCE_NAME];
+        if (part.name_length >= sizeof(name)) continue; /* longer than any sub-resource */
+        memcpy(name, part.name, part.name_length);
+        long name_length = s3_percent_decode(name, part.name_length, true);
+        if (name_length < 0 || !is_v2_subresource(name, (size_t)name_length)) continue;
+        size_t name_start = arena.length;
+        byte_buffer_append(&arena, name, (size_t)name_length);
+        size_t value_start = arena.length;
+        if (part.value_length > 0 && byte_buffer_reserve(&arena, part.value_length)) {
+            char *value = (char *)arena.data + value_start;
+            memcpy(value, part.value, part.value_length);
+            long value_length = s3_percent_decode(value, part.value_length, true);
+            if (value_length < 0)
+                ok = false;
+            else
+                arena.length += (size_t)value_length;
+        }
+        size_t value_length = arena.length - value_start;
+        if (part.value != NULL && value_length == 0) *ambiguous = true;
+        size_t spans[5] = {name_start, value_start, value_length, part.value != NULL, index};
+        byte_buffer_append(&offsets, spans, sizeof(spans));
+    }
+    size_t count = offsets.length / (5 * sizeof(size_t));
+    struct subresource *entries = NULL;
+    if (ok && count > 0 && !arena.failed && !offsets.failed)
+        entries = calloc(count, sizeof(*entries));
+    if (ok && count > 0 && entries == NULL) out->failed = true;
+    if (entries != NULL) {
+        for (size_t i = 0; i < count; i++) {
+            size_t spans[5];
+            memcpy(spans, offsets.data + i * sizeof(spans), sizeof(spans));
+            entries[i] = (struct subresource){(const char *)arena.data + spans[0],
+                                              spans[1] - spans[0],
+                                              (const char *)arena.data + spans[1],
+                                              spans[2],
+                                              spans[3] != 0,
+                                              spans[4]};
+        }
+        qsort(entries, count, sizeof(*entries), compare_subresources);
+        for (size_t i = 0; i < count; i++) {
+            byte_buffer_append(out, i == 0 ? "?" : "&", 1);
+            byte_buffer_append(out, entries[i].name, entries[i].name_length);
+            if (entries[i].value_length > 0 || (entries[i].has_equals && !drop_empty_equals)) {
+                byte_buffer_append(out, "=", 1);
+                byte_buffer_append(out, entries[i].value, entries[i].value_length);
+            }
+        }
+        free(entries);
+    }
+    byte_buffer_free(&arena);
+    byte_buffer_free(&offsets);
+    return ok;
+}
+
+/* What a Version 2 request claims: from "Authorization: AWS AccessKeyId:Signature", or
+ * from the AWSAccessKeyId, Signature and Expires parameters. */
+struct sigv2_claim {
+    char access_key[sizeof(((struct s3_auth *)NULL)->access_key)];
+    size_t access_key_length;
+    bool access_key_too_long;
+    char signature[MAX_V2_SIGNATURE + 1]; /* base64, as sent (decoded from the query) */
+    size_t signature_length;
+    const char *date; /* the StringToSign's Date (or Expires) line */
+    size_t date_length;
+    char expires[24];
+    int64_t request_ms; /* the date (header form) or Expires (presigned), in ms */
+};
+
+/* Reads "Authorization: AWS AccessKeyId:Signature" and the request's date. */
+static bool parse_v2_header(const struct s3_request_view *request, struct sigv2_claim *claim,
+                            struct s3_error *error) {
+    size_t count = 0;
+    const struct s3_header *authorization = find_header(request, "authorization", &count);
+    const char *value = authorization->value;
+    const char *end = value + authorization->value_length;
+    while (value < end && is_space(*value))
+        value++;
+    value += 3; /* "AWS", as classify() found */
+    while (value < end && is_space(*value))
+        value++;
+    while (end > value && is_space(end[-1]))
+        end--;
+    const char *colon = NULL;
+    for (const char *c = value; c < end; c++) {
+        if (is_space(*c)) return fail(error, 400, "InvalidArgument", V2_HEADER_INVALID);
+        if (*c == ':') colon = c; /* the last one: a signature has none */
+    }
+    if (colon == NULL || colon == value || colon + 1 == end)
+        return fail(error, 400, "InvalidArgument", V2_HEADER_INVALID);
+    size_t key_length = (size_t)(colon - value);
+    if (key_length >= sizeof(claim->access_key)) {
+        claim->access_key_too_long = true;
+    } else {
+        memcpy(claim->access_key, value, key_length);
+        claim->access_key[key_length] = '\0';
+        claim->access_key_length = key_length;
+    }
+    size_t signature_length = (size_t)(end - colon - 1);
+    if (signature_length <= MAX_V2_SIGNATURE) { /* a longer one cannot match */
+        memcpy(claim->signature, colon + 1, signature_length);
+        claim->signature_length = signature_length;
+    }
+
+    /* The date: x-amz-date when there is one (then the Date line is empty and x-amz-date
+     * is signed among the x-amz-* headers), else Date. */
+    const struct s3_header *date = find_header(request, "x-amz-date", &count);
+    bool amz_date = date != NULL;
+    if (!amz_date) date = find_header(request, "date", &count);
+    if (date == NULL || count > 1) return fail(error, 403, "AccessDenied", NO_DATE);
+    const char *text = date->value;
+    size_t length = date->value_length;
+    while (length > 0 && is_space(*text)) {
+        text++;
+        length--;
+    }
+    while (length > 0 && is_space(text[length - 1]))
+        length--;
+    if (!parse_v2_date(text, length, &claim->request_ms))
+        return fail(error, 403, "AccessDenied", NO_DATE);
+    claim->date = amz_date ? "" : text;
+    claim->date_length = amz_date ? 0 : length;
+    return true;
+}
+
+/* Reads the AWSAccessKeyId, Signature and Expires parameters. */
+static bool parse_v2_presigned(const struct s3_request_view *request, struct sigv2_claim *claim,
+                               struct s3_error *error) {
+    const char *query = request->raw_query;
+    size_t length = request->raw_query_length;
+    long key_length =
+        s3_query_get(query, length, "AWSAccessKeyId", claim->access_key, sizeof(claim->access_key));
+    long signature_length =
+        s3_query_get(query, length, "Signature", claim->signature, sizeof(claim->signature));
+    long expires_length =
+        s3_query_get(query, length, "Expires", claim->expires, sizeof(claim->expires));
+    if (key_length == -1 || signature_length == -1 || expires_length == -1)
+        return fail(error, 403, "AccessDenied",
+                    "Query-string authentication requires the Signature, Expires and "
+                    "AWSAccessKeyId parameters");
+    if (key_length == -2 || key_length == 0) {
+        claim->access_key_too_long = true; /* unknown either way */
+    } else {
+        claim->access_key_length = (size_t)key_length;
+    }
+    if (signature_length >= 0) { /* -2, too long: it cannot match */
+        /* A '+' of the base64 sent unencoded reads as ' ' (base64 has no spaces). */
+        for (long i = 0; i < signature_length; i++)
+            if (claim->signature[i] == ' ') claim->signature[i] = '+';
+        claim->signature_length = (size_t)signature_length;
+    }
+    int64_t seconds = 0;
+    bool valid = expires_length > 0;
+    for (long i = 0; valid && i < expires_length; i++) {
+        char c = claim->expires[i];
+        valid = c >= '0' && c <= '9' && seconds <= (INT64_MAX / 1000 - 9) / 10;
+        if (valid) seconds = seconds * 10 + (c - '0');
+    }
+    if (!valid)
+        return fail(error, 403, "AccessDenied",
+                    "Invalid date (should be seconds since epoch): Expires.");
+    claim->date = claim->expires;
+    claim->date_length = (size_t)expires_length;
+    claim->request_ms = seconds * 1000;
+    return true;
+}
+
+/* Verifies a Signature Version 2 request (the header form, or PRESIGNED). The
+ * StringToSign is VERB "\n" Content-MD5 "\n" Content-Type "\n" Date (or Expires) "\n"
+ * CanonicalizedAmzHeaders CanonicalizedResource, with CanonicalizedResource =
+ * ["/" virtual bucket] raw path [sub-resources]; the signature is its base64
+ * HMAC-SHA1 under the secret key, compared as text (in constant time), so only the
+ * canonical base64 of the right MAC matches. */
+static bool authenticate_v2(const struct s3_request_view *request, bool presigned, int64_t now_ms,
+                            s3_secret_lookup lookup, void *context, struct s3_auth *auth,
+                            struct s3_error *error) {
+    struct sigv2_claim claim;
+    memset(&claim, 0, sizeof(claim));
+    if (!(presigned ? parse_v2_presigned(request, &claim, error)
+                    : parse_v2_header(request, &claim, error)))
+        return false;
+    const char *secret = claim.access_key_too_long
+                             ? NULL
+                             : lookup(context, claim.access_key, claim.access_key_length);
+    if (secret == NULL)
+        return fail(error, 403, "InvalidAccessKeyId",
+                    "The AWS Access Key Id you provided does not exist in our records.");
+    if (presigned) {
+        if (now_ms > claim.request_ms)
+            return fail(error, 403, "AccessDenied", "Request has expired");
+    } else {
+        int64_t skew =
+            now_ms > claim.request_ms ? now_ms - claim.request_ms : claim.request_ms - now_ms;
+        if (skew > S3_MAX_SKEW_MS)
+            return fail(error, 403, "RequestTimeTooSkewed",
+                        "The difference between the request time and the current time is too "
+                        "large.");
+    }
+
+    struct byte_buffer text = BYTE_BUFFER_INIT;
+    byte_buffer_append_text(&text, request->method);
+    byte_buffer_append(&text, "\n", 1);
+    static const char *const POSITIONAL[] = {"content-md5", "content-type"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t count = 0;
+        const struct s3_header *header = find_header(request, POSITIONAL[i], &count);
+        if (header != NULL) append_trimmed(&text, header->value, header->value_length);
+        byte_buffer_append(&text, "\n", 1);
+    }
+    append_trimmed(&text, claim.date, claim.date_length);
+    byte_buffer_append(&text, "\n", 1);
+    append_amz_headers(&text, request);
+    if (request->virtual_bucket_length > 0) {
+        byte_buffer_append(&text, "/", 1);
+        byte_buffer_append(&text, request->virtual_bucket, request->virtual_bucket_length);
+    }
+    if (request->raw_path_length > 0)
+        byte_buffer_append(&text, request->raw_path, request->raw_path_length);
+    else
+        byte_buffer_append(&text, "/", 1);
+    /* A path-style request for a bucket itself ("/bucket") is signed as "/bucket" by the
+     * guide's rule and as "/bucket/" by botocore (as the virtual-hosted form would be):
+     * both name the bucket, and both are tried. */
+    bool bucket_only = request->virtual_bucket_length == 0 && request->raw_path_length > 1 &&
+                       memchr(request->raw_path + 1, '/', request->raw_path_length - 1) == NULL;
+    size_t before_slash = text.length;
+    bool matched = false;
+    bool ok = true;
+    for (int slash = 0; slash < (bucket_only ? 2 : 1) && ok && !matched; slash++) {
+        for (int drop = 0; drop < 2 && ok && !matched; drop++) {
+            text.length = before_slash;
+            if (slash == 1) byte_buffer_append(&text, "/", 1);
+            bool ambiguous = false;
+            if (!append_subresources(&text, request->raw_query, request->raw_query_length,
+                                     drop == 1, &ambiguous)) {
+                ok = fail(error, 400, "InvalidArgument",
+                          "The query string is not valid percent-encoding.");
+                break;
+            }
+            if (text.failed) {
+                ok = fail(error, 503, "SlowDown", "The server is out of memory.");
+                break;
+            }
+            unsigned char computed[SHA1_LENGTH];
+            hmac_sha1(secret, text.data, text.length, computed);
+            char expected[V2_SIGNATURE_LENGTH + 1];
+            s3_base64(computed, SHA1_LENGTH, expected);
+            matched = claim.signature_length == V2_SIGNATURE_LENGTH &&
+                      CRYPTO_memcmp(expected, claim.signature, V2_SIGNATURE_LENGTH) == 0;
+            if (!ambiguous) break;
+        }
+    }
+    byte_buffer_free(&text);
+    if (!ok) return false;
+    if (!matched)
+        return fail(error, 403, "SignatureDoesNotMatch",
+                    "The request signature we calculated does not match the signature you "
+                    "provided. Check your key and signing method.");
+    auth->anonymous = false;
+    memcpy(auth->access_key, claim.access_key, claim.access_key_length);
+    auth->access_key[claim.access_key_length] = '\0';
+    auth->payload = S3_PAYLOAD_UNSIGNED;
+    return true;
+}
+
 bool s3_authenticate(const struct s3_request_view *request, int64_t now_ms, s3_secret_lookup lookup,
                      void *context, struct s3_auth *auth, struct s3_error *error) {
     memset(auth, 0, sizeof(*auth));
@@ -806,6 +1278,11 @@ bool s3_authenticate(const struct s3_request_view *request, int64_t now_ms, s3_s
     if (form == FORM_NONE) {
         auth->anonymous = true;
         ok = true;
+        goto done;
+    }
+    if (form == FORM_V2_HEADER || form == FORM_V2_PRESIGNED) {
+        ok = authenticate_v2(request, form == FORM_V2_PRESIGNED, now_ms, lookup, context, auth,
+                             error);
         goto done;
     }
     const char *malformed = form == FORM_PRESIGNED ? "AuthorizationQueryParametersError"

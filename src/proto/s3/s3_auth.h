@@ -1,11 +1,14 @@
 /* AWS Signature Version 4 for the S3 front end: the Authorization header, presigned URLs
  * (X-Amz-* query parameters) and the aws-chunked streaming upload encoding with its
- * per-chunk signatures and trailers (docs/s3.md). Pure functions over a view of the
+ * per-chunk signatures and trailers (docs/s3.md); and the older Signature Version 2
+ * (HMAC-SHA1), in the header and in presigned URLs. Pure functions over a view of the
  * request: no I/O, no engine, no HTTP session.
  *
  * References: "Authenticating Requests (AWS Signature Version 4)" in the Amazon S3 API
  * reference: header auth, query-string auth, and "Signature Calculations for the
- * Authorization Header: Transferring Payload in Multiple Chunks (Chunked Upload)". */
+ * Authorization Header: Transferring Payload in Multiple Chunks (Chunked Upload)";
+ * "Signing and Authenticating REST Requests" (Signature Version 2) in the Amazon S3
+ * developer guide. */
 #ifndef STRATA_PROTO_S3_AUTH_H
 #define STRATA_PROTO_S3_AUTH_H
 
@@ -31,6 +34,11 @@ struct s3_request_view {
     size_t raw_query_length;
     const struct s3_header *headers;
     size_t header_count;
+    /* The bucket a virtual-hosted-style Host names ("bucket" of bucket.DOMAIN), or NULL
+     * (length 0) for a path-style request: Signature Version 2 signs the resource as
+     * "/bucket" + raw_path. */
+    const char *virtual_bucket;
+    size_t virtual_bucket_length;
 };
 
 /* An S3 error: the HTTP status, S3's code ("SignatureDoesNotMatch") and a message
@@ -55,7 +63,8 @@ enum s3_payload {
     S3_PAYLOAD_STREAMING_UNSIGNED_TRAILER, /* STREAMING-UNSIGNED-PAYLOAD-TRAILER */
 };
 
-/* Who a request is and what its signature allows. */
+/* Who a request is and what its signature allows. A Signature Version 2 request fills
+ * access_key and payload (always S3_PAYLOAD_UNSIGNED) and leaves the rest empty. */
 struct s3_auth {
     bool anonymous; /* no Authorization header and no X-Amz-Signature: nobody */
     char access_key[129];
@@ -74,14 +83,21 @@ struct s3_auth {
 #define S3_MAX_SKEW_MS (15 * 60 * 1000)
 
 /* Verifies REQUEST's signature at time NOW_MS (Unix epoch milliseconds), looking secrets
- * up with LOOKUP(CONTEXT, ...). Returns true with *AUTH filled when the request is signed
+ * up with LOOKUP(CONTEXT, ...). Takes Signature Version 4 (Authorization:
+ * AWS4-HMAC-SHA256 ..., or X-Amz-* query parameters) and Signature Version 2
+ * (Authorization: AWS AccessKeyId:Signature, or the AWSAccessKeyId, Signature and Expires
+ * query parameters: HMAC-SHA1 of the request's verb, Content-MD5, Content-Type, Date or
+ * Expires, x-amz-* headers and resource with its sub-resources; its payload is
+ * S3_PAYLOAD_UNSIGNED). Returns true with *AUTH filled when the request is signed
  * correctly, or carries no signature at all (then auth->anonymous). Returns false with
  * *ERROR set otherwise: AuthorizationHeaderMalformed / AuthorizationQueryParametersError
  * (400), InvalidAccessKeyId (403), SignatureDoesNotMatch (403), RequestTimeTooSkewed
- * (403), AccessDenied (403: "Request has expired", a presigned URL dated ahead of the
- * clock, no valid x-amz-date), InvalidArgument (400: Signature Version 2, which is not
- * supported; both header and query signatures; a malformed x-amz-content-sha256),
- * InvalidRequest (400, a missing x-amz-content-sha256). */
+ * (403: x-amz-date, or a Version 2 Date, more than 15 minutes off), AccessDenied (403:
+ * "Request has expired", a presigned URL dated ahead of the clock, no valid x-amz-date
+ * or Date, a Version 2 query without all of its parameters), InvalidArgument (400: a
+ * malformed Version 2 Authorization header; more than one kind of signature; a
+ * malformed x-amz-content-sha256; bad percent-encoding), InvalidRequest (400, a missing
+ * x-amz-content-sha256 with Version 4). */
 bool s3_authenticate(const struct s3_request_view *request, int64_t now_ms, s3_secret_lookup lookup,
                      void *context, struct s3_auth *auth, struct s3_error *error);
 
