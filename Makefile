@@ -184,6 +184,12 @@ $(BUILD)/bench/memcpy_probe: $(BUILD)/obj/bench/memcpy_probe.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_RELEASE) $^ -o $@
 
+# The HTTP load generator of bench/s3.py (large-object GETs and PUTs, S3 and /keys/);
+# built by `make test` too (tests/integration/test_s3load.py checks it catches a wrong byte).
+$(BUILD)/bench/s3load: $(BUILD)/obj/bench/s3load.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_RELEASE) $^ -o $@ -pthread
+
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(RELEASE_LIBRARY)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_RELEASE) $^ -o $@ $(LIBS)
@@ -235,13 +241,13 @@ example-check: $(BUILD)/examples/engine_embed
 # ---- end of the embedding example ----
 
 integration: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/tests/test_libstrata \
-             $(BUILD)/bench/loadgen
+             $(BUILD)/bench/loadgen $(BUILD)/bench/s3load
 	STRATA_SERVER=$(BUILD)/strata-server $(PYTHON) -m pytest -q tests/integration
 
 # The whole integration suite again against the sanitizer build; the fixtures fail a
 # test if the server reports a sanitizer error or exits uncleanly.
 integration-asan: $(ASAN)/strata-server $(BUILD)/libstrata.so $(ASAN)/tests/test_libstrata \
-                  $(BUILD)/bench/loadgen
+                  $(BUILD)/bench/loadgen $(BUILD)/bench/s3load
 	STRATA_SERVER=$(ASAN)/strata-server STRATA_SANITIZED=1 \
 	  $(PYTHON) -m pytest -q tests/integration
 
@@ -298,7 +304,7 @@ fuzz-check: $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
 # flash writer, reclaim, CONFIG SET, SIGHUP); any race report fails the server's clean
 # exit check. halt_on_error=0 lets a run report every race it finds.
 integration-tsan: $(TSAN)/strata-server $(BUILD)/libstrata.so $(ASAN)/tests/test_libstrata \
-                  $(BUILD)/bench/loadgen
+                  $(BUILD)/bench/loadgen $(BUILD)/bench/s3load
 	STRATA_SERVER=$(TSAN)/strata-server STRATA_SANITIZED=1 STRATA_TSAN=1 \
 	  TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1" \
 	  $(PYTHON) -m pytest -q tests/integration
@@ -307,8 +313,10 @@ integration-tsan: $(TSAN)/strata-server $(BUILD)/libstrata.so $(ASAN)/tests/test
 
 bench: all
 	@scripts/install-deps.sh bench
-	$(MAKE) --no-print-directory $(BUILD)/bench/loadgen $(BUILD)/bench/memcpy_probe
+	$(MAKE) --no-print-directory $(BUILD)/bench/loadgen $(BUILD)/bench/memcpy_probe \
+	  $(BUILD)/bench/s3load
 	$(PYTHON) bench/suite.py
+	$(PYTHON) bench/s3.py
 
 # The narrower benchmarks of earlier issues (docs/benchmarks-earlier.md).
 bench-earlier: all

@@ -908,6 +908,14 @@ def write_report(output, readme, context, matrix, head, native, flash, growth_re
                       else ["", ""])
             add("| " + " | ".join(cells) + " |")
         add("")
+    # The S3 section is bench/s3.py's (run after this script by `make bench`): its last
+    # text is kept, between the markers it looks for, when this page is rewritten.
+    s3_section = os.path.join(output, "benchmarks", "s3.md")
+    if os.path.exists(s3_section):
+        with open(s3_section) as handle:
+            add("<!-- s3-bench:begin -->\n" + handle.read().rstrip("\n") +
+                "\n<!-- s3-bench:end -->")
+        add("")
     add("Earlier, narrower benchmarks (index sharding, redis-benchmark, the HTTP server "
         "choice, flash start-up and retention, native batches against MSET/MGET) are in "
         "[benchmarks-earlier.md](benchmarks-earlier.md). Where the time goes, and what "

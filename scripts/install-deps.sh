@@ -13,7 +13,7 @@ test_packages="$build_packages redis-tools python3 python3-redis python3-pytest 
                util-linux iproute2 clang libclang-rt-14-dev awscli python3-boto3 rclone s3cmd
                s3fs"
 bench_packages="$build_packages redis-tools redis-server bc curl wrk libmicrohttpd-dev fio memcached python3 python3-redis python3-numpy python3-hiredis
-                iperf3 python3-matplotlib util-linux"
+                iperf3 python3-matplotlib util-linux util-linux-extra"
 
 case "${1:-build}" in
 build) wanted=$build_packages ;;
