@@ -989,3 +989,102 @@ def test_bucket_quota(s3, bucket, s3_server):
     status, _ = signed_request(s3_server, "PUT", f"/{bucket}?quota", b"0")
     assert status == 200
     s3.put_object(Bucket=bucket, Key="third", Body=os.urandom(600 * 1024))
+
+
+# ---- what a review found: each a regression test -----------------------------------------
+
+def test_long_content_type_cannot_split_the_response(s3, bucket, s3_server):
+    content_type = "text/plain; x=" + "a" * 1200
+    body = b"Injected: yes\r\nSet-Cookie: session=attacker\r\n\r\n<script>"
+    s3.put_object(Bucket=bucket, Key="split", Body=body, ContentType=content_type)
+    got = s3.get_object(Bucket=bucket, Key="split")
+    assert got["ContentType"] == content_type
+    assert got["Body"].read() == body
+    assert "set-cookie" not in got["ResponseMetadata"]["HTTPHeaders"]
+
+
+def test_unsigned_amz_headers_are_refused(s3, bucket, s3_server):
+    """A presigned PUT with an added x-amz-copy-source must not become a copy."""
+    s3.put_object(Bucket=bucket, Key="secret", Body=b"TOP SECRET")
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "upload"},
+                                    ExpiresIn=60)
+    request = urllib.request.Request(url, data=b"", method="PUT",
+                                     headers={"x-amz-copy-source": f"/{bucket}/secret"})
+    with pytest.raises(urllib.error.HTTPError) as excinfo:
+        urllib.request.urlopen(request)
+    assert excinfo.value.code == 403
+    assert b"not signed" in excinfo.value.read()
+    with pytest.raises(botocore.exceptions.ClientError):
+        s3.head_object(Bucket=bucket, Key="upload")
+
+
+def test_conditional_writes_are_refused_not_ignored(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="lock", Body=b"first")
+
+    def if_none_match(request, **kwargs):
+        request.headers["If-None-Match"] = "*"
+
+    s3.meta.events.register("before-sign.s3.PutObject", if_none_match)
+    try:
+        with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+            s3.put_object(Bucket=bucket, Key="lock", Body=b"second")
+        assert error_code(excinfo) == "NotImplemented"
+    finally:
+        s3.meta.events.unregister("before-sign.s3.PutObject", if_none_match)
+    assert s3.get_object(Bucket=bucket, Key="lock")["Body"].read() == b"first"
+
+
+def test_keys_must_be_utf8_and_overrides_clean(s3, bucket, s3_server):
+    status, answer = signed_request(s3_server, "PUT", f"/{bucket}/bad%FFkey", b"x")
+    assert status == 400 and b"UTF-8" in answer
+    s3.put_object(Bucket=bucket, Key="ok", Body=b"x")
+    status, answer = signed_request(s3_server, "GET",
+                                    f"/{bucket}/ok?response-content-type=text%2Fhtml%0Bx")
+    assert status == 400 and b"InvalidArgument" in answer
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 1
+
+
+def test_delete_objects_needs_a_digest(s3, bucket, s3_server):
+    s3.put_object(Bucket=bucket, Key="keep", Body=b"x")
+    body = b"<Delete><Object><Key>keep</Key></Object></Delete>"
+    status, answer = signed_request(s3_server, "POST", f"/{bucket}?delete", body)
+    assert status == 400 and b"Content-Md5" in answer
+    assert s3.get_object(Bucket=bucket, Key="keep")["Body"].read() == b"x"
+
+
+def test_null_version_named_in_versioned_buckets(s3, bucket):
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    put = s3.put_object(Bucket=bucket, Key="n", Body=b"x")
+    assert put["VersionId"] == "null"
+    assert s3.get_object(Bucket=bucket, Key="n")["VersionId"] == "null"
+
+
+def test_part_number_reads(s3, bucket, s3_server):
+    s3.put_object(Bucket=bucket, Key="single", Body=b"whole")
+    assert s3.get_object(Bucket=bucket, Key="single", PartNumber=1)["Body"].read() == b"whole"
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        s3.get_object(Bucket=bucket, Key="single", PartNumber=2)
+    assert error_code(excinfo) == "NotImplemented"
+
+
+def test_operator_paths_with_other_authorization(s3_server):
+    status, _, body = s3_server.http("/metrics", headers={"Authorization": "Bearer token"})
+    assert status == 200 and b"strata_" in body
+    status, _, body = s3_server.http("/health", headers={"Authorization": "Basic dXNlcjpw"})
+    assert status == 200 and body.startswith(b"ok")
+
+
+def test_without_credentials_web_pages_and_rebinding_are_refused(start_server):
+    server = start_server()
+    status, _, _ = server.http("/open-bucket", method="PUT")
+    assert status == 200
+    status, _, body = server.http("/open-bucket/k", method="PUT", body=b"v",
+                                  headers={"Origin": "http://evil.example"})
+    assert status == 403 and b"AccessDenied" in body
+    status, _, body = server.http("/open-bucket/k", method="PUT", body=b"v",
+                                  headers={"Host": f"rebind.attacker.example:{server.http_port}"})
+    assert status == 403
+    status, _, _ = server.http("/open-bucket/k", method="PUT", body=b"v",
+                               headers={"Host": f"localhost:{server.http_port}"})
+    assert status == 200
+    assert server.http("/open-bucket/k")[2] == b"v"

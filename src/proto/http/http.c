@@ -164,6 +164,26 @@ static bool body_unread(const struct http_session *session) {
            (request->chunked || (request->has_content_length && request->content_length > 0));
 }
 
+/* Formats a response head into HEAD (SIZE bytes). Returns the length the whole head
+ * needs (as snprintf() does: when it is SIZE or more, HEAD holds a cut copy that must
+ * not be sent), or -1 on an encoding error. */
+static int format_head(char *head, size_t size, int status, const char *content_type,
+                       uint64_t content_length, const char *extra_headers, bool keep_alive) {
+    return snprintf(head, size,
+                    "HTTP/1.1 %d %s\r\n"
+                    "Server: strata/%s\r\n"
+                    "Date: %s\r\n"
+                    "Content-Length: %llu\r\n"
+                    "%s%s%s"
+                    "%s"
+                    "Connection: %s\r\n"
+                    "\r\n",
+                    status, status_text(status), STRATA_VERSION, date_now(),
+                    (unsigned long long)content_length, content_type ? "Content-Type: " : "",
+                    content_type ? content_type : "", content_type ? "\r\n" : "",
+                    extra_headers ? extra_headers : "", keep_alive ? "keep-alive" : "close");
+}
+
 /* Queues the status line and headers for a body of CONTENT_LENGTH bytes, and decides
  * whether the connection stays open after this response. */
 static void queue_head(struct http_session *session, int status, const char *content_type,
@@ -177,32 +197,26 @@ static void queue_head(struct http_session *session, int status, const char *con
     }
     if (!keep_alive) session->closing = true;
 
+    /* The head is built whole or not at all: a head cut short would let the body be read
+     * as headers. The first attempt uses the stack; a longer head is measured and built
+     * again in a buffer of its size. */
     char fixed[1024];
-    size_t extra_length = extra_headers ? strlen(extra_headers) : 0;
-    size_t head_size = sizeof(fixed);
     char *head = fixed;
-    if (extra_length + 512 > head_size) {
-        head_size = extra_length + 512;
-        head = malloc(head_size);
-        if (head == NULL) {
-            session->output->failed = true; /* the connection closes */
-            return;
+    int length = format_head(fixed, sizeof(fixed), status, content_type, content_length,
+                             extra_headers, keep_alive);
+    if (length >= 0 && (size_t)length >= sizeof(fixed)) {
+        head = malloc((size_t)length + 1);
+        if (head != NULL) {
+            length = format_head(head, (size_t)length + 1, status, content_type, content_length,
+                                 extra_headers, keep_alive);
         }
     }
-    int length = snprintf(head, head_size,
-                          "HTTP/1.1 %d %s\r\n"
-                          "Server: strata/%s\r\n"
-                          "Date: %s\r\n"
-                          "Content-Length: %llu\r\n"
-                          "%s%s%s"
-                          "%s"
-                          "Connection: %s\r\n"
-                          "\r\n",
-                          status, status_text(status), STRATA_VERSION, date_now(),
-                          (unsigned long long)content_length, content_type ? "Content-Type: " : "",
-                          content_type ? content_type : "", content_type ? "\r\n" : "",
-                          extra_headers ? extra_headers : "", keep_alive ? "keep-alive" : "close");
-    if (length < 0 || (size_t)length >= head_size) length = (int)head_size - 1;
+    if (head == NULL || length < 0) {
+        session->closing = true;
+        session->output->failed = true; /* no response can be sent: the connection closes */
+        if (head != fixed) free(head);
+        return;
+    }
     output_queue_append(session->output, head, (size_t)length);
     if (head != fixed) free(head);
 

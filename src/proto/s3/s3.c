@@ -47,7 +47,8 @@ static bool add_credential(struct s3_server *server, const char *access_key,
     return true;
 }
 
-/* Reads --s3-credentials' PATH: "ACCESS_KEY SECRET_KEY" per line, '#' comments. Returns
+/* Reads --s3-credentials' PATH: "ACCESS_KEY SECRET_KEY" per line, lines starting with
+ * '#' are comments. Returns
  * false with a reason in ERROR. */
 static bool read_credentials_file(struct s3_server *server, const char *path, char *error,
                                   size_t error_size) {
@@ -61,8 +62,14 @@ static bool read_credentials_file(struct s3_server *server, const char *path, ch
     bool ok = true;
     while (ok && fgets(line, sizeof(line), file) != NULL) {
         number++;
-        char *hash = strchr(line, '#');
-        if (hash != NULL) *hash = '\0';
+        if (strchr(line, '\n') == NULL && !feof(file)) {
+            snprintf(error, error_size, "--s3-credentials %s line %d is too long", path, number);
+            ok = false;
+            break;
+        }
+        /* '#' starts a comment at the start of a line only: secrets may hold '#'. */
+        size_t blank = strspn(line, " \t");
+        if (line[blank] == '#') continue;
         char *saved = NULL;
         char *access_key = strtok_r(line, " \t\r\n", &saved);
         if (access_key == NULL) continue;
@@ -414,6 +421,7 @@ static bool collect_data(void *context, const unsigned char *data, size_t length
     struct collected_body *collected = context;
     if (collected->body.length + length > S3_MAX_XML_BODY) {
         collected->refused = true;
+        collected->request.session->closing = true; /* the rest of the body is not read */
         s3_error(&collected->request, 400, "MalformedXML",
                  "The XML you provided was larger than the server accepts", NULL);
         return false;
@@ -421,6 +429,7 @@ static bool collect_data(void *context, const unsigned char *data, size_t length
     byte_buffer_append(&collected->body, data, length);
     if (collected->body.failed) {
         collected->refused = true;
+        collected->request.session->closing = true;
         s3_error(&collected->request, 503, "SlowDown", "The server is out of memory", NULL);
         return false;
     }
@@ -526,7 +535,11 @@ static bool is_operator_path(const struct http_request *http) {
 
 /* Whether the request carries an S3 signature (header or presigned). */
 static bool is_signed(const struct http_request *http) {
-    if (http_header_value(http, "Authorization") != NULL) return true;
+    const char *authorization = http_header_value(http, "Authorization");
+    if (authorization != NULL && (strncmp(authorization, "AWS4-HMAC-SHA256 ", 17) == 0 ||
+                                  strncmp(authorization, "AWS ", 4) == 0)) {
+        return true; /* another scheme (Bearer, Basic) is an operator path's business */
+    }
     char ignored[8];
     return s3_query_get(http->raw_query, http->raw_query_length, "X-Amz-Signature", ignored,
                         sizeof(ignored)) != -1 ||
@@ -550,6 +563,32 @@ static bool claims(void *state, struct http_session *session) {
 static bool peer_is_loopback(const char *peer) {
     return strncmp(peer, "127.", 4) == 0 || strncmp(peer, "[::1]", 5) == 0 ||
            strncmp(peer, "[::ffff:127.", 12) == 0 || strcmp(peer, "unix") == 0;
+}
+
+/* Whether HOST (a Host header, port included, or NULL) names this machine's loopback:
+ * localhost, 127.x.y.z, [::1], or --s3-domain and its subdomains (virtual-hosted). */
+static bool host_is_loopback_name(const struct s3_server *server, const char *host) {
+    if (host == NULL) return false;
+    char name[256];
+    size_t length;
+    if (host[0] == '[') {
+        length = strcspn(host, "]");
+        if (host[length] != ']') return false;
+        length++;
+    } else {
+        length = strcspn(host, ":");
+    }
+    if (length == 0 || length >= sizeof(name)) return false;
+    for (size_t i = 0; i < length; i++)
+        name[i] = (char)tolower((unsigned char)host[i]);
+    name[length] = '\0';
+    if (strcmp(name, "localhost") == 0 || strcmp(name, "[::1]") == 0) return true;
+    if (strncmp(name, "127.", 4) == 0 && strspn(name, "0123456789.") == length) return true;
+    const char *domain = options_text(server->options, S3_OPTION(s3_domain));
+    size_t domain_length = strlen(domain);
+    if (domain_length == 0 || domain_length > length) return false;
+    if (strcasecmp(name + length - domain_length, domain) != 0) return false;
+    return length == domain_length || name[length - domain_length - 1] == '.';
 }
 
 /* Fills the request's view for signing. HEADERS has room for HTTP_MAX_HEADERS; BUCKET
@@ -590,6 +629,17 @@ static bool authenticate(struct s3_request *request) {
             s3_error(request, 403, "AccessDenied",
                      "no S3 credentials are configured: only loopback clients are served "
                      "(set --s3-access-key and --s3-secret-key)",
+                     NULL);
+            return false;
+        }
+        /* A web page the user visits can reach loopback too: refuse what a browser sends
+         * (an Origin header) and hosts that are not this machine's loopback names (DNS
+         * rebinding). */
+        if (http_header_value(request->http, "Origin") != NULL ||
+            !host_is_loopback_name(server, http_header_value(request->http, "Host"))) {
+            s3_error(request, 403, "AccessDenied",
+                     "no S3 credentials are configured: requests from web pages, and requests "
+                     "for a Host that is not a loopback name, are refused",
                      NULL);
             return false;
         }

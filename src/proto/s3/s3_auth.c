@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define SHA256_LENGTH      32
@@ -493,6 +494,24 @@ static bool parse_signed_headers(const char *list, size_t length, struct signed_
     return true;
 }
 
+/* Whether every x-amz-* header of REQUEST is in SIGNED (as S3 requires: an unsigned
+ * x-amz-copy-source would turn a presigned PUT into a copy of another object).
+ * x-amz-content-sha256 is exempt: with header auth its value is the canonical request's
+ * payload hash already, and a presigned URL's payload is unsigned whatever it says. */
+static bool every_amz_header_signed(const struct s3_request_view *request,
+                                    const struct signed_headers *signed_) {
+    for (size_t i = 0; i < request->header_count; i++) {
+        const struct s3_header *header = &request->headers[i];
+        if (header->name_length < 6 || strncasecmp(header->name, "x-amz-", 6) != 0) continue;
+        if (same_text_nocase(header->name, header->name_length, "x-amz-content-sha256")) continue;
+        bool found = false;
+        for (size_t s = 0; s < signed_->count && !found; s++)
+            found = same_text_nocase(header->name, header->name_length, signed_->names[s]);
+        if (!found) return false;
+    }
+    return true;
+}
+
 /* Appends "name:value\n" for every signed header (values of repeated headers joined
  * with ','), then "\n", the signed header list and "\n". False if a signed header is
  * not in the request. */
@@ -825,6 +844,7 @@ static const char *const V2_SUBRESOURCES[] = {
     "object-lock",
     "partNumber",
     "policy",
+    "quota", /* strata's own: a bucket's quota */
     "replication",
     "requestPayment",
     "response-cache-control",
@@ -1414,6 +1434,11 @@ bool s3_authenticate(const struct s3_request_view *request, int64_t now_ms, s3_s
         fail(error, 403, "SignatureDoesNotMatch",
              "The request signature we calculated does not match the signature you provided. "
              "Check your key and signing method.");
+        goto done;
+    }
+    if (!every_amz_header_signed(request, signed_)) {
+        fail(error, 403, "AccessDenied",
+             "There were headers present in the request which were not signed");
         goto done;
     }
     s3_hex(computed, SHA256_LENGTH, auth->seed_signature);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define OWNER_ID   "strata"
 #define MAX_KEYS   1000
@@ -29,7 +30,9 @@ void s3_list_buckets(struct s3_request *request) {
         s3_object_error(request, OBJECT_NO_MEMORY);
         return;
     }
-    count = objects_bucket_list(objects, infos, count);
+    size_t allocated = count;
+    count = objects_bucket_list(objects, infos, allocated);
+    if (count > allocated) count = allocated; /* a bucket created meanwhile: next time */
     struct s3_xml document;
     s3_xml_begin(&document);
     s3_xml_open(&document, "ListAllMyBucketsResult", true);
@@ -366,6 +369,8 @@ static bool run_list(struct s3_request *request, const struct list_params *param
         s3_object_error(request, status);
         return false;
     }
+    /* max-keys=0 lists nothing and says so: there is no marker to continue from. */
+    if (query->max_keys == 0) result->truncated = false;
     return true;
 }
 
@@ -619,6 +624,17 @@ static bool visit_delete(void *context, const char *path, const char *text, size
 
 static void delete_objects_body(struct s3_request *request, const unsigned char *body,
                                 size_t length) {
+    /* As S3: a digest of the body is required (which also keeps a web page's plain form
+     * POST from deleting anything: a browser cannot add these headers without asking). */
+    bool has_digest = http_header_value(request->http, "Content-MD5") != NULL;
+    for (size_t i = 0; i < request->http->header_count && !has_digest; i++) {
+        has_digest = strncasecmp(request->http->headers[i].name, "x-amz-checksum-", 15) == 0;
+    }
+    if (!has_digest) {
+        s3_error(request, 400, "InvalidRequest",
+                 "Missing required header for this request: Content-Md5.", NULL);
+        return;
+    }
     if (!s3_check_content_md5(request, body, length)) return;
     struct delete_body parsed = {.entries =
                                      calloc(DELETE_OBJECTS_MAX + 1, sizeof(struct delete_entry))};

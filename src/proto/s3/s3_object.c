@@ -7,6 +7,7 @@
 #include "base/clock.h"
 #include "base/crc32c.h"
 #include "base/log.h"
+#include "base/numbers.h"
 #include "proto/s3/s3_internal.h"
 
 #include <ctype.h>
@@ -172,21 +173,38 @@ static int evaluate_conditions(const struct http_request *http, const char *pref
         if (etag_matches(if_none_match, info->etag)) return not_modified;
     } else if (if_modified_since != NULL &&
                s3_time_parse_http(if_modified_since, strlen(if_modified_since), &when) &&
+               when <= clock_realtime_ms() && /* a date in the future is ignored (RFC 9110) */
                modified_seconds <= when / 1000) {
         return not_modified;
     }
     return 0;
 }
 
+/* Whether the request's bucket has (or had) versioning on: then even the null version
+ * is named in x-amz-version-id, as S3 does. */
+static bool bucket_versioned(struct s3_request *request) {
+    struct object_bucket_info info;
+    return objects_bucket_info(request->server->objects, request->bucket, request->bucket_length,
+                               &info) == OBJECT_OK &&
+           info.versioning != OBJECT_VERSIONING_OFF;
+}
+
+/* Appends "NAME: VERSION_ID" unless it is the null version of an unversioned bucket
+ * (VERSIONED: bucket_versioned()). */
+static void append_version_id(struct byte_buffer *headers, const char *name, const char *version_id,
+                              bool versioned) {
+    if (version_id[0] == '\0' || (!versioned && strcmp(version_id, "null") == 0)) return;
+    byte_buffer_appendf(headers, "%s: %s\r\n", name, version_id);
+}
+
 /* Appends the headers that describe a version: ETag, Last-Modified, version id. */
-static void version_headers(struct byte_buffer *headers, const struct object_info *info) {
+static void version_headers(struct byte_buffer *headers, const struct object_info *info,
+                            bool versioned) {
     char date[32];
     s3_time_http(info->modified_ms, date);
     if (!info->delete_marker) byte_buffer_appendf(headers, "ETag: \"%s\"\r\n", info->etag);
     byte_buffer_appendf(headers, "Last-Modified: %s\r\n", date);
-    if (strcmp(info->version_id, "null") != 0) {
-        byte_buffer_appendf(headers, "x-amz-version-id: %s\r\n", info->version_id);
-    }
+    append_version_id(headers, "x-amz-version-id", info->version_id, versioned);
 }
 
 /* Makes TEXT a NUL-terminated string and returns it (NULL if building it failed). */
@@ -245,9 +263,18 @@ static void add_stored_header(void *context, const char *name, const char *value
     byte_buffer_appendf(response->headers, "%s: %s\r\n", name, value);
 }
 
+/* Whether TEXT can be a header value: no control character but tab. */
+static bool header_value_safe(const char *text) {
+    for (const unsigned char *c = (const unsigned char *)text; *c; c++) {
+        if ((*c < 0x20 && *c != '\t') || *c == 0x7f) return false;
+    }
+    return true;
+}
+
 /* Appends the response-* overrides the request asked for; sets *CONTENT_TYPE (into
- * TYPE_STORAGE) when response-content-type is one. */
-static void add_overrides(struct s3_request *request, struct byte_buffer *headers,
+ * TYPE_STORAGE) when response-content-type is one. Returns false (answered 400) when
+ * one is too long or holds a control character. */
+static bool add_overrides(struct s3_request *request, struct byte_buffer *headers,
                           char *type_storage, size_t type_size, const char **content_type) {
     static const char *const overrides[][2] = {
         {"Content-Language", "response-content-language"},
@@ -258,15 +285,20 @@ static void add_overrides(struct s3_request *request, struct byte_buffer *header
     };
     char value[1024];
     for (size_t i = 0; i < sizeof(overrides) / sizeof(overrides[0]); i++) {
-        if (s3_param(request, overrides[i][1], value, sizeof(value)) >= 0 &&
-            strpbrk(value, "\r\n") == NULL) {
-            byte_buffer_appendf(headers, "%s: %s\r\n", overrides[i][0], value);
-        }
+        long length = s3_param(request, overrides[i][1], value, sizeof(value));
+        if (length == -1) continue;
+        if (length < 0 || !header_value_safe(value)) goto bad;
+        byte_buffer_appendf(headers, "%s: %s\r\n", overrides[i][0], value);
     }
-    if (s3_param(request, "response-content-type", type_storage, type_size) >= 0 &&
-        strpbrk(type_storage, "\r\n") == NULL) {
-        *content_type = type_storage;
-    }
+    long length = s3_param(request, "response-content-type", type_storage, type_size);
+    if (length == -1) return true;
+    if (length < 0 || !header_value_safe(type_storage)) goto bad;
+    *content_type = type_storage;
+    return true;
+bad:
+    s3_error(request, 400, "InvalidArgument",
+             "A response-* parameter is too long or holds a control character", NULL);
+    return false;
 }
 
 /* Reads versionId into VERSION (room for OBJECT_VERSION_ID_MAX + 1). Returns 1 if given,
@@ -289,9 +321,8 @@ static void respond_missing(struct s3_request *request, enum object_status statu
         handle->info.delete_marker) {
         struct byte_buffer extra = BYTE_BUFFER_INIT;
         byte_buffer_appendf(&extra, "x-amz-delete-marker: true\r\n");
-        if (strcmp(handle->info.version_id, "null") != 0) {
-            byte_buffer_appendf(&extra, "x-amz-version-id: %s\r\n", handle->info.version_id);
-        }
+        append_version_id(&extra, "x-amz-version-id", handle->info.version_id,
+                          bucket_versioned(request));
         const char *text = finish_headers(&extra);
         if (status == OBJECT_IS_DELETE_MARKER) {
             s3_error(request, 405, "MethodNotAllowed",
@@ -319,10 +350,22 @@ static void get_object(struct s3_request *request) {
         object_handle_clear(&handle);
         return;
     }
+    char part_text[16];
+    long part_length = s3_param(request, "partNumber", part_text, sizeof(part_text));
+    if (part_length != -1 && !(part_length == 1 && part_text[0] == '1' && handle.info.parts == 0)) {
+        /* Part 1 of an object made by one PUT is the object; a part of a completed upload
+         * is not served by number yet (a whole answer would be wrong). */
+        s3_error(request, 501, "NotImplemented",
+                 "GetObject by partNumber is served for part 1 of a single-PUT object only; "
+                 "use a Range",
+                 NULL);
+        object_handle_clear(&handle);
+        return;
+    }
     const struct object_info *info = &handle.info;
     struct byte_buffer headers = BYTE_BUFFER_INIT;
     s3_common_headers(request, &headers);
-    version_headers(&headers, info);
+    version_headers(&headers, info, bucket_versioned(request));
     int condition = evaluate_conditions(http, "", info);
     if (condition != 0) {
         if (condition == 304) {
@@ -366,7 +409,12 @@ static void get_object(struct s3_request *request) {
     struct response_attributes response = {&headers, "binary/octet-stream", request};
     for_each_attribute(info, add_stored_header, &response);
     char type_storage[256];
-    add_overrides(request, &headers, type_storage, sizeof(type_storage), &response.content_type);
+    if (!add_overrides(request, &headers, type_storage, sizeof(type_storage),
+                       &response.content_type)) {
+        byte_buffer_free(&headers);
+        object_handle_clear(&handle);
+        return;
+    }
     const char *text = finish_headers(&headers);
     int code = ranged > 0 ? 206 : 200;
     if (text == NULL) {
@@ -437,6 +485,7 @@ static bool put_payload(void *context, const unsigned char *data, size_t length)
     struct put_state *put = context;
     if (put->received + length > put->expected) {
         put->answered = true;
+        put->request.session->closing = true; /* the rest of the body is not read */
         s3_error(&put->request, 400, "IncompleteBody",
                  "The request body is longer than the length it announced", NULL);
         return false;
@@ -456,6 +505,7 @@ static bool put_data(void *context, const unsigned char *data, size_t length) {
     struct s3_error error = {0};
     if (!s3_chunked_feed(put->decoder, data, length, put_payload, put, &put->decoded_complete,
                          &error)) {
+        put->request.session->closing = true; /* the rest of the body is not read */
         if (!put->answered && error.code != NULL) {
             s3_error(&put->request, error.status, error.code, error.message, NULL);
         }
@@ -577,9 +627,8 @@ static void put_end(void *context) {
                              put->attributes.length, &info);
         if (status == OBJECT_OK) {
             byte_buffer_appendf(&extra, "ETag: \"%s\"\r\n", info.etag);
-            if (strcmp(info.version_id, "null") != 0) {
-                byte_buffer_appendf(&extra, "x-amz-version-id: %s\r\n", info.version_id);
-            }
+            append_version_id(&extra, "x-amz-version-id", info.version_id,
+                              bucket_versioned(request));
         }
     }
     if (status == OBJECT_OK) {
@@ -644,8 +693,7 @@ static void start_put(struct s3_request *request, enum put_kind kind, int part_n
     uint64_t expected = http->content_length;
     if (streaming) {
         const char *decoded = http_header_value(http, "x-amz-decoded-content-length");
-        char *end = NULL;
-        if (decoded == NULL || (expected = strtoull(decoded, &end, 10), *end != '\0')) {
+        if (decoded == NULL || !parse_uint64(decoded, strlen(decoded), &expected)) {
             s3_error(request, 411, "MissingContentLength",
                      "You must provide the x-amz-decoded-content-length header.", NULL);
             return;
@@ -845,12 +893,12 @@ static void copy_object(struct s3_request *request, const char *source_header) {
         return;
     }
     struct byte_buffer extra = BYTE_BUFFER_INIT;
-    if (strcmp(handle.info.version_id, "null") != 0) {
-        byte_buffer_appendf(&extra, "x-amz-copy-source-version-id: %s\r\n", handle.info.version_id);
-    }
-    if (strcmp(info.version_id, "null") != 0) {
-        byte_buffer_appendf(&extra, "x-amz-version-id: %s\r\n", info.version_id);
-    }
+    struct s3_request source_request = *request;
+    memcpy(source_request.bucket, source.bucket, source.bucket_length + 1);
+    source_request.bucket_length = source.bucket_length;
+    append_version_id(&extra, "x-amz-copy-source-version-id", handle.info.version_id,
+                      bucket_versioned(&source_request));
+    append_version_id(&extra, "x-amz-version-id", info.version_id, bucket_versioned(request));
     object_handle_clear(&handle);
     struct s3_xml document;
     s3_xml_begin(&document);
@@ -880,9 +928,8 @@ static void delete_object(struct s3_request *request) {
     }
     struct byte_buffer extra = BYTE_BUFFER_INIT;
     if (result.delete_marker) byte_buffer_appendf(&extra, "x-amz-delete-marker: true\r\n");
-    if (result.version_id[0] != '\0' && (has_version || strcmp(result.version_id, "null") != 0)) {
-        byte_buffer_appendf(&extra, "x-amz-version-id: %s\r\n", result.version_id);
-    }
+    append_version_id(&extra, "x-amz-version-id", result.version_id,
+                      has_version || bucket_versioned(request));
     respond_empty(request, 204, &extra);
     byte_buffer_free(&extra);
 }
@@ -970,6 +1017,14 @@ static void upload_part_copy(struct s3_request *request, int part_number, const 
             return;
         }
         length = last - first + 1;
+    }
+    if (length > S3_MAX_PUT_SIZE) {
+        s3_error(request, 400, "InvalidRequest",
+                 "The specified copy source is larger than the maximum allowable size for a "
+                 "copy source: 5368709120",
+                 NULL);
+        object_handle_clear(&handle);
+        return;
     }
     struct blob_reader *reader = NULL;
     enum blob_status opened = blob_reader_open(objects_blobs(request->server->objects),
@@ -1110,9 +1165,7 @@ static void complete_upload_body(struct s3_request *request, const unsigned char
         return;
     }
     struct byte_buffer extra = BYTE_BUFFER_INIT;
-    if (strcmp(info.version_id, "null") != 0) {
-        byte_buffer_appendf(&extra, "x-amz-version-id: %s\r\n", info.version_id);
-    }
+    append_version_id(&extra, "x-amz-version-id", info.version_id, bucket_versioned(request));
     struct s3_xml document;
     s3_xml_begin(&document);
     s3_xml_open(&document, "CompleteMultipartUploadResult", true);
@@ -1200,10 +1253,70 @@ static void abort_upload(struct s3_request *request) {
 
 /* ---- the object's routes ----------------------------------------------------------- */
 
+/* Whether LENGTH bytes at TEXT are well-formed UTF-8 (no overlong forms, no surrogates,
+ * nothing above U+10FFFF). */
+static bool valid_utf8(const unsigned char *text, size_t length) {
+    size_t i = 0;
+    while (i < length) {
+        unsigned char c = text[i];
+        size_t extra;
+        uint32_t point;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            extra = 1;
+            point = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            extra = 2;
+            point = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            extra = 3;
+            point = c & 0x07;
+        } else {
+            return false;
+        }
+        if (length - i <= extra) return false;
+        for (size_t k = 1; k <= extra; k++) {
+            if ((text[i + k] & 0xc0) != 0x80) return false;
+            point = point << 6 | (text[i + k] & 0x3f);
+        }
+        if ((extra == 2 && (point < 0x800 || (point >= 0xd800 && point <= 0xdfff))) ||
+            (extra == 3 && (point < 0x10000 || point > 0x10ffff))) {
+            return false;
+        }
+        i += extra + 1;
+    }
+    return true;
+}
+
+/* Refuses the conditional writes strata does not do yet (If-None-Match: * and If-Match on
+ * a PUT or a completed upload): a client that asked for one must not have its write
+ * made unconditionally. Returns true when it answered. */
+static bool refuse_conditional_write(struct s3_request *request) {
+    if (http_header_value(request->http, "If-None-Match") == NULL &&
+        http_header_value(request->http, "If-Match") == NULL) {
+        return false;
+    }
+    s3_error(request, 501, "NotImplemented",
+             "Conditional writes (If-None-Match, If-Match on PUT or "
+             "CompleteMultipartUpload) are not implemented",
+             NULL);
+    return true;
+}
+
 void s3_object_route(struct s3_request *request) {
     if (request->key_length > OBJECT_MAX_KEY_LENGTH) {
         s3_object_error(request, OBJECT_KEY_TOO_LONG);
         return;
+    }
+    if (!valid_utf8((const unsigned char *)request->key, request->key_length)) {
+        s3_error(request, 400, "InvalidArgument", "Object keys must be valid UTF-8", NULL);
+        return;
+    }
+    if ((request->http->method == HTTP_PUT && !s3_has_param(request, "acl")) ||
+        (request->http->method == HTTP_POST && s3_has_param(request, "uploadId"))) {
+        if (refuse_conditional_write(request)) return;
     }
     if (s3_answer_subresource(request)) return;
     bool has_upload = s3_has_param(request, "uploadId");
