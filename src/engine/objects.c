@@ -61,6 +61,8 @@ const char *object_status_text(enum object_status status) {
         return "no space left on the device";
     case OBJECT_CORRUPT:
         return "stored bytes failed their checksum";
+    case OBJECT_PRECONDITION_FAILED:
+        return "the write's condition was false";
     case OBJECT_NO_MEMORY:
         return "out of memory";
     }
@@ -595,10 +597,43 @@ static enum object_status put_version(struct objects *objects, struct object_buc
     return OBJECT_OK;
 }
 
+/* Checks CONDITION (NULL: none) against KEY's current version in BUCKET. Returns
+ * OBJECT_OK, OBJECT_PRECONDITION_FAILED or OBJECT_NO_SUCH_KEY (If-Match with no current
+ * version). Called with the write lock held. */
+static enum object_status check_condition(struct objects *objects,
+                                          const struct object_bucket *bucket, const void *key,
+                                          size_t key_length,
+                                          const struct object_condition *condition) {
+    ASSERT_OBJECTS_WRITE_LOCKED(objects);
+    (void)objects; /* read by the assertion in the checking build only */
+    if (condition == NULL || (!condition->if_absent && condition->if_etag == NULL)) {
+        return OBJECT_OK;
+    }
+    struct object_key *node;
+    struct object_version *current;
+    bool exists = version_lookup(bucket, key, key_length, NULL, &node, &current) == OBJECT_OK;
+    if (condition->if_absent && exists) return OBJECT_PRECONDITION_FAILED;
+    if (condition->if_etag != NULL) {
+        if (!exists) return OBJECT_NO_SUCH_KEY;
+        if (strcasecmp(current->etag, condition->if_etag) != 0) return OBJECT_PRECONDITION_FAILED;
+    }
+    return OBJECT_OK;
+}
+
 enum object_status objects_put(struct objects *objects, const char *bucket_name,
                                size_t bucket_length, const void *key, size_t key_length,
                                const struct blob_digest *digest, const void *attributes,
                                size_t attributes_length, struct object_info *info) {
+    return objects_put_if(objects, bucket_name, bucket_length, key, key_length, digest, attributes,
+                          attributes_length, NULL, info);
+}
+
+enum object_status objects_put_if(struct objects *objects, const char *bucket_name,
+                                  size_t bucket_length, const void *key, size_t key_length,
+                                  const struct blob_digest *digest, const void *attributes,
+                                  size_t attributes_length,
+                                  const struct object_condition *condition,
+                                  struct object_info *info) {
     struct object_change change = {0};
     enum object_status status = OBJECT_OK;
     objects_write_lock(objects);
@@ -608,6 +643,9 @@ enum object_status objects_put(struct objects *objects, const char *bucket_name,
         status = OBJECT_NO_SUCH_BUCKET;
     } else if (!key_length_valid(key_length)) {
         status = OBJECT_KEY_TOO_LONG;
+    } else if ((status = check_condition(objects, bucket, key, key_length, condition)) !=
+               OBJECT_OK) {
+        /* the condition decides */
     } else if (attributes_length > OBJECT_MAX_ATTRIBUTES) {
         status = OBJECT_ATTRIBUTES_TOO_LARGE;
     } else if ((version = version_allocate(1, attributes_length)) == NULL) {
@@ -1143,6 +1181,15 @@ enum object_status objects_upload_complete(struct objects *objects, const char *
                                            size_t bucket_length, const char *upload_id,
                                            const struct object_part_ref *parts, size_t count,
                                            struct object_info *info) {
+    return objects_upload_complete_if(objects, bucket_name, bucket_length, upload_id, parts, count,
+                                      NULL, info);
+}
+
+enum object_status objects_upload_complete_if(struct objects *objects, const char *bucket_name,
+                                              size_t bucket_length, const char *upload_id,
+                                              const struct object_part_ref *parts, size_t count,
+                                              const struct object_condition *condition,
+                                              struct object_info *info) {
     struct object_change change = {0};
     struct object_bucket *bucket;
     struct object_upload *upload;
@@ -1150,6 +1197,9 @@ enum object_status objects_upload_complete(struct objects *objects, const char *
     objects_write_lock(objects);
     enum object_status status =
         find_upload(objects, bucket_name, bucket_length, upload_id, &bucket, &upload);
+    if (status == OBJECT_OK) {
+        status = check_condition(objects, bucket, upload->key, upload->key_length, condition);
+    }
     if (status == OBJECT_OK) status = check_parts(objects, upload, parts, count, &extent_count);
     unsigned char *md5s = NULL;
     struct object_version *version = NULL;

@@ -59,13 +59,14 @@ enum object_status {
     OBJECT_ATTRIBUTES_TOO_LARGE,
     OBJECT_QUOTA_EXCEEDED, /* the bucket's quota would be passed */
     OBJECT_NO_SUCH_UPLOAD,
-    OBJECT_INVALID_PART,       /* a part named in Complete was not uploaded, or its ETag differs */
-    OBJECT_INVALID_PART_ORDER, /* part numbers in Complete not in ascending order */
-    OBJECT_ENTITY_TOO_SMALL,   /* a part other than the last is smaller than min_part_size */
-    OBJECT_INVALID_RANGE,      /* a copy range outside the source */
-    OBJECT_IO_ERROR,           /* journal or blob I/O failed (details in the log) */
-    OBJECT_NO_SPACE,           /* the file system is full */
-    OBJECT_CORRUPT,            /* stored bytes failed their CRC32C */
+    OBJECT_INVALID_PART,        /* a part named in Complete was not uploaded, or its ETag differs */
+    OBJECT_INVALID_PART_ORDER,  /* part numbers in Complete not in ascending order */
+    OBJECT_ENTITY_TOO_SMALL,    /* a part other than the last is smaller than min_part_size */
+    OBJECT_INVALID_RANGE,       /* a copy range outside the source */
+    OBJECT_IO_ERROR,            /* journal or blob I/O failed (details in the log) */
+    OBJECT_NO_SPACE,            /* the file system is full */
+    OBJECT_CORRUPT,             /* stored bytes failed their CRC32C */
+    OBJECT_PRECONDITION_FAILED, /* a conditional write's condition was false */
     OBJECT_NO_MEMORY,
 };
 
@@ -228,6 +229,23 @@ enum object_status objects_put(struct objects *objects, const char *bucket, size
                                const void *attributes, size_t attributes_length,
                                struct object_info *info);
 
+/* What a conditional write requires of the key's current version, checked under the
+ * same lock as the write (so two conditional writers cannot both win). */
+struct object_condition {
+    bool if_absent;      /* If-None-Match: *: no current version (a delete marker is none) */
+    const char *if_etag; /* If-Match: the current version's ETag (without quotes), or NULL */
+};
+
+/* objects_put() that first checks CONDITION (NULL: none). Also returns
+ * OBJECT_PRECONDITION_FAILED (the condition was false; the blob is removed), and
+ * OBJECT_NO_SUCH_KEY for if_etag when the key has no current version. */
+enum object_status objects_put_if(struct objects *objects, const char *bucket, size_t bucket_length,
+                                  const void *key, size_t key_length,
+                                  const struct blob_digest *digest, const void *attributes,
+                                  size_t attributes_length,
+                                  const struct object_condition *condition,
+                                  struct object_info *info);
+
 /* Copies a version (the current one of SOURCE_KEY when SOURCE_VERSION is NULL) to
  * DESTINATION_KEY as put does, by reference: the new version shares the source's blobs
  * and keeps its etag, crc32c and parts. ATTRIBUTES replace the source's when not NULL.
@@ -355,6 +373,14 @@ enum object_status objects_upload_complete(struct objects *objects, const char *
                                            size_t bucket_length, const char *upload_id,
                                            const struct object_part_ref *parts, size_t count,
                                            struct object_info *info);
+
+/* objects_upload_complete() that first checks CONDITION against the upload's key (NULL:
+ * none), as objects_put_if() does; when it fails the upload is left as it was. */
+enum object_status objects_upload_complete_if(struct objects *objects, const char *bucket,
+                                              size_t bucket_length, const char *upload_id,
+                                              const struct object_part_ref *parts, size_t count,
+                                              const struct object_condition *condition,
+                                              struct object_info *info);
 
 /* Aborts upload UPLOAD_ID and removes its parts. Returns OBJECT_OK,
  * OBJECT_NO_SUCH_BUCKET, OBJECT_NO_SUCH_UPLOAD or OBJECT_IO_ERROR. */

@@ -959,11 +959,12 @@ def test_aws_chunked_uploads(s3, bucket, s3_server, kind):
     assert s3.get_object(Bucket=bucket, Key="chunked")["Body"].read() == data
 
 
-def signed_request(server, method, path, body=b""):
+def signed_request(server, method, path, body=b"", headers=None):
     """One request signed with SigV4 by botocore: (status, body)."""
     credentials = botocore.credentials.Credentials(ACCESS_KEY, SECRET_KEY)
     request = botocore.awsrequest.AWSRequest(
-        method=method, url=f"http://127.0.0.1:{server.http_port}{path}", data=body)
+        method=method, url=f"http://127.0.0.1:{server.http_port}{path}", data=body,
+        headers=headers or {})
     botocore.auth.S3SigV4Auth(credentials, "s3", "us-east-1").add_auth(request)
     prepared = request.prepare()
     status, _, answer = server.http(path, method=method, body=body or None,
@@ -1018,20 +1019,53 @@ def test_unsigned_amz_headers_are_refused(s3, bucket, s3_server):
         s3.head_object(Bucket=bucket, Key="upload")
 
 
-def test_conditional_writes_are_refused_not_ignored(s3, bucket):
-    s3.put_object(Bucket=bucket, Key="lock", Body=b"first")
+def test_conditional_writes(s3, bucket, s3_server):
+    """If-None-Match: * creates only when absent, If-Match replaces only that version;
+    a condition strata cannot evaluate is refused (501), never ignored."""
+    def with_headers(headers):
+        def add(request, **kwargs):
+            for name, value in headers.items():
+                request.headers[name] = value
+        return add
 
-    def if_none_match(request, **kwargs):
-        request.headers["If-None-Match"] = "*"
+    def put(key, body, headers):
+        handler = with_headers(headers)
+        s3.meta.events.register("before-sign.s3.PutObject", handler)
+        try:
+            return s3.put_object(Bucket=bucket, Key=key, Body=body)
+        finally:
+            s3.meta.events.unregister("before-sign.s3.PutObject", handler)
 
-    s3.meta.events.register("before-sign.s3.PutObject", if_none_match)
-    try:
-        with pytest.raises(botocore.exceptions.ClientError) as excinfo:
-            s3.put_object(Bucket=bucket, Key="lock", Body=b"second")
-        assert error_code(excinfo) == "NotImplemented"
-    finally:
-        s3.meta.events.unregister("before-sign.s3.PutObject", if_none_match)
-    assert s3.get_object(Bucket=bucket, Key="lock")["Body"].read() == b"first"
+    first = put("lock", b"first", {"If-None-Match": "*"})
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        put("lock", b"second", {"If-None-Match": "*"})
+    assert error_code(excinfo) == "PreconditionFailed"
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        put("lock", b"third", {"If-Match": '"0123456789abcdef0123456789abcdef"'})
+    assert error_code(excinfo) == "PreconditionFailed"
+    put("lock", b"fourth", {"If-Match": first["ETag"]})
+    assert s3.get_object(Bucket=bucket, Key="lock")["Body"].read() == b"fourth"
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        put("absent", b"x", {"If-Match": first["ETag"]})
+    assert error_code(excinfo) == "NoSuchKey"
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        put("lock", b"fifth", {"If-None-Match": '"abc"'})
+    assert error_code(excinfo) == "NotImplemented"
+    assert s3.get_object(Bucket=bucket, Key="lock")["Body"].read() == b"fourth"
+    # Once deleted, it can be created again.
+    s3.delete_object(Bucket=bucket, Key="lock")
+    put("lock", b"again", {"If-None-Match": "*"})
+    # CompleteMultipartUpload takes the condition too.
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="lock")["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="lock", UploadId=upload_id, PartNumber=1,
+                          Body=b"part")["ETag"]
+    status, answer = signed_request(
+        s3_server, "POST", f"/{bucket}/lock?uploadId={upload_id}",
+        f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{part}</ETag></Part>"
+        "</CompleteMultipartUpload>".encode(), headers={"If-None-Match": "*"})
+    assert status == 412, answer
+    assert s3.get_object(Bucket=bucket, Key="lock")["Body"].read() == b"again"
+    assert len(s3.list_multipart_uploads(Bucket=bucket)["Uploads"]) == 1
 
 
 def test_keys_must_be_utf8_and_overrides_clean(s3, bucket, s3_server):

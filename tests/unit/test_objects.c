@@ -1971,11 +1971,66 @@ static void test_threads(void) {
     remove_tree(directory);
 }
 
+/* Conditional writes: if_absent and if_etag are checked under the write's lock; a write
+ * whose condition is false changes nothing and its blob goes. */
+static void test_conditional_writes(void) {
+    char directory[64];
+    REQUIRE(fresh_directory(directory, sizeof(directory)) != NULL);
+    struct objects *objects = open_store(directory, OBJECTS_SYNC_NEVER);
+    REQUIRE(objects != NULL);
+    REQUIRE(objects_bucket_create(objects, BUCKET("locks")) == OBJECT_OK);
+    struct object_condition absent = {.if_absent = true};
+    struct blob_digest digest;
+    struct object_info info;
+    REQUIRE(make_blob(objects, "one", 3, &digest));
+    CHECK(objects_put_if(objects, BUCKET("locks"), "l", 1, &digest, NULL, 0, &absent, &info) ==
+          OBJECT_OK);
+    char first_etag[OBJECT_ETAG_MAX + 1];
+    snprintf(first_etag, sizeof(first_etag), "%s", info.etag);
+    REQUIRE(make_blob(objects, "two", 3, &digest));
+    CHECK(objects_put_if(objects, BUCKET("locks"), "l", 1, &digest, NULL, 0, &absent, &info) ==
+          OBJECT_PRECONDITION_FAILED);
+    CHECK(!blob_exists(objects, digest.id));
+    struct object_condition match = {.if_etag = "00000000000000000000000000000000"};
+    REQUIRE(make_blob(objects, "three", 5, &digest));
+    CHECK(objects_put_if(objects, BUCKET("locks"), "l", 1, &digest, NULL, 0, &match, &info) ==
+          OBJECT_PRECONDITION_FAILED);
+    match.if_etag = first_etag;
+    REQUIRE(make_blob(objects, "four", 4, &digest));
+    CHECK(objects_put_if(objects, BUCKET("locks"), "l", 1, &digest, NULL, 0, &match, &info) ==
+          OBJECT_OK);
+    CHECK(info.length == 4);
+    REQUIRE(make_blob(objects, "five", 4, &digest));
+    CHECK(objects_put_if(objects, BUCKET("locks"), "none", 4, &digest, NULL, 0, &match, &info) ==
+          OBJECT_NO_SUCH_KEY);
+    /* A completed upload with a false condition leaves the upload as it was. */
+    char upload_id[OBJECT_UPLOAD_ID_MAX + 1];
+    REQUIRE(objects_upload_create(objects, BUCKET("locks"), "l", 1, NULL, 0, upload_id) ==
+            OBJECT_OK);
+    REQUIRE(make_blob(objects, "part", 4, &digest));
+    struct object_part_ref part = {.part_number = 1};
+    REQUIRE(objects_upload_part(objects, BUCKET("locks"), upload_id, 1, &digest, part.etag) ==
+            OBJECT_OK);
+    CHECK(objects_upload_complete_if(objects, BUCKET("locks"), upload_id, &part, 1, &absent,
+                                     &info) == OBJECT_PRECONDITION_FAILED);
+    struct object_parts_result parts;
+    CHECK(objects_upload_list_parts(objects, BUCKET("locks"), upload_id, 0, 10, &parts) ==
+          OBJECT_OK);
+    CHECK(parts.count == 1);
+    object_parts_free(&parts);
+    CHECK(objects_upload_complete_if(objects, BUCKET("locks"), upload_id, &part, 1, NULL, &info) ==
+          OBJECT_OK);
+    CHECK(info.length == 4 && info.parts == 1);
+    objects_close(objects);
+    remove_tree(directory);
+}
+
 int main(void) {
     RUN_TEST(test_crc32c_combine);
     RUN_TEST(test_bucket_names);
     RUN_TEST(test_buckets);
     RUN_TEST(test_put_get_delete);
+    RUN_TEST(test_conditional_writes);
     RUN_TEST(test_versioning);
     RUN_TEST(test_copy);
     RUN_TEST(test_list);

@@ -264,6 +264,10 @@ void s3_object_error(struct s3_request *request, enum object_status status) {
         s3_error(request, 507, "InsufficientStorage",
                  "The server's disk is full; nothing was stored", NULL);
         break;
+    case OBJECT_PRECONDITION_FAILED:
+        s3_error(request, 412, "PreconditionFailed",
+                 "At least one of the pre-conditions you specified did not hold", NULL);
+        break;
     case OBJECT_CORRUPT:
         s3_error(request, 500, "InternalError",
                  "Stored bytes failed their checksum; the object cannot be served", NULL);

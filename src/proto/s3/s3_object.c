@@ -230,6 +230,91 @@ static void respond_empty(struct s3_request *request, int status, struct byte_bu
     byte_buffer_free(&headers);
 }
 
+/* ---- keys and conditions ---------------------------------------------------------- */
+
+/* Whether LENGTH bytes at TEXT are well-formed UTF-8 (no overlong forms, no surrogates,
+ * nothing above U+10FFFF). */
+static bool valid_utf8(const unsigned char *text, size_t length) {
+    size_t i = 0;
+    while (i < length) {
+        unsigned char c = text[i];
+        size_t extra;
+        uint32_t point;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            extra = 1;
+            point = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            extra = 2;
+            point = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            extra = 3;
+            point = c & 0x07;
+        } else {
+            return false;
+        }
+        if (length - i <= extra) return false;
+        for (size_t k = 1; k <= extra; k++) {
+            if ((text[i + k] & 0xc0) != 0x80) return false;
+            point = point << 6 | (text[i + k] & 0x3f);
+        }
+        if ((extra == 2 && (point < 0x800 || (point >= 0xd800 && point <= 0xdfff))) ||
+            (extra == 3 && (point < 0x10000 || point > 0x10ffff))) {
+            return false;
+        }
+        i += extra + 1;
+    }
+    return true;
+}
+
+/* Reads a conditional write's headers into *CONDITION (ETAG holds If-Match's value
+ * without quotes): If-None-Match may only be "*", If-Match one ETag, as S3 takes them.
+ * Returns false (answered 501) for any other form: a client that asked for a condition
+ * must never have its write made unconditionally. */
+static bool read_write_condition(struct s3_request *request, struct object_condition *condition,
+                                 char etag[OBJECT_ETAG_MAX + 1]) {
+    const char *if_none_match = http_header_value(request->http, "If-None-Match");
+    const char *if_match = http_header_value(request->http, "If-Match");
+    *condition = (struct object_condition){0};
+    if (if_none_match != NULL) {
+        if (strcmp(if_none_match, "*") != 0) goto unsupported;
+        condition->if_absent = true;
+    }
+    if (if_match != NULL) {
+        size_t length = strlen(if_match);
+        if (length >= 2 && if_match[0] == '"' && if_match[length - 1] == '"') {
+            if_match++;
+            length -= 2;
+        }
+        if (length == 0 || length > OBJECT_ETAG_MAX || memchr(if_match, ',', length) != NULL ||
+            memchr(if_match, '"', length) != NULL || (length == 1 && if_match[0] == '*')) {
+            goto unsupported;
+        }
+        memcpy(etag, if_match, length);
+        etag[length] = '\0';
+        condition->if_etag = etag;
+    }
+    return true;
+unsupported:
+    s3_error(request, 501, "NotImplemented",
+             "A conditional write takes If-None-Match: * or If-Match with one ETag", NULL);
+    return false;
+}
+
+/* Refuses conditions on writes that take none (copies, parts): such a write must not be
+ * made unconditionally. Returns true when it answered. */
+static bool refuse_conditional_write(struct s3_request *request) {
+    if (http_header_value(request->http, "If-None-Match") == NULL &&
+        http_header_value(request->http, "If-Match") == NULL) {
+        return false;
+    }
+    s3_error(request, 501, "NotImplemented",
+             "Conditional writes are taken by PutObject and CompleteMultipartUpload only", NULL);
+    return true;
+}
+
 /* ---- GET and HEAD ------------------------------------------------------------------ */
 
 struct response_attributes {
@@ -622,9 +707,17 @@ static void put_end(void *context) {
         if (status == OBJECT_OK) byte_buffer_appendf(&extra, "ETag: \"%s\"\r\n", etag);
     } else {
         struct object_info info;
-        status = objects_put(objects, request->bucket, request->bucket_length, request->key,
-                             request->key_length, &digest, put->attributes.data,
-                             put->attributes.length, &info);
+        struct object_condition condition;
+        char etag[OBJECT_ETAG_MAX + 1];
+        if (!read_write_condition(request, &condition, etag)) {
+            blob_store_unlink(objects_blobs(objects), digest.id);
+            byte_buffer_free(&extra);
+            put_free(put);
+            return;
+        }
+        status = objects_put_if(objects, request->bucket, request->bucket_length, request->key,
+                                request->key_length, &digest, put->attributes.data,
+                                put->attributes.length, &condition, &info);
         if (status == OBJECT_OK) {
             byte_buffer_appendf(&extra, "ETag: \"%s\"\r\n", info.etag);
             append_version_id(&extra, "x-amz-version-id", info.version_id,
@@ -729,6 +822,12 @@ static void start_put(struct s3_request *request, enum put_kind kind, int part_n
         put->has_md5 = true;
     }
     if (kind == PUT_OBJECT) {
+        struct object_condition condition;
+        char etag[OBJECT_ETAG_MAX + 1];
+        if (!read_write_condition(request, &condition, etag)) {
+            put_free(put);
+            return;
+        }
         /* A PUT into a bucket that is not there is refused before its body is read. */
         struct object_bucket_info bucket;
         enum object_status found = objects_bucket_info(request->server->objects, request->bucket,
@@ -1156,9 +1255,15 @@ static void complete_upload_body(struct s3_request *request, const unsigned char
         return;
     }
     struct object_info info;
-    enum object_status status =
-        objects_upload_complete(request->server->objects, request->bucket, request->bucket_length,
-                                upload_id, parsed.parts, parsed.count, &info);
+    struct object_condition condition;
+    char etag_condition[OBJECT_ETAG_MAX + 1];
+    if (!read_write_condition(request, &condition, etag_condition)) {
+        free(parsed.parts);
+        return;
+    }
+    enum object_status status = objects_upload_complete_if(
+        request->server->objects, request->bucket, request->bucket_length, upload_id, parsed.parts,
+        parsed.count, &condition, &info);
     free(parsed.parts);
     if (status != OBJECT_OK) {
         s3_object_error(request, status);
@@ -1253,58 +1358,6 @@ static void abort_upload(struct s3_request *request) {
 
 /* ---- the object's routes ----------------------------------------------------------- */
 
-/* Whether LENGTH bytes at TEXT are well-formed UTF-8 (no overlong forms, no surrogates,
- * nothing above U+10FFFF). */
-static bool valid_utf8(const unsigned char *text, size_t length) {
-    size_t i = 0;
-    while (i < length) {
-        unsigned char c = text[i];
-        size_t extra;
-        uint32_t point;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            extra = 1;
-            point = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            extra = 2;
-            point = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            extra = 3;
-            point = c & 0x07;
-        } else {
-            return false;
-        }
-        if (length - i <= extra) return false;
-        for (size_t k = 1; k <= extra; k++) {
-            if ((text[i + k] & 0xc0) != 0x80) return false;
-            point = point << 6 | (text[i + k] & 0x3f);
-        }
-        if ((extra == 2 && (point < 0x800 || (point >= 0xd800 && point <= 0xdfff))) ||
-            (extra == 3 && (point < 0x10000 || point > 0x10ffff))) {
-            return false;
-        }
-        i += extra + 1;
-    }
-    return true;
-}
-
-/* Refuses the conditional writes strata does not do yet (If-None-Match: * and If-Match on
- * a PUT or a completed upload): a client that asked for one must not have its write
- * made unconditionally. Returns true when it answered. */
-static bool refuse_conditional_write(struct s3_request *request) {
-    if (http_header_value(request->http, "If-None-Match") == NULL &&
-        http_header_value(request->http, "If-Match") == NULL) {
-        return false;
-    }
-    s3_error(request, 501, "NotImplemented",
-             "Conditional writes (If-None-Match, If-Match on PUT or "
-             "CompleteMultipartUpload) are not implemented",
-             NULL);
-    return true;
-}
-
 void s3_object_route(struct s3_request *request) {
     if (request->key_length > OBJECT_MAX_KEY_LENGTH) {
         s3_object_error(request, OBJECT_KEY_TOO_LONG);
@@ -1314,9 +1367,10 @@ void s3_object_route(struct s3_request *request) {
         s3_error(request, 400, "InvalidArgument", "Object keys must be valid UTF-8", NULL);
         return;
     }
-    if ((request->http->method == HTTP_PUT && !s3_has_param(request, "acl")) ||
-        (request->http->method == HTTP_POST && s3_has_param(request, "uploadId"))) {
-        if (refuse_conditional_write(request)) return;
+    if (request->http->method == HTTP_PUT && !s3_has_param(request, "acl")) {
+        bool plain_put = http_header_value(request->http, "x-amz-copy-source") == NULL &&
+                         !s3_has_param(request, "uploadId") && !s3_has_param(request, "partNumber");
+        if (!plain_put && refuse_conditional_write(request)) return;
     }
     if (s3_answer_subresource(request)) return;
     bool has_upload = s3_has_param(request, "uploadId");
