@@ -387,12 +387,21 @@ def test_upload_part_copy(s3, bucket):
                                 CopySource={"Bucket": bucket, "Key": "src"},
                                 CopySourceRange=f"bytes={MIB}-{2 * MIB - 1}")
     assert first["CopyPartResult"]["ETag"] == '"%s"' % hashlib.md5(data[MIB:2 * MIB]).hexdigest()
-    second = s3.upload_part(Bucket=bucket, Key="dst", UploadId=upload_id, PartNumber=2,
-                            Body=b"tail")
+    # The whole object, no range: its ETag is the part's, nothing is read.
+    whole = s3.upload_part_copy(Bucket=bucket, Key="dst", UploadId=upload_id, PartNumber=2,
+                                CopySource={"Bucket": bucket, "Key": "src"})
+    assert whole["CopyPartResult"]["ETag"] == '"%s"' % hashlib.md5(data).hexdigest()
+    third = s3.upload_part(Bucket=bucket, Key="dst", UploadId=upload_id, PartNumber=3,
+                           Body=b"tail")
     s3.complete_multipart_upload(Bucket=bucket, Key="dst", UploadId=upload_id, MultipartUpload={
         "Parts": [{"PartNumber": 1, "ETag": first["CopyPartResult"]["ETag"]},
-                  {"PartNumber": 2, "ETag": second["ETag"]}]})
-    assert s3.get_object(Bucket=bucket, Key="dst")["Body"].read() == data[MIB:2 * MIB] + b"tail"
+                  {"PartNumber": 2, "ETag": whole["CopyPartResult"]["ETag"]},
+                  {"PartNumber": 3, "ETag": third["ETag"]}]})
+    got = s3.get_object(Bucket=bucket, Key="dst", ChecksumMode="ENABLED")
+    expected = data[MIB:2 * MIB] + data + b"tail"
+    assert got["Body"].read() == expected
+    # The CRC32C of the whole, combined from the parts' (one of them never read).
+    assert got["ChecksumCRC32C"] == base64.b64encode(crc32c(expected).to_bytes(4, "big")).decode()
 
 
 # ---- versioning ------------------------------------------------------------------------

@@ -1093,6 +1093,68 @@ static int read_part_number(struct s3_request *request) {
     return (int)number;
 }
 
+/* Decodes a single-PUT ETag (32 hex digits) into its MD5. Returns false for any other. */
+static bool hex_md5(const char *etag, unsigned char md5[16]) {
+    if (strlen(etag) != 32) return false;
+    for (int i = 0; i < 16; i++) {
+        unsigned int byte;
+        if (!isxdigit((unsigned char)etag[2 * i]) || !isxdigit((unsigned char)etag[2 * i + 1]) ||
+            sscanf(etag + 2 * i, "%2x", &byte) != 1) {
+            return false;
+        }
+        md5[i] = (unsigned char)byte;
+    }
+    return true;
+}
+
+/* Reads bytes [FIRST, FIRST + LENGTH) of HANDLE's version (checking every chunk) and
+ * computes their MD5 into DIGEST and their CRC32C into *CRC. Blocks the calling thread
+ * for the read (docs/s3.md: UploadPartCopy of a range). Returns BLOB_OK or an error. */
+static enum blob_status digest_range(struct s3_request *request, const struct object_handle *handle,
+                                     uint64_t first, uint64_t length, unsigned char digest[16],
+                                     uint32_t *crc) {
+    struct blob_reader *reader = NULL;
+    enum blob_status opened = blob_reader_open(objects_blobs(request->server->objects),
+                                               handle->extents, handle->extent_count, &reader);
+    unsigned char *piece = opened == BLOB_OK ? malloc(COPY_READ_PIECE) : NULL;
+    EVP_MD_CTX *md5 = piece ? EVP_MD_CTX_new() : NULL;
+    enum blob_status read_status = opened;
+    uint32_t running_crc = CRC32C_START;
+    if (opened == BLOB_OK && (piece == NULL || md5 == NULL)) read_status = BLOB_NO_MEMORY;
+    if (md5 != NULL) {
+        EVP_DigestInit_ex(md5, EVP_md5(), NULL);
+        for (uint64_t done = 0; done < length && read_status == BLOB_OK;) {
+            uint64_t take = length - done < COPY_READ_PIECE ? length - done : COPY_READ_PIECE;
+            read_status = blob_reader_read(reader, first + done, take, piece);
+            if (read_status == BLOB_OK) {
+                EVP_DigestUpdate(md5, piece, (size_t)take);
+                running_crc = crc32c_update(running_crc, piece, (size_t)take);
+            }
+            done += take;
+        }
+    }
+    unsigned int digest_length = 0;
+    if (md5 != NULL) EVP_DigestFinal_ex(md5, digest, &digest_length);
+    EVP_MD_CTX_free(md5);
+    free(piece);
+    if (reader != NULL) blob_reader_close(reader);
+    *crc = crc32c_finish(running_crc);
+    return read_status;
+}
+
+/* Answers UploadPartCopy with its CopyPartResult. */
+static void write_copy_part_result(struct s3_request *request, const char *etag) {
+    struct s3_xml document;
+    s3_xml_begin(&document);
+    s3_xml_open(&document, "CopyPartResult", true);
+    s3_xml_time(&document, "LastModified", clock_realtime_ms());
+    char quoted[OBJECT_ETAG_MAX + 3];
+    snprintf(quoted, sizeof(quoted), "\"%s\"", etag);
+    s3_xml_string(&document, "ETag", quoted);
+    s3_xml_close(&document, "CopyPartResult");
+    s3_respond_xml(request, &document, NULL);
+}
+
 /* UploadPartCopy: records a range of another object as a part, by reference; the part's
  * ETag is the MD5 of those bytes, read (and checked) to compute it. */
 static void upload_part_copy(struct s3_request *request, int part_number, const char *upload_id,
@@ -1125,32 +1187,18 @@ static void upload_part_copy(struct s3_request *request, int part_number, const 
         object_handle_clear(&handle);
         return;
     }
-    struct blob_reader *reader = NULL;
-    enum blob_status opened = blob_reader_open(objects_blobs(request->server->objects),
-                                               handle.extents, handle.extent_count, &reader);
-    unsigned char *piece = opened == BLOB_OK ? malloc(COPY_READ_PIECE) : NULL;
-    EVP_MD_CTX *md5 = piece ? EVP_MD_CTX_new() : NULL;
-    enum blob_status read_status = opened;
-    uint32_t running_crc = CRC32C_START;
-    if (opened == BLOB_OK && (piece == NULL || md5 == NULL)) read_status = BLOB_NO_MEMORY;
-    if (md5 != NULL) {
-        EVP_DigestInit_ex(md5, EVP_md5(), NULL);
-        for (uint64_t done = 0; done < length && read_status == BLOB_OK;) {
-            uint64_t take = length - done < COPY_READ_PIECE ? length - done : COPY_READ_PIECE;
-            read_status = blob_reader_read(reader, first + done, take, piece);
-            if (read_status == BLOB_OK) {
-                EVP_DigestUpdate(md5, piece, (size_t)take);
-                running_crc = crc32c_update(running_crc, piece, (size_t)take);
-            }
-            done += take;
-        }
-    }
     unsigned char digest[16] = {0};
-    unsigned int digest_length = 0;
-    if (md5 != NULL) EVP_DigestFinal_ex(md5, digest, &digest_length);
-    EVP_MD_CTX_free(md5);
-    free(piece);
-    if (reader != NULL) blob_reader_close(reader);
+    uint32_t copied_crc = 0;
+    bool known = first == 0 && length == handle.info.length && handle.info.parts == 0 &&
+                 hex_md5(handle.info.etag, digest);
+    enum blob_status read_status = BLOB_OK;
+    if (known) {
+        /* The whole of a single-PUT object: its ETag is the MD5 of these bytes, and its
+         * CRC32C theirs; nothing needs reading. */
+        copied_crc = handle.info.crc32c;
+    } else {
+        read_status = digest_range(request, &handle, first, length, digest, &copied_crc);
+    }
     if (read_status != BLOB_OK) {
         s3_object_error(request, object_status_from_blob(read_status));
         object_handle_clear(&handle);
@@ -1160,21 +1208,13 @@ static void upload_part_copy(struct s3_request *request, int part_number, const 
     enum object_status status = objects_upload_part_copy(
         request->server->objects, request->bucket, request->bucket_length, upload_id, part_number,
         source.bucket, source.bucket_length, source.key, source.key_length, handle.info.version_id,
-        first, length, digest, crc32c_finish(running_crc), etag);
+        first, length, digest, copied_crc, etag);
     object_handle_clear(&handle);
     if (status != OBJECT_OK) {
         s3_object_error(request, status);
         return;
     }
-    struct s3_xml document;
-    s3_xml_begin(&document);
-    s3_xml_open(&document, "CopyPartResult", true);
-    s3_xml_time(&document, "LastModified", clock_realtime_ms());
-    char quoted[OBJECT_ETAG_MAX + 3];
-    snprintf(quoted, sizeof(quoted), "\"%s\"", etag);
-    s3_xml_string(&document, "ETag", quoted);
-    s3_xml_close(&document, "CopyPartResult");
-    s3_respond_xml(request, &document, NULL);
+    write_copy_part_result(request, etag);
 }
 
 /* What a CompleteMultipartUpload body lists. */
