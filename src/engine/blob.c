@@ -44,8 +44,10 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -54,11 +56,28 @@
 #define BLOB_MAGIC       "STRBLOB1"
 #define BLOB_ALIGNMENT   4096
 
-/* Buffers (one chunk each) a stream may hold at once: reading, read and waiting for
- * their turn, or queued on the connection. 4 is a first guess, to be measured: it should
- * keep the device busy while the socket drains, without holding much memory per stream
- * (4 * chunk size: 4 MiB at the default 1 MiB chunk, 256 MiB at the 64 MiB maximum). */
+/* Chunks a stream may have under way at once: reading, read and waiting for their
+ * turn, or queued on the connection, whether in a buffer of the stream's (a chunk read
+ * from the file) or by reference to the blob's mapping (a resident chunk). Both count:
+ * a buffer is memory the stream holds, and a mapped piece keeps its blob open and its
+ * pages referenced until the socket takes them, so a slow client holds at most this
+ * many chunks (4 MiB at the default 1 MiB chunk, 256 MiB at the 64 MiB maximum) of
+ * either. Cold streams do not need a deeper window to keep the disk busy: they ask the
+ * kernel to read ahead (BLOB_READAHEAD), into the page cache, which it can reclaim. */
 #define BLOB_SEND_WINDOW 4
+
+/* How far ahead of a stream that met a chunk not in the page cache the kernel is asked
+ * to read its blob (posix_fadvise(POSIX_FADV_WILLNEED)), within the stream's range, in
+ * calls of at most BLOB_ADVISE_PIECE (the kernel reads at most max(read_ahead_kb,
+ * max_sectors_kb) per call). The chunks that arrive in time are then sent from the
+ * mapping; the rest are read through the ring, waiting on the pages already coming. */
+#define BLOB_READAHEAD    (16u * 1024 * 1024)
+#define BLOB_ADVISE_PIECE (1024u * 1024)
+
+/* Idle chunk buffers a thread keeps for its next streams and reads: at most
+ * BUFFER_POOL_MAX of them and BUFFER_POOL_BYTES together (a larger buffer is freed). */
+#define BUFFER_POOL_MAX   8
+#define BUFFER_POOL_BYTES (8u * 1024 * 1024)
 
 /* ---- little-endian integers ------------------------------------------------------ */
 
@@ -135,6 +154,97 @@ static int sync_fd(int fd, bool data_only) {
     if (fault_fails(FAULT_sync)) return errno;
     int result = data_only ? fdatasync(fd) : fsync(fd);
     return result == 0 ? 0 : errno;
+}
+
+/* ---- chunk buffers: a free list per thread ------------------------------------------ */
+
+/* The idle chunk buffers of one thread, most recently given last. Reached only from its
+ * thread (thread_pool); freed with its buffers when the thread ends (pool_key's
+ * destructor). A thread that never ends (the process's main thread) keeps its pool to
+ * the end: bounded, and reachable from its thread-local pointer. */
+struct buffer_pool {
+    size_t count;
+    size_t bytes; /* of the buffers in it */
+    struct {
+        unsigned char *data;
+        size_t size;
+    } buffers[BUFFER_POOL_MAX];
+};
+
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static pthread_key_t pool_key;
+static bool pool_key_made;
+static _Thread_local struct buffer_pool *thread_pool;
+
+/* pool_key's destructor: frees the ending thread's pool and its buffers. */
+static void pool_destroy(void *argument) {
+    struct buffer_pool *pool = argument;
+    for (size_t i = 0; i < pool->count; i++)
+        free(pool->buffers[i].data);
+    free(pool);
+    thread_pool = NULL;
+}
+
+static void pool_key_create(void) {
+    pool_key_made = pthread_key_create(&pool_key, pool_destroy) == 0;
+}
+
+/* The calling thread's pool, made at its first use, or NULL when it cannot be made
+ * (buffers are then allocated and freed each time). */
+static struct buffer_pool *pool_get(void) {
+    if (thread_pool != NULL) return thread_pool;
+    pthread_once(&pool_once, pool_key_create);
+    if (!pool_key_made) return NULL;
+    struct buffer_pool *pool = calloc(1, sizeof(*pool));
+    if (pool == NULL) return NULL;
+    if (pthread_setspecific(pool_key, pool) != 0) {
+        free(pool);
+        return NULL;
+    }
+    thread_pool = pool;
+    return pool;
+}
+
+/* A chunk buffer of SIZE bytes, 4096-aligned: the calling thread's most recently given
+ * one of that size, or a new one. Returns NULL when none can be allocated. The caller
+ * owns it: buffer_give() it (or free() it) when done. */
+static unsigned char *buffer_take(size_t size) {
+    struct buffer_pool *pool = thread_pool;
+    if (pool != NULL) {
+        for (size_t i = pool->count; i-- > 0;) {
+            if (pool->buffers[i].size != size) continue;
+            unsigned char *data = pool->buffers[i].data;
+            pool->bytes -= size;
+            pool->count--;
+            memmove(&pool->buffers[i], &pool->buffers[i + 1],
+                    (pool->count - i) * sizeof(pool->buffers[0]));
+            return data;
+        }
+    }
+    return aligned_alloc(BLOB_ALIGNMENT, size);
+}
+
+/* Gives DATA (SIZE bytes, from buffer_take(); NULL: nothing) back: into the calling
+ * thread's pool when it has room, else freed; the oldest buffers of the pool make room
+ * for it. Any thread (a buffer taken on one thread joins the pool of the one giving it). */
+static void buffer_give(unsigned char *data, size_t size) {
+    if (data == NULL) return;
+    struct buffer_pool *pool = pool_get();
+    if (pool == NULL || size > BUFFER_POOL_BYTES) {
+        free(data);
+        return;
+    }
+    while (pool->count > 0 &&
+           (pool->count == BUFFER_POOL_MAX || pool->bytes + size > BUFFER_POOL_BYTES)) {
+        free(pool->buffers[0].data);
+        pool->bytes -= pool->buffers[0].size;
+        pool->count--;
+        memmove(&pool->buffers[0], &pool->buffers[1], pool->count * sizeof(pool->buffers[0]));
+    }
+    pool->buffers[pool->count].data = data;
+    pool->buffers[pool->count].size = size;
+    pool->count++;
+    pool->bytes += size;
 }
 
 /* ---- writing ----------------------------------------------------------------------- */
@@ -429,6 +539,9 @@ struct send_slot {
     size_t chunk_length;      /* bytes of the chunk (the read asked for this many) */
     ssize_t result;           /* of the read: bytes read, or a negative errno */
     enum blob_status failure; /* BLOB_OK, or why the step could not be read at all */
+    bool mapped; /* the chunk is read from the blob's mapping, not into BUFFER: its step
+                    (and so the blob and its mapping) stays held until the piece is
+                    released */
 };
 
 struct blob_reader {
@@ -450,6 +563,9 @@ struct blob_reader {
     void *wake_context;
     struct io_ring *ring;       /* the thread's ring, or NULL: read synchronously */
     struct value_cursor cursor; /* the next chunk to read */
+    uint64_t advised_id;        /* the blob the kernel was asked to read ahead ... */
+    uint64_t advised_end;       /* ... up to this offset of its data */
+    bool advising;              /* a chunk of advised_id was not resident: read ahead */
     uint64_t next_read;         /* sequence number of the next read */
     uint64_t next_piece;        /* sequence number of the next piece to queue */
     uint64_t left_to_add;       /* bytes of the stream not queued yet */
@@ -474,10 +590,10 @@ static void reader_free(struct blob_reader *reader) {
     }
     if (reader->holding) blob_store_unhold(reader->store, reader->extents, reader->extent_count);
     for (int i = 0; i < BLOB_SEND_WINDOW; i++)
-        free(reader->slots[i].buffer);
+        buffer_give(reader->slots[i].buffer, reader->slots[i].buffer_size);
     free(reader->extents);
     free(reader->starts);
-    free(reader->scratch);
+    buffer_give(reader->scratch, reader->scratch_size);
     free(reader);
 }
 
@@ -496,6 +612,7 @@ static enum blob_status read_failed(uint64_t id, const char *during, int error) 
 
 void blob_open_free(struct blob_open *open) {
     if (open == NULL) return;
+    if (open->map != NULL) munmap((void *)open->map, (size_t)open->length);
     if (open->fd >= 0) close(open->fd);
     free(open->sums);
     free(open);
@@ -570,8 +687,44 @@ enum blob_status blob_open_file(struct blob_store *store, uint64_t id, struct bl
         blob_open_free(file);
         return status;
     }
+    if (file->length > 0 && file->length <= SIZE_MAX &&
+        !atomic_load_explicit(&store->no_mapping, memory_order_relaxed)) {
+        /* Without a mapping every chunk is read into a buffer: slower, never wrong. */
+        void *map = mmap(NULL, (size_t)file->length, PROT_READ, MAP_SHARED, file->fd, 0);
+        if (map != MAP_FAILED) {
+            file->map = map;
+        } else {
+            log_event(LOG_WARNING, "blob_map_failed", "blob=%016" PRIx64 " reason=\"%s\"", id,
+                      strerror(errno));
+        }
+    }
     *opened = file;
     return BLOB_OK;
+}
+
+/* Whether every page of bytes [OFFSET, OFFSET + LENGTH) of FILE's data (which FILE has
+ * mapped) is in the page cache now: mincore() on the mapping, which for a file the
+ * process owns (the store made it) reports the page cache, mapped into this process or
+ * not (for another's file only pages mapped here count, so chunks read as not resident
+ * and go the buffered way). A chunk found resident is read through the mapping without
+ * waiting for the disk, unless the kernel evicts a page in the moment between this call
+ * and the read (the read then waits for it: slower, not wrong). Takes no lock. */
+static bool range_resident(const struct blob_open *file, uint64_t offset, size_t length) {
+    static _Thread_local uintptr_t page_size;
+    if (page_size == 0) page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = (uintptr_t)(file->map + offset) & ~(page_size - 1);
+    uintptr_t end = (uintptr_t)(file->map + offset + length);
+    unsigned char resident[512];
+    while (start < end) {
+        size_t pages = (end - start + page_size - 1) / page_size;
+        if (pages > sizeof(resident)) pages = sizeof(resident);
+        if (mincore((void *)start, pages * page_size, resident) != 0) return false;
+        for (size_t i = 0; i < pages; i++) {
+            if ((resident[i] & 1) == 0) return false;
+        }
+        start += pages * page_size;
+    }
+    return true;
 }
 
 /* Takes blob ID for a step of READER: the held blob of that id, or a fresh reference
@@ -758,18 +911,29 @@ enum blob_status blob_reader_read(struct blob_reader *reader, uint64_t offset, u
         enum blob_status status = next_step(reader, &cursor, &step);
         if (status != BLOB_OK) return status;
         const struct blob_open *file = step_blob(reader, &step);
-        if (reader->scratch_size < file->chunk_size) {
-            free(reader->scratch);
-            reader->scratch = malloc(file->chunk_size);
+        size_t whole = chunk_length(file, step.chunk);
+        uint64_t start = (uint64_t)step.chunk * file->chunk_size;
+        if (file->map != NULL && range_resident(file, start, whole)) {
+            /* In the page cache: checked and copied from the mapping, no read. */
+            status = check_chunk(file, step.chunk, file->map + start, whole, (ssize_t)whole);
+            if (status == BLOB_OK) memcpy(destination, file->map + start + step.from, step.length);
+            atomic_fetch_add_explicit(&reader->store->chunks_mapped, 1, memory_order_relaxed);
+            step_done(reader, &step);
+            if (status != BLOB_OK) return status;
+            destination += step.length;
+            continue;
+        }
+        if (reader->scratch_size != file->chunk_size) {
+            buffer_give(reader->scratch, reader->scratch_size);
+            reader->scratch = buffer_take(file->chunk_size);
             reader->scratch_size = reader->scratch != NULL ? file->chunk_size : 0;
             if (reader->scratch == NULL) {
                 step_done(reader, &step);
                 return BLOB_NO_MEMORY;
             }
         }
-        size_t whole = chunk_length(file, step.chunk);
-        ssize_t got =
-            read_fully(file->fd, reader->scratch, whole, (uint64_t)step.chunk * file->chunk_size);
+        ssize_t got = read_fully(file->fd, reader->scratch, whole, start);
+        atomic_fetch_add_explicit(&reader->store->chunks_read, 1, memory_order_relaxed);
         status = check_chunk(file, step.chunk, reader->scratch, whole, got);
         step_done(reader, &step);
         if (status != BLOB_OK) return status;
@@ -801,6 +965,7 @@ static void free_if_finished(struct blob_reader *reader) {
 /* Lets go of SLOT's step, which is read or failed but not queued: the slot is free. */
 static void slot_drop(struct blob_reader *reader, struct send_slot *slot) {
     step_done(reader, &slot->step);
+    slot->mapped = false;
     slot->state = SLOT_FREE;
 }
 
@@ -823,7 +988,7 @@ static void fail_stream(struct blob_reader *reader) {
 static void piece_released(void *argument) {
     struct send_slot *slot = argument;
     struct blob_reader *reader = slot->reader;
-    slot->state = SLOT_FREE;
+    slot_drop(reader, slot); /* a mapped piece's blob, held until now */
     reader->pieces_queued--;
     if (reader->cancelled || reader->failed) {
         free_if_finished(reader);
@@ -864,20 +1029,24 @@ static void queue_read_pieces(struct blob_reader *reader) {
         struct send_slot *slot = slot_read_for(reader, reader->next_piece);
         if (slot == NULL) return;
         enum blob_status status = slot->failure;
+        const unsigned char *data = slot->buffer;
         if (status == BLOB_OK) {
-            status = check_chunk(step_blob(reader, &slot->step), slot->step.chunk, slot->buffer,
-                                 slot->chunk_length, slot->result);
+            const struct blob_open *file = step_blob(reader, &slot->step);
+            if (slot->mapped) data = file->map + (uint64_t)slot->step.chunk * file->chunk_size;
+            status = check_chunk(file, slot->step.chunk, data, slot->chunk_length, slot->result);
         }
-        slot_drop(reader, slot); /* the bytes are in the buffer; the blob is not needed */
+        /* A read chunk's bytes are in the buffer: its blob is not needed any more. A
+         * mapped one's are the blob's: it stays held until the piece is released. */
+        if (!slot->mapped || status != BLOB_OK) slot_drop(reader, slot);
         if (status != BLOB_OK) {
             fail_stream(reader);
             return;
         }
-        if (!output_stream_add(reader->queue, reader->chunk, slot->buffer + slot->step.from,
+        if (!output_stream_add(reader->queue, reader->chunk, data + slot->step.from,
                                slot->step.length, piece_released, slot)) {
             /* The queue has failed and the chunk stays unfinished: the queue cancels the
              * stream when it is cleared, so it stays attached. */
-            slot->state = SLOT_FREE;
+            slot_drop(reader, slot);
             reader->failed = true;
             reader->woken = true;
             return;
@@ -906,22 +1075,74 @@ static void slot_read_done(struct io_ring_operation *operation, int result) {
     pump(reader);
 }
 
-/* Starts reading the stream's next chunk into free SLOT: through the ring (the slot is
- * READING, holding the blob so that its descriptor stays open until the read ends), or
- * at once without one or when the submission fails (the slot is READ when this
- * returns). A step whose blob cannot be had (missing, damaged, unreadable) or whose
- * buffer cannot be allocated is READ with its failure set, and nothing more is read:
- * the stream fails when its turn comes. */
+/* Asks the kernel to read ahead of READER's stream in FILE, whose step STEP (chunk
+ * bytes at CHUNK_START, CHUNK_END) was just planned, RESIDENT or not. From the first
+ * chunk of a blob that is not in the page cache, the stream keeps [chunk, chunk +
+ * BLOB_READAHEAD) of the blob advised (posix_fadvise(POSIX_FADV_WILLNEED), in pieces of
+ * BLOB_ADVISE_PIECE, renewed once half of it is used), never past the last chunk the
+ * stream's range takes from the blob, so a ranged read does not pull in what it will not
+ * send. The advice starts reads and does not wait for them (the worker may block only
+ * while the kernel queues them); pages that arrive before their chunk's turn make it
+ * a mapped one. A warm blob is never advised. */
+static void advise_ahead(struct blob_reader *reader, const struct blob_open *file,
+                         uint64_t chunk_start, uint64_t chunk_end, bool resident) {
+    if (!reader->advising || reader->advised_id != file->id) {
+        if (resident) return;
+        reader->advising = true;
+        reader->advised_id = file->id;
+        reader->advised_end = chunk_start;
+    }
+    if (reader->advised_end >= chunk_end + BLOB_READAHEAD / 2) return;
+    /* The end of what the stream reads from this blob: its extent's end or the range's,
+     * rounded up to a whole chunk (whole chunks are read). */
+    const struct blob_extent *extent = &reader->extents[reader->cursor.extent];
+    uint64_t taken = reader->cursor.inside + reader->cursor.remaining;
+    if (taken > extent->length) taken = extent->length;
+    uint64_t limit = extent->offset + taken;
+    limit = (limit + file->chunk_size - 1) / file->chunk_size * file->chunk_size;
+    if (limit > file->length) limit = file->length;
+    uint64_t from = reader->advised_end > chunk_start ? reader->advised_end : chunk_start;
+    uint64_t to = chunk_start + BLOB_READAHEAD;
+    if (to > limit) to = limit;
+    for (uint64_t at = from; at < to; at += BLOB_ADVISE_PIECE) {
+        uint64_t length = to - at < BLOB_ADVISE_PIECE ? to - at : BLOB_ADVISE_PIECE;
+        (void)posix_fadvise(file->fd, (off_t)at, (off_t)length, POSIX_FADV_WILLNEED);
+    }
+    if (to > reader->advised_end) reader->advised_end = to;
+}
+
+/* Starts the stream's next chunk in free SLOT. A chunk whose pages are all in the page
+ * cache, of a blob with a mapping, is taken from the mapping: no buffer, no read (the
+ * slot is READ and mapped when this returns; its check comes at its turn). Any other
+ * is read into the slot's buffer: through the ring (the slot is READING, holding the
+ * blob so that its descriptor stays open until the read ends), or at once without one
+ * or when the submission fails (the slot is READ when this returns). A step whose blob
+ * cannot be had (missing, damaged, unreadable) or whose buffer cannot be allocated is
+ * READ with its failure set, and nothing more is read: the stream fails when its turn
+ * comes. */
 static void start_read(struct blob_reader *reader, struct send_slot *slot) {
     slot->sequence = reader->next_read++;
     slot->failure = next_step(reader, &reader->cursor, &slot->step);
     const struct blob_open *file = NULL;
     if (slot->failure == BLOB_OK) {
         file = step_blob(reader, &slot->step);
-        if (slot->buffer_size < file->chunk_size) {
-            /* The first chunk, or a blob of a larger chunk size than the slot has read. */
-            free(slot->buffer);
-            slot->buffer = aligned_alloc(BLOB_ALIGNMENT, file->chunk_size);
+        slot->chunk_length = chunk_length(file, slot->step.chunk);
+        if (file->map != NULL) {
+            uint64_t start = (uint64_t)slot->step.chunk * file->chunk_size;
+            bool resident = range_resident(file, start, slot->chunk_length);
+            advise_ahead(reader, file, start, start + slot->chunk_length, resident);
+            if (resident) {
+                slot->mapped = true;
+                slot->result = (ssize_t)slot->chunk_length;
+                slot->state = SLOT_READ;
+                atomic_fetch_add_explicit(&reader->store->chunks_mapped, 1, memory_order_relaxed);
+                return;
+            }
+        }
+        if (slot->buffer_size != file->chunk_size) {
+            /* The first chunk read, or a blob of another chunk size than the last. */
+            buffer_give(slot->buffer, slot->buffer_size);
+            slot->buffer = buffer_take(file->chunk_size);
             slot->buffer_size = slot->buffer != NULL ? file->chunk_size : 0;
             if (slot->buffer == NULL) slot->failure = BLOB_NO_MEMORY;
         }
@@ -934,8 +1155,8 @@ static void start_read(struct blob_reader *reader, struct send_slot *slot) {
         slot->state = SLOT_READ;
         return;
     }
-    slot->chunk_length = chunk_length(file, slot->step.chunk);
     uint64_t offset = (uint64_t)slot->step.chunk * file->chunk_size;
+    atomic_fetch_add_explicit(&reader->store->chunks_read, 1, memory_order_relaxed);
     if (reader->ring != NULL) {
         slot->operation.done = slot_read_done;
         int error = io_ring_read(reader->ring, file->fd, slot->buffer, slot->chunk_length, offset,

@@ -26,6 +26,13 @@ struct blob_open {
     uint32_t chunk_size;
     uint32_t chunk_count;
     uint32_t *sums; /* chunk_count CRC32Cs */
+    /* A read-only shared mapping of the data (length bytes), made when the entry is
+     * filled and unmapped by blob_open_free(), or NULL (an empty blob, a failed mmap, or
+     * mapping turned off): blob.c reads chunks whose pages are resident through it and
+     * queues them by reference, so the mapping lives as long as the entry, which lives
+     * while any reference (a reader's held blob, kept by each piece queued from it) is
+     * out. Blobs are immutable and never truncated, so no access faults past the end. */
+    const unsigned char *map;
     /* ---- guarded by store->cache_lock ---- */
     unsigned references;       /* readers holding it; closed once 0 and not cached */
     bool cached;               /* in the map; false once unlinked, evicted or never put */
@@ -46,11 +53,14 @@ struct blob_store {
     int directory_fd;
     uint32_t chunk_size;
     enum blob_sync sync;
-    _Atomic uint64_t bytes;       /* of blob files on disk */
-    _Atomic uint64_t sync_errors; /* failed syncs */
-    _Atomic uint64_t opens;       /* blob files opened for reading (cache misses) */
-    pthread_mutex_t lock;         /* guards pending */
-    int *pending;                 /* descriptors of blobs finished under BLOB_SYNC_LATER */
+    _Atomic uint64_t bytes;         /* of blob files on disk */
+    _Atomic uint64_t sync_errors;   /* failed syncs */
+    _Atomic uint64_t opens;         /* blob files opened for reading (cache misses) */
+    _Atomic uint64_t chunks_mapped; /* chunks checked and sent or copied from the mapping */
+    _Atomic uint64_t chunks_read;   /* chunks read from the file into a buffer */
+    _Atomic bool no_mapping;        /* tests: entries filled from now on get no mapping */
+    pthread_mutex_t lock;           /* guards pending */
+    int *pending;                   /* descriptors of blobs finished under BLOB_SYNC_LATER */
     size_t pending_count;
     size_t pending_capacity;
     /* The cache of open blobs: a map from id to entry (chained, power-of-two buckets)
@@ -100,6 +110,11 @@ void blob_store_release(struct blob_store *store, struct blob_open *open);
  * calls it; tests call it to make the next reader open its blobs afresh. Any thread;
  * takes cache_lock, which must not be held. */
 void blob_store_close_idle(struct blob_store *store);
+
+/* Whether blob files opened for reading from now on are mapped (struct blob_open's
+ * map; on by default). Entries already open keep what they have. Tests turn it off to
+ * send every chunk through the read path. Any thread. */
+void blob_store_set_mapping(struct blob_store *store, bool on);
 
 /* Whether blob ID is held (blob_store_hold()) now, and, when it is, whether it was
  * unlinked while held (*UNLINKED, when UNLINKED is not NULL). For tests. Any thread;

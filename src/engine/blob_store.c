@@ -271,6 +271,10 @@ void blob_store_close_idle(struct blob_store *store) {
     }
 }
 
+void blob_store_set_mapping(struct blob_store *store, bool on) {
+    atomic_store(&store->no_mapping, !on);
+}
+
 /* ---- holds ---------------------------------------------------------------------- */
 
 /* Holds of a new store's set, at its first hold; the set doubles when half full. */
