@@ -29,6 +29,19 @@
  * so a reader that reaches a blob only after its version was replaced or deleted still
  * finds it.
  *
+ * Each open blob of the cache has a read-only shared mapping of its data. A chunk whose
+ * pages are all in the page cache (mincore()) is checked on the mapping and, in a
+ * stream, queued by reference to it: the piece's step keeps the reader's reference to
+ * the blob, so the mapping stays until the piece is released, whatever unlinks or cache
+ * evictions come meanwhile. Any other chunk is read into a buffer (from a free list per
+ * thread), through the ring in a stream, so the worker never waits on the disk but for
+ * a page evicted in the moment between the check and the read. The bytes sent are
+ * those of the page cache the check read; a page evicted after the check and read
+ * again from the disk before the socket takes it would be sent unchecked, the one
+ * case the buffered path does not share (it needs an eviction of a just-used page and
+ * damage on the disk in the same moment); and a read error on such a page during the
+ * check itself would be a SIGBUS, where the buffered path gets an error code.
+ *
  * Writers and readers are used by one thread at a time. A stream (blob_reader_send())
  * lives on the thread that started it: its io_ring's completions and the output queue's
  * releases both run there. */
@@ -50,7 +63,12 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#ifndef __NR_cachestat
+#define __NR_cachestat 451 /* Linux 6.5, the same on every architecture */
+#endif
 
 #define BLOB_FOOTER_SIZE 32
 #define BLOB_MAGIC       "STRBLOB1"
@@ -702,16 +720,44 @@ enum blob_status blob_open_file(struct blob_store *store, uint64_t id, struct bl
     return BLOB_OK;
 }
 
-/* Whether every page of bytes [OFFSET, OFFSET + LENGTH) of FILE's data (which FILE has
- * mapped) is in the page cache now: mincore() on the mapping, which for a file the
- * process owns (the store made it) reports the page cache, mapped into this process or
- * not (for another's file only pages mapped here count, so chunks read as not resident
- * and go the buffered way). A chunk found resident is read through the mapping without
- * waiting for the disk, unless the kernel evicts a page in the moment between this call
- * and the read (the read then waits for it: slower, not wrong). Takes no lock. */
+/* The page cache's count of cachestat() (Linux 6.5), the part this file uses. */
+struct cache_range {
+    uint64_t offset;
+    uint64_t length;
+};
+struct cache_counts {
+    uint64_t cached;
+    uint64_t dirty;
+    uint64_t writeback;
+    uint64_t evicted;
+    uint64_t recently_evicted;
+};
+
+/* Whether every page of bytes [OFFSET, OFFSET + LENGTH) of FILE's data is in the page
+ * cache now. With a mapping, mincore() on it, which for a file the process owns (the
+ * store made it) reports the page cache, mapped into this process or not (for another's
+ * file only pages mapped here count: chunks then read as not resident and go the
+ * buffered way). Without one, cachestat() on the descriptor; where the kernel has no
+ * cachestat(), true (the caller then takes the chunk as warm: no read-ahead advice). A
+ * chunk found resident is read through the mapping without waiting for the disk, unless
+ * the kernel evicts a page in the moment between this call and the read (the read then
+ * waits for it: slower, not wrong). Takes no lock. */
 static bool range_resident(const struct blob_open *file, uint64_t offset, size_t length) {
     static _Thread_local uintptr_t page_size;
+    static _Atomic bool no_cachestat;
     if (page_size == 0) page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
+    if (length == 0) return true;
+    if (file->map == NULL) {
+        if (atomic_load_explicit(&no_cachestat, memory_order_relaxed)) return true;
+        struct cache_range range = {offset, length};
+        struct cache_counts counts;
+        if (syscall(__NR_cachestat, file->fd, &range, &counts, 0) != 0) {
+            if (errno == ENOSYS) atomic_store_explicit(&no_cachestat, true, memory_order_relaxed);
+            return true;
+        }
+        uint64_t pages = (offset + length - 1) / page_size - offset / page_size + 1;
+        return counts.cached >= pages;
+    }
     uintptr_t start = (uintptr_t)(file->map + offset) & ~(page_size - 1);
     uintptr_t end = (uintptr_t)(file->map + offset + length);
     unsigned char resident[512];
@@ -1111,8 +1157,9 @@ static void advise_ahead(struct blob_reader *reader, const struct blob_open *fil
     if (to > reader->advised_end) reader->advised_end = to;
 }
 
-/* Starts the stream's next chunk in free SLOT. A chunk whose pages are all in the page
- * cache, of a blob with a mapping, is taken from the mapping: no buffer, no read (the
+/* Starts the stream's next chunk in free SLOT; a chunk not in the page cache starts
+ * read-ahead advice (advise_ahead()). A chunk whose pages are all in the page cache, of
+ * a blob with a mapping, is taken from the mapping: no buffer, no read (the
  * slot is READ and mapped when this returns; its check comes at its turn). Any other
  * is read into the slot's buffer: through the ring (the slot is READING, holding the
  * blob so that its descriptor stays open until the read ends), or at once without one
@@ -1127,17 +1174,15 @@ static void start_read(struct blob_reader *reader, struct send_slot *slot) {
     if (slot->failure == BLOB_OK) {
         file = step_blob(reader, &slot->step);
         slot->chunk_length = chunk_length(file, slot->step.chunk);
-        if (file->map != NULL) {
-            uint64_t start = (uint64_t)slot->step.chunk * file->chunk_size;
-            bool resident = range_resident(file, start, slot->chunk_length);
-            advise_ahead(reader, file, start, start + slot->chunk_length, resident);
-            if (resident) {
-                slot->mapped = true;
-                slot->result = (ssize_t)slot->chunk_length;
-                slot->state = SLOT_READ;
-                atomic_fetch_add_explicit(&reader->store->chunks_mapped, 1, memory_order_relaxed);
-                return;
-            }
+        uint64_t start = (uint64_t)slot->step.chunk * file->chunk_size;
+        bool resident = range_resident(file, start, slot->chunk_length);
+        advise_ahead(reader, file, start, start + slot->chunk_length, resident);
+        if (resident && file->map != NULL) {
+            slot->mapped = true;
+            slot->result = (ssize_t)slot->chunk_length;
+            slot->state = SLOT_READ;
+            atomic_fetch_add_explicit(&reader->store->chunks_mapped, 1, memory_order_relaxed);
+            return;
         }
         if (slot->buffer_size != file->chunk_size) {
             /* The first chunk read, or a blob of another chunk size than the last. */

@@ -58,7 +58,8 @@ struct blob_store {
     _Atomic uint64_t opens;         /* blob files opened for reading (cache misses) */
     _Atomic uint64_t chunks_mapped; /* chunks checked and sent or copied from the mapping */
     _Atomic uint64_t chunks_read;   /* chunks read from the file into a buffer */
-    _Atomic bool no_mapping;        /* tests: entries filled from now on get no mapping */
+    _Atomic bool no_mapping;        /* entries filled from now on get no mapping (the
+                                       default; blob_store_set_mapping()) */
     pthread_mutex_t lock;           /* guards pending */
     int *pending;                   /* descriptors of blobs finished under BLOB_SYNC_LATER */
     size_t pending_count;
@@ -110,11 +111,6 @@ void blob_store_release(struct blob_store *store, struct blob_open *open);
  * calls it; tests call it to make the next reader open its blobs afresh. Any thread;
  * takes cache_lock, which must not be held. */
 void blob_store_close_idle(struct blob_store *store);
-
-/* Whether blob files opened for reading from now on are mapped (struct blob_open's
- * map; on by default). Entries already open keep what they have. Tests turn it off to
- * send every chunk through the read path. Any thread. */
-void blob_store_set_mapping(struct blob_store *store, bool on);
 
 /* Whether blob ID is held (blob_store_hold()) now, and, when it is, whether it was
  * unlinked while held (*UNLINKED, when UNLINKED is not NULL). For tests. Any thread;

@@ -503,6 +503,7 @@ struct blob_store *blob_store_open(const char *directory, uint32_t chunk_size, e
     }
     store->chunk_size = chunk_size;
     store->sync = sync;
+    store->no_mapping = true; /* blob_store_set_mapping() turns it on */
     pthread_mutex_init(&store->lock, NULL);
     pthread_mutex_init(&store->cache_lock, NULL);
     pthread_mutex_init(&store->holds_lock, NULL);

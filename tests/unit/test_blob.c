@@ -821,6 +821,7 @@ static void test_send_cleared_when_complete(void) {
 static void test_mapped_pieces_by_reference(void) {
     struct blob_store *store = open_store(BLOB_SYNC_NEVER);
     REQUIRE(store != NULL);
+    blob_store_set_mapping(store, true);
     size_t length = 6 * CHUNK + 100;
     unsigned char *data = pattern(length, 83), *back = malloc(length);
     struct blob_digest digest;
@@ -865,6 +866,7 @@ static void test_mapped_pieces_by_reference(void) {
 static void test_mapped_damage_found(void) {
     struct blob_store *store = open_store(BLOB_SYNC_NEVER);
     REQUIRE(store != NULL);
+    blob_store_set_mapping(store, true);
     size_t length = 6 * CHUNK;
     unsigned char *data = pattern(length, 84), *back = malloc(length);
     struct blob_digest digest;
@@ -914,6 +916,7 @@ static void test_mapped_damage_found(void) {
 static void test_mapped_pieces_outlive_unlink(void) {
     struct blob_store *store = open_store(BLOB_SYNC_NEVER);
     REQUIRE(store != NULL);
+    blob_store_set_mapping(store, true);
     int descriptors = open_descriptors();
     size_t length = 9 * CHUNK + 17;
     unsigned char *data = pattern(length, 85), *back = malloc(length);
@@ -982,6 +985,7 @@ static bool file_resident(int fd, off_t offset, size_t length) {
 static void test_mixed_resident_chunks(void) {
     struct blob_store *store = open_store(BLOB_SYNC_NOW);
     REQUIRE(store != NULL);
+    blob_store_set_mapping(store, true);
     size_t length = 8 * CHUNK + 7;
     unsigned char *data = pattern(length, 86), *back = malloc(length);
     struct blob_digest digest;
