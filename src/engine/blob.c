@@ -29,8 +29,9 @@
  * so a reader that reaches a blob only after its version was replaced or deleted still
  * finds it.
  *
- * Each open blob of the cache has a read-only shared mapping of its data. A chunk whose
- * pages are all in the page cache (mincore()) is checked on the mapping and, in a
+ * With mapping on (blob_store_set_mapping(), --object-map; off by default), each open
+ * blob of the cache has a read-only shared mapping of its data. A chunk whose pages are
+ * all in the page cache (mincore()) is checked on the mapping and, in a
  * stream, queued by reference to it: the piece's step keeps the reader's reference to
  * the blob, so the mapping stays until the piece is released, whatever unlinks or cache
  * evictions come meanwhile. Any other chunk is read into a buffer (from a free list per
