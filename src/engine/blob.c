@@ -29,19 +29,14 @@
  * so a reader that reaches a blob only after its version was replaced or deleted still
  * finds it.
  *
- * With mapping on (blob_store_set_mapping(), --object-map; off by default), each open
- * blob of the cache has a read-only shared mapping of its data. A chunk whose pages are
- * all in the page cache (mincore()) is checked on the mapping and, in a
- * stream, queued by reference to it: the piece's step keeps the reader's reference to
- * the blob, so the mapping stays until the piece is released, whatever unlinks or cache
- * evictions come meanwhile. Any other chunk is read into a buffer (from a free list per
- * thread), through the ring in a stream, so the worker never waits on the disk but for
- * a page evicted in the moment between the check and the read. The bytes sent are
- * those of the page cache the check read; a page evicted after the check and read
- * again from the disk before the socket takes it would be sent unchecked, the one
- * case the buffered path does not share (it needs an eviction of a just-used page and
- * damage on the disk in the same moment); and a read error on such a page during the
- * check itself would be a SIGBUS, where the buffered path gets an error code.
+ * Every chunk a reader reads or streams is read into a buffer of its own (buffers come
+ * from a free list per thread) and checked there, so the bytes checked are the bytes
+ * sent: a chunk's pages evicted and read back from a damaged disk between the check and
+ * the send cannot go out unchecked, and a disk error is an error code. A stream that
+ * meets a chunk that may not be in the page cache asks the kernel to read ahead of it
+ * (range_maybe_cold(), advise_ahead()).
+ * (Sending resident chunks by reference from a mapping of the blob was tried and removed:
+ * docs/performance.md, "S3 GET and PUT".)
  *
  * Writers and readers are used by one thread at a time. A stream (blob_reader_send())
  * lives on the thread that started it: its io_ring's completions and the output queue's
@@ -61,35 +56,28 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#ifndef __NR_cachestat
-#define __NR_cachestat 451 /* Linux 6.5, the same on every architecture */
-#endif
-
 #define BLOB_FOOTER_SIZE 32
 #define BLOB_MAGIC       "STRBLOB1"
 #define BLOB_ALIGNMENT   4096
 
-/* Chunks a stream may have under way at once: reading, read and waiting for their
- * turn, or queued on the connection, whether in a buffer of the stream's (a chunk read
- * from the file) or by reference to the blob's mapping (a resident chunk). Both count:
- * a buffer is memory the stream holds, and a mapped piece keeps its blob open and its
- * pages referenced until the socket takes them, so a slow client holds at most this
- * many chunks (4 MiB at the default 1 MiB chunk, 256 MiB at the 64 MiB maximum) of
- * either. Cold streams do not need a deeper window to keep the disk busy: they ask the
- * kernel to read ahead (BLOB_READAHEAD), into the page cache, which it can reclaim. */
+/* Buffers (one chunk each) a stream may hold at once: reading, read and waiting for
+ * their turn, or queued on the connection, so a slow client holds at most this many
+ * chunks (4 MiB at the default 1 MiB chunk, 256 MiB at the 64 MiB maximum). Cold
+ * streams do not need a deeper window to keep the disk busy: they ask the kernel to
+ * read ahead (BLOB_READAHEAD), into the page cache, which it can reclaim. */
 #define BLOB_SEND_WINDOW 4
 
-/* How far ahead of a stream that met a chunk not in the page cache the kernel is asked
+/* How far ahead of a stream that met a chunk that may not be in the page cache (every
+ * chunk where the kernel has no cachestat(): range_maybe_cold()) the kernel is asked
  * to read its blob (posix_fadvise(POSIX_FADV_WILLNEED)), within the stream's range, in
  * calls of at most BLOB_ADVISE_PIECE (the kernel reads at most max(read_ahead_kb,
- * max_sectors_kb) per call). The chunks that arrive in time are then sent from the
- * mapping; the rest are read through the ring, waiting on the pages already coming. */
+ * max_sectors_kb) per call). The chunks' reads through the ring then find their pages
+ * in the page cache, or wait on reads already under way. */
 #define BLOB_READAHEAD    (16u * 1024 * 1024)
 #define BLOB_ADVISE_PIECE (1024u * 1024)
 
@@ -558,9 +546,6 @@ struct send_slot {
     size_t chunk_length;      /* bytes of the chunk (the read asked for this many) */
     ssize_t result;           /* of the read: bytes read, or a negative errno */
     enum blob_status failure; /* BLOB_OK, or why the step could not be read at all */
-    bool mapped; /* the chunk is read from the blob's mapping, not into BUFFER: its step
-                    (and so the blob and its mapping) stays held until the piece is
-                    released */
 };
 
 struct blob_reader {
@@ -584,7 +569,7 @@ struct blob_reader {
     struct value_cursor cursor; /* the next chunk to read */
     uint64_t advised_id;        /* the blob the kernel was asked to read ahead ... */
     uint64_t advised_end;       /* ... up to this offset of its data */
-    bool advising;              /* a chunk of advised_id was not resident: read ahead */
+    bool advising;              /* a chunk of advised_id may be cold: read ahead */
     uint64_t next_read;         /* sequence number of the next read */
     uint64_t next_piece;        /* sequence number of the next piece to queue */
     uint64_t left_to_add;       /* bytes of the stream not queued yet */
@@ -631,7 +616,6 @@ static enum blob_status read_failed(uint64_t id, const char *during, int error) 
 
 void blob_open_free(struct blob_open *open) {
     if (open == NULL) return;
-    if (open->map != NULL) munmap((void *)open->map, (size_t)open->length);
     if (open->fd >= 0) close(open->fd);
     free(open->sums);
     free(open);
@@ -706,72 +690,8 @@ enum blob_status blob_open_file(struct blob_store *store, uint64_t id, struct bl
         blob_open_free(file);
         return status;
     }
-    if (file->length > 0 && file->length <= SIZE_MAX &&
-        !atomic_load_explicit(&store->no_mapping, memory_order_relaxed)) {
-        /* Without a mapping every chunk is read into a buffer: slower, never wrong. */
-        void *map = mmap(NULL, (size_t)file->length, PROT_READ, MAP_SHARED, file->fd, 0);
-        if (map != MAP_FAILED) {
-            file->map = map;
-        } else {
-            log_event(LOG_WARNING, "blob_map_failed", "blob=%016" PRIx64 " reason=\"%s\"", id,
-                      strerror(errno));
-        }
-    }
     *opened = file;
     return BLOB_OK;
-}
-
-/* The page cache's count of cachestat() (Linux 6.5), the part this file uses. */
-struct cache_range {
-    uint64_t offset;
-    uint64_t length;
-};
-struct cache_counts {
-    uint64_t cached;
-    uint64_t dirty;
-    uint64_t writeback;
-    uint64_t evicted;
-    uint64_t recently_evicted;
-};
-
-/* Whether every page of bytes [OFFSET, OFFSET + LENGTH) of FILE's data is in the page
- * cache now. With a mapping, mincore() on it, which for a file the process owns (the
- * store made it) reports the page cache, mapped into this process or not (for another's
- * file only pages mapped here count: chunks then read as not resident and go the
- * buffered way). Without one, cachestat() on the descriptor; where the kernel has no
- * cachestat(), true (the caller then takes the chunk as warm: no read-ahead advice). A
- * chunk found resident is read through the mapping without waiting for the disk, unless
- * the kernel evicts a page in the moment between this call and the read (the read then
- * waits for it: slower, not wrong). Takes no lock. */
-static bool range_resident(const struct blob_open *file, uint64_t offset, size_t length) {
-    static _Thread_local uintptr_t page_size;
-    static _Atomic bool no_cachestat;
-    if (page_size == 0) page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
-    if (length == 0) return true;
-    if (file->map == NULL) {
-        if (atomic_load_explicit(&no_cachestat, memory_order_relaxed)) return true;
-        struct cache_range range = {offset, length};
-        struct cache_counts counts;
-        if (syscall(__NR_cachestat, file->fd, &range, &counts, 0) != 0) {
-            if (errno == ENOSYS) atomic_store_explicit(&no_cachestat, true, memory_order_relaxed);
-            return true;
-        }
-        uint64_t pages = (offset + length - 1) / page_size - offset / page_size + 1;
-        return counts.cached >= pages;
-    }
-    uintptr_t start = (uintptr_t)(file->map + offset) & ~(page_size - 1);
-    uintptr_t end = (uintptr_t)(file->map + offset + length);
-    unsigned char resident[512];
-    while (start < end) {
-        size_t pages = (end - start + page_size - 1) / page_size;
-        if (pages > sizeof(resident)) pages = sizeof(resident);
-        if (mincore((void *)start, pages * page_size, resident) != 0) return false;
-        for (size_t i = 0; i < pages; i++) {
-            if ((resident[i] & 1) == 0) return false;
-        }
-        start += pages * page_size;
-    }
-    return true;
 }
 
 /* Takes blob ID for a step of READER: the held blob of that id, or a fresh reference
@@ -960,16 +880,6 @@ enum blob_status blob_reader_read(struct blob_reader *reader, uint64_t offset, u
         const struct blob_open *file = step_blob(reader, &step);
         size_t whole = chunk_length(file, step.chunk);
         uint64_t start = (uint64_t)step.chunk * file->chunk_size;
-        if (file->map != NULL && range_resident(file, start, whole)) {
-            /* In the page cache: checked and copied from the mapping, no read. */
-            status = check_chunk(file, step.chunk, file->map + start, whole, (ssize_t)whole);
-            if (status == BLOB_OK) memcpy(destination, file->map + start + step.from, step.length);
-            atomic_fetch_add_explicit(&reader->store->chunks_mapped, 1, memory_order_relaxed);
-            step_done(reader, &step);
-            if (status != BLOB_OK) return status;
-            destination += step.length;
-            continue;
-        }
         if (reader->scratch_size != file->chunk_size) {
             buffer_give(reader->scratch, reader->scratch_size);
             reader->scratch = buffer_take(file->chunk_size);
@@ -980,7 +890,6 @@ enum blob_status blob_reader_read(struct blob_reader *reader, uint64_t offset, u
             }
         }
         ssize_t got = read_fully(file->fd, reader->scratch, whole, start);
-        atomic_fetch_add_explicit(&reader->store->chunks_read, 1, memory_order_relaxed);
         status = check_chunk(file, step.chunk, reader->scratch, whole, got);
         step_done(reader, &step);
         if (status != BLOB_OK) return status;
@@ -1012,7 +921,6 @@ static void free_if_finished(struct blob_reader *reader) {
 /* Lets go of SLOT's step, which is read or failed but not queued: the slot is free. */
 static void slot_drop(struct blob_reader *reader, struct send_slot *slot) {
     step_done(reader, &slot->step);
-    slot->mapped = false;
     slot->state = SLOT_FREE;
 }
 
@@ -1035,7 +943,7 @@ static void fail_stream(struct blob_reader *reader) {
 static void piece_released(void *argument) {
     struct send_slot *slot = argument;
     struct blob_reader *reader = slot->reader;
-    slot_drop(reader, slot); /* a mapped piece's blob, held until now */
+    slot->state = SLOT_FREE;
     reader->pieces_queued--;
     if (reader->cancelled || reader->failed) {
         free_if_finished(reader);
@@ -1076,24 +984,20 @@ static void queue_read_pieces(struct blob_reader *reader) {
         struct send_slot *slot = slot_read_for(reader, reader->next_piece);
         if (slot == NULL) return;
         enum blob_status status = slot->failure;
-        const unsigned char *data = slot->buffer;
         if (status == BLOB_OK) {
-            const struct blob_open *file = step_blob(reader, &slot->step);
-            if (slot->mapped) data = file->map + (uint64_t)slot->step.chunk * file->chunk_size;
-            status = check_chunk(file, slot->step.chunk, data, slot->chunk_length, slot->result);
+            status = check_chunk(step_blob(reader, &slot->step), slot->step.chunk, slot->buffer,
+                                 slot->chunk_length, slot->result);
         }
-        /* A read chunk's bytes are in the buffer: its blob is not needed any more. A
-         * mapped one's are the blob's: it stays held until the piece is released. */
-        if (!slot->mapped || status != BLOB_OK) slot_drop(reader, slot);
+        slot_drop(reader, slot); /* the bytes are in the buffer; the blob is not needed */
         if (status != BLOB_OK) {
             fail_stream(reader);
             return;
         }
-        if (!output_stream_add(reader->queue, reader->chunk, data + slot->step.from,
+        if (!output_stream_add(reader->queue, reader->chunk, slot->buffer + slot->step.from,
                                slot->step.length, piece_released, slot)) {
             /* The queue has failed and the chunk stays unfinished: the queue cancels the
              * stream when it is cleared, so it stays attached. */
-            slot_drop(reader, slot);
+            slot->state = SLOT_FREE;
             reader->failed = true;
             reader->woken = true;
             return;
@@ -1122,19 +1026,100 @@ static void slot_read_done(struct io_ring_operation *operation, int result) {
     pump(reader);
 }
 
-/* Asks the kernel to read ahead of READER's stream in FILE, whose step STEP (chunk
- * bytes at CHUNK_START, CHUNK_END) was just planned, RESIDENT or not. From the first
- * chunk of a blob that is not in the page cache, the stream keeps [chunk, chunk +
- * BLOB_READAHEAD) of the blob advised (posix_fadvise(POSIX_FADV_WILLNEED), in pieces of
- * BLOB_ADVISE_PIECE, renewed once half of it is used), never past the last chunk the
- * stream's range takes from the blob, so a ranged read does not pull in what it will not
- * send. The advice starts reads and does not wait for them (the worker may block only
- * while the kernel queues them); pages that arrive before their chunk's turn make it
- * a mapped one. A warm blob is never advised. */
+/* ---- read-ahead of cold streams ------------------------------------------------------ */
+
+/* cachestat() (Linux 6.5) tells how many pages of a range of a file are in the page
+ * cache, without mapping it. glibc has no wrapper for it, and headers older than 6.5
+ * (Debian 12's) lack its number: it is 451 on the architectures below (their common
+ * table); anywhere else it is taken as missing. */
+#if !defined(__NR_cachestat) &&                                                                    \
+    ((defined(__x86_64__) && !defined(__ILP32__)) || defined(__i386__) || defined(__aarch64__) ||  \
+     defined(__arm__) || defined(__riscv) || defined(__powerpc__) || defined(__s390__) ||          \
+     defined(__loongarch__))
+#define __NR_cachestat 451
+#endif
+
+/* The kernel's struct cachestat_range and struct cachestat. */
+struct cache_range {
+    uint64_t offset;
+    uint64_t length;
+};
+struct cache_counts {
+    uint64_t cached;
+    uint64_t dirty;
+    uint64_t writeback;
+    uint64_t evicted;
+    uint64_t recently_evicted;
+};
+
+static _Atomic bool cachestat_missing;     /* it failed with ENOSYS or EPERM: not asked again */
+static _Atomic bool cachestat_fake_enosys; /* blob_test_fake_no_cachestat() */
+
+void blob_test_fake_no_cachestat(bool fake) {
+    atomic_store(&cachestat_fake_enosys, fake);
+    atomic_store(&cachestat_missing, false);
+}
+
+/* cachestat(FD, RANGE, COUNTS, 0): 0, or -1 with errno set. */
+static int call_cachestat(int fd, struct cache_range *range, struct cache_counts *counts) {
+    if (atomic_load_explicit(&cachestat_fake_enosys, memory_order_relaxed)) {
+        errno = ENOSYS;
+        return -1;
+    }
+#ifdef __NR_cachestat
+    return syscall(__NR_cachestat, fd, range, counts, 0) == 0 ? 0 : -1;
+#else
+    (void)fd, (void)range, (void)counts;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/* Whether some page of bytes [OFFSET, OFFSET + LENGTH) of FILE's data may be missing
+ * from the page cache: false only when cachestat() counts every page of it there.
+ *
+ * Where the kernel has no cachestat() (before 6.5, such as Debian 12's 6.1: ENOSYS) or
+ * refuses it (EPERM: a seccomp filter that does not know it, or a kernel that will not
+ * answer for this file), every chunk may be cold from then on, so a
+ * stream always reads ahead (advise_ahead(): every 8 MiB, it advises the next 8 MiB of
+ * its range) rather than never. Cold streams are where the advice pays (docs/
+ * performance.md: 636 to 1,222 MB/s against 347 to 1,065 for a cold 1 GiB GET), and
+ * skipping it would lose that on the kernels that lack cachestat(). For a warm stream
+ * the advice finds every page present and starts no I/O: a page-cache lookup a page,
+ * measured at 4.5 us per MiB advised (1 MiB calls on resident pages, this VM), about 1%
+ * of the 0.40 to 0.49 s of server CPU a warm GET costs per GiB (the pread() alone of a
+ * resident MiB took 53 us), and it never reaches past the stream's range. Any other
+ * failure counts as possibly cold, for that chunk only. Takes no lock. */
+static bool range_maybe_cold(const struct blob_open *file, uint64_t offset, size_t length) {
+    static _Thread_local uint64_t page_size;
+    if (page_size == 0) page_size = (uint64_t)sysconf(_SC_PAGESIZE);
+    if (length == 0) return false;
+    if (atomic_load_explicit(&cachestat_missing, memory_order_relaxed)) return true;
+    struct cache_range range = {offset, length};
+    struct cache_counts counts;
+    if (call_cachestat(file->fd, &range, &counts) != 0) {
+        if (errno == ENOSYS || errno == EPERM) {
+            atomic_store_explicit(&cachestat_missing, true, memory_order_relaxed);
+        }
+        return true;
+    }
+    uint64_t pages = (offset + length - 1) / page_size - offset / page_size + 1;
+    return counts.cached < pages;
+}
+
+/* Asks the kernel to read ahead of READER's stream in FILE, whose step (chunk bytes at
+ * CHUNK_START, CHUNK_END) was just planned, MAYBE_COLD or not (range_maybe_cold()). From
+ * the first chunk of a blob that may not be in the page cache, the stream keeps [chunk,
+ * chunk + BLOB_READAHEAD) of the blob advised (posix_fadvise(POSIX_FADV_WILLNEED), in
+ * pieces of BLOB_ADVISE_PIECE, renewed once half of it is used), never past the last
+ * chunk the stream's range takes from the blob, so a ranged read does not pull in what
+ * it will not send. The advice starts reads and does not wait for them (the worker may
+ * block only while the kernel queues them); the chunks' reads then find their pages
+ * there or already coming. A blob found warm is never advised. */
 static void advise_ahead(struct blob_reader *reader, const struct blob_open *file,
-                         uint64_t chunk_start, uint64_t chunk_end, bool resident) {
+                         uint64_t chunk_start, uint64_t chunk_end, bool maybe_cold) {
     if (!reader->advising || reader->advised_id != file->id) {
-        if (resident) return;
+        if (!maybe_cold) return;
         reader->advising = true;
         reader->advised_id = file->id;
         reader->advised_end = chunk_start;
@@ -1154,20 +1139,18 @@ static void advise_ahead(struct blob_reader *reader, const struct blob_open *fil
     for (uint64_t at = from; at < to; at += BLOB_ADVISE_PIECE) {
         uint64_t length = to - at < BLOB_ADVISE_PIECE ? to - at : BLOB_ADVISE_PIECE;
         (void)posix_fadvise(file->fd, (off_t)at, (off_t)length, POSIX_FADV_WILLNEED);
+        atomic_fetch_add_explicit(&reader->store->bytes_advised, length, memory_order_relaxed);
     }
     if (to > reader->advised_end) reader->advised_end = to;
 }
 
-/* Starts the stream's next chunk in free SLOT; a chunk not in the page cache starts
- * read-ahead advice (advise_ahead()). A chunk whose pages are all in the page cache, of
- * a blob with a mapping, is taken from the mapping: no buffer, no read (the
- * slot is READ and mapped when this returns; its check comes at its turn). Any other
- * is read into the slot's buffer: through the ring (the slot is READING, holding the
- * blob so that its descriptor stays open until the read ends), or at once without one
- * or when the submission fails (the slot is READ when this returns). A step whose blob
- * cannot be had (missing, damaged, unreadable) or whose buffer cannot be allocated is
- * READ with its failure set, and nothing more is read: the stream fails when its turn
- * comes. */
+/* Starts reading the stream's next chunk into free SLOT (a chunk that may not be in the
+ * page cache starts read-ahead advice: advise_ahead()): through the ring (the slot is
+ * READING, holding the blob so that its descriptor stays open until the read ends), or
+ * at once without one or when the submission fails (the slot is READ when this
+ * returns). A step whose blob cannot be had (missing, damaged, unreadable) or whose
+ * buffer cannot be allocated is READ with its failure set, and nothing more is read:
+ * the stream fails when its turn comes. */
 static void start_read(struct blob_reader *reader, struct send_slot *slot) {
     slot->sequence = reader->next_read++;
     slot->failure = next_step(reader, &reader->cursor, &slot->step);
@@ -1176,15 +1159,8 @@ static void start_read(struct blob_reader *reader, struct send_slot *slot) {
         file = step_blob(reader, &slot->step);
         slot->chunk_length = chunk_length(file, slot->step.chunk);
         uint64_t start = (uint64_t)slot->step.chunk * file->chunk_size;
-        bool resident = range_resident(file, start, slot->chunk_length);
-        advise_ahead(reader, file, start, start + slot->chunk_length, resident);
-        if (resident && file->map != NULL) {
-            slot->mapped = true;
-            slot->result = (ssize_t)slot->chunk_length;
-            slot->state = SLOT_READ;
-            atomic_fetch_add_explicit(&reader->store->chunks_mapped, 1, memory_order_relaxed);
-            return;
-        }
+        advise_ahead(reader, file, start, start + slot->chunk_length,
+                     range_maybe_cold(file, start, slot->chunk_length));
         if (slot->buffer_size != file->chunk_size) {
             /* The first chunk read, or a blob of another chunk size than the last. */
             buffer_give(slot->buffer, slot->buffer_size);
@@ -1202,7 +1178,6 @@ static void start_read(struct blob_reader *reader, struct send_slot *slot) {
         return;
     }
     uint64_t offset = (uint64_t)slot->step.chunk * file->chunk_size;
-    atomic_fetch_add_explicit(&reader->store->chunks_read, 1, memory_order_relaxed);
     if (reader->ring != NULL) {
         slot->operation.done = slot_read_done;
         int error = io_ring_read(reader->ring, file->fd, slot->buffer, slot->chunk_length, offset,

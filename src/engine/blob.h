@@ -13,10 +13,8 @@
  *
  * Blobs are named by a 64-bit id, unique in the directory; the object index
  * (engine/objects.h) refers to byte ranges of blobs and removes a blob once nothing
- * refers to it. Blobs are written with ordinary buffered writes from the calling thread.
- * Chunks are read through the calling thread's io_ring when it has one; with mapping on
- * (blob_store_set_mapping()), a chunk whose pages are in the page cache is read through
- * a mapping of its blob instead (no read, no copy into a buffer).
+ * refers to it. Blobs are written with ordinary buffered writes from the calling thread
+ * and read through the calling thread's io_ring when it has one.
  *
  * Readers share the blob files the store has open (a cache of open blobs: a blob is
  * opened and its footer and sums checked once, on first use, and kept open while
@@ -120,13 +118,6 @@ enum blob_status blob_store_for_each(struct blob_store *store,
  * directory. Returns BLOB_OK or BLOB_IO_ERROR (a failed sync is logged and counted). */
 enum blob_status blob_store_sync_pending(struct blob_store *store);
 
-/* Whether blob files opened for reading from now on are mapped, so that chunks in the
- * page cache are checked and sent from the mapping instead of read into a buffer (off
- * by default: docs/performance.md, "S3 GET and PUT", has what it costs where the
- * machine's page tables are shadowed). Blobs already open keep what they have.
- * objects_open() sets it from its config (--object-map). Any thread. */
-void blob_store_set_mapping(struct blob_store *store, bool on);
-
 /* Bytes of blob files on disk (data, sums and footers), kept up to date as blobs are
  * finished and unlinked; recovery counts them once. */
 uint64_t blob_store_bytes(const struct blob_store *store);
@@ -211,19 +202,20 @@ enum blob_status blob_reader_read(struct blob_reader *reader, uint64_t offset, u
                                   unsigned char *destination);
 
 /* Queues bytes [OFFSET, OFFSET + LENGTH) of the value on QUEUE as a stream chunk
- * (base/output_queue.h) and fills it, a few chunks ahead of the socket and never more
- * (a piece's release, once sent, lets the next chunk start): with mapping on, a chunk
- * in the page cache by reference to its blob's mapping (the blob stays open and mapped
- * until the piece is released); any other as its read completes, through the calling thread's
- * io_ring (base/io_ring.h) when it has one or synchronously without one; from a chunk not in the
- * page cache on, the kernel is asked to read ahead of the stream. Every chunk's CRC32C is checked
- * before any of its bytes is added: a chunk that fails ends the stream short (output_stream_fail():
- * the connection closes before the body is complete) and is logged with the blob id and chunk.
- * WAKE(WAKE_CONTEXT) is called on this thread whenever pieces were added by a completion (not from
- * inside this call). Blobs are taken as the stream reaches them (blob_reader_open()): a blob that
- * is missing, damaged or beyond reach fails the stream like a chunk that fails its check, once the
- * bytes before it are queued, and is logged. Takes over READER (it is closed when the stream ends).
- * Returns false if the chunk could not be queued (the queue has failed; READER is closed). */
+ * (base/output_queue.h) and fills it as reads complete: through the calling thread's
+ * io_ring (base/io_ring.h) when it has one, a few chunks ahead of the socket and never
+ * more (a piece's release, once sent, lets the next read start), or synchronously
+ * without one. From a chunk that may not be in the page cache on (cachestat(); every
+ * chunk where the kernel lacks it), the kernel is asked to read ahead of the stream,
+ * within its range. Every chunk's CRC32C is checked before any of its bytes is added: a chunk
+ * that fails ends the stream short (output_stream_fail(): the connection closes before
+ * the body is complete) and is logged with the blob id and chunk. WAKE(WAKE_CONTEXT) is
+ * called on this thread whenever pieces were added by a completion (not from inside
+ * this call). Blobs are taken as the stream reaches them (blob_reader_open()): a blob
+ * that is missing, damaged or beyond reach fails the stream like a chunk that fails
+ * its check, once the bytes before it are queued, and is logged. Takes over READER (it
+ * is closed when the stream ends). Returns false if the chunk could not be queued (the
+ * queue has failed; READER is closed). */
 bool blob_reader_send(struct blob_reader *reader, uint64_t offset, uint64_t length,
                       struct output_queue *queue, void (*wake)(void *context), void *wake_context);
 

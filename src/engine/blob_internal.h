@@ -26,13 +26,6 @@ struct blob_open {
     uint32_t chunk_size;
     uint32_t chunk_count;
     uint32_t *sums; /* chunk_count CRC32Cs */
-    /* A read-only shared mapping of the data (length bytes), made when the entry is
-     * filled and unmapped by blob_open_free(), or NULL (an empty blob, a failed mmap, or
-     * mapping turned off): blob.c reads chunks whose pages are resident through it and
-     * queues them by reference, so the mapping lives as long as the entry, which lives
-     * while any reference (a reader's held blob, kept by each piece queued from it) is
-     * out. Blobs are immutable and never truncated, so no access faults past the end. */
-    const unsigned char *map;
     /* ---- guarded by store->cache_lock ---- */
     unsigned references;       /* readers holding it; closed once 0 and not cached */
     bool cached;               /* in the map; false once unlinked, evicted or never put */
@@ -56,10 +49,7 @@ struct blob_store {
     _Atomic uint64_t bytes;         /* of blob files on disk */
     _Atomic uint64_t sync_errors;   /* failed syncs */
     _Atomic uint64_t opens;         /* blob files opened for reading (cache misses) */
-    _Atomic uint64_t chunks_mapped; /* chunks checked and sent or copied from the mapping */
-    _Atomic uint64_t chunks_read;   /* chunks read from the file into a buffer */
-    _Atomic bool no_mapping;        /* entries filled from now on get no mapping (the
-                                       default; blob_store_set_mapping()) */
+    _Atomic uint64_t bytes_advised; /* asked of the kernel to read ahead (for tests) */
     pthread_mutex_t lock;           /* guards pending */
     int *pending;                   /* descriptors of blobs finished under BLOB_SYNC_LATER */
     size_t pending_count;
@@ -124,5 +114,11 @@ enum blob_status blob_open_file(struct blob_store *store, uint64_t id, struct bl
 
 /* Closes OPEN's file and frees it. Takes no lock; nobody may hold OPEN any more. */
 void blob_open_free(struct blob_open *open);
+
+/* For tests: while FAKE, cachestat() is taken to fail with ENOSYS, as on a kernel
+ * before 6.5, so streams take the fallback of blob.c's range_maybe_cold(). Setting it
+ * either way also forgets that cachestat() was found missing (it is asked again). The
+ * whole process; not while streams run. */
+void blob_test_fake_no_cachestat(bool fake);
 
 #endif

@@ -271,10 +271,6 @@ void blob_store_close_idle(struct blob_store *store) {
     }
 }
 
-void blob_store_set_mapping(struct blob_store *store, bool on) {
-    atomic_store(&store->no_mapping, !on);
-}
-
 /* ---- holds ---------------------------------------------------------------------- */
 
 /* Holds of a new store's set, at its first hold; the set doubles when half full. */
@@ -503,7 +499,6 @@ struct blob_store *blob_store_open(const char *directory, uint32_t chunk_size, e
     }
     store->chunk_size = chunk_size;
     store->sync = sync;
-    store->no_mapping = true; /* blob_store_set_mapping() turns it on */
     pthread_mutex_init(&store->lock, NULL);
     pthread_mutex_init(&store->cache_lock, NULL);
     pthread_mutex_init(&store->holds_lock, NULL);

@@ -238,7 +238,6 @@ struct objects *objects_open(const struct objects_config *config, char *error, s
         objects_free(objects);
         return NULL;
     }
-    blob_store_set_mapping(objects->blobs, config->map_blobs);
 
     bool stale_journal;
     objects_write_lock(objects);

@@ -89,7 +89,6 @@ struct objects_config {
     uint32_t chunk_size;   /* of new blobs; 0 means BLOB_DEFAULT_CHUNK_SIZE */
     enum objects_sync sync;
     uint64_t min_part_size; /* smallest part but the last in a completed upload (S3: 5 MiB) */
-    bool map_blobs;         /* read warm chunks through mappings (blob_store_set_mapping()) */
 };
 
 struct objects;

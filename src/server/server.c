@@ -269,7 +269,6 @@ static int open_objects(struct server *server, char *error, size_t error_size) {
         .chunk_size = (uint32_t)options_number(options, S3_OPTION(object_chunk_size)),
         .sync = syncs[options_number(options, ENGINE_OPTION(fsync))],
         .min_part_size = (uint64_t)options_number(options, S3_OPTION(s3_min_part_size)),
-        .map_blobs = options_number(options, S3_OPTION(object_map)) == 1,
     };
     char reason[512];
     server->objects = objects_open(&config, reason, sizeof(reason));

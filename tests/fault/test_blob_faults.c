@@ -2,8 +2,7 @@
  * test_faults.c: for each site (open, write with EIO and with ENOSPC, sync, read,
  * submit, alloc), once and persistently, the Nth call fails for N = 1, 2, ... while a
  * workload writes a blob (synced at once), reads it back, and streams it to an output
- * queue without and with an io_ring, from the blob's mapping and again with mapping
- * turned off (chunks read into buffers), each pass opening the blob afresh (the store's
+ * queue without and with an io_ring, each pass opening the blob afresh (the store's
  * cache of open blobs is emptied before it, so the open, footer and sums reads happen
  * inside the read and inside each stream), until the workload makes fewer than N calls. Each
  * time: the failure is reported with the status the site's errno calls for, a blob
@@ -157,12 +156,9 @@ static bool workload(struct blob_store *store, struct io_ring *ring, enum fault_
     }
     bool right = true;
     struct blob_extent extent = {digest.id, 0, BLOB_LENGTH};
-    /* Passes 0 to 2 take the chunks from the blob's mapping (they are in the page cache:
-     * just written), passes 3 to 5 read them into buffers (the mapping turned off). */
-    for (int pass = 0; pass < 6 && right; pass++) {
+    for (int pass = 0; pass < 3 && right; pass++) {
         struct blob_reader *reader;
         blob_store_close_idle(store); /* the pass opens the blob itself */
-        blob_store_set_mapping(store, pass < 3);
         status = blob_reader_open(store, &extent, 1, &reader);
         if (status != BLOB_OK) {
             if (status != status_for(site, error)) {
@@ -171,7 +167,7 @@ static bool workload(struct blob_store *store, struct io_ring *ring, enum fault_
             }
             continue;
         }
-        if (pass % 3 == 0) {
+        if (pass == 0) {
             memset(received, 0, sizeof(received));
             status = blob_reader_read(reader, 0, BLOB_LENGTH, received);
             if (status == BLOB_OK) {
@@ -182,11 +178,10 @@ static bool workload(struct blob_store *store, struct io_ring *ring, enum fault_
             }
             blob_reader_close(reader);
         } else {
-            right = stream_checked(reader, pass % 3 == 2 ? ring : NULL);
-            if (!right) fprintf(stderr, "  a stream (pass %d) went wrong\n", pass);
+            right = stream_checked(reader, pass == 2 ? ring : NULL);
+            if (!right) fprintf(stderr, "  a stream (ring: %d) went wrong\n", pass == 2);
         }
     }
-    blob_store_set_mapping(store, true);
     stop_faults(site, counts);
     blob_store_unlink(store, digest.id);
     if (count_blob_files() != 0 || blob_store_bytes(store) != 0) {
