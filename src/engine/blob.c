@@ -29,6 +29,15 @@
  * so a reader that reaches a blob only after its version was replaced or deleted still
  * finds it.
  *
+ * Every chunk a reader reads or streams is read into a buffer of its own (buffers come
+ * from a free list per thread) and checked there, so the bytes checked are the bytes
+ * sent: a chunk's pages evicted and read back from a damaged disk between the check and
+ * the send cannot go out unchecked, and a disk error is an error code. A stream that
+ * meets a chunk that may not be in the page cache asks the kernel to read ahead of it
+ * (range_maybe_cold(), advise_ahead()).
+ * (Sending resident chunks by reference from a mapping of the blob was tried and removed:
+ * docs/performance.md, "S3 GET and PUT".)
+ *
  * Writers and readers are used by one thread at a time. A stream (blob_reader_send())
  * lives on the thread that started it: its io_ring's completions and the output queue's
  * releases both run there. */
@@ -44,10 +53,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define BLOB_FOOTER_SIZE 32
@@ -55,10 +66,25 @@
 #define BLOB_ALIGNMENT   4096
 
 /* Buffers (one chunk each) a stream may hold at once: reading, read and waiting for
- * their turn, or queued on the connection. 4 is a first guess, to be measured: it should
- * keep the device busy while the socket drains, without holding much memory per stream
- * (4 * chunk size: 4 MiB at the default 1 MiB chunk, 256 MiB at the 64 MiB maximum). */
+ * their turn, or queued on the connection, so a slow client holds at most this many
+ * chunks (4 MiB at the default 1 MiB chunk, 256 MiB at the 64 MiB maximum). Cold
+ * streams do not need a deeper window to keep the disk busy: they ask the kernel to
+ * read ahead (BLOB_READAHEAD), into the page cache, which it can reclaim. */
 #define BLOB_SEND_WINDOW 4
+
+/* How far ahead of a stream that met a chunk that may not be in the page cache (every
+ * chunk where the kernel has no cachestat(): range_maybe_cold()) the kernel is asked
+ * to read its blob (posix_fadvise(POSIX_FADV_WILLNEED)), within the stream's range, in
+ * calls of at most BLOB_ADVISE_PIECE (the kernel reads at most max(read_ahead_kb,
+ * max_sectors_kb) per call). The chunks' reads through the ring then find their pages
+ * in the page cache, or wait on reads already under way. */
+#define BLOB_READAHEAD    (16u * 1024 * 1024)
+#define BLOB_ADVISE_PIECE (1024u * 1024)
+
+/* Idle chunk buffers a thread keeps for its next streams and reads: at most
+ * BUFFER_POOL_MAX of them and BUFFER_POOL_BYTES together (a larger buffer is freed). */
+#define BUFFER_POOL_MAX   8
+#define BUFFER_POOL_BYTES (8u * 1024 * 1024)
 
 /* ---- little-endian integers ------------------------------------------------------ */
 
@@ -135,6 +161,97 @@ static int sync_fd(int fd, bool data_only) {
     if (fault_fails(FAULT_sync)) return errno;
     int result = data_only ? fdatasync(fd) : fsync(fd);
     return result == 0 ? 0 : errno;
+}
+
+/* ---- chunk buffers: a free list per thread ------------------------------------------ */
+
+/* The idle chunk buffers of one thread, most recently given last. Reached only from its
+ * thread (thread_pool); freed with its buffers when the thread ends (pool_key's
+ * destructor). A thread that never ends (the process's main thread) keeps its pool to
+ * the end: bounded, and reachable from its thread-local pointer. */
+struct buffer_pool {
+    size_t count;
+    size_t bytes; /* of the buffers in it */
+    struct {
+        unsigned char *data;
+        size_t size;
+    } buffers[BUFFER_POOL_MAX];
+};
+
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static pthread_key_t pool_key;
+static bool pool_key_made;
+static _Thread_local struct buffer_pool *thread_pool;
+
+/* pool_key's destructor: frees the ending thread's pool and its buffers. */
+static void pool_destroy(void *argument) {
+    struct buffer_pool *pool = argument;
+    for (size_t i = 0; i < pool->count; i++)
+        free(pool->buffers[i].data);
+    free(pool);
+    thread_pool = NULL;
+}
+
+static void pool_key_create(void) {
+    pool_key_made = pthread_key_create(&pool_key, pool_destroy) == 0;
+}
+
+/* The calling thread's pool, made at its first use, or NULL when it cannot be made
+ * (buffers are then allocated and freed each time). */
+static struct buffer_pool *pool_get(void) {
+    if (thread_pool != NULL) return thread_pool;
+    pthread_once(&pool_once, pool_key_create);
+    if (!pool_key_made) return NULL;
+    struct buffer_pool *pool = calloc(1, sizeof(*pool));
+    if (pool == NULL) return NULL;
+    if (pthread_setspecific(pool_key, pool) != 0) {
+        free(pool);
+        return NULL;
+    }
+    thread_pool = pool;
+    return pool;
+}
+
+/* A chunk buffer of SIZE bytes, 4096-aligned: the calling thread's most recently given
+ * one of that size, or a new one. Returns NULL when none can be allocated. The caller
+ * owns it: buffer_give() it (or free() it) when done. */
+static unsigned char *buffer_take(size_t size) {
+    struct buffer_pool *pool = thread_pool;
+    if (pool != NULL) {
+        for (size_t i = pool->count; i-- > 0;) {
+            if (pool->buffers[i].size != size) continue;
+            unsigned char *data = pool->buffers[i].data;
+            pool->bytes -= size;
+            pool->count--;
+            memmove(&pool->buffers[i], &pool->buffers[i + 1],
+                    (pool->count - i) * sizeof(pool->buffers[0]));
+            return data;
+        }
+    }
+    return aligned_alloc(BLOB_ALIGNMENT, size);
+}
+
+/* Gives DATA (SIZE bytes, from buffer_take(); NULL: nothing) back: into the calling
+ * thread's pool when it has room, else freed; the oldest buffers of the pool make room
+ * for it. Any thread (a buffer taken on one thread joins the pool of the one giving it). */
+static void buffer_give(unsigned char *data, size_t size) {
+    if (data == NULL) return;
+    struct buffer_pool *pool = pool_get();
+    if (pool == NULL || size > BUFFER_POOL_BYTES) {
+        free(data);
+        return;
+    }
+    while (pool->count > 0 &&
+           (pool->count == BUFFER_POOL_MAX || pool->bytes + size > BUFFER_POOL_BYTES)) {
+        free(pool->buffers[0].data);
+        pool->bytes -= pool->buffers[0].size;
+        pool->count--;
+        memmove(&pool->buffers[0], &pool->buffers[1], pool->count * sizeof(pool->buffers[0]));
+    }
+    pool->buffers[pool->count].data = data;
+    pool->buffers[pool->count].size = size;
+    pool->count++;
+    pool->bytes += size;
 }
 
 /* ---- writing ----------------------------------------------------------------------- */
@@ -450,6 +567,9 @@ struct blob_reader {
     void *wake_context;
     struct io_ring *ring;       /* the thread's ring, or NULL: read synchronously */
     struct value_cursor cursor; /* the next chunk to read */
+    uint64_t advised_id;        /* the blob the kernel was asked to read ahead ... */
+    uint64_t advised_end;       /* ... up to this offset of its data */
+    bool advising;              /* a chunk of advised_id may be cold: read ahead */
     uint64_t next_read;         /* sequence number of the next read */
     uint64_t next_piece;        /* sequence number of the next piece to queue */
     uint64_t left_to_add;       /* bytes of the stream not queued yet */
@@ -474,10 +594,10 @@ static void reader_free(struct blob_reader *reader) {
     }
     if (reader->holding) blob_store_unhold(reader->store, reader->extents, reader->extent_count);
     for (int i = 0; i < BLOB_SEND_WINDOW; i++)
-        free(reader->slots[i].buffer);
+        buffer_give(reader->slots[i].buffer, reader->slots[i].buffer_size);
     free(reader->extents);
     free(reader->starts);
-    free(reader->scratch);
+    buffer_give(reader->scratch, reader->scratch_size);
     free(reader);
 }
 
@@ -758,18 +878,18 @@ enum blob_status blob_reader_read(struct blob_reader *reader, uint64_t offset, u
         enum blob_status status = next_step(reader, &cursor, &step);
         if (status != BLOB_OK) return status;
         const struct blob_open *file = step_blob(reader, &step);
-        if (reader->scratch_size < file->chunk_size) {
-            free(reader->scratch);
-            reader->scratch = malloc(file->chunk_size);
+        size_t whole = chunk_length(file, step.chunk);
+        uint64_t start = (uint64_t)step.chunk * file->chunk_size;
+        if (reader->scratch_size != file->chunk_size) {
+            buffer_give(reader->scratch, reader->scratch_size);
+            reader->scratch = buffer_take(file->chunk_size);
             reader->scratch_size = reader->scratch != NULL ? file->chunk_size : 0;
             if (reader->scratch == NULL) {
                 step_done(reader, &step);
                 return BLOB_NO_MEMORY;
             }
         }
-        size_t whole = chunk_length(file, step.chunk);
-        ssize_t got =
-            read_fully(file->fd, reader->scratch, whole, (uint64_t)step.chunk * file->chunk_size);
+        ssize_t got = read_fully(file->fd, reader->scratch, whole, start);
         status = check_chunk(file, step.chunk, reader->scratch, whole, got);
         step_done(reader, &step);
         if (status != BLOB_OK) return status;
@@ -906,7 +1026,126 @@ static void slot_read_done(struct io_ring_operation *operation, int result) {
     pump(reader);
 }
 
-/* Starts reading the stream's next chunk into free SLOT: through the ring (the slot is
+/* ---- read-ahead of cold streams ------------------------------------------------------ */
+
+/* cachestat() (Linux 6.5) tells how many pages of a range of a file are in the page
+ * cache, without mapping it. glibc has no wrapper for it, and headers older than 6.5
+ * (Debian 12's) lack its number: it is 451 on the architectures below (their common
+ * table); anywhere else it is taken as missing. */
+#if !defined(__NR_cachestat) &&                                                                    \
+    ((defined(__x86_64__) && !defined(__ILP32__)) || defined(__i386__) || defined(__aarch64__) ||  \
+     defined(__arm__) || defined(__riscv) || defined(__powerpc__) || defined(__s390__) ||          \
+     defined(__loongarch__))
+#define __NR_cachestat 451
+#endif
+
+/* The kernel's struct cachestat_range and struct cachestat. */
+struct cache_range {
+    uint64_t offset;
+    uint64_t length;
+};
+struct cache_counts {
+    uint64_t cached;
+    uint64_t dirty;
+    uint64_t writeback;
+    uint64_t evicted;
+    uint64_t recently_evicted;
+};
+
+static _Atomic bool cachestat_missing;     /* it failed with ENOSYS or EPERM: not asked again */
+static _Atomic bool cachestat_fake_enosys; /* blob_test_fake_no_cachestat() */
+
+void blob_test_fake_no_cachestat(bool fake) {
+    atomic_store(&cachestat_fake_enosys, fake);
+    atomic_store(&cachestat_missing, false);
+}
+
+/* cachestat(FD, RANGE, COUNTS, 0): 0, or -1 with errno set. */
+static int call_cachestat(int fd, struct cache_range *range, struct cache_counts *counts) {
+    if (atomic_load_explicit(&cachestat_fake_enosys, memory_order_relaxed)) {
+        errno = ENOSYS;
+        return -1;
+    }
+#ifdef __NR_cachestat
+    return syscall(__NR_cachestat, fd, range, counts, 0) == 0 ? 0 : -1;
+#else
+    (void)fd, (void)range, (void)counts;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/* Whether some page of bytes [OFFSET, OFFSET + LENGTH) of FILE's data may be missing
+ * from the page cache: false only when cachestat() counts every page of it there.
+ *
+ * Where the kernel has no cachestat() (before 6.5, such as Debian 12's 6.1: ENOSYS) or
+ * refuses it (EPERM: a seccomp filter that does not know it, or a kernel that will not
+ * answer for this file), every chunk may be cold from then on, so a
+ * stream always reads ahead (advise_ahead(): every 8 MiB, it advises the next 8 MiB of
+ * its range) rather than never. Cold streams are where the advice pays (docs/
+ * performance.md: 636 to 1,222 MB/s against 347 to 1,065 for a cold 1 GiB GET), and
+ * skipping it would lose that on the kernels that lack cachestat(). For a warm stream
+ * the advice finds every page present and starts no I/O: a page-cache lookup a page,
+ * measured at 4.5 us per MiB advised (1 MiB calls on resident pages, this VM), about 1%
+ * of the 0.40 to 0.49 s of server CPU a warm GET costs per GiB (the pread() alone of a
+ * resident MiB took 53 us), and it never reaches past the stream's range. Any other
+ * failure counts as possibly cold, for that chunk only. Takes no lock. */
+static bool range_maybe_cold(const struct blob_open *file, uint64_t offset, size_t length) {
+    static _Thread_local uint64_t page_size;
+    if (page_size == 0) page_size = (uint64_t)sysconf(_SC_PAGESIZE);
+    if (length == 0) return false;
+    if (atomic_load_explicit(&cachestat_missing, memory_order_relaxed)) return true;
+    struct cache_range range = {offset, length};
+    struct cache_counts counts;
+    if (call_cachestat(file->fd, &range, &counts) != 0) {
+        if (errno == ENOSYS || errno == EPERM) {
+            atomic_store_explicit(&cachestat_missing, true, memory_order_relaxed);
+        }
+        return true;
+    }
+    uint64_t pages = (offset + length - 1) / page_size - offset / page_size + 1;
+    return counts.cached < pages;
+}
+
+/* Asks the kernel to read ahead of READER's stream in FILE, whose step (chunk bytes at
+ * CHUNK_START, CHUNK_END) was just planned, MAYBE_COLD or not (range_maybe_cold()). From
+ * the first chunk of a blob that may not be in the page cache, the stream keeps [chunk,
+ * chunk + BLOB_READAHEAD) of the blob advised (posix_fadvise(POSIX_FADV_WILLNEED), in
+ * pieces of BLOB_ADVISE_PIECE, renewed once half of it is used), never past the last
+ * chunk the stream's range takes from the blob, so a ranged read does not pull in what
+ * it will not send. The advice starts reads and does not wait for them (the worker may
+ * block only while the kernel queues them); the chunks' reads then find their pages
+ * there or already coming. A blob found warm is never advised. */
+static void advise_ahead(struct blob_reader *reader, const struct blob_open *file,
+                         uint64_t chunk_start, uint64_t chunk_end, bool maybe_cold) {
+    if (!reader->advising || reader->advised_id != file->id) {
+        if (!maybe_cold) return;
+        reader->advising = true;
+        reader->advised_id = file->id;
+        reader->advised_end = chunk_start;
+    }
+    if (reader->advised_end >= chunk_end + BLOB_READAHEAD / 2) return;
+    /* The end of what the stream reads from this blob: its extent's end or the range's,
+     * rounded up to a whole chunk (whole chunks are read). */
+    const struct blob_extent *extent = &reader->extents[reader->cursor.extent];
+    uint64_t taken = reader->cursor.inside + reader->cursor.remaining;
+    if (taken > extent->length) taken = extent->length;
+    uint64_t limit = extent->offset + taken;
+    limit = (limit + file->chunk_size - 1) / file->chunk_size * file->chunk_size;
+    if (limit > file->length) limit = file->length;
+    uint64_t from = reader->advised_end > chunk_start ? reader->advised_end : chunk_start;
+    uint64_t to = chunk_start + BLOB_READAHEAD;
+    if (to > limit) to = limit;
+    for (uint64_t at = from; at < to; at += BLOB_ADVISE_PIECE) {
+        uint64_t length = to - at < BLOB_ADVISE_PIECE ? to - at : BLOB_ADVISE_PIECE;
+        (void)posix_fadvise(file->fd, (off_t)at, (off_t)length, POSIX_FADV_WILLNEED);
+        atomic_fetch_add_explicit(&reader->store->bytes_advised, length, memory_order_relaxed);
+    }
+    if (to > reader->advised_end) reader->advised_end = to;
+}
+
+/* Starts reading the stream's next chunk into free SLOT (a chunk that may not be in the
+ * page cache starts read-ahead advice: advise_ahead()): through the ring (the slot is
  * READING, holding the blob so that its descriptor stays open until the read ends), or
  * at once without one or when the submission fails (the slot is READ when this
  * returns). A step whose blob cannot be had (missing, damaged, unreadable) or whose
@@ -918,10 +1157,14 @@ static void start_read(struct blob_reader *reader, struct send_slot *slot) {
     const struct blob_open *file = NULL;
     if (slot->failure == BLOB_OK) {
         file = step_blob(reader, &slot->step);
-        if (slot->buffer_size < file->chunk_size) {
-            /* The first chunk, or a blob of a larger chunk size than the slot has read. */
-            free(slot->buffer);
-            slot->buffer = aligned_alloc(BLOB_ALIGNMENT, file->chunk_size);
+        slot->chunk_length = chunk_length(file, slot->step.chunk);
+        uint64_t start = (uint64_t)slot->step.chunk * file->chunk_size;
+        advise_ahead(reader, file, start, start + slot->chunk_length,
+                     range_maybe_cold(file, start, slot->chunk_length));
+        if (slot->buffer_size != file->chunk_size) {
+            /* The first chunk read, or a blob of another chunk size than the last. */
+            buffer_give(slot->buffer, slot->buffer_size);
+            slot->buffer = buffer_take(file->chunk_size);
             slot->buffer_size = slot->buffer != NULL ? file->chunk_size : 0;
             if (slot->buffer == NULL) slot->failure = BLOB_NO_MEMORY;
         }
@@ -934,7 +1177,6 @@ static void start_read(struct blob_reader *reader, struct send_slot *slot) {
         slot->state = SLOT_READ;
         return;
     }
-    slot->chunk_length = chunk_length(file, slot->step.chunk);
     uint64_t offset = (uint64_t)slot->step.chunk * file->chunk_size;
     if (reader->ring != NULL) {
         slot->operation.done = slot_read_done;

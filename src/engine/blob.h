@@ -205,7 +205,9 @@ enum blob_status blob_reader_read(struct blob_reader *reader, uint64_t offset, u
  * (base/output_queue.h) and fills it as reads complete: through the calling thread's
  * io_ring (base/io_ring.h) when it has one, a few chunks ahead of the socket and never
  * more (a piece's release, once sent, lets the next read start), or synchronously
- * without one. Every chunk's CRC32C is checked before any of its bytes is added: a chunk
+ * without one. From a chunk that may not be in the page cache on (cachestat(); every
+ * chunk where the kernel lacks it), the kernel is asked to read ahead of the stream,
+ * within its range. Every chunk's CRC32C is checked before any of its bytes is added: a chunk
  * that fails ends the stream short (output_stream_fail(): the connection closes before
  * the body is complete) and is logged with the blob id and chunk. WAKE(WAKE_CONTEXT) is
  * called on this thread whenever pieces were added by a completion (not from inside

@@ -46,11 +46,12 @@ struct blob_store {
     int directory_fd;
     uint32_t chunk_size;
     enum blob_sync sync;
-    _Atomic uint64_t bytes;       /* of blob files on disk */
-    _Atomic uint64_t sync_errors; /* failed syncs */
-    _Atomic uint64_t opens;       /* blob files opened for reading (cache misses) */
-    pthread_mutex_t lock;         /* guards pending */
-    int *pending;                 /* descriptors of blobs finished under BLOB_SYNC_LATER */
+    _Atomic uint64_t bytes;         /* of blob files on disk */
+    _Atomic uint64_t sync_errors;   /* failed syncs */
+    _Atomic uint64_t opens;         /* blob files opened for reading (cache misses) */
+    _Atomic uint64_t bytes_advised; /* asked of the kernel to read ahead (for tests) */
+    pthread_mutex_t lock;           /* guards pending */
+    int *pending;                   /* descriptors of blobs finished under BLOB_SYNC_LATER */
     size_t pending_count;
     size_t pending_capacity;
     /* The cache of open blobs: a map from id to entry (chained, power-of-two buckets)
@@ -113,5 +114,11 @@ enum blob_status blob_open_file(struct blob_store *store, uint64_t id, struct bl
 
 /* Closes OPEN's file and frees it. Takes no lock; nobody may hold OPEN any more. */
 void blob_open_free(struct blob_open *open);
+
+/* For tests: while FAKE, cachestat() is taken to fail with ENOSYS, as on a kernel
+ * before 6.5, so streams take the fallback of blob.c's range_maybe_cold(). Setting it
+ * either way also forgets that cachestat() was found missing (it is asked again). The
+ * whole process; not while streams run. */
+void blob_test_fake_no_cachestat(bool fake);
 
 #endif

@@ -1,7 +1,8 @@
 /* Unit tests of the blob files (engine/blob.h): writing them (append and zero-copy),
  * their digests, reading any range of one or several blobs, streaming a range to an
  * output queue with and without an io_ring, damage of every part of the file (found by
- * the read or stream that reaches it), cancelled streams, the sync policies, the
+ * the read or stream that reaches it), cancelled streams, read-ahead of cold streams
+ * (by cachestat(), and without it: ENOSYS faked), the sync policies, the
  * store's byte count, and the cache of open blobs: a value of 2,000 extents read and
  * streamed within a bounded number of descriptors, readers that open only the blobs
  * their ranges touch, unlink dropping the cache entry, readers on several threads
@@ -24,7 +25,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define CHUNK BLOB_MIN_CHUNK_SIZE
@@ -755,6 +758,9 @@ static void send_cancelled(struct io_ring *ring) {
             while (io_ring_in_flight(ring) > 0)
                 io_ring_wait(ring);
         }
+        /* Every piece released, the stream freed: its blob is idle in the cache. */
+        size_t idle = 0;
+        CHECK(cached_blobs(store, &idle) == 1 && idle == 1);
         free(drain.received);
     }
     io_ring_set_current(NULL);
@@ -790,6 +796,196 @@ static void test_send_cleared_when_complete(void) {
     output_queue_clear(&queue);
     blob_store_unlink(store, digest.id);
     free(data);
+    blob_store_close(store);
+}
+
+/* ---- read-ahead of cold streams ------------------------------------------------------ */
+
+/* blob.c's BLOB_READAHEAD: how far ahead of a cold stream the kernel is asked to read. */
+#define READAHEAD (16u << 20)
+
+#ifndef __NR_cachestat
+#define __NR_cachestat 451
+#endif
+
+/* Whether the kernel answers cachestat() (Linux 6.5) here, asked of FD. */
+static bool kernel_has_cachestat(int fd) {
+    uint64_t range[2] = {0, 4096}, counts[5];
+    return syscall(__NR_cachestat, fd, range, counts, 0) == 0;
+}
+
+/* Whether bytes [OFFSET, OFFSET + LENGTH) of the file open as FD are all in the page
+ * cache (a mapping of the test's own and mincore(): independent of cachestat()). */
+static bool file_resident(int fd, off_t offset, size_t length) {
+    void *map = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, offset);
+    if (map == MAP_FAILED) return true;
+    size_t pages = (length + 4095) / 4096;
+    unsigned char *vector = malloc(pages);
+    bool resident = vector != NULL && mincore(map, length, vector) == 0;
+    for (size_t i = 0; resident && i < pages; i++)
+        resident = (vector[i] & 1) != 0;
+    free(vector);
+    munmap(map, length);
+    return resident;
+}
+
+/* Bytes a stream of [OFFSET, OFFSET + LENGTH) of a one-blob value of BLOB_LENGTH bytes
+ * has the kernel read ahead once it has met a cold chunk at its start: its whole chunks. */
+static uint64_t chunks_of(uint64_t offset, uint64_t length, uint64_t blob_length) {
+    uint64_t from = offset / CHUNK * CHUNK;
+    uint64_t to = (offset + length + CHUNK - 1) / CHUNK * CHUNK;
+    return (to < blob_length ? to : blob_length) - from;
+}
+
+/* With cachestat(): a stream of a blob in the page cache advises nothing; one of a
+ * blob dropped from it (synced, then POSIX_FADV_DONTNEED) advises its range's chunks and
+ * no more, and streams right, through the ring and without. The cold half is skipped
+ * where dropping does not take (a file system that keeps the pages). */
+static void test_readahead_of_cold_streams(void) {
+    struct blob_store *store = open_store(BLOB_SYNC_NOW);
+    REQUIRE(store != NULL);
+    size_t length = 40 * CHUNK + 11;
+    unsigned char *data = pattern(length, 87), *back = malloc(length);
+    struct blob_digest digest;
+    REQUIRE(write_blob(store, data, length, CHUNK, false, &digest) == BLOB_OK);
+    struct blob_extent extent = {digest.id, 0, length};
+    char path[512];
+    blob_path(store, digest.id, path, sizeof(path));
+    int fd = open(path, O_RDONLY);
+    REQUIRE(fd >= 0);
+    if (!kernel_has_cachestat(fd)) {
+        fprintf(stderr, "  (no cachestat() in this kernel: only the fallback is tested)\n");
+        goto done;
+    }
+    struct io_ring *ring = make_ring();
+    for (int with_ring = 0; with_ring < 2; with_ring++) {
+        if (with_ring && ring == NULL) break;
+        /* Warm: read whole first (reads advise nothing). */
+        CHECK(read_once(store, &extent, 1, 0, length, back) == BLOB_OK);
+        uint64_t before = atomic_load(&store->bytes_advised);
+        bool failed = true;
+        CHECK(send_once(store, &extent, 1, 0, length, with_ring ? ring : NULL, back, &failed) ==
+              length);
+        CHECK(!failed && memcmp(back, data, length) == 0);
+        if (file_resident(fd, 0, length)) CHECK(atomic_load(&store->bytes_advised) == before);
+
+        /* Cold: a ranged stream advises from its first chunk to its last. */
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        if (file_resident(fd, 0, length)) {
+            fprintf(stderr, "  (the page cache keeps the blob's pages here: cold skipped)\n");
+            break;
+        }
+        uint64_t offset = 3 * CHUNK + 5, part = 30 * CHUNK;
+        before = atomic_load(&store->bytes_advised);
+        memset(back, 0, length);
+        CHECK(send_once(store, &extent, 1, offset, part, with_ring ? ring : NULL, back, &failed) ==
+              part);
+        CHECK(!failed && memcmp(back, data + offset, part) == 0);
+        CHECK(atomic_load(&store->bytes_advised) - before == chunks_of(offset, part, length));
+    }
+    if (ring != NULL) io_ring_destroy(ring);
+done:
+    close(fd);
+    blob_store_unlink(store, digest.id);
+    free(data);
+    free(back);
+    blob_store_close(store);
+}
+
+/* Where cachestat() fails with ENOSYS (a kernel before 6.5: faked here), every chunk
+ * may be cold: streams of a warm blob read ahead all the same, READAHEAD at first and
+ * the next half of it each time half is used, never past the range, and come out right;
+ * each blob of a value is advised for its own part; reads (not streams) advise nothing.
+ * Once cachestat() answers again, a warm stream advises nothing. */
+static void test_readahead_without_cachestat(void) {
+    struct blob_store *store = open_store(BLOB_SYNC_NEVER);
+    REQUIRE(store != NULL);
+    size_t length = 24 * 1024 * 1024 + 100;
+    unsigned char *data = pattern(length, 88), *back = malloc(length);
+    struct blob_digest digest;
+    REQUIRE(write_blob(store, data, length, 1 << 20, false, &digest) == BLOB_OK);
+    struct blob_extent extent = {digest.id, 0, length};
+    blob_test_fake_no_cachestat(true);
+
+    /* One stream, followed: READAHEAD from its first chunk at once, then more. */
+    uint64_t offset = CHUNK + 5, part = 20 * 1024 * 1024 + 7;
+    uint64_t before = atomic_load(&store->bytes_advised);
+    struct blob_reader *reader;
+    REQUIRE(blob_reader_open(store, &extent, 1, &reader) == BLOB_OK);
+    struct output_queue queue;
+    output_queue_init(&queue);
+    struct drain drain = {.received = back, .capacity = part};
+    CHECK(blob_reader_send(reader, offset, part, &queue, count_wake, &drain));
+    CHECK(atomic_load(&store->bytes_advised) - before == READAHEAD);
+    drain_queue(&queue, NULL, &drain, 1 << 20, 10 * 1024 * 1024);
+    uint64_t advised = atomic_load(&store->bytes_advised) - before;
+    CHECK(advised > READAHEAD && advised <= chunks_of(offset, part, length));
+    drain_queue(&queue, NULL, &drain, 1 << 20, 0);
+    CHECK(!queue.failed && drain.length == part && memcmp(back, data + offset, part) == 0);
+    CHECK(atomic_load(&store->bytes_advised) - before == chunks_of(offset, part, length));
+    output_queue_clear(&queue);
+
+    /* Short ranges, through the ring and without: their own chunks, no more. */
+    struct io_ring *ring = make_ring();
+    const uint64_t ranges[][2] = {{0, 1}, {CHUNK - 1, 2}, {5 * CHUNK + 3, 7 * CHUNK}, {0, length}};
+    for (int with_ring = 0; with_ring < 2; with_ring++) {
+        if (with_ring && ring == NULL) break;
+        for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
+            before = atomic_load(&store->bytes_advised);
+            bool failed = true;
+            memset(back, 0, ranges[i][1]);
+            CHECK(send_once(store, &extent, 1, ranges[i][0], ranges[i][1], with_ring ? ring : NULL,
+                            back, &failed) == ranges[i][1]);
+            CHECK(!failed && memcmp(back, data + ranges[i][0], ranges[i][1]) == 0);
+            CHECK(atomic_load(&store->bytes_advised) - before ==
+                  chunks_of(ranges[i][0], ranges[i][1], length));
+        }
+    }
+
+    /* A value of two blobs: each advised for the part the range takes of it. */
+    size_t length_b = 2 * CHUNK + 9;
+    unsigned char *b = pattern(length_b, 89);
+    struct blob_digest digest_b;
+    REQUIRE(write_blob(store, b, length_b, CHUNK, false, &digest_b) == BLOB_OK);
+    struct blob_extent extents[2] = {{digest.id, 4 * CHUNK, 3 * CHUNK + 10},
+                                     {digest_b.id, 0, length_b}};
+    unsigned char *value = malloc(3 * CHUNK + 10 + length_b);
+    memcpy(value, data + 4 * CHUNK, 3 * CHUNK + 10);
+    memcpy(value + 3 * CHUNK + 10, b, length_b);
+    before = atomic_load(&store->bytes_advised);
+    bool failed = true;
+    uint64_t value_part = 3 * CHUNK + 10 + length_b - 1 - 7;
+    CHECK(send_once(store, extents, 2, 1, value_part, ring, back, &failed) == value_part);
+    CHECK(!failed && memcmp(back, value + 1, value_part) == 0);
+    /* Blob A's chunks 4 to 7 (the extent ends 10 bytes into chunk 7), blob B's 0 to 2. */
+    CHECK(atomic_load(&store->bytes_advised) - before == 4 * CHUNK + length_b);
+
+    /* Reads never advise. */
+    before = atomic_load(&store->bytes_advised);
+    CHECK(read_once(store, &extent, 1, 7, 3 * CHUNK, back) == BLOB_OK);
+    CHECK(memcmp(back, data + 7, 3 * CHUNK) == 0);
+    CHECK(atomic_load(&store->bytes_advised) == before);
+
+    /* cachestat() back: a warm stream advises nothing (where the kernel has it). */
+    blob_test_fake_no_cachestat(false);
+    char path[512];
+    blob_path(store, digest.id, path, sizeof(path));
+    int fd = open(path, O_RDONLY);
+    REQUIRE(fd >= 0);
+    if (kernel_has_cachestat(fd) && file_resident(fd, 0, 8 * CHUNK)) {
+        before = atomic_load(&store->bytes_advised);
+        CHECK(send_once(store, &extent, 1, 0, 8 * CHUNK, ring, back, &failed) == 8 * CHUNK);
+        CHECK(!failed && memcmp(back, data, 8 * CHUNK) == 0);
+        CHECK(atomic_load(&store->bytes_advised) == before);
+    }
+    close(fd);
+    if (ring != NULL) io_ring_destroy(ring);
+    blob_store_unlink(store, digest.id);
+    blob_store_unlink(store, digest_b.id);
+    free(value);
+    free(b);
+    free(data);
+    free(back);
     blob_store_close(store);
 }
 
@@ -1515,6 +1711,8 @@ int main(void) {
     RUN_TEST(test_send_damaged_chunk);
     RUN_TEST(test_send_cancelled);
     RUN_TEST(test_send_cleared_when_complete);
+    RUN_TEST(test_readahead_of_cold_streams);
+    RUN_TEST(test_readahead_without_cachestat);
     RUN_TEST(test_sync_policies);
     RUN_TEST(test_writers_on_threads);
     RUN_TEST(test_many_extents);
