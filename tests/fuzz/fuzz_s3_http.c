@@ -11,6 +11,12 @@
  * x-amz-version-id) before the token is reached, or nothing before there is one. A seed
  * can thus create an upload, send its parts and complete it in one connection.
  *
+ * The input's first byte chooses the piece sizes (fuzz_common.h) and whether the client
+ * reads its responses at once or lazily, leaving a GET's stream unsent (holding its
+ * blobs) while later requests delete or overwrite its object. No response may fail
+ * (a blob stream cut short): nothing in the fuzz world damages or removes a blob that
+ * a reader holds, so the target aborts if one does.
+ *
  * After each input every bucket is emptied (each version, delete markers included,
  * removed by id) and deleted, which aborts its uploads; then no bucket, version, upload
  * or blob byte may be left, or the target aborts. Every OBJECTS_REOPEN_EVERY inputs
@@ -333,11 +339,29 @@ static bool token_at(const unsigned char *data, size_t size, size_t at, const st
     return true;
 }
 
-/* Offers DATA (LENGTH bytes) to the session until it is all taken, draining the replies
- * after each call. Returns false when the input must stop: the session asked to close,
- * the output failed, or it took nothing (twice) once its replies were drained, as in
- * fuzz_drive(). */
-static bool offer(void *session, struct output_queue *output, struct id_scanner *scanner,
+/* Aborts if OUTPUT has failed: here only a response stream can fail it (allocations do
+ * not fail), and a stream of a blob fails only when the blob is missing, damaged or
+ * shorter than the extent, which nothing in the fuzz world causes (no fault is
+ * injected, no file touched): so it would be an object whose bytes were let go while
+ * a reader still held them, or an extent that lies. */
+static void check_output(const struct output_queue *output) {
+    if (!output->failed) return;
+    fprintf(stderr, "fuzz_s3_http: a response failed (a blob stream ended short) with no fault "
+                    "injected\n");
+    abort();
+}
+
+/* How the client reads its responses. */
+struct reading {
+    struct id_scanner scanner;
+    bool lazy; /* only when the session takes nothing more, before a token and at the end */
+};
+
+/* Offers DATA (LENGTH bytes) to the session until it is all taken, reading the replies
+ * after each call (lazily: only when the session took nothing). Returns false when the
+ * input must stop: the session asked to close, or it took nothing (twice) once its
+ * replies were read, as in fuzz_drive(). */
+static bool offer(void *session, struct output_queue *output, struct reading *reading,
                   const unsigned char *data, size_t length) {
     size_t sent = 0;
     int stalls = 0;
@@ -345,26 +369,30 @@ static bool offer(void *session, struct output_queue *output, struct id_scanner 
         size_t consumed = 0;
         bool close = feed(session, data + sent, length - sent, &consumed);
         sent += consumed;
-        drain(output, scanner);
+        check_output(output);
+        if (!reading->lazy || consumed == 0) drain(output, &reading->scanner);
         stalls = consumed == 0 ? stalls + 1 : 0;
-        if (close || output->failed || stalls > 2) return false;
+        if (close || stalls > 2) return false;
     }
     return true;
 }
 
-/* Sends the input as fuzz_drive() does (the first byte chooses the piece sizes), but
- * each token is replaced, when it is reached, by the id the responses to the bytes
- * before it carried last. A token that starts in a piece is taken whole. */
+/* Sends the input as fuzz_drive() does, but each token is replaced, when it is reached,
+ * by the id the responses to the bytes before it carried last (they are read first). A
+ * token that starts in a piece is taken whole. The first byte chooses, % 5, the piece
+ * sizes (as fuzz_drive()) and, / 5 % 2, whether the replies are read lazily: then a
+ * GET's stream may still be unsent, holding its blobs, while later requests of the
+ * input overwrite or delete its object and abort or complete uploads. */
 static void drive(void *session, struct output_queue *output, const unsigned char *data,
                   size_t size) {
     if (size == 0) return;
     static const size_t pieces[] = {1, 2, 7, 64, SIZE_MAX};
     size_t piece = pieces[data[0] % (sizeof(pieces) / sizeof(pieces[0]))];
+    struct seen_ids ids = {{0}, {0}};
+    struct reading reading = {.lazy = (data[0] / 5) % 2 == 1};
+    scanner_init(&reading.scanner, &ids);
     data++;
     size--;
-    struct seen_ids ids = {{0}, {0}};
-    struct id_scanner scanner;
-    scanner_init(&scanner, &ids);
     size_t position = 0;
     bool going = true;
     while (going && position < size) {
@@ -372,18 +400,20 @@ static void drive(void *session, struct output_queue *output, const unsigned cha
         while (going && position < end) {
             const char *id;
             if (token_at(data, size, position, &ids, &id)) {
-                going = offer(session, output, &scanner, (const unsigned char *)id, strlen(id));
+                drain(output, &reading.scanner);
+                going = offer(session, output, &reading, (const unsigned char *)id, strlen(id));
                 position += 3;
                 continue;
             }
             size_t run = position + 1;
             while (run < end && !token_at(data, size, run, &ids, &id))
                 run++;
-            going = offer(session, output, &scanner, data + position, run - position);
+            going = offer(session, output, &reading, data + position, run - position);
             position = run;
         }
     }
-    drain(output, &scanner);
+    drain(output, &reading.scanner);
+    check_output(output);
 }
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
@@ -412,6 +442,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     /* A clock tick past every timeout, as the network layer would give. */
     http_session_tick(session, INT64_MAX / 2);
     fuzz_drain(&output);
+    check_output(&output);
     http_session_close(session);
     output_queue_clear(&output);
     empty_store();

@@ -380,6 +380,61 @@ S3_HTTP_SEEDS = {
         request("DELETE", "/bucket-12/joined?uploadId={U}") +
         request("POST", "/bucket-12/other?uploads") + request("DELETE", "/bucket-12") +
         request("DELETE", "/bucket-12/src") + request("DELETE", "/bucket-12")),
+    # An object of three parts (three blobs), a copy of it, parts copied from it (a
+    # range that spans its extents, and all of it: a part's ETag is the MD5 of its
+    # bytes), ranged reads across the extents; a 40 KiB body read straight into its blob.
+    "extents": (3,
+        put("/bucket-15", b"") +
+        request("POST", "/bucket-15/three?uploads") +
+        put("/bucket-15/three?partNumber=1&uploadId={U}", PART_1) +
+        put("/bucket-15/three?partNumber=2&uploadId={U}", PART_2 * 2) +
+        put("/bucket-15/three?partNumber=3&uploadId={U}", HELLO) +
+        request("POST", "/bucket-15/three?uploadId={U}",
+                body=complete((1, PART_1), (2, PART_2 * 2), (3, HELLO))) +
+        request("GET", "/bucket-15/three", [("Range", "bytes=30-60")]) +
+        put("/bucket-15/copied", b"", [("x-amz-copy-source", "/bucket-15/three")]) +
+        request("POST", "/bucket-15/spans?uploads") +
+        put("/bucket-15/spans?partNumber=1&uploadId={U}", b"",
+            [("x-amz-copy-source", "/bucket-15/copied"), ("x-amz-copy-source-range", "bytes=20-55")]) +
+        put("/bucket-15/spans?partNumber=2&uploadId={U}", b"",
+            [("x-amz-copy-source", "/bucket-15/three")]) +
+        request("POST", "/bucket-15/spans?uploadId={U}", body=xml(
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>%s</ETag></Part>"
+            "<Part><PartNumber>2</PartNumber><ETag>%s</ETag></Part></CompleteMultipartUpload>" % (
+                md5_hex((PART_1 + PART_2 * 2 + HELLO)[20:56]), md5_hex(PART_1 + PART_2 * 2 + HELLO)))) +
+        request("GET", "/bucket-15/spans", [("Range", "bytes=10-70")]) +
+        request("GET", "/bucket-15/spans?versionId=null", [("x-amz-checksum-mode", "ENABLED")]) +
+        put("/bucket-15/large", bytes(range(256)) * 160, [("Content-Type", "application/octet-stream")]) +
+        request("GET", "/bucket-15/large", [("Range", "bytes=100-40000")]) +
+        request("GET", "/bucket-15?list-type=2&max-keys=2")),
+    # Read lazily (the first byte / 5 is odd: tests/fuzz/fuzz_s3_http.c): GETs of an
+    # object of six parts (more blobs than a stream reads ahead) and of its copy stay
+    # unsent while the object is overwritten and the copy deleted (no token in between:
+    # a token reads the responses first); the streams must still send every byte.
+    "lazy-holds": (9,
+        put("/bucket-16", b"") +
+        request("POST", "/bucket-16/six?uploads") +
+        b"".join(put("/bucket-16/six?partNumber=%d&uploadId={U}" % n, b"%d" % n * (9 + n)) for n in range(1, 7)) +
+        request("POST", "/bucket-16/six?uploadId={U}",
+                body=complete(*[(n, b"%d" % n * (9 + n)) for n in range(1, 7)])) +
+        put("/bucket-16/copy", b"", [("x-amz-copy-source", "/bucket-16/six")]) +
+        request("GET", "/bucket-16/six") + request("GET", "/bucket-16/copy", [("Range", "bytes=5-70")]) +
+        put("/bucket-16/six", b"replaced") + request("DELETE", "/bucket-16/copy") +
+        request("GET", "/bucket-16/six") + request("DELETE", "/bucket-16/six") +
+        request("DELETE", "/bucket-16")),
+    "lazy-unversioned": (8,
+        put("/bucket-17", b"") +
+        request("POST", "/bucket-17/k?uploads") +
+        put("/bucket-17/k?partNumber=1&uploadId={U}", PART_1) +
+        put("/bucket-17/k?partNumber=2&uploadId={U}", PART_2) +
+        request("POST", "/bucket-17/k?uploadId={U}", body=complete((1, PART_1), (2, PART_2))) +
+        request("GET", "/bucket-17/k") + request("HEAD", "/bucket-17/k") +
+        request("POST", "/bucket-17/part-source?uploads") +
+        put("/bucket-17/part-source?partNumber=1&uploadId={U}", b"", [("x-amz-copy-source", "/bucket-17/k")]) +
+        request("GET", "/bucket-17/k", [("Range", "bytes=-10")]) +
+        request("DELETE", "/bucket-17/k") + request("DELETE", "/bucket-17/part-source?uploadId={U}") +
+        request("POST", "/bucket-17?delete", body=xml("<Delete><Object><Key>k</Key></Object></Delete>")) +
+        request("DELETE", "/bucket-17")),
     "virtual-host": (0,
         b"PUT / HTTP/1.1\r\nHost: vhost.localhost:6381\r\nContent-Length: 0\r\n\r\n"
         b"PUT /key HTTP/1.1\r\nHost: vhost.localhost\r\nContent-Length: 3\r\n\r\nabc"
