@@ -25,7 +25,7 @@ FAULT_WRAP     := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_
 FUZZ_CC        := clang
 CFLAGS_FUZZ    := $(COMMON) -O1 -fno-omit-frame-pointer -DSTRATA_CHECKS \
                   -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
-FUZZ_TARGETS   := fuzz_resp fuzz_native fuzz_http fuzz_s3
+FUZZ_TARGETS   := fuzz_resp fuzz_native fuzz_http fuzz_s3 fuzz_s3_http
 LIBS      := -pthread -lxxhash -luring -lisal -lcrypto -lm
 
 # The status page is embedded in the binary: build/gen/status_page.c is generated from

@@ -5,6 +5,7 @@
 #include "proto/http/http.h"
 #include "proto/native/native.h"
 #include "proto/resp/resp.h"
+#include "proto/s3/s3.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,11 +22,13 @@ struct fuzz_world *fuzz_world(void) {
         return &world;
     }
     char error[256];
-    /* The groups of the rooms the targets drive (the server's own group is not linked). */
+    /* The groups of the rooms the targets drive (the server's own group is not linked),
+     * s3's among them for fuzz_s3_http, all declared before options_init(). */
     if (options_declare(&net_options) != 0 || options_declare(&engine_options) != 0 ||
-        options_declare(&resp_options) != 0 || options_declare(&http_options) != 0 ||
-        options_declare(&native_options) != 0 || metrics_declare(&net_metrics) != 0 ||
-        metrics_declare(&resp_metrics) != 0 || metrics_declare(&http_metrics) != 0)
+        options_declare(&s3_options) != 0 || options_declare(&resp_options) != 0 ||
+        options_declare(&http_options) != 0 || options_declare(&native_options) != 0 ||
+        metrics_declare(&net_metrics) != 0 || metrics_declare(&resp_metrics) != 0 ||
+        metrics_declare(&http_metrics) != 0)
         abort();
     if (options_init(&world.options) != 0) abort();
     /* Small limits, so that oversized values and requests are reached quickly. */

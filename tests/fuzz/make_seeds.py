@@ -184,3 +184,290 @@ S3_SEEDS = {
 
 for name, (mode, data) in S3_SEEDS.items():
     s3_write(name, mode, data)
+
+
+# S3 through HTTP (tests/fuzz/fuzz_s3_http.c): one connection's requests, pipelined, for
+# every operation of docs/s3.md, unsigned (the target's session is a loopback client of
+# a server without credentials). "{U}" and "{V}" are replaced by the target with the last
+# upload id and version id a response carried, so one input can name what it created.
+import base64
+
+def md5_hex(data):
+    return hashlib.md5(data).hexdigest()
+
+def md5_b64(data):
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+def crc32c_b64(data):
+    return base64.b64encode(struct.pack(">I", crc32c(data))).decode()
+
+def request(method, target, headers=(), body=b"", length=True):
+    head = "%s %s HTTP/1.1\r\nHost: 127.0.0.1:6381\r\n" % (method, target)
+    for name, value in headers:
+        head += "%s: %s\r\n" % (name, value)
+    if length and body is not None and not any(n.lower() in ("content-length", "transfer-encoding")
+                                               for n, _ in headers):
+        head += "Content-Length: %d\r\n" % len(body)
+    return head.encode() + b"\r\n" + (body or b"")
+
+def put(target, body, headers=()):
+    return request("PUT", target, headers, body)
+
+def xml(text):
+    return b'<?xml version="1.0" encoding="UTF-8"?>' + text.encode()
+
+BUCKET_CONFIGURATION = xml('<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                           "<LocationConstraint>eu-west-1</LocationConstraint></CreateBucketConfiguration>")
+VERSIONING_ON = xml('<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                    "<Status>Enabled</Status></VersioningConfiguration>")
+VERSIONING_SUSPENDED = xml("<VersioningConfiguration><Status>Suspended</Status></VersioningConfiguration>")
+# Any signature goes from loopback when no credentials are configured; these make a
+# request S3's even on an operator path ("/").
+SIGNED = ("Authorization", "AWS4-HMAC-SHA256 Credential=any/20240101/us-east-1/s3/aws4_request, "
+          "SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=" + "0" * 64)
+SIGNED_DATE = ("x-amz-date", "20240101T000000Z")
+UNSIGNED_PAYLOAD = ("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+HELLO = b"hello, strata objects"
+PART_1 = b"part one: sixteen" * 2
+PART_2 = b"part two"
+
+def complete(*parts):
+    body = "<CompleteMultipartUpload>"
+    for number, data in parts:
+        body += '<Part><PartNumber>%d</PartNumber><ETag>"%s"</ETag></Part>' % (number, md5_hex(data))
+    return xml(body + "</CompleteMultipartUpload>")
+
+def unsigned_trailer_body(data, pieces):
+    body = b""
+    for start in range(0, len(data), pieces):
+        chunk = data[start:start + pieces]
+        body += b"%x\r\n%s\r\n" % (len(chunk), chunk)
+    return body + b"0\r\nx-amz-checksum-crc32c:%s\r\n\r\n" % crc32c_b64(data).encode()
+
+def fake_signed_body(data):
+    signature = b"f" * 64
+    return (b"%x;chunk-signature=%s\r\n%s\r\n" % (len(data), signature, data) +
+            b"0;chunk-signature=%s\r\n\r\n" % signature)
+
+S3_HTTP_SEEDS = {
+    "bucket-lifecycle": (0,
+        put("/fuzz-bucket", BUCKET_CONFIGURATION) + request("HEAD", "/fuzz-bucket") +
+        request("GET", "/fuzz-bucket?location") + request("GET", "/", [SIGNED, SIGNED_DATE, UNSIGNED_PAYLOAD]) +
+        put("/fuzz-bucket", b"") + put("/Bad_Name", b"") + request("GET", "/fuzz-bucket?versioning") +
+        request("DELETE", "/fuzz-bucket") + request("DELETE", "/fuzz-bucket") +
+        request("HEAD", "/fuzz-bucket")),
+    "put-get-head": (4,
+        put("/bucket-1", b"") +
+        put("/bucket-1/dir/hello.txt", HELLO, [("Content-Type", "text/plain"), ("x-amz-meta-Colour", "blue"),
+                                         ("Content-MD5", md5_b64(HELLO)),
+                                         ("x-amz-checksum-crc32c", crc32c_b64(HELLO)),
+                                         ("x-amz-content-sha256", hashlib.sha256(HELLO).hexdigest()),
+                                         ("Cache-Control", "no-cache"), ("Content-Encoding", "gzip, aws-chunked"),
+                                         ("Content-Disposition", "inline"), ("Content-Language", "en"),
+                                         ("Expires", "Wed, 21 Oct 2037 07:28:00 GMT")]) +
+        request("GET", "/bucket-1/dir/hello.txt") + request("HEAD", "/bucket-1/dir/hello.txt") +
+        put("/bucket-1/empty", b"") + request("GET", "/bucket-1/empty") + request("GET", "/bucket-1/missing") +
+        request("DELETE", "/bucket-1/dir/hello.txt") + request("DELETE", "/bucket-1/empty")),
+    "put-transfer-chunked": (1,
+        put("/bucket-2", b"") +
+        request("PUT", "/bucket-2/chunked", [("Transfer-Encoding", "chunked")],
+                b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\n") +
+        request("GET", "/bucket-2/chunked", [("Range", "bytes=7-")])),
+    "put-aws-chunked-unsigned-trailer": (2,
+        put("/bucket-3", b"") +
+        put("/bucket-3/streamed", unsigned_trailer_body(HELLO * 3, 20),
+            [("Content-Encoding", "aws-chunked"), ("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+             ("x-amz-decoded-content-length", str(len(HELLO * 3))), ("x-amz-trailer", "x-amz-checksum-crc32c")]) +
+        request("GET", "/bucket-3/streamed", [("x-amz-checksum-mode", "ENABLED")]) +
+        put("/bucket-3/bad-crc", b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32c:AAAAAA==\r\n\r\n",
+            [("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+             ("x-amz-decoded-content-length", "5")])),
+    "put-aws-chunked-signed": (3,
+        put("/bucket-4", b"") +
+        put("/bucket-4/signed", fake_signed_body(HELLO),
+            [SIGNED, SIGNED_DATE, ("Content-Encoding", "aws-chunked"),
+             ("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+             ("x-amz-decoded-content-length", str(len(HELLO)))]) +
+        request("GET", "/bucket-4/signed")),
+    "get-range-conditions": (3,
+        put("/bucket-5", b"") + put("/bucket-5/k", HELLO) +
+        request("GET", "/bucket-5/k", [("Range", "bytes=1-3")]) +
+        request("GET", "/bucket-5/k", [("Range", "bytes=-4")]) +
+        request("GET", "/bucket-5/k", [("Range", "bytes=100-")]) +
+        request("GET", "/bucket-5/k", [("Range", "bytes=0-1,3-4")]) +
+        request("GET", "/bucket-5/k", [("If-Match", '"%s"' % md5_hex(HELLO))]) +
+        request("GET", "/bucket-5/k", [("If-Match", '"nope", W/"x"')]) +
+        request("GET", "/bucket-5/k", [("If-None-Match", '"%s"' % md5_hex(HELLO))]) +
+        request("HEAD", "/bucket-5/k", [("If-None-Match", "*")]) +
+        request("GET", "/bucket-5/k", [("If-Modified-Since", "Sun, 06 Nov 1994 08:49:37 GMT")]) +
+        request("GET", "/bucket-5/k", [("If-Modified-Since", "Fri, 01 Jan 2100 00:00:00 GMT")]) +
+        request("GET", "/bucket-5/k", [("If-Unmodified-Since", "Sunday, 06-Nov-94 08:49:37 GMT")]) +
+        request("GET", "/bucket-5/k?versionId=null&response-content-type=text%2Fhtml&response-content-language=fr"
+                "&response-expires=0&response-cache-control=max-age%3D1&response-content-disposition=attachment"
+                "&response-content-encoding=identity")),
+    "list-v1": (4,
+        put("/bucket-6", b"") + put("/bucket-6/a/1", b"1") + put("/bucket-6/a/2", b"22") + put("/bucket-6/a/b/3", b"333") +
+        put("/bucket-6/c%20d", b"4") + put("/bucket-6/e%2Bf", b"5") +
+        request("GET", "/bucket-6") +
+        request("GET", "/bucket-6?prefix=a%2F&delimiter=%2F&marker=a%2F1&max-keys=2&encoding-type=url") +
+        request("GET", "/bucket-6?delimiter=/&max-keys=1") + request("GET", "/bucket-6?max-keys=x") +
+        request("GET", "/bucket-6?list-type=3")),
+    "list-v2": (4,
+        put("/bucket-7", b"") + put("/bucket-7/a/1", b"1") + put("/bucket-7/a/2", b"22") + put("/bucket-7/b", b"333") +
+        request("GET", "/bucket-7?list-type=2&max-keys=1") +
+        request("GET", "/bucket-7?list-type=2&continuation-token=%s&fetch-owner=true" %
+                base64.b64encode(b"a/1").decode().replace("=", "%3D")) +
+        request("GET", "/bucket-7?list-type=2&start-after=a&delimiter=%2F&prefix=&encoding-type=url") +
+        request("GET", "/bucket-7?list-type=2&continuation-token=!!!")),
+    "versioning": (3,
+        put("/bucket-8", b"") + put("/bucket-8?versioning", VERSIONING_ON, [("Content-MD5", md5_b64(VERSIONING_ON))]) +
+        request("GET", "/bucket-8?versioning") +
+        put("/bucket-8/k", b"first") + put("/bucket-8/k", b"second") +
+        request("GET", "/bucket-8/k?versionId={V}") + request("HEAD", "/bucket-8/k?versionId={V}") +
+        request("GET", "/bucket-8?versions") +
+        request("DELETE", "/bucket-8/k") + request("GET", "/bucket-8/k") + request("HEAD", "/bucket-8/k?versionId={V}") +
+        request("GET", "/bucket-8?versions&prefix=k&key-marker=k&version-id-marker={V}&max-keys=1") +
+        request("DELETE", "/bucket-8/k?versionId={V}") + request("GET", "/bucket-8/k") +
+        put("/bucket-8?versioning", VERSIONING_SUSPENDED) + put("/bucket-8/k", b"third") +
+        request("DELETE", "/bucket-8/k?versionId=null") + request("GET", "/bucket-8/k?versionId=") +
+        put("/bucket-8?versioning", xml("<VersioningConfiguration><Status>Off</Status></VersioningConfiguration>"))),
+    "delete-objects": (4,
+        put("/bucket-9", b"") + put("/bucket-9/a", b"a") + put("/bucket-9/b&c", b"b") +
+        request("POST", "/bucket-9?delete", [("Content-MD5", md5_b64(xml(
+            "<Delete><Object><Key>a</Key></Object><Object><Key>b&amp;c</Key><VersionId>null</VersionId>"
+            "</Object><Object><Key>missing</Key><VersionId>nope</VersionId></Object></Delete>")))],
+            xml("<Delete><Object><Key>a</Key></Object><Object><Key>b&amp;c</Key><VersionId>null</VersionId>"
+                "</Object><Object><Key>missing</Key><VersionId>nope</VersionId></Object></Delete>")) +
+        request("POST", "/bucket-9?delete", body=xml("<Delete><Quiet>true</Quiet><Object><Key>x</Key></Object></Delete>")) +
+        request("POST", "/bucket-9?delete", body=b"<Delete><Object></Object></Delete>") +
+        request("DELETE", "/bucket-9")),
+    "copy": (4,
+        put("/bucket-10", b"") + put("/bucket-10?versioning", VERSIONING_ON) + put("/bucket-10/src", HELLO,
+                                                                       [("x-amz-meta-a", "1")]) +
+        put("/bucket-10/dst2", b"", [("x-amz-copy-source", "bucket-10/src?versionId={V}"),
+                              ("x-amz-metadata-directive", "REPLACE"), ("Content-Type", "text/x"),
+                              ("x-amz-copy-source-if-match", '"%s"' % md5_hex(HELLO)),
+                              ("x-amz-copy-source-if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT")]) +
+        put("/bucket-10/dst", b"", [("x-amz-copy-source", "/bucket-10/src")]) +
+        put("/bucket-10/src", b"", [("x-amz-copy-source", "/bucket-10/src")]) +
+        put("/bucket-10/dst3", b"", [("x-amz-copy-source", "/bucket-10/src"), ("x-amz-copy-source-if-none-match", "*")]) +
+        put("/bucket-10/dst4", b"", [("x-amz-copy-source", "/nobucket")]) +
+        request("GET", "/bucket-10/dst2") + request("GET", "/bucket-10?versions")),
+    "multipart": (2,
+        put("/bucket-11", b"") +
+        request("POST", "/bucket-11/big?uploads", [("Content-Type", "application/x-big"), ("x-amz-meta-m", "v")]) +
+        put("/bucket-11/big?partNumber=1&uploadId={U}", PART_1, [("Content-MD5", md5_b64(PART_1))]) +
+        put("/bucket-11/big?partNumber=2&uploadId={U}", PART_2) +
+        request("GET", "/bucket-11/big?uploadId={U}") +
+        request("GET", "/bucket-11/big?uploadId={U}&max-parts=1&part-number-marker=1") +
+        request("GET", "/bucket-11?uploads&prefix=b&key-marker=a&max-uploads=5") +
+        request("POST", "/bucket-11/big?uploadId={U}", body=complete((1, PART_1), (2, PART_2))) +
+        request("GET", "/bucket-11/big", [("Range", "bytes=30-40")]) + request("HEAD", "/bucket-11/big") +
+        request("POST", "/bucket-11/big?uploadId={U}", body=complete((1, PART_1)))),
+    "multipart-copy-abort": (4,
+        put("/bucket-12", b"") + put("/bucket-12/src", bytes(range(256)) * 16) +
+        request("POST", "/bucket-12/joined?uploads") +
+        put("/bucket-12/joined?partNumber=1&uploadId={U}", b"", [("x-amz-copy-source", "/bucket-12/src"),
+                                                          ("x-amz-copy-source-range", "bytes=0-1023")]) +
+        put("/bucket-12/joined?partNumber=2&uploadId={U}", b"", [("x-amz-copy-source", "/bucket-12/src"),
+                                                          ("x-amz-copy-source-range", "bytes=4000-4095")]) +
+        put("/bucket-12/joined?partNumber=3&uploadId={U}", b"", [("x-amz-copy-source", "/bucket-12/src"),
+                                                          ("x-amz-copy-source-range", "bytes=-5")]) +
+        request("POST", "/bucket-12/joined?uploadId={U}", body=xml(
+            "<CompleteMultipartUpload><Part><PartNumber>2</PartNumber><ETag>x</ETag></Part>"
+            "<Part><PartNumber>1</PartNumber><ETag>y</ETag></Part></CompleteMultipartUpload>")) +
+        request("GET", "/bucket-12?uploads") + request("DELETE", "/bucket-12/joined?uploadId={U}") +
+        request("DELETE", "/bucket-12/joined?uploadId={U}") +
+        request("POST", "/bucket-12/other?uploads") + request("DELETE", "/bucket-12") +
+        request("DELETE", "/bucket-12/src") + request("DELETE", "/bucket-12")),
+    # An object of three parts (three blobs), a copy of it, parts copied from it (a
+    # range that spans its extents, and all of it: a part's ETag is the MD5 of its
+    # bytes), ranged reads across the extents; a 40 KiB body read straight into its blob.
+    "extents": (3,
+        put("/bucket-15", b"") +
+        request("POST", "/bucket-15/three?uploads") +
+        put("/bucket-15/three?partNumber=1&uploadId={U}", PART_1) +
+        put("/bucket-15/three?partNumber=2&uploadId={U}", PART_2 * 2) +
+        put("/bucket-15/three?partNumber=3&uploadId={U}", HELLO) +
+        request("POST", "/bucket-15/three?uploadId={U}",
+                body=complete((1, PART_1), (2, PART_2 * 2), (3, HELLO))) +
+        request("GET", "/bucket-15/three", [("Range", "bytes=30-60")]) +
+        put("/bucket-15/copied", b"", [("x-amz-copy-source", "/bucket-15/three")]) +
+        request("POST", "/bucket-15/spans?uploads") +
+        put("/bucket-15/spans?partNumber=1&uploadId={U}", b"",
+            [("x-amz-copy-source", "/bucket-15/copied"), ("x-amz-copy-source-range", "bytes=20-55")]) +
+        put("/bucket-15/spans?partNumber=2&uploadId={U}", b"",
+            [("x-amz-copy-source", "/bucket-15/three")]) +
+        request("POST", "/bucket-15/spans?uploadId={U}", body=xml(
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>%s</ETag></Part>"
+            "<Part><PartNumber>2</PartNumber><ETag>%s</ETag></Part></CompleteMultipartUpload>" % (
+                md5_hex((PART_1 + PART_2 * 2 + HELLO)[20:56]), md5_hex(PART_1 + PART_2 * 2 + HELLO)))) +
+        request("GET", "/bucket-15/spans", [("Range", "bytes=10-70")]) +
+        request("GET", "/bucket-15/spans?versionId=null", [("x-amz-checksum-mode", "ENABLED")]) +
+        put("/bucket-15/large", bytes(range(256)) * 160, [("Content-Type", "application/octet-stream")]) +
+        request("GET", "/bucket-15/large", [("Range", "bytes=100-40000")]) +
+        request("GET", "/bucket-15?list-type=2&max-keys=2")),
+    # Read lazily (the first byte / 5 is odd: tests/fuzz/fuzz_s3_http.c): GETs of an
+    # object of six parts (more blobs than a stream reads ahead) and of its copy stay
+    # unsent while the object is overwritten and the copy deleted (no token in between:
+    # a token reads the responses first); the streams must still send every byte.
+    "lazy-holds": (9,
+        put("/bucket-16", b"") +
+        request("POST", "/bucket-16/six?uploads") +
+        b"".join(put("/bucket-16/six?partNumber=%d&uploadId={U}" % n, b"%d" % n * (9 + n)) for n in range(1, 7)) +
+        request("POST", "/bucket-16/six?uploadId={U}",
+                body=complete(*[(n, b"%d" % n * (9 + n)) for n in range(1, 7)])) +
+        put("/bucket-16/copy", b"", [("x-amz-copy-source", "/bucket-16/six")]) +
+        request("GET", "/bucket-16/six") + request("GET", "/bucket-16/copy", [("Range", "bytes=5-70")]) +
+        put("/bucket-16/six", b"replaced") + request("DELETE", "/bucket-16/copy") +
+        request("GET", "/bucket-16/six") + request("DELETE", "/bucket-16/six") +
+        request("DELETE", "/bucket-16")),
+    "lazy-unversioned": (8,
+        put("/bucket-17", b"") +
+        request("POST", "/bucket-17/k?uploads") +
+        put("/bucket-17/k?partNumber=1&uploadId={U}", PART_1) +
+        put("/bucket-17/k?partNumber=2&uploadId={U}", PART_2) +
+        request("POST", "/bucket-17/k?uploadId={U}", body=complete((1, PART_1), (2, PART_2))) +
+        request("GET", "/bucket-17/k") + request("HEAD", "/bucket-17/k") +
+        request("POST", "/bucket-17/part-source?uploads") +
+        put("/bucket-17/part-source?partNumber=1&uploadId={U}", b"", [("x-amz-copy-source", "/bucket-17/k")]) +
+        request("GET", "/bucket-17/k", [("Range", "bytes=-10")]) +
+        request("DELETE", "/bucket-17/k") + request("DELETE", "/bucket-17/part-source?uploadId={U}") +
+        request("POST", "/bucket-17?delete", body=xml("<Delete><Object><Key>k</Key></Object></Delete>")) +
+        request("DELETE", "/bucket-17")),
+    "virtual-host": (0,
+        b"PUT / HTTP/1.1\r\nHost: vhost.localhost:6381\r\nContent-Length: 0\r\n\r\n"
+        b"PUT /key HTTP/1.1\r\nHost: vhost.localhost\r\nContent-Length: 3\r\n\r\nabc"
+        b"GET /key HTTP/1.1\r\nHost: VHOST.localhost\r\n\r\n"
+        b"GET /?list-type=2 HTTP/1.1\r\nHost: vhost.localhost\r\n\r\n"
+        b"GET /metrics HTTP/1.1\r\nHost: vhost.localhost\r\n\r\n"),
+    "errors": (3,
+        put("/bucket-13", b"") + request("GET", "/bucket-13?acl") + request("PUT", "/bucket-13/k?tagging", body=b"") +
+        request("PUT", "/bucket-13/nolength", length=False) +
+        put("/bucket-13/md5", b"abc", [("Content-MD5", md5_b64(b"abd"))]) +
+        put("/bucket-13/md5bad", b"abc", [("Content-MD5", "xx")]) +
+        put("/bucket-13/sha", b"abc", [("x-amz-content-sha256", "0" * 64)]) +
+        put("/bucket-13/crc", b"abc", [("x-amz-checksum-crc32c", "AAAAAA==")]) +
+        put("/bucket-13/meta", b"abc", [("x-amz-meta-big", "x" * 2100)]) +
+        put("/bucket-13/k?partNumber=0&uploadId=x", b"abc") + put("/bucket-13/k?partNumber=1&uploadId=x", b"abc") +
+        request("POST", "/bucket-13?delete", body=b"<Delete><Object><Key>a</Key>") +
+        request("PATCH", "/bucket-13/k") + request("POST", "/bucket-13/k") + request("PUT", "/", body=b"") +
+        put("/" + "b" * 70 + "/k", b"") + put("/nobucket/k", b"x") +
+        put("/bucket-13/" + "k" * 1100, b"x") +
+        put("/bucket-13/expect", b"12345", [("Expect", "100-continue")]) +
+        put("/bucket-13/big", b"", [("Content-Length", "6000000000")])),
+    "signatures": (1,
+        request("GET", "/", [SIGNED, SIGNED_DATE, UNSIGNED_PAYLOAD]) +
+        request("GET", "/?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=any%2F20240101%2Fus-east-1%2Fs3"
+                "%2Faws4_request&X-Amz-Date=20240101T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host"
+                "&X-Amz-Signature=" + "0" * 64) +
+        request("GET", "/health", [("Authorization", "AWS any:c2lnbmF0dXJl")]) +
+        request("GET", "/?AWSAccessKeyId=any&Signature=x&Expires=1")),
+    "operator-paths": (4,
+        request("GET", "/health") + put("/keys/k", b"value") + request("GET", "/keys/k") +
+        put("/bucket-14", b"") + put("/bucket-14/keys", b"object") + request("GET", "/bucket-14/keys") +
+        request("GET", "/info") + request("GET", "/bucket-14%2Fkeys")),
+}
+
+for name, (pieces, data) in S3_HTTP_SEEDS.items():
+    write("s3_http", name, data, pieces)
