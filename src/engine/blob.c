@@ -850,6 +850,15 @@ static size_t chunk_length(const struct blob_open *file, uint32_t chunk) {
     return left < file->chunk_size ? (size_t)left : file->chunk_size;
 }
 
+/* The bytes of buffer a read of FILE's chunks needs: a chunk, or the whole data rounded
+ * up to the alignment when the blob is smaller than one chunk (so that many small
+ * objects pipelined to one client do not each hold a chunk-sized buffer). */
+static size_t buffer_size_for(const struct blob_open *file) {
+    if (file->length >= file->chunk_size) return file->chunk_size;
+    uint64_t rounded = (file->length + BLOB_ALIGNMENT - 1) / BLOB_ALIGNMENT * BLOB_ALIGNMENT;
+    return rounded == 0 ? BLOB_ALIGNMENT : (size_t)rounded;
+}
+
 /* Checks chunk CHUNK of FILE, LENGTH bytes at DATA, as read with RESULT (bytes read or a
  * negative errno): it must be whole and match its sum. Logs a failure. */
 static enum blob_status check_chunk(const struct blob_open *file, uint32_t chunk,
@@ -880,10 +889,11 @@ enum blob_status blob_reader_read(struct blob_reader *reader, uint64_t offset, u
         const struct blob_open *file = step_blob(reader, &step);
         size_t whole = chunk_length(file, step.chunk);
         uint64_t start = (uint64_t)step.chunk * file->chunk_size;
-        if (reader->scratch_size != file->chunk_size) {
+        size_t needed = buffer_size_for(file);
+        if (reader->scratch_size < needed) {
             buffer_give(reader->scratch, reader->scratch_size);
-            reader->scratch = buffer_take(file->chunk_size);
-            reader->scratch_size = reader->scratch != NULL ? file->chunk_size : 0;
+            reader->scratch = buffer_take(needed);
+            reader->scratch_size = reader->scratch != NULL ? needed : 0;
             if (reader->scratch == NULL) {
                 step_done(reader, &step);
                 return BLOB_NO_MEMORY;
@@ -1161,11 +1171,12 @@ static void start_read(struct blob_reader *reader, struct send_slot *slot) {
         uint64_t start = (uint64_t)slot->step.chunk * file->chunk_size;
         advise_ahead(reader, file, start, start + slot->chunk_length,
                      range_maybe_cold(file, start, slot->chunk_length));
-        if (slot->buffer_size != file->chunk_size) {
-            /* The first chunk read, or a blob of another chunk size than the last. */
+        size_t needed = buffer_size_for(file);
+        if (slot->buffer_size < needed) {
+            /* The first chunk read, or a blob of larger chunks than the last. */
             buffer_give(slot->buffer, slot->buffer_size);
-            slot->buffer = buffer_take(file->chunk_size);
-            slot->buffer_size = slot->buffer != NULL ? file->chunk_size : 0;
+            slot->buffer = buffer_take(needed);
+            slot->buffer_size = slot->buffer != NULL ? needed : 0;
             if (slot->buffer == NULL) slot->failure = BLOB_NO_MEMORY;
         }
     }
