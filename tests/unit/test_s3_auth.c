@@ -907,7 +907,7 @@ static bool chunked_example_auth(bool trailer, struct s3_auth *auth) {
         "Content-Encoding: aws-chunked",
         "x-amz-decoded-content-length: 66560",
         "Content-Length: 66824",
-        trailer ? "x-amz-trailer: x-amz-checksum-crc32c" : "x-amz-meta-unsigned: yes",
+        trailer ? "x-amz-trailer: x-amz-checksum-crc32c" : "User-Agent: not signed, not x-amz",
         trailer ? "Authorization: AWS4-HMAC-SHA256 Credential=" CREDENTIAL
                   ",SignedHeaders=content-encoding;host;x-amz-content-sha256;x-amz-date;"
                   "x-amz-decoded-content-length;x-amz-storage-class;x-amz-trailer,"
@@ -922,6 +922,31 @@ static bool chunked_example_auth(bool trailer, struct s3_auth *auth) {
                            EXAMPLE_MS, auth, &error);
     if (!ok) fprintf(stderr, "    %s: %s\n", error.code, error.message);
     return ok;
+}
+
+/* An x-amz-* header that is not among the signed headers is refused, as S3 refuses it
+ * (an unsigned x-amz-copy-source would turn a presigned PUT into a copy). */
+static void test_unsigned_amz_header_refused(void) {
+    const char *lines[] = {
+        "Host: s3.amazonaws.com",
+        "x-amz-date: 20130524T000000Z",
+        "x-amz-storage-class: REDUCED_REDUNDANCY",
+        "x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        "Content-Encoding: aws-chunked",
+        "x-amz-decoded-content-length: 66560",
+        "Content-Length: 66824",
+        "x-amz-meta-unsigned: yes",
+        "Authorization: AWS4-HMAC-SHA256 Credential=" CREDENTIAL
+        ",SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;"
+        "x-amz-date;x-amz-decoded-content-length;x-amz-storage-class,"
+        "Signature=" SEED_SIGNATURE,
+    };
+    struct s3_auth auth;
+    struct s3_error error;
+    CHECK(!authenticate("PUT", "/examplebucket/chunkObject.txt", "", lines, COUNT(lines),
+                        EXAMPLE_MS, &auth, &error));
+    CHECK(error.status == 403 && strcmp(error.code, "AccessDenied") == 0);
+    CHECK(strstr(error.message, "not signed") != NULL);
 }
 
 /* The documented body: 64 KiB of 'a', 1 KiB of 'a', the empty chunk, then TAIL. */
@@ -1257,6 +1282,7 @@ int main(void) {
     RUN_TEST(test_presigned_url);
     RUN_TEST(test_refusals);
     RUN_TEST(test_chunked_example);
+    RUN_TEST(test_unsigned_amz_header_refused);
     RUN_TEST(test_chunked_refusals);
     RUN_TEST(test_chunked_trailer_example);
     RUN_TEST(test_unsigned_trailer);
