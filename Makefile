@@ -269,7 +269,7 @@ integration-fault: $(FAULT)/strata-server $(BUILD)/strata-server
 # committed corpus and every kept regression input, then runs FUZZ_CHECK_SECONDS of new
 # cases per target; any crash fails it.
 FUZZ_SECONDS       ?= 600
-FUZZ_CHECK_SECONDS ?= 30
+FUZZ_CHECK_SECONDS ?= 15
 FUZZ_OPTIONS       := -rss_limit_mb=4096 -timeout=10 -max_len=65536
 # The committed inputs of target $$name: its corpus, and its regressions where it has any
 # (git keeps no empty folder, so a target with none has no regressions folder).
