@@ -26,12 +26,12 @@ FUZZ_CC        := clang
 CFLAGS_FUZZ    := $(COMMON) -O1 -fno-omit-frame-pointer -DSTRATA_CHECKS \
                   -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_TARGETS   := fuzz_resp fuzz_native fuzz_http fuzz_s3 fuzz_s3_http
-LIBS      := -pthread -lxxhash -luring -lisal -lcrypto -lm
+LIBS      := -pthread -lxxhash -luring -lisal -lcrypto -lsodium -lm
 
 # The status page is embedded in the binary: build/gen/status_page.c is generated from
 # src/observe/status_page.html (od is in coreutils, so nothing extra is needed).
 GENERATED_SOURCES := $(BUILD)/gen/status_page.c
-LIBRARY_SOURCES := $(wildcard src/base/*.c src/engine/*.c src/net/*.c src/proto/*/*.c src/observe/*.c) \
+LIBRARY_SOURCES := $(wildcard src/base/*.c src/engine/*.c src/net/*.c src/access/*.c src/proto/*/*.c src/observe/*.c) \
                    $(GENERATED_SOURCES)
 SERVER_SOURCES  := $(wildcard src/server/*.c)
 UNIT_SOURCES    := $(wildcard tests/unit/test_*.c)
@@ -160,6 +160,8 @@ UNIT_ROOMS_test_resp_parser = $(call objects,$(1),src/proto/resp/resp_parser.c) 
 S3_ROOM_SOURCES             = src/proto/s3/s3_auth.c src/proto/s3/s3_xml.c $(BASE_SOURCES)
 UNIT_ROOMS_test_s3_auth     = $(call objects,$(1),$(S3_ROOM_SOURCES))
 UNIT_ROOMS_test_s3_xml      = $(call objects,$(1),$(S3_ROOM_SOURCES))
+# Users and rights: the access room over the base room.
+UNIT_ROOMS_test_access      = $(call objects,$(1),src/access/access.c $(BASE_SOURCES))
 unit_rooms = $(if $(value UNIT_ROOMS_$(2)),$(call UNIT_ROOMS_$(2),$(1)),\
                   $(call objects,$(1),$(LIBRARY_SOURCES)))
 .SECONDEXPANSION:

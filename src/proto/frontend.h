@@ -12,6 +12,7 @@
 #include "base/options.h"
 #include "net/net.h"
 
+struct access;
 struct http_extension;
 struct namespace_table;
 struct objects;
@@ -24,6 +25,7 @@ struct frontend_environment {
     struct store *store;                         /* the default namespace's store */
     struct namespace_table *namespaces;          /* every namespace, default included */
     struct objects *objects;                     /* buckets and durable objects */
+    struct access *access;                       /* users, rights, credentials */
     const struct http_extension *http_extension; /* the S3 API, served on the HTTP port */
     struct options *options;                     /* read live; CONFIG SET may change numbers */
     struct stats *stats;                         /* INFO, /metrics, the life-cycle state */

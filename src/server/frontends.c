@@ -1,5 +1,6 @@
 /* The table of front ends. Adding a front end is a folder under src/proto/ that exports
  * a `struct frontend`, and one row here (docs/architecture.md). */
+#include "access/access.h"
 #include "engine/engine_options.h"
 #include "net/net.h"
 #include "server/server.h"
@@ -18,8 +19,9 @@ const int frontend_count = (int)(sizeof(frontend_table) / sizeof(frontend_table[
 
 int frontends_declare_tables(void) {
     if (options_declare(&server_options) != 0 || options_declare(&net_options) != 0 ||
-        options_declare(&engine_options) != 0 || options_declare(&s3_options) != 0 ||
-        metrics_declare(&net_metrics) != 0) {
+        options_declare(&engine_options) != 0 || options_declare(&access_options) != 0 ||
+        options_declare(&s3_options) != 0 || metrics_declare(&net_metrics) != 0 ||
+        metrics_declare(&access_metrics) != 0) {
         return -1;
     }
     if (frontend_count > FRONTENDS_MAX) return -1;

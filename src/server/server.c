@@ -2,6 +2,7 @@
  * ends, listeners, workers, housekeeping), the wait for a stop signal, and the stop.
  * The front ends come from the table in frontends.c; nothing here names a protocol. */
 #include "server/server.h"
+#include "access/access.h"
 #include "base/checks.h"
 #include "base/fault.h"
 #include "base/log.h"
@@ -18,6 +19,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -169,8 +172,35 @@ static void tune_allocator(void) {
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
 }
 
+/* strata-server --hash-password: reads a password from standard input (one line, its
+ * newline dropped) and prints the users file rule that holds its hash. Returns the exit
+ * status. */
+static int hash_password(void) {
+    char *line = NULL;
+    size_t capacity = 0;
+    ssize_t length = getline(&line, &capacity, stdin);
+    if (length < 0) {
+        fprintf(stderr, "strata-server: --hash-password reads a password from standard input\n");
+        free(line);
+        return 2;
+    }
+    while (length > 0 && (line[length - 1] == '\n' || line[length - 1] == '\r'))
+        line[--length] = '\0';
+    char hash[ACCESS_HASH_MAX];
+    int status = access_hash_password(line, (size_t)length, hash);
+    memset(line, 0, (size_t)length);
+    free(line);
+    if (status != 0) {
+        fprintf(stderr, "strata-server: cannot hash the password (out of memory)\n");
+        return 1;
+    }
+    printf("#%s\n", hash);
+    return 0;
+}
+
 int server_configure(struct server *server, int argc, char **argv) {
     tune_allocator();
+    if (argc == 2 && strcmp(argv[1], "--hash-password") == 0) return hash_password();
     server->lock_fd = -1;
     server->log_fd = -1;
     if (frontends_declare_tables() != 0) die_usage("the option or metric table is full");
@@ -181,7 +211,10 @@ int server_configure(struct server *server, int argc, char **argv) {
         options_print_help(stdout, "strata-server",
                            "strata-server: a tiered data store for AI inference and training "
                            "that speaks\nthe Redis protocol and HTTP. With no options it listens "
-                           "on 127.0.0.1:6379\n(Redis protocol) and 127.0.0.1:6381 (HTTP).");
+                           "on 127.0.0.1:6379\n(Redis protocol) and 127.0.0.1:6381 (HTTP).\n\n"
+                           "strata-server --hash-password reads a password on standard input "
+                           "and prints\nthe '#HASH' rule that gives it to a user in a --users "
+                           "file.");
         return 0;
     case OPTIONS_PARSE_VERSION:
         printf("strata-server %s\n", STRATA_VERSION);
@@ -212,6 +245,63 @@ int server_configure(struct server *server, int argc, char **argv) {
         snprintf(server->config_file, sizeof(server->config_file), "%s", config);
     }
     return -1;
+}
+
+/* True when every address HOST names is a loopback address (127.0.0.0/8, ::1). */
+static bool is_loopback(const char *host) {
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    struct addrinfo *results = NULL;
+    if (getaddrinfo(host, NULL, &hints, &results) != 0) return false;
+    bool loopback = results != NULL;
+    for (struct addrinfo *result = results; result != NULL; result = result->ai_next) {
+        if (result->ai_family == AF_INET) {
+            uint32_t address = ntohl(((struct sockaddr_in *)result->ai_addr)->sin_addr.s_addr);
+            loopback &= (address >> 24) == 127;
+        } else if (result->ai_family == AF_INET6) {
+            const struct in6_addr *address = &((struct sockaddr_in6 *)result->ai_addr)->sin6_addr;
+            loopback &= IN6_IS_ADDR_LOOPBACK(address) ||
+                        (IN6_IS_ADDR_V4MAPPED(address) && address->s6_addr[12] == 127);
+        } else {
+            loopback = false;
+        }
+    }
+    freeaddrinfo(results);
+    return loopback;
+}
+
+/* Protected mode: with no users configured (anyone who connects may do everything), the
+ * server listens on loopback only unless --insecure yes. Returns 0, or -1 with the
+ * reason and what to do in ERROR. */
+static int check_protected_mode(struct server *server, char *error, size_t error_size) {
+    if (!access_protected(server->access) ||
+        options_number(&server->options, ACCESS_OPTION(insecure)) == 1) {
+        return 0;
+    }
+    char *addresses = strdup(options_text(&server->options, NET_OPTION(bind)));
+    if (addresses == NULL) {
+        snprintf(error, error_size, "out of memory");
+        return -1;
+    }
+    int status = 0;
+    char *saved = NULL;
+    for (char *host = strtok_r(addresses, " ,", &saved); host != NULL;
+         host = strtok_r(NULL, " ,", &saved)) {
+        if (is_loopback(host)) continue;
+        snprintf(error, error_size,
+                 "protected mode: refusing to listen on '%.100s' with no users configured, "
+                 "since anyone who reaches the port could read, write and delete everything. "
+                 "Configure users (--users FILE, or --requirepass PASSWORD), or listen on "
+                 "loopback only (--bind 127.0.0.1), or, on a network you trust, turn "
+                 "protected mode off with --insecure yes (docs/security.md)",
+                 host);
+        status = -1;
+        break;
+    }
+    free(addresses);
+    return status;
 }
 
 /* Sets up every front end in the table and listens on its port. Returns 0, or -1 with
@@ -305,6 +395,8 @@ static int start_failed(struct server *server, const char *error) {
     server->stats = NULL;
     close_objects(server);
     stores_destroy(server, false);
+    access_destroy(server->access);
+    server->access = NULL;
     return 1;
 }
 
@@ -372,11 +464,18 @@ int server_start(struct server *server) {
     server->lock_fd = lock_data_directory(options_text(&server->options, SERVER_OPTION(dir)));
     if (server->lock_fd < 0) return 1;
     fit_descriptor_limit(&server->options);
+    char error[512];
+    server->access = access_create(&server->options, error, sizeof(error));
+    if (server->access == NULL || check_protected_mode(server, error, sizeof(error)) != 0) {
+        fprintf(stderr, "strata-server: %s\n", error);
+        access_destroy(server->access);
+        server->access = NULL;
+        return 1;
+    }
     int status = stores_create(server);
     if (status != 0) return status;
     server->options.on_change = server_apply_option;
     server->options.on_change_context = server;
-    char error[512];
     if (open_objects(server, error, sizeof(error)) != 0) return start_failed(server, error);
     struct stats_environment stats_environment = {
         .store = server->store,
@@ -393,6 +492,7 @@ int server_start(struct server *server) {
         .store = server->store,
         .namespaces = &server->namespaces,
         .objects = server->objects,
+        .access = server->access,
         .http_extension = s3_http_extension(server->s3),
         .options = &server->options,
         .stats = server->stats,
@@ -437,6 +537,11 @@ void server_wait_for_stop(struct server *server) {
             } else {
                 log_event(LOG_INFO, "log_reopened", "path=%s", path);
             }
+            if (options_text(&server->options, ACCESS_OPTION(users))[0] != '\0') {
+                char error[512];
+                if (access_reload(server->access, error, sizeof(error)) != 0)
+                    log_event(LOG_ERROR, "users_reload_failed", "reason=\"%s\"", error);
+            }
             continue;
         }
         log_event(LOG_INFO, "stopping", "reason=%s",
@@ -467,6 +572,8 @@ void server_stop(struct server *server) {
     server->stats = NULL;
     close_objects(server);
     stores_destroy(server, true);
+    access_destroy(server->access);
+    server->access = NULL;
     log_event(LOG_INFO, "stop", NULL);
     metrics_teardown();
     options_free(&server->options);

@@ -57,6 +57,7 @@ struct server {
     struct namespace_table namespaces;
     struct objects *objects;   /* buckets and durable objects (engine/objects.h) */
     struct s3_server *s3;      /* the S3 API on the HTTP port */
+    struct access *access;     /* users and rights (access/access.h) */
     uint64_t namespace_quotas; /* bytes of --memory given to namespaces other than default */
     struct frontend_environment environment;
     struct frontend_instance frontends[FRONTENDS_MAX];
