@@ -36,6 +36,9 @@ struct connection {
 };
 
 struct strata_client {
+    char *user;     /* NULL with no password: no AUTH */
+    char *password; /* wiped and freed by strata_close() */
+    bool authenticate;
     char host[256];
     int port;
     char name_space[256];
@@ -117,6 +120,14 @@ const char *strata_strerror(int code) {
         return "the parent key is not present";
     case STRATA_ERR_SYSTEM:
         return "system call failed";
+    case STRATA_ERR_NOAUTH:
+        return "authentication required: give a user and password";
+    case STRATA_ERR_WRONGPASS:
+        return "invalid user name or password, or the user is disabled";
+    case STRATA_ERR_NOPERM:
+        return "the user has no right to do this on the namespace";
+    case STRATA_ERR_THROTTLED:
+        return "too many failed authentications from this host; try again later";
     }
     return "unknown error";
 }
@@ -145,8 +156,10 @@ static int open_connection(strata_client *client) {
     return fd;
 }
 
-/* Takes a free connection from the pool, opening it if needed. Returns it, or NULL
- * with *ERROR set. */
+static int authenticate(strata_client *client, int fd);
+
+/* Takes a free connection from the pool, opening it if needed (and authenticating it
+ * when the client has credentials). Returns it, or NULL with *ERROR set. */
 static struct connection *acquire(strata_client *client, int *error) {
     pthread_mutex_lock(&client->lock);
     struct connection *found = NULL;
@@ -160,6 +173,13 @@ static struct connection *acquire(strata_client *client, int *error) {
     pthread_mutex_unlock(&client->lock);
     if (found->fd < 0) {
         int fd = open_connection(client);
+        if (fd >= 0 && client->authenticate) {
+            int refused = authenticate(client, fd);
+            if (refused != 0) {
+                close(fd);
+                fd = refused;
+            }
+        }
         if (fd < 0) {
             *error = fd;
             pthread_mutex_lock(&client->lock);
@@ -332,12 +352,39 @@ static int exchange(strata_client *client, struct connection *connection, struct
     return 0;
 }
 
-/* Whether an error leaves the connection's stream in an unknown state. */
+/* Whether an error leaves the connection's stream in an unknown state (or, NOAUTH, the
+ * server closed it). */
 static bool breaks_stream(int error) {
     return error == STRATA_ERR_TIMEOUT || error == STRATA_ERR_CLOSED ||
-           error == STRATA_ERR_PROTOCOL || error == STRATA_ERR_SYSTEM ||
-           error == STRATA_ERR_VERSION || error == STRATA_ERR_TOO_LARGE ||
-           error == STRATA_ERR_NO_MEMORY;
+           error == STRATA_ERR_NOAUTH || error == STRATA_ERR_PROTOCOL ||
+           error == STRATA_ERR_SYSTEM || error == STRATA_ERR_VERSION ||
+           error == STRATA_ERR_TOO_LARGE || error == STRATA_ERR_NO_MEMORY;
+}
+
+/* Sends AUTH with the client's credentials on the new connection FD and reads the
+ * answer. Returns 0, or an error (STRATA_ERR_WRONGPASS, STRATA_ERR_THROTTLED, a network
+ * error); the caller then closes FD. */
+static int authenticate(strata_client *client, int fd) {
+    int64_t deadline = now_ms() + client->timeout_ms;
+    struct request request;
+    if (!request_start(client, &request, STRATA_OP_AUTH, 1, 0, false)) {
+        request_free(&request);
+        return STRATA_ERR_NO_MEMORY;
+    }
+    size_t user_length = client->user != NULL ? strlen(client->user) : 0;
+    size_t password_length = strlen(client->password);
+    unsigned char entry[STRATA_AUTH_ENTRY_SIZE];
+    strata_store32(entry, (uint32_t)user_length);
+    strata_store32(entry + 4, (uint32_t)password_length);
+    bool ok = request_add(&request, entry, sizeof(entry)) &&
+              request_add(&request, client->user, user_length) &&
+              request_add(&request, client->password, password_length);
+    unsigned char header[STRATA_FRAME_HEADER_SIZE];
+    struct connection connection = {.fd = fd};
+    int error =
+        ok ? exchange(client, &connection, &request, header, deadline) : STRATA_ERR_NO_MEMORY;
+    request_free(&request);
+    return error;
 }
 
 /* Registers the client's region on CONNECTION if it is not yet. */
@@ -406,6 +453,10 @@ int strata_connect(const struct strata_config *config, strata_client **result) {
     if (config == NULL) config = &defaults;
     const char *name_space = config->name_space ? config->name_space : "default";
     if (strlen(name_space) == 0 || strlen(name_space) > 255) return STRATA_ERR_INVALID;
+    if ((config->user != NULL && strlen(config->user) > 128) ||
+        (config->password != NULL && strlen(config->password) > 1024)) {
+        return STRATA_ERR_INVALID;
+    }
     if (config->connections < 0 || config->connections > MAX_CONNECTIONS || config->port < 0 ||
         config->port > 65535 || config->timeout_ms < 0) {
         return STRATA_ERR_INVALID;
@@ -419,8 +470,15 @@ int strata_connect(const struct strata_config *config, strata_client **result) {
     client->timeout_ms = config->timeout_ms ? config->timeout_ms : DEFAULT_TIMEOUT_MS;
     client->connection_count = config->connections ? config->connections : DEFAULT_CONNECTIONS;
     client->shm_fd = -1;
+    client->authenticate = config->user != NULL || config->password != NULL;
+    client->user = config->user != NULL ? strdup(config->user) : NULL;
+    client->password = strdup(config->password != NULL ? config->password : "");
     client->connections = calloc((size_t)client->connection_count, sizeof(struct connection));
-    if (client->connections == NULL) {
+    if (client->connections == NULL || client->password == NULL ||
+        (config->user != NULL && client->user == NULL)) {
+        free(client->connections);
+        free(client->user);
+        free(client->password);
         free(client);
         return STRATA_ERR_NO_MEMORY;
     }
@@ -447,6 +505,11 @@ void strata_close(strata_client *client) {
     pthread_mutex_destroy(&client->lock);
     pthread_cond_destroy(&client->available);
     free(client->connections);
+    free(client->user);
+    if (client->password != NULL) {
+        explicit_bzero(client->password, strlen(client->password));
+        free(client->password);
+    }
     free(client);
 }
 

@@ -40,10 +40,18 @@ struct strata_config {
     const char *name_space; /* namespace every call names; NULL: "default" */
     int timeout_ms;         /* longest a call waits for the network; 0: 10000 */
     int connections;        /* size of the connection pool; 0: 4 */
+    /* Credentials (docs/security.md): with a user or a password set, every connection
+     * sends AUTH before anything else; NULL for both: none sent (the server's "default"
+     * user needs no password, or the Unix socket's peer uid names a user). */
+    const char *user;     /* NULL: "default" */
+    const char *password; /* NULL: "" */
 };
 
 /* Creates a client and opens its first connection (to fail early when the server is
- * not there). Returns 0 with *CLIENT set, or a negative error. */
+ * not there, or refuses the credentials). Returns 0 with *CLIENT set, or a negative
+ * error: STRATA_ERR_WRONGPASS (unknown user, wrong password, user off),
+ * STRATA_ERR_THROTTLED (too many failures from this host lately), STRATA_ERR_NOAUTH
+ * (the server wants credentials and none were given). */
 int strata_connect(const struct strata_config *config, strata_client **client);
 
 /* Closes every connection, unmaps the shared memory region, frees the client. No call

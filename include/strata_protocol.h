@@ -59,8 +59,10 @@ enum strata_opcode {
     STRATA_OP_PIN = 7,          /* key entries; pins for ARGUMENT ms; i32 statuses */
     STRATA_OP_UNPIN = 8,        /* key entries; i32 statuses */
     STRATA_OP_SHM_REGISTER = 9, /* one SHM_REGISTER entry; answers an empty body */
+    STRATA_OP_AUTH = 10,        /* one AUTH entry; answers an empty body (a refusal is a
+                                   frame status: WRONGPASS or THROTTLED) */
 };
-#define STRATA_OP_COUNT 10
+#define STRATA_OP_COUNT 11
 
 /* PUT entry: 56 bytes, then the key, the parent key, and (unless the value is in
  * shared memory) VALUE_LENGTH bytes of value.
@@ -110,6 +112,14 @@ enum {
  *   8  u64 size */
 #define STRATA_SHM_ENTRY_SIZE 16
 
+/* AUTH entry: 8 bytes, then the user name and the password (no terminators). A
+ * connection to a server with users must send AUTH before any other frame (PING
+ * included, as Redis does); another frame is answered STRATA_ERR_NOAUTH and the
+ * connection is closed.
+ *   0  u32 user_length      0 to 128; 0 means the user "default"
+ *   4  u32 password_length  0 to 1024 */
+#define STRATA_AUTH_ENTRY_SIZE 8
+
 /* Statuses: per entry in responses, and the return values of libstrata. */
 #define STRATA_OK                   0
 #define STRATA_ERR_NOT_FOUND        (-1)  /* no such key */
@@ -133,5 +143,15 @@ enum {
 #define STRATA_ERR_SHM              (-19) /* shared memory missing, unusable or out of range */
 #define STRATA_ERR_PARENT_MISSING   (-20) /* the parent key of a chained PUT is not present */
 #define STRATA_ERR_SYSTEM           (-21) /* a system call failed (errno) */
+#define STRATA_ERR_NOAUTH                                                                          \
+    (-22)                          /* authentication required: AUTH first (frame status;           \
+                                      the server closes the connection) */
+#define STRATA_ERR_WRONGPASS (-23) /* unknown user, wrong password, or user off */
+#define STRATA_ERR_NOPERM                                                                          \
+    (-24) /* the user lacks the right on the namespace (frame                                      \
+             status: nothing of the frame was done) */
+#define STRATA_ERR_THROTTLED                                                                       \
+    (-25) /* too many failed AUTHs from this client lately;                                        \
+             refused unchecked, try later */
 
 #endif

@@ -41,6 +41,10 @@ ERR_NOT_NATIVE = -18
 ERR_SHM = -19
 ERR_PARENT_MISSING = -20
 ERR_SYSTEM = -21
+ERR_NOAUTH = -22
+ERR_WRONGPASS = -23
+ERR_NOPERM = -24
+ERR_THROTTLED = -25
 
 PUT_IF_ABSENT = 1
 PUT_DURABLE = 2
@@ -67,7 +71,8 @@ _lib = _load_library()
 class _Config(ctypes.Structure):
     _fields_ = [("host", ctypes.c_char_p), ("port", ctypes.c_int),
                 ("name_space", ctypes.c_char_p), ("timeout_ms", ctypes.c_int),
-                ("connections", ctypes.c_int)]
+                ("connections", ctypes.c_int), ("user", ctypes.c_char_p),
+                ("password", ctypes.c_char_p)]
 
 
 class _PutItem(ctypes.Structure):
@@ -218,11 +223,19 @@ def kv_chain(tokens, block_size, extra=b""):
 
 
 class Client:
-    """A pool of connections to one strata server and namespace. Thread-safe."""
+    """A pool of connections to one strata server and namespace. Thread-safe.
+
+    With USER or PASSWORD, every connection authenticates first (docs/security.md); a
+    refusal raises Error with code ERR_WRONGPASS (or ERR_THROTTLED, or ERR_NOAUTH when
+    the server wants credentials and none were given)."""
 
     def __init__(self, host="127.0.0.1", port=6380, namespace="default", timeout_ms=10000,
-                 connections=4):
-        config = _Config(host.encode(), port, namespace.encode(), timeout_ms, connections)
+                 connections=4, user=None, password=None):
+        def text(value):
+            return value.encode() if isinstance(value, str) else value
+
+        config = _Config(host.encode(), port, namespace.encode(), timeout_ms, connections,
+                         text(user), text(password))
         handle = ctypes.c_void_p()
         _check(_lib.strata_connect(ctypes.byref(config), ctypes.byref(handle)), "connect")
         self._handle = handle

@@ -3,6 +3,8 @@
  *   test_libstrata PORT                 every check below against the server on PORT
  *   test_libstrata timeout PORT         PORT accepts but never answers: expect TIMEOUT
  *   test_libstrata keys                 prints the docs/kv-keys.md vectors' keys in hex
+ *   test_libstrata auth PORT USER PASS  credentials against a server whose USER (password
+ *                                       PASS) may read and write namespace "a" only
  *
  * Prints one line per failed check and exits 1 if any failed. */
 #include "strata.h"
@@ -251,8 +253,46 @@ static int print_key_vectors(void) {
     return 0;
 }
 
+/* AUTH from libstrata: the right password, a wrong one, none, and a namespace the user
+ * has no right on (tests/integration/test_native_auth.py). */
+static int test_auth(int port, const char *user, const char *password) {
+    struct strata_config config = {
+        .port = port, .name_space = "a", .user = user, .password = password, .connections = 2};
+    strata_client *client = NULL;
+    CHECK(strata_connect(&config, &client) == 0);
+    if (client != NULL) {
+        CHECK(strata_put(client, "c/auth", 6, "value", 5) == 0);
+        char buffer[8];
+        size_t length = 0;
+        CHECK(strata_get(client, "c/auth", 6, buffer, sizeof(buffer), &length) == 0);
+        CHECK(length == 5 && memcmp(buffer, "value", 5) == 0);
+        strata_close(client);
+    }
+    config.name_space = "b";
+    client = NULL;
+    CHECK(strata_connect(&config, &client) == 0); /* PING needs no right */
+    if (client != NULL) {
+        CHECK(strata_put(client, "c/auth", 6, "value", 5) == STRATA_ERR_NOPERM);
+        CHECK(strata_ping(client) == 0);
+        strata_close(client);
+    }
+    config.name_space = "a";
+    config.password = "not the password";
+    client = NULL;
+    CHECK(strata_connect(&config, &client) == STRATA_ERR_WRONGPASS && client == NULL);
+    config.user = NULL;
+    config.password = NULL;
+    CHECK(strata_connect(&config, &client) == STRATA_ERR_NOAUTH && client == NULL);
+    CHECK(strcmp(strata_strerror(STRATA_ERR_WRONGPASS),
+                 "invalid user name or password, or the user is disabled") == 0);
+    printf("auth: %d failures\n", failures);
+    return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "keys") == 0) return print_key_vectors();
+    if (argc == 5 && strcmp(argv[1], "auth") == 0)
+        return test_auth(atoi(argv[2]), argv[3], argv[4]);
     if (argc == 3 && strcmp(argv[1], "timeout") == 0) {
         struct strata_config config = {.port = atoi(argv[2]), .timeout_ms = 300};
         strata_client *client = NULL;

@@ -1,5 +1,6 @@
 /* Shared state and input driving for the fuzz targets (fuzz_common.h). */
 #include "fuzz_common.h"
+#include "access/access.h"
 #include "engine/engine_options.h"
 #include "net/net.h"
 #include "proto/http/http.h"
@@ -27,6 +28,7 @@ struct fuzz_world *fuzz_world(void) {
     if (options_declare(&net_options) != 0 || options_declare(&engine_options) != 0 ||
         options_declare(&s3_options) != 0 || options_declare(&resp_options) != 0 ||
         options_declare(&http_options) != 0 || options_declare(&native_options) != 0 ||
+        options_declare(&access_options) != 0 || metrics_declare(&access_metrics) != 0 ||
         metrics_declare(&net_metrics) != 0 || metrics_declare(&resp_metrics) != 0 ||
         metrics_declare(&http_metrics) != 0)
         abort();
@@ -55,6 +57,11 @@ struct fuzz_world *fuzz_world(void) {
     };
     world.stats = stats_create(&environment);
     if (world.stats == NULL) abort();
+    world.access = access_create(&world.options, error, sizeof(error));
+    if (world.access == NULL) {
+        fprintf(stderr, "fuzz: %s\n", error);
+        abort();
+    }
     stats_set_state(world.stats, SERVER_SERVING);
     for (int id = 0; id < options_count(); id++)
         initial_numbers[id] = options_number(&world.options, id);

@@ -18,12 +18,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct access;
+
 struct fuzz_world {
     struct options options;
     struct store *store;  /* the default namespace: DRAM only, 16 MiB */
     struct store *tenant; /* a second namespace, "tenant", 1 MiB */
     struct namespace_table namespaces;
     struct stats *stats;
+    struct access *access; /* no users configured: every session is "default", all rights */
 };
 
 /* The shared state, built on first use. Aborts if it cannot be built. */

@@ -33,13 +33,15 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
         struct native_environment environment = {
             .namespaces = &world->namespaces,
             .options = &world->options,
+            .access = world->access,
         };
         server = native_server_create(&environment);
         if (server == NULL) return 0;
     }
     struct output_queue output;
     output_queue_init(&output);
-    void *session = native_session_open(server, 1, "fuzz", &output, no_resume, NULL);
+    struct native_peer peer = {.name = "fuzz"};
+    void *session = native_session_open(server, 1, &peer, &output, no_resume, NULL);
     if (session == NULL) return 0;
     fuzz_drive(session, feed, &output, data, size);
     native_session_close(session);

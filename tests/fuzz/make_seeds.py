@@ -91,6 +91,8 @@ NATIVE_SEEDS = {
     "bad-checksum": frame(1, namespace() + put(b"k", b"v")[:24] + b"\1\2\3\4" + put(b"k", b"v")[28:], 1),
     "unknown": frame(77, namespace(), 0) + frame(2, namespace(b"nobody") + get(b"a"), 1),
     "shm": frame(9, namespace(b"") + struct.pack("<IIQ", 1, 0, 4096), 1),
+    "auth": frame(10, namespace(b"") + struct.pack("<II", 7, 3) + b"defaultpwd", 1) +
+    frame(10, namespace(b"") + struct.pack("<II", 0, 0), 1) + frame(0, namespace(b""), 0),
 }
 
 for name, data in NATIVE_SEEDS.items():

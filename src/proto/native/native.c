@@ -163,6 +163,23 @@ static void reply_results(struct native_session *session) {
     unsigned char header[STRATA_FRAME_HEADER_SIZE];
     uint32_t count = session->count;
     switch (session->opcode) {
+    case STRATA_OP_AUTH:
+        if (session->statuses[0] == STRATA_ERR_WRONGPASS) {
+            reply_error(session, STRATA_ERR_WRONGPASS,
+                        "WRONGPASS invalid username-password pair or user is disabled.");
+            return;
+        }
+        if (session->statuses[0] != STRATA_OK) {
+            char message[128];
+            snprintf(message, sizeof(message),
+                     "too many failed authentications from this client: try again in %lld ms",
+                     (long long)session->auth_retry_ms);
+            reply_error(session, session->statuses[0], message);
+            return;
+        }
+        write_frame_header(header, session->opcode, session->request_id, 0, 0, STRATA_OK);
+        output_queue_append(session->output, header, sizeof(header));
+        return;
     case STRATA_OP_SHM_REGISTER:
         if (session->statuses[0] != STRATA_OK) {
             reply_error(session, session->statuses[0],
@@ -258,6 +275,8 @@ static size_t entry_size(uint8_t opcode) {
         return STRATA_GET_ENTRY_SIZE;
     case STRATA_OP_SHM_REGISTER:
         return STRATA_SHM_ENTRY_SIZE;
+    case STRATA_OP_AUTH:
+        return STRATA_AUTH_ENTRY_SIZE;
     default:
         return STRATA_KEY_ENTRY_SIZE;
     }
@@ -311,6 +330,13 @@ static bool on_header(struct native_session *session, const unsigned char *heade
                  header[4], STRATA_PROTOCOL_VERSION);
         return fail_stream(session, STRATA_ERR_VERSION, message);
     }
+    /* Who the connection is, as of this frame: one atomic load unless the users changed. */
+    session->user =
+        access_identity_current(session->server->environment.access, &session->identity);
+    if (session->user == NULL && session->opcode != STRATA_OP_AUTH) {
+        return fail_stream(session, STRATA_ERR_NOAUTH,
+                           "NOAUTH Authentication required: send an AUTH frame first");
+    }
     session->body_remaining = strata_load64(header + 16);
     session->count = strata_load32(header + 24);
     session->argument = (int32_t)strata_load32(header + 28);
@@ -340,12 +366,16 @@ static bool on_namespace(struct native_session *session, const unsigned char *na
         fail_frame(session, STRATA_ERR_PROTOCOL, "unknown opcode");
         return false;
     }
-    if (opcode == STRATA_OP_PING || opcode == STRATA_OP_SHM_REGISTER) {
+    char message[160];
+    if (opcode == STRATA_OP_PING || opcode == STRATA_OP_SHM_REGISTER || opcode == STRATA_OP_AUTH) {
         session->ns = NULL;
     } else {
         session->ns = namespace_find(session->server->environment.namespaces, name, length);
+        if (!native_allowed(session, session->ns, name, length, message, sizeof(message))) {
+            fail_frame(session, STRATA_ERR_NOPERM, message);
+            return false;
+        }
         if (session->ns == NULL) {
-            char message[128];
             snprintf(message, sizeof(message), "unknown namespace '%.*s'",
                      (int)(length > 64 ? 64 : length), (const char *)name);
             fail_frame(session, STRATA_ERR_NAMESPACE, message);
@@ -358,7 +388,7 @@ static bool on_namespace(struct native_session *session, const unsigned char *na
         }
     }
     if ((opcode == STRATA_OP_PING && session->count != 0) ||
-        (opcode == STRATA_OP_SHM_REGISTER && session->count != 1) ||
+        ((opcode == STRATA_OP_SHM_REGISTER || opcode == STRATA_OP_AUTH) && session->count != 1) ||
         (opcode == STRATA_OP_MATCH_PREFIX && session->argument < 0) ||
         (opcode == STRATA_OP_PIN && (session->argument <= 0 || session->argument > MAX_LEASE_MS))) {
         fail_frame(session, STRATA_ERR_INVALID, "bad count or argument for this opcode");
@@ -385,6 +415,8 @@ static bool on_namespace(struct native_session *session, const unsigned char *na
     return false;
 }
 
+static bool on_entry_keys(struct native_session *session, const unsigned char *keys);
+
 /* The fixed part of an entry has arrived. */
 static bool on_entry(struct native_session *session, const unsigned char *entry) {
     size_t size = entry_size(session->opcode);
@@ -400,7 +432,14 @@ static bool on_entry(struct native_session *session, const unsigned char *entry)
     session->entry_flags = 0;
     session->parent_length = 0;
     session->value_length = 0;
-    if (session->opcode == STRATA_OP_PUT) {
+    if (session->opcode == STRATA_OP_AUTH) {
+        /* The user name and the password ride where a key and its parent would. */
+        session->parent_length = strata_load32(entry + 4);
+        if (session->key_length > ACCESS_NAME_MAX || session->parent_length > ACCESS_PASSWORD_MAX) {
+            return fail_stream(session, STRATA_ERR_PROTOCOL,
+                               "AUTH user name over 128 bytes or password over 1024");
+        }
+    } else if (session->opcode == STRATA_OP_PUT) {
         session->entry_flags = strata_load32(entry + 4);
         session->value_length = strata_load64(entry + 8);
         if (session->entry_flags & STRATA_PUT_PARENT)
@@ -408,7 +447,8 @@ static bool on_entry(struct native_session *session, const unsigned char *entry)
     } else if (session->opcode == STRATA_OP_GET) {
         session->entry_flags = strata_load32(entry + 4);
     }
-    if (session->key_length == 0 || session->key_length > 65536 || session->parent_length > 65536 ||
+    if ((session->opcode != STRATA_OP_AUTH && session->key_length == 0) ||
+        session->key_length > 65536 || session->parent_length > 65536 ||
         (session->entry_flags & STRATA_PUT_PARENT && session->parent_length == 0)) {
         return fail_stream(session, STRATA_ERR_PROTOCOL, "key or parent length out of range");
     }
@@ -429,14 +469,21 @@ static bool on_entry(struct native_session *session, const unsigned char *entry)
         session->keys_capacity = keys;
     }
     session->phase = PHASE_ENTRY_KEYS;
+    if (keys == 0) return on_entry_keys(session, NULL); /* AUTH as "default", no password */
     return false;
 }
 
 /* The key (and parent) of an entry have arrived. */
 static bool on_entry_keys(struct native_session *session, const unsigned char *keys) {
-    memcpy(session->keys, keys, (size_t)session->key_length + session->parent_length);
+    size_t size = (size_t)session->key_length + session->parent_length;
+    if (size > 0) memcpy(session->keys, keys, size);
     uint32_t index = session->entries_done;
     switch (session->opcode) {
+    case STRATA_OP_AUTH:
+        if (size > 0 && keys == session->staging)
+            explicit_bzero(session->staging, size); /* the password */
+        session->statuses[0] = native_authenticate(session);
+        return native_next_entry(session);
     case STRATA_OP_PUT:
         return native_start_put_value(session);
     case STRATA_OP_GET:
@@ -608,7 +655,7 @@ void native_server_destroy(struct native_server *server) {
     free(server);
 }
 
-void *native_session_open(struct native_server *server, uint64_t id, const char *peer,
+void *native_session_open(struct native_server *server, uint64_t id, const struct native_peer *peer,
                           struct output_queue *output, void (*resume)(void *handle),
                           void *resume_handle) {
     struct native_session *session = calloc(1, sizeof(*session));
@@ -618,7 +665,8 @@ void *native_session_open(struct native_server *server, uint64_t id, const char 
     session->resume = resume;
     session->resume_handle = resume_handle;
     session->id = id;
-    snprintf(session->peer, sizeof(session->peer), "%s", peer);
+    snprintf(session->peer, sizeof(session->peer), "%s", peer->name);
+    access_identity_init(server->environment.access, &session->identity);
     return session;
 }
 
@@ -627,6 +675,7 @@ void native_session_free(struct native_session *session) {
     if (session->block != NULL) value_block_release(session->block);
     drop_results(session);
     if (session->shm != NULL) munmap(session->shm, (size_t)session->shm_size);
+    access_identity_release(&session->identity);
     free(session->staging);
     free(session->keys);
     free(session->statuses);

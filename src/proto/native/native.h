@@ -26,12 +26,19 @@ extern struct option_group native_options;
 /* The identifier of native's option IDENTIFIER in the composed table. */
 #define NATIVE_OPTION(identifier) option_in_group(&native_options, NATIVE_OPTION_INDEX_##identifier)
 
+struct access;
 struct namespace_table;
 struct native_server;
 
 struct native_environment {
     struct namespace_table *namespaces; /* not owned; fixed after start-up */
     struct options *options;            /* read live: max-request, max-value */
+    struct access *access;              /* not owned: users and rights (access/access.h) */
+};
+
+/* Who is at the other end of a new connection. */
+struct native_peer {
+    const char *name; /* for logs and the failure throttle: "127.0.0.1:5", "unix:1234" */
 };
 
 /* What a client refused at max-clients receives (a response frame with an error). */
@@ -42,11 +49,13 @@ extern const unsigned char native_refusal[];
 struct native_server *native_server_create(const struct native_environment *environment);
 void native_server_destroy(struct native_server *server);
 
-/* Opens a session for a new connection. Returns it, or NULL if out of memory. A frame
+/* Opens a session for a new connection from PEER (borrowed for the call). The session
+ * starts as the user "default" if it needs no password; otherwise it must send AUTH
+ * first. Returns it, or NULL if out of memory. A frame
  * whose GET entries read flash is answered when the reads end (on the connection's
  * worker thread); the session then calls RESUME(RESUME_HANDLE) so the network layer
  * offers the input that waited. Values sent from flash piece by piece call it too. */
-void *native_session_open(struct native_server *server, uint64_t id, const char *peer,
+void *native_session_open(struct native_server *server, uint64_t id, const struct native_peer *peer,
                           struct output_queue *output, void (*resume)(void *handle),
                           void *resume_handle);
 

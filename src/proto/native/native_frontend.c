@@ -12,6 +12,7 @@ static void *setup(const struct frontend_environment *environment) {
     struct native_environment native = {
         .namespaces = environment->namespaces,
         .options = environment->options,
+        .access = environment->access,
     };
     return native_server_create(&native);
 }
@@ -28,7 +29,8 @@ static void listening_fields(void *state, char *text, size_t size) {
 
 static void *session_open(void *state, const struct net_connection_info *info,
                           struct output_queue *output) {
-    return native_session_open(state, info->id, info->peer, output, net_resume_callback,
+    struct native_peer peer = {.name = info->peer};
+    return native_session_open(state, info->id, &peer, output, net_resume_callback,
                                info->connection);
 }
 

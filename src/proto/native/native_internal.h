@@ -4,7 +4,9 @@
 #ifndef STRATA_PROTO_NATIVE_INTERNAL_H
 #define STRATA_PROTO_NATIVE_INTERNAL_H
 
+#include "access/access.h"
 #include "base/output_queue.h"
+#include "engine/namespaces.h"
 #include "engine/store.h"
 #include "engine/value_block.h"
 #include "proto/native/native.h"
@@ -53,6 +55,18 @@ struct native_session {
     uint64_t id;
     char peer[64];
     enum phase phase;
+
+    /* Who the connection is (access/access.h), and the rights of that user on each
+     * namespace, cached: rights[i] is valid for namespaces->list[i] when bit i of
+     * rights_known is set, and the cache belongs to rights_user (a user of a newer
+     * users table, after a reload or AUTH, starts it afresh). */
+    struct access_identity identity;
+    const struct access_user *user; /* the current user, as of the frame's header */
+    const struct access_user *rights_user;
+    uint64_t rights_known;
+    uint8_t rights[NAMESPACE_MAX_COUNT];
+    int32_t auth_status; /* AUTH: its outcome, for the reply */
+    int64_t auth_retry_ms;
 
     /* Bytes of a piece that arrived split across reads. */
     unsigned char *staging;
@@ -139,6 +153,23 @@ void native_start_get(struct native_session *session, struct get_result *result)
 /* Carries out a key entry (EXISTS, DELETE, TOUCH, PIN, UNPIN, MATCH_PREFIX). Returns
  * its status. */
 int32_t native_key_entry(struct native_session *session);
+
+/* ---- native_access.c: who may do what ------------------------------------------ */
+
+/* Checks that the session's user (session->user, not NULL) has the rights the frame's
+ * opcode needs on namespace NS (found by the caller), or on the namespace called NAME
+ * (LENGTH bytes) when NS is NULL (it does not exist: a user without the right hears
+ * NOPERM, not whether it exists). Cached per namespace while the user stays the same.
+ * Returns true when allowed; false after writing a NOPERM message into MESSAGE (SIZE
+ * bytes) and counting the refusal. */
+bool native_allowed(struct native_session *session, struct namespace *ns, const unsigned char *name,
+                    size_t length, char *message, size_t size);
+
+/* Carries out the AUTH entry just read (user name then password in session->keys, both
+ * wiped afterwards): on success the session's identity becomes that user. Returns the
+ * entry's status (STRATA_OK, STRATA_ERR_WRONGPASS, STRATA_ERR_THROTTLED); the slow
+ * password check runs on the calling worker thread. */
+int32_t native_authenticate(struct native_session *session);
 
 /* Maps a client's memfd (see STRATA_OP_SHM_REGISTER) described by ENTRY (its fixed
  * part, borrowed), replacing any region mapped before. Returns a status. */

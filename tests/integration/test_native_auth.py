@@ -1,0 +1,234 @@
+"""The native protocol's users and rights (docs/security.md, "The native protocol"): AUTH
+from libstrata, the Python binding and raw frames, NOAUTH before AUTH, NOPERM per
+namespace, failed attempts slowed down."""
+import os
+import socket
+import struct
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from conftest import ROOT, SANITIZED, SLOW, BINARY, Server
+
+sys.path.insert(0, os.path.join(ROOT, "client", "python"))
+import strata  # noqa: E402
+
+C_TESTS = os.path.join(ROOT, "build/asan" if SANITIZED else "build", "tests", "test_libstrata")
+
+PASSWORDS = {"admin": "admin-secret", "alice": "alice-secret", "reader": "reader-secret"}
+
+
+def password_hash(password):
+    result = subprocess.run([BINARY, "--hash-password"], input=password + "\n",
+                            capture_output=True, text=True, timeout=30 * SLOW, check=True)
+    return result.stdout.strip()  # "#$argon2id$..."
+
+
+def write_users(path):
+    hashes = {user: password_hash(password) for user, password in PASSWORDS.items()}
+    with open(path, "w") as users:
+        users.write("user default off\n"
+                    f"user admin on {hashes['admin']} namespace:*=all\n"
+                    f"user alice on {hashes['alice']} namespace:a=read,write\n"
+                    f"user reader on {hashes['reader']} namespace:a=read\n")
+    os.chmod(path, 0o600)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("native-auth")
+    write_users(directory / "users")
+    instance = Server(directory, "--memory", "256mb", "--ssd-size", "0",
+                      "--namespaces", "a=8mb,b=8mb", "--users", directory / "users")
+    yield instance
+    instance.stop()
+
+
+def connect(server, user, namespace="a", **options):
+    return strata.Client(port=server.native_port, namespace=namespace, user=user,
+                         password=PASSWORDS.get(user, "nope"), **options)
+
+
+# ---- raw frames ----------------------------------------------------------------------
+
+def frame(opcode, body, count, argument=0, request_id=7):
+    return (b"STRN" + bytes([1, opcode, 0, 0]) +
+            struct.pack("<QQIi", request_id, len(body), count, argument) + body)
+
+
+def name(namespace=b""):
+    return struct.pack("<H", len(namespace)) + namespace
+
+
+def auth_frame(user, password, request_id=1):
+    user, password = user.encode(), password.encode()
+    return frame(10, name() + struct.pack("<II", len(user), len(password)) + user + password, 1,
+                 request_id=request_id)
+
+
+def put_frame(namespace, key, value, request_id):
+    entry = (struct.pack("<IIQQII", len(key), 0, len(value), 0, strata.checksum(value), 0) +
+             b"\0" * 16 + struct.pack("<Q", 0) + key + value)
+    return frame(1, name(namespace) + entry, 1, request_id=request_id)
+
+
+def get_frame(namespace, key, request_id):
+    entry = struct.pack("<IIQQ", len(key), 0, 1 << 20, 0) + b"\0" * 16 + key
+    return frame(2, name(namespace) + entry, 1, request_id=request_id)
+
+
+def receive_exactly(sock, length):
+    data = b""
+    while len(data) < length:
+        piece = sock.recv(length - len(data))
+        if not piece:
+            raise ConnectionError("closed")
+        data += piece
+    return data
+
+
+def read_frame(sock):
+    """(opcode, request id, count, status, body) of one response frame."""
+    header = receive_exactly(sock, 32)
+    magic, version, opcode, _flags, request_id, length, count, status = struct.unpack(
+        "<4sBBHQQIi", header)
+    assert magic == b"STRN" and version == 1
+    return opcode, request_id, count, status, receive_exactly(sock, length)
+
+
+def closed_by_server(sock):
+    sock.settimeout(10 * SLOW)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def raw(server):
+    return socket.create_connection(("127.0.0.1", server.native_port), timeout=30 * SLOW)
+
+
+def metric(server, name_):
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics",
+                                timeout=30 * SLOW) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name_ + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name_} not in /metrics")
+
+
+# ---- AUTH ------------------------------------------------------------------------------
+
+def test_the_right_password_works_and_wrong_ones_do_not(server):
+    with connect(server, "alice") as client:
+        client.put(b"greeting", b"hello a")
+        buffer = bytearray(16)
+        assert buffer[:client.get(b"greeting", buffer)] == b"hello a"
+    for user, password in (("alice", "wrong"), ("mallory", "alice-secret")):
+        with pytest.raises(strata.Error) as refused:
+            strata.Client(port=server.native_port, namespace="a", user=user, password=password)
+        assert refused.value.code == strata.ERR_WRONGPASS
+    # No credentials at all: the server asks for them.
+    with pytest.raises(strata.Error) as refused:
+        strata.Client(port=server.native_port, namespace="a")
+    assert refused.value.code == strata.ERR_NOAUTH
+
+
+def test_c_library_authenticates(server):
+    result = subprocess.run([C_TESTS, "auth", str(server.native_port), "alice", "alice-secret"],
+                            capture_output=True, text=True, timeout=60 * SLOW)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "auth: 0 failures" in result.stdout
+
+
+def test_a_frame_before_auth_is_refused_and_the_connection_closed(server):
+    for first in (get_frame(b"a", b"greeting", 2), frame(0, name(), 0, request_id=2)):
+        with raw(server) as sock:
+            sock.sendall(first + get_frame(b"a", b"greeting", 3))
+            _opcode, request_id, count, status, message = read_frame(sock)
+            assert (request_id, count, status) == (2, 0, strata.ERR_NOAUTH)
+            assert message.startswith(b"NOAUTH")
+            assert closed_by_server(sock)  # and the pipelined GET is never answered
+    # A wrong AUTH leaves the connection open but unauthenticated.
+    with raw(server) as sock:
+        sock.sendall(auth_frame("alice", "wrong"))
+        _opcode, _request, _count, status, message = read_frame(sock)
+        assert status == strata.ERR_WRONGPASS and message.startswith(b"WRONGPASS")
+        sock.sendall(put_frame(b"a", b"sneaky", b"x", 3))
+        assert read_frame(sock)[3] == strata.ERR_NOAUTH
+        assert closed_by_server(sock)
+    with connect(server, "admin") as admin:
+        assert not admin.exists(b"sneaky")
+
+
+def test_rights_per_namespace_in_one_pipelined_batch(server):
+    with connect(server, "admin", namespace="b") as admin:
+        admin.put(b"secret", b"b's value")
+    denied_before = metric(server, "strata_access_denied_total")
+    with raw(server) as sock:
+        sock.sendall(auth_frame("alice", "alice-secret") +
+                     put_frame(b"a", b"mine", b"alice's", 2) +
+                     put_frame(b"b", b"secret", b"overwritten", 3) +
+                     get_frame(b"b", b"secret", 4) +
+                     get_frame(b"nowhere", b"secret", 5) +
+                     get_frame(b"a", b"mine", 6))
+        assert read_frame(sock)[3] == 0  # AUTH
+        _opcode, request_id, _count, status, body = read_frame(sock)
+        assert (request_id, status, body) == (2, 0, struct.pack("<i", 0))
+        for expected_id in (3, 4, 5):  # no right on b, nor on a namespace that does not exist
+            _opcode, request_id, count, status, message = read_frame(sock)
+            assert (request_id, count, status) == (expected_id, 0, strata.ERR_NOPERM)
+            assert message.startswith(b"NOPERM user 'alice'")
+        _opcode, request_id, _count, status, body = read_frame(sock)
+        assert (request_id, status) == (6, 0) and body[16:] == b"alice's"
+    assert metric(server, "strata_access_denied_total") >= denied_before + 3
+    with connect(server, "alice", namespace="b") as alice_on_b:
+        with pytest.raises(strata.Error) as refused:
+            alice_on_b.get(b"secret", bytearray(64))
+        assert refused.value.code == strata.ERR_NOPERM
+        with pytest.raises(strata.Error) as refused:
+            alice_on_b.put(b"secret", b"again")
+        assert refused.value.code == strata.ERR_NOPERM
+        alice_on_b.ping()  # the connection carries on
+    with connect(server, "admin", namespace="b") as admin:
+        buffer = bytearray(64)
+        assert buffer[:admin.get(b"secret", buffer)] == b"b's value"
+
+
+def test_read_only_users_read_but_do_not_write(server):
+    with connect(server, "alice") as alice:
+        alice.put(b"shared", b"from alice")
+    with connect(server, "reader") as reader:
+        buffer = bytearray(64)
+        assert buffer[:reader.get(b"shared", buffer)] == b"from alice"
+        assert reader.exists(b"shared")
+        assert reader.match_prefix([b"shared"]) == 1
+        for call in (lambda: reader.put(b"shared", b"from reader"),
+                     lambda: reader.delete(b"shared"),
+                     lambda: reader.pin_batch([b"shared"], 1000),
+                     lambda: reader.match_prefix([b"shared"], lease_ms=1000)):
+            with pytest.raises(strata.Error) as refused:
+                call()
+            assert refused.value.code == strata.ERR_NOPERM
+        assert buffer[:reader.get(b"shared", buffer)] == b"from alice"
+
+
+def test_repeated_failures_are_throttled(start_server, tmp_path):
+    write_users(tmp_path / "users")
+    throttled = start_server("--memory", "64mb", "--ssd-size", "0", "--namespaces", "a=8mb",
+                             "--users", tmp_path / "users")
+    codes = []
+    for _ in range(7):
+        with pytest.raises(strata.Error) as refused:
+            strata.Client(port=throttled.native_port, namespace="a", user="alice",
+                          password="wrong")
+        codes.append(refused.value.code)
+    assert codes[:5] == [strata.ERR_WRONGPASS] * 5
+    assert codes[-1] == strata.ERR_THROTTLED
+    with raw(throttled) as sock:
+        sock.sendall(auth_frame("alice", "alice-secret"))
+        _opcode, _request, _count, status, message = read_frame(sock)
+        assert status == strata.ERR_THROTTLED and b"try again in" in message
+    assert "event=auth_throttled" in throttled.read_log()
