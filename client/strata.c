@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +40,7 @@ struct strata_client {
     char *user;     /* NULL with no password: no AUTH */
     char *password; /* wiped and freed by strata_close() */
     bool authenticate;
+    char unix_socket[108]; /* sun_path; empty: TCP to host and port */
     char host[256];
     int port;
     char name_space[256];
@@ -134,8 +136,24 @@ const char *strata_strerror(int code) {
 
 /* ---- connections ----------------------------------------------------------------- */
 
-/* Opens a TCP connection to the server. Returns the descriptor or a negative error. */
+/* Opens a connection to the server's Unix socket. Returns the descriptor or a negative
+ * error. */
+static int open_unix_connection(strata_client *client) {
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    memcpy(address.sun_path, client->unix_socket, strlen(client->unix_socket) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return STRATA_ERR_SYSTEM;
+    if (connect(fd, (struct sockaddr *)&address, sizeof(address)) != 0) {
+        close(fd);
+        return STRATA_ERR_CONNECT;
+    }
+    return fd;
+}
+
+/* Opens a connection to the server (TCP, or its Unix socket). Returns the descriptor
+ * or a negative error. */
 static int open_connection(strata_client *client) {
+    if (client->unix_socket[0] != '\0') return open_unix_connection(client);
     char port[16];
     snprintf(port, sizeof(port), "%d", client->port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
@@ -453,7 +471,9 @@ int strata_connect(const struct strata_config *config, strata_client **result) {
     if (config == NULL) config = &defaults;
     const char *name_space = config->name_space ? config->name_space : "default";
     if (strlen(name_space) == 0 || strlen(name_space) > 255) return STRATA_ERR_INVALID;
-    if ((config->user != NULL && strlen(config->user) > 128) ||
+    if ((config->unix_socket != NULL &&
+         (config->unix_socket[0] == '\0' || strlen(config->unix_socket) >= 108)) ||
+        (config->user != NULL && strlen(config->user) > 128) ||
         (config->password != NULL && strlen(config->password) > 1024)) {
         return STRATA_ERR_INVALID;
     }
@@ -464,6 +484,8 @@ int strata_connect(const struct strata_config *config, strata_client **result) {
     strata_client *client = calloc(1, sizeof(*client));
     if (client == NULL) return STRATA_ERR_NO_MEMORY;
     snprintf(client->host, sizeof(client->host), "%s", config->host ? config->host : "127.0.0.1");
+    if (config->unix_socket != NULL)
+        snprintf(client->unix_socket, sizeof(client->unix_socket), "%s", config->unix_socket);
     client->port = config->port ? config->port : DEFAULT_PORT;
     snprintf(client->name_space, sizeof(client->name_space), "%s", name_space);
     client->name_space_length = strlen(client->name_space);

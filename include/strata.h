@@ -45,6 +45,9 @@ struct strata_config {
      * user needs no password, or the Unix socket's peer uid names a user). */
     const char *user;     /* NULL: "default" */
     const char *password; /* NULL: "" */
+    /* The server's Unix socket (--unix-socket PATH): connect there instead of host and
+     * port. Needed for shared memory (strata_shm_create()). NULL: TCP. */
+    const char *unix_socket;
 };
 
 /* Creates a client and opens its first connection (to fail early when the server is

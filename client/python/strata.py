@@ -72,7 +72,7 @@ class _Config(ctypes.Structure):
     _fields_ = [("host", ctypes.c_char_p), ("port", ctypes.c_int),
                 ("name_space", ctypes.c_char_p), ("timeout_ms", ctypes.c_int),
                 ("connections", ctypes.c_int), ("user", ctypes.c_char_p),
-                ("password", ctypes.c_char_p)]
+                ("password", ctypes.c_char_p), ("unix_socket", ctypes.c_char_p)]
 
 
 class _PutItem(ctypes.Structure):
@@ -227,15 +227,17 @@ class Client:
 
     With USER or PASSWORD, every connection authenticates first (docs/security.md); a
     refusal raises Error with code ERR_WRONGPASS (or ERR_THROTTLED, or ERR_NOAUTH when
-    the server wants credentials and none were given)."""
+    the server wants credentials and none were given). With UNIX_SOCKET (the server's
+    --unix-socket path) it connects there instead of HOST and PORT: shared memory
+    (shm_create) needs it."""
 
     def __init__(self, host="127.0.0.1", port=6380, namespace="default", timeout_ms=10000,
-                 connections=4, user=None, password=None):
+                 connections=4, user=None, password=None, unix_socket=None):
         def text(value):
             return value.encode() if isinstance(value, str) else value
 
         config = _Config(host.encode(), port, namespace.encode(), timeout_ms, connections,
-                         text(user), text(password))
+                         text(user), text(password), text(unix_socket))
         handle = ctypes.c_void_p()
         _check(_lib.strata_connect(ctypes.byref(config), ctypes.byref(handle)), "connect")
         self._handle = handle

@@ -27,6 +27,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static const struct option_definition net_option_definitions[] = {
@@ -99,8 +101,16 @@ struct protocol {
 struct listener {
     struct tag tag;
     int fd;
-    struct protocol *protocol;
+    struct protocol *protocol; /* NULL on the Unix socket: the first bytes choose */
     char address[64];
+    /* The Unix socket (net_server_listen_unix()): the protocols its connections may
+     * speak, in the order they are asked, and its file, removed at the end if still
+     * the one bound (same device and inode). */
+    struct protocol *choices[NET_UNIX_PROTOCOLS_MAX];
+    int choice_count;
+    char *path;
+    dev_t device;
+    ino_t inode;
 };
 
 struct worker;
@@ -120,6 +130,18 @@ struct connection {
     bool closing;        /* close once the output is sent */
     int busy;            /* inside service() or a handler call: resume only marks */
     bool resume_pending; /* net_connection_resume() was called while busy */
+    /* A connection of the Unix socket: read with recvmsg() for descriptors; until its
+     * first bytes choose a protocol (protocol and session NULL), those bytes and any
+     * descriptors wait here. */
+    bool unix_socket;
+    const struct listener *sniffing;
+    unsigned char sniffed[NET_SNIFF_MAX];
+    size_t sniffed_length;
+    int held[NET_DESCRIPTORS_MAX];
+    int held_count;
+    pid_t peer_pid;
+    uid_t peer_uid;
+    gid_t peer_gid;
 };
 
 struct worker {
@@ -304,7 +326,9 @@ static void close_connection(struct connection *connection) {
     struct net_server *server = worker->server;
     epoll_ctl(worker->epoll_fd, EPOLL_CTL_DEL, connection->fd, NULL);
     close(connection->fd);
-    connection->protocol->handler.close(connection->session);
+    if (connection->session != NULL) connection->protocol->handler.close(connection->session);
+    for (int i = 0; i < connection->held_count; i++)
+        close(connection->held[i]);
     output_queue_clear(&connection->output);
     free(connection->leftover);
     if (connection->previous != NULL) {
@@ -465,8 +489,22 @@ static bool service(struct connection *connection) {
     return true;
 }
 
+static void unix_sniff(struct connection *connection);
+static ssize_t unix_receive(struct connection *connection, void *buffer, size_t length);
+
+/* Reads what the socket has (up to LENGTH bytes into BUFFER), as read(2) does; on the
+ * Unix socket also takes the descriptors that came along. */
+static ssize_t connection_receive(struct connection *connection, void *buffer, size_t length) {
+    if (connection->unix_socket) return unix_receive(connection, buffer, length);
+    return read(connection->fd, buffer, length);
+}
+
 static void connection_readable(struct connection *connection) {
     ASSERT_ON_WORKER(connection);
+    if (connection->protocol == NULL) {
+        unix_sniff(connection); /* its first bytes have not chosen a protocol yet */
+        return;
+    }
     struct worker *worker = connection->worker;
     const struct net_handler *handler = &connection->protocol->handler;
     connection->busy++; /* a resume from inside a handler call waits for service() */
@@ -478,14 +516,14 @@ static void connection_readable(struct connection *connection) {
         if (handler->direct_target != NULL &&
             handler->direct_target(connection->session, &target, &room) &&
             room >= DIRECT_READ_MINIMUM) {
-            got = read(connection->fd, target, room);
+            got = connection_receive(connection, target, room);
             if (got > 0) {
                 metric_add(NET_METRIC(net_input_bytes), got);
                 handler->direct_filled(connection->session, (size_t)got);
                 continue;
             }
         } else {
-            got = read(connection->fd, worker->read_buffer, READ_BUFFER);
+            got = connection_receive(connection, worker->read_buffer, READ_BUFFER);
             if (got > 0) {
                 metric_add(NET_METRIC(net_input_bytes), got);
                 if (!deliver(connection, worker->read_buffer, (size_t)got)) {
@@ -526,6 +564,7 @@ static bool open_connection(struct worker *worker, const struct protocol *protoc
     output_queue_init(&connection->output);
 
     struct net_connection_info info;
+    memset(&info, 0, sizeof(info));
     info.connection = (struct net_connection *)connection;
     info.id = atomic_fetch_add_explicit(&server->next_connection_id, 1, memory_order_relaxed);
     info.fd = fd;
@@ -557,6 +596,8 @@ static bool open_connection(struct worker *worker, const struct protocol *protoc
     return true;
 }
 
+static bool open_unix_connection(struct worker *worker, const struct listener *listener, int fd);
+
 static void accept_connections(struct worker *worker, struct listener *listener) {
     struct net_server *server = worker->server;
     for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
@@ -581,14 +622,19 @@ static void accept_connections(struct worker *worker, struct listener *listener)
         uint64_t open_now =
             atomic_fetch_add_explicit(&server->connections, 1, memory_order_relaxed) + 1;
         bool accepted = false;
+        const struct protocol *protocol = listener->protocol != NULL
+                                              ? listener->protocol
+                                              : listener->choices[listener->choice_count - 1];
         if (open_now > (uint64_t)options_number(server->options, NET_OPTION(max_clients))) {
-            const char *refusal = listener->protocol->handler.refusal;
+            const char *refusal = protocol->handler.refusal;
             if (refusal != NULL) {
-                size_t length = listener->protocol->handler.refusal_length;
+                size_t length = protocol->handler.refusal_length;
                 ssize_t ignored = write(fd, refusal, length != 0 ? length : strlen(refusal));
                 (void)ignored;
             }
             metric_add(NET_METRIC(connections_rejected), 1);
+        } else if (listener->protocol == NULL) {
+            accepted = open_unix_connection(worker, listener, fd);
         } else {
             accepted = open_connection(worker, listener->protocol, fd, (struct sockaddr *)&peer);
         }
@@ -612,6 +658,267 @@ void net_connection_resume(struct net_connection *handle) {
     service(connection);
 }
 
+/* ---- the Unix socket ----------------------------------------------------------- */
+
+/* Opens a listening Unix-domain socket at PATH with file permissions MODE, removing a
+ * socket file an earlier run left behind (only if it is a socket and nobody answers
+ * there). Sets *DEVICE and *INODE to the file's. Returns the descriptor, or -1 with a
+ * reason in ERROR. Listens only after the mode is set, so nobody connects before. */
+static int open_unix_listener(const char *path, unsigned mode, dev_t *device, ino_t *inode,
+                              char *error, size_t error_size) {
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    if (path[0] == '\0' || strlen(path) >= sizeof(address.sun_path)) {
+        snprintf(error, error_size, "unix socket path '%s' is empty or over %zu bytes", path,
+                 sizeof(address.sun_path) - 1);
+        return -1;
+    }
+    memcpy(address.sun_path, path, strlen(path) + 1);
+    struct stat status;
+    if (lstat(path, &status) == 0) {
+        if (!S_ISSOCK(status.st_mode)) {
+            snprintf(error, error_size,
+                     "cannot listen on unix socket '%s': the file exists and is not a socket",
+                     path);
+            return -1;
+        }
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool answered =
+            probe >= 0 && connect(probe, (struct sockaddr *)&address, sizeof(address)) == 0;
+        if (probe >= 0) close(probe);
+        if (answered) {
+            snprintf(error, error_size,
+                     "cannot listen on unix socket '%s': another process listens there", path);
+            return -1;
+        }
+        if (unlink(path) != 0 && errno != ENOENT) {
+            snprintf(error, error_size, "cannot remove the stale unix socket '%s': %s", path,
+                     strerror(errno));
+            return -1;
+        }
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(error, error_size, "socket: %s", strerror(errno));
+        return -1;
+    }
+    if (bind(fd, (struct sockaddr *)&address, sizeof(address)) != 0) {
+        snprintf(error, error_size, "cannot listen on unix socket '%s': %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (chmod(path, mode) != 0 || lstat(path, &status) != 0 || listen(fd, 511) != 0) {
+        snprintf(error, error_size, "cannot listen on unix socket '%s': %s", path, strerror(errno));
+        close(fd);
+        unlink(path);
+        return -1;
+    }
+    *device = status.st_dev;
+    *inode = status.st_ino;
+    return fd;
+}
+
+int net_server_listen_unix(struct net_server *server, const char *path, unsigned mode,
+                           const struct net_handler *const *handlers, void *const *contexts,
+                           int count, char *error, size_t error_size) {
+    if (count < 1 || count > NET_UNIX_PROTOCOLS_MAX) {
+        snprintf(error, error_size, "a unix socket serves 1 to %d protocols",
+                 NET_UNIX_PROTOCOLS_MAX);
+        return -1;
+    }
+    if (server->listener_count == MAX_LISTENERS) {
+        snprintf(error, error_size, "too many listeners (at most %d)", MAX_LISTENERS);
+        return -1;
+    }
+    struct listener *listener = &server->listeners[server->listener_count];
+    memset(listener, 0, sizeof(*listener));
+    for (int i = 0; i < count; i++) {
+        struct protocol *protocol = calloc(1, sizeof(*protocol));
+        if (protocol == NULL) {
+            snprintf(error, error_size, "out of memory");
+            return -1;
+        }
+        protocol->next = server->protocols;
+        server->protocols = protocol; /* freed with the server, even if this call fails */
+        protocol->handler = *handlers[i];
+        protocol->context = contexts[i];
+        protocol->port = -1;
+        listener->choices[i] = protocol;
+        if (handlers[i]->tick != NULL) server->ticks = true;
+    }
+    listener->choice_count = count;
+    listener->path = strdup(path);
+    if (listener->path == NULL) {
+        snprintf(error, error_size, "out of memory");
+        return -1;
+    }
+    listener->fd =
+        open_unix_listener(path, mode, &listener->device, &listener->inode, error, error_size);
+    if (listener->fd < 0) {
+        free(listener->path);
+        listener->path = NULL;
+        return -1;
+    }
+    listener->tag.kind = TAG_LISTENER;
+    snprintf(listener->address, sizeof(listener->address), "unix");
+    server->listener_count++;
+    return 0;
+}
+
+/* Sets up a connection on WORKER for FD, accepted on the Unix socket LISTENER: it waits
+ * for its first bytes to choose a protocol (unix_sniff()). Returns false if it could not
+ * (out of memory, no peer credentials); the caller then closes FD. */
+static bool open_unix_connection(struct worker *worker, const struct listener *listener, int fd) {
+    struct ucred credentials;
+    socklen_t size = sizeof(credentials);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) != 0) return false;
+    struct connection *connection = calloc(1, sizeof(*connection));
+    if (connection == NULL) return false;
+    connection->tag.kind = TAG_CONNECTION;
+    connection->worker = worker;
+    connection->fd = fd;
+    connection->unix_socket = true;
+    connection->sniffing = listener;
+    connection->peer_pid = credentials.pid;
+    connection->peer_uid = credentials.uid;
+    connection->peer_gid = credentials.gid;
+    output_queue_init(&connection->output);
+    connection->events = EPOLLIN;
+    struct epoll_event event = {.events = EPOLLIN, .data.ptr = &connection->tag};
+    if (epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0) {
+        free(connection);
+        return false;
+    }
+    connection->next = worker->connections;
+    if (worker->connections != NULL) worker->connections->previous = connection;
+    worker->connections = connection;
+    metric_add(NET_METRIC(connections_received), 1);
+    metric_add(NET_METRIC(clients_connected), 1);
+    return true;
+}
+
+/* Hands descriptor FD, passed by the peer of CONNECTION, to its protocol, or keeps it
+ * until a protocol is chosen. Returns false when nobody took it (the caller closes it). */
+static bool unix_take_descriptor(struct connection *connection, int fd) {
+    if (connection->protocol == NULL) {
+        if (connection->held_count == NET_DESCRIPTORS_MAX) return false;
+        connection->held[connection->held_count++] = fd;
+        return true;
+    }
+    const struct net_handler *handler = &connection->protocol->handler;
+    return handler->descriptor != NULL && handler->descriptor(connection->session, fd);
+}
+
+/* read(2) for a Unix connection: recvmsg() with room for NET_DESCRIPTORS_MAX passed
+ * descriptors (close-on-exec), which go to the protocol before the bytes are offered. A
+ * message with more (MSG_CTRUNC) fails with EPROTO: the connection is closed. */
+static ssize_t unix_receive(struct connection *connection, void *buffer, size_t length) {
+    union {
+        struct cmsghdr align;
+        char space[CMSG_SPACE(sizeof(int) * NET_DESCRIPTORS_MAX)];
+    } control;
+    struct iovec iovec = {.iov_base = buffer, .iov_len = length};
+    struct msghdr message = {.msg_iov = &iovec,
+                             .msg_iovlen = 1,
+                             .msg_control = control.space,
+                             .msg_controllen = sizeof(control.space)};
+    ssize_t got = recvmsg(connection->fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (got < 0) return got;
+    bool truncated = (message.msg_flags & MSG_CTRUNC) != 0;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header != NULL;
+         header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof(fd));
+            if (truncated || !unix_take_descriptor(connection, fd)) close(fd);
+        }
+    }
+    if (truncated) {
+        log_event(LOG_WARNING, "descriptors_refused",
+                  "client=unix:%ld reason=\"more than %d descriptors in one message\"",
+                  (long)connection->peer_pid, NET_DESCRIPTORS_MAX);
+        errno = EPROTO;
+        return -1;
+    }
+    return got;
+}
+
+/* Opens PROTOCOL's session for a Unix connection whose first bytes chose it, and hands
+ * it the descriptors that came with them. Returns false if the protocol refused it. */
+static bool unix_start(struct connection *connection, const struct protocol *protocol) {
+    struct net_server *server = connection->worker->server;
+    struct net_connection_info info;
+    memset(&info, 0, sizeof(info));
+    info.connection = (struct net_connection *)connection;
+    info.id = atomic_fetch_add_explicit(&server->next_connection_id, 1, memory_order_relaxed);
+    info.fd = connection->fd;
+    snprintf(info.peer, sizeof(info.peer), "unix:%ld", (long)connection->peer_pid);
+    snprintf(info.local, sizeof(info.local), "unix");
+    info.unix_socket = true;
+    info.peer_pid = connection->peer_pid;
+    info.peer_uid = connection->peer_uid;
+    info.peer_gid = connection->peer_gid;
+    void *session = protocol->handler.open(protocol->context, &info, &connection->output);
+    if (session == NULL) return false;
+    connection->protocol = protocol;
+    connection->session = session;
+    connection->sniffing = NULL;
+    int held = connection->held_count;
+    connection->held_count = 0;
+    for (int i = 0; i < held; i++)
+        if (!unix_take_descriptor(connection, connection->held[i])) close(connection->held[i]);
+    return true;
+}
+
+/* A Unix connection whose protocol is not chosen yet is readable: reads up to
+ * NET_SNIFF_MAX bytes in all and asks each protocol's sniff() in turn; the first to say
+ * yes gets the connection and those bytes. A protocol that cannot tell yet holds the
+ * choice until more bytes come; bytes nobody claims close the connection. */
+static void unix_sniff(struct connection *connection) {
+    const struct listener *listener = connection->sniffing;
+    ssize_t got;
+    do {
+        got = unix_receive(connection, connection->sniffed + connection->sniffed_length,
+                           NET_SNIFF_MAX - connection->sniffed_length);
+    } while (got < 0 && errno == EINTR);
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (got <= 0) {
+        close_connection(connection);
+        return;
+    }
+    metric_add(NET_METRIC(net_input_bytes), got);
+    connection->sniffed_length += (size_t)got;
+    const struct protocol *chosen = NULL;
+    for (int i = 0; i < listener->choice_count && chosen == NULL; i++) {
+        const struct protocol *protocol = listener->choices[i];
+        enum net_sniff verdict =
+            protocol->handler.sniff == NULL
+                ? NET_SNIFF_YES
+                : protocol->handler.sniff(connection->sniffed, connection->sniffed_length);
+        if (verdict == NET_SNIFF_MORE && connection->sniffed_length < NET_SNIFF_MAX) return;
+        if (verdict == NET_SNIFF_YES) chosen = protocol;
+    }
+    if (chosen == NULL) {
+        log_event(LOG_WARNING, "protocol_unknown",
+                  "client=unix:%ld reason=\"no protocol of the unix socket begins so\"",
+                  (long)connection->peer_pid);
+        close_connection(connection);
+        return;
+    }
+    if (!unix_start(connection, chosen)) {
+        close_connection(connection);
+        return;
+    }
+    connection->busy++; /* a resume from inside the handler waits for service() */
+    if (!deliver(connection, connection->sniffed, connection->sniffed_length)) {
+        close_connection(connection);
+        return;
+    }
+    connection->busy--;
+    service(connection);
+}
+
 /* ---- workers ------------------------------------------------------------------ */
 
 /* Runs tick() for every connection of WORKER whose protocol has one. */
@@ -619,8 +926,9 @@ static void tick_connections(struct worker *worker, int64_t now_ms) {
     struct connection *connection = worker->connections;
     while (connection != NULL) {
         struct connection *next = connection->next;
-        const struct net_handler *handler = &connection->protocol->handler;
-        if (handler->tick != NULL && !connection->closing &&
+        const struct net_handler *handler =
+            connection->protocol != NULL ? &connection->protocol->handler : NULL;
+        if (handler != NULL && handler->tick != NULL && !connection->closing &&
             handler->tick(connection->session, now_ms) == NET_CLOSE) {
             connection->closing = true;
             service(connection);
@@ -767,8 +1075,16 @@ void net_server_destroy(struct net_server *server) {
         free(worker->read_buffer);
     }
     free(server->workers);
-    for (int i = 0; i < server->listener_count; i++)
-        close(server->listeners[i].fd);
+    for (int i = 0; i < server->listener_count; i++) {
+        struct listener *listener = &server->listeners[i];
+        close(listener->fd);
+        struct stat status;
+        if (listener->path != NULL && lstat(listener->path, &status) == 0 &&
+            status.st_dev == listener->device && status.st_ino == listener->inode) {
+            unlink(listener->path); /* still the socket this server bound */
+        }
+        free(listener->path);
+    }
     if (server->reserve_fd >= 0) close(server->reserve_fd);
     while (server->protocols != NULL) {
         struct protocol *next = server->protocols->next;

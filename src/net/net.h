@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* net's options (net/net_options.def): the group, and each row's place in it. */
 enum net_option_index {
@@ -55,9 +56,27 @@ struct net_connection_info {
     struct net_connection *connection; /* for net_connection_resume() */
     uint64_t id;                       /* unique in this process, from 1 */
     int fd;
-    char peer[64];  /* "127.0.0.1:54321" or "[::1]:54321" */
-    char local[64]; /* the listening side, same form */
+    char peer[64];  /* "127.0.0.1:54321" or "[::1]:54321"; "unix:PID" on the Unix socket */
+    char local[64]; /* the listening side, same form; "unix" on the Unix socket */
+    /* Accepted on the Unix socket (net_server_listen_unix(); never TLS): the peer
+     * process's credentials as the kernel saw them at connect (SO_PEERCRED). */
+    bool unix_socket;
+    pid_t peer_pid;
+    uid_t peer_uid;
+    gid_t peer_gid;
 };
+
+/* What a protocol says of a connection's first bytes (net_handler.sniff). */
+enum net_sniff {
+    NET_SNIFF_NO = 0, /* not this protocol */
+    NET_SNIFF_YES,    /* this protocol */
+    NET_SNIFF_MORE,   /* cannot tell yet: offer more bytes (at most NET_SNIFF_MAX) */
+};
+#define NET_SNIFF_MAX 8
+
+/* Most descriptors one read of a Unix connection takes (SCM_RIGHTS); more in one
+ * message closes the connection. */
+#define NET_DESCRIPTORS_MAX 4
 
 enum net_action {
     NET_CONTINUE = 0, /* keep going */
@@ -97,6 +116,18 @@ struct net_handler {
     /* The connection is closing; free the session. */
     void (*close)(void *session);
 
+    /* Optional, for a socket that serves several protocols (the Unix socket): whether
+     * the first LENGTH bytes of a connection (1 to NET_SNIFF_MAX, borrowed) are this
+     * protocol's. Called before open(), on the connection's worker thread. */
+    enum net_sniff (*sniff)(const unsigned char *data, size_t length);
+
+    /* Optional: a descriptor FD the peer passed with SCM_RIGHTS on the Unix socket,
+     * offered before the bytes of the read it came with (the kernel attaches it to the
+     * first byte of the peer's sendmsg(); it arrives with that byte or before it).
+     * Returns true when the session takes FD over (and closes it when done); false,
+     * or no descriptor(): the network layer closes it. FD is close-on-exec. */
+    bool (*descriptor)(void *session, int fd);
+
     /* Bytes written to a connection refused because max-clients is reached, in the
      * protocol's own words (an error reply, a "503 Service Unavailable"). May be NULL. */
     const char *refusal;
@@ -135,6 +166,23 @@ struct net_server *net_server_create(const struct net_config *config, char *erro
  * bound, or -1 with a reason in ERROR. */
 int net_server_listen(struct net_server *server, int port, const struct net_handler *handler,
                       void *context, char *error, size_t error_size);
+
+/* Most protocols one Unix socket serves. */
+#define NET_UNIX_PROTOCOLS_MAX 8
+
+/* Listens on the Unix-domain socket PATH, whose file gets permissions MODE (0660), and
+ * serves COUNT protocols there, HANDLERS[i] with CONTEXTS[i] (handlers copied): the
+ * first bytes of a new connection are offered to each handler's sniff() in order, and
+ * the first to say yes opens it (a handler without sniff() says yes to anything: put it
+ * last; bytes no protocol claims close the connection). A file left at PATH by an
+ * earlier run is removed first if it is a socket nobody listens on; the socket file is
+ * removed by net_server_destroy(). Connections there share the workers and max-clients
+ * with the ports (one refused at max-clients hears the last handler's refusal), are
+ * never TLS, and may pass descriptors (net_handler.descriptor). Call before
+ * net_server_start(), on the start-up thread. Returns 0, or -1 with a reason in ERROR. */
+int net_server_listen_unix(struct net_server *server, const char *path, unsigned mode,
+                           const struct net_handler *const *handlers, void *const *contexts,
+                           int count, char *error, size_t error_size);
 
 /* Starts the worker threads. Returns 0, or -1 with a reason in ERROR. */
 int net_server_start(struct net_server *server, char *error, size_t error_size);

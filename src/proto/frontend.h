@@ -41,6 +41,9 @@ struct frontend {
     struct metric_group *metrics;
     const char *port_option;     /* the name of its listening-port option ("http-port") */
     const char *info_port_field; /* INFO's server-section field for that port, or NULL */
+    /* Served on --unix-socket as well: its connections there are told apart by their
+     * first bytes (handler.sniff; the one front end without a sniff() takes the rest). */
+    bool unix_socket;
 
     /* Creates the front end's server state from ENVIRONMENT (copied as needed).
      * Returns it, or NULL if out of memory. Start-up thread, before listening. */

@@ -198,6 +198,15 @@ static int hash_password(void) {
     return 0;
 }
 
+/* Reads --unix-socket-mode's octal TEXT ("0660") into *MODE. Returns false if it is not
+ * an octal number from 0 to 0777. */
+static bool parse_unix_socket_mode(const char *text, unsigned *mode) {
+    if (text[0] == '\0' || strlen(text) > 4 || strspn(text, "01234567") != strlen(text))
+        return false;
+    *mode = (unsigned)strtoul(text, NULL, 8);
+    return *mode <= 0777;
+}
+
 int server_configure(struct server *server, int argc, char **argv) {
     tune_allocator();
     if (argc == 2 && strcmp(argv[1], "--hash-password") == 0) return hash_password();
@@ -224,6 +233,15 @@ int server_configure(struct server *server, int argc, char **argv) {
         break;
     case OPTIONS_PARSE_OK:
         break;
+    }
+    unsigned mode;
+    const char *mode_text = options_text(&server->options, NET_OPTION(unix_socket_mode));
+    if (!parse_unix_socket_mode(mode_text, &mode)) {
+        snprintf(error, sizeof(error),
+                 "invalid value '%.40s' for --unix-socket-mode: an octal mode from 0 to 0777, "
+                 "such as 0660",
+                 mode_text);
+        die_usage(error);
     }
     log_set_level((enum log_level)options_number(&server->options, SERVER_OPTION(log_level)));
 #ifdef STRATA_FAULT_INJECTION
@@ -326,6 +344,31 @@ static int start_frontends(struct server *server, char *error, size_t error_size
             stats_set_port(server->stats, frontend->info_port_field, instance->port);
     }
     return 0;
+}
+
+/* Listens on --unix-socket, if given, for the front ends that serve it: those that tell
+ * their connections by the first bytes first, then the one that takes the rest. Returns
+ * 0, or -1 with a reason in ERROR. */
+static int listen_unix_socket(struct server *server, char *error, size_t error_size) {
+    const char *path = options_text(&server->options, NET_OPTION(unix_socket));
+    if (path[0] == '\0') return 0;
+    const struct net_handler *handlers[FRONTENDS_MAX];
+    void *contexts[FRONTENDS_MAX];
+    int count = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < frontend_count; i++) {
+            const struct frontend *frontend = frontend_table[i];
+            if (!frontend->unix_socket || (frontend->handler.sniff != NULL) != (pass == 0))
+                continue;
+            handlers[count] = &frontend->handler;
+            contexts[count] = server->frontends[i].state;
+            count++;
+        }
+    }
+    unsigned mode = 0660;
+    parse_unix_socket_mode(options_text(&server->options, NET_OPTION(unix_socket_mode)), &mode);
+    return net_server_listen_unix(server->net, path, mode, handlers, contexts, count, error,
+                                  error_size);
 }
 
 /* Tears down the front ends set up so far (after the network layer has stopped). */
@@ -447,6 +490,18 @@ static void log_start(struct server *server) {
                   instance->frontend->name, options_text(options, NET_OPTION(bind)), instance->port,
                   fields);
     }
+    const char *unix_socket = options_text(options, NET_OPTION(unix_socket));
+    if (unix_socket[0] != '\0') {
+        char names[128] = "";
+        for (int i = 0; i < frontend_count; i++) {
+            if (!frontend_table[i]->unix_socket) continue;
+            size_t used = strlen(names);
+            snprintf(names + used, sizeof(names) - used, "%s%s", used > 0 ? "," : "",
+                     frontend_table[i]->name);
+        }
+        log_event(LOG_INFO, "listening_unix", "path=%s mode=%s protocols=%s", unix_socket,
+                  options_text(options, NET_OPTION(unix_socket_mode)), names);
+    }
     log_s3_endpoint(server);
 }
 
@@ -506,6 +561,7 @@ int server_start(struct server *server) {
     };
     server->net = net_server_create(&net_config, error, sizeof(error));
     if (server->net == NULL || start_frontends(server, error, sizeof(error)) != 0 ||
+        listen_unix_socket(server, error, sizeof(error)) != 0 ||
         net_server_start(server->net, error, sizeof(error)) != 0) {
         return start_failed(server, error);
     }

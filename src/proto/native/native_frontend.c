@@ -6,6 +6,7 @@
 #include "proto/native/native_internal.h"
 
 #include <stdio.h>
+#include <string.h>
 
 /* frontend.setup: a native-protocol server over every namespace. */
 static void *setup(const struct frontend_environment *environment) {
@@ -34,6 +35,15 @@ static void *session_open(void *state, const struct net_connection_info *info,
                                info->connection);
 }
 
+/* net_handler.sniff: a native connection's first frame begins with the magic "STRN". */
+static enum net_sniff sniff(const unsigned char *data, size_t length) {
+    unsigned char magic[4];
+    strata_store32(magic, STRATA_PROTOCOL_MAGIC);
+    size_t compared = length < sizeof(magic) ? length : sizeof(magic);
+    if (memcmp(data, magic, compared) != 0) return NET_SNIFF_NO;
+    return length >= sizeof(magic) ? NET_SNIFF_YES : NET_SNIFF_MORE;
+}
+
 static enum net_action session_data(void *session, const unsigned char *data, size_t length,
                                     size_t *consumed) {
     return native_session_data(session, data, length, consumed) ? NET_CLOSE : NET_CONTINUE;
@@ -45,6 +55,7 @@ const struct frontend native_frontend = {
     .metrics = NULL,
     .port_option = "native-port",
     .info_port_field = NULL,
+    .unix_socket = true,
     .setup = setup,
     .teardown = teardown,
     .listening_fields = listening_fields,
@@ -55,6 +66,7 @@ const struct frontend native_frontend = {
             .direct_target = native_session_direct_target,
             .direct_filled = native_session_direct_filled,
             .close = native_session_close,
+            .sniff = sniff,
             .refusal = (const char *)native_refusal,
             .refusal_length = NATIVE_REFUSAL_LENGTH,
         },

@@ -35,6 +35,7 @@ const struct frontend resp_frontend = {
     .metrics = &resp_metrics,
     .port_option = "port",
     .info_port_field = "tcp_port",
+    .unix_socket = true, /* what the native protocol's sniff() does not claim */
     .setup = setup,
     .teardown = teardown,
     .handler =
