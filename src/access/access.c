@@ -116,6 +116,7 @@ static void user_free(struct access_user *user) {
         }
     }
     free(user->keys);
+    free(user->uids);
     if (user->verified != NULL) {
         pthread_mutex_destroy(&user->verified->lock);
         sodium_memzero(user->verified, sizeof(*user->verified));
@@ -181,6 +182,12 @@ static struct access_user *user_copy(const struct access_user *user) {
                 goto fail;
             }
         }
+    }
+    if (user->uid_count > 0) {
+        copy->uids = malloc(user->uid_count * sizeof(*copy->uids));
+        if (copy->uids == NULL) goto fail;
+        memcpy(copy->uids, user->uids, user->uid_count * sizeof(*copy->uids));
+        copy->uid_count = user->uid_count;
     }
     return copy;
 fail:
@@ -383,6 +390,37 @@ static bool is_word(const char *text, size_t length) {
     return true;
 }
 
+/* The peer-credential rules: uid:N (a Unix-socket peer whose uid is N is this user, with
+ * no password; a user may have several) and resetuids (none). RULE is LENGTH bytes.
+ * Returns 0, or -1 with the reason in ERROR. */
+static int apply_uid_rule(struct access_user *user, const char *rule, size_t length, char *error,
+                          size_t error_size) {
+    if (length == 9 && memcmp(rule, "resetuids", 9) == 0) {
+        free(user->uids);
+        user->uids = NULL;
+        user->uid_count = 0;
+        return 0;
+    }
+    uint64_t uid = 0;
+    size_t digits = length - 4;
+    for (size_t i = 4; i < length && uid <= UINT32_MAX; i++)
+        uid = rule[i] >= '0' && rule[i] <= '9' ? uid * 10 + (uint64_t)(rule[i] - '0') : UINT64_MAX;
+    if (digits == 0 || digits > 10 || uid >= UINT32_MAX) {
+        snprintf(error, error_size, "expected uid:N, N a user id from 0 to 4294967294");
+        return -1;
+    }
+    for (size_t i = 0; i < user->uid_count; i++)
+        if (user->uids[i] == uid) return 0;
+    uint32_t *grown = realloc(user->uids, (user->uid_count + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        snprintf(error, error_size, "out of memory");
+        return -1;
+    }
+    user->uids = grown;
+    grown[user->uid_count++] = (uint32_t)uid;
+    return 0;
+}
+
 /* Applies one rule (RULE, LENGTH bytes) to USER. FROM_FILE refuses clear passwords
  * (a users file holds hashes only). Returns 0, or -1 with the reason in ERROR. */
 static int apply_rule(struct access_user *user, const char *rule, size_t length, bool from_file,
@@ -406,6 +444,9 @@ static int apply_rule(struct access_user *user, const char *rule, size_t length,
         user->enabled = false;
         clear_grants(&user->namespaces, &user->namespace_count);
         clear_grants(&user->buckets, &user->bucket_count);
+        if (apply_uid_rule(user, "resetuids", 9, error, error_size) != 0) return -1;
+    } else if (STARTS("uid:") || IS("resetuids")) {
+        if (apply_uid_rule(user, rule, length, error, error_size) != 0) return -1;
     } else if (IS("~*") || IS("allkeys")) {
         if (set_grant(&user->namespaces, &user->namespace_count, "*", 1, ACCESS_READ | ACCESS_WRITE,
                       true) != 0)
@@ -659,6 +700,7 @@ static int describe_user(const struct access_user *user, char **text, size_t *le
         needed += strlen(user->buckets[i].pattern) + 32;
     for (size_t i = 0; i < user->key_count; i++)
         needed += strlen(user->keys[i].access_key) + strlen(user->keys[i].secret) + 10;
+    needed += user->uid_count * 16;
     if (*length + needed > *capacity) {
         size_t grown_capacity = (*length + needed) * 2;
         char *grown = realloc(*text, grown_capacity);
@@ -686,6 +728,8 @@ static int describe_user(const struct access_user *user, char **text, size_t *le
     }
     for (size_t i = 0; i < user->key_count; i++)
         out += sprintf(out, " s3key:%s:%s", user->keys[i].access_key, user->keys[i].secret);
+    for (size_t i = 0; i < user->uid_count; i++)
+        out += sprintf(out, " uid:%u", (unsigned)user->uids[i]);
     *out++ = '\n';
     *out = '\0';
     *length += (size_t)(out - start);
@@ -1135,6 +1179,22 @@ bool access_identify_key(struct access *access, struct access_identity *identity
             if (!user->enabled || strlen(key->secret) + 1 > secret_size) break;
             memcpy(secret, key->secret, strlen(key->secret) + 1);
             identity_set(identity, table, user);
+            return true;
+        }
+    }
+    table_release(table);
+    return false;
+}
+
+bool access_identify_peer(struct access *access, struct access_identity *identity, uint32_t uid) {
+    struct access_table *table = table_acquire(access);
+    for (size_t i = 0; i < table->count; i++) {
+        const struct access_user *user = table->users[i];
+        if (!user->enabled) continue;
+        for (size_t k = 0; k < user->uid_count; k++) {
+            if (user->uids[k] != uid) continue;
+            identity_set(identity, table, user);
+            metric_add(ACCESS_METRIC(auth_successes), 1);
             return true;
         }
     }

@@ -90,6 +90,8 @@ struct access_user {
     struct access_key *keys;
     size_t key_count;
     struct access_verified *verified; /* passwords already verified (access.c) */
+    uint32_t *uids; /* uid:N rules: a Unix-socket peer with one of these uids is this user */
+    size_t uid_count;
 };
 
 struct access;
@@ -178,6 +180,11 @@ enum access_failure access_authenticate(struct access *access, struct access_ide
 bool access_identify_key(struct access *access, struct access_identity *identity,
                          const char *access_key, size_t access_key_length, char *secret,
                          size_t secret_size);
+
+/* Authenticates a connection on the Unix socket by its peer's credentials: makes the
+ * first enabled user (in name order) whose uid:N rule names UID (SO_PEERCRED's) IDENTITY's
+ * user, without a password. Returns false, IDENTITY unchanged, if no user names UID. */
+bool access_identify_peer(struct access *access, struct access_identity *identity, uint32_t uid);
 
 /* The identity's user as of the newest table: re-resolves it by name if the users
  * changed since (one atomic load when they did not). Returns NULL when not

@@ -1,5 +1,6 @@
 """The Unix socket (--unix-socket, docs/security.md): RESP and the native protocol on one
-socket told apart by their first bytes, the socket file's mode and life."""
+socket told apart by their first bytes, the socket file's mode and life, and users known
+by their peer uid."""
 import os
 import socket
 import stat
@@ -136,3 +137,23 @@ def test_bad_socket_options_are_refused(server, tmp_path, arguments, message):
     assert message in result.stderr
     assert regular.read_text() == "not a socket"
     assert stat.S_ISSOCK(os.lstat(server.socket_path).st_mode)  # the live one is untouched
+
+
+def test_users_known_by_their_peer_uid(start_server, tmp_path):
+    users = tmp_path / "users"
+    users.write_text(f"user default off\n"
+                     f"user local on uid:{os.getuid()} namespace:a=read,write\n"
+                     f"user elsewhere on uid:{os.getuid() + 4242} namespace:*=all\n")
+    users.chmod(0o600)
+    path = str(tmp_path / "peer.sock")
+    instance = start_server("--memory", "64mb", "--ssd-size", "0", "--namespaces", "a=8mb,b=8mb",
+                            "--users", users, "--unix-socket", path)
+    with strata.Client(unix_socket=path, namespace="a") as local:
+        local.put(b"mine", b"by uid")  # no password: the socket said who we are
+        with pytest.raises(strata.Error) as refused:
+            strata.Client(unix_socket=path, namespace="b").put(b"theirs", b"x")
+        assert refused.value.code == strata.ERR_NOPERM
+    # Over TCP the same process is nobody until it authenticates.
+    with pytest.raises(strata.Error) as refused:
+        strata.Client(port=instance.native_port, namespace="a")
+    assert refused.value.code == strata.ERR_NOAUTH

@@ -272,6 +272,50 @@ static void test_redis_style_rules(void) {
     access_destroy(access);
 }
 
+/* uid:N rules: a Unix-socket peer with that uid is the user, without a password. */
+static void test_peer_uids(void) {
+    char error[256], text[512];
+    snprintf(text, sizeof(text),
+             "user local on #%s uid:1000 uid:0 namespace:kv=read\n"
+             "user switched off uid:1001 namespace:*=all\n",
+             secret_hash);
+    struct access *access = create(text, NULL, error, sizeof(error));
+    REQUIRE(access != NULL);
+    struct access_identity identity;
+    access_identity_init(access, &identity);
+    CHECK(access_identity_current(access, &identity) == NULL);
+    CHECK(!access_identify_peer(access, &identity, 1001)); /* its user is off */
+    CHECK(!access_identify_peer(access, &identity, 4242));
+    CHECK(access_identity_current(access, &identity) == NULL);
+    CHECK(access_identify_peer(access, &identity, 0));
+    const struct access_user *local = access_identity_current(access, &identity);
+    CHECK(local != NULL && strcmp(local->name, "local") == 0);
+    CHECK(access_namespace_rights(local, "kv", 2) == ACCESS_READ);
+    access_identity_release(&identity);
+    /* The rules survive a description (ACL SAVE) and go with resetuids and reset. */
+    char *all = access_describe_all(access);
+    REQUIRE(all != NULL);
+    CHECK(strstr(all, " uid:1000 uid:0") != NULL);
+    free(all);
+    const char *rules[] = {"resetuids", "uid:77"};
+    size_t lengths[] = {9, 6};
+    CHECK(access_set_user(access, "local", rules, lengths, 2, error, sizeof(error)) == 0);
+    CHECK(!access_identify_peer(access, &identity, 0));
+    CHECK(access_identify_peer(access, &identity, 77));
+    access_identity_release(&identity);
+    const char *reset[] = {"reset", "on"};
+    size_t reset_lengths[] = {5, 2};
+    CHECK(access_set_user(access, "local", reset, reset_lengths, 2, error, sizeof(error)) == 0);
+    CHECK(!access_identify_peer(access, &identity, 77));
+    const char *bad[] = {"uid:", "uid:x1", "uid:4294967295", "uid:99999999999"};
+    for (int i = 0; i < 4; i++) {
+        size_t length = strlen(bad[i]);
+        CHECK(access_set_user(access, "local", &bad[i], &length, 1, error, sizeof(error)) != 0);
+        CHECK(strstr(error, "uid:N") != NULL);
+    }
+    access_destroy(access);
+}
+
 static void test_equal(void) {
     CHECK(access_equal("token", 5, "token", 5));
     CHECK(!access_equal("token", 5, "tokeN", 5));
@@ -296,6 +340,7 @@ int main(void) {
     RUN_TEST(test_throttle_after_failures);
     RUN_TEST(test_reload_and_setuser_follow_identities);
     RUN_TEST(test_redis_style_rules);
+    RUN_TEST(test_peer_uids);
     RUN_TEST(test_equal);
     unlink(users_path);
     char temporary[300];

@@ -666,7 +666,13 @@ void *native_session_open(struct native_server *server, uint64_t id, const struc
     session->resume_handle = resume_handle;
     session->id = id;
     snprintf(session->peer, sizeof(session->peer), "%s", peer->name);
+    session->unix_socket = peer->unix_socket;
     access_identity_init(server->environment.access, &session->identity);
+    if (peer->unix_socket &&
+        access_identify_peer(server->environment.access, &session->identity, peer->uid)) {
+        log_event(LOG_DEBUG, "auth_peer", "protocol=native client=%s uid=%u", session->peer,
+                  (unsigned)peer->uid);
+    }
     return session;
 }
 

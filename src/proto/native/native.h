@@ -39,6 +39,8 @@ struct native_environment {
 /* Who is at the other end of a new connection. */
 struct native_peer {
     const char *name; /* for logs and the failure throttle: "127.0.0.1:5", "unix:1234" */
+    bool unix_socket; /* accepted on the Unix socket: may pass a shared memory descriptor */
+    uint32_t uid;     /* with unix_socket: the peer process's user id (SO_PEERCRED) */
 };
 
 /* What a client refused at max-clients receives (a response frame with an error). */
@@ -50,8 +52,9 @@ struct native_server *native_server_create(const struct native_environment *envi
 void native_server_destroy(struct native_server *server);
 
 /* Opens a session for a new connection from PEER (borrowed for the call). The session
- * starts as the user "default" if it needs no password; otherwise it must send AUTH
- * first. Returns it, or NULL if out of memory. A frame
+ * starts as the user whose uid: rule names PEER's uid if it came over the Unix socket
+ * (access_identify_peer()), else as the user "default" if it needs no password;
+ * otherwise it must send AUTH first. Returns it, or NULL if out of memory. A frame
  * whose GET entries read flash is answered when the reads end (on the connection's
  * worker thread); the session then calls RESUME(RESUME_HANDLE) so the network layer
  * offers the input that waited. Values sent from flash piece by piece call it too. */

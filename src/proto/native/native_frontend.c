@@ -30,7 +30,8 @@ static void listening_fields(void *state, char *text, size_t size) {
 
 static void *session_open(void *state, const struct net_connection_info *info,
                           struct output_queue *output) {
-    struct native_peer peer = {.name = info->peer};
+    struct native_peer peer = {
+        .name = info->peer, .unix_socket = info->unix_socket, .uid = (uint32_t)info->peer_uid};
     return native_session_open(state, info->id, &peer, output, net_resume_callback,
                                info->connection);
 }

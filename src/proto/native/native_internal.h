@@ -65,8 +65,8 @@ struct native_session {
     const struct access_user *rights_user;
     uint64_t rights_known;
     uint8_t rights[NAMESPACE_MAX_COUNT];
-    int32_t auth_status; /* AUTH: its outcome, for the reply */
-    int64_t auth_retry_ms;
+    int64_t auth_retry_ms; /* AUTH refused as THROTTLED: how long to wait */
+    bool unix_socket;      /* on the Unix socket: shared memory may be registered */
 
     /* Bytes of a piece that arrived split across reads. */
     unsigned char *staging;
