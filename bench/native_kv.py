@@ -67,12 +67,14 @@ def main():
     arguments = parser.parse_args()
     work = tempfile.mkdtemp(prefix="strata-bench-")
     strata_ports = [free_port() for _ in range(3)]
+    unix_socket = os.path.join(work, "strata.sock")  # shared memory passes its memfd here
     redis_port = free_port()
     server = subprocess.Popen([os.path.join(ROOT, "build", "strata-server"), "--port",
                                str(strata_ports[0]), "--http-port", str(strata_ports[1]),
                                "--native-port", str(strata_ports[2]), "--dir",
                                os.path.join(work, "strata"), "--memory", "4gb",
-                               "--ssd-size", "0"], stderr=subprocess.DEVNULL)
+                               "--ssd-size", "0", "--unix-socket", unix_socket],
+                              stderr=subprocess.DEVNULL)
     peer = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
                              "--save", "", "--appendonly", "no", "--maxmemory", "4gb",
                              "--dir", work], stdout=subprocess.DEVNULL)
@@ -81,7 +83,7 @@ def main():
         wait_for(strata_ports[2])
         wait_for(redis_port)
         client = strata.Client(port=strata_ports[2], connections=1)
-        shm_client = strata.Client(port=strata_ports[2], connections=1)
+        shm_client = strata.Client(unix_socket=unix_socket, connections=1)
         region = shm_client.shm_create(2 * BATCH_BYTES)
         redis_client = redis.Redis(port=redis_port)
         rng = numpy.random.default_rng(0)

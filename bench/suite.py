@@ -173,16 +173,20 @@ class Server:
 
 
 def start_strata(directory, memory=SERVER_MEMORY, ssd_size=0, pinned=True):
-    """Returns a started strata Server (RESP on .port, native on .native_port); writes
-    past MEMORY evict, to flash when SSD_SIZE is above 0, else dropped."""
+    """Returns a started strata Server (RESP on .port, native on .native_port, both on
+    the Unix socket .unix_socket too, which shared memory needs); writes past MEMORY
+    evict, to flash when SSD_SIZE is above 0, else dropped."""
     port, native_port = free_port(), free_port()
     data = tempfile.mkdtemp(prefix="strata-", dir=directory)
+    unix_socket = os.path.join(data, "strata.sock")
     server = Server("strata", "resp",
                     [SERVER, "--port", str(port), "--native-port", str(native_port),
                      "--http-port", "0", "--dir", data, "--memory", str(memory),
-                     "--ssd-size", str(ssd_size), "--log-level", "warning"],
+                     "--ssd-size", str(ssd_size), "--log-level", "warning",
+                     "--unix-socket", unix_socket],
                     port, directory, extra_ports=[native_port], pinned=pinned)
     server.native_port = native_port
+    server.unix_socket = unix_socket
     return server
 
 
@@ -386,7 +390,7 @@ def native_and_shm(directory, duration, repeats):
                               for _ in range(repeats)), key=lambda r: r["mb_per_s"])
             results[f"native GET, {connections} connection{'s' if connections > 1 else ''}"] = \
                 reports[len(reports) // 2]
-        client = strata.Client(port=server.native_port, connections=1)
+        client = strata.Client(unix_socket=server.unix_socket, connections=1)
         batch, size = 16, 2 * MIB
         region = client.shm_create(2 * batch * size)
         source = numpy.frombuffer(region, dtype=numpy.uint8)

@@ -237,9 +237,15 @@ static int wait_ready(int fd, short events, int64_t deadline) {
     }
 }
 
-/* Sends every byte of IOVECS (COUNT of them; they are advanced in place). */
-static int send_all(int fd, struct iovec *iovecs, size_t count, int64_t deadline) {
+/* Sends every byte of IOVECS (COUNT of them; they are advanced in place). A DESCRIPTOR
+ * (>= 0; a Unix socket only) rides as SCM_RIGHTS on the first sendmsg(), so the kernel
+ * attaches it to the first byte sent. */
+static int send_all(int fd, struct iovec *iovecs, size_t count, int64_t deadline, int descriptor) {
     size_t index = 0;
+    union {
+        struct cmsghdr align;
+        char space[CMSG_SPACE(sizeof(int))];
+    } control;
     while (index < count) {
         if (iovecs[index].iov_len == 0) {
             index++;
@@ -249,11 +255,22 @@ static int send_all(int fd, struct iovec *iovecs, size_t count, int64_t deadline
         if (error != 0) return error;
         size_t batch = count - index < IOVEC_BATCH ? count - index : IOVEC_BATCH;
         struct msghdr message = {.msg_iov = &iovecs[index], .msg_iovlen = batch};
+        if (descriptor >= 0) {
+            memset(&control, 0, sizeof(control));
+            message.msg_control = control.space;
+            message.msg_controllen = sizeof(control.space);
+            struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+            header->cmsg_level = SOL_SOCKET;
+            header->cmsg_type = SCM_RIGHTS;
+            header->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(header), &descriptor, sizeof(int));
+        }
         ssize_t sent = sendmsg(fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (sent < 0) {
             if (errno == EAGAIN || errno == EINTR) continue;
             return STRATA_ERR_CLOSED;
         }
+        descriptor = -1; /* it went with the bytes just sent */
         size_t left = (size_t)sent;
         while (left > 0 && index < count) {
             if (left >= iovecs[index].iov_len) {
@@ -308,6 +325,7 @@ struct request {
     size_t iovec_count;
     size_t iovec_capacity;
     uint64_t body_length;
+    int descriptor; /* passed with SCM_RIGHTS on the first byte; -1: none */
 };
 
 static bool request_add(struct request *request, const void *data, size_t length) {
@@ -327,6 +345,7 @@ static bool request_add(struct request *request, const void *data, size_t length
 static bool request_start(strata_client *client, struct request *request, uint8_t opcode,
                           uint32_t count, int32_t argument, bool with_namespace) {
     memset(request, 0, sizeof(*request));
+    request->descriptor = -1;
     unsigned char *head = request->head;
     strata_store32(head, STRATA_PROTOCOL_MAGIC);
     head[4] = STRATA_PROTOCOL_VERSION;
@@ -352,7 +371,8 @@ static void request_free(struct request *request) {
 static int exchange(strata_client *client, struct connection *connection, struct request *request,
                     unsigned char *header, int64_t deadline) {
     strata_store64(request->head + 16, request->body_length - STRATA_FRAME_HEADER_SIZE);
-    int error = send_all(connection->fd, request->iovecs, request->iovec_count, deadline);
+    int error = send_all(connection->fd, request->iovecs, request->iovec_count, deadline,
+                         request->descriptor);
     if (error != 0) return error;
     error = receive_all(connection->fd, header, STRATA_FRAME_HEADER_SIZE, deadline);
     if (error != 0) return error;
@@ -413,9 +433,10 @@ static int register_shm(strata_client *client, struct connection *connection, in
         request_free(&request);
         return STRATA_ERR_NO_MEMORY;
     }
+    /* The memfd itself travels with the frame (SCM_RIGHTS on the Unix socket). */
+    request.descriptor = client->shm_fd;
     unsigned char entry[STRATA_SHM_ENTRY_SIZE];
-    strata_store32(entry, (uint32_t)getpid());
-    strata_store32(entry + 4, (uint32_t)client->shm_fd);
+    strata_store64(entry, 0);
     strata_store64(entry + 8, client->shm_size);
     int error = request_add(&request, entry, sizeof(entry)) ? 0 : STRATA_ERR_NO_MEMORY;
     unsigned char header[STRATA_FRAME_HEADER_SIZE];
@@ -789,6 +810,7 @@ int strata_get(strata_client *client, const void *key, size_t key_length, void *
 
 int strata_shm_create(strata_client *client, size_t size, void **region) {
     if (size == 0 || region == NULL || client->shm != NULL) return STRATA_ERR_INVALID;
+    if (client->unix_socket[0] == '\0') return STRATA_ERR_SHM; /* the memfd needs the socket */
     int fd = memfd_create("strata-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) return STRATA_ERR_SYSTEM;
     if (ftruncate(fd, (off_t)size) != 0 ||

@@ -129,9 +129,11 @@ int strata_get(strata_client *client, const void *key, size_t key_length, void *
 
 /* Creates a shared memory region of SIZE bytes (a memfd sealed against shrinking and
  * growing), maps it and sets *REGION. Every connection registers it with the server
- * before its next call; from then on, a PUT value or GET buffer lying wholly inside the
- * region moves through it. The server must be on this host. One region per client;
- * it is unmapped by strata_close(). */
+ * before its next call, passing the memfd over the Unix socket (SCM_RIGHTS); from then
+ * on, a PUT value or GET buffer lying wholly inside the region moves through it, under
+ * the same rights as any other. Needs a client connected to the server's Unix socket
+ * (strata_config.unix_socket): over TCP it returns STRATA_ERR_SHM. One region per
+ * client; it is unmapped by strata_close(). */
 int strata_shm_create(strata_client *client, size_t size, void **region);
 
 /* The KV-cache key of a block (docs/kv-keys.md): SHA-256 over "strata-kv-v1", the

@@ -103,12 +103,13 @@ enum {
 /* Key entry (EXISTS, DELETE, TOUCH, MATCH_PREFIX, PIN, UNPIN): u32 key_length, key. */
 #define STRATA_KEY_ENTRY_SIZE 4
 
-/* SHM_REGISTER entry: 16 bytes. The server opens /proc/PID/fd/FD (so the client must
- * be on the same host, in the same PID namespace, and the same user or root), checks
- * that it is a memfd sealed against shrinking (F_SEAL_SHRINK) of at least SIZE bytes,
- * and maps it for this connection.
- *   0  u32 pid
- *   4  u32 fd
+/* SHM_REGISTER entry: 16 bytes. Only on the server's Unix socket: the region's memfd
+ * travels with the frame as SCM_RIGHTS ancillary data on the sendmsg() that carries
+ * the frame's first byte. The server checks that it is a memfd sealed against
+ * shrinking (F_SEAL_SHRINK), not against writing, of exactly SIZE bytes, and maps it
+ * for this connection (a later SHM_REGISTER replaces it); otherwise the frame status
+ * is STRATA_ERR_SHM and the descriptor is closed. Over TCP it is always refused.
+ *   0  u64 reserved      0
  *   8  u64 size */
 #define STRATA_SHM_ENTRY_SIZE 16
 

@@ -380,7 +380,8 @@ class Client:
     def shm_create(self, size):
         """Creates the client's shared memory region and returns it as a writable
         memoryview of SIZE bytes: values whose buffers lie inside it move with one copy
-        on the server and only descriptors on the socket."""
+        on the server and only descriptors on the socket. Needs a client connected with
+        unix_socket= (the memfd is passed over it); over TCP it raises Error(ERR_SHM)."""
         address = ctypes.c_void_p()
         _check(_lib.strata_shm_create(self._handle, size, ctypes.byref(address)), "shm_create")
         array = (ctypes.c_char * size).from_address(address.value)

@@ -3,6 +3,7 @@
  *   test_libstrata PORT                 every check below against the server on PORT
  *   test_libstrata timeout PORT         PORT accepts but never answers: expect TIMEOUT
  *   test_libstrata keys                 prints the docs/kv-keys.md vectors' keys in hex
+ *   test_libstrata unix PATH            shared memory through the server's Unix socket PATH
  *   test_libstrata auth PORT USER PASS  credentials against a server whose USER (password
  *                                       PASS) may read and write namespace "a" only
  *
@@ -208,13 +209,30 @@ static void test_threads(strata_client *client) {
     }
 }
 
-static void test_shared_memory(int port) {
+/* Shared memory needs the Unix socket: over TCP it is refused before anything is sent. */
+static void test_shared_memory_needs_the_socket(int port) {
     strata_client *client = connect_to(port, "default");
     CHECK(client != NULL);
     if (client == NULL) return;
+    void *region = NULL;
+    CHECK(strata_shm_create(client, 1 << 20, &region) == STRATA_ERR_SHM && region == NULL);
+    CHECK(strata_ping(client) == 0);
+    strata_close(client);
+}
+
+/* PUT from and GET into the region, over the Unix socket PATH. */
+static int test_shared_memory(const char *path) {
+    struct strata_config config = {.unix_socket = path, .timeout_ms = 20000};
+    strata_client *client = NULL;
+    CHECK(strata_connect(&config, &client) == 0);
+    if (client == NULL) return 1;
     void *region_pointer = NULL;
     size_t size = 8 << 20;
     CHECK(strata_shm_create(client, size, &region_pointer) == 0);
+    if (region_pointer == NULL) {
+        strata_close(client);
+        return 1;
+    }
     unsigned char *region = region_pointer;
     fill(region, 2 << 20, 7);
     struct strata_put_item put = {
@@ -230,7 +248,11 @@ static void test_shared_memory(int port) {
     CHECK(strata_get_batch(client, &get, 1) == 0 && get.status == 0);
     CHECK(memcmp(region, heap, 2 << 20) == 0);
     free(heap);
+    /* Many threads share the client: each of its connections registers the region. */
+    test_threads(client);
     strata_close(client);
+    printf("unix: %d failures\n", failures);
+    return failures ? 1 : 0;
 }
 
 static int print_key_vectors(void) {
@@ -293,6 +315,7 @@ int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "keys") == 0) return print_key_vectors();
     if (argc == 5 && strcmp(argv[1], "auth") == 0)
         return test_auth(atoi(argv[2]), argv[3], argv[4]);
+    if (argc == 3 && strcmp(argv[1], "unix") == 0) return test_shared_memory(argv[2]);
     if (argc == 3 && strcmp(argv[1], "timeout") == 0) {
         struct strata_config config = {.port = atoi(argv[2]), .timeout_ms = 300};
         strata_client *client = NULL;
@@ -314,7 +337,7 @@ int main(int argc, char **argv) {
     test_chains(client);
     test_threads(client);
     strata_close(client);
-    test_shared_memory(port);
+    test_shared_memory_needs_the_socket(port);
     /* Nothing listens on port 1. */
     struct strata_config nowhere = {.port = 1};
     strata_client *absent = NULL;

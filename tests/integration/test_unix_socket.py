@@ -1,6 +1,7 @@
 """The Unix socket (--unix-socket, docs/security.md): RESP and the native protocol on one
-socket told apart by their first bytes, the socket file's mode and life, and users known
-by their peer uid."""
+socket told apart by their first bytes, the socket file's mode and life, users known by
+their peer uid, and shared memory whose memfd is passed with SCM_RIGHTS."""
+import fcntl
 import os
 import socket
 import stat
@@ -12,10 +13,12 @@ import time
 import pytest
 import redis
 
-from conftest import BINARY, ROOT, SLOW, Server
+from conftest import BINARY, ROOT, SANITIZED, SLOW, Server
 
 sys.path.insert(0, os.path.join(ROOT, "client", "python"))
 import strata  # noqa: E402
+
+C_TESTS = os.path.join(ROOT, "build/asan" if SANITIZED else "build", "tests", "test_libstrata")
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +31,38 @@ def server(tmp_path_factory):
     instance.stop()
 
 
+def frame(opcode, body, count, request_id=7):
+    return (b"STRN" + bytes([1, opcode, 0, 0]) +
+            struct.pack("<QQIi", request_id, len(body), count, 0) + body)
+
+
+def name(namespace=b""):
+    return struct.pack("<H", len(namespace)) + namespace
+
+
 def ping_frame(request_id=7):
-    return b"STRN" + bytes([1, 0, 0, 0]) + struct.pack("<QQIi", request_id, 2, 0, 0) + b"\0\0"
+    return frame(0, name(), 0, request_id)
+
+
+def shm_frame(size, reserved=0):
+    return frame(9, name() + struct.pack("<QQ", reserved, size), 1)
+
+
+def read_frame(sock):
+    """(opcode, request id, count, status, body) of one response frame."""
+    header = receive_exactly(sock, 32)
+    magic, version, opcode, _flags, request_id, length, count, status = struct.unpack(
+        "<4sBBHQQIi", header)
+    assert magic == b"STRN" and version == 1
+    return opcode, request_id, count, status, receive_exactly(sock, length)
+
+
+def memfd(size, seals=fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW):
+    fd = os.memfd_create("strata-test", os.MFD_ALLOW_SEALING | os.MFD_CLOEXEC)
+    os.ftruncate(fd, size)
+    if seals:
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+    return fd
 
 
 def unix_connection(path):
@@ -153,7 +186,135 @@ def test_users_known_by_their_peer_uid(start_server, tmp_path):
         with pytest.raises(strata.Error) as refused:
             strata.Client(unix_socket=path, namespace="b").put(b"theirs", b"x")
         assert refused.value.code == strata.ERR_NOPERM
+    # Values moved through shared memory are under the same rights.
+    with strata.Client(unix_socket=path, namespace="b") as on_b:
+        region = on_b.shm_create(1 << 20)
+        region[:5] = b"hello"
+        for call in (lambda: on_b.put(b"theirs", region[:5]),
+                     lambda: on_b.get(b"theirs", region[4096:8192])):
+            with pytest.raises(strata.Error) as refused:
+                call()
+            assert refused.value.code == strata.ERR_NOPERM
     # Over TCP the same process is nobody until it authenticates.
     with pytest.raises(strata.Error) as refused:
         strata.Client(port=instance.native_port, namespace="a")
     assert refused.value.code == strata.ERR_NOAUTH
+
+
+# ---- shared memory: the memfd passed with SCM_RIGHTS ----------------------------------
+
+def test_shared_memory_round_trips_bytes_exactly(server):
+    size = 3 << 20
+    with strata.Client(unix_socket=server.socket_path, connections=2) as client:
+        region = client.shm_create(2 * size)
+        value = os.urandom(size)
+        region[:size] = value
+        assert client.put_batch([("shm/exact", region[:size])]) == [0]
+        assert client.get_batch([("shm/exact", region[size:])]) == [(0, size)]
+        assert bytes(region[size:]) == value
+    # The value is a value like any other: read back over TCP.
+    with strata.Client(port=server.native_port) as tcp:
+        buffer = bytearray(size)
+        assert tcp.get("shm/exact", buffer) == size and bytes(buffer) == value
+    result = subprocess.run([C_TESTS, "unix", server.socket_path], capture_output=True,
+                            text=True, timeout=300 * SLOW)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "unix: 0 failures" in result.stdout
+
+
+def server_descriptors(server):
+    return len(os.listdir(f"/proc/{server.process.pid}/fd"))
+
+
+def test_descriptors_that_are_not_a_sealed_memfd_are_refused(server, tmp_path):
+    regular = open(tmp_path / "regular", "w+b")
+    regular.truncate(1 << 20)
+    pipe_read, pipe_write = os.pipe()
+    unsealed = memfd(1 << 20, seals=0)
+    small = memfd(1 << 20)
+    write_sealed = memfd(1 << 20, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_WRITE)
+    good = memfd(1 << 20)
+    cases = [
+        (regular.fileno(), shm_frame(1 << 20), b"not a memfd"),
+        (pipe_read, shm_frame(1 << 20), b"not a memfd"),
+        (unsealed, shm_frame(1 << 20), b"not sealed against shrinking (F_SEAL_SHRINK)"),
+        (small, shm_frame(2 << 20), b"is not the size the frame gives"),
+        (write_sealed, shm_frame(1 << 20), b"sealed against writing"),
+        (good, shm_frame(1 << 20, reserved=os.getpid()), b"reserved"),
+        (None, shm_frame(1 << 20), b"no descriptor came with SHM_REGISTER"),
+    ]
+    before = server_descriptors(server)
+    other = redis.Redis(unix_socket_path=server.socket_path, socket_timeout=30 * SLOW)
+    try:
+        with unix_connection(server.socket_path) as sock:
+            for descriptor, request, message in cases:
+                if descriptor is None:
+                    sock.sendall(request)
+                else:
+                    socket.send_fds(sock, [request], [descriptor])
+                _opcode, _request, count, status, body = read_frame(sock)
+                assert (status, count) == (strata.ERR_SHM, 0), body
+                assert message in body, body
+                assert other.ping()  # other clients carry on
+            # Nothing was mapped: a shared-memory PUT on this connection has no region.
+            value = b"through the region"
+            put = (struct.pack("<IIQQII", 9, 16, len(value), 0, strata.checksum(value), 0) +
+                   b"\0" * 16 + struct.pack("<Q", 0) + b"shm/never")
+            sock.sendall(frame(1, name(b"default") + put, 1))
+            assert read_frame(sock)[4] == struct.pack("<i", strata.ERR_SHM)
+            assert server_descriptors(server) == before + 2  # the two connections, no more
+            # The same connection then registers a good region and moves a value through it.
+            with os.fdopen(os.dup(good), "r+b") as view:
+                view.write(value)
+            socket.send_fds(sock, [shm_frame(1 << 20)], [good])
+            assert read_frame(sock)[3] == 0
+            sock.sendall(frame(1, name(b"default") + put, 1))
+            assert read_frame(sock)[4] == struct.pack("<i", 0)
+            get = struct.pack("<IIQQ", 9, 16, 1 << 19, 4096) + b"\0" * 16 + b"shm/never"
+            sock.sendall(frame(2, name(b"default") + get, 1))
+            _opcode, _request, _count, status, body = read_frame(sock)
+            assert status == 0 and struct.unpack("<iIQ", body) == (
+                0, strata.checksum(value), len(value))
+            assert os.pread(good, len(value), 4096) == value
+            assert server_descriptors(server) == before + 2  # the mapping holds no descriptor
+    finally:
+        other.close()
+        regular.close()
+        for fd in (pipe_read, pipe_write, unsealed, small, write_sealed, good):
+            os.close(fd)
+
+
+def test_too_many_descriptors_in_one_message_close_the_connection(server):
+    fds = [memfd(4096) for _ in range(8)]
+    try:
+        with unix_connection(server.socket_path) as sock:
+            socket.send_fds(sock, [shm_frame(4096)], fds)
+            sock.settimeout(10 * SLOW)
+            try:
+                assert sock.recv(1) == b""
+            except ConnectionResetError:
+                pass  # closed with the frame unread
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert "event=descriptors_refused" in server.read_log()
+    with strata.Client(unix_socket=server.socket_path) as client:
+        client.ping()
+
+
+def test_a_client_that_registers_shared_memory_and_exits(server):
+    script = f"""
+import os, sys
+sys.path.insert(0, {os.path.join(ROOT, 'client', 'python')!r})
+import strata
+client = strata.Client(unix_socket={server.socket_path!r})
+region = client.shm_create(4 << 20)
+region[:1 << 20] = os.urandom(1 << 20)
+assert client.put_batch([("shm/vanished", region[:1 << 20])]) == [0]
+os._exit(0)  # no close: the server finds the connection gone
+"""
+    subprocess.run(["/usr/bin/python3", "-c", script], check=True, timeout=60 * SLOW)
+    with strata.Client(unix_socket=server.socket_path) as client:
+        assert client.exists("shm/vanished")
+        region = client.shm_create(2 << 20)
+        assert client.get("shm/vanished", region[:1 << 20]) == 1 << 20

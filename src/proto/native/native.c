@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 static const struct option_definition native_option_definitions[] = {
 #define OPTION OPTION_DEFINITION
@@ -182,9 +183,7 @@ static void reply_results(struct native_session *session) {
         return;
     case STRATA_OP_SHM_REGISTER:
         if (session->statuses[0] != STRATA_OK) {
-            reply_error(session, session->statuses[0],
-                        "shared memory refused: not a memfd of this host sealed against "
-                        "shrinking (F_SEAL_SHRINK), or smaller than the size given");
+            reply_error(session, session->statuses[0], session->shm_refusal);
             return;
         }
         /* fall through */
@@ -424,7 +423,8 @@ static bool on_entry(struct native_session *session, const unsigned char *entry)
     if (session->opcode == STRATA_OP_SHM_REGISTER) {
         session->statuses[0] = native_shm_register(session, entry);
         if (session->statuses[0] != STRATA_OK) {
-            log_event(LOG_WARNING, "shm_refused", "client=%s", session->peer);
+            log_event(LOG_WARNING, "shm_refused", "client=%s reason=\"%s\"", session->peer,
+                      session->shm_refusal);
         }
         return native_next_entry(session);
     }
@@ -623,6 +623,13 @@ bool native_session_data(void *opaque, const unsigned char *data, size_t length,
     return close || session->output->failed;
 }
 
+bool native_session_descriptor(void *opaque, int fd) {
+    struct native_session *session = opaque;
+    if (session->shm_descriptor >= 0) close(session->shm_descriptor);
+    session->shm_descriptor = fd;
+    return true;
+}
+
 bool native_session_direct_target(void *opaque, unsigned char **buffer, size_t *length) {
     struct native_session *session = opaque;
     if (session->phase != PHASE_VALUE_BLOCK) return false;
@@ -665,6 +672,7 @@ void *native_session_open(struct native_server *server, uint64_t id, const struc
     session->resume = resume;
     session->resume_handle = resume_handle;
     session->id = id;
+    session->shm_descriptor = -1;
     snprintf(session->peer, sizeof(session->peer), "%s", peer->name);
     session->unix_socket = peer->unix_socket;
     access_identity_init(server->environment.access, &session->identity);
@@ -681,6 +689,7 @@ void native_session_free(struct native_session *session) {
     if (session->block != NULL) value_block_release(session->block);
     drop_results(session);
     if (session->shm != NULL) munmap(session->shm, (size_t)session->shm_size);
+    if (session->shm_descriptor >= 0) close(session->shm_descriptor);
     access_identity_release(&session->identity);
     free(session->staging);
     free(session->keys);

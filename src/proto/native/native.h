@@ -66,6 +66,12 @@ void *native_session_open(struct native_server *server, uint64_t id, const struc
  * should be closed once its output is sent. */
 bool native_session_data(void *session, const unsigned char *data, size_t length, size_t *consumed);
 
+/* net_handler.descriptor: takes FD, a descriptor the client passed with SCM_RIGHTS on
+ * the Unix socket, to be used by the next SHM_REGISTER frame (docs/protocol.md). A
+ * session keeps one: a newer descriptor replaces (closes) an unused older one, and the
+ * session closes it at the end. Returns true (it always takes FD over). */
+bool native_session_descriptor(void *session, int fd);
+
 /* The direct-read hooks (see net_handler): large values are read straight into the
  * block they will be stored in. */
 bool native_session_direct_target(void *session, unsigned char **buffer, size_t *length);

@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "engine/namespaces.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -329,29 +330,72 @@ int32_t native_key_entry(struct native_session *session) {
     return STRATA_ERR_PROTOCOL;
 }
 
-/* Maps a client's memfd (see STRATA_OP_SHM_REGISTER). Returns a status. */
-int32_t native_shm_register(struct native_session *session, const unsigned char *entry) {
-    uint32_t pid = strata_load32(entry);
-    uint32_t fd_number = strata_load32(entry + 4);
-    uint64_t size = strata_load64(entry + 8);
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%u/fd/%u", pid, fd_number);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) return STRATA_ERR_SHM;
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+
+/* Checks that FD is a memfd the server may map as a region of SIZE bytes: a memfd (or
+ * shmem file: only they answer F_GET_SEALS), sealed against shrinking, so that the
+ * mapping can never lose pages under the server (a fault, not an error), and not
+ * against writing, since GET values are written into it; exactly SIZE bytes. Returns
+ * NULL, or why not (a constant string). */
+static const char *shm_unusable(int fd, uint64_t size, char *reason, size_t reason_size) {
     struct stat status;
+    if (fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) {
+        return "the descriptor is not a memfd (not a regular file)";
+    }
     int seals = fcntl(fd, F_GET_SEALS);
-    int32_t result = STRATA_OK;
-    if (fstat(fd, &status) != 0 || !S_ISREG(status.st_mode) || seals < 0 ||
-        !(seals & F_SEAL_SHRINK) || size == 0 || (uint64_t)status.st_size < size) {
-        result = STRATA_ERR_SHM; /* not a memfd sealed against shrinking, or too small */
+    if (seals < 0) return "the descriptor is not a memfd (F_GET_SEALS fails on it)";
+    if (!(seals & F_SEAL_SHRINK)) {
+        return "the memfd is not sealed against shrinking (F_SEAL_SHRINK)";
+    }
+    if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) {
+        return "the memfd is sealed against writing (F_SEAL_WRITE): GET values are written "
+               "into it";
+    }
+    if (size == 0 || (uint64_t)status.st_size != size) {
+        snprintf(reason, reason_size,
+                 "the memfd's size (%llu bytes) is not the size the frame gives (%llu)",
+                 (unsigned long long)status.st_size, (unsigned long long)size);
+        return reason;
+    }
+    return NULL;
+}
+
+/* Maps the memfd the client passed for this SHM_REGISTER. Returns a status. */
+int32_t native_shm_register(struct native_session *session, const unsigned char *entry) {
+    int fd = session->shm_descriptor;
+    session->shm_descriptor = -1; /* this frame uses it, whatever the outcome */
+    uint64_t reserved = strata_load64(entry);
+    uint64_t size = strata_load64(entry + 8);
+    char reason[sizeof(session->shm_refusal)];
+    const char *refusal = NULL;
+    if (!session->unix_socket) {
+        refusal = "shared memory needs the Unix socket (--unix-socket): the memfd is passed "
+                  "with SCM_RIGHTS";
+    } else if (fd < 0) {
+        refusal = "no descriptor came with SHM_REGISTER: pass the memfd with SCM_RIGHTS on "
+                  "the frame's first byte";
+    } else if (reserved != 0) {
+        refusal = "the SHM entry's first 8 bytes are reserved (0): the descriptor travels "
+                  "with SCM_RIGHTS, not as a pid and number";
+    } else {
+        refusal = shm_unusable(fd, size, reason, sizeof(reason));
     }
     void *map = MAP_FAILED;
-    if (result == STRATA_OK) {
+    if (refusal == NULL) {
         map = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (map == MAP_FAILED) result = STRATA_ERR_SHM;
+        if (map == MAP_FAILED) {
+            snprintf(reason, sizeof(reason), "cannot map the memfd: %s", strerror(errno));
+            refusal = reason;
+        }
     }
-    close(fd);
-    if (result != STRATA_OK) return result;
+    if (fd >= 0) close(fd); /* the mapping keeps the memory */
+    if (refusal != NULL) {
+        snprintf(session->shm_refusal, sizeof(session->shm_refusal),
+                 "shared memory refused: %.160s", refusal);
+        return STRATA_ERR_SHM;
+    }
     if (session->shm != NULL) munmap(session->shm, (size_t)session->shm_size);
     session->shm = map;
     session->shm_size = size;

@@ -68,6 +68,7 @@ const struct frontend native_frontend = {
             .direct_filled = native_session_direct_filled,
             .close = native_session_close,
             .sniff = sniff,
+            .descriptor = native_session_descriptor,
             .refusal = (const char *)native_refusal,
             .refusal_length = NATIVE_REFUSAL_LENGTH,
         },

@@ -104,9 +104,12 @@ struct native_session {
     uint32_t matched;  /* MATCH_PREFIX */
     bool match_stopped;
 
-    /* The shared memory region registered on this connection. */
+    /* The shared memory region registered on this connection; the descriptor passed for
+     * the next SHM_REGISTER (-1: none); why the last SHM_REGISTER was refused. */
     unsigned char *shm;
     uint64_t shm_size;
+    int shm_descriptor;
+    char shm_refusal[192];
 
     /* GET entries whose value is being read from flash: the frame is answered when the
      * last one ends, and no more input is taken meanwhile once its entries are in. */
@@ -171,8 +174,10 @@ bool native_allowed(struct native_session *session, struct namespace *ns, const 
  * password check runs on the calling worker thread. */
 int32_t native_authenticate(struct native_session *session);
 
-/* Maps a client's memfd (see STRATA_OP_SHM_REGISTER) described by ENTRY (its fixed
- * part, borrowed), replacing any region mapped before. Returns a status. */
+/* Maps the memfd the client passed with SCM_RIGHTS (session->shm_descriptor, taken
+ * over and closed) as described by ENTRY (its fixed part, borrowed; see
+ * STRATA_OP_SHM_REGISTER), replacing any region mapped before. Returns a status; a
+ * refusal says why in session->shm_refusal. */
 int32_t native_shm_register(struct native_session *session, const unsigned char *entry);
 
 #endif
