@@ -529,7 +529,10 @@ static void config_get(struct resp_session *session, const struct resp_request *
     for (int id = 0; id < options_count(); id++) {
         if (!option_chosen[id]) continue;
         reply_bulk_text(session, options_name(id));
-        reply_bulk_text(session, options_format(options, id, value, sizeof(value)));
+        const char *text = options_format(options, id, value, sizeof(value));
+        /* A secret is never shown: only whether it is set. */
+        if ((options_flags(id) & OPTION_SECRET) && text[0] != '\0') text = "(hidden)";
+        reply_bulk_text(session, text);
     }
     for (size_t j = 0; j < sizeof(aliases) / sizeof(aliases[0]); j++) {
         if (!alias_chosen[j]) continue;
