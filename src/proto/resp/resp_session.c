@@ -125,13 +125,28 @@ void resp_server_destroy(struct resp_server *server) {
 
 /* ---- sessions ----------------------------------------------------------------- */
 
-static struct resp_parser_limits current_limits(const struct resp_server *server) {
-    const struct options *options = server->environment.options;
+/* What a connection that has not authenticated may send, as in Redis: commands of at
+ * most 10 arguments and, here, 16 KiB in all (AUTH, HELLO). More is a protocol error
+ * that closes the connection, so that nobody without a password makes the server read
+ * and drain large values. */
+#define UNAUTHENTICATED_ARGUMENTS 10
+#define UNAUTHENTICATED_REQUEST   (16 * 1024)
+
+/* The parser limits for SESSION's next command: the options', or the unauthenticated
+ * ones while it has no user (as of its last command). */
+static struct resp_parser_limits current_limits(const struct resp_session *session) {
+    const struct options *options = session->server->environment.options;
     struct resp_parser_limits limits = {
         .max_request = (uint64_t)options_number(options, NET_OPTION(max_request)),
         .max_value = (uint64_t)options_number(options, ENGINE_OPTION(max_value)),
         .max_arguments = (uint64_t)options_number(options, RESP_OPTION(max_arguments)),
     };
+    if (session->rights_user == NULL) {
+        if (limits.max_request > UNAUTHENTICATED_REQUEST)
+            limits.max_request = UNAUTHENTICATED_REQUEST;
+        if (limits.max_arguments > UNAUTHENTICATED_ARGUMENTS)
+            limits.max_arguments = UNAUTHENTICATED_ARGUMENTS;
+    }
     return limits;
 }
 
@@ -144,8 +159,6 @@ void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const c
     session->resume_handle = resume_handle;
     session->server = server;
     session->output = output;
-    struct resp_parser_limits limits = current_limits(server);
-    resp_parser_init(&session->parser, &limits);
     session->protocol = 2;
     session->id = id;
     session->fd = fd;
@@ -154,10 +167,14 @@ void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const c
     session->created_ms = clock_realtime_ms();
     atomic_init(&session->last_active_ms, session->created_ms);
     atomic_init(&session->last_command, "NULL");
-    /* Not yet in the registry: nobody else reads user_name. */
+    /* Not yet in the registry: nobody else reads user_name (so setting the rights
+     * takes no lock). */
     access_identity_init(server->environment.access, &session->identity);
     if (session->identity.user != NULL)
         snprintf(session->user_name, sizeof(session->user_name), "%s", session->identity.name);
+    resp_session_set_rights(session, session->identity.user);
+    struct resp_parser_limits limits = current_limits(session);
+    resp_parser_init(&session->parser, &limits);
     sessions_lock(server);
     session->next = server->sessions;
     if (server->sessions != NULL) server->sessions->previous = session;
@@ -449,7 +466,7 @@ void resp_session_command_done(struct resp_session *session) {
     }
     session->rerun_wanted = false;
     resp_parser_next_command(&session->parser);
-    struct resp_parser_limits limits = current_limits(session->server);
+    struct resp_parser_limits limits = current_limits(session);
     resp_parser_set_limits(&session->parser, &limits);
 }
 
