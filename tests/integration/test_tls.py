@@ -10,12 +10,16 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 
 import pytest
 import redis
 
 from conftest import ROOT, SLOW, THREAD_SANITIZED, Server
+
+sys.path.insert(0, os.path.join(ROOT, "client", "python"))
+import strata  # noqa: E402
 
 MIB = 1024 * 1024
 AWS = "/usr/bin/aws"  # Debian's aws-cli, whatever else is first on PATH
@@ -198,6 +202,26 @@ def test_large_value_resp(tls_server, certs):
         value).digest()
     client.delete("big")
     client.close()
+
+
+def test_libstrata_over_tls(tls_server, certs):
+    value = os.urandom(MIB) * 64
+    with strata.Client(port=tls_server.native_port, tls=True, tls_ca=certs("ca.pem"),
+                       tls_server_name="localhost", timeout_ms=60000 * SLOW) as client:
+        client.put(b"native-small", b"hello over tls")
+        buffer = bytearray(64)
+        assert client.get(b"native-small", buffer) == 14 and buffer[:14] == b"hello over tls"
+        client.put(b"native-big", value)
+        back = bytearray(len(value))
+        assert client.get(b"native-big", back) == len(value)
+        assert hashlib.sha256(back).digest() == hashlib.sha256(value).digest()
+        client.delete(b"native-big")
+    # A client that does not trust the server's CA is refused by libstrata.
+    with pytest.raises(strata.Error):
+        strata.Client(port=tls_server.native_port, tls=True, tls_ca=certs("other-ca.pem"))
+    # And plain text to the TLS native port gets nowhere.
+    with pytest.raises(strata.Error):
+        strata.Client(port=tls_server.native_port, timeout_ms=3000 * SLOW)
 
 
 def test_curl_https(tls_server, certs):
