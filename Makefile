@@ -317,6 +317,7 @@ bench: all
 	  $(BUILD)/bench/s3load
 	$(PYTHON) bench/suite.py
 	$(PYTHON) bench/s3.py
+	$(PYTHON) bench/tls.py
 
 # The narrower benchmarks of earlier issues (docs/benchmarks-earlier.md).
 bench-earlier: all
