@@ -554,6 +554,7 @@ static int tls_setup(strata_client *client, const struct strata_config *config) 
     if (client->tls == NULL) return STRATA_ERR_NO_MEMORY;
     SSL_CTX_set_min_proto_version(client->tls, TLS1_2_VERSION);
     SSL_CTX_set_mode(client->tls, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_read_ahead(client->tls, 1); /* a record in one read(), not a header and a body */
     SSL_CTX_set_verify(client->tls, SSL_VERIFY_PEER, NULL);
     int loaded = config->tls_ca_file
                      ? SSL_CTX_load_verify_locations(client->tls, config->tls_ca_file, NULL)

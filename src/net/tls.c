@@ -109,6 +109,11 @@ static SSL_CTX *build_context(const struct options *options, char *error, size_t
                      SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION;
     if (ktls) flags |= SSL_OP_ENABLE_KTLS;
     SSL_CTX_set_options(context, flags);
+    /* TLS 1.3: AES-128-GCM first (OpenSSL's default puts AES-256 first). Both are strong;
+     * AES-128 takes about 30 % less CPU on each side, which is what bounds a large GET
+     * without kTLS (docs/tls.md). */
+    SSL_CTX_set_ciphersuites(context, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                                      "TLS_CHACHA20_POLY1305_SHA256");
     /* Partial writes: SSL_write returns after each record, so the output queue can be
      * consumed record by record; a retry may come from another address (the gathered
      * small replies are gathered again) as long as the bytes are the same. */
