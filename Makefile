@@ -26,7 +26,7 @@ FUZZ_CC        := clang
 CFLAGS_FUZZ    := $(COMMON) -O1 -fno-omit-frame-pointer -DSTRATA_CHECKS \
                   -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_TARGETS   := fuzz_resp fuzz_native fuzz_http fuzz_s3 fuzz_s3_http
-LIBS      := -pthread -lxxhash -luring -lisal -lcrypto -lsodium -lm
+LIBS      := -pthread -lxxhash -luring -lisal -lssl -lcrypto -lsodium -lm
 
 # The status page is embedded in the binary: build/gen/status_page.c is generated from
 # src/observe/status_page.html (od is in coreutils, so nothing extra is needed).
@@ -55,7 +55,7 @@ all: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/libstrata.a $(BUILD)/
 
 # ---- libstrata: the native protocol client (client/, include/strata.h) ----
 
-CLIENT_LIBS := -lisal -lcrypto -pthread
+CLIENT_LIBS := -lisal -lssl -lcrypto -pthread
 
 $(BUILD)/client/%.pic.o: client/%.c include/strata.h include/strata_protocol.h
 	@mkdir -p $(dir $@)
@@ -335,6 +335,7 @@ bench: all
 	  $(BUILD)/bench/s3load
 	$(PYTHON) bench/suite.py
 	$(PYTHON) bench/s3.py
+	$(PYTHON) bench/tls.py
 
 # The narrower benchmarks of earlier issues (docs/benchmarks-earlier.md).
 bench-earlier: all

@@ -40,10 +40,23 @@ struct strata_config {
     const char *name_space; /* namespace every call names; NULL: "default" */
     int timeout_ms;         /* longest a call waits for the network; 0: 10000 */
     int connections;        /* size of the connection pool; 0: 4 */
+    /* TLS (docs/tls.md), for a server started with --tls-cert and --tls-key. Added at the
+     * end of the struct: zero-initialize it ({0} or designated initializers), and a
+     * program built against an older header must be rebuilt to use them. */
+    int tls;                     /* 1: every connection speaks TLS (1.2 or newer); 0: plain */
+    const char *tls_ca_file;     /* PEM CAs the server's certificate must chain to; NULL:
+                                    the system's default CAs */
+    const char *tls_cert_file;   /* PEM client certificate (--tls-client-auth), or NULL */
+    const char *tls_key_file;    /* its private key, or NULL */
+    const char *tls_server_name; /* the name (or IP address) the server's certificate must
+                                    carry, also sent as SNI; NULL: host */
 };
 
 /* Creates a client and opens its first connection (to fail early when the server is
- * not there). Returns 0 with *CLIENT set, or a negative error. */
+ * not there). Returns 0 with *CLIENT set, or a negative error: with TLS, a certificate
+ * file that does not load is STRATA_ERR_INVALID, and a failed handshake (a server
+ * certificate that does not verify, a refused client certificate, a server not
+ * speaking TLS) is STRATA_ERR_CONNECT. */
 int strata_connect(const struct strata_config *config, strata_client **client);
 
 /* Closes every connection, unmaps the shared memory region, frees the client. No call
