@@ -26,7 +26,7 @@ FUZZ_CC        := clang
 CFLAGS_FUZZ    := $(COMMON) -O1 -fno-omit-frame-pointer -DSTRATA_CHECKS \
                   -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_TARGETS   := fuzz_resp fuzz_native fuzz_http fuzz_s3 fuzz_s3_http
-LIBS      := -pthread -lxxhash -luring -lisal -lcrypto -lsodium -lm
+LIBS      := -pthread -lxxhash -luring -lisal -lssl -lcrypto -lsodium -lm
 
 # The status page is embedded in the binary: build/gen/status_page.c is generated from
 # src/observe/status_page.html (od is in coreutils, so nothing extra is needed).
@@ -47,6 +47,7 @@ FUZZ_LIBRARY    := $(call objects,$(FUZZ),$(LIBRARY_SOURCES) tests/fuzz/fuzz_com
 
 .PHONY: all run test unit unit-asan unit-tsan unit-fault integration integration-asan \
         integration-tsan integration-fault fuzz fuzz-check example-check \
+        $(addprefix fuzz-check-,$(FUZZ_TARGETS)) \
         format format-check \
         deps deps-build deps-test clean bench bench-earlier
 
@@ -54,7 +55,7 @@ all: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/libstrata.a $(BUILD)/
 
 # ---- libstrata: the native protocol client (client/, include/strata.h) ----
 
-CLIENT_LIBS := -lisal -lcrypto -pthread
+CLIENT_LIBS := -lisal -lssl -lcrypto -pthread
 
 $(BUILD)/client/%.pic.o: client/%.c include/strata.h include/strata_protocol.h
 	@mkdir -p $(dir $@)
@@ -209,12 +210,25 @@ $(TSAN)/tests/%: $(TSAN)/obj/tests/unit/%.o $$(call unit_rooms,$(TSAN),$$*)
 run: deps-build all
 	./$(BUILD)/strata-server $(ARGS)
 
+# Everything make test runs, built first with one job per core.
+TEST_PROGRAMS := all $(ASAN)/strata-server $(TSAN)/strata-server $(FAULT)/strata-server \
+  $(addprefix $(BUILD)/tests/,$(UNIT_NAMES)) $(addprefix $(ASAN)/tests/,$(UNIT_NAMES)) \
+  $(addprefix $(TSAN)/tests/,$(UNIT_NAMES)) $(FAULT)/tests/test_faults \
+  $(FAULT)/tests/test_blob_faults $(addprefix $(FUZZ)/,$(FUZZ_TARGETS)) \
+  $(BUILD)/examples/engine_embed $(BUILD)/tests/test_libstrata $(ASAN)/tests/test_libstrata \
+  $(BUILD)/bench/loadgen $(BUILD)/bench/s3load
+JOBS ?= $(shell nproc)
+
+# The sanitizer suites run side by side (output kept per suite): a suite spends much of
+# its time waiting on servers and clients, so two share the cores well.
 test: deps-test
 	$(MAKE) --no-print-directory format-check
-	$(MAKE) --no-print-directory all $(ASAN)/strata-server $(TSAN)/strata-server \
-	  $(FAULT)/strata-server
-	$(MAKE) --no-print-directory unit example-check unit-asan unit-tsan unit-fault fuzz-check
-	$(MAKE) --no-print-directory integration integration-asan integration-tsan integration-fault
+	$(MAKE) --no-print-directory -j$(JOBS) $(TEST_PROGRAMS)
+	$(MAKE) --no-print-directory unit example-check unit-asan unit-tsan unit-fault
+	$(MAKE) --no-print-directory -j$(JOBS) --output-sync=target fuzz-check
+	$(MAKE) --no-print-directory integration
+	$(MAKE) --no-print-directory -j2 --output-sync=target integration-asan integration-tsan
+	$(MAKE) --no-print-directory integration-fault
 	@echo "make test: all passed"
 
 # ---- tests ----
@@ -287,10 +301,12 @@ fuzz: deps-test $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
 	    $(FUZZ)/corpus/$$name $(FUZZ_INPUTS) \
 	    || exit 1; done
 
-fuzz-check: $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
+# One target per fuzzer, so that `make -j` checks them side by side.
+fuzz-check: $(addprefix fuzz-check-,$(FUZZ_TARGETS))
+
+$(addprefix fuzz-check-,$(FUZZ_TARGETS)): fuzz-check-%: $(FUZZ)/%
 	@mkdir -p $(FUZZ)/artifacts
-	@for target in $(FUZZ_TARGETS); do \
-	  name=$${target#fuzz_}; fresh=$$(mktemp -d); \
+	@target=$*; name=$${target#fuzz_}; fresh=$$(mktemp -d); \
 	  echo "fuzz-check: $$target: the corpus, the regressions, $(FUZZ_CHECK_SECONDS) s of new cases"; \
 	  ./$(FUZZ)/$$target $(FUZZ_OPTIONS) -runs=0 \
 	    $(FUZZ_INPUTS) 2>$(FUZZ)/$$name-replay.log \
@@ -299,7 +315,7 @@ fuzz-check: $(addprefix $(FUZZ)/,$(FUZZ_TARGETS))
 	    -artifact_prefix=$(FUZZ)/artifacts/$$name- $$fresh tests/fuzz/corpus/$$name \
 	    2>$(FUZZ)/$$name-check.log || { tail -40 $(FUZZ)/$$name-check.log; rm -rf $$fresh; exit 1; }; \
 	  grep -h "stat::number_of_executed_units\|Done" $(FUZZ)/$$name-check.log | tail -1; \
-	  rm -rf $$fresh; done
+	  rm -rf $$fresh
 
 # The integration suite against the ThreadSanitizer build: tests/integration/
 # test_race_load.py drives every thread at once (RESP, native and HTTP clients, the
@@ -319,6 +335,7 @@ bench: all
 	  $(BUILD)/bench/s3load
 	$(PYTHON) bench/suite.py
 	$(PYTHON) bench/s3.py
+	$(PYTHON) bench/tls.py
 
 # The narrower benchmarks of earlier issues (docs/benchmarks-earlier.md).
 bench-earlier: all

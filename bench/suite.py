@@ -920,6 +920,13 @@ def write_report(output, readme, context, matrix, head, native, flash, growth_re
             add("<!-- s3-bench:begin -->\n" + handle.read().rstrip("\n") +
                 "\n<!-- s3-bench:end -->")
         add("")
+    # The TLS section is bench/tls.py's, kept the same way.
+    tls_section = os.path.join(output, "benchmarks", "tls.md")
+    if os.path.exists(tls_section):
+        with open(tls_section) as handle:
+            add("<!-- tls-bench:begin -->\n" + handle.read().rstrip("\n") +
+                "\n<!-- tls-bench:end -->")
+        add("")
     add("Earlier, narrower benchmarks (index sharding, redis-benchmark, the HTTP server "
         "choice, flash start-up and retention, native batches against MSET/MGET) are in "
         "[benchmarks-earlier.md](benchmarks-earlier.md). Where the time goes, and what "

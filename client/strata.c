@@ -1,8 +1,9 @@
 /* libstrata: the native protocol client (include/strata.h). Standalone: it shares only
  * the wire layout (strata_protocol.h) with the server. Checksums are CRC32C by isa-l;
- * the KV key hash is SHA-256 by OpenSSL's libcrypto. */
+ * the KV key hash is SHA-256 by OpenSSL's libcrypto; TLS is OpenSSL's libssl. */
 #include "strata.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <isa-l/crc.h>
@@ -10,7 +11,10 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -29,9 +33,12 @@
 #define DEFAULT_CONNECTIONS 4
 #define MAX_CONNECTIONS     256
 #define IOVEC_BATCH         512
+/* Small pieces of a request are gathered into records of up to this many bytes. */
+#define TLS_GATHER 16384
 
 struct connection {
     int fd;              /* -1: not open */
+    SSL *ssl;            /* with TLS: the session on fd (the socket is then non-blocking) */
     bool busy;           /* taken by a call */
     bool shm_registered; /* the client's region is registered on it */
 };
@@ -54,6 +61,8 @@ struct strata_client {
     int shm_fd;
     unsigned char *shm;
     size_t shm_size;
+    SSL_CTX *tls;              /* NULL: plain connections */
+    char tls_server_name[256]; /* what the server's certificate must name */
 };
 
 /* ---- small helpers ------------------------------------------------------------- */
@@ -136,6 +145,55 @@ const char *strata_strerror(int code) {
 
 /* ---- connections ----------------------------------------------------------------- */
 
+static int wait_ready(int fd, short events, int64_t deadline);
+
+/* Makes the TLS handshake on FD (non-blocking from here on), checking the server's
+ * certificate against the client's CAs and name. Returns the session, or NULL. */
+static SSL *tls_connect(strata_client *client, int fd) {
+    SSL *ssl = SSL_new(client->tls);
+    if (ssl == NULL) return NULL;
+    int flags = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    SSL_set_fd(ssl, fd);
+    const char *name = client->tls_server_name;
+    unsigned char address[16];
+    bool is_address =
+        inet_pton(AF_INET, name, address) == 1 || inet_pton(AF_INET6, name, address) == 1;
+    if (is_address) {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name);
+    } else {
+        SSL_set_tlsext_host_name(ssl, name);
+        SSL_set1_host(ssl, name);
+    }
+    int64_t deadline = now_ms() + client->timeout_ms;
+    for (;;) {
+        ERR_clear_error();
+        int result = SSL_connect(ssl);
+        if (result == 1) return ssl;
+        int code = SSL_get_error(ssl, result);
+        short events = code == SSL_ERROR_WANT_READ    ? POLLIN
+                       : code == SSL_ERROR_WANT_WRITE ? POLLOUT
+                                                      : 0;
+        if (events == 0 || wait_ready(fd, events, deadline) != 0) break;
+    }
+    ERR_clear_error();
+    SSL_free(ssl);
+    return NULL;
+}
+
+/* Closes CONNECTION's socket and TLS session, if open. */
+static void close_connection(struct connection *connection) {
+    if (connection->ssl != NULL) {
+        ERR_clear_error();
+        (void)SSL_shutdown(connection->ssl); /* close_notify, not waiting for the reply */
+        SSL_free(connection->ssl);
+        ERR_clear_error();
+        connection->ssl = NULL;
+    }
+    if (connection->fd >= 0) close(connection->fd);
+    connection->fd = -1;
+}
+
 /* Opens a connection to the server's Unix socket. Returns the descriptor or a negative
  * error. */
 static int open_unix_connection(strata_client *client) {
@@ -174,7 +232,7 @@ static int open_connection(strata_client *client) {
     return fd;
 }
 
-static int authenticate(strata_client *client, int fd);
+static int authenticate(strata_client *client, struct connection *connection);
 
 /* Takes a free connection from the pool, opening it if needed (and authenticating it
  * when the client has credentials). Returns it, or NULL with *ERROR set. */
@@ -191,23 +249,26 @@ static struct connection *acquire(strata_client *client, int *error) {
     pthread_mutex_unlock(&client->lock);
     if (found->fd < 0) {
         int fd = open_connection(client);
-        if (fd >= 0 && client->authenticate) {
-            int refused = authenticate(client, fd);
-            if (refused != 0) {
-                close(fd);
-                fd = refused;
+        int failure = fd < 0 ? fd : 0;
+        if (failure == 0) {
+            found->fd = fd;
+            found->ssl = NULL;
+            found->shm_registered = false;
+            if (client->tls != NULL && (found->ssl = tls_connect(client, fd)) == NULL) {
+                failure = STRATA_ERR_CONNECT;
+            } else if (client->authenticate) {
+                failure = authenticate(client, found); /* inside TLS, if any */
             }
+            if (failure != 0) close_connection(found);
         }
-        if (fd < 0) {
-            *error = fd;
+        if (failure != 0) {
+            *error = failure;
             pthread_mutex_lock(&client->lock);
             found->busy = false;
             pthread_cond_signal(&client->available);
             pthread_mutex_unlock(&client->lock);
             return NULL;
         }
-        found->fd = fd;
-        found->shm_registered = false;
     }
     return found;
 }
@@ -215,10 +276,7 @@ static struct connection *acquire(strata_client *client, int *error) {
 /* Returns CONNECTION to the pool; after a failure (BROKEN) it is closed first, since
  * the stream can no longer be trusted. */
 static void release(strata_client *client, struct connection *connection, bool broken) {
-    if (broken && connection->fd >= 0) {
-        close(connection->fd);
-        connection->fd = -1;
-    }
+    if (broken && connection->fd >= 0) close_connection(connection);
     pthread_mutex_lock(&client->lock);
     connection->busy = false;
     pthread_cond_signal(&client->available);
@@ -237,10 +295,68 @@ static int wait_ready(int fd, short events, int64_t deadline) {
     }
 }
 
+/* Waits for what a TLS call that returned RESULT needs, or fails. Returns 0 to retry. */
+static int tls_wait(struct connection *connection, int result, int64_t deadline) {
+    int code = SSL_get_error(connection->ssl, result);
+    ERR_clear_error();
+    if (code == SSL_ERROR_WANT_READ) return wait_ready(connection->fd, POLLIN, deadline);
+    if (code == SSL_ERROR_WANT_WRITE) return wait_ready(connection->fd, POLLOUT, deadline);
+    return STRATA_ERR_CLOSED;
+}
+
+/* Writes LENGTH bytes at DATA through CONNECTION's TLS session. */
+static int tls_write_all(struct connection *connection, const void *data, size_t length,
+                         int64_t deadline) {
+    const unsigned char *cursor = data;
+    while (length > 0) {
+        size_t written = 0;
+        ERR_clear_error();
+        int result = SSL_write_ex(connection->ssl, cursor, length, &written);
+        if (result == 1) {
+            cursor += written;
+            length -= written;
+            continue;
+        }
+        int error = tls_wait(connection, result, deadline); /* retried with the same bytes */
+        if (error != 0) return error;
+    }
+    return 0;
+}
+
+/* send_all() over TLS: small iovecs are gathered into records of up to TLS_GATHER
+ * bytes; larger ones are written from where they lie. */
+static int tls_send_all(struct connection *connection, const struct iovec *iovecs, size_t count,
+                        int64_t deadline) {
+    unsigned char gather[TLS_GATHER];
+    size_t gathered = 0;
+    for (size_t i = 0; i < count; i++) {
+        const unsigned char *data = iovecs[i].iov_base;
+        size_t length = iovecs[i].iov_len;
+        if (length >= TLS_GATHER) {
+            int error = gathered > 0 ? tls_write_all(connection, gather, gathered, deadline) : 0;
+            gathered = 0;
+            if (error == 0) error = tls_write_all(connection, data, length, deadline);
+            if (error != 0) return error;
+            continue;
+        }
+        if (gathered + length > TLS_GATHER) {
+            int error = tls_write_all(connection, gather, gathered, deadline);
+            if (error != 0) return error;
+            gathered = 0;
+        }
+        memcpy(gather + gathered, data, length);
+        gathered += length;
+    }
+    return gathered > 0 ? tls_write_all(connection, gather, gathered, deadline) : 0;
+}
+
 /* Sends every byte of IOVECS (COUNT of them; they are advanced in place). A DESCRIPTOR
- * (>= 0; a Unix socket only) rides as SCM_RIGHTS on the first sendmsg(), so the kernel
- * attaches it to the first byte sent. */
-static int send_all(int fd, struct iovec *iovecs, size_t count, int64_t deadline, int descriptor) {
+ * (>= 0; the Unix socket only, never TLS) rides as SCM_RIGHTS on the first sendmsg(), so
+ * the kernel attaches it to the first byte sent. */
+static int send_all(struct connection *connection, struct iovec *iovecs, size_t count,
+                    int64_t deadline, int descriptor) {
+    if (connection->ssl != NULL) return tls_send_all(connection, iovecs, count, deadline);
+    int fd = connection->fd;
     size_t index = 0;
     union {
         struct cmsghdr align;
@@ -287,8 +403,30 @@ static int send_all(int fd, struct iovec *iovecs, size_t count, int64_t deadline
     return 0;
 }
 
+/* receive_all() over TLS. What OpenSSL holds already is taken before waiting. */
+static int tls_receive_all(struct connection *connection, void *buffer, size_t length,
+                           int64_t deadline) {
+    unsigned char *cursor = buffer;
+    while (length > 0) {
+        size_t got = 0;
+        ERR_clear_error();
+        int result = SSL_read_ex(connection->ssl, cursor, length, &got);
+        if (result == 1) {
+            cursor += got;
+            length -= got;
+            continue;
+        }
+        int error = tls_wait(connection, result, deadline);
+        if (error != 0) return error;
+    }
+    return 0;
+}
+
 /* Receives exactly LENGTH bytes into BUFFER. */
-static int receive_all(int fd, void *buffer, size_t length, int64_t deadline) {
+static int receive_all(struct connection *connection, void *buffer, size_t length,
+                       int64_t deadline) {
+    if (connection->ssl != NULL) return tls_receive_all(connection, buffer, length, deadline);
+    int fd = connection->fd;
     unsigned char *cursor = buffer;
     while (length > 0) {
         int error = wait_ready(fd, POLLIN, deadline);
@@ -306,11 +444,11 @@ static int receive_all(int fd, void *buffer, size_t length, int64_t deadline) {
 }
 
 /* Reads and throws away LENGTH bytes. */
-static int discard(int fd, uint64_t length, int64_t deadline) {
+static int discard(struct connection *connection, uint64_t length, int64_t deadline) {
     unsigned char sink[65536];
     while (length > 0) {
         size_t piece = length < sizeof(sink) ? (size_t)length : sizeof(sink);
-        int error = receive_all(fd, sink, piece, deadline);
+        int error = receive_all(connection, sink, piece, deadline);
         if (error != 0) return error;
         length -= piece;
     }
@@ -371,10 +509,10 @@ static void request_free(struct request *request) {
 static int exchange(strata_client *client, struct connection *connection, struct request *request,
                     unsigned char *header, int64_t deadline) {
     strata_store64(request->head + 16, request->body_length - STRATA_FRAME_HEADER_SIZE);
-    int error = send_all(connection->fd, request->iovecs, request->iovec_count, deadline,
-                         request->descriptor);
+    int error =
+        send_all(connection, request->iovecs, request->iovec_count, deadline, request->descriptor);
     if (error != 0) return error;
-    error = receive_all(connection->fd, header, STRATA_FRAME_HEADER_SIZE, deadline);
+    error = receive_all(connection, header, STRATA_FRAME_HEADER_SIZE, deadline);
     if (error != 0) return error;
     if (strata_load32(header) != STRATA_PROTOCOL_MAGIC || header[4] != STRATA_PROTOCOL_VERSION) {
         return STRATA_ERR_PROTOCOL;
@@ -382,7 +520,7 @@ static int exchange(strata_client *client, struct connection *connection, struct
     int32_t status = (int32_t)strata_load32(header + 28);
     if (status != 0) {
         uint64_t length = strata_load64(header + 16);
-        error = discard(connection->fd, length, deadline);
+        error = discard(connection, length, deadline);
         return error != 0 ? error : status;
     }
     if (strata_load64(header + 8) != strata_load64(request->head + 8)) return STRATA_ERR_PROTOCOL;
@@ -399,10 +537,10 @@ static bool breaks_stream(int error) {
            error == STRATA_ERR_TOO_LARGE || error == STRATA_ERR_NO_MEMORY;
 }
 
-/* Sends AUTH with the client's credentials on the new connection FD and reads the
- * answer. Returns 0, or an error (STRATA_ERR_WRONGPASS, STRATA_ERR_THROTTLED, a network
- * error); the caller then closes FD. */
-static int authenticate(strata_client *client, int fd) {
+/* Sends AUTH with the client's credentials on the new CONNECTION (after its TLS
+ * handshake, if any) and reads the answer. Returns 0, or an error (STRATA_ERR_WRONGPASS,
+ * STRATA_ERR_THROTTLED, a network error); the caller then closes CONNECTION. */
+static int authenticate(strata_client *client, struct connection *connection) {
     int64_t deadline = now_ms() + client->timeout_ms;
     struct request request;
     if (!request_start(client, &request, STRATA_OP_AUTH, 1, 0, false)) {
@@ -418,9 +556,8 @@ static int authenticate(strata_client *client, int fd) {
               request_add(&request, client->user, user_length) &&
               request_add(&request, client->password, password_length);
     unsigned char header[STRATA_FRAME_HEADER_SIZE];
-    struct connection connection = {.fd = fd};
     int error =
-        ok ? exchange(client, &connection, &request, header, deadline) : STRATA_ERR_NO_MEMORY;
+        ok ? exchange(client, connection, &request, header, deadline) : STRATA_ERR_NO_MEMORY;
     request_free(&request);
     return error;
 }
@@ -486,6 +623,31 @@ static int64_t shm_offset(const strata_client *client, const void *data, size_t 
 
 /* ---- the calls ------------------------------------------------------------------- */
 
+/* Builds the client's SSL_CTX from CONFIG's TLS fields. Returns 0 or STRATA_ERR_INVALID
+ * (a file that does not load) or STRATA_ERR_NO_MEMORY. */
+static int tls_setup(strata_client *client, const struct strata_config *config) {
+    snprintf(client->tls_server_name, sizeof(client->tls_server_name), "%s",
+             config->tls_server_name ? config->tls_server_name : client->host);
+    client->tls = SSL_CTX_new(TLS_client_method());
+    if (client->tls == NULL) return STRATA_ERR_NO_MEMORY;
+    SSL_CTX_set_min_proto_version(client->tls, TLS1_2_VERSION);
+    SSL_CTX_set_mode(client->tls, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_read_ahead(client->tls, 1); /* a record in one read(), not a header and a body */
+    SSL_CTX_set_verify(client->tls, SSL_VERIFY_PEER, NULL);
+    int loaded = config->tls_ca_file
+                     ? SSL_CTX_load_verify_locations(client->tls, config->tls_ca_file, NULL)
+                     : SSL_CTX_set_default_verify_paths(client->tls);
+    if (loaded != 1 ||
+        (config->tls_cert_file != NULL &&
+         SSL_CTX_use_certificate_chain_file(client->tls, config->tls_cert_file) != 1) ||
+        (config->tls_key_file != NULL &&
+         SSL_CTX_use_PrivateKey_file(client->tls, config->tls_key_file, SSL_FILETYPE_PEM) != 1)) {
+        ERR_clear_error();
+        return STRATA_ERR_INVALID;
+    }
+    return 0;
+}
+
 int strata_connect(const struct strata_config *config, strata_client **result) {
     *result = NULL;
     struct strata_config defaults = {0};
@@ -493,7 +655,7 @@ int strata_connect(const struct strata_config *config, strata_client **result) {
     const char *name_space = config->name_space ? config->name_space : "default";
     if (strlen(name_space) == 0 || strlen(name_space) > 255) return STRATA_ERR_INVALID;
     if ((config->unix_socket != NULL &&
-         (config->unix_socket[0] == '\0' || strlen(config->unix_socket) >= 108)) ||
+         (config->unix_socket[0] == '\0' || strlen(config->unix_socket) >= 108 || config->tls)) ||
         (config->user != NULL && strlen(config->user) > 128) ||
         (config->password != NULL && strlen(config->password) > 1024)) {
         return STRATA_ERR_INVALID;
@@ -529,7 +691,8 @@ int strata_connect(const struct strata_config *config, strata_client **result) {
         client->connections[i].fd = -1;
     pthread_mutex_init(&client->lock, NULL);
     pthread_cond_init(&client->available, NULL);
-    int error = strata_ping(client);
+    int error = config->tls ? tls_setup(client, config) : 0;
+    if (error == 0) error = strata_ping(client);
     if (error != 0) {
         strata_close(client);
         return error;
@@ -540,9 +703,9 @@ int strata_connect(const struct strata_config *config, strata_client **result) {
 
 void strata_close(strata_client *client) {
     if (client == NULL) return;
-    for (int i = 0; i < client->connection_count; i++) {
-        if (client->connections[i].fd >= 0) close(client->connections[i].fd);
-    }
+    for (int i = 0; i < client->connection_count; i++)
+        close_connection(&client->connections[i]);
+    SSL_CTX_free(client->tls);
     if (client->shm != NULL) munmap(client->shm, client->shm_size);
     if (client->shm_fd >= 0) close(client->shm_fd);
     pthread_mutex_destroy(&client->lock);
@@ -580,7 +743,7 @@ static int read_statuses(struct connection *connection, const unsigned char *hea
     size_t done = 0;
     while (done < count) {
         size_t piece = count - done < sizeof(buffer) / 4 ? count - done : sizeof(buffer) / 4;
-        int error = receive_all(connection->fd, buffer, piece * 4, deadline);
+        int error = receive_all(connection, buffer, piece * 4, deadline);
         if (error != 0) return error;
         for (size_t i = 0; i < piece; i++)
             statuses[done + i] = (int32_t)strata_load32(buffer + 4 * i);
@@ -694,7 +857,7 @@ int strata_get_batch(strata_client *client, struct strata_get_item *items, size_
     for (size_t i = 0; error == 0 && i < count; i++) {
         struct strata_get_item *item = &items[i];
         unsigned char result[STRATA_GET_RESULT_SIZE];
-        error = receive_all(connection->fd, result, sizeof(result), deadline);
+        error = receive_all(connection, result, sizeof(result), deadline);
         if (error != 0) break;
         item->status = (int32_t)strata_load32(result);
         uint32_t checksum = strata_load32(result + 4);
@@ -706,7 +869,7 @@ int strata_get_batch(strata_client *client, struct strata_get_item *items, size_
             break;
         }
         bool in_shm = shm_offset(client, item->buffer, item->capacity) >= 0;
-        if (!in_shm) error = receive_all(connection->fd, item->buffer, (size_t)length, deadline);
+        if (!in_shm) error = receive_all(connection, item->buffer, (size_t)length, deadline);
         if (error == 0 && strata_checksum(item->buffer, (size_t)length) != checksum) {
             item->status = STRATA_ERR_CHECKSUM;
         }
@@ -746,7 +909,7 @@ static int key_call(strata_client *client, uint8_t opcode, const struct strata_k
         if (strata_load64(header + 16) != 4) {
             error = STRATA_ERR_PROTOCOL;
         } else {
-            error = receive_all(connection->fd, body, 4, deadline);
+            error = receive_all(connection, body, 4, deadline);
             if (error == 0) *matched = strata_load32(body);
         }
     } else if (error == 0) {

@@ -40,13 +40,24 @@ struct strata_config {
     const char *name_space; /* namespace every call names; NULL: "default" */
     int timeout_ms;         /* longest a call waits for the network; 0: 10000 */
     int connections;        /* size of the connection pool; 0: 4 */
+    /* TLS (docs/tls.md), for a server started with --tls-cert and --tls-key. Added at the
+     * end of the struct: zero-initialize it ({0} or designated initializers), and a
+     * program built against an older header must be rebuilt to use them. */
+    int tls;                     /* 1: every connection speaks TLS (1.2 or newer); 0: plain */
+    const char *tls_ca_file;     /* PEM CAs the server's certificate must chain to; NULL:
+                                    the system's default CAs */
+    const char *tls_cert_file;   /* PEM client certificate (--tls-client-auth), or NULL */
+    const char *tls_key_file;    /* its private key, or NULL */
+    const char *tls_server_name; /* the name (or IP address) the server's certificate must
+                                    carry, also sent as SNI; NULL: host */
     /* Credentials (docs/security.md): with a user or a password set, every connection
      * sends AUTH before anything else; NULL for both: none sent (the server's "default"
      * user needs no password, or the Unix socket's peer uid names a user). */
     const char *user;     /* NULL: "default" */
     const char *password; /* NULL: "" */
     /* The server's Unix socket (--unix-socket PATH): connect there instead of host and
-     * port. Needed for shared memory (strata_shm_create()). NULL: TCP. */
+     * port. Needed for shared memory (strata_shm_create()). Never TLS: with tls set as
+     * well, strata_connect() returns STRATA_ERR_INVALID. NULL: TCP. */
     const char *unix_socket;
 };
 
@@ -54,7 +65,10 @@ struct strata_config {
  * not there, or refuses the credentials). Returns 0 with *CLIENT set, or a negative
  * error: STRATA_ERR_WRONGPASS (unknown user, wrong password, user off),
  * STRATA_ERR_THROTTLED (too many failures from this host lately), STRATA_ERR_NOAUTH
- * (the server wants credentials and none were given). */
+ * (the server wants credentials and none were given); with TLS, a certificate file that
+ * does not load is STRATA_ERR_INVALID, and a failed handshake (a server certificate
+ * that does not verify, a refused client certificate, a server not speaking TLS) is
+ * STRATA_ERR_CONNECT. */
 int strata_connect(const struct strata_config *config, strata_client **client);
 
 /* Closes every connection, unmaps the shared memory region, frees the client. No call

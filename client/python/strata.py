@@ -6,6 +6,7 @@ and torch tensors (contiguous, on the CPU) -- without copying them in Python.
 
     import strata
     client = strata.Client(port=6380, namespace="default")
+    # over TLS: strata.Client(port=6380, tls_ca="ca.pem", tls_server_name="localhost")
     client.put(b"key", b"value")
     buffer = bytearray(5)
     length = client.get(b"key", buffer)
@@ -71,8 +72,11 @@ _lib = _load_library()
 class _Config(ctypes.Structure):
     _fields_ = [("host", ctypes.c_char_p), ("port", ctypes.c_int),
                 ("name_space", ctypes.c_char_p), ("timeout_ms", ctypes.c_int),
-                ("connections", ctypes.c_int), ("user", ctypes.c_char_p),
-                ("password", ctypes.c_char_p), ("unix_socket", ctypes.c_char_p)]
+                ("connections", ctypes.c_int), ("tls", ctypes.c_int),
+                ("tls_ca_file", ctypes.c_char_p), ("tls_cert_file", ctypes.c_char_p),
+                ("tls_key_file", ctypes.c_char_p), ("tls_server_name", ctypes.c_char_p),
+                ("user", ctypes.c_char_p), ("password", ctypes.c_char_p),
+                ("unix_socket", ctypes.c_char_p)]
 
 
 class _PutItem(ctypes.Structure):
@@ -232,12 +236,24 @@ class Client:
     (shm_create) needs it."""
 
     def __init__(self, host="127.0.0.1", port=6380, namespace="default", timeout_ms=10000,
-                 connections=4, user=None, password=None, unix_socket=None):
-        def text(value):
-            return value.encode() if isinstance(value, str) else value
+                 connections=4, tls=False, tls_ca=None, tls_cert=None, tls_key=None,
+                 tls_server_name=None, user=None, password=None, unix_socket=None):
+        """TLS (a server with --tls-cert): tls=True, or any tls_* given. tls_ca: the PEM
+        CAs that sign the server's certificate (None: the system's); tls_cert and
+        tls_key: a client certificate (--tls-client-auth); tls_server_name: the name the
+        server's certificate must carry (None: host)."""
+        def encoded(text):
+            return None if text is None else os.fsencode(text)
 
+        def utf8(text):
+            return text.encode() if isinstance(text, str) else text
+
+        tls = tls or any(value is not None for value in (tls_ca, tls_cert, tls_key,
+                                                         tls_server_name))
         config = _Config(host.encode(), port, namespace.encode(), timeout_ms, connections,
-                         text(user), text(password), text(unix_socket))
+                         1 if tls else 0, encoded(tls_ca), encoded(tls_cert), encoded(tls_key),
+                         encoded(tls_server_name), utf8(user), utf8(password),
+                         encoded(unix_socket))
         handle = ctypes.c_void_p()
         _check(_lib.strata_connect(ctypes.byref(config), ctypes.byref(handle)), "connect")
         self._handle = handle

@@ -5,6 +5,7 @@
  * stays on that worker. Connection sockets are level-triggered: EPOLLIN while the
  * protocol accepts input, EPOLLOUT only while output is waiting on a full socket. */
 #include "net/net.h"
+#include "net/tls.h"
 
 #include "base/io_ring.h"
 
@@ -41,6 +42,7 @@ struct option_group net_options = {
     .title = "Network",
     .definitions = net_option_definitions,
     .count = sizeof(net_option_definitions) / sizeof(net_option_definitions[0]),
+    .validate = tls_options_validate,
 };
 
 static const struct metric_definition net_metric_definitions[] = {
@@ -81,6 +83,8 @@ struct metric_group net_metrics = {
  * ran at 1.5 GB/s read directly, 2.5 GB/s copied). */
 #define DIRECT_READ_MINIMUM (512 * 1024)
 #define WRITE_IOVECS        64
+/* Failed TLS handshakes logged per second and worker; the rest are counted in one line. */
+#define HANDSHAKE_FAILURE_LOGS_PER_SECOND 5
 
 enum tag_kind { TAG_LISTENER, TAG_WAKE, TAG_CONNECTION, TAG_RING };
 
@@ -102,6 +106,7 @@ struct listener {
     struct tag tag;
     int fd;
     struct protocol *protocol; /* NULL on the Unix socket: the first bytes choose */
+    bool tls; /* its connections speak TLS (a TCP listener while TLS is configured) */
     char address[64];
     /* The Unix socket (net_server_listen_unix()): the protocols its connections may
      * speak, in the order they are asked, and its file, removed at the end if still
@@ -130,6 +135,17 @@ struct connection {
     bool closing;        /* close once the output is sent */
     int busy;            /* inside service() or a handler call: resume only marks */
     bool resume_pending; /* net_connection_resume() was called while busy */
+    /* TLS (NULL ssl: a plain connection, and none of the rest is used). */
+    SSL *ssl;
+    struct net_connection_info *handshake_info; /* until the handshake ends: what open()
+                                                   will be told; NULL after */
+    int64_t handshake_deadline_ms;
+    bool tls_failed;         /* a fatal TLS error: no close_notify */
+    bool tls_read_wants_out; /* SSL_read asked for writability */
+    bool tls_write_wants_in; /* SSL_write asked for readability */
+    bool tls_ready;          /* on the worker's ready list (OpenSSL holds unread input) */
+    struct connection *ready_next;
+    struct connection *ready_previous;
     /* A connection of the Unix socket: read with recvmsg() for descriptors; until its
      * first bytes choose a protocol (protocol and session NULL), those bytes and any
      * descriptors wait here. */
@@ -156,8 +172,13 @@ struct worker {
     int epoll_fd;
     int wake_fd;
     unsigned char *read_buffer;
+    unsigned char *tls_gather; /* TLS_RECORD_SIZE bytes: small replies gathered into a record */
     struct connection *connections;
+    struct connection *ready; /* TLS connections with input inside OpenSSL, to read again */
     int64_t next_tick_ms;
+    int64_t failure_log_second; /* rate limit of the failed-handshake log lines */
+    int failures_logged;
+    int failures_unlogged;
 };
 
 struct net_server {
@@ -172,7 +193,8 @@ struct net_server {
     _Atomic bool stopping;
     _Atomic uint64_t connections;
     _Atomic uint64_t next_connection_id;
-    int reserve_fd; /* kept open to accept-and-close when out of descriptors */
+    int reserve_fd;         /* kept open to accept-and-close when out of descriptors */
+    struct tls_server *tls; /* NULL: TLS is off */
 };
 
 /* The rule "every handler call for a connection happens on its worker's thread". */
@@ -259,7 +281,24 @@ struct net_server *net_server_create(const struct net_config *config, char *erro
     server->worker_count = config->threads > 0 ? config->threads : 1;
     server->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     atomic_init(&server->next_connection_id, 1);
+    if (tls_server_create(config->options, &server->tls, error, error_size) != 0) {
+        close(server->reserve_fd);
+        free(server->bind);
+        free(server);
+        return NULL;
+    }
+    /* The workers wake once a second to close handshakes that take too long. */
+    if (server->tls != NULL) server->ticks = true;
     return server;
+}
+
+int net_server_reload_tls(struct net_server *server, char *error, size_t error_size) {
+    if (server->tls == NULL) return 0;
+    return tls_server_reload(server->tls, error, error_size);
+}
+
+bool net_server_tls(const struct net_server *server) {
+    return server->tls != NULL;
 }
 
 int net_server_listen(struct net_server *server, int port, const struct net_handler *handler,
@@ -295,6 +334,7 @@ int net_server_listen(struct net_server *server, int port, const struct net_hand
         listener->tag.kind = TAG_LISTENER;
         listener->fd = fd;
         listener->protocol = protocol;
+        listener->tls = server->tls != NULL;
         snprintf(listener->address, sizeof(listener->address), "%s", host);
     }
     free(addresses);
@@ -314,6 +354,33 @@ fail:
 
 /* ---- connections -------------------------------------------------------------- */
 
+/* Puts a TLS CONNECTION on its worker's ready list: OpenSSL holds input that epoll will
+ * not report (it left the socket already), so the worker reads it after this round. */
+static void ready_add(struct connection *connection) {
+    if (connection->tls_ready) return;
+    struct worker *worker = connection->worker;
+    connection->tls_ready = true;
+    connection->ready_previous = NULL;
+    connection->ready_next = worker->ready;
+    if (worker->ready != NULL) worker->ready->ready_previous = connection;
+    worker->ready = connection;
+}
+
+/* Takes CONNECTION off its worker's ready list, if it is on it. */
+static void ready_remove(struct connection *connection) {
+    if (!connection->tls_ready) return;
+    if (connection->ready_previous != NULL) {
+        connection->ready_previous->ready_next = connection->ready_next;
+    } else {
+        connection->worker->ready = connection->ready_next;
+    }
+    if (connection->ready_next != NULL)
+        connection->ready_next->ready_previous = connection->ready_previous;
+    connection->tls_ready = false;
+    connection->ready_next = NULL;
+    connection->ready_previous = NULL;
+}
+
 static void set_interest(struct connection *connection, uint32_t events) {
     if (connection->events == events) return;
     struct epoll_event event = {.events = events, .data.ptr = &connection->tag};
@@ -325,7 +392,13 @@ static void close_connection(struct connection *connection) {
     struct worker *worker = connection->worker;
     struct net_server *server = worker->server;
     epoll_ctl(worker->epoll_fd, EPOLL_CTL_DEL, connection->fd, NULL);
+    if (connection->ssl != NULL) {
+        ready_remove(connection);
+        tls_session_free(connection->ssl, connection->tls_failed); /* before the close */
+        free(connection->handshake_info);
+    }
     close(connection->fd);
+    /* A TLS connection whose handshake did not finish has no session. */
     if (connection->session != NULL) connection->protocol->handler.close(connection->session);
     for (int i = 0; i < connection->held_count; i++)
         close(connection->held[i]);
@@ -432,6 +505,106 @@ static bool write_output(struct connection *connection, bool *blocked, bool *wai
     return true;
 }
 
+/* write_output() for a TLS connection. Small pieces at the front of the queue (pipelined
+ * replies) are gathered into one record of up to TLS_RECORD_SIZE bytes in the worker's
+ * buffer; a piece of a record or more (a value sent by reference, a stream's piece) goes
+ * to SSL_write where it lies. After a WANT_* the next call rebuilds the same front of the
+ * queue (nothing was consumed, and it only grows), so OpenSSL's retry sees the same bytes
+ * (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER lets them come from another address). */
+static bool write_output_tls(struct connection *connection, bool *blocked, bool *waiting) {
+    *blocked = false;
+    *waiting = false;
+    connection->tls_write_wants_in = false;
+    struct iovec iovecs[WRITE_IOVECS];
+    while (output_queue_pending(&connection->output) > 0) {
+        int count = output_queue_iovecs(&connection->output, iovecs, WRITE_IOVECS);
+        if (count == 0) {
+            output_queue_consume(&connection->output, 0);
+            if (output_queue_iovecs(&connection->output, iovecs, WRITE_IOVECS) == 0) {
+                *waiting = true;
+                break;
+            }
+            continue;
+        }
+        const void *data = iovecs[0].iov_base;
+        size_t length = iovecs[0].iov_len;
+        if (length < TLS_RECORD_SIZE && count > 1) {
+            unsigned char *gather = connection->worker->tls_gather;
+            length = 0;
+            for (int i = 0; i < count && length < TLS_RECORD_SIZE; i++) {
+                size_t take = iovecs[i].iov_len;
+                if (take > TLS_RECORD_SIZE - length) take = TLS_RECORD_SIZE - length;
+                memcpy(gather + length, iovecs[i].iov_base, take);
+                length += take;
+            }
+            data = gather;
+        }
+        size_t written = 0;
+        switch (tls_write(connection->ssl, data, length, &written)) {
+        case TLS_OK:
+            output_queue_consume(&connection->output, written);
+            metric_add(NET_METRIC(net_output_bytes), (int64_t)written);
+            continue;
+        case TLS_WANT_READ:
+            connection->tls_write_wants_in = true;
+            *blocked = true;
+            return true;
+        case TLS_WANT_WRITE:
+            *blocked = true;
+            return true;
+        default:
+            connection->tls_failed = true;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The epoll interest a TLS connection adds to (or takes from) EVENTS: OpenSSL may need
+ * the other direction than the call that waits (a read that must write, a write that
+ * must read). Input already inside OpenSSL puts it on the ready list. */
+static uint32_t tls_interest(struct connection *connection, uint32_t events) {
+    if (connection->tls_write_wants_in) {
+        events |= EPOLLIN;
+        events &= ~(uint32_t)EPOLLOUT; /* level-triggered: writable is no news to it */
+    }
+    if (connection->tls_read_wants_out && !connection->closing) events |= EPOLLOUT;
+    if ((events & EPOLLIN) && connection->leftover_length == 0 && !connection->closing &&
+        tls_has_pending(connection->ssl)) {
+        ready_add(connection);
+    }
+    return events;
+}
+
+static ssize_t unix_receive(struct connection *connection, void *buffer, size_t length);
+
+/* Reads up to LENGTH bytes from CONNECTION into BUFFER: read(2) on a plain connection,
+ * SSL_read on a TLS one, recvmsg() on the Unix socket (which also takes the descriptors
+ * that came along). Returns as read(2) does (-1 with EAGAIN: wait for an event). */
+static inline ssize_t connection_read(struct connection *connection, void *buffer, size_t length) {
+    if (connection->unix_socket) return unix_receive(connection, buffer, length);
+    if (connection->ssl == NULL) return read(connection->fd, buffer, length);
+    size_t got = 0;
+    connection->tls_read_wants_out = false;
+    switch (tls_read(connection->ssl, buffer, length, &got)) {
+    case TLS_OK:
+        return (ssize_t)got;
+    case TLS_WANT_WRITE:
+        connection->tls_read_wants_out = true;
+        errno = EAGAIN;
+        return -1;
+    case TLS_WANT_READ:
+        errno = EAGAIN;
+        return -1;
+    case TLS_CLOSED:
+        return 0;
+    default:
+        connection->tls_failed = true;
+        errno = EPROTO;
+        return -1;
+    }
+}
+
 /* Brings a connection up to date after input, writability or a resume: sends output,
  * re-offers kept input while output drains, and sets the epoll interest. Closes the
  * connection if needed (a write error, a failed output queue, or closing with nothing
@@ -443,7 +616,9 @@ static bool service(struct connection *connection) {
     bool blocked = false, waiting = false;
     for (int round = 0; round < 64; round++) {
         connection->resume_pending = false;
-        if (!write_output(connection, &blocked, &waiting) || connection->output.failed) {
+        bool written = connection->ssl == NULL ? write_output(connection, &blocked, &waiting)
+                                               : write_output_tls(connection, &blocked, &waiting);
+        if (!written || connection->output.failed) {
             close_connection(connection);
             return false;
         }
@@ -485,19 +660,12 @@ static bool service(struct connection *connection) {
      * socket takes more. A stream that has not given its next piece yet resumes the
      * connection itself, and so does a protocol waiting for a read. */
     if (output_queue_pending(&connection->output) > 0 && !waiting) events |= EPOLLOUT;
+    if (connection->ssl != NULL) events = tls_interest(connection, events);
     set_interest(connection, events);
     return true;
 }
 
 static void unix_sniff(struct connection *connection);
-static ssize_t unix_receive(struct connection *connection, void *buffer, size_t length);
-
-/* Reads what the socket has (up to LENGTH bytes into BUFFER), as read(2) does; on the
- * Unix socket also takes the descriptors that came along. */
-static ssize_t connection_receive(struct connection *connection, void *buffer, size_t length) {
-    if (connection->unix_socket) return unix_receive(connection, buffer, length);
-    return read(connection->fd, buffer, length);
-}
 
 static void connection_readable(struct connection *connection) {
     ASSERT_ON_WORKER(connection);
@@ -516,14 +684,14 @@ static void connection_readable(struct connection *connection) {
         if (handler->direct_target != NULL &&
             handler->direct_target(connection->session, &target, &room) &&
             room >= DIRECT_READ_MINIMUM) {
-            got = connection_receive(connection, target, room);
+            got = connection_read(connection, target, room);
             if (got > 0) {
                 metric_add(NET_METRIC(net_input_bytes), got);
                 handler->direct_filled(connection->session, (size_t)got);
                 continue;
             }
         } else {
-            got = connection_receive(connection, worker->read_buffer, READ_BUFFER);
+            got = connection_read(connection, worker->read_buffer, READ_BUFFER);
             if (got > 0) {
                 metric_add(NET_METRIC(net_input_bytes), got);
                 if (!deliver(connection, worker->read_buffer, (size_t)got)) {
@@ -547,10 +715,29 @@ static void connection_readable(struct connection *connection) {
     service(connection);
 }
 
-/* Sets up a connection on WORKER for the accepted socket FD. Returns false if it could
- * not (out of memory, or the protocol refused it); the caller then closes FD. */
+/* Keeps INFO for the protocol's open() and starts CONNECTION's TLS handshake: the
+ * worker's loop drives it (continue_handshake()), and --tls-handshake-timeout bounds it.
+ * Returns false if out of memory. */
+static bool start_handshake(struct connection *connection, const struct net_connection_info *info) {
+    struct net_server *server = connection->worker->server;
+    connection->ssl = tls_session_new(server->tls, connection->fd);
+    connection->handshake_info = malloc(sizeof(*info));
+    if (connection->ssl == NULL || connection->handshake_info == NULL) {
+        tls_session_free(connection->ssl, true);
+        free(connection->handshake_info);
+        return false;
+    }
+    *connection->handshake_info = *info;
+    connection->handshake_deadline_ms =
+        clock_monotonic_ms() + (int64_t)tls_server_handshake_timeout(server->tls) * 1000;
+    return true;
+}
+
+/* Sets up a connection on WORKER for the accepted socket FD (through a TLS listener
+ * when TLS: the protocol's open() then waits for the handshake). Returns false if it
+ * could not (out of memory, or the protocol refused it); the caller then closes FD. */
 static bool open_connection(struct worker *worker, const struct protocol *protocol, int fd,
-                            const struct sockaddr *peer) {
+                            const struct sockaddr *peer, bool tls) {
     struct net_server *server = worker->server;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -576,15 +763,26 @@ static bool open_connection(struct worker *worker, const struct protocol *protoc
     } else {
         snprintf(info.local, sizeof(info.local), "?");
     }
-    connection->session = protocol->handler.open(protocol->context, &info, &connection->output);
-    if (connection->session == NULL) {
-        free(connection);
-        return false;
+    info.tls = tls;
+    info.tls_peer_name[0] = '\0';
+    if (tls) {
+        if (!start_handshake(connection, &info)) {
+            free(connection);
+            return false;
+        }
+    } else {
+        connection->session = protocol->handler.open(protocol->context, &info, &connection->output);
+        if (connection->session == NULL) {
+            free(connection);
+            return false;
+        }
     }
     connection->events = EPOLLIN;
     struct epoll_event event = {.events = EPOLLIN, .data.ptr = &connection->tag};
     if (epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0) {
-        protocol->handler.close(connection->session);
+        if (connection->session != NULL) protocol->handler.close(connection->session);
+        tls_session_free(connection->ssl, true);
+        free(connection->handshake_info);
         free(connection);
         return false;
     }
@@ -597,6 +795,90 @@ static bool open_connection(struct worker *worker, const struct protocol *protoc
 }
 
 static bool open_unix_connection(struct worker *worker, const struct listener *listener, int fd);
+
+/* Logs a failed handshake of CONNECTION with REASON, at most a few a second per worker
+ * (a flood of plain-text clients should not flood the log), and counts it. */
+static void handshake_failed(struct connection *connection, const char *reason) {
+    struct worker *worker = connection->worker;
+    metric_add(NET_METRIC(tls_handshake_failures), 1);
+    int64_t second = clock_monotonic_ms() / 1000;
+    if (second != worker->failure_log_second) {
+        if (worker->failures_unlogged > 0) {
+            log_event(LOG_WARNING, "tls_handshake_failures_unlogged", "worker=%d count=%d",
+                      worker->index, worker->failures_unlogged);
+        }
+        worker->failure_log_second = second;
+        worker->failures_logged = 0;
+        worker->failures_unlogged = 0;
+    }
+    if (worker->failures_logged >= HANDSHAKE_FAILURE_LOGS_PER_SECOND) {
+        worker->failures_unlogged++;
+        return;
+    }
+    worker->failures_logged++;
+    log_event(LOG_WARNING, "tls_handshake_failed", "peer=%s local=%s reason=\"%s\"",
+              connection->handshake_info->peer, connection->handshake_info->local, reason);
+}
+
+/* What a plain HTTP client on the TLS port is told before the connection closes. */
+static const char plain_http_answer[] = "HTTP/1.1 400 Bad Request\r\n"
+                                        "Content-Type: text/plain\r\n"
+                                        "Content-Length: 42\r\n"
+                                        "Connection: close\r\n\r\n"
+                                        "This port speaks TLS: use https:// here.\r\n";
+
+/* Takes CONNECTION's TLS handshake a step further (an event on its socket). When it
+ * finishes, the protocol's open() gets the connection's details, the client
+ * certificate's name among them, and input is read; when it fails, the connection is
+ * logged, counted and closed. On the connection's worker thread. */
+static void continue_handshake(struct connection *connection) {
+    ASSERT_ON_WORKER(connection);
+    char reason[320];
+    bool plaintext_http = false;
+    switch (tls_handshake(connection->ssl, reason, sizeof(reason), &plaintext_http)) {
+    case TLS_WANT_READ:
+        set_interest(connection, EPOLLIN);
+        return;
+    case TLS_WANT_WRITE:
+        set_interest(connection, EPOLLOUT);
+        return;
+    case TLS_OK:
+        break;
+    default:
+        connection->tls_failed = true;
+        handshake_failed(connection, reason);
+        if (plaintext_http) { /* as nginx does: tell the browser or curl what is wrong */
+            ssize_t ignored =
+                write(connection->fd, plain_http_answer, sizeof(plain_http_answer) - 1);
+            (void)ignored;
+        }
+        close_connection(connection);
+        return;
+    }
+    struct net_connection_info *info = connection->handshake_info;
+    bool ktls_send = false, ktls_recv = false;
+    tls_session_describe(connection->ssl, info->tls_peer_name, sizeof(info->tls_peer_name),
+                         &ktls_send, &ktls_recv);
+    metric_add(NET_METRIC(tls_handshakes), 1);
+    if (ktls_send) metric_add(NET_METRIC(tls_ktls_send), 1);
+    if (ktls_recv) metric_add(NET_METRIC(tls_ktls_recv), 1);
+    log_event(info->tls_peer_name[0] != '\0' ? LOG_INFO : LOG_DEBUG, "tls_connect",
+              "id=%llu peer=%s local=%s client_cert=\"%s\" ktls_send=%d ktls_recv=%d",
+              (unsigned long long)info->id, info->peer, info->local, info->tls_peer_name, ktls_send,
+              ktls_recv);
+    const struct protocol *protocol = connection->protocol;
+    connection->session = protocol->handler.open(protocol->context, info, &connection->output);
+    if (connection->session == NULL) {
+        close_connection(connection);
+        return;
+    }
+    free(connection->handshake_info);
+    connection->handshake_info = NULL;
+    set_interest(connection, EPOLLIN);
+    /* The client's first request may have come with its last handshake flight and be
+     * inside OpenSSL already, where epoll cannot see it. */
+    connection_readable(connection);
+}
 
 static void accept_connections(struct worker *worker, struct listener *listener) {
     struct net_server *server = worker->server;
@@ -626,7 +908,9 @@ static void accept_connections(struct worker *worker, struct listener *listener)
                                               ? listener->protocol
                                               : listener->choices[listener->choice_count - 1];
         if (open_now > (uint64_t)options_number(server->options, NET_OPTION(max_clients))) {
-            const char *refusal = protocol->handler.refusal;
+            /* Not in plain text on a TLS port: the client would read it as a broken
+             * record. It is just closed there. */
+            const char *refusal = listener->tls ? NULL : protocol->handler.refusal;
             if (refusal != NULL) {
                 size_t length = protocol->handler.refusal_length;
                 ssize_t ignored = write(fd, refusal, length != 0 ? length : strlen(refusal));
@@ -636,7 +920,8 @@ static void accept_connections(struct worker *worker, struct listener *listener)
         } else if (listener->protocol == NULL) {
             accepted = open_unix_connection(worker, listener, fd);
         } else {
-            accepted = open_connection(worker, listener->protocol, fd, (struct sockaddr *)&peer);
+            accepted = open_connection(worker, listener->protocol, fd, (struct sockaddr *)&peer,
+                                       listener->tls);
         }
         if (!accepted) {
             close(fd);
@@ -921,11 +1206,22 @@ static void unix_sniff(struct connection *connection) {
 
 /* ---- workers ------------------------------------------------------------------ */
 
-/* Runs tick() for every connection of WORKER whose protocol has one. */
+/* Runs tick() for every connection of WORKER whose protocol has one, and closes TLS
+ * handshakes that passed their deadline. */
 static void tick_connections(struct worker *worker, int64_t now_ms) {
     struct connection *connection = worker->connections;
     while (connection != NULL) {
         struct connection *next = connection->next;
+        if (connection->handshake_info != NULL) { /* a TLS handshake under way */
+            if (now_ms >= connection->handshake_deadline_ms) {
+                connection->tls_failed = true;
+                handshake_failed(connection, "handshake not finished in time "
+                                             "(tls-handshake-timeout)");
+                close_connection(connection);
+            }
+            connection = next;
+            continue;
+        }
         const struct net_handler *handler =
             connection->protocol != NULL ? &connection->protocol->handler : NULL;
         if (handler != NULL && handler->tick != NULL && !connection->closing &&
@@ -934,6 +1230,21 @@ static void tick_connections(struct worker *worker, int64_t now_ms) {
             service(connection);
         }
         connection = next;
+    }
+}
+
+/* Reads the input OpenSSL holds for the TLS connections on WORKER's ready list: as many
+ * as were on it when called (one that goes back on it waits for the next round). */
+static void read_ready(struct worker *worker) {
+    int count = 0;
+    for (struct connection *connection = worker->ready; connection != NULL;
+         connection = connection->ready_next) {
+        count++;
+    }
+    for (int i = 0; i < count && worker->ready != NULL; i++) {
+        struct connection *connection = worker->ready;
+        ready_remove(connection);
+        connection_readable(connection);
     }
 }
 
@@ -953,6 +1264,7 @@ static void *worker_main(void *argument) {
             }
             timeout = (int)(worker->next_tick_ms - now);
         }
+        if (worker->ready != NULL) timeout = 0; /* TLS input waits inside OpenSSL */
         int count = epoll_wait(worker->epoll_fd, events, EVENTS_PER_WAIT, timeout);
         if (count < 0) {
             if (errno == EINTR) continue;
@@ -979,15 +1291,22 @@ static void *worker_main(void *argument) {
             }
             struct connection *connection = (struct connection *)tag;
             uint32_t flags = events[i].events;
-            if (flags & EPOLLIN) {
+            if (connection->handshake_info != NULL) {
+                continue_handshake(connection);
+            } else if (flags & EPOLLIN) {
                 connection_readable(connection);
             } else if (flags & (EPOLLERR | EPOLLHUP)) {
                 close_connection(connection);
             } else if (flags & EPOLLOUT) {
-                service(connection);
+                if (connection->tls_read_wants_out) {
+                    connection_readable(connection); /* an SSL_read that had to write */
+                } else {
+                    service(connection);
+                }
             }
         }
         if (completions) io_ring_complete(worker->ring);
+        if (worker->ready != NULL) read_ready(worker);
     }
     while (worker->connections != NULL)
         close_connection(worker->connections);
@@ -1012,7 +1331,9 @@ int net_server_start(struct net_server *server, char *error, size_t error_size) 
         worker->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
         worker->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         worker->read_buffer = malloc(READ_BUFFER);
-        if (worker->epoll_fd < 0 || worker->wake_fd < 0 || worker->read_buffer == NULL) {
+        if (server->tls != NULL) worker->tls_gather = malloc(TLS_RECORD_SIZE);
+        if (worker->epoll_fd < 0 || worker->wake_fd < 0 || worker->read_buffer == NULL ||
+            (server->tls != NULL && worker->tls_gather == NULL)) {
             snprintf(error, error_size, "cannot set up worker %d: %s", i, strerror(errno));
             return -1;
         }
@@ -1073,6 +1394,7 @@ void net_server_destroy(struct net_server *server) {
         if (worker->epoll_fd >= 0) close(worker->epoll_fd);
         if (worker->wake_fd >= 0) close(worker->wake_fd);
         free(worker->read_buffer);
+        free(worker->tls_gather);
     }
     free(server->workers);
     for (int i = 0; i < server->listener_count; i++) {
@@ -1091,6 +1413,7 @@ void net_server_destroy(struct net_server *server) {
         free(server->protocols);
         server->protocols = next;
     }
+    tls_server_destroy(server->tls);
     free(server->bind);
     free(server);
 }

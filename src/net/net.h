@@ -56,8 +56,12 @@ struct net_connection_info {
     struct net_connection *connection; /* for net_connection_resume() */
     uint64_t id;                       /* unique in this process, from 1 */
     int fd;
-    char peer[64];  /* "127.0.0.1:54321" or "[::1]:54321"; "unix:PID" on the Unix socket */
-    char local[64]; /* the listening side, same form; "unix" on the Unix socket */
+    char peer[64];           /* "127.0.0.1:54321" or "[::1]:54321"; "unix:PID" on the Unix socket */
+    char local[64];          /* the listening side, same form; "unix" on the Unix socket */
+    bool tls;                /* the connection came through a TLS listener; open() is called once
+                                its handshake has finished */
+    char tls_peer_name[128]; /* the subject CN of the client certificate OpenSSL verified
+                                against --tls-ca; empty when none was sent or TLS is off */
     /* Accepted on the Unix socket (net_server_listen_unix(); never TLS): the peer
      * process's credentials as the kernel saw them at connect (SO_PEERCRED). */
     bool unix_socket;
@@ -161,9 +165,10 @@ struct net_server *net_server_create(const struct net_config *config, char *erro
                                      size_t error_size);
 
 /* Listens on PORT (0: any free port) at every bind address, and hands the connections
- * accepted there to HANDLER with CONTEXT. Call before net_server_start(); the handler
- * is copied. All protocols share the worker threads and max-clients. Returns the port
- * bound, or -1 with a reason in ERROR. */
+ * accepted there to HANDLER with CONTEXT. With TLS configured (--tls-cert, --tls-key)
+ * these TCP listeners speak TLS only, and the handler sees decrypted bytes. Call before
+ * net_server_start(); the handler is copied. All protocols share the worker threads and
+ * max-clients. Returns the port bound, or -1 with a reason in ERROR. */
 int net_server_listen(struct net_server *server, int port, const struct net_handler *handler,
                       void *context, char *error, size_t error_size);
 
@@ -186,6 +191,14 @@ int net_server_listen_unix(struct net_server *server, const char *path, unsigned
 
 /* Starts the worker threads. Returns 0, or -1 with a reason in ERROR. */
 int net_server_start(struct net_server *server, char *error, size_t error_size);
+
+/* Reads the TLS certificate, key and CA files again (SIGHUP): connections accepted
+ * from now on use them, open ones keep theirs. Returns 0 (also when TLS is off), or -1
+ * with the reason in ERROR, the files in use staying as they were. Any thread. */
+int net_server_reload_tls(struct net_server *server, char *error, size_t error_size);
+
+/* Whether TCP listeners speak TLS (--tls-cert and --tls-key were given). */
+bool net_server_tls(const struct net_server *server);
 
 /* Stops the workers, closes every connection and joins the threads. */
 void net_server_stop(struct net_server *server);

@@ -458,9 +458,9 @@ static void log_s3_endpoint(struct server *server) {
     host[length] = '\0';
     if (strcmp(host, "0.0.0.0") == 0 || host[0] == '\0') snprintf(host, sizeof(host), "127.0.0.1");
     bool ipv6 = strchr(host, ':') != NULL;
-    log_event(LOG_INFO, "s3", "endpoint=http://%s%s%s:%d credentials=%s hint=\"%s\"",
-              ipv6 ? "[" : "", host, ipv6 ? "]" : "", http_port,
-              s3_has_credentials(server->s3) ? "configured" : "none",
+    log_event(LOG_INFO, "s3", "endpoint=%s://%s%s%s:%d credentials=%s hint=\"%s\"",
+              net_server_tls(server->net) ? "https" : "http", ipv6 ? "[" : "", host,
+              ipv6 ? "]" : "", http_port, s3_has_credentials(server->s3) ? "configured" : "none",
               s3_has_credentials(server->s3)
                   ? "aws --endpoint-url <endpoint> s3 ls, with the configured access key"
                   : "AWS_ACCESS_KEY_ID=any AWS_SECRET_ACCESS_KEY=any aws --endpoint-url "
@@ -579,6 +579,20 @@ int server_start(struct server *server) {
     return 0;
 }
 
+/* SIGHUP: reads the TLS certificate, key and CA files again. New connections use them;
+ * if they do not load, the ones in use stay and a warning says why. */
+static void reload_tls(struct server *server) {
+    if (!net_server_tls(server->net)) return;
+    char error[512];
+    if (net_server_reload_tls(server->net, error, sizeof(error)) != 0) {
+        log_event(LOG_WARNING, "tls_reload_failed", "error=\"%s\" kept=\"the certificates in use\"",
+                  error);
+    } else {
+        log_event(LOG_INFO, "tls_reloaded", "cert=%s",
+                  options_text(&server->options, NET_OPTION(tls_cert)));
+    }
+}
+
 void server_wait_for_stop(struct server *server) {
     sigset_t signals;
     stop_signals(&signals);
@@ -598,6 +612,7 @@ void server_wait_for_stop(struct server *server) {
                 if (access_reload(server->access, error, sizeof(error)) != 0)
                     log_event(LOG_ERROR, "users_reload_failed", "reason=\"%s\"", error);
             }
+            reload_tls(server);
             continue;
         }
         log_event(LOG_INFO, "stopping", "reason=%s",

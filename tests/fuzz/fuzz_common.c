@@ -26,10 +26,10 @@ struct fuzz_world *fuzz_world(void) {
     /* The groups of the rooms the targets drive (the server's own group is not linked),
      * s3's among them for fuzz_s3_http, all declared before options_init(). */
     if (options_declare(&net_options) != 0 || options_declare(&engine_options) != 0 ||
-        options_declare(&s3_options) != 0 || options_declare(&resp_options) != 0 ||
-        options_declare(&http_options) != 0 || options_declare(&native_options) != 0 ||
-        options_declare(&access_options) != 0 || metrics_declare(&access_metrics) != 0 ||
-        metrics_declare(&net_metrics) != 0 || metrics_declare(&resp_metrics) != 0 ||
+        options_declare(&access_options) != 0 || options_declare(&s3_options) != 0 ||
+        options_declare(&resp_options) != 0 || options_declare(&http_options) != 0 ||
+        options_declare(&native_options) != 0 || metrics_declare(&net_metrics) != 0 ||
+        metrics_declare(&access_metrics) != 0 || metrics_declare(&resp_metrics) != 0 ||
         metrics_declare(&http_metrics) != 0)
         abort();
     if (options_init(&world.options) != 0) abort();

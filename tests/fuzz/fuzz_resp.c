@@ -1,9 +1,10 @@
 /* libFuzzer target: the RESP front end (parser, sessions, every command) against a
  * DRAM-only store. An input is one connection's bytes. */
+#include "access/access.h"
 #include "fuzz_common.h"
 #include "proto/resp/resp.h"
 
-static struct resp_server *server;
+#include <stdlib.h>
 
 static void no_shutdown(void *context) {
     (void)context;
@@ -32,23 +33,30 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     struct fuzz_world *world = fuzz_world();
-    if (server == NULL) {
-        struct resp_environment environment = {
-            .store = world->store,
-            .options = &world->options,
-            .stats = world->stats,
-            .request_shutdown = no_shutdown,
-        };
-        server = resp_server_create(&environment);
-        if (server == NULL) return 0;
-    }
+    /* Users as with no --users: "default" with every right and no password. New for
+     * each input, so that an input's ACL SETUSER or failed AUTH does not reach the next. */
+    char error[256];
+    struct access *access = access_create(&world->options, error, sizeof(error));
+    if (access == NULL) abort();
+    struct resp_environment environment = {
+        .store = world->store,
+        .options = &world->options,
+        .stats = world->stats,
+        .access = access,
+        .request_shutdown = no_shutdown,
+    };
+    struct resp_server *server = resp_server_create(&environment);
+    if (server == NULL) abort();
     struct output_queue output;
     output_queue_init(&output);
     void *session = resp_session_open(server, 1, 5, "fuzz", "fuzz", &output, no_resume, NULL);
-    if (session == NULL) return 0;
-    fuzz_drive(session, feed, &output, data, size);
-    resp_session_close(session);
+    if (session != NULL) {
+        fuzz_drive(session, feed, &output, data, size);
+        resp_session_close(session);
+    }
     output_queue_clear(&output);
+    resp_server_destroy(server);
+    access_destroy(access);
     fuzz_end_input(world);
     return 0;
 }

@@ -50,6 +50,13 @@ RESP_SEEDS = {
     "large-argument": resp("SET", "big", b"x" * 20000) + resp("GET", "big") + resp("APPEND", "big", b"y" * 17000),
     "protocol-errors": b"*2\r\n$3\r\nGET\r\n$-5\r\n" + b"*-1\r\n*1\r\n$x\r\n",
     "debug": resp("DEBUG", "FAULT", "sync:nth=1") + resp("FLUSHALL") + resp("COMMAND", "DOCS", "get"),
+    # nopass users only: a password to hash would cost each run about a second.
+    "users": resp("ACL", "WHOAMI") + resp("ACL", "SETUSER", "u", "on", "nopass", "namespace:default=read") +
+    resp("AUTH", "u", "x") + resp("SET", "k", "v") + resp("GET", "k") + resp("FLUSHALL") +
+    resp("CLIENT", "LIST") + resp("ACL", "GETUSER", "u") + resp("HELLO", 3, "AUTH", "default", "x") +
+    resp("ACL", "LIST") + resp("ACL", "USERS") + resp("ACL", "DELUSER", "u") +
+    resp("PING") + resp("AUTH", "default", "x") + resp("ACL", "CAT", "string") + resp("ACL", "GENPASS", 64) +
+    resp("ACL", "LOG") + resp("ACL", "SETUSER", "default", "off") + resp("CLIENT", "INFO"),
 }
 
 for name, data in RESP_SEEDS.items():

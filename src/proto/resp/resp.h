@@ -48,6 +48,7 @@ extern struct metric_group resp_metrics;
 #define RESP_HISTOGRAM(identifier)                                                                 \
     histogram_in_group(&resp_metrics, RESP_HISTOGRAM_INDEX_##identifier)
 
+struct access;
 struct store;
 struct stats;
 struct resp_server;
@@ -56,7 +57,8 @@ struct resp_server;
 struct resp_environment {
     struct store *store;
     struct options *options;
-    struct stats *stats; /* INFO comes from here */
+    struct stats *stats;   /* INFO comes from here */
+    struct access *access; /* users and rights (AUTH, ACL, NOPERM); never NULL */
     /* Asks the process to shut down (SHUTDOWN). Called on a worker thread. */
     void (*request_shutdown)(void *context);
     void *shutdown_context;

@@ -8,6 +8,7 @@ static void *setup(const struct frontend_environment *environment) {
         .store = environment->store,
         .options = environment->options,
         .stats = environment->stats,
+        .access = environment->access,
         .request_shutdown = environment->request_shutdown,
         .shutdown_context = environment->shutdown_context,
     };

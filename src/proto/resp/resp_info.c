@@ -22,11 +22,11 @@ void resp_client_line(const struct resp_session *session, struct byte_buffer *te
         text,
         "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=N db=0 "
         "sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 "
-        "obl=0 oll=0 omem=%zu tot-mem=%zu events=r cmd=%s user=default "
+        "obl=0 oll=0 omem=%zu tot-mem=%zu events=r cmd=%s user=%s "
         "lib-name=%s lib-ver=%s redir=-1 resp=%d\n",
         (unsigned long long)session->id, session->peer, session->local, session->fd,
         session->name ? session->name : "", (long long)((now - session->created_ms) / 1000),
-        (long long)((now - last) / 1000), pending, pending, command,
+        (long long)((now - last) / 1000), pending, pending, command, session->user_name,
         session->library_name ? session->library_name : "",
         session->library_version ? session->library_version : "", session->protocol);
 }

@@ -3,6 +3,7 @@
 #ifndef STRATA_PROTO_RESP_INTERNAL_H
 #define STRATA_PROTO_RESP_INTERNAL_H
 
+#include "access/access.h"
 #include "base/checks.h"
 #include "base/output_queue.h"
 #include "engine/engine_options.h"
@@ -102,7 +103,29 @@ struct resp_session {
     bool rerunning;    /* this run follows the prefetch */
     bool holding;      /* the key at hold_index is held in DRAM until the command ends */
     size_t hold_index;
+    /* Who the connection is (AUTH, HELLO AUTH), and what it may do in the namespace
+     * "default" that RESP serves: RIGHTS holds ACCESS_READ/WRITE on it and
+     * RESP_RIGHT_SERVER_ADMIN, as computed for RIGHTS_USER, the user pointer
+     * access_identity_current() returned last (recomputed only when it changes). */
+    struct access_identity identity;
+    const struct access_user *rights_user;
+    unsigned rights;
+    char user_name[ACCESS_NAME_MAX + 1]; /* CLIENT LIST's user=; under sessions_lock */
 };
+
+/* A session right besides the namespace's ACCESS_READ and ACCESS_WRITE: the server's own
+ * commands (access_is_admin()). */
+#define RESP_RIGHT_SERVER_ADMIN (1u << 8)
+
+/* Makes SESSION's cached rights those of USER (the identity's current user, or NULL)
+ * and its CLIENT LIST name USER's. On the session's worker. */
+void resp_session_set_rights(struct resp_session *session, const struct access_user *user);
+
+/* SESSION's user as of the newest users (access_identity_current()), its cached rights
+ * brought up to date; NULL when not authenticated (or its user was deleted or switched
+ * off). Always use this rather than access_identity_current(), so that the cache never
+ * outlives the user it was computed for. */
+const struct access_user *resp_session_user(struct resp_session *session);
 
 /* Frees a session that is closed and out of the registry. */
 void resp_session_free(struct resp_session *session);
@@ -149,6 +172,14 @@ void reply_condition(struct resp_session *session, enum store_status status);
 void reply_wrong_arity(struct resp_session *session, const char *name);
 /* "ERR syntax error". */
 void reply_syntax_error(struct resp_session *session);
+/* "ERR unknown subcommand 'x'. Try NAME HELP." (the subcommand is argument 1). */
+void reply_unknown_subcommand(struct resp_session *session, const struct resp_request *request,
+                              const char *name);
+/* "ERR wrong number of arguments for 'NAME|subcommand' command" (NAME in lower case). */
+void reply_subcommand_arity(struct resp_session *session, const struct resp_request *request,
+                            const char *name);
+/* Replies with HELP lines as an array of simple strings. */
+void reply_help(struct resp_session *session, const char *const *lines, size_t count);
 
 /* ---- arguments ---------------------------------------------------------------- */
 
@@ -191,6 +222,19 @@ const struct resp_command *resp_command_find(const unsigned char *name, size_t l
 
 /* The whole table and its size. */
 const struct resp_command *resp_command_table(size_t *count);
+
+/* Writes COMMAND's ACL categories, space-separated without '@' ("read string fast"), into
+ * TEXT (SIZE bytes): COMMAND INFO and ACL CAT use them. */
+void resp_command_categories(const struct resp_command *command, char *text, size_t size);
+
+/* ---- authentication (resp_acl.c) ---------------------------------------------- */
+
+/* Authenticates SESSION as USER (NULL: "default") with PASSWORD. On success returns true
+ * with nothing replied; on failure replies the error (WRONGPASS, or the throttling
+ * error) and returns false, the session's identity unchanged. May take about 0.2 s
+ * (the first check of a password: Argon2id on this worker thread). */
+bool resp_authenticate(struct resp_session *session, const unsigned char *user, size_t user_length,
+                       const unsigned char *password, size_t password_length);
 
 /* ---- values that may live on flash (resp_reads.c) ----------------------------- */
 

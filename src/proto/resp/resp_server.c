@@ -1,5 +1,5 @@
 /* Connection and server commands: PING ECHO HELLO QUIT SELECT CLIENT DBSIZE FLUSHDB
- * FLUSHALL INFO CONFIG COMMAND TIME SHUTDOWN. */
+ * FLUSHALL INFO CONFIG COMMAND TIME SHUTDOWN (AUTH and ACL are in resp_acl.c). */
 #include "base/byte_buffer.h"
 #include "base/clock.h"
 #include "base/fault.h"
@@ -53,16 +53,24 @@ static struct store *store_of(struct resp_session *session) {
     return session->server->environment.store;
 }
 
-/* "ERR unknown subcommand 'x'. Try NAME HELP." */
-static void reply_unknown_subcommand(struct resp_session *session,
-                                     const struct resp_request *request, const char *name) {
+void reply_unknown_subcommand(struct resp_session *session, const struct resp_request *request,
+                              const char *name) {
     char subcommand[129];
     argument_text(request, 1, subcommand, sizeof(subcommand));
     reply_errorf(session, "ERR unknown subcommand '%s'. Try %s HELP.", subcommand, name);
 }
 
-/* Replies with HELP lines as an array of simple strings. */
-static void reply_help(struct resp_session *session, const char *const *lines, size_t count) {
+void reply_subcommand_arity(struct resp_session *session, const struct resp_request *request,
+                            const char *name) {
+    char subcommand[32], full[48];
+    argument_text(request, 1, subcommand, sizeof(subcommand));
+    for (char *c = subcommand; *c; c++)
+        *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+    snprintf(full, sizeof(full), "%s|%s", name, subcommand);
+    reply_wrong_arity(session, full);
+}
+
+void reply_help(struct resp_session *session, const char *const *lines, size_t count) {
     reply_array(session, count);
     for (size_t i = 0; i < count; i++)
         reply_simple(session, lines[i]);
@@ -143,14 +151,10 @@ void command_hello(struct resp_session *session, const struct resp_request *requ
     }
     const unsigned char *name = NULL;
     size_t name_length = 0;
+    size_t auth = 0; /* the index of AUTH's user name, when given */
     for (size_t i = next; i < request->argc; i++) {
         if (argument_is(request, i, "AUTH") && i + 2 < request->argc) {
-            /* No passwords are configured: the default user needs none. */
-            if (!argument_is(request, i + 1, "default")) {
-                reply_error(session,
-                            "WRONGPASS invalid username-password pair or user is disabled.");
-                return;
-            }
+            auth = i + 1;
             i += 2;
         } else if (argument_is(request, i, "SETNAME") && i + 1 < request->argc) {
             name = request->argv[i + 1];
@@ -167,6 +171,18 @@ void command_hello(struct resp_session *session, const struct resp_request *requ
             reply_errorf(session, "ERR Syntax error in HELLO option '%s'", option);
             return;
         }
+    }
+    /* Authenticate first: a failed HELLO changes neither the protocol nor the name. */
+    if (auth != 0) {
+        if (!resp_authenticate(session, request->argv[auth], (size_t)request->lengths[auth],
+                               request->argv[auth + 1], (size_t)request->lengths[auth + 1]))
+            return;
+    } else if (resp_session_user(session) == NULL) {
+        reply_error(session, "NOAUTH HELLO must be called with the client already authenticated, "
+                             "otherwise the HELLO <proto> AUTH <user> <pass> option can be used "
+                             "to authenticate the client and select the RESP protocol version at "
+                             "the same time");
+        return;
     }
     if (name != NULL && !set_session_text(session, &session->name, name, name_length)) {
         reply_store_error(session, STORE_ALLOCATION_FAILED);
@@ -328,12 +344,7 @@ void command_client(struct resp_session *session, const struct resp_request *req
     } else if (argument_is(request, 1, "ID") || argument_is(request, 1, "SETNAME") ||
                argument_is(request, 1, "GETNAME") || argument_is(request, 1, "INFO") ||
                argument_is(request, 1, "SETINFO") || argument_is(request, 1, "HELP")) {
-        char subcommand[32], name[48];
-        argument_text(request, 1, subcommand, sizeof(subcommand));
-        for (char *c = subcommand; *c; c++)
-            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
-        snprintf(name, sizeof(name), "client|%s", subcommand);
-        reply_wrong_arity(session, name);
+        reply_subcommand_arity(session, request, "client");
     } else {
         reply_unknown_subcommand(session, request, "CLIENT");
     }
@@ -518,7 +529,10 @@ static void config_get(struct resp_session *session, const struct resp_request *
     for (int id = 0; id < options_count(); id++) {
         if (!option_chosen[id]) continue;
         reply_bulk_text(session, options_name(id));
-        reply_bulk_text(session, options_format(options, id, value, sizeof(value)));
+        const char *text = options_format(options, id, value, sizeof(value));
+        /* A secret is never shown: only whether it is set. */
+        if ((options_flags(id) & OPTION_SECRET) && text[0] != '\0') text = "(hidden)";
+        reply_bulk_text(session, text);
     }
     for (size_t j = 0; j < sizeof(aliases) / sizeof(aliases[0]); j++) {
         if (!alias_chosen[j]) continue;
@@ -617,12 +631,7 @@ void command_config(struct resp_session *session, const struct resp_request *req
     } else if (argument_is(request, 1, "GET") || argument_is(request, 1, "SET") ||
                argument_is(request, 1, "RESETSTAT") || argument_is(request, 1, "REWRITE") ||
                argument_is(request, 1, "HELP")) {
-        char subcommand[32], name[48];
-        argument_text(request, 1, subcommand, sizeof(subcommand));
-        for (char *c = subcommand; *c; c++)
-            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
-        snprintf(name, sizeof(name), "config|%s", subcommand);
-        reply_wrong_arity(session, name);
+        reply_subcommand_arity(session, request, "config");
     } else {
         reply_unknown_subcommand(session, request, "CONFIG");
     }
@@ -659,16 +668,19 @@ static void reply_words(struct resp_session *session, const char *text, const ch
     }
 }
 
-static void reply_command_info(struct resp_session *session, const struct resp_command *command) {
+void resp_command_categories(const struct resp_command *command, char *text, size_t size) {
     bool write = strstr(command->flags, "write") != NULL;
     bool fast = strstr(command->flags, "fast") != NULL;
     const char *category = strcmp(command->group, "string") == 0       ? "string"
                            : strcmp(command->group, "generic") == 0    ? "keyspace"
                            : strcmp(command->group, "connection") == 0 ? "connection"
                                                                        : "admin";
+    snprintf(text, size, "%s %s %s", write ? "write" : "read", category, fast ? "fast" : "slow");
+}
+
+static void reply_command_info(struct resp_session *session, const struct resp_command *command) {
     char categories[128];
-    snprintf(categories, sizeof(categories), "%s %s %s", write ? "write" : "read", category,
-             fast ? "fast" : "slow");
+    resp_command_categories(command, categories, sizeof(categories));
     reply_array(session, 10);
     reply_bulk_text(session, command->name);
     reply_integer(session, command->arity);

@@ -29,6 +29,38 @@ static histogram_id command_classes[COMMAND_COUNT];
 /* Whether a command may run while the store is loading (its flags say "loading"). */
 static bool loading_allowed[COMMAND_COUNT];
 
+/* What each command needs (docs/security.md, "RESP"): ACCESS_READ and ACCESS_WRITE on
+ * the namespace "default", RESP_RIGHT_SERVER_ADMIN, or these markers: */
+#define NEED_NOTHING       (1u << 9)  /* no-auth: runs before AUTH too (AUTH, HELLO, QUIT) */
+#define NEED_BY_SUBCOMMAND (1u << 10) /* ACL and CLIENT: see subcommand_needs() */
+static unsigned command_needs[COMMAND_COUNT];
+
+/* True when the space-separated FLAGS include WORD. */
+static bool has_flag(const char *flags, const char *word) {
+    size_t length = strlen(word);
+    for (const char *at = strstr(flags, word); at != NULL; at = strstr(at + 1, word)) {
+        if ((at == flags || at[-1] == ' ') && (at[length] == ' ' || at[length] == '\0'))
+            return true;
+    }
+    return false;
+}
+
+/* The rights a command needs, from its flags and, for the few whose flags do not say
+ * enough, its name. */
+static unsigned needs_of(const struct resp_command *command) {
+    if (has_flag(command->flags, "no-auth")) return NEED_NOTHING;
+    if (strcmp(command->name, "acl") == 0 || strcmp(command->name, "client") == 0)
+        return NEED_BY_SUBCOMMAND;
+    unsigned needs = 0;
+    if (has_flag(command->flags, "admin")) needs |= RESP_RIGHT_SERVER_ADMIN;
+    if (has_flag(command->flags, "readonly")) needs |= ACCESS_READ;
+    if (has_flag(command->flags, "write")) needs |= ACCESS_WRITE;
+    /* Emptying the whole store is the server's business, not a key's. */
+    if (strcmp(command->name, "flushall") == 0 || strcmp(command->name, "flushdb") == 0)
+        needs |= RESP_RIGHT_SERVER_ADMIN;
+    return needs;
+}
+
 static int compare_names(const void *left, const void *right) {
     return strcmp(commands[*(const size_t *)left].name, commands[*(const size_t *)right].name);
 }
@@ -37,6 +69,7 @@ static void sort_commands(void) {
     for (size_t i = 0; i < COMMAND_COUNT; i++) {
         sorted[i] = i;
         loading_allowed[i] = strstr(commands[i].flags, "loading") != NULL;
+        command_needs[i] = needs_of(&commands[i]);
         command_classes[i] =
             strstr(commands[i].flags, "readonly") != NULL ? RESP_HISTOGRAM(command_read)
             : strstr(commands[i].flags, "write") != NULL  ? RESP_HISTOGRAM(command_write)
@@ -92,13 +125,28 @@ void resp_server_destroy(struct resp_server *server) {
 
 /* ---- sessions ----------------------------------------------------------------- */
 
-static struct resp_parser_limits current_limits(const struct resp_server *server) {
-    const struct options *options = server->environment.options;
+/* What a connection that has not authenticated may send, as in Redis: commands of at
+ * most 10 arguments and, here, 16 KiB in all (AUTH, HELLO). More is a protocol error
+ * that closes the connection, so that nobody without a password makes the server read
+ * and drain large values. */
+#define UNAUTHENTICATED_ARGUMENTS 10
+#define UNAUTHENTICATED_REQUEST   (16 * 1024)
+
+/* The parser limits for SESSION's next command: the options', or the unauthenticated
+ * ones while it has no user (as of its last command). */
+static struct resp_parser_limits current_limits(const struct resp_session *session) {
+    const struct options *options = session->server->environment.options;
     struct resp_parser_limits limits = {
         .max_request = (uint64_t)options_number(options, NET_OPTION(max_request)),
         .max_value = (uint64_t)options_number(options, ENGINE_OPTION(max_value)),
         .max_arguments = (uint64_t)options_number(options, RESP_OPTION(max_arguments)),
     };
+    if (session->rights_user == NULL) {
+        if (limits.max_request > UNAUTHENTICATED_REQUEST)
+            limits.max_request = UNAUTHENTICATED_REQUEST;
+        if (limits.max_arguments > UNAUTHENTICATED_ARGUMENTS)
+            limits.max_arguments = UNAUTHENTICATED_ARGUMENTS;
+    }
     return limits;
 }
 
@@ -111,8 +159,6 @@ void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const c
     session->resume_handle = resume_handle;
     session->server = server;
     session->output = output;
-    struct resp_parser_limits limits = current_limits(server);
-    resp_parser_init(&session->parser, &limits);
     session->protocol = 2;
     session->id = id;
     session->fd = fd;
@@ -121,6 +167,14 @@ void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const c
     session->created_ms = clock_realtime_ms();
     atomic_init(&session->last_active_ms, session->created_ms);
     atomic_init(&session->last_command, "NULL");
+    /* Not yet in the registry: nobody else reads user_name (so setting the rights
+     * takes no lock). */
+    access_identity_init(server->environment.access, &session->identity);
+    if (session->identity.user != NULL)
+        snprintf(session->user_name, sizeof(session->user_name), "%s", session->identity.name);
+    resp_session_set_rights(session, session->identity.user);
+    struct resp_parser_limits limits = current_limits(session);
+    resp_parser_init(&session->parser, &limits);
     sessions_lock(server);
     session->next = server->sessions;
     if (server->sessions != NULL) server->sessions->previous = session;
@@ -150,6 +204,7 @@ void resp_session_close(void *opaque) {
 void resp_session_free(struct resp_session *session) {
     if (session->holding) resp_session_command_done(session);
     resp_parser_free(&session->parser);
+    access_identity_release(&session->identity);
     free(session->name);
     free(session->library_name);
     free(session->library_version);
@@ -174,6 +229,91 @@ static void reply_unknown_command(struct resp_session *session,
         length += (size_t)added;
     }
     reply_error(session, text);
+}
+
+void resp_session_set_rights(struct resp_session *session, const struct access_user *user) {
+    static const char namespace[] = "default"; /* the namespace RESP serves */
+    session->rights_user = user;
+    session->rights = 0;
+    if (user != NULL) {
+        session->rights = (access_namespace_rights(user, namespace, sizeof(namespace) - 1) &
+                           (ACCESS_READ | ACCESS_WRITE)) |
+                          (access_is_admin(user) ? RESP_RIGHT_SERVER_ADMIN : 0);
+    }
+    const char *name = user != NULL ? user->name : "";
+    if (strcmp(session->user_name, name) != 0) {
+        sessions_lock(session->server);
+        snprintf(session->user_name, sizeof(session->user_name), "%s", name);
+        sessions_unlock(session->server);
+    }
+}
+
+const struct access_user *resp_session_user(struct resp_session *session) {
+    const struct access_user *user =
+        access_identity_current(session->server->environment.access, &session->identity);
+    if (user != session->rights_user) resp_session_set_rights(session, user);
+    return user;
+}
+
+/* The rights ACL and CLIENT subcommands need: those about the connection itself (and
+ * ACL's harmless WHOAMI, CAT, GENPASS, HELP) any user may run; the others (ACL's user
+ * management, CLIENT LIST, KILL, ... which see or touch other connections) are the
+ * server's own commands. */
+static unsigned subcommand_needs(const struct resp_command *command,
+                                 const struct resp_request *request) {
+    static const char *const acl_open[] = {"whoami", "cat", "genpass", "help"};
+    static const char *const client_open[] = {"id",   "setname", "getname",
+                                              "info", "setinfo", "help"};
+    bool acl = command->name[0] == 'a';
+    const char *const *open = acl ? acl_open : client_open;
+    size_t count =
+        acl ? sizeof(acl_open) / sizeof(acl_open[0]) : sizeof(client_open) / sizeof(client_open[0]);
+    for (size_t i = 0; i < count; i++)
+        if (argument_is(request, 1, open[i])) return 0;
+    return RESP_RIGHT_SERVER_ADMIN;
+}
+
+/* Refuses REQUEST, which needs NEEDS and SESSION lacks some of it: NOPERM with Redis
+ * 7.2's text (the key text when a key right is missing on a command with keys), counted
+ * in access_denied. */
+static void refuse(struct resp_session *session, const struct resp_command *command,
+                   const struct resp_request *request, unsigned needs) {
+    metric_add(ACCESS_METRIC(access_denied), 1);
+    unsigned missing = needs & ~session->rights;
+    if (!(missing & RESP_RIGHT_SERVER_ADMIN) && command->first_key > 0) {
+        reply_error(session, "NOPERM No permissions to access a key");
+        return;
+    }
+    char name[64];
+    if (command_needs[command - commands] & NEED_BY_SUBCOMMAND) {
+        char subcommand[32];
+        argument_text(request, 1, subcommand, sizeof(subcommand));
+        for (char *c = subcommand; *c; c++)
+            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+        snprintf(name, sizeof(name), "%s|%s", command->name, subcommand);
+    } else {
+        snprintf(name, sizeof(name), "%s", command->name);
+    }
+    reply_errorf(session, "NOPERM User %s has no permissions to run the '%s' command",
+                 session->user_name, name);
+}
+
+/* True when SESSION may run COMMAND; otherwise replies NOAUTH or NOPERM. The common
+ * case costs one atomic load (access_identity_current()) and a comparison: the rights
+ * are recomputed only when the identity's user changes (AUTH, a reload, ACL SETUSER). */
+static bool allowed(struct resp_session *session, const struct resp_command *command,
+                    const struct resp_request *request) {
+    unsigned needs = command_needs[command - commands];
+    if (needs & NEED_NOTHING) return true;
+    const struct access_user *user = resp_session_user(session);
+    if (user == NULL) {
+        reply_error(session, "NOAUTH Authentication required.");
+        return false;
+    }
+    if (needs & NEED_BY_SUBCOMMAND) needs = subcommand_needs(command, request);
+    if ((needs & ~session->rights) == 0) return true;
+    refuse(session, command, request, needs);
+    return false;
 }
 
 /* Runs the command the parser has completed (again, after a prefetch, when
@@ -204,6 +344,7 @@ static void execute(struct resp_session *session) {
         reply_wrong_arity(session, command->name);
         return;
     }
+    if (!allowed(session, command, &request)) return;
     if (!loading_allowed[command - commands] &&
         store_recovering(session->server->environment.store)) {
         /* As Redis while it loads its dataset: clients retry (redis-py: BusyLoadingError). */
@@ -325,7 +466,7 @@ void resp_session_command_done(struct resp_session *session) {
     }
     session->rerun_wanted = false;
     resp_parser_next_command(&session->parser);
-    struct resp_parser_limits limits = current_limits(session->server);
+    struct resp_parser_limits limits = current_limits(session);
     resp_parser_set_limits(&session->parser, &limits);
 }
 
