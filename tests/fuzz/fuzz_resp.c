@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     if (server == NULL) abort();
     struct output_queue output;
     output_queue_init(&output);
-    void *session = resp_session_open(server, 1, 5, "fuzz", "fuzz", &output, no_resume, NULL);
+    void *session = resp_session_open(server, 1, 5, "fuzz", "fuzz", -1, &output, no_resume, NULL);
     if (session != NULL) {
         fuzz_drive(session, feed, &output, data, size);
         resp_session_close(session);

@@ -175,7 +175,8 @@ def test_bad_socket_options_are_refused(server, tmp_path, arguments, message):
 def test_users_known_by_their_peer_uid(start_server, tmp_path):
     users = tmp_path / "users"
     users.write_text(f"user default off\n"
-                     f"user local on uid:{os.getuid()} namespace:a=read,write\n"
+                     f"user local on uid:{os.getuid()} namespace:a=read,write "
+                     f"namespace:default=read\n"
                      f"user elsewhere on uid:{os.getuid() + 4242} namespace:*=all\n")
     users.chmod(0o600)
     path = str(tmp_path / "peer.sock")
@@ -199,6 +200,17 @@ def test_users_known_by_their_peer_uid(start_server, tmp_path):
     with pytest.raises(strata.Error) as refused:
         strata.Client(port=instance.native_port, namespace="a")
     assert refused.value.code == strata.ERR_NOAUTH
+    # RESP on the socket knows the peer too: its rights, no AUTH.
+    resp = redis.Redis(unix_socket_path=path, socket_timeout=30 * SLOW)
+    try:
+        assert resp.execute_command("ACL", "WHOAMI") in (b"local", "local")
+        assert resp.get("nothing") is None
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            resp.set("nothing", "x")
+    finally:
+        resp.close()
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        instance.client().get("nothing")
 
 
 # ---- shared memory: the memfd passed with SCM_RIGHTS ----------------------------------

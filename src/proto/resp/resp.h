@@ -70,12 +70,14 @@ struct resp_server *resp_server_create(const struct resp_environment *environmen
 /* Frees it; every session must be closed first. */
 void resp_server_destroy(struct resp_server *server);
 
-/* Opens a session for a new connection. Returns it, or NULL if out of memory. A
- * command that waits for a flash read stops the session taking input; when the read
- * ends (on the connection's worker thread) the session replies and calls
+/* Opens a session for a new connection. PEER_UID is the peer process's uid on the Unix
+ * socket (SO_PEERCRED), or -1 elsewhere: a user whose uid: rule names it is the
+ * session's user from the start (access_identify_peer()). Returns it, or NULL if out of
+ * memory. A command that waits for a flash read stops the session taking input; when
+ * the read ends (on the connection's worker thread) the session replies and calls
  * RESUME(RESUME_HANDLE) so the network layer offers the rest again. */
 void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const char *peer,
-                        const char *local, struct output_queue *output,
+                        const char *local, int64_t peer_uid, struct output_queue *output,
                         void (*resume)(void *handle), void *resume_handle);
 
 /* Parses and executes the commands in DATA (see net_handler.data). Sets *CONSUMED.

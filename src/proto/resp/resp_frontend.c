@@ -21,7 +21,8 @@ static void teardown(void *state) {
 
 static void *session_open(void *state, const struct net_connection_info *info,
                           struct output_queue *output) {
-    return resp_session_open(state, info->id, info->fd, info->peer, info->local, output,
+    return resp_session_open(state, info->id, info->fd, info->peer, info->local,
+                             info->unix_socket ? (int64_t)info->peer_uid : -1, output,
                              net_resume_callback, info->connection);
 }
 

@@ -151,7 +151,7 @@ static struct resp_parser_limits current_limits(const struct resp_session *sessi
 }
 
 void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const char *peer,
-                        const char *local, struct output_queue *output,
+                        const char *local, int64_t peer_uid, struct output_queue *output,
                         void (*resume)(void *handle), void *resume_handle) {
     struct resp_session *session = calloc(1, sizeof(*session));
     if (session == NULL) return NULL;
@@ -170,6 +170,8 @@ void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const c
     /* Not yet in the registry: nobody else reads user_name (so setting the rights
      * takes no lock). */
     access_identity_init(server->environment.access, &session->identity);
+    if (peer_uid >= 0) /* the Unix socket: a uid:N rule may name the peer */
+        access_identify_peer(server->environment.access, &session->identity, (uint32_t)peer_uid);
     if (session->identity.user != NULL)
         snprintf(session->user_name, sizeof(session->user_name), "%s", session->identity.name);
     resp_session_set_rights(session, session->identity.user);
