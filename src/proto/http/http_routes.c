@@ -5,7 +5,11 @@
  *   GET /info        INFO as JSON
  *   GET /history     the status page's data: the last ten minutes, one point a second
  *   GET|HEAD|PUT|DELETE /keys/<key>   a value, by its percent-encoded key (docs/http.md)
+ *
+ * With --http-auth TOKEN every path but /health and /keys/ needs "Authorization: Bearer
+ * TOKEN"; /keys/ needs a user's credentials once the server has users (docs/security.md).
  */
+#include "access/access.h"
 #include "base/byte_buffer.h"
 #include "engine/store.h"
 #include "observe/stats.h"
@@ -15,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* The status page, embedded at build time from src/observe/status_page.html. */
 extern const unsigned char status_page_html[];
@@ -58,6 +63,40 @@ static void route_health(struct http_session *session) {
         http_respond(session, 503, "text/plain; charset=utf-8", text, strlen(text),
                      "Cache-Control: no-store\r\nRetry-After: 1\r\n");
     }
+}
+
+/* ---- the operator token (--http-auth) ------------------------------------------------ */
+
+/* The credentials of an Authorization header of SCHEME ("Bearer", "Basic"; any case,
+ * RFC 9110 11.1), without the blanks around them, or NULL when the request has no such
+ * header. */
+static const char *authorization_credentials(const struct http_request *request,
+                                             const char *scheme) {
+    const char *value = http_header_value(request, "Authorization");
+    size_t length = strlen(scheme);
+    if (value == NULL || strncasecmp(value, scheme, length) != 0 ||
+        (value[length] != ' ' && value[length] != '\t')) {
+        return NULL;
+    }
+    value += length;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    return value;
+}
+
+/* Whether the operator paths may be answered: --http-auth is empty, or the request
+ * carries "Authorization: Bearer TOKEN" with that token (compared in constant time).
+ * Otherwise answers 401 with a Bearer challenge and returns false. */
+static bool operator_allowed(struct http_session *session) {
+    const char *token = options_text(session->server->environment.options, HTTP_OPTION(http_auth));
+    if (token[0] == '\0') return true;
+    const char *given = authorization_credentials(&session->request, "Bearer");
+    if (given != NULL && access_equal(given, strlen(given), token, strlen(token))) return true;
+    http_respond_error(session, 401,
+                       given == NULL ? "this path needs 'Authorization: Bearer TOKEN' (--http-auth)"
+                                     : "wrong bearer token",
+                       "WWW-Authenticate: Bearer realm=\"strata\"\r\n");
+    return false;
 }
 
 /* ---- /keys/ ---------------------------------------------------------------------- */
@@ -247,6 +286,9 @@ void http_route(struct http_session *session) {
         route_keys(session);
         return;
     }
+    /* /health stays open whatever --http-auth says: load balancers probe it without
+     * credentials, and it tells nothing but whether the server serves. */
+    if (!path_is(request, "/health") && !operator_allowed(session)) return;
     struct byte_buffer buffer = BYTE_BUFFER_INIT;
     if (path_is(request, "/")) {
         if (refuse_unless_read(session)) return;
