@@ -388,6 +388,7 @@ void *http_session_open(struct http_server *server, uint64_t id, const char *pee
 
 void http_session_free(struct http_session *session) {
     request_done(session); /* drops a half-received value: nothing is stored */
+    access_identity_release(&session->identity);
     free(session->head);
     free(session);
 }
