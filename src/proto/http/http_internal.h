@@ -140,10 +140,13 @@ struct http_session {
      * again cost no new check (credential_digest), released when the session is freed.
      * Rights are asked of access_identity_current(). */
     struct access_identity identity;
-    /* SHA-256 of the Authorization header /keys/ authenticated identity with, and the
-     * users table that check used (a reload makes the next request check again). */
+    /* credential_cached: identity is what /keys/ found for credential_anonymous (no
+     * credentials: the user "default") or else for the Authorization header whose
+     * SHA-256 is credential_digest, under the users table credential_table (a reload
+     * makes the next request check again). */
     unsigned char credential_digest[32];
     const struct access_table *credential_table;
+    bool credential_anonymous;
     bool credential_cached;
 };
 

@@ -273,13 +273,18 @@ static bool decode_basic(const char *encoded, unsigned char *decoded, size_t siz
 /* The user a /keys/ request acts as: the one its Basic credentials name (checked with
  * access_authenticate(), or recognised as the credentials this connection already
  * presented under the same users table), or, without credentials, the user "default" if
- * it needs no password. Returns NULL when the request has been answered: 401 (no or
- * wrong credentials) or 429 with Retry-After (this client failed too often lately). */
+ * it needs no password (kept likewise while the users table stays the same, so that
+ * protected mode costs one atomic load a request). Returns NULL when the request has been answered:
+ * 401 (no or wrong credentials) or 429 with Retry-After (this client failed too often lately). */
 static const struct access_user *keys_user(struct http_session *session) {
     struct access *access = session->server->environment.access;
     struct access_identity *identity = &session->identity;
     const char *basic = authorization_credentials(&session->request, "Basic");
     if (basic == NULL) {
+        if (session->credential_cached && session->credential_anonymous) {
+            const struct access_user *user = access_identity_current(access, identity);
+            if (user != NULL && identity->table == session->credential_table) return user;
+        }
         session->credential_cached = false;
         access_identity_release(identity);
         access_identity_init(access, identity);
@@ -287,13 +292,17 @@ static const struct access_user *keys_user(struct http_session *session) {
         if (user == NULL) {
             refuse_credentials(session,
                                "/keys/ needs a user's credentials: HTTP Basic (curl -u USER:PASS)");
+            return NULL;
         }
+        session->credential_table = identity->table;
+        session->credential_anonymous = true;
+        session->credential_cached = true;
         return user;
     }
     unsigned char digest[32];
     unsigned int digest_length = 0;
     EVP_Digest(basic, strlen(basic), digest, &digest_length, EVP_sha256(), NULL);
-    if (session->credential_cached &&
+    if (session->credential_cached && !session->credential_anonymous &&
         CRYPTO_memcmp(digest, session->credential_digest, sizeof(digest)) == 0) {
         const struct access_user *user = access_identity_current(access, identity);
         /* The users changed since (a reload, ACL SETUSER): check the password again. */
@@ -327,6 +336,7 @@ static const struct access_user *keys_user(struct http_session *session) {
     }
     memcpy(session->credential_digest, digest, sizeof(digest));
     session->credential_table = identity->table;
+    session->credential_anonymous = false;
     session->credential_cached = true;
     return access_identity_current(access, identity);
 }
