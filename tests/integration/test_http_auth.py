@@ -320,3 +320,14 @@ def test_aws_cli_with_a_users_key(server, buckets, tmp_path):
     result = subprocess.run(command + ["ls", "s3://b-data"], env=environment,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "AccessDenied" in result.stderr
+
+
+def test_token_is_a_secret(start_server):
+    open_server = start_server("--http-auth", TOKEN)
+    client = open_server.client()
+    try:
+        assert client.config_get("http-auth") == {"http-auth": "(hidden)"}
+    finally:
+        client.close()
+    assert open_server.http("/info")[0] == 401
+    assert open_server.http("/keys/k", "PUT", b"v")[0] == 201  # no users: /keys/ is open
