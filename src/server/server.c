@@ -409,8 +409,8 @@ static int open_objects(struct server *server, char *error, size_t error_size) {
         snprintf(error, error_size, "cannot open the object store: %.400s", reason);
         return -1;
     }
-    struct s3_environment s3_environment = {.objects = server->objects,
-                                            .options = &server->options};
+    struct s3_environment s3_environment = {
+        .objects = server->objects, .options = &server->options, .access = server->access};
     server->s3 = s3_server_create(&s3_environment, error, error_size);
     if (server->s3 == NULL) return -1;
     return 0;
@@ -462,10 +462,11 @@ static void log_s3_endpoint(struct server *server) {
               net_server_tls(server->net) ? "https" : "http", ipv6 ? "[" : "", host,
               ipv6 ? "]" : "", http_port, s3_has_credentials(server->s3) ? "configured" : "none",
               s3_has_credentials(server->s3)
-                  ? "aws --endpoint-url <endpoint> s3 ls, with the configured access key"
+                  ? "aws --endpoint-url <endpoint> s3 ls, with a configured access key "
+                    "(--s3-access-key, or a user's s3key: in --users)"
                   : "AWS_ACCESS_KEY_ID=any AWS_SECRET_ACCESS_KEY=any aws --endpoint-url "
                     "<endpoint> s3 ls (any key is taken, from loopback only, until "
-                    "--s3-access-key and --s3-secret-key are set)");
+                    "--s3-access-key and --s3-secret-key are set or users are configured)");
 }
 
 /* Logs the start and where each front end listens. */

@@ -20,7 +20,7 @@ def help_options():
     options = {}
     current = None
     for line in result.stdout.splitlines():
-        match = re.match(r"^  --([a-z0-9-]+)(?: [A-Z]+)?\s{2,}", line)
+        match = re.match(r"^  --([a-z0-9-]+)(?: \S+)?\s{2,}", line)
         if match:
             current = match.group(1)
             options[current] = None

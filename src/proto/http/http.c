@@ -117,6 +117,8 @@ static const char *status_text(int status) {
         return "Not Modified";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
     case 403:
         return "Forbidden";
     case 404:
@@ -139,6 +141,8 @@ static const char *status_text(int status) {
         return "Range Not Satisfiable";
     case 417:
         return "Expectation Failed";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
     case 500:
@@ -384,6 +388,7 @@ void *http_session_open(struct http_server *server, uint64_t id, const char *pee
 
 void http_session_free(struct http_session *session) {
     request_done(session); /* drops a half-received value: nothing is stored */
+    access_identity_release(&session->identity);
     free(session->head);
     free(session);
 }

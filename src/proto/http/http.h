@@ -50,6 +50,7 @@ extern struct metric_group http_metrics;
 #define HTTP_HISTOGRAM(identifier)                                                                 \
     histogram_in_group(&http_metrics, HTTP_HISTOGRAM_INDEX_##identifier)
 
+struct access;
 struct store;
 struct stats;
 struct http_server;
@@ -68,6 +69,9 @@ struct http_extension {
 
 struct http_environment {
     const struct http_extension *extension; /* or NULL */
+    /* Users and rights: /keys/ asks here (docs/security.md). NULL: no users, as with an
+     * access object that has none (anyone may do everything with /keys/). */
+    struct access *access;
     struct store *store;
     struct options *options; /* read live: limits and timeouts */
     struct stats *stats;     /* /metrics, /info, /health and the status page */

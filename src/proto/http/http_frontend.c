@@ -6,6 +6,7 @@
 static void *setup(const struct frontend_environment *environment) {
     struct http_environment http = {
         .extension = environment->http_extension,
+        .access = environment->access,
         .store = environment->store,
         .options = environment->options,
         .stats = environment->stats,

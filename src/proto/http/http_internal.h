@@ -4,6 +4,7 @@
 #ifndef STRATA_PROTO_HTTP_INTERNAL_H
 #define STRATA_PROTO_HTTP_INTERNAL_H
 
+#include "access/access.h"
 #include "base/byte_buffer.h"
 #include "engine/engine_options.h"
 #include "engine/store.h"
@@ -134,6 +135,19 @@ struct http_session {
     bool orphaned; /* the connection closed meanwhile: the read's end frees the session */
     void (*resume)(void *handle);
     void *resume_handle;
+    /* Who the connection's latest /keys/ or S3 request was (access/access.h): set by the
+     * route that authenticated it, kept across requests so that the same credentials
+     * again cost no new check (credential_digest), released when the session is freed.
+     * Rights are asked of access_identity_current(). */
+    struct access_identity identity;
+    /* credential_cached: identity is what /keys/ found for credential_anonymous (no
+     * credentials: the user "default") or else for the Authorization header whose
+     * SHA-256 is credential_digest, under the users table credential_table (a reload
+     * makes the next request check again). */
+    unsigned char credential_digest[32];
+    const struct access_table *credential_table;
+    bool credential_anonymous;
+    bool credential_cached;
 };
 
 /* ---- responses (http.c) ---------------------------------------------------------- */

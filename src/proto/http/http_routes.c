@@ -5,16 +5,23 @@
  *   GET /info        INFO as JSON
  *   GET /history     the status page's data: the last ten minutes, one point a second
  *   GET|HEAD|PUT|DELETE /keys/<key>   a value, by its percent-encoded key (docs/http.md)
+ *
+ * With --http-auth TOKEN every path but /health and /keys/ needs "Authorization: Bearer
+ * TOKEN"; /keys/ needs a user's credentials once the server has users (docs/security.md).
  */
+#include "access/access.h"
 #include "base/byte_buffer.h"
 #include "engine/store.h"
 #include "observe/stats.h"
 #include "proto/http/http_internal.h"
 
 #include <inttypes.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* The status page, embedded at build time from src/observe/status_page.html. */
 extern const unsigned char status_page_html[];
@@ -58,6 +65,40 @@ static void route_health(struct http_session *session) {
         http_respond(session, 503, "text/plain; charset=utf-8", text, strlen(text),
                      "Cache-Control: no-store\r\nRetry-After: 1\r\n");
     }
+}
+
+/* ---- the operator token (--http-auth) ------------------------------------------------ */
+
+/* The credentials of an Authorization header of SCHEME ("Bearer", "Basic"; any case,
+ * RFC 9110 11.1), without the blanks around them, or NULL when the request has no such
+ * header. */
+static const char *authorization_credentials(const struct http_request *request,
+                                             const char *scheme) {
+    const char *value = http_header_value(request, "Authorization");
+    size_t length = strlen(scheme);
+    if (value == NULL || strncasecmp(value, scheme, length) != 0 ||
+        (value[length] != ' ' && value[length] != '\t')) {
+        return NULL;
+    }
+    value += length;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    return value;
+}
+
+/* Whether the operator paths may be answered: --http-auth is empty, or the request
+ * carries "Authorization: Bearer TOKEN" with that token (compared in constant time).
+ * Otherwise answers 401 with a Bearer challenge and returns false. */
+static bool operator_allowed(struct http_session *session) {
+    const char *token = options_text(session->server->environment.options, HTTP_OPTION(http_auth));
+    if (token[0] == '\0') return true;
+    const char *given = authorization_credentials(&session->request, "Bearer");
+    if (given != NULL && access_equal(given, strlen(given), token, strlen(token))) return true;
+    http_respond_error(session, 401,
+                       given == NULL ? "this path needs 'Authorization: Bearer TOKEN' (--http-auth)"
+                                     : "wrong bearer token",
+                       "WWW-Authenticate: Bearer realm=\"strata\"\r\n");
+    return false;
 }
 
 /* ---- /keys/ ---------------------------------------------------------------------- */
@@ -201,6 +242,127 @@ void http_finish_value(struct http_session *session) {
     }
 }
 
+/* ---- /keys/: users' credentials ----------------------------------------------------- */
+
+/* Answers 401 with a Basic challenge (so that curl -u and browsers send credentials). */
+static void refuse_credentials(struct http_session *session, const char *reason) {
+    http_respond_error(session, 401, reason, "WWW-Authenticate: Basic realm=\"strata\"\r\n");
+}
+
+/* Decodes Basic credentials ENCODED (base64 of "user:password", RFC 7617) into DECODED
+ * (SIZE bytes) and splits them: *USER_LENGTH bytes of user at DECODED, *PASSWORD
+ * (*PASSWORD_LENGTH bytes) after the first ':'. Returns false if they are malformed or
+ * too long. */
+static bool decode_basic(const char *encoded, unsigned char *decoded, size_t size,
+                         size_t *user_length, const char **password, size_t *password_length) {
+    size_t length = strcspn(encoded, " \t");
+    if (length == 0 || length % 4 != 0 || length / 4 * 3 > size) return false;
+    int decoded_length = EVP_DecodeBlock(decoded, (const unsigned char *)encoded, (int)length);
+    if (decoded_length < 0) return false;
+    /* EVP_DecodeBlock counts the padding as bytes: take them off. */
+    for (size_t i = length; i > length - 2 && encoded[i - 1] == '='; i--)
+        decoded_length--;
+    const unsigned char *colon = memchr(decoded, ':', (size_t)decoded_length);
+    if (colon == NULL) return false;
+    *user_length = (size_t)(colon - decoded);
+    *password = (const char *)colon + 1;
+    *password_length = (size_t)decoded_length - *user_length - 1;
+    return true;
+}
+
+/* The user a /keys/ request acts as: the one its Basic credentials name (checked with
+ * access_authenticate(), or recognised as the credentials this connection already
+ * presented under the same users table), or, without credentials, the user "default" if
+ * it needs no password (kept likewise while the users table stays the same, so that
+ * protected mode costs one atomic load a request). Returns NULL when the request has been answered:
+ * 401 (no or wrong credentials) or 429 with Retry-After (this client failed too often lately). */
+static const struct access_user *keys_user(struct http_session *session) {
+    struct access *access = session->server->environment.access;
+    struct access_identity *identity = &session->identity;
+    const char *basic = authorization_credentials(&session->request, "Basic");
+    if (basic == NULL) {
+        if (session->credential_cached && session->credential_anonymous) {
+            const struct access_user *user = access_identity_current(access, identity);
+            if (user != NULL && identity->table == session->credential_table) return user;
+        }
+        session->credential_cached = false;
+        access_identity_release(identity);
+        access_identity_init(access, identity);
+        const struct access_user *user = access_identity_current(access, identity);
+        if (user == NULL) {
+            refuse_credentials(session,
+                               "/keys/ needs a user's credentials: HTTP Basic (curl -u USER:PASS)");
+            return NULL;
+        }
+        session->credential_table = identity->table;
+        session->credential_anonymous = true;
+        session->credential_cached = true;
+        return user;
+    }
+    unsigned char digest[32];
+    unsigned int digest_length = 0;
+    EVP_Digest(basic, strlen(basic), digest, &digest_length, EVP_sha256(), NULL);
+    if (session->credential_cached && !session->credential_anonymous &&
+        CRYPTO_memcmp(digest, session->credential_digest, sizeof(digest)) == 0) {
+        const struct access_user *user = access_identity_current(access, identity);
+        /* The users changed since (a reload, ACL SETUSER): check the password again. */
+        if (user != NULL && identity->table == session->credential_table) return user;
+    }
+    session->credential_cached = false;
+    access_identity_release(identity);
+    unsigned char decoded[ACCESS_NAME_MAX + ACCESS_PASSWORD_MAX + 8];
+    size_t user_length, password_length;
+    const char *password;
+    if (!decode_basic(basic, decoded, sizeof(decoded), &user_length, &password, &password_length)) {
+        refuse_credentials(session, "malformed Basic credentials");
+        return NULL;
+    }
+    int64_t retry_ms = 0;
+    enum access_failure failure =
+        access_authenticate(access, identity, (const char *)decoded, user_length, password,
+                            password_length, session->peer, &retry_ms);
+    OPENSSL_cleanse(decoded, sizeof(decoded));
+    if (failure == ACCESS_THROTTLED) {
+        char headers[64];
+        snprintf(headers, sizeof(headers), "Retry-After: %lld\r\n",
+                 (long long)((retry_ms + 999) / 1000));
+        http_respond_error(session, 429, "too many failed authentications: try again later",
+                           headers);
+        return NULL;
+    }
+    if (failure != ACCESS_OK) {
+        refuse_credentials(session, "wrong user or password");
+        return NULL;
+    }
+    memcpy(session->credential_digest, digest, sizeof(digest));
+    session->credential_table = identity->table;
+    session->credential_anonymous = false;
+    session->credential_cached = true;
+    return access_identity_current(access, identity);
+}
+
+/* Whether the /keys/ request may go on: no users at all, or its user (keys_user()) has
+ * RIGHTS on the namespace "default". Otherwise it has been answered: 401 or 429 from
+ * keys_user(), 401 when a request without credentials lacks them, 403 (counted in
+ * access_denied) when a user who authenticated does. */
+static bool keys_allowed(struct http_session *session, unsigned rights) {
+    if (session->server->environment.access == NULL || rights == 0) return true;
+    const struct access_user *user = keys_user(session);
+    if (user == NULL) return false;
+    if ((access_namespace_rights(user, "default", 7) & rights) == rights) return true;
+    metric_add(ACCESS_METRIC(access_denied), 1);
+    if (authorization_credentials(&session->request, "Basic") == NULL) {
+        refuse_credentials(session,
+                           "/keys/ needs a user's credentials: HTTP Basic (curl -u USER:PASS)");
+        return false;
+    }
+    char reason[ACCESS_NAME_MAX + 96];
+    snprintf(reason, sizeof(reason), "user '%s' has no %s right on namespace 'default'", user->name,
+             rights & ACCESS_WRITE ? "write" : "read");
+    http_respond_error(session, 403, reason, NULL);
+    return false;
+}
+
 static void route_keys(struct http_session *session) {
     const struct http_request *request = &session->request;
     const char *key = request->path + strlen(KEYS_PREFIX);
@@ -209,6 +371,11 @@ static void route_keys(struct http_session *session) {
         http_respond_error(session, 404, "the key is empty", NULL);
         return;
     }
+    enum http_method method = request->method;
+    unsigned rights = method == HTTP_GET || method == HTTP_HEAD     ? ACCESS_READ
+                      : method == HTTP_PUT || method == HTTP_DELETE ? ACCESS_WRITE
+                                                                    : 0;
+    if (!keys_allowed(session, rights)) return;
     if (store_recovering(session->server->environment.store)) {
         http_respond_error(session, 503, "loading: the server is rebuilding its flash index",
                            "Retry-After: 1\r\n");
@@ -247,6 +414,9 @@ void http_route(struct http_session *session) {
         route_keys(session);
         return;
     }
+    /* /health stays open whatever --http-auth says: load balancers probe it without
+     * credentials, and it tells nothing but whether the server serves. */
+    if (!path_is(request, "/health") && !operator_allowed(session)) return;
     struct byte_buffer buffer = BYTE_BUFFER_INIT;
     if (path_is(request, "/")) {
         if (refuse_unless_read(session)) return;

@@ -7,6 +7,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -96,6 +97,7 @@ struct s3_server *s3_server_create(const struct s3_environment *environment, cha
     }
     server->objects = environment->objects;
     server->options = environment->options;
+    server->access = environment->access;
     const char *access_key = options_text(server->options, S3_OPTION(s3_access_key));
     const char *secret_key = options_text(server->options, S3_OPTION(s3_secret_key));
     const char *file = options_text(server->options, S3_OPTION(s3_credentials));
@@ -126,19 +128,56 @@ void s3_server_destroy(struct s3_server *server) {
 }
 
 bool s3_has_credentials(const struct s3_server *server) {
-    return server->credential_count > 0;
+    return server->credential_count > 0 ||
+           (server->access != NULL && !access_protected(server->access));
 }
 
-/* s3_secret_lookup over the server's credentials. */
+/* Where find_secret() looks, and what it found. */
+struct key_lookup {
+    const struct s3_server *server;
+    struct access_identity *identity; /* becomes the key's user (access_identify_key()) */
+    bool every_right;                 /* the key is one of --s3-access-key/--s3-credentials */
+    char secret[ACCESS_SECRET_MAX + 1];
+};
+
+/* s3_secret_lookup: the keys of --s3-access-key and --s3-credentials first, then the
+ * users' s3key: rules (the identity then holds the key's user, whether or not the
+ * signature turns out right). */
 static const char *find_secret(void *context, const char *access_key, size_t length) {
-    const struct s3_server *server = context;
+    struct key_lookup *lookup = context;
+    const struct s3_server *server = lookup->server;
     for (size_t i = 0; i < server->credential_count; i++) {
         const char *candidate = server->credentials[i].access_key;
         if (strlen(candidate) == length && memcmp(candidate, access_key, length) == 0) {
+            lookup->every_right = true;
             return server->credentials[i].secret_key;
         }
     }
+    if (server->access != NULL &&
+        access_identify_key(server->access, lookup->identity, access_key, length, lookup->secret,
+                            sizeof(lookup->secret))) {
+        return lookup->secret;
+    }
     return NULL;
+}
+
+unsigned s3_rights(const struct s3_request *request, const char *name, size_t length) {
+    if (request->every_right) return ACCESS_ALL;
+    return access_bucket_rights(request->user, name, length);
+}
+
+bool s3_permit(struct s3_request *request, const char *name, size_t length, unsigned rights) {
+    if ((s3_rights(request, name, length) & rights) == rights) return true;
+    metric_add(ACCESS_METRIC(access_denied), 1);
+    char message[ACCESS_NAME_MAX + OBJECT_BUCKET_NAME_MAX + 96];
+    snprintf(message, sizeof(message), "Access Denied: user '%s' has no %s right on bucket '%.*s'",
+             request->user != NULL ? request->user->name : "?",
+             rights & ACCESS_ADMIN   ? "admin"
+             : rights & ACCESS_WRITE ? "write"
+                                     : "read",
+             (int)length, name);
+    s3_error(request, 403, "AccessDenied", message, NULL);
+    return false;
 }
 
 /* ---- responses --------------------------------------------------------------------- */
@@ -616,7 +655,24 @@ static void signing_view(const struct http_request *http, struct s3_header *head
     };
 }
 
-/* Checks who sent the request. Returns true to go on; otherwise it has been answered. */
+/* Makes the request's sender the user "default" if it needs no password (protected
+ * mode: no users, or a users file whose default is on with nopass). Returns false if it
+ * does not (the users changed meanwhile). */
+static bool act_as_default(struct s3_request *request) {
+    struct s3_server *server = request->server;
+    if (server->access == NULL) {
+        request->every_right = true;
+        return true;
+    }
+    struct access_identity *identity = &request->session->identity;
+    access_identity_release(identity);
+    access_identity_init(server->access, identity);
+    request->user = access_identity_current(server->access, identity);
+    return request->user != NULL;
+}
+
+/* Checks who sent the request and sets request->user or every_right. Returns true to go
+ * on; otherwise it has been answered. */
 static bool authenticate(struct s3_request *request) {
     struct s3_server *server = request->server;
     struct s3_header headers[HTTP_MAX_HEADERS];
@@ -625,8 +681,16 @@ static bool authenticate(struct s3_request *request) {
     size_t bucket_length = virtual_host_bucket(server, request->http, bucket);
     signing_view(request->http, headers, bucket, bucket_length, &view);
     struct s3_error error = {0};
+    /* The session's identity becomes this request's sender (a /keys/ request after it
+     * checks its own credentials again). */
+    struct access_identity *identity = &request->session->identity;
+    request->session->credential_cached = false;
+    access_identity_release(identity);
+    struct key_lookup lookup = {.server = server, .identity = identity};
     bool verified =
-        s3_authenticate(&view, clock_realtime_ms(), find_secret, server, &request->auth, &error);
+        s3_authenticate(&view, clock_realtime_ms(), find_secret, &lookup, &request->auth, &error);
+    OPENSSL_cleanse(lookup.secret, sizeof(lookup.secret));
+    if (!verified || request->auth.anonymous) access_identity_release(identity);
     if (!s3_has_credentials(server)) {
         /* No credentials: any request from loopback, signed with any key, is served. */
         if (!peer_is_loopback(request->session->peer)) {
@@ -652,6 +716,15 @@ static bool authenticate(struct s3_request *request) {
             memset(&request->auth, 0, sizeof(request->auth));
             request->auth.anonymous = true;
         }
+        /* A request signed with a user's key acts as that user; any other as "default". */
+        if (identity->user != NULL) {
+            request->user = access_identity_current(server->access, identity);
+            if (request->user != NULL) return true;
+        }
+        if (!act_as_default(request)) {
+            s3_error(request, 403, "AccessDenied", "Access Denied", NULL);
+            return false;
+        }
         return true;
     }
     if (!verified) {
@@ -662,7 +735,30 @@ static bool authenticate(struct s3_request *request) {
         s3_error(request, 403, "AccessDenied", "Access Denied", NULL);
         return false;
     }
+    if (lookup.every_right) {
+        request->every_right = true;
+        return true;
+    }
+    request->user = access_identity_current(server->access, identity);
+    if (request->user == NULL) { /* switched off or deleted meanwhile */
+        s3_error(request, 403, "InvalidAccessKeyId",
+                 "The AWS Access Key Id you provided does not exist in our records.", NULL);
+        return false;
+    }
     return true;
+}
+
+/* The right the request needs on its bucket (docs/s3.md, Users and rights): read to
+ * read and list, write to change objects, admin to create, delete and configure the
+ * bucket (?quota both ways, ?versioning and ?acl when set). */
+static unsigned required_rights(const struct s3_request *request) {
+    enum http_method method = request->http->method;
+    bool reads = method == HTTP_GET || method == HTTP_HEAD;
+    if (request->key_length > 0) return reads ? ACCESS_READ : ACCESS_WRITE;
+    if (s3_has_param(request, "quota")) return ACCESS_ADMIN;
+    if (reads) return ACCESS_READ;
+    if (method == HTTP_POST) return ACCESS_WRITE; /* DeleteObjects */
+    return ACCESS_ADMIN;                          /* CreateBucket, DeleteBucket, PUT ?... */
 }
 
 /* Splits the path (or the Host) into bucket and key. Returns false (answered) if the
@@ -705,6 +801,10 @@ static void route(void *state, struct http_session *session) {
              (unsigned long long)(atomic_fetch_add(&request_counter, 1) ^
                                   ((uint64_t)clock_realtime_ms() << 20)));
     if (!locate(&request) || !authenticate(&request)) return;
+    if (request.bucket_length > 0 &&
+        !s3_permit(&request, request.bucket, request.bucket_length, required_rights(&request))) {
+        return;
+    }
     if (request.bucket_length == 0) {
         if (request.http->method == HTTP_GET || request.http->method == HTTP_HEAD) {
             s3_list_buckets(&request);

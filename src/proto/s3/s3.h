@@ -20,12 +20,16 @@ extern struct option_group s3_options;
 /* The identifier of s3's option IDENTIFIER in the composed table. */
 #define S3_OPTION(identifier) option_in_group(&s3_options, S3_OPTION_INDEX_##identifier)
 
+struct access;
 struct objects;
 struct s3_server;
 
 struct s3_environment {
     struct objects *objects; /* not owned */
     struct options *options; /* read live */
+    /* Users, their S3 keys (s3key: rules) and bucket rights (docs/security.md); not
+     * owned. NULL: no users, as with an access object that has none. */
+    struct access *access;
 };
 
 /* Creates the S3 front end's state: reads the credentials (--s3-access-key and
@@ -37,7 +41,10 @@ void s3_server_destroy(struct s3_server *server);
 /* The extension to give the HTTP front end (valid while SERVER lives). */
 const struct http_extension *s3_http_extension(struct s3_server *server);
 
-/* Whether any credentials are configured (otherwise only loopback clients are served). */
+/* Whether requests must be signed with a known key: --s3-access-key or --s3-credentials
+ * gave one, or the server has users (it is not in protected mode: access_protected()).
+ * Otherwise only loopback clients are served, as the user "default". May change when
+ * the users are reloaded. */
 bool s3_has_credentials(const struct s3_server *server);
 
 #endif

@@ -39,6 +39,8 @@ void s3_list_buckets(struct s3_request *request) {
     write_owner(&document, "Owner");
     s3_xml_open(&document, "Buckets", false);
     for (size_t i = 0; i < count; i++) {
+        /* Only the buckets the sender has some right on. */
+        if (s3_rights(request, infos[i].name, strlen(infos[i].name)) == 0) continue;
         s3_xml_open(&document, "Bucket", false);
         s3_xml_string(&document, "Name", infos[i].name);
         s3_xml_time(&document, "CreationDate", infos[i].created_ms);

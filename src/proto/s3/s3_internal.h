@@ -4,6 +4,7 @@
 #ifndef STRATA_PROTO_S3_INTERNAL_H
 #define STRATA_PROTO_S3_INTERNAL_H
 
+#include "access/access.h"
 #include "engine/objects.h"
 #include "proto/http/http_internal.h"
 #include "proto/s3/s3.h"
@@ -32,6 +33,9 @@ struct s3_server {
     struct http_extension extension;
     struct objects *objects;
     struct options *options;
+    struct access *access; /* or NULL: no users */
+    /* --s3-access-key and --s3-credentials: keys of no user, with every right on every
+     * bucket (docs/s3.md). */
     struct s3_credential *credentials;
     size_t credential_count;
 };
@@ -48,6 +52,11 @@ struct s3_request {
     size_t key_length;
     struct s3_auth auth;
     char request_id[17];
+    /* Who sent it (s3.c's authenticate()): a user of the session's identity (valid until
+     * the request is done), or every_right for a key of --s3-access-key /
+     * --s3-credentials and for a server without an access object. */
+    const struct access_user *user;
+    bool every_right;
 };
 
 /* ---- s3.c -------------------------------------------------------------------------- */
@@ -56,6 +65,13 @@ struct s3_request {
  * EXTRA_HEADERS ("Name: value\r\n" lines) may be NULL. */
 void s3_error(struct s3_request *request, int status, const char *code, const char *message,
               const char *extra_headers);
+
+/* The rights (ACCESS_READ, ...) the request's sender has on bucket NAME. */
+unsigned s3_rights(const struct s3_request *request, const char *name, size_t length);
+
+/* Whether the request's sender has every one of RIGHTS on bucket NAME. If not, answers
+ * 403 AccessDenied, counts it (access_denied) and returns false: nothing may be done. */
+bool s3_permit(struct s3_request *request, const char *name, size_t length, unsigned rights);
 
 /* Answers with the error for an engine status. */
 void s3_object_error(struct s3_request *request, enum object_status status);

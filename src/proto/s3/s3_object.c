@@ -954,6 +954,7 @@ static bool find_copy_source(struct s3_request *request, const struct copy_sourc
 static void copy_object(struct s3_request *request, const char *source_header) {
     struct copy_source source = {0};
     if (!parse_copy_source(request, source_header, &source)) return;
+    if (!s3_permit(request, source.bucket, source.bucket_length, ACCESS_READ)) return;
     const char *directive = http_header_value(request->http, "x-amz-metadata-directive");
     bool replace = directive != NULL && strcasecmp(directive, "REPLACE") == 0;
     if (directive != NULL && !replace && strcasecmp(directive, "COPY") != 0) {
@@ -1161,6 +1162,7 @@ static void upload_part_copy(struct s3_request *request, int part_number, const 
                              const char *source_header) {
     struct copy_source source = {0};
     if (!parse_copy_source(request, source_header, &source)) return;
+    if (!s3_permit(request, source.bucket, source.bucket_length, ACCESS_READ)) return;
     struct object_handle handle = {0};
     if (!find_copy_source(request, &source, &handle)) return;
     uint64_t first = 0;
