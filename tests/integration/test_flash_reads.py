@@ -209,10 +209,12 @@ def test_a_value_larger_than_dram_is_streamed_from_flash(tmp_path):
 
 def test_native_values_larger_than_dram(tmp_path):
     size = (24 if SANITIZED else 48) * MIB
-    server = start(tmp_path, "--memory", "512mb")
+    socket_path = str(tmp_path / "strata.sock")
+    server = start(tmp_path, "--memory", "512mb", "--unix-socket", socket_path)
     value = bytes(range(256)) * (size // 256)
     fingerprint = b"f" * 16
-    with strata.Client(port=server.native_port, timeout_ms=300000) as native:
+    # Over the Unix socket: shared memory is passed there (docs/security.md).
+    with strata.Client(unix_socket=socket_path, timeout_ms=300000) as native:
         assert native.put_batch([{"key": "native:big", "value": value,
                                   "fingerprint": fingerprint}]) == [0]
         server.client().config_set("memory", str(64 * MIB))  # a quarter is 16 MiB
