@@ -198,6 +198,7 @@ def users_text(hashes):
             f"user admin on {hashes['admin-pw']} namespace:*=all bucket:*=all\n"
             f"user alice on {hashes['secret']} namespace:default=read,write\n"
             f"user reader on {hashes['secret']} namespace:default=read\n"
+            f"user writer on {hashes['secret']} namespace:default=write\n"
             f"user nobody on {hashes['secret']} namespace:other=read,write\n"
             f"user sleeper off {hashes['secret']} namespace:*=all\n")
 
@@ -262,6 +263,22 @@ def test_read_only_user(users_server, admin):
             assert reader.call(*command) == NOPERM_KEY, command
         assert stat(reader, "acl_access_denied_cmd") == before + 5
     assert admin.get("shared") == b"original" and admin.ttl("shared") == -1
+
+
+def test_write_only_user_cannot_read_through_writes(users_server, admin):
+    """Writes that answer with the stored value, or carry it to another key, need read
+    as well; plain writes do not."""
+    admin.set("kept", "topsecret")
+    admin.set("number", "41")
+    with login(users_server, "writer", "secret") as writer:
+        assert writer.call("SET", "mine", "v") == "OK"
+        for command in (["GET", "kept"], ["GETEX", "kept"], ["GETDEL", "kept"],
+                        ["SET", "kept", "other", "GET"], ["INCR", "number"],
+                        ["APPEND", "kept", "x"], ["SETRANGE", "kept", "0", "x"],
+                        ["COPY", "kept", "copied"], ["RENAME", "kept", "renamed"]):
+            assert writer.call(*command) == NOPERM_KEY, command
+    assert admin.get("kept") == b"topsecret" and admin.get("number") == b"41"
+    assert admin.exists("copied", "renamed") == 0
 
 
 def test_user_without_rights_on_default(users_server, admin):

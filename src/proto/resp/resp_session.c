@@ -58,7 +58,22 @@ static unsigned needs_of(const struct resp_command *command) {
     /* Emptying the whole store is the server's business, not a key's. */
     if (strcmp(command->name, "flushall") == 0 || strcmp(command->name, "flushdb") == 0)
         needs |= RESP_RIGHT_SERVER_ADMIN;
+    /* Writes that answer with what was stored, or carry it to another key, read it too
+     * (as Redis's key specifications say: RW, or R on a source). */
+    static const char *const reading_writes[] = {
+        "getex", "getdel", "getset", "incr", "incrby", "decr", "decrby", "incrbyfloat",
+        "append", "setrange", "copy", "rename", "renamenx", "lmove", "rpoplpush"};
+    for (size_t i = 0; i < sizeof(reading_writes) / sizeof(reading_writes[0]); i++)
+        if (strcmp(command->name, reading_writes[i]) == 0) needs |= ACCESS_READ;
     return needs;
+}
+
+/* True when REQUEST is SET with its GET option, which answers the old value. */
+static bool set_with_get(const struct resp_command *command, const struct resp_request *request) {
+    if (strcmp(command->name, "set") != 0) return false;
+    for (size_t i = 3; i < request->argc; i++)
+        if (argument_is(request, i, "GET")) return true;
+    return false;
 }
 
 static int compare_names(const void *left, const void *right) {
@@ -313,7 +328,10 @@ static bool allowed(struct resp_session *session, const struct resp_command *com
         return false;
     }
     if (needs & NEED_BY_SUBCOMMAND) needs = subcommand_needs(command, request);
-    if ((needs & ~session->rights) == 0) return true;
+    if ((needs & ~session->rights) == 0 &&
+        ((session->rights & ACCESS_READ) || !set_with_get(command, request)))
+        return true;
+    if (set_with_get(command, request)) needs |= ACCESS_READ;
     refuse(session, command, request, needs);
     return false;
 }
