@@ -582,6 +582,18 @@ out_of_memory:
 #undef IS
 }
 
+/* Writes into OUTPUT (SIZE bytes) how RULE (LENGTH bytes) may be shown in an error or a
+ * log line: a rule that carries a password or a secret in clear is shown without it. */
+static void rule_shown(const char *rule, size_t length, char *output, size_t size) {
+    if (length > 0 && (rule[0] == '>' || rule[0] == '<')) {
+        snprintf(output, size, "%c...", rule[0]);
+    } else if (length >= 6 && memcmp(rule, "s3key:", 6) == 0) {
+        snprintf(output, size, "s3key:...");
+    } else {
+        snprintf(output, size, "%.*s", (int)(length > 60 ? 60 : length), rule);
+    }
+}
+
 /* True when an S3 access key is held by a user of TABLE other than EXCEPT. */
 static bool key_taken(const struct access_table *table, const struct access_user *except,
                       const char *key) {
@@ -648,7 +660,9 @@ static struct access_table *load_file(const char *path, char *error, size_t erro
         for (size_t i = 2; i < word_count; i++) {
             char why[200];
             if (apply_rule(user, words[i], strlen(words[i]), true, why, sizeof(why)) != 0) {
-                snprintf(reason, sizeof(reason), "rule '%.40s': %s", words[i], why);
+                char shown[64];
+                rule_shown(words[i], strlen(words[i]), shown, sizeof(shown));
+                snprintf(reason, sizeof(reason), "rule '%s': %.180s", shown, why);
                 user_free(user);
                 goto bad_line;
             }
@@ -926,8 +940,9 @@ int access_set_user(struct access *access, const char *name, const char *const *
     for (size_t i = 0; i < count; i++) {
         char why[256];
         if (apply_rule(changed, rules[i], rule_lengths[i], false, why, sizeof(why)) != 0) {
-            snprintf(error, error_size, "Error in ACL SETUSER modifier '%.*s': %s",
-                     (int)(rule_lengths[i] > 60 ? 60 : rule_lengths[i]), rules[i], why);
+            char shown[64];
+            rule_shown(rules[i], rule_lengths[i], shown, sizeof(shown));
+            snprintf(error, error_size, "Error in ACL SETUSER modifier '%s': %s", shown, why);
             goto done;
         }
     }

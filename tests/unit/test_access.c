@@ -138,6 +138,7 @@ static void test_bad_users_files(void) {
     char error[256];
     CHECK(create("user alice on >plain\n", NULL, error, sizeof(error)) == NULL);
     CHECK(strstr(error, "line 1") != NULL && strstr(error, "hash") != NULL);
+    CHECK(strstr(error, "plain") == NULL); /* a password in clear is never echoed */
     CHECK(create("user a on\nuser a off\n", NULL, error, sizeof(error)) == NULL);
     CHECK(strstr(error, "line 2") != NULL);
     CHECK(create("user a on namespace:kv=fly\n", NULL, error, sizeof(error)) == NULL);
@@ -219,6 +220,10 @@ static void test_reload_and_setuser_follow_identities(void) {
     size_t bad_lengths[] = {strlen(bad[0]), strlen(bad[1])};
     CHECK(access_set_user(access, "bob", bad, bad_lengths, 2, error, sizeof(error)) != 0);
     CHECK(strstr(error, "'fly'") != NULL);
+    const char *wrong[] = {"<not-her-password"};
+    size_t wrong_lengths[] = {strlen(wrong[0])};
+    CHECK(access_set_user(access, "bob", wrong, wrong_lengths, 1, error, sizeof(error)) != 0);
+    CHECK(strstr(error, "no such password") != NULL && strstr(error, "not-her") == NULL);
     bob = access_identity_current(access, &identity);
     CHECK(bob != NULL && access_namespace_rights(bob, "kv", 2) == (ACCESS_READ | ACCESS_WRITE));
 

@@ -332,6 +332,12 @@ static bool on_header(struct native_session *session, const unsigned char *heade
     /* Who the connection is, as of this frame: one atomic load unless the users changed. */
     session->user =
         access_identity_current(session->server->environment.access, &session->identity);
+    /* The cached rights belong to one user object: a new one (AUTH, a reload) starts the
+     * cache afresh now, while the old object's address cannot have been reused. */
+    if (session->user != session->rights_user) {
+        session->rights_user = session->user;
+        session->rights_known = 0;
+    }
     if (session->user == NULL && session->opcode != STRATA_OP_AUTH) {
         return fail_stream(session, STRATA_ERR_NOAUTH,
                            "NOAUTH Authentication required: send an AUTH frame first");

@@ -4,6 +4,7 @@
  * access_identity_current(), by the parser) and an array lookup. */
 #include "proto/native/native_internal.h"
 
+#include "base/checks.h"
 #include "base/log.h"
 
 #include <stdio.h>
@@ -36,10 +37,7 @@ bool native_allowed(struct native_session *session, struct namespace *ns, const 
     const struct access_user *user = session->user;
     unsigned rights;
     if (ns != NULL) {
-        if (session->rights_user != user) {
-            session->rights_user = user; /* a new user, or the same one in a newer table */
-            session->rights_known = 0;
-        }
+        STRATA_ASSERT(session->rights_user == user); /* on_header() keeps them together */
         size_t index = (size_t)(ns - session->server->environment.namespaces->list);
         if (!(session->rights_known & (1ull << index))) {
             session->rights[index] =
