@@ -92,6 +92,7 @@ struct access {
     char dummy_hash[crypto_pwhash_STRBYTES]; /* checked for unknown users: same cost */
     pthread_mutex_t throttle_lock;
     struct throttle_entry throttle[THROTTLE_SLOTS];
+    _Atomic bool guarded; /* access_guard_protected_mode(): never open "default" */
 };
 
 /* ---- users and tables ---------------------------------------------------------- */
@@ -606,6 +607,24 @@ static bool key_taken(const struct access_table *table, const struct access_user
     return false;
 }
 
+/* True when TABLE lets anyone in: "default" on with no password. */
+static bool table_open(const struct access_table *table) {
+    const struct access_user *user = table_find(table, "default", 7);
+    return user != NULL && user->enabled && user->nopass;
+}
+
+/* Refuses TABLE when the server listens beyond loopback and TABLE would let anyone in
+ * (protected mode, kept while running). Returns 0, or -1 with a reason in ERROR. */
+static int guard_table(struct access *access, const struct access_table *table, char *error,
+                       size_t error_size) {
+    if (!atomic_load(&access->guarded) || !table_open(table)) return 0;
+    snprintf(error, error_size,
+             "protected mode: the server listens beyond loopback, and this would let anyone in "
+             "as 'default' without a password; give 'default' a password or switch it off "
+             "(or start the server with --insecure yes)");
+    return -1;
+}
+
 /* ---- the users file ------------------------------------------------------------- */
 
 /* Reads PATH into a new table. Returns it, or NULL with a reason in ERROR. */
@@ -849,10 +868,13 @@ void access_destroy(struct access *access) {
 
 bool access_protected(struct access *access) {
     struct access_table *table = table_acquire(access);
-    const struct access_user *user = table_find(table, "default", 7);
-    bool open = user != NULL && user->enabled && user->nopass;
+    bool open = table_open(table);
     table_release(table);
     return open;
+}
+
+void access_guard_protected_mode(struct access *access) {
+    atomic_store(&access->guarded, true);
 }
 
 int access_reload(struct access *access, char *error, size_t error_size) {
@@ -862,6 +884,10 @@ int access_reload(struct access *access, char *error, size_t error_size) {
     }
     pthread_mutex_lock(&access->change_lock);
     struct access_table *table = load_file(access->users_file, error, error_size);
+    if (table != NULL && guard_table(access, table, error, error_size) != 0) {
+        table_free(table);
+        table = NULL;
+    }
     if (table != NULL) table_publish(access, table);
     pthread_mutex_unlock(&access->change_lock);
     if (table == NULL) return -1;
@@ -954,6 +980,7 @@ int access_set_user(struct access *access, const char *name, const char *const *
             goto done;
         }
     }
+    if (guard_table(access, table, error, error_size) != 0) goto done;
     table_publish(access, table);
     table = NULL;
     status = 0;
@@ -1012,9 +1039,16 @@ char *access_describe_all(struct access *access) {
 
 /* ---- authentication --------------------------------------------------------------- */
 
-/* Copies PEER's address without its port ("1.2.3.4:5" -> "1.2.3.4", "[::1]:5" -> "::1"). */
+/* Copies PEER's address without its port ("1.2.3.4:5" -> "1.2.3.4", "[::1]:5" -> "::1");
+ * a Unix-socket peer is kept whole. */
 static void peer_address(const char *peer, char *output, size_t output_size) {
     if (peer == NULL) peer = "?";
+    if (strncmp(peer, "unix", 4) == 0) {
+        /* A Unix-socket peer ("unix:PID") is one process: one local process that fails
+         * must not lock every other local client out. */
+        snprintf(output, output_size, "%s", peer);
+        return;
+    }
     const char *start = peer;
     const char *end = strrchr(peer, ':');
     if (peer[0] == '[') {

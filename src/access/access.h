@@ -110,6 +110,11 @@ void access_destroy(struct access *access);
  * must authenticate before it may do anything. */
 bool access_protected(struct access *access);
 
+/* Keeps protected mode while the server runs: from now on a change of the users (reload,
+ * ACL SETUSER) that would make "default" open is refused. The server calls it when it
+ * listens beyond loopback without --insecure. */
+void access_guard_protected_mode(struct access *access);
+
 /* Reads the users file again and swaps it in. Returns 0, or -1 with a reason in ERROR and
  * the users unchanged (also when the server has no users file). */
 int access_reload(struct access *access, char *error, size_t error_size);

@@ -294,10 +294,8 @@ static bool is_loopback(const char *host) {
  * server listens on loopback only unless --insecure yes. Returns 0, or -1 with the
  * reason and what to do in ERROR. */
 static int check_protected_mode(struct server *server, char *error, size_t error_size) {
-    if (!access_protected(server->access) ||
-        options_number(&server->options, ACCESS_OPTION(insecure)) == 1) {
-        return 0;
-    }
+    if (options_number(&server->options, ACCESS_OPTION(insecure)) == 1) return 0;
+    bool open = access_protected(server->access);
     char *addresses = strdup(options_text(&server->options, NET_OPTION(bind)));
     if (addresses == NULL) {
         snprintf(error, error_size, "out of memory");
@@ -308,6 +306,11 @@ static int check_protected_mode(struct server *server, char *error, size_t error
     for (char *host = strtok_r(addresses, " ,", &saved); host != NULL;
          host = strtok_r(NULL, " ,", &saved)) {
         if (is_loopback(host)) continue;
+        if (!open) {
+            /* Users keep it closed; they must not open it while the server runs. */
+            access_guard_protected_mode(server->access);
+            break;
+        }
         snprintf(error, error_size,
                  "protected mode: refusing to listen on '%.100s' with no users configured, "
                  "since anyone who reaches the port could read, write and delete everything. "

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from conftest import BINARY, SLOW, Server
-from resp import Connection, Map, Null
+from resp import Connection, Error, Map, Null
 
 NOAUTH = "NOAUTH Authentication required."
 WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
@@ -471,3 +471,7 @@ def test_protected_mode(tmp_path, start_server):
     with raw(protected) as connection:
         assert connection.call("GET", "open") == NOAUTH
         assert connection.call("AUTH", "x") == "OK"
+        # Protected mode holds while it runs: default cannot be opened beyond loopback.
+        reply = connection.call("ACL", "SETUSER", "default", "nopass")
+        assert isinstance(reply, Error) and "protected mode" in reply, reply
+        assert connection.call("ACL", "SETUSER", "default", "resetpass", ">y") == "OK"

@@ -178,6 +178,11 @@ static void test_throttle_after_failures(void) {
     CHECK(login(access, &identity, NULL, "secret", "192.0.2.9:2") == ACCESS_THROTTLED);
     /* ... but another address is not slowed down. */
     CHECK(login(access, &identity, NULL, "secret", "192.0.2.10:2") == ACCESS_OK);
+    /* Unix-socket peers are told apart by process. */
+    for (int i = 0; i < 6; i++)
+        login(access, &identity, NULL, "wrong", "unix:101");
+    CHECK(login(access, &identity, NULL, "secret", "unix:101") == ACCESS_THROTTLED);
+    CHECK(login(access, &identity, NULL, "secret", "unix:102") == ACCESS_OK);
     usleep((useconds_t)(retry + 50) * 1000);
     CHECK(login(access, &identity, NULL, "secret", "192.0.2.9:3") == ACCESS_OK);
     access_identity_release(&identity);
@@ -255,6 +260,25 @@ static void test_reload_and_setuser_follow_identities(void) {
     CHECK(all != NULL && strstr(all, "bob") == NULL && strstr(all, "user default on nopass"));
     free(all);
     access_identity_release(&identity);
+    access_destroy(access);
+}
+
+static void test_protected_mode_kept_while_running(void) {
+    char error[256], text[512];
+    snprintf(text, sizeof(text), "user default on #%s namespace:*=all\n", secret_hash);
+    struct access *access = create(text, NULL, error, sizeof(error));
+    REQUIRE(access != NULL);
+    access_guard_protected_mode(access);
+    const char *rules[] = {"nopass"};
+    size_t lengths[] = {6};
+    CHECK(access_set_user(access, "default", rules, lengths, 1, error, sizeof(error)) != 0);
+    CHECK(strstr(error, "protected mode") != NULL);
+    write_users("user default on nopass\n");
+    CHECK(access_reload(access, error, sizeof(error)) != 0);
+    CHECK(strstr(error, "protected mode") != NULL);
+    CHECK(!access_protected(access));
+    write_users("user default off\nuser ops on nopass namespace:*=all\n");
+    CHECK(access_reload(access, error, sizeof(error)) == 0); /* default stays closed */
     access_destroy(access);
 }
 
@@ -344,6 +368,7 @@ int main(void) {
     RUN_TEST(test_bad_users_files);
     RUN_TEST(test_throttle_after_failures);
     RUN_TEST(test_reload_and_setuser_follow_identities);
+    RUN_TEST(test_protected_mode_kept_while_running);
     RUN_TEST(test_redis_style_rules);
     RUN_TEST(test_peer_uids);
     RUN_TEST(test_equal);
