@@ -224,6 +224,23 @@ def test_libstrata_over_tls(tls_server, certs):
         strata.Client(port=tls_server.native_port, timeout_ms=3000 * SLOW)
 
 
+def test_passwords_over_tls(start_server, certs):
+    """AUTH inside TLS: libstrata and redis-py with a password, and a wrong one refused."""
+    server = start_server("--memory", "64mb", "--requirepass", "tls-pw", *tls_options(certs))
+    with strata.Client(port=server.native_port, tls=True, tls_ca=certs("ca.pem"),
+                       password="tls-pw", timeout_ms=60000 * SLOW) as client:
+        client.put(b"authed", b"over tls")
+        buffer = bytearray(16)
+        assert client.get(b"authed", buffer) == 8 and buffer[:8] == b"over tls"
+    with pytest.raises(strata.Error):
+        strata.Client(port=server.native_port, tls=True, tls_ca=certs("ca.pem"),
+                      password="wrong", timeout_ms=60000 * SLOW)
+    with tls_client(server, certs, password="tls-pw") as client:
+        assert client.set("resp-authed", "yes") and client.get("resp-authed") == b"yes"
+    with pytest.raises((redis.AuthenticationError, redis.ResponseError), match="WRONGPASS"):
+        tls_client(server, certs, password="wrong").ping()
+
+
 def test_curl_https(tls_server, certs):
     assert metric(tls_server, certs, "strata_tls_handshakes_total") > 0
     curl(tls_server, certs, "/keys/curl-key", "-X", "PUT", "--data-binary", "over https")
