@@ -61,8 +61,14 @@ $(BUILD)/client/%.pic.o: client/%.c include/strata.h include/strata_protocol.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_RELEASE) -fPIC -fvisibility=default -c $< -o $@
 
+# The soname carries the major version (libstrata.so.0); build/libstrata.so is the same
+# file under its development name, which the tests load by path.
+VERSION      := $(shell sed -n 's/^\#define STRATA_VERSION *"\(.*\)"/\1/p' src/base/version.h)
+SONAME_MAJOR := $(firstword $(subst ., ,$(VERSION)))
+SONAME       := libstrata.so.$(SONAME_MAJOR)
+
 $(BUILD)/libstrata.so: $(BUILD)/client/strata.pic.o
-	$(CC) -shared -Wl,-soname,libstrata.so $^ -o $@ $(CLIENT_LIBS)
+	$(CC) -shared -Wl,-soname,$(SONAME) $^ -o $@ $(CLIENT_LIBS)
 
 $(BUILD)/libstrata.a: $(BUILD)/client/strata.pic.o
 	rm -f $@ && ar rcs $@ $^
@@ -346,6 +352,50 @@ bench-earlier: all
 	$(PYTHON) bench/flash_tier.py
 	$(PYTHON) bench/native_kv.py
 	bench/http_server_choice.sh
+
+# ---- install (docs/install.md) ----
+# make install [PREFIX=/usr/local] [DESTDIR=/staging/root]; make uninstall with the same.
+PREFIX     ?= /usr/local
+BINDIR     := $(PREFIX)/bin
+LIBDIR     := $(PREFIX)/lib
+INCLUDEDIR := $(PREFIX)/include
+PKGCONFIGDIR := $(LIBDIR)/pkgconfig
+
+$(BUILD)/strata.pc: src/base/version.h Makefile
+	@mkdir -p $(dir $@)
+	{ echo 'prefix=$(PREFIX)'; \
+	  echo 'exec_prefix=$${prefix}'; \
+	  echo 'libdir=$${exec_prefix}/lib'; \
+	  echo 'includedir=$${prefix}/include'; \
+	  echo ''; \
+	  echo 'Name: strata'; \
+	  echo 'Description: libstrata, the client library of the strata data store (native protocol)'; \
+	  echo 'Version: $(VERSION)'; \
+	  echo 'Requires.private: libisal libssl libcrypto'; \
+	  echo 'Cflags: -I$${includedir}'; \
+	  echo 'Libs: -L$${libdir} -lstrata'; \
+	  echo 'Libs.private: -pthread'; } > $@
+
+# The .pc file records PREFIX, so it is made again on every install.
+.PHONY: install uninstall $(BUILD)/strata.pc
+install: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/libstrata.a $(BUILD)/strata.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+	  $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 755 $(BUILD)/strata-server $(DESTDIR)$(BINDIR)/strata-server
+	install -m 755 $(BUILD)/libstrata.so $(DESTDIR)$(LIBDIR)/libstrata.so.$(VERSION)
+	ln -sf libstrata.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libstrata.so
+	install -m 644 $(BUILD)/libstrata.a $(DESTDIR)$(LIBDIR)/libstrata.a
+	install -m 644 include/strata.h include/strata_protocol.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(BUILD)/strata.pc $(DESTDIR)$(PKGCONFIGDIR)/strata.pc
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/strata-server $(DESTDIR)$(LIBDIR)/libstrata.so.$(VERSION) \
+	  $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libstrata.so \
+	  $(DESTDIR)$(LIBDIR)/libstrata.a $(DESTDIR)$(INCLUDEDIR)/strata.h \
+	  $(DESTDIR)$(INCLUDEDIR)/strata_protocol.h $(DESTDIR)$(PKGCONFIGDIR)/strata.pc
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
 # ---- housekeeping ----
 
