@@ -360,6 +360,12 @@ BINDIR     := $(PREFIX)/bin
 LIBDIR     := $(PREFIX)/lib
 INCLUDEDIR := $(PREFIX)/include
 PKGCONFIGDIR := $(LIBDIR)/pkgconfig
+# The Python package (client/python/strata/, pure Python) is copied where Debian's
+# /usr/bin/python3 looks: /usr/lib/python3/dist-packages for PREFIX=/usr, else
+# PREFIX/lib/python3.X/dist-packages (/usr/local/lib/python3.11/dist-packages on Debian 12).
+# A virtual environment installs it with pip instead (docs/install.md).
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+PYTHONDIR  ?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3/dist-packages,$(PREFIX)/lib/python$(PYTHON_VERSION)/dist-packages)
 
 $(BUILD)/strata.pc: src/base/version.h Makefile
 	@mkdir -p $(dir $@)
@@ -388,6 +394,8 @@ install: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/libstrata.a $(BUI
 	install -m 644 $(BUILD)/libstrata.a $(DESTDIR)$(LIBDIR)/libstrata.a
 	install -m 644 include/strata.h include/strata_protocol.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(BUILD)/strata.pc $(DESTDIR)$(PKGCONFIGDIR)/strata.pc
+	install -d $(DESTDIR)$(PYTHONDIR)/strata
+	install -m 644 client/python/strata/__init__.py $(DESTDIR)$(PYTHONDIR)/strata/__init__.py
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
 uninstall:
@@ -395,6 +403,7 @@ uninstall:
 	  $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libstrata.so \
 	  $(DESTDIR)$(LIBDIR)/libstrata.a $(DESTDIR)$(INCLUDEDIR)/strata.h \
 	  $(DESTDIR)$(INCLUDEDIR)/strata_protocol.h $(DESTDIR)$(PKGCONFIGDIR)/strata.pc
+	rm -rf $(DESTDIR)$(PYTHONDIR)/strata
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
 # ---- housekeeping ----

@@ -191,6 +191,28 @@ def test_python_binding_with_numpy_torch_and_batches(server):
         assert client.get("py/fp", buffer, fingerprint=model_a) == 16
 
 
+def test_python_get_without_a_buffer(server):
+    """get(key) with no buffer returns a new bytearray of the value's size: values that
+    fit the first read, and larger ones read again at the size the server reported."""
+    with client_for(server) as client:
+        values = {"nb/empty": b"", "nb/small": b"abc",
+                  "nb/first": os.urandom(strata.Client.GET_FIRST_CAPACITY),
+                  "nb/large": os.urandom(strata.Client.GET_FIRST_CAPACITY * 5 + 3)}
+        for key, value in values.items():
+            client.put(key, value)
+        for key, value in values.items():
+            got = client.get(key)
+            assert isinstance(got, bytearray) and got == value, key
+        with pytest.raises(strata.Error) as error:
+            client.get("nb/none")
+        assert error.value.code == strata.ERR_NOT_FOUND
+        client.put("nb/fp", b"model-a block", fingerprint=b"A" * 16)
+        with pytest.raises(strata.Error) as error:
+            client.get("nb/fp", fingerprint=b"B" * 16)
+        assert error.value.code == strata.ERR_FINGERPRINT
+        assert client.get("nb/fp", fingerprint=b"A" * 16) == b"model-a block"
+
+
 def test_values_put_over_resp_are_not_served_natively(server):
     server.client().set("resp-key", "plain value")
     with client_for(server) as client:

@@ -8,12 +8,15 @@ and torch tensors (contiguous, on the CPU) -- without copying them in Python.
     client = strata.Client(port=6380, namespace="default")
     # over TLS: strata.Client(port=6380, tls_ca="ca.pem", tls_server_name="localhost")
     client.put(b"key", b"value")
+    value = client.get(b"key")            # a new bytearray of the value's size
     buffer = bytearray(5)
-    length = client.get(b"key", buffer)
+    length = client.get(b"key", buffer)   # or into a buffer of the caller's
 
-The library is found through $STRATA_LIBRARY, then next to this file's repository
-(build/libstrata.so), then by the system loader. Errors raise strata.Error, whose
-`code` is the negative STRATA_ERR_* value; batch calls return per-entry codes instead.
+Installed with `make install` or `pip install ./client/python` (docs/install.md). The
+library is found through $STRATA_LIBRARY (a path); then, when this package is imported
+from a source tree that has built it, that tree's build/libstrata.so; then the installed
+libstrata.so.0 through the system loader. Errors raise strata.Error, whose `code` is the
+negative STRATA_ERR_* value; batch calls return per-entry codes instead.
 """
 
 import ctypes
@@ -51,19 +54,38 @@ PUT_IF_ABSENT = 1
 PUT_DURABLE = 2
 
 
+SONAME = "libstrata.so.0"
+__version__ = "0.1.0"
+
+
+def _source_tree_library():
+    """build/libstrata.so of the source tree this package sits in (client/python/strata/),
+    or None when it is installed elsewhere or the tree has not built it."""
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+    library = os.path.join(root, "build", "libstrata.so")
+    if os.path.exists(os.path.join(root, "client", "strata.c")) and os.path.exists(library):
+        return library
+    return None
+
+
 def _load_library():
-    candidates = []
+    """$STRATA_LIBRARY, else the source tree's build (a developer's import), else the
+    installed libstrata.so.0 through the dynamic loader (ld.so.cache, LD_LIBRARY_PATH)."""
     if os.environ.get("STRATA_LIBRARY"):
-        candidates.append(os.environ["STRATA_LIBRARY"])
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidates.append(os.path.join(here, "..", "..", "build", "libstrata.so"))
-    found = ctypes.util.find_library("strata")
-    if found:
-        candidates.append(found)
-    for candidate in candidates:
-        if os.path.exists(candidate) or candidate == found:
-            return ctypes.CDLL(candidate)
-    raise OSError("libstrata.so not found: build it with `make`, or set STRATA_LIBRARY")
+        return ctypes.CDLL(os.environ["STRATA_LIBRARY"])
+    library = _source_tree_library()
+    if library is not None:
+        return ctypes.CDLL(library)
+    errors = []
+    for name in (SONAME, ctypes.util.find_library("strata")):
+        if not name:
+            continue
+        try:
+            return ctypes.CDLL(name)
+        except OSError as error:
+            errors.append(str(error))
+    raise OSError("libstrata not found (%s): install it with `make install` (then ldconfig), "
+                  "or set STRATA_LIBRARY to its path" % "; ".join(errors or ["no candidates"]))
 
 
 _lib = _load_library()
@@ -378,12 +400,32 @@ class Client:
                                   "flags": flags}])[0]
         _check(status, "put")
 
-    def get(self, key, buffer, fingerprint=None):
-        """Reads KEY's value into BUFFER; returns its length."""
-        status, length = self.get_batch([{"key": key, "buffer": buffer,
-                                           "fingerprint": fingerprint}])[0]
-        _check(status, "get")
-        return length
+    # The first read of get() without a buffer: values up to this size take one round trip.
+    GET_FIRST_CAPACITY = 64 * 1024
+
+    def get(self, key, buffer=None, fingerprint=None):
+        """Reads KEY's value into BUFFER and returns its length; with no BUFFER, returns
+        the value as a new bytearray of its size. A value larger than the first read's
+        GET_FIRST_CAPACITY costs a second round trip: the server's ERR_BUFFER_TOO_SMALL
+        reply carries the length, and the read is made again into a buffer of that size
+        (again if the value grew in between)."""
+        if buffer is not None:
+            status, length = self.get_batch([{"key": key, "buffer": buffer,
+                                               "fingerprint": fingerprint}])[0]
+            _check(status, "get")
+            return length
+        capacity = self.GET_FIRST_CAPACITY
+        for _attempt in range(8):
+            value = bytearray(capacity)
+            status, length = self.get_batch([{"key": key, "buffer": value,
+                                               "fingerprint": fingerprint}])[0]
+            if status == ERR_BUFFER_TOO_SMALL and length > capacity:
+                capacity = length
+                continue
+            _check(status, "get")
+            del value[length:]  # in place: no copy
+            return value
+        raise Error(ERR_BUFFER_TOO_SMALL, "get: the value kept growing")
 
     def exists(self, key):
         return self.exists_batch([key])[0] == OK
