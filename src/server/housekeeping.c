@@ -5,13 +5,18 @@
 #include "engine/objects.h"
 #include "engine/store.h"
 #include "observe/stats.h"
+#include "server/notify.h"
 #include "server/server.h"
 
 #include <time.h>
 
 /* How often background work runs, and how long one expiry pass may take. */
 #define HOUSEKEEPING_INTERVAL_MS 100
-#define EXPIRY_PASS_LIMIT_MS     20
+/* While the flash index is rebuilt, systemd's start timeout is extended by
+ * RECOVERY_EXTEND_USEC every RECOVERY_EXTEND_INTERVAL_MS (src/server/notify.h). */
+#define RECOVERY_EXTEND_USEC        "60000000"
+#define RECOVERY_EXTEND_INTERVAL_MS 20000
+#define EXPIRY_PASS_LIMIT_MS        20
 /* How often a summary of evictions is logged, when there were any. */
 #define EVICTION_SUMMARY_INTERVAL_MS 10000
 /* How often objects written under --fsync everysec are synced. */
@@ -57,6 +62,7 @@ static void *housekeeping_main(void *argument) {
     struct server *server = argument;
     int64_t next_summary = clock_monotonic_ms() + EVICTION_SUMMARY_INTERVAL_MS;
     int64_t next_object_sync = clock_monotonic_ms() + OBJECT_SYNC_INTERVAL_MS;
+    int64_t next_extend = 0;
     struct store_stats counters;
     stats_read_store_counters(server->stats, &counters);
     int64_t last_evicted = (int64_t)counters.evicted;
@@ -67,6 +73,12 @@ static void *housekeeping_main(void *argument) {
         if (!store_recovering(server->store) &&
             stats_change_state(server->stats, SERVER_RECOVERING, SERVER_SERVING)) {
             log_event(LOG_INFO, "ready", "reason=\"the flash index is whole\"");
+            notify_service_manager("READY=1\nSTATUS=serving");
+        } else if (store_recovering(server->store) && clock_monotonic_ms() >= next_extend) {
+            /* A long recovery is progress, not a hung start: push systemd's start
+             * timeout (TimeoutStartSec) on while it lasts. */
+            notify_service_manager("EXTEND_TIMEOUT_USEC=" RECOVERY_EXTEND_USEC);
+            next_extend = clock_monotonic_ms() + RECOVERY_EXTEND_INTERVAL_MS;
         }
         expire_namespaces(server);
         stats_sample(server->stats);

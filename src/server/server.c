@@ -15,6 +15,7 @@
 #include "net/net.h"
 #include "observe/stats.h"
 #include "proto/s3/s3.h"
+#include "server/notify.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -574,9 +575,12 @@ int server_start(struct server *server) {
     if (store_recovering(server->store)) {
         stats_set_state(server->stats, SERVER_RECOVERING);
         log_event(LOG_INFO, "recovering", "reason=\"rebuilding the flash index\"");
+        /* Not ready for systemd yet: housekeeping sends READY=1 when the index is whole. */
+        notify_service_manager("STATUS=recovering: rebuilding the flash index");
     } else {
         stats_set_state(server->stats, SERVER_SERVING);
         log_event(LOG_INFO, "ready", NULL);
+        notify_service_manager("READY=1\nSTATUS=serving");
     }
     housekeeping_start(server);
     log_start(server);
@@ -604,6 +608,7 @@ void server_wait_for_stop(struct server *server) {
         int received = 0;
         if (sigwait(&signals, &received) != 0) continue;
         if (received == SIGHUP) {
+            notify_service_manager("RELOADING=1");
             const char *path = options_text(&server->options, SERVER_OPTION(log_file));
             if (open_log_file(server) != 0) {
                 log_event(LOG_ERROR, "log_reopen_failed", "path=%s error=\"%s\"", path,
@@ -617,12 +622,15 @@ void server_wait_for_stop(struct server *server) {
                     log_event(LOG_ERROR, "users_reload_failed", "reason=\"%s\"", error);
             }
             reload_tls(server);
+            notify_service_manager(store_recovering(server->store) ? "STATUS=reloaded"
+                                                                   : "READY=1\nSTATUS=serving");
             continue;
         }
         log_event(LOG_INFO, "stopping", "reason=%s",
                   received == SIGUSR1  ? "shutdown_command"
                   : received == SIGINT ? "SIGINT"
                                        : "SIGTERM");
+        notify_service_manager("STOPPING=1\nSTATUS=stopping");
         return;
     }
 }
