@@ -360,6 +360,11 @@ BINDIR     := $(PREFIX)/bin
 LIBDIR     := $(PREFIX)/lib
 INCLUDEDIR := $(PREFIX)/include
 PKGCONFIGDIR := $(LIBDIR)/pkgconfig
+# Configuration: /etc for PREFIX=/usr, else PREFIX/etc (/usr/local/etc/strata/).
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+MANDIR     ?= $(PREFIX)/share/man
+# systemd looks for units in /usr/local/lib/systemd/system and /usr/lib/systemd/system.
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
 # The Python package (client/python/strata/, pure Python) is copied where Debian's
 # /usr/bin/python3 looks: /usr/lib/python3/dist-packages for PREFIX=/usr, else
 # PREFIX/lib/python3.X/dist-packages (/usr/local/lib/python3.11/dist-packages on Debian 12).
@@ -382,9 +387,22 @@ $(BUILD)/strata.pc: src/base/version.h Makefile
 	  echo 'Libs: -L$${libdir} -lstrata'; \
 	  echo 'Libs.private: -pthread'; } > $@
 
-# The .pc file records PREFIX, so it is made again on every install.
-.PHONY: install uninstall $(BUILD)/strata.pc
-install: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/libstrata.a $(BUILD)/strata.pc
+# The sample config and the man page come from the option table, through the server's
+# hidden --print-config and --man.
+$(BUILD)/strata.conf: $(BUILD)/strata-server
+	./$(BUILD)/strata-server --print-config > $@
+
+$(BUILD)/strata-server.1: $(BUILD)/strata-server
+	./$(BUILD)/strata-server --man > $@
+
+$(BUILD)/strata.service: packaging/strata.service.in
+	@mkdir -p $(dir $@)
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' $< > $@
+
+# The .pc file and the unit record the install's paths, so they are made on every install.
+.PHONY: install uninstall $(BUILD)/strata.pc $(BUILD)/strata.service
+install: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/libstrata.a $(BUILD)/strata.pc \
+         $(BUILD)/strata.service $(BUILD)/strata.conf $(BUILD)/strata-server.1
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
 	  $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 755 $(BUILD)/strata-server $(DESTDIR)$(BINDIR)/strata-server
@@ -396,6 +414,14 @@ install: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/libstrata.a $(BUI
 	install -m 644 $(BUILD)/strata.pc $(DESTDIR)$(PKGCONFIGDIR)/strata.pc
 	install -d $(DESTDIR)$(PYTHONDIR)/strata
 	install -m 644 client/python/strata/__init__.py $(DESTDIR)$(PYTHONDIR)/strata/__init__.py
+	install -d $(DESTDIR)$(UNITDIR)
+	install -m 644 $(BUILD)/strata.service $(DESTDIR)$(UNITDIR)/strata.service
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(SYSCONFDIR)/strata
+	install -m 644 $(BUILD)/strata-server.1 $(DESTDIR)$(MANDIR)/man1/strata-server.1
+	@# A config file already there is the operator's: it is kept.
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/strata/strata.conf ]; then \
+	  echo "kept $(DESTDIR)$(SYSCONFDIR)/strata/strata.conf"; \
+	else install -m 644 $(BUILD)/strata.conf $(DESTDIR)$(SYSCONFDIR)/strata/strata.conf; fi
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
 uninstall:
@@ -404,6 +430,13 @@ uninstall:
 	  $(DESTDIR)$(LIBDIR)/libstrata.a $(DESTDIR)$(INCLUDEDIR)/strata.h \
 	  $(DESTDIR)$(INCLUDEDIR)/strata_protocol.h $(DESTDIR)$(PKGCONFIGDIR)/strata.pc
 	rm -rf $(DESTDIR)$(PYTHONDIR)/strata
+	rm -f $(DESTDIR)$(UNITDIR)/strata.service $(DESTDIR)$(MANDIR)/man1/strata-server.1
+	@# The config file goes only if nobody changed it.
+	@if cmp -s $(BUILD)/strata.conf $(DESTDIR)$(SYSCONFDIR)/strata/strata.conf; then \
+	  rm -f $(DESTDIR)$(SYSCONFDIR)/strata/strata.conf; \
+	  rmdir $(DESTDIR)$(SYSCONFDIR)/strata 2>/dev/null || true; \
+	elif [ -e $(DESTDIR)$(SYSCONFDIR)/strata/strata.conf ]; then \
+	  echo "kept $(DESTDIR)$(SYSCONFDIR)/strata/strata.conf (changed)"; fi
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
 # ---- housekeeping ----

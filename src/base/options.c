@@ -428,3 +428,138 @@ void options_print_help(FILE *stream, const char *program, const char *summary) 
     fprintf(stream, "\nSizes accept b, kb, mb, gb, tb (powers of 1024) and k, m, g, t "
                     "(powers of 1000).\n");
 }
+
+/* Writes TEXT as comment lines "# ..." of at most WIDTH columns, broken at spaces (a
+ * word longer than the line stays whole). */
+static void print_comment(FILE *stream, const char *text, int width) {
+    while (*text != '\0') {
+        int length = (int)strlen(text);
+        int take = length;
+        if (length > width) {
+            take = width;
+            while (take > 0 && text[take] != ' ')
+                take--;
+            if (take == 0) take = (int)strcspn(text, " ");
+        }
+        fprintf(stream, "# %.*s\n", take, text);
+        text += take;
+        while (*text == ' ')
+            text++;
+    }
+}
+
+void options_print_config(FILE *stream, const char *program) {
+    fprintf(stream,
+            "# %s configuration: one 'name value' per line, '#' starts a comment, a value may\n"
+            "# be in double quotes. Every option is shown commented out at its default;\n"
+            "# the command line overrides this file (%s --config FILE --OPTION VALUE).\n"
+            "# Sizes accept b, kb, mb, gb, tb (powers of 1024) and k, m, g, t (powers of 1000).\n",
+            program, program);
+    options_count(); /* declares the base group if nothing else has */
+    for (int g = 0; g < group_count; g++) {
+        const struct option_group *group = groups[g];
+        bool titled = false;
+        for (int row = 0; row < group->count; row++) {
+            const struct option_definition *definition = &group->definitions[row];
+            if (definition->flags & OPTION_COMMAND_LINE) continue; /* not allowed in a file */
+            if (!titled) fprintf(stream, "\n# ---- %s ----\n", group->title);
+            titled = true;
+            fprintf(stream, "\n");
+            print_comment(stream, definition->help, 86);
+            if (definition->default_text[0] == '\0') {
+                fprintf(stream, "# %s \"\"\n", definition->name);
+            } else {
+                fprintf(stream, "# %s %s\n", definition->name, definition->default_text);
+            }
+        }
+    }
+}
+
+/* Writes TEXT for troff: backslashes and hyphens escaped, a line that would start with
+ * a control character ('.' or '\'') guarded, and a blank line made a paragraph break. */
+static void print_troff(FILE *stream, const char *text) {
+    bool line_start = true;
+    for (const char *at = text; *at != '\0'; at++) {
+        if (line_start && (*at == '.' || *at == '\'')) fputs("\\&", stream);
+        line_start = false;
+        switch (*at) {
+        case '\\':
+            fputs("\\e", stream);
+            break;
+        case '-':
+            fputs("\\-", stream);
+            break;
+        case '\n':
+            if (at[1] == '\n') {
+                fputs("\n.PP\n", stream);
+                while (at[1] == '\n')
+                    at++;
+            } else {
+                fputc('\n', stream);
+            }
+            line_start = true;
+            break;
+        default:
+            fputc(*at, stream);
+        }
+    }
+}
+
+void options_print_man(FILE *stream, const char *program, const char *summary, const char *version,
+                       const char *extra) {
+    fputs(".TH ", stream);
+    for (const char *at = program; *at != '\0'; at++) {
+        if (*at == '-') {
+            fputs("\\-", stream);
+        } else {
+            fputc(*at >= 'a' && *at <= 'z' ? *at - 'a' + 'A' : *at, stream);
+        }
+    }
+    fprintf(stream, " 1 \"\" \"strata %s\" \"User Commands\"\n.SH NAME\n", version);
+    print_troff(stream, program);
+    fputs(" \\- a tiered data store that speaks the Redis protocol, HTTP and S3\n"
+          ".SH SYNOPSIS\n.B ",
+          stream);
+    print_troff(stream, program);
+    fputs("\n[\\fB\\-\\-config\\fR \\fIFILE\\fR] [\\fB\\-\\-\\fIOPTION\\fR \\fIVALUE\\fR ...]\n"
+          ".SH DESCRIPTION\n",
+          stream);
+    print_troff(stream, summary);
+    fputs("\n.PP\nEvery option may also be set in a configuration file given with "
+          "\\fB\\-\\-config\\fR, one \\(oqname value\\(cq per line; the command line "
+          "overrides the file. Sizes accept b, kb, mb, gb, tb (powers of 1024) and k, m, g, "
+          "t (powers of 1000).\n.SH OPTIONS\n",
+          stream);
+    options_count(); /* declares the base group if nothing else has */
+    for (int g = 0; g < group_count; g++) {
+        const struct option_group *group = groups[g];
+        fputs(".SS ", stream);
+        print_troff(stream, group->title);
+        fputc('\n', stream);
+        for (int row = 0; row < group->count; row++) {
+            const struct option_definition *definition = &group->definitions[row];
+            fputs(".TP\n\\fB\\-\\-", stream);
+            print_troff(stream, definition->name);
+            fputs("\\fR", stream);
+            if (definition->metavar[0] != '\0') {
+                fputs(" \\fI", stream);
+                print_troff(stream, definition->metavar);
+                fputs("\\fR", stream);
+            }
+            fputc('\n', stream);
+            print_troff(stream, definition->help);
+            if (definition->default_text[0] != '\0') {
+                fputs("\n.br\nDefault: \\fB", stream);
+                print_troff(stream, definition->default_text);
+                fputs("\\fR.", stream);
+            }
+            fputc('\n', stream);
+        }
+        if (group == &base_group) {
+            fputs(".TP\n\\fB\\-\\-help\\fR\nPrint the usage text and exit.\n"
+                  ".TP\n\\fB\\-\\-version\\fR\nPrint the version and exit.\n",
+                  stream);
+        }
+    }
+    if (extra != NULL) fputs(extra, stream);
+}

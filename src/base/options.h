@@ -164,4 +164,16 @@ static inline const char *options_text(const struct options *options, option_id 
  * then every declared group under its title, each option with its default and meaning. */
 void options_print_help(FILE *stream, const char *program, const char *summary);
 
+/* Prints a sample config file: every declared option that a file may set, under its
+ * group's title, with its help as a comment and "# name default" commented out (an
+ * empty default as ""). Loading it changes nothing: every line is a comment. */
+void options_print_config(FILE *stream, const char *program);
+
+/* Prints a man page (troff, man macros, section 1) for PROGRAM: NAME, SYNOPSIS,
+ * DESCRIPTION (SUMMARY; a blank line starts a paragraph), then OPTIONS from the table
+ * as --help lists them, with defaults. EXTRA (troff, or NULL) is appended as is: the
+ * caller's further sections (SIGNALS, FILES, SEE ALSO). VERSION goes in the footer. */
+void options_print_man(FILE *stream, const char *program, const char *summary, const char *version,
+                       const char *extra);
+
 #endif

@@ -208,23 +208,50 @@ static bool parse_unix_socket_mode(const char *text, unsigned *mode) {
     return *mode <= 0777;
 }
 
+/* The paragraph of --help and of the man page's DESCRIPTION. */
+#define SERVER_SUMMARY                                                                             \
+    "strata-server: a tiered data store for AI inference and training that speaks\nthe Redis "     \
+    "protocol and HTTP. With no options it listens on 127.0.0.1:6379\n(Redis protocol) and "       \
+    "127.0.0.1:6381 (HTTP).\n\nstrata-server --hash-password reads a password on standard "        \
+    "input and prints\nthe '#HASH' rule that gives it to a user in a --users file."
+
+/* The man page's sections after OPTIONS (troff). */
+#define MAN_SECTIONS                                                                               \
+    ".SH SIGNALS\n"                                                                                \
+    ".TP\n\\fBSIGTERM\\fR, \\fBSIGINT\\fR\nStop: drain for \\fB\\-\\-drain\\-time\\fR, "           \
+    "then close the ports and flush.\n"                                                            \
+    ".TP\n\\fBSIGHUP\\fR\nReopen \\fB\\-\\-log\\-file\\fR, read the \\fB\\-\\-users\\fR file "     \
+    "and the TLS files again.\n"                                                                   \
+    ".SH ENVIRONMENT\n"                                                                            \
+    ".TP\n\\fBNOTIFY_SOCKET\\fR\nSet by systemd for \\fBType=notify\\fR: the server sends "        \
+    "READY=1 once it serves (after the flash index is rebuilt), RELOADING=1 and READY=1 "          \
+    "around SIGHUP, and STOPPING=1 when it stops.\n"                                               \
+    ".SH EXIT STATUS\n0 after a clean stop, 1 when the server cannot start, 2 for a bad "          \
+    "option or value.\n"                                                                           \
+    ".SH SEE ALSO\n\\fBredis\\-cli\\fR(1), \\fBsystemd.service\\fR(5); docs/ in the strata "       \
+    "source tree.\n"
+
 int server_configure(struct server *server, int argc, char **argv) {
     tune_allocator();
     if (argc == 2 && strcmp(argv[1], "--hash-password") == 0) return hash_password();
     server->lock_fd = -1;
     server->log_fd = -1;
     if (frontends_declare_tables() != 0) die_usage("the option or metric table is full");
+    /* Undocumented in --help: what make install generates the sample config file and
+     * the man page from (the option table, so neither can drift from the code). */
+    if (argc == 2 && strcmp(argv[1], "--print-config") == 0) {
+        options_print_config(stdout, "strata-server");
+        return 0;
+    }
+    if (argc == 2 && strcmp(argv[1], "--man") == 0) {
+        options_print_man(stdout, "strata-server", SERVER_SUMMARY, STRATA_VERSION, MAN_SECTIONS);
+        return 0;
+    }
     if (options_init(&server->options) != 0) die_usage("out of memory");
     char error[512];
     switch (options_parse_command_line(&server->options, argc, argv, error, sizeof(error))) {
     case OPTIONS_PARSE_HELP:
-        options_print_help(stdout, "strata-server",
-                           "strata-server: a tiered data store for AI inference and training "
-                           "that speaks\nthe Redis protocol and HTTP. With no options it listens "
-                           "on 127.0.0.1:6379\n(Redis protocol) and 127.0.0.1:6381 (HTTP).\n\n"
-                           "strata-server --hash-password reads a password on standard input "
-                           "and prints\nthe '#HASH' rule that gives it to a user in a --users "
-                           "file.");
+        options_print_help(stdout, "strata-server", SERVER_SUMMARY);
         return 0;
     case OPTIONS_PARSE_VERSION:
         printf("strata-server %s\n", STRATA_VERSION);
