@@ -11,7 +11,8 @@ build_packages="gcc make libc6-dev libxxhash-dev liburing-dev libisal-dev libssl
 test_packages="$build_packages redis-tools python3 python3-redis python3-pytest clang-format procps
                curl prometheus chromium fonts-dejavu-core python3-numpy python3-torch memcached
                util-linux iproute2 clang libclang-rt-14-dev awscli python3-boto3 rclone s3cmd
-               s3fs openssl"
+               s3fs openssl pkg-config groff-base python3-venv python3-pip python3-setuptools
+               systemd"
 bench_packages="$build_packages redis-tools redis-server bc curl wrk libmicrohttpd-dev fio memcached python3 python3-redis python3-numpy python3-hiredis
                 iperf3 python3-matplotlib util-linux util-linux-extra openssl"
 
