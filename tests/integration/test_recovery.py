@@ -68,7 +68,11 @@ def test_ports_open_while_the_index_is_rebuilt(tmp_path):
     first = Server(tmp_path / "first", *arguments(tmp_path))
     fill(first)
     first.kill()  # a crash: no saved index, the next start scans every segment
-    server = Server(tmp_path / "second", *arguments(tmp_path), wait_ready=False)
+    # systemd's notification socket (src/server/notify.c): not READY=1 until the index is whole.
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    server = Server(tmp_path / "second", *arguments(tmp_path), wait_ready=False,
+                    environment={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
     client = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=30 * SLOW)
     seen = {"loading": False}
     # At once, while the scan runs:
@@ -91,6 +95,13 @@ def test_ports_open_while_the_index_is_rebuilt(tmp_path):
     log = server.read_log()
     assert log.index("event=listening protocol=resp") < log.index("event=flash_recovered")
     assert log.index("event=recovering") < log.index("event=ready")
+    notify.settimeout(10 * SLOW)
+    messages = [notify.recv(4096).decode()]
+    while "READY=1" not in messages[-1].split("\n"):
+        messages.append(notify.recv(4096).decode())
+    notify.close()
+    assert messages[0] == "STATUS=recovering: rebuilding the flash index", messages
+    assert all("READY=1" not in message for message in messages[:-1]), messages
     assert server.http("/health")[0] == 200
     assert client.info("server")["loading"] == 0
     assert client.info("flash")["flash_recovery_source"] == "scan"
