@@ -180,9 +180,9 @@ def test_bad_fault_rules_are_refused(tmp_path):
             client.execute_command("DEBUG", "FAULT", rules)
     client.close()
     server.stop()
-    result = subprocess.run([FAULT_BINARY, "--port", "0"], env={**os.environ,
-                            "STRATA_FAULTS": "sync:nth=x"}, capture_output=True, text=True,
-                            cwd=tmp_path, timeout=60)
+    result = subprocess.run([FAULT_BINARY, "--port", "0", "--http-port", "0", "--native-port",
+                             "0"], env={**os.environ, "STRATA_FAULTS": "sync:nth=x"},
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert result.returncode == 2 and "bad fault rule field" in result.stderr
 
 

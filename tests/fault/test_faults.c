@@ -689,7 +689,7 @@ static void test_waiting_for_an_idle_writer_ends_at_once(void) {
     bool progressed = flash_wait_progress(store->flash, started + 10000);
     int64_t waited = clock_monotonic_ms() - started;
     CHECK(progressed);
-    CHECK(waited < 2000);
+    CHECK(waited < 5000); /* not the 10 s asked for; room for a loaded machine */
     store_destroy(store);
     remove_directory(directory);
 }

@@ -544,8 +544,9 @@ def test_flash_can_be_turned_off(tmp_path):
     (("--fsync", "hourly"), "fsync"),
 ])
 def test_bad_flash_options_are_refused(tmp_path, arguments, message):
-    result = subprocess.run([BINARY, "--port", "0", "--http-port", "0", "--dir", str(tmp_path),
-                             *arguments], capture_output=True, timeout=30 * SLOW)
+    result = subprocess.run([BINARY, "--port", "0", "--http-port", "0", "--native-port", "0",
+                             "--dir", str(tmp_path), *arguments],
+                            capture_output=True, timeout=30 * SLOW)
     assert result.returncode != 0
     assert message in (result.stdout + result.stderr).decode()
 
@@ -554,8 +555,8 @@ def test_one_flash_directory_per_server(tmp_path):
     shared = tmp_path / "shared-ssd"
     first = FlashServer(tmp_path / "a", "--ssd-dir", shared)
     try:
-        result = subprocess.run([BINARY, "--port", "0", "--http-port", "0", "--dir",
-                                 str(tmp_path / "b"), "--ssd-dir", str(shared)],
+        result = subprocess.run([BINARY, "--port", "0", "--http-port", "0", "--native-port", "0",
+                                 "--dir", str(tmp_path / "b"), "--ssd-dir", str(shared)],
                                 capture_output=True, timeout=30 * SLOW)
         assert result.returncode != 0
         assert b"in use by another strata-server" in result.stdout + result.stderr

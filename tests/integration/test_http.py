@@ -379,10 +379,10 @@ def test_slowloris_gets_408_and_others_are_served(web):
 
 def test_idle_keep_alive_connection_is_closed(web):
     connection = socket.create_connection(("127.0.0.1", web.http_port), timeout=20 * SLOW)
+    started = time.time()  # before the request: the server's idle time cannot start earlier
     connection.sendall(b"GET /health HTTP/1.1\r\n\r\n")
     time.sleep(0.2)
     assert connection.recv(4096).startswith(b"HTTP/1.1 200")
-    started = time.time()
     assert connection.recv(4096) == b""  # closed by the server after http-idle-timeout
     assert 3 <= time.time() - started < 15 * SLOW
     connection.close()
@@ -408,7 +408,10 @@ def test_many_clients_at_once(web):
 def test_max_clients_refusal_is_http(start_server):
     server = start_server("--max-clients", "2")
     held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
-    time.sleep(0.2)
+    for connection in held:  # answered, so the server has taken both
+        connection.settimeout(30 * SLOW)
+        connection.sendall(b"PING\r\n")
+        assert connection.recv(100) == b"+PONG\r\n"
     refused = socket.create_connection(("127.0.0.1", server.http_port), timeout=10 * SLOW)
     received = refused.recv(4096)  # the refusal is written at once, before any request
     refused.close()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import SANITIZED
+from conftest import SANITIZED, SLOW
 from resp import Connection
 
 
@@ -123,13 +123,19 @@ def test_lazy_and_active_expiry(server):
         pipe.set(f"short:{i}", "v", px=200)
     pipe.set("lazy", "v", px=100)
     pipe.set("long", "v", ex=100)
-    pipe.execute()
-    assert client.dbsize() == 2002
+    started = time.monotonic()
+    assert all(pipe.execute())
+    keys = client.dbsize()
+    # All there, unless this took so long that the first short keys may have gone (the
+    # expired_keys count below shows that every one of them was stored).
+    if time.monotonic() - started < 0.19:
+        assert keys == 2002
     time.sleep(0.15)
     # Lazy: a read after the deadline sees nothing.
     assert client.get("lazy") is None
-    # Active: nobody reads the short keys, yet they go within a second or two.
-    deadline = time.time() + 5
+    # Active: nobody reads the short keys, yet they go within a second or two (more
+    # allowed on a loaded machine).
+    deadline = time.time() + 10 * SLOW
     while client.dbsize() > 1 and time.time() < deadline:
         time.sleep(0.1)
     assert client.dbsize() == 1

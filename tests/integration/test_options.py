@@ -154,7 +154,8 @@ def test_defaults_with_no_arguments(tmp_path):
 def test_data_directory_is_locked(tmp_path):
     first = Server(tmp_path / "one")
     try:
-        result = run("--port", "0", "--dir", os.path.join(first.directory, "data"))
+        result = run("--port", "0", "--http-port", "0", "--native-port", "0", "--dir",
+                     os.path.join(first.directory, "data"))
         assert result.returncode == 1
         assert "in use by another strata-server" in result.stderr
     finally:
@@ -164,7 +165,8 @@ def test_data_directory_is_locked(tmp_path):
 def test_port_in_use(tmp_path):
     first = Server(tmp_path / "one")
     try:
-        result = run("--port", str(first.port), "--dir", str(tmp_path / "other"))
+        result = run("--port", str(first.port), "--http-port", "0", "--native-port", "0",
+                     "--dir", str(tmp_path / "other"))
         assert result.returncode == 1
         assert f"cannot listen on 127.0.0.1 port {first.port}" in result.stderr
     finally:

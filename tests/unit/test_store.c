@@ -45,6 +45,29 @@ static void sleep_ms(long milliseconds) {
     nanosleep(&pause, NULL);
 }
 
+/* Stores KEY with an expiry MARGIN_MS from now and returns that time, once the store
+ * reports the key live with it (a short margin can pass before the write lands when the
+ * thread is descheduled on a loaded machine: the margin doubles up to 12.8 s until it
+ * does). Returns 0 if it never did. */
+static int64_t set_expiring_soon(struct store *store, const char *key, int64_t margin_ms) {
+    for (; margin_ms <= 12800; margin_ms *= 2) {
+        int64_t expire_at = clock_realtime_ms() + margin_ms;
+        struct store_write soon = {
+            .condition = STORE_ALWAYS, .expiry = STORE_EXPIRY_SET, .expire_at_ms = expire_at};
+        if (store_set(store, key, strlen(key), "v", 1, &soon, NULL) != STORE_OK) return 0;
+        int64_t stored = 0;
+        if (store_get_expiry(store, key, strlen(key), &stored) == STORE_OK && stored == expire_at)
+            return expire_at;
+    }
+    return 0;
+}
+
+/* Sleeps until the real-time clock has passed TIME (ms). */
+static void sleep_past(int64_t time) {
+    while (clock_realtime_ms() <= time)
+        sleep_ms(10);
+}
+
 static void test_set_get_delete(void) {
     struct store *store = make_store(64ULL << 20);
     REQUIRE(store != NULL);
@@ -123,24 +146,30 @@ static void test_conditions(void) {
 static void test_expiry(void) {
     struct store *store = make_store(64ULL << 20);
     REQUIRE(store != NULL);
+    /* An expiry a minute away: nothing below waits that long, however loaded the
+     * machine. */
     int64_t now = clock_realtime_ms();
-    struct store_write soon = {
-        .condition = STORE_ALWAYS, .expiry = STORE_EXPIRY_SET, .expire_at_ms = now + 100};
-    CHECK(store_set(store, "short", 5, "v", 1, &soon, NULL) == STORE_OK);
+    struct store_write later = {
+        .condition = STORE_ALWAYS, .expiry = STORE_EXPIRY_SET, .expire_at_ms = now + 60000};
+    CHECK(store_set(store, "short", 5, "v", 1, &later, NULL) == STORE_OK);
     int64_t expire_at = 0;
-    CHECK(store_get_expiry(store, "short", 5, &expire_at) == STORE_OK && expire_at == now + 100);
+    CHECK(store_get_expiry(store, "short", 5, &expire_at) == STORE_OK && expire_at == now + 60000);
     CHECK(store_count_expiring(store) == 1);
 
     /* KEEPTTL carries the expiry over; a plain write clears it. */
     struct store_write keep = {
         .condition = STORE_ALWAYS, .expiry = STORE_EXPIRY_KEEP, .expire_at_ms = 0};
     CHECK(store_set(store, "short", 5, "w", 1, &keep, NULL) == STORE_OK);
-    CHECK(store_get_expiry(store, "short", 5, &expire_at) == STORE_OK && expire_at == now + 100);
+    CHECK(store_get_expiry(store, "short", 5, &expire_at) == STORE_OK && expire_at == now + 60000);
     CHECK(put(store, "forever", "v") == STORE_OK);
     CHECK(store_set(store, "forever", 7, "w", 1, &keep, NULL) == STORE_OK);
     CHECK(store_get_expiry(store, "forever", 7, &expire_at) == STORE_OK && expire_at == 0);
 
-    sleep_ms(150);
+    /* Once its time has passed, a key nobody removed reads as missing. */
+    int64_t short_expiry = set_expiring_soon(store, "short", 100);
+    CHECK(short_expiry != 0);
+    CHECK(store_count_expiring(store) == 1);
+    sleep_past(short_expiry);
     CHECK(!store_exists(store, "short", 5));
     struct item *item;
     CHECK(store_get(store, "short", 5, &item) == STORE_NOT_FOUND);
@@ -177,21 +206,25 @@ static void test_expiry(void) {
 
     /* Active expiry removes items nobody reads. On a loaded machine some writes may
      * come after the expiry time (a write already expired stores nothing), so count
-     * what was stored rather than assume all of it. */
-    now = clock_realtime_ms();
-    struct store_write brief = {
-        .condition = STORE_ALWAYS, .expiry = STORE_EXPIRY_SET, .expire_at_ms = now + 30};
+     * what was stored rather than assume all of it; if none was, try again with twice
+     * the time (up to 12.8 s), so a descheduled thread does not fail the test. */
     char key[32];
     uint64_t count_before = store_count(store);
-    for (int i = 0; i < 1000; i++) {
-        int length = snprintf(key, sizeof(key), "brief:%d", i);
-        CHECK(store_set(store, key, (size_t)length, "v", 1, &brief, NULL) == STORE_OK);
+    uint64_t stored = 0;
+    int64_t brief_expiry = 0;
+    for (int64_t margin = 100; stored == 0 && margin <= 12800; margin *= 2) {
+        brief_expiry = clock_realtime_ms() + margin;
+        struct store_write brief = {
+            .condition = STORE_ALWAYS, .expiry = STORE_EXPIRY_SET, .expire_at_ms = brief_expiry};
+        for (int i = 0; i < 1000; i++) {
+            int length = snprintf(key, sizeof(key), "brief:%d", i);
+            CHECK(store_set(store, key, (size_t)length, "v", 1, &brief, NULL) == STORE_OK);
+        }
+        stored = store_count(store) - count_before;
     }
-    uint64_t stored = store_count(store) - count_before;
     CHECK(stored > 0);
     CHECK(put(store, "stays", "v") == STORE_OK);
-    while (clock_realtime_ms() <= now + 30)
-        sleep_ms(10);
+    sleep_past(brief_expiry);
     size_t removed = 0;
     for (int round = 0; round < 100 && store_count(store) > 1; round++) {
         removed += store_expire_cycle(store, 1000);
