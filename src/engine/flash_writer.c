@@ -353,8 +353,11 @@ static void process_write(struct flash *flash, struct pending_write *write) {
     if (write->kind == WRITE_ITEM) {
         struct item *item = write->item;
         write->record_size = flash_record_size(item->key_length, item->value_length);
+        /* EXPIRE may change the expiry meanwhile, under the shard lock this thread does
+         * not hold: an atomic load gets the old or the new one (store_set_expiry()). */
+        int64_t expire_at_ms = __atomic_load_n(&item->expire_at_ms, __ATOMIC_RELAXED);
         result = flash_append_record(flash, item->bytes, item->key_length, item_value(item),
-                                     item->value_length, item->expire_at_ms, 0, &write->segment,
+                                     item->value_length, expire_at_ms, 0, &write->segment,
                                      &write->offset);
     } else {
         write->record_size = flash_record_size(write->key_length, 0);

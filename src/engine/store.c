@@ -602,7 +602,9 @@ enum store_status store_set_expiry(struct store *store, const void *key, size_t 
                 ((struct flash_stub *)existing)->expire_seconds =
                     flash_expiry_seconds(expire_at_ms);
             } else {
-                existing->expire_at_ms = expire_at_ms;
+                /* The flash writer reads it without the shard lock (flash_writer.c,
+                 * process_write()): one atomic store, so it sees the old or the new. */
+                __atomic_store_n(&existing->expire_at_ms, expire_at_ms, __ATOMIC_RELAXED);
             }
         }
     }
