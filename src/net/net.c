@@ -301,18 +301,29 @@ bool net_server_tls(const struct net_server *server) {
     return server->tls != NULL;
 }
 
-int net_server_listen(struct net_server *server, int port, const struct net_handler *handler,
-                      void *context, char *error, size_t error_size) {
+/* A new protocol of SERVER: HANDLER (copied) with CONTEXT, on PORT (-1: the Unix
+ * socket). It is freed with the server, even if the caller then fails. Returns NULL with
+ * a reason in ERROR if out of memory. */
+static struct protocol *protocol_add(struct net_server *server, const struct net_handler *handler,
+                                     void *context, int port, char *error, size_t error_size) {
     struct protocol *protocol = calloc(1, sizeof(*protocol));
     if (protocol == NULL) {
         snprintf(error, error_size, "out of memory");
-        return -1;
+        return NULL;
     }
     protocol->next = server->protocols;
-    server->protocols = protocol; /* freed with the server, even if this call fails */
+    server->protocols = protocol;
     protocol->handler = *handler;
     protocol->context = context;
     protocol->port = port;
+    if (handler->tick != NULL) server->ticks = true;
+    return protocol;
+}
+
+int net_server_listen(struct net_server *server, int port, const struct net_handler *handler,
+                      void *context, char *error, size_t error_size) {
+    struct protocol *protocol = protocol_add(server, handler, context, port, error, error_size);
+    if (protocol == NULL) return -1;
     int first_listener = server->listener_count;
     char *addresses = strdup(server->bind);
     if (addresses == NULL) {
@@ -342,7 +353,6 @@ int net_server_listen(struct net_server *server, int port, const struct net_hand
         snprintf(error, error_size, "no bind address given");
         return -1;
     }
-    if (handler->tick != NULL) server->ticks = true;
     return protocol->port;
 
 fail:
@@ -470,12 +480,55 @@ static bool retry_leftover(struct connection *connection) {
     return true;
 }
 
+/* writev(2) of COUNT IOVECS for CONNECTION, or, on a TLS connection, SSL_write: small
+ * pieces at the front (pipelined replies) are gathered into one record of up to
+ * TLS_RECORD_SIZE bytes in the worker's buffer, and a piece of a record or more (a value
+ * sent by reference, a stream's piece) goes to SSL_write where it lies. After a WANT_*
+ * the next call rebuilds the same front of the queue (nothing was consumed, and it only
+ * grows), so OpenSSL's retry sees the same bytes (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
+ * lets them come from another address). Returns as writev(2) does: -1 with EAGAIN to
+ * wait for an event (the TLS direction to wait for is noted on the connection). */
+static ssize_t connection_write(struct connection *connection, const struct iovec *iovecs,
+                                int count) {
+    if (connection->ssl == NULL) return writev(connection->fd, iovecs, count);
+    const void *data = iovecs[0].iov_base;
+    size_t length = iovecs[0].iov_len;
+    if (length < TLS_RECORD_SIZE && count > 1) {
+        unsigned char *gather = connection->worker->tls_gather;
+        length = 0;
+        for (int i = 0; i < count && length < TLS_RECORD_SIZE; i++) {
+            size_t take = iovecs[i].iov_len;
+            if (take > TLS_RECORD_SIZE - length) take = TLS_RECORD_SIZE - length;
+            memcpy(gather + length, iovecs[i].iov_base, take);
+            length += take;
+        }
+        data = gather;
+    }
+    size_t written = 0;
+    switch (tls_write(connection->ssl, data, length, &written)) {
+    case TLS_OK:
+        return (ssize_t)written;
+    case TLS_WANT_READ:
+        connection->tls_write_wants_in = true;
+        errno = EAGAIN;
+        return -1;
+    case TLS_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+    default:
+        connection->tls_failed = true;
+        errno = EPROTO;
+        return -1;
+    }
+}
+
 /* Writes queued output until done, the socket is full or the queue waits for a stream's
  * source. Returns false if the connection must close now (a write error). Sets *BLOCKED
  * when the socket is full, *WAITING when a stream's next piece has not come yet. */
 static bool write_output(struct connection *connection, bool *blocked, bool *waiting) {
     *blocked = false;
     *waiting = false;
+    connection->tls_write_wants_in = false; /* set again by a write that must read first */
     struct iovec iovecs[WRITE_IOVECS];
     while (output_queue_pending(&connection->output) > 0) {
         int count = output_queue_iovecs(&connection->output, iovecs, WRITE_IOVECS);
@@ -489,7 +542,7 @@ static bool write_output(struct connection *connection, bool *blocked, bool *wai
             }
             continue;
         }
-        ssize_t written = writev(connection->fd, iovecs, count);
+        ssize_t written = connection_write(connection, iovecs, count);
         if (written > 0) {
             output_queue_consume(&connection->output, (size_t)written);
             metric_add(NET_METRIC(net_output_bytes), written);
@@ -501,61 +554,6 @@ static bool write_output(struct connection *connection, bool *blocked, bool *wai
             return true;
         }
         return false;
-    }
-    return true;
-}
-
-/* write_output() for a TLS connection. Small pieces at the front of the queue (pipelined
- * replies) are gathered into one record of up to TLS_RECORD_SIZE bytes in the worker's
- * buffer; a piece of a record or more (a value sent by reference, a stream's piece) goes
- * to SSL_write where it lies. After a WANT_* the next call rebuilds the same front of the
- * queue (nothing was consumed, and it only grows), so OpenSSL's retry sees the same bytes
- * (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER lets them come from another address). */
-static bool write_output_tls(struct connection *connection, bool *blocked, bool *waiting) {
-    *blocked = false;
-    *waiting = false;
-    connection->tls_write_wants_in = false;
-    struct iovec iovecs[WRITE_IOVECS];
-    while (output_queue_pending(&connection->output) > 0) {
-        int count = output_queue_iovecs(&connection->output, iovecs, WRITE_IOVECS);
-        if (count == 0) {
-            output_queue_consume(&connection->output, 0);
-            if (output_queue_iovecs(&connection->output, iovecs, WRITE_IOVECS) == 0) {
-                *waiting = true;
-                break;
-            }
-            continue;
-        }
-        const void *data = iovecs[0].iov_base;
-        size_t length = iovecs[0].iov_len;
-        if (length < TLS_RECORD_SIZE && count > 1) {
-            unsigned char *gather = connection->worker->tls_gather;
-            length = 0;
-            for (int i = 0; i < count && length < TLS_RECORD_SIZE; i++) {
-                size_t take = iovecs[i].iov_len;
-                if (take > TLS_RECORD_SIZE - length) take = TLS_RECORD_SIZE - length;
-                memcpy(gather + length, iovecs[i].iov_base, take);
-                length += take;
-            }
-            data = gather;
-        }
-        size_t written = 0;
-        switch (tls_write(connection->ssl, data, length, &written)) {
-        case TLS_OK:
-            output_queue_consume(&connection->output, written);
-            metric_add(NET_METRIC(net_output_bytes), (int64_t)written);
-            continue;
-        case TLS_WANT_READ:
-            connection->tls_write_wants_in = true;
-            *blocked = true;
-            return true;
-        case TLS_WANT_WRITE:
-            *blocked = true;
-            return true;
-        default:
-            connection->tls_failed = true;
-            return false;
-        }
     }
     return true;
 }
@@ -616,8 +614,7 @@ static bool service(struct connection *connection) {
     bool blocked = false, waiting = false;
     for (int round = 0; round < 64; round++) {
         connection->resume_pending = false;
-        bool written = connection->ssl == NULL ? write_output(connection, &blocked, &waiting)
-                                               : write_output_tls(connection, &blocked, &waiting);
+        bool written = write_output(connection, &blocked, &waiting);
         if (!written || connection->output.failed) {
             close_connection(connection);
             return false;
@@ -733,28 +730,57 @@ static bool start_handshake(struct connection *connection, const struct net_conn
     return true;
 }
 
+/* A new connection of WORKER for socket FD, not yet in its epoll set or its list
+ * (connection_register()). NULL if out of memory. */
+static struct connection *connection_new(struct worker *worker, int fd) {
+    struct connection *connection = calloc(1, sizeof(*connection));
+    if (connection == NULL) return NULL;
+    connection->tag.kind = TAG_CONNECTION;
+    connection->worker = worker;
+    connection->fd = fd;
+    output_queue_init(&connection->output);
+    connection->events = EPOLLIN;
+    return connection;
+}
+
+/* Adds CONNECTION to its worker's epoll set (reading) and list, and counts it. Returns
+ * false if epoll refused it; the caller then frees what it set up. */
+static bool connection_register(struct connection *connection) {
+    struct worker *worker = connection->worker;
+    struct epoll_event event = {.events = EPOLLIN, .data.ptr = &connection->tag};
+    if (epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, connection->fd, &event) != 0) return false;
+    connection->next = worker->connections;
+    if (worker->connections != NULL) worker->connections->previous = connection;
+    worker->connections = connection;
+    metric_add(NET_METRIC(connections_received), 1);
+    metric_add(NET_METRIC(clients_connected), 1);
+    return true;
+}
+
+/* Fills what every protocol learns about CONNECTION: its handle, a new id and its
+ * descriptor; the caller adds the addresses. */
+static void connection_info_init(struct connection *connection, struct net_connection_info *info) {
+    memset(info, 0, sizeof(*info));
+    info->connection = (struct net_connection *)connection;
+    info->id = atomic_fetch_add_explicit(&connection->worker->server->next_connection_id, 1,
+                                         memory_order_relaxed);
+    info->fd = connection->fd;
+}
+
 /* Sets up a connection on WORKER for the accepted socket FD (through a TLS listener
  * when TLS: the protocol's open() then waits for the handshake). Returns false if it
  * could not (out of memory, or the protocol refused it); the caller then closes FD. */
 static bool open_connection(struct worker *worker, const struct protocol *protocol, int fd,
                             const struct sockaddr *peer, bool tls) {
-    struct net_server *server = worker->server;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-    struct connection *connection = calloc(1, sizeof(*connection));
+    struct connection *connection = connection_new(worker, fd);
     if (connection == NULL) return false;
-    connection->tag.kind = TAG_CONNECTION;
-    connection->worker = worker;
     connection->protocol = protocol;
-    connection->fd = fd;
-    output_queue_init(&connection->output);
 
     struct net_connection_info info;
-    memset(&info, 0, sizeof(info));
-    info.connection = (struct net_connection *)connection;
-    info.id = atomic_fetch_add_explicit(&server->next_connection_id, 1, memory_order_relaxed);
-    info.fd = fd;
+    connection_info_init(connection, &info);
     format_address(peer, info.peer, sizeof(info.peer));
     struct sockaddr_storage local;
     socklen_t local_length = sizeof(local);
@@ -764,7 +790,6 @@ static bool open_connection(struct worker *worker, const struct protocol *protoc
         snprintf(info.local, sizeof(info.local), "?");
     }
     info.tls = tls;
-    info.tls_peer_name[0] = '\0';
     if (tls) {
         if (!start_handshake(connection, &info)) {
             free(connection);
@@ -777,20 +802,13 @@ static bool open_connection(struct worker *worker, const struct protocol *protoc
             return false;
         }
     }
-    connection->events = EPOLLIN;
-    struct epoll_event event = {.events = EPOLLIN, .data.ptr = &connection->tag};
-    if (epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0) {
+    if (!connection_register(connection)) {
         if (connection->session != NULL) protocol->handler.close(connection->session);
         tls_session_free(connection->ssl, true);
         free(connection->handshake_info);
         free(connection);
         return false;
     }
-    connection->next = worker->connections;
-    if (worker->connections != NULL) worker->connections->previous = connection;
-    worker->connections = connection;
-    metric_add(NET_METRIC(connections_received), 1);
-    metric_add(NET_METRIC(clients_connected), 1);
     return true;
 }
 
@@ -1017,18 +1035,9 @@ int net_server_listen_unix(struct net_server *server, const char *path, unsigned
     struct listener *listener = &server->listeners[server->listener_count];
     memset(listener, 0, sizeof(*listener));
     for (int i = 0; i < count; i++) {
-        struct protocol *protocol = calloc(1, sizeof(*protocol));
-        if (protocol == NULL) {
-            snprintf(error, error_size, "out of memory");
-            return -1;
-        }
-        protocol->next = server->protocols;
-        server->protocols = protocol; /* freed with the server, even if this call fails */
-        protocol->handler = *handlers[i];
-        protocol->context = contexts[i];
-        protocol->port = -1;
-        listener->choices[i] = protocol;
-        if (handlers[i]->tick != NULL) server->ticks = true;
+        listener->choices[i] =
+            protocol_add(server, handlers[i], contexts[i], -1, error, error_size);
+        if (listener->choices[i] == NULL) return -1;
     }
     listener->choice_count = count;
     listener->path = strdup(path);
@@ -1056,28 +1065,17 @@ static bool open_unix_connection(struct worker *worker, const struct listener *l
     struct ucred credentials;
     socklen_t size = sizeof(credentials);
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) != 0) return false;
-    struct connection *connection = calloc(1, sizeof(*connection));
+    struct connection *connection = connection_new(worker, fd);
     if (connection == NULL) return false;
-    connection->tag.kind = TAG_CONNECTION;
-    connection->worker = worker;
-    connection->fd = fd;
     connection->unix_socket = true;
     connection->sniffing = listener;
     connection->peer_pid = credentials.pid;
     connection->peer_uid = credentials.uid;
     connection->peer_gid = credentials.gid;
-    output_queue_init(&connection->output);
-    connection->events = EPOLLIN;
-    struct epoll_event event = {.events = EPOLLIN, .data.ptr = &connection->tag};
-    if (epoll_ctl(worker->epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0) {
+    if (!connection_register(connection)) {
         free(connection);
         return false;
     }
-    connection->next = worker->connections;
-    if (worker->connections != NULL) worker->connections->previous = connection;
-    worker->connections = connection;
-    metric_add(NET_METRIC(connections_received), 1);
-    metric_add(NET_METRIC(clients_connected), 1);
     return true;
 }
 
@@ -1132,12 +1130,8 @@ static ssize_t unix_receive(struct connection *connection, void *buffer, size_t 
 /* Opens PROTOCOL's session for a Unix connection whose first bytes chose it, and hands
  * it the descriptors that came with them. Returns false if the protocol refused it. */
 static bool unix_start(struct connection *connection, const struct protocol *protocol) {
-    struct net_server *server = connection->worker->server;
     struct net_connection_info info;
-    memset(&info, 0, sizeof(info));
-    info.connection = (struct net_connection *)connection;
-    info.id = atomic_fetch_add_explicit(&server->next_connection_id, 1, memory_order_relaxed);
-    info.fd = connection->fd;
+    connection_info_init(connection, &info);
     snprintf(info.peer, sizeof(info.peer), "unix:%ld", (long)connection->peer_pid);
     snprintf(info.local, sizeof(info.local), "unix");
     info.unix_socket = true;
