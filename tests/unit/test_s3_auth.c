@@ -10,6 +10,7 @@
  * Requests" in the Amazon S3 developer guide (Object GET, Object PUT, List, Fetch,
  * Delete, Upload, List all my buckets, Unicode keys, and the query-string request), and
  * its refusals. Further vectors made with botocore are in s3_auth_botocore_vectors.h. */
+#include "base/base64.h"
 #include "base/crc32c.h"
 #include "proto/s3/s3_auth.h"
 #include "s3_auth_botocore_vectors.h"
@@ -1150,7 +1151,7 @@ static void test_chunked_trailer_example(void) {
             unsigned char big_endian[4] = {(unsigned char)(crc >> 24), (unsigned char)(crc >> 16),
                                            (unsigned char)(crc >> 8), (unsigned char)crc};
             char text[9];
-            s3_base64(big_endian, 4, text);
+            base64_encode(big_endian, 4, text);
             CHECK(strcmp(text, "sOO8/Q==") == 0);
         }
         s3_chunked_destroy(decoder);
@@ -1225,18 +1226,18 @@ static void test_helpers(void) {
                                           "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
     for (size_t i = 0; i < COUNT(plain); i++) {
         char text[16];
-        s3_base64((const unsigned char *)plain[i], strlen(plain[i]), text);
+        base64_encode((const unsigned char *)plain[i], strlen(plain[i]), text);
         CHECK(strcmp(text, encoded[i]) == 0);
         unsigned char decoded[16];
-        long length = s3_base64_decode(encoded[i], strlen(encoded[i]), decoded, sizeof(decoded));
+        long length = base64_decode(encoded[i], strlen(encoded[i]), decoded, sizeof(decoded));
         CHECK(length == (long)strlen(plain[i]) && memcmp(decoded, plain[i], (size_t)length) == 0);
     }
     unsigned char out[8];
-    CHECK(s3_base64_decode("Zm9", 3, out, sizeof(out)) == -1);
-    CHECK(s3_base64_decode("Zm=v", 4, out, sizeof(out)) == -1);
-    CHECK(s3_base64_decode("Z===", 4, out, sizeof(out)) == -1);
-    CHECK(s3_base64_decode("Zm9v", 4, out, 2) == -1);
-    CHECK(s3_base64_decode("Zm9*", 4, out, sizeof(out)) == -1);
+    CHECK(base64_decode("Zm9", 3, out, sizeof(out)) == -1);
+    CHECK(base64_decode("Zm=v", 4, out, sizeof(out)) == -1);
+    CHECK(base64_decode("Z===", 4, out, sizeof(out)) == -1);
+    CHECK(base64_decode("Zm9v", 4, out, 2) == -1);
+    CHECK(base64_decode("Zm9*", 4, out, sizeof(out)) == -1);
 
     char hex[9];
     s3_hex((const unsigned char *)"\x00\x9f\xff\x10", 4, hex);

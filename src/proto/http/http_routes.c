@@ -10,6 +10,7 @@
  * TOKEN"; /keys/ needs a user's credentials once the server has users (docs/security.md).
  */
 #include "access/access.h"
+#include "base/base64.h"
 #include "base/byte_buffer.h"
 #include "engine/store.h"
 #include "observe/stats.h"
@@ -256,12 +257,8 @@ static void refuse_credentials(struct http_session *session, const char *reason)
 static bool decode_basic(const char *encoded, unsigned char *decoded, size_t size,
                          size_t *user_length, const char **password, size_t *password_length) {
     size_t length = strcspn(encoded, " \t");
-    if (length == 0 || length % 4 != 0 || length / 4 * 3 > size) return false;
-    int decoded_length = EVP_DecodeBlock(decoded, (const unsigned char *)encoded, (int)length);
-    if (decoded_length < 0) return false;
-    /* EVP_DecodeBlock counts the padding as bytes: take them off. */
-    for (size_t i = length; i > length - 2 && encoded[i - 1] == '='; i--)
-        decoded_length--;
+    long decoded_length = base64_decode(encoded, length, decoded, size);
+    if (decoded_length <= 0) return false;
     const unsigned char *colon = memchr(decoded, ':', (size_t)decoded_length);
     if (colon == NULL) return false;
     *user_length = (size_t)(colon - decoded);

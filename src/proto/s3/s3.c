@@ -1,5 +1,6 @@
 /* The S3 front end: which HTTP requests are S3's, who sent them (Signature Version 4 or 2),
  * where they go, and S3's errors (docs/s3.md). */
+#include "base/base64.h"
 #include "base/byte_buffer.h"
 #include "base/clock.h"
 #include "base/log.h"
@@ -524,7 +525,7 @@ bool s3_check_content_md5(struct s3_request *request, const unsigned char *body,
     const char *header = http_header_value(request->http, "Content-MD5");
     if (header == NULL) return true;
     unsigned char expected[16];
-    if (s3_base64_decode(header, strlen(header), expected, sizeof(expected)) != 16) {
+    if (base64_decode(header, strlen(header), expected, sizeof(expected)) != 16) {
         s3_error(request, 400, "InvalidDigest", "The Content-MD5 you specified was invalid.", NULL);
         return false;
     }

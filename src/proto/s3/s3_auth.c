@@ -4,6 +4,7 @@
  * HMAC-SHA256 and HMAC-SHA1 come from OpenSSL's libcrypto; signatures are compared with
  * CRYPTO_memcmp(). */
 #include "proto/s3/s3_auth.h"
+#include "base/base64.h"
 #include "base/byte_buffer.h"
 #include "proto/s3/s3_xml.h"
 
@@ -149,69 +150,6 @@ void s3_hex(const unsigned char *data, size_t length, char *text) {
         text[2 * i + 1] = HEX_DIGITS[data[i] & 15];
     }
     text[2 * length] = '\0';
-}
-
-static const char BASE64_ALPHABET[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-void s3_base64(const unsigned char *data, size_t length, char *text) {
-    size_t out = 0;
-    size_t i = 0;
-    for (; i + 3 <= length; i += 3) {
-        uint32_t group = (uint32_t)data[i] << 16 | (uint32_t)data[i + 1] << 8 | data[i + 2];
-        text[out++] = BASE64_ALPHABET[group >> 18 & 63];
-        text[out++] = BASE64_ALPHABET[group >> 12 & 63];
-        text[out++] = BASE64_ALPHABET[group >> 6 & 63];
-        text[out++] = BASE64_ALPHABET[group & 63];
-    }
-    if (length - i == 1) {
-        uint32_t group = (uint32_t)data[i] << 16;
-        text[out++] = BASE64_ALPHABET[group >> 18 & 63];
-        text[out++] = BASE64_ALPHABET[group >> 12 & 63];
-        text[out++] = '=';
-        text[out++] = '=';
-    } else if (length - i == 2) {
-        uint32_t group = (uint32_t)data[i] << 16 | (uint32_t)data[i + 1] << 8;
-        text[out++] = BASE64_ALPHABET[group >> 18 & 63];
-        text[out++] = BASE64_ALPHABET[group >> 12 & 63];
-        text[out++] = BASE64_ALPHABET[group >> 6 & 63];
-        text[out++] = '=';
-    }
-    text[out] = '\0';
-}
-
-static int base64_value(char c) {
-    const char *found = c != '\0' ? strchr(BASE64_ALPHABET, c) : NULL;
-    return found != NULL ? (int)(found - BASE64_ALPHABET) : -1;
-}
-
-long s3_base64_decode(const char *text, size_t text_length, unsigned char *output, size_t maximum) {
-    if (text_length % 4 != 0) return -1;
-    size_t out = 0;
-    for (size_t i = 0; i < text_length; i += 4) {
-        bool last = i + 4 == text_length;
-        int values[4];
-        int padding = 0;
-        for (int j = 0; j < 4; j++) {
-            char c = text[i + (size_t)j];
-            if (c == '=' && last && j >= 2) {
-                values[j] = 0;
-                padding++;
-                continue;
-            }
-            if (padding > 0) return -1; /* data after '=' */
-            values[j] = base64_value(c);
-            if (values[j] < 0) return -1;
-        }
-        uint32_t group = (uint32_t)values[0] << 18 | (uint32_t)values[1] << 12 |
-                         (uint32_t)values[2] << 6 | (uint32_t)values[3];
-        size_t bytes = 3 - (size_t)padding;
-        if (out + bytes > maximum) return -1;
-        output[out++] = (unsigned char)(group >> 16);
-        if (bytes > 1) output[out++] = (unsigned char)(group >> 8);
-        if (bytes > 2) output[out++] = (unsigned char)group;
-    }
-    return (long)out;
 }
 
 long s3_percent_decode(char *text, size_t length, bool plus_is_space) {
@@ -1263,7 +1201,7 @@ static bool authenticate_v2(const struct s3_request_view *request, bool presigne
             unsigned char computed[SHA1_LENGTH];
             hmac_sha1(secret, text.data, text.length, computed);
             char expected[V2_SIGNATURE_LENGTH + 1];
-            s3_base64(computed, SHA1_LENGTH, expected);
+            base64_encode(computed, SHA1_LENGTH, expected);
             matched = claim.signature_length == V2_SIGNATURE_LENGTH &&
                       CRYPTO_memcmp(expected, claim.signature, V2_SIGNATURE_LENGTH) == 0;
             if (!ambiguous) break;

@@ -138,14 +138,6 @@ uint64_t s3_chunked_decoded(const struct s3_chunked *decoder);
 /* Lower-case hex of LENGTH bytes at DATA into TEXT (room for 2 * LENGTH + 1). */
 void s3_hex(const unsigned char *data, size_t length, char *text);
 
-/* Base64 (standard alphabet, padded) of LENGTH bytes into TEXT (room for
- * 4 * ((LENGTH + 2) / 3) + 1). */
-void s3_base64(const unsigned char *data, size_t length, char *text);
-
-/* Decodes base64 TEXT (TEXT_LENGTH characters) into OUTPUT (room for MAXIMUM bytes).
- * Returns the bytes decoded, or -1 if TEXT is not valid padded base64 or too long. */
-long s3_base64_decode(const char *text, size_t text_length, unsigned char *output, size_t maximum);
-
 /* Percent-decodes TEXT (LENGTH bytes) in place, also turning '+' into ' ' when
  * PLUS_IS_SPACE. Returns the new length, or -1 on bad percent-encoding. */
 long s3_percent_decode(char *text, size_t length, bool plus_is_space);

@@ -1,6 +1,7 @@
 /* S3 bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
  * GetBucketLocation, Get/PutBucketVersioning, ListObjects (v1 and v2),
  * ListObjectVersions, ListMultipartUploads and DeleteObjects (docs/s3.md). */
+#include "base/base64.h"
 #include "base/byte_buffer.h"
 #include "base/numbers.h"
 #include "proto/s3/s3_internal.h"
@@ -428,7 +429,7 @@ static void list_objects_v2(struct s3_request *request) {
     }
     if (token_length >= 0) {
         /* The token is the base64 of the last key or prefix listed. */
-        long decoded = s3_base64_decode(token, (size_t)token_length, after, sizeof(after));
+        long decoded = base64_decode(token, (size_t)token_length, after, sizeof(after));
         if (decoded <= 0) {
             s3_error(request, 400, "InvalidArgument",
                      "The continuation token provided is incorrect", NULL);
@@ -465,7 +466,7 @@ static void list_objects_v2(struct s3_request *request) {
         if (next == NULL) {
             document.failed = true;
         } else {
-            s3_base64(last->key, last->key_length, next);
+            base64_encode(last->key, last->key_length, next);
             s3_xml_string(&document, "NextContinuationToken", next);
             free(next);
         }

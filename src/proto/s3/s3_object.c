@@ -3,6 +3,7 @@
  * in memory) and becomes visible only once it is complete and every digest the client
  * sent (x-amz-content-sha256, Content-MD5, x-amz-checksum-crc32c, aws-chunked chunk
  * signatures) has matched. */
+#include "base/base64.h"
 #include "base/byte_buffer.h"
 #include "base/clock.h"
 #include "base/crc32c.h"
@@ -122,7 +123,7 @@ static void for_each_attribute(const struct object_info *info,
 static void crc32c_header_value(uint32_t crc, char text[9]) {
     unsigned char bytes[4] = {(unsigned char)(crc >> 24), (unsigned char)(crc >> 16),
                               (unsigned char)(crc >> 8), (unsigned char)crc};
-    s3_base64(bytes, 4, text);
+    base64_encode(bytes, 4, text);
 }
 
 /* Whether the ETag list HEADER (as If-Match carries it: "a", "b" or *) names ETAG. */
@@ -813,7 +814,7 @@ static void start_put(struct s3_request *request, enum put_kind kind, int part_n
     put->length_known = streaming || !http->chunked;
     const char *md5 = http_header_value(http, "Content-MD5");
     if (md5 != NULL) {
-        if (s3_base64_decode(md5, strlen(md5), put->md5, sizeof(put->md5)) != 16) {
+        if (base64_decode(md5, strlen(md5), put->md5, sizeof(put->md5)) != 16) {
             s3_error(request, 400, "InvalidDigest", "The Content-MD5 you specified was invalid.",
                      NULL);
             put_free(put);
