@@ -142,6 +142,22 @@ static struct access_user *user_new(const char *name, size_t length) {
     return user;
 }
 
+/* Copies COUNT grants at SOURCE into a new array at *TARGET; *TARGET_COUNT counts those
+ * copied, also when it fails (so that user_free() frees them). Returns 0, or -1 if out
+ * of memory. */
+static int grants_copy(const struct access_grant *source, size_t count,
+                       struct access_grant **target, size_t *target_count) {
+    if (count == 0) return 0;
+    *target = calloc(count, sizeof(**target));
+    if (*target == NULL) return -1;
+    for (; *target_count < count; (*target_count)++) {
+        (*target)[*target_count].rights = source[*target_count].rights;
+        (*target)[*target_count].pattern = strdup(source[*target_count].pattern);
+        if ((*target)[*target_count].pattern == NULL) return -1;
+    }
+    return 0;
+}
+
 /* A deep copy of USER with an empty verified cache. NULL if out of memory. */
 static struct access_user *user_copy(const struct access_user *user) {
     struct access_user *copy = user_new(user->name, strlen(user->name));
@@ -156,21 +172,10 @@ static struct access_user *user_copy(const struct access_user *user) {
             if (copy->hashes[copy->hash_count] == NULL) goto fail;
         }
     }
-    const struct access_grant *sources[2] = {user->namespaces, user->buckets};
-    const size_t counts[2] = {user->namespace_count, user->bucket_count};
-    struct access_grant **targets[2] = {&copy->namespaces, &copy->buckets};
-    size_t *target_counts[2] = {&copy->namespace_count, &copy->bucket_count};
-    for (int kind = 0; kind < 2; kind++) {
-        if (counts[kind] == 0) continue;
-        *targets[kind] = calloc(counts[kind], sizeof(struct access_grant));
-        if (*targets[kind] == NULL) goto fail;
-        for (; *target_counts[kind] < counts[kind]; (*target_counts[kind])++) {
-            struct access_grant *grant = &(*targets[kind])[*target_counts[kind]];
-            grant->rights = sources[kind][*target_counts[kind]].rights;
-            grant->pattern = strdup(sources[kind][*target_counts[kind]].pattern);
-            if (grant->pattern == NULL) goto fail;
-        }
-    }
+    if (grants_copy(user->namespaces, user->namespace_count, &copy->namespaces,
+                    &copy->namespace_count) != 0 ||
+        grants_copy(user->buckets, user->bucket_count, &copy->buckets, &copy->bucket_count) != 0)
+        goto fail;
     if (user->key_count > 0) {
         copy->keys = calloc(user->key_count, sizeof(struct access_key));
         if (copy->keys == NULL) goto fail;
@@ -245,12 +250,8 @@ static struct access_user *table_find(const struct access_table *table, const ch
     return NULL;
 }
 
-static int user_order(const void *a, const void *b) {
-    return strcmp((*(struct access_user *const *)a)->name, (*(struct access_user *const *)b)->name);
-}
-
-/* Adds USER (owned) to TABLE, keeping the order. Returns 0, or -1 if out of memory (USER
- * is then freed). */
+/* Adds USER (owned) to TABLE at its place in name order. Returns 0, or -1 if out of
+ * memory (USER is then freed). */
 static int table_add(struct access_table *table, struct access_user *user) {
     struct access_user **grown = realloc(table->users, (table->count + 1) * sizeof(*grown));
     if (grown == NULL) {
@@ -258,8 +259,12 @@ static int table_add(struct access_table *table, struct access_user *user) {
         return -1;
     }
     table->users = grown;
-    table->users[table->count++] = user;
-    qsort(table->users, table->count, sizeof(*table->users), user_order);
+    size_t place = table->count;
+    while (place > 0 && strcmp(grown[place - 1]->name, user->name) > 0)
+        place--;
+    memmove(&grown[place + 1], &grown[place], (table->count - place) * sizeof(*grown));
+    grown[place] = user;
+    table->count++;
     return 0;
 }
 
@@ -267,6 +272,36 @@ static struct access_table *table_new(void) {
     struct access_table *table = calloc(1, sizeof(*table));
     if (table != NULL) atomic_init(&table->references, 1);
     return table;
+}
+
+/* A deep copy of TABLE without the SKIP_COUNT users named in SKIP; *SKIPPED (if not
+ * NULL) counts those left out. NULL if out of memory. */
+static struct access_table *table_copy(const struct access_table *table, const char *const *skip,
+                                       size_t skip_count, int *skipped) {
+    struct access_table *copy = table_new();
+    if (copy == NULL) return NULL;
+    copy->users = calloc(table->count > 0 ? table->count : 1, sizeof(*copy->users));
+    if (copy->users == NULL) {
+        free(copy);
+        return NULL;
+    }
+    if (skipped != NULL) *skipped = 0;
+    for (size_t i = 0; i < table->count; i++) {
+        bool left_out = false;
+        for (size_t n = 0; n < skip_count && !left_out; n++)
+            left_out = strcmp(table->users[i]->name, skip[n]) == 0;
+        if (left_out) {
+            if (skipped != NULL) (*skipped)++;
+            continue;
+        }
+        struct access_user *user = user_copy(table->users[i]);
+        if (user == NULL) {
+            table_free(copy);
+            return NULL;
+        }
+        copy->users[copy->count++] = user; /* TABLE is in order, and so is the copy */
+    }
+    return copy;
 }
 
 /* ---- rules ----------------------------------------------------------------------- */
@@ -950,15 +985,10 @@ int access_set_user(struct access *access, const char *name, const char *const *
     }
     pthread_mutex_lock(&access->change_lock);
     struct access_table *old = table_acquire(access);
-    struct access_table *table = table_new();
-    struct access_user *changed = NULL;
+    struct access_table *table = table_copy(old, NULL, 0, NULL);
     int status = -1;
     if (table == NULL) goto out_of_memory;
-    for (size_t i = 0; i < old->count; i++) {
-        struct access_user *copy = user_copy(old->users[i]);
-        if (copy == NULL || table_add(table, copy) != 0) goto out_of_memory;
-        if (strcmp(copy->name, name) == 0) changed = copy;
-    }
+    struct access_user *changed = table_find(table, name, name_length);
     if (changed == NULL) {
         changed = user_new(name, name_length);
         if (changed == NULL || table_add(table, changed) != 0) goto out_of_memory;
@@ -1004,30 +1034,17 @@ int access_delete_users(struct access *access, const char *const *names, size_t 
     }
     pthread_mutex_lock(&access->change_lock);
     struct access_table *old = table_acquire(access);
-    struct access_table *table = table_new();
     int deleted = 0;
-    if (table == NULL) goto out_of_memory;
-    for (size_t i = 0; i < old->count; i++) {
-        bool gone = false;
-        for (size_t n = 0; n < count && !gone; n++)
-            gone = strcmp(old->users[i]->name, names[n]) == 0;
-        if (gone) {
-            deleted++;
-            continue;
-        }
-        struct access_user *copy = user_copy(old->users[i]);
-        if (copy == NULL || table_add(table, copy) != 0) goto out_of_memory;
-    }
-    table_publish(access, table);
+    struct access_table *table = table_copy(old, names, count, &deleted);
     table_release(old);
+    if (table == NULL) {
+        snprintf(error, error_size, "out of memory");
+        deleted = -1;
+    } else {
+        table_publish(access, table);
+    }
     pthread_mutex_unlock(&access->change_lock);
     return deleted;
-out_of_memory:
-    snprintf(error, error_size, "out of memory");
-    if (table != NULL) table_free(table);
-    table_release(old);
-    pthread_mutex_unlock(&access->change_lock);
-    return -1;
 }
 
 char *access_describe_all(struct access *access) {
