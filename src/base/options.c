@@ -399,6 +399,10 @@ enum options_parse_result options_parse_command_line(struct options *options, in
     return OPTIONS_PARSE_OK;
 }
 
+/* What every size option accepts: --help, the sample config and the man page say it. */
+#define SIZES_TEXT                                                                                 \
+    "Sizes accept b, kb, mb, gb, tb (powers of 1024) and k, m, g, t (powers of 1000)."
+
 void options_print_help(FILE *stream, const char *program, const char *summary) {
     fprintf(stream,
             "Usage: %s [--config FILE] [--OPTION VALUE ...]\n"
@@ -425,8 +429,7 @@ void options_print_help(FILE *stream, const char *program, const char *summary) 
             fprintf(stream, "  %-30s  %s\n", "--version", "print the version and exit");
         }
     }
-    fprintf(stream, "\nSizes accept b, kb, mb, gb, tb (powers of 1024) and k, m, g, t "
-                    "(powers of 1000).\n");
+    fprintf(stream, "\n" SIZES_TEXT "\n");
 }
 
 /* Writes TEXT as comment lines "# ..." of at most WIDTH columns, broken at spaces (a
@@ -453,7 +456,7 @@ void options_print_config(FILE *stream, const char *program) {
             "# %s configuration: one 'name value' per line, '#' starts a comment, a value may\n"
             "# be in double quotes. Every option is shown commented out at its default;\n"
             "# the command line overrides this file (%s --config FILE --OPTION VALUE).\n"
-            "# Sizes accept b, kb, mb, gb, tb (powers of 1024) and k, m, g, t (powers of 1000).\n",
+            "# " SIZES_TEXT "\n",
             program, program);
     options_count(); /* declares the base group if nothing else has */
     for (int g = 0; g < group_count; g++) {
@@ -527,8 +530,7 @@ void options_print_man(FILE *stream, const char *program, const char *summary, c
     print_troff(stream, summary);
     fputs("\n.PP\nEvery option may also be set in a configuration file given with "
           "\\fB\\-\\-config\\fR, one \\(oqname value\\(cq per line; the command line "
-          "overrides the file. Sizes accept b, kb, mb, gb, tb (powers of 1024) and k, m, g, "
-          "t (powers of 1000).\n.SH OPTIONS\n",
+          "overrides the file. " SIZES_TEXT "\n.SH OPTIONS\n",
           stream);
     options_count(); /* declares the base group if nothing else has */
     for (int g = 0; g < group_count; g++) {
