@@ -150,6 +150,11 @@ $(FAULT)/tests/test_blob_faults: $(FAULT)/obj/tests/fault/test_blob_faults.o \
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_FAULT) $^ -o $@ $(LIBS) $(FAULT_WRAP)
 
+$(FAULT)/tests/test_access_faults: $(FAULT)/obj/tests/fault/test_access_faults.o \
+                                   $(FAULT)/obj/src/access/access.o $(FAULT)/libstrata-engine.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_FAULT) $^ -o $@ $(LIBS) $(FAULT_WRAP)
+
 # ---- unit tests link only the rooms they test ----
 # UNIT_ROOMS_<test> is what a unit test links for build folder $(1) (the archive takes
 # only the objects the test needs); a test not listed links the whole library.
@@ -220,7 +225,8 @@ run: deps-build all
 TEST_PROGRAMS := all $(ASAN)/strata-server $(TSAN)/strata-server $(FAULT)/strata-server \
   $(addprefix $(BUILD)/tests/,$(UNIT_NAMES)) $(addprefix $(ASAN)/tests/,$(UNIT_NAMES)) \
   $(addprefix $(TSAN)/tests/,$(UNIT_NAMES)) $(FAULT)/tests/test_faults \
-  $(FAULT)/tests/test_blob_faults $(addprefix $(FUZZ)/,$(FUZZ_TARGETS)) \
+  $(FAULT)/tests/test_blob_faults $(FAULT)/tests/test_access_faults \
+  $(addprefix $(FUZZ)/,$(FUZZ_TARGETS)) \
   $(BUILD)/examples/engine_embed $(BUILD)/tests/test_libstrata $(ASAN)/tests/test_libstrata \
   $(BUILD)/bench/loadgen $(BUILD)/bench/s3load
 JOBS ?= $(shell nproc)
@@ -276,9 +282,11 @@ integration-asan: $(ASAN)/strata-server $(BUILD)/libstrata.so $(ASAN)/tests/test
 # Fault-injection sweeps over the flash tier (tests/fault/test_faults.c): each site fails
 # at its Nth call for N = 1, 2, ...; nothing may crash, serve a wrong value or lose an
 # acknowledged durable write.
-unit-fault: $(FAULT)/tests/test_faults $(FAULT)/tests/test_blob_faults
+unit-fault: $(FAULT)/tests/test_faults $(FAULT)/tests/test_blob_faults \
+            $(FAULT)/tests/test_access_faults
 	ASAN_OPTIONS=detect_leaks=1 ./$(FAULT)/tests/test_faults
 	ASAN_OPTIONS=detect_leaks=1 ./$(FAULT)/tests/test_blob_faults
+	ASAN_OPTIONS=detect_leaks=1 ./$(FAULT)/tests/test_access_faults
 
 # Fault injection against a real server (tests/fault/test_fault_server.py): DEBUG FAULT
 # and STRATA_FAULTS rules in the fault-injection build.

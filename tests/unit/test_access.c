@@ -243,6 +243,19 @@ static void test_reload_and_setuser_follow_identities(void) {
     struct stat status;
     CHECK(stat(users_path, &status) == 0 && (status.st_mode & 0777) == 0600);
 
+    /* A save that cannot write its temporary file is an error, and the file stays. */
+    char temporary[300];
+    snprintf(temporary, sizeof(temporary), "%s.tmp", users_path);
+    REQUIRE(mkdir(temporary, 0700) == 0);
+    CHECK(access_save(access, error, sizeof(error)) != 0);
+    CHECK(strstr(error, "cannot write") != NULL);
+    rmdir(temporary);
+    FILE *kept = fopen(users_path, "r");
+    REQUIRE(kept != NULL);
+    char again[4096] = {0};
+    CHECK(fread(again, 1, sizeof(again) - 1, kept) == got && strcmp(again, saved) == 0);
+    fclose(kept);
+
     /* The file changes under it: bob switched off. Reload; the identity loses bob. */
     write_users("user default on nopass\nuser bob off\n");
     CHECK(access_reload(access, error, sizeof(error)) == 0);
