@@ -377,15 +377,15 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 # /usr/bin/python3 looks: /usr/lib/python3/dist-packages for PREFIX=/usr, else
 # PREFIX/lib/python3.X/dist-packages (/usr/local/lib/python3.11/dist-packages on Debian 12).
 # A virtual environment installs it with pip instead (docs/install.md).
-PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+PYTHON_VERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 PYTHONDIR  ?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3/dist-packages,$(PREFIX)/lib/python$(PYTHON_VERSION)/dist-packages)
 
 $(BUILD)/strata.pc: src/base/version.h Makefile
 	@mkdir -p $(dir $@)
 	{ echo 'prefix=$(PREFIX)'; \
 	  echo 'exec_prefix=$${prefix}'; \
-	  echo 'libdir=$${exec_prefix}/lib'; \
-	  echo 'includedir=$${prefix}/include'; \
+	  echo 'libdir=$(LIBDIR)'; \
+	  echo 'includedir=$(INCLUDEDIR)'; \
 	  echo ''; \
 	  echo 'Name: strata'; \
 	  echo 'Description: libstrata, the client library of the strata data store (native protocol)'; \
