@@ -670,10 +670,12 @@ static struct access_table *load_file(const char *path, char *error, size_t erro
         return NULL;
     }
     struct stat status;
-    if (fstat(fileno(file), &status) == 0 && (status.st_mode & 0077) != 0) {
+    /* Others may not touch it, nor its group write it: 0600, or 0640 with a group only
+     * the service is in (a systemd DynamicUser reads it through its group). */
+    if (fstat(fileno(file), &status) == 0 && (status.st_mode & 0027) != 0) {
         log_event(LOG_WARNING, "users_file_readable",
                   "file=%s mode=%03o advice=\"it holds S3 secrets and password hashes: chmod "
-                  "600\"",
+                  "600, or 640 with a group only the server is in\"",
                   path, (unsigned)(status.st_mode & 0777));
     }
     struct access_table *table = table_new();
