@@ -211,8 +211,10 @@ static bool parse_unix_socket_mode(const char *text, unsigned *mode) {
 /* The paragraph of --help and of the man page's DESCRIPTION. */
 #define SERVER_SUMMARY                                                                             \
     "strata-server: a tiered data store for AI inference and training that speaks\nthe Redis "     \
-    "protocol and HTTP. With no options it listens on 127.0.0.1:6379\n(Redis protocol) and "       \
-    "127.0.0.1:6381 (HTTP).\n\nstrata-server --hash-password reads a password on standard "        \
+    "protocol, a native protocol, HTTP and S3. With no options it listens\non 127.0.0.1, ports "   \
+    "6379 "                                                                                        \
+    "(Redis protocol), 6380 (native protocol) and 6381 (HTTP\nand S3).\n\nstrata-server "          \
+    "--hash-password reads a password on standard "                                                \
     "input and prints\nthe '#HASH' rule that gives it to a user in a --users file."
 
 /* The man page's sections after OPTIONS (troff). */
