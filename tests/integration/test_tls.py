@@ -204,6 +204,22 @@ def test_large_value_resp(tls_server, certs):
     client.close()
 
 
+def test_client_vanishing_mid_reply_over_tls(tls_server, certs):
+    """A client that closes its TLS connection while a large reply is being sent: the
+    server drops that connection (a failed SSL_write) and serves the others."""
+    client = tls_client(tls_server, certs)
+    client.set("vanishing", os.urandom(MIB) * 16)
+    context = ssl.create_default_context(cafile=certs("ca.pem"))
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", tls_server.port), timeout=30 * SLOW) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as sock:
+                sock.sendall(b"GET vanishing\r\n")
+                assert sock.recv(65536).startswith(b"$")  # the reply has begun
+    assert client.ping() and client.strlen("vanishing") == 16 * MIB
+    client.delete("vanishing")
+    client.close()
+
+
 def test_libstrata_over_tls(tls_server, certs):
     value = os.urandom(MIB) * 64
     with strata.Client(port=tls_server.native_port, tls=True, tls_ca=certs("ca.pem"),
