@@ -15,7 +15,7 @@ import botocore.exceptions
 import pytest
 
 import test_s3
-from conftest import BINARY, Server
+from conftest import Server, hash_passwords, write_users_file
 
 TOKEN = "operator-token-4f9c2a"
 # The users' S3 keys (users file s3key: rules) and the --s3-access-key pair (every right).
@@ -24,25 +24,16 @@ READER_KEY, READER_SECRET = "AKIDREADER", "reader-secret-789"
 ADMIN_KEY, ADMIN_SECRET = "AKIDADMIN", "admin-secret-000"
 
 
-def hash_rule(password):
-    """The users file rule for PASSWORD, as `strata-server --hash-password` prints it."""
-    result = subprocess.run([BINARY, "--hash-password"], input=password + "\n",
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("#$argon2id$")
-    return result.stdout.strip()
-
-
 def write_users(path):
-    path.write_text("\n".join([
+    alice, reader = hash_passwords("secret", "readpw")
+    write_users_file(path, "\n".join([
         "user default off",
-        f"user alice on {hash_rule('secret')} namespace:default=read,write bucket:a-*=all "
+        f"user alice on {alice} namespace:default=read,write bucket:a-*=all "
         f"s3key:{ALICE_KEY}:{ALICE_SECRET}",
-        f"user reader on {hash_rule('readpw')} namespace:default=read bucket:a-*=read "
+        f"user reader on {reader} namespace:default=read bucket:a-*=read "
         f"s3key:{READER_KEY}:{READER_SECRET}",
         "",
     ]))
-    path.chmod(0o600)
 
 
 @pytest.fixture(scope="module")

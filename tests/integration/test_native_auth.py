@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, SLOW, BINARY, Server
+from conftest import ROOT, SLOW, Server, hash_passwords, write_users_file
 from native_wire import (C_TESTS, closed_by_server, frame, get_entry, name, put_entry, raw,
                          read_frame)
 
@@ -19,20 +19,12 @@ import strata  # noqa: E402
 PASSWORDS = {"admin": "admin-secret", "alice": "alice-secret", "reader": "reader-secret"}
 
 
-def password_hash(password):
-    result = subprocess.run([BINARY, "--hash-password"], input=password + "\n",
-                            capture_output=True, text=True, timeout=30 * SLOW, check=True)
-    return result.stdout.strip()  # "#$argon2id$..."
-
-
 def write_users(path):
-    hashes = {user: password_hash(password) for user, password in PASSWORDS.items()}
-    with open(path, "w") as users:
-        users.write("user default off\n"
-                    f"user admin on {hashes['admin']} namespace:*=all\n"
-                    f"user alice on {hashes['alice']} namespace:a=read,write\n"
-                    f"user reader on {hashes['reader']} namespace:a=read\n")
-    os.chmod(path, 0o600)
+    hashes = dict(zip(PASSWORDS, hash_passwords(*PASSWORDS.values())))
+    write_users_file(path, "user default off\n"
+                           f"user admin on {hashes['admin']} namespace:*=all\n"
+                           f"user alice on {hashes['alice']} namespace:a=read,write\n"
+                           f"user reader on {hashes['reader']} namespace:a=read\n")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 import pytest
 import redis
 
-from conftest import BINARY, ROOT, SLOW, Server
+from conftest import BINARY, ROOT, SLOW, Server, write_users_file
 from native_wire import C_TESTS, frame, get_entry, name, read_frame, receive_exactly
 
 sys.path.insert(0, os.path.join(ROOT, "client", "python"))
@@ -144,12 +144,11 @@ def test_bad_socket_options_are_refused(server, tmp_path, arguments, message):
 
 
 def test_users_known_by_their_peer_uid(start_server, tmp_path):
-    users = tmp_path / "users"
-    users.write_text(f"user default off\n"
-                     f"user local on uid:{os.getuid()} namespace:a=read,write "
-                     f"namespace:default=read\n"
-                     f"user elsewhere on uid:{os.getuid() + 4242} namespace:*=all\n")
-    users.chmod(0o600)
+    users = write_users_file(tmp_path / "users",
+                             f"user default off\n"
+                             f"user local on uid:{os.getuid()} namespace:a=read,write "
+                             f"namespace:default=read\n"
+                             f"user elsewhere on uid:{os.getuid() + 4242} namespace:*=all\n")
     path = str(tmp_path / "peer.sock")
     instance = start_server("--memory", "64mb", "--ssd-size", "0", "--namespaces", "a=8mb,b=8mb",
                             "--users", users, "--unix-socket", path)
