@@ -178,6 +178,16 @@ def write_users_file(path, text):
     return path
 
 
+def metric(server, name, headers=None):
+    """The value of the line NAME of SERVER's /metrics (plain HTTP), as a float."""
+    status, _, body = server.http("/metrics", headers=headers)
+    assert status == 200, body
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A server shared by the tests of one module."""

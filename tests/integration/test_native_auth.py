@@ -5,11 +5,10 @@ import os
 import struct
 import subprocess
 import sys
-import urllib.request
 
 import pytest
 
-from conftest import ROOT, SLOW, Server, hash_passwords, write_users_file
+from conftest import ROOT, SLOW, Server, hash_passwords, metric, write_users_file
 from native_wire import (C_TESTS, closed_by_server, frame, get_entry, name, put_entry, raw,
                          read_frame)
 
@@ -56,15 +55,6 @@ def put_frame(namespace, key, value, request_id):
 
 def get_frame(namespace, key, request_id):
     return frame(2, name(namespace) + get_entry(key), 1, request_id=request_id)
-
-
-def metric(server, name_):
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics",
-                                timeout=30 * SLOW) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name_ + " "):
-                return float(line.split()[1])
-    raise AssertionError(f"{name_} not in /metrics")
 
 
 # ---- AUTH ------------------------------------------------------------------------------
