@@ -34,6 +34,8 @@ import sys
 import tempfile
 import time
 
+from bench_common import free_port, wait_for_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.path.join(ROOT, "build", "strata-server")
 LOADGEN = os.path.join(ROOT, "build", "bench", "loadgen")
@@ -57,24 +59,6 @@ def size_name(size):
     if size >= KIB:
         return f"{size // KIB} KiB"
     return f"{size} B"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port, process):
-    for _ in range(1000):
-        if process.poll() is not None:
-            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def command_output(command, timeout=600):

@@ -21,11 +21,12 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from bench_common import free_port, wait_for_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.path.join(ROOT, "build", "strata-server")
@@ -36,23 +37,6 @@ KIB, MIB = 1024, 1024 * 1024
 BEGIN, END = "<!-- tls-bench:begin -->", "<!-- tls-bench:end -->"
 SIZES = (256 * KIB, 2 * MIB)
 CONNECTIONS = 4
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_port(port, seconds=30):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 def make_certs(directory):
@@ -81,8 +65,8 @@ def start_strata(scratch, certs, tls):
     shutil.rmtree(os.path.join(scratch, "data"), ignore_errors=True)
     process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL,
                                stderr=open(os.path.join(scratch, "strata.log"), "ab"))
-    wait_port(ports[0])
-    wait_port(ports[2])
+    wait_for_port(ports[0])
+    wait_for_port(ports[2])
     time.sleep(0.3)
     return process, ports[0], ports[2]
 
@@ -98,7 +82,7 @@ def start_redis(scratch, certs, tls):
     else:
         arguments += ["--port", str(port)]
     process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port)
+    wait_for_port(port)
     return process, port
 
 
