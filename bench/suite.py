@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 
-from bench_common import free_port, wait_for_port
+from bench_common import S3_MARKERS, TLS_MARKERS, free_port, marked, wait_for_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.path.join(ROOT, "build", "strata-server")
@@ -896,21 +896,15 @@ def write_report(output, readme, context, matrix, head, native, flash, growth_re
                       else ["", ""])
             add("| " + " | ".join(cells) + " |")
         add("")
-    # The S3 section is bench/s3.py's (run after this script by `make bench`): its last
-    # text is kept, between the markers it looks for, when this page is rewritten.
-    s3_section = os.path.join(output, "benchmarks", "s3.md")
-    if os.path.exists(s3_section):
-        with open(s3_section) as handle:
-            add("<!-- s3-bench:begin -->\n" + handle.read().rstrip("\n") +
-                "\n<!-- s3-bench:end -->")
-        add("")
-    # The TLS section is bench/tls.py's, kept the same way.
-    tls_section = os.path.join(output, "benchmarks", "tls.md")
-    if os.path.exists(tls_section):
-        with open(tls_section) as handle:
-            add("<!-- tls-bench:begin -->\n" + handle.read().rstrip("\n") +
-                "\n<!-- tls-bench:end -->")
-        add("")
+    # The S3 and TLS sections are bench/s3.py's and bench/tls.py's (run after this script
+    # by `make bench`): their last text is kept, between the markers they look for, when
+    # this page is rewritten.
+    for name, markers in (("s3.md", S3_MARKERS), ("tls.md", TLS_MARKERS)):
+        kept = os.path.join(output, "benchmarks", name)
+        if os.path.exists(kept):
+            with open(kept) as handle:
+                add(marked(handle.read().rstrip("\n"), markers))
+            add("")
     add("Earlier, narrower benchmarks (index sharding, redis-benchmark, the HTTP server "
         "choice, flash start-up and retention, native batches against MSET/MGET) are in "
         "[benchmarks-earlier.md](benchmarks-earlier.md). Where the time goes, and what "

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from bench_common import free_port, wait_for_port
+from bench_common import TLS_MARKERS, free_port, splice, wait_for_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.path.join(ROOT, "build", "strata-server")
@@ -34,7 +34,6 @@ sys.path.insert(0, os.path.join(ROOT, "client", "python"))
 import strata  # noqa: E402
 
 KIB, MIB = 1024, 1024 * 1024
-BEGIN, END = "<!-- tls-bench:begin -->", "<!-- tls-bench:end -->"
 SIZES = (256 * KIB, 2 * MIB)
 CONNECTIONS = 4
 
@@ -199,25 +198,6 @@ def section(results, command, note):
     return "\n".join(lines)
 
 
-def splice(page, text):
-    """Puts TEXT between the tls markers of PAGE (docs/benchmarks.md), adding them before
-    the closing paragraph on earlier benchmarks when the page has none."""
-    block = f"{BEGIN}\n{text}\n{END}"
-    with open(page) as handle:
-        content = handle.read()
-    if BEGIN in content and END in content:
-        before, _, rest = content.partition(BEGIN)
-        _, _, after = rest.partition(END)
-        content = before + block + after
-    elif "\nEarlier, narrower benchmarks" in content:
-        before, _, after = content.partition("\nEarlier, narrower benchmarks")
-        content = before + "\n" + block + "\n\nEarlier, narrower benchmarks" + after
-    else:
-        content = content.rstrip("\n") + "\n\n" + block + "\n"
-    with open(page, "w") as handle:
-        handle.write(content)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4)
@@ -243,7 +223,7 @@ def main():
         handle.write("\n")
     with open(os.path.join(arguments.output, "benchmarks", "tls.md"), "w") as handle:
         handle.write(text)
-    splice(os.path.join(arguments.output, "benchmarks.md"), text)
+    splice(os.path.join(arguments.output, "benchmarks.md"), text, TLS_MARKERS)
 
 
 if __name__ == "__main__":
