@@ -27,6 +27,8 @@ import time
 
 import redis
 
+from bench_common import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.path.join(ROOT, "build", "strata-server")
 QUICK = "--quick" in sys.argv
@@ -36,12 +38,6 @@ KIB, MIB, GIB = 1024, 1024 * 1024, 1024 * 1024 * 1024
 def value_for(key, size):
     seed = hashlib.sha256(key.encode()).digest()
     return (seed * (size // len(seed) + 1))[:size]
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Strata:

@@ -15,7 +15,6 @@ default)."""
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,28 +23,14 @@ import time
 import numpy
 import redis
 
+from bench_common import free_port, wait_for_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "client", "python"))
 import strata  # noqa: E402
 
 SIZES = [64 * 1024, 256 * 1024, 2 * 1024 * 1024]
 BATCH_BYTES = 32 * 1024 * 1024
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(port):
-    for _ in range(500):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def rate(function, seconds, batch_bytes):
@@ -80,8 +65,8 @@ def main():
                              "--dir", work], stdout=subprocess.DEVNULL)
     rows = []
     try:
-        wait_for(strata_ports[2])
-        wait_for(redis_port)
+        wait_for_port(strata_ports[2])
+        wait_for_port(redis_port)
         client = strata.Client(port=strata_ports[2], connections=1)
         shm_client = strata.Client(unix_socket=unix_socket, connections=1)
         region = shm_client.shm_create(2 * BATCH_BYTES)

@@ -44,11 +44,12 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from bench_common import S3_MARKERS, free_port, splice, wait_for_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.path.join(ROOT, "build", "strata-server")
@@ -63,7 +64,6 @@ COLD_READS = 2        # cold GETs and cold fio reads, alternated
 TARGET_CEILING = 0.9  # of each ceiling
 TARGET_KEYS = 1.0     # the S3 GET path must not be slower than /keys/
 BUCKET = "bench"
-BEGIN, END = "<!-- s3-bench:begin -->", "<!-- s3-bench:end -->"
 ALL_CPUS = sorted(os.sched_getaffinity(0))
 
 
@@ -83,24 +83,6 @@ def size_name(size):
 
 def figure(value):
     return f"{value:,.0f}"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port, process):
-    for _ in range(3000):
-        if process.poll() is not None:
-            raise RuntimeError(f"process on port {port} exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 class Placement:
@@ -565,25 +547,6 @@ def section(results, size, runs, context, note):
     return "\n".join(lines)
 
 
-def splice(page, text):
-    """Puts TEXT between the s3 markers of PAGE (docs/benchmarks.md), adding them before
-    the closing paragraph on earlier benchmarks when the page has none."""
-    block = f"{BEGIN}\n{text}\n{END}"
-    with open(page) as handle:
-        content = handle.read()
-    if BEGIN in content and END in content:
-        before, _, rest = content.partition(BEGIN)
-        _, _, after = rest.partition(END)
-        content = before + block + after
-    elif "\nEarlier, narrower benchmarks" in content:
-        before, _, after = content.partition("\nEarlier, narrower benchmarks")
-        content = before + "\n" + block + "\n\nEarlier, narrower benchmarks" + after
-    else:
-        content = content.rstrip("\n") + "\n\n" + block + "\n"
-    with open(page, "w") as handle:
-        handle.write(content)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=parse_size, default=4 * GIB,
@@ -639,7 +602,7 @@ def main():
         handle.write(text + "\n")
     page = os.path.join(arguments.output, "benchmarks.md")
     if os.path.exists(page):
-        splice(page, text)
+        splice(page, text, S3_MARKERS)
     print(text)
     print(f"wrote {page} and {os.path.join(arguments.output, 'benchmarks', 's3.json')} in "
           f"{context['minutes']:.1f} minutes")

@@ -34,6 +34,8 @@ import sys
 import tempfile
 import time
 
+from bench_common import S3_MARKERS, TLS_MARKERS, free_port, marked, wait_for_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.path.join(ROOT, "build", "strata-server")
 LOADGEN = os.path.join(ROOT, "build", "bench", "loadgen")
@@ -57,24 +59,6 @@ def size_name(size):
     if size >= KIB:
         return f"{size // KIB} KiB"
     return f"{size} B"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port, process):
-    for _ in range(1000):
-        if process.poll() is not None:
-            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def command_output(command, timeout=600):
@@ -912,21 +896,15 @@ def write_report(output, readme, context, matrix, head, native, flash, growth_re
                       else ["", ""])
             add("| " + " | ".join(cells) + " |")
         add("")
-    # The S3 section is bench/s3.py's (run after this script by `make bench`): its last
-    # text is kept, between the markers it looks for, when this page is rewritten.
-    s3_section = os.path.join(output, "benchmarks", "s3.md")
-    if os.path.exists(s3_section):
-        with open(s3_section) as handle:
-            add("<!-- s3-bench:begin -->\n" + handle.read().rstrip("\n") +
-                "\n<!-- s3-bench:end -->")
-        add("")
-    # The TLS section is bench/tls.py's, kept the same way.
-    tls_section = os.path.join(output, "benchmarks", "tls.md")
-    if os.path.exists(tls_section):
-        with open(tls_section) as handle:
-            add("<!-- tls-bench:begin -->\n" + handle.read().rstrip("\n") +
-                "\n<!-- tls-bench:end -->")
-        add("")
+    # The S3 and TLS sections are bench/s3.py's and bench/tls.py's (run after this script
+    # by `make bench`): their last text is kept, between the markers they look for, when
+    # this page is rewritten.
+    for name, markers in (("s3.md", S3_MARKERS), ("tls.md", TLS_MARKERS)):
+        kept = os.path.join(output, "benchmarks", name)
+        if os.path.exists(kept):
+            with open(kept) as handle:
+                add(marked(handle.read().rstrip("\n"), markers))
+            add("")
     add("Earlier, narrower benchmarks (index sharding, redis-benchmark, the HTTP server "
         "choice, flash start-up and retention, native batches against MSET/MGET) are in "
         "[benchmarks-earlier.md](benchmarks-earlier.md). Where the time goes, and what "

@@ -21,11 +21,12 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from bench_common import TLS_MARKERS, free_port, splice, wait_for_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.path.join(ROOT, "build", "strata-server")
@@ -33,26 +34,8 @@ sys.path.insert(0, os.path.join(ROOT, "client", "python"))
 import strata  # noqa: E402
 
 KIB, MIB = 1024, 1024 * 1024
-BEGIN, END = "<!-- tls-bench:begin -->", "<!-- tls-bench:end -->"
 SIZES = (256 * KIB, 2 * MIB)
 CONNECTIONS = 4
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_port(port, seconds=30):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 def make_certs(directory):
@@ -81,8 +64,8 @@ def start_strata(scratch, certs, tls):
     shutil.rmtree(os.path.join(scratch, "data"), ignore_errors=True)
     process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL,
                                stderr=open(os.path.join(scratch, "strata.log"), "ab"))
-    wait_port(ports[0])
-    wait_port(ports[2])
+    wait_for_port(ports[0])
+    wait_for_port(ports[2])
     time.sleep(0.3)
     return process, ports[0], ports[2]
 
@@ -98,7 +81,7 @@ def start_redis(scratch, certs, tls):
     else:
         arguments += ["--port", str(port)]
     process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port)
+    wait_for_port(port)
     return process, port
 
 
@@ -215,25 +198,6 @@ def section(results, command, note):
     return "\n".join(lines)
 
 
-def splice(page, text):
-    """Puts TEXT between the tls markers of PAGE (docs/benchmarks.md), adding them before
-    the closing paragraph on earlier benchmarks when the page has none."""
-    block = f"{BEGIN}\n{text}\n{END}"
-    with open(page) as handle:
-        content = handle.read()
-    if BEGIN in content and END in content:
-        before, _, rest = content.partition(BEGIN)
-        _, _, after = rest.partition(END)
-        content = before + block + after
-    elif "\nEarlier, narrower benchmarks" in content:
-        before, _, after = content.partition("\nEarlier, narrower benchmarks")
-        content = before + "\n" + block + "\n\nEarlier, narrower benchmarks" + after
-    else:
-        content = content.rstrip("\n") + "\n\n" + block + "\n"
-    with open(page, "w") as handle:
-        handle.write(content)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4)
@@ -259,7 +223,7 @@ def main():
         handle.write("\n")
     with open(os.path.join(arguments.output, "benchmarks", "tls.md"), "w") as handle:
         handle.write(text)
-    splice(os.path.join(arguments.output, "benchmarks.md"), text)
+    splice(os.path.join(arguments.output, "benchmarks.md"), text, TLS_MARKERS)
 
 
 if __name__ == "__main__":

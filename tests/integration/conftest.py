@@ -154,6 +154,40 @@ def check_clean_exit(status, log):
     assert status == 0, f"strata-server exited with status {status}:\n" + log[-5000:]
 
 
+def hash_passwords(*passwords):
+    """The users-file rules (#$argon2id$...) of PASSWORDS, from strata-server --hash-password,
+    computed in parallel."""
+    processes = [subprocess.Popen([BINARY, "--hash-password"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for _ in passwords]
+    rules = []
+    for process, password in zip(processes, passwords):
+        out, err = process.communicate(password.encode() + b"\n", timeout=60 * SLOW)
+        assert process.returncode == 0, err
+        rule = out.decode().strip()
+        assert rule.startswith("#$argon2id$")
+        rules.append(rule)
+    return rules
+
+
+def write_users_file(path, text):
+    """Writes TEXT as a users file (--users), mode 0600; returns PATH."""
+    with open(path, "w") as users:
+        users.write(text)
+    os.chmod(path, 0o600)
+    return path
+
+
+def metric(server, name, headers=None):
+    """The value of the line NAME of SERVER's /metrics (plain HTTP), as a float."""
+    status, _, body = server.http("/metrics", headers=headers)
+    assert status == 200, body
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A server shared by the tests of one module."""

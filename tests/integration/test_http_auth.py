@@ -3,7 +3,6 @@ token (--http-auth), users' credentials on /keys/, and S3 access keys mapped to 
 One server with a users file serves every test but the last, which is throttled."""
 import base64
 import os
-import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -15,7 +14,7 @@ import botocore.exceptions
 import pytest
 
 import test_s3
-from conftest import BINARY, Server
+from conftest import Server, hash_passwords, metric, write_users_file
 
 TOKEN = "operator-token-4f9c2a"
 # The users' S3 keys (users file s3key: rules) and the --s3-access-key pair (every right).
@@ -24,25 +23,16 @@ READER_KEY, READER_SECRET = "AKIDREADER", "reader-secret-789"
 ADMIN_KEY, ADMIN_SECRET = "AKIDADMIN", "admin-secret-000"
 
 
-def hash_rule(password):
-    """The users file rule for PASSWORD, as `strata-server --hash-password` prints it."""
-    result = subprocess.run([BINARY, "--hash-password"], input=password + "\n",
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("#$argon2id$")
-    return result.stdout.strip()
-
-
 def write_users(path):
-    path.write_text("\n".join([
+    alice, reader = hash_passwords("secret", "readpw")
+    write_users_file(path, "\n".join([
         "user default off",
-        f"user alice on {hash_rule('secret')} namespace:default=read,write bucket:a-*=all "
+        f"user alice on {alice} namespace:default=read,write bucket:a-*=all "
         f"s3key:{ALICE_KEY}:{ALICE_SECRET}",
-        f"user reader on {hash_rule('readpw')} namespace:default=read bucket:a-*=read "
+        f"user reader on {reader} namespace:default=read bucket:a-*=read "
         f"s3key:{READER_KEY}:{READER_SECRET}",
         "",
     ]))
-    path.chmod(0o600)
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +52,6 @@ def bearer(token):
 
 def basic(user, password):
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-def metric(server, name):
-    _, _, body = server.http("/metrics", headers=bearer(TOKEN))
-    match = re.search(rf"^{name} (\d+)$", body.decode(), re.M)
-    return int(match.group(1))
 
 
 def curl(server, *arguments):
@@ -143,12 +127,12 @@ def test_keys_challenge_and_bearer_is_not_a_user(server):
 def test_read_only_user_cannot_write(server):
     status, _, _ = server.http("/keys/ro", "PUT", b"original", headers=basic("alice", "secret"))
     assert status == 201
-    denied = metric(server, "strata_access_denied_total")
+    denied = metric(server, "strata_access_denied_total", bearer(TOKEN))
     status, _, body = server.http("/keys/ro", "PUT", b"changed", headers=basic("reader", "readpw"))
     assert status == 403 and b"no write right" in body
     status, _, _ = server.http("/keys/ro", "DELETE", headers=basic("reader", "readpw"))
     assert status == 403
-    assert metric(server, "strata_access_denied_total") == denied + 2
+    assert metric(server, "strata_access_denied_total", bearer(TOKEN)) == denied + 2
     status, _, body = server.http("/keys/ro", headers=basic("reader", "readpw"))
     assert (status, body) == (200, b"original")
 
@@ -163,11 +147,11 @@ def test_keep_alive_connection_checks_each_request(server):
             connection.request(method, "/keys/alive", body=body, headers=headers)
             response = connection.getresponse()
             return response.status, response.read()
-        successes = metric(server, "strata_auth_successes_total")
+        successes = metric(server, "strata_auth_successes_total", bearer(TOKEN))
         assert ask("PUT", basic("alice", "secret"), b"a")[0] in (201, 204)
         for _ in range(5):
             assert ask("GET", basic("alice", "secret")) == (200, b"a")
-        assert metric(server, "strata_auth_successes_total") == successes + 1
+        assert metric(server, "strata_auth_successes_total", bearer(TOKEN)) == successes + 1
         assert ask("GET", {})[0] == 401
         assert ask("PUT", basic("reader", "readpw"), b"b")[0] == 403
         assert ask("GET", basic("alice", "nope"))[0] == 401
@@ -219,7 +203,7 @@ def test_s3_user_rights(server, buckets):
     admin, alice = buckets
     assert alice.get_object(Bucket="a-data", Key="mine.txt")["Body"].read() == b"a's data"
     assert [o["Key"] for o in alice.list_objects_v2(Bucket="a-data")["Contents"]] == ["mine.txt"]
-    before = metric(server, "strata_access_denied_total")
+    before = metric(server, "strata_access_denied_total", bearer(TOKEN))
     denied(lambda: alice.get_object(Bucket="b-data", Key="secret.txt"))
     denied(lambda: alice.put_object(Bucket="b-data", Key="secret.txt", Body=b"overwritten"))
     denied(lambda: alice.delete_object(Bucket="b-data", Key="secret.txt"))
@@ -230,7 +214,7 @@ def test_s3_user_rights(server, buckets):
                                      CopySource={"Bucket": "b-data", "Key": "secret.txt"}))
     response = denied(lambda: alice.delete_bucket(Bucket="b-data"))
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 403
-    assert metric(server, "strata_access_denied_total") == before + 7
+    assert metric(server, "strata_access_denied_total", bearer(TOKEN)) == before + 7
     # Nothing was done.
     assert admin.get_object(Bucket="b-data", Key="secret.txt")["Body"].read() == b"b's data"
     denied(lambda: admin.head_bucket(Bucket="b-new"), "404")

@@ -16,12 +16,12 @@ import numpy
 import pytest
 import torch
 
-from conftest import BINARY, ROOT, SANITIZED, SLOW, Server
+from conftest import BINARY, ROOT, SLOW, Server
+from native_wire import (C_TESTS, closed_by_server, frame, get_entry, name, put_entry, raw,
+                         read_frame)
 
 sys.path.insert(0, os.path.join(ROOT, "client", "python"))
 import strata  # noqa: E402
-
-C_TESTS = os.path.join(ROOT, "build/asan" if SANITIZED else "build", "tests", "test_libstrata")
 
 
 @pytest.fixture(scope="module")
@@ -34,61 +34,6 @@ def server(tmp_path_factory):
 
 def client_for(server, namespace="default", **options):
     return strata.Client(port=server.native_port, namespace=namespace, **options)
-
-
-# ---- raw frames, for the bad-input tests -------------------------------------------
-
-def frame(opcode, body, count, argument=0, version=1, magic=b"STRN", request_id=7):
-    header = magic + bytes([version, opcode, 0, 0])
-    return header + struct.pack("<QQIi", request_id, len(body), count, argument) + body
-
-
-def name(namespace=b"default"):
-    return struct.pack("<H", len(namespace)) + namespace
-
-
-def put_entry(key, value, checksum=None, flags=0, parent=b""):
-    if parent:
-        flags |= 8
-    crc = strata.checksum(value) if checksum is None else checksum
-    return (struct.pack("<IIQQII", len(key), flags, len(value), 0, crc, len(parent)) +
-            b"\0" * 16 + struct.pack("<Q", 0) + key + parent + value)
-
-
-def get_entry(key, capacity=1 << 20, flags=0, offset=0):
-    return struct.pack("<IIQQ", len(key), flags, capacity, offset) + b"\0" * 16 + key
-
-
-def receive_exactly(sock, length):
-    data = b""
-    while len(data) < length:
-        piece = sock.recv(length - len(data))
-        if not piece:
-            raise ConnectionError("closed")
-        data += piece
-    return data
-
-
-def read_frame(sock):
-    """(opcode, request id, count, status, body) of one response frame."""
-    header = receive_exactly(sock, 32)
-    magic, version, opcode, _flags, request_id, length, count, status = struct.unpack(
-        "<4sBBHQQIi", header)
-    assert magic == b"STRN" and version == 1
-    return opcode, request_id, count, status, receive_exactly(sock, length)
-
-
-def closed_by_server(sock):
-    sock.settimeout(10 * SLOW)
-    try:
-        return sock.recv(1) == b""
-    except ConnectionResetError:
-        return True
-
-
-def raw(server):
-    sock = socket.create_connection(("127.0.0.1", server.native_port), timeout=30 * SLOW)
-    return sock
 
 
 # ---- libstrata (C) -----------------------------------------------------------------
@@ -270,9 +215,7 @@ def test_a_broken_header_after_a_batch_releases_nothing_it_does_not_hold(server)
 
 
 def ttl_put(key, ttl):
-    value = b"ttl value"
-    return (struct.pack("<IIQQII", len(key), 0, len(value), ttl, strata.checksum(value), 0) +
-            b"\0" * 16 + struct.pack("<Q", 0) + key + value)
+    return put_entry(key, b"ttl value", ttl=ttl)
 
 
 @pytest.mark.parametrize("ttl", [(1 << 63) - 1, 1 << 63, (1 << 64) - 1])

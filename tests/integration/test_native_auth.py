@@ -2,38 +2,28 @@
 from libstrata, the Python binding and raw frames, NOAUTH before AUTH, NOPERM per
 namespace, failed attempts slowed down."""
 import os
-import socket
 import struct
 import subprocess
 import sys
-import urllib.request
 
 import pytest
 
-from conftest import ROOT, SANITIZED, SLOW, BINARY, Server
+from conftest import ROOT, SLOW, Server, hash_passwords, metric, write_users_file
+from native_wire import (C_TESTS, closed_by_server, frame, get_entry, name, put_entry, raw,
+                         read_frame)
 
 sys.path.insert(0, os.path.join(ROOT, "client", "python"))
 import strata  # noqa: E402
 
-C_TESTS = os.path.join(ROOT, "build/asan" if SANITIZED else "build", "tests", "test_libstrata")
-
 PASSWORDS = {"admin": "admin-secret", "alice": "alice-secret", "reader": "reader-secret"}
 
 
-def password_hash(password):
-    result = subprocess.run([BINARY, "--hash-password"], input=password + "\n",
-                            capture_output=True, text=True, timeout=30 * SLOW, check=True)
-    return result.stdout.strip()  # "#$argon2id$..."
-
-
 def write_users(path):
-    hashes = {user: password_hash(password) for user, password in PASSWORDS.items()}
-    with open(path, "w") as users:
-        users.write("user default off\n"
-                    f"user admin on {hashes['admin']} namespace:*=all\n"
-                    f"user alice on {hashes['alice']} namespace:a=read,write\n"
-                    f"user reader on {hashes['reader']} namespace:a=read\n")
-    os.chmod(path, 0o600)
+    hashes = dict(zip(PASSWORDS, hash_passwords(*PASSWORDS.values())))
+    write_users_file(path, "user default off\n"
+                           f"user admin on {hashes['admin']} namespace:*=all\n"
+                           f"user alice on {hashes['alice']} namespace:a=read,write\n"
+                           f"user reader on {hashes['reader']} namespace:a=read\n")
 
 
 @pytest.fixture(scope="module")
@@ -53,70 +43,18 @@ def connect(server, user, namespace="a", **options):
 
 # ---- raw frames ----------------------------------------------------------------------
 
-def frame(opcode, body, count, argument=0, request_id=7):
-    return (b"STRN" + bytes([1, opcode, 0, 0]) +
-            struct.pack("<QQIi", request_id, len(body), count, argument) + body)
-
-
-def name(namespace=b""):
-    return struct.pack("<H", len(namespace)) + namespace
-
-
 def auth_frame(user, password, request_id=1):
     user, password = user.encode(), password.encode()
-    return frame(10, name() + struct.pack("<II", len(user), len(password)) + user + password, 1,
-                 request_id=request_id)
+    body = name(b"") + struct.pack("<II", len(user), len(password)) + user + password
+    return frame(10, body, 1, request_id=request_id)
 
 
 def put_frame(namespace, key, value, request_id):
-    entry = (struct.pack("<IIQQII", len(key), 0, len(value), 0, strata.checksum(value), 0) +
-             b"\0" * 16 + struct.pack("<Q", 0) + key + value)
-    return frame(1, name(namespace) + entry, 1, request_id=request_id)
+    return frame(1, name(namespace) + put_entry(key, value), 1, request_id=request_id)
 
 
 def get_frame(namespace, key, request_id):
-    entry = struct.pack("<IIQQ", len(key), 0, 1 << 20, 0) + b"\0" * 16 + key
-    return frame(2, name(namespace) + entry, 1, request_id=request_id)
-
-
-def receive_exactly(sock, length):
-    data = b""
-    while len(data) < length:
-        piece = sock.recv(length - len(data))
-        if not piece:
-            raise ConnectionError("closed")
-        data += piece
-    return data
-
-
-def read_frame(sock):
-    """(opcode, request id, count, status, body) of one response frame."""
-    header = receive_exactly(sock, 32)
-    magic, version, opcode, _flags, request_id, length, count, status = struct.unpack(
-        "<4sBBHQQIi", header)
-    assert magic == b"STRN" and version == 1
-    return opcode, request_id, count, status, receive_exactly(sock, length)
-
-
-def closed_by_server(sock):
-    sock.settimeout(10 * SLOW)
-    try:
-        return sock.recv(1) == b""
-    except ConnectionResetError:
-        return True
-
-
-def raw(server):
-    return socket.create_connection(("127.0.0.1", server.native_port), timeout=30 * SLOW)
-
-
-def metric(server, name_):
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics",
-                                timeout=30 * SLOW) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name_ + " "):
-                return float(line.split()[1])
-    raise AssertionError(f"{name_} not in /metrics")
+    return frame(2, name(namespace) + get_entry(key), 1, request_id=request_id)
 
 
 # ---- AUTH ------------------------------------------------------------------------------
@@ -144,7 +82,7 @@ def test_c_library_authenticates(server):
 
 
 def test_a_frame_before_auth_is_refused_and_the_connection_closed(server):
-    for first in (get_frame(b"a", b"greeting", 2), frame(0, name(), 0, request_id=2)):
+    for first in (get_frame(b"a", b"greeting", 2), frame(0, name(b""), 0, request_id=2)):
         with raw(server) as sock:
             sock.sendall(first + get_frame(b"a", b"greeting", 3))
             _opcode, request_id, count, status, message = read_frame(sock)

@@ -14,28 +14,12 @@ import time
 import pytest
 import redis
 
-from conftest import BINARY, SLOW, Server
+from conftest import BINARY, SLOW, Server, hash_passwords, write_users_file
 from resp import Connection, Error, Map, Null
 
 NOAUTH = "NOAUTH Authentication required."
 WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
 NOPERM_KEY = "NOPERM No permissions to access a key"
-
-
-def hash_passwords(*passwords):
-    """The users-file rules (#HASH) of PASSWORDS, from strata-server --hash-password,
-    computed in parallel."""
-    processes = [subprocess.Popen([BINARY, "--hash-password"], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for _ in passwords]
-    rules = []
-    for process, password in zip(processes, passwords):
-        out, err = process.communicate(password.encode() + b"\n", timeout=60 * SLOW)
-        assert process.returncode == 0, err
-        rule = out.decode().strip()
-        assert rule.startswith("#$argon2id$")
-        rules.append(rule)
-    return rules
 
 
 def raw(server, source=None):
@@ -205,10 +189,7 @@ def users_text(hashes):
 
 def users_server_with(directory, text):
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, "users")
-    with open(path, "w") as users:
-        users.write(text)
-    os.chmod(path, 0o600)
+    path = write_users_file(os.path.join(directory, "users"), text)
     return Server(directory, "--memory", "64mb", "--users", path), path
 
 

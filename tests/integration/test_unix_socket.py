@@ -13,12 +13,11 @@ import time
 import pytest
 import redis
 
-from conftest import BINARY, ROOT, SANITIZED, SLOW, Server
+from conftest import BINARY, ROOT, SLOW, Server, write_users_file
+from native_wire import C_TESTS, frame, get_entry, name, read_frame, receive_exactly
 
 sys.path.insert(0, os.path.join(ROOT, "client", "python"))
 import strata  # noqa: E402
-
-C_TESTS = os.path.join(ROOT, "build/asan" if SANITIZED else "build", "tests", "test_libstrata")
 
 
 @pytest.fixture(scope="module")
@@ -31,30 +30,12 @@ def server(tmp_path_factory):
     instance.stop()
 
 
-def frame(opcode, body, count, request_id=7):
-    return (b"STRN" + bytes([1, opcode, 0, 0]) +
-            struct.pack("<QQIi", request_id, len(body), count, 0) + body)
-
-
-def name(namespace=b""):
-    return struct.pack("<H", len(namespace)) + namespace
-
-
 def ping_frame(request_id=7):
-    return frame(0, name(), 0, request_id)
+    return frame(0, name(b""), 0, request_id=request_id)
 
 
 def shm_frame(size, reserved=0):
-    return frame(9, name() + struct.pack("<QQ", reserved, size), 1)
-
-
-def read_frame(sock):
-    """(opcode, request id, count, status, body) of one response frame."""
-    header = receive_exactly(sock, 32)
-    magic, version, opcode, _flags, request_id, length, count, status = struct.unpack(
-        "<4sBBHQQIi", header)
-    assert magic == b"STRN" and version == 1
-    return opcode, request_id, count, status, receive_exactly(sock, length)
+    return frame(9, name(b"") + struct.pack("<QQ", reserved, size), 1)
 
 
 def memfd(size, seals=fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW):
@@ -70,16 +51,6 @@ def unix_connection(path):
     sock.settimeout(30 * SLOW)
     sock.connect(path)
     return sock
-
-
-def receive_exactly(sock, length):
-    data = b""
-    while len(data) < length:
-        piece = sock.recv(length - len(data))
-        if not piece:
-            raise ConnectionError("closed")
-        data += piece
-    return data
 
 
 def test_the_socket_file_is_a_socket_of_mode_0660(server):
@@ -173,12 +144,11 @@ def test_bad_socket_options_are_refused(server, tmp_path, arguments, message):
 
 
 def test_users_known_by_their_peer_uid(start_server, tmp_path):
-    users = tmp_path / "users"
-    users.write_text(f"user default off\n"
-                     f"user local on uid:{os.getuid()} namespace:a=read,write "
-                     f"namespace:default=read\n"
-                     f"user elsewhere on uid:{os.getuid() + 4242} namespace:*=all\n")
-    users.chmod(0o600)
+    users = write_users_file(tmp_path / "users",
+                             f"user default off\n"
+                             f"user local on uid:{os.getuid()} namespace:a=read,write "
+                             f"namespace:default=read\n"
+                             f"user elsewhere on uid:{os.getuid() + 4242} namespace:*=all\n")
     path = str(tmp_path / "peer.sock")
     instance = start_server("--memory", "64mb", "--ssd-size", "0", "--namespaces", "a=8mb,b=8mb",
                             "--users", users, "--unix-socket", path)
@@ -282,7 +252,7 @@ def test_descriptors_that_are_not_a_sealed_memfd_are_refused(server, tmp_path):
             assert read_frame(sock)[3] == 0
             sock.sendall(frame(1, name(b"default") + put, 1))
             assert read_frame(sock)[4] == struct.pack("<i", 0)
-            get = struct.pack("<IIQQ", 9, 16, 1 << 19, 4096) + b"\0" * 16 + b"shm/never"
+            get = get_entry(b"shm/never", capacity=1 << 19, flags=16, offset=4096)
             sock.sendall(frame(2, name(b"default") + get, 1))
             _opcode, _request, _count, status, body = read_frame(sock)
             assert status == 0 and struct.unpack("<iIQ", body) == (
