@@ -38,11 +38,14 @@ class Server:
     """One strata-server process. Options are command-line arguments."""
 
     def __init__(self, directory, *arguments, port=0, http_port=0, native_port=0, binary=None,
-                 environment=None, wait_ready=True):
+                 environment=None, wait_ready=True, prefix=()):
+        """PREFIX: a command that runs the server, as in `unshare ... -- sh -c 'exec "$@"'`,
+        which must exec it (the process is then the server's)."""
         self.directory = str(directory)
         os.makedirs(self.directory, exist_ok=True)
         self.log_path = os.path.join(self.directory, "server.log")
         self.arguments = [
+            *prefix,
             binary or BINARY,
             "--port", str(port),
             "--http-port", str(http_port),
@@ -186,6 +189,23 @@ def metric(server, name, headers=None):
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"{name} not in /metrics")
+
+
+INSTALL_PREFIX = "/usr/local"
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory):
+    """DESTDIR root of `make install PREFIX=/usr/local`, made once per session and shared
+    by test_install.py and test_docs.py (release suite only: both skip under sanitizers)."""
+    root = tmp_path_factory.mktemp("destdir")
+    # A make that runs this test must not hand its jobserver or flags to this one.
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    command = ["make", "-s", "-C", ROOT, "install", f"DESTDIR={root}", f"PREFIX={INSTALL_PREFIX}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    assert result.returncode == 0, f"{command}: {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return root
 
 
 @pytest.fixture(scope="module")

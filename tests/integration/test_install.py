@@ -19,7 +19,6 @@ from conftest import ROOT, SANITIZED, Server
 pytestmark = pytest.mark.skipif(SANITIZED, reason="installs the release build; the release "
                                 "suite runs it, the sanitizer suites need not repeat it")
 
-PREFIX = "/usr/local"
 PYTHON = "/usr/bin/python3"
 
 C_PROGRAM = r"""
@@ -70,18 +69,6 @@ def run(command, **options):
     result = subprocess.run(command, capture_output=True, text=True, **options)
     assert result.returncode == 0, f"{command}: {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """DESTDIR root of `make install PREFIX=/usr/local`."""
-    root = tmp_path_factory.mktemp("destdir")
-    # A make that runs this test must not hand its jobserver or flags to this one.
-    environment = {k: v for k, v in os.environ.items()
-                   if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
-    run(["make", "-s", "-C", ROOT, "install", f"DESTDIR={root}", f"PREFIX={PREFIX}"],
-        env=environment)
-    return root
 
 
 @pytest.fixture(scope="module")
