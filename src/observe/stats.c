@@ -51,6 +51,13 @@ struct history_sample {
     double flash_write_bytes_per_second;
     double latency_p50_us; /* over the requests of every protocol in the second */
     double latency_p99_us;
+    /* The same over each protocol's requests (http: S3 included). */
+    double resp_latency_p50_us;
+    double resp_latency_p99_us;
+    double http_latency_p50_us;
+    double http_latency_p99_us;
+    double native_latency_p50_us;
+    double native_latency_p99_us;
 };
 
 /* Counter totals at the previous history sample, to turn into per-second figures. */
@@ -58,7 +65,8 @@ struct history_totals {
     int64_t time_ms;
     int64_t hits, misses, resp_commands, http_requests, native_requests, native_keys, input, output,
         flash_read, flash_written;
-    struct histogram_reading latency;
+    struct histogram_reading latency; /* every protocol's */
+    struct histogram_reading resp_latency, http_latency, native_latency;
 };
 
 struct stats {
@@ -261,22 +269,57 @@ int stats_section_bit(const char *name, size_t length) {
 
 /* ---- sampling -------------------------------------------------------------------- */
 
-/* The latency histograms of every protocol's requests added together: the Redis
- * protocol's command classes, HTTP requests (S3 included) and native frames. */
-static void read_all_request_latency(struct histogram_reading *total) {
-    memset(total, 0, sizeof(*total));
-    const char *classes[] = {"command_read", "command_write", "command_other", "http_request",
-                             "native_request"};
-    for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
-        histogram_id id = histogram_find(classes[i]);
-        if (id < 0) continue;
-        struct histogram_reading reading;
-        metric_read_histogram(id, &reading);
+/* Adds the reading of the histogram called NAME (if some module declared it) into TOTAL. */
+static void add_histogram(const char *name, struct histogram_reading *total) {
+    histogram_id id = histogram_find(name);
+    if (id < 0) return;
+    struct histogram_reading reading;
+    metric_read_histogram(id, &reading);
+    for (int bucket = 0; bucket < HISTOGRAM_BUCKETS; bucket++)
+        total->counts[bucket] += reading.counts[bucket];
+    total->count += reading.count;
+    total->sum_ns += reading.sum_ns;
+}
+
+/* Reads the request latency histograms into TOTALS: each protocol's (the Redis protocol's
+ * command classes together; HTTP requests, S3 included; native frames), and all of them
+ * added together. */
+static void read_request_latency(struct history_totals *totals) {
+    memset(&totals->resp_latency, 0, sizeof(totals->resp_latency));
+    memset(&totals->http_latency, 0, sizeof(totals->http_latency));
+    memset(&totals->native_latency, 0, sizeof(totals->native_latency));
+    memset(&totals->latency, 0, sizeof(totals->latency));
+    add_histogram("command_read", &totals->resp_latency);
+    add_histogram("command_write", &totals->resp_latency);
+    add_histogram("command_other", &totals->resp_latency);
+    add_histogram("http_request", &totals->http_latency);
+    add_histogram("native_request", &totals->native_latency);
+    const struct histogram_reading *each[] = {&totals->resp_latency, &totals->http_latency,
+                                              &totals->native_latency};
+    for (size_t i = 0; i < sizeof(each) / sizeof(each[0]); i++) {
         for (int bucket = 0; bucket < HISTOGRAM_BUCKETS; bucket++)
-            total->counts[bucket] += reading.counts[bucket];
-        total->count += reading.count;
-        total->sum_ns += reading.sum_ns;
+            totals->latency.counts[bucket] += each[i]->counts[bucket];
+        totals->latency.count += each[i]->count;
+        totals->latency.sum_ns += each[i]->sum_ns;
     }
+}
+
+/* Sets *P50 and *P99 to the quantiles, in microseconds, of the requests a histogram
+ * counted between the readings BEFORE and NOW; leaves them alone (NAN) when there were
+ * none. A bucket that went down (CONFIG RESETSTAT in between) counts as empty. */
+static void interval_latency(const struct histogram_reading *now,
+                             const struct histogram_reading *before, double *p50, double *p99) {
+    struct histogram_reading interval;
+    interval.count = 0;
+    interval.sum_ns = now->sum_ns - before->sum_ns;
+    for (int bucket = 0; bucket < HISTOGRAM_BUCKETS; bucket++) {
+        interval.counts[bucket] = now->counts[bucket] - before->counts[bucket];
+        if (interval.counts[bucket] < 0) interval.counts[bucket] = 0;
+        interval.count += interval.counts[bucket];
+    }
+    if (interval.count == 0) return; /* no requests: no latency to show */
+    *p50 = histogram_quantile_us(&interval, 0.50);
+    *p99 = histogram_quantile_us(&interval, 0.99);
 }
 
 /* Requests answered so far, every protocol: Redis protocol commands, HTTP requests (S3
@@ -347,7 +390,7 @@ static void record_history(struct stats *stats) {
     now.native_keys = metric_read_named("native_keys");
     now.input = metric_read_named("net_input_bytes");
     now.output = metric_read_named("net_output_bytes");
-    read_all_request_latency(&now.latency);
+    read_request_latency(&now);
     struct store_stats store;
     store_get_stats(stats->environment.store, &store);
     struct flash_stats flash;
@@ -378,6 +421,12 @@ static void record_history(struct stats *stats) {
     sample->flash_write_bytes_per_second = NAN;
     sample->latency_p50_us = NAN;
     sample->latency_p99_us = NAN;
+    sample->resp_latency_p50_us = NAN;
+    sample->resp_latency_p99_us = NAN;
+    sample->http_latency_p50_us = NAN;
+    sample->http_latency_p99_us = NAN;
+    sample->native_latency_p50_us = NAN;
+    sample->native_latency_p99_us = NAN;
     if (stats->have_previous && seconds > 0) {
         int64_t hits = now.hits - before->hits, misses = now.misses - before->misses;
         if (hits + misses > 0) sample->hit_ratio = (double)hits / (double)(hits + misses);
@@ -397,18 +446,14 @@ static void record_history(struct stats *stats) {
             per_second(now.flash_read, before->flash_read, seconds);
         sample->flash_write_bytes_per_second =
             per_second(now.flash_written, before->flash_written, seconds);
-        struct histogram_reading interval;
-        interval.count = 0;
-        interval.sum_ns = now.latency.sum_ns - before->latency.sum_ns;
-        for (int bucket = 0; bucket < HISTOGRAM_BUCKETS; bucket++) {
-            interval.counts[bucket] = now.latency.counts[bucket] - before->latency.counts[bucket];
-            if (interval.counts[bucket] < 0) interval.counts[bucket] = 0; /* after RESETSTAT */
-            interval.count += interval.counts[bucket];
-        }
-        if (interval.count > 0) { /* no commands: no latency to show */
-            sample->latency_p50_us = histogram_quantile_us(&interval, 0.50);
-            sample->latency_p99_us = histogram_quantile_us(&interval, 0.99);
-        }
+        interval_latency(&now.latency, &before->latency, &sample->latency_p50_us,
+                         &sample->latency_p99_us);
+        interval_latency(&now.resp_latency, &before->resp_latency, &sample->resp_latency_p50_us,
+                         &sample->resp_latency_p99_us);
+        interval_latency(&now.http_latency, &before->http_latency, &sample->http_latency_p50_us,
+                         &sample->http_latency_p99_us);
+        interval_latency(&now.native_latency, &before->native_latency,
+                         &sample->native_latency_p50_us, &sample->native_latency_p99_us);
     }
     stats->previous = now;
     stats->have_previous = true;
@@ -974,6 +1019,12 @@ void stats_history_json(struct stats *stats, struct byte_buffer *text) {
          offsetof(struct history_sample, flash_write_bytes_per_second)},
         {"latency_p50_us", offsetof(struct history_sample, latency_p50_us)},
         {"latency_p99_us", offsetof(struct history_sample, latency_p99_us)},
+        {"resp_latency_p50_us", offsetof(struct history_sample, resp_latency_p50_us)},
+        {"resp_latency_p99_us", offsetof(struct history_sample, resp_latency_p99_us)},
+        {"http_latency_p50_us", offsetof(struct history_sample, http_latency_p50_us)},
+        {"http_latency_p99_us", offsetof(struct history_sample, http_latency_p99_us)},
+        {"native_latency_p50_us", offsetof(struct history_sample, native_latency_p50_us)},
+        {"native_latency_p99_us", offsetof(struct history_sample, native_latency_p99_us)},
     };
     for (size_t i = 0; i < sizeof(series) / sizeof(series[0]); i++) {
         if (i > 0) byte_buffer_append_text(text, ",");
