@@ -33,20 +33,40 @@ struct history_sample {
     int64_t time_ms; /* Unix time */
     double dram_used;
     double dram_budget;
-    double dram_items;
-    double hit_ratio; /* hits / lookups in the second, or NAN when there were none */
+    double dram_items; /* keys whose value is in DRAM (flash-only keys left out) */
+    double flash_used; /* bytes of segment files; 0 (and capacity 0) without a flash tier */
+    double flash_capacity;
+    double flash_items; /* keys whose value is only on flash */
+    double hit_ratio;   /* hits / lookups in the second, or NAN when there were none */
+    /* Requests of every protocol (RESP commands, HTTP and S3 requests, native frames),
+     * then each protocol's, and the keys the native frames named. */
     double operations_per_second;
+    double resp_commands_per_second;
+    double http_requests_per_second;
+    double native_requests_per_second;
+    double native_keys_per_second;
     double input_bytes_per_second;
     double output_bytes_per_second;
-    double latency_p50_us;
+    double flash_read_bytes_per_second;
+    double flash_write_bytes_per_second;
+    double latency_p50_us; /* over the requests of every protocol in the second */
     double latency_p99_us;
+    /* The same over each protocol's requests (http: S3 included). */
+    double resp_latency_p50_us;
+    double resp_latency_p99_us;
+    double http_latency_p50_us;
+    double http_latency_p99_us;
+    double native_latency_p50_us;
+    double native_latency_p99_us;
 };
 
 /* Counter totals at the previous history sample, to turn into per-second figures. */
 struct history_totals {
     int64_t time_ms;
-    int64_t hits, misses, operations, input, output;
-    struct histogram_reading latency;
+    int64_t hits, misses, resp_commands, http_requests, native_requests, native_keys, input, output,
+        flash_read, flash_written;
+    struct histogram_reading latency; /* every protocol's */
+    struct histogram_reading resp_latency, http_latency, native_latency;
 };
 
 struct stats {
@@ -57,6 +77,7 @@ struct stats {
     pthread_mutex_t lock;          /* guards everything below */
     int64_t fast_times[FAST_SAMPLES];
     int64_t fast_commands[FAST_SAMPLES];
+    int64_t fast_requests[FAST_SAMPLES]; /* every protocol's (all_requests()) */
     int64_t fast_input[FAST_SAMPLES];
     int64_t fast_output[FAST_SAMPLES];
     int fast_next;
@@ -86,6 +107,7 @@ struct stats_snapshot {
     const struct options *options;
     double resident_bytes;
     double commands_per_second;
+    double requests_per_second; /* every protocol */
     double input_bytes_per_second;
     double output_bytes_per_second;
     int64_t uptime_seconds;
@@ -247,20 +269,64 @@ int stats_section_bit(const char *name, size_t length) {
 
 /* ---- sampling -------------------------------------------------------------------- */
 
-/* The latency histograms of all command classes added together. */
-static void read_all_command_latency(struct histogram_reading *total) {
-    memset(total, 0, sizeof(*total));
-    const char *classes[] = {"command_read", "command_write", "command_other"};
-    for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
-        histogram_id id = histogram_find(classes[i]);
-        if (id < 0) continue;
-        struct histogram_reading reading;
-        metric_read_histogram(id, &reading);
+/* Adds the reading of the histogram called NAME (if some module declared it) into TOTAL. */
+static void add_histogram(const char *name, struct histogram_reading *total) {
+    histogram_id id = histogram_find(name);
+    if (id < 0) return;
+    struct histogram_reading reading;
+    metric_read_histogram(id, &reading);
+    for (int bucket = 0; bucket < HISTOGRAM_BUCKETS; bucket++)
+        total->counts[bucket] += reading.counts[bucket];
+    total->count += reading.count;
+    total->sum_ns += reading.sum_ns;
+}
+
+/* Reads the request latency histograms into TOTALS: each protocol's (the Redis protocol's
+ * command classes together; HTTP requests, S3 included; native frames), and all of them
+ * added together. */
+static void read_request_latency(struct history_totals *totals) {
+    memset(&totals->resp_latency, 0, sizeof(totals->resp_latency));
+    memset(&totals->http_latency, 0, sizeof(totals->http_latency));
+    memset(&totals->native_latency, 0, sizeof(totals->native_latency));
+    memset(&totals->latency, 0, sizeof(totals->latency));
+    add_histogram("command_read", &totals->resp_latency);
+    add_histogram("command_write", &totals->resp_latency);
+    add_histogram("command_other", &totals->resp_latency);
+    add_histogram("http_request", &totals->http_latency);
+    add_histogram("native_request", &totals->native_latency);
+    const struct histogram_reading *each[] = {&totals->resp_latency, &totals->http_latency,
+                                              &totals->native_latency};
+    for (size_t i = 0; i < sizeof(each) / sizeof(each[0]); i++) {
         for (int bucket = 0; bucket < HISTOGRAM_BUCKETS; bucket++)
-            total->counts[bucket] += reading.counts[bucket];
-        total->count += reading.count;
-        total->sum_ns += reading.sum_ns;
+            totals->latency.counts[bucket] += each[i]->counts[bucket];
+        totals->latency.count += each[i]->count;
+        totals->latency.sum_ns += each[i]->sum_ns;
     }
+}
+
+/* Sets *P50 and *P99 to the quantiles, in microseconds, of the requests a histogram
+ * counted between the readings BEFORE and NOW; leaves them alone (NAN) when there were
+ * none. A bucket that went down (CONFIG RESETSTAT in between) counts as empty. */
+static void interval_latency(const struct histogram_reading *now,
+                             const struct histogram_reading *before, double *p50, double *p99) {
+    struct histogram_reading interval;
+    interval.count = 0;
+    interval.sum_ns = now->sum_ns - before->sum_ns;
+    for (int bucket = 0; bucket < HISTOGRAM_BUCKETS; bucket++) {
+        interval.counts[bucket] = now->counts[bucket] - before->counts[bucket];
+        if (interval.counts[bucket] < 0) interval.counts[bucket] = 0;
+        interval.count += interval.counts[bucket];
+    }
+    if (interval.count == 0) return; /* no requests: no latency to show */
+    *p50 = histogram_quantile_us(&interval, 0.50);
+    *p99 = histogram_quantile_us(&interval, 0.99);
+}
+
+/* Requests answered so far, every protocol: Redis protocol commands, HTTP requests (S3
+ * included) and native-protocol frames. */
+static int64_t all_requests(void) {
+    return metric_read_named("commands_processed") + metric_read_named("http_requests") +
+           metric_read_named("native_requests");
 }
 
 /* Takes and lets go of STATS->lock, recording the holder for the rule checks. */
@@ -303,6 +369,12 @@ void stats_read_store_counters(const struct stats *stats, struct store_stats *to
     read_all_stores(stats, total);
 }
 
+/* The rate of a counter that went from BEFORE to NOW in SECONDS (> 0); 0 when it went
+ * down (CONFIG RESETSTAT started it again). */
+static double per_second(int64_t now, int64_t before, double seconds) {
+    return now >= before ? (double)(now - before) / seconds : 0;
+}
+
 /* Adds one second to the history. Caller holds stats->lock. */
 static void record_history(struct stats *stats) {
     STRATA_ASSERT(check_held(&stats->lock_owner));
@@ -312,12 +384,19 @@ static void record_history(struct stats *stats) {
     read_all_stores(stats, &all);
     now.hits = (int64_t)all.hits;
     now.misses = (int64_t)all.misses;
-    now.operations = metric_read_named("commands_processed") + metric_read_named("http_requests");
+    now.resp_commands = metric_read_named("commands_processed");
+    now.http_requests = metric_read_named("http_requests");
+    now.native_requests = metric_read_named("native_requests");
+    now.native_keys = metric_read_named("native_keys");
     now.input = metric_read_named("net_input_bytes");
     now.output = metric_read_named("net_output_bytes");
-    read_all_command_latency(&now.latency);
+    read_request_latency(&now);
     struct store_stats store;
     store_get_stats(stats->environment.store, &store);
+    struct flash_stats flash;
+    store_get_flash_stats(stats->environment.store, &flash);
+    now.flash_read = (int64_t)flash.bytes_read;
+    now.flash_written = (int64_t)flash.bytes_written;
 
     const struct history_totals *before = &stats->previous;
     double seconds = stats->have_previous ? (double)(now.time_ms - before->time_ms) / 1000.0 : 0;
@@ -326,31 +405,55 @@ static void record_history(struct stats *stats) {
     sample->time_ms = now.time_ms;
     sample->dram_used = (double)store.used;
     sample->dram_budget = (double)store.budget;
-    sample->dram_items = (double)store.items;
+    sample->dram_items = store.items > flash.items ? (double)(store.items - flash.items) : 0;
+    sample->flash_used = (double)flash.used;
+    sample->flash_capacity = (double)flash.capacity;
+    sample->flash_items = (double)flash.items;
     sample->hit_ratio = NAN; /* unknown until there is an interval to measure */
     sample->operations_per_second = NAN;
+    sample->resp_commands_per_second = NAN;
+    sample->http_requests_per_second = NAN;
+    sample->native_requests_per_second = NAN;
+    sample->native_keys_per_second = NAN;
     sample->input_bytes_per_second = NAN;
     sample->output_bytes_per_second = NAN;
+    sample->flash_read_bytes_per_second = NAN;
+    sample->flash_write_bytes_per_second = NAN;
     sample->latency_p50_us = NAN;
     sample->latency_p99_us = NAN;
+    sample->resp_latency_p50_us = NAN;
+    sample->resp_latency_p99_us = NAN;
+    sample->http_latency_p50_us = NAN;
+    sample->http_latency_p99_us = NAN;
+    sample->native_latency_p50_us = NAN;
+    sample->native_latency_p99_us = NAN;
     if (stats->have_previous && seconds > 0) {
         int64_t hits = now.hits - before->hits, misses = now.misses - before->misses;
         if (hits + misses > 0) sample->hit_ratio = (double)hits / (double)(hits + misses);
-        sample->operations_per_second = (double)(now.operations - before->operations) / seconds;
-        sample->input_bytes_per_second = (double)(now.input - before->input) / seconds;
-        sample->output_bytes_per_second = (double)(now.output - before->output) / seconds;
-        struct histogram_reading interval;
-        interval.count = 0;
-        interval.sum_ns = now.latency.sum_ns - before->latency.sum_ns;
-        for (int bucket = 0; bucket < HISTOGRAM_BUCKETS; bucket++) {
-            interval.counts[bucket] = now.latency.counts[bucket] - before->latency.counts[bucket];
-            if (interval.counts[bucket] < 0) interval.counts[bucket] = 0; /* after RESETSTAT */
-            interval.count += interval.counts[bucket];
-        }
-        if (interval.count > 0) { /* no commands: no latency to show */
-            sample->latency_p50_us = histogram_quantile_us(&interval, 0.50);
-            sample->latency_p99_us = histogram_quantile_us(&interval, 0.99);
-        }
+        sample->resp_commands_per_second =
+            per_second(now.resp_commands, before->resp_commands, seconds);
+        sample->http_requests_per_second =
+            per_second(now.http_requests, before->http_requests, seconds);
+        sample->native_requests_per_second =
+            per_second(now.native_requests, before->native_requests, seconds);
+        sample->native_keys_per_second = per_second(now.native_keys, before->native_keys, seconds);
+        sample->operations_per_second = sample->resp_commands_per_second +
+                                        sample->http_requests_per_second +
+                                        sample->native_requests_per_second;
+        sample->input_bytes_per_second = per_second(now.input, before->input, seconds);
+        sample->output_bytes_per_second = per_second(now.output, before->output, seconds);
+        sample->flash_read_bytes_per_second =
+            per_second(now.flash_read, before->flash_read, seconds);
+        sample->flash_write_bytes_per_second =
+            per_second(now.flash_written, before->flash_written, seconds);
+        interval_latency(&now.latency, &before->latency, &sample->latency_p50_us,
+                         &sample->latency_p99_us);
+        interval_latency(&now.resp_latency, &before->resp_latency, &sample->resp_latency_p50_us,
+                         &sample->resp_latency_p99_us);
+        interval_latency(&now.http_latency, &before->http_latency, &sample->http_latency_p50_us,
+                         &sample->http_latency_p99_us);
+        interval_latency(&now.native_latency, &before->native_latency,
+                         &sample->native_latency_p50_us, &sample->native_latency_p99_us);
     }
     stats->previous = now;
     stats->have_previous = true;
@@ -363,6 +466,7 @@ void stats_sample(struct stats *stats) {
     int slot = stats->fast_next;
     stats->fast_times[slot] = clock_monotonic_ms();
     stats->fast_commands[slot] = metric_read_named("commands_processed");
+    stats->fast_requests[slot] = all_requests();
     stats->fast_input[slot] = metric_read_named("net_input_bytes");
     stats->fast_output[slot] = metric_read_named("net_output_bytes");
     stats->fast_next = (slot + 1) % FAST_SAMPLES;
@@ -410,6 +514,7 @@ static void take_snapshot(struct stats *stats, struct stats_snapshot *snapshot) 
     snapshot->resident_bytes = resident_bytes();
     lock_stats(stats);
     snapshot->commands_per_second = fast_rate(stats, stats->fast_commands);
+    snapshot->requests_per_second = fast_rate(stats, stats->fast_requests);
     snapshot->input_bytes_per_second = fast_rate(stats, stats->fast_input);
     snapshot->output_bytes_per_second = fast_rate(stats, stats->fast_output);
     unlock_stats(stats);
@@ -897,12 +1002,29 @@ void stats_history_json(struct stats *stats, struct byte_buffer *text) {
         {"dram_used", offsetof(struct history_sample, dram_used)},
         {"dram_budget", offsetof(struct history_sample, dram_budget)},
         {"dram_items", offsetof(struct history_sample, dram_items)},
+        {"flash_used", offsetof(struct history_sample, flash_used)},
+        {"flash_capacity", offsetof(struct history_sample, flash_capacity)},
+        {"flash_items", offsetof(struct history_sample, flash_items)},
         {"hit_ratio", offsetof(struct history_sample, hit_ratio)},
         {"operations_per_second", offsetof(struct history_sample, operations_per_second)},
+        {"resp_commands_per_second", offsetof(struct history_sample, resp_commands_per_second)},
+        {"http_requests_per_second", offsetof(struct history_sample, http_requests_per_second)},
+        {"native_requests_per_second", offsetof(struct history_sample, native_requests_per_second)},
+        {"native_keys_per_second", offsetof(struct history_sample, native_keys_per_second)},
         {"input_bytes_per_second", offsetof(struct history_sample, input_bytes_per_second)},
         {"output_bytes_per_second", offsetof(struct history_sample, output_bytes_per_second)},
+        {"flash_read_bytes_per_second",
+         offsetof(struct history_sample, flash_read_bytes_per_second)},
+        {"flash_write_bytes_per_second",
+         offsetof(struct history_sample, flash_write_bytes_per_second)},
         {"latency_p50_us", offsetof(struct history_sample, latency_p50_us)},
         {"latency_p99_us", offsetof(struct history_sample, latency_p99_us)},
+        {"resp_latency_p50_us", offsetof(struct history_sample, resp_latency_p50_us)},
+        {"resp_latency_p99_us", offsetof(struct history_sample, resp_latency_p99_us)},
+        {"http_latency_p50_us", offsetof(struct history_sample, http_latency_p50_us)},
+        {"http_latency_p99_us", offsetof(struct history_sample, http_latency_p99_us)},
+        {"native_latency_p50_us", offsetof(struct history_sample, native_latency_p50_us)},
+        {"native_latency_p99_us", offsetof(struct history_sample, native_latency_p99_us)},
     };
     for (size_t i = 0; i < sizeof(series) / sizeof(series[0]); i++) {
         if (i > 0) byte_buffer_append_text(text, ",");

@@ -30,7 +30,7 @@ struct fuzz_world *fuzz_world(void) {
         options_declare(&resp_options) != 0 || options_declare(&http_options) != 0 ||
         options_declare(&native_options) != 0 || metrics_declare(&net_metrics) != 0 ||
         metrics_declare(&access_metrics) != 0 || metrics_declare(&resp_metrics) != 0 ||
-        metrics_declare(&http_metrics) != 0)
+        metrics_declare(&http_metrics) != 0 || metrics_declare(&native_metrics) != 0)
         abort();
     if (options_init(&world.options) != 0) abort();
     /* Small limits, so that oversized values and requests are reached quickly. */

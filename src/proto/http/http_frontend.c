@@ -20,8 +20,16 @@ static void teardown(void *state) {
 
 static void *session_open(void *state, const struct net_connection_info *info,
                           struct output_queue *output) {
-    return http_session_open(state, info->id, info->peer, output, net_resume_callback,
-                             info->connection);
+    void *session = http_session_open(state, info->id, info->peer, output, net_resume_callback,
+                                      info->connection);
+    if (session != NULL) metric_add(HTTP_METRIC(http_clients_connected), 1);
+    return session;
+}
+
+/* net_handler.close: the session ends with its connection (counted in session_open). */
+static void session_close(void *session) {
+    metric_add(HTTP_METRIC(http_clients_connected), -1);
+    http_session_close(session);
 }
 
 static enum net_action session_data(void *session, const unsigned char *data, size_t length,
@@ -49,7 +57,7 @@ const struct frontend http_frontend = {
             .direct_filled = http_session_direct_filled,
             .tick = session_tick,
             .wants_close = http_session_wants_close,
-            .close = http_session_close,
+            .close = session_close,
             .refusal = http_refusal,
         },
 };

@@ -19,6 +19,7 @@
 #include "net/net.h"
 #include "proto/native/native_internal.h"
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "engine/namespaces.h"
 
@@ -41,6 +42,30 @@ struct option_group native_options = {
     .count = sizeof(native_option_definitions) / sizeof(native_option_definitions[0]),
 };
 
+static const struct metric_definition native_metric_definitions[] = {
+#define METRIC METRIC_DEFINITION
+#define HISTOGRAM(...)
+#include "proto/native/native_metrics.def"
+#undef HISTOGRAM
+#undef METRIC
+    {NULL, METRIC_COUNTER, NULL},
+};
+
+static const struct histogram_definition native_histogram_definitions[] = {
+#define METRIC(...)
+#define HISTOGRAM HISTOGRAM_DEFINITION
+#include "proto/native/native_metrics.def"
+#undef HISTOGRAM
+#undef METRIC
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+struct metric_group native_metrics = {
+    .name = "native",
+    .metrics = native_metric_definitions,
+    .histograms = native_histogram_definitions,
+};
+
 /* Most entries one frame may carry. */
 #define MAX_FRAME_ENTRIES (1u << 20)
 /* Longest pin lease: an hour. */
@@ -58,6 +83,16 @@ const unsigned char native_refusal[] = "STRN\x01\x00\x00\x00"              /* ma
 static_assert(sizeof(native_refusal) - 1 == NATIVE_REFUSAL_LENGTH, "NATIVE_REFUSAL_LENGTH");
 
 /* ---- replies ------------------------------------------------------------------- */
+
+/* Counts the frame being answered (native_requests, and native_keys for the keys its
+ * entries named, KEYS) and the time since its header arrived. Called once per answer,
+ * error answers included, just before the answer is queued. */
+static void count_answer(struct native_session *session, uint32_t keys) {
+    metric_add(NATIVE_METRIC(native_requests), 1);
+    if (keys > 0) metric_add(NATIVE_METRIC(native_keys), keys);
+    int64_t started = session->frame_started_ns ? session->frame_started_ns : clock_monotonic_ns();
+    metric_observe(NATIVE_HISTOGRAM(native_request), clock_monotonic_ns() - started);
+}
 
 /* Writes a response frame header (STRATA_FRAME_HEADER_SIZE bytes) into HEADER. */
 static void write_frame_header(unsigned char *header, uint8_t opcode, uint64_t request_id,
@@ -86,6 +121,7 @@ static void drop_results(struct native_session *session);
 /* Answers with an error and stops trusting the stream. Returns true (close). */
 static bool fail_stream(struct native_session *session, int32_t status, const char *message) {
     drop_results(session);
+    count_answer(session, 0);
     reply_error(session, status, message);
     log_event(LOG_WARNING, "protocol_error", "protocol=native client=%s error=\"%s\"",
               session->peer, message);
@@ -96,6 +132,7 @@ static bool fail_stream(struct native_session *session, int32_t status, const ch
 /* Answers with an error and skips the rest of the body; the connection goes on. */
 static void fail_frame(struct native_session *session, int32_t status, const char *message) {
     drop_results(session);
+    count_answer(session, 0);
     reply_error(session, status, message);
     session->skip_remaining = session->body_remaining;
     session->body_remaining = 0;
@@ -294,6 +331,10 @@ void native_finish_frame(struct native_session *session) {
         session->frame_waiting = true; /* finish_read() answers it; no input meanwhile */
         return;
     }
+    uint8_t opcode = session->opcode;
+    bool keyed =
+        opcode != STRATA_OP_PING && opcode != STRATA_OP_AUTH && opcode != STRATA_OP_SHM_REGISTER;
+    count_answer(session, keyed ? session->count : 0);
     reply_results(session);
     session->results_live = false; /* reply_results() took every item */
     session->phase = PHASE_HEADER;
@@ -318,6 +359,7 @@ bool native_next_entry(struct native_session *session) {
  * version, opcode and lengths, and starts the frame. Returns true to close the
  * connection (the frame cannot be parsed past), false to go on. */
 static bool on_header(struct native_session *session, const unsigned char *header) {
+    session->frame_started_ns = clock_monotonic_ns();
     session->opcode = header[5];
     session->request_id = strata_load64(header + 8);
     if (strata_load32(header) != STRATA_PROTOCOL_MAGIC) {

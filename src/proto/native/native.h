@@ -9,6 +9,7 @@
 #ifndef STRATA_PROTO_NATIVE_H
 #define STRATA_PROTO_NATIVE_H
 
+#include "base/metrics.h"
 #include "base/options.h"
 #include "base/output_queue.h"
 
@@ -25,6 +26,28 @@ enum native_option_index {
 extern struct option_group native_options;
 /* The identifier of native's option IDENTIFIER in the composed table. */
 #define NATIVE_OPTION(identifier) option_in_group(&native_options, NATIVE_OPTION_INDEX_##identifier)
+
+/* native's metrics (proto/native/native_metrics.def): the group, and each row's place in it. */
+enum native_metric_index {
+#define METRIC(identifier, ...) NATIVE_METRIC_INDEX_##identifier,
+#define HISTOGRAM(identifier, ...)
+#include "proto/native/native_metrics.def"
+#undef HISTOGRAM
+#undef METRIC
+};
+enum native_histogram_index {
+#define METRIC(identifier, ...)
+#define HISTOGRAM(identifier, ...) NATIVE_HISTOGRAM_INDEX_##identifier,
+#include "proto/native/native_metrics.def"
+#undef HISTOGRAM
+#undef METRIC
+    NATIVE_HISTOGRAM_INDEX_COUNT
+};
+extern struct metric_group native_metrics;
+/* The identifiers of native's metric or histogram IDENTIFIER in the composed table. */
+#define NATIVE_METRIC(identifier) metric_in_group(&native_metrics, NATIVE_METRIC_INDEX_##identifier)
+#define NATIVE_HISTOGRAM(identifier)                                                               \
+    histogram_in_group(&native_metrics, NATIVE_HISTOGRAM_INDEX_##identifier)
 
 struct access;
 struct namespace_table;

@@ -32,8 +32,16 @@ static void *session_open(void *state, const struct net_connection_info *info,
                           struct output_queue *output) {
     struct native_peer peer = {
         .name = info->peer, .unix_socket = info->unix_socket, .uid = (uint32_t)info->peer_uid};
-    return native_session_open(state, info->id, &peer, output, net_resume_callback,
-                               info->connection);
+    void *session =
+        native_session_open(state, info->id, &peer, output, net_resume_callback, info->connection);
+    if (session != NULL) metric_add(NATIVE_METRIC(native_clients_connected), 1);
+    return session;
+}
+
+/* net_handler.close: the session ends with its connection (counted in session_open). */
+static void session_close(void *session) {
+    metric_add(NATIVE_METRIC(native_clients_connected), -1);
+    native_session_close(session);
 }
 
 /* net_handler.sniff: a native connection's first frame begins with the magic "STRN". */
@@ -53,7 +61,7 @@ static enum net_action session_data(void *session, const unsigned char *data, si
 const struct frontend native_frontend = {
     .name = "native",
     .options = &native_options,
-    .metrics = NULL,
+    .metrics = &native_metrics,
     .port_option = "native-port",
     .info_port_field = NULL,
     .unix_socket = true,
@@ -66,7 +74,7 @@ const struct frontend native_frontend = {
             .data = session_data,
             .direct_target = native_session_direct_target,
             .direct_filled = native_session_direct_filled,
-            .close = native_session_close,
+            .close = session_close,
             .sniff = sniff,
             .descriptor = native_session_descriptor,
             .refusal = (const char *)native_refusal,

@@ -76,7 +76,8 @@ struct native_session {
     /* The frame being read. */
     uint8_t opcode;
     uint64_t request_id;
-    uint64_t body_remaining; /* body bytes not yet consumed */
+    int64_t frame_started_ns; /* monotonic time its header arrived (the latency histogram) */
+    uint64_t body_remaining;  /* body bytes not yet consumed */
     uint32_t count;
     uint32_t entries_done;
     int32_t argument;

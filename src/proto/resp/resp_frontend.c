@@ -21,9 +21,17 @@ static void teardown(void *state) {
 
 static void *session_open(void *state, const struct net_connection_info *info,
                           struct output_queue *output) {
-    return resp_session_open(state, info->id, info->fd, info->peer, info->local,
-                             info->unix_socket ? (int64_t)info->peer_uid : -1, output,
-                             net_resume_callback, info->connection);
+    void *session = resp_session_open(state, info->id, info->fd, info->peer, info->local,
+                                      info->unix_socket ? (int64_t)info->peer_uid : -1, output,
+                                      net_resume_callback, info->connection);
+    if (session != NULL) metric_add(RESP_METRIC(resp_clients_connected), 1);
+    return session;
+}
+
+/* net_handler.close: the session ends with its connection (counted in session_open). */
+static void session_close(void *session) {
+    metric_add(RESP_METRIC(resp_clients_connected), -1);
+    resp_session_close(session);
 }
 
 static enum net_action session_data(void *session, const unsigned char *data, size_t length,
@@ -46,7 +54,7 @@ const struct frontend resp_frontend = {
             .data = session_data,
             .direct_target = resp_session_direct_target,
             .direct_filled = resp_session_direct_filled,
-            .close = resp_session_close,
+            .close = session_close,
             .refusal = "-ERR max number of clients reached\r\n",
         },
 };
