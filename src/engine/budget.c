@@ -91,10 +91,9 @@ enum store_status budget_charge(struct store *store, uint64_t bytes) {
             }
             if (paced == STORE_PENDING) continue;
         }
-        uint32_t index =
-            atomic_fetch_add_explicit(&store->eviction_cursor, 1, memory_order_relaxed) %
-            store->shard_count;
-        if (s3fifo_evict_one(store, &store->shards[index])) {
+        enum eviction_source source;
+        uint32_t index = s3fifo_eviction_shard(store, fruitless > 0, &source);
+        if (s3fifo_evict_one(store, &store->shards[index], source)) {
             fruitless = 0;
         } else if (++fruitless > store->shard_count) {
             if (store->tier != NULL &&

@@ -157,11 +157,22 @@ void index_link(struct store *store, struct shard *shard, struct item *item, uin
     item->hash_next = *head;
     *head = item;
     if (inherit_queue == QUEUE_NONE) {
-        inherit_queue = s3fifo_ghost_take(shard, item->hash) ? QUEUE_MAIN : QUEUE_SMALL;
+        /* With tail-first order every new key is admitted in order (no ghost shortcut),
+         * but for one written after the first member of its eviction group, which
+         * leaves with its group and so needs no place in that order. */
+        if (shard->small.ordered) {
+            inherit_queue = (item->flags & ITEM_FOLLOWER) ? QUEUE_MAIN : QUEUE_SMALL;
+        } else {
+            inherit_queue = s3fifo_ghost_take(shard, item->hash) ? QUEUE_MAIN : QUEUE_SMALL;
+        }
     }
     item->queue = inherit_queue;
     atomic_store_explicit(&item->frequency, inherit_frequency, memory_order_relaxed);
-    s3fifo_queue_push(s3fifo_queue_of(shard, item), item);
+    if (inherit_queue == QUEUE_SMALL) {
+        s3fifo_admit(store, shard, item);
+    } else {
+        s3fifo_queue_push(&shard->main, item);
+    }
     struct tier *tier = store->tier;
     if (tier != NULL && item->flash_segment == 0 && tier_write_through(tier) &&
         tier_accepts(tier, item->key_length, item->value_length)) {

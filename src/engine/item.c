@@ -61,6 +61,7 @@ enum store_status item_create(struct store *store, uint32_t hash, const void *ke
     }
     uint64_t payload = block != NULL ? sizeof(block) : length;
     size_t size = sizeof(struct item) + key_length + (size_t)payload;
+    if (store->tail_first_window_ms > 0) size += sizeof(uint64_t); /* item_order() */
     struct item *item = budget_allocate(store, size, false, true, &status);
     if (item == NULL) {
         if (block != NULL) value_block_release(block);
@@ -85,6 +86,11 @@ enum store_status item_create(struct store *store, uint32_t hash, const void *ke
         memcpy(item->bytes + key_length, &block, sizeof(block));
     } else if (length > 0) {
         memcpy(item->bytes + key_length, value, (size_t)length);
+    }
+    if (store->tail_first_window_ms > 0) {
+        /* Not admitted in order (yet): after every stamped item. */
+        uint64_t unstamped = UINT64_MAX - 1;
+        memcpy(item_order(item), &unstamped, sizeof(unstamped));
     }
     *created = item;
     return STORE_OK;

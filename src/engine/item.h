@@ -26,6 +26,8 @@ enum {
     ITEM_EXTERNAL = 1,   /* the value lives in a value block */
     ITEM_DURABLE = 2,    /* class durable: never chosen for eviction or demotion */
     ITEM_FROM_FLASH = 4, /* built from a record read back from flash */
+    ITEM_FOLLOWER = 8,   /* written after another member of its eviction group: it joins
+                            the main queue, and leaves with the group (groups.c) */
 };
 
 /* flash_segment of an item whose record is queued for the flash writer. */

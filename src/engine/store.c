@@ -60,6 +60,7 @@ static void free_store(struct store *store) {
         free(store->shards);
     }
     chain_table_free(store, &store->chains);
+    groups_free(store);
     atomic_store(&registry[store->id], NULL);
     free(store);
 }
@@ -97,6 +98,15 @@ struct store *store_create(const struct store_config *config, char *error, size_
     }
     atomic_init(&store->budget, config->memory_budget);
     atomic_init(&store->max_value, config->max_value);
+    store->tail_first_window_ms = config->tail_first_window_ms;
+    atomic_init(&store->window_started_ms, INT64_MIN / 2); /* the first write opens one */
+    if (!groups_parse(store, config->evict_together, error, error_size)) {
+        groups_free(store);
+        atomic_store(&registry[id], NULL);
+        pthread_mutex_destroy(&store->chains.lock);
+        free(store);
+        return NULL;
+    }
 
     /* Ghost table slots: about one per 4 KiB of budget, split across the shards. */
     uint64_t ghost_total = config->memory_budget / 4096;
@@ -111,6 +121,13 @@ struct store *store_create(const struct store_config *config, char *error, size_
     for (unsigned i = 0; i < store->shard_count; i++) {
         pthread_mutex_init(&store->shards[i].lock, NULL);
         store->shards[i].store = store;
+        atomic_init(&store->shards[i].small.tail_order, UINT64_MAX);
+        atomic_init(&store->shards[i].main.tail_order, UINT64_MAX);
+        if (store->tail_first_window_ms > 0) {
+            store->shards[i].small.ordered = true;
+            store->shards[i].small.store_bytes = &store->small_bytes;
+            store->shards[i].main.store_bytes = &store->main_bytes;
+        }
     }
     uint64_t fixed = memory_footprint(store->shards);
     uint64_t index_bytes = 0;
@@ -348,12 +365,21 @@ static enum store_status set_common(struct store *store, const void *key, size_t
             return STORE_PARENT_MISSING;
         }
     }
+    bool follower = store->groups.count > 0 && store->tail_first_window_ms > 0 &&
+                    groups_partner_present(store, key, key_length);
     struct item *item;
     status = item_create(store, (uint32_t)hash, key, key_length, value, length, block, &item);
     if (status == STORE_OK) {
         if (write->expiry == STORE_EXPIRY_SET) item->expire_at_ms = write->expire_at_ms;
         if (write->durable) item->flags |= ITEM_DURABLE;
+        if (follower) item->flags |= ITEM_FOLLOWER;
         status = apply_write(store, hash, key, key_length, item, write, previous);
+        if (status == STORE_OK && store->groups.count > 0 && !write->durable &&
+            groups_write_is_orphan(store, key, key_length)) {
+            /* The rest of its group was evicted before this member arrived: it is evicted
+             * on arrival, as a cache may do at any time. */
+            groups_evict_key(store, key, key_length);
+        }
     }
     if (write->parent != NULL) chain_hold(store, parent_hash, false);
     return store_finish_write(store, status);
@@ -429,7 +455,7 @@ static bool append_in_place(struct shard *shard, struct item *existing, const vo
         return false;
     }
     if (data_length > 0) memcpy(block->data + existing->value_length, data, (size_t)data_length);
-    s3fifo_queue_of(shard, existing)->bytes += data_length;
+    s3fifo_queue_grow(s3fifo_queue_of(shard, existing), data_length);
     existing->value_length = total;
     block->length = total;
     return true;
@@ -805,10 +831,9 @@ void store_set_budget(struct store *store, uint64_t bytes) {
             }
             continue;
         }
-        uint32_t index =
-            atomic_fetch_add_explicit(&store->eviction_cursor, 1, memory_order_relaxed) %
-            store->shard_count;
-        if (s3fifo_evict_one(store, &store->shards[index])) {
+        enum eviction_source source;
+        uint32_t index = s3fifo_eviction_shard(store, fruitless > 0, &source);
+        if (s3fifo_evict_one(store, &store->shards[index], source)) {
             fruitless = 0;
         } else {
             fruitless++;

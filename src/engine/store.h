@@ -70,6 +70,13 @@ struct store_config {
     uint64_t max_value;     /* bytes */
     unsigned shards;        /* index shards, a power of two; 0 means the default (256) */
     struct store_flash_config flash;
+    /* Tail-first eviction: keys written within the same window of this many milliseconds
+     * leave DRAM newest first, the oldest window first, so chunks of one request written
+     * in order leave tail first and what stays is a prefix. 0: S3-FIFO order. */
+    uint32_t tail_first_window_ms;
+    /* Comma-separated key suffixes (at most 8, e.g. "kv_bytes,metadata"): keys that
+     * differ only in one of them are evicted together. NULL or "": none. Copied. */
+    const char *evict_together;
 };
 
 /* Creates a store. With a flash tier, the store starts *recovering*: a thread rebuilds

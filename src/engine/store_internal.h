@@ -94,6 +94,18 @@ struct queue {
     struct item *tail; /* oldest */
     uint64_t bytes;    /* sum of queue_weight() of its items */
     uint64_t count;
+    /* Tail-first order (the small queue of a store with a tail-first window, see
+     * s3fifo_admit()): the queue runs, from the tail, window by window, and within a
+     * window newest first. ANCHOR is the tail-ward end of the newest window's run (its
+     * newest item), NULL when that run is empty; TAIL_ORDER is the tail's order stamp
+     * (UINT64_MAX: empty), read without the lock by the evicting thread's shard choice. */
+    bool ordered;
+    uint32_t anchor_window;
+    struct item *anchor;
+    _Atomic uint64_t tail_order;
+    /* With tail-first order, both queues of every shard also count their bytes in the
+     * store's totals (store.small_bytes, store.main_bytes); NULL otherwise. */
+    _Atomic uint64_t *store_bytes;
 };
 
 struct shard {
@@ -141,6 +153,21 @@ struct chain_table {
     _Atomic uint64_t link_failures; /* links not recorded for want of memory */
 };
 
+/* Keys that differ only in one of these suffixes are one unit for eviction
+ * (store_config.evict_together): evicting one removes the others. */
+#define EVICTION_GROUP_SUFFIXES 8
+/* Groups evicted while some of their members were still to be written (groups.c):
+ * sets of EVICTION_GROUP_ORPHAN_WAYS slots, each (stem fingerprint << 32 | members written
+ * so far << 24 | 100 ms ticks, 24 bits), 0 when free. */
+#define EVICTION_GROUP_ORPHAN_SLOTS 8192
+#define EVICTION_GROUP_ORPHAN_WAYS  4
+struct eviction_groups {
+    unsigned count;
+    size_t lengths[EVICTION_GROUP_SUFFIXES];
+    char *suffixes[EVICTION_GROUP_SUFFIXES]; /* owned by the store */
+    _Atomic uint64_t *orphans;               /* EVICTION_GROUP_ORPHAN_SLOTS, owned */
+};
+
 struct store {
     struct shard *shards;
     unsigned shard_count; /* a power of two */
@@ -164,6 +191,15 @@ struct store {
     struct chain_table chains;        /* chain links and pins (chains.c) */
     _Atomic bool recovering;          /* the flash tier's index is being rebuilt */
     _Atomic uint64_t rejected_writes; /* writes the budget could not make room for */
+    /* Tail-first eviction (store_config.tail_first_window_ms; 0: off, S3-FIFO order). Its
+     * items carry an order stamp after their payload (item_order()). */
+    uint32_t tail_first_window_ms;
+    _Atomic int64_t window_started_ms; /* monotonic time the newest window opened */
+    _Atomic uint32_t window_number;    /* the newest window */
+    _Atomic int64_t last_admission_ms; /* monotonic time of the last admission */
+    _Atomic uint64_t small_bytes;      /* queue_weight() of all small queues */
+    _Atomic uint64_t main_bytes;       /* ... and of all main queues */
+    struct eviction_groups groups;     /* suffixes of keys evicted together (groups.c) */
 };
 
 /* One key's shard, locked by index_open_key() and released by index_close_key(). */
@@ -181,6 +217,22 @@ static inline struct value_block *item_block(const struct item *item) {
     struct value_block *block;
     memcpy(&block, item->bytes + item->key_length, sizeof(block));
     return block;
+}
+
+/* The order stamp of an item of a store with tail-first eviction: 8 bytes after the
+ * key and the payload (the value, or the block pointer of an external value, whose
+ * in-place growth happens in the block). Set when the item joins the small queue
+ * (s3fifo_admit()), under its shard's lock. */
+static inline unsigned char *item_order(const struct item *item) {
+    size_t payload =
+        (item->flags & ITEM_EXTERNAL) ? sizeof(struct value_block *) : (size_t)item->value_length;
+    return (unsigned char *)item->bytes + item->key_length + payload;
+}
+
+static inline uint64_t item_order_stamp(const struct item *item) {
+    uint64_t stamp;
+    memcpy(&stamp, item_order(item), sizeof(stamp));
+    return stamp;
 }
 
 /* Adds COUNT to one of SHARD's event counters (FIELD: hits, misses, expired, evicted).
@@ -390,9 +442,28 @@ void chain_get_stats(struct store *store, uint64_t *chained_keys, uint64_t *link
 struct queue *s3fifo_queue_of(struct shard *shard, const struct item *item);
 void s3fifo_queue_push(struct queue *queue, struct item *item);
 void s3fifo_queue_remove(struct queue *queue, struct item *item);
+void s3fifo_admit(struct store *store, struct shard *shard, struct item *item);
+/* Where the next victim comes from (s3fifo_eviction_shard()). */
+enum eviction_source {
+    FROM_EITHER, /* S3-FIFO's choice within the shard */
+    FROM_SMALL,  /* tail-first order: the small queue's tail */
+    FROM_MAIN,   /* tail-first order: the main queue */
+};
+uint32_t s3fifo_eviction_shard(struct store *store, bool spread, enum eviction_source *source);
+void s3fifo_queue_grow(struct queue *queue, uint64_t bytes);
+bool s3fifo_is_protected(struct shard *shard, const struct item *item, int64_t now);
+
+/* ---- eviction groups (groups.c) ------------------------------------------------- */
+
+bool groups_parse(struct store *store, const char *list, char *error, size_t error_size);
+void groups_free(struct store *store);
+void groups_evict_partners(struct store *store, const struct item *victim);
+bool groups_write_is_orphan(struct store *store, const void *key, size_t key_length);
+bool groups_partner_present(struct store *store, const void *key, size_t key_length);
+bool groups_evict_key(struct store *store, const void *key, size_t key_length);
 void s3fifo_ghost_add(struct shard *shard, uint32_t hash);
 bool s3fifo_ghost_take(struct shard *shard, uint32_t hash);
-bool s3fifo_evict_one(struct store *store, struct shard *shard);
+bool s3fifo_evict_one(struct store *store, struct shard *shard, enum eviction_source source);
 
 /* ---- index.c: the hash index -------------------------------------------------- */
 

@@ -5,6 +5,12 @@
 
 #include <stdlib.h>
 
+static _Atomic uint32_t arrivals;
+
+uint32_t value_block_next_arrival(void) {
+    return atomic_fetch_add_explicit(&arrivals, 1, memory_order_relaxed);
+}
+
 struct value_block *value_block_create(uint64_t capacity) {
     if (capacity > SIZE_MAX - sizeof(struct value_block)) return NULL;
     void *memory = malloc(sizeof(struct value_block) + (size_t)capacity);
@@ -18,7 +24,7 @@ struct value_block *value_block_create(uint64_t capacity) {
 struct value_block *value_block_init(void *memory, uint64_t capacity) {
     struct value_block *block = memory;
     atomic_init(&block->references, 1);
-    block->unused = 0;
+    block->arrival = value_block_next_arrival();
     block->allocation = NULL;
     block->charged_to = NULL;
     block->charge = 0;

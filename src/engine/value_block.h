@@ -15,7 +15,8 @@ struct store;
 
 struct value_block {
     _Atomic uint32_t references;
-    uint32_t unused;
+    uint32_t arrival;         /* value_block_next_arrival() when it was made: when its
+                                 value began to arrive (tail-first order, s3fifo.c) */
     void *allocation;         /* the memory to free: NULL means the block itself; a block
                                  read from flash sits inside a larger aligned buffer */
     struct store *charged_to; /* the store whose budget counts this block, or NULL */
@@ -24,6 +25,11 @@ struct value_block {
     uint64_t capacity;        /* bytes data can hold */
     unsigned char data[];
 };
+
+/* The next number of a process-wide sequence (wrapping at 2^32) that orders writes by
+ * when they began: a block takes one when made, a small value when its key is admitted
+ * (tail-first order, s3fifo.c). Any thread. */
+uint32_t value_block_next_arrival(void);
 
 /* Allocates a block with room for CAPACITY bytes, length 0, one reference, charged to
  * nobody. Returns NULL if the allocation fails (a failed allocation fails the request,

@@ -50,6 +50,8 @@ int stores_create(struct server *server) {
                 .fsync = (enum store_fsync)options_number(options, ENGINE_OPTION(fsync)),
                 .pace_timeout_ms = options_number(options, ENGINE_OPTION(pace_timeout)),
             },
+        .tail_first_window_ms = (uint32_t)options_number(options, ENGINE_OPTION(tail_first_window)),
+        .evict_together = options_text(options, ENGINE_OPTION(evict_together)),
     };
     server->store = store_create(&config, error, sizeof(error));
     if (server->store == NULL) {

@@ -682,6 +682,140 @@ static void test_chains_and_pins(void) {
     store_destroy(store);
 }
 
+static struct store *make_ordered_store(uint64_t budget, const char *evict_together) {
+    struct store_config config = {.memory_budget = budget,
+                                  .max_value = 64ULL << 20,
+                                  .tail_first_window_ms = 10000,
+                                  .evict_together = evict_together};
+    char error[256];
+    struct store *store = store_create(&config, error, sizeof(error));
+    if (store == NULL) fprintf(stderr, "store_create: %s\n", error);
+    return store;
+}
+
+/* Tail-first order: one request's chunks, written in order into a budget that holds a
+ * fifth of them, leave newest first, so those left are the first ones (plus the last
+ * written, which nothing came after to evict it): a prefix. */
+static void test_tail_first(void) {
+    struct store *store = make_ordered_store(8ULL << 20, NULL);
+    REQUIRE(store != NULL);
+    enum { CHUNKS = 200, VALUE = 200 * 1024 };
+    unsigned char *value = malloc(VALUE);
+    REQUIRE(value != NULL);
+    char key[32];
+    for (int chunk = 0; chunk < CHUNKS; chunk++) {
+        memset(value, chunk, VALUE);
+        snprintf(key, sizeof(key), "request:7:chunk:%03d", chunk);
+        CHECK(store_set(store, key, strlen(key), value, VALUE, &plain_write, NULL) == STORE_OK);
+    }
+    int prefix = 0, present = 0;
+    bool gap = false;
+    for (int chunk = 0; chunk < CHUNKS; chunk++) {
+        snprintf(key, sizeof(key), "request:7:chunk:%03d", chunk);
+        bool exists = store_exists(store, key, strlen(key));
+        present += exists;
+        if (!exists) gap = true;
+        if (!gap) prefix++;
+    }
+    printf("    tail-first: %d of %d chunks present, the first %d of them a prefix\n", present,
+           CHUNKS, prefix);
+    CHECK(prefix >= 25);          /* about 8 MiB of 200 KiB chunks */
+    CHECK(present <= prefix + 1); /* and nothing else but the newest */
+    snprintf(key, sizeof(key), "request:7:chunk:%03d", 0);
+    memset(value, 0, VALUE);
+    CHECK(holds(store, key, strlen(key), value, VALUE));
+    struct store_stats stats;
+    store_get_stats(store, &stats);
+    CHECK(stats.used <= stats.budget);
+
+    /* A chunk that was read leaves after the unread ones (S3-FIFO's promotion). */
+    snprintf(key, sizeof(key), "request:7:chunk:%03d", 3);
+    struct item *item;
+    REQUIRE(store_get(store, key, strlen(key), &item) == STORE_OK);
+    item_release(item);
+    char later[32];
+    for (int chunk = 0; chunk < 20; chunk++) {
+        snprintf(later, sizeof(later), "request:8:chunk:%03d", chunk);
+        CHECK(store_set(store, later, strlen(later), value, VALUE, &plain_write, NULL) == STORE_OK);
+    }
+    CHECK(store_exists(store, key, strlen(key)));
+    free(value);
+    store_destroy(store);
+}
+
+static enum store_status put_sized(struct store *store, const char *key, size_t length) {
+    static unsigned char value[256 * 1024];
+    memset(value, key[strlen(key) - 1], length);
+    return store_set(store, key, strlen(key), value, length, &plain_write, NULL);
+}
+
+/* Eviction groups: keys that differ only in a listed suffix leave together, and a member
+ * written after its group was evicted meanwhile is evicted on arrival. */
+static void test_eviction_groups(void) {
+    char error[256];
+    struct store_config bad = {
+        .memory_budget = 8ULL << 20, .max_value = 1 << 20, .evict_together = "kv_bytes"};
+    CHECK(store_create(&bad, error, sizeof(error)) == NULL);
+    bad.evict_together = "kv_bytes,,metadata";
+    CHECK(store_create(&bad, error, sizeof(error)) == NULL);
+
+    for (int ordered = 0; ordered < 2; ordered++) {
+        struct store_config config = {.memory_budget = 8ULL << 20,
+                                      .max_value = 1 << 20,
+                                      .tail_first_window_ms = ordered ? 10000 : 0,
+                                      .evict_together = "kv_bytes,metadata"};
+        struct store *store = store_create(&config, error, sizeof(error));
+        REQUIRE(store != NULL);
+        enum { CHUNKS = 300 };
+        char key[48];
+        for (int chunk = 0; chunk < CHUNKS; chunk++) {
+            snprintf(key, sizeof(key), "vllm@model@1@0@%04xkv_bytes", chunk);
+            CHECK(put_sized(store, key, 128 * 1024) == STORE_OK);
+            snprintf(key, sizeof(key), "vllm@model@1@0@%04xmetadata", chunk);
+            CHECK(put_sized(store, key, 28) == STORE_OK);
+        }
+        int whole = 0, half = 0;
+        for (int chunk = 0; chunk < CHUNKS; chunk++) {
+            snprintf(key, sizeof(key), "vllm@model@1@0@%04xkv_bytes", chunk);
+            int present = store_exists(store, key, strlen(key));
+            snprintf(key, sizeof(key), "vllm@model@1@0@%04xmetadata", chunk);
+            present += store_exists(store, key, strlen(key));
+            whole += present == 2;
+            half += present == 1;
+        }
+        printf("    groups (%s): %d whole pairs, %d halves\n", ordered ? "tail-first" : "S3-FIFO",
+               whole, half);
+        CHECK(whole > 20 && whole < CHUNKS);
+        CHECK(half == 0);
+
+        /* A member whose group was evicted before it arrived is evicted on arrival; a
+         * new put of the whole group afterwards stays. */
+        store_flush(store);
+        /* As s3fifo_evict_one() evicts a victim: it goes, then its group. */
+        CHECK(put_sized(store, "late@2kv_bytes", 128 * 1024) == STORE_OK);
+        struct item *item;
+        REQUIRE(store_get(store, "late@2kv_bytes", 14, &item) == STORE_OK);
+        CHECK(groups_evict_key(store, "late@2kv_bytes", 14));
+        groups_evict_partners(store, item); /* the metadata is still to come */
+        item_release(item);
+        CHECK(put_sized(store, "late@2metadata", 28) == STORE_OK);
+        CHECK(!store_exists(store, "late@2metadata", 14));
+        CHECK(put_sized(store, "late@2kv_bytes", 128 * 1024) == STORE_OK);
+        CHECK(put_sized(store, "late@2metadata", 28) == STORE_OK);
+        CHECK(store_exists(store, "late@2kv_bytes", 14));
+        CHECK(store_exists(store, "late@2metadata", 14));
+        /* Evicting one member takes the other. */
+        REQUIRE(store_get(store, "late@2metadata", 14, &item) == STORE_OK);
+        CHECK(groups_evict_key(store, "late@2metadata", 14));
+        groups_evict_partners(store, item);
+        item_release(item);
+        CHECK(!store_exists(store, "late@2kv_bytes", 14));
+        CHECK(put_sized(store, "late@2kv_bytes", 128 * 1024) == STORE_OK); /* a new put */
+        CHECK(store_exists(store, "late@2kv_bytes", 14));
+        store_destroy(store);
+    }
+}
+
 /* A flash stub keeps its expiry in whole seconds, rounded up, saturating at the last
  * second it can hold; no expiry a client can send overflows the conversion (SET k v
  * PXAT 9223372036854775807 once tripped UBSan here). */
@@ -761,6 +895,8 @@ int main(void) {
     RUN_TEST(test_threads);
     RUN_TEST(test_shard_counts);
     RUN_TEST(test_chains_and_pins);
+    RUN_TEST(test_tail_first);
+    RUN_TEST(test_eviction_groups);
     RUN_TEST(test_flash_expiry_seconds);
     RUN_TEST(test_prefetch);
     metrics_teardown();
