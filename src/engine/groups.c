@@ -30,6 +30,13 @@ bool groups_parse(struct store *store, const char *list, char *error, size_t err
                      EVICTION_GROUP_SUFFIXES);
             return false;
         }
+        for (unsigned i = 0; i < store->groups.count; i++) {
+            if (store->groups.lengths[i] == length &&
+                memcmp(store->groups.suffixes[i], start, length) == 0) {
+                snprintf(error, error_size, "evict-together: a suffix is named twice");
+                return false;
+            }
+        }
         char *suffix = strndup(start, length);
         if (suffix == NULL) {
             snprintf(error, error_size, "out of memory");
@@ -62,20 +69,22 @@ void groups_free(struct store *store) {
     store->groups.orphans = NULL;
 }
 
-/* The index of the first suffix KEY ends with (setting *STEM to the length before it),
- * or -1 when KEY is in no group. */
+/* The index of the longest suffix KEY ends with (setting *STEM to the length before
+ * it), or -1 when KEY is in no group. */
 static int group_member(const struct store *store, const unsigned char *key, size_t key_length,
                         size_t *stem) {
     const struct eviction_groups *groups = &store->groups;
+    int member = -1;
     for (unsigned i = 0; i < groups->count; i++) {
         size_t suffix_length = groups->lengths[i];
         if (key_length >= suffix_length &&
-            memcmp(key + key_length - suffix_length, groups->suffixes[i], suffix_length) == 0) {
-            *stem = key_length - suffix_length;
-            return (int)i;
+            memcmp(key + key_length - suffix_length, groups->suffixes[i], suffix_length) == 0 &&
+            (member < 0 || suffix_length > groups->lengths[member])) {
+            member = (int)i;
         }
     }
-    return -1;
+    if (member >= 0) *stem = key_length - groups->lengths[member];
+    return member;
 }
 
 /* Removes KEY if it is present and may be evicted (not durable, not pinned), counted as
@@ -97,10 +106,10 @@ bool groups_evict_key(struct store *store, const void *key, size_t key_length) {
 /* Calls VISIT(STORE, partner key, its length, its member index, CONTEXT) for each other
  * member of the group of KEY (a member with index MEMBER and a stem of STEM bytes);
  * stops at the first call that returns true and returns true then. */
-static bool for_each_partner(struct store *store, const unsigned char *key, size_t stem,
-                             int member, void *context,
-                             bool (*visit)(struct store *, const unsigned char *, size_t,
-                                           unsigned, void *)) {
+static bool for_each_partner(struct store *store, const unsigned char *key, size_t stem, int member,
+                             void *context,
+                             bool (*visit)(struct store *, const unsigned char *, size_t, unsigned,
+                                           void *)) {
     const struct eviction_groups *groups = &store->groups;
     for (unsigned j = 0; j < groups->count; j++) {
         if ((int)j == member) continue;
@@ -157,8 +166,9 @@ static bool orphan_live(uint64_t entry) {
 
 /* The slot of the orphan set of STEM_HASH holding its entry, or NULL. */
 static _Atomic uint64_t *orphan_find(struct store *store, uint64_t stem_hash) {
-    _Atomic uint64_t *set = store->groups.orphans + ((stem_hash >> 32) % EVICTION_GROUP_ORPHAN_SLOTS &
-                                                      ~(uint64_t)(EVICTION_GROUP_ORPHAN_WAYS - 1));
+    _Atomic uint64_t *set =
+        store->groups.orphans + ((stem_hash >> 32) % EVICTION_GROUP_ORPHAN_SLOTS &
+                                 ~(uint64_t)(EVICTION_GROUP_ORPHAN_WAYS - 1));
     for (unsigned way = 0; way < EVICTION_GROUP_ORPHAN_WAYS; way++) {
         uint64_t entry = atomic_load_explicit(&set[way], memory_order_relaxed);
         if ((uint32_t)(entry >> 32) == stem_fingerprint(stem_hash) && orphan_live(entry)) {
@@ -172,8 +182,9 @@ static _Atomic uint64_t *orphan_find(struct store *store, uint64_t stem_hash) {
 static _Atomic uint64_t *orphan_place(struct store *store, uint64_t stem_hash) {
     _Atomic uint64_t *own = orphan_find(store, stem_hash);
     if (own != NULL) return own;
-    _Atomic uint64_t *set = store->groups.orphans + ((stem_hash >> 32) % EVICTION_GROUP_ORPHAN_SLOTS &
-                                                      ~(uint64_t)(EVICTION_GROUP_ORPHAN_WAYS - 1));
+    _Atomic uint64_t *set =
+        store->groups.orphans + ((stem_hash >> 32) % EVICTION_GROUP_ORPHAN_SLOTS &
+                                 ~(uint64_t)(EVICTION_GROUP_ORPHAN_WAYS - 1));
     _Atomic uint64_t *oldest = &set[0];
     uint32_t oldest_age = 0;
     for (unsigned way = 0; way < EVICTION_GROUP_ORPHAN_WAYS; way++) {
@@ -188,26 +199,46 @@ static _Atomic uint64_t *orphan_place(struct store *store, uint64_t stem_hash) {
     return oldest;
 }
 
+/* Adds the members WRITTEN to the note of STEM_HASH (making one, or renewing a stale
+ * one, in the slot orphan_place() gives). Returns the note as it now is. */
+static uint64_t orphan_note(struct store *store, uint64_t stem_hash, unsigned written) {
+    _Atomic uint64_t *slot = orphan_place(store, stem_hash);
+    uint64_t entry = atomic_load_explicit(slot, memory_order_relaxed);
+    for (;;) {
+        unsigned known =
+            (uint32_t)(entry >> 32) == stem_fingerprint(stem_hash) && orphan_live(entry)
+                ? (unsigned)(entry >> 24) & 0xFFu
+                : 0;
+        uint64_t next = (uint64_t)stem_fingerprint(stem_hash) << 32 |
+                        (uint64_t)(known | written) << 24 | ticks_now();
+        if (atomic_compare_exchange_weak_explicit(slot, &entry, next, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            return next;
+        }
+    }
+}
+
 void groups_evict_partners(struct store *store, const struct item *victim) {
     ASSERT_NO_SHARD_LOCK();
     size_t stem;
     int member = group_member(store, victim->bytes, victim->key_length, &stem);
     if (member < 0) return;
     /* Noted before the partners are looked for: a partner linked after its look is then
-     * found by its writer's own check (groups_write_is_orphan() after linking). */
+     * found by its writer's own check (groups_write_is_orphan() after linking). Notes
+     * merge: two members of one group evicted at once both count as written. */
     uint64_t stem_hash = hash_key(store, victim->bytes, stem);
-    _Atomic uint64_t *slot = orphan_place(store, stem_hash);
-    uint64_t noted = (uint64_t)stem_fingerprint(stem_hash) << 32 | (uint64_t)(1u << member) << 24 |
-                     ticks_now();
-    atomic_store_explicit(slot, noted, memory_order_relaxed);
+    orphan_note(store, stem_hash, 1u << member);
     unsigned written = 1u << member;
     for_each_partner(store, victim->bytes, stem, member, &written, evict_partner);
-    /* Now what was written is known: every member (nothing to wait for), or some. */
-    uint64_t final = written == (1u << store->groups.count) - 1
-                         ? 0
-                         : (noted & ~(0xFFull << 24)) | (uint64_t)written << 24;
-    atomic_compare_exchange_strong_explicit(slot, &noted, final, memory_order_relaxed,
-                                            memory_order_relaxed);
+    /* Now what was written is known. When every member was, nothing is to come. */
+    uint64_t entry = orphan_note(store, stem_hash, written);
+    if ((((unsigned)(entry >> 24) & 0xFFu) == (1u << store->groups.count) - 1)) {
+        _Atomic uint64_t *slot = orphan_find(store, stem_hash);
+        if (slot != NULL) {
+            atomic_compare_exchange_strong_explicit(slot, &entry, 0, memory_order_relaxed,
+                                                    memory_order_relaxed);
+        }
+    }
 }
 
 /* Whether KEY, just written, completes a group evicted while it was being written (see

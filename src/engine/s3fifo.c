@@ -75,7 +75,8 @@ void s3fifo_admit(struct store *store, struct shard *shard, struct item *item) {
     int64_t started = atomic_load_explicit(&store->window_started_ms, memory_order_relaxed);
     int64_t previous =
         atomic_exchange_explicit(&store->last_admission_ms, now, memory_order_relaxed);
-    if ((now - previous >= (int64_t)store->tail_first_window_ms / WINDOW_QUIET_DIVISOR ||
+    int64_t quiet = (int64_t)store->tail_first_window_ms / WINDOW_QUIET_DIVISOR;
+    if ((now - previous >= (quiet > 0 ? quiet : 1) ||
          now - started >= (int64_t)store->tail_first_window_ms) &&
         atomic_compare_exchange_strong_explicit(&store->window_started_ms, &started, now,
                                                 memory_order_relaxed, memory_order_relaxed)) {
@@ -83,7 +84,7 @@ void s3fifo_admit(struct store *store, struct shard *shard, struct item *item) {
     }
     uint32_t window = atomic_load_explicit(&store->window_number, memory_order_relaxed);
     /* A thread that read the number just before another opened a window: the newer one. */
-    if (queue->anchor != NULL && window < queue->anchor_window) window = queue->anchor_window;
+    if (window < queue->anchor_window) window = queue->anchor_window;
     uint32_t arrival =
         (item->flags & ITEM_EXTERNAL) ? item_block(item)->arrival : value_block_next_arrival();
     uint64_t stamp = (uint64_t)window << 32 | (uint32_t)~arrival;
@@ -232,7 +233,7 @@ static struct item *choose_victim(struct shard *shard, int64_t now, enum evictio
         *promoted = true; /* another thread took it since the choice: choose again */
         return NULL;
     }
-    unsigned protected_seen = 0;
+    unsigned protected_seen = 0, followers_seen = 0;
     for (int step = 0; step < EVICTION_STEP_LIMIT; step++) {
         uint64_t total = shard->small.bytes + shard->main.bytes;
         bool from_small =
@@ -265,8 +266,11 @@ static struct item *choose_victim(struct shard *shard, int64_t now, enum evictio
         uint8_t frequency = atomic_load_explicit(&item->frequency, memory_order_relaxed);
         bool expired = is_expired(item, now);
         bool kept = !expired && s3fifo_is_protected(shard, item, now);
-        /* A group's follower leaves with its group's first member, in that one's order. */
-        bool follower = (item->flags & ITEM_FOLLOWER) && !expired;
+        /* A group's follower leaves with its group's first member, in that one's order
+         * (but not past PROTECTED_LOOK_LIMIT of them: one whose first member went to
+         * flash, or was deleted, stays a follower and must still be evictable). */
+        bool follower =
+            (item->flags & ITEM_FOLLOWER) && !expired && followers_seen++ < PROTECTED_LOOK_LIMIT;
         if ((frequency > 0 && !expired) || kept || follower) {
             if (frequency > 0) {
                 atomic_store_explicit(&item->frequency, (uint8_t)(frequency - 1),
@@ -311,7 +315,12 @@ bool s3fifo_evict_one(struct store *store, struct shard *shard, enum eviction_so
     } else {
         SHARD_COUNT(shard, evicted, 1);
     }
-    if (demoted == DEMOTE_REFUSED && store->groups.count > 0) groups_evict_partners(store, victim);
+    if (demoted == DEMOTE_REFUSED && store->groups.count > 0) {
+        struct write_tickets saved; /* this eviction may be inside someone's write */
+        store_tickets_set_aside(&saved);
+        groups_evict_partners(store, victim);
+        store_tickets_restore(&saved);
+    }
     if (demoted != DEMOTE_QUEUED) item_release(victim);
     return true;
 }

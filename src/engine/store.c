@@ -214,6 +214,19 @@ void store_begin_write(void) {
     queue_failed = false;
 }
 
+void store_tickets_set_aside(struct write_tickets *saved) {
+    saved->first = first_ticket;
+    saved->last = last_ticket;
+    saved->failed = queue_failed;
+    store_begin_write();
+}
+
+void store_tickets_restore(const struct write_tickets *saved) {
+    first_ticket = saved->first;
+    last_ticket = saved->last;
+    queue_failed = saved->failed;
+}
+
 enum store_status store_finish_write(struct store *store, enum store_status status) {
     uint64_t first = first_ticket, last = last_ticket;
     bool failed = queue_failed;
@@ -365,8 +378,10 @@ static enum store_status set_common(struct store *store, const void *key, size_t
             return STORE_PARENT_MISSING;
         }
     }
+    /* A new key written while another member of its group is there follows it. */
     bool follower = store->groups.count > 0 && store->tail_first_window_ms > 0 &&
-                    groups_partner_present(store, key, key_length);
+                    groups_partner_present(store, key, key_length) &&
+                    !store_exists(store, key, key_length);
     struct item *item;
     status = item_create(store, (uint32_t)hash, key, key_length, value, length, block, &item);
     if (status == STORE_OK) {
@@ -378,7 +393,10 @@ static enum store_status set_common(struct store *store, const void *key, size_t
             groups_write_is_orphan(store, key, key_length)) {
             /* The rest of its group was evicted before this member arrived: it is evicted
              * on arrival, as a cache may do at any time. */
+            struct write_tickets saved;
+            store_tickets_set_aside(&saved);
             groups_evict_key(store, key, key_length);
+            store_tickets_restore(&saved);
         }
     }
     if (write->parent != NULL) chain_hold(store, parent_hash, false);

@@ -332,6 +332,16 @@ void store_note_ticket(uint64_t ticket);
 /* Forgets tickets noted outside a write (a read that expired a key), at a write's start. */
 void store_begin_write(void);
 enum store_status store_finish_write(struct store *store, enum store_status status);
+/* The calling thread's noted tickets, set aside while it does work that is no part of
+ * the write in progress (evicting a group's other members): store_tickets_set_aside()
+ * saves and clears them, store_tickets_restore() puts them back, dropping any noted in
+ * between (eviction's tombstones are no acknowledgment's concern). */
+struct write_tickets {
+    uint64_t first, last;
+    bool failed;
+};
+void store_tickets_set_aside(struct write_tickets *saved);
+void store_tickets_restore(const struct write_tickets *saved);
 
 /* ---- store_tier.c: the store's side of the lower-tier contract ------------------- */
 

@@ -758,6 +758,9 @@ static void test_eviction_groups(void) {
     CHECK(store_create(&bad, error, sizeof(error)) == NULL);
     bad.evict_together = "kv_bytes,,metadata";
     CHECK(store_create(&bad, error, sizeof(error)) == NULL);
+    bad.evict_together = "kv_bytes,kv_bytes";
+    CHECK(store_create(&bad, error, sizeof(error)) == NULL);
+    CHECK(strstr(error, "twice") != NULL);
 
     for (int ordered = 0; ordered < 2; ordered++) {
         struct store_config config = {.memory_budget = 8ULL << 20,
