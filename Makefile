@@ -45,7 +45,7 @@ TSAN_LIBRARY    := $(call objects,$(TSAN),$(LIBRARY_SOURCES))
 FAULT_LIBRARY   := $(call objects,$(FAULT),$(LIBRARY_SOURCES))
 FUZZ_LIBRARY    := $(call objects,$(FUZZ),$(LIBRARY_SOURCES) tests/fuzz/fuzz_common.c)
 
-.PHONY: all run test unit unit-asan unit-tsan unit-fault integration integration-asan \
+.PHONY: all run test unit unit-asan unit-tsan unit-fault integration integration-asan integration-asan-fault \
         integration-tsan integration-fault fuzz fuzz-check example-check \
         $(addprefix fuzz-check-,$(FUZZ_TARGETS)) \
         format format-check \
@@ -232,15 +232,15 @@ TEST_PROGRAMS := all $(ASAN)/strata-server $(TSAN)/strata-server $(FAULT)/strata
 JOBS ?= $(shell nproc)
 
 # The sanitizer suites run side by side (output kept per suite): a suite spends much of
-# its time waiting on servers and clients, so two share the cores well.
+# its time waiting on servers and clients, so two share the cores well. The ThreadSanitizer
+# suite is the longer one, so the fault-injection suite follows the ASan one beside it.
 test: deps-test
 	$(MAKE) --no-print-directory format-check
 	$(MAKE) --no-print-directory -j$(JOBS) $(TEST_PROGRAMS)
 	$(MAKE) --no-print-directory unit example-check unit-asan unit-tsan unit-fault
 	$(MAKE) --no-print-directory -j$(JOBS) --output-sync=target fuzz-check
 	$(MAKE) --no-print-directory integration
-	$(MAKE) --no-print-directory -j2 --output-sync=target integration-asan integration-tsan
-	$(MAKE) --no-print-directory integration-fault
+	$(MAKE) --no-print-directory -j2 --output-sync=target integration-asan-fault integration-tsan
 	@echo "make test: all passed"
 
 # ---- tests ----
@@ -278,6 +278,11 @@ integration-asan: $(ASAN)/strata-server $(BUILD)/libstrata.so $(ASAN)/tests/test
                   $(BUILD)/bench/loadgen $(BUILD)/bench/s3load
 	STRATA_SERVER=$(ASAN)/strata-server STRATA_SANITIZED=1 \
 	  $(PYTHON) -m pytest -q tests/integration
+
+# The ASan suite, then the fault-injection one: one lane of make test's side-by-side run.
+integration-asan-fault:
+	$(MAKE) --no-print-directory integration-asan
+	$(MAKE) --no-print-directory integration-fault
 
 # Fault-injection sweeps over the flash tier (tests/fault/test_faults.c): each site fails
 # at its Nth call for N = 1, 2, ...; nothing may crash, serve a wrong value or lose an
