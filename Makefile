@@ -268,16 +268,18 @@ example-check: $(BUILD)/examples/engine_embed
 	./$(BUILD)/examples/engine_embed
 # ---- end of the embedding example ----
 
+# Each integration run ends with its 12 slowest tests (--durations), so that where make
+# test's 25 minutes go stays visible.
 integration: $(BUILD)/strata-server $(BUILD)/libstrata.so $(BUILD)/tests/test_libstrata \
              $(BUILD)/bench/loadgen $(BUILD)/bench/s3load
-	STRATA_SERVER=$(BUILD)/strata-server $(PYTHON) -m pytest -q tests/integration
+	STRATA_SERVER=$(BUILD)/strata-server $(PYTHON) -m pytest -q --durations=12 tests/integration
 
 # The whole integration suite again against the sanitizer build; the fixtures fail a
 # test if the server reports a sanitizer error or exits uncleanly.
 integration-asan: $(ASAN)/strata-server $(BUILD)/libstrata.so $(ASAN)/tests/test_libstrata \
                   $(BUILD)/bench/loadgen $(BUILD)/bench/s3load
 	STRATA_SERVER=$(ASAN)/strata-server STRATA_SANITIZED=1 \
-	  $(PYTHON) -m pytest -q tests/integration
+	  $(PYTHON) -m pytest -q --durations=12 tests/integration
 
 # The ASan suite, then the fault-injection one: one lane of make test's side-by-side run.
 integration-asan-fault:
@@ -344,7 +346,7 @@ integration-tsan: $(TSAN)/strata-server $(BUILD)/libstrata.so $(ASAN)/tests/test
                   $(BUILD)/bench/loadgen $(BUILD)/bench/s3load
 	STRATA_SERVER=$(TSAN)/strata-server STRATA_SANITIZED=1 STRATA_TSAN=1 \
 	  TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1" \
-	  $(PYTHON) -m pytest -q tests/integration
+	  $(PYTHON) -m pytest -q --durations=12 tests/integration
 
 # ---- benchmarks (docs/benchmarks.md records the figures) ----
 
