@@ -522,3 +522,13 @@ def test_double_free_protocol_switch(server):
         assert connection.call("GET", "nope") == Null("$-1")
         assert isinstance(connection.call("INCRBYFLOAT", "f", "1.5"), bytes)
         assert not isinstance(connection.call("INCRBYFLOAT", "f", "1.5"), Double)
+
+
+def test_getset(conn):
+    check(conn, ["GETSET", "g", "1"], NIL)
+    check(conn, ["SET", "g", "2", "EX", "100"], "OK")
+    check(conn, ["GETSET", "g", "3"], b"2")
+    check(conn, ["TTL", "g"], -1)
+    check(conn, ["GET", "g"], b"3")
+    error(conn, ["GETSET", "g"], "ERR wrong number of arguments for 'getset' command")
+    error(conn, ["GETSET", "g", "1", "2"], "ERR wrong number of arguments for 'getset' command")

@@ -125,3 +125,15 @@ def test_shutdown_command(start_server):
     client.shutdown()  # redis-py treats the closed connection as success
     assert server.process.wait(timeout=30) == 0
     assert "event=stopping reason=shutdown_command" in server.read_log()
+
+
+def test_getset(client):
+    assert client.getset("g", "1") is None
+    assert client.get("g") == b"1"
+    client.set("g", "2", ex=100)
+    assert client.getset("g", "3") == b"2"
+    assert client.ttl("g") == -1  # GETSET clears the expiry, as SET does
+    assert client.get("g") == b"3"
+    with pytest.raises(redis.exceptions.ResponseError,
+                       match="wrong number of arguments for 'getset' command"):
+        client.execute_command("GETSET", "g")
