@@ -183,6 +183,27 @@ void store_release_hold(struct store *store, const void *key, size_t key_length)
 enum store_status store_value_length(struct store *store, const void *key, size_t key_length,
                                      uint64_t *length);
 
+/* What OBJECT and MEMORY USAGE tell about a key (store_key_info()). */
+struct store_key_info {
+    /* DRAM bytes the key takes, as the budget charges them: its item's allocation and,
+     * for a value of STORE_BLOCK_THRESHOLD bytes or more, its value block's (counted in
+     * full even when COPY shares the block with another key). For a value that lives
+     * only on flash: its flash index entry (the key and 32 bytes), not the value. */
+    uint64_t memory_bytes;
+    uint64_t value_length;
+    uint8_t frequency;  /* S3-FIFO's 2-bit access count, 0 to 3; 0 when only on flash */
+    bool on_flash_only; /* the value is on flash, not in DRAM */
+    /* The whole value when it is in DRAM and at most sizeof(head) bytes long (so that an
+     * integer can be recognised without a read); head_length is 0 otherwise. */
+    unsigned char head[24];
+    size_t head_length;
+};
+
+/* Fills *INFO about KEY from the index, without reading flash and without counting a
+ * hit, a miss or an access. Returns STORE_OK or STORE_NOT_FOUND. */
+enum store_status store_key_info(struct store *store, const void *key, size_t key_length,
+                                 struct store_key_info *info);
+
 /* ---- streams: values sent from flash piece by piece --------------------------- */
 
 /* The value's length. */

@@ -739,6 +739,32 @@ enum store_status store_value_length(struct store *store, const void *key, size_
     return found != NULL ? STORE_OK : STORE_NOT_FOUND;
 }
 
+enum store_status store_key_info(struct store *store, const void *key, size_t key_length,
+                                 struct store_key_info *info) {
+    memset(info, 0, sizeof(*info));
+    struct key_access access;
+    struct item *found =
+        index_open_key(store, hash_key(store, key, key_length), key, key_length, &access);
+    if (found != NULL && node_is_stub(found)) {
+        info->memory_bytes = memory_footprint(found);
+        info->value_length = ((struct flash_stub *)found)->value_length;
+        info->on_flash_only = true;
+    } else if (found != NULL) {
+        /* Under the shard's lock: no in-place append can change the value meanwhile. */
+        info->memory_bytes = memory_footprint(found);
+        if (found->flags & ITEM_EXTERNAL)
+            info->memory_bytes += value_block_footprint(item_block(found));
+        info->value_length = found->value_length;
+        info->frequency = atomic_load_explicit(&found->frequency, memory_order_relaxed);
+        if (!(found->flags & ITEM_EXTERNAL) && found->value_length <= sizeof(info->head)) {
+            info->head_length = (size_t)found->value_length;
+            memcpy(info->head, item_value(found), info->head_length);
+        }
+    }
+    index_close_key(&access);
+    return found != NULL ? STORE_OK : STORE_NOT_FOUND;
+}
+
 bool store_get_flash_stats(struct store *store, struct flash_stats *stats) {
     if (store->tier == NULL) {
         memset(stats, 0, sizeof(*stats));

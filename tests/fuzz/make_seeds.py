@@ -46,6 +46,10 @@ RESP_SEEDS = {
     resp("CONFIG", "SET", "max-value", "2mb") + resp("TIME") + resp("COMMAND", "COUNT"),
     "clients": resp("HELLO", 3, "SETNAME", "fuzz") + resp("CLIENT", "LIST") + resp("CLIENT", "INFO") +
     resp("CLIENT", "SETNAME", "x") + resp("PING", "hi") + resp("ECHO", "e") + resp("SELECT", 0),
+    "object-memory": resp("GETSET", "o", "12345") + resp("GETSET", "o", "x" * 50) +
+    resp("OBJECT", "ENCODING", "o") + resp("OBJECT", "FREQ", "o") + resp("OBJECT", "IDLETIME", "o") +
+    resp("OBJECT", "REFCOUNT", "o") + resp("OBJECT", "HELP") + resp("MEMORY", "USAGE", "o", "SAMPLES", 0) +
+    resp("MEMORY", "HELP"),
     "inline": b"PING\r\nSET a b\r\nGET a\r\n\r\nQUIT\r\n",
     "large-argument": resp("SET", "big", b"x" * 20000) + resp("GET", "big") + resp("APPEND", "big", b"y" * 17000),
     "protocol-errors": b"*2\r\n$3\r\nGET\r\n$-5\r\n" + b"*-1\r\n*1\r\n$x\r\n",

@@ -522,3 +522,59 @@ def test_double_free_protocol_switch(server):
         assert connection.call("GET", "nope") == Null("$-1")
         assert isinstance(connection.call("INCRBYFLOAT", "f", "1.5"), bytes)
         assert not isinstance(connection.call("INCRBYFLOAT", "f", "1.5"), Double)
+
+
+def test_getset(conn):
+    check(conn, ["GETSET", "g", "1"], NIL)
+    check(conn, ["SET", "g", "2", "EX", "100"], "OK")
+    check(conn, ["GETSET", "g", "3"], b"2")
+    check(conn, ["TTL", "g"], -1)
+    check(conn, ["GET", "g"], b"3")
+    error(conn, ["GETSET", "g"], "ERR wrong number of arguments for 'getset' command")
+    error(conn, ["GETSET", "g", "1", "2"], "ERR wrong number of arguments for 'getset' command")
+
+
+def test_object(conn):
+    check(conn, ["SET", "i", "-42"], "OK")
+    check(conn, ["SET", "s", "0042"], "OK")
+    check(conn, ["SET", "r", "x" * 45], "OK")
+    check(conn, ["OBJECT", "ENCODING", "i"], b"int")
+    check(conn, ["OBJECT", "ENCODING", "s"], b"embstr")
+    check(conn, ["OBJECT", "ENCODING", "r"], b"raw")
+    check(conn, ["OBJECT", "ENCODING", "missing"], NIL)
+    check(conn, ["OBJECT", "FREQ", "i"], 0)
+    check(conn, ["OBJECT", "FREQ", "missing"], NIL)
+    check(conn, ["OBJECT", "REFCOUNT", "i"], 1)
+    check(conn, ["OBJECT", "REFCOUNT", "missing"], NIL)
+    check(conn, ["OBJECT", "IDLETIME", "missing"], NIL)
+    error(conn, ["OBJECT", "IDLETIME", "i"],
+          "ERR An LRU maxmemory policy is not selected, access time not tracked.")
+    help_lines = conn.call("OBJECT", "HELP")
+    assert help_lines[0] == "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    assert all(isinstance(line, Simple) for line in help_lines) and "HELP" in help_lines
+    error(conn, ["OBJECT"], "ERR wrong number of arguments for 'object' command")
+    error(conn, ["OBJECT", "ENCODING"],
+          "ERR wrong number of arguments for 'object|encoding' command")
+    error(conn, ["OBJECT", "freq", "i", "j"],
+          "ERR wrong number of arguments for 'object|freq' command")
+    error(conn, ["OBJECT", "HELP", "x"], "ERR wrong number of arguments for 'object|help' command")
+    error(conn, ["OBJECT", "nope", "i"], "ERR unknown subcommand 'nope'. Try OBJECT HELP.")
+
+
+def test_memory(conn):
+    check(conn, ["SET", "k", "v"], "OK")
+    usage = conn.call("MEMORY", "USAGE", "k")
+    assert isinstance(usage, int) and 64 <= usage <= 256
+    check(conn, ["MEMORY", "USAGE", "k", "SAMPLES", "0"], usage)
+    check(conn, ["memory", "usage", "k", "samples", "5"], usage)
+    check(conn, ["MEMORY", "USAGE", "missing"], NIL)
+    error(conn, ["MEMORY", "USAGE", "k", "SAMPLES", "x"],
+          "ERR value is not an integer or out of range")
+    error(conn, ["MEMORY", "USAGE", "k", "SAMPLES"], "ERR syntax error")
+    error(conn, ["MEMORY", "USAGE", "k", "BOGUS", "1"], "ERR syntax error")
+    help_lines = conn.call("MEMORY", "HELP")
+    assert help_lines[0] == "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    assert all(isinstance(line, Simple) for line in help_lines)
+    error(conn, ["MEMORY"], "ERR wrong number of arguments for 'memory' command")
+    error(conn, ["MEMORY", "USAGE"], "ERR wrong number of arguments for 'memory|usage' command")
+    error(conn, ["MEMORY", "DOCTOR"], "ERR unknown subcommand 'DOCTOR'. Try MEMORY HELP.")

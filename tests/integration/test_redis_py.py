@@ -1,8 +1,11 @@
 """The commands through redis-py's own API, the way applications call them."""
+import subprocess
 import time
 
 import pytest
 import redis
+
+from conftest import SLOW
 
 
 def test_strings(client):
@@ -125,3 +128,95 @@ def test_shutdown_command(start_server):
     client.shutdown()  # redis-py treats the closed connection as success
     assert server.process.wait(timeout=30) == 0
     assert "event=stopping reason=shutdown_command" in server.read_log()
+
+
+def test_getset(client):
+    assert client.getset("g", "1") is None
+    assert client.get("g") == b"1"
+    client.set("g", "2", ex=100)
+    assert client.getset("g", "3") == b"2"
+    assert client.ttl("g") == -1  # GETSET clears the expiry, as SET does
+    assert client.get("g") == b"3"
+    with pytest.raises(redis.exceptions.ResponseError,
+                       match="wrong number of arguments for 'getset' command"):
+        client.execute_command("GETSET", "g")
+
+
+def test_object_and_memory_usage(client):
+    client.mset({"int": 12345, "neg": -7, "zero": "0", "lead": "0123", "plus": "+1",
+                 "big": "99999999999999999999", "short": "hello", "e44": "x" * 44,
+                 "r45": "x" * 45, "large": b"v" * (100 * 1024)})
+    encodings = {k: client.object("encoding", k) for k in
+                 ["int", "neg", "zero", "lead", "plus", "big", "short", "e44", "r45", "large"]}
+    assert encodings == {"int": b"int", "neg": b"int", "zero": b"int", "lead": b"embstr",
+                         "plus": b"embstr", "big": b"embstr", "short": b"embstr",
+                         "e44": b"embstr", "r45": b"raw", "large": b"raw"}
+    assert client.object("encoding", "missing") is None
+    assert client.object("refcount", "int") == 1
+    assert client.object("refcount", "missing") is None
+    client.set("f", "v")
+    assert client.object("freq", "f") == 0
+    client.get("f")
+    client.get("f")
+    assert client.object("freq", "f") == 2  # S3-FIFO's count; OBJECT itself does not count
+    for _ in range(5):
+        client.get("f")
+    assert client.object("freq", "f") == 3  # two bits
+    assert client.object("freq", "missing") is None
+    with pytest.raises(redis.exceptions.ResponseError, match="access time not tracked"):
+        client.object("idletime", "f")
+    with pytest.raises(redis.exceptions.ResponseError,
+                       match=r"unknown subcommand 'nope'. Try OBJECT HELP."):
+        client.object("nope", "f")
+    small = client.memory_usage("short")
+    assert 64 <= small <= 256
+    assert client.memory_usage("r45") > small
+    assert 100 * 1024 <= client.memory_usage("large") <= 110 * 1024
+    assert client.memory_usage("large", samples=0) == client.memory_usage("large")
+    assert client.memory_usage("missing") is None
+    hits = client.info("stats")["keyspace_hits"]
+    client.object("encoding", "short")
+    client.memory_usage("short")
+    assert client.info("stats")["keyspace_hits"] == hits
+
+
+def test_redis_cli_memkeys(client, server):
+    client.mset({"m:small": "x", "m:big": "y" * 5000, "m:int": 42})
+    result = subprocess.run(["redis-cli", "-p", str(server.port), "--memkeys"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    big = client.memory_usage("m:big")
+    total = sum(client.memory_usage(k) for k in ["m:small", "m:big", "m:int"])
+    assert "Sampled 3 keys in the keyspace!" in out
+    assert f"Biggest string found '\"m:big\"' has {big} bytes" in out
+    assert f"3 strings with {total} bytes (100.00% of keys" in out
+
+
+def test_object_and_memory_usage_on_flash(start_server):
+    server = start_server("--pace-timeout", "60000", "--memory", "8mb", "--ssd-size", "64mb",
+                          "--segment-size", "8mb", "--threads", "1")
+    client = server.client()
+    # Eviction works shard by shard: of many cold keys, some reach flash.
+    ints = [f"cold:int:{i}" for i in range(200)]
+    raws = [f"cold:raw:{i}" for i in range(200)]
+    client.mset({k: 1000 + i for i, k in enumerate(ints)})
+    client.mset({k: b"r" * 1000 for k in raws})
+    in_dram = client.memory_usage(raws[0])
+    for i in range(150):
+        client.set(f"fill:{i}", b"f" * (100 * 1024))
+
+    def flash_only(keys):
+        # Only the flash index entry stays in DRAM: 32 bytes and the key, 72 as allocated
+        # (an integer's DRAM item is 104 bytes, the 1000-byte values' over 1000).
+        return [k for k in keys if client.memory_usage(k) <= 72]
+
+    deadline = time.time() + 10 * SLOW
+    while not (flash_only(ints) and flash_only(raws)) and time.time() < deadline:
+        time.sleep(0.05)
+    cold_int, cold_raw = flash_only(ints)[0], flash_only(raws)[0]
+    assert in_dram > 1000
+    assert client.object("freq", cold_raw) == 0
+    assert client.object("encoding", cold_raw) == b"raw"
+    assert client.object("encoding", cold_int) == b"int"  # a short value is read to tell
+    assert client.get(cold_int) == str(1000 + ints.index(cold_int)).encode()

@@ -1,5 +1,6 @@
 /* Keyspace commands: DEL UNLINK EXISTS TYPE EXPIRE PEXPIRE EXPIREAT PEXPIREAT EXPIRETIME
- * PEXPIRETIME TTL PTTL PERSIST TOUCH KEYS SCAN RANDOMKEY RENAME RENAMENX COPY. */
+ * PEXPIRETIME TTL PTTL PERSIST TOUCH KEYS SCAN RANDOMKEY RENAME RENAMENX COPY, and
+ * OBJECT and MEMORY (what a key takes). */
 #include "base/byte_buffer.h"
 #include "base/clock.h"
 #include "base/glob.h"
@@ -351,4 +352,134 @@ void command_copy(struct resp_session *session, const struct resp_request *reque
         store_copy(store_of(session), request->argv[1], (size_t)request->lengths[1],
                    request->argv[2], (size_t)request->lengths[2], replace);
     reply_changed(session, status);
+}
+
+/* ---- OBJECT and MEMORY: what a key takes --------------------------------------- */
+
+/* Redis's encoding of a string value: "int" for a decimal integer as Redis's string2ll
+ * reads it (no sign quirks, no leading zero, within 64 bits), "embstr" up to 44 bytes,
+ * "raw" beyond. VALUE holds the whole value when LENGTH is at most 20, else NULL. */
+static const char *string_encoding(const unsigned char *value, uint64_t length) {
+    int64_t number;
+    if (length <= 20 && value != NULL && parse_int64(value, (size_t)length, &number)) return "int";
+    return length <= 44 ? "embstr" : "raw";
+}
+
+static void reply_object_encoding(struct resp_session *session, struct resp_reads *reads) {
+    struct resp_read_slot *slot = &reads->slots[0];
+    if (slot->status == STORE_NOT_FOUND) {
+        reply_null(session);
+    } else if (slot->status != STORE_OK) {
+        reply_store_error(session, slot->status);
+    } else if (slot->value.item != NULL) {
+        struct item *item = slot->value.item;
+        slot->value.item = NULL;
+        reply_bulk_text(session, string_encoding(item_value(item), item_value_length(item)));
+        item_release(item);
+    } else {
+        uint64_t length = store_stream_length(slot->value.stream);
+        store_stream_close(slot->value.stream);
+        slot->value.stream = NULL;
+        reply_bulk_text(session, string_encoding(NULL, length));
+    }
+}
+
+/* OBJECT ENCODING: a short value that lives only on flash is read to tell an integer
+ * (the only case that reads flash, and counts as a read). */
+static void object_encoding(struct resp_session *session, const struct resp_request *request,
+                            const struct store_key_info *info) {
+    if (info->on_flash_only && info->value_length <= 20) {
+        resp_read_values(session, request, 2, 1, NULL, reply_object_encoding);
+        return;
+    }
+    const unsigned char *head = info->head_length == info->value_length ? info->head : NULL;
+    reply_bulk_text(session, string_encoding(head, info->value_length));
+}
+
+void command_object(struct resp_session *session, const struct resp_request *request) {
+    static const char *const help[] = {
+        "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "ENCODING <key>",
+        "    Return the kind of internal representation used in order to store the value",
+        "    associated with a <key>.",
+        "FREQ <key>",
+        "    Return the access frequency index of the <key>. The returned integer is",
+        "    proportional to the logarithm of the recent access frequency of the key.",
+        "IDLETIME <key>",
+        "    Return the idle time of the <key>, that is the approximated number of",
+        "    seconds elapsed since the last access to the key.",
+        "REFCOUNT <key>",
+        "    Return the number of references of the value associated with the specified",
+        "    <key>.",
+        "HELP",
+        "    Print this help.",
+    };
+    bool encoding = argument_is(request, 1, "ENCODING"), freq = argument_is(request, 1, "FREQ");
+    bool idletime = argument_is(request, 1, "IDLETIME");
+    bool refcount = argument_is(request, 1, "REFCOUNT"),
+         help_asked = argument_is(request, 1, "HELP");
+    if (!encoding && !freq && !idletime && !refcount && !help_asked) {
+        reply_unknown_subcommand(session, request, "OBJECT");
+        return;
+    }
+    if (request->argc != (help_asked ? 2u : 3u)) {
+        reply_subcommand_arity(session, request, "object");
+        return;
+    }
+    if (help_asked) {
+        reply_help(session, help, sizeof(help) / sizeof(help[0]));
+        return;
+    }
+    struct store_key_info info;
+    if (store_key_info(store_of(session), request->argv[2], (size_t)request->lengths[2], &info) !=
+        STORE_OK) {
+        reply_null(session); /* as Redis 7, for every subcommand */
+    } else if (encoding) {
+        object_encoding(session, request, &info);
+    } else if (freq) {
+        reply_integer(session, info.frequency); /* S3-FIFO's count, not an LFU counter */
+    } else if (idletime) {
+        /* strata keeps no access time: Redis's answer when its policy keeps none. */
+        reply_error(session, "ERR An LRU maxmemory policy is not selected, access time not "
+                             "tracked. Please note that when switching between policies at "
+                             "runtime LRU and LFU data will take some time to adjust.");
+    } else {
+        reply_integer(session, 1);
+    }
+}
+
+void command_memory(struct resp_session *session, const struct resp_request *request) {
+    static const char *const help[] = {
+        "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "USAGE <key> [SAMPLES <count>]",
+        "    Return memory in bytes used by <key> and its value. Nested values are",
+        "    sampled up to <count> times (default: 5, 0 means sample all).",
+        "HELP",
+        "    Print this help.",
+    };
+    if (argument_is(request, 1, "HELP") && request->argc == 2) {
+        reply_help(session, help, sizeof(help) / sizeof(help[0]));
+    } else if (argument_is(request, 1, "USAGE") && request->argc >= 3) {
+        for (size_t i = 3; i < request->argc; i++) {
+            int64_t samples;
+            if (argument_is(request, i, "SAMPLES") && i + 1 < request->argc) {
+                /* Values are flat strings: there is nothing to sample. */
+                if (!argument_int64(session, request, ++i, &samples)) return;
+            } else {
+                reply_syntax_error(session);
+                return;
+            }
+        }
+        struct store_key_info info;
+        if (store_key_info(store_of(session), request->argv[2], (size_t)request->lengths[2],
+                           &info) == STORE_OK) {
+            reply_integer(session, (int64_t)info.memory_bytes);
+        } else {
+            reply_null(session);
+        }
+    } else if (argument_is(request, 1, "HELP") || argument_is(request, 1, "USAGE")) {
+        reply_subcommand_arity(session, request, "memory");
+    } else {
+        reply_unknown_subcommand(session, request, "MEMORY");
+    }
 }

@@ -6,7 +6,7 @@
  * their order), and the reply goes out when the last read ends. A value too large to
  * bring into DRAM whole is sent as a stream, piece by piece from flash.
  *
- * Commands that change a value or hand it on (INCR, APPEND, SETRANGE, SET ... GET,
+ * Commands that change a value or hand it on (INCR, APPEND, SETRANGE, SET ... GET, GETSET,
  * GETDEL, GETEX with options, RENAME, RENAMENX, COPY, EXPIRE and its kin, PERSIST) first bring
  * their key back to DRAM with a hold (resp_prefetch_key()), then run again once it is there: the
  * engine then finds it in DRAM and never waits for flash on the worker. */

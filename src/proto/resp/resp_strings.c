@@ -1,4 +1,4 @@
-/* String commands: GET SET GETEX GETDEL SETNX SETEX PSETEX MGET MSET MSETNX STRLEN
+/* String commands: GET SET GETSET GETEX GETDEL SETNX SETEX PSETEX MGET MSET MSETNX STRLEN
  * APPEND GETRANGE SETRANGE INCR INCRBY DECR DECRBY INCRBYFLOAT. */
 #include "base/clock.h"
 #include "base/numbers.h"
@@ -122,6 +122,24 @@ void command_set(struct resp_session *session, const struct resp_request *reques
         }
     } else if (status == STORE_OK) {
         reply_ok(session);
+    } else {
+        reply_null(session);
+    }
+}
+
+/* GETSET key value: SET key value GET (the expiry is cleared, as SET does). */
+void command_getset(struct resp_session *session, const struct resp_request *request) {
+    struct store_write write = {
+        .condition = STORE_ALWAYS, .expiry = STORE_EXPIRY_CLEAR, .expire_at_ms = 0};
+    /* The old value is handed back: it must be in DRAM first. */
+    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
+    struct item *previous = NULL;
+    enum store_status status = store_argument(session, request, 2, &write, &previous);
+    if (status != STORE_OK) {
+        if (previous != NULL) item_release(previous);
+        reply_store_error(session, status);
+    } else if (previous != NULL) {
+        reply_item(session, previous);
     } else {
         reply_null(session);
     }
