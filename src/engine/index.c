@@ -65,6 +65,7 @@ void index_unlink(struct shard *shard, struct item **slot, struct item *item) {
     ASSERT_SHARD_LOCKED(shard);
     *slot = item->hash_next;
     item->hash_next = NULL;
+    note_key_change(shard->store, item->hash);
     shard_count_add(&shard->item_count, -1);
     if (has_expiry(item)) shard_count_add(&shard->expiring_count, -1);
     struct store *store = shard->store;
@@ -112,6 +113,7 @@ void index_link_node(struct store *store, struct shard *shard, struct item *node
     struct item **head = &shard->buckets[node->hash & shard->bucket_mask];
     node->hash_next = *head;
     *head = node;
+    note_key_change(store, node->hash);
     uint64_t count = shard_count_add(&shard->item_count, 1);
     if (has_expiry(node)) shard_count_add(&shard->expiring_count, 1);
     if (count > shard->bucket_mask + 1 && shard->bucket_mask < UINT32_MAX) {
@@ -156,6 +158,7 @@ void index_link(struct store *store, struct shard *shard, struct item *item, uin
     struct item **head = &shard->buckets[item->hash & shard->bucket_mask];
     item->hash_next = *head;
     *head = item;
+    note_key_change(store, item->hash);
     if (inherit_queue == QUEUE_NONE) {
         /* With tail-first order every new key is admitted in order (no ghost shortcut),
          * but for one written after the first member of its eviction group, which

@@ -61,6 +61,7 @@ static void free_store(struct store *store) {
     }
     chain_table_free(store, &store->chains);
     groups_free(store);
+    free((void *)atomic_load(&store->versions));
     atomic_store(&registry[store->id], NULL);
     free(store);
 }
@@ -476,6 +477,7 @@ static bool append_in_place(struct shard *shard, struct item *existing, const vo
     s3fifo_queue_grow(s3fifo_queue_of(shard, existing), data_length);
     existing->value_length = total;
     block->length = total;
+    note_key_change(shard->store, existing->hash);
     return true;
 }
 
@@ -650,10 +652,31 @@ enum store_status store_set_expiry(struct store *store, const void *key, size_t 
                  * process_write()): one atomic store, so it sees the old or the new. */
                 __atomic_store_n(&existing->expire_at_ms, expire_at_ms, __ATOMIC_RELAXED);
             }
+            note_key_change(store, existing->hash);
         }
     }
     index_close_key(&access);
     return store_finish_write(store, status);
+}
+
+bool store_key_version(struct store *store, const void *key, size_t key_length, uint32_t *version) {
+    _Atomic uint32_t *versions = atomic_load_explicit(&store->versions, memory_order_acquire);
+    if (versions == NULL) {
+        _Atomic uint32_t *fresh = calloc(VERSION_SLOTS, sizeof(*fresh));
+        if (fresh == NULL) return false;
+        if (atomic_compare_exchange_strong_explicit(&store->versions, &versions, fresh,
+                                                    memory_order_acq_rel, memory_order_acquire)) {
+            versions = fresh;
+            uint64_t bytes = memory_footprint(fresh);
+            atomic_fetch_add_explicit(&store->fixed, bytes, memory_order_relaxed);
+            budget_charge_or_owe(store, bytes);
+        } else {
+            free((void *)fresh); /* another thread's table is in place */
+        }
+    }
+    uint32_t hash = (uint32_t)hash_key(store, key, key_length);
+    *version = atomic_load_explicit(&versions[version_slot(hash)], memory_order_relaxed);
+    return true;
 }
 
 /* Locks the shards at INDEXES (COUNT of them, sorted ascending, duplicates allowed). */

@@ -239,6 +239,14 @@ enum store_status store_stream_copy(struct store_stream *stream, uint64_t offset
 /* Gives a stream up without sending it. */
 void store_stream_close(struct store_stream *stream);
 
+/* Sets *VERSION to a number that changes whenever KEY changes: written, deleted, expired,
+ * evicted, its expiry set or removed, or flushed (WATCH compares it at EXEC). It also
+ * changes, rarely, when another key sharing its counter changes (1 in 65,536 keys) or
+ * when KEY moves between DRAM and flash: a transaction then fails when it need not, never
+ * the other way round. The first call allocates the counters (256 KiB, counted in the
+ * budget); returns false when that fails. Any thread, no lock held. */
+bool store_key_version(struct store *store, const void *key, size_t key_length, uint32_t *version);
+
 /* Reports whether KEY holds a live item, without marking it used. */
 bool store_exists(struct store *store, const void *key, size_t key_length);
 

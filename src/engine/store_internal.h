@@ -200,6 +200,10 @@ struct store {
     _Atomic uint64_t small_bytes;      /* queue_weight() of all small queues */
     _Atomic uint64_t main_bytes;       /* ... and of all main queues */
     struct eviction_groups groups;     /* suffixes of keys evicted together (groups.c) */
+    /* Key versions for WATCH: VERSION_SLOTS counters, one bumped whenever a key whose hash
+     * maps to it changes (note_key_change()). Allocated by the first store_key_version();
+     * NULL until then, when nobody watches and changes cost nothing. */
+    _Atomic(_Atomic uint32_t *) versions;
 };
 
 /* One key's shard, locked by index_open_key() and released by index_close_key(). */
@@ -271,6 +275,24 @@ static inline void mark_used(struct item *item) {
 
 static inline uint64_t hash_key(const struct store *store, const void *key, size_t length) {
     return XXH3_64bits_withSeed(key, length, store->seed);
+}
+
+/* Key versions (store_key_version()): 65,536 counters, 256 KiB once anyone watches. */
+#define VERSION_SLOTS 65536u
+
+/* The version counter of a key whose hash's low 32 bits are HASH (item->hash). */
+static inline size_t version_slot(uint32_t hash) {
+    return (size_t)((hash * 2654435761u) >> 16) & (VERSION_SLOTS - 1);
+}
+
+/* Notes that the key whose hash's low 32 bits are HASH changed (its value, its expiry or
+ * whether it exists), for WATCH. Called with its shard locked, after the change: a reader
+ * that sees the change under the lock sees the new version too. */
+static inline void note_key_change(struct store *store, uint32_t hash) {
+    _Atomic uint32_t *versions = atomic_load_explicit(&store->versions, memory_order_acquire);
+    if (versions != NULL) {
+        atomic_fetch_add_explicit(&versions[version_slot(hash)], 1, memory_order_relaxed);
+    }
 }
 
 /* The shard of a key: bits 48 and up of its hash (the bucket uses the low 32). */
