@@ -191,6 +191,11 @@ struct net_server {
     int worker_count;
     struct worker *workers;
     _Atomic bool stopping;
+    /* Held shared by every worker while it handles a batch of events (not while it waits
+     * in epoll_wait), and exclusively by one between net_exclusive_callback() calls: a
+     * transaction's commands then interleave with no other connection's (MULTI/EXEC).
+     * Writers are preferred, so a stream of batches cannot starve the exclusive one. */
+    pthread_rwlock_t work_lock;
     _Atomic uint64_t connections;
     _Atomic uint64_t next_connection_id;
     int reserve_fd;         /* kept open to accept-and-close when out of descriptors */
@@ -278,6 +283,11 @@ struct net_server *net_server_create(const struct net_config *config, char *erro
         return NULL;
     }
     server->options = config->options;
+    pthread_rwlockattr_t attributes;
+    pthread_rwlockattr_init(&attributes);
+    pthread_rwlockattr_setkind_np(&attributes, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&server->work_lock, &attributes);
+    pthread_rwlockattr_destroy(&attributes);
     server->worker_count = config->threads > 0 ? config->threads : 1;
     server->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     atomic_init(&server->next_connection_id, 1);
@@ -952,6 +962,20 @@ void net_resume_callback(void *connection) {
     net_connection_resume(connection);
 }
 
+void net_exclusive_callback(void *handle, bool begin) {
+    struct connection *connection = handle;
+    ASSERT_ON_WORKER(connection);
+    struct net_server *server = connection->worker->server;
+    /* The worker's shared hold is given up first: a writer waiting behind it would
+     * otherwise wait for ever (and two workers beginning at once would deadlock). */
+    pthread_rwlock_unlock(&server->work_lock);
+    if (begin) {
+        pthread_rwlock_wrlock(&server->work_lock);
+    } else {
+        pthread_rwlock_rdlock(&server->work_lock);
+    }
+}
+
 void net_connection_resume(struct net_connection *handle) {
     struct connection *connection = (struct connection *)handle;
     if (connection->busy > 0) {
@@ -1248,6 +1272,7 @@ static void *worker_main(void *argument) {
     struct net_server *server = worker->server;
     struct epoll_event events[EVENTS_PER_WAIT];
     io_ring_set_current(worker->ring);
+    pthread_rwlock_rdlock(&server->work_lock);
     while (!atomic_load_explicit(&server->stopping, memory_order_acquire)) {
         int timeout = -1;
         if (server->ticks) {
@@ -1259,7 +1284,9 @@ static void *worker_main(void *argument) {
             timeout = (int)(worker->next_tick_ms - now);
         }
         if (worker->ready != NULL) timeout = 0; /* TLS input waits inside OpenSSL */
+        pthread_rwlock_unlock(&server->work_lock);
         int count = epoll_wait(worker->epoll_fd, events, EVENTS_PER_WAIT, timeout);
+        pthread_rwlock_rdlock(&server->work_lock);
         if (count < 0) {
             if (errno == EINTR) continue;
             log_event(LOG_ERROR, "epoll_failed", "worker=%d error=\"%s\"", worker->index,
@@ -1304,6 +1331,7 @@ static void *worker_main(void *argument) {
     }
     while (worker->connections != NULL)
         close_connection(worker->connections);
+    pthread_rwlock_unlock(&server->work_lock);
     return NULL;
 }
 
@@ -1408,6 +1436,7 @@ void net_server_destroy(struct net_server *server) {
         server->protocols = next;
     }
     tls_server_destroy(server->tls);
+    pthread_rwlock_destroy(&server->work_lock);
     free(server->bind);
     free(server);
 }

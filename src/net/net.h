@@ -160,6 +160,14 @@ void net_connection_resume(struct net_connection *connection);
  * (void (*)(void *handle), with the connection as the handle). */
 void net_resume_callback(void *connection);
 
+/* With BEGIN, called on CONNECTION's worker from inside a handler call: waits until
+ * every other worker is between batches of events and keeps them there; what the caller
+ * does until it calls this again without BEGIN (before its handler call returns)
+ * interleaves with no other connection's handler, on any protocol (MULTI/EXEC). Not
+ * nested. Other workers' batches are short, but one may wait for flash pacing or a
+ * password check: the wait is as long as the longest batch under way. */
+void net_exclusive_callback(void *connection, bool begin);
+
 /* Creates a server with no listeners yet. Returns NULL with a reason in ERROR. */
 struct net_server *net_server_create(const struct net_config *config, char *error,
                                      size_t error_size);
