@@ -246,6 +246,16 @@ def test_read_only_user(users_server, admin):
     assert admin.get("shared") == b"original" and admin.ttl("shared") == -1
 
 
+def test_a_refused_command_inside_multi_aborts_the_transaction(users_server, admin):
+    admin.delete("queued")
+    with login(users_server, "reader", "secret") as reader:
+        assert reader.call("MULTI") == "OK"
+        assert reader.call("GET", "queued") == "QUEUED"
+        assert reader.call("SET", "queued", "v") == NOPERM_KEY
+        assert reader.call("EXEC") == "EXECABORT Transaction discarded because of previous errors."
+    assert admin.exists("queued") == 0
+
+
 def test_write_only_user_cannot_read_through_writes(users_server, admin):
     """Writes that answer with the stored value, or carry it to another key, need read
     as well; plain writes do not."""

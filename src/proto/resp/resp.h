@@ -62,6 +62,11 @@ struct resp_environment {
     /* Asks the process to shut down (SHUTDOWN). Called on a worker thread. */
     void (*request_shutdown)(void *context);
     void *shutdown_context;
+    /* Optional. With BEGIN, makes the calling session's worker the only one running any
+     * connection's commands until it is called again without BEGIN (EXEC runs a
+     * transaction between the two). HANDLE is the session's RESUME_HANDLE. Without it,
+     * EXEC's commands may interleave with other connections' (tests, embedding). */
+    void (*exclusive)(void *handle, bool begin);
 };
 
 /* Creates the protocol's shared state. Returns NULL if out of memory. */

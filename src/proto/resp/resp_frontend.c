@@ -11,6 +11,7 @@ static void *setup(const struct frontend_environment *environment) {
         .access = environment->access,
         .request_shutdown = environment->request_shutdown,
         .shutdown_context = environment->shutdown_context,
+        .exclusive = net_exclusive_callback,
     };
     return resp_server_create(&resp);
 }

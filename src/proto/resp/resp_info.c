@@ -18,15 +18,17 @@ void resp_client_line(const struct resp_session *session, struct byte_buffer *te
     int64_t last = atomic_load_explicit(&session->last_active_ms, memory_order_relaxed);
     const char *command = atomic_load_explicit(&session->last_command, memory_order_relaxed);
     size_t pending = output_queue_pending(session->output);
+    /* As Redis: multi= counts the queued commands (-1 outside MULTI), flag x marks one. */
+    long long multi = (long long)atomic_load_explicit(&session->multi_count, memory_order_relaxed);
     byte_buffer_appendf(
         text,
-        "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=N db=0 "
-        "sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 "
+        "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=0 "
+        "sub=0 psub=0 ssub=0 multi=%lld qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 "
         "obl=0 oll=0 omem=%zu tot-mem=%zu events=r cmd=%s user=%s "
         "lib-name=%s lib-ver=%s redir=-1 resp=%d\n",
         (unsigned long long)session->id, session->peer, session->local, session->fd,
         session->name ? session->name : "", (long long)((now - session->created_ms) / 1000),
-        (long long)((now - last) / 1000), pending, pending, command, session->user_name,
-        session->library_name ? session->library_name : "",
+        (long long)((now - last) / 1000), multi >= 0 ? "x" : "N", multi, pending, pending, command,
+        session->user_name, session->library_name ? session->library_name : "",
         session->library_version ? session->library_version : "", session->protocol);
 }

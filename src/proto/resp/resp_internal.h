@@ -70,6 +70,37 @@ static inline void sessions_unlock(struct resp_server *server) {
     pthread_mutex_unlock(&server->sessions_lock);
 }
 
+/* A command queued between MULTI and EXEC: its own copy of the arguments. */
+struct resp_queued_command {
+    const struct resp_command *command;
+    size_t argc;
+    unsigned char **argv; /* argc arguments, each NUL-terminated, one allocation each */
+    uint64_t *lengths;
+};
+
+/* A key WATCH noted: its version then (store_key_version()) and whether it existed. */
+struct resp_watched_key {
+    unsigned char *key;
+    size_t length;
+    uint32_t version;
+    bool existed;
+};
+
+/* A session's transaction state (resp_transactions.c). All of it is the session's own:
+ * only its worker touches it. */
+struct resp_transaction {
+    bool active;  /* after MULTI: commands are queued */
+    bool failed;  /* a command was refused while queued: EXEC answers EXECABORT */
+    size_t count; /* queued commands */
+    size_t capacity;
+    struct resp_queued_command *commands;
+    uint64_t queued_bytes; /* their arguments' bytes (bounded by max-request) */
+    size_t watch_count;
+    size_t watch_capacity;
+    struct resp_watched_key *watched;
+    uint64_t watched_bytes; /* the watched keys' bytes (bounded by max-request) */
+};
+
 struct resp_session {
     struct resp_server *server;
     struct output_queue *output;
@@ -111,6 +142,9 @@ struct resp_session {
     const struct access_user *rights_user;
     unsigned rights;
     char user_name[ACCESS_NAME_MAX + 1]; /* CLIENT LIST's user=; under sessions_lock */
+    struct resp_transaction transaction;
+    /* CLIENT LIST's multi=: queued commands after MULTI, -1 outside one. */
+    _Atomic int64_t multi_count;
 };
 
 /* A session right besides the namespace's ACCESS_READ and ACCESS_WRITE: the server's own
@@ -146,6 +180,33 @@ struct resp_request {
     const uint64_t *lengths;
 };
 
+/* True when SESSION's user may run REQUEST (COMMAND's rights, some by subcommand);
+ * otherwise replies NOAUTH or NOPERM and returns false. */
+bool resp_session_allowed(struct resp_session *session, const struct resp_command *command,
+                          const struct resp_request *request);
+
+/* Runs COMMAND, admitted already (known, arity, rights, loading), with REQUEST's
+ * arguments: times it and calls its handler. EXEC runs its queued commands with it. */
+void resp_session_run(struct resp_session *session, const struct resp_command *command,
+                      const struct resp_request *request);
+
+/* ---- transactions (resp_transactions.c) ---------------------------------------- */
+
+/* True when COMMAND is queued inside MULTI (all but EXEC, DISCARD, MULTI, WATCH, QUIT,
+ * which run at once, as in Redis). */
+bool resp_transaction_queues(const struct resp_command *command);
+
+/* Queues REQUEST (copying its arguments) and replies +QUEUED; refuses it (marking the
+ * transaction failed) when the queue would exceed max-request bytes. */
+void resp_transaction_queue(struct resp_session *session, const struct resp_command *command,
+                            const struct resp_request *request);
+
+/* A command was refused while SESSION is inside MULTI: EXEC will answer EXECABORT. */
+void resp_transaction_refused(struct resp_session *session);
+
+/* Ends SESSION's transaction and forgets its watched keys, freeing both. */
+void resp_transaction_reset(struct resp_session *session);
+
 /* ---- replies (resp_reply.c) --------------------------------------------------- */
 
 void reply_simple(struct resp_session *session, const char *text);       /* +text */
@@ -159,6 +220,7 @@ void reply_bulk_text(struct resp_session *session, const char *text);
 void reply_bulk_integer(struct resp_session *session, int64_t value);
 void reply_null(struct resp_session *session); /* $-1, or _ in RESP3 */
 void reply_array(struct resp_session *session, size_t count);
+void reply_null_array(struct resp_session *session);        /* *-1, or _ in RESP3 */
 void reply_map(struct resp_session *session, size_t pairs); /* %n, or *2n in RESP2 */
 void reply_verbatim(struct resp_session *session, const void *text, size_t length);
 /* Sends an item's value as a bulk string and releases the item reference. Large

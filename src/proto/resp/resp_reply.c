@@ -96,6 +96,14 @@ void reply_null(struct resp_session *session) {
     }
 }
 
+void reply_null_array(struct resp_session *session) {
+    if (session->protocol == 3) {
+        append(session, "_\r\n", 3);
+    } else {
+        append(session, "*-1\r\n", 5);
+    }
+}
+
 void reply_array(struct resp_session *session, size_t count) {
     header(session, '*', (int64_t)count);
 }

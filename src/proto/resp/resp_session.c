@@ -182,6 +182,7 @@ void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const c
     session->created_ms = clock_realtime_ms();
     atomic_init(&session->last_active_ms, session->created_ms);
     atomic_init(&session->last_command, "NULL");
+    atomic_init(&session->multi_count, -1);
     /* Not yet in the registry: nobody else reads user_name (so setting the rights
      * takes no lock). */
     access_identity_init(server->environment.access, &session->identity);
@@ -220,6 +221,7 @@ void resp_session_close(void *opaque) {
 
 void resp_session_free(struct resp_session *session) {
     if (session->holding) resp_session_command_done(session);
+    resp_transaction_reset(session);
     resp_parser_free(&session->parser);
     access_identity_release(&session->identity);
     free(session->name);
@@ -336,50 +338,78 @@ static bool allowed(struct resp_session *session, const struct resp_command *com
     return false;
 }
 
-/* Runs the command the parser has completed (again, after a prefetch, when
- * session->rerunning). */
-static void execute(struct resp_session *session) {
-    struct resp_parser *parser = &session->parser;
-    struct resp_request request = {parser->argc, parser->argv, parser->argv_lengths};
-    if (request.argc == 0) return;
-    if (!session->rerunning) metric_add(RESP_METRIC(commands_processed), 1);
+bool resp_session_allowed(struct resp_session *session, const struct resp_command *command,
+                          const struct resp_request *request) {
+    return allowed(session, command, request);
+}
+
+/* Checks that REQUEST may run now: a known command, with the right number of arguments,
+ * that SESSION has the rights for, and that may run while the store loads. Returns the
+ * command, or NULL after replying the error. */
+static const struct resp_command *admit(struct resp_session *session,
+                                        const struct resp_request *request) {
+    const struct resp_parser *parser = &session->parser;
     if (parser->oversized_length != 0) {
         reply_errorf(session, "ERR argument of %llu bytes exceeds max-value (%lld bytes)",
                      (unsigned long long)parser->oversized_length,
                      (long long)options_number(session->server->environment.options,
                                                ENGINE_OPTION(max_value)));
-        return;
+        return NULL;
     }
     if (parser->allocation_failed) {
         reply_error(session, "OOM out of memory: could not allocate an argument");
-        return;
+        return NULL;
     }
-    const struct resp_command *command = resp_command_find(request.argv[0], request.lengths[0]);
+    const struct resp_command *command = resp_command_find(request->argv[0], request->lengths[0]);
     if (command == NULL) {
-        reply_unknown_command(session, &request);
-        return;
+        reply_unknown_command(session, request);
+        return NULL;
     }
-    if ((command->arity > 0 && request.argc != (size_t)command->arity) ||
-        (command->arity < 0 && request.argc < (size_t)-command->arity)) {
+    if ((command->arity > 0 && request->argc != (size_t)command->arity) ||
+        (command->arity < 0 && request->argc < (size_t)-command->arity)) {
         reply_wrong_arity(session, command->name);
-        return;
+        return NULL;
     }
-    if (!allowed(session, command, &request)) return;
+    if (!allowed(session, command, request)) return NULL;
     if (!loading_allowed[command - commands] &&
         store_recovering(session->server->environment.store)) {
         /* As Redis while it loads its dataset: clients retry (redis-py: BusyLoadingError). */
         reply_error(session, "LOADING strata is loading the flash index into memory");
-        return;
+        return NULL;
     }
+    return command;
+}
+
+void resp_session_run(struct resp_session *session, const struct resp_command *command,
+                      const struct resp_request *request) {
     atomic_store_explicit(&session->last_command, command->name, memory_order_relaxed);
     /* One clock read per command: a command's latency runs from the end of the one
      * before it in the same input batch (or from the batch's arrival), which also counts
      * its parsing (docs/performance.md). */
     int64_t started = session->command_clock_ns;
-    command->handler(session, &request);
+    command->handler(session, request);
     int64_t finished = clock_monotonic_ns();
     metric_observe(command_classes[command - commands], finished - started);
     session->command_clock_ns = finished;
+}
+
+/* Runs the command the parser has completed (again, after a prefetch, when
+ * session->rerunning), or queues it inside MULTI. */
+static void execute(struct resp_session *session) {
+    struct resp_parser *parser = &session->parser;
+    struct resp_request request = {parser->argc, parser->argv, parser->argv_lengths};
+    if (request.argc == 0) return;
+    if (!session->rerunning) metric_add(RESP_METRIC(commands_processed), 1);
+    const struct resp_command *command = admit(session, &request);
+    if (command == NULL) {
+        resp_transaction_refused(session);
+        return;
+    }
+    if (session->transaction.active && resp_transaction_queues(command)) {
+        resp_transaction_queue(session, command, &request);
+        return;
+    }
+    resp_session_run(session, command, &request);
 }
 
 /* Reads the decimal number that ends with CRLF at *CURSOR (before END), moving past it.

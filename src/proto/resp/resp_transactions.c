@@ -31,8 +31,7 @@ static struct store *store_of(struct resp_session *session) {
 /* The bound on a transaction's queued arguments and on its watched keys' bytes: the
  * largest request a connection may send (max-request). */
 static uint64_t byte_limit(struct resp_session *session) {
-    return (uint64_t)options_number(session->server->environment.options,
-                                    NET_OPTION(max_request));
+    return (uint64_t)options_number(session->server->environment.options, NET_OPTION(max_request));
 }
 
 static void free_queued(struct resp_queued_command *queued) {
@@ -116,7 +115,8 @@ void resp_transaction_queue(struct resp_session *session, const struct resp_comm
     uint64_t limit = byte_limit(session);
     if (transaction->queued_bytes + bytes > limit) {
         transaction->failed = true;
-        reply_errorf(session, "ERR the transaction's queued commands exceed max-request (%llu bytes)",
+        reply_errorf(session,
+                     "ERR the transaction's queued commands exceed max-request (%llu bytes)",
                      (unsigned long long)limit);
         return;
     }
@@ -141,8 +141,7 @@ void resp_transaction_queue(struct resp_session *session, const struct resp_comm
     }
     transaction->count++;
     transaction->queued_bytes += bytes;
-    atomic_store_explicit(&session->multi_count, (int64_t)transaction->count,
-                          memory_order_relaxed);
+    atomic_store_explicit(&session->multi_count, (int64_t)transaction->count, memory_order_relaxed);
     reply_simple(session, "QUEUED");
 }
 
