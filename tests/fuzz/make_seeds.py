@@ -50,6 +50,11 @@ RESP_SEEDS = {
     resp("OBJECT", "ENCODING", "o") + resp("OBJECT", "FREQ", "o") + resp("OBJECT", "IDLETIME", "o") +
     resp("OBJECT", "REFCOUNT", "o") + resp("OBJECT", "HELP") + resp("MEMORY", "USAGE", "o", "SAMPLES", 0) +
     resp("MEMORY", "HELP"),
+    "transactions": resp("WATCH", "t", "u") + resp("SET", "t", 1) + resp("MULTI") + resp("INCR", "t") +
+    resp("GET", "u") + resp("MULTI") + resp("WATCH", "t") + resp("EXEC") + resp("MULTI") + resp("NOPE") +
+    resp("EXEC") + resp("MULTI") + resp("APPEND", "t", "x") + resp("INCR", "t") + resp("DISCARD") +
+    resp("UNWATCH") + resp("EXEC") + resp("DISCARD") + resp("WATCH", "t") + resp("MULTI") +
+    resp("GETRANGE", "t", 0, -1) + resp("EXEC"),
     "inline": b"PING\r\nSET a b\r\nGET a\r\n\r\nQUIT\r\n",
     "large-argument": resp("SET", "big", b"x" * 20000) + resp("GET", "big") + resp("APPEND", "big", b"y" * 17000),
     "protocol-errors": b"*2\r\n$3\r\nGET\r\n$-5\r\n" + b"*-1\r\n*1\r\n$x\r\n",
