@@ -178,7 +178,7 @@ void index_link(struct store *store, struct shard *shard, struct item *item, uin
     }
     struct tier *tier = store->tier;
     if (tier != NULL && item->flash_segment == 0 && tier_write_through(tier) &&
-        tier_accepts(tier, item->key_length, item->value_length)) {
+        tier_takes(tier, item)) {
         store_note_ticket(tier_queue_item(tier, item, false)); /* write-through */
     }
     uint64_t count = shard_count_add(&shard->item_count, 1);
@@ -220,8 +220,8 @@ void index_replace(struct store *store, struct shard *shard, struct item **slot,
          * tombstone, so that a new version that never reaches flash leaves the old one
          * in force after a crash rather than nothing. */
         struct tier *tier = store->tier;
-        bool superseded = item != NULL && tier != NULL && tier_write_through(tier) &&
-                          tier_accepts(tier, item->key_length, item->value_length);
+        bool superseded =
+            item != NULL && tier != NULL && tier_write_through(tier) && tier_takes(tier, item);
         bury_node(shard, slot, existing, graveyard, superseded);
     }
     if (item != NULL) index_link(store, shard, item, queue, frequency);

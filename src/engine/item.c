@@ -97,7 +97,7 @@ enum store_status item_create(struct store *store, uint32_t hash, const void *ke
 }
 
 /* Creates an unlinked item for KEY holding the same value as SOURCE (sharing its
- * block when it has one), SOURCE's expiry and its class (durable or cache). */
+ * block when it has one), SOURCE's expiry, its class (durable or cache) and its type. */
 enum store_status item_clone(struct store *store, uint32_t hash, const void *key, size_t key_length,
                              const struct item *source, struct item **created) {
     enum store_status status;
@@ -111,9 +111,14 @@ enum store_status item_clone(struct store *store, uint32_t hash, const void *key
     }
     if (status == STORE_OK) {
         (*created)->expire_at_ms = source->expire_at_ms;
-        (*created)->flags |= source->flags & ITEM_DURABLE;
+        (*created)->flags |= source->flags & (ITEM_DURABLE | ITEM_TYPE_MASK);
     }
     return status;
+}
+
+enum store_type item_type(const struct item *item) {
+    if (node_is_stub(item)) return STORE_TYPE_STRING; /* only strings move to flash */
+    return (enum store_type)((item->flags & ITEM_TYPE_MASK) >> ITEM_TYPE_SHIFT);
 }
 
 bool item_from_flash(const struct item *item) {

@@ -23,12 +23,14 @@ enum item_queue {
 /* Item flags (struct item.flags), fixed when the item is created, so readers holding only
  * a reference may look at them. */
 enum {
-    ITEM_EXTERNAL = 1,   /* the value lives in a value block */
-    ITEM_DURABLE = 2,    /* class durable: never chosen for eviction or demotion */
-    ITEM_FROM_FLASH = 4, /* built from a record read back from flash */
-    ITEM_FOLLOWER = 8,   /* written after another member of its eviction group: it joins
-                            the main queue, and leaves with the group (groups.c) */
+    ITEM_EXTERNAL = 1,     /* the value lives in a value block */
+    ITEM_DURABLE = 2,      /* class durable: never chosen for eviction or demotion */
+    ITEM_FROM_FLASH = 4,   /* built from a record read back from flash */
+    ITEM_FOLLOWER = 8,     /* written after another member of its eviction group: it joins
+                              the main queue, and leaves with the group (groups.c) */
+    ITEM_TYPE_MASK = 0x70, /* bits 4 to 6: the value's enum store_type (0: a string) */
 };
+#define ITEM_TYPE_SHIFT 4
 
 /* flash_segment of an item whose record is queued for the flash writer. */
 #define FLASH_PENDING 0xFFFFFFFFu

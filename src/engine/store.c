@@ -44,6 +44,8 @@ const char *store_status_text(enum store_status status) {
         return "flash I/O error (see the server log)";
     case STORE_PARENT_MISSING:
         return "the parent key is not present";
+    case STORE_WRONG_TYPE:
+        return "the key holds a value of another type";
     }
     return "unknown status";
 }
@@ -438,7 +440,7 @@ static enum store_status swap_if_unchanged(struct store *store, uint64_t hash, c
 enum store_status store_replace_if_unchanged(struct store *store, const void *key,
                                              size_t key_length, const struct item *expected,
                                              const void *value, uint64_t value_length,
-                                             bool keep_expiry) {
+                                             bool keep_expiry, enum store_type type) {
     store_begin_write();
     enum store_status status = check_sizes(store, key_length, value_length);
     if (status != STORE_OK) return status;
@@ -447,8 +449,56 @@ enum store_status store_replace_if_unchanged(struct store *store, const void *ke
     status = item_create(store, (uint32_t)hash, key, key_length, value, value_length, NULL, &item);
     if (status != STORE_OK) return status;
     if (expected != NULL) item->flags |= expected->flags & ITEM_DURABLE; /* keeps its class */
+    item->flags |= (uint8_t)(((unsigned)type << ITEM_TYPE_SHIFT) & ITEM_TYPE_MASK);
     status = swap_if_unchanged(store, hash, key, key_length, expected, item, keep_expiry);
     return store_finish_write(store, status);
+}
+
+enum store_status store_delete_if_unchanged(struct store *store, const void *key, size_t key_length,
+                                            const struct item *expected) {
+    store_begin_write();
+    uint64_t hash = hash_key(store, key, key_length);
+    struct key_access access;
+    struct item *existing = index_open_key(store, hash, key, key_length, &access);
+    bool unchanged = existing != NULL && existing == expected;
+    if (unchanged)
+        index_replace(store, access.shard, access.slot, existing, NULL, &access.graveyard);
+    index_close_key(&access);
+    return store_finish_write(store, unchanged ? STORE_OK : STORE_CONDITION_FAILED);
+}
+
+enum store_status store_get_typed(struct store *store, const void *key, size_t key_length,
+                                  enum store_type type, struct item **item) {
+    *item = NULL;
+    struct key_access access;
+    struct item *found =
+        index_open_key(store, hash_key(store, key, key_length), key, key_length, &access);
+    enum store_status status = STORE_NOT_FOUND;
+    if (found != NULL && item_type(found) != type) {
+        status = STORE_WRONG_TYPE;
+    } else if (found != NULL) {
+        item_retain(found);
+        mark_used(found);
+        *item = found;
+        status = STORE_OK;
+    }
+    index_close_key(&access);
+    if (status == STORE_NOT_FOUND) {
+        SHARD_COUNT(access.shard, misses, 1);
+    } else {
+        SHARD_COUNT(access.shard, hits, 1);
+    }
+    return status;
+}
+
+enum store_status store_key_type(struct store *store, const void *key, size_t key_length,
+                                 enum store_type *type) {
+    struct key_access access;
+    struct item *found =
+        index_open_key(store, hash_key(store, key, key_length), key, key_length, &access);
+    if (found != NULL) *type = item_type(found);
+    index_close_key(&access);
+    return found != NULL ? STORE_OK : STORE_NOT_FOUND;
 }
 
 /* Capacity to give a value block that is growing by appends to LENGTH bytes: room for
@@ -521,6 +571,10 @@ enum store_status store_append(struct store *store, const void *key, size_t key_
         if (fault_in_if_flash(store, hash, &access, existing, &fault_status)) {
             if (fault_status != STORE_OK) return fault_status;
             continue;
+        }
+        if (existing != NULL && item_type(existing) != STORE_TYPE_STRING) {
+            index_close_key(&access);
+            return STORE_WRONG_TYPE;
         }
         uint64_t old_length = existing != NULL ? existing->value_length : 0;
         if (data_length > max_value || old_length > max_value - data_length) {

@@ -44,6 +44,16 @@ enum store_status {
     STORE_FLASH_BUSY,           /* the write waited pace-timeout for the flash writer */
     STORE_IO_ERROR,             /* flash I/O failed (details in the log) */
     STORE_PARENT_MISSING,       /* a chained write's parent key is not present */
+    STORE_WRONG_TYPE,           /* the key holds a value of another type (a hash, not a string) */
+};
+
+/* What a value is. A string is bytes as written; the other types are bytes in the
+ * encoding of the front end that made them (RESP's hashes: docs/redis-compatibility.md),
+ * which the engine never looks into. Only strings move to flash: a value of another type
+ * lives in DRAM and leaves it whole when evicted. */
+enum store_type {
+    STORE_TYPE_STRING = 0,
+    STORE_TYPE_HASH = 1,
 };
 
 /* A short English description of a status ("out of memory"). */
@@ -120,6 +130,10 @@ uint64_t item_value_length(const struct item *item);
  * record's checksum on the way). Fixed for the item's life: safe with only a reference. */
 bool item_from_flash(const struct item *item);
 
+/* The type of the value ITEM holds (or a flash index node: always a string). Fixed for
+ * the item's life: safe with only a reference. */
+enum store_type item_type(const struct item *item);
+
 /* Drops a reference returned by a store function. */
 void item_release(struct item *item);
 
@@ -128,7 +142,8 @@ void item_release_callback(void *item);
 
 /* ---- reads -------------------------------------------------------------------- */
 
-/* Looks up KEY. On STORE_OK, *item holds a reference the caller must release. Counts
+/* Looks up KEY, a string (STORE_WRONG_TYPE for a value of another type). On STORE_OK,
+ * *item holds a reference the caller must release. Counts
  * a keyspace hit or miss and marks the item as recently used. A value that lives only
  * on flash is read (blocking the calling thread) and brought back to DRAM. For threads
  * without an io_ring (tests, tools); network workers use store_read(). */
@@ -154,6 +169,10 @@ struct store_read_options {
     /* With promote: keep the key from leaving DRAM until store_release_hold(), so the
      * command that follows finds it there without reading flash again. */
     bool hold;
+    /* Read a value of any type (RENAME, COPY, EXPIRE bring any key back); otherwise a key
+     * holding a value that is not a string answers STORE_WRONG_TYPE (GET, the native
+     * protocol, HTTP). */
+    bool any_type;
     /* The caller can take a stream: a value larger than a quarter of the DRAM budget
      * (or one that DRAM cannot make room for) is not read whole. Otherwise such a read
      * fails with STORE_TOO_LARGE_FOR_BUDGET or STORE_NO_MEMORY. */
@@ -191,7 +210,8 @@ struct store_key_info {
      * only on flash: its flash index entry (the key and 32 bytes), not the value. */
     uint64_t memory_bytes;
     uint64_t value_length;
-    uint8_t frequency;  /* S3-FIFO's 2-bit access count, 0 to 3; 0 when only on flash */
+    uint8_t frequency; /* S3-FIFO's 2-bit access count, 0 to 3; 0 when only on flash */
+    enum store_type type;
     bool on_flash_only; /* the value is on flash, not in DRAM */
     /* The whole value when it is in DRAM and at most sizeof(head) bytes long (so that an
      * integer can be recognised without a read); head_length is 0 otherwise. */
@@ -309,10 +329,29 @@ enum store_status store_set_block(struct store *store, const void *key, size_t k
 enum store_status store_replace_if_unchanged(struct store *store, const void *key,
                                              size_t key_length, const struct item *expected,
                                              const void *value, uint64_t value_length,
-                                             bool keep_expiry);
+                                             bool keep_expiry, enum store_type type);
+
+/* Removes KEY only if it still holds EXPECTED (a DRAM item the caller holds a reference
+ * to). Returns STORE_OK or STORE_CONDITION_FAILED. (HDEL of a hash's last field.) */
+enum store_status store_delete_if_unchanged(struct store *store, const void *key, size_t key_length,
+                                            const struct item *expected);
+
+/* Looks KEY up for a command on a value of TYPE, which is not a string (those are read
+ * with store_read()). On STORE_OK, *item holds a reference the caller must release.
+ * Returns STORE_NOT_FOUND when KEY is absent, STORE_WRONG_TYPE when it holds another
+ * type (a value on flash is always a string). Never reads flash; counts a hit or a miss
+ * and marks the item used. */
+enum store_status store_get_typed(struct store *store, const void *key, size_t key_length,
+                                  enum store_type type, struct item **item);
+
+/* Sets *TYPE to the type of KEY's value, without marking it used (TYPE). Returns
+ * STORE_OK or STORE_NOT_FOUND. */
+enum store_status store_key_type(struct store *store, const void *key, size_t key_length,
+                                 enum store_type *type);
 
 /* Appends DATA to KEY's value (creating it if absent), keeping the expiry. Large
- * values grow in place when no reader holds them. Sets *new_length. */
+ * values grow in place when no reader holds them. Sets *new_length. STORE_WRONG_TYPE
+ * when KEY holds a value that is not a string. */
 enum store_status store_append(struct store *store, const void *key, size_t key_length,
                                const void *data, uint64_t data_length, uint64_t *new_length);
 

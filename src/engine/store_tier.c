@@ -89,7 +89,7 @@ bool store_tier_forget(struct store *store, struct item *node, bool superseded) 
 int store_tier_demote(struct store *store, struct shard *shard, struct item *victim) {
     ASSERT_SHARD_LOCKED(shard);
     struct tier *tier = store->tier;
-    if (!tier_accepts(tier, victim->key_length, victim->value_length)) return DEMOTE_REFUSED;
+    if (!tier_takes(tier, victim)) return DEMOTE_REFUSED; /* evicted from the store */
     if (has_flash_copy(victim)) {
         /* Already on flash (written through, or read back from it): swap in place. */
         struct flash_stub *node = flash_stub_create(
@@ -199,8 +199,7 @@ static void copy_going_away(struct store *store, struct item *item) {
     ASSERT_SHARD_LOCKED(shard_for(store, item_full_hash(store, item)));
     item->flash_segment = 0;
     struct tier *tier = store->tier;
-    if (tier_rewrite_copies(tier) && item->queue != QUEUE_DEMOTING &&
-        tier_accepts(tier, item->key_length, item->value_length)) {
+    if (tier_rewrite_copies(tier) && item->queue != QUEUE_DEMOTING && tier_takes(tier, item)) {
         tier_queue_item(tier, item, false);
     }
 }
@@ -676,6 +675,12 @@ static enum store_status lookup_and_read(struct store *store, const void *key, s
     for (int attempt = 0; attempt < 3; attempt++) {
         struct key_access access;
         struct item *found = index_open_key(store, hash, key, key_length, &access);
+        if (found != NULL && !options->any_type && item_type(found) != STORE_TYPE_STRING) {
+            index_close_key(&access);
+            SHARD_COUNT(access.shard, hits, 1);
+            if (held) chain_read_hold(store, hash, false);
+            return STORE_WRONG_TYPE;
+        }
         if (found == NULL || !node_is_stub(found)) {
             if (found != NULL) {
                 item_retain(found);
@@ -745,6 +750,7 @@ enum store_status store_key_info(struct store *store, const void *key, size_t ke
     struct key_access access;
     struct item *found =
         index_open_key(store, hash_key(store, key, key_length), key, key_length, &access);
+    if (found != NULL) info->type = item_type(found);
     if (found != NULL && node_is_stub(found)) {
         info->memory_bytes = memory_footprint(found);
         info->value_length = ((struct flash_stub *)found)->value_length;

@@ -313,6 +313,12 @@ struct tier {
 static inline bool tier_accepts(const struct tier *tier, size_t key_length, uint64_t value_length) {
     return tier->ops->accepts(tier, key_length, value_length);
 }
+/* Whether the tier takes DRAM item ITEM: a string (only strings move to flash; a value of
+ * another type is evicted from the store) of a size it accepts. */
+static inline bool tier_takes(const struct tier *tier, const struct item *item) {
+    return (item->flags & ITEM_TYPE_MASK) == 0 &&
+           tier->ops->accepts(tier, item->key_length, item->value_length);
+}
 static inline uint64_t tier_record_size(const struct tier *tier, size_t key_length,
                                         uint64_t value_length) {
     return tier->ops->record_size(key_length, value_length);

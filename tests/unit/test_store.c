@@ -132,13 +132,15 @@ static void test_conditions(void) {
     /* Compare-and-set on the current item. */
     struct item *current;
     REQUIRE(store_get(store, "k", 1, &current) == STORE_OK);
-    CHECK(store_replace_if_unchanged(store, "k", 1, current, "d", 1, true) == STORE_OK);
-    CHECK(store_replace_if_unchanged(store, "k", 1, current, "e", 1, true) ==
+    CHECK(store_replace_if_unchanged(store, "k", 1, current, "d", 1, true, STORE_TYPE_STRING) ==
+          STORE_OK);
+    CHECK(store_replace_if_unchanged(store, "k", 1, current, "e", 1, true, STORE_TYPE_STRING) ==
           STORE_CONDITION_FAILED);
     item_release(current);
     CHECK(holds_text(store, "k", "d"));
-    CHECK(store_replace_if_unchanged(store, "new", 3, NULL, "x", 1, false) == STORE_OK);
-    CHECK(store_replace_if_unchanged(store, "new", 3, NULL, "y", 1, false) ==
+    CHECK(store_replace_if_unchanged(store, "new", 3, NULL, "x", 1, false, STORE_TYPE_STRING) ==
+          STORE_OK);
+    CHECK(store_replace_if_unchanged(store, "new", 3, NULL, "y", 1, false, STORE_TYPE_STRING) ==
           STORE_CONDITION_FAILED);
     store_destroy(store);
 }
@@ -885,6 +887,58 @@ static void test_prefetch(void) {
     store_destroy(store);
 }
 
+/* Values of another type than string: made by store_replace_if_unchanged() with a type,
+ * refused by string reads and appends, found by store_get_typed(), kept by COPY and
+ * RENAME, removed by store_delete_if_unchanged(). */
+static void test_value_types(void) {
+    struct store *store = make_store(64 << 20);
+    REQUIRE(store != NULL);
+    REQUIRE(store_replace_if_unchanged(store, "h", 1, NULL, "\1enc", 4, false, STORE_TYPE_HASH) ==
+            STORE_OK);
+    REQUIRE(put(store, "s", "text") == STORE_OK);
+    enum store_type type = STORE_TYPE_STRING;
+    CHECK(store_key_type(store, "h", 1, &type) == STORE_OK && type == STORE_TYPE_HASH);
+    CHECK(store_key_type(store, "s", 1, &type) == STORE_OK && type == STORE_TYPE_STRING);
+    CHECK(store_key_type(store, "none", 4, &type) == STORE_NOT_FOUND);
+
+    struct item *item = NULL;
+    CHECK(store_get(store, "h", 1, &item) == STORE_WRONG_TYPE && item == NULL);
+    struct store_read_options strings = {0}, any = {.any_type = true};
+    struct store_value value;
+    CHECK(store_read(store, "h", 1, &strings, &value, NULL, NULL) == STORE_WRONG_TYPE);
+    CHECK(value.item == NULL);
+    REQUIRE(store_read(store, "h", 1, &any, &value, NULL, NULL) == STORE_OK);
+    CHECK(item_type(value.item) == STORE_TYPE_HASH && item_value_length(value.item) == 4);
+    item_release(value.item);
+    uint64_t length = 0;
+    CHECK(store_append(store, "h", 1, "x", 1, &length) == STORE_WRONG_TYPE);
+
+    CHECK(store_get_typed(store, "s", 1, STORE_TYPE_HASH, &item) == STORE_WRONG_TYPE);
+    CHECK(store_get_typed(store, "none", 4, STORE_TYPE_HASH, &item) == STORE_NOT_FOUND);
+    REQUIRE(store_get_typed(store, "h", 1, STORE_TYPE_HASH, &item) == STORE_OK);
+    CHECK(memcmp(item_value(item), "\1enc", 4) == 0);
+
+    /* A replacement keeps the type it is given; the old item is no longer current. */
+    CHECK(store_replace_if_unchanged(store, "h", 1, item, "\1new", 4, true, STORE_TYPE_HASH) ==
+          STORE_OK);
+    CHECK(store_delete_if_unchanged(store, "h", 1, item) == STORE_CONDITION_FAILED);
+    item_release(item);
+
+    CHECK(store_copy(store, "h", 1, "h2", 2, false) == STORE_OK);
+    CHECK(store_rename(store, "h2", 2, "h3", 2, false) == STORE_OK);
+    CHECK(store_key_type(store, "h3", 2, &type) == STORE_OK && type == STORE_TYPE_HASH);
+    REQUIRE(store_get_typed(store, "h3", 2, STORE_TYPE_HASH, &item) == STORE_OK);
+    CHECK(memcmp(item_value(item), "\1new", 4) == 0);
+    CHECK(store_delete_if_unchanged(store, "h3", 2, item) == STORE_OK);
+    item_release(item);
+    CHECK(store_key_type(store, "h3", 2, &type) == STORE_NOT_FOUND);
+
+    /* A string write replaces a hash, as SET does in Redis. */
+    REQUIRE(put(store, "h", "plain") == STORE_OK);
+    CHECK(holds_text(store, "h", "plain"));
+    store_destroy(store);
+}
+
 int main(void) {
     fprintf(stderr, "test_store\n");
     RUN_TEST(test_set_get_delete);
@@ -902,6 +956,7 @@ int main(void) {
     RUN_TEST(test_eviction_groups);
     RUN_TEST(test_flash_expiry_seconds);
     RUN_TEST(test_prefetch);
+    RUN_TEST(test_value_types);
     metrics_teardown();
     return test_main_result();
 }

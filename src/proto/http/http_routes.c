@@ -110,6 +110,10 @@ static void respond_value(struct http_session *session, enum store_status status
         http_respond_error(session, 404, "no such key", NULL);
         return;
     }
+    if (status == STORE_WRONG_TYPE) {
+        http_respond_error(session, 409, "the key holds a Redis type, not a string", NULL);
+        return;
+    }
     if (status != STORE_OK) {
         http_respond_error(session, status == STORE_FLASH_BUSY ? 503 : 500,
                            store_status_text(status), NULL);

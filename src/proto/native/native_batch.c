@@ -82,6 +82,8 @@ static int32_t status_of(struct namespace *ns, enum store_status status) {
         return STRATA_ERR_IO;
     case STORE_PARENT_MISSING:
         return STRATA_ERR_PARENT_MISSING;
+    case STORE_WRONG_TYPE:
+        return STRATA_ERR_NOT_NATIVE; /* a Redis hash: not a value a native PUT wrote */
     }
     return STRATA_ERR_IO;
 }

@@ -147,6 +147,9 @@ struct resp_session {
     _Atomic int64_t multi_count;
 };
 
+/* Redis's error for a command on a key holding another type of value. */
+#define RESP_WRONGTYPE "WRONGTYPE Operation against a key holding the wrong kind of value"
+
 /* A session right besides the namespace's ACCESS_READ and ACCESS_WRITE: the server's own
  * commands (access_is_admin()). */
 #define RESP_RIGHT_SERVER_ADMIN (1u << 8)
@@ -323,9 +326,11 @@ enum resp_prefetch {
 };
 
 /* Brings the key in argument INDEX back to DRAM (with a hold) before a command that
- * changes or hands on its value. */
+ * changes or hands on its value. Without ANY_TYPE (string commands) a key holding
+ * another type fails with WRONGTYPE. */
 enum resp_prefetch resp_prefetch_key(struct resp_session *session,
-                                     const struct resp_request *request, size_t index);
+                                     const struct resp_request *request, size_t index,
+                                     bool any_type);
 
 /* ---- INFO and CLIENT LIST (resp_info.c) --------------------------------------- */
 

@@ -95,7 +95,7 @@ static void expire_command(struct resp_session *session, const struct resp_reque
     }
     /* A new expiry rewrites the key: one on flash comes back to DRAM first, off the
      * worker (its reply waits). */
-    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
+    if (resp_prefetch_key(session, request, 1, true) != PREFETCH_READY) return;
     when *= unit;
     if (!absolute) {
         int64_t now = clock_realtime_ms();
@@ -182,7 +182,7 @@ void command_pexpiretime(struct resp_session *session, const struct resp_request
 }
 
 void command_persist(struct resp_session *session, const struct resp_request *request) {
-    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
+    if (resp_prefetch_key(session, request, 1, true) != PREFETCH_READY) return;
     enum store_status status =
         store_set_expiry(store_of(session), request->argv[1], (size_t)request->lengths[1], 0,
                          STORE_EXPIRY_IF_ANY, NULL);
@@ -306,7 +306,7 @@ void command_randomkey(struct resp_session *session, const struct resp_request *
 }
 
 void command_rename(struct resp_session *session, const struct resp_request *request) {
-    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
+    if (resp_prefetch_key(session, request, 1, true) != PREFETCH_READY) return;
     enum store_status status =
         store_rename(store_of(session), request->argv[1], (size_t)request->lengths[1],
                      request->argv[2], (size_t)request->lengths[2], false);
@@ -318,7 +318,7 @@ void command_rename(struct resp_session *session, const struct resp_request *req
 }
 
 void command_renamenx(struct resp_session *session, const struct resp_request *request) {
-    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
+    if (resp_prefetch_key(session, request, 1, true) != PREFETCH_READY) return;
     enum store_status status =
         store_rename(store_of(session), request->argv[1], (size_t)request->lengths[1],
                      request->argv[2], (size_t)request->lengths[2], true);
@@ -347,7 +347,7 @@ void command_copy(struct resp_session *session, const struct resp_request *reque
         reply_error(session, "ERR source and destination objects are the same");
         return;
     }
-    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
+    if (resp_prefetch_key(session, request, 1, true) != PREFETCH_READY) return;
     enum store_status status =
         store_copy(store_of(session), request->argv[1], (size_t)request->lengths[1],
                    request->argv[2], (size_t)request->lengths[2], replace);

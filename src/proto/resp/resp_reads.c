@@ -176,9 +176,10 @@ static void prefetch_done(void *context, enum store_status status, struct store_
 }
 
 enum resp_prefetch resp_prefetch_key(struct resp_session *session,
-                                     const struct resp_request *request, size_t index) {
+                                     const struct resp_request *request, size_t index,
+                                     bool any_type) {
     if (session->rerunning) return PREFETCH_READY; /* this run follows the prefetch */
-    struct store_read_options options = {.promote = true, .hold = true};
+    struct store_read_options options = {.promote = true, .hold = true, .any_type = any_type};
     struct store_value value;
     session->hold_index = index;
     enum store_status status =

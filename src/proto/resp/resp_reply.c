@@ -128,6 +128,13 @@ void reply_verbatim(struct resp_session *session, const void *text, size_t lengt
 }
 
 void reply_item(struct resp_session *session, struct item *item) {
+    if (item_type(item) != STORE_TYPE_STRING) {
+        /* A value that became a hash between a command's check and its read: its
+         * encoding is never sent as a string. */
+        item_release(item);
+        reply_error(session, RESP_WRONGTYPE);
+        return;
+    }
     uint64_t length = item_value_length(item);
     if (length < RESP_REFERENCE_THRESHOLD) {
         reply_bulk(session, item_value(item), (size_t)length);
@@ -166,6 +173,9 @@ void reply_store_error(struct resp_session *session, enum store_status status) {
         return;
     case STORE_NOT_FOUND:
         reply_error(session, "ERR no such key");
+        return;
+    case STORE_WRONG_TYPE:
+        reply_error(session, RESP_WRONGTYPE);
         return;
     case STORE_FLASH_BUSY:
         reply_error(session, "BUSY flash writer behind: the write waited pace-timeout for room "

@@ -105,7 +105,7 @@ void command_set(struct resp_session *session, const struct resp_request *reques
         write.expiry = STORE_EXPIRY_SET;
     }
     /* SET ... GET hands the old value back: it must be in DRAM first. */
-    if (want_previous && resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
+    if (want_previous && resp_prefetch_key(session, request, 1, false) != PREFETCH_READY) return;
     struct item *previous = NULL;
     enum store_status status =
         store_argument(session, request, 2, &write, want_previous ? &previous : NULL);
@@ -132,7 +132,7 @@ void command_getset(struct resp_session *session, const struct resp_request *req
     struct store_write write = {
         .condition = STORE_ALWAYS, .expiry = STORE_EXPIRY_CLEAR, .expire_at_ms = 0};
     /* The old value is handed back: it must be in DRAM first. */
-    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
+    if (resp_prefetch_key(session, request, 1, false) != PREFETCH_READY) return;
     struct item *previous = NULL;
     enum store_status status = store_argument(session, request, 2, &write, &previous);
     if (status != STORE_OK) {
@@ -176,7 +176,7 @@ void command_getex(struct resp_session *session, const struct resp_request *requ
         return;
     }
     /* A new expiry is set on the DRAM item: bring the key there first. */
-    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
+    if (resp_prefetch_key(session, request, 1, false) != PREFETCH_READY) return;
     struct item *item = NULL;
     enum store_status status =
         store_set_expiry(store_of(session), request->argv[1], (size_t)request->lengths[1],
@@ -191,7 +191,7 @@ void command_getex(struct resp_session *session, const struct resp_request *requ
 }
 
 void command_getdel(struct resp_session *session, const struct resp_request *request) {
-    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
+    if (resp_prefetch_key(session, request, 1, false) != PREFETCH_READY) return;
     struct item *item = NULL;
     enum store_status status =
         store_delete(store_of(session), request->argv[1], (size_t)request->lengths[1], &item);
@@ -298,7 +298,7 @@ void command_strlen(struct resp_session *session, const struct resp_request *req
 }
 
 void command_append(struct resp_session *session, const struct resp_request *request) {
-    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
+    if (resp_prefetch_key(session, request, 1, false) != PREFETCH_READY) return;
     uint64_t length = 0;
     enum store_status status =
         store_append(store_of(session), request->argv[1], (size_t)request->lengths[1],
@@ -347,7 +347,7 @@ typedef void (*rewritten_fn)(struct resp_session *session, const struct rewrite 
  * that was read (keeping its expiry), retrying when another client changed it. */
 static void rewrite_key(struct resp_session *session, const struct resp_request *request,
                         rewrite_fn compute, rewritten_fn done, const void *context) {
-    if (resp_prefetch_key(session, request, 1) != PREFETCH_READY) return;
+    if (resp_prefetch_key(session, request, 1, false) != PREFETCH_READY) return;
     struct store *store = store_of(session);
     const unsigned char *key = request->argv[1];
     size_t key_length = (size_t)request->lengths[1];
@@ -366,7 +366,7 @@ static void rewrite_key(struct resp_session *session, const struct resp_request 
         enum store_status status = STORE_OK;
         if (write) {
             status = store_replace_if_unchanged(store, key, key_length, item, rewrite.value,
-                                                rewrite.length, true);
+                                                rewrite.length, true, STORE_TYPE_STRING);
         }
         if (write && status == STORE_OK) done(session, &rewrite);
         free(rewrite.allocated);
