@@ -158,6 +158,11 @@ struct connection {
     pid_t peer_pid;
     uid_t peer_uid;
     gid_t peer_gid;
+    /* On its worker's list of connections to wake (net_connection_wake()); these three
+     * are under the worker's wake_lock. */
+    bool wake_queued;
+    struct connection *wake_next;
+    struct connection *wake_previous;
 };
 
 struct worker {
@@ -179,6 +184,13 @@ struct worker {
     int64_t failure_log_second; /* rate limit of the failed-handshake log lines */
     int failures_logged;
     int failures_unlogged;
+    /* Connections that other threads asked to wake, oldest first (net_connection_wake());
+     * a leaf lock: nothing else is taken while it is held. */
+    pthread_mutex_t wake_lock;
+    struct check_owner wake_owner;
+    bool wake_lock_ready;
+    struct connection *woken_first;
+    struct connection *woken_last;
 };
 
 struct net_server {
@@ -408,6 +420,48 @@ static void set_interest(struct connection *connection, uint32_t events) {
     connection->events = events;
 }
 
+/* The worker's wake_lock, with its owner tracked in the checking builds. */
+static void wake_lock(struct worker *worker) {
+    pthread_mutex_lock(&worker->wake_lock);
+    check_acquired(&worker->wake_owner);
+}
+
+static void wake_unlock(struct worker *worker) {
+    check_releasing(&worker->wake_owner);
+    pthread_mutex_unlock(&worker->wake_lock);
+}
+
+/* Takes CONNECTION off its worker's wake list, if it is on it. The caller holds the
+ * worker's wake_lock. */
+static void wake_unlink(struct connection *connection) {
+    struct worker *worker = connection->worker;
+    STRATA_ASSERT(check_held(&worker->wake_owner));
+    if (!connection->wake_queued) return;
+    if (connection->wake_previous != NULL) {
+        connection->wake_previous->wake_next = connection->wake_next;
+    } else {
+        worker->woken_first = connection->wake_next;
+    }
+    if (connection->wake_next != NULL) {
+        connection->wake_next->wake_previous = connection->wake_previous;
+    } else {
+        worker->woken_last = connection->wake_previous;
+    }
+    connection->wake_queued = false;
+    connection->wake_next = NULL;
+    connection->wake_previous = NULL;
+}
+
+/* Forgets a wake asked for CONNECTION, whose session is closed (nobody may ask again),
+ * before it is freed. On its worker. */
+static void wake_forget(struct connection *connection) {
+    struct worker *worker = connection->worker;
+    if (!worker->wake_lock_ready) return;
+    wake_lock(worker);
+    wake_unlink(connection);
+    wake_unlock(worker);
+}
+
 static void close_connection(struct connection *connection) {
     struct worker *worker = connection->worker;
     struct net_server *server = worker->server;
@@ -420,6 +474,7 @@ static void close_connection(struct connection *connection) {
     close(connection->fd);
     /* A TLS connection whose handshake did not finish has no session. */
     if (connection->session != NULL) connection->protocol->handler.close(connection->session);
+    wake_forget(connection);
     for (int i = 0; i < connection->held_count; i++)
         close(connection->held[i]);
     output_queue_clear(&connection->output);
@@ -814,6 +869,7 @@ static bool open_connection(struct worker *worker, const struct protocol *protoc
     }
     if (!connection_register(connection)) {
         if (connection->session != NULL) protocol->handler.close(connection->session);
+        wake_forget(connection);
         tls_session_free(connection->ssl, true);
         free(connection->handshake_info);
         free(connection);
@@ -983,6 +1039,79 @@ void net_connection_resume(struct net_connection *handle) {
         return;
     }
     service(connection);
+}
+
+void net_wake_callback(void *connection) {
+    net_connection_wake(connection);
+}
+
+void net_connection_wake(struct net_connection *handle) {
+    struct connection *connection = (struct connection *)handle;
+    struct worker *worker = connection->worker;
+    bool signal = false;
+    wake_lock(worker);
+    if (!connection->wake_queued) {
+        connection->wake_queued = true;
+        connection->wake_next = NULL;
+        connection->wake_previous = worker->woken_last;
+        if (worker->woken_last != NULL) {
+            worker->woken_last->wake_next = connection;
+        } else {
+            worker->woken_first = connection;
+            signal = true; /* the worker drains the list to its end once it wakes */
+        }
+        worker->woken_last = connection;
+    }
+    wake_unlock(worker);
+    if (signal) {
+        uint64_t one = 1;
+        ssize_t ignored = write(worker->wake_fd, &one, sizeof(one));
+        (void)ignored;
+    }
+}
+
+/* Serves one connection taken off its worker's wake list: its handler's woken() says
+ * whether to close it now or to send what was queued for it. */
+static void connection_woken(struct connection *connection) {
+    ASSERT_ON_WORKER(connection);
+    if (connection->session == NULL || connection->protocol->handler.woken == NULL) return;
+    if (connection->protocol->handler.woken(connection->session)) {
+        close_connection(connection);
+        return;
+    }
+    if (connection->busy > 0) {
+        connection->resume_pending = true;
+        return;
+    }
+    service(connection);
+}
+
+/* Serves the connections on WORKER's wake list: as many as were on it when called (one
+ * woken again meanwhile waits for the next round, which a write to wake_fd brings). */
+static void serve_woken(struct worker *worker) {
+    wake_lock(worker);
+    int count = 0;
+    for (struct connection *connection = worker->woken_first; connection != NULL;
+         connection = connection->wake_next) {
+        count++;
+    }
+    wake_unlock(worker);
+    for (int i = 0; i < count; i++) {
+        wake_lock(worker);
+        struct connection *connection = worker->woken_first;
+        if (connection != NULL) wake_unlink(connection);
+        wake_unlock(worker);
+        if (connection == NULL) break;
+        connection_woken(connection);
+    }
+    wake_lock(worker);
+    bool more = worker->woken_first != NULL;
+    wake_unlock(worker);
+    if (more) {
+        uint64_t one = 1;
+        ssize_t ignored = write(worker->wake_fd, &one, sizeof(one));
+        (void)ignored;
+    }
 }
 
 /* ---- the Unix socket ----------------------------------------------------------- */
@@ -1293,7 +1422,7 @@ static void *worker_main(void *argument) {
                       strerror(errno));
             break;
         }
-        bool completions = false;
+        bool completions = false, wakes = false;
         for (int i = 0; i < count; i++) {
             struct tag *tag = events[i].data.ptr;
             if (tag->kind == TAG_RING) {
@@ -1304,6 +1433,7 @@ static void *worker_main(void *argument) {
                 uint64_t value;
                 ssize_t ignored = read(worker->wake_fd, &value, sizeof(value));
                 (void)ignored;
+                wakes = true; /* after this batch too: they may close its connections */
                 continue;
             }
             if (tag->kind == TAG_LISTENER) {
@@ -1327,6 +1457,7 @@ static void *worker_main(void *argument) {
             }
         }
         if (completions) io_ring_complete(worker->ring);
+        if (wakes) serve_woken(worker);
         if (worker->ready != NULL) read_ready(worker);
     }
     while (worker->connections != NULL)
@@ -1344,6 +1475,8 @@ int net_server_start(struct net_server *server, char *error, size_t error_size) 
     for (int i = 0; i < server->worker_count; i++) {
         server->workers[i].epoll_fd = -1;
         server->workers[i].wake_fd = -1;
+        pthread_mutex_init(&server->workers[i].wake_lock, NULL);
+        server->workers[i].wake_lock_ready = true;
     }
     for (int i = 0; i < server->worker_count; i++) {
         struct worker *worker = &server->workers[i];
@@ -1417,6 +1550,7 @@ void net_server_destroy(struct net_server *server) {
         if (worker->wake_fd >= 0) close(worker->wake_fd);
         free(worker->read_buffer);
         free(worker->tls_gather);
+        if (worker->wake_lock_ready) pthread_mutex_destroy(&worker->wake_lock);
     }
     free(server->workers);
     for (int i = 0; i < server->listener_count; i++) {

@@ -117,6 +117,12 @@ struct net_handler {
      * answer came after data() returned, so data() could not say NET_CLOSE. */
     bool (*wants_close)(void *session);
 
+    /* Optional. Called on the connection's worker after net_connection_wake() (from any
+     * thread): returns true to close the connection at once, dropping its unsent output
+     * (CLIENT KILL, a MONITOR past its limit); false to send what the session queued
+     * meanwhile and go on. */
+    bool (*woken)(void *session);
+
     /* The connection is closing; free the session. */
     void (*close)(void *session);
 
@@ -167,6 +173,18 @@ void net_resume_callback(void *connection);
  * nested. Other workers' batches are short, but one may wait for flash pacing or a
  * password check: the wait is as long as the longest batch under way. */
 void net_exclusive_callback(void *connection, bool begin);
+
+/* Asks CONNECTION's worker to call its handler's woken() soon (output another thread
+ * produced for it, or an order to close). Safe from any thread, but only while the
+ * connection is open: the caller must know that the handler's close() has not returned
+ * for its session, for instance by holding a lock that close() also takes. Wakes that
+ * come before the worker gets to it make one woken() call. The worker's wake lock it
+ * takes is held for a few pointer moves and nothing is taken under it, so the caller
+ * may hold any lock of its own. */
+void net_connection_wake(struct net_connection *connection);
+
+/* net_connection_wake() in the shape a protocol takes as a callback. */
+void net_wake_callback(void *connection);
 
 /* Creates a server with no listeners yet. Returns NULL with a reason in ERROR. */
 struct net_server *net_server_create(const struct net_config *config, char *error,

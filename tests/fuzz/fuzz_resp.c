@@ -26,7 +26,9 @@ static bool feed(void *session, const unsigned char *data, size_t length, size_t
         *consumed = take;
         return false;
     }
-    return resp_session_data(session, data, length, consumed);
+    bool close = resp_session_data(session, data, length, consumed);
+    /* What a worker does when woken: MONITOR's lines reach the output here. */
+    return resp_session_woken(session) || close;
 }
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
@@ -49,7 +51,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     if (server == NULL) abort();
     struct output_queue output;
     output_queue_init(&output);
-    void *session = resp_session_open(server, 1, 5, "fuzz", "fuzz", -1, &output, no_resume, NULL);
+    void *session =
+        resp_session_open(server, 1, 5, "fuzz", "fuzz", -1, &output, no_resume, no_resume, NULL);
     if (session != NULL) {
         fuzz_drive(session, feed, &output, data, size);
         resp_session_close(session);

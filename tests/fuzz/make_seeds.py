@@ -55,6 +55,12 @@ RESP_SEEDS = {
     resp("EXEC") + resp("MULTI") + resp("APPEND", "t", "x") + resp("INCR", "t") + resp("DISCARD") +
     resp("UNWATCH") + resp("EXEC") + resp("DISCARD") + resp("WATCH", "t") + resp("MULTI") +
     resp("GETRANGE", "t", 0, -1) + resp("EXEC"),
+    "monitor-kill": resp("MONITOR") + resp("SET", "m", b'q"\\\n\x00\xff') + resp("MONITOR") +
+    resp("HELLO", 3) + resp("CLIENT", "NO-EVICT", "on") + resp("CLIENT", "NO-TOUCH", "on") +
+    resp("CLIENT", "LIST") + resp("CLIENT", "KILL", "ID", 99) + resp("CLIENT", "KILL", "1.2.3.4:5") +
+    resp("CLIENT", "KILL", "USER", "default", "TYPE", "pubsub") + resp("CLIENT", "KILL", "ID", 1) +
+    resp("MULTI") + resp("MONITOR") + resp("SET", "m", 1) + resp("RESET") + resp("MULTI") + resp("MONITOR") +
+    resp("EXEC") + resp("RESET") + resp("GET", "m") + resp("CLIENT", "KILL", "ADDR", "fuzz", "SKIPME", "no"),
     "inline": b"PING\r\nSET a b\r\nGET a\r\n\r\nQUIT\r\n",
     "large-argument": resp("SET", "big", b"x" * 20000) + resp("GET", "big") + resp("APPEND", "big", b"y" * 17000),
     "protocol-errors": b"*2\r\n$3\r\nGET\r\n$-5\r\n" + b"*-1\r\n*1\r\n$x\r\n",

@@ -80,10 +80,18 @@ void resp_server_destroy(struct resp_server *server);
  * session's user from the start (access_identify_peer()). Returns it, or NULL if out of
  * memory. A command that waits for a flash read stops the session taking input; when
  * the read ends (on the connection's worker thread) the session replies and calls
- * RESUME(RESUME_HANDLE) so the network layer offers the rest again. */
+ * RESUME(HANDLE) so the network layer offers the rest again. Another session (CLIENT
+ * KILL, MONITOR's output) calls WAKE(HANDLE), from any thread and with a lock held that
+ * resp_session_close() takes, so that the connection's worker calls resp_session_woken();
+ * WAKE may be NULL (nothing is woken then). */
 void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const char *peer,
                         const char *local, int64_t peer_uid, struct output_queue *output,
-                        void (*resume)(void *handle), void *resume_handle);
+                        void (*resume)(void *handle), void (*wake)(void *handle), void *handle);
+
+/* On the session's worker, after WAKE: moves the MONITOR lines other threads queued
+ * into the output queue. Returns true when the connection is to be closed at once
+ * (CLIENT KILL, or a MONITOR that fell too far behind). */
+bool resp_session_woken(void *session);
 
 /* Parses and executes the commands in DATA (see net_handler.data). Sets *CONSUMED.
  * Returns true when the connection should be closed once its output is sent. */

@@ -492,3 +492,20 @@ void command_acl(struct resp_session *session, const struct resp_request *reques
     }
     reply_unknown_subcommand(session, request, "ACL");
 }
+
+bool resp_user_exists(struct resp_session *session, const unsigned char *name, size_t length) {
+    char *text = access_describe_all(access_of(session));
+    if (text == NULL) return false;
+    size_t total = strlen(text); /* strtok_r() cuts it: wipe it all at the end */
+    bool found = false;
+    char *saved = NULL;
+    for (char *line = strtok_r(text, "\n", &saved); line != NULL && !found;
+         line = strtok_r(NULL, "\n", &saved)) {
+        char *words[LINE_WORDS_MAX];
+        size_t count = split_words(line, words, LINE_WORDS_MAX);
+        found = count >= 2 && strlen(words[1]) == length && memcmp(words[1], name, length) == 0;
+    }
+    sodium_memzero(text, total);
+    free(text);
+    return found;
+}

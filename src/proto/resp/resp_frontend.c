@@ -24,7 +24,7 @@ static void *session_open(void *state, const struct net_connection_info *info,
                           struct output_queue *output) {
     void *session = resp_session_open(state, info->id, info->fd, info->peer, info->local,
                                       info->unix_socket ? (int64_t)info->peer_uid : -1, output,
-                                      net_resume_callback, info->connection);
+                                      net_resume_callback, net_wake_callback, info->connection);
     if (session != NULL) metric_add(RESP_METRIC(resp_clients_connected), 1);
     return session;
 }
@@ -55,6 +55,7 @@ const struct frontend resp_frontend = {
             .data = session_data,
             .direct_target = resp_session_direct_target,
             .direct_filled = resp_session_direct_filled,
+            .woken = resp_session_woken,
             .close = session_close,
             .refusal = "-ERR max number of clients reached\r\n",
         },

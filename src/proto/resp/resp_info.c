@@ -18,8 +18,16 @@ void resp_client_line(const struct resp_session *session, struct byte_buffer *te
     int64_t last = atomic_load_explicit(&session->last_active_ms, memory_order_relaxed);
     const char *command = atomic_load_explicit(&session->last_command, memory_order_relaxed);
     size_t pending = output_queue_pending(session->output);
-    /* As Redis: multi= counts the queued commands (-1 outside MULTI), flag x marks one. */
+    /* As Redis: multi= counts the queued commands (-1 outside MULTI). Redis's flag
+     * letters, in its order: O monitor, x MULTI, e no-evict, T no-touch; N for none. */
     long long multi = (long long)atomic_load_explicit(&session->multi_count, memory_order_relaxed);
+    char flags[8], *flag = flags;
+    if (atomic_load_explicit(&session->monitoring, memory_order_relaxed)) *flag++ = 'O';
+    if (multi >= 0) *flag++ = 'x';
+    if (atomic_load_explicit(&session->no_evict, memory_order_relaxed)) *flag++ = 'e';
+    if (atomic_load_explicit(&session->no_touch, memory_order_relaxed)) *flag++ = 'T';
+    if (flag == flags) *flag++ = 'N';
+    *flag = '\0';
     byte_buffer_appendf(
         text,
         "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=0 "
@@ -28,7 +36,7 @@ void resp_client_line(const struct resp_session *session, struct byte_buffer *te
         "lib-name=%s lib-ver=%s redir=-1 resp=%d\n",
         (unsigned long long)session->id, session->peer, session->local, session->fd,
         session->name ? session->name : "", (long long)((now - session->created_ms) / 1000),
-        (long long)((now - last) / 1000), multi >= 0 ? "x" : "N", multi, pending, pending, command,
+        (long long)((now - last) / 1000), flags, multi, pending, pending, command,
         session->user_name, session->library_name ? session->library_name : "",
         session->library_version ? session->library_version : "", session->protocol);
 }

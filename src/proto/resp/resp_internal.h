@@ -4,6 +4,7 @@
 #define STRATA_PROTO_RESP_INTERNAL_H
 
 #include "access/access.h"
+#include "base/byte_buffer.h"
 #include "base/checks.h"
 #include "base/output_queue.h"
 #include "engine/engine_options.h"
@@ -57,6 +58,12 @@ struct resp_server {
     pthread_mutex_t sessions_lock; /* guards the list and every session's name */
     struct check_owner sessions_owner;
     struct resp_session *sessions;
+    /* MONITOR: the sessions that see every command. A command reads monitor_count first,
+     * without the lock, so that with no monitor it pays that one load and nothing else. */
+    _Atomic int monitor_count;
+    pthread_mutex_t monitors_lock; /* guards the list and each monitor's feed */
+    struct check_owner monitors_owner;
+    struct resp_session *monitors;
 };
 
 /* sessions_lock, with its owner tracked in the checking builds. */
@@ -68,6 +75,17 @@ static inline void sessions_lock(struct resp_server *server) {
 static inline void sessions_unlock(struct resp_server *server) {
     check_releasing(&server->sessions_owner);
     pthread_mutex_unlock(&server->sessions_lock);
+}
+
+/* monitors_lock, likewise. Taken alone: never with sessions_lock. */
+static inline void monitors_lock(struct resp_server *server) {
+    pthread_mutex_lock(&server->monitors_lock);
+    check_acquired(&server->monitors_owner);
+}
+
+static inline void monitors_unlock(struct resp_server *server) {
+    check_releasing(&server->monitors_owner);
+    pthread_mutex_unlock(&server->monitors_lock);
 }
 
 /* A command queued between MULTI and EXEC: its own copy of the arguments. */
@@ -91,6 +109,7 @@ struct resp_watched_key {
 struct resp_transaction {
     bool active;  /* after MULTI: commands are queued */
     bool failed;  /* a command was refused while queued: EXEC answers EXECABORT */
+    bool running; /* EXEC is running the queue (MONITOR refuses, as Redis) */
     size_t count; /* queued commands */
     size_t capacity;
     struct resp_queued_command *commands;
@@ -111,7 +130,8 @@ struct resp_session {
     int fd;
     char peer[64];
     char local[64];
-    char *name; /* CLIENT SETNAME; under server->sessions_lock */
+    int64_t peer_uid; /* the Unix socket's peer uid, or -1 (RESET identifies it again) */
+    char *name;       /* CLIENT SETNAME; under server->sessions_lock */
     char *library_name;
     char *library_version;
     int64_t created_ms;
@@ -124,7 +144,21 @@ struct resp_session {
     bool suspended;
     bool orphaned; /* the connection closed meanwhile: the read's end frees the session */
     void (*resume)(void *handle); /* tells the network layer to go on */
-    void *resume_handle;
+    void (*wake)(void *handle);   /* asks for resp_session_woken(); any thread, while open;
+                                     may be NULL (the fuzz target) */
+    void *resume_handle;          /* the handle of both */
+    /* CLIENT KILL from another session: set under sessions_lock, then wake(); the
+     * session's worker closes the connection when woken. */
+    _Atomic bool killed;
+    _Atomic bool no_evict;   /* CLIENT NO-EVICT: recorded and shown (flags=e), no effect */
+    _Atomic bool no_touch;   /* CLIENT NO-TOUCH: likewise (flags=T) */
+    _Atomic bool monitoring; /* MONITOR; changed on the session's worker under
+                                monitors_lock, read by CLIENT LIST anywhere */
+    /* Under server->monitors_lock, while monitoring: */
+    struct resp_session *monitor_previous; /* in server->monitors */
+    struct resp_session *monitor_next;
+    struct byte_buffer monitor_feed; /* lines queued by any thread, not yet in output */
+    bool monitor_overflow;           /* it fell behind past its limit: to be closed */
     /* A one-key read (GET) uses these, so the common case allocates nothing. */
     struct resp_reads single_read;
     struct resp_read_slot single_slot;
@@ -331,6 +365,26 @@ enum resp_prefetch {
 enum resp_prefetch resp_prefetch_key(struct resp_session *session,
                                      const struct resp_request *request, size_t index,
                                      bool any_type);
+
+/* ---- clients and MONITOR (resp_clients.c) ------------------------------------ */
+
+/* CLIENT KILL, in its old (addr) and filter forms. */
+void resp_client_kill(struct resp_session *session, const struct resp_request *request);
+
+/* CLIENT NO-EVICT and NO-TOUCH on|off: sets FLAG. */
+void resp_client_flag(struct resp_session *session, const struct resp_request *request,
+                      _Atomic bool *flag);
+
+/* Shows REQUEST, which SESSION has just run, to every MONITOR (call it only when
+ * server->monitor_count is not 0, and not for the commands Redis hides). Any worker;
+ * takes monitors_lock. */
+void resp_monitor_feed(struct resp_session *session, const struct resp_request *request);
+
+/* Ends SESSION's MONITOR, if on. On its worker; takes monitors_lock. */
+void resp_monitor_stop(struct resp_session *session);
+
+/* True when a user named NAME exists (resp_acl.c). */
+bool resp_user_exists(struct resp_session *session, const unsigned char *name, size_t length);
 
 /* ---- INFO and CLIENT LIST (resp_info.c) --------------------------------------- */
 

@@ -229,7 +229,7 @@ static void client_list(struct resp_session *session, const struct resp_request 
             i++;
             if (argument_is(request, i, "normal")) continue;
             if (argument_is(request, i, "master") || argument_is(request, i, "replica") ||
-                argument_is(request, i, "pubsub")) {
+                argument_is(request, i, "slave") || argument_is(request, i, "pubsub")) {
                 none = true;
                 continue;
             }
@@ -287,6 +287,27 @@ void command_client(struct resp_session *session, const struct resp_request *req
         "    Assign the name <name> to the current connection.",
         "SETINFO <LIB-NAME|LIB-VER> <value>",
         "    Record the name or version of the client library.",
+        "KILL <ip:port>",
+        "    Kill connection made from <ip:port>.",
+        "KILL <option> <value> [<option> <value> [...]]",
+        "    Kill connections. Options are:",
+        "    * ADDR <ip:port>",
+        "      Kill connections made from the specified address",
+        "    * LADDR <ip:port>",
+        "      Kill connections made to specified local address",
+        "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+        "      Kill connections by type.",
+        "    * USER <username>",
+        "      Kill connections authenticated by <username>.",
+        "    * SKIPME (YES|NO)",
+        "      Skip killing current connection (default: yes).",
+        "    * ID <client-id>",
+        "      Kill connections by client id.",
+        "NO-EVICT (ON|OFF)",
+        "    Protect current client connection from eviction (recorded only: strata",
+        "    evicts no clients).",
+        "NO-TOUCH (ON|OFF)",
+        "    Will not touch LRU/LFU stats when this mode is on (recorded only).",
         "HELP",
         "    Print this help.",
     };
@@ -339,6 +360,12 @@ void command_client(struct resp_session *session, const struct resp_request *req
         } else {
             reply_ok(session);
         }
+    } else if (argument_is(request, 1, "KILL")) {
+        resp_client_kill(session, request);
+    } else if (argument_is(request, 1, "NO-EVICT")) {
+        resp_client_flag(session, request, &session->no_evict);
+    } else if (argument_is(request, 1, "NO-TOUCH")) {
+        resp_client_flag(session, request, &session->no_touch);
     } else if (argument_is(request, 1, "HELP") && argc == 2) {
         reply_help(session, help, sizeof(help) / sizeof(help[0]));
     } else if (argument_is(request, 1, "ID") || argument_is(request, 1, "SETNAME") ||

@@ -35,6 +35,10 @@ static bool loading_allowed[COMMAND_COUNT];
 #define NEED_BY_SUBCOMMAND (1u << 10) /* ACL and CLIENT: see subcommand_needs() */
 static unsigned command_needs[COMMAND_COUNT];
 
+/* Commands MONITOR does not show, as Redis: the server's own (its admin flag: CONFIG,
+ * SHUTDOWN, MONITOR itself...) and QUIT; ACL and CLIENT by subcommand. */
+static bool monitor_hidden[COMMAND_COUNT];
+
 /* True when the space-separated FLAGS include WORD. */
 static bool has_flag(const char *flags, const char *word) {
     size_t length = strlen(word);
@@ -85,6 +89,8 @@ static void sort_commands(void) {
         sorted[i] = i;
         loading_allowed[i] = strstr(commands[i].flags, "loading") != NULL;
         command_needs[i] = needs_of(&commands[i]);
+        monitor_hidden[i] =
+            has_flag(commands[i].flags, "admin") || strcmp(commands[i].name, "quit") == 0;
         command_classes[i] =
             strstr(commands[i].flags, "readonly") != NULL ? RESP_HISTOGRAM(command_read)
             : strstr(commands[i].flags, "write") != NULL  ? RESP_HISTOGRAM(command_write)
@@ -128,6 +134,7 @@ struct resp_server *resp_server_create(const struct resp_environment *environmen
     if (server == NULL) return NULL;
     server->environment = *environment;
     pthread_mutex_init(&server->sessions_lock, NULL);
+    pthread_mutex_init(&server->monitors_lock, NULL);
     pthread_once(&sorted_once, sort_commands);
     return server;
 }
@@ -135,6 +142,7 @@ struct resp_server *resp_server_create(const struct resp_environment *environmen
 void resp_server_destroy(struct resp_server *server) {
     if (server == NULL) return;
     pthread_mutex_destroy(&server->sessions_lock);
+    pthread_mutex_destroy(&server->monitors_lock);
     free(server);
 }
 
@@ -167,11 +175,12 @@ static struct resp_parser_limits current_limits(const struct resp_session *sessi
 
 void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const char *peer,
                         const char *local, int64_t peer_uid, struct output_queue *output,
-                        void (*resume)(void *handle), void *resume_handle) {
+                        void (*resume)(void *handle), void (*wake)(void *handle), void *handle) {
     struct resp_session *session = calloc(1, sizeof(*session));
     if (session == NULL) return NULL;
     session->resume = resume;
-    session->resume_handle = resume_handle;
+    session->wake = wake;
+    session->resume_handle = handle;
     session->server = server;
     session->output = output;
     session->protocol = 2;
@@ -179,6 +188,7 @@ void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const c
     session->fd = fd;
     snprintf(session->peer, sizeof(session->peer), "%s", peer);
     snprintf(session->local, sizeof(session->local), "%s", local);
+    session->peer_uid = peer_uid;
     session->created_ms = clock_realtime_ms();
     atomic_init(&session->last_active_ms, session->created_ms);
     atomic_init(&session->last_command, "NULL");
@@ -204,6 +214,8 @@ void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const c
 void resp_session_close(void *opaque) {
     struct resp_session *session = opaque;
     struct resp_server *server = session->server;
+    /* Out of both lists before returning: nobody wakes the connection after this. */
+    resp_monitor_stop(session);
     sessions_lock(server);
     if (session->previous != NULL) {
         session->previous->next = session->next;
@@ -227,6 +239,7 @@ void resp_session_free(struct resp_session *session) {
     free(session->name);
     free(session->library_name);
     free(session->library_version);
+    byte_buffer_free(&session->monitor_feed);
     free(session);
 }
 
@@ -281,8 +294,8 @@ const struct access_user *resp_session_user(struct resp_session *session) {
 static unsigned subcommand_needs(const struct resp_command *command,
                                  const struct resp_request *request) {
     static const char *const acl_open[] = {"whoami", "cat", "genpass", "help"};
-    static const char *const client_open[] = {"id",   "setname", "getname",
-                                              "info", "setinfo", "help"};
+    static const char *const client_open[] = {"id",      "setname", "getname", "info",
+                                              "setinfo", "help",    "no-touch"};
     bool acl = command->name[0] == 'a';
     const char *const *open = acl ? acl_open : client_open;
     size_t count =
@@ -388,6 +401,14 @@ void resp_session_run(struct resp_session *session, const struct resp_command *c
      * its parsing (docs/performance.md). */
     int64_t started = session->command_clock_ns;
     command->handler(session, request);
+    /* Shown to monitors once it has run (as Redis 7), and once: not when it asked to
+     * run again after a prefetch (its second run shows it). */
+    if (atomic_load_explicit(&session->server->monitor_count, memory_order_relaxed) > 0 &&
+        !session->rerun_wanted && !monitor_hidden[command - commands] &&
+        !((command_needs[command - commands] & NEED_BY_SUBCOMMAND) &&
+          (subcommand_needs(command, request) & RESP_RIGHT_SERVER_ADMIN))) {
+        resp_monitor_feed(session, request);
+    }
     int64_t finished = clock_monotonic_ns();
     metric_observe(command_classes[command - commands], finished - started);
     session->command_clock_ns = finished;

@@ -74,7 +74,7 @@ void resp_transaction_reset(struct resp_session *session) {
 bool resp_transaction_queues(const struct resp_command *command) {
     return command->handler != command_exec && command->handler != command_discard &&
            command->handler != command_multi && command->handler != command_watch &&
-           command->handler != command_quit;
+           command->handler != command_quit && command->handler != command_reset;
 }
 
 void resp_transaction_refused(struct resp_session *session) {
@@ -284,8 +284,10 @@ void command_exec(struct resp_session *session, const struct resp_request *reque
         struct io_ring *ring = io_ring_current();
         io_ring_set_current(NULL);
         reply_array(session, transaction->count);
+        transaction->running = true;
         for (size_t i = 0; i < transaction->count; i++)
             run_queued(session, &transaction->commands[i]);
+        transaction->running = false;
         io_ring_set_current(ring);
     }
     if (environment->exclusive != NULL) environment->exclusive(session->resume_handle, false);
