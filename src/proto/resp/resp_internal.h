@@ -48,6 +48,7 @@ struct resp_reads {
     resp_reads_reply reply;
     int64_t arguments[2];         /* numbers the reply needs (GETRANGE's range) */
     struct resp_read_slot *slots; /* COUNT of them */
+    int stats_slot;               /* the command's commandstats slot (a late error fails it) */
     bool allocated;               /* allocated with its slots; else the session's own */
 };
 
@@ -111,6 +112,12 @@ struct resp_session {
     const struct access_user *rights_user;
     unsigned rights;
     char user_name[ACCESS_NAME_MAX + 1]; /* CLIENT LIST's user=; under sessions_lock */
+    /* INFO commandstats and errorstats (resp_stats.c): */
+    uint32_t error_replies; /* error replies sent, ever (a command failed when it grew) */
+    uint32_t stats_errors;  /* error_replies when the command in progress began */
+    int stats_slot;         /* the command in progress's commandstats slot, or -1 */
+    bool stats_rejected;    /* it was refused by an arity check in its handler */
+    int64_t stats_ns;       /* its execution time so far (both runs, with a prefetch) */
 };
 
 /* A session right besides the namespace's ACCESS_READ and ACCESS_WRITE: the server's own
@@ -265,9 +272,43 @@ enum resp_prefetch {
 enum resp_prefetch resp_prefetch_key(struct resp_session *session,
                                      const struct resp_request *request, size_t index);
 
-/* ---- INFO and CLIENT LIST (resp_info.c) --------------------------------------- */
-
 struct byte_buffer;
+
+/* ---- commandstats and errorstats (resp_stats.c) --------------- */
+
+/* Gives every command (and the subcommands counted apart) its commandstats slot. Once,
+ * from any thread; resp_server_create() calls it. */
+void resp_stats_init(void);
+
+/* REQUEST's commandstats slot: COMMAND's, or for a command with subcommands (CLIENT,
+ * CONFIG, ...) the subcommand's ("client|list"); -1 for an unknown subcommand, which
+ * Redis counts nowhere. */
+int resp_stats_slot(const struct resp_command *command, const struct resp_request *request);
+
+/* Counts a command of SLOT refused before it ran (arity, rights, loading); -1: none. */
+void resp_stats_rejected(int slot);
+
+/* Counts a failure of SLOT replied after its command had ended (a flash read's error). */
+void resp_stats_failed(int slot);
+
+/* Counts the error reply TEXT (without its '-') in errorstats under its first word. */
+void resp_stats_error(const char *text);
+
+/* The command in progress (session->stats_slot, not -1) has ended, its arguments still
+ * in the parser: counts its call and time (session->stats_ns), or its refusal, and a
+ * failure when it replied an error. Sets stats_slot to -1. On the session's worker. */
+void resp_stats_command_end(struct resp_session *session);
+
+/* Starts commandstats and errorstats again from zero (CONFIG RESETSTAT). */
+void resp_stats_reset(void);
+
+/* Append INFO's CPU, Errorstats and Commandstats sections (after a blank line when TEXT
+ * holds a section already). */
+void resp_info_cpu(struct byte_buffer *text);
+void resp_info_errorstats(struct byte_buffer *text);
+void resp_info_commandstats(struct byte_buffer *text);
+
+/* ---- INFO and CLIENT LIST (resp_info.c) --------------------------------------- */
 
 /* Appends the INFO text for the sections named in REQUEST from argument FIRST on (all
  * sections when none is named). */

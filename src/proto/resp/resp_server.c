@@ -69,6 +69,7 @@ void reply_subcommand_arity(struct resp_session *session, const struct resp_requ
         *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
     snprintf(full, sizeof(full), "%s|%s", name, subcommand);
     reply_wrong_arity(session, full);
+    session->stats_rejected = true; /* Redis refuses it before it runs */
 }
 
 void reply_help(struct resp_session *session, const char *const *lines, size_t count) {
@@ -652,6 +653,7 @@ void command_config(struct resp_session *session, const struct resp_request *req
         config_set(session, request);
     } else if (argument_is(request, 1, "RESETSTAT") && request->argc == 2) {
         stats_reset_counters(session->server->environment.stats);
+        resp_stats_reset();
         reply_ok(session);
     } else if (argument_is(request, 1, "REWRITE") && request->argc == 2) {
         reply_error(session, "ERR CONFIG REWRITE is not supported: edit the config file");

@@ -129,6 +129,7 @@ struct resp_server *resp_server_create(const struct resp_environment *environmen
     server->environment = *environment;
     pthread_mutex_init(&server->sessions_lock, NULL);
     pthread_once(&sorted_once, sort_commands);
+    resp_stats_init();
     return server;
 }
 
@@ -177,6 +178,7 @@ void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const c
     session->protocol = 2;
     session->id = id;
     session->fd = fd;
+    session->stats_slot = -1;
     snprintf(session->peer, sizeof(session->peer), "%s", peer);
     snprintf(session->local, sizeof(session->local), "%s", local);
     session->created_ms = clock_realtime_ms();
@@ -359,17 +361,31 @@ static void execute(struct resp_session *session) {
         reply_unknown_command(session, &request);
         return;
     }
+    /* Refusals before the command runs count as its rejected_calls (INFO commandstats). */
+    int slot = resp_stats_slot(command, &request);
     if ((command->arity > 0 && request.argc != (size_t)command->arity) ||
         (command->arity < 0 && request.argc < (size_t)-command->arity)) {
         reply_wrong_arity(session, command->name);
+        resp_stats_rejected(slot);
         return;
     }
-    if (!allowed(session, command, &request)) return;
+    if (!allowed(session, command, &request)) {
+        resp_stats_rejected(slot);
+        return;
+    }
     if (!loading_allowed[command - commands] &&
         store_recovering(session->server->environment.store)) {
         /* As Redis while it loads its dataset: clients retry (redis-py: BusyLoadingError). */
         reply_error(session, "LOADING strata is loading the flash index into memory");
+        resp_stats_rejected(slot);
         return;
+    }
+    if (!session->rerunning) {
+        /* resp_session_command_done() counts it (after a rerun, both runs' time). */
+        session->stats_slot = slot;
+        session->stats_errors = session->error_replies;
+        session->stats_rejected = false;
+        session->stats_ns = 0;
     }
     atomic_store_explicit(&session->last_command, command->name, memory_order_relaxed);
     /* One clock read per command: a command's latency runs from the end of the one
@@ -379,6 +395,7 @@ static void execute(struct resp_session *session) {
     command->handler(session, &request);
     int64_t finished = clock_monotonic_ns();
     metric_observe(command_classes[command - commands], finished - started);
+    session->stats_ns += finished - started;
     session->command_clock_ns = finished;
 }
 
@@ -475,6 +492,7 @@ bool resp_session_data(void *opaque, const unsigned char *data, size_t length, s
 }
 
 void resp_session_command_done(struct resp_session *session) {
+    if (session->stats_slot >= 0) resp_stats_command_end(session);
     if (session->holding) {
         const struct resp_parser *parser = &session->parser;
         if (session->hold_index < parser->argc) {
