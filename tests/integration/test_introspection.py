@@ -1,11 +1,13 @@
-"""Redis's introspection of commands: INFO commandstats, errorstats and cpu, with Redis
-7.0's counting rules and reply formats (checked against redis-server 7.0.15)."""
+"""Redis's introspection of commands: INFO commandstats, errorstats and cpu, SLOWLOG and
+LATENCY, with Redis 7.0's counting rules and reply formats (checked against redis-server
+7.0.15)."""
 import threading
+import time
 
 import pytest
 import redis
 
-from conftest import write_users_file
+from conftest import SANITIZED, write_users_file
 from resp import Connection, Null
 
 ERROR_FIELDS = ("calls", "usec", "usec_per_call", "rejected_calls", "failed_calls")
@@ -65,9 +67,12 @@ def test_commandstats_count_calls_failures_and_refusals(start_server):
 
 
 def test_counts_across_threads_while_read(server):
-    """Connections on several worker threads count into their own slots while INFO is
-    read: the sums are exact (and ThreadSanitizer sees the threads race on nothing)."""
+    """Connections on several worker threads count into their own slots while INFO, the
+    slow log and the latency monitor are read: the sums are exact (and ThreadSanitizer
+    sees the threads race on nothing)."""
     client = server.client()
+    client.config_set("slowlog-log-slower-than", "0")
+    client.config_set("latency-monitor-threshold", "1")
     client.config_resetstat()
     errors = []
 
@@ -90,14 +95,22 @@ def test_counts_across_threads_while_read(server):
     while any(thread.is_alive() for thread in threads):
         client.info("commandstats")
         client.info("errorstats")
+        client.slowlog_get(5)
+        client.execute_command("LATENCY", "LATEST")
     for thread in threads:
         thread.join()
     assert not errors
-    stats = command_stats(client)
-    assert stats["incrby"]["calls"] == 800 and stats["incrby"]["failed_calls"] == 0
-    assert stats["select"]["calls"] == 800 and stats["select"]["failed_calls"] == 800
-    assert client.info("errorstats")["errorstat_ERR"] == "count=800"
-    client.close()
+    try:
+        stats = command_stats(client)
+        assert stats["incrby"]["calls"] == 800 and stats["incrby"]["failed_calls"] == 0
+        assert stats["select"]["calls"] == 800 and stats["select"]["failed_calls"] == 800
+        assert client.info("errorstats")["errorstat_ERR"] == "count=800"
+        assert client.slowlog_len() == 128
+    finally:
+        client.config_set("slowlog-log-slower-than", "10000")
+        client.config_set("latency-monitor-threshold", "0")
+        client.slowlog_reset()
+        client.close()
 
 
 # The password "pw", hashed with libsodium's cheapest Argon2id parameters (8 KiB, one
@@ -177,3 +190,129 @@ def test_cpu_fields_increase(server, client):
         before["used_cpu_sys"] + before["used_cpu_user"]
     for field in fields:
         assert after[field] >= before[field]
+
+
+@pytest.fixture
+def slowlog(client):
+    client.config_set("slowlog-log-slower-than", "0")
+    client.slowlog_reset()
+    yield client
+    client.config_set("slowlog-log-slower-than", "10000")
+    client.config_set("slowlog-max-len", "128")
+    client.slowlog_reset()
+
+
+def test_slowlog_logs_commands_with_their_arguments(server, slowlog):
+    assert slowlog.config_get("slowlog-*") == {"slowlog-log-slower-than": "0",
+                                              "slowlog-max-len": "128"}
+    slowlog.client_setname("logged")
+    slowlog.set("key", "x" * 200)
+    slowlog.exists(*[f"k{i}" for i in range(40)])
+    with raw(server) as connection:
+        entries = connection.call("SLOWLOG", "GET", "3")
+    assert len(entries) == 3
+    exists, set_, setname = entries  # newest first; the GET itself is logged after it
+    assert exists[0] == set_[0] + 1 and set_[0] == setname[0] + 1
+    assert setname[3] == [b"CLIENT", b"SETNAME", b"logged"]
+    # Redis's truncation: 32 arguments at most, the last saying how many more, and 128
+    # bytes of each with how many more.
+    assert len(exists[3]) == 32
+    assert exists[3][:31] == [b"EXISTS"] + [f"k{i}".encode() for i in range(30)]
+    assert exists[3][31] == b"... (10 more arguments)"
+    assert set_[3] == [b"SET", b"key", b"x" * 128 + b"... (72 more bytes)"]
+    for entry in (exists, set_):
+        assert len(entry) == 6
+        assert abs(entry[1] - time.time()) < 60
+        assert entry[2] >= 0
+        assert entry[4].startswith(b"127.0.0.1:") and entry[5] == b"logged"
+    # redis-py parses them.
+    parsed = slowlog.slowlog_get(3)  # the SLOWLOG GET above, EXISTS, SET
+    assert parsed[0]["command"] == b"SLOWLOG GET 3"
+    assert parsed[2]["command"] == b"SET key " + b"x" * 128 + b"... (72 more bytes)"
+    assert parsed[2]["id"] == set_[0] and parsed[2]["duration"] == set_[2]
+    length = slowlog.slowlog_len()
+    assert length >= 6
+    assert len(slowlog.slowlog_get(-1)) == length + 1  # and the LEN
+    for _ in range(3):
+        slowlog.ping()
+    assert len(slowlog.slowlog_get()) == 10  # Redis's default count
+
+
+def test_slowlog_length_reset_and_threshold(server, slowlog):
+    assert slowlog.slowlog_reset()
+    assert slowlog.slowlog_len() == 1  # the RESET itself, as in Redis
+    slowlog.config_set("slowlog-max-len", "3")
+    for i in range(5):
+        slowlog.get("k")
+    assert slowlog.slowlog_len() == 3
+    assert [entry["command"] for entry in slowlog.slowlog_get()] == [b"SLOWLOG LEN", b"GET k",
+                                                                     b"GET k"]
+    slowlog.config_set("slowlog-log-slower-than", "-1")  # logged: it ran under 0
+    slowlog.slowlog_reset()
+    for i in range(5):
+        slowlog.get("k")
+    assert slowlog.slowlog_len() == 0
+    slowlog.config_set("slowlog-log-slower-than", "10000000")
+    slowlog.get("k")
+    assert slowlog.slowlog_len() == 0
+    with raw(server) as connection:
+        assert connection.call("SLOWLOG", "GET", "-2") == \
+            "ERR count should be greater than or equal to -1"
+        assert connection.call("SLOWLOG", "GET", "x") == \
+            "ERR count should be greater than or equal to -1"
+        assert connection.call("SLOWLOG", "LEN", "x") == \
+            "ERR wrong number of arguments for 'slowlog|len' command"
+        assert connection.call("SLOWLOG", "NOPE") == \
+            "ERR unknown subcommand 'NOPE'. Try SLOWLOG HELP."
+        assert connection.call("SLOWLOG", "HELP")[0] == \
+            "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    with pytest.raises(redis.ResponseError, match="slowlog-max-len"):
+        slowlog.config_set("slowlog-max-len", "-1")
+
+
+def test_slowlog_hides_passwords(server, slowlog):
+    with raw(server) as connection:
+        assert connection.call("AUTH", "secret").startswith("ERR AUTH <password> called")
+        entry = connection.call("SLOWLOG", "GET", "1")[0]
+        assert entry[3] == [b"AUTH", b"(redacted)"]
+        connection.call("CONFIG", "SET", "max-clients", "10000", "requirepass", "")
+        entry = connection.call("SLOWLOG", "GET", "1")[0]
+    assert entry[3] == [b"CONFIG", b"SET", b"max-clients", b"10000", b"requirepass",
+                        b"(redacted)"]
+
+
+def test_latency_monitor(server, client):
+    with raw(server) as connection:
+        assert connection.call("CONFIG", "GET", "latency-monitor-threshold") == \
+            [b"latency-monitor-threshold", b"0"]
+        connection.call("LATENCY", "RESET")  # (an earlier test may have left events)
+        # Off by default: nothing is recorded, however slow.
+        assert connection.call("DEBUG", "SLEEP", "0.003") == "OK"
+        assert connection.call("LATENCY", "LATEST") == []
+        assert connection.call("CONFIG", "SET", "latency-monitor-threshold", "1") == "OK"
+        try:
+            client.get("fast")  # well under a millisecond (but not always when sanitized)
+            assert SANITIZED or connection.call("LATENCY", "LATEST") == []
+            connection.call("LATENCY", "RESET")
+            now = int(time.time())
+            assert connection.call("DEBUG", "SLEEP", "0.005") == "OK"
+            latest = connection.call("LATENCY", "LATEST")
+            assert len(latest) == 1
+            event, when, latency, highest = latest[0]
+            assert event == b"command" and abs(when - now) <= 2
+            assert 5 <= latency < 1000 and highest == latency
+            history = connection.call("LATENCY", "HISTORY", "command")
+            assert history == [[when, latency]]
+            assert connection.call("LATENCY", "HISTORY", "nothing") == []
+            assert connection.call("LATENCY", "RESET", "command", "nothing") == 1
+            assert connection.call("LATENCY", "LATEST") == []
+            assert connection.call("LATENCY", "HISTORY", "command") == []
+        finally:
+            assert connection.call("CONFIG", "SET", "latency-monitor-threshold", "0") == "OK"
+        assert connection.call("LATENCY", "HISTORY") == \
+            "ERR wrong number of arguments for 'latency|history' command"
+        assert connection.call("LATENCY", "HELP")[0] == \
+            "LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+        stats = command_stats(client)
+        assert stats["latency|history"]["rejected_calls"] >= 1
+        assert stats["debug"]["calls"] >= 2

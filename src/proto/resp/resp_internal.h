@@ -30,6 +30,7 @@
 
 struct resp_session;
 struct resp_reads;
+struct resp_monitor;
 
 /* One key's read: its status and what it found. */
 struct resp_read_slot {
@@ -58,6 +59,7 @@ struct resp_server {
     pthread_mutex_t sessions_lock; /* guards the list and every session's name */
     struct check_owner sessions_owner;
     struct resp_session *sessions;
+    struct resp_monitor *monitor; /* the slow log and latency events (resp_stats.c) */
 };
 
 /* sessions_lock, with its owner tracked in the checking builds. */
@@ -112,7 +114,7 @@ struct resp_session {
     const struct access_user *rights_user;
     unsigned rights;
     char user_name[ACCESS_NAME_MAX + 1]; /* CLIENT LIST's user=; under sessions_lock */
-    /* INFO commandstats and errorstats (resp_stats.c): */
+    /* INFO commandstats and errorstats, SLOWLOG, LATENCY (resp_stats.c): */
     uint32_t error_replies; /* error replies sent, ever (a command failed when it grew) */
     uint32_t stats_errors;  /* error_replies when the command in progress began */
     int stats_slot;         /* the command in progress's commandstats slot, or -1 */
@@ -274,7 +276,11 @@ enum resp_prefetch resp_prefetch_key(struct resp_session *session,
 
 struct byte_buffer;
 
-/* ---- commandstats and errorstats (resp_stats.c) --------------- */
+/* ---- commandstats, errorstats, SLOWLOG and LATENCY (resp_stats.c) --------------- */
+
+/* Creates and frees a server's slow log and latency events. NULL if out of memory. */
+struct resp_monitor *resp_monitor_create(void);
+void resp_monitor_destroy(struct resp_monitor *monitor);
 
 /* Gives every command (and the subcommands counted apart) its commandstats slot. Once,
  * from any thread; resp_server_create() calls it. */
@@ -296,7 +302,9 @@ void resp_stats_error(const char *text);
 
 /* The command in progress (session->stats_slot, not -1) has ended, its arguments still
  * in the parser: counts its call and time (session->stats_ns), or its refusal, and a
- * failure when it replied an error. Sets stats_slot to -1. On the session's worker. */
+ * failure when it replied an error; logs it in the slow log and the latency events when
+ * slower than their thresholds (those take locks: sessions_lock, then the monitor's).
+ * Sets stats_slot to -1. On the session's worker. */
 void resp_stats_command_end(struct resp_session *session);
 
 /* Starts commandstats and errorstats again from zero (CONFIG RESETSTAT). */

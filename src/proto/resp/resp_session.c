@@ -127,6 +127,11 @@ struct resp_server *resp_server_create(const struct resp_environment *environmen
     struct resp_server *server = calloc(1, sizeof(*server));
     if (server == NULL) return NULL;
     server->environment = *environment;
+    server->monitor = resp_monitor_create();
+    if (server->monitor == NULL) {
+        free(server);
+        return NULL;
+    }
     pthread_mutex_init(&server->sessions_lock, NULL);
     pthread_once(&sorted_once, sort_commands);
     resp_stats_init();
@@ -136,6 +141,7 @@ struct resp_server *resp_server_create(const struct resp_environment *environmen
 void resp_server_destroy(struct resp_server *server) {
     if (server == NULL) return;
     pthread_mutex_destroy(&server->sessions_lock);
+    resp_monitor_destroy(server->monitor);
     free(server);
 }
 

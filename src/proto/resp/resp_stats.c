@@ -1,17 +1,22 @@
-/* Redis's introspection of commands: INFO commandstats, errorstats and cpu, as Redis
- * 7.0 reports them.
+/* Redis's introspection of commands: INFO commandstats, errorstats and cpu, the slow
+ * log (SLOWLOG) and the latency monitor (LATENCY), all as Redis 7.0 reports them.
  *
  * Counting is off the shared cache lines: each worker thread adds its commands' calls,
  * time, failures and refusals into its own block of slots (a relaxed load and store,
  * as base/metrics.c does), and INFO sums the blocks. Error replies, which are not the
- * common path, count with an atomic add in a table of prefixes. */
+ * common path, count with an atomic add in a table of prefixes. Only a command slower
+ * than slowlog-log-slower-than or latency-monitor-threshold takes the monitor's lock. */
 #include "base/byte_buffer.h"
+#include "base/clock.h"
+#include "base/numbers.h"
 #include "proto/resp/resp_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
+#include <time.h>
 
 /* ---- commandstats slots --------------------------------------------------------- */
 
@@ -25,7 +30,8 @@ static const char *const subcommand_names[] = {
     "acl|getuser",    "acl|setuser",     "acl|deluser",    "acl|load",        "acl|save",
     "acl|cat",        "acl|log",         "acl|genpass",    "acl|help",        "memory|usage",
     "memory|help",    "object|encoding", "object|freq",    "object|idletime", "object|refcount",
-    "object|help",
+    "object|help",    "slowlog|get",     "slowlog|len",    "slowlog|reset",   "slowlog|help",
+    "latency|latest", "latency|history", "latency|reset",  "latency|help",
 };
 
 #define SUBCOMMAND_COUNT (sizeof(subcommand_names) / sizeof(subcommand_names[0]))
@@ -37,9 +43,10 @@ static const struct resp_command *table;
 static size_t table_count;
 static int slot_count;
 static char slot_names[SLOTS_MAX][48];
-static int base_slot[SLOTS_MAX];      /* by command index: the command's own slot */
-static int first_sub_slot[SLOTS_MAX]; /* by command index: its first subcommand's slot */
-static int sub_slots[SLOTS_MAX];      /* by command index: how many subcommand slots */
+static int base_slot[SLOTS_MAX];       /* by command index: the command's own slot */
+static int first_sub_slot[SLOTS_MAX];  /* by command index: its first subcommand's slot */
+static int sub_slots[SLOTS_MAX];       /* by command index: how many subcommand slots */
+static size_t slot_command[SLOTS_MAX]; /* by slot: the index of its command */
 
 /* Gives each command a slot in table order, each container command's subcommands the
  * slots after its own. */
@@ -48,12 +55,14 @@ static void setup_slots(void) {
     STRATA_ASSERT(table_count + SUBCOMMAND_COUNT <= SLOTS_MAX);
     for (size_t i = 0; i < table_count; i++) {
         base_slot[i] = slot_count;
+        slot_command[slot_count] = i;
         snprintf(slot_names[slot_count++], sizeof(slot_names[0]), "%s", table[i].name);
         first_sub_slot[i] = slot_count;
         size_t length = strlen(table[i].name);
         for (size_t j = 0; j < SUBCOMMAND_COUNT; j++) {
             if (strncmp(subcommand_names[j], table[i].name, length) == 0 &&
                 subcommand_names[j][length] == '|') {
+                slot_command[slot_count] = i;
                 snprintf(slot_names[slot_count++], sizeof(slot_names[0]), "%s",
                          subcommand_names[j]);
                 sub_slots[i]++;
@@ -302,6 +311,194 @@ void resp_info_commandstats(struct byte_buffer *text) {
     baselines_lock_give();
 }
 
+/* ---- the slow log and the latency monitor ------------------------------------------ */
+
+/* Redis's limits on what an entry keeps of a command. */
+#define SLOWLOG_ARGUMENTS_MAX 32
+#define SLOWLOG_ARGUMENT_MAX  128
+
+/* One slow command, allocated in one piece: its arguments' bytes follow it. */
+struct slowlog_entry {
+    struct slowlog_entry *newer, *older;
+    int64_t id;
+    int64_t time_s;
+    int64_t duration_us;
+    size_t argc;
+    struct {
+        const char *data;
+        size_t length;
+    } argv[SLOWLOG_ARGUMENTS_MAX];
+    char peer[64];
+    char name[]; /* the client's name, then the arguments */
+};
+
+/* Redis's latency event series: a sample a second (the highest), the last 160. */
+#define LATENCY_SAMPLES 160
+
+struct latency_series {
+    bool used; /* has a sample since the last reset */
+    int next;  /* where the next sample goes */
+    int64_t max;
+    struct {
+        int64_t time_s;
+        int64_t latency_ms;
+    } samples[LATENCY_SAMPLES];
+};
+
+/* The events strata records, as Redis names them: commands slower than the threshold,
+ * "fast-command" for those with the fast flag. */
+static const char *const latency_event_names[] = {"command", "fast-command"};
+#define LATENCY_EVENTS 2
+
+struct resp_monitor {
+    pthread_mutex_t lock; /* guards everything below */
+    struct check_owner owner;
+    struct slowlog_entry *newest, *oldest;
+    size_t length;
+    int64_t next_id;
+    struct latency_series events[LATENCY_EVENTS];
+};
+
+static void monitor_lock(struct resp_monitor *monitor) {
+    pthread_mutex_lock(&monitor->lock);
+    check_acquired(&monitor->owner);
+}
+
+static void monitor_unlock(struct resp_monitor *monitor) {
+    check_releasing(&monitor->owner);
+    pthread_mutex_unlock(&monitor->lock);
+}
+
+struct resp_monitor *resp_monitor_create(void) {
+    struct resp_monitor *monitor = calloc(1, sizeof(*monitor));
+    if (monitor == NULL) return NULL;
+    pthread_mutex_init(&monitor->lock, NULL);
+    return monitor;
+}
+
+/* Unlinks and frees the oldest entry (the caller holds the lock). */
+static void drop_oldest(struct resp_monitor *monitor) {
+    STRATA_ASSERT(check_held(&monitor->owner));
+    struct slowlog_entry *entry = monitor->oldest;
+    monitor->oldest = entry->newer;
+    if (monitor->oldest != NULL) {
+        monitor->oldest->older = NULL;
+    } else {
+        monitor->newest = NULL;
+    }
+    monitor->length--;
+    free(entry);
+}
+
+void resp_monitor_destroy(struct resp_monitor *monitor) {
+    if (monitor == NULL) return;
+    monitor_lock(monitor);
+    while (monitor->oldest != NULL)
+        drop_oldest(monitor);
+    monitor_unlock(monitor);
+    pthread_mutex_destroy(&monitor->lock);
+    free(monitor);
+}
+
+/* Whether the slow log shows argument INDEX of REQUEST as "(redacted)": the passwords of
+ * AUTH and HELLO ... AUTH (as Redis), the rules of ACL SETUSER and a secret option's
+ * value in CONFIG SET (which may hold passwords or keys). */
+static bool redacted(const struct resp_request *request, size_t index) {
+    if (argument_is(request, 0, "AUTH")) return true;
+    if (argument_is(request, 0, "HELLO"))
+        return (index >= 2 && argument_is(request, index - 1, "AUTH")) ||
+               (index >= 3 && argument_is(request, index - 2, "AUTH"));
+    if (argument_is(request, 0, "ACL") && argument_is(request, 1, "SETUSER")) return index >= 3;
+    if (argument_is(request, 0, "CONFIG") && argument_is(request, 1, "SET") && index >= 3 &&
+        index % 2 == 1) {
+        char name[64];
+        argument_text(request, index - 1, name, sizeof(name));
+        for (char *c = name; *c; c++)
+            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+        int id = options_find(name);
+        return id >= 0 && (options_flags(id) & OPTION_SECRET);
+    }
+    return false;
+}
+
+/* Adds REQUEST, which took DURATION_US, to the slow log, trimming it to MAX_LENGTH
+ * entries. Takes sessions_lock (for the client's name), then the monitor's lock. */
+static void slowlog_add(struct resp_session *session, const struct resp_request *request,
+                        int64_t duration_us, int64_t max_length) {
+    struct resp_monitor *monitor = session->server->monitor;
+    char name[128];
+    sessions_lock(session->server);
+    snprintf(name, sizeof(name), "%s", session->name != NULL ? session->name : "");
+    sessions_unlock(session->server);
+    /* What each kept argument shows, and the bytes they take. */
+    size_t kept = request->argc <= SLOWLOG_ARGUMENTS_MAX ? request->argc : SLOWLOG_ARGUMENTS_MAX;
+    size_t bytes = strlen(name) + 1;
+    for (size_t i = 0; i < kept; i++)
+        bytes += SLOWLOG_ARGUMENT_MAX + 48;
+    struct slowlog_entry *entry = malloc(sizeof(*entry) + bytes);
+    if (entry == NULL) return; /* statistics never fail a command */
+    char *at = entry->name + strlen(name) + 1;
+    memcpy(entry->name, name, strlen(name) + 1);
+    for (size_t i = 0; i < kept; i++) {
+        size_t length;
+        if (i == SLOWLOG_ARGUMENTS_MAX - 1 && request->argc > SLOWLOG_ARGUMENTS_MAX) {
+            length = (size_t)sprintf(at, "... (%zu more arguments)", request->argc - i);
+        } else if (i > 0 && redacted(request, i)) {
+            length = (size_t)sprintf(at, "(redacted)");
+        } else if (request->lengths[i] > SLOWLOG_ARGUMENT_MAX) {
+            memcpy(at, request->argv[i], SLOWLOG_ARGUMENT_MAX);
+            length =
+                SLOWLOG_ARGUMENT_MAX +
+                (size_t)sprintf(at + SLOWLOG_ARGUMENT_MAX, "... (%llu more bytes)",
+                                (unsigned long long)(request->lengths[i] - SLOWLOG_ARGUMENT_MAX));
+        } else {
+            length = (size_t)request->lengths[i];
+            memcpy(at, request->argv[i], length);
+        }
+        entry->argv[i].data = at;
+        entry->argv[i].length = length;
+        at += length;
+    }
+    entry->argc = kept;
+    entry->time_s = clock_realtime_ms() / 1000;
+    entry->duration_us = duration_us;
+    snprintf(entry->peer, sizeof(entry->peer), "%s", session->peer);
+    monitor_lock(monitor);
+    entry->id = monitor->next_id++;
+    entry->older = monitor->newest;
+    entry->newer = NULL;
+    if (monitor->newest != NULL) {
+        monitor->newest->newer = entry;
+    } else {
+        monitor->oldest = entry;
+    }
+    monitor->newest = entry;
+    monitor->length++;
+    while (monitor->length > (size_t)max_length)
+        drop_oldest(monitor);
+    monitor_unlock(monitor);
+}
+
+/* Adds a sample of LATENCY_MS to EVENT's series, as Redis's latencyAddSample(): one
+ * sample a second, the highest. */
+static void latency_add(struct resp_monitor *monitor, int event, int64_t latency_ms) {
+    int64_t now = clock_realtime_ms() / 1000;
+    monitor_lock(monitor);
+    struct latency_series *series = &monitor->events[event];
+    series->used = true;
+    if (latency_ms > series->max) series->max = latency_ms;
+    int previous = (series->next + LATENCY_SAMPLES - 1) % LATENCY_SAMPLES;
+    if (series->samples[previous].time_s == now) {
+        if (latency_ms > series->samples[previous].latency_ms)
+            series->samples[previous].latency_ms = latency_ms;
+    } else {
+        series->samples[series->next].time_s = now;
+        series->samples[series->next].latency_ms = latency_ms;
+        series->next = (series->next + 1) % LATENCY_SAMPLES;
+    }
+    monitor_unlock(monitor);
+}
+
 void resp_stats_command_end(struct resp_session *session) {
     int slot = session->stats_slot;
     session->stats_slot = -1;
@@ -316,5 +513,172 @@ void resp_stats_command_end(struct resp_session *session) {
         bump(&block->calls[slot], 1);
         bump(&block->nanoseconds[slot], nanoseconds);
         if (failed) bump(&block->failed[slot], 1);
+    }
+    const struct options *options = session->server->environment.options;
+    int64_t slower_than = options_number(options, RESP_OPTION(slowlog_log_slower_than));
+    int64_t threshold_ms = options_number(options, RESP_OPTION(latency_monitor_threshold));
+    int64_t duration_us = nanoseconds / 1000;
+    const struct resp_parser *parser = &session->parser;
+    if (slower_than >= 0 && duration_us >= slower_than && parser->argc > 0) {
+        struct resp_request request = {parser->argc, parser->argv, parser->argv_lengths};
+        slowlog_add(session, &request, duration_us,
+                    options_number(options, RESP_OPTION(slowlog_max_len)));
+    }
+    if (threshold_ms > 0 && duration_us / 1000 >= threshold_ms) {
+        bool fast = strstr(table[slot_command[slot]].flags, "fast") != NULL;
+        latency_add(session->server->monitor, fast ? 1 : 0, duration_us / 1000);
+    }
+}
+
+/* ---- SLOWLOG -------------------------------------------------------------------- */
+
+/* Replies with ENTRY as Redis 7 does: id, time, duration, arguments, address, name. */
+static void reply_slowlog_entry(struct resp_session *session, const struct slowlog_entry *entry) {
+    reply_array(session, 6);
+    reply_integer(session, entry->id);
+    reply_integer(session, entry->time_s);
+    reply_integer(session, entry->duration_us);
+    reply_array(session, entry->argc);
+    for (size_t i = 0; i < entry->argc; i++)
+        reply_bulk(session, entry->argv[i].data, entry->argv[i].length);
+    reply_bulk_text(session, entry->peer);
+    reply_bulk_text(session, entry->name);
+}
+
+void command_slowlog(struct resp_session *session, const struct resp_request *request) {
+    static const char *const help[] = {
+        "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "GET [<count>]",
+        "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+        "    Entries are made of:",
+        "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+        "    client name",
+        "LEN",
+        "    Return the length of the slowlog.",
+        "RESET",
+        "    Reset the slowlog.",
+        "HELP",
+        "    Print this help.",
+    };
+    struct resp_monitor *monitor = session->server->monitor;
+    size_t argc = request->argc;
+    if (argument_is(request, 1, "GET") && argc <= 3) {
+        int64_t count = 10;
+        if (argc == 3 &&
+            (!parse_int64(request->argv[2], (size_t)request->lengths[2], &count) || count < -1)) {
+            reply_error(session, "ERR count should be greater than or equal to -1");
+            return;
+        }
+        /* Replies are queued under the lock: they go to this session's output buffer,
+         * never to the network, so the lock is held for a copy only. */
+        monitor_lock(monitor);
+        size_t shown =
+            count < 0 || (uint64_t)count > monitor->length ? monitor->length : (size_t)count;
+        reply_array(session, shown);
+        struct slowlog_entry *entry = monitor->newest;
+        for (size_t i = 0; i < shown; i++, entry = entry->older)
+            reply_slowlog_entry(session, entry);
+        monitor_unlock(monitor);
+    } else if (argument_is(request, 1, "GET")) {
+        reply_error(session, "ERR unknown subcommand or wrong number of arguments for 'GET'. "
+                             "Try SLOWLOG HELP.");
+    } else if (argument_is(request, 1, "LEN") && argc == 2) {
+        monitor_lock(monitor);
+        size_t length = monitor->length;
+        monitor_unlock(monitor);
+        reply_integer(session, (int64_t)length);
+    } else if (argument_is(request, 1, "RESET") && argc == 2) {
+        monitor_lock(monitor);
+        while (monitor->oldest != NULL)
+            drop_oldest(monitor);
+        monitor_unlock(monitor);
+        reply_ok(session);
+    } else if (argument_is(request, 1, "HELP") && argc == 2) {
+        reply_help(session, help, sizeof(help) / sizeof(help[0]));
+    } else if (argument_is(request, 1, "LEN") || argument_is(request, 1, "RESET") ||
+               argument_is(request, 1, "HELP")) {
+        reply_subcommand_arity(session, request, "slowlog");
+    } else {
+        reply_unknown_subcommand(session, request, "SLOWLOG");
+    }
+}
+
+/* ---- LATENCY ---------------------------------------------------------------------- */
+
+/* The event called argument INDEX, or -1. */
+static int latency_event(const struct resp_request *request, size_t index) {
+    for (int event = 0; event < LATENCY_EVENTS; event++)
+        if (argument_is(request, index, latency_event_names[event])) return event;
+    return -1;
+}
+
+void command_latency(struct resp_session *session, const struct resp_request *request) {
+    static const char *const help[] = {
+        "LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "HISTORY <event>",
+        "    Return time-latency samples for the <event> class.",
+        "LATEST",
+        "    Return the latest latency samples for all events.",
+        "RESET [<event> ...]",
+        "    Reset latency data of one or more <event> classes.",
+        "    (default: reset all data for all event classes)",
+        "HELP",
+        "    Print this help.",
+    };
+    struct resp_monitor *monitor = session->server->monitor;
+    size_t argc = request->argc;
+    if (argument_is(request, 1, "LATEST") && argc == 2) {
+        monitor_lock(monitor);
+        size_t used = 0;
+        for (int event = 0; event < LATENCY_EVENTS; event++)
+            used += monitor->events[event].used;
+        reply_array(session, used);
+        for (int event = 0; event < LATENCY_EVENTS; event++) {
+            const struct latency_series *series = &monitor->events[event];
+            if (!series->used) continue;
+            int last = (series->next + LATENCY_SAMPLES - 1) % LATENCY_SAMPLES;
+            reply_array(session, 4);
+            reply_bulk_text(session, latency_event_names[event]);
+            reply_integer(session, series->samples[last].time_s);
+            reply_integer(session, series->samples[last].latency_ms);
+            reply_integer(session, series->max);
+        }
+        monitor_unlock(monitor);
+    } else if (argument_is(request, 1, "HISTORY") && argc == 3) {
+        int event = latency_event(request, 2);
+        monitor_lock(monitor);
+        const struct latency_series *series = event >= 0 ? &monitor->events[event] : NULL;
+        size_t count = 0;
+        for (int i = 0; series != NULL && series->used && i < LATENCY_SAMPLES; i++)
+            count += series->samples[i].time_s != 0;
+        reply_array(session, count);
+        for (int j = 0; count > 0 && j < LATENCY_SAMPLES; j++) {
+            int i = (series->next + j) % LATENCY_SAMPLES;
+            if (series->samples[i].time_s == 0) continue;
+            reply_array(session, 2);
+            reply_integer(session, series->samples[i].time_s);
+            reply_integer(session, series->samples[i].latency_ms);
+        }
+        monitor_unlock(monitor);
+    } else if (argument_is(request, 1, "RESET")) {
+        int64_t reset = 0;
+        monitor_lock(monitor);
+        for (int event = 0; event < LATENCY_EVENTS; event++) {
+            bool named = argc == 2;
+            for (size_t i = 2; i < argc && !named; i++)
+                named = argument_is(request, i, latency_event_names[event]);
+            if (!named || !monitor->events[event].used) continue;
+            memset(&monitor->events[event], 0, sizeof(monitor->events[event]));
+            reset++;
+        }
+        monitor_unlock(monitor);
+        reply_integer(session, reset);
+    } else if (argument_is(request, 1, "HELP") && argc == 2) {
+        reply_help(session, help, sizeof(help) / sizeof(help[0]));
+    } else if (argument_is(request, 1, "LATEST") || argument_is(request, 1, "HISTORY") ||
+               argument_is(request, 1, "HELP")) {
+        reply_subcommand_arity(session, request, "latency");
+    } else {
+        reply_unknown_subcommand(session, request, "LATENCY");
     }
 }
