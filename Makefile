@@ -23,7 +23,7 @@ CFLAGS_FAULT   := $(CFLAGS_ASAN) -DSTRATA_FAULT_INJECTION
 FAULT_WRAP     := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc
 # The libFuzzer targets (tests/fuzz/): clang, coverage-guided, with ASan and UBSan.
 FUZZ_CC        := clang
-CFLAGS_FUZZ    := $(COMMON) -O1 -fno-omit-frame-pointer -DSTRATA_CHECKS \
+CFLAGS_FUZZ    := $(COMMON) -O1 -fno-omit-frame-pointer -DSTRATA_CHECKS -DSTRATA_FUZZING \
                   -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_TARGETS   := fuzz_resp fuzz_native fuzz_http fuzz_s3 fuzz_s3_http
 LIBS      := -pthread -lxxhash -luring -lisal -lssl -lcrypto -lsodium -lm

@@ -61,6 +61,13 @@ RESP_SEEDS = {
     resp("CLIENT", "KILL", "USER", "default", "TYPE", "pubsub") + resp("CLIENT", "KILL", "ID", 1) +
     resp("MULTI") + resp("MONITOR") + resp("SET", "m", 1) + resp("RESET") + resp("MULTI") + resp("MONITOR") +
     resp("EXEC") + resp("RESET") + resp("GET", "m") + resp("CLIENT", "KILL", "ADDR", "fuzz", "SKIPME", "no"),
+    "introspection": resp("CONFIG", "SET", "slowlog-log-slower-than", 0, "latency-monitor-threshold", 1) +
+    resp("DEBUG", "SLEEP", "0.002") + resp("SET", "k", b"v" * 200) + resp("EXISTS", *["k"] * 40) +
+    resp("AUTH", "x") + resp("SLOWLOG", "GET", 5) + resp("SLOWLOG", "LEN") + resp("SLOWLOG", "GET", -1) +
+    resp("LATENCY", "LATEST") + resp("LATENCY", "HISTORY", "command") + resp("LATENCY", "RESET", "command") +
+    resp("INFO", "all") + resp("INFO", "commandstats", "errorstats", "cpu") + resp("CLIENT", "NOPE") +
+    resp("CONFIG", "SET", "slowlog-max-len", 1) + resp("CONFIG", "RESETSTAT") + resp("SLOWLOG", "RESET") +
+    resp("SLOWLOG", "HELP") + resp("LATENCY", "HELP"),
     "inline": b"PING\r\nSET a b\r\nGET a\r\n\r\nQUIT\r\n",
     "large-argument": resp("SET", "big", b"x" * 20000) + resp("GET", "big") + resp("APPEND", "big", b"y" * 17000),
     "protocol-errors": b"*2\r\n$3\r\nGET\r\n$-5\r\n" + b"*-1\r\n*1\r\n$x\r\n",

@@ -286,3 +286,16 @@ def test_a_transaction_interrupted_by_disconnect_runs_nothing(client, server):
     time.sleep(0.1)
     assert client.exists("t:gone") == 0
     assert client.ping()
+
+
+def test_exec_counts_each_queued_command_once(start_server):
+    server = start_server()
+    with Connection(server.port) as raw:
+        raw.call("MULTI")
+        raw.call("SET", "t:c", "1")
+        raw.call("GET", "t:c")
+        raw.call("INCR", "t:nan-after-set")
+        assert raw.call("EXEC") == [Simple("OK"), b"1", 1]
+    stats = server.client().info("commandstats")
+    for name in ("multi", "exec", "set", "get", "incr"):
+        assert stats[f"cmdstat_{name}"]["calls"] == 1, (name, stats)

@@ -4,12 +4,47 @@
 #include "observe/stats.h"
 #include "proto/resp/resp_internal.h"
 
+/* The sections resp_stats.c writes, beside stats.c's. */
+enum { INFO_CPU = 1, INFO_ERRORSTATS = 2, INFO_COMMANDSTATS = 4 };
+
 void resp_info_text(struct resp_session *session, const struct resp_request *request, size_t first,
                     struct byte_buffer *text) {
-    int wanted = first >= request->argc ? STATS_SECTION_ALL : 0;
-    for (size_t i = first; i < request->argc; i++)
-        wanted |= stats_section_bit((const char *)request->argv[i], request->lengths[i]);
-    stats_info_text(session->server->environment.stats, wanted, text);
+    /* As Redis 7: no section, or "default", is every section but commandstats; "all"
+     * and "everything" add it. */
+    bool none = first >= request->argc;
+    int wanted = none ? STATS_SECTION_ALL : 0;
+    int own = none ? INFO_CPU | INFO_ERRORSTATS : 0;
+    for (size_t i = first; i < request->argc; i++) {
+        if (argument_is(request, i, "cpu")) {
+            own |= INFO_CPU;
+        } else if (argument_is(request, i, "errorstats")) {
+            own |= INFO_ERRORSTATS;
+        } else if (argument_is(request, i, "commandstats")) {
+            own |= INFO_COMMANDSTATS;
+        } else {
+            int bit = stats_section_bit((const char *)request->argv[i], request->lengths[i]);
+            wanted |= bit;
+            if (bit == STATS_SECTION_ALL) own |= INFO_CPU | INFO_ERRORSTATS;
+            if (argument_is(request, i, "all") || argument_is(request, i, "everything"))
+                own |= INFO_COMMANDSTATS;
+        }
+    }
+    /* Redis's order: Server, Clients, Memory, Stats, CPU, Errorstats, Keyspace (and
+     * strata's own sections), Commandstats. */
+    const int before =
+        STATS_SECTION_SERVER | STATS_SECTION_CLIENTS | STATS_SECTION_MEMORY | STATS_SECTION_STATS;
+    struct stats *stats = session->server->environment.stats;
+    if (wanted & before) stats_info_text(stats, wanted & before, text);
+    if (own & INFO_CPU) resp_info_cpu(text);
+    if (own & INFO_ERRORSTATS) resp_info_errorstats(text);
+    if (wanted & ~before) {
+        /* stats.c separates only the sections it writes itself. */
+        size_t length = text->length;
+        if (length > 0) byte_buffer_append_text(text, "\r\n");
+        stats_info_text(stats, wanted & ~before, text);
+        if (text->length == length + 2) text->length = length; /* it wrote nothing */
+    }
+    if (own & INFO_COMMANDSTATS) resp_info_commandstats(text);
 }
 
 void resp_client_line(const struct resp_session *session, struct byte_buffer *text) {

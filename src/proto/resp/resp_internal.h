@@ -31,6 +31,7 @@
 
 struct resp_session;
 struct resp_reads;
+struct resp_monitor;
 
 /* One key's read: its status and what it found. */
 struct resp_read_slot {
@@ -49,6 +50,7 @@ struct resp_reads {
     resp_reads_reply reply;
     int64_t arguments[2];         /* numbers the reply needs (GETRANGE's range) */
     struct resp_read_slot *slots; /* COUNT of them */
+    int stats_slot;               /* the command's commandstats slot (a late error fails it) */
     bool allocated;               /* allocated with its slots; else the session's own */
 };
 
@@ -64,6 +66,7 @@ struct resp_server {
     pthread_mutex_t monitors_lock; /* guards the list and each monitor's feed */
     struct check_owner monitors_owner;
     struct resp_session *monitors;
+    struct resp_monitor *monitor; /* the slow log and latency events (resp_stats.c) */
 };
 
 /* sessions_lock, with its owner tracked in the checking builds. */
@@ -179,6 +182,12 @@ struct resp_session {
     struct resp_transaction transaction;
     /* CLIENT LIST's multi=: queued commands after MULTI, -1 outside one. */
     _Atomic int64_t multi_count;
+    /* INFO commandstats and errorstats, SLOWLOG, LATENCY (resp_stats.c): */
+    uint32_t error_replies; /* error replies sent, ever (a command failed when it grew) */
+    uint32_t stats_errors;  /* error_replies when the command in progress began */
+    int stats_slot;         /* the command in progress's commandstats slot, or -1 */
+    bool stats_rejected;    /* it was refused by an arity check in its handler */
+    int64_t stats_ns;       /* its execution time so far (both runs, with a prefetch) */
 };
 
 /* Redis's error for a command on a key holding another type of value. */
@@ -221,6 +230,11 @@ struct resp_request {
  * otherwise replies NOAUTH or NOPERM and returns false. */
 bool resp_session_allowed(struct resp_session *session, const struct resp_command *command,
                           const struct resp_request *request);
+
+/* Starts counting a call of COMMAND (REQUEST's arguments: its commandstats slot) in
+ * SESSION's stats fields; resp_stats_command_end() counts it. */
+void resp_session_stats_begin(struct resp_session *session, const struct resp_command *command,
+                              const struct resp_request *request);
 
 /* Runs COMMAND, admitted already (known, arity, rights, loading), with REQUEST's
  * arguments: times it and calls its handler. EXEC runs its queued commands with it. */
@@ -386,9 +400,49 @@ void resp_monitor_stop(struct resp_session *session);
 /* True when a user named NAME exists (resp_acl.c). */
 bool resp_user_exists(struct resp_session *session, const unsigned char *name, size_t length);
 
-/* ---- INFO and CLIENT LIST (resp_info.c) --------------------------------------- */
-
 struct byte_buffer;
+
+/* ---- commandstats, errorstats, SLOWLOG and LATENCY (resp_stats.c) --------------- */
+
+/* Creates and frees a server's slow log and latency events. NULL if out of memory. */
+struct resp_monitor *resp_monitor_create(void);
+void resp_monitor_destroy(struct resp_monitor *monitor);
+
+/* Gives every command (and the subcommands counted apart) its commandstats slot. Once,
+ * from any thread; resp_server_create() calls it. */
+void resp_stats_init(void);
+
+/* REQUEST's commandstats slot: COMMAND's, or for a command with subcommands (CLIENT,
+ * CONFIG, ...) the subcommand's ("client|list"); -1 for an unknown subcommand, which
+ * Redis counts nowhere. */
+int resp_stats_slot(const struct resp_command *command, const struct resp_request *request);
+
+/* Counts a command of SLOT refused before it ran (arity, rights, loading); -1: none. */
+void resp_stats_rejected(int slot);
+
+/* Counts a failure of SLOT replied after its command had ended (a flash read's error). */
+void resp_stats_failed(int slot);
+
+/* Counts the error reply TEXT (without its '-') in errorstats under its first word. */
+void resp_stats_error(const char *text);
+
+/* The command in progress (session->stats_slot, not -1) has ended, its arguments still
+ * in the parser: counts its call and time (session->stats_ns), or its refusal, and a
+ * failure when it replied an error; logs it in the slow log and the latency events when
+ * slower than their thresholds (those take locks: sessions_lock, then the monitor's).
+ * Sets stats_slot to -1. On the session's worker. */
+void resp_stats_command_end(struct resp_session *session, const struct resp_request *request);
+
+/* Starts commandstats and errorstats again from zero (CONFIG RESETSTAT). */
+void resp_stats_reset(void);
+
+/* Append INFO's CPU, Errorstats and Commandstats sections (after a blank line when TEXT
+ * holds a section already). */
+void resp_info_cpu(struct byte_buffer *text);
+void resp_info_errorstats(struct byte_buffer *text);
+void resp_info_commandstats(struct byte_buffer *text);
+
+/* ---- INFO and CLIENT LIST (resp_info.c) --------------------------------------- */
 
 /* Appends the INFO text for the sections named in REQUEST from argument FIRST on (all
  * sections when none is named). */

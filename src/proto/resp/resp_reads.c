@@ -41,7 +41,10 @@ static void reads_complete(struct resp_reads *reads, bool asynchronous) {
         resp_session_free(session);
         return;
     }
+    uint32_t errors = session->error_replies;
     reads->reply(session, reads);
+    /* The command was counted when it was dispatched; an error now is still its failure. */
+    if (asynchronous && session->error_replies != errors) resp_stats_failed(reads->stats_slot);
     reads_free(reads);
     if (asynchronous) {
         session->suspended = false;
@@ -78,6 +81,7 @@ void resp_read_values(struct resp_session *session, const struct resp_request *r
     reads->session = session;
     reads->count = count;
     reads->reply = reply;
+    reads->stats_slot = session->stats_slot;
     if (arguments != NULL) memcpy(reads->arguments, arguments, sizeof(reads->arguments));
     struct store_read_options options = {.stream = true};
     /* Counted up front, so a read that ends during the loop cannot finish the batch. */

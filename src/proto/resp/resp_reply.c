@@ -37,6 +37,8 @@ void reply_ok(struct resp_session *session) {
 }
 
 void reply_error(struct resp_session *session, const char *text) {
+    session->error_replies++;
+    resp_stats_error(text);
     /* An error is one line: CR and LF from echoed arguments become spaces. */
     size_t length = strlen(text);
     unsigned char *space = output_queue_reserve(session->output, length + 3);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 static const struct option_definition resp_option_definitions[] = {
 #define OPTION OPTION_DEFINITION
@@ -68,6 +69,7 @@ void reply_subcommand_arity(struct resp_session *session, const struct resp_requ
         *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
     snprintf(full, sizeof(full), "%s|%s", name, subcommand);
     reply_wrong_arity(session, full);
+    session->stats_rejected = true; /* Redis refuses it before it runs */
 }
 
 void reply_help(struct resp_session *session, const char *const *lines, size_t count) {
@@ -413,9 +415,37 @@ void command_time(struct resp_session *session, const struct resp_request *reque
     reply_bulk_integer(session, now % 1000000);
 }
 
-/* DEBUG FAULT RULES|RESET: sets fault-injection rules (src/base/fault.h); only the
- * fault-injection build has them. */
+/* DEBUG SLEEP SECONDS: blocks this worker thread for SECONDS (a decimal fraction; at
+ * most an hour) as Redis's does, to test the slow log and the latency monitor. */
+static void debug_sleep(struct resp_session *session, const struct resp_request *request) {
+    char text[64], *end;
+    argument_text(request, 2, text, sizeof(text));
+    double seconds = strtod(text, &end);
+    if (end == text || *end != '\0' || !(seconds >= 0 && seconds <= 3600)) {
+        reply_error(session, "ERR value is not a valid float");
+        return;
+    }
+#ifdef STRATA_FUZZING
+    seconds = 0; /* a fuzzer would find DEBUG SLEEP 3600 and report a hang */
+#endif
+    int64_t nanoseconds = (int64_t)(seconds * 1e9);
+    struct timespec pause = {(time_t)(nanoseconds / 1000000000), (long)(nanoseconds % 1000000000)};
+    while (nanosleep(&pause, &pause) != 0) {
+    }
+    reply_ok(session);
+}
+
+/* DEBUG SLEEP SECONDS, and DEBUG FAULT RULES|RESET: sets fault-injection rules
+ * (src/base/fault.h); only the fault-injection build has them. */
 void command_debug(struct resp_session *session, const struct resp_request *request) {
+    if (argument_is(request, 1, "SLEEP")) {
+        if (request->argc != 3) {
+            reply_wrong_arity(session, "debug|sleep");
+        } else {
+            debug_sleep(session, request);
+        }
+        return;
+    }
     if (!argument_is(request, 1, "FAULT")) {
         reply_unknown_subcommand(session, request, "DEBUG");
         return;
@@ -650,6 +680,7 @@ void command_config(struct resp_session *session, const struct resp_request *req
         config_set(session, request);
     } else if (argument_is(request, 1, "RESETSTAT") && request->argc == 2) {
         stats_reset_counters(session->server->environment.stats);
+        resp_stats_reset();
         reply_ok(session);
     } else if (argument_is(request, 1, "REWRITE") && request->argc == 2) {
         reply_error(session, "ERR CONFIG REWRITE is not supported: edit the config file");

@@ -133,9 +133,15 @@ struct resp_server *resp_server_create(const struct resp_environment *environmen
     struct resp_server *server = calloc(1, sizeof(*server));
     if (server == NULL) return NULL;
     server->environment = *environment;
+    server->monitor = resp_monitor_create();
+    if (server->monitor == NULL) {
+        free(server);
+        return NULL;
+    }
     pthread_mutex_init(&server->sessions_lock, NULL);
     pthread_mutex_init(&server->monitors_lock, NULL);
     pthread_once(&sorted_once, sort_commands);
+    resp_stats_init();
     return server;
 }
 
@@ -143,6 +149,7 @@ void resp_server_destroy(struct resp_server *server) {
     if (server == NULL) return;
     pthread_mutex_destroy(&server->sessions_lock);
     pthread_mutex_destroy(&server->monitors_lock);
+    resp_monitor_destroy(server->monitor);
     free(server);
 }
 
@@ -186,6 +193,7 @@ void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const c
     session->protocol = 2;
     session->id = id;
     session->fd = fd;
+    session->stats_slot = -1;
     snprintf(session->peer, sizeof(session->peer), "%s", peer);
     snprintf(session->local, sizeof(session->local), "%s", local);
     session->peer_uid = peer_uid;
@@ -378,19 +386,34 @@ static const struct resp_command *admit(struct resp_session *session,
         reply_unknown_command(session, request);
         return NULL;
     }
+    /* Refusals before the command runs count as its rejected_calls (INFO commandstats). */
+    int slot = resp_stats_slot(command, request);
     if ((command->arity > 0 && request->argc != (size_t)command->arity) ||
         (command->arity < 0 && request->argc < (size_t)-command->arity)) {
         reply_wrong_arity(session, command->name);
+        resp_stats_rejected(slot);
         return NULL;
     }
-    if (!allowed(session, command, request)) return NULL;
+    if (!allowed(session, command, request)) {
+        resp_stats_rejected(slot);
+        return NULL;
+    }
     if (!loading_allowed[command - commands] &&
         store_recovering(session->server->environment.store)) {
         /* As Redis while it loads its dataset: clients retry (redis-py: BusyLoadingError). */
         reply_error(session, "LOADING strata is loading the flash index into memory");
+        resp_stats_rejected(slot);
         return NULL;
     }
     return command;
+}
+
+void resp_session_stats_begin(struct resp_session *session, const struct resp_command *command,
+                              const struct resp_request *request) {
+    session->stats_slot = resp_stats_slot(command, request);
+    session->stats_errors = session->error_replies;
+    session->stats_rejected = false;
+    session->stats_ns = 0;
 }
 
 void resp_session_run(struct resp_session *session, const struct resp_command *command,
@@ -411,6 +434,7 @@ void resp_session_run(struct resp_session *session, const struct resp_command *c
     }
     int64_t finished = clock_monotonic_ns();
     metric_observe(command_classes[command - commands], finished - started);
+    session->stats_ns += finished - started;
     session->command_clock_ns = finished;
 }
 
@@ -427,9 +451,11 @@ static void execute(struct resp_session *session) {
         return;
     }
     if (session->transaction.active && resp_transaction_queues(command)) {
-        resp_transaction_queue(session, command, &request);
+        resp_transaction_queue(session, command, &request); /* counted when EXEC runs it */
         return;
     }
+    /* resp_session_command_done() counts it (after a rerun, both runs' time). */
+    if (!session->rerunning) resp_session_stats_begin(session, command, &request);
     resp_session_run(session, command, &request);
 }
 
@@ -526,6 +552,11 @@ bool resp_session_data(void *opaque, const unsigned char *data, size_t length, s
 }
 
 void resp_session_command_done(struct resp_session *session) {
+    if (session->stats_slot >= 0) {
+        const struct resp_parser *parser = &session->parser;
+        struct resp_request request = {parser->argc, parser->argv, parser->argv_lengths};
+        resp_stats_command_end(session, &request);
+    }
     if (session->holding) {
         const struct resp_parser *parser = &session->parser;
         if (session->hold_index < parser->argc) {

@@ -246,12 +246,27 @@ static bool watched_unchanged(struct resp_session *session) {
 }
 
 /* Runs one queued command, its rights checked again (they may have changed since it was
- * queued: the error is then its reply), and ends the hold a prefetch may have taken. */
+ * queued: the error is then its reply), and ends the hold a prefetch may have taken. It
+ * is counted in commandstats (and the slow log) as its own call, as Redis counts it;
+ * EXEC's own count, under way, is set aside meanwhile. */
 static void run_queued(struct resp_session *session, const struct resp_queued_command *queued) {
     struct resp_request request = {queued->argc, (const unsigned char **)queued->argv,
                                    queued->lengths};
-    if (!resp_session_allowed(session, queued->command, &request)) return;
+    if (!resp_session_allowed(session, queued->command, &request)) {
+        resp_stats_rejected(resp_stats_slot(queued->command, &request));
+        return;
+    }
+    int exec_slot = session->stats_slot;
+    uint32_t exec_errors = session->stats_errors;
+    bool exec_rejected = session->stats_rejected;
+    int64_t exec_ns = session->stats_ns;
+    resp_session_stats_begin(session, queued->command, &request);
     resp_session_run(session, queued->command, &request);
+    if (session->stats_slot >= 0) resp_stats_command_end(session, &request);
+    session->stats_slot = exec_slot;
+    session->stats_errors = exec_errors;
+    session->stats_rejected = exec_rejected;
+    session->stats_ns = exec_ns;
     /* No ring: nothing waited for flash, so nothing is left to resume. */
     STRATA_ASSERT(!session->suspended && !session->rerun_wanted);
     if (session->holding) {
