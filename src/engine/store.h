@@ -198,7 +198,8 @@ enum store_status store_read(struct store *store, const void *key, size_t key_le
 void store_release_hold(struct store *store, const void *key, size_t key_length);
 
 /* Reads KEY's value length from the index, without reading the value (STRLEN). Returns
- * STORE_OK or STORE_NOT_FOUND. */
+ * STORE_OK, STORE_NOT_FOUND, or STORE_WRONG_TYPE when it holds a value that is not a
+ * string. */
 enum store_status store_value_length(struct store *store, const void *key, size_t key_length,
                                      uint64_t *length);
 

@@ -736,12 +736,15 @@ enum store_status store_value_length(struct store *store, const void *key, size_
     struct key_access access;
     struct item *found =
         index_open_key(store, hash_key(store, key, key_length), key, key_length, &access);
-    if (found != NULL) {
+    enum store_status status = found != NULL ? STORE_OK : STORE_NOT_FOUND;
+    if (found != NULL && item_type(found) != STORE_TYPE_STRING) {
+        status = STORE_WRONG_TYPE;
+    } else if (found != NULL) {
         *length =
             node_is_stub(found) ? ((struct flash_stub *)found)->value_length : found->value_length;
     }
     index_close_key(&access);
-    return found != NULL ? STORE_OK : STORE_NOT_FOUND;
+    return status;
 }
 
 enum store_status store_key_info(struct store *store, const void *key, size_t key_length,

@@ -68,6 +68,12 @@ RESP_SEEDS = {
     resp("INFO", "all") + resp("INFO", "commandstats", "errorstats", "cpu") + resp("CLIENT", "NOPE") +
     resp("CONFIG", "SET", "slowlog-max-len", 1) + resp("CONFIG", "RESETSTAT") + resp("SLOWLOG", "RESET") +
     resp("SLOWLOG", "HELP") + resp("LATENCY", "HELP"),
+    "hashes": resp("HSET", "h", "a", 1, "b", b"\x00\xff") + resp("HGET", "h", "a") + resp("HMGET", "h", "a", "z") +
+    resp("HINCRBY", "h", "a", 5) + resp("HINCRBYFLOAT", "h", "f", "1.5") + resp("HGETALL", "h") +
+    resp("HRANDFIELD", "h", -3, "WITHVALUES") + resp("HSCAN", "h", 0, "MATCH", "[ab]", "COUNT", 5) +
+    resp("GET", "h") + resp("SET", "s", 1) + resp("HSET", "s", "x", 1) + resp("HDEL", "h", "a", "b", "f") +
+    resp("HSETNX", "h", "n", 1) + resp("TYPE", "h") + resp("OBJECT", "ENCODING", "h") + resp("HLEN", "h") +
+    resp("HSTRLEN", "h", "n") + resp("HKEYS", "h") + resp("HVALS", "h") + resp("HEXISTS", "h", "n"),
     "inline": b"PING\r\nSET a b\r\nGET a\r\n\r\nQUIT\r\n",
     "large-argument": resp("SET", "big", b"x" * 20000) + resp("GET", "big") + resp("APPEND", "big", b"y" * 17000),
     "protocol-errors": b"*2\r\n$3\r\nGET\r\n$-5\r\n" + b"*-1\r\n*1\r\n$x\r\n",

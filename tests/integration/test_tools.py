@@ -72,12 +72,12 @@ def test_redis_benchmark(server):
 
 def test_redis_benchmark_pipelined(server):
     result = subprocess.run(
-        ["redis-benchmark", "-p", str(server.port), "-t", "set,get,incr,mset", "-P", "16",
+        ["redis-benchmark", "-p", str(server.port), "-t", "set,get,incr,mset,hset", "-P", "16",
          "-c", "8", "-n", "50000", "-r", "10000", "-q"],
         capture_output=True, text=True, timeout=300 * SLOW,
     )
     assert result.returncode == 0, result.stderr
     output = result.stdout.replace("\r", "\n")
     assert "error" not in output.lower(), output
-    for name in ("SET", "GET", "INCR", "MSET"):
+    for name in ("SET", "GET", "INCR", "MSET", "HSET"):
         assert re.search(rf"^{name}.*: [0-9.]+ requests per second", output, re.M), output

@@ -442,6 +442,15 @@ void resp_info_cpu(struct byte_buffer *text);
 void resp_info_errorstats(struct byte_buffer *text);
 void resp_info_commandstats(struct byte_buffer *text);
 
+/* ---- hashes (resp_hashes.c) ------------------------------------------------------ */
+
+/* Redis's name for the encoding it would give the hash whose stored bytes are VALUE
+ * (LENGTH bytes): "listpack" up to 128 fields of at most 64 bytes, else "hashtable". */
+const char *resp_hash_encoding(const unsigned char *value, uint64_t length);
+
+/* The name TYPE answers for TYPE ("string", "hash"). */
+const char *resp_type_name(enum store_type type);
+
 /* ---- INFO and CLIENT LIST (resp_info.c) --------------------------------------- */
 
 /* Appends the INFO text for the sections named in REQUEST from argument FIRST on (all

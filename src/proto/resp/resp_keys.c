@@ -40,9 +40,21 @@ void command_touch(struct resp_session *session, const struct resp_request *requ
     reply_integer(session, found);
 }
 
+const char *resp_type_name(enum store_type type) {
+    switch (type) {
+    case STORE_TYPE_STRING:
+        return "string";
+    case STORE_TYPE_HASH:
+        return "hash";
+    }
+    return "none";
+}
+
 void command_type(struct resp_session *session, const struct resp_request *request) {
-    bool exists = store_exists(store_of(session), request->argv[1], (size_t)request->lengths[1]);
-    reply_simple(session, exists ? "string" : "none");
+    enum store_type type;
+    enum store_status status =
+        store_key_type(store_of(session), request->argv[1], (size_t)request->lengths[1], &type);
+    reply_simple(session, status == STORE_OK ? resp_type_name(type) : "none");
 }
 
 /* Replies to a change that may not apply (an expiry, COPY): 1 when it was made, 0 when
@@ -194,6 +206,8 @@ struct key_collector {
     const unsigned char *pattern; /* NULL: every key */
     size_t pattern_length;
     bool type_matches; /* false when SCAN TYPE names a type no key has */
+    bool any_type;     /* no SCAN TYPE */
+    enum store_type type;
     struct byte_buffer keys;
     size_t count;
 };
@@ -201,6 +215,7 @@ struct key_collector {
 static void collect_key(void *context, const struct item *item) {
     struct key_collector *collector = context;
     if (!collector->type_matches) return;
+    if (!collector->any_type && item_type(item) != collector->type) return;
     size_t length;
     const unsigned char *key = item_key(item, &length);
     if (collector->pattern != NULL &&
@@ -238,7 +253,8 @@ static bool matches_all(const unsigned char *pattern, size_t length) {
 }
 
 void command_keys(struct resp_session *session, const struct resp_request *request) {
-    struct key_collector collector = {NULL, 0, true, BYTE_BUFFER_INIT, 0};
+    struct key_collector collector = {
+        .type_matches = true, .any_type = true, .keys = BYTE_BUFFER_INIT};
     if (!matches_all(request->argv[1], (size_t)request->lengths[1])) {
         collector.pattern = request->argv[1];
         collector.pattern_length = (size_t)request->lengths[1];
@@ -258,7 +274,8 @@ void command_scan(struct resp_session *session, const struct resp_request *reque
         reply_error(session, "ERR invalid cursor");
         return;
     }
-    struct key_collector collector = {NULL, 0, true, BYTE_BUFFER_INIT, 0};
+    struct key_collector collector = {
+        .type_matches = true, .any_type = true, .keys = BYTE_BUFFER_INIT};
     int64_t count = 10;
     for (size_t i = 2; i < request->argc; i++) {
         bool has_value = i + 1 < request->argc;
@@ -279,7 +296,14 @@ void command_scan(struct resp_session *session, const struct resp_request *reque
             }
         } else if (argument_is(request, i, "TYPE") && has_value) {
             i++;
-            collector.type_matches = argument_is(request, i, "string");
+            collector.any_type = false;
+            collector.type_matches = false;
+            for (int type = STORE_TYPE_STRING; type <= STORE_TYPE_HASH; type++) {
+                if (argument_is(request, i, resp_type_name((enum store_type)type))) {
+                    collector.type = (enum store_type)type;
+                    collector.type_matches = true;
+                }
+            }
         } else {
             reply_syntax_error(session);
             return;
@@ -388,6 +412,21 @@ static void reply_object_encoding(struct resp_session *session, struct resp_read
  * (the only case that reads flash, and counts as a read). */
 static void object_encoding(struct resp_session *session, const struct resp_request *request,
                             const struct store_key_info *info) {
+    if (info->type == STORE_TYPE_HASH) {
+        struct item *item;
+        enum store_status status =
+            store_get_typed(store_of(session), request->argv[2], (size_t)request->lengths[2],
+                            STORE_TYPE_HASH, &item);
+        if (status == STORE_OK) {
+            reply_bulk_text(session, resp_hash_encoding(item_value(item), item_value_length(item)));
+            item_release(item);
+        } else if (status == STORE_NOT_FOUND || status == STORE_WRONG_TYPE) {
+            reply_null(session); /* gone, or replaced, since the look: as if looked after */
+        } else {
+            reply_store_error(session, status);
+        }
+        return;
+    }
     if (info->on_flash_only && info->value_length <= 20) {
         resp_read_values(session, request, 2, 1, NULL, reply_object_encoding);
         return;

@@ -293,7 +293,12 @@ void command_msetnx(struct resp_session *session, const struct resp_request *req
 
 void command_strlen(struct resp_session *session, const struct resp_request *request) {
     uint64_t length = 0; /* from the index: the value itself is not read */
-    store_value_length(store_of(session), request->argv[1], (size_t)request->lengths[1], &length);
+    enum store_status status = store_value_length(store_of(session), request->argv[1],
+                                                  (size_t)request->lengths[1], &length);
+    if (status == STORE_WRONG_TYPE) {
+        reply_store_error(session, status);
+        return;
+    }
     reply_integer(session, (int64_t)length);
 }
 

@@ -1,0 +1,639 @@
+/* Hashes: HSET HSETNX HMSET HGET HMGET HDEL HEXISTS HLEN HSTRLEN HKEYS HVALS HGETALL
+ * HINCRBY HINCRBYFLOAT HRANDFIELD HSCAN, with Redis 7.0's replies and errors.
+ *
+ * A hash is one value of type STORE_TYPE_HASH in the engine, so it is counted in the
+ * budget, evicted whole, expires, renames, copies and is watched like any key. Its bytes
+ * are this encoding (version 1, little-endian), which only this file reads or writes:
+ *
+ *   u8  version (1)
+ *   u32 field count
+ *   per field, in the order fields were first set: u32 length, the field's bytes,
+ *                                                  u32 length, the value's bytes
+ *
+ * A command decodes the value into an array of (field, value) views, so a lookup or a
+ * change costs time linear in the hash's size: right for the small hashes of feature
+ * stores and agent state (Redis keeps hashes of up to 128 fields in a flat listpack for
+ * the same reason), slow for hashes of many thousands of fields. A change is a
+ * read-modify-write: the new encoding replaces the value only if the key still holds
+ * the item that was read (store_replace_if_unchanged()), retried otherwise, so
+ * concurrent changes to one hash never lose one another. */
+#include "base/byte_buffer.h"
+#include "base/clock.h"
+#include "base/glob.h"
+#include "base/numbers.h"
+#include "proto/resp/resp_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define HASH_FORMAT_VERSION 1
+#define HASH_HEADER_SIZE    5
+/* Times a change is tried again when another client changed the hash meanwhile. */
+#define UPDATE_ATTEMPTS 100
+/* Redis's limits for its compact (listpack) encoding, for OBJECT ENCODING. */
+#define LISTPACK_MAX_ENTRIES 128
+#define LISTPACK_MAX_VALUE   64
+
+static struct store *store_of(struct resp_session *session) {
+    return session->server->environment.store;
+}
+
+struct hash_entry {
+    const unsigned char *field;
+    const unsigned char *value;
+    uint32_t field_length;
+    uint32_t value_length;
+    bool removed;
+};
+
+/* A hash decoded into views of its value (or of a command's arguments, for the fields a
+ * change sets). */
+struct hash_entries {
+    struct hash_entry *entries;
+    size_t count; /* entries, removed ones included */
+    size_t capacity;
+    size_t live; /* entries not removed */
+};
+
+static uint32_t load32(const unsigned char *at) {
+    return (uint32_t)at[0] | (uint32_t)at[1] << 8 | (uint32_t)at[2] << 16 | (uint32_t)at[3] << 24;
+}
+
+static void store32(unsigned char *at, uint32_t value) {
+    at[0] = (unsigned char)value;
+    at[1] = (unsigned char)(value >> 8);
+    at[2] = (unsigned char)(value >> 16);
+    at[3] = (unsigned char)(value >> 24);
+}
+
+static bool entries_grow(struct hash_entries *hash, size_t wanted) {
+    if (wanted <= hash->capacity) return true;
+    size_t capacity = hash->capacity ? hash->capacity : 8;
+    while (capacity < wanted)
+        capacity *= 2;
+    struct hash_entry *grown = realloc(hash->entries, capacity * sizeof(*grown));
+    if (grown == NULL) return false;
+    hash->entries = grown;
+    hash->capacity = capacity;
+    return true;
+}
+
+static void entries_free(struct hash_entries *hash) {
+    free(hash->entries);
+    *hash = (struct hash_entries){0};
+}
+
+enum decode_result { DECODED, DECODE_CORRUPT, DECODE_NO_MEMORY };
+
+/* Decodes the LENGTH bytes at DATA into HASH (empty on entry), whose views point into
+ * DATA: it must outlive them. */
+static enum decode_result hash_decode(const unsigned char *data, uint64_t length,
+                                      struct hash_entries *hash) {
+    if (length < HASH_HEADER_SIZE || data[0] != HASH_FORMAT_VERSION) return DECODE_CORRUPT;
+    uint32_t count = load32(data + 1);
+    /* Each field takes at least 8 bytes: a count beyond that is damage, not a size. */
+    if (count > (length - HASH_HEADER_SIZE) / 8) return DECODE_CORRUPT;
+    if (!entries_grow(hash, count)) return DECODE_NO_MEMORY;
+    const unsigned char *at = data + HASH_HEADER_SIZE, *end = data + length;
+    for (uint32_t i = 0; i < count; i++) {
+        struct hash_entry *entry = &hash->entries[i];
+        if (end - at < 4) return DECODE_CORRUPT;
+        entry->field_length = load32(at);
+        at += 4;
+        if ((uint64_t)(end - at) < (uint64_t)entry->field_length + 4) return DECODE_CORRUPT;
+        entry->field = at;
+        at += entry->field_length;
+        entry->value_length = load32(at);
+        at += 4;
+        if ((uint64_t)(end - at) < entry->value_length) return DECODE_CORRUPT;
+        entry->value = at;
+        at += entry->value_length;
+        entry->removed = false;
+    }
+    if (at != end) return DECODE_CORRUPT;
+    hash->count = hash->live = count;
+    return DECODED;
+}
+
+/* Appends HASH's live entries, encoded, to OUTPUT. */
+static void hash_encode(const struct hash_entries *hash, struct byte_buffer *output) {
+    unsigned char header[HASH_HEADER_SIZE] = {HASH_FORMAT_VERSION};
+    store32(header + 1, (uint32_t)hash->live);
+    byte_buffer_append(output, header, sizeof(header));
+    for (size_t i = 0; i < hash->count; i++) {
+        const struct hash_entry *entry = &hash->entries[i];
+        if (entry->removed) continue;
+        unsigned char length[4];
+        store32(length, entry->field_length);
+        byte_buffer_append(output, length, 4);
+        byte_buffer_append(output, entry->field, entry->field_length);
+        store32(length, entry->value_length);
+        byte_buffer_append(output, length, 4);
+        byte_buffer_append(output, entry->value, entry->value_length);
+    }
+}
+
+/* The live entry of FIELD (LENGTH bytes), or NULL. */
+static struct hash_entry *hash_find(struct hash_entries *hash, const unsigned char *field,
+                                    uint64_t length) {
+    for (size_t i = 0; i < hash->count; i++) {
+        struct hash_entry *entry = &hash->entries[i];
+        if (!entry->removed && entry->field_length == length &&
+            memcmp(entry->field, field, (size_t)length) == 0) {
+            return entry;
+        }
+    }
+    return NULL;
+}
+
+/* Sets FIELD to VALUE (views that must outlive HASH). Returns 1 when the field is new, 0
+ * when it was there, -1 when out of memory. */
+static int hash_set(struct hash_entries *hash, const unsigned char *field, uint64_t field_length,
+                    const unsigned char *value, uint64_t value_length) {
+    struct hash_entry *entry = hash_find(hash, field, field_length);
+    if (entry != NULL) {
+        entry->value = value;
+        entry->value_length = (uint32_t)value_length;
+        return 0;
+    }
+    if (!entries_grow(hash, hash->count + 1)) return -1;
+    hash->entries[hash->count++] = (struct hash_entry){
+        .field = field,
+        .field_length = (uint32_t)field_length,
+        .value = value,
+        .value_length = (uint32_t)value_length,
+    };
+    hash->live++;
+    return 1;
+}
+
+/* Redis's name for how it would keep a hash like this one (OBJECT ENCODING). */
+const char *resp_hash_encoding(const unsigned char *value, uint64_t length) {
+    struct hash_entries hash = {0};
+    const char *name = "hashtable";
+    if (hash_decode(value, length, &hash) == DECODED && hash.live <= LISTPACK_MAX_ENTRIES) {
+        name = "listpack";
+        for (size_t i = 0; i < hash.count; i++) {
+            if (hash.entries[i].field_length > LISTPACK_MAX_VALUE ||
+                hash.entries[i].value_length > LISTPACK_MAX_VALUE) {
+                name = "hashtable";
+            }
+        }
+    }
+    entries_free(&hash);
+    return name;
+}
+
+/* ---- reading ---------------------------------------------------------------------- */
+
+/* Reads the hash at argument 1 into *HASH (views into *ITEM, which the caller releases;
+ * NULL and an empty hash when the key is absent). Returns false after replying the
+ * error (WRONGTYPE, a damaged value, no memory). */
+static bool read_hash(struct resp_session *session, const struct resp_request *request,
+                      struct item **item, struct hash_entries *hash) {
+    *hash = (struct hash_entries){0};
+    enum store_status status = store_get_typed(store_of(session), request->argv[1],
+                                               (size_t)request->lengths[1], STORE_TYPE_HASH, item);
+    if (status == STORE_NOT_FOUND) return true;
+    if (status != STORE_OK) {
+        reply_store_error(session, status);
+        return false;
+    }
+    enum decode_result decoded = hash_decode(item_value(*item), item_value_length(*item), hash);
+    if (decoded == DECODED) return true;
+    item_release(*item);
+    *item = NULL;
+    entries_free(hash);
+    reply_error(session, decoded == DECODE_CORRUPT ? "ERR the hash's stored encoding is damaged"
+                                                   : "OOM out of memory: could not read the hash");
+    return false;
+}
+
+static void done_reading(struct item *item, struct hash_entries *hash) {
+    entries_free(hash);
+    if (item != NULL) item_release(item);
+}
+
+void command_hget(struct resp_session *session, const struct resp_request *request) {
+    struct item *item;
+    struct hash_entries hash;
+    if (!read_hash(session, request, &item, &hash)) return;
+    const struct hash_entry *entry = hash_find(&hash, request->argv[2], request->lengths[2]);
+    if (entry != NULL) {
+        reply_bulk(session, entry->value, entry->value_length);
+    } else {
+        reply_null(session);
+    }
+    done_reading(item, &hash);
+}
+
+void command_hmget(struct resp_session *session, const struct resp_request *request) {
+    struct item *item;
+    struct hash_entries hash;
+    if (!read_hash(session, request, &item, &hash)) return;
+    reply_array(session, request->argc - 2);
+    for (size_t i = 2; i < request->argc; i++) {
+        const struct hash_entry *entry = hash_find(&hash, request->argv[i], request->lengths[i]);
+        if (entry != NULL) {
+            reply_bulk(session, entry->value, entry->value_length);
+        } else {
+            reply_null(session);
+        }
+    }
+    done_reading(item, &hash);
+}
+
+void command_hexists(struct resp_session *session, const struct resp_request *request) {
+    struct item *item;
+    struct hash_entries hash;
+    if (!read_hash(session, request, &item, &hash)) return;
+    reply_integer(session, hash_find(&hash, request->argv[2], request->lengths[2]) != NULL);
+    done_reading(item, &hash);
+}
+
+void command_hlen(struct resp_session *session, const struct resp_request *request) {
+    struct item *item;
+    struct hash_entries hash;
+    if (!read_hash(session, request, &item, &hash)) return;
+    reply_integer(session, (int64_t)hash.live);
+    done_reading(item, &hash);
+}
+
+void command_hstrlen(struct resp_session *session, const struct resp_request *request) {
+    struct item *item;
+    struct hash_entries hash;
+    if (!read_hash(session, request, &item, &hash)) return;
+    const struct hash_entry *entry = hash_find(&hash, request->argv[2], request->lengths[2]);
+    reply_integer(session, entry != NULL ? (int64_t)entry->value_length : 0);
+    done_reading(item, &hash);
+}
+
+enum listing { LIST_FIELDS = 1, LIST_VALUES = 2, LIST_BOTH = 3 };
+
+/* HKEYS, HVALS, HGETALL: every field, value, or both (a map in RESP3). */
+static void list_hash(struct resp_session *session, const struct resp_request *request,
+                      enum listing listing) {
+    struct item *item;
+    struct hash_entries hash;
+    if (!read_hash(session, request, &item, &hash)) return;
+    if (listing == LIST_BOTH) {
+        reply_map(session, hash.live);
+    } else {
+        reply_array(session, hash.live);
+    }
+    for (size_t i = 0; i < hash.count; i++) {
+        const struct hash_entry *entry = &hash.entries[i];
+        if (listing & LIST_FIELDS) reply_bulk(session, entry->field, entry->field_length);
+        if (listing & LIST_VALUES) reply_bulk(session, entry->value, entry->value_length);
+    }
+    done_reading(item, &hash);
+}
+
+void command_hkeys(struct resp_session *session, const struct resp_request *request) {
+    list_hash(session, request, LIST_FIELDS);
+}
+
+void command_hvals(struct resp_session *session, const struct resp_request *request) {
+    list_hash(session, request, LIST_VALUES);
+}
+
+void command_hgetall(struct resp_session *session, const struct resp_request *request) {
+    list_hash(session, request, LIST_BOTH);
+}
+
+/* A small per-thread generator (xorshift64*) for HRANDFIELD, seeded on first use. */
+static uint64_t random_next(void) {
+    static _Thread_local uint64_t state;
+    if (state == 0) state = (uint64_t)clock_monotonic_ns() | 1;
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return state * 2685821657736338717ULL;
+}
+
+static void reply_field(struct resp_session *session, const struct hash_entry *entry,
+                        bool with_values) {
+    if (with_values && session->protocol == 3) reply_array(session, 2); /* RESP3: pairs */
+    reply_bulk(session, entry->field, entry->field_length);
+    if (with_values) reply_bulk(session, entry->value, entry->value_length);
+}
+
+/* HRANDFIELD key [count [WITHVALUES]]: one field (nil when absent); with a count, that
+ * many distinct fields (at most the hash's), or with a negative count that many drawn
+ * with repeats. */
+void command_hrandfield(struct resp_session *session, const struct resp_request *request) {
+    int64_t count = 0;
+    bool with_count = request->argc >= 3, with_values = false;
+    if (request->argc > 4 || (request->argc == 4 && !argument_is(request, 3, "WITHVALUES"))) {
+        reply_syntax_error(session);
+        return;
+    }
+    with_values = request->argc == 4;
+    if (with_count && !argument_int64(session, request, 2, &count)) return;
+    /* As Redis: a count whose pairs could not even be counted is out of range. */
+    if (count < -(INT64_MAX / 2) || count > INT64_MAX / 2) {
+        reply_error(session, "ERR value is out of range");
+        return;
+    }
+    struct item *item;
+    struct hash_entries hash;
+    if (!read_hash(session, request, &item, &hash)) return;
+    /* Live entries only: a read never removes any, so they are all of them. */
+    size_t size = hash.count;
+    if (!with_count) {
+        if (size == 0) {
+            reply_null(session);
+        } else {
+            reply_field(session, &hash.entries[random_next() % size], false);
+        }
+    } else if (size == 0 || count == 0) {
+        reply_array(session, 0);
+    } else if (count < 0) {
+        uint64_t wanted = (uint64_t)-count;
+        reply_array(session, with_values && session->protocol != 3 ? wanted * 2 : wanted);
+        for (uint64_t i = 0; i < wanted; i++)
+            reply_field(session, &hash.entries[random_next() % size], with_values);
+    } else {
+        size_t wanted = (uint64_t)count < size ? (size_t)count : size;
+        /* The first WANTED of a partial Fisher-Yates shuffle of the entries. */
+        for (size_t i = 0; i < wanted && wanted < size; i++) {
+            size_t j = i + (size_t)(random_next() % (size - i));
+            struct hash_entry swap = hash.entries[i];
+            hash.entries[i] = hash.entries[j];
+            hash.entries[j] = swap;
+        }
+        reply_array(session, with_values && session->protocol != 3 ? wanted * 2 : wanted);
+        for (size_t i = 0; i < wanted; i++)
+            reply_field(session, &hash.entries[i], with_values);
+    }
+    done_reading(item, &hash);
+}
+
+/* HSCAN key cursor [MATCH pattern] [COUNT count] [NOVALUES]: as Redis does for a hash in
+ * its compact encoding, the whole hash in one reply with cursor 0 (COUNT is checked and
+ * otherwise a hint, as in Redis). */
+void command_hscan(struct resp_session *session, const struct resp_request *request) {
+    uint64_t cursor;
+    if (!parse_uint64(request->argv[2], (size_t)request->lengths[2], &cursor)) {
+        reply_error(session, "ERR invalid cursor");
+        return;
+    }
+    const unsigned char *pattern = NULL;
+    size_t pattern_length = 0;
+    bool values = true;
+    for (size_t i = 3; i < request->argc; i++) {
+        bool has_value = i + 1 < request->argc;
+        if (argument_is(request, i, "COUNT") && has_value) {
+            int64_t count;
+            if (!argument_int64(session, request, ++i, &count)) return;
+            if (count < 1) {
+                reply_syntax_error(session);
+                return;
+            }
+        } else if (argument_is(request, i, "MATCH") && has_value) {
+            i++;
+            pattern = request->argv[i];
+            pattern_length = (size_t)request->lengths[i];
+        } else if (argument_is(request, i, "NOVALUES")) {
+            values = false;
+        } else {
+            reply_syntax_error(session);
+            return;
+        }
+    }
+    struct item *item;
+    struct hash_entries hash;
+    if (!read_hash(session, request, &item, &hash)) return;
+    size_t matching = 0;
+    for (size_t i = 0; i < hash.count; i++) {
+        struct hash_entry *entry = &hash.entries[i];
+        entry->removed = pattern != NULL &&
+                         !glob_match(pattern, pattern_length, entry->field, entry->field_length);
+        if (!entry->removed) matching++;
+    }
+    reply_array(session, 2);
+    reply_bulk_text(session, "0");
+    reply_array(session, values ? matching * 2 : matching);
+    for (size_t i = 0; i < hash.count; i++) {
+        const struct hash_entry *entry = &hash.entries[i];
+        if (entry->removed) continue;
+        reply_bulk(session, entry->field, entry->field_length);
+        if (values) reply_bulk(session, entry->value, entry->value_length);
+    }
+    done_reading(item, &hash);
+}
+
+/* ---- changing ----------------------------------------------------------------------- */
+
+/* A change to a hash, computed by a command's edit function from the current hash. */
+struct hash_change {
+    struct hash_entries hash; /* the hash, changed in place */
+    bool changed;             /* something to store */
+    int64_t integer;          /* the reply, for commands that answer a number */
+    char text[5200]; /* a number the change stores and answers (HINCRBY[FLOAT]; any long double
+                        fits) */
+    size_t text_length;
+};
+
+/* Applies the command to CHANGE->hash. Returns true to go on (store it if changed, then
+ * reply), false after replying itself (an error). */
+typedef bool (*hash_edit_fn)(struct resp_session *session, const struct resp_request *request,
+                             struct hash_change *change);
+
+/* Replies once the change is stored (or needed storing nothing). */
+typedef void (*hash_reply_fn)(struct resp_session *session, const struct hash_change *change);
+
+/* Runs a change on the hash at argument 1: reads it, lets EDIT change it, and stores
+ * the result only if the key still holds what was read (keeping its expiry), retrying
+ * otherwise. A hash left with no field is deleted, as in Redis. */
+static void update_hash(struct resp_session *session, const struct resp_request *request,
+                        hash_edit_fn edit, hash_reply_fn reply) {
+    struct store *store = store_of(session);
+    const unsigned char *key = request->argv[1];
+    size_t key_length = (size_t)request->lengths[1];
+    for (int attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
+        struct item *item;
+        struct hash_change change = {0};
+        if (!read_hash(session, request, &item, &change.hash)) return;
+        if (!edit(session, request, &change)) {
+            done_reading(item, &change.hash);
+            return;
+        }
+        enum store_status status = STORE_OK;
+        if (change.changed && change.hash.live == 0) {
+            if (item != NULL) status = store_delete_if_unchanged(store, key, key_length, item);
+        } else if (change.changed) {
+            struct byte_buffer encoded = {0};
+            hash_encode(&change.hash, &encoded);
+            status = encoded.failed
+                         ? STORE_ALLOCATION_FAILED
+                         : store_replace_if_unchanged(store, key, key_length, item, encoded.data,
+                                                      encoded.length, true, STORE_TYPE_HASH);
+            byte_buffer_free(&encoded);
+        }
+        if (status == STORE_OK) reply(session, &change);
+        done_reading(item, &change.hash);
+        if (status == STORE_OK) return;
+        if (status != STORE_CONDITION_FAILED) {
+            reply_store_error(session, status);
+            return;
+        }
+    }
+    reply_error(session, "ERR the key changed too often to update it; try again");
+}
+
+static void reply_change_integer(struct resp_session *session, const struct hash_change *change) {
+    reply_integer(session, change->integer);
+}
+
+static void reply_change_ok(struct resp_session *session, const struct hash_change *change) {
+    (void)change;
+    reply_ok(session);
+}
+
+static void reply_change_text(struct resp_session *session, const struct hash_change *change) {
+    reply_bulk(session, change->text, change->text_length);
+}
+
+/* Field and value lengths are stored in 32 bits. */
+static bool lengths_fit(struct resp_session *session, const struct resp_request *request,
+                        size_t first) {
+    for (size_t i = first; i < request->argc; i++) {
+        if (request->lengths[i] > UINT32_MAX) {
+            reply_error(session, "ERR a hash field or value is longer than 4 GiB");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* HSET and HMSET: the field/value pairs from argument 2; INTEGER counts new fields. */
+static bool edit_set(struct resp_session *session, const struct resp_request *request,
+                     struct hash_change *change) {
+    for (size_t i = 2; i + 1 < request->argc; i += 2) {
+        int added = hash_set(&change->hash, request->argv[i], request->lengths[i],
+                             request->argv[i + 1], request->lengths[i + 1]);
+        if (added < 0) {
+            reply_error(session, "OOM out of memory: could not change the hash");
+            return false;
+        }
+        change->integer += added;
+    }
+    change->changed = true;
+    return true;
+}
+
+static bool pairs_ok(struct resp_session *session, const struct resp_request *request,
+                     const char *name) {
+    if (request->argc % 2 != 0) {
+        reply_wrong_arity(session, name);
+        return false;
+    }
+    return lengths_fit(session, request, 2);
+}
+
+void command_hset(struct resp_session *session, const struct resp_request *request) {
+    if (pairs_ok(session, request, "hset"))
+        update_hash(session, request, edit_set, reply_change_integer);
+}
+
+void command_hmset(struct resp_session *session, const struct resp_request *request) {
+    if (pairs_ok(session, request, "hmset"))
+        update_hash(session, request, edit_set, reply_change_ok);
+}
+
+static bool edit_setnx(struct resp_session *session, const struct resp_request *request,
+                       struct hash_change *change) {
+    if (hash_find(&change->hash, request->argv[2], request->lengths[2]) != NULL) return true;
+    if (hash_set(&change->hash, request->argv[2], request->lengths[2], request->argv[3],
+                 request->lengths[3]) < 0) {
+        reply_error(session, "OOM out of memory: could not change the hash");
+        return false;
+    }
+    change->integer = 1;
+    change->changed = true;
+    return true;
+}
+
+void command_hsetnx(struct resp_session *session, const struct resp_request *request) {
+    if (lengths_fit(session, request, 2))
+        update_hash(session, request, edit_setnx, reply_change_integer);
+}
+
+static bool edit_delete(struct resp_session *session, const struct resp_request *request,
+                        struct hash_change *change) {
+    (void)session;
+    for (size_t i = 2; i < request->argc; i++) {
+        struct hash_entry *entry = hash_find(&change->hash, request->argv[i], request->lengths[i]);
+        if (entry == NULL) continue;
+        entry->removed = true;
+        change->hash.live--;
+        change->integer++;
+        change->changed = true;
+    }
+    return true;
+}
+
+void command_hdel(struct resp_session *session, const struct resp_request *request) {
+    update_hash(session, request, edit_delete, reply_change_integer);
+}
+
+/* Stores CHANGE->text under the field in argument 2. */
+static bool set_text(struct resp_session *session, const struct resp_request *request,
+                     struct hash_change *change) {
+    if (hash_set(&change->hash, request->argv[2], request->lengths[2],
+                 (const unsigned char *)change->text, change->text_length) < 0) {
+        reply_error(session, "OOM out of memory: could not change the hash");
+        return false;
+    }
+    change->changed = true;
+    return true;
+}
+
+static bool edit_increment(struct resp_session *session, const struct resp_request *request,
+                           struct hash_change *change) {
+    int64_t delta, current = 0;
+    if (!argument_int64(session, request, 3, &delta)) return false;
+    const struct hash_entry *entry =
+        hash_find(&change->hash, request->argv[2], request->lengths[2]);
+    if (entry != NULL && !parse_int64(entry->value, entry->value_length, &current)) {
+        reply_error(session, "ERR hash value is not an integer");
+        return false;
+    }
+    if ((delta > 0 && current > INT64_MAX - delta) || (delta < 0 && current < INT64_MIN - delta)) {
+        reply_error(session, "ERR increment or decrement would overflow");
+        return false;
+    }
+    change->integer = current + delta;
+    change->text_length = format_int64(change->text, change->integer);
+    return set_text(session, request, change);
+}
+
+void command_hincrby(struct resp_session *session, const struct resp_request *request) {
+    update_hash(session, request, edit_increment, reply_change_integer);
+}
+
+static bool edit_increment_float(struct resp_session *session, const struct resp_request *request,
+                                 struct hash_change *change) {
+    long double delta, current = 0;
+    if (!parse_long_double(request->argv[3], (size_t)request->lengths[3], &delta)) {
+        reply_error(session, "ERR value is not a valid float");
+        return false;
+    }
+    const struct hash_entry *entry =
+        hash_find(&change->hash, request->argv[2], request->lengths[2]);
+    if (entry != NULL && !parse_long_double(entry->value, entry->value_length, &current)) {
+        reply_error(session, "ERR hash value is not a float");
+        return false;
+    }
+    change->text_length = format_long_double(change->text, sizeof(change->text), current + delta);
+    if (change->text_length == 0) {
+        reply_error(session, "ERR increment would produce NaN or Infinity");
+        return false;
+    }
+    return set_text(session, request, change);
+}
+
+void command_hincrbyfloat(struct resp_session *session, const struct resp_request *request) {
+    update_hash(session, request, edit_increment_float, reply_change_text);
+}
