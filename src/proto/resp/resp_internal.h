@@ -220,6 +220,18 @@ struct resp_command {
 /* Looks a command up by name, ignoring case. Returns NULL if unknown. */
 const struct resp_command *resp_command_find(const unsigned char *name, size_t length);
 
+/* Looks a command ("get") or a subcommand ("config|get") up by name, ignoring case.
+ * Returns NULL if unknown. */
+const struct resp_command *resp_command_lookup(const unsigned char *name, size_t length);
+
+/* The subcommands of COMMAND (resp_subcommands.def), named "parent|subcommand", one after
+ * the other: sets *COUNT (0 for a command without subcommands, or a subcommand). */
+const struct resp_command *resp_subcommands_of(const struct resp_command *command, size_t *count);
+
+/* COMMAND's subcommand NAME (LENGTH bytes, without the parent, any case), or NULL. */
+const struct resp_command *resp_subcommand_find(const struct resp_command *command,
+                                                const unsigned char *name, size_t length);
+
 /* The whole table and its size. */
 const struct resp_command *resp_command_table(size_t *count);
 
