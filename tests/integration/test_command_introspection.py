@@ -1,6 +1,8 @@
-"""COMMAND LIST (FILTERBY), INFO, DOCS and GETKEYS with subcommands ("config|get"),
-against the replies of Redis 7.0 (redis-server 7.0.15 was run beside strata to write
-these expectations)."""
+"""COMMAND LIST (FILTERBY), INFO, DOCS and GETKEYS with subcommands ("config|get"), and the
+fields of CLIENT LIST and CLIENT INFO, against the replies of Redis 7.0 (redis-server
+7.0.15 was run beside strata to write these expectations)."""
+import threading
+
 import pytest
 
 from resp import Connection, Error, Map, Null
@@ -136,3 +138,100 @@ def test_redis_py_command_list_and_getkeys(client):
     assert b"ping" in client.command_list(category="connection")
     assert client.command_list(module="anything") == []
     assert client.command_getkeys("MSET", "a", "1", "b", "2") == ["a", "b"]  # decoded by redis-py
+
+
+def fields(line):
+    return dict(field.split("=", 1) for field in line.split(" "))
+
+
+# CLIENT LIST's fields in Redis 7.0's order, then Redis 7.2's lib-name and lib-ver.
+FIELD_ORDER = ["id", "addr", "laddr", "fd", "name", "age", "idle", "flags", "db", "sub", "psub",
+               "ssub", "multi", "qbuf", "qbuf-free", "argv-mem", "multi-mem", "rbs", "rbp", "obl",
+               "oll", "omem", "tot-mem", "events", "cmd", "user", "redir", "resp", "lib-name",
+               "lib-ver"]
+
+
+def test_client_list_fields(server, conn):
+    idle = Connection(server.port)
+    assert idle.call("PING") == "PONG"
+    fresh = Connection(server.port)
+    fresh_id = None
+    try:
+        # "*2\r\n$6\r\nCLIENT\r\n$4\r\nLIST\r\n": 26 bytes, arguments of 10.
+        listing = bytes(conn.call("CLIENT", "LIST")).decode()
+        assert listing.endswith("\n")
+        lines = [fields(line) for line in listing.strip().split("\n")]
+        assert all(list(line) == FIELD_ORDER for line in lines)
+        mine = [line for line in lines if line["cmd"] == "client|list"]
+        assert len(mine) == 1
+        mine = mine[0]
+        assert (mine["qbuf"], mine["argv-mem"], mine["rbs"]) == ("26", "10", "16384")
+        assert int(mine["tot-mem"]) > 0 and int(mine["qbuf-free"]) >= 0
+        pinged = [line for line in lines if line["cmd"] == "ping"]
+        assert pinged and all(line["qbuf"] == "0" and line["argv-mem"] == "0" for line in pinged)
+        fresh_id = fresh.call("CLIENT", "ID")
+        fresh_line = [line for line in lines if line["id"] == str(fresh_id)]
+        assert fresh_line and fresh_line[0]["cmd"] == "NULL"
+
+        # CLIENT INFO, inline ("CLIENT INFO\r\n": 13 bytes), then pipelined with a PING
+        # behind it (14 more bytes waiting).
+        conn.send_raw(b"CLIENT INFO\r\n")
+        info = fields(bytes(conn.read()).decode().strip())
+        assert list(info) == FIELD_ORDER
+        assert (info["cmd"], info["qbuf"], info["argv-mem"]) == ("client|info", "13", "10")
+        conn.send_raw(Connection.encode("CLIENT", "INFO") + Connection.encode("PING"))
+        info = fields(bytes(conn.read()).decode().strip())
+        assert conn.read() == "PONG"
+        assert (info["qbuf"], info["argv-mem"]) == ("40", "10")
+
+        # rbp: the most the reply buffer has held.
+        assert conn.call("SET", "big", "x" * 20000) == "OK"
+        assert conn.call("GET", "big") == b"x" * 20000
+        info = fields(bytes(conn.call("CLIENT", "INFO")).decode().strip())
+        assert int(info["rbp"]) >= 20000
+    finally:
+        idle.close()
+        fresh.close()
+
+
+def test_client_list_filters(server, conn):
+    other = Connection(server.port)
+    try:
+        other_id = other.call("CLIENT", "ID")
+        my_id = conn.call("CLIENT", "ID")
+        only = bytes(conn.call("CLIENT", "LIST", "ID", str(other_id), str(my_id))).decode()
+        assert sorted(int(fields(line)["id"]) for line in only.strip().split("\n")) == \
+            sorted([other_id, my_id])
+        normal = bytes(conn.call("CLIENT", "LIST", "TYPE", "normal")).decode()
+        assert f"id={other_id} " in normal
+        assert conn.call("CLIENT", "LIST", "TYPE", "pubsub") == b""
+        assert conn.call("CLIENT", "LIST", "TYPE", "bogus") == Error(
+            "ERR Unknown client type 'bogus'")
+        assert conn.call("CLIENT", "LIST", "ID", "abc") == Error("ERR Invalid client ID")
+    finally:
+        other.close()
+
+
+def test_client_list_while_others_run_commands(server, conn):
+    # CLIENT LIST reads other sessions' figures from its own thread (race-free: atomics
+    # and sessions_lock; ThreadSanitizer checks it in its run).
+    busy = Connection(server.port)
+    stop = threading.Event()
+
+    def work():
+        while not stop.is_set():
+            busy.send_raw(Connection.encode("SET", "k", "v" * 100) * 20 + Connection.encode("PING"))
+            for _ in range(20):
+                assert busy.read() == "OK"
+            assert busy.read() == "PONG"
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        for _ in range(30):
+            listing = bytes(conn.call("CLIENT", "LIST")).decode()
+            assert all(list(fields(line)) == FIELD_ORDER for line in listing.strip().split("\n"))
+    finally:
+        stop.set()
+        worker.join()
+        busy.close()

@@ -408,6 +408,7 @@ enum resp_parse_result resp_parser_feed(struct resp_parser *parser, const unsign
                 break;
             }
             byte_buffer_append(&parser->arena, data + position, piece);
+            parser->request_bytes += piece + (newline != NULL); /* CLIENT LIST's qbuf */
             if (parser->arena.failed) {
                 result = fail(parser, "Protocol error: out of memory for arguments", 0);
                 break;
@@ -486,6 +487,23 @@ void resp_parser_next_command(struct resp_parser *parser) {
         byte_buffer_clear(&parser->arena);
     }
     parser->state = STATE_START;
+}
+
+void resp_parser_usage(const struct resp_parser *parser, struct resp_parser_usage *usage) {
+    bool idle = parser->state == STATE_START || parser->state == STATE_ERROR;
+    usage->request = idle ? 0 : parser->request_bytes;
+    usage->buffer_free = parser->arena.capacity - parser->arena.length;
+    usage->arguments = 0;
+    usage->memory =
+        parser->arena.capacity +
+        parser->argument_capacity *
+            (sizeof(struct resp_argument) + sizeof(*parser->argv) + sizeof(*parser->argv_lengths));
+    size_t count = parser->state == STATE_READY ? parser->argc : parser->argument_count;
+    if (idle) count = 0;
+    for (size_t i = 0; i < count && i < parser->argument_capacity; i++) {
+        usage->arguments += parser->arguments[i].length;
+        if (parser->arguments[i].block != NULL) usage->memory += parser->arguments[i].length;
+    }
 }
 
 bool resp_parser_in_command(const struct resp_parser *parser) {

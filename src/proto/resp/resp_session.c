@@ -240,6 +240,10 @@ void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const c
     session->created_ms = clock_realtime_ms();
     atomic_init(&session->last_active_ms, session->created_ms);
     atomic_init(&session->last_command, "NULL");
+    atomic_init(&session->query_bytes, 0);
+    atomic_init(&session->query_free, 0);
+    atomic_init(&session->argument_bytes, 0);
+    atomic_init(&session->parser_memory, 0);
     /* Not yet in the registry: nobody else reads user_name (so setting the rights
      * takes no lock). */
     access_identity_init(server->environment.access, &session->identity);
@@ -497,6 +501,17 @@ static void prefetch_batch(struct resp_session *session, const unsigned char *da
     if (count >= 2) store_prefetch(session->server->environment.store, keys, count);
 }
 
+/* Publishes what SESSION's parser holds for CLIENT LIST, with UNREAD bytes of input
+ * still waiting behind it. On the session's worker. */
+static void publish_usage(struct resp_session *session, size_t unread) {
+    struct resp_parser_usage usage;
+    resp_parser_usage(&session->parser, &usage);
+    atomic_store_explicit(&session->query_bytes, usage.request + unread, memory_order_relaxed);
+    atomic_store_explicit(&session->query_free, usage.buffer_free, memory_order_relaxed);
+    atomic_store_explicit(&session->argument_bytes, usage.arguments, memory_order_relaxed);
+    atomic_store_explicit(&session->parser_memory, usage.memory, memory_order_relaxed);
+}
+
 bool resp_session_data(void *opaque, const unsigned char *data, size_t length, size_t *consumed) {
     struct resp_session *session = opaque;
     size_t position = 0;
@@ -518,6 +533,7 @@ bool resp_session_data(void *opaque, const unsigned char *data, size_t length, s
             resp_parser_feed(&session->parser, data + position, length - position, &used);
         position += used;
         if (result == RESP_COMMAND_READY) {
+            publish_usage(session, length - position);
             execute(session);
             if (session->rerun_wanted) break; /* it runs again when its key is in DRAM */
             resp_session_command_done(session);
@@ -534,6 +550,7 @@ bool resp_session_data(void *opaque, const unsigned char *data, size_t length, s
             break;
         }
     }
+    publish_usage(session, length - position);
     *consumed = position;
     return session->closing;
 }
