@@ -38,9 +38,11 @@ static void add_pending(struct output_queue *queue, size_t length, bool copied) 
                           atomic_load_explicit(&queue->pending, memory_order_relaxed) + length,
                           memory_order_relaxed);
     if (copied) {
-        atomic_store_explicit(&queue->copied,
-                              atomic_load_explicit(&queue->copied, memory_order_relaxed) + length,
-                              memory_order_relaxed);
+        size_t now = atomic_load_explicit(&queue->copied, memory_order_relaxed) + length;
+        atomic_store_explicit(&queue->copied, now, memory_order_relaxed);
+        /* Only the owner writes: a load and a store keep the maximum. */
+        if (now > atomic_load_explicit(&queue->copied_peak, memory_order_relaxed))
+            atomic_store_explicit(&queue->copied_peak, now, memory_order_relaxed);
     }
 }
 
@@ -60,6 +62,7 @@ void output_queue_init(struct output_queue *queue) {
     queue->tail = NULL;
     atomic_init(&queue->pending, 0);
     atomic_init(&queue->copied, 0);
+    atomic_init(&queue->copied_peak, 0);
     queue->failed = false;
 }
 
@@ -297,4 +300,8 @@ size_t output_queue_pending(const struct output_queue *queue) {
 
 size_t output_queue_copied(const struct output_queue *queue) {
     return atomic_load_explicit(&queue->copied, memory_order_relaxed);
+}
+
+size_t output_queue_copied_peak(const struct output_queue *queue) {
+    return atomic_load_explicit(&queue->copied_peak, memory_order_relaxed);
 }

@@ -9,8 +9,9 @@
  * comes before it, then its pieces as they arrive, and nothing after it until the
  * stream is complete; replies queued after a stream keep their order.
  *
- * One thread owns a queue. `pending` and `copied` may be read from other threads
- * (CLIENT LIST) through output_queue_pending() and output_queue_copied(). */
+ * One thread owns a queue. `pending`, `copied` and `copied_peak` may be read from other
+ * threads (CLIENT LIST) through output_queue_pending(), output_queue_copied() and
+ * output_queue_copied_peak(). */
 #ifndef STRATA_BASE_OUTPUT_QUEUE_H
 #define STRATA_BASE_OUTPUT_QUEUE_H
 
@@ -31,10 +32,11 @@ struct output_piece;
 struct output_queue {
     struct output_chunk *head;
     struct output_chunk *tail;
-    _Atomic size_t pending; /* bytes not yet sent: copied, referenced, and streams' to come */
-    _Atomic size_t copied;  /* bytes held in copy chunks: what the client output limit counts */
-    bool failed;            /* an append could not allocate, or a stream failed: the
-                               connection must be closed */
+    _Atomic size_t pending;     /* bytes not yet sent: copied, referenced, and streams' to come */
+    _Atomic size_t copied;      /* bytes held in copy chunks: what the client output limit counts */
+    _Atomic size_t copied_peak; /* the most COPIED has been since the queue was made */
+    bool failed;                /* an append could not allocate, or a stream failed: the
+                                   connection must be closed */
 };
 
 /* Prepares an empty queue. */
@@ -96,5 +98,9 @@ size_t output_queue_pending(const struct output_queue *queue);
 
 /* Unsent bytes held in copy chunks. Safe to call from any thread. */
 size_t output_queue_copied(const struct output_queue *queue);
+
+/* The most bytes the copy chunks have held at once since output_queue_init() (clearing
+ * the queue does not lower it). Safe to call from any thread. */
+size_t output_queue_copied_peak(const struct output_queue *queue);
 
 #endif

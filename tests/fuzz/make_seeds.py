@@ -77,6 +77,14 @@ RESP_SEEDS = {
     "inline": b"PING\r\nSET a b\r\nGET a\r\n\r\nQUIT\r\n",
     "large-argument": resp("SET", "big", b"x" * 20000) + resp("GET", "big") + resp("APPEND", "big", b"y" * 17000),
     "protocol-errors": b"*2\r\n$3\r\nGET\r\n$-5\r\n" + b"*-1\r\n*1\r\n$x\r\n",
+    # Empty multibulk lengths are skipped (as by Redis); "*-0" and leading zeros are errors.
+    "empty-multibulk": b"*-10\r\n*0\r\n*-1\r\n" + resp("PING") + b"*-99999\r\n" + resp("ECHO", "e") +
+    b"*01\r\n$04\r\nPING\r\n*-0\r\n",
+    "command-introspection": resp("COMMAND", "LIST", "FILTERBY", "PATTERN", "c*|*") +
+    resp("COMMAND", "LIST", "FILTERBY", "ACLCAT", "admin") + resp("COMMAND", "LIST", "bad") +
+    resp("COMMAND", "INFO", "config|get", "get|x", "config") + resp("COMMAND", "DOCS", "client|list") +
+    resp("COMMAND", "GETKEYS", "MSET", "a", "1", "b") + resp("COMMAND", "GETKEYS", "OBJECT", "ENCODING", "k") +
+    resp("COMMAND", "GETKEYS", "nosuch", "x") + b"CLIENT INFO\r\n" + resp("CLIENT", "LIST", "TYPE", "normal"),
     "debug": resp("DEBUG", "FAULT", "sync:nth=1") + resp("FLUSHALL") + resp("COMMAND", "DOCS", "get"),
     # nopass users only: a password to hash would cost each run about a second.
     "users": resp("ACL", "WHOAMI") + resp("ACL", "SETUSER", "u", "on", "nopass", "namespace:default=read") +

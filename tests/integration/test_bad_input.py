@@ -27,13 +27,17 @@ def assert_alive(server):
         (b"*abc\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
         (b"*1\r\n$1099511627776\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
         (b"*1\r\n$-7\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
-        (b"*-3\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
+        (b"*2\r\n$4\r\nECHO\r\n$-1\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
+        (b"*-0\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
+        (b"*01\r\n$4\r\nPING\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
+        (b"*1\r\n$04\r\nPING\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
         (b"*1000000\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
         (b"*2\r\n$3\r\nGET\r\n:12\r\n", b"-ERR Protocol error: expected '$', got ':'\r\n"),
         (b"*1\r\n$4\r\nPINGxx\r\n", b"-ERR Protocol error: expected CRLF after bulk data\r\n"),
         (b"SET a \"unbalanced\r\n", b"-ERR Protocol error: unbalanced quotes in request\r\n"),
     ],
-    ids=["garbage-count", "bulk-2^40", "negative-bulk", "negative-count", "million-array",
+    ids=["garbage-count", "bulk-2^40", "negative-bulk", "null-bulk-argument", "minus-zero-count",
+         "leading-zero-count", "leading-zero-bulk", "million-array",
          "wrong-type-byte", "missing-crlf", "unbalanced-quotes"],
 )
 def test_protocol_errors_close_the_connection(server, payload, message):
@@ -47,6 +51,15 @@ def test_protocol_errors_close_the_connection(server, payload, message):
     assert bystander.get("before") == b"1"
     bystander.close()
     assert_alive(server)
+
+
+def test_empty_multibulk_is_ignored(server):
+    # As Redis does: a multibulk length of 0 or less is an empty command, skipped.
+    with Connection(server.port) as connection:
+        connection.send_raw(b"*-10\r\n*-1\r\n*0\r\nPING\r\n*-99999\r\n*1\r\n$4\r\nPING\r\n")
+        assert connection.read() == "PONG"
+        assert connection.read() == "PONG"
+        assert connection.call("ECHO", "still open") == b"still open"
 
 
 def test_garbage_bytes(server):

@@ -60,7 +60,7 @@ static struct byte_buffer build_stream(void) {
     byte_buffer_append_text(&stream, "*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n");
     byte_buffer_append_text(&stream, "*2\r\n$3\r\nGET\r\n$0\r\n\r\n");
     byte_buffer_append_text(&stream, "PING\r\n");
-    byte_buffer_append_text(&stream, "*0\r\n*-1\r\n\r\n");
+    byte_buffer_append_text(&stream, "*0\r\n*-1\r\n*-10\r\n\r\n"); /* ignored, as by Redis */
     byte_buffer_append_text(&stream, "set k \"a b\\r\\n\\x41\" 'c \\'d' plain\n");
     /* A bulk argument holding CR, LF and NUL bytes. */
     byte_buffer_append(&stream, "*2\r\n$4\r\nECHO\r\n$6\r\n\r\n\0\r\0\n\r\n", 26);
@@ -235,7 +235,9 @@ static void test_protocol_errors(void) {
         {"*1\r\n$abc\r\n", "Protocol error: invalid bulk length"},
         {"*1\r\n$1099511627776\r\n", "Protocol error: invalid bulk length"},
         {"*1000000\r\n", "Protocol error: invalid multibulk length"},
-        {"*-5\r\n", "Protocol error: invalid multibulk length"},
+        {"*-0\r\n", "Protocol error: invalid multibulk length"},
+        {"*01\r\n$4\r\nPING\r\n", "Protocol error: invalid multibulk length"},
+        {"*1\r\n$04\r\nPING\r\n", "Protocol error: invalid bulk length"},
         {"*99999999999999999999999\r\n", "Protocol error: invalid multibulk length"},
         {"*1\r\n$4\r\nPINGxx", "Protocol error: expected CRLF after bulk data"},
         {"SET k \"unterminated\r\n", "Protocol error: unbalanced quotes in request"},

@@ -63,15 +63,26 @@ void resp_client_line(const struct resp_session *session, struct byte_buffer *te
     if (atomic_load_explicit(&session->no_touch, memory_order_relaxed)) *flag++ = 'T';
     if (flag == flags) *flag++ = 'N';
     *flag = '\0';
+    size_t copied = output_queue_copied(session->output);
+    uint64_t query = atomic_load_explicit(&session->query_bytes, memory_order_relaxed);
+    uint64_t query_free = atomic_load_explicit(&session->query_free, memory_order_relaxed);
+    uint64_t arguments = atomic_load_explicit(&session->argument_bytes, memory_order_relaxed);
+    uint64_t parser = atomic_load_explicit(&session->parser_memory, memory_order_relaxed);
+    /* Redis 7.0's fields in its order (rbs: the size of a reply chunk, rbp: the most the
+     * reply chunks have held), then Redis 7.2's lib-name and lib-ver. */
     byte_buffer_appendf(
         text,
         "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=0 "
-        "sub=0 psub=0 ssub=0 multi=%lld qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 "
-        "obl=0 oll=0 omem=%zu tot-mem=%zu events=r cmd=%s user=%s "
-        "lib-name=%s lib-ver=%s redir=-1 resp=%d\n",
+        "sub=0 psub=0 ssub=0 multi=%lld qbuf=%llu qbuf-free=%llu argv-mem=%llu multi-mem=0 "
+        "rbs=%d rbp=%zu obl=0 oll=0 omem=%zu tot-mem=%llu events=r cmd=%s user=%s "
+        "redir=-1 resp=%d lib-name=%s lib-ver=%s\n",
         (unsigned long long)session->id, session->peer, session->local, session->fd,
         session->name ? session->name : "", (long long)((now - session->created_ms) / 1000),
-        (long long)((now - last) / 1000), flags, multi, pending, pending, command,
-        session->user_name, session->library_name ? session->library_name : "",
-        session->library_version ? session->library_version : "", session->protocol);
+        (long long)((now - last) / 1000), flags, multi, (unsigned long long)query,
+        (unsigned long long)query_free, (unsigned long long)arguments, OUTPUT_CHUNK_SIZE,
+        output_queue_copied_peak(session->output), pending,
+        (unsigned long long)(sizeof(*session) + parser + copied), command, session->user_name,
+        atomic_load_explicit(&session->protocol, memory_order_relaxed),
+        session->library_name ? session->library_name : "",
+        session->library_version ? session->library_version : "");
 }

@@ -138,9 +138,17 @@ struct resp_session {
     char *library_name;
     char *library_version;
     int64_t created_ms;
-    _Atomic int64_t last_active_ms; /* when input last arrived (CLIENT LIST idle) */
-    int64_t command_clock_ns;       /* monotonic start of the next command's latency */
-    _Atomic(const char *) last_command;
+    _Atomic int64_t last_active_ms;     /* when input last arrived (CLIENT LIST idle) */
+    int64_t command_clock_ns;           /* monotonic start of the next command's latency */
+    _Atomic(const char *) last_command; /* its name, "client|list" for a subcommand */
+    /* What the parser holds (resp_parser_usage()), published by the session's worker
+     * before each command and after each batch of input, for CLIENT LIST on other
+     * threads: qbuf (the command's bytes and the rest of the batch), qbuf-free,
+     * argv-mem, and the parser's part of tot-mem. */
+    _Atomic uint64_t query_bytes;
+    _Atomic uint64_t query_free;
+    _Atomic uint64_t argument_bytes;
+    _Atomic uint64_t parser_memory;
     struct resp_session *previous; /* in server->sessions */
     struct resp_session *next;
     /* A command waits for a flash read: input is not taken until it ends. */
@@ -332,6 +340,18 @@ struct resp_command {
 
 /* Looks a command up by name, ignoring case. Returns NULL if unknown. */
 const struct resp_command *resp_command_find(const unsigned char *name, size_t length);
+
+/* Looks a command ("get") or a subcommand ("config|get") up by name, ignoring case.
+ * Returns NULL if unknown. */
+const struct resp_command *resp_command_lookup(const unsigned char *name, size_t length);
+
+/* The subcommands of COMMAND (resp_subcommands.def), named "parent|subcommand", one after
+ * the other: sets *COUNT (0 for a command without subcommands, or a subcommand). */
+const struct resp_command *resp_subcommands_of(const struct resp_command *command, size_t *count);
+
+/* COMMAND's subcommand NAME (LENGTH bytes, without the parent, any case), or NULL. */
+const struct resp_command *resp_subcommand_find(const struct resp_command *command,
+                                                const unsigned char *name, size_t length);
 
 /* The whole table and its size. */
 const struct resp_command *resp_command_table(size_t *count);

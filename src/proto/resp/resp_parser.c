@@ -262,6 +262,7 @@ static bool number_byte(struct resp_parser *parser, unsigned char byte) {
         return true;
     }
     if (byte < '0' || byte > '9' || parser->number_digits >= MAX_NUMBER_DIGITS) return false;
+    if (parser->number_digits == 1 && parser->number == 0) return false; /* "01", as Redis */
     parser->number = parser->number * 10 + (byte - '0');
     parser->number_digits++;
     return true;
@@ -294,7 +295,9 @@ enum resp_parse_result resp_parser_feed(struct resp_parser *parser, const unsign
             break;
 
         case STATE_ARRAY_LENGTH:
-            if (byte == '\r' && parser->number_digits > 0) {
+            /* Redis's number rules: no leading zero (number_byte()), no "-0". */
+            if (byte == '\r' && parser->number_digits > 0 &&
+                !(parser->number_negative && parser->number == 0)) {
                 parser->state = STATE_ARRAY_LF;
             } else if (!number_byte(parser, byte)) {
                 result = fail(parser, "Protocol error: invalid multibulk length", 0);
@@ -310,13 +313,14 @@ enum resp_parse_result resp_parser_feed(struct resp_parser *parser, const unsign
             }
             position++;
             int64_t count = parser->number_negative ? -parser->number : parser->number;
-            if (count < -1 || count > (int64_t)parser->limits.max_arguments) {
+            if (count > (int64_t)parser->limits.max_arguments) {
                 result = fail(parser, "Protocol error: invalid multibulk length", 0);
                 break;
             }
             parser->request_bytes = (uint64_t)parser->number_digits + 3;
             if (count <= 0) {
-                parser->state = STATE_START; /* "*0" and "*-1" are ignored, as by Redis */
+                /* "*0", "*-1", "*-10": an empty command, ignored, as by Redis. */
+                parser->state = STATE_START;
                 break;
             }
             parser->arguments_expected = count;
@@ -404,6 +408,7 @@ enum resp_parse_result resp_parser_feed(struct resp_parser *parser, const unsign
                 break;
             }
             byte_buffer_append(&parser->arena, data + position, piece);
+            parser->request_bytes += piece + (newline != NULL); /* CLIENT LIST's qbuf */
             if (parser->arena.failed) {
                 result = fail(parser, "Protocol error: out of memory for arguments", 0);
                 break;
@@ -482,6 +487,23 @@ void resp_parser_next_command(struct resp_parser *parser) {
         byte_buffer_clear(&parser->arena);
     }
     parser->state = STATE_START;
+}
+
+void resp_parser_usage(const struct resp_parser *parser, struct resp_parser_usage *usage) {
+    bool idle = parser->state == STATE_START || parser->state == STATE_ERROR;
+    usage->request = idle ? 0 : parser->request_bytes;
+    usage->buffer_free = parser->arena.capacity - parser->arena.length;
+    usage->arguments = 0;
+    usage->memory =
+        parser->arena.capacity +
+        parser->argument_capacity *
+            (sizeof(struct resp_argument) + sizeof(*parser->argv) + sizeof(*parser->argv_lengths));
+    size_t count = parser->state == STATE_READY ? parser->argc : parser->argument_count;
+    if (idle) count = 0;
+    for (size_t i = 0; i < count && i < parser->argument_capacity; i++) {
+        usage->arguments += parser->arguments[i].length;
+        if (parser->arguments[i].block != NULL) usage->memory += parser->arguments[i].length;
+    }
 }
 
 bool resp_parser_in_command(const struct resp_parser *parser) {

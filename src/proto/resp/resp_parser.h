@@ -104,6 +104,17 @@ struct value_block *resp_parser_take_block(struct resp_parser *parser, size_t in
 /* Forgets the ready command, releasing blocks nobody took, and prepares for the next. */
 void resp_parser_next_command(struct resp_parser *parser);
 
+/* What a parser holds, for CLIENT LIST. */
+struct resp_parser_usage {
+    uint64_t request;     /* protocol bytes of the command being read or run (0 between commands) */
+    uint64_t buffer_free; /* room left in the argument buffer (qbuf-free) */
+    uint64_t arguments;   /* bytes of the arguments read so far (argv-mem) */
+    uint64_t memory;      /* bytes allocated: buffer, argument tables, large arguments */
+};
+
+/* Fills *USAGE from PARSER. On the parser's own thread. */
+void resp_parser_usage(const struct resp_parser *parser, struct resp_parser_usage *usage);
+
 /* True while a command has been started but not completed. */
 bool resp_parser_in_command(const struct resp_parser *parser);
 

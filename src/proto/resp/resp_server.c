@@ -729,16 +729,32 @@ static void reply_words(struct resp_session *session, const char *text, const ch
 void resp_command_categories(const struct resp_command *command, char *text, size_t size) {
     bool write = strstr(command->flags, "write") != NULL;
     bool fast = strstr(command->flags, "fast") != NULL;
-    const char *category = strcmp(command->group, "string") == 0       ? "string"
-                           : strcmp(command->group, "generic") == 0    ? "keyspace"
-                           : strcmp(command->group, "connection") == 0 ? "connection"
-                                                                       : "admin";
+    /* A subcommand of a connection or key command may still be the server's own
+     * (CLIENT LIST): its admin flag says so. */
+    const char *category = strstr(command->flags, "admin") != NULL       ? "admin"
+                           : strcmp(command->group, "string") == 0       ? "string"
+                           : strcmp(command->group, "hash") == 0         ? "hash"
+                           : strcmp(command->group, "transactions") == 0 ? "transaction"
+                           : strcmp(command->group, "generic") == 0      ? "keyspace"
+                           : strcmp(command->group, "connection") == 0   ? "connection"
+                                                                         : "admin";
     snprintf(text, size, "%s %s %s", write ? "write" : "read", category, fast ? "fast" : "slow");
+}
+
+/* True when COMMAND is in the ACL category NAME (without '@', any case). */
+static bool in_category(const struct resp_command *command, const char *name) {
+    char text[128], *saved = NULL;
+    resp_command_categories(command, text, sizeof(text));
+    for (char *word = strtok_r(text, " ", &saved); word != NULL; word = strtok_r(NULL, " ", &saved))
+        if (strcasecmp(word, name) == 0) return true;
+    return false;
 }
 
 static void reply_command_info(struct resp_session *session, const struct resp_command *command) {
     char categories[128];
     resp_command_categories(command, categories, sizeof(categories));
+    size_t children;
+    const struct resp_command *subcommands = resp_subcommands_of(command, &children);
     reply_array(session, 10);
     reply_bulk_text(session, command->name);
     reply_integer(session, command->arity);
@@ -751,18 +767,119 @@ static void reply_command_info(struct resp_session *session, const struct resp_c
     reply_words(session, categories, "@");
     reply_array(session, 0); /* tips */
     reply_array(session, 0); /* key specifications */
-    reply_array(session, 0); /* subcommands */
+    reply_array(session, children);
+    for (size_t i = 0; i < children; i++)
+        reply_command_info(session, &subcommands[i]);
 }
 
 static void reply_command_docs(struct resp_session *session, const struct resp_command *command) {
+    size_t children;
+    const struct resp_command *subcommands = resp_subcommands_of(command, &children);
     reply_bulk_text(session, command->name);
-    reply_map(session, 3);
+    reply_map(session, children > 0 ? 4 : 3);
     reply_bulk_text(session, "summary");
     reply_bulk_text(session, command->summary);
     reply_bulk_text(session, "since");
     reply_bulk_text(session, command->since);
     reply_bulk_text(session, "group");
     reply_bulk_text(session, command->group);
+    if (children == 0) return;
+    reply_bulk_text(session, "subcommands");
+    reply_map(session, children);
+    for (size_t i = 0; i < children; i++)
+        reply_command_docs(session, &subcommands[i]);
+}
+
+/* What COMMAND LIST FILTERBY keeps. */
+enum command_filter { FILTER_NONE, FILTER_MODULE, FILTER_CATEGORY, FILTER_PATTERN };
+
+/* True when COMMAND passes FILTER with its argument ARGUMENT. */
+static bool command_chosen(const struct resp_command *command, enum command_filter filter,
+                           const char *argument) {
+    switch (filter) {
+    case FILTER_MODULE:
+        return false; /* strata has no modules */
+    case FILTER_CATEGORY:
+        return in_category(command, argument);
+    case FILTER_PATTERN:
+        return name_matches(argument, command->name);
+    case FILTER_NONE:
+    default:
+        return true;
+    }
+}
+
+/* COMMAND LIST [FILTERBY MODULE name|ACLCAT category|PATTERN pattern]: the names of the
+ * commands and their subcommands ("config|get"), each command followed by its own. */
+static void command_list(struct resp_session *session, const struct resp_request *request) {
+    enum command_filter filter = FILTER_NONE;
+    char argument[256] = "";
+    if (request->argc != 2) {
+        if (request->argc != 5 || !argument_is(request, 2, "FILTERBY")) {
+            reply_syntax_error(session);
+            return;
+        }
+        filter = argument_is(request, 3, "MODULE")    ? FILTER_MODULE
+                 : argument_is(request, 3, "ACLCAT")  ? FILTER_CATEGORY
+                 : argument_is(request, 3, "PATTERN") ? FILTER_PATTERN
+                                                      : FILTER_NONE;
+        if (filter == FILTER_NONE) {
+            reply_syntax_error(session);
+            return;
+        }
+        argument_text(request, 4, argument, sizeof(argument));
+    }
+    size_t count, total = 0;
+    const struct resp_command *table = resp_command_table(&count);
+    for (int pass = 0; pass < 2; pass++) { /* count, then reply */
+        if (pass == 1) reply_array(session, total);
+        for (size_t i = 0; i < count; i++) {
+            size_t children;
+            const struct resp_command *subcommands = resp_subcommands_of(&table[i], &children);
+            for (size_t j = 0; j <= children; j++) {
+                const struct resp_command *command = j == 0 ? &table[i] : &subcommands[j - 1];
+                if (!command_chosen(command, filter, argument)) continue;
+                if (pass == 0) {
+                    total++;
+                } else {
+                    reply_bulk_text(session, command->name);
+                }
+            }
+        }
+    }
+}
+
+/* COMMAND GETKEYS command [arg ...]: the key arguments of the command line from argument
+ * 2 on, from its first, last and step key positions, with Redis's errors. */
+static void command_getkeys(struct resp_session *session, const struct resp_request *request) {
+    struct resp_request line = {request->argc - 2, request->argv + 2, request->lengths + 2};
+    const struct resp_command *command = resp_command_find(line.argv[0], (size_t)line.lengths[0]);
+    size_t children = 0;
+    if (command != NULL) resp_subcommands_of(command, &children);
+    if (command != NULL && children > 0 && line.argc >= 2)
+        command = resp_subcommand_find(command, line.argv[1], (size_t)line.lengths[1]);
+    if (command == NULL) {
+        reply_error(session, "ERR Invalid command specified");
+        return;
+    }
+    if (command->first_key <= 0) {
+        reply_error(session, "ERR The command has no key arguments");
+        return;
+    }
+    if ((command->arity > 0 && line.argc != (size_t)command->arity) ||
+        (command->arity < 0 && line.argc < (size_t)-command->arity)) {
+        reply_error(session, "ERR Invalid number of arguments specified for command");
+        return;
+    }
+    int64_t last =
+        command->last_key >= 0 ? command->last_key : (int64_t)line.argc + command->last_key;
+    if (last >= (int64_t)line.argc) last = (int64_t)line.argc - 1;
+    size_t keys = 0;
+    for (int64_t i = command->first_key; i <= last; i += command->key_step)
+        keys++;
+    reply_array(session, keys);
+    for (int64_t i = command->first_key; i <= last; i += command->key_step)
+        reply_bulk(session, line.argv[i], (size_t)line.lengths[i]);
 }
 
 void command_command(struct resp_session *session, const struct resp_request *request) {
@@ -772,12 +889,18 @@ void command_command(struct resp_session *session, const struct resp_request *re
         "    Return details about all commands.",
         "COUNT",
         "    Return the total number of commands in this server.",
-        "LIST",
+        "LIST [FILTERBY (MODULE <module-name>|ACLCAT <category>|PATTERN <pattern>)]",
         "    Return a list of all commands in this server.",
         "INFO [<command-name> ...]",
         "    Return details about multiple commands.",
+        "    If no command names are given, documentation details for all",
+        "    commands are returned.",
         "DOCS [<command-name> ...]",
         "    Return documentation details about multiple commands.",
+        "    If no command names are given, documentation details for all",
+        "    commands are returned.",
+        "GETKEYS <full-command>",
+        "    Return the keys from a full Redis command.",
         "HELP",
         "    Print this help.",
     };
@@ -787,12 +910,22 @@ void command_command(struct resp_session *session, const struct resp_request *re
         reply_array(session, count);
         for (size_t i = 0; i < count; i++)
             reply_command_info(session, &table[i]);
-    } else if (argument_is(request, 1, "COUNT") && request->argc == 2) {
+        return;
+    }
+    const struct resp_command *self = resp_command_find((const unsigned char *)"command", 7);
+    const struct resp_command *subcommand =
+        resp_subcommand_find(self, request->argv[1], (size_t)request->lengths[1]);
+    if (subcommand == NULL) {
+        reply_unknown_subcommand(session, request, "COMMAND");
+    } else if ((subcommand->arity > 0 && request->argc != (size_t)subcommand->arity) ||
+               (subcommand->arity < 0 && request->argc < (size_t)-subcommand->arity)) {
+        reply_subcommand_arity(session, request, "command");
+    } else if (argument_is(request, 1, "COUNT")) {
         reply_integer(session, (int64_t)count);
     } else if (argument_is(request, 1, "LIST")) {
-        reply_array(session, count);
-        for (size_t i = 0; i < count; i++)
-            reply_bulk_text(session, table[i].name);
+        command_list(session, request);
+    } else if (argument_is(request, 1, "GETKEYS")) {
+        command_getkeys(session, request);
     } else if (argument_is(request, 1, "INFO")) {
         if (request->argc == 2) {
             reply_array(session, count);
@@ -803,7 +936,7 @@ void command_command(struct resp_session *session, const struct resp_request *re
         reply_array(session, request->argc - 2);
         for (size_t i = 2; i < request->argc; i++) {
             const struct resp_command *command =
-                resp_command_find(request->argv[i], (size_t)request->lengths[i]);
+                resp_command_lookup(request->argv[i], (size_t)request->lengths[i]);
             if (command != NULL) {
                 reply_command_info(session, command);
             } else {
@@ -819,17 +952,15 @@ void command_command(struct resp_session *session, const struct resp_request *re
         }
         size_t known = 0;
         for (size_t i = 2; i < request->argc; i++) {
-            known += resp_command_find(request->argv[i], (size_t)request->lengths[i]) != NULL;
+            known += resp_command_lookup(request->argv[i], (size_t)request->lengths[i]) != NULL;
         }
         reply_map(session, known);
         for (size_t i = 2; i < request->argc; i++) {
             const struct resp_command *command =
-                resp_command_find(request->argv[i], (size_t)request->lengths[i]);
+                resp_command_lookup(request->argv[i], (size_t)request->lengths[i]);
             if (command != NULL) reply_command_docs(session, command);
         }
-    } else if (argument_is(request, 1, "HELP") && request->argc == 2) {
-        reply_help(session, help, sizeof(help) / sizeof(help[0]));
     } else {
-        reply_unknown_subcommand(session, request, "COMMAND");
+        reply_help(session, help, sizeof(help) / sizeof(help[0]));
     }
 }

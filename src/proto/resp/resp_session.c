@@ -19,6 +19,20 @@ static const struct resp_command commands[] = {
 
 #define COMMAND_COUNT (sizeof(commands) / sizeof(commands[0]))
 
+static const struct resp_command subcommands[] = {
+#define SUBCOMMAND(name, arity, flags, first, last, step, group, since, summary)                   \
+    {name, NULL, arity, flags, first, last, step, group, since, summary},
+#include "proto/resp/resp_subcommands.def"
+#undef SUBCOMMAND
+};
+
+#define SUBCOMMAND_COUNT (sizeof(subcommands) / sizeof(subcommands[0]))
+
+/* Each command's subcommands: SUBCOMMAND_COUNTS[i] of them from SUBCOMMAND_FIRST[i] on
+ * in subcommands[] (set with sorted[]). */
+static size_t subcommand_first[COMMAND_COUNT];
+static size_t subcommand_counts[COMMAND_COUNT];
+
 /* Command indexes sorted by name, for binary search. */
 static size_t sorted[COMMAND_COUNT];
 static pthread_once_t sorted_once = PTHREAD_ONCE_INIT;
@@ -97,11 +111,55 @@ static void sort_commands(void) {
                                                           : RESP_HISTOGRAM(command_other);
     }
     qsort(sorted, COMMAND_COUNT, sizeof(sorted[0]), compare_names);
+    for (size_t i = 0; i < COMMAND_COUNT; i++) {
+        size_t length = strlen(commands[i].name);
+        for (size_t j = 0; j < SUBCOMMAND_COUNT; j++) {
+            if (strncmp(subcommands[j].name, commands[i].name, length) != 0 ||
+                subcommands[j].name[length] != '|')
+                continue;
+            if (subcommand_counts[i] == 0) subcommand_first[i] = j;
+            subcommand_counts[i]++;
+        }
+    }
 }
 
 const struct resp_command *resp_command_table(size_t *count) {
     *count = COMMAND_COUNT;
     return commands;
+}
+
+const struct resp_command *resp_subcommands_of(const struct resp_command *command, size_t *count) {
+    pthread_once(&sorted_once, sort_commands);
+    size_t index = (size_t)(command - commands);
+    if (index >= COMMAND_COUNT) { /* a subcommand has none */
+        *count = 0;
+        return NULL;
+    }
+    *count = subcommand_counts[index];
+    return &subcommands[subcommand_first[index]];
+}
+
+const struct resp_command *resp_subcommand_find(const struct resp_command *command,
+                                                const unsigned char *name, size_t length) {
+    size_t count;
+    const struct resp_command *children = resp_subcommands_of(command, &count);
+    size_t prefix = strlen(command->name) + 1; /* "parent|" */
+    for (size_t i = 0; i < count; i++) {
+        if (strlen(children[i].name) == prefix + length &&
+            strncasecmp(children[i].name + prefix, (const char *)name, length) == 0)
+            return &children[i];
+    }
+    return NULL;
+}
+
+const struct resp_command *resp_command_lookup(const unsigned char *name, size_t length) {
+    const unsigned char *bar = memchr(name, '|', length);
+    if (bar == NULL) return resp_command_find(name, length);
+    const struct resp_command *parent = resp_command_find(name, (size_t)(bar - name));
+    if (parent == NULL) return NULL;
+    size_t rest = length - (size_t)(bar - name) - 1;
+    if (memchr(bar + 1, '|', rest) != NULL) return NULL; /* "config|get|x" */
+    return resp_subcommand_find(parent, bar + 1, rest);
 }
 
 const struct resp_command *resp_command_find(const unsigned char *name, size_t length) {
@@ -201,6 +259,10 @@ void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const c
     atomic_init(&session->last_active_ms, session->created_ms);
     atomic_init(&session->last_command, "NULL");
     atomic_init(&session->multi_count, -1);
+    atomic_init(&session->query_bytes, 0);
+    atomic_init(&session->query_free, 0);
+    atomic_init(&session->argument_bytes, 0);
+    atomic_init(&session->parser_memory, 0);
     /* Not yet in the registry: nobody else reads user_name (so setting the rights
      * takes no lock). */
     access_identity_init(server->environment.access, &session->identity);
@@ -418,7 +480,13 @@ void resp_session_stats_begin(struct resp_session *session, const struct resp_co
 
 void resp_session_run(struct resp_session *session, const struct resp_command *command,
                       const struct resp_request *request) {
-    atomic_store_explicit(&session->last_command, command->name, memory_order_relaxed);
+    /* CLIENT LIST's cmd=: "client|list" for a known subcommand, as in Redis 7. */
+    const struct resp_command *named =
+        request->argc >= 2
+            ? resp_subcommand_find(command, request->argv[1], (size_t)request->lengths[1])
+            : NULL;
+    atomic_store_explicit(&session->last_command, named != NULL ? named->name : command->name,
+                          memory_order_relaxed);
     /* One clock read per command: a command's latency runs from the end of the one
      * before it in the same input batch (or from the batch's arrival), which also counts
      * its parsing (docs/performance.md). */
@@ -510,6 +578,17 @@ static void prefetch_batch(struct resp_session *session, const unsigned char *da
     if (count >= 2) store_prefetch(session->server->environment.store, keys, count);
 }
 
+/* Publishes what SESSION's parser holds for CLIENT LIST, with UNREAD bytes of input
+ * still waiting behind it. On the session's worker. */
+static void publish_usage(struct resp_session *session, size_t unread) {
+    struct resp_parser_usage usage;
+    resp_parser_usage(&session->parser, &usage);
+    atomic_store_explicit(&session->query_bytes, usage.request + unread, memory_order_relaxed);
+    atomic_store_explicit(&session->query_free, usage.buffer_free, memory_order_relaxed);
+    atomic_store_explicit(&session->argument_bytes, usage.arguments, memory_order_relaxed);
+    atomic_store_explicit(&session->parser_memory, usage.memory, memory_order_relaxed);
+}
+
 bool resp_session_data(void *opaque, const unsigned char *data, size_t length, size_t *consumed) {
     struct resp_session *session = opaque;
     size_t position = 0;
@@ -531,6 +610,7 @@ bool resp_session_data(void *opaque, const unsigned char *data, size_t length, s
             resp_parser_feed(&session->parser, data + position, length - position, &used);
         position += used;
         if (result == RESP_COMMAND_READY) {
+            publish_usage(session, length - position);
             execute(session);
             if (session->rerun_wanted) break; /* it runs again when its key is in DRAM */
             resp_session_command_done(session);
@@ -547,6 +627,7 @@ bool resp_session_data(void *opaque, const unsigned char *data, size_t length, s
             break;
         }
     }
+    publish_usage(session, length - position);
     *consumed = position;
     return session->closing;
 }
