@@ -215,7 +215,9 @@ void flash_record_live(struct flash *flash, uint32_t segment_id, uint64_t size) 
 
 /* Adds a flash stub's record to its segment's live bytes (after recovery). */
 static void count_live(void *context, const void *key, size_t key_length, uint32_t segment_id,
-                       uint32_t offset, uint64_t value_length, int64_t expire_at_ms) {
+                       uint32_t offset, uint64_t value_length, int64_t expire_at_ms,
+                       enum store_type type) {
+    (void)type;
     (void)key;
     (void)offset;
     (void)expire_at_ms;

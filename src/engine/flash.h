@@ -30,7 +30,10 @@
 #define FLASH_BLOCK          4096u /* O_DIRECT alignment; the segment header's size */
 #define FLASH_RECORD_ALIGN   8u
 #define FLASH_FLAG_TOMBSTONE 1u
-#define FLASH_MAX_RECORD     (0xFFFFFFFFull - 2 * FLASH_BLOCK)
+/* Bits 1 to 3 of a record's flags: the value's enum store_type (0: a string). */
+#define FLASH_FLAG_TYPE_SHIFT 1
+#define FLASH_FLAG_TYPE_MASK  (7u << FLASH_FLAG_TYPE_SHIFT)
+#define FLASH_MAX_RECORD      (0xFFFFFFFFull - 2 * FLASH_BLOCK)
 
 /* The header of every record. A record is this header, the key, zeros up to an 8-byte
  * boundary, the value, a 4-byte CRC32C of everything before it (with header_crc as

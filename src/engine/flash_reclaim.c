@@ -145,7 +145,8 @@ void flash_reclaim_oldest(struct flash *flash, uint64_t *reinsert_room) {
                     if (reinsertion != NULL &&
                         flash_append_record(flash, key, header.key_length,
                                             record + flash_value_offset(header.key_length),
-                                            header.value_length, expire_at_ms, 0, &new_segment,
+                                            header.value_length, expire_at_ms,
+                                            header.flags & FLASH_FLAG_TYPE_MASK, &new_segment,
                                             &new_offset) == 0) {
                         reinsertion->old_offset = (uint32_t)offset;
                         reinsertion->segment = new_segment;

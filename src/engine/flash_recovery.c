@@ -40,7 +40,7 @@ struct saved_node {
     uint32_t key_length;
     uint32_t segment;
     uint32_t offset;
-    uint32_t unused;
+    uint32_t type; /* the value's enum store_type (0, a string, in indexes saved before types) */
     uint64_t value_length;
     int64_t expire_at_ms;
 };
@@ -160,12 +160,14 @@ static void index_put(struct index_writer *writer, const void *data, size_t leng
 }
 
 static void save_node(void *context, const void *key, size_t key_length, uint32_t segment,
-                      uint32_t offset, uint64_t value_length, int64_t expire_at_ms) {
+                      uint32_t offset, uint64_t value_length, int64_t expire_at_ms,
+                      enum store_type type) {
     struct index_writer *writer = context;
     struct saved_node node = {
         .key_length = (uint32_t)key_length,
         .segment = segment,
         .offset = offset,
+        .type = (uint32_t)type,
         .value_length = value_length,
         .expire_at_ms = expire_at_ms,
     };
@@ -176,7 +178,9 @@ static void save_node(void *context, const void *key, size_t key_length, uint32_
 
 /* Counts the nodes to save (a first pass, so the header can say how many follow). */
 static void count_node(void *context, const void *key, size_t key_length, uint32_t segment,
-                       uint32_t offset, uint64_t value_length, int64_t expire_at_ms) {
+                       uint32_t offset, uint64_t value_length, int64_t expire_at_ms,
+                       enum store_type type) {
+    (void)type;
     (void)key;
     (void)key_length;
     (void)segment;
@@ -291,7 +295,7 @@ static int64_t load_index(struct flash *flash, uint64_t *next_sequence) {
             memcpy(&node, data + position, sizeof(node));
             position += sizeof(node);
             if (node.key_length > STORE_MAX_KEY_LENGTH || size - 4 - position < node.key_length ||
-                node.value_length > UINT32_MAX) {
+                node.value_length > UINT32_MAX || node.type > STORE_TYPE_MAX) {
                 goto out;
             }
             const unsigned char *key = data + position;
@@ -303,9 +307,9 @@ static int64_t load_index(struct flash *flash, uint64_t *next_sequence) {
                 goto out;
             }
             if (pass == 1) {
-                FLASH_INDEX(flash)->recover_node(FLASH_OWNER(flash), key, node.key_length,
-                                                 node.segment, node.offset, node.value_length,
-                                                 node.expire_at_ms, false);
+                FLASH_INDEX(flash)->recover_node(
+                    FLASH_OWNER(flash), key, node.key_length, node.segment, node.offset,
+                    node.value_length, node.expire_at_ms, (enum store_type)node.type, false);
             }
         }
         if (position != size - 4) goto out;
@@ -415,7 +419,8 @@ static void scan_segment(struct flash *flash, struct segment *segment, struct sc
             /* The header said which key: it must not keep an older value. */
             if (key_copy != NULL) {
                 FLASH_INDEX(flash)->recover_node(FLASH_OWNER(flash), key_copy, header.key_length,
-                                                 segment->id, (uint32_t)offset, 0, 0, true);
+                                                 segment->id, (uint32_t)offset, 0, 0,
+                                                 STORE_TYPE_STRING, true);
             }
             free(key_copy);
             offset = skip_unreadable(flash, segment, &reader, offset);
@@ -438,9 +443,11 @@ static void scan_segment(struct flash *flash, struct segment *segment, struct sc
         }
         bool expired = header.expire_at_ms != 0 && header.expire_at_ms <= now;
         if (header.value_length <= UINT32_MAX) {
-            FLASH_INDEX(flash)->recover_node(FLASH_OWNER(flash), key, header.key_length,
-                                             segment->id, (uint32_t)offset, header.value_length,
-                                             header.expire_at_ms, tombstone || expired || !valid);
+            enum store_type type =
+                (enum store_type)((header.flags & FLASH_FLAG_TYPE_MASK) >> FLASH_FLAG_TYPE_SHIFT);
+            FLASH_INDEX(flash)->recover_node(
+                FLASH_OWNER(flash), key, header.key_length, segment->id, (uint32_t)offset,
+                header.value_length, header.expire_at_ms, type, tombstone || expired || !valid);
         }
         if (header.sequence > totals->max_sequence) totals->max_sequence = header.sequence;
         totals->records++;

@@ -356,8 +356,10 @@ static void process_write(struct flash *flash, struct pending_write *write) {
         /* EXPIRE may change the expiry meanwhile, under the shard lock this thread does
          * not hold: an atomic load gets the old or the new one (store_set_expiry()). */
         int64_t expire_at_ms = __atomic_load_n(&item->expire_at_ms, __ATOMIC_RELAXED);
+        uint16_t flags = (uint16_t)((((unsigned)item->flags & ITEM_TYPE_MASK) >> ITEM_TYPE_SHIFT)
+                                    << FLASH_FLAG_TYPE_SHIFT);
         result = flash_append_record(flash, item->bytes, item->key_length, item_value(item),
-                                     item->value_length, expire_at_ms, 0, &write->segment,
+                                     item->value_length, expire_at_ms, flags, &write->segment,
                                      &write->offset);
     } else {
         write->record_size = flash_record_size(write->key_length, 0);

@@ -117,7 +117,9 @@ enum store_status item_clone(struct store *store, uint32_t hash, const void *key
 }
 
 enum store_type item_type(const struct item *item) {
-    if (node_is_stub(item)) return STORE_TYPE_STRING; /* only strings move to flash */
+    if (node_is_stub(item)) {
+        return (enum store_type)((item->key_length & NODE_TYPE_MASK) >> NODE_TYPE_SHIFT);
+    }
     return (enum store_type)((item->flags & ITEM_TYPE_MASK) >> ITEM_TYPE_SHIFT);
 }
 

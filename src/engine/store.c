@@ -469,11 +469,21 @@ enum store_status store_delete_if_unchanged(struct store *store, const void *key
 
 enum store_status store_get_typed(struct store *store, const void *key, size_t key_length,
                                   enum store_type type, struct item **item) {
+    STRATA_ASSERT(type != STORE_TYPE_STRING); /* strings: store_read() */
     *item = NULL;
+    uint64_t hash = hash_key(store, key, key_length);
     struct key_access access;
-    struct item *found =
-        index_open_key(store, hash_key(store, key, key_length), key, key_length, &access);
+    struct item *found = index_open_key(store, hash, key, key_length, &access);
     enum store_status status = STORE_NOT_FOUND;
+    /* A value of TYPE on flash is read back first (blocking: callers bring the key to DRAM
+     * beforehand, resp_prefetch_key(), so this happens only when it left again). */
+    while (found != NULL && node_is_stub(found) && item_type(found) == type) {
+        if (fault_in_if_flash(store, hash, &access, found, &status) && status != STORE_OK) {
+            return status;
+        }
+        found = index_open_key(store, hash, key, key_length, &access);
+        status = STORE_NOT_FOUND;
+    }
     if (found != NULL && item_type(found) != type) {
         status = STORE_WRONG_TYPE;
     } else if (found != NULL) {
@@ -777,10 +787,12 @@ static enum store_status move_or_copy(struct store *store, const void *source, s
         if (original == NULL) return store_finish_write(store, STORE_NOT_FOUND);
         if (on_flash) {
             /* Bring the source back to DRAM (the copy must carry the new key), then retry. */
-            struct item *loaded;
-            enum store_status status = store_get(store, source, source_length, &loaded);
+            struct store_read_options options = {.promote = true, .any_type = true};
+            struct store_value loaded;
+            enum store_status status =
+                store_read(store, source, source_length, &options, &loaded, NULL, NULL);
             if (status != STORE_OK && status != STORE_NOT_FOUND) return status;
-            if (loaded != NULL) item_release(loaded);
+            if (loaded.item != NULL) item_release(loaded.item);
             continue;
         }
 

@@ -49,12 +49,13 @@ enum store_status {
 
 /* What a value is. A string is bytes as written; the other types are bytes in the
  * encoding of the front end that made them (RESP's hashes: docs/redis-compatibility.md),
- * which the engine never looks into. Only strings move to flash: a value of another type
- * lives in DRAM and leaves it whole when evicted. */
+ * which the engine never looks into. A value of any type moves to flash and back whole,
+ * its type in the record's flags and the flash index node. */
 enum store_type {
     STORE_TYPE_STRING = 0,
     STORE_TYPE_HASH = 1,
 };
+#define STORE_TYPE_MAX 7 /* types are kept in 3 bits (items, flash records and stubs) */
 
 /* A short English description of a status ("out of memory"). */
 const char *store_status_text(enum store_status status);
@@ -263,7 +264,7 @@ void store_stream_close(struct store_stream *stream);
 /* Sets *VERSION to a number that changes whenever KEY changes: written, deleted, expired,
  * evicted, its expiry set or removed, or flushed (WATCH compares it at EXEC). It also
  * changes, rarely, when another key sharing its counter changes (1 in 65,536 keys) or
- * when KEY moves between DRAM and flash: a transaction then fails when it need not, never
+ * when KEY comes back from flash to DRAM: a transaction then fails when it need not, never
  * the other way round. The first call allocates the counters (256 KiB, counted in the
  * budget); returns false when that fails. Any thread, no lock held. */
 bool store_key_version(struct store *store, const void *key, size_t key_length, uint32_t *version);
@@ -340,8 +341,10 @@ enum store_status store_delete_if_unchanged(struct store *store, const void *key
 /* Looks KEY up for a command on a value of TYPE, which is not a string (those are read
  * with store_read()). On STORE_OK, *item holds a reference the caller must release.
  * Returns STORE_NOT_FOUND when KEY is absent, STORE_WRONG_TYPE when it holds another
- * type (a value on flash is always a string). Never reads flash; counts a hit or a miss
- * and marks the item used. */
+ * type, or a flash read's error. A value of TYPE that lives on flash is read back to DRAM
+ * first, blocking the caller: network workers bring the key back beforehand with an
+ * asynchronous store_read() (promote, hold, any_type). Counts a hit or a miss and marks
+ * the item used. */
 enum store_status store_get_typed(struct store *store, const void *key, size_t key_length,
                                   enum store_type type, struct item **item);
 

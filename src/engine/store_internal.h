@@ -49,6 +49,8 @@
 #define NODE_STUB       0x80000000u /* in key_length: this is a struct flash_stub */
 #define NODE_ACCESSED   0x40000000u /* in key_length: read since it reached flash */
 #define NODE_KEY_LENGTH 0x0001FFFFu /* in key_length: the key's length */
+#define NODE_TYPE_SHIFT 17          /* in key_length, bits 17 to 19: the value's enum store_type */
+#define NODE_TYPE_MASK  (7u << NODE_TYPE_SHIFT)
 
 /* 32 bytes beside the key. The first three fields match struct item. */
 struct flash_stub {
@@ -373,11 +375,13 @@ void store_tickets_restore(const struct write_tickets *saved);
 bool store_tier_open(struct store *store, const struct store_flash_config *config, char *error,
                      size_t error_size);
 
-/* Creates a flash stub for KEY at the given place, charged to STORE's budget without
- * evicting (it replaces something larger). Returns NULL if out of memory. */
+/* Creates a flash stub for KEY, whose value of TYPE is at the given place, charged to
+ * STORE's budget without evicting (it replaces something larger). Returns NULL if out of
+ * memory. */
 struct flash_stub *flash_stub_create(struct store *store, uint32_t hash, const void *key,
                                      size_t key_length, uint32_t segment, uint32_t offset,
-                                     uint32_t value_length, uint32_t expire_seconds);
+                                     uint32_t value_length, uint32_t expire_seconds,
+                                     enum store_type type);
 
 /* Frees NODE (already out of the index) and uncharges it. */
 void flash_stub_free(struct store *store, struct flash_stub *node);

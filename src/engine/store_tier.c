@@ -15,12 +15,14 @@
 
 struct flash_stub *flash_stub_create(struct store *store, uint32_t hash, const void *key,
                                      size_t key_length, uint32_t segment, uint32_t offset,
-                                     uint32_t value_length, uint32_t expire_seconds) {
+                                     uint32_t value_length, uint32_t expire_seconds,
+                                     enum store_type type) {
     struct flash_stub *node = malloc(sizeof(*node) + key_length);
     if (node == NULL) return NULL;
     node->hash_next = NULL;
     node->hash = hash;
-    node->key_length = NODE_STUB | (uint32_t)key_length;
+    node->key_length =
+        NODE_STUB | (uint32_t)key_length | (((uint32_t)type << NODE_TYPE_SHIFT) & NODE_TYPE_MASK);
     node->segment = segment;
     node->offset = offset;
     node->value_length = value_length;
@@ -95,7 +97,7 @@ int store_tier_demote(struct store *store, struct shard *shard, struct item *vic
         struct flash_stub *node = flash_stub_create(
             store, victim->hash, victim->bytes, victim->key_length, victim->flash_segment,
             victim->flash_offset, (uint32_t)victim->value_length,
-            flash_expiry_seconds(victim->expire_at_ms));
+            flash_expiry_seconds(victim->expire_at_ms), item_type(victim));
         if (node == NULL) return DEMOTE_REFUSED;
         swap_item_for_stub(shard, index_slot_of(shard, victim), victim, node);
         return DEMOTE_SWAPPED;
@@ -139,9 +141,10 @@ static bool item_written(void *owner, struct item *item, uint32_t segment, uint3
             item->flash_offset = offset;
             live = true;
             if (item->queue == QUEUE_DEMOTING) {
-                struct flash_stub *node = flash_stub_create(
-                    store, item->hash, item->bytes, item->key_length, segment, offset,
-                    (uint32_t)item->value_length, flash_expiry_seconds(item->expire_at_ms));
+                struct flash_stub *node =
+                    flash_stub_create(store, item->hash, item->bytes, item->key_length, segment,
+                                      offset, (uint32_t)item->value_length,
+                                      flash_expiry_seconds(item->expire_at_ms), item_type(item));
                 if (node != NULL) {
                     swap_item_for_stub(shard, slot, item, node);
                     unlinked = true;
@@ -312,7 +315,7 @@ static bool reinserted(void *owner, const void *key, size_t key_length, uint32_t
 /* tier_index.recover_node */
 static bool recover_node(void *owner, const void *key, size_t key_length, uint32_t segment,
                          uint32_t offset, uint64_t value_length, int64_t expire_at_ms,
-                         bool remove) {
+                         enum store_type type, bool remove) {
     struct store *store = owner;
     ASSERT_NO_SHARD_LOCK(); /* it takes one */
     uint64_t hash = hash_key(store, key, key_length);
@@ -326,7 +329,7 @@ static bool recover_node(void *owner, const void *key, size_t key_length, uint32
     if (!remove) {
         struct flash_stub *node =
             flash_stub_create(store, (uint32_t)hash, key, key_length, segment, offset,
-                              (uint32_t)value_length, flash_expiry_seconds(expire_at_ms));
+                              (uint32_t)value_length, flash_expiry_seconds(expire_at_ms), type);
         if (node != NULL) {
             index_link_node(store, shard, (struct item *)node);
         } else {
@@ -349,10 +352,11 @@ static void visit_nodes(void *owner, tier_node_visit visit, void *context) {
                 if (node_is_stub(node)) {
                     const struct flash_stub *stub = (const struct flash_stub *)node;
                     visit(context, stub->key, node_key_length(node), stub->segment, stub->offset,
-                          stub->value_length, flash_stub_expiry_ms(stub));
+                          stub->value_length, flash_stub_expiry_ms(stub), item_type(node));
                 } else if (has_flash_copy(node)) {
                     visit(context, node->bytes, node->key_length, node->flash_segment,
-                          node->flash_offset, node->value_length, node->expire_at_ms);
+                          node->flash_offset, node->value_length, node->expire_at_ms,
+                          item_type(node));
                 }
             }
         }
@@ -509,6 +513,7 @@ struct store_read {
     store_read_done done;
     void *context;
     bool held;
+    enum store_type type;     /* the value's, from the flash index node */
     enum store_status status; /* for synchronous reads */
     struct item *item;
 };
@@ -530,6 +535,7 @@ static enum store_status finish_read(struct store_read *request, enum store_stat
         if (status == STORE_OK) {
             item->expire_at_ms = read->expire_at_ms;
             item->flags |= ITEM_FROM_FLASH;
+            item->flags |= (uint8_t)(((unsigned)request->type << ITEM_TYPE_SHIFT) & ITEM_TYPE_MASK);
             if (is_expired(item, clock_realtime_ms())) {
                 item_release(item);
                 status = STORE_NOT_FOUND;
@@ -613,6 +619,7 @@ static enum store_status read_stub(struct store *store, uint64_t hash, struct ke
     }
     /* Promotion policy: a second read since the value reached flash brings it back. */
     request->read.promote = options->promote || request->read.accessed_before;
+    request->type = item_type((struct item *)node);
     node->key_length |= NODE_ACCESSED;
     index_close_key(access);
     if (ring != NULL && !async) {
@@ -623,7 +630,9 @@ static enum store_status read_stub(struct store *store, uint64_t hash, struct ke
     uint64_t record_size =
         tier_record_size(store->tier, request->read.key_length, request->read.value_length);
     enum store_status status = STORE_NO_MEMORY;
-    if (!options->stream || !too_large_for_dram(store, record_size)) {
+    /* Only a string can be sent piece by piece: another type's command needs it whole. */
+    bool streamable = options->stream && request->type == STORE_TYPE_STRING;
+    if (!streamable || !too_large_for_dram(store, record_size)) {
         request->store = store;
         request->done = done;
         request->context = context;
@@ -638,7 +647,7 @@ static enum store_status read_stub(struct store *store, uint64_t hash, struct ke
             return request->status;
         }
     }
-    if (options->stream && (status == STORE_NO_MEMORY || status == STORE_TOO_LARGE_FOR_BUDGET)) {
+    if (streamable && (status == STORE_NO_MEMORY || status == STORE_TOO_LARGE_FOR_BUDGET)) {
         /* Too large for DRAM (or DRAM cannot make room now): send it from flash. */
         struct store_stream *stream = NULL;
         status = tier_stream_open(&request->read, held, done, context, &stream);

@@ -67,7 +67,8 @@ struct tier_counters {
 
 /* Called once per index node that points into a tier (saving its index). */
 typedef void (*tier_node_visit)(void *context, const void *key, size_t key_length, uint32_t segment,
-                                uint32_t offset, uint64_t value_length, int64_t expire_at_ms);
+                                uint32_t offset, uint64_t value_length, int64_t expire_at_ms,
+                                enum store_type type);
 
 /* Every callback gets the OWNER context the tier was opened with (struct tier_owner).
  * Unless said otherwise a callback takes the key's shard lock itself, so the tier calls
@@ -111,11 +112,13 @@ struct tier_index {
     bool (*reinserted)(void *owner, const void *key, size_t key_length, uint32_t old_segment,
                        uint32_t old_offset, uint32_t segment, uint32_t offset);
 
-    /* Recovery (recovery thread): links KEY's node for the record at SEGMENT/OFFSET,
-     * replacing a node from an earlier record; with REMOVE (a tombstone, an expired or a
-     * damaged record) only removes the earlier node. Returns false if out of memory. */
+    /* Recovery (recovery thread): links KEY's node for the record at SEGMENT/OFFSET of a
+     * value of TYPE, replacing a node from an earlier record; with REMOVE (a tombstone, an
+     * expired or a damaged record) only removes the earlier node. Returns false if out of
+     * memory. */
     bool (*recover_node)(void *owner, const void *key, size_t key_length, uint32_t segment,
-                         uint32_t offset, uint64_t value_length, int64_t expire_at_ms, bool remove);
+                         uint32_t offset, uint64_t value_length, int64_t expire_at_ms,
+                         enum store_type type, bool remove);
 
     /* Visits every node pointing into the tier and every DRAM item with a copy there
      * (saving the index, counting live bytes after recovery). Takes each shard lock in
@@ -313,11 +316,9 @@ struct tier {
 static inline bool tier_accepts(const struct tier *tier, size_t key_length, uint64_t value_length) {
     return tier->ops->accepts(tier, key_length, value_length);
 }
-/* Whether the tier takes DRAM item ITEM: a string (only strings move to flash; a value of
- * another type is evicted from the store) of a size it accepts. */
+/* Whether the tier takes DRAM item ITEM (of any type: the record carries it). */
 static inline bool tier_takes(const struct tier *tier, const struct item *item) {
-    return (item->flags & ITEM_TYPE_MASK) == 0 &&
-           tier->ops->accepts(tier, item->key_length, item->value_length);
+    return tier->ops->accepts(tier, item->key_length, item->value_length);
 }
 static inline uint64_t tier_record_size(const struct tier *tier, size_t key_length,
                                         uint64_t value_length) {

@@ -209,42 +209,62 @@ def test_concurrent_increments_lose_nothing(start_server):
                for n in range(threads))
 
 
-def test_hashes_under_eviction_are_whole_and_never_on_flash(start_server):
-    """32 MiB of DRAM, about 64 MiB of hashes and 16 MiB of strings: strings move to flash,
-    hashes leave whole. Every hash still there has all its fields, right; after a restart
-    no hash comes back as anything (only strings are on flash)."""
+def test_hashes_move_to_flash_whole_and_survive_restart_and_crash(start_server):
+    """32 MiB of DRAM, about 64 MiB of hashes and 8 MiB of strings: hashes move to flash
+    whole and come back on their next command, with their type; a clean restart (the
+    saved index) and a crash (a scan of the records) bring every hash back as a hash."""
     options = ("--memory", "32mb", "--ssd-size", "512mb", "--segment-size", "8mb",
                "--pace-timeout", "60000")
     server = start_server(*options)
     client = server.client()
-    fields = {f"field{j}": None for j in range(20)}
+    names = [f"field{j}" for j in range(20)]
+    count = 2000
 
     def value(i, j):
         return f"{i}/{j}/".encode() * 200  # about 1.6 KB: 32 KB a hash, 64 MB in all
 
-    for start in range(0, 2000, 100):
+    def expected(i):
+        return {f.encode(): value(i, j) for j, f in enumerate(names)}
+
+    for start in range(0, count, 100):
         with client.pipeline(transaction=False) as pipe:
             for i in range(start, start + 100):
-                pipe.hset(f"h:{i}", mapping={f: value(i, j) for j, f in enumerate(fields)})
+                pipe.hset(f"h:{i}", mapping={f: value(i, j) for j, f in enumerate(names)})
                 pipe.set(f"s:{i}", f"{i}".encode() * 1000)
             pipe.execute()
-    present = 0
-    for i in range(2000):
-        got = client.hgetall(f"h:{i}")
-        if got:
-            present += 1
-            assert got == {f.encode(): value(i, j) for j, f in enumerate(fields)}, i
-    assert 0 < present < 2000
+    assert server.info("flash")["flash_items"] > 0
     assert server.info("memory")["used_memory"] <= 32 * 1024 * 1024
-    strings = sum(client.get(f"s:{i}") == f"{i}".encode() * 1000 for i in range(2000))
-    assert strings == 2000  # every string kept (on flash), none lost to the hashes
-    # Only strings are on flash: after a restart they are back and no hash is.
+    # The first hashes written are on flash by now: their type is known without a read,
+    # a string command refuses them, and a hash command brings them back whole.
+    assert client.type("h:0") == b"hash"
+    with pytest.raises(redis.ResponseError, match="^WRONGTYPE"):
+        client.get("h:0")
+    assert client.hget("h:1", "field3") == value(1, 3)
+    assert client.rename("h:2", "h:2b") is True and client.hgetall("h:2b") == expected(2)
+    client.rename("h:2b", "h:2")
+    for i in range(count):
+        assert client.hgetall(f"h:{i}") == expected(i), i
+    assert all(client.get(f"s:{i}") == f"{i}".encode() * 1000 for i in range(0, count, 50))
+
+    def check_all(instance, counter):
+        connection = instance.client()
+        for i in range(0, count, 7):
+            assert connection.type(f"h:{i}") == b"hash", i
+            assert connection.hgetall(f"h:{i}") == expected(i), i
+        assert connection.hincrby("h:5", counter, 3) == 3  # and it can change
+        connection.close()
+
     directory = server.directory
-    server.stop()
+    server.stop()  # a clean stop saves the flash index
     again = Server(directory, *options)
     try:
-        client = again.client()
-        assert client.get("s:7") == b"7" * 1000
-        assert [k for k in client.scan_iter(match="h:*", count=1000)] == []
+        assert again.info("flash")["flash_recovery_source"] == "index"
+        check_all(again, "after-stop")
+    finally:
+        again.kill()  # a crash: the next start scans the records
+    again = Server(directory, *options)
+    try:
+        assert again.info("flash")["flash_recovery_source"] == "scan"
+        check_all(again, "after-crash")
     finally:
         again.stop()

@@ -186,6 +186,13 @@ const char *resp_hash_encoding(const unsigned char *value, uint64_t length) {
 
 /* ---- reading ---------------------------------------------------------------------- */
 
+/* Brings the key in argument 1 back to DRAM if it lives on flash, with a hold until the
+ * command ends (resp_prefetch_key()). Returns true when the command can go on; false
+ * when the read started (the command runs again once it ends) or failed (replied). */
+static bool in_dram(struct resp_session *session, const struct resp_request *request) {
+    return resp_prefetch_key(session, request, 1, true) == PREFETCH_READY;
+}
+
 /* Reads the hash at argument 1 into *HASH (views into *ITEM, which the caller releases;
  * NULL and an empty hash when the key is absent). Returns false after replying the
  * error (WRONGTYPE, a damaged value, no memory). */
@@ -217,7 +224,7 @@ static void done_reading(struct item *item, struct hash_entries *hash) {
 void command_hget(struct resp_session *session, const struct resp_request *request) {
     struct item *item;
     struct hash_entries hash;
-    if (!read_hash(session, request, &item, &hash)) return;
+    if (!in_dram(session, request) || !read_hash(session, request, &item, &hash)) return;
     const struct hash_entry *entry = hash_find(&hash, request->argv[2], request->lengths[2]);
     if (entry != NULL) {
         reply_bulk(session, entry->value, entry->value_length);
@@ -230,7 +237,7 @@ void command_hget(struct resp_session *session, const struct resp_request *reque
 void command_hmget(struct resp_session *session, const struct resp_request *request) {
     struct item *item;
     struct hash_entries hash;
-    if (!read_hash(session, request, &item, &hash)) return;
+    if (!in_dram(session, request) || !read_hash(session, request, &item, &hash)) return;
     reply_array(session, request->argc - 2);
     for (size_t i = 2; i < request->argc; i++) {
         const struct hash_entry *entry = hash_find(&hash, request->argv[i], request->lengths[i]);
@@ -246,7 +253,7 @@ void command_hmget(struct resp_session *session, const struct resp_request *requ
 void command_hexists(struct resp_session *session, const struct resp_request *request) {
     struct item *item;
     struct hash_entries hash;
-    if (!read_hash(session, request, &item, &hash)) return;
+    if (!in_dram(session, request) || !read_hash(session, request, &item, &hash)) return;
     reply_integer(session, hash_find(&hash, request->argv[2], request->lengths[2]) != NULL);
     done_reading(item, &hash);
 }
@@ -254,7 +261,7 @@ void command_hexists(struct resp_session *session, const struct resp_request *re
 void command_hlen(struct resp_session *session, const struct resp_request *request) {
     struct item *item;
     struct hash_entries hash;
-    if (!read_hash(session, request, &item, &hash)) return;
+    if (!in_dram(session, request) || !read_hash(session, request, &item, &hash)) return;
     reply_integer(session, (int64_t)hash.live);
     done_reading(item, &hash);
 }
@@ -262,7 +269,7 @@ void command_hlen(struct resp_session *session, const struct resp_request *reque
 void command_hstrlen(struct resp_session *session, const struct resp_request *request) {
     struct item *item;
     struct hash_entries hash;
-    if (!read_hash(session, request, &item, &hash)) return;
+    if (!in_dram(session, request) || !read_hash(session, request, &item, &hash)) return;
     const struct hash_entry *entry = hash_find(&hash, request->argv[2], request->lengths[2]);
     reply_integer(session, entry != NULL ? (int64_t)entry->value_length : 0);
     done_reading(item, &hash);
@@ -275,7 +282,7 @@ static void list_hash(struct resp_session *session, const struct resp_request *r
                       enum listing listing) {
     struct item *item;
     struct hash_entries hash;
-    if (!read_hash(session, request, &item, &hash)) return;
+    if (!in_dram(session, request) || !read_hash(session, request, &item, &hash)) return;
     if (listing == LIST_BOTH) {
         reply_map(session, hash.live);
     } else {
@@ -337,7 +344,7 @@ void command_hrandfield(struct resp_session *session, const struct resp_request 
     }
     struct item *item;
     struct hash_entries hash;
-    if (!read_hash(session, request, &item, &hash)) return;
+    if (!in_dram(session, request) || !read_hash(session, request, &item, &hash)) return;
     /* Live entries only: a read never removes any, so they are all of them. */
     size_t size = hash.count;
     if (!with_count) {
@@ -403,7 +410,7 @@ void command_hscan(struct resp_session *session, const struct resp_request *requ
     }
     struct item *item;
     struct hash_entries hash;
-    if (!read_hash(session, request, &item, &hash)) return;
+    if (!in_dram(session, request) || !read_hash(session, request, &item, &hash)) return;
     size_t matching = 0;
     for (size_t i = 0; i < hash.count; i++) {
         struct hash_entry *entry = &hash.entries[i];
@@ -451,6 +458,7 @@ static void update_hash(struct resp_session *session, const struct resp_request 
     struct store *store = store_of(session);
     const unsigned char *key = request->argv[1];
     size_t key_length = (size_t)request->lengths[1];
+    if (!in_dram(session, request)) return;
     for (int attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
         struct item *item;
         struct hash_change change = {0};

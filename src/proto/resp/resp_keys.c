@@ -413,6 +413,7 @@ static void reply_object_encoding(struct resp_session *session, struct resp_read
 static void object_encoding(struct resp_session *session, const struct resp_request *request,
                             const struct store_key_info *info) {
     if (info->type == STORE_TYPE_HASH) {
+        if (resp_prefetch_key(session, request, 2, true) != PREFETCH_READY) return;
         struct item *item;
         enum store_status status =
             store_get_typed(store_of(session), request->argv[2], (size_t)request->lengths[2],
