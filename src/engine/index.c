@@ -65,7 +65,11 @@ void index_unlink(struct shard *shard, struct item **slot, struct item *item) {
     ASSERT_SHARD_LOCKED(shard);
     *slot = item->hash_next;
     item->hash_next = NULL;
-    note_key_change(shard->store, item->hash);
+    /* Removing a key that had already expired changes nothing a client could see (it was
+     * gone): WATCH does not count it, as Redis does not. */
+    if (!has_expiry(item) || !is_expired(item, clock_realtime_ms())) {
+        note_key_change(shard->store, item->hash);
+    }
     shard_count_add(&shard->item_count, -1);
     if (has_expiry(item)) shard_count_add(&shard->expiring_count, -1);
     struct store *store = shard->store;

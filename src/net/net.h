@@ -170,8 +170,10 @@ void net_resume_callback(void *connection);
  * every other worker is between batches of events and keeps them there; what the caller
  * does until it calls this again without BEGIN (before its handler call returns)
  * interleaves with no other connection's handler, on any protocol (MULTI/EXEC). Not
- * nested. Other workers' batches are short, but one may wait for flash pacing or a
- * password check: the wait is as long as the longest batch under way. */
+ * nested. Other workers' batches are short, but one may wait for flash pacing (up to
+ * pace-timeout), DEBUG SLEEP or a password check: the wait is as long as the longest
+ * batch under way, and the workers that finish theirs wait too (writers are preferred),
+ * so every connection waits with it. */
 void net_exclusive_callback(void *connection, bool begin);
 
 /* Asks CONNECTION's worker to call its handler's woken() soon (output another thread

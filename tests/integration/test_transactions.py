@@ -299,3 +299,42 @@ def test_exec_counts_each_queued_command_once(start_server):
     stats = server.client().info("commandstats")
     for name in ("multi", "exec", "set", "get", "incr"):
         assert stats[f"cmdstat_{name}"]["calls"] == 1, (name, stats)
+
+
+def test_watch_of_a_key_already_expired_does_not_fail_exec(client, server):
+    """Redis ignores the removal of a key that had expired before WATCH; one that expires
+    after WATCH fails EXEC (test_watch_sees_expiry_and_the_sessions_own_change)."""
+    for attempt in range(5):
+        client.set("t:gone", "v", px=5)
+        time.sleep(0.02)
+        with Connection(server.port) as raw:
+            raw.call("WATCH", "t:gone")
+            raw.call("MULTI")
+            raw.call("SET", "t:gone", "new")
+            assert raw.call("EXEC") == [Simple("OK")], attempt
+
+
+def test_shutdown_is_refused_inside_multi(server):
+    with Connection(server.port) as raw:
+        raw.call("MULTI")
+        assert raw.call("SHUTDOWN") == Error("ERR Command not allowed inside a transaction")
+        assert raw.call("EXEC") == Error(
+            "EXECABORT Transaction discarded because of previous errors.")
+        assert raw.call("PING") == Simple("PONG")
+
+
+def test_exec_counts_its_commands_failures_as_theirs(start_server):
+    server = start_server()
+    with Connection(server.port) as raw:
+        raw.call("SET", "t:text", "abc")
+        raw.call("CONFIG", "SET", "slowlog-log-slower-than", "0")
+        raw.call("MULTI")
+        raw.call("INCR", "t:text")
+        reply = raw.call("EXEC")
+        assert isinstance(reply[0], Error)
+        logged = [entry[3][0] for entry in raw.call("SLOWLOG", "GET", "-1")]
+    stats = server.client().info("commandstats")
+    assert stats["cmdstat_incr"]["failed_calls"] == 1
+    assert stats["cmdstat_exec"]["failed_calls"] == 0
+    assert b"incr" in [name.lower() for name in logged]
+    assert b"exec" not in [name.lower() for name in logged]  # EXEC: skip-slowlog

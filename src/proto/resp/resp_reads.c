@@ -182,7 +182,19 @@ static void prefetch_done(void *context, enum store_status status, struct store_
 enum resp_prefetch resp_prefetch_key(struct resp_session *session,
                                      const struct resp_request *request, size_t index,
                                      bool any_type) {
-    if (session->rerunning) return PREFETCH_READY; /* this run follows the prefetch */
+    if (session->rerunning) {
+        /* This run follows the prefetch. A string command looks at the type again: the
+         * key may have become another type while its flash read was under way. */
+        enum store_type type;
+        if (!any_type &&
+            store_key_type(store_of(session), request->argv[index], (size_t)request->lengths[index],
+                           &type) == STORE_OK &&
+            type != STORE_TYPE_STRING) {
+            reply_store_error(session, STORE_WRONG_TYPE);
+            return PREFETCH_FAILED;
+        }
+        return PREFETCH_READY;
+    }
     struct store_read_options options = {.promote = true, .hold = true, .any_type = any_type};
     struct store_value value;
     session->hold_index = index;

@@ -519,6 +519,11 @@ static void execute(struct resp_session *session) {
         return;
     }
     if (session->transaction.active && resp_transaction_queues(command)) {
+        if (has_flag(command->flags, "no_multi")) { /* SHUTDOWN, as in Redis 7 */
+            reply_error(session, "ERR Command not allowed inside a transaction");
+            resp_transaction_refused(session);
+            return;
+        }
         resp_transaction_queue(session, command, &request); /* counted when EXEC runs it */
         return;
     }

@@ -518,7 +518,9 @@ void resp_stats_command_end(struct resp_session *session, const struct resp_requ
     int64_t slower_than = options_number(options, RESP_OPTION(slowlog_log_slower_than));
     int64_t threshold_ms = options_number(options, RESP_OPTION(latency_monitor_threshold));
     int64_t duration_us = nanoseconds / 1000;
-    if (slower_than >= 0 && duration_us >= slower_than && request->argc > 0) {
+    /* EXEC (flag skip-slowlog): its commands are logged one by one, as in Redis. */
+    bool logged = strstr(table[slot_command[slot]].flags, "skip-slowlog") == NULL;
+    if (logged && slower_than >= 0 && duration_us >= slower_than && request->argc > 0) {
         slowlog_add(session, request, duration_us,
                     options_number(options, RESP_OPTION(slowlog_max_len)));
     }

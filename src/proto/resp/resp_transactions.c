@@ -109,9 +109,11 @@ static bool copy_request(struct resp_queued_command *queued, const struct resp_r
 void resp_transaction_queue(struct resp_session *session, const struct resp_command *command,
                             const struct resp_request *request) {
     struct resp_transaction *transaction = &session->transaction;
-    uint64_t bytes = 0;
+    /* The arguments and what holding them costs: the entry, and per argument its pointer,
+     * its length and an allocation's overhead. */
+    uint64_t bytes = sizeof(struct resp_queued_command);
     for (size_t i = 0; i < request->argc; i++)
-        bytes += request->lengths[i];
+        bytes += request->lengths[i] + sizeof(unsigned char *) + sizeof(uint64_t) + 16;
     uint64_t limit = byte_limit(session);
     if (transaction->queued_bytes + bytes > limit) {
         transaction->failed = true;
@@ -183,7 +185,7 @@ void command_watch(struct resp_session *session, const struct resp_request *requ
         }
         if (known) continue; /* as Redis: the first WATCH of a key counts */
         if (transaction->watch_count >= WATCH_MAX_KEYS ||
-            transaction->watched_bytes + length > limit) {
+            transaction->watched_bytes + length + sizeof(struct resp_watched_key) + 16 > limit) {
             reply_errorf(session, "ERR a connection watches at most %d keys and max-request bytes",
                          WATCH_MAX_KEYS);
             return;
@@ -217,7 +219,7 @@ void command_watch(struct resp_session *session, const struct resp_request *requ
         }
         watched->existed = store_exists(store_of(session), key, length);
         transaction->watch_count++;
-        transaction->watched_bytes += length;
+        transaction->watched_bytes += length + sizeof(struct resp_watched_key) + 16;
     }
     reply_ok(session);
 }
@@ -260,11 +262,13 @@ static void run_queued(struct resp_session *session, const struct resp_queued_co
     uint32_t exec_errors = session->stats_errors;
     bool exec_rejected = session->stats_rejected;
     int64_t exec_ns = session->stats_ns;
+    uint32_t errors_before = session->error_replies;
     resp_session_stats_begin(session, queued->command, &request);
     resp_session_run(session, queued->command, &request);
     if (session->stats_slot >= 0) resp_stats_command_end(session, &request);
     session->stats_slot = exec_slot;
-    session->stats_errors = exec_errors;
+    /* A queued command's error is its own failure, not EXEC's (as Redis counts it). */
+    session->stats_errors = exec_errors + (session->error_replies - errors_before);
     session->stats_rejected = exec_rejected;
     session->stats_ns = exec_ns;
     /* No ring: nothing waited for flash, so nothing is left to resume. */
