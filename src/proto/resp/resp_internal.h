@@ -251,8 +251,8 @@ void resp_session_run(struct resp_session *session, const struct resp_command *c
 
 /* ---- transactions (resp_transactions.c) ---------------------------------------- */
 
-/* True when COMMAND is queued inside MULTI (all but EXEC, DISCARD, MULTI, WATCH, QUIT,
- * which run at once, as in Redis). */
+/* True when COMMAND is queued inside MULTI (all but EXEC, DISCARD, MULTI, WATCH, QUIT and
+ * RESET, which run at once, as in Redis). */
 bool resp_transaction_queues(const struct resp_command *command);
 
 /* Queues REQUEST (copying its arguments) and replies +QUEUED; refuses it (marking the
