@@ -48,12 +48,14 @@ enum store_status {
 };
 
 /* What a value is. A string is bytes as written; the other types are bytes in the
- * encoding of the front end that made them (RESP's hashes: docs/redis-compatibility.md),
+ * encoding of the front end that made them (RESP's hashes and lists: docs/redis-compatibility.md),
  * which the engine never looks into. Only strings move to flash: a value of another type
  * lives in DRAM and leaves it whole when evicted. */
 enum store_type {
     STORE_TYPE_STRING = 0,
     STORE_TYPE_HASH = 1,
+    STORE_TYPE_LIST = 2,
+    STORE_TYPE_LAST = STORE_TYPE_LIST, /* the highest type (3 bits in an item's flags) */
 };
 
 /* A short English description of a status ("out of memory"). */
