@@ -468,7 +468,7 @@ void resp_info_commandstats(struct byte_buffer *text);
  * (LENGTH bytes): "listpack" up to 128 fields of at most 64 bytes, else "hashtable". */
 const char *resp_hash_encoding(const unsigned char *value, uint64_t length);
 
-/* The name TYPE answers for TYPE ("string", "hash"). */
+/* The name TYPE answers for TYPE ("string", "hash", "list"). */
 const char *resp_type_name(enum store_type type);
 
 /* ---- INFO and CLIENT LIST (resp_info.c) --------------------------------------- */
