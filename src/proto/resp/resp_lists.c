@@ -29,6 +29,8 @@
 #define LIST_HEADER_SIZE    5
 /* Times a change is tried again when another client changed the list meanwhile. */
 #define UPDATE_ATTEMPTS 100
+/* Lost races after which a change stops racing (update_list()). */
+#define CONTENDED_ATTEMPTS 8
 
 static struct store *store_of(struct resp_session *session) {
     return session->server->environment.store;
@@ -377,34 +379,62 @@ static enum store_status store_list(struct store *store, const unsigned char *ke
     return status;
 }
 
+/* Makes the session's worker the only one running commands (resp_environment.exclusive,
+ * as EXEC does), unless there is no such callback or the session runs EXEC's queue, which
+ * already is. Returns whether it did: then exclusive_end() must follow. */
+static bool exclusive_begin(struct resp_session *session) {
+    const struct resp_environment *environment = &session->server->environment;
+    if (environment->exclusive == NULL || session->transaction.running) return false;
+    environment->exclusive(session->resume_handle, true);
+    return true;
+}
+
+static void exclusive_end(struct resp_session *session) {
+    session->server->environment.exclusive(session->resume_handle, false);
+}
+
+/* One try at a change (update_list()). Returns false when the key changed between its
+ * read and its write (try again); otherwise it has replied. */
+static bool update_once(struct resp_session *session, const struct resp_request *request,
+                        const struct list_change *arguments, list_edit_fn edit,
+                        list_reply_fn reply) {
+    struct item *item;
+    struct list_change change = *arguments;
+    if (!read_list(session, request, 1, &item, &change.list)) return true;
+    change.exists = item != NULL;
+    bool go_on = edit(session, request, &change);
+    enum store_status status = STORE_OK;
+    if (go_on && change.changed) {
+        status = store_list(store_of(session), request->argv[1], (size_t)request->lengths[1], item,
+                            &change.list);
+    }
+    if (go_on && status == STORE_OK) reply(session, &change);
+    free(change.popped);
+    done_reading(item, &change.list);
+    if (status == STORE_CONDITION_FAILED) return false;
+    if (go_on && status != STORE_OK) reply_store_error(session, status);
+    return true;
+}
+
 /* Runs a change on the list at argument 1: reads it, lets EDIT change CHANGE's copy of
  * ARGUMENTS, and stores the result only if the key still holds what was read (keeping
- * its expiry), retrying otherwise. A list left empty is deleted, as in Redis. */
+ * its expiry), retrying otherwise. A list left empty is deleted, as in Redis.
+ *
+ * Every try rewrites the whole list, so on a list many clients push to at once (a queue
+ * under redis-benchmark's 50 connections) a slow worker can lose the race again and
+ * again. After CONTENDED_ATTEMPTS lost races the change takes exclusivity, as LMOVE
+ * does: then only eviction or expiry can still come between, and the change goes
+ * through. */
 static void update_list(struct resp_session *session, const struct resp_request *request,
                         const struct list_change *arguments, list_edit_fn edit,
                         list_reply_fn reply) {
-    struct store *store = store_of(session);
-    const unsigned char *key = request->argv[1];
-    size_t key_length = (size_t)request->lengths[1];
-    for (int attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
-        struct item *item;
-        struct list_change change = *arguments;
-        if (!read_list(session, request, 1, &item, &change.list)) return;
-        change.exists = item != NULL;
-        bool go_on = edit(session, request, &change);
-        enum store_status status = STORE_OK;
-        if (go_on && change.changed)
-            status = store_list(store, key, key_length, item, &change.list);
-        if (go_on && status == STORE_OK) reply(session, &change);
-        free(change.popped);
-        done_reading(item, &change.list);
-        if (!go_on || status == STORE_OK) return;
-        if (status != STORE_CONDITION_FAILED) {
-            reply_store_error(session, status);
-            return;
-        }
+    bool exclusive = false, done = false;
+    for (int attempt = 0; attempt < UPDATE_ATTEMPTS && !done; attempt++) {
+        if (attempt == CONTENDED_ATTEMPTS) exclusive = exclusive_begin(session);
+        done = update_once(session, request, arguments, edit, reply);
     }
-    reply_error(session, "ERR the key changed too often to update it; try again");
+    if (!done) reply_error(session, "ERR the key changed too often to update it; try again");
+    if (exclusive) exclusive_end(session);
 }
 
 static void reply_change_integer(struct resp_session *session, const struct list_change *change) {
@@ -764,14 +794,12 @@ static bool move_once(struct resp_session *session, const struct resp_request *r
  * neither list. The cost is that each LMOVE pauses the other workers for a moment. */
 static void move_element(struct resp_session *session, const struct resp_request *request,
                          bool from_left, bool to_left) {
-    const struct resp_environment *environment = &session->server->environment;
-    bool exclusive = environment->exclusive != NULL && !session->transaction.running;
-    if (exclusive) environment->exclusive(session->resume_handle, true);
+    bool exclusive = exclusive_begin(session);
     bool done = false;
     for (int attempt = 0; attempt < UPDATE_ATTEMPTS && !done; attempt++)
         done = move_once(session, request, from_left, to_left);
     if (!done) reply_error(session, "ERR the key changed too often to update it; try again");
-    if (exclusive) environment->exclusive(session->resume_handle, false);
+    if (exclusive) exclusive_end(session);
 }
 
 void command_lmove(struct resp_session *session, const struct resp_request *request) {
