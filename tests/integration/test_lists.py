@@ -1,13 +1,14 @@
 """Lists through redis-py and byte for byte: every command with Redis 7.0's replies and
 errors (checked against redis-server 7.0.15), RESP3's nulls, WRONGTYPE both ways, the
-generic key commands on a list, transactions, concurrent pushes and moves, and an agent's
-event history written with RPUSH and read back in LRANGE pages."""
+generic key commands on a list, transactions, concurrent pushes and moves, eviction and a
+restart (lists leave DRAM whole, never to flash), and an agent's event history written
+with RPUSH and read back in LRANGE pages."""
 import threading
 
 import pytest
 import redis
 
-from conftest import SLOW
+from conftest import SLOW, Server
 from resp import Connection, Error, Null
 
 WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
@@ -286,3 +287,41 @@ def test_introspection(client, server):
     for name in ("BLPOP", "BRPOP", "BLMOVE", "LMPOP"):
         with pytest.raises(redis.ResponseError, match="^unknown command"):
             client.execute_command(name, "l", "0")
+
+
+def test_lists_under_eviction_are_whole_and_never_on_flash(start_server):
+    """16 MiB of DRAM, about 24 MiB of lists and 2 MiB of strings: strings are kept,
+    lists leave whole. Every list still there has all its elements, in order; after a
+    restart no list comes back (only strings are on flash)."""
+    options = ("--memory", "16mb", "--ssd-size", "64mb", "--segment-size", "4mb",
+               "--pace-timeout", "60000")
+    server = start_server(*options)
+    client = server.client()
+
+    def element(i, j):
+        return f"{i}/{j}/".encode() * 6000  # about 48 KB: 4 a list, 192 KB
+
+    for start in range(0, 125, 25):
+        with client.pipeline(transaction=False) as pipe:
+            for i in range(start, start + 25):
+                pipe.rpush(f"l:{i}", *[element(i, j) for j in range(4)])
+                pipe.set(f"s:{i}", f"{i}".encode() * 8000)
+            pipe.execute()
+    present = 0
+    for i in range(125):
+        got = client.lrange(f"l:{i}", 0, -1)
+        if got:
+            present += 1
+            assert got == [element(i, j) for j in range(4)], i
+    assert 0 < present < 125
+    assert server.info("memory")["used_memory"] <= 16 * 1024 * 1024
+    assert all(client.get(f"s:{i}") == f"{i}".encode() * 8000 for i in range(125))
+    directory = server.directory
+    server.stop()
+    again = Server(directory, *options)
+    try:
+        client = again.client()
+        assert client.get("s:7") == b"7" * 8000
+        assert list(client.scan_iter(match="l:*", count=1000)) == []
+    finally:
+        again.stop()
