@@ -116,6 +116,9 @@ enum store_status item_clone(struct store *store, uint32_t hash, const void *key
     return status;
 }
 
+_Static_assert(STORE_TYPE_LAST <= (ITEM_TYPE_MASK >> ITEM_TYPE_SHIFT),
+               "every enum store_type fits in an item's flags");
+
 enum store_type item_type(const struct item *item) {
     if (node_is_stub(item)) {
         return (enum store_type)((item->key_length & NODE_TYPE_MASK) >> NODE_TYPE_SHIFT);

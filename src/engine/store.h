@@ -48,12 +48,14 @@ enum store_status {
 };
 
 /* What a value is. A string is bytes as written; the other types are bytes in the
- * encoding of the front end that made them (RESP's hashes: docs/redis-compatibility.md),
- * which the engine never looks into. A value of any type moves to flash and back whole,
- * its type in the record's flags and the flash index node. */
+ * encoding of the front end that made them (RESP's hashes and lists:
+ * docs/redis-compatibility.md), which the engine never looks into. A value of any type
+ * moves to flash and back whole, its type in the record's flags and the flash index node. */
 enum store_type {
     STORE_TYPE_STRING = 0,
     STORE_TYPE_HASH = 1,
+    STORE_TYPE_LIST = 2,
+    STORE_TYPE_LAST = STORE_TYPE_LIST, /* the highest type (3 bits in an item's flags) */
 };
 #define STORE_TYPE_MAX 7 /* types are kept in 3 bits (items, flash records and stubs) */
 

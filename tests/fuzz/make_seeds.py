@@ -74,6 +74,13 @@ RESP_SEEDS = {
     resp("GET", "h") + resp("SET", "s", 1) + resp("HSET", "s", "x", 1) + resp("HDEL", "h", "a", "b", "f") +
     resp("HSETNX", "h", "n", 1) + resp("TYPE", "h") + resp("OBJECT", "ENCODING", "h") + resp("HLEN", "h") +
     resp("HSTRLEN", "h", "n") + resp("HKEYS", "h") + resp("HVALS", "h") + resp("HEXISTS", "h", "n"),
+    "lists": resp("RPUSH", "l", "a", b"\x00\xff", "a") + resp("LPUSH", "l", "x") + resp("LRANGE", "l", 0, -1) +
+    resp("LPOP", "l", 2) + resp("RPOP", "nokey", 0) + resp("LINDEX", "l", -1) + resp("LSET", "l", 0, "y") +
+    resp("LINSERT", "l", "BEFORE", "a", "b") + resp("LPOS", "l", "a", "RANK", -1, "COUNT", 0, "MAXLEN", 9) +
+    resp("LREM", "l", -1, "a") + resp("LTRIM", "l", 1, -1) + resp("LMOVE", "l", "m", "LEFT", "RIGHT") +
+    resp("RPOPLPUSH", "m", "m") + resp("SET", "s", 1) + resp("LPUSH", "s", "x") + resp("RPOPLPUSH", "m", "s") +
+    resp("TYPE", "l") + resp("OBJECT", "ENCODING", "l") + resp("LLEN", "l") + resp("LPUSHX", "z", "a") +
+    resp("RPUSHX", "m", "b") + resp("LPOS", "l", "a", "RANK", 0),
     "inline": b"PING\r\nSET a b\r\nGET a\r\n\r\nQUIT\r\n",
     "large-argument": resp("SET", "big", b"x" * 20000) + resp("GET", "big") + resp("APPEND", "big", b"y" * 17000),
     "protocol-errors": b"*2\r\n$3\r\nGET\r\n$-5\r\n" + b"*-1\r\n*1\r\n$x\r\n",

@@ -81,3 +81,18 @@ def test_redis_benchmark_pipelined(server):
     assert "error" not in output.lower(), output
     for name in ("SET", "GET", "INCR", "MSET", "HSET"):
         assert re.search(rf"^{name}.*: [0-9.]+ requests per second", output, re.M), output
+
+
+def test_redis_benchmark_lists(server):
+    """The list tests on one key each: small -n, since every list command rewrites the
+    whole list (docs/redis-compatibility.md)."""
+    result = subprocess.run(
+        ["redis-benchmark", "-p", str(server.port), "-t", "lpush,rpush,lpop,rpop,lrange_100",
+         "-n", "2000", "-q"],
+        capture_output=True, text=True, timeout=300 * SLOW,
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout.replace("\r", "\n")
+    assert "error" not in output.lower(), output
+    for name in ("LPUSH", "RPUSH", "LPOP", "RPOP", r"LRANGE_100 \(first 100 elements\)"):
+        assert re.search(rf"^{name}.*: [0-9.]+ requests per second", output, re.M), output

@@ -263,6 +263,13 @@ void resp_transaction_queue(struct resp_session *session, const struct resp_comm
 /* A command was refused while SESSION is inside MULTI: EXEC will answer EXECABORT. */
 void resp_transaction_refused(struct resp_session *session);
 
+/* Makes SESSION's worker the only one running commands (resp_environment.exclusive, as
+ * EXEC does), unless there is no such callback or the session runs EXEC's queue, which
+ * already is. Returns whether it did: then resp_exclusive_end() must follow, before the
+ * command returns. (LMOVE; a change that keeps losing its compare-and-swap.) */
+bool resp_exclusive_begin(struct resp_session *session);
+void resp_exclusive_end(struct resp_session *session);
+
 /* Ends SESSION's transaction and forgets its watched keys, freeing both. */
 void resp_transaction_reset(struct resp_session *session);
 
@@ -468,7 +475,7 @@ void resp_info_commandstats(struct byte_buffer *text);
  * (LENGTH bytes): "listpack" up to 128 fields of at most 64 bytes, else "hashtable". */
 const char *resp_hash_encoding(const unsigned char *value, uint64_t length);
 
-/* The name TYPE answers for TYPE ("string", "hash"). */
+/* The name TYPE answers for TYPE ("string", "hash", "list"). */
 const char *resp_type_name(enum store_type type);
 
 /* ---- INFO and CLIENT LIST (resp_info.c) --------------------------------------- */

@@ -46,6 +46,8 @@ const char *resp_type_name(enum store_type type) {
         return "string";
     case STORE_TYPE_HASH:
         return "hash";
+    case STORE_TYPE_LIST:
+        return "list";
     }
     return "none";
 }
@@ -298,7 +300,7 @@ void command_scan(struct resp_session *session, const struct resp_request *reque
             i++;
             collector.any_type = false;
             collector.type_matches = false;
-            for (int type = STORE_TYPE_STRING; type <= STORE_TYPE_HASH; type++) {
+            for (int type = STORE_TYPE_STRING; type <= STORE_TYPE_LAST; type++) {
                 if (argument_is(request, i, resp_type_name((enum store_type)type))) {
                     collector.type = (enum store_type)type;
                     collector.type_matches = true;
@@ -426,6 +428,10 @@ static void object_encoding(struct resp_session *session, const struct resp_requ
         } else {
             reply_store_error(session, status);
         }
+        return;
+    }
+    if (info->type == STORE_TYPE_LIST) {
+        reply_bulk_text(session, "quicklist"); /* Redis 7.0's only list encoding */
         return;
     }
     if (info->on_flash_only && info->value_length <= 20) {

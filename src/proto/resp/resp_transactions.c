@@ -230,6 +230,17 @@ void command_unwatch(struct resp_session *session, const struct resp_request *re
     reply_ok(session);
 }
 
+bool resp_exclusive_begin(struct resp_session *session) {
+    const struct resp_environment *environment = &session->server->environment;
+    if (environment->exclusive == NULL || session->transaction.running) return false;
+    environment->exclusive(session->resume_handle, true);
+    return true;
+}
+
+void resp_exclusive_end(struct resp_session *session) {
+    session->server->environment.exclusive(session->resume_handle, false);
+}
+
 /* True when no watched key has changed since WATCH: same version, and still there if it
  * was there then (a key that expired meanwhile changed, even if nobody touched it). */
 static bool watched_unchanged(struct resp_session *session) {

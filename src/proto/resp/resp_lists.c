@@ -1,0 +1,816 @@
+/* Lists: LPUSH RPUSH LPUSHX RPUSHX LPOP RPOP LLEN LRANGE LINDEX LSET LREM LTRIM LINSERT
+ * LPOS LMOVE RPOPLPUSH, with Redis 7.0's replies and errors. The blocking forms (BLPOP,
+ * BRPOP, BLMOVE, BLMPOP) and LMPOP are not here: they answer "unknown command".
+ *
+ * A list is one value of type STORE_TYPE_LIST in the engine, so it is counted in the
+ * budget, evicted whole, expires, renames, copies and is watched like any key. Its bytes
+ * are this encoding (version 1, little-endian), which only this file reads or writes:
+ *
+ *   u8  version (1)
+ *   u32 element count
+ *   per element, from head (left) to tail (right): u32 length, the element's bytes
+ *
+ * A command decodes the value into an array of views of its elements and a change
+ * encodes the whole list again, so every command, even LPUSH or RPOP, costs time linear
+ * in the list's length: right for the lists of agent histories and small queues
+ * (hundreds to thousands of entries), slow for lists of 100,000 elements, which Redis
+ * changes at either end in constant time. A change is a read-modify-write: the new
+ * encoding replaces the value only if the key still holds the item that was read
+ * (store_replace_if_unchanged()), retried otherwise, so concurrent pushes to one list
+ * never lose one another. LMOVE changes two keys: see move_element(). */
+#include "base/byte_buffer.h"
+#include "base/numbers.h"
+#include "proto/resp/resp_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LIST_FORMAT_VERSION 1
+#define LIST_HEADER_SIZE    5
+/* Times a change is tried again when another client changed the list meanwhile. */
+#define UPDATE_ATTEMPTS 100
+/* Lost races after which a change stops racing (update_list()). */
+#define CONTENDED_ATTEMPTS 8
+
+static struct store *store_of(struct resp_session *session) {
+    return session->server->environment.store;
+}
+
+struct list_element {
+    const unsigned char *data;
+    uint32_t length;
+};
+
+/* A list decoded into views of its value (or of a command's arguments, for the
+ * elements a change adds), head first. */
+struct list_elements {
+    struct list_element *elements;
+    size_t count;
+    size_t capacity;
+};
+
+static uint32_t load32(const unsigned char *at) {
+    return (uint32_t)at[0] | (uint32_t)at[1] << 8 | (uint32_t)at[2] << 16 | (uint32_t)at[3] << 24;
+}
+
+static void store32(unsigned char *at, uint32_t value) {
+    at[0] = (unsigned char)value;
+    at[1] = (unsigned char)(value >> 8);
+    at[2] = (unsigned char)(value >> 16);
+    at[3] = (unsigned char)(value >> 24);
+}
+
+static bool elements_grow(struct list_elements *list, size_t wanted) {
+    if (wanted <= list->capacity) return true;
+    size_t capacity = list->capacity ? list->capacity : 8;
+    while (capacity < wanted)
+        capacity *= 2;
+    struct list_element *grown = realloc(list->elements, capacity * sizeof(*grown));
+    if (grown == NULL) return false;
+    list->elements = grown;
+    list->capacity = capacity;
+    return true;
+}
+
+static void elements_free(struct list_elements *list) {
+    free(list->elements);
+    *list = (struct list_elements){0};
+}
+
+/* Makes room for COUNT elements at position AT (0 to list->count), moving the ones from
+ * AT on towards the tail; the caller fills them. Returns false when out of memory. */
+static bool list_open(struct list_elements *list, size_t at, size_t count) {
+    if (!elements_grow(list, list->count + count)) return false;
+    memmove(list->elements + at + count, list->elements + at,
+            (list->count - at) * sizeof(*list->elements));
+    list->count += count;
+    return true;
+}
+
+/* Removes COUNT elements from position AT on. */
+static void list_remove(struct list_elements *list, size_t at, size_t count) {
+    memmove(list->elements + at, list->elements + at + count,
+            (list->count - at - count) * sizeof(*list->elements));
+    list->count -= count;
+}
+
+enum decode_result { DECODED, DECODE_CORRUPT, DECODE_NO_MEMORY };
+
+/* Decodes the LENGTH bytes at DATA into LIST (empty on entry), whose views point into
+ * DATA: it must outlive them. */
+static enum decode_result list_decode(const unsigned char *data, uint64_t length,
+                                      struct list_elements *list) {
+    if (length < LIST_HEADER_SIZE || data[0] != LIST_FORMAT_VERSION) return DECODE_CORRUPT;
+    uint32_t count = load32(data + 1);
+    /* Each element takes at least 4 bytes: a count beyond that is damage, not a size. */
+    if (count > (length - LIST_HEADER_SIZE) / 4) return DECODE_CORRUPT;
+    if (!elements_grow(list, count)) return DECODE_NO_MEMORY;
+    const unsigned char *at = data + LIST_HEADER_SIZE, *end = data + length;
+    for (uint32_t i = 0; i < count; i++) {
+        struct list_element *element = &list->elements[i];
+        if (end - at < 4) return DECODE_CORRUPT;
+        element->length = load32(at);
+        at += 4;
+        if ((uint64_t)(end - at) < element->length) return DECODE_CORRUPT;
+        element->data = at;
+        at += element->length;
+    }
+    if (at != end) return DECODE_CORRUPT;
+    list->count = count;
+    return DECODED;
+}
+
+/* Appends LIST, encoded, to OUTPUT. */
+static void list_encode(const struct list_elements *list, struct byte_buffer *output) {
+    unsigned char header[LIST_HEADER_SIZE] = {LIST_FORMAT_VERSION};
+    store32(header + 1, (uint32_t)list->count);
+    byte_buffer_append(output, header, sizeof(header));
+    for (size_t i = 0; i < list->count; i++) {
+        unsigned char length[4];
+        store32(length, list->elements[i].length);
+        byte_buffer_append(output, length, 4);
+        byte_buffer_append(output, list->elements[i].data, list->elements[i].length);
+    }
+}
+
+static bool element_is(const struct list_element *element, const unsigned char *data,
+                       uint64_t length) {
+    return element->length == length && memcmp(element->data, data, (size_t)length) == 0;
+}
+
+/* Redis's index: from the head from 0, from the tail from -1. Sets *AT and returns true
+ * when INDEX names an element of a list of COUNT. */
+static bool list_index(int64_t index, size_t count, size_t *at) {
+    if (index < 0) index += (int64_t)count;
+    if (index < 0 || (uint64_t)index >= count) return false;
+    *at = (size_t)index;
+    return true;
+}
+
+/* Redis's range from START to STOP (both included, negative from the tail) over a list
+ * of COUNT, as LRANGE and LTRIM read it: sets *FIRST and *LAST and returns true, or
+ * returns false when the range is empty. */
+static bool list_range(int64_t start, int64_t stop, size_t count, size_t *first, size_t *last) {
+    int64_t length = (int64_t)count;
+    if (start < 0) start += length;
+    if (stop < 0) stop += length;
+    if (start < 0) start = 0;
+    if (start > stop || start >= length) return false;
+    if (stop >= length) stop = length - 1;
+    *first = (size_t)start;
+    *last = (size_t)stop;
+    return true;
+}
+
+/* Elements are stored with 32-bit lengths. */
+static bool lengths_fit(struct resp_session *session, const struct resp_request *request,
+                        size_t first) {
+    for (size_t i = first; i < request->argc; i++) {
+        if (request->lengths[i] > UINT32_MAX) {
+            reply_error(session, "ERR a list element is longer than 4 GiB");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- reading ---------------------------------------------------------------------- */
+
+/* Reads the list at argument INDEX into *LIST (views into *ITEM, which the caller
+ * releases; NULL and an empty list when the key is absent). Returns false after
+ * replying the error (WRONGTYPE, a damaged value, no memory). */
+static bool read_list(struct resp_session *session, const struct resp_request *request,
+                      size_t index, struct item **item, struct list_elements *list) {
+    *list = (struct list_elements){0};
+    *item = NULL;
+    enum store_status status =
+        store_get_typed(store_of(session), request->argv[index], (size_t)request->lengths[index],
+                        STORE_TYPE_LIST, item);
+    if (status == STORE_NOT_FOUND) return true;
+    if (status != STORE_OK) {
+        reply_store_error(session, status);
+        return false;
+    }
+    enum decode_result decoded = list_decode(item_value(*item), item_value_length(*item), list);
+    if (decoded == DECODED) return true;
+    item_release(*item);
+    *item = NULL;
+    elements_free(list);
+    reply_error(session, decoded == DECODE_CORRUPT ? "ERR the list's stored encoding is damaged"
+                                                   : "OOM out of memory: could not read the list");
+    return false;
+}
+
+/* Brings the key in argument 1 back to DRAM if it lives on flash, with a hold until the
+ * command ends (resp_prefetch_key()). Returns true when the command can go on; false
+ * when the read started (the command runs again once it ends) or failed (replied).
+ * Called once per command: each call that finds the key takes a hold. */
+static bool in_dram(struct resp_session *session, const struct resp_request *request) {
+    return resp_prefetch_key(session, request, 1, true) == PREFETCH_READY;
+}
+
+static void done_reading(struct item *item, struct list_elements *list) {
+    elements_free(list);
+    if (item != NULL) item_release(item);
+}
+
+void command_llen(struct resp_session *session, const struct resp_request *request) {
+    struct item *item;
+    struct list_elements list;
+    if (!in_dram(session, request) || !read_list(session, request, 1, &item, &list)) return;
+    reply_integer(session, (int64_t)list.count);
+    done_reading(item, &list);
+}
+
+void command_lrange(struct resp_session *session, const struct resp_request *request) {
+    int64_t start, stop;
+    if (!argument_int64(session, request, 2, &start) || !argument_int64(session, request, 3, &stop))
+        return;
+    struct item *item;
+    struct list_elements list;
+    if (!in_dram(session, request) || !read_list(session, request, 1, &item, &list)) return;
+    size_t first, last;
+    if (!list_range(start, stop, list.count, &first, &last)) {
+        reply_array(session, 0);
+    } else {
+        reply_array(session, last - first + 1);
+        for (size_t i = first; i <= last; i++)
+            reply_bulk(session, list.elements[i].data, list.elements[i].length);
+    }
+    done_reading(item, &list);
+}
+
+/* LINDEX key index: the element, or nil. As in Redis the key is looked up before the
+ * index is read. */
+void command_lindex(struct resp_session *session, const struct resp_request *request) {
+    struct item *item;
+    struct list_elements list;
+    if (!in_dram(session, request) || !read_list(session, request, 1, &item, &list)) return;
+    int64_t index;
+    size_t at;
+    if (item == NULL) {
+        reply_null(session);
+    } else if (argument_int64(session, request, 2, &index)) {
+        if (list_index(index, list.count, &at)) {
+            reply_bulk(session, list.elements[at].data, list.elements[at].length);
+        } else {
+            reply_null(session);
+        }
+    }
+    done_reading(item, &list);
+}
+
+/* LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]: the index of the
+ * RANKth match (negative: counting from the tail), or with COUNT an array of up to COUNT
+ * matches from there (0: all), looking at no more than MAXLEN elements (0: all). */
+void command_lpos(struct resp_session *session, const struct resp_request *request) {
+    int64_t rank = 1, count = -1, maxlen = 0; /* count -1: no COUNT */
+    for (size_t i = 3; i < request->argc; i++) {
+        bool has_value = i + 1 < request->argc;
+        if (argument_is(request, i, "RANK") && has_value) {
+            if (!argument_int64(session, request, ++i, &rank)) return;
+            if (rank == 0) {
+                reply_error(session, "ERR RANK can't be zero: use 1 to start from the first "
+                                     "match, 2 from the second ... or use negative to start "
+                                     "from the end of the list");
+                return;
+            }
+        } else if (argument_is(request, i, "COUNT") && has_value) {
+            if (!argument_int64(session, request, ++i, &count)) return;
+            if (count < 0) {
+                reply_error(session, "ERR COUNT can't be negative");
+                return;
+            }
+        } else if (argument_is(request, i, "MAXLEN") && has_value) {
+            if (!argument_int64(session, request, ++i, &maxlen)) return;
+            if (maxlen < 0) {
+                reply_error(session, "ERR MAXLEN can't be negative");
+                return;
+            }
+        } else {
+            reply_syntax_error(session);
+            return;
+        }
+    }
+    bool from_tail = rank < 0;
+    /* Redis negates a rank of INT64_MIN into itself, which then matches the first match. */
+    uint64_t wanted_rank = rank == INT64_MIN ? 1 : (uint64_t)(rank < 0 ? -rank : rank);
+    struct item *item;
+    struct list_elements list;
+    if (!in_dram(session, request) || !read_list(session, request, 1, &item, &list)) return;
+    if (item == NULL) {
+        if (count != -1) {
+            reply_array(session, 0);
+        } else {
+            reply_null(session);
+        }
+        done_reading(item, &list);
+        return;
+    }
+    /* The matching indexes, collected before replying (the array's length comes first). */
+    size_t *found = NULL, found_count = 0;
+    uint64_t matches = 0;
+    size_t looked = maxlen == 0 || (uint64_t)maxlen > list.count ? list.count : (size_t)maxlen;
+    for (size_t n = 0; n < looked; n++) {
+        size_t at = from_tail ? list.count - 1 - n : n;
+        if (!element_is(&list.elements[at], request->argv[2], request->lengths[2])) continue;
+        if (++matches < wanted_rank) continue;
+        if (found == NULL) {
+            found = malloc(list.count * sizeof(*found));
+            if (found == NULL) {
+                done_reading(item, &list);
+                reply_error(session, "OOM out of memory: could not search the list");
+                return;
+            }
+        }
+        found[found_count++] = at;
+        if (count == -1 || (count != 0 && found_count >= (uint64_t)count)) break;
+    }
+    if (count != -1) {
+        reply_array(session, found_count);
+        for (size_t i = 0; i < found_count; i++)
+            reply_integer(session, (int64_t)found[i]);
+    } else if (found_count > 0) {
+        reply_integer(session, (int64_t)found[0]);
+    } else {
+        reply_null(session);
+    }
+    free(found);
+    done_reading(item, &list);
+}
+
+/* ---- changing ----------------------------------------------------------------------- */
+
+/* A change to a list, computed by a command's edit function from the current list. The
+ * command sets the parsed arguments before update_list(). */
+struct list_change {
+    struct list_elements list; /* the list, changed in place */
+    bool exists;               /* the key held a list */
+    bool changed;              /* something to store */
+    int64_t integer;           /* the reply, for commands that answer a number */
+    /* parsed arguments */
+    bool left;           /* the head (LPUSH, LPOP, LINSERT BEFORE) */
+    bool has_count;      /* LPOP and RPOP with a count */
+    int64_t count;       /* LPOP/RPOP's count, LREM's count */
+    int64_t start;       /* LTRIM */
+    int64_t stop;        /* LTRIM */
+    bool only_if_exists; /* LPUSHX, RPUSHX */
+    /* elements popped (views into the item read), in reply order */
+    struct list_element *popped;
+    size_t popped_count;
+};
+
+/* Applies the command to CHANGE->list. Returns true to go on (store it if changed, then
+ * reply), false after replying itself (an error). */
+typedef bool (*list_edit_fn)(struct resp_session *session, const struct resp_request *request,
+                             struct list_change *change);
+
+/* Replies once the change is stored (or needed storing nothing). */
+typedef void (*list_reply_fn)(struct resp_session *session, const struct list_change *change);
+
+/* Stores LIST under KEY in place of EXPECTED (NULL: only if KEY is absent), keeping its
+ * expiry, or deletes the key when LIST is empty. Returns the store's status
+ * (STORE_CONDITION_FAILED when KEY no longer holds EXPECTED). */
+static enum store_status store_list(struct store *store, const unsigned char *key,
+                                    size_t key_length, const struct item *expected,
+                                    const struct list_elements *list) {
+    if (list->count == 0)
+        return expected != NULL ? store_delete_if_unchanged(store, key, key_length, expected)
+                                : STORE_OK;
+    struct byte_buffer encoded = {0};
+    list_encode(list, &encoded);
+    enum store_status status =
+        encoded.failed ? STORE_ALLOCATION_FAILED
+                       : store_replace_if_unchanged(store, key, key_length, expected, encoded.data,
+                                                    encoded.length, true, STORE_TYPE_LIST);
+    byte_buffer_free(&encoded);
+    return status;
+}
+
+/* One try at a change (update_list()). Returns false when the key changed between its
+ * read and its write (try again); otherwise it has replied. */
+static bool update_once(struct resp_session *session, const struct resp_request *request,
+                        const struct list_change *arguments, list_edit_fn edit,
+                        list_reply_fn reply) {
+    struct item *item;
+    struct list_change change = *arguments;
+    if (!read_list(session, request, 1, &item, &change.list)) return true;
+    change.exists = item != NULL;
+    bool go_on = edit(session, request, &change);
+    enum store_status status = STORE_OK;
+    if (go_on && change.changed) {
+        status = store_list(store_of(session), request->argv[1], (size_t)request->lengths[1], item,
+                            &change.list);
+    }
+    if (go_on && status == STORE_OK) reply(session, &change);
+    free(change.popped);
+    done_reading(item, &change.list);
+    if (status == STORE_CONDITION_FAILED) return false;
+    if (go_on && status != STORE_OK) reply_store_error(session, status);
+    return true;
+}
+
+/* Runs a change on the list at argument 1: reads it, lets EDIT change CHANGE's copy of
+ * ARGUMENTS, and stores the result only if the key still holds what was read (keeping
+ * its expiry), retrying otherwise. A list left empty is deleted, as in Redis.
+ *
+ * Every try rewrites the whole list, so on a list many clients push to at once (a queue
+ * under redis-benchmark's 50 connections) a slow worker can lose the race again and
+ * again. After CONTENDED_ATTEMPTS lost races the change takes exclusivity, as LMOVE
+ * does: then only eviction or expiry can still come between, and the change goes
+ * through. */
+static void update_list(struct resp_session *session, const struct resp_request *request,
+                        const struct list_change *arguments, list_edit_fn edit,
+                        list_reply_fn reply) {
+    if (!in_dram(session, request)) return;
+    bool exclusive = false, done = false;
+    for (int attempt = 0; attempt < UPDATE_ATTEMPTS && !done; attempt++) {
+        if (attempt == CONTENDED_ATTEMPTS) exclusive = resp_exclusive_begin(session);
+        done = update_once(session, request, arguments, edit, reply);
+    }
+    if (!done) reply_error(session, "ERR the key changed too often to update it; try again");
+    if (exclusive) resp_exclusive_end(session);
+}
+
+static void reply_change_integer(struct resp_session *session, const struct list_change *change) {
+    reply_integer(session, change->integer);
+}
+
+static void reply_change_ok(struct resp_session *session, const struct list_change *change) {
+    (void)change;
+    reply_ok(session);
+}
+
+static void reply_no_memory(struct resp_session *session) {
+    reply_error(session, "OOM out of memory: could not change the list");
+}
+
+/* LPUSH, RPUSH and their X forms: the elements from argument 2, each pushed in turn
+ * (so LPUSH leaves them reversed at the head). INTEGER is the new length. */
+static bool edit_push(struct resp_session *session, const struct resp_request *request,
+                      struct list_change *change) {
+    if (change->only_if_exists && !change->exists) return true; /* answers 0 */
+    size_t count = request->argc - 2;
+    if (!list_open(&change->list, change->left ? 0 : change->list.count, count)) {
+        reply_no_memory(session);
+        return false;
+    }
+    size_t first = change->left ? 0 : change->list.count - count;
+    for (size_t i = 0; i < count; i++) {
+        size_t at = change->left ? first + count - 1 - i : first + i;
+        change->list.elements[at] =
+            (struct list_element){request->argv[2 + i], (uint32_t)request->lengths[2 + i]};
+    }
+    change->integer = (int64_t)change->list.count;
+    change->changed = true;
+    return true;
+}
+
+static void push(struct resp_session *session, const struct resp_request *request, bool left,
+                 bool only_if_exists) {
+    if (!lengths_fit(session, request, 2)) return;
+    struct list_change arguments = {.left = left, .only_if_exists = only_if_exists};
+    update_list(session, request, &arguments, edit_push, reply_change_integer);
+}
+
+void command_lpush(struct resp_session *session, const struct resp_request *request) {
+    push(session, request, true, false);
+}
+
+void command_rpush(struct resp_session *session, const struct resp_request *request) {
+    push(session, request, false, false);
+}
+
+void command_lpushx(struct resp_session *session, const struct resp_request *request) {
+    push(session, request, true, true);
+}
+
+void command_rpushx(struct resp_session *session, const struct resp_request *request) {
+    push(session, request, false, true);
+}
+
+/* LPOP and RPOP: up to COUNT (1 without one) elements from the chosen end. */
+static bool edit_pop(struct resp_session *session, const struct resp_request *request,
+                     struct list_change *change) {
+    (void)request;
+    size_t count =
+        (uint64_t)change->count < change->list.count ? (size_t)change->count : change->list.count;
+    if (count == 0) return true;
+    change->popped = malloc(count * sizeof(*change->popped));
+    if (change->popped == NULL) {
+        reply_no_memory(session);
+        return false;
+    }
+    for (size_t i = 0; i < count; i++) {
+        size_t at = change->left ? i : change->list.count - 1 - i;
+        change->popped[i] = change->list.elements[at];
+    }
+    change->popped_count = count;
+    list_remove(&change->list, change->left ? 0 : change->list.count - count, count);
+    change->changed = true;
+    return true;
+}
+
+/* Without a count: the element, or nil. With one: nil (a null array) when the key is
+ * absent, else an array of the elements popped (empty for a count of 0), as Redis 7. */
+static void reply_popped(struct resp_session *session, const struct list_change *change) {
+    if (!change->has_count) {
+        if (change->popped_count == 0) {
+            reply_null(session);
+        } else {
+            reply_bulk(session, change->popped[0].data, change->popped[0].length);
+        }
+        return;
+    }
+    if (!change->exists) {
+        reply_null_array(session);
+        return;
+    }
+    reply_array(session, change->popped_count);
+    for (size_t i = 0; i < change->popped_count; i++)
+        reply_bulk(session, change->popped[i].data, change->popped[i].length);
+}
+
+static void pop(struct resp_session *session, const struct resp_request *request, bool left,
+                const char *name) {
+    struct list_change arguments = {.left = left, .count = 1};
+    if (request->argc > 3) {
+        reply_wrong_arity(session, name);
+        return;
+    }
+    if (request->argc == 3) {
+        arguments.has_count = true;
+        /* As Redis, one error for a count that is not a number and for a negative one. */
+        if (!parse_int64(request->argv[2], (size_t)request->lengths[2], &arguments.count) ||
+            arguments.count < 0) {
+            reply_error(session, "ERR value is out of range, must be positive");
+            return;
+        }
+    }
+    update_list(session, request, &arguments, edit_pop, reply_popped);
+}
+
+void command_lpop(struct resp_session *session, const struct resp_request *request) {
+    pop(session, request, true, "lpop");
+}
+
+void command_rpop(struct resp_session *session, const struct resp_request *request) {
+    pop(session, request, false, "rpop");
+}
+
+/* LSET key index element: ERR no such key, ERR index out of range, or OK. */
+static bool edit_set(struct resp_session *session, const struct resp_request *request,
+                     struct list_change *change) {
+    if (!change->exists) {
+        reply_error(session, "ERR no such key");
+        return false;
+    }
+    int64_t index;
+    size_t at;
+    if (!argument_int64(session, request, 2, &index)) return false;
+    if (!list_index(index, change->list.count, &at)) {
+        reply_error(session, "ERR index out of range");
+        return false;
+    }
+    change->list.elements[at] =
+        (struct list_element){request->argv[3], (uint32_t)request->lengths[3]};
+    change->changed = true;
+    return true;
+}
+
+void command_lset(struct resp_session *session, const struct resp_request *request) {
+    struct list_change arguments = {0};
+    if (lengths_fit(session, request, 3))
+        update_list(session, request, &arguments, edit_set, reply_change_ok);
+}
+
+/* LREM key count element: removes up to COUNT matches from the head (all for 0; from
+ * the tail for a negative COUNT); INTEGER is how many. */
+static bool edit_remove(struct resp_session *session, const struct resp_request *request,
+                        struct list_change *change) {
+    (void)session;
+    struct list_elements *list = &change->list;
+    bool from_tail = change->count < 0;
+    uint64_t limit = change->count == 0           ? UINT64_MAX
+                     : change->count == INT64_MIN ? (uint64_t)INT64_MAX + 1
+                     : from_tail                  ? (uint64_t)-change->count
+                                                  : (uint64_t)change->count;
+    uint64_t removed = 0;
+    /* Marks the removed elements with a NULL data pointer, then compacts. */
+    for (size_t n = 0; n < list->count && removed < limit; n++) {
+        size_t at = from_tail ? list->count - 1 - n : n;
+        if (element_is(&list->elements[at], request->argv[3], request->lengths[3])) {
+            list->elements[at].data = NULL;
+            removed++;
+        }
+    }
+    if (removed == 0) return true;
+    size_t kept = 0;
+    for (size_t i = 0; i < list->count; i++)
+        if (list->elements[i].data != NULL) list->elements[kept++] = list->elements[i];
+    list->count = kept;
+    change->integer = (int64_t)removed;
+    change->changed = true;
+    return true;
+}
+
+void command_lrem(struct resp_session *session, const struct resp_request *request) {
+    struct list_change arguments = {0};
+    if (argument_int64(session, request, 2, &arguments.count))
+        update_list(session, request, &arguments, edit_remove, reply_change_integer);
+}
+
+/* LTRIM key start stop: keeps the range only (none of it when it is empty). */
+static bool edit_trim(struct resp_session *session, const struct resp_request *request,
+                      struct list_change *change) {
+    (void)session;
+    (void)request;
+    struct list_elements *list = &change->list;
+    size_t first, last;
+    if (!list_range(change->start, change->stop, list->count, &first, &last)) {
+        change->changed = list->count > 0;
+        list->count = 0;
+        return true;
+    }
+    if (first == 0 && last == list->count - 1) return true;
+    list_remove(list, last + 1, list->count - last - 1);
+    list_remove(list, 0, first);
+    change->changed = true;
+    return true;
+}
+
+void command_ltrim(struct resp_session *session, const struct resp_request *request) {
+    struct list_change arguments = {0};
+    if (argument_int64(session, request, 2, &arguments.start) &&
+        argument_int64(session, request, 3, &arguments.stop))
+        update_list(session, request, &arguments, edit_trim, reply_change_ok);
+}
+
+/* LINSERT key BEFORE|AFTER pivot element: the new length, -1 without the pivot, 0
+ * without the key. */
+static bool edit_insert(struct resp_session *session, const struct resp_request *request,
+                        struct list_change *change) {
+    struct list_elements *list = &change->list;
+    if (!change->exists) return true; /* answers 0 */
+    change->integer = -1;
+    for (size_t i = 0; i < list->count; i++) {
+        if (!element_is(&list->elements[i], request->argv[3], request->lengths[3])) continue;
+        size_t at = change->left ? i : i + 1;
+        if (!list_open(list, at, 1)) {
+            reply_no_memory(session);
+            return false;
+        }
+        list->elements[at] = (struct list_element){request->argv[4], (uint32_t)request->lengths[4]};
+        change->integer = (int64_t)list->count;
+        change->changed = true;
+        break;
+    }
+    return true;
+}
+
+void command_linsert(struct resp_session *session, const struct resp_request *request) {
+    struct list_change arguments = {0};
+    if (argument_is(request, 2, "BEFORE")) {
+        arguments.left = true;
+    } else if (!argument_is(request, 2, "AFTER")) {
+        reply_syntax_error(session);
+        return;
+    }
+    if (lengths_fit(session, request, 4))
+        update_list(session, request, &arguments, edit_insert, reply_change_integer);
+}
+
+/* ---- LMOVE and RPOPLPUSH ------------------------------------------------------------- */
+
+/* Pushes ELEMENT onto the list at KEY (creating it) at its head or tail, by
+ * compare-and-swap, retried when another change came between. Returns STORE_OK,
+ * STORE_WRONG_TYPE when KEY holds another type, or the store's error. */
+static enum store_status push_element(struct store *store, const unsigned char *key,
+                                      size_t key_length, const struct list_element *element,
+                                      bool left) {
+    for (int attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
+        struct item *item = NULL;
+        struct list_elements list = {0};
+        enum store_status status = store_get_typed(store, key, key_length, STORE_TYPE_LIST, &item);
+        if (status == STORE_NOT_FOUND) {
+            item = NULL;
+        } else if (status != STORE_OK) {
+            return status;
+        } else {
+            enum decode_result decoded =
+                list_decode(item_value(item), item_value_length(item), &list);
+            if (decoded != DECODED) {
+                done_reading(item, &list);
+                return decoded == DECODE_CORRUPT ? STORE_IO_ERROR : STORE_ALLOCATION_FAILED;
+            }
+        }
+        if (!list_open(&list, left ? 0 : list.count, 1)) {
+            status = STORE_ALLOCATION_FAILED;
+        } else {
+            list.elements[left ? 0 : list.count - 1] = *element;
+            status = store_list(store, key, key_length, item, &list);
+        }
+        done_reading(item, &list);
+        if (status != STORE_CONDITION_FAILED) return status;
+    }
+    return STORE_CONDITION_FAILED;
+}
+
+/* One try at LMOVE with the lists at arguments 1 and 2. Returns false when the source
+ * changed between its read and its write (try again); otherwise it has replied. */
+static bool move_once(struct resp_session *session, const struct resp_request *request,
+                      bool from_left, bool to_left) {
+    struct store *store = store_of(session);
+    struct item *source_item, *target_item = NULL;
+    struct list_elements source, target = {0};
+    if (!read_list(session, request, 1, &source_item, &source)) return true;
+    if (source_item == NULL) {
+        reply_null(session);
+        return true;
+    }
+    bool same = request->lengths[1] == request->lengths[2] &&
+                memcmp(request->argv[1], request->argv[2], (size_t)request->lengths[1]) == 0;
+    /* As Redis: a destination of another type fails before anything is popped. */
+    if (!same && !read_list(session, request, 2, &target_item, &target)) {
+        done_reading(source_item, &source);
+        return true;
+    }
+    done_reading(target_item, &target); /* checked only: pushed to by push_element() */
+    struct list_element element = source.elements[from_left ? 0 : source.count - 1];
+    list_remove(&source, from_left ? 0 : source.count - 1, 1);
+    if (same) {
+        /* Rotation: one key, one compare-and-swap. */
+        if (!list_open(&source, to_left ? 0 : source.count, 1)) {
+            done_reading(source_item, &source);
+            reply_no_memory(session);
+            return true;
+        }
+        source.elements[to_left ? 0 : source.count - 1] = element;
+    }
+    enum store_status status =
+        store_list(store, request->argv[1], (size_t)request->lengths[1], source_item, &source);
+    if (status == STORE_CONDITION_FAILED) {
+        done_reading(source_item, &source);
+        return false;
+    }
+    if (status == STORE_OK && !same) {
+        status =
+            push_element(store, request->argv[2], (size_t)request->lengths[2], &element, to_left);
+        if (status != STORE_OK) {
+            /* The destination changed type or could not take the element (only possible
+             * without exclusivity, or out of memory): the element goes back where it came
+             * from rather than being lost. */
+            push_element(store, request->argv[1], (size_t)request->lengths[1], &element, from_left);
+        }
+    }
+    if (status == STORE_OK) {
+        reply_bulk(session, element.data, element.length);
+    } else {
+        reply_store_error(session, status);
+    }
+    done_reading(source_item, &source); /* ELEMENT viewed into it: released after the reply */
+    return true;
+}
+
+/* LMOVE source destination LEFT|RIGHT LEFT|RIGHT (and RPOPLPUSH): pops an element from
+ * the source's chosen end and pushes it onto the destination's; nil when the source is
+ * absent; WRONGTYPE from either key before anything changes.
+ *
+ * Two keys cannot be swapped by one compare-and-swap, so the move takes the session's
+ * exclusivity (resp_environment.exclusive, as EXEC does) around its reads and writes: no
+ * other connection's command runs meanwhile, so no client ever sees the element in both
+ * lists or in neither, and the destination checked before the pop is still a list when
+ * pushed to. Inside EXEC the transaction already holds it (taking it again would wait
+ * for ever). The writes stay compare-and-swaps, since eviction and expiry do not wait for
+ * exclusivity; without an exclusive callback (tests, embedding) they are what keeps the
+ * move safe: the source is written first (retried whole if it changed), then the element
+ * pushed onto the destination as it then is, and put back on the source if that fails,
+ * so an element is never lost or doubled, though another client may briefly see it in
+ * neither list. The cost is that each LMOVE pauses the other workers for a moment. */
+static void move_element(struct resp_session *session, const struct resp_request *request,
+                         bool from_left, bool to_left) {
+    /* The source first; the destination, if on flash, is read back under exclusivity. */
+    if (!in_dram(session, request)) return;
+    bool exclusive = resp_exclusive_begin(session);
+    bool done = false;
+    for (int attempt = 0; attempt < UPDATE_ATTEMPTS && !done; attempt++)
+        done = move_once(session, request, from_left, to_left);
+    if (!done) reply_error(session, "ERR the key changed too often to update it; try again");
+    if (exclusive) resp_exclusive_end(session);
+}
+
+void command_lmove(struct resp_session *session, const struct resp_request *request) {
+    bool ends[2];
+    for (size_t i = 0; i < 2; i++) {
+        ends[i] = argument_is(request, 3 + i, "LEFT");
+        if (!ends[i] && !argument_is(request, 3 + i, "RIGHT")) {
+            reply_syntax_error(session);
+            return;
+        }
+    }
+    move_element(session, request, ends[0], ends[1]);
+}
+
+void command_rpoplpush(struct resp_session *session, const struct resp_request *request) {
+    move_element(session, request, false, true);
+}
