@@ -316,3 +316,28 @@ def test_latency_monitor(server, client):
         stats = command_stats(client)
         assert stats["latency|history"]["rejected_calls"] >= 1
         assert stats["debug"]["calls"] >= 2
+
+
+def test_slow_log_and_monitor_after_set_gave_its_value_away(start_server):
+    """SET takes a large value's block without a copy, and a SET that stores nothing (XX
+    on a missing key) frees it at once: the slow log and MONITOR, which read the arguments
+    after the command, show the value's first 128 bytes and how many more, never freed
+    memory (AddressSanitizer checks that in the sanitized run)."""
+    server = start_server()
+    value = bytes(range(256)) * 80  # 20,480 bytes: a value block
+    with raw(server) as monitor, raw(server) as connection:
+        assert monitor.call("MONITOR") == "OK"
+        connection.call("CONFIG", "SET", "slowlog-log-slower-than", "0")
+        assert connection.call("SET", "absent", value, "XX") == Null("$-1")
+        assert connection.call("SET", "kept", value) == "OK"
+        entries = connection.call("SLOWLOG", "GET", "10")
+        sets = [entry[3] for entry in entries if entry[3][0].upper() == b"SET"]
+        assert len(sets) == 2
+        for arguments in sets:
+            assert arguments[2] == value[:128] + b"... (20352 more bytes)"
+        lines = []
+        while len([line for line in lines if '"SET"' in line.upper()]) < 2:
+            lines.append(monitor.read())
+        for line in [line for line in lines if '"SET"' in line.upper()]:
+            assert line.endswith(("... (20352 more bytes)", "... (20352 more bytes) \"XX\"")), line
+        assert connection.call("STRLEN", "kept") == len(value)

@@ -258,6 +258,14 @@ void resp_monitor_feed(struct resp_session *session, const struct resp_request *
         byte_buffer_append(&line, " ", 1);
         if (redacted(request, i)) {
             byte_buffer_append_text(&line, "\"(redacted)\"");
+        } else if (request->argv == session->parser.argv &&
+                   resp_parser_readable(&session->parser, i) < request->lengths[i]) {
+            /* A large value SET stored without a copy: its first bytes, then how many more
+             * (the rest may already be gone with the block). */
+            uint64_t readable = resp_parser_readable(&session->parser, i);
+            append_quoted(&line, request->argv[i], (size_t)readable);
+            byte_buffer_appendf(&line, "... (%llu more bytes)",
+                                (unsigned long long)(request->lengths[i] - readable));
         } else {
             append_quoted(&line, request->argv[i], (size_t)request->lengths[i]);
         }

@@ -49,6 +49,10 @@ static void release_arguments(struct resp_parser *parser) {
             value_block_release(parser->arguments[i].block);
             parser->arguments[i].block = NULL;
         }
+        free(parser->arguments[i].head);
+        parser->arguments[i].head = NULL;
+        parser->arguments[i].head_length = 0;
+        parser->arguments[i].taken = false;
     }
     parser->argument_count = 0;
 }
@@ -472,9 +476,29 @@ void resp_parser_direct_advance(struct resp_parser *parser, size_t length) {
 
 struct value_block *resp_parser_take_block(struct resp_parser *parser, size_t index) {
     if (index >= parser->argument_count) return NULL;
-    struct value_block *block = parser->arguments[index].block;
-    parser->arguments[index].block = NULL;
+    struct resp_argument *argument = &parser->arguments[index];
+    struct value_block *block = argument->block;
+    if (block == NULL) return NULL;
+    argument->block = NULL;
+    argument->taken = true;
+    size_t keep =
+        argument->length < RESP_ARGUMENT_HEAD ? (size_t)argument->length : RESP_ARGUMENT_HEAD;
+    argument->head = malloc(keep > 0 ? keep : 1);
+    if (argument->head != NULL) {
+        memcpy(argument->head, parser->argv[index], keep);
+        argument->head_length = keep;
+        parser->argv[index] = argument->head;
+    } else {
+        argument->head_length = 0;
+        parser->argv[index] = (const unsigned char *)"";
+    }
     return block;
+}
+
+uint64_t resp_parser_readable(const struct resp_parser *parser, size_t index) {
+    if (index >= parser->argument_count) return 0;
+    const struct resp_argument *argument = &parser->arguments[index];
+    return argument->taken ? argument->head_length : argument->length;
 }
 
 void resp_parser_next_command(struct resp_parser *parser) {

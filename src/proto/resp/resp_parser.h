@@ -43,7 +43,17 @@ struct resp_argument {
     size_t offset; /* in the arena, when block is NULL */
     uint64_t length;
     struct value_block *block; /* large argument, or NULL */
+    /* After resp_parser_take_block(): a copy of the argument's first bytes (at most
+     * RESP_ARGUMENT_HEAD; NULL if it could not be allocated), which argv now points to,
+     * since the block may be gone once its taker is done (the slow log and MONITOR read
+     * the arguments after the command). */
+    unsigned char *head;
+    size_t head_length;
+    bool taken;
 };
+
+/* Bytes of a taken argument kept for the slow log and MONITOR. */
+#define RESP_ARGUMENT_HEAD 128
 
 struct resp_parser {
     struct resp_parser_limits limits;
@@ -97,9 +107,14 @@ bool resp_parser_direct_target(struct resp_parser *parser, unsigned char **buffe
 void resp_parser_direct_advance(struct resp_parser *parser, size_t length);
 
 /* Takes the value block holding argument INDEX of the ready command (NULL if that
- * argument is small). The caller then owns the block's reference; argv[INDEX] stays
- * valid only as long as the caller keeps it. */
+ * argument is small). The caller then owns the block's reference; argv[INDEX] then
+ * points to a copy of the argument's first RESP_ARGUMENT_HEAD bytes (argv_lengths keeps
+ * the whole length: see resp_parser_readable()). */
 struct value_block *resp_parser_take_block(struct resp_parser *parser, size_t index);
+
+/* How many bytes of argv[INDEX] of the ready command can be read: its length, or for a
+ * taken argument the bytes of its head. */
+uint64_t resp_parser_readable(const struct resp_parser *parser, size_t index);
 
 /* Forgets the ready command, releasing blocks nobody took, and prepares for the next. */
 void resp_parser_next_command(struct resp_parser *parser);

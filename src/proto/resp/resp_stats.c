@@ -446,11 +446,16 @@ static void slowlog_add(struct resp_session *session, const struct resp_request 
         } else if (i > 0 && redacted(request, i)) {
             length = (size_t)sprintf(at, "(redacted)");
         } else if (request->lengths[i] > SLOWLOG_ARGUMENT_MAX) {
-            memcpy(at, request->argv[i], SLOWLOG_ARGUMENT_MAX);
-            length =
-                SLOWLOG_ARGUMENT_MAX +
-                (size_t)sprintf(at + SLOWLOG_ARGUMENT_MAX, "... (%llu more bytes)",
-                                (unsigned long long)(request->lengths[i] - SLOWLOG_ARGUMENT_MAX));
+            /* A value SET took over without a copy keeps only its first bytes readable
+             * (resp_parser_take_block()): the block may be gone by now. */
+            uint64_t readable = request->argv == session->parser.argv
+                                    ? resp_parser_readable(&session->parser, i)
+                                    : request->lengths[i];
+            size_t shown =
+                readable < SLOWLOG_ARGUMENT_MAX ? (size_t)readable : SLOWLOG_ARGUMENT_MAX;
+            memcpy(at, request->argv[i], shown);
+            length = shown + (size_t)sprintf(at + shown, "... (%llu more bytes)",
+                                             (unsigned long long)(request->lengths[i] - shown));
         } else {
             length = (size_t)request->lengths[i];
             memcpy(at, request->argv[i], length);
