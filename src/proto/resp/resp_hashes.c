@@ -22,6 +22,7 @@
 #include "base/glob.h"
 #include "base/numbers.h"
 #include "proto/resp/resp_internal.h"
+#include "strata_protocol.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -58,17 +59,6 @@ struct hash_entries {
     size_t live; /* entries not removed */
 };
 
-static uint32_t load32(const unsigned char *at) {
-    return (uint32_t)at[0] | (uint32_t)at[1] << 8 | (uint32_t)at[2] << 16 | (uint32_t)at[3] << 24;
-}
-
-static void store32(unsigned char *at, uint32_t value) {
-    at[0] = (unsigned char)value;
-    at[1] = (unsigned char)(value >> 8);
-    at[2] = (unsigned char)(value >> 16);
-    at[3] = (unsigned char)(value >> 24);
-}
-
 static bool entries_grow(struct hash_entries *hash, size_t wanted) {
     if (wanted <= hash->capacity) return true;
     size_t capacity = hash->capacity ? hash->capacity : 8;
@@ -93,7 +83,7 @@ enum decode_result { DECODED, DECODE_CORRUPT, DECODE_NO_MEMORY };
 static enum decode_result hash_decode(const unsigned char *data, uint64_t length,
                                       struct hash_entries *hash) {
     if (length < HASH_HEADER_SIZE || data[0] != HASH_FORMAT_VERSION) return DECODE_CORRUPT;
-    uint32_t count = load32(data + 1);
+    uint32_t count = strata_load32(data + 1);
     /* Each field takes at least 8 bytes: a count beyond that is damage, not a size. */
     if (count > (length - HASH_HEADER_SIZE) / 8) return DECODE_CORRUPT;
     if (!entries_grow(hash, count)) return DECODE_NO_MEMORY;
@@ -101,12 +91,12 @@ static enum decode_result hash_decode(const unsigned char *data, uint64_t length
     for (uint32_t i = 0; i < count; i++) {
         struct hash_entry *entry = &hash->entries[i];
         if (end - at < 4) return DECODE_CORRUPT;
-        entry->field_length = load32(at);
+        entry->field_length = strata_load32(at);
         at += 4;
         if ((uint64_t)(end - at) < (uint64_t)entry->field_length + 4) return DECODE_CORRUPT;
         entry->field = at;
         at += entry->field_length;
-        entry->value_length = load32(at);
+        entry->value_length = strata_load32(at);
         at += 4;
         if ((uint64_t)(end - at) < entry->value_length) return DECODE_CORRUPT;
         entry->value = at;
@@ -121,16 +111,16 @@ static enum decode_result hash_decode(const unsigned char *data, uint64_t length
 /* Appends HASH's live entries, encoded, to OUTPUT. */
 static void hash_encode(const struct hash_entries *hash, struct byte_buffer *output) {
     unsigned char header[HASH_HEADER_SIZE] = {HASH_FORMAT_VERSION};
-    store32(header + 1, (uint32_t)hash->live);
+    strata_store32(header + 1, (uint32_t)hash->live);
     byte_buffer_append(output, header, sizeof(header));
     for (size_t i = 0; i < hash->count; i++) {
         const struct hash_entry *entry = &hash->entries[i];
         if (entry->removed) continue;
         unsigned char length[4];
-        store32(length, entry->field_length);
+        strata_store32(length, entry->field_length);
         byte_buffer_append(output, length, 4);
         byte_buffer_append(output, entry->field, entry->field_length);
-        store32(length, entry->value_length);
+        strata_store32(length, entry->value_length);
         byte_buffer_append(output, length, 4);
         byte_buffer_append(output, entry->value, entry->value_length);
     }

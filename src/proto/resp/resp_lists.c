@@ -21,6 +21,7 @@
 #include "base/byte_buffer.h"
 #include "base/numbers.h"
 #include "proto/resp/resp_internal.h"
+#include "strata_protocol.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -48,17 +49,6 @@ struct list_elements {
     size_t count;
     size_t capacity;
 };
-
-static uint32_t load32(const unsigned char *at) {
-    return (uint32_t)at[0] | (uint32_t)at[1] << 8 | (uint32_t)at[2] << 16 | (uint32_t)at[3] << 24;
-}
-
-static void store32(unsigned char *at, uint32_t value) {
-    at[0] = (unsigned char)value;
-    at[1] = (unsigned char)(value >> 8);
-    at[2] = (unsigned char)(value >> 16);
-    at[3] = (unsigned char)(value >> 24);
-}
 
 static bool elements_grow(struct list_elements *list, size_t wanted) {
     if (wanted <= list->capacity) return true;
@@ -101,7 +91,7 @@ enum decode_result { DECODED, DECODE_CORRUPT, DECODE_NO_MEMORY };
 static enum decode_result list_decode(const unsigned char *data, uint64_t length,
                                       struct list_elements *list) {
     if (length < LIST_HEADER_SIZE || data[0] != LIST_FORMAT_VERSION) return DECODE_CORRUPT;
-    uint32_t count = load32(data + 1);
+    uint32_t count = strata_load32(data + 1);
     /* Each element takes at least 4 bytes: a count beyond that is damage, not a size. */
     if (count > (length - LIST_HEADER_SIZE) / 4) return DECODE_CORRUPT;
     if (!elements_grow(list, count)) return DECODE_NO_MEMORY;
@@ -109,7 +99,7 @@ static enum decode_result list_decode(const unsigned char *data, uint64_t length
     for (uint32_t i = 0; i < count; i++) {
         struct list_element *element = &list->elements[i];
         if (end - at < 4) return DECODE_CORRUPT;
-        element->length = load32(at);
+        element->length = strata_load32(at);
         at += 4;
         if ((uint64_t)(end - at) < element->length) return DECODE_CORRUPT;
         element->data = at;
@@ -123,11 +113,11 @@ static enum decode_result list_decode(const unsigned char *data, uint64_t length
 /* Appends LIST, encoded, to OUTPUT. */
 static void list_encode(const struct list_elements *list, struct byte_buffer *output) {
     unsigned char header[LIST_HEADER_SIZE] = {LIST_FORMAT_VERSION};
-    store32(header + 1, (uint32_t)list->count);
+    strata_store32(header + 1, (uint32_t)list->count);
     byte_buffer_append(output, header, sizeof(header));
     for (size_t i = 0; i < list->count; i++) {
         unsigned char length[4];
-        store32(length, list->elements[i].length);
+        strata_store32(length, list->elements[i].length);
         byte_buffer_append(output, length, 4);
         byte_buffer_append(output, list->elements[i].data, list->elements[i].length);
     }
