@@ -295,7 +295,7 @@ static int64_t load_index(struct flash *flash, uint64_t *next_sequence) {
             memcpy(&node, data + position, sizeof(node));
             position += sizeof(node);
             if (node.key_length > STORE_MAX_KEY_LENGTH || size - 4 - position < node.key_length ||
-                node.value_length > UINT32_MAX || node.type > STORE_TYPE_MAX) {
+                node.value_length > UINT32_MAX || node.type > STORE_TYPE_LAST) {
                 goto out;
             }
             const unsigned char *key = data + position;
@@ -445,9 +445,12 @@ static void scan_segment(struct flash *flash, struct segment *segment, struct sc
         if (header.value_length <= UINT32_MAX) {
             enum store_type type =
                 (enum store_type)((header.flags & FLASH_FLAG_TYPE_MASK) >> FLASH_FLAG_TYPE_SHIFT);
-            FLASH_INDEX(flash)->recover_node(
-                FLASH_OWNER(flash), key, header.key_length, segment->id, (uint32_t)offset,
-                header.value_length, header.expire_at_ms, type, tombstone || expired || !valid);
+            /* A type this build does not know is damage: the key reads as missing. */
+            bool unknown_type = type > STORE_TYPE_LAST;
+            FLASH_INDEX(flash)->recover_node(FLASH_OWNER(flash), key, header.key_length,
+                                             segment->id, (uint32_t)offset, header.value_length,
+                                             header.expire_at_ms, type,
+                                             tombstone || expired || !valid || unknown_type);
         }
         if (header.sequence > totals->max_sequence) totals->max_sequence = header.sequence;
         totals->records++;

@@ -57,7 +57,6 @@ enum store_type {
     STORE_TYPE_LIST = 2,
     STORE_TYPE_LAST = STORE_TYPE_LIST, /* the highest type (3 bits in an item's flags) */
 };
-#define STORE_TYPE_MAX 7 /* types are kept in 3 bits (items, flash records and stubs) */
 
 /* A short English description of a status ("out of memory"). */
 const char *store_status_text(enum store_status status);
