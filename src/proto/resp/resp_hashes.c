@@ -14,9 +14,8 @@
  * change costs time linear in the hash's size: right for the small hashes of feature
  * stores and agent state (Redis keeps hashes of up to 128 fields in a flat listpack for
  * the same reason), slow for hashes of many thousands of fields. A change is a
- * read-modify-write: the new encoding replaces the value only if the key still holds
- * the item that was read (store_replace_if_unchanged()), retried otherwise, so
- * concurrent changes to one hash never lose one another. */
+ * compare-and-swap (resp_value_update()), so concurrent changes to one hash never lose
+ * one another. */
 #include "base/byte_buffer.h"
 #include "base/clock.h"
 #include "base/glob.h"
@@ -29,18 +28,9 @@
 
 #define HASH_FORMAT_VERSION 1
 #define HASH_HEADER_SIZE    5
-/* Times a change is tried again when another client changed the hash meanwhile; after
- * CONTENDED_ATTEMPTS lost races it goes on with the other workers paused
- * (resp_exclusive_begin()), so a hot hash under many writers never fails a change. */
-#define UPDATE_ATTEMPTS    100
-#define CONTENDED_ATTEMPTS 8
 /* Redis's limits for its compact (listpack) encoding, for OBJECT ENCODING. */
 #define LISTPACK_MAX_ENTRIES 128
 #define LISTPACK_MAX_VALUE   64
-
-static struct store *store_of(struct resp_session *session) {
-    return session->server->environment.store;
-}
 
 struct hash_entry {
     const unsigned char *field;
@@ -179,11 +169,9 @@ const char *resp_hash_encoding(const unsigned char *value, uint64_t length) {
 
 /* ---- reading ---------------------------------------------------------------------- */
 
-/* Brings the key in argument 1 back to DRAM if it lives on flash, with a hold until the
- * command ends (resp_prefetch_key()). Returns true when the command can go on; false
- * when the read started (the command runs again once it ends) or failed (replied). */
+/* resp_value_in_dram() for the key in argument 1. */
 static bool in_dram(struct resp_session *session, const struct resp_request *request) {
-    return resp_prefetch_key(session, request, 1, true) == PREFETCH_READY;
+    return resp_value_in_dram(session, request, 1);
 }
 
 /* Reads the hash at argument 1 into *HASH (views into *ITEM, which the caller releases;
@@ -192,13 +180,8 @@ static bool in_dram(struct resp_session *session, const struct resp_request *req
 static bool read_hash(struct resp_session *session, const struct resp_request *request,
                       struct item **item, struct hash_entries *hash) {
     *hash = (struct hash_entries){0};
-    enum store_status status = store_get_typed(store_of(session), request->argv[1],
-                                               (size_t)request->lengths[1], STORE_TYPE_HASH, item);
-    if (status == STORE_NOT_FOUND) return true;
-    if (status != STORE_OK) {
-        reply_store_error(session, status);
-        return false;
-    }
+    if (!resp_value_read(session, request, 1, STORE_TYPE_HASH, item)) return false;
+    if (*item == NULL) return true;
     enum decode_result decoded = hash_decode(item_value(*item), item_value_length(*item), hash);
     if (decoded == DECODED) return true;
     item_release(*item);
@@ -443,51 +426,56 @@ typedef bool (*hash_edit_fn)(struct resp_session *session, const struct resp_req
 /* Replies once the change is stored (or needed storing nothing). */
 typedef void (*hash_reply_fn)(struct resp_session *session, const struct hash_change *change);
 
-/* Runs a change on the hash at argument 1: reads it, lets EDIT change it, and stores
- * the result only if the key still holds what was read (keeping its expiry), retrying
- * otherwise. A hash left with no field is deleted, as in Redis. */
+/* What update_hash() hands resp_value_update(): the command's edit and reply, and the
+ * attempt's hash. */
+struct hash_update {
+    hash_edit_fn edit;
+    hash_reply_fn reply;
+    struct hash_change change;
+};
+
+static bool hash_update_edit(struct resp_session *session, const struct resp_request *request,
+                             struct resp_value_change *value) {
+    struct hash_update *update = value->context;
+    update->change = (struct hash_change){0};
+    enum decode_result decoded =
+        value->exists ? hash_decode(value->value, value->length, &update->change.hash) : DECODED;
+    if (decoded != DECODED) {
+        reply_error(session, decoded == DECODE_CORRUPT
+                                 ? "ERR the hash's stored encoding is damaged"
+                                 : "OOM out of memory: could not read the hash");
+        return false;
+    }
+    if (!update->edit(session, request, &update->change)) return false;
+    if (!update->change.changed) return true;
+    if (update->change.hash.live == 0) {
+        value->outcome = RESP_VALUE_DELETE;
+    } else {
+        value->outcome = RESP_VALUE_STORE;
+        hash_encode(&update->change.hash, &value->encoded);
+    }
+    return true;
+}
+
+static void hash_update_reply(struct resp_session *session, const struct resp_value_change *value) {
+    struct hash_update *update = value->context;
+    update->reply(session, &update->change);
+}
+
+static void hash_update_discard(struct resp_value_change *value) {
+    struct hash_update *update = value->context;
+    entries_free(&update->change.hash);
+}
+
+/* Runs a change on the hash at argument 1 (resp_value_update()): EDIT changes the
+ * decoded hash, REPLY answers once it is stored. A hash left with no field is deleted,
+ * as in Redis. */
 static void update_hash(struct resp_session *session, const struct resp_request *request,
                         hash_edit_fn edit, hash_reply_fn reply) {
-    struct store *store = store_of(session);
-    const unsigned char *key = request->argv[1];
-    size_t key_length = (size_t)request->lengths[1];
-    if (!in_dram(session, request)) return;
-    bool exclusive = false;
-    for (int attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
-        if (attempt == CONTENDED_ATTEMPTS) exclusive = resp_exclusive_begin(session);
-        struct item *item;
-        struct hash_change change = {0};
-        bool go_on = read_hash(session, request, &item, &change.hash);
-        if (go_on && !edit(session, request, &change)) {
-            done_reading(item, &change.hash);
-            go_on = false;
-        }
-        if (!go_on) { /* replied */
-            if (exclusive) resp_exclusive_end(session);
-            return;
-        }
-        enum store_status status = STORE_OK;
-        if (change.changed && change.hash.live == 0) {
-            if (item != NULL) status = store_delete_if_unchanged(store, key, key_length, item);
-        } else if (change.changed) {
-            struct byte_buffer encoded = {0};
-            hash_encode(&change.hash, &encoded);
-            status = encoded.failed
-                         ? STORE_ALLOCATION_FAILED
-                         : store_replace_if_unchanged(store, key, key_length, item, encoded.data,
-                                                      encoded.length, true, STORE_TYPE_HASH);
-            byte_buffer_free(&encoded);
-        }
-        if (status == STORE_OK) reply(session, &change);
-        done_reading(item, &change.hash);
-        if (status != STORE_CONDITION_FAILED) {
-            if (status != STORE_OK) reply_store_error(session, status);
-            if (exclusive) resp_exclusive_end(session);
-            return;
-        }
-    }
-    if (exclusive) resp_exclusive_end(session);
-    reply_error(session, "ERR the key changed too often to update it; try again");
+    static const struct resp_value_ops ops = {STORE_TYPE_HASH, hash_update_edit, hash_update_reply,
+                                              hash_update_discard};
+    struct hash_update update = {.edit = edit, .reply = reply};
+    resp_value_update(session, request, 1, &ops, &update);
 }
 
 static void reply_change_integer(struct resp_session *session, const struct hash_change *change) {

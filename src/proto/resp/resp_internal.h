@@ -469,6 +469,58 @@ void resp_info_cpu(struct byte_buffer *text);
 void resp_info_errorstats(struct byte_buffer *text);
 void resp_info_commandstats(struct byte_buffer *text);
 
+/* ---- typed values (resp_values.c) ------------------------------------------------ */
+
+/* Brings the key in argument KEY_INDEX back to DRAM before a typed command reads or
+ * changes it (resp_prefetch_key(), any type). Returns true when the command can go on;
+ * false when a read started (the command runs again once it ends) or failed (replied). */
+bool resp_value_in_dram(struct resp_session *session, const struct resp_request *request,
+                        size_t key_index);
+
+/* Reads the value of TYPE at argument KEY_INDEX: *ITEM is the item (the caller
+ * releases it) or NULL when the key is absent. Returns false after replying the error
+ * (WRONGTYPE for another type, no memory, an I/O error), *ITEM NULL. */
+bool resp_value_read(struct resp_session *session, const struct resp_request *request,
+                     size_t key_index, enum store_type type, struct item **item);
+
+enum resp_value_outcome {
+    RESP_VALUE_KEEP = 0, /* store nothing (a read, or a change that changed nothing) */
+    RESP_VALUE_STORE,    /* store ENCODED in the key's place, keeping its expiry */
+    RESP_VALUE_DELETE,   /* delete the key (its last element went, as in Redis) */
+};
+
+/* One attempt at a change: the current value and what the edit makes of it. */
+struct resp_value_change {
+    const unsigned char *value; /* the current bytes (NULL when the key is absent), valid
+                                   until discard() */
+    uint64_t length;
+    bool exists;
+    enum resp_value_outcome outcome; /* set by edit() */
+    struct byte_buffer encoded;      /* the new value, with RESP_VALUE_STORE (freed after) */
+    void *context;                   /* the caller's, as given to resp_value_update() */
+    int64_t integer;                 /* free for edit() to hand reply() */
+};
+
+/* A type's change: EDIT decodes CHANGE->value, applies the command and sets the outcome
+ * (and ENCODED); it returns false after replying an error (nothing is stored). It runs
+ * once per attempt, so it must start from CHANGE alone (resetting what it keeps in the
+ * context). REPLY replies once the outcome is stored. DISCARD (optional) frees what
+ * edit() kept, after every attempt, stored or not. */
+struct resp_value_ops {
+    enum store_type type;
+    bool (*edit)(struct resp_session *session, const struct resp_request *request,
+                 struct resp_value_change *change);
+    void (*reply)(struct resp_session *session, const struct resp_value_change *change);
+    void (*discard)(struct resp_value_change *change);
+};
+
+/* Changes the value at argument KEY_INDEX with OPS (after bringing it to DRAM): reads
+ * it, edits it and stores the outcome only if the key still holds what was read,
+ * retrying otherwise (after 8 lost races with the other workers paused, so it never
+ * fails for contention); replies exactly once. */
+void resp_value_update(struct resp_session *session, const struct resp_request *request,
+                       size_t key_index, const struct resp_value_ops *ops, void *context);
+
 /* ---- hashes (resp_hashes.c) ------------------------------------------------------ */
 
 /* Redis's name for the encoding it would give the hash whose stored bytes are VALUE

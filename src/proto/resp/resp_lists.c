@@ -30,8 +30,6 @@
 #define LIST_HEADER_SIZE    5
 /* Times a change is tried again when another client changed the list meanwhile. */
 #define UPDATE_ATTEMPTS 100
-/* Lost races after which a change stops racing (update_list()). */
-#define CONTENDED_ATTEMPTS 8
 
 static struct store *store_of(struct resp_session *session) {
     return session->server->environment.store;
@@ -172,15 +170,8 @@ static bool lengths_fit(struct resp_session *session, const struct resp_request 
 static bool read_list(struct resp_session *session, const struct resp_request *request,
                       size_t index, struct item **item, struct list_elements *list) {
     *list = (struct list_elements){0};
-    *item = NULL;
-    enum store_status status =
-        store_get_typed(store_of(session), request->argv[index], (size_t)request->lengths[index],
-                        STORE_TYPE_LIST, item);
-    if (status == STORE_NOT_FOUND) return true;
-    if (status != STORE_OK) {
-        reply_store_error(session, status);
-        return false;
-    }
+    if (!resp_value_read(session, request, index, STORE_TYPE_LIST, item)) return false;
+    if (*item == NULL) return true;
     enum decode_result decoded = list_decode(item_value(*item), item_value_length(*item), list);
     if (decoded == DECODED) return true;
     item_release(*item);
@@ -196,7 +187,7 @@ static bool read_list(struct resp_session *session, const struct resp_request *r
  * when the read started (the command runs again once it ends) or failed (replied).
  * Called once per command: each call that finds the key takes a hold. */
 static bool in_dram(struct resp_session *session, const struct resp_request *request) {
-    return resp_prefetch_key(session, request, 1, true) == PREFETCH_READY;
+    return resp_value_in_dram(session, request, 1);
 }
 
 static void done_reading(struct item *item, struct list_elements *list) {
@@ -377,49 +368,63 @@ static enum store_status store_list(struct store *store, const unsigned char *ke
     return status;
 }
 
-/* One try at a change (update_list()). Returns false when the key changed between its
- * read and its write (try again); otherwise it has replied. */
-static bool update_once(struct resp_session *session, const struct resp_request *request,
-                        const struct list_change *arguments, list_edit_fn edit,
-                        list_reply_fn reply) {
-    struct item *item;
-    struct list_change change = *arguments;
-    if (!read_list(session, request, 1, &item, &change.list)) return true;
-    change.exists = item != NULL;
-    bool go_on = edit(session, request, &change);
-    enum store_status status = STORE_OK;
-    if (go_on && change.changed) {
-        status = store_list(store_of(session), request->argv[1], (size_t)request->lengths[1], item,
-                            &change.list);
+/* What update_list() hands resp_value_update(): the command's parsed arguments, edit
+ * and reply, and the attempt's list. */
+struct list_update {
+    const struct list_change *arguments;
+    list_edit_fn edit;
+    list_reply_fn reply;
+    struct list_change change;
+};
+
+static bool list_update_edit(struct resp_session *session, const struct resp_request *request,
+                             struct resp_value_change *value) {
+    struct list_update *update = value->context;
+    update->change = *update->arguments;
+    update->change.exists = value->exists;
+    enum decode_result decoded =
+        value->exists ? list_decode(value->value, value->length, &update->change.list) : DECODED;
+    if (decoded != DECODED) {
+        reply_error(session, decoded == DECODE_CORRUPT
+                                 ? "ERR the list's stored encoding is damaged"
+                                 : "OOM out of memory: could not read the list");
+        return false;
     }
-    if (go_on && status == STORE_OK) reply(session, &change);
-    free(change.popped);
-    done_reading(item, &change.list);
-    if (status == STORE_CONDITION_FAILED) return false;
-    if (go_on && status != STORE_OK) reply_store_error(session, status);
+    if (!update->edit(session, request, &update->change)) return false;
+    if (!update->change.changed) return true;
+    if (update->change.list.count == 0) {
+        value->outcome = RESP_VALUE_DELETE;
+    } else {
+        value->outcome = RESP_VALUE_STORE;
+        list_encode(&update->change.list, &value->encoded);
+    }
     return true;
 }
 
-/* Runs a change on the list at argument 1: reads it, lets EDIT change CHANGE's copy of
- * ARGUMENTS, and stores the result only if the key still holds what was read (keeping
- * its expiry), retrying otherwise. A list left empty is deleted, as in Redis.
- *
- * Every try rewrites the whole list, so on a list many clients push to at once (a queue
- * under redis-benchmark's 50 connections) a slow worker can lose the race again and
- * again. After CONTENDED_ATTEMPTS lost races the change takes exclusivity, as LMOVE
- * does: then only eviction or expiry can still come between, and the change goes
- * through. */
+static void list_update_reply(struct resp_session *session, const struct resp_value_change *value) {
+    struct list_update *update = value->context;
+    update->reply(session, &update->change);
+}
+
+static void list_update_discard(struct resp_value_change *value) {
+    struct list_update *update = value->context;
+    free(update->change.popped);
+    elements_free(&update->change.list);
+}
+
+/* Runs a change on the list at argument 1 (resp_value_update()): EDIT changes
+ * CHANGE's copy of ARGUMENTS and the decoded list, REPLY answers once it is stored. A
+ * list left empty is deleted, as in Redis. Every try rewrites the whole list, so on a
+ * list many clients push to at once (a queue under redis-benchmark's 50 connections)
+ * a slow worker can lose the race again and again: then resp_value_update() takes
+ * exclusivity, as LMOVE does. */
 static void update_list(struct resp_session *session, const struct resp_request *request,
                         const struct list_change *arguments, list_edit_fn edit,
                         list_reply_fn reply) {
-    if (!in_dram(session, request)) return;
-    bool exclusive = false, done = false;
-    for (int attempt = 0; attempt < UPDATE_ATTEMPTS && !done; attempt++) {
-        if (attempt == CONTENDED_ATTEMPTS) exclusive = resp_exclusive_begin(session);
-        done = update_once(session, request, arguments, edit, reply);
-    }
-    if (!done) reply_error(session, "ERR the key changed too often to update it; try again");
-    if (exclusive) resp_exclusive_end(session);
+    static const struct resp_value_ops ops = {STORE_TYPE_LIST, list_update_edit, list_update_reply,
+                                              list_update_discard};
+    struct list_update update = {.arguments = arguments, .edit = edit, .reply = reply};
+    resp_value_update(session, request, 1, &ops, &update);
 }
 
 static void reply_change_integer(struct resp_session *session, const struct list_change *change) {

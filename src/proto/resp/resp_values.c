@@ -1,0 +1,83 @@
+/* What every typed value (hash, list, set, sorted set, stream) shares: reading one
+ * in a command, and changing one by compare-and-swap.
+ *
+ * A typed value is one engine value whose bytes are its type's encoding (each type's
+ * file documents its own); the engine never looks into it. A change is a
+ * read-modify-write: the new encoding replaces the value only if the key still holds
+ * the item that was read (store_replace_if_unchanged()), and is tried again otherwise,
+ * so concurrent changes to one value never lose one another. After CONTENDED_ATTEMPTS
+ * lost races the change goes on with the other workers paused (resp_exclusive_begin()),
+ * so a hot key under many writers never fails a change. */
+#include "base/byte_buffer.h"
+#include "proto/resp/resp_internal.h"
+
+#define UPDATE_ATTEMPTS    100
+#define CONTENDED_ATTEMPTS 8
+
+static struct store *store_of(struct resp_session *session) {
+    return session->server->environment.store;
+}
+
+bool resp_value_in_dram(struct resp_session *session, const struct resp_request *request,
+                        size_t key_index) {
+    return resp_prefetch_key(session, request, key_index, true) == PREFETCH_READY;
+}
+
+bool resp_value_read(struct resp_session *session, const struct resp_request *request,
+                     size_t key_index, enum store_type type, struct item **item) {
+    *item = NULL;
+    enum store_status status = store_get_typed(store_of(session), request->argv[key_index],
+                                               (size_t)request->lengths[key_index], type, item);
+    if (status == STORE_NOT_FOUND) return true;
+    if (status == STORE_OK) return true;
+    *item = NULL;
+    reply_store_error(session, status);
+    return false;
+}
+
+/* One attempt of resp_value_update(). Returns true when it is over (stored and
+ * replied, or an error replied), false when the key changed meanwhile. */
+static bool update_once(struct resp_session *session, const struct resp_request *request,
+                        const struct resp_value_ops *ops, size_t key_index, void *context) {
+    struct store *store = store_of(session);
+    const unsigned char *key = request->argv[key_index];
+    size_t key_length = (size_t)request->lengths[key_index];
+    struct resp_value_change change = {.context = context};
+    struct item *item;
+    if (!resp_value_read(session, request, key_index, ops->type, &item)) return true;
+    if (item != NULL) {
+        change.value = item_value(item);
+        change.length = item_value_length(item);
+        change.exists = true;
+    }
+    bool edited = ops->edit(session, request, &change);
+    enum store_status status = STORE_OK;
+    if (edited && change.outcome == RESP_VALUE_DELETE && item != NULL) {
+        status = store_delete_if_unchanged(store, key, key_length, item);
+    } else if (edited && change.outcome == RESP_VALUE_STORE) {
+        status = change.encoded.failed
+                     ? STORE_ALLOCATION_FAILED
+                     : store_replace_if_unchanged(store, key, key_length, item, change.encoded.data,
+                                                  change.encoded.length, true, ops->type);
+    }
+    if (edited && status == STORE_OK) ops->reply(session, &change);
+    if (ops->discard != NULL) ops->discard(&change);
+    byte_buffer_free(&change.encoded);
+    if (item != NULL) item_release(item);
+    if (!edited || status == STORE_OK) return true;
+    if (status == STORE_CONDITION_FAILED) return false;
+    reply_store_error(session, status);
+    return true;
+}
+
+void resp_value_update(struct resp_session *session, const struct resp_request *request,
+                       size_t key_index, const struct resp_value_ops *ops, void *context) {
+    if (!resp_value_in_dram(session, request, key_index)) return;
+    bool exclusive = false, done = false;
+    for (int attempt = 0; attempt < UPDATE_ATTEMPTS && !done; attempt++) {
+        if (attempt == CONTENDED_ATTEMPTS) exclusive = resp_exclusive_begin(session);
+        done = update_once(session, request, ops, key_index, context);
+    }
+    if (!done) reply_error(session, "ERR the key changed too often to update it; try again");
+    if (exclusive) resp_exclusive_end(session);
+}
