@@ -48,14 +48,17 @@ enum store_status {
 };
 
 /* What a value is. A string is bytes as written; the other types are bytes in the
- * encoding of the front end that made them (RESP's hashes and lists:
+ * encoding of the front end that made them (RESP's hashes, lists, sets, sorted sets and streams:
  * docs/redis-compatibility.md), which the engine never looks into. A value of any type
  * moves to flash and back whole, its type in the record's flags and the flash index node. */
 enum store_type {
     STORE_TYPE_STRING = 0,
     STORE_TYPE_HASH = 1,
     STORE_TYPE_LIST = 2,
-    STORE_TYPE_LAST = STORE_TYPE_LIST, /* the highest type (3 bits in an item's flags) */
+    STORE_TYPE_SET = 3,
+    STORE_TYPE_ZSET = 4, /* a sorted set */
+    STORE_TYPE_STREAM = 5,
+    STORE_TYPE_LAST = STORE_TYPE_STREAM, /* the highest type (3 bits in an item's flags) */
 };
 
 /* A short English description of a status ("out of memory"). */

@@ -48,6 +48,12 @@ const char *resp_type_name(enum store_type type) {
         return "hash";
     case STORE_TYPE_LIST:
         return "list";
+    case STORE_TYPE_SET:
+        return "set";
+    case STORE_TYPE_ZSET:
+        return "zset";
+    case STORE_TYPE_STREAM:
+        return "stream";
     }
     return "none";
 }
