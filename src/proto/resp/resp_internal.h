@@ -400,9 +400,11 @@ enum resp_prefetch {
     PREFETCH_FAILED,  /* the read failed: an error was replied */
 };
 
-/* Brings the key in argument INDEX back to DRAM (with a hold) before a command that
- * changes or hands on its value. Without ANY_TYPE (string commands) a key holding
- * another type fails with WRONGTYPE. */
+/* Brings the key in argument INDEX back to DRAM (with a hold until the command ends,
+ * for the first key a command brings back) before a command that changes or hands on
+ * its value. Without ANY_TYPE (string commands) a key holding another type fails with
+ * WRONGTYPE. A command may call it for several keys; after a read it runs again from
+ * the start, and then every call answers PREFETCH_READY at once. */
 enum resp_prefetch resp_prefetch_key(struct resp_session *session,
                                      const struct resp_request *request, size_t index,
                                      bool any_type);
