@@ -185,7 +185,7 @@ def test_scan(client, server):
         assert raw.call("SSCAN", "nokey", "0", "COUNT", "0") == [b"0", []]
 
 
-def test_wrong_type_both_ways(client):
+def test_wrong_type_both_ways(client, server):
     client.set("str", "text")
     client.sadd("set", "m")
     for call in (lambda: client.sadd("str", "m"), lambda: client.srem("str", "m"),
@@ -205,6 +205,9 @@ def test_wrong_type_both_ways(client):
     assert client.smove("nokey", "str", "m") is False  # as Redis: the source is looked at first
     assert client.smembers("set") == members("m") and client.get("str") == b"text"
     assert client.exists("d") == 0
+    status, _, _ = server.http("/keys/set")  # over HTTP a set's bytes are not a value
+    assert status == 409
+    assert client.set("set", "now a string") and client.type("set") == b"string"
 
 
 def test_key_commands_on_a_set(client):
