@@ -230,3 +230,24 @@ def test_work_queue_delivers_every_item_once(server, client):
                         if item.startswith(f"{producer}:".encode())]
             assert sequence == sorted(sequence)
     assert client.info("clients")["blocked_clients"] == 0
+
+
+def test_lmpop_and_blmpop(server, client):
+    client.rpush("l2", "a", "b", "c")
+    assert client.lmpop(2, "l1", "l2", direction="LEFT", count=2) == [b"l2", [b"a", b"b"]]
+    assert client.lmpop(2, "l1", "l2", direction="RIGHT") == [b"l2", [b"c"]]
+    assert client.lmpop(2, "l1", "l2", direction="LEFT") is None
+    with Connection(server.port) as raw:
+        assert raw.call("LMPOP", "0", "l1", "LEFT") == Error("ERR numkeys should be greater than 0")
+        assert raw.call("LMPOP", "3", "l1", "LEFT") == Error("ERR syntax error")
+        assert raw.call("LMPOP", "1", "l1", "LEFT", "COUNT", "0") == Error(
+            "ERR count should be greater than 0")
+        assert raw.call("BLMPOP", "0.05", "1", "l1", "LEFT") == Null("*-1")
+        assert raw.call("COMMAND", "GETKEYS", "BLMPOP", "0", "2", "a", "b", "LEFT") == [b"a", b"b"]
+    blocked = server.client()
+    thread, results = in_thread(
+        lambda: blocked.blmpop(10, 2, "m1", "m2", direction="RIGHT", count=5))
+    wait_blocked(client, 1)
+    client.rpush("m2", "x", "y", "z")
+    thread.join(10)
+    assert results == [[b"m2", [b"z", b"y", b"x"]]]

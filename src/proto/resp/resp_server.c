@@ -881,15 +881,17 @@ static void command_getkeys(struct resp_session *session, const struct resp_requ
         return;
     }
     if (numkeys) {
-        /* SINTERCARD numkeys key [key ...] ...: the keys follow their count. */
+        /* SINTERCARD numkeys key [key ...] ...: the keys follow their count, which
+         * is the first argument, or the second after a blocking command's timeout. */
+        size_t at = command->handler == command_blmpop ? 2 : 1;
         int64_t count;
-        if (!parse_int64(line.argv[1], (size_t)line.lengths[1], &count) || count <= 0 ||
-            (uint64_t)count > line.argc - 2) {
+        if (line.argc <= at || !parse_int64(line.argv[at], (size_t)line.lengths[at], &count) ||
+            count <= 0 || (uint64_t)count > line.argc - at - 1) {
             reply_error(session, "ERR Invalid arguments specified for command");
             return;
         }
         reply_array(session, (size_t)count);
-        for (size_t i = 2; i < 2 + (size_t)count; i++)
+        for (size_t i = at + 1; i < at + 1 + (size_t)count; i++)
             reply_bulk(session, line.argv[i], (size_t)line.lengths[i]);
         return;
     }
