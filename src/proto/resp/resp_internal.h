@@ -527,6 +527,13 @@ void resp_value_update(struct resp_session *session, const struct resp_request *
  * (LENGTH bytes): "listpack" up to 128 fields of at most 64 bytes, else "hashtable". */
 const char *resp_hash_encoding(const unsigned char *value, uint64_t length);
 
+/* ---- sorted sets (resp_sorted_sets.c) -------------------------------------------- */
+
+/* Redis's name for the encoding it would give the sorted set whose stored bytes are
+ * VALUE (LENGTH bytes): "listpack" up to 128 members of at most 64 bytes, else
+ * "skiplist". */
+const char *resp_zset_encoding(const unsigned char *value, uint64_t length);
+
 /* The name TYPE answers for TYPE ("string", "hash", "list"). */
 const char *resp_type_name(enum store_type type);
 

@@ -420,14 +420,17 @@ static void reply_object_encoding(struct resp_session *session, struct resp_read
  * (the only case that reads flash, and counts as a read). */
 static void object_encoding(struct resp_session *session, const struct resp_request *request,
                             const struct store_key_info *info) {
-    if (info->type == STORE_TYPE_HASH) {
+    if (info->type == STORE_TYPE_HASH || info->type == STORE_TYPE_ZSET) {
         if (resp_prefetch_key(session, request, 2, true) != PREFETCH_READY) return;
         struct item *item;
-        enum store_status status =
-            store_get_typed(store_of(session), request->argv[2], (size_t)request->lengths[2],
-                            STORE_TYPE_HASH, &item);
+        enum store_status status = store_get_typed(store_of(session), request->argv[2],
+                                                   (size_t)request->lengths[2], info->type, &item);
         if (status == STORE_OK) {
-            reply_bulk_text(session, resp_hash_encoding(item_value(item), item_value_length(item)));
+            const unsigned char *value = item_value(item);
+            uint64_t length = item_value_length(item);
+            reply_bulk_text(session, info->type == STORE_TYPE_HASH
+                                         ? resp_hash_encoding(value, length)
+                                         : resp_zset_encoding(value, length));
             item_release(item);
         } else if (status == STORE_NOT_FOUND || status == STORE_WRONG_TYPE) {
             reply_null(session); /* gone, or replaced, since the look: as if looked after */
