@@ -271,6 +271,8 @@ def test_command_table(server):
         assert flags[b"zrange"] == {"readonly"} and flags[b"zpopmin"] == {"write", "fast"}
         assert all(entry[3:6] == [1, 1, 1] for entry in info)
         assert all("@sortedset" in entry[6] for entry in info)
+        docs = conn.call("COMMAND", "DOCS", "zadd")
+        assert docs[1][docs[1].index(b"group") + 1] == b"sorted-set"  # Redis's name
         assert conn.call("COMMAND", "GETKEYS", "ZADD", "k", "1", "a") == [b"k"]
         assert conn.call("COMMAND", "GETKEYS", "ZRANGE", "k", "0", "-1") == [b"k"]
         assert b"zadd" in conn.call("ACL", "CAT", "sortedset")
