@@ -109,6 +109,13 @@ def test_score_and_lex_ranges(client):
         client.zrangebylex("lex", "b", "d")
     with pytest.raises(redis.ResponseError, match="^min or max not valid string range item$"):
         client.zlexcount("lex", "[a", "")
+    # Lex ranges over unequal scores: what Redis 7.0 answers (it walks its listpack).
+    client.zadd("mixed", {"b": 1, "a": 2, "d": 3, "c": 4})
+    assert client.zrangebylex("mixed", "[a", "[c") == [b"b", b"a"]
+    assert client.zrangebylex("mixed", "-", "+", start=1, num=2) == [b"a", b"d"]
+    assert client.zrevrangebylex("mixed", "[c", "[a") == [b"c", b"d", b"a", b"b"]
+    assert client.zrevrangebylex("mixed", "+", "-", start=1, num=2) == [b"d", b"a"]
+    assert client.zlexcount("mixed", "[b", "[c") == 2
     for arguments, message in (
             (("z", 0, -1, "LIMIT", 0, 1),
              "^syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX$"),

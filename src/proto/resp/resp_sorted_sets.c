@@ -436,16 +436,13 @@ struct range {
     struct lex_range lex;
 };
 
-/* The first entry of the settled ZSET (in [0, count]) for which ABOVE holds, ABOVE being
- * false then true along the set. */
-static size_t first_above(const struct zset *zset, const struct range *range) {
+/* The first entry of the settled ZSET (in [0, count]) at or above RANGE's min: a
+ * binary search, scores being in order. */
+static size_t first_above(const struct zset *zset, const struct score_range *range) {
     size_t low = 0, high = zset->count;
     while (low < high) {
         size_t middle = low + (high - low) / 2;
-        const struct zset_entry *entry = &zset->entries[middle];
-        bool above = range->kind == RANGE_SCORE ? score_above_min(entry->score, &range->score)
-                                                : lex_above_min(entry, &range->lex.min);
-        if (above) {
+        if (score_above_min(zset->entries[middle].score, range)) {
             high = middle;
         } else {
             low = middle + 1;
@@ -454,15 +451,12 @@ static size_t first_above(const struct zset *zset, const struct range *range) {
     return low;
 }
 
-/* The first entry past the range's max (in [0, count]). */
-static size_t first_past(const struct zset *zset, const struct range *range) {
+/* The first entry of the settled ZSET (in [0, count]) past RANGE's max. */
+static size_t first_past(const struct zset *zset, const struct score_range *range) {
     size_t low = 0, high = zset->count;
     while (low < high) {
         size_t middle = low + (high - low) / 2;
-        const struct zset_entry *entry = &zset->entries[middle];
-        bool below = range->kind == RANGE_SCORE ? score_below_max(entry->score, &range->score)
-                                                : lex_below_max(entry, &range->lex.max);
-        if (below) {
+        if (score_below_max(zset->entries[middle].score, range)) {
             low = middle + 1;
         } else {
             high = middle;
@@ -494,8 +488,8 @@ static void range_bounds(const struct zset *zset, const struct range *range, boo
         return;
     }
     if (range->kind == RANGE_SCORE) {
-        *first = first_above(zset, range);
-        *end = first_past(zset, range);
+        *first = first_above(zset, &range->score);
+        *end = first_past(zset, &range->score);
         if (*end < *first) *end = *first;
         return;
     }
@@ -512,12 +506,20 @@ static void range_bounds(const struct zset *zset, const struct range *range, boo
         !lex_below_max(&zset->entries[0], max)) {
         return;
     }
+    /* Linear searches, as Redis's listpack does (the same answers as a binary search when
+     * the scores are equal; an answer like Redis's when they are not). */
     if (reverse) {
-        *first = *end = first_past(zset, range);
+        size_t last = zset->count;
+        while (last > 0 && !lex_below_max(&zset->entries[last - 1], max))
+            last--;
+        *first = *end = last;
         while (*first > 0 && lex_above_min(&zset->entries[*first - 1], min))
             (*first)--;
     } else {
-        *first = *end = first_above(zset, range);
+        size_t start = 0;
+        while (start < zset->count && !lex_above_min(&zset->entries[start], min))
+            start++;
+        *first = *end = start;
         while (*end < zset->count && lex_below_max(&zset->entries[*end], max))
             (*end)++;
     }
@@ -740,20 +742,36 @@ static void range_command(struct resp_session *session, const struct resp_reques
     size_t first, end;
     range_bounds(&zset, &range, reverse, &first, &end);
     size_t count = end - first;
+    /* Where the reply starts (forwards, or backwards when REVERSE). */
+    size_t position = reverse ? end - 1 : first;
+    if (count > 0 && kind == RANGE_LEX && offset > 0) {
+        /* As Redis: LIMIT's offset skips members without looking at them, and the walk
+         * goes on while in range; it matters only when the scores are not all equal. */
+        count = 0;
+        if (reverse && (uint64_t)offset <= position) {
+            position -= (size_t)offset;
+            while (count <= position &&
+                   lex_above_min(&zset.entries[position - count], &range.lex.min))
+                count++;
+        } else if (!reverse && (uint64_t)offset < zset.count - position) {
+            position += (size_t)offset;
+            while (position + count < zset.count &&
+                   lex_below_max(&zset.entries[position + count], &range.lex.max))
+                count++;
+        }
+        offset = 0;
+    }
     if (kind != RANGE_RANK) {
         /* LIMIT: a negative offset selects nothing, a negative count everything. */
         if (offset < 0 || (uint64_t)offset >= count) {
             count = 0;
         } else {
             count -= (size_t)offset;
+            position = reverse ? position - (size_t)offset : position + (size_t)offset;
             if (limit >= 0 && (uint64_t)limit < count) count = (size_t)limit;
         }
-    } else {
-        offset = 0;
     }
-    const struct zset_entry *start = count == 0 ? zset.entries
-                                                : (reverse ? &zset.entries[end - 1 - (size_t)offset]
-                                                           : &zset.entries[first + (size_t)offset]);
+    const struct zset_entry *start = count == 0 ? zset.entries : &zset.entries[position];
     reply_entries(session, start, count, reverse, with_scores, true);
     done_reading(item, &zset);
 }
