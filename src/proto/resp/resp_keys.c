@@ -420,7 +420,7 @@ static void reply_object_encoding(struct resp_session *session, struct resp_read
  * (the only case that reads flash, and counts as a read). */
 static void object_encoding(struct resp_session *session, const struct resp_request *request,
                             const struct store_key_info *info) {
-    if (info->type == STORE_TYPE_HASH || info->type == STORE_TYPE_SET) {
+    if (info->type != STORE_TYPE_STRING) {
         if (resp_prefetch_key(session, request, 2, true) != PREFETCH_READY) return;
         struct item *item;
         enum store_status status = store_get_typed(store_of(session), request->argv[2],
@@ -428,19 +428,13 @@ static void object_encoding(struct resp_session *session, const struct resp_requ
         if (status == STORE_OK) {
             const unsigned char *value = item_value(item);
             uint64_t length = item_value_length(item);
-            reply_bulk_text(session, info->type == STORE_TYPE_SET
-                                         ? resp_set_encoding(value, length)
-                                         : resp_hash_encoding(value, length));
+            reply_bulk_text(session, resp_value_encoding(info->type, value, length));
             item_release(item);
         } else if (status == STORE_NOT_FOUND || status == STORE_WRONG_TYPE) {
             reply_null(session); /* gone, or replaced, since the look: as if looked after */
         } else {
             reply_store_error(session, status);
         }
-        return;
-    }
-    if (info->type == STORE_TYPE_LIST) {
-        reply_bulk_text(session, "quicklist"); /* Redis 7.0's only list encoding */
         return;
     }
     if (info->on_flash_only && info->value_length <= 20) {

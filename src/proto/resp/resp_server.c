@@ -741,6 +741,7 @@ void resp_command_categories(const struct resp_command *command, char *text, siz
                            : strcmp(command->group, "hash") == 0         ? "hash"
                            : strcmp(command->group, "list") == 0         ? "list"
                            : strcmp(command->group, "set") == 0          ? "set"
+                           : strcmp(command->group, "sorted-set") == 0   ? "sortedset"
                            : strcmp(command->group, "transactions") == 0 ? "transaction"
                            : strcmp(command->group, "generic") == 0      ? "keyspace"
                            : strcmp(command->group, "connection") == 0   ? "connection"
