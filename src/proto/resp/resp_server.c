@@ -884,7 +884,8 @@ static void command_getkeys(struct resp_session *session, const struct resp_requ
     if (numkeys) {
         /* SINTERCARD numkeys key [key ...] ...: the keys follow their count, which
          * is the first argument, or the second after a blocking command's timeout. */
-        size_t at = command->handler == command_blmpop ? 2 : 1;
+        size_t at =
+            command->handler == command_blmpop || command->handler == command_bzmpop ? 2 : 1;
         int64_t count;
         if (line.argc <= at || !parse_int64(line.argv[at], (size_t)line.lengths[at], &count) ||
             count <= 0 || (uint64_t)count > line.argc - at - 1) {

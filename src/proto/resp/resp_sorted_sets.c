@@ -939,7 +939,8 @@ struct zset_change {
     double score;              /* the reply, for ZINCRBY and ZADD INCR */
     struct zset_entry *popped; /* ZPOPMIN/ZPOPMAX: the members taken, in reply order */
     size_t popped_count;
-    bool nested; /* ZPOP with a count: RESP3 pairs */
+    bool nested;                    /* ZPOP with a count: RESP3 pairs */
+    struct zset_pop_target *target; /* [B]ZMPOP, BZPOPMIN, BZPOPMAX: what to pop and where */
 };
 
 /* Applies the command to CHANGE->zset. Returns true to go on (store it if changed, then
@@ -955,13 +956,14 @@ typedef void (*zset_reply_fn)(struct resp_session *session, const struct zset_ch
 struct zset_update {
     zset_edit_fn edit;
     zset_reply_fn reply;
+    struct zset_pop_target *target;
     struct zset_change change;
 };
 
 static bool zset_update_edit(struct resp_session *session, const struct resp_request *request,
                              struct resp_value_change *value) {
     struct zset_update *update = value->context;
-    update->change = (struct zset_change){0};
+    update->change = (struct zset_change){.target = update->target};
     enum decode_result decoded =
         value->exists ? zset_decode(value->value, value->length, &update->change.zset) : DECODED;
     if (decoded != DECODED) {
@@ -1337,4 +1339,164 @@ void command_zpopmax(struct resp_session *session, const struct resp_request *re
     int64_t count; /* checked before the key, as Redis does */
     if (!pop_count(session, request, &count)) return;
     update_zset(session, request, edit_popmax, reply_popped);
+}
+
+/* ---- ZMPOP, BZMPOP, BZPOPMIN, BZPOPMAX -------------------------------------------- */
+
+/* What a multi-key pop asks of one key, and what it did there. */
+struct zset_pop_target {
+    const unsigned char *key;
+    size_t key_length;
+    bool highest;  /* MAX: the high end */
+    int64_t count; /* members to take (1 for BZPOPMIN/MAX) */
+    bool multi;    /* [B]ZMPOP's reply shape: [key, [[member, score] ...]] */
+    bool served;   /* members were taken and replied */
+};
+
+static bool edit_target_pop(struct resp_session *session, const struct resp_request *request,
+                            struct zset_change *change) {
+    (void)request;
+    const struct zset_pop_target *target = change->target;
+    size_t size = change->zset.count;
+    size_t taken = (uint64_t)target->count < size ? (size_t)target->count : size;
+    if (taken == 0) return true;
+    change->popped = malloc(taken * sizeof(*change->popped));
+    if (change->popped == NULL) {
+        reply_error(session, "OOM out of memory: could not change the sorted set");
+        return false;
+    }
+    for (size_t i = 0; i < taken; i++)
+        change->popped[i] = change->zset.entries[target->highest ? size - 1 - i : i];
+    change->popped_count = taken;
+    remove_span(change, target->highest ? size - taken : 0, target->highest ? size : taken);
+    return true;
+}
+
+/* BZPOPMIN/MAX: [key, member, score]; [B]ZMPOP: [key, [[member, score] ...]] (pairs in
+ * both protocols, as Redis 7.0). Nothing when the set went meanwhile (the next key). */
+static void reply_target_popped(struct resp_session *session, const struct zset_change *change) {
+    if (change->popped_count == 0) return;
+    change->target->served = true;
+    reply_array(session, change->target->multi ? 2 : 3);
+    reply_bulk(session, change->target->key, change->target->key_length);
+    if (!change->target->multi) {
+        reply_entry(session, &change->popped[0], true, false);
+        return;
+    }
+    reply_array(session, change->popped_count);
+    for (size_t i = 0; i < change->popped_count; i++)
+        reply_entry(session, &change->popped[i], true, true);
+}
+
+/* Pops from the first of the KEY_COUNT keys from FIRST_KEY that holds a sorted set, as
+ * TEMPLATE says. Returns true when it replied (served, or an error) or a flash read
+ * started; false when no key holds one. */
+static bool pop_first_zset(struct resp_session *session, const struct resp_request *request,
+                           size_t first_key, size_t key_count,
+                           const struct zset_pop_target *template) {
+    static const struct resp_value_ops ops = {STORE_TYPE_ZSET, zset_update_edit, zset_update_reply,
+                                              zset_update_discard};
+    for (size_t i = first_key; i < first_key + key_count; i++)
+        if (!resp_value_in_dram(session, request, i)) return true;
+    for (size_t i = first_key; i < first_key + key_count; i++) {
+        enum store_type type;
+        enum store_status status =
+            store_key_type(session->server->environment.store, request->argv[i],
+                           (size_t)request->lengths[i], &type);
+        if (status == STORE_NOT_FOUND) continue;
+        if (status == STORE_OK && type != STORE_TYPE_ZSET) status = STORE_WRONG_TYPE;
+        if (status != STORE_OK) {
+            reply_store_error(session, status);
+            return true;
+        }
+        struct zset_pop_target target = *template;
+        target.key = request->argv[i];
+        target.key_length = (size_t)request->lengths[i];
+        struct zset_update update = {
+            .edit = edit_target_pop, .reply = reply_target_popped, .target = &target};
+        uint32_t errors = session->error_replies;
+        resp_value_update(session, request, i, &ops, &update);
+        if (target.served || session->rerun_wanted || session->error_replies != errors) return true;
+    }
+    return false;
+}
+
+/* BZPOPMIN and BZPOPMAX key [key ...] timeout: the lowest (highest) member of the first
+ * non-empty sorted set, as [key, member, score]; blocks while all are empty, until a
+ * ZADD or the timeout (a null array). */
+static void blocking_zpop(struct resp_session *session, const struct resp_request *request,
+                          bool highest) {
+    int64_t timeout_ms;
+    if (!resp_block_timeout(session, request, request->argc - 1, false, &timeout_ms)) return;
+    struct zset_pop_target template = {.highest = highest, .count = 1};
+    if (pop_first_zset(session, request, 1, request->argc - 2, &template)) return;
+    resp_block(session, request, 1, request->argc - 2, timeout_ms, RESP_BLOCK_NULL_ARRAY, true);
+}
+
+void command_bzpopmin(struct resp_session *session, const struct resp_request *request) {
+    blocking_zpop(session, request, false);
+}
+
+void command_bzpopmax(struct resp_session *session, const struct resp_request *request) {
+    blocking_zpop(session, request, true);
+}
+
+/* Parses [B]ZMPOP's numkeys key [key ...] MIN|MAX [COUNT count] from NUMKEYS_INDEX, with
+ * Redis 7.0's errors, into TEMPLATE and the keys' place. Returns false after replying. */
+static bool parse_zmpop(struct resp_session *session, const struct resp_request *request,
+                        size_t numkeys_index, struct zset_pop_target *template, size_t *key_count) {
+    int64_t keys;
+    if (!parse_int64(request->argv[numkeys_index], (size_t)request->lengths[numkeys_index],
+                     &keys) ||
+        keys <= 0) {
+        reply_error(session, "ERR numkeys should be greater than 0");
+        return false;
+    }
+    size_t where = numkeys_index + 1 + (size_t)keys;
+    if ((uint64_t)keys > request->argc - numkeys_index - 1 || where >= request->argc) {
+        reply_syntax_error(session);
+        return false;
+    }
+    *key_count = (size_t)keys;
+    *template = (struct zset_pop_target){.count = 1, .multi = true};
+    template->highest = argument_is(request, where, "MAX");
+    if (!template->highest && !argument_is(request, where, "MIN")) {
+        reply_syntax_error(session);
+        return false;
+    }
+    if (where + 1 == request->argc) return true;
+    if (where + 3 != request->argc || !argument_is(request, where + 1, "COUNT")) {
+        reply_syntax_error(session);
+        return false;
+    }
+    if (!parse_int64(request->argv[where + 2], (size_t)request->lengths[where + 2],
+                     &template->count) ||
+        template->count <= 0) {
+        reply_error(session, "ERR count should be greater than 0");
+        return false;
+    }
+    return true;
+}
+
+/* ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]: a null array when every set is
+ * empty. */
+void command_zmpop(struct resp_session *session, const struct resp_request *request) {
+    struct zset_pop_target template;
+    size_t key_count;
+    if (!parse_zmpop(session, request, 1, &template, &key_count)) return;
+    if (!pop_first_zset(session, request, 2, key_count, &template)) reply_null_array(session);
+}
+
+/* BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]: ZMPOP, blocking while every
+ * set is empty. */
+void command_bzmpop(struct resp_session *session, const struct resp_request *request) {
+    int64_t timeout_ms;
+    struct zset_pop_target template;
+    size_t key_count;
+    if (!resp_block_timeout(session, request, 1, false, &timeout_ms) ||
+        !parse_zmpop(session, request, 2, &template, &key_count) ||
+        pop_first_zset(session, request, 3, key_count, &template)) {
+        return;
+    }
+    resp_block(session, request, 3, key_count, timeout_ms, RESP_BLOCK_NULL_ARRAY, true);
 }
