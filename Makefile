@@ -11,7 +11,10 @@ FUZZ      := $(BUILD)/fuzz
 
 WARNINGS  := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
              -Wformat=2 -Wno-format-nonliteral -Wvla
-COMMON    := -std=c11 -D_GNU_SOURCE -pthread -Isrc -Iinclude -g -MMD -MP $(WARNINGS)
+# Lua 5.1, the version Redis embeds, for EVAL (src/proto/resp/resp_scripting.c).
+LUA_CFLAGS := $(shell pkg-config --cflags lua5.1)
+LUA_LIBS   := $(shell pkg-config --libs lua5.1)
+COMMON    := -std=c11 -D_GNU_SOURCE -pthread -Isrc -Iinclude $(LUA_CFLAGS) -g -MMD -MP $(WARNINGS)
 CFLAGS_RELEASE := $(COMMON) -O2
 # The sanitizer builds also test the rules that comments state (src/base/checks.h).
 CFLAGS_ASAN    := $(COMMON) -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -26,7 +29,7 @@ FUZZ_CC        := clang
 CFLAGS_FUZZ    := $(COMMON) -O1 -fno-omit-frame-pointer -DSTRATA_CHECKS -DSTRATA_FUZZING \
                   -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_TARGETS   := fuzz_resp fuzz_native fuzz_http fuzz_s3 fuzz_s3_http
-LIBS      := -pthread -lxxhash -luring -lisal -lssl -lcrypto -lsodium -lm
+LIBS      := -pthread -lxxhash -luring -lisal -lssl -lcrypto -lsodium $(LUA_LIBS) -lm
 
 # The status page is embedded in the binary: build/gen/status_page.c is generated from
 # src/observe/status_page.html (od is in coreutils, so nothing extra is needed).

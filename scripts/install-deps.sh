@@ -7,7 +7,8 @@
 # The packages and the reason for each are listed in docs/dependencies.md.
 set -eu
 
-build_packages="gcc make libc6-dev libxxhash-dev liburing-dev libisal-dev libssl-dev libsodium-dev"
+build_packages="gcc make libc6-dev libxxhash-dev liburing-dev libisal-dev libssl-dev libsodium-dev
+                liblua5.1-0-dev pkg-config"
 test_packages="$build_packages redis-tools python3 python3-redis python3-pytest clang-format procps
                curl prometheus chromium fonts-dejavu-core python3-numpy python3-torch memcached
                util-linux iproute2 clang libclang-rt-14-dev awscli python3-boto3 rclone s3cmd

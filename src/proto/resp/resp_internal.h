@@ -80,6 +80,7 @@ struct resp_server {
     bool blocking_timer_started;
     bool blocking_stopping;
     pthread_t blocking_timer;
+    struct resp_scripting *scripting; /* EVAL's Lua state and script cache */
 };
 
 /* sessions_lock, with its owner tracked in the checking builds. */
@@ -574,6 +575,15 @@ void resp_client_unblock(struct resp_session *session, const struct resp_request
 
 /* How many sessions are blocked now (INFO's blocked_clients). */
 size_t resp_blocked_clients(struct resp_server *server);
+
+/* ---- scripting (resp_scripting.c) ----------------------------------------------- */
+
+struct resp_scripting;
+
+/* Creates a server's Lua state and script cache (NULL if out of memory), and frees it
+ * (no script runs then). */
+struct resp_scripting *resp_scripting_create(void);
+void resp_scripting_destroy(struct resp_scripting *scripting);
 
 /* ---- typed values (resp_values.c) ------------------------------------------------ */
 

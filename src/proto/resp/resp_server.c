@@ -746,6 +746,10 @@ void resp_command_categories(const struct resp_command *command, char *text, siz
                            : strcmp(command->group, "generic") == 0      ? "keyspace"
                            : strcmp(command->group, "connection") == 0   ? "connection"
                                                                          : "admin";
+    if (strcmp(command->group, "scripting") == 0) { /* as Redis: neither read nor write */
+        snprintf(text, size, "slow scripting");
+        return;
+    }
     snprintf(text, size, "%s %s %s%s", write ? "write" : "read", category, fast ? "fast" : "slow",
              strstr(command->flags, "blocking") != NULL ? " blocking" : "");
 }

@@ -192,7 +192,10 @@ struct resp_server *resp_server_create(const struct resp_environment *environmen
     if (server == NULL) return NULL;
     server->environment = *environment;
     server->monitor = resp_monitor_create();
-    if (server->monitor == NULL) {
+    server->scripting = resp_scripting_create();
+    if (server->monitor == NULL || server->scripting == NULL) {
+        resp_monitor_destroy(server->monitor);
+        resp_scripting_destroy(server->scripting);
         free(server);
         return NULL;
     }
@@ -210,6 +213,7 @@ void resp_server_destroy(struct resp_server *server) {
     pthread_mutex_destroy(&server->sessions_lock);
     pthread_mutex_destroy(&server->monitors_lock);
     resp_monitor_destroy(server->monitor);
+    resp_scripting_destroy(server->scripting);
     free(server);
 }
 
