@@ -24,7 +24,10 @@
     FAULT_SITE(write, "write", EIO)      /* a write's completion (io_uring or pwrite) */           \
     FAULT_SITE(read, "read", EIO)        /* a read's completion (io_uring or pread) */             \
     FAULT_SITE(sync, "sync", EIO)        /* fdatasync or fsync, through io_uring or not */         \
-    FAULT_SITE(open, "open", EIO)        /* opening or creating a flash file (openat) */
+    FAULT_SITE(open, "open", EIO)        /* opening or creating a flash file (openat) */           \
+    /* not a failure: a blocking command waits 200 ms between finding nothing to serve             \
+     * and joining the line of blocked clients (the race window, made wide) */                     \
+    FAULT_SITE(block_delay, "block-delay", EAGAIN)
 
 enum fault_site {
 #define FAULT_SITE(identifier, name, error) FAULT_##identifier,

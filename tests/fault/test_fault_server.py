@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import redis
@@ -227,3 +228,23 @@ def test_an_allocation_failing_during_the_start_stops_it_cleanly_or_is_survived(
         text = "".join(lines)
         assert not any(marker in text for marker in SANITIZER_MARKERS), text
     assert outcomes["refused"] > 40 and outcomes["started"] > 0, outcomes
+
+
+def test_a_push_in_the_window_before_blocking_is_not_missed(tmp_path):
+    """BLPOP finds its list empty, then (block-delay) waits 200 ms before joining the line
+    of blocked clients; a push lands in that window. The command still sees it at once
+    (its second look, in line), instead of waiting out its 10 s timeout."""
+    server = start(tmp_path / "server")
+    client = server.client()
+    client.execute_command("DEBUG", "FAULT", "block-delay:nth=1")
+    results = []
+    waiter = threading.Thread(target=lambda: results.append(server.client().blpop(["q"], 10)))
+    started = time.time()
+    waiter.start()
+    time.sleep(0.05)  # inside the 200 ms window
+    client.rpush("q", "v")
+    waiter.join(15)
+    assert results == [(b"q", b"v")]
+    assert time.time() - started < 5
+    assert fault_info(server)["fault_block-delay"]["injected"] == 1
+    server.stop()

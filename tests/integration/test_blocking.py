@@ -278,3 +278,27 @@ def test_sorted_set_pops(server, client):
     client.zadd("y3", {"p": 1, "q": 2, "r": 3})
     thread.join(10)
     assert results == [[b"y3", [[b"p", b"1"], [b"q", b"2"]]]]
+
+
+def test_a_push_racing_the_block_is_never_missed(server, client):
+    """A push that lands between BLPOP's look at an empty list and its joining the line
+    of blocked clients still serves it: 300 rounds of both at once, each BLPOP answered
+    well within its 5 s timeout."""
+    rounds = 100 if SANITIZED else 300
+    pusher = server.client()
+    with Connection(server.port) as raw:
+        for i in range(rounds):
+            start = threading.Barrier(2)
+
+            def push():
+                start.wait()
+                pusher.rpush(f"race{i}", "v")
+
+            thread = threading.Thread(target=push)
+            thread.start()
+            start.wait()
+            raw.send("BLPOP", f"race{i}", "5")
+            started = time.time()
+            assert raw.read() == [f"race{i}".encode(), b"v"], i
+            assert time.time() - started < 4, i
+            thread.join()

@@ -8,7 +8,9 @@
  * moves) calls resp_blocking_signal() for its key, which marks the sessions waiting on it
  * and wakes their connections; each runs its command again on its own worker
  * (resp_session_woken() -> resp_blocking_woken() -> resp_session_rerun()), which
- * serves it or blocks it again in its old place in line.
+ * serves it or blocks it again in its old place in line. A command that blocks for the
+ * first time runs once more at once, in line: a push that came between its first look
+ * and its joining the line signalled nobody, and the second look sees it.
  *
  * Readers (XREAD, XREADGROUP) are all woken by a write, since each may be served. Of the
  * commands that take what they serve (the pops and moves), only the first in line on a
@@ -24,6 +26,7 @@
  * (CLIENT UNBLOCK). A session's close() leaves the line under it, so a session in line
  * is open and may be woken. */
 #include "base/clock.h"
+#include "base/fault.h"
 #include "base/metrics.h"
 #include "proto/resp/resp_internal.h"
 
@@ -105,7 +108,7 @@ static void join_line(struct resp_server *server, struct resp_session *session) 
     }
     block->in_line = true;
     block->outcome = RESP_BLOCK_WAITING;
-    atomic_fetch_add_explicit(&server->blocked_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&server->blocked_count, 1, memory_order_seq_cst);
     metric_add(RESP_METRIC(resp_clients_blocked), 1);
 }
 
@@ -160,6 +163,10 @@ static bool waits_on(const struct resp_block *block, const unsigned char *key, s
 }
 
 void resp_blocking_signal(struct resp_server *server, const unsigned char *key, size_t length) {
+    /* The store before it, then this load (a full fence: a load may not pass a store),
+     * pairs with join_line()'s count then the blocked command's second look: either
+     * the push sees the command counted or the second look sees the push. */
+    atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&server->blocked_count, memory_order_relaxed) == 0) return;
     blocking_lock(server);
     bool taker_woken = false;
@@ -237,7 +244,8 @@ void resp_block(struct resp_session *session, const struct resp_request *request
         reply_timeout(session, timeout_reply);
         return;
     }
-    if (block->request.argc == 0) { /* its first run: a copy to run again, a place in line */
+    bool first = block->request.argc == 0;
+    if (first) { /* its first run: a copy to run again, a place in line */
         if (!resp_queued_copy(&block->request, request)) {
             reply_store_error(session, STORE_ALLOCATION_FAILED);
             return;
@@ -255,6 +263,10 @@ void resp_block(struct resp_session *session, const struct resp_request *request
                            (size_t)session->parser.argv_lengths[session->hold_index]);
         session->holding = false;
     }
+    if (first && fault_inject(FAULT_block_delay) != 0) {
+        struct timespec pause = {0, 200 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
     blocking_lock(server);
     if (block->sequence == 0) block->sequence = ++server->blocked_sequence;
     if (block->deadline_ms != 0 && !server->blocking_timer_started) {
@@ -266,6 +278,9 @@ void resp_block(struct resp_session *session, const struct resp_request *request
         server->blocking_timer_started = true;
     }
     join_line(server, session);
+    /* A push between the command's look and join_line() signalled nobody: so a first
+     * block looks once more, in line now (a push from here on finds it). */
+    if (first) wake_session(session, RESP_BLOCK_SIGNALED);
     if (block->deadline_ms != 0) pthread_cond_signal(&server->blocking_changed);
     blocking_unlock(server);
     block->waiting = true;
