@@ -440,6 +440,10 @@ static void object_encoding(struct resp_session *session, const struct resp_requ
         reply_bulk_text(session, "quicklist"); /* Redis 7.0's only list encoding */
         return;
     }
+    if (info->type == STORE_TYPE_STREAM) {
+        reply_bulk_text(session, "stream"); /* Redis's only stream encoding */
+        return;
+    }
     if (info->on_flash_only && info->value_length <= 20) {
         resp_read_values(session, request, 2, 1, NULL, reply_object_encoding);
         return;

@@ -735,6 +735,7 @@ void resp_command_categories(const struct resp_command *command, char *text, siz
                            : strcmp(command->group, "string") == 0       ? "string"
                            : strcmp(command->group, "hash") == 0         ? "hash"
                            : strcmp(command->group, "list") == 0         ? "list"
+                           : strcmp(command->group, "stream") == 0       ? "stream"
                            : strcmp(command->group, "transactions") == 0 ? "transaction"
                            : strcmp(command->group, "generic") == 0      ? "keyspace"
                            : strcmp(command->group, "connection") == 0   ? "connection"
