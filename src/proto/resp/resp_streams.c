@@ -770,6 +770,11 @@ static void range_command(struct resp_session *session, const struct resp_reques
     if (!resp_value_in_dram(session, request, 1) ||
         !read_stream(session, request, 1, &item, &stream))
         return;
+    if (count == 0 && item != NULL) {
+        reply_null_array(session); /* as Redis 7.0 for COUNT 0 on a stream */
+        done_reading(item, &stream);
+        return;
+    }
     size_t from = entry_lower_bound(&stream, start), matching = 0;
     size_t to = from;
     while (to < stream.count && id_compare(stream.entries[to].id, end) <= 0)
@@ -827,10 +832,9 @@ static bool parse_read_options(struct resp_session *session, const struct resp_r
         } else if (argument_is(request, i, "STREAMS") && more > 0) {
             options->streams = i + 1;
             if (more % 2 != 0) {
-                reply_errorf(session,
-                             "ERR Unbalanced '%s' list of streams: for each stream key an ID or "
-                             "'%c' must be specified.",
-                             with_group ? "xreadgroup" : "xread", with_group ? '>' : '$');
+                /* Redis 7.0 names XREAD and '$' for XREADGROUP too. */
+                reply_error(session, "ERR Unbalanced XREAD list of streams: for each stream key an "
+                                     "ID or '$' must be specified.");
                 return false;
             }
             options->keys = more / 2;
@@ -1278,7 +1282,7 @@ void command_xinfo(struct resp_session *session, const struct resp_request *requ
         "STREAM <key> [FULL [COUNT <count>]",
         "    Show information about the stream.",
         "HELP",
-        "    Print this help.",
+        "    Prints this help.",
     };
     if (argument_is(request, 1, "HELP") && request->argc == 2) {
         reply_help(session, help, sizeof(help) / sizeof(help[0]));
@@ -1349,11 +1353,44 @@ static void change_reset(struct stream_change *change) {
         .edit = edit, .reply = reply, .arguments = arguments, .stored = stored};
 }
 
+/* The trimming of XADD and XTRIM. */
+enum trim_strategy { TRIM_NONE, TRIM_MAXLEN, TRIM_MINID };
+
+struct trim {
+    enum trim_strategy strategy;
+    bool approximate;
+    int64_t max_length;
+    struct stream_id min_id;
+    int64_t limit; /* entries removed at most (0: no limit) */
+};
+
+/* XADD's and XTRIM's options. */
+struct add_arguments {
+    struct trim trim;
+    bool no_create;
+    bool id_given, seq_given;
+    struct stream_id id;
+    size_t id_index;
+    const unsigned char *producer; /* IDMP, or NULL */
+    uint64_t producer_length;
+    uint64_t sequence;
+};
+
+static bool edit_add(struct resp_session *session, const struct resp_request *request,
+                     struct stream_change *change);
+static bool append_fast(struct resp_session *session, const struct resp_request *request,
+                        struct resp_value_change *value, struct stream_change *change);
+
 static bool stream_update_edit(struct resp_session *session, const struct resp_request *request,
                                struct resp_value_change *value) {
     struct stream_change *change = value->context;
     change_reset(change);
     change->exists = value->exists;
+    if (change->edit == edit_add && value->exists) {
+        const struct add_arguments *arguments = change->arguments;
+        if (arguments->trim.strategy == TRIM_NONE && arguments->producer == NULL)
+            return append_fast(session, request, value, change);
+    }
     enum decode_result decoded =
         value->exists ? stream_decode(value->value, value->length, &change->stream) : DECODED;
     if (decoded != DECODED) {
@@ -1403,17 +1440,6 @@ static void reply_change_ok(struct resp_session *session, struct stream_change *
     reply_ok(session);
 }
 
-/* The trimming of XADD and XTRIM. */
-enum trim_strategy { TRIM_NONE, TRIM_MAXLEN, TRIM_MINID };
-
-struct trim {
-    enum trim_strategy strategy;
-    bool approximate;
-    int64_t max_length;
-    struct stream_id min_id;
-    int64_t limit; /* entries removed at most (0: no limit) */
-};
-
 /* Removes entries from STREAM's head as TRIM says; returns how many. */
 static int64_t stream_trim(struct stream *stream, const struct trim *trim) {
     int64_t removed = 0;
@@ -1453,18 +1479,7 @@ static int64_t stream_trim(struct stream *stream, const struct trim *trim) {
 }
 
 /* Parses XADD's or XTRIM's options from argument 2 (Redis's
- * streamParseAddOrTrimArgsOrReply()). For XADD, stops at the id: *ID_INDEX. */
-struct add_arguments {
-    struct trim trim;
-    bool no_create;
-    bool id_given, seq_given;
-    struct stream_id id;
-    size_t id_index;
-    const unsigned char *producer; /* IDMP, or NULL */
-    uint64_t producer_length;
-    uint64_t sequence;
-};
-
+ * streamParseAddOrTrimArgsOrReply()). For XADD, stops at the id: ARGUMENTS->id_index. */
 static bool parse_add_or_trim(struct resp_session *session, const struct resp_request *request,
                               bool add, struct add_arguments *arguments) {
     struct trim *trim = &arguments->trim;
@@ -1587,6 +1602,105 @@ static bool producer_remember(struct stream *stream, const unsigned char *name, 
     return true;
 }
 
+/* The id XADD gives its entry after LAST_ID (Redis's streamAppendItem()): *, ms-* or an
+ * explicit one. Returns false after replying the error. */
+static bool next_id(struct resp_session *session, const struct add_arguments *arguments,
+                    struct stream_id last_id, struct stream_id *id) {
+    if (id_compare(last_id, ID_MAX) == 0) {
+        reply_error(session,
+                    "ERR The stream has exhausted the last possible ID, unable to add more items");
+        return false;
+    }
+    if (!arguments->id_given) {
+        int64_t now = clock_realtime_ms();
+        id->ms = now > 0 ? (uint64_t)now : 0;
+        if (id->ms > last_id.ms) {
+            id->seq = 0;
+        } else {
+            *id = last_id;
+            id_increment(id);
+        }
+    } else if (!arguments->seq_given) {
+        /* ms-*: the next sequence of that millisecond (Redis's streamAppendItem()). */
+        *id = arguments->id;
+        if (last_id.ms == id->ms) {
+            if (last_id.seq == UINT64_MAX) {
+                reply_error(session, "ERR The ID specified in XADD is equal or smaller than the "
+                                     "target stream top item");
+                return false;
+            }
+            id->seq = last_id.seq + 1;
+        }
+        if (id_compare(*id, last_id) <= 0) {
+            reply_error(session, "ERR The ID specified in XADD is equal or smaller than the target "
+                                 "stream top item");
+            return false;
+        }
+    } else {
+        *id = arguments->id;
+        if (id_compare(*id, last_id) <= 0) {
+            reply_error(session, "ERR The ID specified in XADD is equal or smaller than the target "
+                                 "stream top item");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The strings of XADD's entry (from argument FIRST on), encoded, into OUTPUT. */
+static void write_strings(const struct resp_request *request, size_t first,
+                          struct byte_buffer *output) {
+    for (size_t i = first; i < request->argc; i++) {
+        write_u32(output, (uint32_t)request->lengths[i]);
+        byte_buffer_append(output, request->argv[i], (size_t)request->lengths[i]);
+    }
+}
+
+/* XADD without trimming or IDMP, on a stream that exists: the new value is the old one
+ * with its header changed and the entry added after the others, the entries skipped
+ * rather than decoded (each append would otherwise decode the whole stream). Returns
+ * false after replying an error. */
+static bool append_fast(struct resp_session *session, const struct resp_request *request,
+                        struct resp_value_change *value, struct stream_change *change) {
+    const struct add_arguments *arguments = change->arguments;
+    struct reader reader = {value->value, value->value + value->length, false};
+    const unsigned char *version = read_bytes(&reader, 1);
+    struct stream_id last_id = read_id(&reader), max_deleted = read_id(&reader);
+    uint64_t added = read_u64(&reader);
+    uint32_t count = read_u32(&reader);
+    const unsigned char *entries = reader.at;
+    for (uint32_t i = 0; i < count && !reader.failed; i++) {
+        read_bytes(&reader, 20);
+        read_bytes(&reader, read_u32(&reader));
+    }
+    if (version == NULL || *version != STREAM_FORMAT_VERSION || reader.failed ||
+        count == UINT32_MAX) {
+        reply_decode_error(session, DECODE_CORRUPT);
+        return false;
+    }
+    struct stream_id id;
+    if (!next_id(session, arguments, last_id, &id)) return false;
+    struct byte_buffer *output = &value->encoded;
+    byte_buffer_append(output, version, 1);
+    write_id(output, id);
+    write_id(output, max_deleted);
+    write_u64(output, added + 1);
+    write_u32(output, count + 1);
+    byte_buffer_append(output, entries, (size_t)(reader.at - entries));
+    size_t first = arguments->id_index + 1;
+    uint64_t length = 0;
+    for (size_t i = first; i < request->argc; i++)
+        length += 4 + request->lengths[i];
+    write_id(output, id);
+    write_u32(output, (uint32_t)(request->argc - first));
+    write_u32(output, (uint32_t)length);
+    write_strings(request, first, output);
+    byte_buffer_append(output, reader.at, (size_t)(reader.end - reader.at));
+    value->outcome = RESP_VALUE_STORE;
+    change->id = id;
+    return true;
+}
+
 static bool edit_add(struct resp_session *session, const struct resp_request *request,
                      struct stream_change *change) {
     struct add_arguments *arguments = change->arguments;
@@ -1614,51 +1728,11 @@ static bool edit_add(struct resp_session *session, const struct resp_request *re
             }
         }
     }
-    if (id_compare(stream->last_id, ID_MAX) == 0) {
-        reply_error(session,
-                    "ERR The stream has exhausted the last possible ID, unable to add more items");
-        return false;
-    }
     struct stream_id id;
-    if (!arguments->id_given) {
-        int64_t now = clock_realtime_ms();
-        id.ms = now > 0 ? (uint64_t)now : 0;
-        if (id.ms > stream->last_id.ms) {
-            id.seq = 0;
-        } else {
-            id = stream->last_id;
-            id_increment(&id);
-        }
-    } else if (!arguments->seq_given) {
-        /* ms-*: the next sequence of that millisecond (Redis's streamAppendItem()). */
-        id = arguments->id;
-        if (stream->last_id.ms == id.ms) {
-            if (stream->last_id.seq == UINT64_MAX) {
-                reply_error(session, "ERR The ID specified in XADD is equal or smaller than the "
-                                     "target stream top item");
-                return false;
-            }
-            id.seq = stream->last_id.seq + 1;
-        }
-        if (id_compare(id, stream->last_id) <= 0) {
-            reply_error(session, "ERR The ID specified in XADD is equal or smaller than the target "
-                                 "stream top item");
-            return false;
-        }
-    } else {
-        id = arguments->id;
-        if (id_compare(id, stream->last_id) <= 0) {
-            reply_error(session, "ERR The ID specified in XADD is equal or smaller than the target "
-                                 "stream top item");
-            return false;
-        }
-    }
+    if (!next_id(session, arguments, stream->last_id, &id)) return false;
     /* The entry's strings, in the change's own buffer. */
     size_t first = arguments->id_index + 1;
-    for (size_t i = first; i < request->argc; i++) {
-        write_u32(&stream->added, (uint32_t)request->lengths[i]);
-        byte_buffer_append(&stream->added, request->argv[i], (size_t)request->lengths[i]);
-    }
+    write_strings(request, first, &stream->added);
     if (stream->added.failed ||
         !grow((void **)&stream->entries, &stream->capacity, stream->count + 1,
               sizeof(*stream->entries)) ||
@@ -1918,7 +1992,7 @@ void command_xgroup(struct resp_session *session, const struct resp_request *req
         "SETID <key> <groupname> <id|$> [ENTRIESREAD entries_read]",
         "    Set the current group ID and entries_read counter.",
         "HELP",
-        "    Print this help.",
+        "    Prints this help.",
     };
     static const struct {
         const char *name;
@@ -1974,7 +2048,10 @@ void command_xgroup(struct resp_session *session, const struct resp_request *req
     }
     if (setid && argc == 7) {
         if (!argument_is(request, 5, "ENTRIESREAD")) {
-            reply_syntax_error(session);
+            reply_errorf(session,
+                         "ERR unknown subcommand or wrong number of arguments for '%s'. Try XGROUP "
+                         "HELP.",
+                         name);
             return;
         }
         if (!argument_entries_read(session, request, 6, &arguments.entries_read)) return;
