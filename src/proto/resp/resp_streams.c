@@ -2098,7 +2098,7 @@ static void reply_answered(struct resp_session *session, const struct stream_cha
         } else {
             reply_array(session, 2);
             reply_id(session, answered->id);
-            reply_null(session);
+            reply_null_array(session);
         }
     }
 }
@@ -2388,6 +2388,10 @@ static bool edit_read_group(struct resp_session *session, const struct resp_requ
             struct stream_pending *entry = &group->pending[i];
             if (entry->removed || entry->consumer != (uint32_t)consumer) continue;
             struct stream_entry *found = entry_find(stream, entry->id);
+            if (found != NULL) { /* delivered again, as Redis counts it */
+                entry->delivered_ms = now;
+                entry->deliveries++;
+            }
             if (!answer(change, found ? found - stream->entries : -1, entry->id)) {
                 reply_error(session, OOM_ERROR);
                 return false;
@@ -2448,7 +2452,7 @@ static void reply_group_read(struct resp_session *session, const struct resp_req
         reply_array(session, 2);
         reply_id(session, id);
         if (present == NULL || !*present) {
-            reply_null(session);
+            reply_null_array(session);
             continue;
         }
         uint32_t count = read_u32(&reader), length = read_u32(&reader);
