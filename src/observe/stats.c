@@ -576,9 +576,6 @@ static void section_rows(int section, const struct stats_snapshot *snapshot,
         }
     }
     switch (section) {
-    case STATS_SECTION_CLIENTS:
-        byte_buffer_append_text(text, "blocked_clients:0\r\n");
-        break;
     case STATS_SECTION_MEMORY:
         byte_buffer_append_text(text, "maxmemory_policy:s3fifo\r\nmem_allocator:libc\r\n");
         break;

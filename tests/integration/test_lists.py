@@ -284,9 +284,11 @@ def test_introspection(client, server):
     assert b"llen" in client.command_list(category="list")
     assert docs[1][docs[1].index(b"group") + 1] == b"list"
     assert keys == [b"a", b"b"]
-    for name in ("BLPOP", "BRPOP", "BLMOVE", "LMPOP"):
-        with pytest.raises(redis.ResponseError, match="^unknown command"):
-            client.execute_command(name, "l", "0")
+    assert {"blpop", "brpop", "blmove", "brpoplpush"} <= set(client.acl_cat("blocking"))
+    with Connection(server.port) as raw:
+        blpop = raw.call("COMMAND", "INFO", "blpop")[0]
+    assert blpop[:6] == [b"blpop", -3, ["write", "noscript", "blocking"], 1, -2, 1]
+    assert blpop[6] == ["@write", "@list", "@slow", "@blocking"]
 
 
 def test_lists_move_to_flash_whole_and_survive_a_restart(start_server):

@@ -345,6 +345,7 @@ bool resp_session_woken(void *opaque) {
                   session->peer);
         return true;
     }
+    resp_blocking_woken(session);
     if (!atomic_load_explicit(&session->monitoring, memory_order_relaxed)) return false;
     struct resp_server *server = session->server;
     monitors_lock(server);

@@ -54,11 +54,12 @@ void resp_client_line(const struct resp_session *session, struct byte_buffer *te
     const char *command = atomic_load_explicit(&session->last_command, memory_order_relaxed);
     size_t pending = output_queue_pending(session->output);
     /* As Redis: multi= counts the queued commands (-1 outside MULTI). Redis's flag
-     * letters, in its order: O monitor, x MULTI, e no-evict, T no-touch; N for none. */
+     * letters, in its order: O monitor, x MULTI, b blocked, e no-evict, T no-touch; N for none. */
     long long multi = (long long)atomic_load_explicit(&session->multi_count, memory_order_relaxed);
     char flags[8], *flag = flags;
     if (atomic_load_explicit(&session->monitoring, memory_order_relaxed)) *flag++ = 'O';
     if (multi >= 0) *flag++ = 'x';
+    if (atomic_load_explicit(&session->blocked, memory_order_relaxed)) *flag++ = 'b';
     if (atomic_load_explicit(&session->no_evict, memory_order_relaxed)) *flag++ = 'e';
     if (atomic_load_explicit(&session->no_touch, memory_order_relaxed)) *flag++ = 'T';
     if (flag == flags) *flag++ = 'N';

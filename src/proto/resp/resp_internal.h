@@ -67,6 +67,19 @@ struct resp_server {
     struct check_owner monitors_owner;
     struct resp_session *monitors;
     struct resp_monitor *monitor; /* the slow log and latency events (resp_stats.c) */
+    /* Sessions blocked in BLPOP, XREAD BLOCK ... (resp_blocking.c), in the order they
+     * blocked. Every typed write reads blocked_count first, without the lock, so that
+     * with nobody blocked it pays that one load and nothing else. */
+    _Atomic size_t blocked_count;
+    pthread_mutex_t blocking_lock; /* guards the line and each session's resp_block */
+    struct check_owner blocking_owner;
+    pthread_cond_t blocking_changed; /* a new deadline, or the server stops */
+    struct resp_session *blocked_first;
+    struct resp_session *blocked_last;
+    uint64_t blocked_sequence; /* the last place in line given */
+    bool blocking_timer_started;
+    bool blocking_stopping;
+    pthread_t blocking_timer;
 };
 
 /* sessions_lock, with its owner tracked in the checking builds. */
@@ -99,6 +112,15 @@ struct resp_queued_command {
     uint64_t *lengths;
 };
 
+struct resp_request;
+
+/* Copies REQUEST's arguments into QUEUED (its command is left as it was). Returns false
+ * when out of memory (QUEUED then holds nothing). */
+bool resp_queued_copy(struct resp_queued_command *queued, const struct resp_request *request);
+
+/* Frees QUEUED's arguments (not QUEUED itself). */
+void resp_queued_free(struct resp_queued_command *queued);
+
 /* A key WATCH noted: its version then (store_key_version()) and whether it existed. */
 struct resp_watched_key {
     unsigned char *key;
@@ -121,6 +143,36 @@ struct resp_transaction {
     size_t watch_capacity;
     struct resp_watched_key *watched;
     uint64_t watched_bytes; /* the watched keys' bytes (bounded by max-request) */
+};
+
+enum resp_block_timeout {
+    RESP_BLOCK_NULL_ARRAY, /* *-1 (BLPOP, XREAD) */
+    RESP_BLOCK_NULL_BULK,  /* $-1 (BLMOVE, BRPOPLPUSH) */
+};
+
+enum resp_block_outcome {
+    RESP_BLOCK_WAITING = 0,
+    RESP_BLOCK_SIGNALED,        /* a key it waits on was written: run it again */
+    RESP_BLOCK_TIMED_OUT,       /* its timeout passed, or CLIENT UNBLOCK (TIMEOUT) */
+    RESP_BLOCK_UNBLOCKED_ERROR, /* CLIENT UNBLOCK ERROR */
+};
+
+/* A blocked command (resp_blocking.c). Set on the session's worker while it is out of
+ * line; the fields marked so are under server->blocking_lock while it is in line. */
+struct resp_block {
+    bool waiting;                       /* blocked: input is not taken */
+    struct resp_queued_command request; /* the command to run again (argc 0: none) */
+    size_t first_key;                   /* its keys: KEY_COUNT arguments from FIRST_KEY */
+    size_t key_count;
+    enum resp_block_timeout timeout_reply;
+    bool takes;                      /* it takes what it serves (a pop), rather than reads */
+    bool resignal;                   /* served after a signal: pass the turn on when done */
+    int64_t deadline_ms;             /* monotonic; 0: none */
+    uint64_t sequence;               /* its place in line, kept when it blocks again */
+    bool in_line;                    /* under blocking_lock */
+    enum resp_block_outcome outcome; /* under blocking_lock */
+    struct resp_session *previous;   /* under blocking_lock: in server's line */
+    struct resp_session *next;       /* under blocking_lock */
 };
 
 struct resp_session {
@@ -188,6 +240,8 @@ struct resp_session {
     unsigned rights;
     char user_name[ACCESS_NAME_MAX + 1]; /* CLIENT LIST's user=; under sessions_lock */
     struct resp_transaction transaction;
+    struct resp_block block;
+    _Atomic bool blocked; /* CLIENT LIST's flags=b: block.waiting, for other threads */
     /* CLIENT LIST's multi=: queued commands after MULTI, -1 outside one. */
     _Atomic int64_t multi_count;
     /* INFO commandstats and errorstats, SLOWLOG, LATENCY (resp_stats.c): */
@@ -400,9 +454,11 @@ enum resp_prefetch {
     PREFETCH_FAILED,  /* the read failed: an error was replied */
 };
 
-/* Brings the key in argument INDEX back to DRAM (with a hold) before a command that
- * changes or hands on its value. Without ANY_TYPE (string commands) a key holding
- * another type fails with WRONGTYPE. */
+/* Brings the key in argument INDEX back to DRAM (with a hold until the command ends,
+ * for the first key a command brings back) before a command that changes or hands on
+ * its value. Without ANY_TYPE (string commands) a key holding another type fails with
+ * WRONGTYPE. A command may call it for several keys; after a read it runs again from
+ * the start, and then every call answers PREFETCH_READY at once. */
 enum resp_prefetch resp_prefetch_key(struct resp_session *session,
                                      const struct resp_request *request, size_t index,
                                      bool any_type);
@@ -468,6 +524,55 @@ void resp_stats_reset(void);
 void resp_info_cpu(struct byte_buffer *text);
 void resp_info_errorstats(struct byte_buffer *text);
 void resp_info_commandstats(struct byte_buffer *text);
+
+/* ---- blocking commands (resp_blocking.c) ----------------------------------------- */
+
+/* Sets up and tears down SERVER's line of blocked sessions (destroy stops its timer
+ * thread; every session has closed by then). */
+void resp_blocking_init(struct resp_server *server);
+void resp_blocking_destroy(struct resp_server *server);
+
+/* Parses argument INDEX as a blocking command's timeout: seconds (a float: BLPOP), or
+ * with MILLISECONDS an integer count of them (XREAD BLOCK); 0 is no limit. Returns
+ * false after replying Redis's error (not a number, negative). */
+bool resp_block_timeout(struct resp_session *session, const struct resp_request *request,
+                        size_t index, bool milliseconds, int64_t *timeout_ms);
+
+/* Blocks SESSION's command, which found nothing to serve and returns right after this:
+ * it runs again, with a copy of REQUEST (the command's arguments, or a rewrite of them:
+ * XREAD with '$' made the last id), each time one of the KEY_COUNT keys from argument
+ * FIRST_KEY is written, and may block again in its old place in line; once TIMEOUT_MS
+ * has passed (0: never) it replies TIMEOUT_REPLY instead. TAKES: it takes what it
+ * serves (a pop), so a write wakes only the first such command in line. Inside EXEC it
+ * replies TIMEOUT_REPLY at once, as Redis does. On the session's worker. */
+void resp_block(struct resp_session *session, const struct resp_request *request, size_t first_key,
+                size_t key_count, int64_t timeout_ms, enum resp_block_timeout timeout_reply,
+                bool takes);
+
+/* The request a blocked command runs again with: true and *REQUEST (valid until the
+ * command ends) when SESSION's command has blocked, false otherwise. */
+bool resp_block_rerun(const struct resp_session *session, struct resp_request *request);
+
+/* Wakes the commands blocked on KEY (LENGTH bytes), if any: a typed write stored a value
+ * there. Any worker; takes blocking_lock only when a session is blocked. */
+void resp_blocking_signal(struct resp_server *server, const unsigned char *key, size_t length);
+
+/* From resp_session_woken(): if SESSION's blocked command was signaled, timed out or
+ * unblocked, runs it again or replies its timeout (and lets the session go on). */
+void resp_blocking_woken(struct resp_session *session);
+
+/* The command has ended (resp_session_command_done()): passes its turn on if it was
+ * served after a signal, and forgets its blocking state. */
+void resp_blocking_done(struct resp_session *session);
+
+/* SESSION's connection is closing: takes it out of line (before close() returns). */
+void resp_blocking_close(struct resp_session *session);
+
+/* CLIENT UNBLOCK id [TIMEOUT|ERROR]. */
+void resp_client_unblock(struct resp_session *session, const struct resp_request *request);
+
+/* How many sessions are blocked now (INFO's blocked_clients). */
+size_t resp_blocked_clients(struct resp_server *server);
 
 /* ---- typed values (resp_values.c) ------------------------------------------------ */
 

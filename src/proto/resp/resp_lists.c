@@ -330,12 +330,15 @@ struct list_change {
     bool changed;              /* something to store */
     int64_t integer;           /* the reply, for commands that answer a number */
     /* parsed arguments */
-    bool left;           /* the head (LPUSH, LPOP, LINSERT BEFORE) */
-    bool has_count;      /* LPOP and RPOP with a count */
-    int64_t count;       /* LPOP/RPOP's count, LREM's count */
-    int64_t start;       /* LTRIM */
-    int64_t stop;        /* LTRIM */
-    bool only_if_exists; /* LPUSHX, RPUSHX */
+    bool left;                /* the head (LPUSH, LPOP, LINSERT BEFORE) */
+    bool has_count;           /* LPOP and RPOP with a count */
+    int64_t count;            /* LPOP/RPOP's count, LREM's count */
+    int64_t start;            /* LTRIM */
+    int64_t stop;             /* LTRIM */
+    bool only_if_exists;      /* LPUSHX, RPUSHX */
+    const unsigned char *key; /* BLPOP/BRPOP: the key popped from, for the reply */
+    size_t key_length;
+    bool *served; /* BLPOP/BRPOP: set when an element was popped and replied */
     /* elements popped (views into the item read), in reply order */
     struct list_element *popped;
     size_t popped_count;
@@ -350,11 +353,13 @@ typedef bool (*list_edit_fn)(struct resp_session *session, const struct resp_req
 typedef void (*list_reply_fn)(struct resp_session *session, const struct list_change *change);
 
 /* Stores LIST under KEY in place of EXPECTED (NULL: only if KEY is absent), keeping its
- * expiry, or deletes the key when LIST is empty. Returns the store's status
- * (STORE_CONDITION_FAILED when KEY no longer holds EXPECTED). */
-static enum store_status store_list(struct store *store, const unsigned char *key,
+ * expiry, or deletes the key when LIST is empty; a stored list wakes the commands
+ * blocked on KEY. Returns the store's status (STORE_CONDITION_FAILED when KEY no longer
+ * holds EXPECTED). */
+static enum store_status store_list(struct resp_session *session, const unsigned char *key,
                                     size_t key_length, const struct item *expected,
                                     const struct list_elements *list) {
+    struct store *store = store_of(session);
     if (list->count == 0)
         return expected != NULL ? store_delete_if_unchanged(store, key, key_length, expected)
                                 : STORE_OK;
@@ -365,6 +370,7 @@ static enum store_status store_list(struct store *store, const unsigned char *ke
                        : store_replace_if_unchanged(store, key, key_length, expected, encoded.data,
                                                     encoded.length, true, STORE_TYPE_LIST);
     byte_buffer_free(&encoded);
+    if (status == STORE_OK) resp_blocking_signal(session->server, key, key_length);
     return status;
 }
 
@@ -680,13 +686,14 @@ void command_linsert(struct resp_session *session, const struct resp_request *re
 /* Pushes ELEMENT onto the list at KEY (creating it) at its head or tail, by
  * compare-and-swap, retried when another change came between. Returns STORE_OK,
  * STORE_WRONG_TYPE when KEY holds another type, or the store's error. */
-static enum store_status push_element(struct store *store, const unsigned char *key,
+static enum store_status push_element(struct resp_session *session, const unsigned char *key,
                                       size_t key_length, const struct list_element *element,
                                       bool left) {
     for (int attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
         struct item *item = NULL;
         struct list_elements list = {0};
-        enum store_status status = store_get_typed(store, key, key_length, STORE_TYPE_LIST, &item);
+        enum store_status status =
+            store_get_typed(store_of(session), key, key_length, STORE_TYPE_LIST, &item);
         if (status == STORE_NOT_FOUND) {
             item = NULL;
         } else if (status != STORE_OK) {
@@ -703,7 +710,7 @@ static enum store_status push_element(struct store *store, const unsigned char *
             status = STORE_ALLOCATION_FAILED;
         } else {
             list.elements[left ? 0 : list.count - 1] = *element;
-            status = store_list(store, key, key_length, item, &list);
+            status = store_list(session, key, key_length, item, &list);
         }
         done_reading(item, &list);
         if (status != STORE_CONDITION_FAILED) return status;
@@ -715,7 +722,6 @@ static enum store_status push_element(struct store *store, const unsigned char *
  * changed between its read and its write (try again); otherwise it has replied. */
 static bool move_once(struct resp_session *session, const struct resp_request *request,
                       bool from_left, bool to_left) {
-    struct store *store = store_of(session);
     struct item *source_item, *target_item = NULL;
     struct list_elements source, target = {0};
     if (!read_list(session, request, 1, &source_item, &source)) return true;
@@ -743,19 +749,20 @@ static bool move_once(struct resp_session *session, const struct resp_request *r
         source.elements[to_left ? 0 : source.count - 1] = element;
     }
     enum store_status status =
-        store_list(store, request->argv[1], (size_t)request->lengths[1], source_item, &source);
+        store_list(session, request->argv[1], (size_t)request->lengths[1], source_item, &source);
     if (status == STORE_CONDITION_FAILED) {
         done_reading(source_item, &source);
         return false;
     }
     if (status == STORE_OK && !same) {
         status =
-            push_element(store, request->argv[2], (size_t)request->lengths[2], &element, to_left);
+            push_element(session, request->argv[2], (size_t)request->lengths[2], &element, to_left);
         if (status != STORE_OK) {
             /* The destination changed type or could not take the element (only possible
              * without exclusivity, or out of memory): the element goes back where it came
              * from rather than being lost. */
-            push_element(store, request->argv[1], (size_t)request->lengths[1], &element, from_left);
+            push_element(session, request->argv[1], (size_t)request->lengths[1], &element,
+                         from_left);
         }
     }
     if (status == STORE_OK) {
@@ -808,4 +815,98 @@ void command_lmove(struct resp_session *session, const struct resp_request *requ
 
 void command_rpoplpush(struct resp_session *session, const struct resp_request *request) {
     move_element(session, request, false, true);
+}
+
+/* ---- BLPOP, BRPOP, BLMOVE, BRPOPLPUSH (resp_blocking.c) ------------------------------ */
+
+/* What a blocking pop's try at one key hands update_list(): whether it served. */
+static void reply_blocking_popped(struct resp_session *session, const struct list_change *change) {
+    if (change->popped_count == 0) return; /* the list went meanwhile: the next key */
+    *change->served = true;
+    reply_array(session, 2);
+    reply_bulk(session, change->key, change->key_length);
+    reply_bulk(session, change->popped[0].data, change->popped[0].length);
+}
+
+/* BLPOP and BRPOP key [key ...] timeout: pops from the first of the keys holding a list,
+ * answering [key, element]; blocks when none does, until one is pushed to or the
+ * timeout (seconds, 0: none) passes (a null array). A key of another type fails with
+ * WRONGTYPE when reached, as in Redis. */
+static void blocking_pop(struct resp_session *session, const struct resp_request *request,
+                         bool left) {
+    int64_t timeout_ms;
+    if (!resp_block_timeout(session, request, request->argc - 1, false, &timeout_ms)) return;
+    size_t key_count = request->argc - 2;
+    for (size_t i = 1; i <= key_count; i++)
+        if (!resp_value_in_dram(session, request, i)) return;
+    for (size_t i = 1; i <= key_count; i++) {
+        struct resp_request one = {2, request->argv + i - 1, request->lengths + i - 1};
+        enum store_type type;
+        enum store_status status =
+            store_key_type(store_of(session), request->argv[i], (size_t)request->lengths[i], &type);
+        if (status == STORE_NOT_FOUND) continue;
+        if (status == STORE_OK && type != STORE_TYPE_LIST) status = STORE_WRONG_TYPE;
+        if (status != STORE_OK) {
+            reply_store_error(session, status);
+            return;
+        }
+        bool served = false;
+        struct list_change arguments = {.left = left,
+                                        .count = 1,
+                                        .key = request->argv[i],
+                                        .key_length = (size_t)request->lengths[i],
+                                        .served = &served};
+        uint32_t errors = session->error_replies;
+        update_list(session, &one, &arguments, edit_pop, reply_blocking_popped);
+        if (served || session->rerun_wanted || session->error_replies != errors)
+            return; /* served, a read started, or an error replied */
+    }
+    resp_block(session, request, 1, key_count, timeout_ms, RESP_BLOCK_NULL_ARRAY, true);
+}
+
+void command_blpop(struct resp_session *session, const struct resp_request *request) {
+    blocking_pop(session, request, true);
+}
+
+void command_brpop(struct resp_session *session, const struct resp_request *request) {
+    blocking_pop(session, request, false);
+}
+
+/* BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout (and BRPOPLPUSH source
+ * destination timeout): LMOVE once the source holds a list; blocks until then, or the
+ * timeout passes (nil). */
+static void blocking_move(struct resp_session *session, const struct resp_request *request,
+                          bool from_left, bool to_left) {
+    int64_t timeout_ms;
+    if (!resp_block_timeout(session, request, request->argc - 1, false, &timeout_ms)) return;
+    if (!in_dram(session, request)) return;
+    enum store_type type;
+    enum store_status status =
+        store_key_type(store_of(session), request->argv[1], (size_t)request->lengths[1], &type);
+    if (status == STORE_NOT_FOUND) {
+        resp_block(session, request, 1, 1, timeout_ms, RESP_BLOCK_NULL_BULK, true);
+        return;
+    }
+    if (status == STORE_OK && type != STORE_TYPE_LIST) status = STORE_WRONG_TYPE;
+    if (status != STORE_OK) {
+        reply_store_error(session, status);
+        return;
+    }
+    move_element(session, request, from_left, to_left);
+}
+
+void command_blmove(struct resp_session *session, const struct resp_request *request) {
+    bool ends[2];
+    for (size_t i = 0; i < 2; i++) {
+        ends[i] = argument_is(request, 3 + i, "LEFT");
+        if (!ends[i] && !argument_is(request, 3 + i, "RIGHT")) {
+            reply_syntax_error(session);
+            return;
+        }
+    }
+    blocking_move(session, request, ends[0], ends[1]);
+}
+
+void command_brpoplpush(struct resp_session *session, const struct resp_request *request) {
+    blocking_move(session, request, false, true);
 }

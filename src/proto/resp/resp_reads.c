@@ -195,9 +195,13 @@ enum resp_prefetch resp_prefetch_key(struct resp_session *session,
         }
         return PREFETCH_READY;
     }
-    struct store_read_options options = {.promote = true, .hold = true, .any_type = any_type};
+    /* One hold per command (hold_index): a command that brings several keys back holds
+     * the first; the others are promoted but may be evicted again before it reads them
+     * (it then reads them from flash synchronously). */
+    bool hold = !session->holding;
+    struct store_read_options options = {.promote = true, .hold = hold, .any_type = any_type};
     struct store_value value;
-    session->hold_index = index;
+    if (hold) session->hold_index = index;
     enum store_status status =
         store_read(store_of(session), request->argv[index], (size_t)request->lengths[index],
                    &options, &value, prefetch_done, session);

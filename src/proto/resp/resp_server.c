@@ -305,6 +305,8 @@ void command_client(struct resp_session *session, const struct resp_request *req
         "      Skip killing current connection (default: yes).",
         "    * ID <client-id>",
         "      Kill connections by client id.",
+        "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+        "    Unblock the specified blocked client.",
         "NO-EVICT (ON|OFF)",
         "    Protect current client connection from eviction (recorded only: strata",
         "    evicts no clients).",
@@ -364,6 +366,8 @@ void command_client(struct resp_session *session, const struct resp_request *req
         }
     } else if (argument_is(request, 1, "KILL")) {
         resp_client_kill(session, request);
+    } else if (argument_is(request, 1, "UNBLOCK") && (argc == 3 || argc == 4)) {
+        resp_client_unblock(session, request);
     } else if (argument_is(request, 1, "NO-EVICT")) {
         resp_client_flag(session, request, &session->no_evict);
     } else if (argument_is(request, 1, "NO-TOUCH")) {
@@ -372,7 +376,8 @@ void command_client(struct resp_session *session, const struct resp_request *req
         reply_help(session, help, sizeof(help) / sizeof(help[0]));
     } else if (argument_is(request, 1, "ID") || argument_is(request, 1, "SETNAME") ||
                argument_is(request, 1, "GETNAME") || argument_is(request, 1, "INFO") ||
-               argument_is(request, 1, "SETINFO") || argument_is(request, 1, "HELP")) {
+               argument_is(request, 1, "SETINFO") || argument_is(request, 1, "HELP") ||
+               argument_is(request, 1, "UNBLOCK")) {
         reply_subcommand_arity(session, request, "client");
     } else {
         reply_unknown_subcommand(session, request, "CLIENT");
@@ -740,7 +745,8 @@ void resp_command_categories(const struct resp_command *command, char *text, siz
                            : strcmp(command->group, "generic") == 0      ? "keyspace"
                            : strcmp(command->group, "connection") == 0   ? "connection"
                                                                          : "admin";
-    snprintf(text, size, "%s %s %s", write ? "write" : "read", category, fast ? "fast" : "slow");
+    snprintf(text, size, "%s %s %s%s", write ? "write" : "read", category, fast ? "fast" : "slow",
+             strstr(command->flags, "blocking") != NULL ? " blocking" : "");
 }
 
 /* True when COMMAND is in the ACL category NAME (without '@', any case). */

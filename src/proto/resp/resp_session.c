@@ -198,6 +198,7 @@ struct resp_server *resp_server_create(const struct resp_environment *environmen
     }
     pthread_mutex_init(&server->sessions_lock, NULL);
     pthread_mutex_init(&server->monitors_lock, NULL);
+    resp_blocking_init(server);
     pthread_once(&sorted_once, sort_commands);
     resp_stats_init();
     return server;
@@ -205,6 +206,7 @@ struct resp_server *resp_server_create(const struct resp_environment *environmen
 
 void resp_server_destroy(struct resp_server *server) {
     if (server == NULL) return;
+    resp_blocking_destroy(server);
     pthread_mutex_destroy(&server->sessions_lock);
     pthread_mutex_destroy(&server->monitors_lock);
     resp_monitor_destroy(server->monitor);
@@ -294,6 +296,7 @@ void resp_session_close(void *opaque) {
     }
     if (session->next != NULL) session->next->previous = session->previous;
     sessions_unlock(server);
+    resp_blocking_close(session); /* out of the blocked line too */
     if (session->suspended) {
         session->orphaned = true; /* freed when its flash reads end */
         return;
@@ -303,6 +306,7 @@ void resp_session_close(void *opaque) {
 
 void resp_session_free(struct resp_session *session) {
     if (session->holding) resp_session_command_done(session);
+    resp_blocking_done(session);
     resp_transaction_reset(session);
     resp_parser_free(&session->parser);
     access_identity_release(&session->identity);
@@ -511,6 +515,7 @@ void resp_session_run(struct resp_session *session, const struct resp_command *c
 static void execute(struct resp_session *session) {
     struct resp_parser *parser = &session->parser;
     struct resp_request request = {parser->argc, parser->argv, parser->argv_lengths};
+    resp_block_rerun(session, &request); /* a blocked command runs with its own copy */
     if (request.argc == 0) return;
     if (!session->rerunning) metric_add(RESP_METRIC(commands_processed), 1);
     const struct resp_command *command = admit(session, &request);
@@ -652,6 +657,7 @@ void resp_session_command_done(struct resp_session *session) {
         }
         session->holding = false;
     }
+    resp_blocking_done(session);
     session->rerun_wanted = false;
     resp_parser_next_command(&session->parser);
     struct resp_parser_limits limits = current_limits(session);
@@ -667,6 +673,7 @@ void resp_session_rerun(struct resp_session *session, enum store_status failure)
         session->command_clock_ns = clock_monotonic_ns();
         execute(session);
         session->rerunning = false;
+        if (session->rerun_wanted) return; /* it blocked (again): it ends when woken */
     }
     resp_session_command_done(session);
     session->resume(session->resume_handle); /* may close the connection: last */

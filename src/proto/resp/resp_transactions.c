@@ -34,7 +34,7 @@ static uint64_t byte_limit(struct resp_session *session) {
     return (uint64_t)options_number(session->server->environment.options, NET_OPTION(max_request));
 }
 
-static void free_queued(struct resp_queued_command *queued) {
+void resp_queued_free(struct resp_queued_command *queued) {
     for (size_t i = 0; i < queued->argc; i++)
         free(queued->argv[i]);
     free(queued->argv);
@@ -55,7 +55,7 @@ static void forget_watched(struct resp_transaction *transaction) {
 static void forget_queue(struct resp_session *session) {
     struct resp_transaction *transaction = &session->transaction;
     for (size_t i = 0; i < transaction->count; i++)
-        free_queued(&transaction->commands[i]);
+        resp_queued_free(&transaction->commands[i]);
     free(transaction->commands);
     transaction->commands = NULL;
     transaction->count = 0;
@@ -81,21 +81,19 @@ void resp_transaction_refused(struct resp_session *session) {
     if (session->transaction.active) session->transaction.failed = true;
 }
 
-/* Copies REQUEST's arguments into QUEUED. Returns false when out of memory (QUEUED then
- * holds nothing). */
-static bool copy_request(struct resp_queued_command *queued, const struct resp_request *request) {
+bool resp_queued_copy(struct resp_queued_command *queued, const struct resp_request *request) {
     queued->argc = 0;
     queued->argv = calloc(request->argc, sizeof(*queued->argv));
     queued->lengths = calloc(request->argc, sizeof(*queued->lengths));
     if (queued->argv == NULL || queued->lengths == NULL) {
-        free_queued(queued);
+        resp_queued_free(queued);
         return false;
     }
     for (size_t i = 0; i < request->argc; i++) {
         size_t length = (size_t)request->lengths[i];
         queued->argv[i] = malloc(length + 1);
         if (queued->argv[i] == NULL) {
-            free_queued(queued);
+            resp_queued_free(queued);
             return false;
         }
         if (length > 0) memcpy(queued->argv[i], request->argv[i], length);
@@ -136,7 +134,7 @@ void resp_transaction_queue(struct resp_session *session, const struct resp_comm
     }
     struct resp_queued_command *queued = &transaction->commands[transaction->count];
     queued->command = command;
-    if (!copy_request(queued, request)) {
+    if (!resp_queued_copy(queued, request)) {
         transaction->failed = true;
         reply_error(session, "OOM out of memory: could not queue the command");
         return;

@@ -60,7 +60,11 @@ static bool update_once(struct resp_session *session, const struct resp_request 
                      : store_replace_if_unchanged(store, key, key_length, item, change.encoded.data,
                                                   change.encoded.length, true, ops->type);
     }
-    if (edited && status == STORE_OK) ops->reply(session, &change);
+    if (edited && status == STORE_OK) {
+        ops->reply(session, &change);
+        if (change.outcome == RESP_VALUE_STORE)
+            resp_blocking_signal(session->server, key, key_length);
+    }
     if (ops->discard != NULL) ops->discard(&change);
     byte_buffer_free(&change.encoded);
     if (item != NULL) item_release(item);

@@ -1,0 +1,367 @@
+/* Blocking commands: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, XREAD BLOCK, XREADGROUP BLOCK
+ * wait here until a key they name is written or their timeout passes.
+ *
+ * A blocking command first runs like any other. When it finds nothing to serve it calls
+ * resp_block() and returns: its session stops taking input (its later commands wait in
+ * the socket, as in Redis) and joins the server's line of blocked sessions, in the order
+ * they blocked. Every typed write that stores a value (resp_value_update(), the list
+ * moves) calls resp_blocking_signal() for its key, which marks the sessions waiting on it
+ * and wakes their connections; each runs its command again on its own worker
+ * (resp_session_woken() -> resp_blocking_woken() -> resp_session_rerun()), which
+ * serves it or blocks it again in its old place in line.
+ *
+ * Readers (XREAD, XREADGROUP) are all woken by a write, since each may be served. Of the
+ * commands that take what they serve (the pops and moves), only the first in line on a
+ * key is woken; when it has been served it signals its keys again, so the next one in
+ * line gets what is left: served in the order they blocked, as Redis does, with no
+ * thundering herd on a busy queue.
+ *
+ * Timeouts are kept by one timer thread per server, started when a first command blocks
+ * with one; it wakes a session whose deadline passed, and the session replies its null.
+ *
+ * Locks: server->blocking_lock guards the line and each session's waiting state below
+ * (struct resp_block, "under blocking_lock"); it is taken alone, or after sessions_lock
+ * (CLIENT UNBLOCK). A session's close() leaves the line under it, so a session in line
+ * is open and may be woken. */
+#include "base/clock.h"
+#include "base/metrics.h"
+#include "proto/resp/resp_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void blocking_lock(struct resp_server *server) {
+    pthread_mutex_lock(&server->blocking_lock);
+    check_acquired(&server->blocking_owner);
+}
+
+static void blocking_unlock(struct resp_server *server) {
+    check_releasing(&server->blocking_owner);
+    pthread_mutex_unlock(&server->blocking_lock);
+}
+
+void resp_blocking_init(struct resp_server *server) {
+    pthread_mutex_init(&server->blocking_lock, NULL);
+    pthread_condattr_t attributes;
+    pthread_condattr_init(&attributes);
+    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+    pthread_cond_init(&server->blocking_changed, &attributes);
+    pthread_condattr_destroy(&attributes);
+}
+
+void resp_blocking_destroy(struct resp_server *server) {
+    blocking_lock(server);
+    bool started = server->blocking_timer_started;
+    server->blocking_stopping = true;
+    pthread_cond_broadcast(&server->blocking_changed);
+    blocking_unlock(server);
+    if (started) pthread_join(server->blocking_timer, NULL);
+    pthread_cond_destroy(&server->blocking_changed);
+    pthread_mutex_destroy(&server->blocking_lock);
+}
+
+/* Takes SESSION out of the line. Called with blocking_lock held, SESSION in line. */
+static void leave_line(struct resp_server *server, struct resp_session *session) {
+    STRATA_ASSERT(check_held(&server->blocking_owner) && session->block.in_line);
+    struct resp_block *block = &session->block;
+    if (block->previous != NULL) {
+        block->previous->block.next = block->next;
+    } else {
+        server->blocked_first = block->next;
+    }
+    if (block->next != NULL) {
+        block->next->block.previous = block->previous;
+    } else {
+        server->blocked_last = block->previous;
+    }
+    block->previous = block->next = NULL;
+    block->in_line = false;
+    atomic_fetch_sub_explicit(&server->blocked_count, 1, memory_order_relaxed);
+    metric_add(RESP_METRIC(resp_clients_blocked), -1);
+}
+
+/* Puts SESSION in line by its sequence (a session blocking again keeps its place).
+ * Called with blocking_lock held. */
+static void join_line(struct resp_server *server, struct resp_session *session) {
+    STRATA_ASSERT(check_held(&server->blocking_owner) && !session->block.in_line);
+    struct resp_block *block = &session->block;
+    struct resp_session *after = server->blocked_last;
+    while (after != NULL && after->block.sequence > block->sequence)
+        after = after->block.previous;
+    block->previous = after;
+    block->next = after != NULL ? after->block.next : server->blocked_first;
+    if (block->next != NULL) {
+        block->next->block.previous = session;
+    } else {
+        server->blocked_last = session;
+    }
+    if (after != NULL) {
+        after->block.next = session;
+    } else {
+        server->blocked_first = session;
+    }
+    block->in_line = true;
+    block->outcome = RESP_BLOCK_WAITING;
+    atomic_fetch_add_explicit(&server->blocked_count, 1, memory_order_relaxed);
+    metric_add(RESP_METRIC(resp_clients_blocked), 1);
+}
+
+/* Marks SESSION (in line, waiting) with OUTCOME and wakes its connection. Called with
+ * blocking_lock held. */
+static void wake_session(struct resp_session *session, enum resp_block_outcome outcome) {
+    session->block.outcome = outcome;
+    if (session->wake != NULL) session->wake(session->resume_handle);
+}
+
+/* The timer thread: wakes the sessions whose deadline has passed, and sleeps until the
+ * next one (or until a session blocks with a deadline, or the server stops). */
+static void *timer_main(void *argument) {
+    struct resp_server *server = argument;
+    blocking_lock(server);
+    while (!server->blocking_stopping) {
+        int64_t now = clock_monotonic_ms(), next = 0;
+        for (struct resp_session *session = server->blocked_first; session != NULL;
+             session = session->block.next) {
+            struct resp_block *block = &session->block;
+            if (block->outcome != RESP_BLOCK_WAITING || block->deadline_ms == 0) continue;
+            if (block->deadline_ms <= now) {
+                wake_session(session, RESP_BLOCK_TIMED_OUT);
+            } else if (next == 0 || block->deadline_ms < next) {
+                next = block->deadline_ms;
+            }
+        }
+        check_releasing(&server->blocking_owner);
+        if (next == 0) {
+            pthread_cond_wait(&server->blocking_changed, &server->blocking_lock);
+        } else {
+            struct timespec until = {(time_t)(next / 1000), (long)(next % 1000) * 1000000L};
+            pthread_cond_timedwait(&server->blocking_changed, &server->blocking_lock, &until);
+        }
+        check_acquired(&server->blocking_owner);
+    }
+    blocking_unlock(server);
+    return NULL;
+}
+
+/* Whether argument INDEX of REQUEST equals KEY. */
+static bool key_is(const struct resp_queued_command *request, size_t index,
+                   const unsigned char *key, size_t length) {
+    return request->lengths[index] == length &&
+           (length == 0 || memcmp(request->argv[index], key, length) == 0);
+}
+
+static bool waits_on(const struct resp_block *block, const unsigned char *key, size_t length) {
+    for (size_t i = 0; i < block->key_count; i++)
+        if (key_is(&block->request, block->first_key + i, key, length)) return true;
+    return false;
+}
+
+void resp_blocking_signal(struct resp_server *server, const unsigned char *key, size_t length) {
+    if (atomic_load_explicit(&server->blocked_count, memory_order_relaxed) == 0) return;
+    blocking_lock(server);
+    bool taker_woken = false;
+    for (struct resp_session *session = server->blocked_first; session != NULL;
+         session = session->block.next) {
+        struct resp_block *block = &session->block;
+        if (!waits_on(block, key, length)) continue;
+        if (block->takes) {
+            /* The first taker on the key is served first; one already woken for it
+             * (its rerun under way) will signal again when served. */
+            if (taker_woken) continue;
+            taker_woken = true;
+        }
+        if (block->outcome == RESP_BLOCK_WAITING) wake_session(session, RESP_BLOCK_SIGNALED);
+    }
+    blocking_unlock(server);
+}
+
+/* Signals every key SESSION's blocked command named (its turn passes on). */
+static void signal_keys(struct resp_session *session) {
+    const struct resp_block *block = &session->block;
+    for (size_t i = 0; i < block->key_count; i++) {
+        size_t index = block->first_key + i;
+        resp_blocking_signal(session->server, block->request.argv[index],
+                             (size_t)block->request.lengths[index]);
+    }
+}
+
+/* Replies a blocked command's timeout: a null array or a null bulk string. */
+static void reply_timeout(struct resp_session *session, enum resp_block_timeout timeout_reply) {
+    if (timeout_reply == RESP_BLOCK_NULL_BULK) {
+        reply_null(session);
+    } else {
+        reply_null_array(session);
+    }
+}
+
+bool resp_block_timeout(struct resp_session *session, const struct resp_request *request,
+                        size_t index, bool milliseconds, int64_t *timeout_ms) {
+    char text[64];
+    double value = 0;
+    bool number = false;
+    if (request->lengths[index] > 0 && request->lengths[index] < sizeof(text)) {
+        memcpy(text, request->argv[index], (size_t)request->lengths[index]);
+        text[request->lengths[index]] = '\0';
+        char *end;
+        errno = 0;
+        value = milliseconds ? (double)strtoll(text, &end, 10) : strtod(text, &end);
+        number = *end == '\0' && errno == 0 && isfinite(value);
+    }
+    if (!number) {
+        reply_error(session, milliseconds ? "ERR timeout is not an integer or out of range"
+                                          : "ERR timeout is not a float or out of range");
+        return false;
+    }
+    if (value < 0) {
+        reply_error(session, "ERR timeout is negative");
+        return false;
+    }
+    double ms = milliseconds ? value : value * 1000.0;
+    if (ms > 1e15) { /* some 30,000 years: as good as none */
+        reply_error(session, "ERR timeout is out of range");
+        return false;
+    }
+    *timeout_ms = (int64_t)ceil(ms);
+    return true;
+}
+
+void resp_block(struct resp_session *session, const struct resp_request *request, size_t first_key,
+                size_t key_count, int64_t timeout_ms, enum resp_block_timeout timeout_reply,
+                bool takes) {
+    struct resp_server *server = session->server;
+    struct resp_block *block = &session->block;
+    if (session->transaction.running) { /* inside EXEC a blocking command times out at once */
+        reply_timeout(session, timeout_reply);
+        return;
+    }
+    if (block->request.argc == 0) { /* its first run: a copy to run again, a place in line */
+        if (!resp_queued_copy(&block->request, request)) {
+            reply_store_error(session, STORE_ALLOCATION_FAILED);
+            return;
+        }
+        block->first_key = first_key;
+        block->key_count = key_count;
+        block->timeout_reply = timeout_reply;
+        block->takes = takes;
+        block->deadline_ms = timeout_ms > 0 ? clock_monotonic_ms() + timeout_ms : 0;
+    }
+    block->resignal = false;
+    /* Waiting holds no key in DRAM (its next run brings it back). */
+    if (session->holding) {
+        store_release_hold(server->environment.store, session->parser.argv[session->hold_index],
+                           (size_t)session->parser.argv_lengths[session->hold_index]);
+        session->holding = false;
+    }
+    blocking_lock(server);
+    if (block->sequence == 0) block->sequence = ++server->blocked_sequence;
+    if (block->deadline_ms != 0 && !server->blocking_timer_started) {
+        if (pthread_create(&server->blocking_timer, NULL, timer_main, server) != 0) {
+            blocking_unlock(server);
+            reply_error(session, "ERR could not start the timer of blocking commands");
+            return;
+        }
+        server->blocking_timer_started = true;
+    }
+    join_line(server, session);
+    if (block->deadline_ms != 0) pthread_cond_signal(&server->blocking_changed);
+    blocking_unlock(server);
+    block->waiting = true;
+    atomic_store_explicit(&session->blocked, true, memory_order_relaxed);
+    session->suspended = true;    /* no input is taken meanwhile */
+    session->rerun_wanted = true; /* its arguments are kept; it ends when woken */
+}
+
+bool resp_block_rerun(const struct resp_session *session, struct resp_request *request) {
+    const struct resp_block *block = &session->block;
+    if (block->request.argc == 0) return false;
+    request->argc = block->request.argc;
+    request->argv = (const unsigned char **)block->request.argv;
+    request->lengths = block->request.lengths;
+    return true;
+}
+
+void resp_blocking_woken(struct resp_session *session) {
+    struct resp_server *server = session->server;
+    struct resp_block *block = &session->block;
+    if (!block->waiting) return;
+    blocking_lock(server);
+    enum resp_block_outcome outcome = block->outcome;
+    if (outcome != RESP_BLOCK_WAITING) leave_line(server, session);
+    blocking_unlock(server);
+    if (outcome == RESP_BLOCK_WAITING) return; /* woken for something else */
+    block->waiting = false;
+    atomic_store_explicit(&session->blocked, false, memory_order_relaxed);
+    session->suspended = false;
+    if (outcome == RESP_BLOCK_SIGNALED) {
+        block->resignal = block->takes;        /* cleared if it blocks again */
+        resp_session_rerun(session, STORE_OK); /* replies, or blocks again */
+        return;
+    }
+    if (outcome == RESP_BLOCK_UNBLOCKED_ERROR) {
+        reply_error(session, "UNBLOCKED client unblocked via CLIENT UNBLOCK");
+    } else {
+        reply_timeout(session, block->timeout_reply);
+    }
+    session->rerun_wanted = false;
+    resp_session_command_done(session);
+    session->resume(session->resume_handle); /* may close the connection: last */
+}
+
+void resp_blocking_done(struct resp_session *session) {
+    struct resp_block *block = &session->block;
+    if (block->request.argc == 0) return;
+    if (block->resignal) signal_keys(session);
+    resp_queued_free(&block->request);
+    *block = (struct resp_block){0};
+}
+
+void resp_blocking_close(struct resp_session *session) {
+    struct resp_server *server = session->server;
+    struct resp_block *block = &session->block;
+    if (!block->waiting) return;
+    blocking_lock(server);
+    enum resp_block_outcome outcome = block->outcome;
+    leave_line(server, session);
+    blocking_unlock(server);
+    block->waiting = false;
+    session->suspended = false;
+    /* Woken to be served, it never will be: the next in line gets its turn. */
+    block->resignal = outcome == RESP_BLOCK_SIGNALED && block->takes;
+    session->rerun_wanted = false;
+}
+
+void resp_client_unblock(struct resp_session *session, const struct resp_request *request) {
+    struct resp_server *server = session->server;
+    int64_t id;
+    if (!argument_int64(session, request, 2, &id)) return;
+    enum resp_block_outcome outcome = RESP_BLOCK_TIMED_OUT;
+    if (request->argc == 4 && argument_is(request, 3, "ERROR")) {
+        outcome = RESP_BLOCK_UNBLOCKED_ERROR;
+    } else if (request->argc == 4 && !argument_is(request, 3, "TIMEOUT")) {
+        reply_error(session, "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+        return;
+    } else if (request->argc > 4) {
+        reply_syntax_error(session);
+        return;
+    }
+    int64_t unblocked = 0;
+    sessions_lock(server); /* the session stays open meanwhile (close() takes it first) */
+    for (struct resp_session *other = server->sessions; other != NULL; other = other->next) {
+        if ((int64_t)other->id != id) continue;
+        blocking_lock(server);
+        if (other->block.in_line && other->block.outcome == RESP_BLOCK_WAITING) {
+            wake_session(other, outcome);
+            unblocked = 1;
+        }
+        blocking_unlock(server);
+    }
+    sessions_unlock(server);
+    reply_integer(session, unblocked);
+}
+
+size_t resp_blocked_clients(struct resp_server *server) {
+    return atomic_load_explicit(&server->blocked_count, memory_order_relaxed);
+}

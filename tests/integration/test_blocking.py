@@ -1,0 +1,232 @@
+"""Blocking list commands through redis-py and byte for byte: BLPOP, BRPOP, BLMOVE and
+BRPOPLPUSH with Redis 7.0's replies (checked against redis-server 7.0.15): served at
+once, served by a later push, timeouts, clients served in the order they blocked,
+chained moves, CLIENT UNBLOCK, the blocked state in INFO and CLIENT LIST, inside MULTI,
+a client that leaves while blocked (nothing is taken for it), commands pipelined behind a
+blocked one, and a work queue of producers and consumers at volume with every item
+delivered exactly once."""
+import threading
+import time
+
+import pytest
+import redis
+
+from conftest import SANITIZED, THREAD_SANITIZED
+from resp import Connection, Error, Null
+
+WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
+
+
+def in_thread(function, *arguments):
+    """Runs FUNCTION in a thread; returns (thread, results list it appends to)."""
+    results = []
+    thread = threading.Thread(target=lambda: results.append(function(*arguments)))
+    thread.start()
+    return thread, results
+
+
+def wait_blocked(client, count, seconds=10):
+    """Waits until COUNT clients are blocked (INFO blocked_clients)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if client.info("clients")["blocked_clients"] == count:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"never {count} blocked: {client.info('clients')['blocked_clients']}")
+
+
+def test_served_at_once(client):
+    client.rpush("b", "1", "2")
+    assert client.blpop(["a", "b"], timeout=1) == (b"b", b"1")
+    assert client.brpop(["a", "b"], timeout=1) == (b"b", b"2")
+    assert client.exists("b") == 0  # the last element took the key with it
+    client.rpush("src", "x", "y")
+    assert client.blmove("src", "dst", 1, "RIGHT", "LEFT") == b"y"
+    assert client.brpoplpush("src", "dst", 1) == b"x"
+    assert client.lrange("dst", 0, -1) == [b"x", b"y"] and client.exists("src") == 0
+
+
+def test_timeouts(server, client):
+    started = time.time()
+    assert client.blpop(["nothing"], timeout=0.2) is None
+    assert 0.15 <= time.time() - started < 5
+    assert client.blmove("nothing", "dst", 0.1) is None
+    with Connection(server.port) as raw:
+        assert raw.call("BLPOP", "nothing", "0.05") == Null("*-1")
+        assert raw.call("BRPOPLPUSH", "nothing", "dst", "0.05") == Null("$-1")
+        assert raw.call("HELLO", "3")[b"proto"] == 3
+        assert raw.call("BLPOP", "nothing", "0.05") == Null("_")
+        assert raw.call("BLMOVE", "nothing", "d", "LEFT", "LEFT", "0.05") == Null("_")
+        assert raw.call("BLPOP", "nothing", "-1") == Error("ERR timeout is negative")
+        assert raw.call("BLPOP", "nothing", "x") == Error(
+            "ERR timeout is not a float or out of range")
+        assert raw.call("BLMOVE", "a", "b", "UP", "LEFT", "0") == Error("ERR syntax error")
+        assert raw.call("BLPOP", "nothing") == Error(
+            "ERR wrong number of arguments for 'blpop' command")
+    client.set("string", "v")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        client.blpop(["nothing", "string"], timeout=0.1)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        client.blmove("string", "dst", 0.1)
+
+
+def test_served_by_a_later_push(server, client):
+    thread, results = in_thread(server.client().blpop, ["first", "second"], 10)
+    wait_blocked(client, 1)
+    blocked = [c for c in client.client_list() if "b" in c["flags"]]
+    assert len(blocked) == 1 and blocked[0]["cmd"] == "blpop"
+    client.rpush("second", "v1", "v2")
+    thread.join(10)
+    assert results == [(b"second", b"v1")]
+    assert client.lrange("second", 0, -1) == [b"v2"]
+    assert client.info("clients")["blocked_clients"] == 0
+    # A push of another type, or to another key, does not serve it.
+    thread, results = in_thread(server.client().brpop, ["k"], 10)
+    wait_blocked(client, 1)
+    client.rpush("other", "x")
+    client.hset("k2", "f", "v")
+    time.sleep(0.1)
+    assert results == []
+    client.lpush("k", "late")
+    thread.join(10)
+    assert results == [(b"k", b"late")]
+
+
+def test_served_in_the_order_they_blocked(server, client):
+    threads = []
+    for i in range(4):
+        threads.append(in_thread(server.client().brpop, ["queue"], 10))
+        wait_blocked(client, i + 1)
+    client.rpush("queue", "a", "b", "c", "d")  # the tail goes first
+    for thread, _ in threads:
+        thread.join(10)
+    assert [results for _, results in threads] == [
+        [(b"queue", b"d")], [(b"queue", b"c")], [(b"queue", b"b")], [(b"queue", b"a")]]
+    assert client.exists("queue") == 0
+
+
+def test_chained_moves(server, client):
+    # A blocked on list1 -> list2, B on list2 -> list3: one push travels to list3.
+    first, first_results = in_thread(server.client().blmove, "list1", "list2", 10)
+    wait_blocked(client, 1)
+    second, second_results = in_thread(server.client().blmove, "list2", "list3", 10)
+    wait_blocked(client, 2)
+    client.rpush("list1", "traveller")
+    first.join(10)
+    second.join(10)
+    assert first_results == [b"traveller"] and second_results == [b"traveller"]
+    assert client.lrange("list3", 0, -1) == [b"traveller"]
+    assert client.exists("list1", "list2") == 0
+
+
+def test_client_unblock(server, client):
+    blocked = server.client()
+    blocked_id = blocked.client_id()
+    thread, results = in_thread(blocked.blpop, ["never"], 0)
+    wait_blocked(client, 1)
+    assert client.client_unblock(blocked_id) is True
+    thread.join(10)
+    assert results == [None]
+    assert client.client_unblock(blocked_id) is False  # not blocked now
+
+    errors = []
+
+    def blpop_error():
+        try:
+            blocked.blpop(["never"], 0)
+        except redis.ResponseError as error:
+            errors.append(str(error))
+
+    thread = threading.Thread(target=blpop_error)
+    thread.start()
+    wait_blocked(client, 1)
+    assert client.client_unblock(blocked_id, error=True) is True
+    thread.join(10)
+    assert errors == ["UNBLOCKED client unblocked via CLIENT UNBLOCK"]
+    with Connection(server.port) as raw:
+        assert raw.call("CLIENT", "UNBLOCK", "x") == Error(
+            "ERR value is not an integer or out of range")
+        assert raw.call("CLIENT", "UNBLOCK", "1", "SOON") == Error(
+            "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+
+
+def test_inside_multi_it_does_not_block(client):
+    pipeline = client.pipeline()
+    pipeline.blpop(["empty"], 0)
+    pipeline.rpush("full", "v")
+    pipeline.blpop(["full"], 0)
+    pipeline.blmove("empty", "x", 0)
+    assert pipeline.execute() == [None, 1, (b"full", b"v"), None]
+
+
+def test_a_client_that_leaves_takes_nothing(server, client):
+    with Connection(server.port) as raw:
+        raw.send("BLPOP", "leave", "0")
+        wait_blocked(client, 1)
+    wait_blocked(client, 0)
+    client.rpush("leave", "kept")
+    assert client.lrange("leave", 0, -1) == [b"kept"]
+    # Two blocked, the first leaves before the push: the second is served.
+    with Connection(server.port) as first:
+        first.send("BLPOP", "leave2", "0")
+        wait_blocked(client, 1)
+        thread, results = in_thread(server.client().blpop, ["leave2"], 10)
+        wait_blocked(client, 2)
+    wait_blocked(client, 1)
+    client.rpush("leave2", "for-the-second")
+    thread.join(10)
+    assert results == [(b"leave2", b"for-the-second")]
+
+
+def test_commands_pipelined_behind_a_blocked_one(server, client):
+    with Connection(server.port) as raw:
+        raw.send_raw(Connection.encode("BLPOP", "pipe", "0") + Connection.encode("PING") +
+                     Connection.encode("LLEN", "pipe"))
+        wait_blocked(client, 1)
+        client.rpush("pipe", "a", "b")
+        assert raw.read() == [b"pipe", b"a"]
+        assert raw.read() == "PONG"
+        assert raw.read() == 1
+
+
+def test_work_queue_delivers_every_item_once(server, client):
+    producers, consumers = 4, 4
+    per_producer = 100 if (SANITIZED or THREAD_SANITIZED) else 500
+    total = producers * per_producer
+    received = [[] for _ in range(consumers)]
+
+    def consume(index):
+        connection = server.client()
+        while True:
+            item = connection.blpop(["jobs", "stop"], 10)
+            assert item is not None, "a consumer waited 10 s for work that was pushed"
+            if item[0] == b"stop":
+                return
+            received[index].append(item[1])
+
+    def produce(index):
+        connection = server.client()
+        for i in range(per_producer):
+            connection.rpush("jobs", f"{index}:{i}")
+
+    workers = [threading.Thread(target=consume, args=(i,)) for i in range(consumers)]
+    workers += [threading.Thread(target=produce, args=(i,)) for i in range(producers)]
+    for worker in workers:
+        worker.start()
+    for worker in workers[consumers:]:
+        worker.join(60)
+    deadline = time.time() + 60
+    while client.llen("jobs") > 0 and time.time() < deadline:
+        time.sleep(0.01)
+    client.rpush("stop", *["x"] * consumers)
+    for worker in workers[:consumers]:
+        worker.join(60)
+    items = [item for share in received for item in share]
+    assert len(items) == total and len(set(items)) == total
+    # Each producer's items reach each consumer in the order they were pushed.
+    for share in received:
+        for producer in range(producers):
+            sequence = [int(item.split(b":")[1]) for item in share
+                        if item.startswith(f"{producer}:".encode())]
+            assert sequence == sorted(sequence)
+    assert client.info("clients")["blocked_clients"] == 0
