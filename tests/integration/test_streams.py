@@ -105,7 +105,53 @@ def test_read_several_streams(client):
         [b"a", [(b"1-0", {b"n": b"1"})]], [b"b", [(b"3-0", {b"n": b"3"})]]]
     assert client.xread({"a": "1-0", "b": "3-0", "nokey": "0"}) == [[b"a", [(b"2-0", {b"n": b"2"})]]]
     assert client.xread({"a": "$", "b": "$"}) == []
-    assert client.xread({"a": "2-0"}, block=10) == []  # BLOCK is accepted
+    assert client.xread({"a": "2-0"}, block=10) == []  # BLOCK's time passed: nil
+
+
+def test_blocking_reads_wake_on_append(server):
+    """XREAD BLOCK with $ and XREADGROUP BLOCK with > wait for the next append; two
+    consumers of one group blocked on a stream get one entry each."""
+    client = server.client()
+    client.delete("live")
+    client.xadd("live", {"n": "0"}, id="1-0")
+    client.xgroup_create("live", "g", id="$")
+    results = {}
+
+    def wait(name, call):
+        connection = server.client()
+        results[name] = call(connection)
+        connection.close()
+
+    waiters = [
+        threading.Thread(target=wait, args=("read", lambda c: c.xread({"live": "$"}, block=0))),
+        threading.Thread(target=wait, args=("alice", lambda c: c.xreadgroup(
+            "g", "alice", {"live": ">"}, count=1, block=20_000 * SLOW))),
+        threading.Thread(target=wait, args=("bob", lambda c: c.xreadgroup(
+            "g", "bob", {"live": ">"}, count=1, block=20_000 * SLOW))),
+    ]
+    for thread in waiters:
+        thread.start()
+    deadline = time.time() + 10 * SLOW
+    while server.info("clients")["blocked_clients"] < 3 and time.time() < deadline:
+        time.sleep(0.01)
+    assert server.info("clients")["blocked_clients"] == 3
+    client.xadd("live", {"n": "1"}, id="2-0")
+    deadline = time.time() + 10 * SLOW
+    while len(results) < 2 and time.time() < deadline:
+        time.sleep(0.01)
+    assert results["read"] == [[b"live", [(b"2-0", {b"n": b"1"})]]]
+    client.xadd("live", {"n": "2"}, id="3-0")
+    for thread in waiters:
+        thread.join(timeout=10 * SLOW)
+    got = sorted(results["alice"][0][1] + results["bob"][0][1])
+    assert got == [(b"2-0", {b"n": b"1"}), (b"3-0", {b"n": b"2"})]
+    assert client.xpending("live", "g")["pending"] == 2
+    started = time.time()
+    assert client.xreadgroup("g", "carol", {"live": ">"}, block=100) == []
+    assert client.xread({"live": "$"}, block=100) == []
+    assert time.time() - started >= 0.2
+    with pytest.raises(redis.ResponseError, match="timeout is negative"):
+        client.execute_command("XREAD", "BLOCK", "-1", "STREAMS", "live", "$")
 
 
 def test_trim_delete_and_info(client):

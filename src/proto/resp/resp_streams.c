@@ -799,7 +799,7 @@ void command_xrevrange(struct resp_session *session, const struct resp_request *
 /* What XREAD and XREADGROUP share: their options. */
 struct read_options {
     int64_t count;    /* 0: no limit */
-    int64_t block_ms; /* -1: no BLOCK */
+    int64_t block_ms; /* -1: no BLOCK; 0: no time limit */
     size_t streams;   /* the first key's argument */
     size_t keys;
     const unsigned char *group, *consumer;
@@ -815,17 +815,7 @@ static bool parse_read_options(struct resp_session *session, const struct resp_r
     for (size_t i = 1; i < request->argc; i++) {
         size_t more = request->argc - i - 1;
         if (argument_is(request, i, "BLOCK") && more > 0) {
-            int64_t block;
-            i++;
-            if (!parse_int64(request->argv[i], (size_t)request->lengths[i], &block)) {
-                reply_error(session, "ERR timeout is not an integer or out of range");
-                return false;
-            }
-            if (block < 0) {
-                reply_error(session, "ERR timeout is negative");
-                return false;
-            }
-            options->block_ms = block;
+            if (!resp_block_timeout(session, request, ++i, true, &options->block_ms)) return false;
         } else if (argument_is(request, i, "COUNT") && more > 0) {
             if (!argument_int64(session, request, ++i, &options->count)) return false;
             if (options->count < 0) options->count = 0;
@@ -878,8 +868,39 @@ static bool argument_equals(const struct resp_request *request, size_t index, co
            memcmp(request->argv[index], text, strlen(text)) == 0;
 }
 
+/* Blocks XREAD, which found nothing after the ids AFTER (one per key, '$' made
+ * concrete), until one of its keys is written or its BLOCK time passes (a null array):
+ * it runs again with those ids in place of its own (resp_block()). */
+static void block_read(struct resp_session *session, const struct resp_request *request,
+                       const struct read_options *options, const struct stream_id *after) {
+    size_t argc = request->argc, first_id = options->streams + options->keys;
+    const unsigned char **argv = malloc(argc * sizeof(*argv));
+    uint64_t *lengths = malloc(argc * sizeof(*lengths));
+    char(*ids)[48] = malloc((options->keys + 1) * sizeof(*ids));
+    if (argv == NULL || lengths == NULL || ids == NULL) {
+        reply_error(session, "OOM out of memory: could not block");
+    } else {
+        for (size_t i = 0; i < argc; i++) {
+            argv[i] = request->argv[i];
+            lengths[i] = request->lengths[i];
+        }
+        for (size_t i = 0; i < options->keys; i++) {
+            int length =
+                snprintf(ids[i], sizeof(ids[i]), "%" PRIu64 "-%" PRIu64, after[i].ms, after[i].seq);
+            argv[first_id + i] = (const unsigned char *)ids[i];
+            lengths[first_id + i] = (uint64_t)length;
+        }
+        struct resp_request rewritten = {argc, argv, lengths};
+        resp_block(session, &rewritten, options->streams, options->keys, options->block_ms,
+                   RESP_BLOCK_NULL_ARRAY, false);
+    }
+    free(argv);
+    free(lengths);
+    free(ids);
+}
+
 /* XREAD [COUNT count] [BLOCK ms] STREAMS key [key ...] id [id ...]: the entries after
- * each id (nil when none). BLOCK is accepted and does not wait (see the header). */
+ * each id (nil when none, or after BLOCK's time: 0 waits for ever). */
 void command_xread(struct resp_session *session, const struct resp_request *request) {
     struct read_options options;
     if (!parse_read_options(session, request, false, &options)) return;
@@ -896,7 +917,8 @@ void command_xread(struct resp_session *session, const struct resp_request *requ
             !argument_id(session, request, id_index, &id))
             return;
     }
-    if (!resp_value_in_dram(session, request, options.streams)) return;
+    for (size_t i = 0; i < keys; i++)
+        if (!resp_value_in_dram(session, request, options.streams + i)) return;
     struct item **items = calloc(keys, sizeof(*items));
     struct stream *streams = calloc(keys, sizeof(*streams));
     struct stream_id *after = calloc(keys, sizeof(*after));
@@ -923,7 +945,9 @@ void command_xread(struct resp_session *session, const struct resp_request *requ
         const struct stream_entry *last = last_live(&streams[read]);
         if (last != NULL && id_compare(last->id, after[read]) > 0) served++;
     }
-    if (!failed && served == 0) {
+    if (!failed && served == 0 && options.block_ms >= 0) {
+        block_read(session, request, &options, after);
+    } else if (!failed && served == 0) {
         reply_null_array(session);
     } else if (!failed) {
         if (session->protocol == 3) {
@@ -2461,9 +2485,10 @@ static void reply_group_read(struct resp_session *session, const struct resp_req
     }
 }
 
-/* resp_value_update() on a key this command has brought to DRAM already or reads from
- * flash in place: with the session marked as rerunning, resp_value_in_dram() neither
- * starts a read nor takes a second hold (a command may hold one key only). */
+/* resp_value_update() on a key this command has brought to DRAM already (or, evicted
+ * again since, reads from flash in place): with the session marked as rerunning,
+ * resp_value_in_dram() starts no read, which would run the command again after some of
+ * its keys were changed already. */
 static bool update_in_place(struct resp_session *session, const struct resp_request *request,
                             size_t key_index, stream_edit_fn edit, stream_reply_fn reply,
                             void *arguments) {
@@ -2476,13 +2501,15 @@ static bool update_in_place(struct resp_session *session, const struct resp_requ
 
 /* XREADGROUP GROUP group consumer [COUNT count] [BLOCK ms] [NOACK] STREAMS key [key ...]
  * id [id ...]: > reads new entries (adding them to the group's pending list unless
- * NOACK), another id the consumer's pending entries after it. BLOCK is accepted and does
- * not wait (see the header). */
+ * NOACK), another id the consumer's pending entries after it. With BLOCK, a > read that
+ * finds nothing new waits for a write to one of its keys or for BLOCK's time (a null
+ * array; 0 waits for ever). */
 void command_xreadgroup(struct resp_session *session, const struct resp_request *request) {
     struct read_options options;
     if (!parse_read_options(session, request, true, &options)) return;
     size_t keys = options.keys;
-    if (!resp_value_in_dram(session, request, options.streams)) return;
+    for (size_t i = 0; i < keys; i++)
+        if (!resp_value_in_dram(session, request, options.streams + i)) return;
     struct group_read *reads = calloc(keys, sizeof(*reads));
     if (reads == NULL) {
         reply_error(session, "OOM out of memory: could not read the streams");
@@ -2523,7 +2550,12 @@ void command_xreadgroup(struct resp_session *session, const struct resp_request 
                              keep_group_read, &reads[i]);
         served += reads[i].served;
     }
-    if (ok && served == 0) {
+    if (ok && served == 0 && options.block_ms >= 0) {
+        /* Only > reads get here (a history read always answers): they run again when a
+         * key is written, each woken (they may read different groups). */
+        resp_block(session, request, options.streams, keys, options.block_ms, RESP_BLOCK_NULL_ARRAY,
+                   false);
+    } else if (ok && served == 0) {
         reply_null_array(session);
     } else if (ok) {
         if (session->protocol == 3) {
