@@ -252,12 +252,17 @@ def test_deduplicated_appends(client):
     assert again == first and client.xlen("events") == 1
     second = client.execute_command("XADD", "events", "IDMP", "agent-1", "2", "*", "step", "act")
     assert second != first and client.xlen("events") == 2
+    # A group and its pending entries stay through the appends that follow.
+    client.xgroup_create("events", "g", id="0")
+    assert len(client.xreadgroup("g", "c", {"events": ">"})[0][1]) == 2
     with pytest.raises(redis.ResponseError, match="below the producer's last"):
         client.execute_command("XADD", "events", "IDMP", "agent-1", "1", "*", "step", "plan")
     # Another producer's sequences are its own; IDMP goes with the other options.
     assert client.execute_command("XADD", "events", "MAXLEN", "~", "1000", "IDMP", "agent-2", "1",
                                   "*", "step", "plan") != first
     assert client.xlen("events") == 3
+    assert client.xpending("events", "g")["pending"] == 2
+    assert client.xinfo_stream("events")["entries-added"] == 3
     # An explicit id retried fails with Redis's error, which a producer can take as done.
     client.xadd("explicit", {"a": 1}, id="7-1")
     with pytest.raises(redis.ResponseError, match="equal or smaller"):

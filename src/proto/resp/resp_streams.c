@@ -278,6 +278,8 @@ static enum decode_result decode_group(struct reader *reader, struct stream_grou
     return reader->failed ? DECODE_CORRUPT : DECODED;
 }
 
+static enum decode_result decode_tail(struct reader *reader, struct stream *stream);
+
 /* Decodes the LENGTH bytes at DATA into STREAM (empty on entry), whose views point into
  * DATA: it must outlive them. */
 static enum decode_result stream_decode(const unsigned char *data, uint64_t length,
@@ -304,28 +306,35 @@ static enum decode_result stream_decode(const unsigned char *data, uint64_t leng
         if (i > 0 && id_compare(stream->entries[i - 1].id, entry->id) >= 0) return DECODE_CORRUPT;
     }
     stream->count = stream->live = count;
-    uint32_t groups = read_u32(&reader);
-    if (reader.failed || groups > (uint64_t)(reader.end - reader.at) / 36) return DECODE_CORRUPT;
+    return decode_tail(&reader, stream);
+}
+
+/* Decodes what follows the entries (the groups and the producers) from READER into
+ * STREAM, up to the end. */
+static enum decode_result decode_tail(struct reader *reader, struct stream *stream) {
+    uint32_t groups = read_u32(reader);
+    if (reader->failed || groups > (uint64_t)(reader->end - reader->at) / 36) return DECODE_CORRUPT;
     if (!grow((void **)&stream->groups, &stream->group_capacity, groups, sizeof(*stream->groups)))
         return DECODE_NO_MEMORY;
     for (uint32_t i = 0; i < groups; i++) {
         stream->group_count = i + 1; /* so that stream_free() frees what it holds */
-        enum decode_result result = decode_group(&reader, &stream->groups[i]);
+        enum decode_result result = decode_group(reader, &stream->groups[i]);
         if (result != DECODED) return result;
     }
-    uint32_t producers = read_u32(&reader);
-    if (reader.failed || producers > (uint64_t)(reader.end - reader.at) / 28) return DECODE_CORRUPT;
+    uint32_t producers = read_u32(reader);
+    if (reader->failed || producers > (uint64_t)(reader->end - reader->at) / 28)
+        return DECODE_CORRUPT;
     if (!grow((void **)&stream->producers, &stream->producer_capacity, producers,
               sizeof(*stream->producers)))
         return DECODE_NO_MEMORY;
     for (uint32_t i = 0; i < producers; i++) {
         struct stream_producer *producer = &stream->producers[i];
-        producer->name = read_name(&reader, &producer->name_length);
-        producer->sequence = read_u64(&reader);
-        producer->id = read_id(&reader);
+        producer->name = read_name(reader, &producer->name_length);
+        producer->sequence = read_u64(reader);
+        producer->id = read_id(reader);
     }
     stream->producer_count = producers;
-    if (reader.failed || reader.at != reader.end) return DECODE_CORRUPT;
+    if (reader->failed || reader->at != reader->end) return DECODE_CORRUPT;
     return DECODED;
 }
 
@@ -351,6 +360,8 @@ static void write_name(struct byte_buffer *output, const unsigned char *name, ui
     byte_buffer_append(output, name, length);
 }
 
+static bool encode_tail(const struct stream *stream, struct byte_buffer *output);
+
 /* Appends STREAM's live parts, encoded, to OUTPUT. Returns false when out of memory. */
 static bool stream_encode(const struct stream *stream, struct byte_buffer *output) {
     unsigned char version = STREAM_FORMAT_VERSION;
@@ -367,6 +378,12 @@ static bool stream_encode(const struct stream *stream, struct byte_buffer *outpu
         write_u32(output, entry->length);
         byte_buffer_append(output, entry->strings, entry->length);
     }
+    return encode_tail(stream, output);
+}
+
+/* Appends STREAM's groups and producers, encoded, to OUTPUT. Returns false when out of
+ * memory. */
+static bool encode_tail(const struct stream *stream, struct byte_buffer *output) {
     uint32_t groups = 0;
     for (size_t i = 0; i < stream->group_count; i++)
         groups += !stream->groups[i].removed;
@@ -1412,7 +1429,7 @@ static bool stream_update_edit(struct resp_session *session, const struct resp_r
     change->exists = value->exists;
     if (change->edit == edit_add && value->exists) {
         const struct add_arguments *arguments = change->arguments;
-        if (arguments->trim.strategy == TRIM_NONE && arguments->producer == NULL)
+        if (arguments->trim.strategy == TRIM_NONE)
             return append_fast(session, request, value, change);
     }
     enum decode_result decoded =
@@ -1680,10 +1697,38 @@ static void write_strings(const struct resp_request *request, size_t first,
     }
 }
 
-/* XADD without trimming or IDMP, on a stream that exists: the new value is the old one
- * with its header changed and the entry added after the others, the entries skipped
- * rather than decoded (each append would otherwise decode the whole stream). Returns
- * false after replying an error. */
+enum idmp_check { IDMP_NEW, IDMP_DUPLICATE, IDMP_REFUSED };
+
+/* XADD IDMP's check against STREAM's producers: IDMP_NEW to append (always without
+ * IDMP), IDMP_DUPLICATE with *ID the first append's id, or IDMP_REFUSED after replying
+ * the error for a sequence below the producer's last. */
+static enum idmp_check idmp_check(struct resp_session *session, const struct stream *stream,
+                                  const struct add_arguments *arguments, struct stream_id *id) {
+    if (arguments->producer == NULL) return IDMP_NEW;
+    for (size_t i = 0; i < stream->producer_count; i++) {
+        const struct stream_producer *producer = &stream->producers[i];
+        if (!names_equal(producer->name, producer->name_length, arguments->producer,
+                         arguments->producer_length))
+            continue;
+        if (arguments->sequence == producer->sequence) {
+            *id = producer->id; /* a retry: the first append's id */
+            return IDMP_DUPLICATE;
+        }
+        if (arguments->sequence < producer->sequence) {
+            reply_errorf(session,
+                         "ERR IDMP sequence %" PRIu64 " is below the producer's last, %" PRIu64
+                         ": it was appended already",
+                         arguments->sequence, producer->sequence);
+            return IDMP_REFUSED;
+        }
+    }
+    return IDMP_NEW;
+}
+
+/* XADD without trimming, on a stream that exists: the new value is the old one with its
+ * header changed and the entry added after the others, the entries skipped rather than
+ * decoded (each append would otherwise decode the whole stream); only IDMP decodes what
+ * follows them (the groups and producers). Returns false after replying an error. */
 static bool append_fast(struct resp_session *session, const struct resp_request *request,
                         struct resp_value_change *value, struct stream_change *change) {
     const struct add_arguments *arguments = change->arguments;
@@ -1702,15 +1747,31 @@ static bool append_fast(struct resp_session *session, const struct resp_request 
         reply_decode_error(session, DECODE_CORRUPT);
         return false;
     }
+    const unsigned char *tail = reader.at;
+    if (arguments->producer != NULL) {
+        enum decode_result decoded = decode_tail(&reader, &change->stream);
+        if (decoded != DECODED) {
+            reply_decode_error(session, decoded);
+            return false;
+        }
+        enum idmp_check check = idmp_check(session, &change->stream, arguments, &change->id);
+        if (check != IDMP_NEW) return check == IDMP_DUPLICATE; /* nothing stored */
+    }
     struct stream_id id;
     if (!next_id(session, arguments, last_id, &id)) return false;
+    if (arguments->producer != NULL &&
+        !producer_remember(&change->stream, arguments->producer, arguments->producer_length,
+                           arguments->sequence, id)) {
+        reply_error(session, OOM_ERROR);
+        return false;
+    }
     struct byte_buffer *output = &value->encoded;
     byte_buffer_append(output, version, 1);
     write_id(output, id);
     write_id(output, max_deleted);
     write_u64(output, added + 1);
     write_u32(output, count + 1);
-    byte_buffer_append(output, entries, (size_t)(reader.at - entries));
+    byte_buffer_append(output, entries, (size_t)(tail - entries));
     size_t first = arguments->id_index + 1;
     uint64_t length = 0;
     for (size_t i = first; i < request->argc; i++)
@@ -1719,7 +1780,11 @@ static bool append_fast(struct resp_session *session, const struct resp_request 
     write_u32(output, (uint32_t)(request->argc - first));
     write_u32(output, (uint32_t)length);
     write_strings(request, first, output);
-    byte_buffer_append(output, reader.at, (size_t)(reader.end - reader.at));
+    if (arguments->producer != NULL) {
+        if (!encode_tail(&change->stream, output)) output->failed = true;
+    } else {
+        byte_buffer_append(output, tail, (size_t)(value->value + value->length - tail));
+    }
     value->outcome = RESP_VALUE_STORE;
     change->id = id;
     return true;
@@ -1733,25 +1798,8 @@ static bool edit_add(struct resp_session *session, const struct resp_request *re
         change->replied_nil = true;
         return true;
     }
-    if (arguments->producer != NULL) {
-        for (size_t i = 0; i < stream->producer_count; i++) {
-            const struct stream_producer *producer = &stream->producers[i];
-            if (!names_equal(producer->name, producer->name_length, arguments->producer,
-                             arguments->producer_length))
-                continue;
-            if (arguments->sequence == producer->sequence) {
-                change->id = producer->id; /* a retry: the first append's id */
-                return true;
-            }
-            if (arguments->sequence < producer->sequence) {
-                reply_errorf(session,
-                             "ERR IDMP sequence %" PRIu64 " is below the producer's last, %" PRIu64
-                             ": it was appended already",
-                             arguments->sequence, producer->sequence);
-                return false;
-            }
-        }
-    }
+    enum idmp_check check = idmp_check(session, stream, arguments, &change->id);
+    if (check != IDMP_NEW) return check == IDMP_DUPLICATE;
     struct stream_id id;
     if (!next_id(session, arguments, stream->last_id, &id)) return false;
     /* The entry's strings, in the change's own buffer. */
