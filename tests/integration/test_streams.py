@@ -181,6 +181,32 @@ def test_trim_delete_and_info(client):
         client.xadd("big", {"f": "v"}, id="400-1")
 
 
+def test_info_stream_full(server):
+    with Connection(server.port) as raw:
+        raw.call("DEL", "s")
+        for i in range(1, 4):
+            raw.call("XADD", "s", f"{i}-1", "f", "v")
+        raw.call("XGROUP", "CREATE", "s", "g", "0")
+        raw.call("XGROUP", "CREATE", "s", "a", "$")
+        raw.call("XREADGROUP", "GROUP", "g", "c", "COUNT", "2", "STREAMS", "s", ">")
+        now = int(time.time() * 1000)
+        reply = raw.call("XINFO", "STREAM", "s", "FULL", "COUNT", "1")
+        info = dict(zip(reply[0::2], reply[1::2]))
+        assert info[b"length"] == 3 and info[b"entries"] == [[b"1-1", [b"f", b"v"]]]
+        groups = [dict(zip(g[0::2], g[1::2])) for g in info[b"groups"]]
+        assert [g[b"name"] for g in groups] == [b"a", b"g"]  # by name
+        a, g = groups
+        assert a[b"entries-read"] == Null("$-1") and a[b"lag"] == 0 and a[b"pending"] == []
+        assert g[b"entries-read"] == 2 and g[b"lag"] == 1 and g[b"pel-count"] == 2
+        [[entry_id, owner, delivered, count]] = g[b"pending"]  # COUNT 1
+        assert (entry_id, owner, count) == (b"1-1", b"c", 1) and abs(delivered - now) < 5000
+        [consumer] = [dict(zip(c[0::2], c[1::2])) for c in g[b"consumers"]]
+        assert consumer[b"name"] == b"c" and consumer[b"pel-count"] == 2
+        assert [p[0] for p in consumer[b"pending"]] == [b"1-1"]
+        assert raw.call("XINFO", "STREAM", "s", "FOO") == Error(
+            "ERR unknown subcommand or wrong number of arguments for 'STREAM'. Try XINFO HELP.")
+
+
 def test_consumer_groups_with_two_consumers(client, server):
     for i in range(1, 7):
         client.xadd("jobs", {"job": str(i)}, id=f"{i}-0")

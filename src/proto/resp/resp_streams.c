@@ -1153,10 +1153,132 @@ static void sort_by_name(size_t *order, size_t count, const unsigned char *const
 }
 
 /* XINFO STREAM key. */
+/* Writes the live groups (or consumers) of a list in name order into ORDER (room for
+ * COUNT + 1); returns how many. NAMES and LENGTHS are scratch of the same room. */
+static size_t groups_by_name(const struct stream *stream, size_t *order,
+                             const unsigned char **names, uint32_t *lengths) {
+    size_t count = 0;
+    for (size_t i = 0; i < stream->group_count; i++) {
+        names[i] = stream->groups[i].name;
+        lengths[i] = stream->groups[i].name_length;
+        if (!stream->groups[i].removed) order[count++] = i;
+    }
+    sort_by_name(order, count, names, lengths);
+    return count;
+}
+
+static size_t consumers_by_name(const struct stream_group *group, size_t *order,
+                                const unsigned char **names, uint32_t *lengths) {
+    size_t count = 0;
+    for (size_t i = 0; i < group->consumer_count; i++) {
+        names[i] = group->consumers[i].name;
+        lengths[i] = group->consumers[i].name_length;
+        if (!group->consumers[i].removed) order[count++] = i;
+    }
+    sort_by_name(order, count, names, lengths);
+    return count;
+}
+
+/* XINFO STREAM key FULL's groups: each with its pending entries and consumers (at most
+ * LIMIT pending entries each; 0: all). Returns false when out of memory (nothing
+ * replied). */
+static bool reply_full_groups(struct resp_session *session, const struct stream *stream,
+                              uint64_t limit) {
+    size_t room = stream->group_count + 1;
+    for (size_t i = 0; i < stream->group_count; i++)
+        if (stream->groups[i].consumer_count + 1 > room)
+            room = stream->groups[i].consumer_count + 1;
+    size_t *order = malloc(room * sizeof(*order)), *consumers = malloc(room * sizeof(*consumers));
+    const unsigned char **names = calloc(room, sizeof(*names));
+    uint32_t *lengths = calloc(room, sizeof(*lengths));
+    bool ok = order != NULL && consumers != NULL && names != NULL && lengths != NULL;
+    if (ok) {
+        size_t count = groups_by_name(stream, order, names, lengths);
+        reply_array(session, count);
+        for (size_t g = 0; g < count; g++) {
+            const struct stream_group *group = &stream->groups[order[g]];
+            size_t pending = group_pending_count(group);
+            size_t shown = limit != 0 && limit < pending ? (size_t)limit : pending;
+            reply_map(session, 7);
+            reply_bulk_text(session, "name");
+            reply_bulk(session, group->name, group->name_length);
+            reply_bulk_text(session, "last-delivered-id");
+            reply_id(session, group->last_delivered);
+            reply_bulk_text(session, "entries-read");
+            if (group->entries_read == ENTRIES_READ_UNKNOWN) {
+                reply_null(session);
+            } else {
+                reply_integer(session, group->entries_read);
+            }
+            reply_bulk_text(session, "lag");
+            reply_lag(session, stream, group);
+            reply_bulk_text(session, "pel-count");
+            reply_integer(session, (int64_t)pending);
+            reply_bulk_text(session, "pending");
+            reply_array(session, shown);
+            for (size_t i = 0, sent = 0; sent < shown; i++) {
+                const struct stream_pending *entry = &group->pending[i];
+                if (entry->removed) continue;
+                const struct stream_consumer *owner = &group->consumers[entry->consumer];
+                reply_array(session, 4);
+                reply_id(session, entry->id);
+                reply_bulk(session, owner->name, owner->name_length);
+                reply_integer(session, entry->delivered_ms);
+                reply_integer(session, (int64_t)entry->deliveries);
+                sent++;
+            }
+            reply_bulk_text(session, "consumers");
+            size_t listed = consumers_by_name(group, consumers, names, lengths);
+            reply_array(session, listed);
+            for (size_t c = 0; c < listed; c++) {
+                const struct stream_consumer *consumer = &group->consumers[consumers[c]];
+                size_t owned = consumer_pending_count(group, consumers[c]);
+                size_t owned_shown = limit != 0 && limit < owned ? (size_t)limit : owned;
+                reply_map(session, 4);
+                reply_bulk_text(session, "name");
+                reply_bulk(session, consumer->name, consumer->name_length);
+                reply_bulk_text(session, "seen-time");
+                reply_integer(session, consumer->seen_ms);
+                reply_bulk_text(session, "pel-count");
+                reply_integer(session, (int64_t)owned);
+                reply_bulk_text(session, "pending");
+                reply_array(session, owned_shown);
+                for (size_t i = 0, sent = 0; sent < owned_shown; i++) {
+                    const struct stream_pending *entry = &group->pending[i];
+                    if (entry->removed || entry->consumer != consumers[c]) continue;
+                    reply_array(session, 3);
+                    reply_id(session, entry->id);
+                    reply_integer(session, entry->delivered_ms);
+                    reply_integer(session, (int64_t)entry->deliveries);
+                    sent++;
+                }
+            }
+        }
+    }
+    free(order);
+    free(consumers);
+    free(names);
+    free(lengths);
+    return ok;
+}
+
+/* XINFO STREAM key [FULL [COUNT count]]: FULL lists the first COUNT entries (10; 0:
+ * all) and the groups with their pending entries and consumers. */
 static void info_stream(struct resp_session *session, const struct resp_request *request) {
-    if (request->argc > 3) {
-        reply_syntax_error(session);
+    bool full = request->argc > 3;
+    int64_t limit = 10;
+    if ((full && !argument_is(request, 3, "FULL")) ||
+        (request->argc > 4 && (request->argc != 6 || !argument_is(request, 4, "COUNT")))) {
+        char name[32];
+        argument_text(request, 1, name, sizeof(name));
+        reply_errorf(
+            session,
+            "ERR unknown subcommand or wrong number of arguments for '%s'. Try XINFO HELP.", name);
         return;
+    }
+    if (request->argc == 6) {
+        if (!argument_int64(session, request, 5, &limit)) return;
+        if (limit < 0) limit = 0;
     }
     struct item *item;
     struct stream stream;
@@ -1172,7 +1294,7 @@ static void info_stream(struct resp_session *session, const struct resp_request 
         groups += !stream.groups[i].removed;
     const struct stream_entry *first = first_live(&stream), *last = last_live(&stream);
     size_t nodes = (stream.live + NODE_ENTRIES - 1) / NODE_ENTRIES;
-    reply_map(session, 10);
+    reply_map(session, full ? 9 : 10);
     reply_bulk_text(session, "length");
     reply_integer(session, (int64_t)stream.live);
     reply_bulk_text(session, "radix-tree-keys");
@@ -1187,6 +1309,21 @@ static void info_stream(struct resp_session *session, const struct resp_request 
     reply_integer(session, (int64_t)stream.entries_added);
     reply_bulk_text(session, "recorded-first-entry-id");
     reply_id(session, first_id(&stream));
+    if (full) {
+        size_t shown = limit != 0 && (uint64_t)limit < stream.live ? (size_t)limit : stream.live;
+        reply_bulk_text(session, "entries");
+        reply_array(session, shown);
+        for (size_t i = 0, sent = 0; sent < shown; i++) {
+            if (stream.entries[i].removed) continue;
+            reply_entry(session, &stream.entries[i]);
+            sent++;
+        }
+        reply_bulk_text(session, "groups");
+        /* Out of memory for the sorting: the groups are left out, the reply stays whole. */
+        if (!reply_full_groups(session, &stream, (uint64_t)limit)) reply_array(session, 0);
+        done_reading(item, &stream);
+        return;
+    }
     reply_bulk_text(session, "groups");
     reply_integer(session, (int64_t)groups);
     reply_bulk_text(session, "first-entry");
