@@ -1,4 +1,4 @@
-/* Streams: XADD XRANGE XREVRANGE XLEN XREAD XDEL XTRIM XINFO (STREAM GROUPS CONSUMERS)
+/* Streams: XADD XRANGE XREVRANGE XLEN XREAD XDEL XTRIM XSETID XINFO (STREAM GROUPS CONSUMERS)
  * XGROUP (CREATE SETID DESTROY CREATECONSUMER DELCONSUMER) XREADGROUP XACK XPENDING XCLAIM
  * XAUTOCLAIM, with Redis 7.0's replies and errors.
  *
@@ -2040,6 +2040,67 @@ static bool edit_delete(struct resp_session *session, const struct resp_request 
 /* XDEL key id [id ...]. */
 void command_xdel(struct resp_session *session, const struct resp_request *request) {
     update_stream(session, request, 1, edit_delete, reply_change_integer, NULL);
+}
+
+/* XSETID's arguments. */
+struct set_id_arguments {
+    struct stream_id id, max_deleted;
+    int64_t entries_added; /* -1: unchanged */
+};
+
+static bool edit_set_id(struct resp_session *session, const struct resp_request *request,
+                        struct stream_change *change) {
+    (void)request;
+    const struct set_id_arguments *arguments = change->arguments;
+    struct stream *stream = &change->stream;
+    if (!change->exists) {
+        reply_error(session, "ERR no such key");
+        return false;
+    }
+    const struct stream_entry *last = last_live(stream);
+    if (last != NULL && id_compare(arguments->id, last->id) < 0) {
+        reply_error(session,
+                    "ERR The ID specified in XSETID is smaller than the target stream top item");
+        return false;
+    }
+    if (last != NULL && arguments->entries_added != -1 &&
+        stream->live > (uint64_t)arguments->entries_added) {
+        reply_error(session, "ERR The entries_added specified in XSETID is smaller than the target "
+                             "stream length");
+        return false;
+    }
+    stream->last_id = arguments->id;
+    if (arguments->entries_added != -1) stream->entries_added = (uint64_t)arguments->entries_added;
+    if (!id_is_zero(arguments->max_deleted)) stream->max_deleted = arguments->max_deleted;
+    change->changed = true;
+    return true;
+}
+
+/* XSETID key last-id [ENTRIESADDED entries-added] [MAXDELETEDID max-deleted-id]. */
+void command_xsetid(struct resp_session *session, const struct resp_request *request) {
+    struct set_id_arguments arguments = {.entries_added = -1};
+    if (!argument_id(session, request, 2, &arguments.id)) return;
+    for (size_t i = 3; i < request->argc; i += 2) {
+        bool more = i + 1 < request->argc;
+        if (argument_is(request, i, "ENTRIESADDED") && more) {
+            if (!argument_int64(session, request, i + 1, &arguments.entries_added)) return;
+            if (arguments.entries_added < 0) {
+                reply_error(session, "ERR entries_added must be positive");
+                return;
+            }
+        } else if (argument_is(request, i, "MAXDELETEDID") && more) {
+            if (!argument_id(session, request, i + 1, &arguments.max_deleted)) return;
+            if (id_compare(arguments.id, arguments.max_deleted) < 0) {
+                reply_error(session, "ERR The ID specified in XSETID is smaller than the provided "
+                                     "max_deleted_entry_id");
+                return;
+            }
+        } else {
+            reply_syntax_error(session);
+            return;
+        }
+    }
+    update_stream(session, request, 1, edit_set_id, reply_change_ok, &arguments);
 }
 
 /* ---- consumer groups ----------------------------------------------------------------------- */
