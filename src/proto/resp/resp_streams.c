@@ -574,15 +574,18 @@ static void entry_remove(struct stream *stream, size_t index) {
 
 /* ---- Redis's entries-read bookkeeping (XINFO GROUPS's entries-read and lag) --------------- */
 
-/* True when a deleted entry may lie at or after START (streamRangeHasTombstones()). */
-static bool tombstones_from(const struct stream *stream, struct stream_id start) {
-    if (stream->live == 0 || id_is_zero(stream->max_deleted)) return false;
-    return id_compare(start, stream->max_deleted) <= 0;
-}
-
+/* The first entry's id, 0-0 when there is none (Redis's recorded first id). */
 static struct stream_id first_id(const struct stream *stream) {
     const struct stream_entry *first = first_live(stream);
     return first ? first->id : (struct stream_id){0, 0};
+}
+
+/* True when a deleted entry may lie at or after START (streamRangeHasTombstones()). */
+static bool tombstones_from(const struct stream *stream, struct stream_id start) {
+    if (stream->live == 0 || id_is_zero(stream->max_deleted)) return false;
+    /* The latest deletion is before the first entry: no hole is left in the stream. */
+    if (id_compare(first_id(stream), stream->max_deleted) > 0) return false;
+    return id_compare(start, stream->max_deleted) <= 0;
 }
 
 /* How many entries were added up to ID, or ENTRIES_READ_UNKNOWN (Redis's
