@@ -38,14 +38,23 @@
  *
  * A command decodes the whole value and a change encodes it again, so time grows with
  * the stream's size: right for agents' event histories (thousands of entries, trimmed
- * with MAXLEN or MINID), slow for streams of millions. A change is a compare-and-swap
- * (resp_value_update()), so concurrent appends never lose one another. XREADGROUP with
- * `>` changes its group's pending list, so it is a write, as in Redis. A stream stays
- * when its last entry goes, as in Redis.
+ * with MAXLEN or MINID), slow for streams of millions. XADD without trimming skips the
+ * entries instead of decoding them (append_fast()), though it still copies the whole
+ * value. A change is a compare-and-swap (resp_value_update()), so concurrent appends
+ * never lose one another. XREADGROUP with `>` changes its group's pending list, so it is
+ * a write, as in Redis; with several keys it changes each in turn (all checked first),
+ * so the keys are not changed atomically together. A stream stays when its last entry
+ * goes, as in Redis.
+ *
+ * XREAD BLOCK and XREADGROUP BLOCK wait through resp_block() (resp_blocking.c): XREAD
+ * runs again with `$` replaced by the last id it saw; a group read with `>` simply runs
+ * again.
  *
  * Approximate trimming (`~`) removes whole runs of 100 entries from the head (Redis's
  * stream-node-max-entries), never leaving fewer than asked: the same counts as Redis for
- * streams of small entries without deletions. */
+ * streams of small entries without deletions (Redis's nodes also close at 4 KiB and
+ * count deleted entries until they empty). XINFO's radix-tree-keys and -nodes are
+ * estimates from the same runs. */
 #include "base/byte_buffer.h"
 #include "base/clock.h"
 #include "base/numbers.h"
