@@ -81,6 +81,18 @@ RESP_SEEDS = {
     resp("RPOPLPUSH", "m", "m") + resp("SET", "s", 1) + resp("LPUSH", "s", "x") + resp("RPOPLPUSH", "m", "s") +
     resp("TYPE", "l") + resp("OBJECT", "ENCODING", "l") + resp("LLEN", "l") + resp("LPUSHX", "z", "a") +
     resp("RPUSHX", "m", "b") + resp("LPOS", "l", "a", "RANK", 0),
+    "streams": resp("XADD", "x", "1-1", "a", b"\x00\xff") + resp("XADD", "x", "1-*", "b", 2) +
+    resp("XADD", "x", "IDMP", "p", 1, "MAXLEN", "~", 5, "*", "c", 3) +
+    resp("XADD", "x", "IDMP", "p", 1, "*", "c", 3) + resp("XRANGE", "x", "(1-1", "+", "COUNT", 2) +
+    resp("XREVRANGE", "x", "+", "-") + resp("XLEN", "x") + resp("XREAD", "COUNT", 1, "STREAMS", "x", "y", 0, "$") +
+    resp("XGROUP", "CREATE", "x", "g", 0, "MKSTREAM") + resp("XREADGROUP", "GROUP", "g", "c", "STREAMS", "x", ">") +
+    resp("XREADGROUP", "GROUP", "g", "c", "NOACK", "STREAMS", "x", 0) + resp("XPENDING", "x", "g") +
+    resp("XPENDING", "x", "g", "IDLE", 0, "-", "+", 10, "c") + resp("XACK", "x", "g", "1-1") +
+    resp("XCLAIM", "x", "g", "d", 0, "1-2", "FORCE", "RETRYCOUNT", 3) + resp("XAUTOCLAIM", "x", "g", "e", 0, "0", "JUSTID") +
+    resp("XDEL", "x", "1-2") + resp("XINFO", "STREAM", "x", "FULL") + resp("XINFO", "GROUPS", "x") +
+    resp("XINFO", "CONSUMERS", "x", "g") + resp("XGROUP", "DELCONSUMER", "x", "g", "c") +
+    resp("XGROUP", "SETID", "x", "g", "$") + resp("XTRIM", "x", "MINID", "1-2") + resp("XSETID", "x", "9-9") +
+    resp("TYPE", "x") + resp("OBJECT", "ENCODING", "x") + resp("GET", "x") + resp("XGROUP", "DESTROY", "x", "g"),
     "inline": b"PING\r\nSET a b\r\nGET a\r\n\r\nQUIT\r\n",
     "large-argument": resp("SET", "big", b"x" * 20000) + resp("GET", "big") + resp("APPEND", "big", b"y" * 17000),
     "protocol-errors": b"*2\r\n$3\r\nGET\r\n$-5\r\n" + b"*-1\r\n*1\r\n$x\r\n",
