@@ -1568,8 +1568,11 @@ struct add_arguments {
 
 static bool edit_add(struct resp_session *session, const struct resp_request *request,
                      struct stream_change *change);
-static bool append_fast(struct resp_session *session, const struct resp_request *request,
-                        struct resp_value_change *value, struct stream_change *change);
+enum append_result { APPEND_DONE, APPEND_FAILED, APPEND_DECODE };
+static enum append_result append_fast(struct resp_session *session,
+                                      const struct resp_request *request,
+                                      struct resp_value_change *value,
+                                      struct stream_change *change);
 
 static bool stream_update_edit(struct resp_session *session, const struct resp_request *request,
                                struct resp_value_change *value) {
@@ -1577,9 +1580,10 @@ static bool stream_update_edit(struct resp_session *session, const struct resp_r
     change_reset(change);
     change->exists = value->exists;
     if (change->edit == edit_add && value->exists) {
-        const struct add_arguments *arguments = change->arguments;
-        if (arguments->trim.strategy == TRIM_NONE)
-            return append_fast(session, request, value, change);
+        enum append_result appended = append_fast(session, request, value, change);
+        if (appended != APPEND_DECODE) return appended == APPEND_DONE;
+        change_reset(change);
+        value->encoded.length = 0;
     }
     enum decode_result decoded =
         value->exists ? stream_decode(value->value, value->length, &change->stream) : DECODED;
@@ -1874,12 +1878,33 @@ static enum idmp_check idmp_check(struct resp_session *session, const struct str
     return IDMP_NEW;
 }
 
-/* XADD without trimming, on a stream that exists: the new value is the old one with its
- * header changed and the entry added after the others, the entries skipped rather than
- * decoded (each append would otherwise decode the whole stream); only IDMP decodes what
- * follows them (the groups and producers). Returns false after replying an error. */
-static bool append_fast(struct resp_session *session, const struct resp_request *request,
-                        struct resp_value_change *value, struct stream_change *change) {
+/* True when TRIM would remove nothing from a stream of COUNT entries (the appended one
+ * included) whose first id is FIRST. */
+static bool trim_removes_nothing(const struct trim *trim, uint64_t count, struct stream_id first) {
+    switch (trim->strategy) {
+    case TRIM_NONE:
+        return true;
+    case TRIM_MAXLEN: {
+        /* Approximate: the first run of NODE_ENTRIES cannot go (stream_trim()). */
+        uint64_t removable = trim->approximate ? (count < NODE_ENTRIES ? count : NODE_ENTRIES) : 1;
+        return count < removable || count - removable < (uint64_t)trim->max_length;
+    }
+    case TRIM_MINID:
+        return id_compare(first, trim->min_id) >= 0;
+    }
+    return false;
+}
+
+/* XADD on a stream that exists, when its trimming removes nothing: the new value is the
+ * old one with its header changed and the entry added after the others, the entries
+ * skipped rather than decoded (each append would otherwise decode the whole stream);
+ * only IDMP decodes what follows them (the groups and producers). Returns APPEND_DONE
+ * (stored or a duplicate: replied once stored), APPEND_FAILED after replying an error,
+ * or APPEND_DECODE when the append must trim: nothing done, decode the stream. */
+static enum append_result append_fast(struct resp_session *session,
+                                      const struct resp_request *request,
+                                      struct resp_value_change *value,
+                                      struct stream_change *change) {
     const struct add_arguments *arguments = change->arguments;
     struct reader reader = {value->value, value->value + value->length, false};
     const unsigned char *version = read_bytes(&reader, 1);
@@ -1894,25 +1919,32 @@ static bool append_fast(struct resp_session *session, const struct resp_request 
     if (version == NULL || *version != STREAM_FORMAT_VERSION || reader.failed ||
         count == UINT32_MAX) {
         reply_decode_error(session, DECODE_CORRUPT);
-        return false;
+        return APPEND_FAILED;
+    }
+    if (arguments->trim.strategy != TRIM_NONE) {
+        struct reader first = {entries, reader.at, false};
+        if (count == 0 ||
+            !trim_removes_nothing(&arguments->trim, (uint64_t)count + 1, read_id(&first)))
+            return APPEND_DECODE;
     }
     const unsigned char *tail = reader.at;
     if (arguments->producer != NULL) {
         enum decode_result decoded = decode_tail(&reader, &change->stream);
         if (decoded != DECODED) {
             reply_decode_error(session, decoded);
-            return false;
+            return APPEND_FAILED;
         }
         enum idmp_check check = idmp_check(session, &change->stream, arguments, &change->id);
-        if (check != IDMP_NEW) return check == IDMP_DUPLICATE; /* nothing stored */
+        if (check == IDMP_REFUSED) return APPEND_FAILED;
+        if (check == IDMP_DUPLICATE) return APPEND_DONE; /* nothing stored */
     }
     struct stream_id id;
-    if (!next_id(session, arguments, last_id, &id)) return false;
+    if (!next_id(session, arguments, last_id, &id)) return APPEND_FAILED;
     if (arguments->producer != NULL &&
         !producer_remember(&change->stream, arguments->producer, arguments->producer_length,
                            arguments->sequence, id)) {
         reply_error(session, OOM_ERROR);
-        return false;
+        return APPEND_FAILED;
     }
     struct byte_buffer *output = &value->encoded;
     byte_buffer_append(output, version, 1);
@@ -1936,7 +1968,7 @@ static bool append_fast(struct resp_session *session, const struct resp_request 
     }
     value->outcome = RESP_VALUE_STORE;
     change->id = id;
-    return true;
+    return APPEND_DONE;
 }
 
 static bool edit_add(struct resp_session *session, const struct resp_request *request,
