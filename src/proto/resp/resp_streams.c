@@ -2759,7 +2759,8 @@ static void reply_group_read(struct resp_session *session, const struct resp_req
     if (session->protocol != 3) reply_array(session, 2);
     reply_bulk(session, request->argv[key], (size_t)request->lengths[key]);
     reply_array(session, read->answered);
-    struct reader reader = {read->entries.data, read->entries.data + read->entries.length, false};
+    const unsigned char *data = read->entries.data; /* NULL when nothing was kept */
+    struct reader reader = {data, data != NULL ? data + read->entries.length : NULL, false};
     for (size_t i = 0; i < read->answered; i++) {
         struct stream_id id = read_id(&reader);
         const unsigned char *present = read_bytes(&reader, 1);
