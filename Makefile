@@ -357,6 +357,7 @@ bench: all
 	$(PYTHON) bench/suite.py
 	$(PYTHON) bench/s3.py
 	$(PYTHON) bench/tls.py
+	$(PYTHON) bench/redis_types.py
 
 # The narrower benchmarks of earlier issues (docs/benchmarks-earlier.md).
 bench-earlier: all

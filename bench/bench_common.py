@@ -1,7 +1,8 @@
 """Helpers shared by the benchmark scripts of `make bench` (bench/suite.py, bench/s3.py,
-bench/tls.py, bench/flash_tier.py, bench/native_kv.py): a free loopback port, waiting for
-a server to listen on one, and the marked sections of docs/benchmarks.md that s3.py and
-tls.py write and suite.py keeps when it rewrites the page."""
+bench/tls.py, bench/redis_types.py, bench/flash_tier.py, bench/native_kv.py): a free
+loopback port, waiting for a server to listen on one, and the marked sections of
+docs/benchmarks.md that s3.py, tls.py and redis_types.py write and suite.py keeps when
+it rewrites the page."""
 import socket
 import time
 
@@ -31,6 +32,7 @@ def wait_for_port(port, process=None, seconds=60):
 # The markers around each section of docs/benchmarks.md written by a script of its own.
 S3_MARKERS = ("<!-- s3-bench:begin -->", "<!-- s3-bench:end -->")
 TLS_MARKERS = ("<!-- tls-bench:begin -->", "<!-- tls-bench:end -->")
+REDIS_TYPES_MARKERS = ("<!-- redis-types-bench:begin -->", "<!-- redis-types-bench:end -->")
 
 
 def marked(text, markers):

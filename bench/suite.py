@@ -34,7 +34,8 @@ import sys
 import tempfile
 import time
 
-from bench_common import S3_MARKERS, TLS_MARKERS, free_port, marked, wait_for_port
+from bench_common import (REDIS_TYPES_MARKERS, S3_MARKERS, TLS_MARKERS, free_port, marked,
+                          wait_for_port)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.path.join(ROOT, "build", "strata-server")
@@ -896,10 +897,12 @@ def write_report(output, readme, context, matrix, head, native, flash, growth_re
                       else ["", ""])
             add("| " + " | ".join(cells) + " |")
         add("")
-    # The S3 and TLS sections are bench/s3.py's and bench/tls.py's (run after this script
+    # The S3, TLS and Redis types sections are bench/s3.py's, bench/tls.py's and
+    # bench/redis_types.py's (run after this script
     # by `make bench`): their last text is kept, between the markers they look for, when
     # this page is rewritten.
-    for name, markers in (("s3.md", S3_MARKERS), ("tls.md", TLS_MARKERS)):
+    for name, markers in (("s3.md", S3_MARKERS), ("tls.md", TLS_MARKERS),
+                          ("redis-types.md", REDIS_TYPES_MARKERS)):
         kept = os.path.join(output, "benchmarks", name)
         if os.path.exists(kept):
             with open(kept) as handle:

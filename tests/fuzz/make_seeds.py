@@ -93,6 +93,23 @@ RESP_SEEDS = {
     resp("XINFO", "CONSUMERS", "x", "g") + resp("XGROUP", "DELCONSUMER", "x", "g", "c") +
     resp("XGROUP", "SETID", "x", "g", "$") + resp("XTRIM", "x", "MINID", "1-2") + resp("XSETID", "x", "9-9") +
     resp("TYPE", "x") + resp("OBJECT", "ENCODING", "x") + resp("GET", "x") + resp("XGROUP", "DESTROY", "x", "g"),
+    "sets": resp("SADD", "s1", "a", 1, 2, b"\x00\xff") + resp("SADD", "s2", "a", "b") + resp("SMEMBERS", "s1") +
+    resp("SISMEMBER", "s1", "a") + resp("SMISMEMBER", "s1", "a", "z") + resp("SINTER", "s1", "s2") +
+    resp("SUNIONSTORE", "s3", "s1", "s2") + resp("SDIFF", "s1", "s2") + resp("SINTERCARD", 2, "s1", "s2", "LIMIT", 1) +
+    resp("SMOVE", "s1", "s2", 1) + resp("SPOP", "s1", 2) + resp("SRANDMEMBER", "s2", -5) + resp("SSCAN", "s2", 0, "MATCH", "*") +
+    resp("OBJECT", "ENCODING", "s3") + resp("SREM", "s2", "a", "b") + resp("SCARD", "s2"),
+    "sorted-sets": resp("ZADD", "z", "NX", "CH", 1, "a", "2.5", "b", "-inf", "c") + resp("ZINCRBY", "z", 1, "a") +
+    resp("ZRANGE", "z", "(1", "+inf", "BYSCORE", "LIMIT", 0, 2, "WITHSCORES") + resp("ZRANGE", "z", "[a", "+", "BYLEX", "REV") +
+    resp("ZRANK", "z", "b") + resp("ZSCORE", "z", "c") + resp("ZMSCORE", "z", "a", "x") + resp("ZCOUNT", "z", "-inf", "(2") +
+    resp("ZPOPMIN", "z", 2) + resp("ZMPOP", 2, "y", "z", "MAX", "COUNT", 3) + resp("ZADD", "z", "GT", "INCR", 5, "q") +
+    resp("ZREMRANGEBYSCORE", "z", 0, 10) + resp("ZSCAN", "z", 0) + resp("ZRANDMEMBER", "z", -3, "WITHSCORES"),
+    # Blocking commands with nothing to serve answer at once here: served, a timeout
+    # inside MULTI, or an argument error.
+    "blocking": resp("RPUSH", "q", "a", "b") + resp("BLPOP", "q", 0) + resp("BRPOP", "x", "q", "0.5") +
+    resp("BLMOVE", "q", "r", "LEFT", "RIGHT", 0) + resp("BLPOP", "q", -1) + resp("BLPOP", "q", "x") +
+    resp("LMPOP", 2, "x", "r", "LEFT", "COUNT", 2) + resp("MULTI") + resp("BLPOP", "none", 0) +
+    resp("BZPOPMIN", "none", 0) + resp("BLMPOP", 0, 1, "none", "RIGHT") + resp("EXEC") +
+    resp("ZADD", "z", 1, "m") + resp("BZPOPMAX", "z", 0) + resp("CLIENT", "UNBLOCK", 1, "ERROR"),
     "inline": b"PING\r\nSET a b\r\nGET a\r\n\r\nQUIT\r\n",
     "large-argument": resp("SET", "big", b"x" * 20000) + resp("GET", "big") + resp("APPEND", "big", b"y" * 17000),
     "protocol-errors": b"*2\r\n$3\r\nGET\r\n$-5\r\n" + b"*-1\r\n*1\r\n$x\r\n",

@@ -230,3 +230,51 @@ def test_work_queue_delivers_every_item_once(server, client):
                         if item.startswith(f"{producer}:".encode())]
             assert sequence == sorted(sequence)
     assert client.info("clients")["blocked_clients"] == 0
+
+
+def test_lmpop_and_blmpop(server, client):
+    client.rpush("l2", "a", "b", "c")
+    assert client.lmpop(2, "l1", "l2", direction="LEFT", count=2) == [b"l2", [b"a", b"b"]]
+    assert client.lmpop(2, "l1", "l2", direction="RIGHT") == [b"l2", [b"c"]]
+    assert client.lmpop(2, "l1", "l2", direction="LEFT") is None
+    with Connection(server.port) as raw:
+        assert raw.call("LMPOP", "0", "l1", "LEFT") == Error("ERR numkeys should be greater than 0")
+        assert raw.call("LMPOP", "3", "l1", "LEFT") == Error("ERR syntax error")
+        assert raw.call("LMPOP", "1", "l1", "LEFT", "COUNT", "0") == Error(
+            "ERR count should be greater than 0")
+        assert raw.call("BLMPOP", "0.05", "1", "l1", "LEFT") == Null("*-1")
+        assert raw.call("COMMAND", "GETKEYS", "BLMPOP", "0", "2", "a", "b", "LEFT") == [b"a", b"b"]
+    blocked = server.client()
+    thread, results = in_thread(
+        lambda: blocked.blmpop(10, 2, "m1", "m2", direction="RIGHT", count=5))
+    wait_blocked(client, 1)
+    client.rpush("m2", "x", "y", "z")
+    thread.join(10)
+    assert results == [[b"m2", [b"z", b"y", b"x"]]]
+
+
+def test_sorted_set_pops(server, client):
+    client.zadd("z", {"a": 1, "b": 2, "c": 3})
+    assert client.bzpopmin(["z2", "z"], 1) == (b"z", b"a", 1.0)
+    assert client.zmpop(2, ["z2", "z"], max=True, count=5) == [b"z", [[b"c", b"3"], [b"b", b"2"]]]
+    assert client.zmpop(1, ["z"], min=True) is None and client.exists("z") == 0
+    with Connection(server.port) as raw:
+        assert raw.call("ZMPOP", "0", "z", "MIN") == Error("ERR numkeys should be greater than 0")
+        assert raw.call("ZMPOP", "1", "z", "MID") == Error("ERR syntax error")
+        assert raw.call("BZMPOP", "0.05", "1", "z", "MIN") == Null("*-1")
+        assert raw.call("BZPOPMAX", "z", "0.05") == Null("*-1")
+        raw.call("ZADD", "z", "2.5", "m")
+        assert raw.call("HELLO", "3")[b"proto"] == 3
+        assert raw.call("BZPOPMAX", "z", "0") == [b"z", b"m", 2.5]
+    blocked = server.client()
+    thread, results = in_thread(lambda: blocked.bzpopmax(["y1", "y2"], 10))
+    wait_blocked(client, 1)
+    client.zadd("y2", {"low": 1, "high": 9})
+    thread.join(10)
+    assert results == [(b"y2", b"high", 9.0)]
+    thread, results = in_thread(
+        lambda: blocked.bzmpop(10, 1, ["y3"], min=True, count=2))
+    wait_blocked(client, 1)
+    client.zadd("y3", {"p": 1, "q": 2, "r": 3})
+    thread.join(10)
+    assert results == [[b"y3", [[b"p", b"1"], [b"q", b"2"]]]]

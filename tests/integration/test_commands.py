@@ -500,7 +500,7 @@ def test_time(conn):
 def test_unknown_command(conn):
     error(conn, ["FOOBAR", "a", "b"],
           "ERR unknown command 'FOOBAR', with args beginning with: 'a' 'b' ")
-    error(conn, ["SADD", "s", "v"], "ERR unknown command 'SADD'")
+    error(conn, ["PFADD", "hll", "v"], "ERR unknown command 'PFADD'")
     # An argument with CR LF does not break the error line.
     got = conn.call("NOPE", "a\r\nb")
     assert isinstance(got, Error) and "\n" not in got

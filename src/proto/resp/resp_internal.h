@@ -342,6 +342,7 @@ void reply_null(struct resp_session *session); /* $-1, or _ in RESP3 */
 void reply_array(struct resp_session *session, size_t count);
 void reply_null_array(struct resp_session *session);        /* *-1, or _ in RESP3 */
 void reply_map(struct resp_session *session, size_t pairs); /* %n, or *2n in RESP2 */
+void reply_set(struct resp_session *session, size_t count); /* ~n, or *n in RESP2 */
 void reply_verbatim(struct resp_session *session, const void *text, size_t length);
 /* Sends an item's value as a bulk string and releases the item reference. Large
  * values are queued by reference and sent straight from the store. */
@@ -619,6 +620,10 @@ struct resp_value_ops {
     void (*discard)(struct resp_value_change *change);
 };
 
+/* Redis 7.0's name for the encoding it would give a value of TYPE (not a string) whose
+ * stored bytes are VALUE (LENGTH bytes): OBJECT ENCODING. */
+const char *resp_value_encoding(enum store_type type, const unsigned char *value, uint64_t length);
+
 /* Changes the value at argument KEY_INDEX with OPS (after bringing it to DRAM): reads
  * it, edits it and stores the outcome only if the key still holds what was read,
  * retrying otherwise (after 8 lost races with the other workers paused, so it never
@@ -631,6 +636,19 @@ void resp_value_update(struct resp_session *session, const struct resp_request *
 /* Redis's name for the encoding it would give the hash whose stored bytes are VALUE
  * (LENGTH bytes): "listpack" up to 128 fields of at most 64 bytes, else "hashtable". */
 const char *resp_hash_encoding(const unsigned char *value, uint64_t length);
+
+/* ---- sets (resp_sets.c) --------------------------------------------------------- */
+
+/* Redis 7.0's name for the encoding it would give the set whose stored bytes are VALUE
+ * (LENGTH bytes): "intset" up to 512 members that are all integers, else "hashtable". */
+const char *resp_set_encoding(const unsigned char *value, uint64_t length);
+
+/* ---- sorted sets (resp_sorted_sets.c) -------------------------------------------- */
+
+/* Redis's name for the encoding it would give the sorted set whose stored bytes are
+ * VALUE (LENGTH bytes): "listpack" up to 128 members of at most 64 bytes, else
+ * "skiplist". */
+const char *resp_zset_encoding(const unsigned char *value, uint64_t length);
 
 /* The name TYPE answers for TYPE ("string", "hash", "list"). */
 const char *resp_type_name(enum store_type type);

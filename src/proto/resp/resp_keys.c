@@ -420,28 +420,21 @@ static void reply_object_encoding(struct resp_session *session, struct resp_read
  * (the only case that reads flash, and counts as a read). */
 static void object_encoding(struct resp_session *session, const struct resp_request *request,
                             const struct store_key_info *info) {
-    if (info->type == STORE_TYPE_HASH) {
+    if (info->type != STORE_TYPE_STRING) {
         if (resp_prefetch_key(session, request, 2, true) != PREFETCH_READY) return;
         struct item *item;
-        enum store_status status =
-            store_get_typed(store_of(session), request->argv[2], (size_t)request->lengths[2],
-                            STORE_TYPE_HASH, &item);
+        enum store_status status = store_get_typed(store_of(session), request->argv[2],
+                                                   (size_t)request->lengths[2], info->type, &item);
         if (status == STORE_OK) {
-            reply_bulk_text(session, resp_hash_encoding(item_value(item), item_value_length(item)));
+            const unsigned char *value = item_value(item);
+            uint64_t length = item_value_length(item);
+            reply_bulk_text(session, resp_value_encoding(info->type, value, length));
             item_release(item);
         } else if (status == STORE_NOT_FOUND || status == STORE_WRONG_TYPE) {
             reply_null(session); /* gone, or replaced, since the look: as if looked after */
         } else {
             reply_store_error(session, status);
         }
-        return;
-    }
-    if (info->type == STORE_TYPE_LIST) {
-        reply_bulk_text(session, "quicklist"); /* Redis 7.0's only list encoding */
-        return;
-    }
-    if (info->type == STORE_TYPE_STREAM) {
-        reply_bulk_text(session, "stream"); /* Redis's only stream encoding */
         return;
     }
     if (info->on_flash_only && info->value_length <= 20) {

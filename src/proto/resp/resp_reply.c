@@ -110,6 +110,10 @@ void reply_array(struct resp_session *session, size_t count) {
     header(session, '*', (int64_t)count);
 }
 
+void reply_set(struct resp_session *session, size_t count) {
+    header(session, session->protocol == 3 ? '~' : '*', (int64_t)count);
+}
+
 void reply_map(struct resp_session *session, size_t pairs) {
     if (session->protocol == 3) {
         header(session, '%', (int64_t)pairs);

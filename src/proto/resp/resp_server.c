@@ -740,6 +740,8 @@ void resp_command_categories(const struct resp_command *command, char *text, siz
                            : strcmp(command->group, "string") == 0       ? "string"
                            : strcmp(command->group, "hash") == 0         ? "hash"
                            : strcmp(command->group, "list") == 0         ? "list"
+                           : strcmp(command->group, "set") == 0          ? "set"
+                           : strcmp(command->group, "sorted-set") == 0   ? "sortedset"
                            : strcmp(command->group, "stream") == 0       ? "stream"
                            : strcmp(command->group, "transactions") == 0 ? "transaction"
                            : strcmp(command->group, "generic") == 0      ? "keyspace"
@@ -870,13 +872,30 @@ static void command_getkeys(struct resp_session *session, const struct resp_requ
         reply_error(session, "ERR Invalid command specified");
         return;
     }
-    if (command->first_key <= 0) {
+    bool numkeys = command->first_key <= 0 && strstr(command->flags, "movablekeys") != NULL;
+    if (command->first_key <= 0 && !numkeys) {
         reply_error(session, "ERR The command has no key arguments");
         return;
     }
     if ((command->arity > 0 && line.argc != (size_t)command->arity) ||
         (command->arity < 0 && line.argc < (size_t)-command->arity)) {
         reply_error(session, "ERR Invalid number of arguments specified for command");
+        return;
+    }
+    if (numkeys) {
+        /* SINTERCARD numkeys key [key ...] ...: the keys follow their count, which
+         * is the first argument, or the second after a blocking command's timeout. */
+        size_t at =
+            command->handler == command_blmpop || command->handler == command_bzmpop ? 2 : 1;
+        int64_t count;
+        if (line.argc <= at || !parse_int64(line.argv[at], (size_t)line.lengths[at], &count) ||
+            count <= 0 || (uint64_t)count > line.argc - at - 1) {
+            reply_error(session, "ERR Invalid arguments specified for command");
+            return;
+        }
+        reply_array(session, (size_t)count);
+        for (size_t i = at + 1; i < at + 1 + (size_t)count; i++)
+            reply_bulk(session, line.argv[i], (size_t)line.lengths[i]);
         return;
     }
     int64_t last =

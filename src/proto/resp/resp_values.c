@@ -85,3 +85,21 @@ void resp_value_update(struct resp_session *session, const struct resp_request *
     if (!done) reply_error(session, "ERR the key changed too often to update it; try again");
     if (exclusive) resp_exclusive_end(session);
 }
+
+const char *resp_value_encoding(enum store_type type, const unsigned char *value, uint64_t length) {
+    switch (type) {
+    case STORE_TYPE_HASH:
+        return resp_hash_encoding(value, length);
+    case STORE_TYPE_LIST:
+        return "quicklist"; /* Redis 7.0's only list encoding */
+    case STORE_TYPE_SET:
+        return resp_set_encoding(value, length);
+    case STORE_TYPE_ZSET:
+        return resp_zset_encoding(value, length);
+    case STORE_TYPE_STREAM:
+        return "stream";
+    case STORE_TYPE_STRING:
+        break;
+    }
+    return "raw"; /* strings are named by resp_keys.c, which sees their bytes */
+}
