@@ -378,11 +378,12 @@ def test_command_table(client, server):
     assert xadd[1] == -5 and xadd[3:6] == [1, 1, 1] and "@stream" in xadd[6]
     assert "write" in xreadgroup[2] and "blocking" in xreadgroup[2]
     # XREAD's and XREADGROUP's keys follow STREAMS (Redis's movablekeys).
-    assert client.execute_command("COMMAND", "GETKEYS", "XREAD", "COUNT", "2", "BLOCK", "0",
-                                  "STREAMS", "a", "b", "0", "0") == [b"a", b"b"]
-    assert client.execute_command("COMMAND", "GETKEYS", "XREADGROUP", "GROUP", "g", "c", "NOACK",
-                                  "STREAMS", "streams", ">") == [b"streams"]
-    assert client.execute_command("COMMAND", "GETKEYS", "XGROUP", "CREATE", "s", "g", "0") == [b"s"]
+    with Connection(server.port) as raw:
+        assert raw.call("COMMAND", "GETKEYS", "XREAD", "COUNT", "2", "BLOCK", "0", "STREAMS", "a",
+                        "b", "0", "0") == [b"a", b"b"]
+        assert raw.call("COMMAND", "GETKEYS", "XREADGROUP", "GROUP", "g", "c", "NOACK", "STREAMS",
+                        "streams", ">") == [b"streams"]
+        assert raw.call("COMMAND", "GETKEYS", "XGROUP", "CREATE", "s", "g", "0") == [b"s"]
     assert b"xadd" in client.execute_command("ACL", "CAT", "stream")
     assert b"stream" in client.execute_command("ACL", "CAT")
 
