@@ -355,6 +355,53 @@ def test_deduplicated_appends_under_16_retrying_threads(start_server):
     assert len(seen) == producers
 
 
+def test_a_group_shares_work_among_concurrent_consumers(start_server):
+    """4 producers append while 4 consumers of one group read with > and acknowledge:
+    every entry is delivered exactly once, and nothing stays pending."""
+    server = start_server("--threads", "2")
+    producers, per_producer, consumers = 4, 150 if SLOW == 1 else 30, 4
+    total = producers * per_producer
+    setup = server.client()
+    setup.xgroup_create("queue", "workers", id="0", mkstream=True)
+    delivered, errors = [], []
+    lock = threading.Lock()
+
+    def produce(number):
+        connection = server.client()
+        for i in range(per_producer):
+            connection.xadd("queue", {"job": f"{number}:{i}"})
+        connection.close()
+
+    def consume(name):
+        connection = server.client()
+        try:
+            deadline = time.time() + 60 * SLOW
+            while time.time() < deadline:
+                with lock:
+                    if len(delivered) >= total:
+                        break
+                reply = connection.xreadgroup("workers", name, {"queue": ">"}, count=5, block=50)
+                for _, entries in reply:
+                    with lock:
+                        delivered.extend(fields[b"job"] for _, fields in entries)
+                    connection.xack("queue", "workers", *[entry_id for entry_id, _ in entries])
+        except Exception as error:  # reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=consume, args=(f"c{n}",)) for n in range(consumers)]
+    threads += [threading.Thread(target=produce, args=(n,)) for n in range(producers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90 * SLOW)
+    assert errors == []
+    assert len(delivered) == total and len(set(delivered)) == total
+    assert setup.xpending("queue", "workers")["pending"] == 0
+    assert setup.xinfo_groups("queue")[0]["lag"] == 0
+
+
 def test_wrong_type_both_ways(client):
     client.set("s", "text")
     client.hset("h", "f", "v")
