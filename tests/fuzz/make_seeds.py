@@ -81,6 +81,18 @@ RESP_SEEDS = {
     resp("RPOPLPUSH", "m", "m") + resp("SET", "s", 1) + resp("LPUSH", "s", "x") + resp("RPOPLPUSH", "m", "s") +
     resp("TYPE", "l") + resp("OBJECT", "ENCODING", "l") + resp("LLEN", "l") + resp("LPUSHX", "z", "a") +
     resp("RPUSHX", "m", "b") + resp("LPOS", "l", "a", "RANK", 0),
+    "streams": resp("XADD", "x", "1-1", "a", b"\x00\xff") + resp("XADD", "x", "1-*", "b", 2) +
+    resp("XADD", "x", "IDMP", "p", 1, "MAXLEN", "~", 5, "*", "c", 3) +
+    resp("XADD", "x", "IDMP", "p", 1, "*", "c", 3) + resp("XRANGE", "x", "(1-1", "+", "COUNT", 2) +
+    resp("XREVRANGE", "x", "+", "-") + resp("XLEN", "x") + resp("XREAD", "COUNT", 1, "STREAMS", "x", "y", 0, "$") +
+    resp("XGROUP", "CREATE", "x", "g", 0, "MKSTREAM") + resp("XREADGROUP", "GROUP", "g", "c", "STREAMS", "x", ">") +
+    resp("XREADGROUP", "GROUP", "g", "c", "NOACK", "STREAMS", "x", 0) + resp("XPENDING", "x", "g") +
+    resp("XPENDING", "x", "g", "IDLE", 0, "-", "+", 10, "c") + resp("XACK", "x", "g", "1-1") +
+    resp("XCLAIM", "x", "g", "d", 0, "1-2", "FORCE", "RETRYCOUNT", 3) + resp("XAUTOCLAIM", "x", "g", "e", 0, "0", "JUSTID") +
+    resp("XDEL", "x", "1-2") + resp("XINFO", "STREAM", "x", "FULL") + resp("XINFO", "GROUPS", "x") +
+    resp("XINFO", "CONSUMERS", "x", "g") + resp("XGROUP", "DELCONSUMER", "x", "g", "c") +
+    resp("XGROUP", "SETID", "x", "g", "$") + resp("XTRIM", "x", "MINID", "1-2") + resp("XSETID", "x", "9-9") +
+    resp("TYPE", "x") + resp("OBJECT", "ENCODING", "x") + resp("GET", "x") + resp("XGROUP", "DESTROY", "x", "g"),
     "sets": resp("SADD", "s1", "a", 1, 2, b"\x00\xff") + resp("SADD", "s2", "a", "b") + resp("SMEMBERS", "s1") +
     resp("SISMEMBER", "s1", "a") + resp("SMISMEMBER", "s1", "a", "z") + resp("SINTER", "s1", "s2") +
     resp("SUNIONSTORE", "s3", "s1", "s2") + resp("SDIFF", "s1", "s2") + resp("SINTERCARD", 2, "s1", "s2", "LIMIT", 1) +

@@ -742,6 +742,7 @@ void resp_command_categories(const struct resp_command *command, char *text, siz
                            : strcmp(command->group, "list") == 0         ? "list"
                            : strcmp(command->group, "set") == 0          ? "set"
                            : strcmp(command->group, "sorted-set") == 0   ? "sortedset"
+                           : strcmp(command->group, "stream") == 0       ? "stream"
                            : strcmp(command->group, "transactions") == 0 ? "transaction"
                            : strcmp(command->group, "generic") == 0      ? "keyspace"
                            : strcmp(command->group, "connection") == 0   ? "connection"
@@ -883,6 +884,31 @@ static void command_getkeys(struct resp_session *session, const struct resp_requ
     if ((command->arity > 0 && line.argc != (size_t)command->arity) ||
         (command->arity < 0 && line.argc < (size_t)-command->arity)) {
         reply_error(session, "ERR Invalid number of arguments specified for command");
+        return;
+    }
+    if (command->handler == command_xread || command->handler == command_xreadgroup) {
+        /* XREAD and XREADGROUP: the first half of what follows STREAMS, the options
+         * before it skipped (Redis's xreadGetKeys()). */
+        size_t at = 1;
+        while (at < line.argc) {
+            if (argument_is(&line, at, "BLOCK") || argument_is(&line, at, "COUNT")) {
+                at += 2;
+            } else if (argument_is(&line, at, "GROUP")) {
+                at += 3;
+            } else if (argument_is(&line, at, "NOACK")) {
+                at++;
+            } else {
+                break;
+            }
+        }
+        size_t rest = at < line.argc ? line.argc - at - 1 : 0;
+        if (at >= line.argc || !argument_is(&line, at, "STREAMS") || rest == 0 || rest % 2 != 0) {
+            reply_error(session, "ERR Invalid arguments specified for command");
+            return;
+        }
+        reply_array(session, rest / 2);
+        for (size_t i = at + 1; i <= at + rest / 2; i++)
+            reply_bulk(session, line.argv[i], (size_t)line.lengths[i]);
         return;
     }
     if (numkeys) {

@@ -1,0 +1,510 @@
+"""Streams through redis-py and byte for byte: XADD (ids, trimming, NOMKSTREAM), XRANGE,
+XREVRANGE, XLEN, XREAD, XDEL, XTRIM, XINFO, consumer groups (XGROUP, XREADGROUP, XACK,
+XPENDING, XCLAIM, XAUTOCLAIM) with two consumers, strata's deduplicated appends (XADD
+IDMP) under 16 threads that retry, WRONGTYPE both ways, streams moving to flash and
+surviving a restart, and redis-benchmark's XADD."""
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+import redis
+
+from conftest import SLOW, Server
+from resp import Connection, Error, Map, Null
+
+INVALID_ID = "Invalid stream ID specified as stream command argument"
+
+
+def test_add_range_and_length(client):
+    assert client.xadd("s", {"a": "1"}, id="1-1") == b"1-1"
+    assert client.xadd("s", {"b": "2"}, id="1-*") == b"1-2"
+    assert client.xadd("s", {"c": "3", "d": "4"}, id="5") == b"5-0"
+    generated = client.xadd("s", {"e": "5"})
+    milliseconds, sequence = map(int, generated.split(b"-"))
+    assert milliseconds > 5 and sequence == 0
+    assert client.xlen("s") == 4 and client.xlen("nokey") == 0
+    assert client.xrange("s", "-", "+", count=2) == [(b"1-1", {b"a": b"1"}),
+                                                      (b"1-2", {b"b": b"2"})]
+    assert [e[0] for e in client.xrevrange("s", "+", "-")] == [generated, b"5-0", b"1-2", b"1-1"]
+    assert [e[0] for e in client.xrange("s", "(1-1", "(5-0")] == [b"1-2"]
+    assert [e[0] for e in client.xrange("s", "1", "1")] == [b"1-1", b"1-2"]  # ms alone: all seqs
+    assert client.xrange("s", "5-0", "5-0") == [(b"5-0", {b"c": b"3", b"d": b"4"})]
+    assert client.xrange("nokey", "-", "+") == []
+    # Binary fields and values round trip.
+    client.xadd("bin", {b"\x00\xff": b"\r\n\x00", b"": b""}, id="1-1")
+    assert client.xrange("bin") == [(b"1-1", {b"\x00\xff": b"\r\n\x00", b"": b""})]
+    for call, message in (
+            (lambda: client.xadd("s", {"x": 1}, id="1-1"),
+             "equal or smaller than the target stream top item"),
+            (lambda: client.xadd("new", {"x": 1}, id="0-0"), "must be greater than 0-0"),
+            (lambda: client.xadd("s", {"x": 1}, id="abc"), INVALID_ID),
+            (lambda: client.xrange("s", "x", "+"), INVALID_ID),
+            (lambda: client.xrange("s", "(+", "+"), INVALID_ID),
+            (lambda: client.xrange("s", "-", "(0-0"), "invalid end ID for the interval")):
+        with pytest.raises(redis.ResponseError, match=message):
+            call()
+    assert client.exists("new") == 0
+    assert client.xadd("none", {"x": 1}, nomkstream=True) is None and client.exists("none") == 0
+
+
+def test_raw_replies_and_errors(server):
+    with Connection(server.port) as raw:
+        raw.call("DEL", "s")
+        assert raw.call("XADD", "s", "1-1", "f") == Error(
+            "ERR wrong number of arguments for 'xadd' command")
+        assert raw.call("XADD", "s", "LIMIT", "5", "1-1", "f", "v") == Error(
+            "ERR syntax error, LIMIT cannot be used without specifying a trimming strategy")
+        assert raw.call("XADD", "s", "MAXLEN", "2", "LIMIT", "5", "1-1", "f", "v") == Error(
+            "ERR syntax error, LIMIT cannot be used without the special ~ option")
+        assert raw.call("XADD", "s", "MAXLEN", "-1", "1-1", "f", "v") == Error(
+            "ERR The MAXLEN argument must be >= 0.")
+        assert raw.call("XTRIM", "s", "FOO", "1") == Error("ERR syntax error")
+        assert raw.call("XADD", "s", "1-1", "f", "v") == b"1-1"
+        assert raw.call("XRANGE", "s", "-", "+", "COUNT", "0") == Null("*-1")
+        assert raw.call("XREAD", "STREAMS", "s", "1-1") == Null("*-1")
+        assert raw.call("XREAD", "STREAMS", "s", "t", "0") == Error(
+            "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be "
+            "specified.")
+        assert raw.call("XREAD", "STREAMS", "s", ">") == Error(
+            "ERR The > ID can be specified only when calling XREADGROUP using the GROUP "
+            "<group> <consumer> option.")
+        assert raw.call("XINFO", "STREAM", "nokey") == Error("ERR no such key")
+        assert raw.call("XGROUP", "CREATE", "nokey", "g", "0") == Error(
+            "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may "
+            "want to use the MKSTREAM option to create an empty stream automatically.")
+        assert raw.call("XGROUP", "FOO") == Error("ERR unknown subcommand 'FOO'. Try XGROUP HELP.")
+        assert raw.call("XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">") == Error(
+            "NOGROUP No such key 's' or consumer group 'g' in XREADGROUP with GROUP option")
+        assert raw.call("XPENDING", "s", "g") == Error("NOGROUP No such key 's' or consumer group 'g'")
+        assert raw.call("XGROUP", "CREATE", "s", "g", "$") == "OK"
+        assert raw.call("XGROUP", "CREATE", "s", "g", "$") == Error(
+            "BUSYGROUP Consumer Group name already exists")
+        assert raw.call("XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">") == Null("*-1")
+        assert raw.call("XPENDING", "s", "g") == [0, Null("$-1"), Null("$-1"), Null("*-1")]
+        assert raw.call("XADD", "s", "2-1", "f", "v") == b"2-1"
+        # RESP3: XREAD and XREADGROUP answer a map of key to entries.
+        assert raw.call("HELLO", "3")[b"proto"] == 3
+        assert raw.call("XREAD", "STREAMS", "s", "0") == Map(
+            {b"s": [[b"1-1", [b"f", b"v"]], [b"2-1", [b"f", b"v"]]]})
+        assert raw.call("XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">") == Map(
+            {b"s": [[b"2-1", [b"f", b"v"]]]})
+        assert raw.call("XINFO", "STREAM", "s")[b"entries-added"] == 2
+        assert raw.call("XRANGE", "s", "-", "+", "COUNT", "0") == Null("_")
+        assert raw.call("XREAD", "STREAMS", "s", "2-1") == Null("_")
+        assert raw.call("XPENDING", "s", "nogroup", "-", "+", "1") == Error(
+            "NOGROUP No such key 's' or consumer group 'nogroup'")
+
+
+def test_read_several_streams(client):
+    client.xadd("a", {"n": "1"}, id="1-0")
+    client.xadd("a", {"n": "2"}, id="2-0")
+    client.xadd("b", {"n": "3"}, id="3-0")
+    assert client.xread({"a": "0", "b": "0"}, count=1) == [
+        [b"a", [(b"1-0", {b"n": b"1"})]], [b"b", [(b"3-0", {b"n": b"3"})]]]
+    assert client.xread({"a": "1-0", "b": "3-0", "nokey": "0"}) == [[b"a", [(b"2-0", {b"n": b"2"})]]]
+    assert client.xread({"a": "$", "b": "$"}) == []
+    assert client.xread({"a": "2-0"}, block=10) == []  # BLOCK's time passed: nil
+
+
+def test_blocking_reads_wake_on_append(server):
+    """XREAD BLOCK with $ and XREADGROUP BLOCK with > wait for the next append; two
+    consumers of one group blocked on a stream get one entry each."""
+    client = server.client()
+    client.delete("live")
+    client.xadd("live", {"n": "0"}, id="1-0")
+    client.xgroup_create("live", "g", id="$")
+    results = {}
+
+    def wait(name, call):
+        connection = server.client()
+        results[name] = call(connection)
+        connection.close()
+
+    waiters = [
+        threading.Thread(target=wait, args=("read", lambda c: c.xread({"live": "$"}, block=0))),
+        threading.Thread(target=wait, args=("alice", lambda c: c.xreadgroup(
+            "g", "alice", {"live": ">"}, count=1, block=20_000 * SLOW))),
+        threading.Thread(target=wait, args=("bob", lambda c: c.xreadgroup(
+            "g", "bob", {"live": ">"}, count=1, block=20_000 * SLOW))),
+    ]
+    for thread in waiters:
+        thread.start()
+    deadline = time.time() + 10 * SLOW
+    while server.info("clients")["blocked_clients"] < 3 and time.time() < deadline:
+        time.sleep(0.01)
+    assert server.info("clients")["blocked_clients"] == 3
+    client.xadd("live", {"n": "1"}, id="2-0")
+    deadline = time.time() + 10 * SLOW
+    while len(results) < 2 and time.time() < deadline:
+        time.sleep(0.01)
+    assert results["read"] == [[b"live", [(b"2-0", {b"n": b"1"})]]]
+    client.xadd("live", {"n": "2"}, id="3-0")
+    for thread in waiters:
+        thread.join(timeout=10 * SLOW)
+    got = sorted(results["alice"][0][1] + results["bob"][0][1])
+    assert got == [(b"2-0", {b"n": b"1"}), (b"3-0", {b"n": b"2"})]
+    assert client.xpending("live", "g")["pending"] == 2
+    started = time.time()
+    assert client.xreadgroup("g", "carol", {"live": ">"}, block=100) == []
+    assert client.xread({"live": "$"}, block=100) == []
+    assert time.time() - started >= 0.18  # two waits of 100 ms (clocks differ by a little)
+    with pytest.raises(redis.ResponseError, match="timeout is negative"):
+        client.execute_command("XREAD", "BLOCK", "-1", "STREAMS", "live", "$")
+
+
+def test_trim_delete_and_info(client):
+    for i in range(1, 351):
+        client.xadd("big", {"f": "v"}, id=f"{i}-1")
+    # Approximate trimming removes whole nodes of 100 entries, as Redis's defaults do.
+    assert client.xtrim("big", maxlen=120, approximate=True) == 200
+    assert client.xlen("big") == 150
+    assert client.xtrim("big", minid="300", approximate=False) == 99
+    assert client.xrange("big", count=1)[0][0] == b"300-1"
+    assert client.xtrim("big", maxlen=10, approximate=False) == 41 and client.xlen("big") == 10
+    assert client.xtrim("nokey", maxlen=0) == 0
+    assert client.xdel("big", "341-1", "342-1", "999-1") == 2
+    info = client.xinfo_stream("big")
+    assert info["length"] == 8 and info["entries-added"] == 350
+    assert info["last-generated-id"] == b"350-1" and info["max-deleted-entry-id"] == b"342-1"
+    assert info["first-entry"] == (b"343-1", {b"f": b"v"})
+    assert info["last-entry"] == (b"350-1", {b"f": b"v"})
+    assert info["groups"] == 0
+    # XADD trims after appending; a stream with no entries stays, as in Redis.
+    assert client.xadd("big", {"f": "w"}, id="400-1", maxlen=2, approximate=False) == b"400-1"
+    assert [e[0] for e in client.xrange("big")] == [b"350-1", b"400-1"]
+    assert client.xtrim("big", maxlen=0, approximate=False) == 2
+    assert client.exists("big") == 1 and client.type("big") == b"stream"
+    assert client.xinfo_stream("big")["last-generated-id"] == b"400-1"
+    with pytest.raises(redis.ResponseError, match="equal or smaller"):
+        client.xadd("big", {"f": "v"}, id="400-1")
+    # XSETID moves the last id on; a smaller one than the last entry's is refused.
+    client.xadd("big", {"f": "v"}, id="401-1")
+    assert client.execute_command("XSETID", "big", "500-0", "ENTRIESADDED", "600") == b"OK"
+    assert client.xadd("big", {"f": "v"}, id="500-*") == b"500-1"
+    assert client.xinfo_stream("big")["entries-added"] == 601
+    with pytest.raises(redis.ResponseError, match="smaller than the target stream top item"):
+        client.execute_command("XSETID", "big", "400-0")
+    with pytest.raises(redis.ResponseError, match="no such key"):
+        client.execute_command("XSETID", "nokey", "1-1")
+
+
+def test_info_stream_full(server):
+    with Connection(server.port) as raw:
+        raw.call("DEL", "s")
+        for i in range(1, 4):
+            raw.call("XADD", "s", f"{i}-1", "f", "v")
+        raw.call("XGROUP", "CREATE", "s", "g", "0")
+        raw.call("XGROUP", "CREATE", "s", "a", "$")
+        raw.call("XREADGROUP", "GROUP", "g", "c", "COUNT", "2", "STREAMS", "s", ">")
+        now = int(time.time() * 1000)
+        reply = raw.call("XINFO", "STREAM", "s", "FULL", "COUNT", "1")
+        info = dict(zip(reply[0::2], reply[1::2]))
+        assert info[b"length"] == 3 and info[b"entries"] == [[b"1-1", [b"f", b"v"]]]
+        groups = [dict(zip(g[0::2], g[1::2])) for g in info[b"groups"]]
+        assert [g[b"name"] for g in groups] == [b"a", b"g"]  # by name
+        a, g = groups
+        assert a[b"entries-read"] == Null("$-1") and a[b"lag"] == 0 and a[b"pending"] == []
+        assert g[b"entries-read"] == 2 and g[b"lag"] == 1 and g[b"pel-count"] == 2
+        [[entry_id, owner, delivered, count]] = g[b"pending"]  # COUNT 1
+        assert (entry_id, owner, count) == (b"1-1", b"c", 1) and abs(delivered - now) < 5000
+        [consumer] = [dict(zip(c[0::2], c[1::2])) for c in g[b"consumers"]]
+        assert consumer[b"name"] == b"c" and consumer[b"pel-count"] == 2
+        assert [p[0] for p in consumer[b"pending"]] == [b"1-1"]
+        assert raw.call("XINFO", "STREAM", "s", "FOO") == Error(
+            "ERR unknown subcommand or wrong number of arguments for 'STREAM'. Try XINFO HELP.")
+
+
+def test_consumer_groups_with_two_consumers(client, server):
+    for i in range(1, 7):
+        client.xadd("jobs", {"job": str(i)}, id=f"{i}-0")
+    assert client.xgroup_create("jobs", "workers", id="0") is True
+    assert client.xgroup_create("fresh", "g", id="$", mkstream=True) is True
+    assert client.xlen("fresh") == 0
+    first = client.xreadgroup("workers", "alice", {"jobs": ">"}, count=2)
+    assert first == [[b"jobs", [(b"1-0", {b"job": b"1"}), (b"2-0", {b"job": b"2"})]]]
+    second = client.xreadgroup("workers", "bob", {"jobs": ">"}, count=3)
+    assert [e[0] for e in second[0][1]] == [b"3-0", b"4-0", b"5-0"]
+    summary = client.xpending("jobs", "workers")
+    assert summary["pending"] == 5 and summary["min"] == b"1-0" and summary["max"] == b"5-0"
+    assert summary["consumers"] == [{"name": b"alice", "pending": 2}, {"name": b"bob", "pending": 3}]
+    assert client.xack("jobs", "workers", "1-0", "3-0", "9-9") == 2
+    assert client.xack("jobs", "nogroup", "2-0") == 0
+    # Alice's history: her pending entries from an id on.
+    assert client.xreadgroup("workers", "alice", {"jobs": "0"}) == [
+        [b"jobs", [(b"2-0", {b"job": b"2"})]]]
+    rows = client.xpending_range("jobs", "workers", "-", "+", 10)
+    assert [(r["message_id"], r["consumer"], r["times_delivered"]) for r in rows] == [
+        (b"2-0", b"alice", 2), (b"4-0", b"bob", 1), (b"5-0", b"bob", 1)]  # history counts
+    assert client.xpending_range("jobs", "workers", "-", "+", 10, consumername="alice")[0][
+        "message_id"] == b"2-0"
+    # Bob goes away: alice claims his oldest entry, then the rest with XAUTOCLAIM.
+    time.sleep(0.05)
+    claimed = client.xclaim("jobs", "workers", "alice", 20, ["4-0"])
+    assert claimed == [(b"4-0", {b"job": b"4"})]
+    assert client.xclaim("jobs", "workers", "alice", 10_000, ["5-0"]) == []  # not idle enough
+    cursor, entries, deleted = client.execute_command(
+        "XAUTOCLAIM", "jobs", "workers", "alice", "0", "0", "COUNT", "10")
+    assert cursor == b"0-0" and [e[0] for e in entries] == [b"2-0", b"4-0", b"5-0"] and deleted == []
+    rows = client.xpending_range("jobs", "workers", "-", "+", 10)
+    assert {r["consumer"] for r in rows} == {b"alice"}
+    assert [r["times_delivered"] for r in rows] == [3, 3, 2]
+    assert client.xclaim("jobs", "workers", "bob", 0, ["5-0"], justid=True) == [b"5-0"]
+    # A deleted entry leaves the pending list when claimed.
+    client.xdel("jobs", "4-0")
+    with Connection(server.port) as raw:
+        # A consumer's history shows a deleted entry as its id and a null array.
+        assert raw.call("XREADGROUP", "GROUP", "workers", "alice", "STREAMS", "jobs", "0") == [
+            [b"jobs", [[b"2-0", [b"job", b"2"]], [b"4-0", Null("*-1")]]]]
+        assert raw.call("XAUTOCLAIM", "jobs", "workers", "bob", "0", "0", "JUSTID") == [
+            b"0-0", [b"2-0", b"5-0"], [b"4-0"]]
+    groups = client.xinfo_groups("jobs")
+    assert [(g["name"], g["consumers"], g["pending"], g["last-delivered-id"]) for g in groups] == [
+        (b"workers", 2, 2, b"5-0")]
+    consumers = client.xinfo_consumers("jobs", "workers")
+    assert [(c["name"], c["pending"]) for c in consumers] == [(b"alice", 0), (b"bob", 2)]
+    assert client.xgroup_createconsumer("jobs", "workers", "carol") == 1
+    assert client.xgroup_createconsumer("jobs", "workers", "carol") == 0
+    assert client.xgroup_delconsumer("jobs", "workers", "bob") == 2
+    assert client.xpending("jobs", "workers")["pending"] == 0
+    # The last entry, then NOACK reads, which leave nothing pending.
+    assert client.xreadgroup("workers", "carol", {"jobs": ">"}) == [
+        [b"jobs", [(b"6-0", {b"job": b"6"})]]]
+    assert client.xreadgroup("workers", "carol", {"jobs": ">"}) == []
+    assert client.xgroup_setid("jobs", "workers", "0") is True
+    client.xreadgroup("workers", "dave", {"jobs": ">"}, noack=True)
+    assert client.xpending("jobs", "workers")["pending"] == 1  # carol's 6-0: NOACK adds none
+    assert client.xgroup_destroy("jobs", "workers") == 1
+    assert client.xgroup_destroy("jobs", "workers") == 0
+    with pytest.raises(redis.ResponseError, match="^NOGROUP"):
+        client.xreadgroup("workers", "alice", {"jobs": ">"})
+
+
+def test_deduplicated_appends(client):
+    first = client.execute_command("XADD", "events", "IDMP", "agent-1", "1", "*", "step", "plan")
+    again = client.execute_command("XADD", "events", "IDMP", "agent-1", "1", "*", "step", "plan")
+    assert again == first and client.xlen("events") == 1
+    second = client.execute_command("XADD", "events", "IDMP", "agent-1", "2", "*", "step", "act")
+    assert second != first and client.xlen("events") == 2
+    # A group and its pending entries stay through the appends that follow.
+    client.xgroup_create("events", "g", id="0")
+    assert len(client.xreadgroup("g", "c", {"events": ">"})[0][1]) == 2
+    with pytest.raises(redis.ResponseError, match="below the producer's last"):
+        client.execute_command("XADD", "events", "IDMP", "agent-1", "1", "*", "step", "plan")
+    # Another producer's sequences are its own; IDMP goes with the other options.
+    assert client.execute_command("XADD", "events", "MAXLEN", "~", "1000", "IDMP", "agent-2", "1",
+                                  "*", "step", "plan") != first
+    assert client.xlen("events") == 3
+    assert client.xpending("events", "g")["pending"] == 2
+    assert client.xinfo_stream("events")["entries-added"] == 3
+    # An explicit id retried fails with Redis's error, which a producer can take as done.
+    client.xadd("explicit", {"a": 1}, id="7-1")
+    with pytest.raises(redis.ResponseError, match="equal or smaller"):
+        client.xadd("explicit", {"a": 1}, id="7-1")
+    for bad, message in ((("IDMP", "p", "x"), "IDMP sequence must be a non-negative integer"),
+                         (("IDMP", "", "1"), "IDMP producer must be")):
+        with pytest.raises(redis.ResponseError, match=message):
+            client.execute_command("XADD", "events", *bad, "*", "f", "v")
+    # The stream remembers the 1,000 producers that appended last.
+    with client.pipeline(transaction=False) as pipe:
+        for p in range(1001):
+            pipe.execute_command("XADD", "many", "IDMP", f"p{p}", "5", "*", "f", "v")
+        pipe.execute()
+    assert client.execute_command("XADD", "many", "IDMP", "p1000", "5", "*", "f", "v")
+    assert client.xlen("many") == 1001
+    client.execute_command("XADD", "many", "IDMP", "p0", "5", "*", "f", "v")  # forgotten: new
+    assert client.xlen("many") == 1002
+
+
+def test_deduplicated_appends_under_16_retrying_threads(start_server):
+    """16 producers append 200 events each, sending some appends twice (a retry after a
+    lost reply): the stream holds each event once, in each producer's order."""
+    server = start_server("--threads", "2")
+    producers, events = 16, 200 if SLOW == 1 else 40
+    failures = []
+
+    def produce(number):
+        connection = server.client()
+        try:
+            for sequence in range(1, events + 1):
+                arguments = ("XADD", "history", "IDMP", f"agent-{number}", str(sequence), "*",
+                             "agent", str(number), "event", str(sequence))
+                first = connection.execute_command(*arguments)
+                if sequence % 3 == 0 or sequence % 7 == 0:
+                    if connection.execute_command(*arguments) != first:
+                        failures.append((number, sequence))
+        except Exception as error:  # reported below
+            failures.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=produce, args=(n,)) for n in range(producers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120 * SLOW)
+    assert failures == []
+    client = server.client()
+    entries = client.xrange("history")
+    assert len(entries) == producers * events
+    seen = {}
+    for _, fields in entries:
+        seen.setdefault(fields[b"agent"], []).append(int(fields[b"event"]))
+    assert all(order == list(range(1, events + 1)) for order in seen.values()), seen
+    assert len(seen) == producers
+
+
+def test_a_group_shares_work_among_concurrent_consumers(start_server):
+    """4 producers append while 4 consumers of one group read with > and acknowledge:
+    every entry is delivered exactly once, and nothing stays pending."""
+    server = start_server("--threads", "2")
+    producers, per_producer, consumers = 4, 150 if SLOW == 1 else 30, 4
+    total = producers * per_producer
+    setup = server.client()
+    setup.xgroup_create("queue", "workers", id="0", mkstream=True)
+    delivered, errors = [], []
+    lock = threading.Lock()
+
+    def produce(number):
+        connection = server.client()
+        for i in range(per_producer):
+            connection.xadd("queue", {"job": f"{number}:{i}"})
+        connection.close()
+
+    def consume(name):
+        connection = server.client()
+        try:
+            deadline = time.time() + 60 * SLOW
+            while time.time() < deadline:
+                with lock:
+                    if len(delivered) >= total:
+                        break
+                reply = connection.xreadgroup("workers", name, {"queue": ">"}, count=5, block=50)
+                for _, entries in reply:
+                    with lock:
+                        delivered.extend(fields[b"job"] for _, fields in entries)
+                    connection.xack("queue", "workers", *[entry_id for entry_id, _ in entries])
+        except Exception as error:  # reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=consume, args=(f"c{n}",)) for n in range(consumers)]
+    threads += [threading.Thread(target=produce, args=(n,)) for n in range(producers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90 * SLOW)
+    assert errors == []
+    assert len(delivered) == total and len(set(delivered)) == total
+    assert setup.xpending("queue", "workers")["pending"] == 0
+    assert setup.xinfo_groups("queue")[0]["lag"] == 0
+
+
+def test_wrong_type_both_ways(client):
+    client.set("s", "text")
+    client.hset("h", "f", "v")
+    client.xadd("x", {"f": "v"}, id="1-1")
+    for call in (lambda: client.xadd("s", {"f": "v"}), lambda: client.xrange("h"),
+                 lambda: client.xlen("s"), lambda: client.xread({"s": "0"}),
+                 lambda: client.xgroup_create("h", "g", "0"), lambda: client.xdel("s", "1-1"),
+                 lambda: client.xtrim("s", maxlen=1), lambda: client.xinfo_stream("s"),
+                 lambda: client.get("x"), lambda: client.hget("x", "f"),
+                 lambda: client.lpush("x", "a"), lambda: client.append("x", "a")):
+        with pytest.raises(redis.ResponseError, match="^WRONGTYPE"):
+            call()
+    assert client.type("x") == b"stream" and client.object("encoding", "x") == b"stream"
+    assert sorted(client.scan_iter(_type="stream")) == [b"x"]
+    assert client.xrange("x") == [(b"1-1", {b"f": b"v"})]
+
+
+def test_command_table(client, server):
+    with Connection(server.port) as raw:
+        xadd, xreadgroup = raw.call("COMMAND", "INFO", "xadd", "xreadgroup")
+    assert xadd[1] == -5 and xadd[3:6] == [1, 1, 1] and "@stream" in xadd[6]
+    assert "write" in xreadgroup[2] and "blocking" in xreadgroup[2]
+    # XREAD's and XREADGROUP's keys follow STREAMS (Redis's movablekeys).
+    with Connection(server.port) as raw:
+        assert raw.call("COMMAND", "GETKEYS", "XREAD", "COUNT", "2", "BLOCK", "0", "STREAMS", "a",
+                        "b", "0", "0") == [b"a", b"b"]
+        assert raw.call("COMMAND", "GETKEYS", "XREADGROUP", "GROUP", "g", "c", "NOACK", "STREAMS",
+                        "streams", ">") == [b"streams"]
+        assert raw.call("COMMAND", "GETKEYS", "XGROUP", "CREATE", "s", "g", "0") == [b"s"]
+    assert b"xadd" in client.execute_command("ACL", "CAT", "stream")
+    assert b"stream" in client.execute_command("ACL", "CAT")
+
+
+def test_streams_survive_flash_and_a_restart(start_server):
+    """16 MiB of DRAM and about 20 MiB of streams with groups and strings: streams move to
+    flash whole and come back with their groups; after a clean restart (the saved index)
+    and after a crash (a scan of the records) they are all back, streams."""
+    options = ("--memory", "16mb", "--ssd-size", "64mb", "--segment-size", "4mb",
+               "--pace-timeout", "60000")
+    server = start_server(*options)
+    client = server.client()
+    count = 60
+
+    def value(i, j):
+        return f"{i}/{j}/".encode() * 2000  # about 10 KB: 20 a stream, 200 KB
+
+    for start in range(0, count, 10):
+        with client.pipeline(transaction=False) as pipe:
+            for i in range(start, start + 10):
+                for j in range(20):
+                    pipe.xadd(f"x:{i}", {"v": value(i, j)}, id=f"{j + 1}-0")
+                pipe.xgroup_create(f"x:{i}", "g", id="0")
+                pipe.xreadgroup("g", "c", {f"x:{i}": ">"}, count=3)
+                pipe.set(f"s:{i}", f"{i}".encode() * 60000)
+            pipe.execute()
+    assert server.info("flash")["flash_items"] > 0
+    assert client.type("x:0") == b"stream"
+    assert client.xrange("x:0", count=1) == [(b"1-0", {b"v": value(0, 0)})]
+
+    def check(instance):
+        connection = instance.client()
+        for i in range(0, count, 3):
+            assert connection.type(f"x:{i}") == b"stream"
+            assert connection.xlen(f"x:{i}") == 20
+            assert connection.xrange(f"x:{i}", "20", "20") == [(b"20-0", {b"v": value(i, 19)})]
+            assert connection.xpending(f"x:{i}", "g")["pending"] == 3, i
+        connection.close()
+
+    check(server)
+    directory = server.directory
+    server.stop()
+    again = Server(directory, *options)
+    try:
+        assert again.info("flash")["flash_recovery_source"] == "index"
+        check(again)
+        client = again.client()
+        assert client.xreadgroup("g", "c", {"x:1": ">"}, count=1)[0][1][0][0] == b"4-0"
+        assert client.xadd("x:1", {"after": "restart"}, id="21-0") == b"21-0"
+    finally:
+        again.kill()  # a crash: the next start scans the records
+    again = Server(directory, *options)
+    try:
+        assert again.info("flash")["flash_recovery_source"] == "scan"
+        check(again)
+    finally:
+        again.stop()
+
+
+def test_redis_benchmark_xadd(server):
+    """redis-benchmark 7.0 has no built-in XADD test (-t xadd runs nothing): its command
+    form sends XADD mystream * myfield myvalue."""
+    requests = "20000" if SLOW == 1 else "2000"
+    server.client().delete("mystream")
+    result = subprocess.run(
+        ["redis-benchmark", "-p", str(server.port), "-n", requests, "-q",
+         "XADD", "mystream", "*", "myfield", "myvalue"],
+        capture_output=True, text=True, timeout=300 * SLOW,
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout.replace("\r", "\n")
+    assert "error" not in output.lower(), output
+    assert re.search(r"^XADD.*: [0-9.]+ requests per second", output, re.M), output
+    client = server.client()
+    assert client.xlen("mystream") == int(requests)
+    ids = [entry[0] for entry in client.xrange("mystream")]
+    assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split(b"-")))) and len(set(ids)) == len(ids)
