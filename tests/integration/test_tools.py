@@ -4,7 +4,7 @@ import os
 import re
 import subprocess
 
-from conftest import SLOW
+from conftest import SANITIZED, SLOW
 
 
 def cli(server, *arguments, input_text=None):
@@ -81,6 +81,25 @@ def test_redis_benchmark_pipelined(server):
     assert "error" not in output.lower(), output
     for name in ("SET", "GET", "INCR", "MSET"):
         assert re.search(rf"^{name}.*: [0-9.]+ requests per second", output, re.M), output
+
+
+def test_redis_benchmark_defaults(server):
+    """`redis-benchmark -q` as a new user runs it: every default test, 100,000 requests
+    each (10,000 under the sanitizers), with no error and a rate for each."""
+    result = subprocess.run(
+        ["redis-benchmark", "-p", str(server.port), "-q",
+         *([] if not SANITIZED else ["-n", "10000"])],
+        capture_output=True, text=True, timeout=600 * SLOW,
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout.replace("\r", "\n")
+    assert "error" not in output.lower(), output
+    for name in ("PING_INLINE", "PING_MBULK", "SET", "GET", "INCR", "LPUSH", "RPUSH", "LPOP",
+                 "RPOP", "SADD", "HSET", "SPOP", "ZADD", "ZPOPMIN",
+                 r"LPUSH \(needed to benchmark LRANGE\)", r"LRANGE_100 \(first 100 elements\)",
+                 r"LRANGE_300 \(first 300 elements\)", r"LRANGE_500 \(first 500 elements\)",
+                 r"LRANGE_600 \(first 600 elements\)", r"MSET \(10 keys\)"):
+        assert re.search(rf"^{name}: [0-9.]+ requests per second", output, re.M), (name, output)
 
 
 def test_redis_benchmark_hashes_and_lists(server):

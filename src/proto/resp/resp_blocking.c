@@ -8,9 +8,11 @@
  * moves) calls resp_blocking_signal() for its key, which marks the sessions waiting on it
  * and wakes their connections; each runs its command again on its own worker
  * (resp_session_woken() -> resp_blocking_woken() -> resp_session_rerun()), which
- * serves it or blocks it again in its old place in line. A command that blocks for the
- * first time runs once more at once, in line: a push that came between its first look
- * and its joining the line signalled nobody, and the second look sees it.
+ * serves it or blocks it again. A session stays in line while it looks again, so a push
+ * during that look marks it once more instead of going unseen; it leaves the line when
+ * its command ends. A command that blocks for the first time looks once more at once,
+ * in line: a push that came between its first look and its joining the line signalled
+ * nobody, and the second look sees it.
  *
  * Readers (XREAD, XREADGROUP) are all woken by a write, since each may be served. Of the
  * commands that take what they serve (the pops and moves), only the first in line on a
@@ -82,6 +84,7 @@ static void leave_line(struct resp_server *server, struct resp_session *session)
     }
     block->previous = block->next = NULL;
     block->in_line = false;
+    atomic_store_explicit(&session->blocked, false, memory_order_relaxed);
     atomic_fetch_sub_explicit(&server->blocked_count, 1, memory_order_relaxed);
     metric_add(RESP_METRIC(resp_clients_blocked), -1);
 }
@@ -108,6 +111,7 @@ static void join_line(struct resp_server *server, struct resp_session *session) 
     }
     block->in_line = true;
     block->outcome = RESP_BLOCK_WAITING;
+    atomic_store_explicit(&session->blocked, true, memory_order_relaxed);
     atomic_fetch_add_explicit(&server->blocked_count, 1, memory_order_seq_cst);
     metric_add(RESP_METRIC(resp_clients_blocked), 1);
 }
@@ -277,14 +281,15 @@ void resp_block(struct resp_session *session, const struct resp_request *request
         }
         server->blocking_timer_started = true;
     }
-    join_line(server, session);
-    /* A push between the command's look and join_line() signalled nobody: so a first
-     * block looks once more, in line now (a push from here on finds it). */
-    if (first) wake_session(session, RESP_BLOCK_SIGNALED);
+    if (!block->in_line) { /* its first block (a rerun that blocks again is in line) */
+        join_line(server, session);
+        /* A push between the command's look and join_line() signalled nobody: so it
+         * looks once more, in line now (a push from here on finds it). */
+        if (first) wake_session(session, RESP_BLOCK_SIGNALED);
+    }
     if (block->deadline_ms != 0) pthread_cond_signal(&server->blocking_changed);
     blocking_unlock(server);
     block->waiting = true;
-    atomic_store_explicit(&session->blocked, true, memory_order_relaxed);
     session->suspended = true;    /* no input is taken meanwhile */
     session->rerun_wanted = true; /* its arguments are kept; it ends when woken */
 }
@@ -304,11 +309,16 @@ void resp_blocking_woken(struct resp_session *session) {
     if (!block->waiting) return;
     blocking_lock(server);
     enum resp_block_outcome outcome = block->outcome;
-    if (outcome != RESP_BLOCK_WAITING) leave_line(server, session);
+    if (outcome == RESP_BLOCK_SIGNALED) {
+        /* It looks again while still in line, so that a push during that look marks
+         * it again rather than going unseen. */
+        block->outcome = RESP_BLOCK_WAITING;
+    } else if (outcome != RESP_BLOCK_WAITING) {
+        leave_line(server, session);
+    }
     blocking_unlock(server);
     if (outcome == RESP_BLOCK_WAITING) return; /* woken for something else */
     block->waiting = false;
-    atomic_store_explicit(&session->blocked, false, memory_order_relaxed);
     session->suspended = false;
     if (outcome == RESP_BLOCK_SIGNALED) {
         block->resignal = block->takes;        /* cleared if it blocks again */
@@ -326,8 +336,12 @@ void resp_blocking_woken(struct resp_session *session) {
 }
 
 void resp_blocking_done(struct resp_session *session) {
+    struct resp_server *server = session->server;
     struct resp_block *block = &session->block;
     if (block->request.argc == 0) return;
+    blocking_lock(server);
+    if (block->in_line) leave_line(server, session); /* served after a look in line */
+    blocking_unlock(server);
     if (block->resignal) signal_keys(session);
     resp_queued_free(&block->request);
     *block = (struct resp_block){0};
@@ -336,7 +350,7 @@ void resp_blocking_done(struct resp_session *session) {
 void resp_blocking_close(struct resp_session *session) {
     struct resp_server *server = session->server;
     struct resp_block *block = &session->block;
-    if (!block->waiting) return;
+    if (!block->waiting) return; /* a rerun is never under way at a close */
     blocking_lock(server);
     enum resp_block_outcome outcome = block->outcome;
     leave_line(server, session);
@@ -367,7 +381,9 @@ void resp_client_unblock(struct resp_session *session, const struct resp_request
     for (struct resp_session *other = server->sessions; other != NULL; other = other->next) {
         if ((int64_t)other->id != id) continue;
         blocking_lock(server);
-        if (other->block.in_line && other->block.outcome == RESP_BLOCK_WAITING) {
+        /* Waiting, or about to look again (SIGNALED): either way it ends unserved. */
+        if (other->block.in_line && (other->block.outcome == RESP_BLOCK_WAITING ||
+                                     other->block.outcome == RESP_BLOCK_SIGNALED)) {
             wake_session(other, outcome);
             unblocked = 1;
         }
