@@ -175,6 +175,8 @@ UNIT_ROOMS_test_resp_parser = $(call objects,$(1),src/proto/resp/resp_parser.c) 
 S3_ROOM_SOURCES             = src/proto/s3/s3_auth.c src/proto/s3/s3_xml.c $(BASE_SOURCES)
 UNIT_ROOMS_test_s3_auth     = $(call objects,$(1),$(S3_ROOM_SOURCES))
 UNIT_ROOMS_test_s3_xml      = $(call objects,$(1),$(S3_ROOM_SOURCES))
+# The list encoding is pure functions over the base room.
+UNIT_ROOMS_test_list_codec  = $(call objects,$(1),src/proto/resp/resp_list_codec.c $(BASE_SOURCES))
 # Users and rights: the access room over the base room.
 UNIT_ROOMS_test_access      = $(call objects,$(1),src/access/access.c $(BASE_SOURCES))
 unit_rooms = $(if $(value UNIT_ROOMS_$(2)),$(call UNIT_ROOMS_$(2),$(1)),\

@@ -568,6 +568,72 @@ static enum store_status create_appended(struct store *store, uint64_t hash, con
     return status;
 }
 
+enum store_status store_replace_if_unchanged_with_room(struct store *store, const void *key,
+                                                       size_t key_length,
+                                                       const struct item *expected,
+                                                       const void *value, uint64_t value_length,
+                                                       bool keep_expiry, enum store_type type) {
+    if (value_length < STORE_BLOCK_THRESHOLD) {
+        return store_replace_if_unchanged(store, key, key_length, expected, value, value_length,
+                                          keep_expiry, type);
+    }
+    store_begin_write();
+    enum store_status status = check_sizes(store, key_length, value_length);
+    if (status != STORE_OK) return status;
+    uint64_t hash = hash_key(store, key, key_length);
+    uint64_t max_value = atomic_load_explicit(&store->max_value, memory_order_relaxed);
+    uint64_t capacity = growth_capacity(value_length);
+    if (capacity > max_value) capacity = max_value; /* (value_length fits: checked above) */
+    struct value_block *block;
+    status = budget_create_block(store, capacity, value, value_length, &block);
+    if (status != STORE_OK) return status;
+    struct item *item;
+    /* item_create() takes over the block's reference in every case. */
+    status = item_create(store, (uint32_t)hash, key, key_length, NULL, 0, block, &item);
+    if (status != STORE_OK) return status;
+    if (expected != NULL) item->flags |= expected->flags & ITEM_DURABLE; /* keeps its class */
+    item->flags |= (uint8_t)(((unsigned)type << ITEM_TYPE_SHIFT) & ITEM_TYPE_MASK);
+    status = swap_if_unchanged(store, hash, key, key_length, expected, item, keep_expiry);
+    return store_finish_write(store, status);
+}
+
+enum store_status store_edit_in_place(struct store *store, const void *key, size_t key_length,
+                                      enum store_type type, store_edit_fn edit, void *context) {
+    if (key_length > STORE_MAX_KEY_LENGTH) return STORE_KEY_TOO_LARGE;
+    uint64_t hash = hash_key(store, key, key_length);
+    uint64_t max_value = atomic_load_explicit(&store->max_value, memory_order_relaxed);
+    struct key_access access;
+    struct item *existing = index_open_key(store, hash, key, key_length, &access);
+    enum store_status status = STORE_CONDITION_FAILED;
+    if (existing == NULL) {
+        status = STORE_NOT_FOUND;
+    } else if (item_type(existing) != type) {
+        status = STORE_WRONG_TYPE;
+    } else if (!node_is_stub(existing) && (existing->flags & ITEM_EXTERNAL) &&
+               existing->flash_segment == 0 &&
+               atomic_load_explicit(&existing->references, memory_order_acquire) == 1 &&
+               atomic_load_explicit(&item_block(existing)->references, memory_order_acquire) == 1) {
+        /* (As append_in_place(): only the index holds the item and its block, and the
+         * shard lock keeps anyone from taking a reference meanwhile.) */
+        struct value_block *block = item_block(existing);
+        uint64_t old_length = existing->value_length;
+        uint64_t length = old_length;
+        uint64_t capacity = block->capacity < max_value ? block->capacity : max_value;
+        if (edit(context, block->data, &length, capacity)) {
+            STRATA_ASSERT(length > 0 && length <= capacity);
+            s3fifo_queue_grow(s3fifo_queue_of(access.shard, existing), length - old_length);
+            existing->value_length = length;
+            block->length = length;
+            mark_used(existing);
+            note_key_change(store, existing->hash);
+            SHARD_COUNT(access.shard, hits, 1);
+            status = STORE_OK;
+        }
+    }
+    index_close_key(&access);
+    return status;
+}
+
 enum store_status store_append(struct store *store, const void *key, size_t key_length,
                                const void *data, uint64_t data_length, uint64_t *new_length) {
     store_begin_write();

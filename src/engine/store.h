@@ -337,6 +337,39 @@ enum store_status store_replace_if_unchanged(struct store *store, const void *ke
                                              const void *value, uint64_t value_length,
                                              bool keep_expiry, enum store_type type);
 
+/* As store_replace_if_unchanged(), but a value of STORE_BLOCK_THRESHOLD bytes or more
+ * gets a block with room to grow (as APPEND's: as much again, up to 1 MiB more), so
+ * that the next store_edit_in_place() on it can grow it in place. The room is charged
+ * to the budget. For values that change at their ends often (lists). */
+enum store_status store_replace_if_unchanged_with_room(struct store *store, const void *key,
+                                                       size_t key_length,
+                                                       const struct item *expected,
+                                                       const void *value, uint64_t value_length,
+                                                       bool keep_expiry, enum store_type type);
+
+/* An edit of a value's bytes in place, for store_edit_in_place(). VALUE holds *LENGTH
+ * bytes in a buffer of CAPACITY bytes (never more than the store's max-value); the
+ * function may rewrite, grow (up to CAPACITY), shrink or move them, and sets *LENGTH to
+ * the new length (at least 1). It returns false to decline, having changed nothing: the
+ * caller then makes the change another way (store_replace_if_unchanged_with_room()).
+ * It runs with the key's shard locked: it must be short, must not call into the store
+ * and should not allocate more than what it hands back (popped bytes). */
+typedef bool (*store_edit_fn)(void *context, unsigned char *value, uint64_t *length,
+                              uint64_t capacity);
+
+/* Changes KEY's value of TYPE in place with EDIT, under the key's shard lock, when that
+ * is safe: the value lives in a value block, nobody but the index holds the item or
+ * the block (no reader sees the bytes change), and it has no copy on flash (which would
+ * go stale). Keeps the type, the expiry and the item; counts the length change in the
+ * S3-FIFO queue's bytes (the budget charged the block's whole capacity already), marks
+ * the item used and bumps the key's WATCH version. Returns STORE_OK when EDIT changed
+ * the value, STORE_NOT_FOUND when KEY is absent, STORE_WRONG_TYPE when it holds another
+ * type, STORE_CONDITION_FAILED when the value cannot be edited in place (shared, a small
+ * value not in a block, on flash only or with a flash copy) or EDIT declined: then the
+ * caller falls back to a read-modify-write by compare-and-swap. Never blocks on flash. */
+enum store_status store_edit_in_place(struct store *store, const void *key, size_t key_length,
+                                      enum store_type type, store_edit_fn edit, void *context);
+
 /* Removes KEY only if it still holds EXPECTED (a DRAM item the caller holds a reference
  * to). Returns STORE_OK or STORE_CONDITION_FAILED. (HDEL of a hash's last field.) */
 enum store_status store_delete_if_unchanged(struct store *store, const void *key, size_t key_length,

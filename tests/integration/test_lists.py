@@ -3,7 +3,10 @@ errors (checked against redis-server 7.0.15), RESP3's nulls, WRONGTYPE both ways
 generic key commands on a list, transactions, concurrent pushes and moves, eviction and a
 restart (lists leave DRAM whole, never to flash), and an agent's event history written
 with RPUSH and read back in LRANGE pages."""
+import re
+import subprocess
 import threading
+import time
 
 import pytest
 import redis
@@ -248,6 +251,149 @@ def test_concurrent_moves_conserve_elements(start_server):
         thread.join(timeout=60 * SLOW)
     together = client.lrange("a", 0, -1) + client.lrange("b", 0, -1)
     assert sorted(int(element) for element in together) == list(range(100))
+
+
+def check_list(client, key, model):
+    """KEY holds exactly MODEL: LLEN, the whole LRANGE, ranges and LINDEX near both ends
+    (walked from the nearer end) and in the middle."""
+    assert client.llen(key) == len(model)
+    assert client.lrange(key, 0, -1) == model
+    n = len(model)
+    for start, stop in ((0, 9), (-10, -1), (n // 2 - 3, n // 2 + 3), (n - 5, n + 5), (-n - 5, 2)):
+        assert client.lrange(key, start, stop) == model[start if start >= -n else 0:
+                                                        (stop + 1) if stop != -1 else None], \
+            (start, stop)
+    for index in (0, 1, n // 3, n // 2, n - 2, n - 1, -1, -2, -n, n, -n - 1):
+        expected = model[index] if -n <= index < n else None
+        assert client.lindex(key, index) == expected, index
+
+
+def test_large_list_changes_at_both_ends(client, server):
+    """A list of more than 16 KiB lives in a value block, where pushes and pops run in
+    place; every change agrees with a model, keeps the expiry, and tells WATCH."""
+    model = [f"m{i}".encode() * 3 for i in range(3000)]  # about 50 KB encoded
+    client.rpush("big", *model)
+    check_list(client, "big", model)
+    client.expire("big", 1000)
+    for round in range(20):
+        left = [f"l{round}:{i}".encode() for i in range(round % 3 + 1)]
+        right = [f"r{round}:{i}".encode() for i in range(round % 4 + 1)]
+        assert client.lpush("big", *left) == len(model) + len(left)
+        model[:0] = left[::-1]
+        assert client.rpush("big", *right) == len(model) + len(right)
+        model.extend(right)
+        assert client.lpushx("big", b"", b"\x00\r\n") == len(model) + 2
+        model[:0] = [b"\x00\r\n", b""]
+        assert client.rpushx("big", b"\xff" * 100) == len(model) + 1
+        model.append(b"\xff" * 100)
+        assert client.lpop("big") == model.pop(0)
+        assert client.rpop("big") == model.pop()
+        count = round % 5 + 1
+        assert client.lpop("big", count) == model[:count]
+        del model[:count]
+        assert client.rpop("big", count) == model[::-1][:count]
+        del model[-count:]
+        if round % 5 == 0:
+            check_list(client, "big", model)
+    check_list(client, "big", model)
+    assert 0 < client.ttl("big") <= 1000
+    # An in-place change is a change for WATCH.
+    with client.pipeline() as pipe:
+        pipe.watch("big")
+        server.client().rpush("big", "another")
+        pipe.multi()
+        pipe.lpop("big")
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+    model.append(b"another")
+    assert client.object("encoding", "big") == b"quicklist"
+    # Popping everything deletes the key.
+    assert client.rpop("big", len(model) + 1) == model[::-1]
+    assert client.exists("big") == 0
+    # A list of another type's key: WRONGTYPE on every path.
+    client.set("s", "x" * 20000)
+    for command in (("LPUSH", "s", "a"), ("RPUSH", "s", "a"), ("LPOP", "s"), ("RPOP", "s", "2"),
+                    ("LLEN", "s"), ("LRANGE", "s", "0", "1"), ("LINDEX", "s", "0")):
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            client.execute_command(*command)
+
+
+def test_reads_during_pushes_and_pops_see_whole_lists(start_server):
+    """One connection pushes at both ends and pops while others read the whole list with
+    LRANGE: a change runs in place when no reader holds the list and by compare-and-swap
+    while one does, and every read sees a list some sequence of whole changes left."""
+    server = start_server("--threads", "2")
+    client = server.client()
+    base = [b"b" * 20 for _ in range(1000)]  # about 28 KB: in a value block
+    client.rpush("q", *base)
+    rounds = 300 if SLOW == 1 else 100
+    done = threading.Event()
+    seen = []  # the readers' snapshots, as hashes of tuples
+
+    def read():
+        connection = server.client()
+        while not done.is_set():
+            seen.append(hash(tuple(connection.lrange("q", 0, -1))))
+        connection.close()
+
+    def states():
+        """Every list the writer's commands leave, in order (the writer's model)."""
+        lefts, rights = [], []
+        yield lefts + base + rights
+        for i in range(rounds):
+            lefts.insert(0, f"l{i}".encode())
+            yield lefts + base + rights
+            rights.append(f"r{i}".encode())
+            yield lefts + base + rights
+            if i % 3 == 2:
+                lefts.pop(0)
+                yield lefts + base + rights
+                rights.pop()
+                yield lefts + base + rights
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for thread in readers:
+        thread.start()
+    try:
+        writer = server.client()
+        for i in range(rounds):
+            assert writer.lpush("q", f"l{i}") > len(base)
+            assert writer.rpush("q", f"r{i}") > len(base)
+            if i % 3 == 2:
+                assert writer.lpop("q") == f"l{i}".encode()
+                assert writer.rpop("q") == f"r{i}".encode()
+    finally:
+        done.set()
+        for thread in readers:
+            thread.join(timeout=60 * SLOW)
+    every = [tuple(state) for state in states()]
+    assert client.lrange("q", 0, -1) == list(every[-1])
+    possible = {hash(state) for state in every}
+    assert len(seen) > 10
+    assert all(snapshot in possible for snapshot in seen)
+
+
+def test_redis_benchmark_lists(server):
+    """redis-benchmark's list tests on its one list "mylist" from 50 connections: every
+    reply is right (the client counts a wrong one as an error), in reasonable time, and
+    what the pushes left is all there: n pushed at each end, n popped from each end, then
+    n pushed again for LRANGE."""
+    requests = 20000 if SLOW == 1 else 2000
+    client = server.client()
+    client.delete("mylist")
+    began = time.monotonic()
+    result = subprocess.run(["redis-benchmark", "-p", str(server.port), "-q", "-t",
+                             "lpush,rpush,lpop,rpop,lrange_100", "-n", str(requests)],
+                            capture_output=True, text=True, timeout=300 * SLOW)
+    elapsed = time.monotonic() - began
+    assert result.returncode == 0, result.stderr
+    output = result.stdout.replace("\r", "\n")
+    assert "error" not in output.lower(), output
+    for name in ("LPUSH", "RPUSH", "LPOP", "RPOP", "LRANGE_100"):
+        assert re.search(rf"^{name}.*: [0-9.]+ requests per second", output, re.M), output
+    assert elapsed < 120 * SLOW, output
+    assert client.llen("mylist") == requests
+    assert [len(element) for element in client.lrange("mylist", 0, 99)] == [3] * 100  # -d 3
 
 
 def test_agent_history_pattern(client):

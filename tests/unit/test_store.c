@@ -939,6 +939,116 @@ static void test_value_types(void) {
     store_destroy(store);
 }
 
+/* The bytes all the S3-FIFO queues count (each item's queue_weight()). */
+static uint64_t queued_bytes(struct store *store) {
+    uint64_t total = 0;
+    for (unsigned i = 0; i < store->shard_count; i++)
+        total += store->shards[i].small.bytes + store->shards[i].main.bytes;
+    return total;
+}
+
+/* Returns true when KEY holds a list of exactly VALUE (LENGTH bytes). */
+static bool holds_list(struct store *store, const char *key, const void *value, size_t length) {
+    struct item *item;
+    if (store_get_typed(store, key, strlen(key), STORE_TYPE_LIST, &item) != STORE_OK) return false;
+    bool same = item_value_length(item) == length && memcmp(item_value(item), value, length) == 0;
+    item_release(item);
+    return same;
+}
+
+/* An in-place edit for the test: grows the value by edit->grow bytes of 'g' (when it
+ * fits), or cuts it to edit->cut bytes; edit->decline refuses. Records the capacity. */
+struct test_edit {
+    uint64_t grow, cut, capacity_seen;
+    bool decline;
+    int calls;
+};
+
+static bool test_edit_fn(void *context, unsigned char *value, uint64_t *length, uint64_t capacity) {
+    struct test_edit *edit = context;
+    edit->calls++;
+    edit->capacity_seen = capacity;
+    if (edit->decline || *length + edit->grow > capacity) return false;
+    memset(value + *length, 'g', (size_t)edit->grow);
+    *length += edit->grow;
+    if (edit->cut != 0) *length = edit->cut;
+    return true;
+}
+
+/* store_edit_in_place(): in place only for an exclusively held block value, keeping the
+ * type, the expiry and the queue accounting, bumping the WATCH version; the
+ * _with_room replace gives the block the room. */
+static void test_edit_in_place(void) {
+    struct store *store = make_store(256ULL << 20);
+    REQUIRE(store != NULL);
+    struct test_edit edit = {.grow = 10};
+    CHECK(store_edit_in_place(store, "l", 1, STORE_TYPE_LIST, test_edit_fn, &edit) ==
+          STORE_NOT_FOUND);
+    CHECK(put(store, "s", "string") == STORE_OK);
+    CHECK(store_edit_in_place(store, "s", 1, STORE_TYPE_LIST, test_edit_fn, &edit) ==
+          STORE_WRONG_TYPE);
+    /* A small value lives inline in its item: not in place. */
+    CHECK(store_replace_if_unchanged_with_room(store, "small", 5, NULL, "abc", 3, false,
+                                               STORE_TYPE_LIST) == STORE_OK);
+    CHECK(store_edit_in_place(store, "small", 5, STORE_TYPE_LIST, test_edit_fn, &edit) ==
+          STORE_CONDITION_FAILED);
+    CHECK(edit.calls == 0);
+
+    size_t size = STORE_BLOCK_THRESHOLD + 100;
+    unsigned char *value = malloc(size + 1000);
+    REQUIRE(value != NULL);
+    memset(value, 'v', size);
+    uint64_t queued_without = queued_bytes(store);
+    CHECK(store_replace_if_unchanged_with_room(store, "l", 1, NULL, value, size, false,
+                                               STORE_TYPE_LIST) == STORE_OK);
+    int64_t later = clock_realtime_ms() + 100000;
+    CHECK(store_set_expiry(store, "l", 1, later, STORE_EXPIRY_ALWAYS, NULL) == STORE_OK);
+    uint32_t version_before = 0, version_after = 0;
+    CHECK(store_key_version(store, "l", 1, &version_before));
+    uint64_t queued_before = queued_bytes(store);
+    CHECK(store_edit_in_place(store, "l", 1, STORE_TYPE_LIST, test_edit_fn, &edit) == STORE_OK);
+    CHECK(edit.capacity_seen >= 2 * size); /* the room growth_capacity() gave */
+    CHECK(queued_bytes(store) == queued_before + 10);
+    CHECK(store_key_version(store, "l", 1, &version_after) && version_after != version_before);
+    memset(value + size, 'g', 10);
+    struct item *item;
+    REQUIRE(store_get_typed(store, "l", 1, STORE_TYPE_LIST, &item) == STORE_OK);
+    CHECK(item_value_length(item) == size + 10 && memcmp(item_value(item), value, size + 10) == 0);
+
+    /* Held by a reader: not in place, and the reader's bytes stay. */
+    int calls = edit.calls;
+    CHECK(store_edit_in_place(store, "l", 1, STORE_TYPE_LIST, test_edit_fn, &edit) ==
+          STORE_CONDITION_FAILED);
+    CHECK(edit.calls == calls);
+    CHECK(item_value_length(item) == size + 10);
+    item_release(item);
+
+    /* Declined: nothing changes. */
+    edit.decline = true;
+    CHECK(store_edit_in_place(store, "l", 1, STORE_TYPE_LIST, test_edit_fn, &edit) ==
+          STORE_CONDITION_FAILED);
+    CHECK(edit.calls == calls + 1);
+    CHECK(holds_list(store, "l", value, size + 10));
+
+    /* Shrinking gives the queue's bytes back; the type and the expiry stay. */
+    edit = (struct test_edit){.cut = 7};
+    queued_before = queued_bytes(store);
+    CHECK(store_edit_in_place(store, "l", 1, STORE_TYPE_LIST, test_edit_fn, &edit) == STORE_OK);
+    CHECK(queued_bytes(store) == queued_before - (size + 10 - 7));
+    CHECK(holds_list(store, "l", value, 7));
+    enum store_type type = STORE_TYPE_STRING;
+    CHECK(store_key_type(store, "l", 1, &type) == STORE_OK && type == STORE_TYPE_LIST);
+    int64_t expire_at = 0;
+    CHECK(store_get_expiry(store, "l", 1, &expire_at) == STORE_OK && expire_at == later);
+
+    /* Deleting it leaves the queues as they were without it: what the edits added and
+     * took away was counted right. */
+    CHECK(store_delete(store, "l", 1, NULL) == STORE_OK);
+    CHECK(queued_bytes(store) == queued_without);
+    free(value);
+    store_destroy(store);
+}
+
 int main(void) {
     fprintf(stderr, "test_store\n");
     RUN_TEST(test_set_get_delete);
@@ -957,6 +1067,7 @@ int main(void) {
     RUN_TEST(test_flash_expiry_seconds);
     RUN_TEST(test_prefetch);
     RUN_TEST(test_value_types);
+    RUN_TEST(test_edit_in_place);
     metrics_teardown();
     return test_main_result();
 }

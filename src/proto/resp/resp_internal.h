@@ -613,6 +613,8 @@ struct resp_value_change {
     bool exists;
     enum resp_value_outcome outcome; /* set by edit() */
     struct byte_buffer encoded;      /* the new value, with RESP_VALUE_STORE (freed after) */
+    bool with_room;                  /* set by edit(): store a large ENCODED with room to
+                                        grow (store_replace_if_unchanged_with_room()) */
     void *context;                   /* the caller's, as given to resp_value_update() */
     int64_t integer;                 /* free for edit() to hand reply() */
 };

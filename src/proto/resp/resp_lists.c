@@ -4,30 +4,39 @@
  *
  * A list is one value of type STORE_TYPE_LIST in the engine, so it is counted in the
  * budget, evicted whole, expires, renames, copies and is watched like any key. Its bytes
- * are this encoding (version 1, little-endian), which only this file reads or writes:
+ * are the encoding of resp_list_codec.c (version 2: a count and a front room, then per
+ * element its length, bytes and length again, so it is walked from either end; version
+ * 1, without the room and the trailing length, is still read).
  *
- *   u8  version (1)
- *   u32 element count
- *   per element, from head (left) to tail (right): u32 length, the element's bytes
+ * The commands at the ends do not decode the list. LLEN reads the count in the header;
+ * LINDEX and LRANGE walk from the nearer end only as far as the range (list_seek()).
+ * LPUSH, RPUSH, LPOP and RPOP (and the X forms) first try to change the stored bytes in
+ * place under the key's shard lock (store_edit_in_place()): RPUSH appends, RPOP cuts the
+ * tail, LPUSH writes into the front room (moving the body up, with more room, only when
+ * it is short), LPOP gives its bytes to the room, so each costs the bytes pushed or
+ * popped, amortized. The engine allows that only when nobody but its index holds the
+ * value (no reader sees the bytes change), the value lives in a value block with room
+ * (values of 16 KiB and more) and has no copy on flash. Otherwise (a small list, a
+ * concurrent LRANGE holding it, a list read back from flash, a pop that empties it, a
+ * version-1 list, a block out of room) the command falls back to the read-modify-write
+ * below, which stores the new encoding in a block with room to grow
+ * (store_replace_if_unchanged_with_room()), so the next change is in place again.
  *
- * A command decodes the value into an array of views of its elements and a change
- * encodes the whole list again, so every command, even LPUSH or RPOP, costs time linear
- * in the list's length: right for the lists of agent histories and small queues
- * (hundreds to thousands of entries), slow for lists of 100,000 elements, which Redis
- * changes at either end in constant time. A change is a read-modify-write: the new
- * encoding replaces the value only if the key still holds the item that was read
- * (store_replace_if_unchanged()), retried otherwise, so concurrent pushes to one list
- * never lose one another. LMOVE changes two keys: see move_element(). */
+ * The other commands (LSET, LREM, LINSERT, LTRIM, LPOS, LMOVE) decode the value into an
+ * array of views of its elements and a change encodes the whole list again: linear in
+ * the list's length. A change is a read-modify-write: the new encoding replaces the
+ * value only if the key still holds the item that was read (store_replace_if_unchanged()),
+ * retried otherwise, so concurrent changes never lose one another. LMOVE changes two
+ * keys: see move_element(). */
 #include "base/byte_buffer.h"
 #include "base/numbers.h"
 #include "proto/resp/resp_internal.h"
+#include "proto/resp/resp_list_codec.h"
 #include "strata_protocol.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define LIST_FORMAT_VERSION 1
-#define LIST_HEADER_SIZE    5
 /* Times a change is tried again when another client changed the list meanwhile. */
 #define UPDATE_ATTEMPTS 100
 
@@ -35,40 +44,10 @@ static struct store *store_of(struct resp_session *session) {
     return session->server->environment.store;
 }
 
-struct list_element {
-    const unsigned char *data;
-    uint32_t length;
-};
-
-/* A list decoded into views of its value (or of a command's arguments, for the
- * elements a change adds), head first. */
-struct list_elements {
-    struct list_element *elements;
-    size_t count;
-    size_t capacity;
-};
-
-static bool elements_grow(struct list_elements *list, size_t wanted) {
-    if (wanted <= list->capacity) return true;
-    size_t capacity = list->capacity ? list->capacity : 8;
-    while (capacity < wanted)
-        capacity *= 2;
-    struct list_element *grown = realloc(list->elements, capacity * sizeof(*grown));
-    if (grown == NULL) return false;
-    list->elements = grown;
-    list->capacity = capacity;
-    return true;
-}
-
-static void elements_free(struct list_elements *list) {
-    free(list->elements);
-    *list = (struct list_elements){0};
-}
-
 /* Makes room for COUNT elements at position AT (0 to list->count), moving the ones from
  * AT on towards the tail; the caller fills them. Returns false when out of memory. */
 static bool list_open(struct list_elements *list, size_t at, size_t count) {
-    if (!elements_grow(list, list->count + count)) return false;
+    if (!list_elements_grow(list, list->count + count)) return false;
     memmove(list->elements + at + count, list->elements + at,
             (list->count - at) * sizeof(*list->elements));
     list->count += count;
@@ -80,45 +59,6 @@ static void list_remove(struct list_elements *list, size_t at, size_t count) {
     memmove(list->elements + at, list->elements + at + count,
             (list->count - at - count) * sizeof(*list->elements));
     list->count -= count;
-}
-
-enum decode_result { DECODED, DECODE_CORRUPT, DECODE_NO_MEMORY };
-
-/* Decodes the LENGTH bytes at DATA into LIST (empty on entry), whose views point into
- * DATA: it must outlive them. */
-static enum decode_result list_decode(const unsigned char *data, uint64_t length,
-                                      struct list_elements *list) {
-    if (length < LIST_HEADER_SIZE || data[0] != LIST_FORMAT_VERSION) return DECODE_CORRUPT;
-    uint32_t count = strata_load32(data + 1);
-    /* Each element takes at least 4 bytes: a count beyond that is damage, not a size. */
-    if (count > (length - LIST_HEADER_SIZE) / 4) return DECODE_CORRUPT;
-    if (!elements_grow(list, count)) return DECODE_NO_MEMORY;
-    const unsigned char *at = data + LIST_HEADER_SIZE, *end = data + length;
-    for (uint32_t i = 0; i < count; i++) {
-        struct list_element *element = &list->elements[i];
-        if (end - at < 4) return DECODE_CORRUPT;
-        element->length = strata_load32(at);
-        at += 4;
-        if ((uint64_t)(end - at) < element->length) return DECODE_CORRUPT;
-        element->data = at;
-        at += element->length;
-    }
-    if (at != end) return DECODE_CORRUPT;
-    list->count = count;
-    return DECODED;
-}
-
-/* Appends LIST, encoded, to OUTPUT. */
-static void list_encode(const struct list_elements *list, struct byte_buffer *output) {
-    unsigned char header[LIST_HEADER_SIZE] = {LIST_FORMAT_VERSION};
-    strata_store32(header + 1, (uint32_t)list->count);
-    byte_buffer_append(output, header, sizeof(header));
-    for (size_t i = 0; i < list->count; i++) {
-        unsigned char length[4];
-        strata_store32(length, list->elements[i].length);
-        byte_buffer_append(output, length, 4);
-        byte_buffer_append(output, list->elements[i].data, list->elements[i].length);
-    }
 }
 
 static bool element_is(const struct list_element *element, const unsigned char *data,
@@ -172,13 +112,14 @@ static bool read_list(struct resp_session *session, const struct resp_request *r
     *list = (struct list_elements){0};
     if (!resp_value_read(session, request, index, STORE_TYPE_LIST, item)) return false;
     if (*item == NULL) return true;
-    enum decode_result decoded = list_decode(item_value(*item), item_value_length(*item), list);
-    if (decoded == DECODED) return true;
+    enum list_decode_result decoded =
+        list_decode(item_value(*item), item_value_length(*item), list);
+    if (decoded == LIST_DECODED) return true;
     item_release(*item);
     *item = NULL;
-    elements_free(list);
-    reply_error(session, decoded == DECODE_CORRUPT ? "ERR the list's stored encoding is damaged"
-                                                   : "OOM out of memory: could not read the list");
+    list_elements_free(list);
+    reply_error(session, decoded == LIST_CORRUPT ? "ERR the list's stored encoding is damaged"
+                                                 : "OOM out of memory: could not read the list");
     return false;
 }
 
@@ -191,54 +132,90 @@ static bool in_dram(struct resp_session *session, const struct resp_request *req
 }
 
 static void done_reading(struct item *item, struct list_elements *list) {
-    elements_free(list);
+    list_elements_free(list);
     if (item != NULL) item_release(item);
 }
 
-void command_llen(struct resp_session *session, const struct resp_request *request) {
-    struct item *item;
-    struct list_elements list;
-    if (!in_dram(session, request) || !read_list(session, request, 1, &item, &list)) return;
-    reply_integer(session, (int64_t)list.count);
-    done_reading(item, &list);
+/* Reads the list at argument 1 without decoding it: *ITEM (NULL when the key is absent;
+ * the caller releases it) and its element count. Returns false after replying the error
+ * (WRONGTYPE, a damaged header). */
+static bool read_list_item(struct resp_session *session, const struct resp_request *request,
+                           struct item **item, uint32_t *count) {
+    *count = 0;
+    if (!resp_value_read(session, request, 1, STORE_TYPE_LIST, item)) return false;
+    if (*item == NULL || list_count(item_value(*item), item_value_length(*item), count))
+        return true;
+    item_release(*item);
+    *item = NULL;
+    reply_error(session, "ERR the list's stored encoding is damaged");
+    return false;
 }
 
+/* LLEN key: the count in the list's header. */
+void command_llen(struct resp_session *session, const struct resp_request *request) {
+    struct item *item;
+    uint32_t count;
+    if (!in_dram(session, request) || !read_list_item(session, request, &item, &count)) return;
+    reply_integer(session, (int64_t)count);
+    if (item != NULL) item_release(item);
+}
+
+/* LRANGE key start stop: walks to the range from the nearer end, then through it. */
 void command_lrange(struct resp_session *session, const struct resp_request *request) {
     int64_t start, stop;
     if (!argument_int64(session, request, 2, &start) || !argument_int64(session, request, 3, &stop))
         return;
     struct item *item;
-    struct list_elements list;
-    if (!in_dram(session, request) || !read_list(session, request, 1, &item, &list)) return;
+    uint32_t count;
+    if (!in_dram(session, request) || !read_list_item(session, request, &item, &count)) return;
     size_t first, last;
-    if (!list_range(start, stop, list.count, &first, &last)) {
+    if (!list_range(start, stop, count, &first, &last)) {
         reply_array(session, 0);
     } else {
-        reply_array(session, last - first + 1);
-        for (size_t i = first; i <= last; i++)
-            reply_bulk(session, list.elements[i].data, list.elements[i].length);
+        const unsigned char *value = item_value(item);
+        uint64_t length = item_value_length(item), offset;
+        /* Checked before the array's header goes out, so that damage is one error. */
+        if (!list_seek(value, length, (uint32_t)first, &offset)) {
+            reply_error(session, "ERR the list's stored encoding is damaged");
+        } else {
+            reply_array(session, last - first + 1);
+            struct list_element element = {0};
+            for (size_t i = first; i <= last; i++) {
+                /* A damaged element past the seek ends the reply with empty strings
+                 * rather than a malformed array. */
+                if (!list_next(value, length, &offset, &element))
+                    element = (struct list_element){(const unsigned char *)"", 0};
+                reply_bulk(session, element.data, element.length);
+            }
+        }
     }
-    done_reading(item, &list);
+    if (item != NULL) item_release(item);
 }
 
 /* LINDEX key index: the element, or nil. As in Redis the key is looked up before the
  * index is read. */
 void command_lindex(struct resp_session *session, const struct resp_request *request) {
     struct item *item;
-    struct list_elements list;
-    if (!in_dram(session, request) || !read_list(session, request, 1, &item, &list)) return;
+    uint32_t count;
+    if (!in_dram(session, request) || !read_list_item(session, request, &item, &count)) return;
     int64_t index;
     size_t at;
     if (item == NULL) {
         reply_null(session);
     } else if (argument_int64(session, request, 2, &index)) {
-        if (list_index(index, list.count, &at)) {
-            reply_bulk(session, list.elements[at].data, list.elements[at].length);
-        } else {
+        const unsigned char *value = item_value(item);
+        uint64_t length = item_value_length(item), offset;
+        struct list_element element;
+        if (!list_index(index, count, &at)) {
             reply_null(session);
+        } else if (!list_seek(value, length, (uint32_t)at, &offset) ||
+                   !list_next(value, length, &offset, &element)) {
+            reply_error(session, "ERR the list's stored encoding is damaged");
+        } else {
+            reply_bulk(session, element.data, element.length);
         }
     }
-    done_reading(item, &list);
+    if (item != NULL) item_release(item);
 }
 
 /* LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]: the index of the
@@ -366,9 +343,10 @@ static enum store_status store_list(struct resp_session *session, const unsigned
     struct byte_buffer encoded = {0};
     list_encode(list, &encoded);
     enum store_status status =
-        encoded.failed ? STORE_ALLOCATION_FAILED
-                       : store_replace_if_unchanged(store, key, key_length, expected, encoded.data,
-                                                    encoded.length, true, STORE_TYPE_LIST);
+        encoded.failed
+            ? STORE_ALLOCATION_FAILED
+            : store_replace_if_unchanged_with_room(store, key, key_length, expected, encoded.data,
+                                                   encoded.length, true, STORE_TYPE_LIST);
     byte_buffer_free(&encoded);
     if (status == STORE_OK) resp_blocking_signal(session->server, key, key_length);
     return status;
@@ -388,10 +366,11 @@ static bool list_update_edit(struct resp_session *session, const struct resp_req
     struct list_update *update = value->context;
     update->change = *update->arguments;
     update->change.exists = value->exists;
-    enum decode_result decoded =
-        value->exists ? list_decode(value->value, value->length, &update->change.list) : DECODED;
-    if (decoded != DECODED) {
-        reply_error(session, decoded == DECODE_CORRUPT
+    enum list_decode_result decoded =
+        value->exists ? list_decode(value->value, value->length, &update->change.list)
+                      : LIST_DECODED;
+    if (decoded != LIST_DECODED) {
+        reply_error(session, decoded == LIST_CORRUPT
                                  ? "ERR the list's stored encoding is damaged"
                                  : "OOM out of memory: could not read the list");
         return false;
@@ -402,6 +381,7 @@ static bool list_update_edit(struct resp_session *session, const struct resp_req
         value->outcome = RESP_VALUE_DELETE;
     } else {
         value->outcome = RESP_VALUE_STORE;
+        value->with_room = true; /* so that the next push or pop runs in place */
         list_encode(&update->change.list, &value->encoded);
     }
     return true;
@@ -415,7 +395,7 @@ static void list_update_reply(struct resp_session *session, const struct resp_va
 static void list_update_discard(struct resp_value_change *value) {
     struct list_update *update = value->context;
     free(update->change.popped);
-    elements_free(&update->change.list);
+    list_elements_free(&update->change.list);
 }
 
 /* Runs a change on the list at argument 1 (resp_value_update()): EDIT changes
@@ -467,9 +447,52 @@ static bool edit_push(struct resp_session *session, const struct resp_request *r
     return true;
 }
 
+/* What push_in_place() hands store_edit_in_place(). */
+struct push_edit {
+    const struct resp_request *request; /* the elements: arguments 2 on */
+    bool left;
+    uint32_t count; /* set: the new length */
+};
+
+static bool edit_push_in_place(void *context, unsigned char *value, uint64_t *length,
+                               uint64_t capacity) {
+    struct push_edit *edit = context;
+    const struct resp_request *request = edit->request;
+    if (!list_push_in_place(value, length, capacity, edit->left,
+                            (const unsigned char *const *)request->argv + 2,
+                            (const uint64_t *)request->lengths + 2, request->argc - 2))
+        return false;
+    list_count(value, *length, &edit->count);
+    return true;
+}
+
+/* Tries a push on the list at argument 1 in place (see the top of the file). Returns
+ * true when it is over (pushed and replied, or WRONGTYPE replied), false when the
+ * command must take the read-modify-write path (the key is absent, or the list cannot
+ * change in place). */
+static bool push_in_place(struct resp_session *session, const struct resp_request *request,
+                          bool left) {
+    struct push_edit edit = {.request = request, .left = left};
+    const unsigned char *key = request->argv[1];
+    size_t key_length = (size_t)request->lengths[1];
+    enum store_status status = store_edit_in_place(store_of(session), key, key_length,
+                                                   STORE_TYPE_LIST, edit_push_in_place, &edit);
+    if (status == STORE_OK) {
+        reply_integer(session, (int64_t)edit.count);
+        resp_blocking_signal(session->server, key, key_length);
+        return true;
+    }
+    if (status == STORE_WRONG_TYPE) {
+        reply_store_error(session, status);
+        return true;
+    }
+    return false;
+}
+
 static void push(struct resp_session *session, const struct resp_request *request, bool left,
                  bool only_if_exists) {
     if (!lengths_fit(session, request, 2)) return;
+    if (!in_dram(session, request) || push_in_place(session, request, left)) return;
     struct list_change arguments = {.left = left, .only_if_exists = only_if_exists};
     update_list(session, request, &arguments, edit_push, reply_change_integer);
 }
@@ -532,6 +555,47 @@ static void reply_popped(struct resp_session *session, const struct list_change 
         reply_bulk(session, change->popped[i].data, change->popped[i].length);
 }
 
+/* What pop_in_place() hands store_edit_in_place(). */
+struct pop_edit {
+    bool left;
+    uint32_t count;
+    struct byte_buffer popped; /* u32 length and bytes per element, in pop order */
+};
+
+static bool edit_pop_in_place(void *context, unsigned char *value, uint64_t *length,
+                              uint64_t capacity) {
+    (void)capacity;
+    struct pop_edit *edit = context;
+    byte_buffer_clear(&edit->popped);
+    return list_pop_in_place(value, length, edit->left, edit->count, &edit->popped);
+}
+
+/* Tries LPOP or RPOP (ARGUMENTS) on the list at argument 1 in place; as push_in_place().
+ * A pop that would empty the list is not done in place (the key must go). */
+static bool pop_in_place(struct resp_session *session, const struct resp_request *request,
+                         const struct list_change *arguments) {
+    if (arguments->count <= 0) return false;
+    struct pop_edit edit = {.left = arguments->left,
+                            .count = arguments->count > UINT32_MAX ? UINT32_MAX
+                                                                   : (uint32_t)arguments->count};
+    enum store_status status =
+        store_edit_in_place(store_of(session), request->argv[1], (size_t)request->lengths[1],
+                            STORE_TYPE_LIST, edit_pop_in_place, &edit);
+    if (status == STORE_OK) {
+        if (arguments->has_count) reply_array(session, edit.count);
+        const unsigned char *at = edit.popped.data;
+        for (uint32_t i = 0; i < edit.count; i++) {
+            uint32_t size = strata_load32(at);
+            reply_bulk(session, at + 4, size);
+            at += 4 + (size_t)size;
+        }
+    } else if (status == STORE_WRONG_TYPE) {
+        reply_store_error(session, status);
+    }
+    byte_buffer_free(&edit.popped);
+    return status == STORE_OK || status == STORE_WRONG_TYPE;
+}
+
 static void pop(struct resp_session *session, const struct resp_request *request, bool left,
                 const char *name) {
     struct list_change arguments = {.left = left, .count = 1};
@@ -548,6 +612,7 @@ static void pop(struct resp_session *session, const struct resp_request *request
             return;
         }
     }
+    if (!in_dram(session, request) || pop_in_place(session, request, &arguments)) return;
     update_list(session, request, &arguments, edit_pop, reply_popped);
 }
 
@@ -699,11 +764,11 @@ static enum store_status push_element(struct resp_session *session, const unsign
         } else if (status != STORE_OK) {
             return status;
         } else {
-            enum decode_result decoded =
+            enum list_decode_result decoded =
                 list_decode(item_value(item), item_value_length(item), &list);
-            if (decoded != DECODED) {
+            if (decoded != LIST_DECODED) {
                 done_reading(item, &list);
-                return decoded == DECODE_CORRUPT ? STORE_IO_ERROR : STORE_ALLOCATION_FAILED;
+                return decoded == LIST_CORRUPT ? STORE_IO_ERROR : STORE_ALLOCATION_FAILED;
             }
         }
         if (!list_open(&list, left ? 0 : list.count, 1)) {

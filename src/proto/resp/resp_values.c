@@ -55,8 +55,11 @@ static bool update_once(struct resp_session *session, const struct resp_request 
     if (edited && change.outcome == RESP_VALUE_DELETE && item != NULL) {
         status = store_delete_if_unchanged(store, key, key_length, item);
     } else if (edited && change.outcome == RESP_VALUE_STORE) {
-        status = change.encoded.failed
-                     ? STORE_ALLOCATION_FAILED
+        status = change.encoded.failed ? STORE_ALLOCATION_FAILED
+                 : change.with_room
+                     ? store_replace_if_unchanged_with_room(store, key, key_length, item,
+                                                            change.encoded.data,
+                                                            change.encoded.length, true, ops->type)
                      : store_replace_if_unchanged(store, key, key_length, item, change.encoded.data,
                                                   change.encoded.length, true, ops->type);
     }
