@@ -1075,7 +1075,13 @@ void net_connection_wake(struct net_connection *handle) {
 static void connection_woken(struct connection *connection) {
     ASSERT_ON_WORKER(connection);
     if (connection->session == NULL || connection->protocol->handler.woken == NULL) return;
-    if (connection->protocol->handler.woken(connection->session)) {
+    /* A handler call: a resume from inside woken() (a blocked command served or timed
+     * out) is remembered, not served at once, since serving may close the connection
+     * and free the session woken() is still using. */
+    connection->busy++;
+    bool close_now = connection->protocol->handler.woken(connection->session);
+    connection->busy--;
+    if (close_now) {
         close_connection(connection);
         return;
     }

@@ -120,7 +120,8 @@ struct net_handler {
     /* Optional. Called on the connection's worker after net_connection_wake() (from any
      * thread): returns true to close the connection at once, dropping its unsent output
      * (CLIENT KILL, a MONITOR past its limit); false to send what the session queued
-     * meanwhile and go on. */
+     * meanwhile and go on. It is a handler call: a net_connection_resume() from inside it
+     * is served once it returns. */
     bool (*woken)(void *session);
 
     /* The connection is closing; free the session. */

@@ -53,7 +53,13 @@ def test_timeouts(server, client):
     assert client.blmove("nothing", "dst", 0.1) is None
     with Connection(server.port) as raw:
         assert raw.call("BLPOP", "nothing", "0.05") == Null("*-1")
-        assert raw.call("BRPOPLPUSH", "nothing", "dst", "0.05") == Null("$-1")
+        # A timed-out wait is a null array for every command (Redis 7.0); inside EXEC,
+        # BLMOVE and BRPOPLPUSH answer a null bulk string.
+        assert raw.call("BRPOPLPUSH", "nothing", "dst", "0.05") == Null("*-1")
+        assert raw.call("BLMOVE", "nothing", "d", "LEFT", "LEFT", "0.05") == Null("*-1")
+        raw.call("MULTI")
+        raw.call("BLMOVE", "nothing", "d", "LEFT", "LEFT", "0")
+        assert raw.call("EXEC") == [Null("$-1")]
         assert raw.call("HELLO", "3")[b"proto"] == 3
         assert raw.call("BLPOP", "nothing", "0.05") == Null("_")
         assert raw.call("BLMOVE", "nothing", "d", "LEFT", "LEFT", "0.05") == Null("_")
@@ -302,3 +308,54 @@ def test_a_push_racing_the_block_is_never_missed(server, client):
             assert raw.read() == [f"race{i}".encode(), b"v"], i
             assert time.time() - started < 4, i
             thread.join()
+
+
+def test_quit_pipelined_behind_a_blocked_command(server, client):
+    """The connection closes (QUIT) right after its blocked command ends, inside the
+    wake that ended it: nothing of the session is used after it is freed (the sanitizer
+    builds check), for a timeout and for a push alike."""
+    for pushed in (False, True):
+        with Connection(server.port) as raw:
+            raw.send_raw(Connection.encode("BLPOP", "gone", "0.1" if not pushed else "5") +
+                         Connection.encode("QUIT"))
+            if pushed:
+                wait_blocked(client, 1)
+                client.rpush("gone", "v")
+                assert raw.read() == [b"gone", b"v"]
+            else:
+                assert raw.read() == Null("*-1")
+            assert raw.read() == "OK"
+    assert client.ping() is True and client.exists("gone") == 0
+
+
+def test_rename_and_copy_onto_a_blocked_key_serve_it(server, client):
+    thread, results = in_thread(server.client().blpop, ["dst"], 10)
+    wait_blocked(client, 1)
+    client.rpush("src", "moved")
+    assert client.rename("src", "dst") is True
+    thread.join(10)
+    assert results == [(b"dst", b"moved")]
+    thread, results = in_thread(server.client().bzpopmin, ["zdst"], 10)
+    wait_blocked(client, 1)
+    client.zadd("zsrc", {"m": 1})
+    assert client.copy("zsrc", "zdst") is True
+    thread.join(10)
+    assert results == [(b"zdst", b"m", 1.0)]
+
+
+def test_a_client_unblocked_before_a_push_does_not_keep_the_turn(server, client):
+    """A and B wait on one key; A is unblocked and the push lands before A has answered:
+    the element goes to B, not to nobody."""
+    first = server.client()
+    first_id = first.client_id()
+    a, a_results = in_thread(first.blpop, ["turn"], 10)
+    wait_blocked(client, 1)
+    b, b_results = in_thread(server.client().blpop, ["turn"], 10)
+    wait_blocked(client, 2)
+    pipeline = client.pipeline(transaction=True)
+    pipeline.client_unblock(first_id)
+    pipeline.rpush("turn", "x")
+    pipeline.execute()
+    a.join(10)
+    b.join(10)
+    assert a_results == [None] and b_results == [(b"turn", b"x")]

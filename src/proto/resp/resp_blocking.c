@@ -32,8 +32,10 @@
 #include "base/metrics.h"
 #include "proto/resp/resp_internal.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -178,6 +180,10 @@ void resp_blocking_signal(struct resp_server *server, const unsigned char *key, 
          session = session->block.next) {
         struct resp_block *block = &session->block;
         if (!waits_on(block, key, length)) continue;
+        if (block->outcome == RESP_BLOCK_TIMED_OUT ||
+            block->outcome == RESP_BLOCK_UNBLOCKED_ERROR) {
+            continue; /* it ends unserved: not its turn */
+        }
         if (block->takes) {
             /* The first taker on the key is served first; one already woken for it
              * (its rerun under way) will signal again when served. */
@@ -211,14 +217,16 @@ static void reply_timeout(struct resp_session *session, enum resp_block_timeout 
 bool resp_block_timeout(struct resp_session *session, const struct resp_request *request,
                         size_t index, bool milliseconds, int64_t *timeout_ms) {
     char text[64];
-    double value = 0;
+    long double value = 0;
     bool number = false;
-    if (request->lengths[index] > 0 && request->lengths[index] < sizeof(text)) {
-        memcpy(text, request->argv[index], (size_t)request->lengths[index]);
-        text[request->lengths[index]] = '\0';
+    size_t length = (size_t)request->lengths[index];
+    /* As Redis: no leading space, the whole argument a number. */
+    if (length > 0 && length < sizeof(text) && !isspace(request->argv[index][0])) {
+        memcpy(text, request->argv[index], length);
+        text[length] = '\0';
         char *end;
         errno = 0;
-        value = milliseconds ? (double)strtoll(text, &end, 10) : strtod(text, &end);
+        value = milliseconds ? (long double)strtoll(text, &end, 10) : strtold(text, &end);
         number = *end == '\0' && errno == 0 && isfinite(value);
     }
     if (!number) {
@@ -226,16 +234,18 @@ bool resp_block_timeout(struct resp_session *session, const struct resp_request 
                                           : "ERR timeout is not a float or out of range");
         return false;
     }
-    if (value < 0) {
-        reply_error(session, "ERR timeout is negative");
-        return false;
-    }
-    double ms = milliseconds ? value : value * 1000.0;
-    if (ms > 1e15) { /* some 30,000 years: as good as none */
+    /* Redis rounds seconds up to whole milliseconds first: -0.0001 is 0, no limit. */
+    long double ms = milliseconds ? value : ceill(value * 1000.0L);
+    int64_t now = clock_monotonic_ms();
+    if (ms > (long double)(INT64_MAX - now)) {
         reply_error(session, "ERR timeout is out of range");
         return false;
     }
-    *timeout_ms = (int64_t)ceil(ms);
+    if (ms < 0) {
+        reply_error(session, "ERR timeout is negative");
+        return false;
+    }
+    *timeout_ms = (int64_t)ms;
     return true;
 }
 
@@ -256,7 +266,6 @@ void resp_block(struct resp_session *session, const struct resp_request *request
         }
         block->first_key = first_key;
         block->key_count = key_count;
-        block->timeout_reply = timeout_reply;
         block->takes = takes;
         block->deadline_ms = timeout_ms > 0 ? clock_monotonic_ms() + timeout_ms : 0;
     }
@@ -328,7 +337,7 @@ void resp_blocking_woken(struct resp_session *session) {
     if (outcome == RESP_BLOCK_UNBLOCKED_ERROR) {
         reply_error(session, "UNBLOCKED client unblocked via CLIENT UNBLOCK");
     } else {
-        reply_timeout(session, block->timeout_reply);
+        reply_null_array(session); /* as Redis 7.0 for every blocked command that times out */
     }
     session->rerun_wanted = false;
     resp_session_command_done(session);

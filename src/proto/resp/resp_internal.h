@@ -146,6 +146,8 @@ struct resp_transaction {
     uint64_t watched_bytes; /* the watched keys' bytes (bounded by max-request) */
 };
 
+/* What a blocking command answers inside EXEC when it finds nothing (Redis 7.0's
+ * replies; a wait that times out answers a null array for every command). */
 enum resp_block_timeout {
     RESP_BLOCK_NULL_ARRAY, /* *-1 (BLPOP, XREAD) */
     RESP_BLOCK_NULL_BULK,  /* $-1 (BLMOVE, BRPOPLPUSH) */
@@ -165,7 +167,6 @@ struct resp_block {
     struct resp_queued_command request; /* the command to run again (argc 0: none) */
     size_t first_key;                   /* its keys: KEY_COUNT arguments from FIRST_KEY */
     size_t key_count;
-    enum resp_block_timeout timeout_reply;
     bool takes;                      /* it takes what it serves (a pop), rather than reads */
     bool resignal;                   /* served after a signal: pass the turn on when done */
     int64_t deadline_ms;             /* monotonic; 0: none */
@@ -544,7 +545,7 @@ bool resp_block_timeout(struct resp_session *session, const struct resp_request 
  * it runs again, with a copy of REQUEST (the command's arguments, or a rewrite of them:
  * XREAD with '$' made the last id), each time one of the KEY_COUNT keys from argument
  * FIRST_KEY is written, and may block again in its old place in line; once TIMEOUT_MS
- * has passed (0: never) it replies TIMEOUT_REPLY instead. TAKES: it takes what it
+ * has passed (0: never) it replies a null array instead. TAKES: it takes what it
  * serves (a pop), so a write wakes only the first such command in line. Inside EXEC it
  * replies TIMEOUT_REPLY at once, as Redis does. On the session's worker. */
 void resp_block(struct resp_session *session, const struct resp_request *request, size_t first_key,

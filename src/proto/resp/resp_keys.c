@@ -337,6 +337,12 @@ void command_randomkey(struct resp_session *session, const struct resp_request *
     item_release(item);
 }
 
+/* A value renamed or copied onto argument 2 wakes the commands blocked on it (BLPOP on
+ * the destination of a RENAME is served, as in Redis). */
+static void signal_destination(struct resp_session *session, const struct resp_request *request) {
+    resp_blocking_signal(session->server, request->argv[2], (size_t)request->lengths[2]);
+}
+
 void command_rename(struct resp_session *session, const struct resp_request *request) {
     if (resp_prefetch_key(session, request, 1, true) != PREFETCH_READY) return;
     enum store_status status =
@@ -344,6 +350,7 @@ void command_rename(struct resp_session *session, const struct resp_request *req
                      request->argv[2], (size_t)request->lengths[2], false);
     if (status == STORE_OK) {
         reply_ok(session);
+        signal_destination(session, request);
     } else {
         reply_store_error(session, status);
     }
@@ -355,6 +362,7 @@ void command_renamenx(struct resp_session *session, const struct resp_request *r
         store_rename(store_of(session), request->argv[1], (size_t)request->lengths[1],
                      request->argv[2], (size_t)request->lengths[2], true);
     reply_condition(session, status);
+    if (status == STORE_OK) signal_destination(session, request);
 }
 
 void command_copy(struct resp_session *session, const struct resp_request *request) {
@@ -384,6 +392,7 @@ void command_copy(struct resp_session *session, const struct resp_request *reque
         store_copy(store_of(session), request->argv[1], (size_t)request->lengths[1],
                    request->argv[2], (size_t)request->lengths[2], replace);
     reply_changed(session, status);
+    if (status == STORE_OK) signal_destination(session, request);
 }
 
 /* ---- OBJECT and MEMORY: what a key takes --------------------------------------- */
