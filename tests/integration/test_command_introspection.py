@@ -2,6 +2,7 @@
 fields of CLIENT LIST and CLIENT INFO, against the replies of Redis 7.0 (redis-server
 7.0.15 was run beside strata to write these expectations)."""
 import threading
+import time
 
 import pytest
 
@@ -157,8 +158,15 @@ def test_client_list_fields(server, conn):
     fresh = Connection(server.port)
     fresh_id = None
     try:
-        # "*2\r\n$6\r\nCLIENT\r\n$4\r\nLIST\r\n": 26 bytes, arguments of 10.
-        listing = bytes(conn.call("CLIENT", "LIST")).decode()
+        # "*2\r\n$6\r\nCLIENT\r\n$4\r\nLIST\r\n": 26 bytes, arguments of 10. The fresh
+        # connection is accepted by a worker in its own time: list until it is there.
+        fresh_address = "%s:%d" % fresh.sock.getsockname()[:2]
+        deadline = time.time() + 10
+        while True:
+            listing = bytes(conn.call("CLIENT", "LIST")).decode()
+            if f"addr={fresh_address} " in listing or time.time() > deadline:
+                break
+            time.sleep(0.01)
         assert listing.endswith("\n")
         lines = [fields(line) for line in listing.strip().split("\n")]
         assert all(list(line) == FIELD_ORDER for line in lines)
