@@ -205,7 +205,8 @@ static void signal_keys(struct resp_session *session) {
     }
 }
 
-/* Replies a blocked command's timeout: a null array or a null bulk string. */
+/* What a blocking command answers inside EXEC, where it does not wait: a null array or
+ * (BLMOVE, BRPOPLPUSH) a null bulk string, as Redis 7.0. */
 static void reply_timeout(struct resp_session *session, enum resp_block_timeout timeout_reply) {
     if (timeout_reply == RESP_BLOCK_NULL_BULK) {
         reply_null(session);
