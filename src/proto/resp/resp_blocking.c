@@ -30,6 +30,7 @@
 #include "base/clock.h"
 #include "base/fault.h"
 #include "base/metrics.h"
+#include "base/numbers.h"
 #include "proto/resp/resp_internal.h"
 
 #include <ctype.h>
@@ -250,6 +251,41 @@ bool resp_block_timeout(struct resp_session *session, const struct resp_request 
     return true;
 }
 
+bool resp_parse_multi_pop(struct resp_session *session, const struct resp_request *request,
+                          size_t numkeys_index, const char *first_word, const char *other_word,
+                          struct resp_multi_pop *pop) {
+    int64_t keys;
+    if (!parse_int64(request->argv[numkeys_index], (size_t)request->lengths[numkeys_index],
+                     &keys) ||
+        keys <= 0) {
+        reply_error(session, "ERR numkeys should be greater than 0");
+        return false;
+    }
+    size_t where = numkeys_index + 1 + (size_t)keys;
+    if ((uint64_t)keys > request->argc - numkeys_index - 1 || where >= request->argc) {
+        reply_syntax_error(session);
+        return false;
+    }
+    *pop = (struct resp_multi_pop){
+        .first_key = numkeys_index + 1, .key_count = (size_t)keys, .count = 1};
+    pop->first_end = argument_is(request, where, first_word);
+    if (!pop->first_end && !argument_is(request, where, other_word)) {
+        reply_syntax_error(session);
+        return false;
+    }
+    if (where + 1 == request->argc) return true;
+    if (where + 3 != request->argc || !argument_is(request, where + 1, "COUNT")) {
+        reply_syntax_error(session);
+        return false;
+    }
+    if (!parse_int64(request->argv[where + 2], (size_t)request->lengths[where + 2], &pop->count) ||
+        pop->count <= 0) {
+        reply_error(session, "ERR count should be greater than 0");
+        return false;
+    }
+    return true;
+}
+
 void resp_block(struct resp_session *session, const struct resp_request *request, size_t first_key,
                 size_t key_count, int64_t timeout_ms, enum resp_block_timeout timeout_reply,
                 bool takes) {
@@ -271,7 +307,8 @@ void resp_block(struct resp_session *session, const struct resp_request *request
         block->deadline_ms = timeout_ms > 0 ? clock_monotonic_ms() + timeout_ms : 0;
     }
     block->resignal = false;
-    /* Waiting holds no key in DRAM (its next run brings it back). */
+    /* Waiting holds no key in DRAM: a key evicted meanwhile is read back from flash by
+     * the next run, synchronously (a rerun's resp_prefetch_key() answers ready at once). */
     if (session->holding) {
         store_release_hold(server->environment.store, session->parser.argv[session->hold_index],
                            (size_t)session->parser.argv_lengths[session->hold_index]);

@@ -16,6 +16,7 @@
  * the same reason), slow for hashes of many thousands of fields. A change is a
  * compare-and-swap (resp_value_update()), so concurrent changes to one hash never lose
  * one another. */
+#include "base/array.h"
 #include "base/byte_buffer.h"
 #include "base/clock.h"
 #include "base/glob.h"
@@ -50,15 +51,7 @@ struct hash_entries {
 };
 
 static bool entries_grow(struct hash_entries *hash, size_t wanted) {
-    if (wanted <= hash->capacity) return true;
-    size_t capacity = hash->capacity ? hash->capacity : 8;
-    while (capacity < wanted)
-        capacity *= 2;
-    struct hash_entry *grown = realloc(hash->entries, capacity * sizeof(*grown));
-    if (grown == NULL) return false;
-    hash->entries = grown;
-    hash->capacity = capacity;
-    return true;
+    return array_grow((void **)&hash->entries, &hash->capacity, wanted, sizeof(*hash->entries));
 }
 
 static void entries_free(struct hash_entries *hash) {
@@ -80,17 +73,10 @@ static enum decode_result hash_decode(const unsigned char *data, uint64_t length
     const unsigned char *at = data + HASH_HEADER_SIZE, *end = data + length;
     for (uint32_t i = 0; i < count; i++) {
         struct hash_entry *entry = &hash->entries[i];
-        if (end - at < 4) return DECODE_CORRUPT;
-        entry->field_length = strata_load32(at);
-        at += 4;
-        if ((uint64_t)(end - at) < (uint64_t)entry->field_length + 4) return DECODE_CORRUPT;
-        entry->field = at;
-        at += entry->field_length;
-        entry->value_length = strata_load32(at);
-        at += 4;
-        if ((uint64_t)(end - at) < entry->value_length) return DECODE_CORRUPT;
-        entry->value = at;
-        at += entry->value_length;
+        if (!resp_value_take_string(&at, end, &entry->field, &entry->field_length) ||
+            !resp_value_take_string(&at, end, &entry->value, &entry->value_length)) {
+            return DECODE_CORRUPT;
+        }
         entry->removed = false;
     }
     if (at != end) return DECODE_CORRUPT;
@@ -106,13 +92,8 @@ static void hash_encode(const struct hash_entries *hash, struct byte_buffer *out
     for (size_t i = 0; i < hash->count; i++) {
         const struct hash_entry *entry = &hash->entries[i];
         if (entry->removed) continue;
-        unsigned char length[4];
-        strata_store32(length, entry->field_length);
-        byte_buffer_append(output, length, 4);
-        byte_buffer_append(output, entry->field, entry->field_length);
-        strata_store32(length, entry->value_length);
-        byte_buffer_append(output, length, 4);
-        byte_buffer_append(output, entry->value, entry->value_length);
+        resp_value_put_string(output, entry->field, entry->field_length);
+        resp_value_put_string(output, entry->value, entry->value_length);
     }
 }
 

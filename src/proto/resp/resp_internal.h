@@ -552,6 +552,21 @@ void resp_block(struct resp_session *session, const struct resp_request *request
                 size_t key_count, int64_t timeout_ms, enum resp_block_timeout timeout_reply,
                 bool takes);
 
+/* What LMPOP, BLMPOP, ZMPOP and BZMPOP ask: KEY_COUNT keys from argument FIRST_KEY, the
+ * end to pop from (FIRST_END: LEFT or MIN) and how many (COUNT, 1 without COUNT). */
+struct resp_multi_pop {
+    size_t first_key;
+    size_t key_count;
+    bool first_end;
+    int64_t count;
+};
+
+/* Parses numkeys key [key ...] FIRST_WORD|OTHER_WORD [COUNT count] from argument
+ * NUMKEYS_INDEX on into *POP, with Redis 7.0's errors. Returns false after replying one. */
+bool resp_parse_multi_pop(struct resp_session *session, const struct resp_request *request,
+                          size_t numkeys_index, const char *first_word, const char *other_word,
+                          struct resp_multi_pop *pop);
+
 /* The request a blocked command runs again with: true and *REQUEST (valid until the
  * command ends) when SESSION's command has blocked, false otherwise. */
 bool resp_block_rerun(const struct resp_session *session, struct resp_request *request);
@@ -632,6 +647,14 @@ struct resp_value_ops {
     void (*reply)(struct resp_session *session, const struct resp_value_change *change);
     void (*discard)(struct resp_value_change *change);
 };
+
+/* The length-prefixed string typed values' encodings are made of: a u32 length
+ * (little-endian), then the bytes. resp_value_take_string() reads one at *AT (before
+ * END) into *DATA (a view) and *LENGTH and moves *AT past it; false when it runs past
+ * END. resp_value_put_string() appends one to OUTPUT. */
+bool resp_value_take_string(const unsigned char **at, const unsigned char *end,
+                            const unsigned char **data, uint32_t *length);
+void resp_value_put_string(struct byte_buffer *output, const unsigned char *data, uint32_t length);
 
 /* Redis 7.0's name for the encoding it would give a value of TYPE (not a string) whose
  * stored bytes are VALUE (LENGTH bytes): OBJECT ENCODING. */

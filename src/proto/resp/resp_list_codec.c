@@ -23,21 +23,15 @@
  * (list_encode(), the compare-and-swap path) has no front room. */
 #include "proto/resp/resp_list_codec.h"
 
+#include "base/array.h"
+
 #include "strata_protocol.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 bool list_elements_grow(struct list_elements *list, size_t wanted) {
-    if (wanted <= list->capacity) return true;
-    size_t capacity = list->capacity ? list->capacity : 8;
-    while (capacity < wanted)
-        capacity *= 2;
-    struct list_element *grown = realloc(list->elements, capacity * sizeof(*grown));
-    if (grown == NULL) return false;
-    list->elements = grown;
-    list->capacity = capacity;
-    return true;
+    return array_grow((void **)&list->elements, &list->capacity, wanted, sizeof(*list->elements));
 }
 
 void list_elements_free(struct list_elements *list) {

@@ -884,51 +884,6 @@ void command_rpoplpush(struct resp_session *session, const struct resp_request *
 
 /* ---- LMPOP and BLMPOP --------------------------------------------------------------- */
 
-/* What LMPOP and BLMPOP were asked: their keys (KEY_COUNT from argument FIRST_KEY), the
- * end to pop from and how many. */
-struct multi_pop {
-    size_t first_key;
-    size_t key_count;
-    bool left;
-    int64_t count;
-};
-
-/* Parses [B]LMPOP's arguments from NUMKEYS_INDEX on: numkeys key [key ...] LEFT|RIGHT
- * [COUNT count], with Redis 7.0's errors. Returns false after replying one. */
-static bool parse_multi_pop(struct resp_session *session, const struct resp_request *request,
-                            size_t numkeys_index, struct multi_pop *pop) {
-    int64_t keys;
-    if (!parse_int64(request->argv[numkeys_index], (size_t)request->lengths[numkeys_index],
-                     &keys) ||
-        keys <= 0) {
-        reply_error(session, "ERR numkeys should be greater than 0");
-        return false;
-    }
-    size_t where = numkeys_index + 1 + (size_t)keys;
-    if ((uint64_t)keys > request->argc - numkeys_index - 1 || where >= request->argc) {
-        reply_syntax_error(session);
-        return false;
-    }
-    *pop =
-        (struct multi_pop){.first_key = numkeys_index + 1, .key_count = (size_t)keys, .count = 1};
-    pop->left = argument_is(request, where, "LEFT");
-    if (!pop->left && !argument_is(request, where, "RIGHT")) {
-        reply_syntax_error(session);
-        return false;
-    }
-    if (where + 1 == request->argc) return true;
-    if (where + 3 != request->argc || !argument_is(request, where + 1, "COUNT")) {
-        reply_syntax_error(session);
-        return false;
-    }
-    if (!parse_int64(request->argv[where + 2], (size_t)request->lengths[where + 2], &pop->count) ||
-        pop->count <= 0) {
-        reply_error(session, "ERR count should be greater than 0");
-        return false;
-    }
-    return true;
-}
-
 /* [key, [element ...]] once elements were popped. */
 static void reply_multi_popped(struct resp_session *session, const struct list_change *change) {
     if (change->popped_count == 0) return; /* the list went meanwhile: the next key */
@@ -943,7 +898,7 @@ static void reply_multi_popped(struct resp_session *session, const struct list_c
 /* Pops from the first of POP's keys that holds a list. Returns true when it replied
  * (served, or an error) or a flash read started; false when every key is empty. */
 static bool pop_first_list(struct resp_session *session, const struct resp_request *request,
-                           const struct multi_pop *pop, list_reply_fn reply) {
+                           const struct resp_multi_pop *pop, list_reply_fn reply) {
     for (size_t i = pop->first_key; i < pop->first_key + pop->key_count; i++)
         if (!resp_value_in_dram(session, request, i)) return true;
     for (size_t i = pop->first_key; i < pop->first_key + pop->key_count; i++) {
@@ -958,7 +913,7 @@ static bool pop_first_list(struct resp_session *session, const struct resp_reque
         }
         bool served = false;
         struct resp_request one = {2, request->argv + i - 1, request->lengths + i - 1};
-        struct list_change arguments = {.left = pop->left,
+        struct list_change arguments = {.left = pop->first_end,
                                         .count = pop->count,
                                         .key = request->argv[i],
                                         .key_length = (size_t)request->lengths[i],
@@ -974,8 +929,8 @@ static bool pop_first_list(struct resp_session *session, const struct resp_reque
  * first of the keys that holds a list, as [key, [element ...]]; a null array when none
  * does. */
 void command_lmpop(struct resp_session *session, const struct resp_request *request) {
-    struct multi_pop pop;
-    if (!parse_multi_pop(session, request, 1, &pop)) return;
+    struct resp_multi_pop pop;
+    if (!resp_parse_multi_pop(session, request, 1, "LEFT", "RIGHT", &pop)) return;
     if (!pop_first_list(session, request, &pop, reply_multi_popped)) reply_null_array(session);
 }
 
@@ -983,9 +938,9 @@ void command_lmpop(struct resp_session *session, const struct resp_request *requ
  * every key is empty, until a push or the timeout (a null array). */
 void command_blmpop(struct resp_session *session, const struct resp_request *request) {
     int64_t timeout_ms;
-    struct multi_pop pop;
+    struct resp_multi_pop pop;
     if (!resp_block_timeout(session, request, 1, false, &timeout_ms) ||
-        !parse_multi_pop(session, request, 2, &pop) ||
+        !resp_parse_multi_pop(session, request, 2, "LEFT", "RIGHT", &pop) ||
         pop_first_list(session, request, &pop, reply_multi_popped)) {
         return;
     }
@@ -1012,8 +967,8 @@ static void blocking_pop(struct resp_session *session, const struct resp_request
                          bool left) {
     int64_t timeout_ms;
     if (!resp_block_timeout(session, request, request->argc - 1, false, &timeout_ms)) return;
-    struct multi_pop pop = {
-        .first_key = 1, .key_count = request->argc - 2, .left = left, .count = 1};
+    struct resp_multi_pop pop = {
+        .first_key = 1, .key_count = request->argc - 2, .first_end = left, .count = 1};
     if (pop_first_list(session, request, &pop, reply_blocking_popped)) return;
     resp_block(session, request, 1, pop.key_count, timeout_ms, RESP_BLOCK_NULL_ARRAY, true);
 }

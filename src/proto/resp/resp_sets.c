@@ -17,6 +17,7 @@
  * rewrites) the whole value: time grows with the set's size. A change to one set is a
  * compare-and-swap (resp_value_update()); SMOVE and the STORE forms, which read several
  * keys and write one or two, run with the session's exclusivity (resp_exclusive_begin()). */
+#include "base/array.h"
 #include "base/byte_buffer.h"
 #include "base/clock.h"
 #include "base/glob.h"
@@ -58,16 +59,8 @@ static struct store *store_of(struct resp_session *session) {
 }
 
 static bool members_grow(struct set_members *set, size_t wanted) {
-    if (wanted <= set->capacity) return true;
-    if (wanted > UINT32_MAX - 1) return false;
-    size_t capacity = set->capacity ? set->capacity : 8;
-    while (capacity < wanted)
-        capacity *= 2;
-    struct set_member *grown = realloc(set->members, capacity * sizeof(*grown));
-    if (grown == NULL) return false;
-    set->members = grown;
-    set->capacity = capacity;
-    return true;
+    if (wanted > UINT32_MAX - 1) return false; /* the encoding counts in 32 bits */
+    return array_grow((void **)&set->members, &set->capacity, wanted, sizeof(*set->members));
 }
 
 static void set_free(struct set_members *set) {
@@ -130,12 +123,8 @@ static enum decode_result set_decode(const unsigned char *data, uint64_t length,
     const unsigned char *at = data + SET_HEADER_SIZE, *end = data + length;
     for (uint32_t i = 0; i < count; i++) {
         struct set_member *member = &set->members[i];
-        if (end - at < 4) return DECODE_CORRUPT;
-        member->length = strata_load32(at);
-        at += 4;
-        if ((uint64_t)(end - at) < member->length) return DECODE_CORRUPT;
-        member->data = at;
-        at += member->length;
+        if (!resp_value_take_string(&at, end, &member->data, &member->length))
+            return DECODE_CORRUPT;
         member->removed = false;
     }
     if (at != end) return DECODE_CORRUPT;
@@ -151,10 +140,7 @@ static void set_encode(const struct set_members *set, struct byte_buffer *output
     for (size_t i = 0; i < set->count; i++) {
         const struct set_member *member = &set->members[i];
         if (member->removed) continue;
-        unsigned char length[4];
-        strata_store32(length, member->length);
-        byte_buffer_append(output, length, 4);
-        byte_buffer_append(output, member->data, member->length);
+        resp_value_put_string(output, member->data, member->length);
     }
 }
 

@@ -22,6 +22,7 @@
  * many members builds a temporary hash of the members first (no O(K*M)). A change is a
  * compare-and-swap (resp_value_update()), so concurrent changes to one set never lose
  * one another. */
+#include "base/array.h"
 #include "base/byte_buffer.h"
 #include "base/clock.h"
 #include "base/glob.h"
@@ -74,15 +75,7 @@ struct zset {
 };
 
 static bool entries_grow(struct zset *zset, size_t wanted) {
-    if (wanted <= zset->capacity) return true;
-    size_t capacity = zset->capacity ? zset->capacity : 8;
-    while (capacity < wanted)
-        capacity *= 2;
-    struct zset_entry *grown = realloc(zset->entries, capacity * sizeof(*grown));
-    if (grown == NULL) return false;
-    zset->entries = grown;
-    zset->capacity = capacity;
-    return true;
+    return array_grow((void **)&zset->entries, &zset->capacity, wanted, sizeof(*zset->entries));
 }
 
 static void zset_free(struct zset *zset) {
@@ -1441,40 +1434,14 @@ void command_bzpopmax(struct resp_session *session, const struct resp_request *r
     blocking_zpop(session, request, true);
 }
 
-/* Parses [B]ZMPOP's numkeys key [key ...] MIN|MAX [COUNT count] from NUMKEYS_INDEX, with
- * Redis 7.0's errors, into TEMPLATE and the keys' place. Returns false after replying. */
+/* [B]ZMPOP's numkeys key [key ...] MIN|MAX [COUNT count] from NUMKEYS_INDEX, as what to
+ * pop and from which keys. Returns false after replying an error. */
 static bool parse_zmpop(struct resp_session *session, const struct resp_request *request,
-                        size_t numkeys_index, struct zset_pop_target *template, size_t *key_count) {
-    int64_t keys;
-    if (!parse_int64(request->argv[numkeys_index], (size_t)request->lengths[numkeys_index],
-                     &keys) ||
-        keys <= 0) {
-        reply_error(session, "ERR numkeys should be greater than 0");
-        return false;
-    }
-    size_t where = numkeys_index + 1 + (size_t)keys;
-    if ((uint64_t)keys > request->argc - numkeys_index - 1 || where >= request->argc) {
-        reply_syntax_error(session);
-        return false;
-    }
-    *key_count = (size_t)keys;
-    *template = (struct zset_pop_target){.count = 1, .multi = true};
-    template->highest = argument_is(request, where, "MAX");
-    if (!template->highest && !argument_is(request, where, "MIN")) {
-        reply_syntax_error(session);
-        return false;
-    }
-    if (where + 1 == request->argc) return true;
-    if (where + 3 != request->argc || !argument_is(request, where + 1, "COUNT")) {
-        reply_syntax_error(session);
-        return false;
-    }
-    if (!parse_int64(request->argv[where + 2], (size_t)request->lengths[where + 2],
-                     &template->count) ||
-        template->count <= 0) {
-        reply_error(session, "ERR count should be greater than 0");
-        return false;
-    }
+                        size_t numkeys_index, struct zset_pop_target *template,
+                        struct resp_multi_pop *pop) {
+    if (!resp_parse_multi_pop(session, request, numkeys_index, "MIN", "MAX", pop)) return false;
+    *template =
+        (struct zset_pop_target){.highest = !pop->first_end, .count = pop->count, .multi = true};
     return true;
 }
 
@@ -1482,9 +1449,10 @@ static bool parse_zmpop(struct resp_session *session, const struct resp_request 
  * empty. */
 void command_zmpop(struct resp_session *session, const struct resp_request *request) {
     struct zset_pop_target template;
-    size_t key_count;
-    if (!parse_zmpop(session, request, 1, &template, &key_count)) return;
-    if (!pop_first_zset(session, request, 2, key_count, &template)) reply_null_array(session);
+    struct resp_multi_pop pop;
+    if (!parse_zmpop(session, request, 1, &template, &pop)) return;
+    if (!pop_first_zset(session, request, pop.first_key, pop.key_count, &template))
+        reply_null_array(session);
 }
 
 /* BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]: ZMPOP, blocking while every
@@ -1492,11 +1460,12 @@ void command_zmpop(struct resp_session *session, const struct resp_request *requ
 void command_bzmpop(struct resp_session *session, const struct resp_request *request) {
     int64_t timeout_ms;
     struct zset_pop_target template;
-    size_t key_count;
+    struct resp_multi_pop pop;
     if (!resp_block_timeout(session, request, 1, false, &timeout_ms) ||
-        !parse_zmpop(session, request, 2, &template, &key_count) ||
-        pop_first_zset(session, request, 3, key_count, &template)) {
+        !parse_zmpop(session, request, 2, &template, &pop) ||
+        pop_first_zset(session, request, pop.first_key, pop.key_count, &template)) {
         return;
     }
-    resp_block(session, request, 3, key_count, timeout_ms, RESP_BLOCK_NULL_ARRAY, true);
+    resp_block(session, request, pop.first_key, pop.key_count, timeout_ms, RESP_BLOCK_NULL_ARRAY,
+               true);
 }

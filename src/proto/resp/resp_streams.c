@@ -55,6 +55,7 @@
  * streams of small entries without deletions (Redis's nodes also close at 4 KiB and
  * count deleted entries until they empty). XINFO's radix-tree-keys and -nodes are
  * estimates from the same runs. */
+#include "base/array.h"
 #include "base/byte_buffer.h"
 #include "base/clock.h"
 #include "base/numbers.h"
@@ -175,19 +176,6 @@ struct stream {
     struct byte_buffer added; /* the strings of the entry this change appends */
 };
 
-/* Makes room for WANTED elements of SIZE bytes in *ARRAY. */
-static bool grow(void **array, size_t *capacity, size_t wanted, size_t size) {
-    if (wanted <= *capacity) return true;
-    size_t grown = *capacity ? *capacity : 8;
-    while (grown < wanted)
-        grown *= 2;
-    void *bigger = realloc(*array, grown * size);
-    if (bigger == NULL) return false;
-    *array = bigger;
-    *capacity = grown;
-    return true;
-}
-
 static void stream_free(struct stream *stream) {
     free(stream->entries);
     for (size_t i = 0; i < stream->group_count; i++) {
@@ -258,8 +246,8 @@ static enum decode_result decode_group(struct reader *reader, struct stream_grou
     uint32_t consumers = read_u32(reader);
     if (reader->failed || consumers > (uint64_t)(reader->end - reader->at) / 12)
         return DECODE_CORRUPT;
-    if (!grow((void **)&group->consumers, &group->consumer_capacity, consumers,
-              sizeof(*group->consumers)))
+    if (!array_grow((void **)&group->consumers, &group->consumer_capacity, consumers,
+                    sizeof(*group->consumers)))
         return DECODE_NO_MEMORY;
     for (uint32_t i = 0; i < consumers; i++) {
         struct stream_consumer *consumer = &group->consumers[i];
@@ -271,7 +259,8 @@ static enum decode_result decode_group(struct reader *reader, struct stream_grou
     uint32_t pending = read_u32(reader);
     if (reader->failed || pending > (uint64_t)(reader->end - reader->at) / 36)
         return DECODE_CORRUPT;
-    if (!grow((void **)&group->pending, &group->pending_capacity, pending, sizeof(*group->pending)))
+    if (!array_grow((void **)&group->pending, &group->pending_capacity, pending,
+                    sizeof(*group->pending)))
         return DECODE_NO_MEMORY;
     for (uint32_t i = 0; i < pending; i++) {
         struct stream_pending *entry = &group->pending[i];
@@ -301,7 +290,7 @@ static enum decode_result stream_decode(const unsigned char *data, uint64_t leng
     stream->entries_added = read_u64(&reader);
     uint32_t count = read_u32(&reader);
     if (reader.failed || count > (length - 1) / 24) return DECODE_CORRUPT;
-    if (!grow((void **)&stream->entries, &stream->capacity, count, sizeof(*stream->entries)))
+    if (!array_grow((void **)&stream->entries, &stream->capacity, count, sizeof(*stream->entries)))
         return DECODE_NO_MEMORY;
     for (uint32_t i = 0; i < count; i++) {
         struct stream_entry *entry = &stream->entries[i];
@@ -323,7 +312,8 @@ static enum decode_result stream_decode(const unsigned char *data, uint64_t leng
 static enum decode_result decode_tail(struct reader *reader, struct stream *stream) {
     uint32_t groups = read_u32(reader);
     if (reader->failed || groups > (uint64_t)(reader->end - reader->at) / 36) return DECODE_CORRUPT;
-    if (!grow((void **)&stream->groups, &stream->group_capacity, groups, sizeof(*stream->groups)))
+    if (!array_grow((void **)&stream->groups, &stream->group_capacity, groups,
+                    sizeof(*stream->groups)))
         return DECODE_NO_MEMORY;
     for (uint32_t i = 0; i < groups; i++) {
         stream->group_count = i + 1; /* so that stream_free() frees what it holds */
@@ -333,8 +323,8 @@ static enum decode_result decode_tail(struct reader *reader, struct stream *stre
     uint32_t producers = read_u32(reader);
     if (reader->failed || producers > (uint64_t)(reader->end - reader->at) / 28)
         return DECODE_CORRUPT;
-    if (!grow((void **)&stream->producers, &stream->producer_capacity, producers,
-              sizeof(*stream->producers)))
+    if (!array_grow((void **)&stream->producers, &stream->producer_capacity, producers,
+                    sizeof(*stream->producers)))
         return DECODE_NO_MEMORY;
     for (uint32_t i = 0; i < producers; i++) {
         struct stream_producer *producer = &stream->producers[i];
@@ -510,8 +500,8 @@ static int64_t consumer_get(struct stream_group *group, const unsigned char *nam
     int64_t index = consumer_find(group, name, length);
     if (created != NULL) *created = index < 0;
     if (index < 0) {
-        if (!grow((void **)&group->consumers, &group->consumer_capacity, group->consumer_count + 1,
-                  sizeof(*group->consumers)))
+        if (!array_grow((void **)&group->consumers, &group->consumer_capacity,
+                        group->consumer_count + 1, sizeof(*group->consumers)))
             return -1;
         index = (int64_t)group->consumer_count++;
         group->consumers[index] = (struct stream_consumer){
@@ -549,8 +539,8 @@ static struct stream_pending *pending_add(struct stream_group *group, struct str
                                           uint32_t consumer, int64_t now) {
     size_t at = pending_lower_bound(group, id);
     if (at == group->pending_count || id_compare(group->pending[at].id, id) != 0) {
-        if (!grow((void **)&group->pending, &group->pending_capacity, group->pending_count + 1,
-                  sizeof(*group->pending)))
+        if (!array_grow((void **)&group->pending, &group->pending_capacity,
+                        group->pending_count + 1, sizeof(*group->pending)))
             return NULL;
         memmove(&group->pending[at + 1], &group->pending[at],
                 (group->pending_count - at) * sizeof(*group->pending));
@@ -1524,8 +1514,8 @@ struct stream_change {
 };
 
 static bool answer(struct stream_change *change, int64_t entry, struct stream_id id) {
-    if (!grow((void **)&change->list, &change->list_capacity, change->list_count + 1,
-              sizeof(*change->list)))
+    if (!array_grow((void **)&change->list, &change->list_capacity, change->list_count + 1,
+                    sizeof(*change->list)))
         return false;
     change->list[change->list_count++] = (struct answered){entry, id};
     return true;
@@ -1778,8 +1768,8 @@ static bool producer_remember(struct stream *stream, const unsigned char *name, 
         }
     }
     if (at == stream->producer_count) {
-        if (!grow((void **)&stream->producers, &stream->producer_capacity,
-                  stream->producer_count + 1, sizeof(*stream->producers)))
+        if (!array_grow((void **)&stream->producers, &stream->producer_capacity,
+                        stream->producer_count + 1, sizeof(*stream->producers)))
             return false;
         stream->producer_count++;
     }
@@ -1987,8 +1977,8 @@ static bool edit_add(struct resp_session *session, const struct resp_request *re
     size_t first = arguments->id_index + 1;
     write_strings(request, first, &stream->added);
     if (stream->added.failed ||
-        !grow((void **)&stream->entries, &stream->capacity, stream->count + 1,
-              sizeof(*stream->entries)) ||
+        !array_grow((void **)&stream->entries, &stream->capacity, stream->count + 1,
+                    sizeof(*stream->entries)) ||
         (arguments->producer != NULL &&
          !producer_remember(stream, arguments->producer, arguments->producer_length,
                             arguments->sequence, id))) {
@@ -2188,8 +2178,8 @@ static bool edit_group_create(struct resp_session *session, const struct resp_re
         reply_error(session, "BUSYGROUP Consumer Group name already exists");
         return false;
     }
-    if (!grow((void **)&stream->groups, &stream->group_capacity, stream->group_count + 1,
-              sizeof(*stream->groups))) {
+    if (!array_grow((void **)&stream->groups, &stream->group_capacity, stream->group_count + 1,
+                    sizeof(*stream->groups))) {
         reply_error(session, OOM_ERROR);
         return false;
     }
@@ -2582,8 +2572,8 @@ static bool edit_autoclaim(struct resp_session *session, const struct resp_reque
         struct stream_entry *found = entry_find(stream, entry->id);
         if (found == NULL) {
             entry->removed = true;
-            if (!grow((void **)&change->deleted, &change->deleted_capacity,
-                      change->deleted_count + 1, sizeof(*change->deleted))) {
+            if (!array_grow((void **)&change->deleted, &change->deleted_capacity,
+                            change->deleted_count + 1, sizeof(*change->deleted))) {
                 reply_error(session, OOM_ERROR);
                 return false;
             }

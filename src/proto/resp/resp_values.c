@@ -10,6 +10,7 @@
  * so a hot key under many writers never fails a change. */
 #include "base/byte_buffer.h"
 #include "proto/resp/resp_internal.h"
+#include "strata_protocol.h"
 
 #define UPDATE_ATTEMPTS    100
 #define CONTENDED_ATTEMPTS 8
@@ -105,4 +106,22 @@ const char *resp_value_encoding(enum store_type type, const unsigned char *value
         break;
     }
     return "raw"; /* strings are named by resp_keys.c, which sees their bytes */
+}
+
+bool resp_value_take_string(const unsigned char **at, const unsigned char *end,
+                            const unsigned char **data, uint32_t *length) {
+    if (end - *at < 4) return false;
+    *length = strata_load32(*at);
+    *at += 4;
+    if ((uint64_t)(end - *at) < *length) return false;
+    *data = *at;
+    *at += *length;
+    return true;
+}
+
+void resp_value_put_string(struct byte_buffer *output, const unsigned char *data, uint32_t length) {
+    unsigned char prefix[4];
+    strata_store32(prefix, length);
+    byte_buffer_append(output, prefix, sizeof(prefix));
+    byte_buffer_append(output, data, length);
 }
