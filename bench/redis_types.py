@@ -22,6 +22,9 @@ section when it rewrites the page).
    of INFO used_memory (strata: the DRAM tier's bytes, overhead included, the same figure
    as strata_tier_used_bytes{tier="dram"}) and of the resident set divided by the fields
    or elements added.
+4. Writes beside idle blocked clients: IDLE_BLOCKED connections blocked in BLPOP, each on
+   a key of its own that nothing writes, while redis-benchmark runs LPUSH and HSET
+   (pipeline 16); the same runs with no client blocked, for the cost of the blocked ones.
 
 Pinned (the default placement of docs/benchmarks.md): the server on every CPU but the
 last, redis-benchmark and this script on the last (taskset). Unpinned: everything on
@@ -39,6 +42,8 @@ import tempfile
 import time
 
 import redis
+import resource
+import socket
 
 from bench_common import REDIS_TYPES_MARKERS, free_port, splice, wait_for_port
 
@@ -277,8 +282,48 @@ def memory_per_item(server):
     return results
 
 
+IDLE_BLOCKED = 2_000
+
+
+def beside_blocked_clients(server, requests, timeout):
+    """Part 4 on SERVER: {"<TEST> <blocked> blocked": result} for LPUSH and HSET
+    (pipeline 16, REQUESTS requests) with no client blocked and with IDLE_BLOCKED clients
+    blocked in BLPOP on keys of their own."""
+    results = {}
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = IDLE_BLOCKED + 256
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    for blocked in (0, IDLE_BLOCKED):
+        sockets = []
+        try:
+            for i in range(blocked):
+                connection = socket.create_connection(("127.0.0.1", server.port))
+                key = f"idle:{i}".encode()
+                connection.sendall(b"*3\r\n$5\r\nBLPOP\r\n$%d\r\n%s\r\n$1\r\n0\r\n"
+                                   % (len(key), key))
+                sockets.append(connection)
+            deadline = time.monotonic() + 30
+            while server.client.info("clients")["blocked_clients"] != blocked:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{server.name}: {blocked} clients never blocked")
+                time.sleep(0.05)
+            for name, test in (("LPUSH", "lpush"), ("HSET", "hset")):
+                result = redis_benchmark(server.port, ["-n", str(requests), "-c",
+                                                       str(CONNECTIONS), "-P", "16", "-t",
+                                                       test], timeout)
+                results[f"{name} {blocked} blocked"] = result
+                print(f"  {server.name} {name} beside {blocked} blocked clients: "
+                      f"{result['ops_per_s']:,.0f} ops/s", flush=True)
+                server.client.delete("mylist", "myhash")
+        finally:
+            for connection in sockets:
+                connection.close()
+    return results
+
+
 def measure(scratch, requests, timeout, placements):
-    results = {"types": {}, "feature_store": {}, "memory": {}}
+    results = {"types": {}, "feature_store": {}, "memory": {}, "blocked": {}}
     for placement in placements:
         pin(placement == "pinned")
         for name in ("strata", "redis"):
@@ -296,6 +341,7 @@ def measure(scratch, requests, timeout, placements):
         server = Server(name, scratch, placements[0] == "pinned")
         try:
             results["memory"][name] = memory_per_item(server)
+            results["blocked"][name] = beside_blocked_clients(server, requests, timeout)
         finally:
             server.stop()
     return results
@@ -393,6 +439,21 @@ def section(results, command, note, requests, timeout, placements):
                      f"{strata['used_per_item']:.1f} | {redis_result['used_per_item']:.1f} | "
                      f"{strata['used_per_item'] / redis_result['used_per_item']:.2f} | "
                      f"{strata['rss_per_item']:.1f} | {redis_result['rss_per_item']:.1f} |")
+    lines += [
+        "", "### Writes beside idle blocked clients", "",
+        f"{IDLE_BLOCKED:,} connections blocked in `BLPOP idle:<n> 0`, each on a key of its "
+        "own that nothing writes, while redis-benchmark runs LPUSH and HSET (pipeline 16, "
+        f"`-n {requests} -c {CONNECTIONS} -P 16 -t <test>`); and the same with no client "
+        "blocked. Same servers and placement as the table above.", "",
+        "| test | clients blocked | strata ops/s | Redis ops/s | strata / Redis |",
+        "|---|---:|---:|---:|---:|"]
+    for name in ("LPUSH", "HSET"):
+        for blocked in (0, IDLE_BLOCKED):
+            label = f"{name} {blocked} blocked"
+            strata, redis_result = (results["blocked"]["strata"][label],
+                                    results["blocked"]["redis"][label])
+            lines.append(f"| {name} | {blocked:,} | {rate_cell(strata)} | "
+                         f"{rate_cell(redis_result)} | {ratio_cell(strata, redis_result)} |")
     lines.append("")
     return "\n".join(lines)
 

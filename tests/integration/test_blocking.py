@@ -359,3 +359,49 @@ def test_a_client_unblocked_before_a_push_does_not_keep_the_turn(server, client)
     a.join(10)
     b.join(10)
     assert a_results == [None] and b_results == [(b"turn", b"x")]
+
+
+def test_many_blocked_clients_each_woken_by_its_own_keys(server, client):
+    """Hundreds of clients blocked at once, each on a key of its own, a shared key and its
+    own key named twice: a push to one client's key serves that client and no other, the
+    shared key serves the rest in the order they blocked, and clients that leave while
+    blocked drop out of their keys' waiters (a later push skips them)."""
+    count = 60 if SANITIZED else 300
+    connections = []
+    try:
+        for i in range(count):
+            connection = Connection(server.port)
+            connection.send("BLPOP", f"own:{i}", "shared", f"own:{i}", "0")
+            connections.append(connection)
+            wait_blocked(client, i + 1)  # so that they block in this order
+        # Every third client leaves while blocked.
+        leaving = set(range(0, count, 3))
+        for i in leaving:
+            connections[i].close()
+        wait_blocked(client, count - len(leaving))
+        # Pushes to the own keys of the odd clients that stayed serve exactly those.
+        own = [i for i in range(count) if i % 2 == 1 and i not in leaving]
+        for i in own:
+            client.rpush(f"own:{i}", f"for-{i}")
+        for i in own:
+            assert connections[i].read() == [f"own:{i}".encode(), f"for-{i}".encode()]
+        rest = [i for i in range(count) if i % 2 == 0 and i not in leaving]
+        wait_blocked(client, len(rest))
+        # The left clients' keys took nothing: pushes to them stay.
+        client.rpush(f"own:{min(leaving)}", "kept")
+        assert client.lrange(f"own:{min(leaving)}", 0, -1) == [b"kept"]
+        # The shared key serves the rest in the order they blocked.
+        client.rpush("shared", *[f"s{n}" for n in range(len(rest))])
+        for n, i in enumerate(rest):
+            assert connections[i].read() == [b"shared", f"s{n}".encode()]
+        wait_blocked(client, 0)
+        assert client.exists("shared") == 0
+        # With the waiters gone, a key blocked on again works as the first time.
+        thread, results = in_thread(server.client().blpop, [f"own:{rest[0]}"], 10)
+        wait_blocked(client, 1)
+        client.rpush(f"own:{rest[0]}", "again")
+        thread.join(10)
+        assert results == [(f"own:{rest[0]}".encode(), b"again")]
+    finally:
+        for connection in connections:
+            connection.close()

@@ -20,6 +20,12 @@
  * line gets what is left: served in the order they blocked, as Redis does, with no
  * thundering herd on a busy queue.
  *
+ * A write finds the sessions waiting on its key through the key index (a hash table of
+ * the keys blocked sessions name, each with its waiters in line order), so its cost does
+ * not grow with the number of sessions blocked on other keys. A session joins the line
+ * (and its keys' waiters) only when it first blocks, with the newest place in line, so
+ * appending keeps each key's waiters in line order.
+ *
  * Timeouts are kept by one timer thread per server, started when a first command blocks
  * with one; it wakes a session whose deadline passed, and the session replies its null.
  *
@@ -39,7 +45,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <xxhash.h>
 
 static void blocking_lock(struct resp_server *server) {
     pthread_mutex_lock(&server->blocking_lock);
@@ -53,6 +61,11 @@ static void blocking_unlock(struct resp_server *server) {
 
 void resp_blocking_init(struct resp_server *server) {
     pthread_mutex_init(&server->blocking_lock, NULL);
+    /* A seed that clients cannot guess keeps them from piling their keys in one bucket. */
+    if (getrandom(&server->blocked_key_seed, sizeof(server->blocked_key_seed), GRND_NONBLOCK) !=
+        (ssize_t)sizeof(server->blocked_key_seed)) {
+        server->blocked_key_seed = (uint64_t)clock_monotonic_ms() * 0x9e3779b97f4a7c15ULL;
+    }
     pthread_condattr_t attributes;
     pthread_condattr_init(&attributes);
     pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
@@ -69,6 +82,146 @@ void resp_blocking_destroy(struct resp_server *server) {
     if (started) pthread_join(server->blocking_timer, NULL);
     pthread_cond_destroy(&server->blocking_changed);
     pthread_mutex_destroy(&server->blocking_lock);
+    /* Every session has left the line by now (closed first), so every key has gone. */
+    STRATA_ASSERT(server->blocked_key_count == 0);
+    free(server->blocked_keys);
+    server->blocked_keys = NULL;
+}
+
+/* Whether argument INDEX of REQUEST equals KEY. */
+static bool key_is(const struct resp_queued_command *request, size_t index,
+                   const unsigned char *key, size_t length) {
+    return request->lengths[index] == length &&
+           (length == 0 || memcmp(request->argv[index], key, length) == 0);
+}
+
+/* One key that blocked sessions wait on: its waiters in line order, and its own copy of
+ * the key's bytes. Lives in the key index while it has a waiter. Under blocking_lock. */
+struct blocked_key {
+    struct blocked_key *next_in_bucket;
+    uint64_t hash;
+    struct resp_key_wait *first;
+    struct resp_key_wait *last;
+    size_t length;
+    unsigned char bytes[];
+};
+
+#define BLOCKED_KEY_BUCKETS_MIN 64
+
+static uint64_t blocked_key_hash(const struct resp_server *server, const unsigned char *key,
+                                 size_t length) {
+    return XXH3_64bits_withSeed(key, length, server->blocked_key_seed);
+}
+
+/* The index's entry for KEY (its HASH from blocked_key_hash()), or NULL. Called with
+ * blocking_lock held. */
+static struct blocked_key *find_blocked_key(const struct resp_server *server, uint64_t hash,
+                                            const unsigned char *key, size_t length) {
+    if (server->blocked_key_buckets == 0) return NULL;
+    for (struct blocked_key *entry = server->blocked_keys[hash & (server->blocked_key_buckets - 1)];
+         entry != NULL; entry = entry->next_in_bucket) {
+        if (entry->hash == hash && entry->length == length &&
+            (length == 0 || memcmp(entry->bytes, key, length) == 0))
+            return entry;
+    }
+    return NULL;
+}
+
+/* Doubles the index's buckets (or makes the first ones) when it holds as many keys as
+ * buckets; keeps the old table when allocation fails (chains grow longer, nothing is
+ * lost). Called with blocking_lock held. */
+static void grow_blocked_keys(struct resp_server *server) {
+    if (server->blocked_key_count < server->blocked_key_buckets) return;
+    size_t buckets = server->blocked_key_buckets == 0 ? BLOCKED_KEY_BUCKETS_MIN
+                                                      : server->blocked_key_buckets * 2;
+    struct blocked_key **table = calloc(buckets, sizeof(*table));
+    if (table == NULL) return;
+    for (size_t i = 0; i < server->blocked_key_buckets; i++) {
+        struct blocked_key *entry = server->blocked_keys[i];
+        while (entry != NULL) {
+            struct blocked_key *next = entry->next_in_bucket;
+            struct blocked_key **bucket = &table[entry->hash & (buckets - 1)];
+            entry->next_in_bucket = *bucket;
+            *bucket = entry;
+            entry = next;
+        }
+    }
+    free(server->blocked_keys);
+    server->blocked_keys = table;
+    server->blocked_key_buckets = buckets;
+}
+
+/* Takes WAIT off its key's waiters, and the key out of the index when it was the last.
+ * Called with blocking_lock held. */
+static void remove_wait(struct resp_server *server, struct resp_key_wait *wait) {
+    struct blocked_key *entry = wait->key;
+    if (entry == NULL) return;
+    if (wait->previous != NULL) {
+        wait->previous->next = wait->next;
+    } else {
+        entry->first = wait->next;
+    }
+    if (wait->next != NULL) {
+        wait->next->previous = wait->previous;
+    } else {
+        entry->last = wait->previous;
+    }
+    wait->key = NULL;
+    wait->previous = wait->next = NULL;
+    if (entry->first != NULL) return;
+    struct blocked_key **link =
+        &server->blocked_keys[entry->hash & (server->blocked_key_buckets - 1)];
+    while (*link != entry)
+        link = &(*link)->next_in_bucket;
+    *link = entry->next_in_bucket;
+    server->blocked_key_count--;
+    free(entry);
+}
+
+/* Adds SESSION's waits (block.waits, KEY_COUNT of them) to its keys' waiters, at the
+ * end. Returns false, having added none, when a new key's entry cannot be allocated.
+ * Called with blocking_lock held. */
+static bool add_waits(struct resp_server *server, struct resp_session *session) {
+    struct resp_block *block = &session->block;
+    const struct resp_queued_command *request = &block->request;
+    for (size_t i = 0; i < block->key_count; i++) {
+        struct resp_key_wait *wait = &block->waits[i];
+        *wait = (struct resp_key_wait){.session = session};
+        const unsigned char *key = request->argv[block->first_key + i];
+        size_t length = (size_t)request->lengths[block->first_key + i];
+        bool named_before = false;
+        for (size_t j = 0; j < i && !named_before; j++)
+            named_before = key_is(request, block->first_key + j, key, length);
+        if (named_before) continue;
+        uint64_t hash = blocked_key_hash(server, key, length);
+        struct blocked_key *entry = find_blocked_key(server, hash, key, length);
+        if (entry == NULL) {
+            grow_blocked_keys(server);
+            entry = malloc(sizeof(*entry) + length);
+            if (entry == NULL || server->blocked_key_buckets == 0) {
+                free(entry);
+                for (size_t j = 0; j < i; j++)
+                    remove_wait(server, &block->waits[j]);
+                return false;
+            }
+            *entry = (struct blocked_key){.hash = hash, .length = length};
+            if (length > 0) memcpy(entry->bytes, key, length);
+            struct blocked_key **bucket =
+                &server->blocked_keys[hash & (server->blocked_key_buckets - 1)];
+            entry->next_in_bucket = *bucket;
+            *bucket = entry;
+            server->blocked_key_count++;
+        }
+        wait->key = entry;
+        wait->previous = entry->last;
+        if (entry->last != NULL) {
+            entry->last->next = wait;
+        } else {
+            entry->first = wait;
+        }
+        entry->last = wait;
+    }
+    return true;
 }
 
 /* Takes SESSION out of the line. Called with blocking_lock held, SESSION in line. */
@@ -86,37 +239,37 @@ static void leave_line(struct resp_server *server, struct resp_session *session)
         server->blocked_last = block->previous;
     }
     block->previous = block->next = NULL;
+    for (size_t i = 0; i < block->key_count; i++)
+        remove_wait(server, &block->waits[i]);
     block->in_line = false;
     atomic_store_explicit(&session->blocked, false, memory_order_relaxed);
     atomic_fetch_sub_explicit(&server->blocked_count, 1, memory_order_relaxed);
     metric_add(RESP_METRIC(resp_clients_blocked), -1);
 }
 
-/* Puts SESSION in line by its sequence (a session blocking again keeps its place).
- * Called with blocking_lock held. */
-static void join_line(struct resp_server *server, struct resp_session *session) {
+/* Puts SESSION, blocking for the first time, at the end of the line and of its keys'
+ * waiters. Returns false, having changed nothing, when the key index cannot grow. Called
+ * with blocking_lock held. */
+static bool join_line(struct resp_server *server, struct resp_session *session) {
     STRATA_ASSERT(check_held(&server->blocking_owner) && !session->block.in_line);
     struct resp_block *block = &session->block;
-    struct resp_session *after = server->blocked_last;
-    while (after != NULL && after->block.sequence > block->sequence)
-        after = after->block.previous;
-    block->previous = after;
-    block->next = after != NULL ? after->block.next : server->blocked_first;
-    if (block->next != NULL) {
-        block->next->block.previous = session;
-    } else {
-        server->blocked_last = session;
-    }
-    if (after != NULL) {
-        after->block.next = session;
+    STRATA_ASSERT(server->blocked_last == NULL ||
+                  server->blocked_last->block.sequence < block->sequence);
+    if (!add_waits(server, session)) return false;
+    block->previous = server->blocked_last;
+    block->next = NULL;
+    if (server->blocked_last != NULL) {
+        server->blocked_last->block.next = session;
     } else {
         server->blocked_first = session;
     }
+    server->blocked_last = session;
     block->in_line = true;
     block->outcome = RESP_BLOCK_WAITING;
     atomic_store_explicit(&session->blocked, true, memory_order_relaxed);
     atomic_fetch_add_explicit(&server->blocked_count, 1, memory_order_seq_cst);
     metric_add(RESP_METRIC(resp_clients_blocked), 1);
+    return true;
 }
 
 /* Marks SESSION (in line, waiting) with OUTCOME and wakes its connection. Called with
@@ -156,31 +309,20 @@ static void *timer_main(void *argument) {
     return NULL;
 }
 
-/* Whether argument INDEX of REQUEST equals KEY. */
-static bool key_is(const struct resp_queued_command *request, size_t index,
-                   const unsigned char *key, size_t length) {
-    return request->lengths[index] == length &&
-           (length == 0 || memcmp(request->argv[index], key, length) == 0);
-}
-
-static bool waits_on(const struct resp_block *block, const unsigned char *key, size_t length) {
-    for (size_t i = 0; i < block->key_count; i++)
-        if (key_is(&block->request, block->first_key + i, key, length)) return true;
-    return false;
-}
-
 void resp_blocking_signal(struct resp_server *server, const unsigned char *key, size_t length) {
     /* The store before it, then this load (a full fence: a load may not pass a store),
      * pairs with join_line()'s count then the blocked command's second look: either
      * the push sees the command counted or the second look sees the push. */
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&server->blocked_count, memory_order_relaxed) == 0) return;
+    uint64_t hash = blocked_key_hash(server, key, length);
     blocking_lock(server);
+    struct blocked_key *entry = find_blocked_key(server, hash, key, length);
     bool taker_woken = false;
-    for (struct resp_session *session = server->blocked_first; session != NULL;
-         session = session->block.next) {
+    for (struct resp_key_wait *wait = entry != NULL ? entry->first : NULL; wait != NULL;
+         wait = wait->next) {
+        struct resp_session *session = wait->session;
         struct resp_block *block = &session->block;
-        if (!waits_on(block, key, length)) continue;
         if (block->outcome == RESP_BLOCK_TIMED_OUT ||
             block->outcome == RESP_BLOCK_UNBLOCKED_ERROR) {
             continue; /* it ends unserved: not its turn */
@@ -297,7 +439,10 @@ void resp_block(struct resp_session *session, const struct resp_request *request
     }
     bool first = block->request.argc == 0;
     if (first) { /* its first run: a copy to run again, a place in line */
-        if (!resp_queued_copy(&block->request, request)) {
+        block->waits = calloc(key_count, sizeof(*block->waits));
+        if (block->waits == NULL || !resp_queued_copy(&block->request, request)) {
+            free(block->waits);
+            block->waits = NULL;
             reply_store_error(session, STORE_ALLOCATION_FAILED);
             return;
         }
@@ -329,7 +474,11 @@ void resp_block(struct resp_session *session, const struct resp_request *request
         server->blocking_timer_started = true;
     }
     if (!block->in_line) { /* its first block (a rerun that blocks again is in line) */
-        join_line(server, session);
+        if (!join_line(server, session)) {
+            blocking_unlock(server);
+            reply_store_error(session, STORE_ALLOCATION_FAILED);
+            return;
+        }
         /* A push between the command's look and join_line() signalled nobody: so it
          * looks once more, in line now (a push from here on finds it). */
         if (first) wake_session(session, RESP_BLOCK_SIGNALED);
@@ -391,6 +540,7 @@ void resp_blocking_done(struct resp_session *session) {
     blocking_unlock(server);
     if (block->resignal) signal_keys(session);
     resp_queued_free(&block->request);
+    free(block->waits);
     *block = (struct resp_block){0};
 }
 

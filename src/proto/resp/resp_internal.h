@@ -77,6 +77,13 @@ struct resp_server {
     struct resp_session *blocked_first;
     struct resp_session *blocked_last;
     uint64_t blocked_sequence; /* the last place in line given */
+    /* The keys blocked sessions wait on, each with its waiters in line order, so that a
+     * write finds its key's waiters without walking the line: a chained hash table
+     * (buckets a power of two, allocated with the first key), seeded per server. */
+    struct blocked_key **blocked_keys;
+    size_t blocked_key_buckets;
+    size_t blocked_key_count;
+    uint64_t blocked_key_seed;
     bool blocking_timer_started;
     bool blocking_stopping;
     pthread_t blocking_timer;
@@ -162,6 +169,16 @@ enum resp_block_outcome {
 
 /* A blocked command (resp_blocking.c). Set on the session's worker while it is out of
  * line; the fields marked so are under server->blocking_lock while it is in line. */
+/* A blocked session's place among the waiters on one of its keys (resp_blocking.c's key
+ * index). KEY is NULL for a key the command names twice (the first counts). Under
+ * blocking_lock while its session is in line. */
+struct resp_key_wait {
+    struct resp_session *session;
+    struct blocked_key *key;
+    struct resp_key_wait *previous;
+    struct resp_key_wait *next;
+};
+
 struct resp_block {
     bool waiting;                       /* blocked: input is not taken */
     struct resp_queued_command request; /* the command to run again (argc 0: none) */
@@ -175,6 +192,7 @@ struct resp_block {
     enum resp_block_outcome outcome; /* under blocking_lock */
     struct resp_session *previous;   /* under blocking_lock: in server's line */
     struct resp_session *next;       /* under blocking_lock */
+    struct resp_key_wait *waits;     /* KEY_COUNT, one per key (in the key index) */
 };
 
 struct resp_session {
