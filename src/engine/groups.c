@@ -95,7 +95,8 @@ bool groups_evict_key(struct store *store, const void *key, size_t key_length) {
     struct key_access access;
     struct item *existing = index_open_key(store, hash, key, key_length, &access);
     if (existing != NULL &&
-        (node_is_stub(existing) || !s3fifo_is_protected(access.shard, existing, access.now))) {
+        (node_is_stub(existing) ||
+         !s3fifo_is_protected(access.shard, existing, key_access_now(&access)))) {
         index_bury(access.shard, access.slot, existing, &access.graveyard);
         SHARD_COUNT(access.shard, evicted, 1);
     }

@@ -193,12 +193,15 @@ void index_link(struct store *store, struct shard *shard, struct item *item, uin
 }
 
 /* Finds KEY's live item in SHARD (locked). An expired item found on the way is
- * unlinked onto GRAVEYARD. Sets *SLOT_OUT (if not NULL) to the found item's slot. */
+ * unlinked onto GRAVEYARD. Sets *SLOT_OUT (if not NULL) to the found item's slot. NOW
+ * is the time (Unix ms) to judge expiry by; 0 reads the clock, only for an item that
+ * has an expiry. */
 struct item *index_find_live(struct shard *shard, uint32_t hash, const void *key, size_t key_length,
                              int64_t now, struct item ***slot_out, struct item **graveyard) {
     ASSERT_SHARD_LOCKED(shard);
     struct item **slot = index_find_slot(shard, hash, key, key_length);
     struct item *item = *slot;
+    if (item != NULL && has_expiry(item) && now == 0) now = clock_realtime_ms();
     if (item != NULL && is_expired(item, now)) {
         index_bury(shard, slot, item, graveyard);
         SHARD_COUNT(shard, expired, 1);
@@ -236,10 +239,10 @@ struct item *index_open_key(struct store *store, uint64_t hash, const void *key,
                             struct key_access *access) {
     access->shard = shard_for(store, hash);
     access->graveyard = NULL;
-    access->now = clock_realtime_ms();
+    access->now = 0; /* key_access_now() reads the clock if it is wanted */
     shard_lock(access->shard);
-    return index_find_live(access->shard, (uint32_t)hash, key, key_length, access->now,
-                           &access->slot, &access->graveyard);
+    return index_find_live(access->shard, (uint32_t)hash, key, key_length, 0, &access->slot,
+                           &access->graveyard);
 }
 
 /* Unlocks the shard and releases the items unlinked while it was locked. */

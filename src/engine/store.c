@@ -714,7 +714,7 @@ enum store_status store_pin(struct store *store, const void *key, size_t key_len
     struct key_access access;
     enum store_status status = STORE_NOT_FOUND;
     if (index_open_key(store, hash, key, key_length, &access) != NULL) {
-        int64_t until = lease_ms > 0 ? access.now + lease_ms : 0;
+        int64_t until = lease_ms > 0 ? key_access_now(&access) + lease_ms : 0;
         status = chain_pin(store, hash, until) ? STORE_OK : STORE_NO_MEMORY;
     }
     index_close_key(&access);
@@ -767,7 +767,7 @@ enum store_status store_set_expiry(struct store *store, const void *key, size_t 
         }
         if (!allowed) {
             status = STORE_CONDITION_FAILED;
-        } else if (expire_at_ms != 0 && expire_at_ms <= access.now) {
+        } else if (expire_at_ms != 0 && expire_at_ms <= key_access_now(&access)) {
             index_bury(access.shard, access.slot, existing, &access.graveyard);
         } else {
             if (current == 0 && expire_at_ms != 0)
