@@ -4,9 +4,9 @@
  *
  * A list is one value of type STORE_TYPE_LIST in the engine, so it is counted in the
  * budget, evicted whole, expires, renames, copies and is watched like any key. Its bytes
- * are the encoding of resp_list_codec.c (version 2: a count and a front room, then per
- * element its length, bytes and length again, so it is walked from either end; version
- * 1, without the room and the trailing length, is still read).
+ * are the encoding of resp_list_codec.c (version 3: a count and a front room, then per
+ * element its varint length, bytes and length again, so it is walked from either end;
+ * versions 1 and 2, with u32 lengths, are still read).
  *
  * The commands at the ends do not decode the list. LLEN reads the count in the header;
  * LINDEX and LRANGE walk from the nearer end only as far as the range (list_seek()).
@@ -18,7 +18,7 @@
  * value (no reader sees the bytes change), the value lives in a value block with room
  * (values of 16 KiB and more) and has no copy on flash. Otherwise (a small list, a
  * concurrent LRANGE holding it, a list read back from flash, a pop that empties it, a
- * version-1 list, a block out of room) the command falls back to the read-modify-write
+ * list of version 1 or 2, a block out of room) the command falls back to the read-modify-write
  * below, which stores the new encoding in a block with room to grow
  * (store_replace_if_unchanged_with_room()), so the next change is in place again.
  *
