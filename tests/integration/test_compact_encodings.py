@@ -74,3 +74,49 @@ def test_small_list_round_trips(client, size):
     assert client.rpop("s") == payload(size, "b")
     assert client.lpop("s") == payload(size, "c")
     assert client.lrange("s", 0, -1) == [payload(size, t) for t in "de"]
+
+
+def test_hash_round_trips_at_length_boundaries(client):
+    expected = {}
+    for size in SIZES:
+        # Fields and values of each size, and each size against every other.
+        fields = {payload(size, "f") + b"|" + payload(other, "k"): payload(other, "v")
+                  for other in (0, 127, 128, 16384)}
+        assert client.hset("h", mapping=fields) == len(fields)
+        expected.update(fields)
+        assert client.hgetall("h") == expected
+    # An empty field, and values replaced by ones whose lengths take more or fewer bytes.
+    assert client.hset("h", b"", payload(16384, "e")) == 1
+    expected[b""] = payload(16384, "e")
+    for number, field in enumerate(list(expected)[::3]):
+        expected[field] = payload(SIZES[number % len(SIZES)], "r")
+        assert client.hset("h", field, expected[field]) == 0
+    assert client.hgetall("h") == expected
+    assert client.hlen("h") == len(expected)
+    field = payload(70000, "f") + b"|" + payload(128, "k")
+    assert client.hget("h", field) == expected[field]
+    assert client.hstrlen("h", field) == len(expected[field])
+    assert client.hdel("h", field) == 1
+    del expected[field]
+    assert client.hgetall("h") == expected
+
+
+def test_set_round_trips_at_length_boundaries(client):
+    members = set()
+    for size in SIZES:
+        assert client.sadd("s", payload(size, "a"), payload(size, "b")) == (1 if size == 0
+                                                                            else 2)
+        members |= {payload(size, "a"), payload(size, "b")}
+        assert client.smembers("s") == members
+    assert client.scard("s") == len(members)
+    assert client.sismember("s", payload(16383, "b")) is True
+    assert client.sismember("s", payload(16383, "c")) is False
+    assert client.srem("s", payload(128, "a"), payload(70000, "b")) == 2
+    members -= {payload(128, "a"), payload(70000, "b")}
+    assert client.smembers("s") == members
+    # More than 127 members: the count takes two bytes.
+    many = {payload(size, str(n)) for n in range(150) for size in (1, 129)}
+    assert client.sadd("s", *many) == len(many - members)
+    members |= many
+    assert client.smembers("s") == members
+    assert client.scard("s") == len(members)
