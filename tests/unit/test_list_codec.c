@@ -359,6 +359,81 @@ static uint32_t front_room(const unsigned char *value) {
     return strata_load32(value + 5);
 }
 
+/* list_push_copy() gives what list_push_in_place() leaves, without front room, from a
+ * version-3 list with or without room; it declines older versions, changing nothing. */
+static void test_push_copy(void) {
+    const char *const start[] = {"b", "", "c"};
+    struct list_elements list = {0};
+    REQUIRE(list_elements_grow(&list, 3));
+    for (int i = 0; i < 3; i++)
+        list.elements[i] =
+            (struct list_element){(const unsigned char *)start[i], (uint32_t)strlen(start[i])};
+    list.count = 3;
+    struct byte_buffer encoded = {0};
+    list_encode(&list, &encoded);
+    list_elements_free(&list);
+    REQUIRE(!encoded.failed);
+    /* A copy with front room, as an in-place pop at the head leaves it. */
+    unsigned char roomy[256];
+    memcpy(roomy, encoded.data, encoded.length);
+    uint64_t roomy_length = encoded.length;
+    const unsigned char *first[] = {(const unsigned char *)"a"};
+    uint64_t first_length[] = {1};
+    REQUIRE(list_push_in_place(roomy, &roomy_length, sizeof(roomy), true, first, first_length, 1));
+    struct byte_buffer popped = {0};
+    REQUIRE(list_pop_in_place(roomy, &roomy_length, true, 1, &popped));
+    CHECK(front_room(roomy) > 0);
+    byte_buffer_free(&popped);
+
+    unsigned char *big = malloc(16384);
+    REQUIRE(big != NULL);
+    memset(big, 'z', 16384);
+    const unsigned char *pushed[] = {(const unsigned char *)"x", big, (const unsigned char *)""};
+    uint64_t lengths[] = {1, 16384, 0};
+    for (int source = 0; source < 2; source++) {
+        const unsigned char *value = source ? roomy : encoded.data;
+        uint64_t length = source ? roomy_length : encoded.length;
+        for (int left = 0; left < 2; left++) {
+            struct byte_buffer copy = {0};
+            REQUIRE(list_push_copy(value, length, left, pushed, lengths, 3, &copy));
+            CHECK(copy.data[0] == LIST_VERSION_3 && front_room(copy.data) == 0);
+            struct list_elements got = {0};
+            REQUIRE(list_decode(copy.data, copy.length, &got) == LIST_DECODED);
+            CHECK(got.count == 6);
+            /* RPUSH x big "": b "" c x big ""; LPUSH: "" big x b "" c. */
+            size_t x = left ? 2 : 3, z = left ? 1 : 4, empty = left ? 0 : 5, b = left ? 3 : 0;
+            CHECK(got.elements[x].length == 1 && got.elements[x].data[0] == 'x');
+            CHECK(got.elements[z].length == 16384 && memcmp(got.elements[z].data, big, 16384) == 0);
+            CHECK(got.elements[empty].length == 0);
+            CHECK(got.elements[b].length == 1 && got.elements[b].data[0] == 'b');
+            CHECK(got.elements[b + 1].length == 0 && got.elements[b + 2].data[0] == 'c');
+            list_elements_free(&got);
+            /* The same bytes as pushing in place onto a roomless copy. */
+            unsigned char *in_place = malloc(length + 20000);
+            REQUIRE(in_place != NULL);
+            memcpy(in_place, encoded.data, encoded.length);
+            uint64_t in_place_length = encoded.length;
+            REQUIRE(list_push_in_place(in_place, &in_place_length, encoded.length + 20000, false,
+                                       pushed, lengths, 3));
+            if (!left)
+                CHECK(in_place_length == copy.length &&
+                      memcmp(in_place, copy.data, copy.length) == 0);
+            free(in_place);
+            byte_buffer_free(&copy);
+        }
+    }
+    /* Older versions are declined, the output untouched. */
+    const char *const old[] = {"one", "two"};
+    unsigned char v2[64];
+    size_t v2_length = encode_v2(old, 2, v2);
+    struct byte_buffer untouched = {0};
+    CHECK(!list_push_copy(v2, v2_length, true, pushed, lengths, 3, &untouched));
+    CHECK(untouched.length == 0 && !untouched.failed);
+    byte_buffer_free(&untouched);
+    free(big);
+    byte_buffer_free(&encoded);
+}
+
 /* The front room: pushes at the head write into it and pops give it bytes back, without
  * moving the body; the body moves up only when it is short, and down when a drained
  * list's room dwarfs it. */
@@ -437,6 +512,7 @@ int main(void) {
     RUN_TEST(test_varints);
     RUN_TEST(test_boundary_lengths);
     RUN_TEST(test_version_3_in_place);
+    RUN_TEST(test_push_copy);
     RUN_TEST(test_front_room);
     return test_main_result();
 }

@@ -251,6 +251,40 @@ bool list_push_in_place(unsigned char *value, uint64_t *length, uint64_t capacit
     return true;
 }
 
+bool list_push_copy(const unsigned char *value, uint64_t length, bool left,
+                    const unsigned char *const *elements, const uint64_t *lengths, size_t count,
+                    struct byte_buffer *output) {
+    uint32_t old_count;
+    uint64_t start;
+    if (!list_count(value, length, &old_count) || value[0] != LIST_VERSION_3 ||
+        !list_body(value, length, &start) || count > UINT32_MAX - old_count)
+        return false;
+    uint64_t added = 0, body = length - start;
+    for (size_t i = 0; i < count; i++) {
+        if (lengths[i] > UINT32_MAX) return false;
+        added += list_element_size(lengths[i]);
+    }
+    if (!byte_buffer_reserve(output, LIST_HEADER_SIZE + (size_t)(added + body))) return false;
+    unsigned char *at = output->data + output->length;
+    at[0] = LIST_VERSION_3;
+    strata_store32(at + 1, old_count + (uint32_t)count);
+    strata_store32(at + 5, 0); /* no front room */
+    at += LIST_HEADER_SIZE;
+    if (!left) {
+        memcpy(at, value + start, (size_t)body);
+        at += body;
+        for (size_t i = 0; i < count; i++)
+            at = write_element(at, elements[i], lengths[i]);
+    } else {
+        for (size_t i = count; i > 0; i--) /* the last argument ends up at the head */
+            at = write_element(at, elements[i - 1], lengths[i - 1]);
+        memcpy(at, value + start, (size_t)body);
+        at += body;
+    }
+    output->length = (size_t)(at - output->data);
+    return true;
+}
+
 /* Appends ELEMENT to POPPED as u32 length and bytes. */
 static void hand_back(struct byte_buffer *popped, const struct list_element *element) {
     unsigned char size[4];

@@ -80,6 +80,16 @@ bool list_push_in_place(unsigned char *value, uint64_t *length, uint64_t capacit
                         const unsigned char *const *elements, const uint64_t *lengths,
                         size_t count);
 
+/* Appends to OUTPUT the version-3 list at VALUE (LENGTH bytes) with COUNT elements
+ * pushed as list_push_in_place() pushes them, encoded whole (no front room): its body
+ * is copied as it is, not decoded, so a push onto a list too small to change in place
+ * costs a copy of its bytes rather than a decode and an encode. Returns false, OUTPUT
+ * unchanged, when VALUE is not version 3, an element is 4 GiB or more or the count
+ * would pass 2^32 - 1; false with OUTPUT->failed when out of memory. */
+bool list_push_copy(const unsigned char *value, uint64_t length, bool left,
+                    const unsigned char *const *elements, const uint64_t *lengths, size_t count,
+                    struct byte_buffer *output);
+
 /* Pops COUNT (at least 1) elements from the head (LEFT) or the tail of the version-3
  * list in VALUE (*LENGTH bytes), appending each, in pop order, to POPPED as u32 length
  * and bytes. The head's bytes join the front room, the tail's are cut; when the room
