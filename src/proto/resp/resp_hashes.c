@@ -3,12 +3,17 @@
  *
  * A hash is one value of type STORE_TYPE_HASH in the engine, so it is counted in the
  * budget, evicted whole, expires, renames, copies and is watched like any key. Its bytes
- * are this encoding (version 1, little-endian), which only this file reads or writes:
+ * are this encoding (version 2), which only this file reads or writes:
  *
- *   u8  version (1)
- *   u32 field count
- *   per field, in the order fields were first set: u32 length, the field's bytes,
- *                                                  u32 length, the value's bytes
+ *   u8  version (2)
+ *   varint field count (base/varint.h: 7 bits a byte, one byte below 128)
+ *   per field, in the order fields were first set: varint length, the field's bytes,
+ *                                                  varint length, the value's bytes
+ *
+ * so a field and a value of up to 127 bytes each cost 2 bytes beside their own, as in
+ * Redis's listpack. Version 1, which older builds wrote (and which may be on flash), is
+ * still read: a u32 count and u32 lengths (little-endian) in the same places; the first
+ * change rewrites it in version 2.
  *
  * A command decodes the value into an array of (field, value) views, so a lookup or a
  * change costs time linear in the hash's size: right for the small hashes of feature
@@ -27,8 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HASH_FORMAT_VERSION 1
-#define HASH_HEADER_SIZE    5
+#define HASH_VERSION_1      1 /* u32 count and lengths: read only */
+#define HASH_VERSION_2      2 /* varint count and lengths: written */
+#define HASH_V1_HEADER_SIZE 5
 /* Redis's limits for its compact (listpack) encoding, for OBJECT ENCODING. */
 #define LISTPACK_MAX_ENTRIES 128
 #define LISTPACK_MAX_VALUE   64
@@ -61,20 +67,33 @@ static void entries_free(struct hash_entries *hash) {
 
 enum decode_result { DECODED, DECODE_CORRUPT, DECODE_NO_MEMORY };
 
-/* Decodes the LENGTH bytes at DATA into HASH (empty on entry), whose views point into
- * DATA: it must outlive them. */
+/* Decodes the LENGTH bytes at DATA (version 1 or 2) into HASH (empty on entry), whose
+ * views point into DATA: it must outlive them. */
 static enum decode_result hash_decode(const unsigned char *data, uint64_t length,
                                       struct hash_entries *hash) {
-    if (length < HASH_HEADER_SIZE || data[0] != HASH_FORMAT_VERSION) return DECODE_CORRUPT;
-    uint32_t count = strata_load32(data + 1);
-    /* Each field takes at least 8 bytes: a count beyond that is damage, not a size. */
-    if (count > (length - HASH_HEADER_SIZE) / 8) return DECODE_CORRUPT;
+    const unsigned char *at = data + 1, *end = data + length;
+    uint32_t count;
+    bool compact;
+    if (length >= 2 && data[0] == HASH_VERSION_2) {
+        compact = true;
+        if (!resp_value_take_count(&at, end, &count)) return DECODE_CORRUPT;
+    } else if (length >= HASH_V1_HEADER_SIZE && data[0] == HASH_VERSION_1) {
+        compact = false;
+        count = strata_load32(at);
+        at += 4;
+    } else {
+        return DECODE_CORRUPT;
+    }
+    /* Each field takes at least 2 bytes (8 in version 1): a count beyond that is damage,
+     * not a size. */
+    if (count > (uint64_t)(end - at) / (compact ? 2 : 8)) return DECODE_CORRUPT;
     if (!entries_grow(hash, count)) return DECODE_NO_MEMORY;
-    const unsigned char *at = data + HASH_HEADER_SIZE, *end = data + length;
+    bool (*take)(const unsigned char **, const unsigned char *, const unsigned char **,
+                 uint32_t *) = compact ? resp_value_take_compact_string : resp_value_take_string;
     for (uint32_t i = 0; i < count; i++) {
         struct hash_entry *entry = &hash->entries[i];
-        if (!resp_value_take_string(&at, end, &entry->field, &entry->field_length) ||
-            !resp_value_take_string(&at, end, &entry->value, &entry->value_length)) {
+        if (!take(&at, end, &entry->field, &entry->field_length) ||
+            !take(&at, end, &entry->value, &entry->value_length)) {
             return DECODE_CORRUPT;
         }
         entry->removed = false;
@@ -84,16 +103,16 @@ static enum decode_result hash_decode(const unsigned char *data, uint64_t length
     return DECODED;
 }
 
-/* Appends HASH's live entries, encoded, to OUTPUT. */
+/* Appends HASH's live entries, encoded in version 2, to OUTPUT. */
 static void hash_encode(const struct hash_entries *hash, struct byte_buffer *output) {
-    unsigned char header[HASH_HEADER_SIZE] = {HASH_FORMAT_VERSION};
-    strata_store32(header + 1, (uint32_t)hash->live);
-    byte_buffer_append(output, header, sizeof(header));
+    const unsigned char version = HASH_VERSION_2;
+    byte_buffer_append(output, &version, 1);
+    resp_value_put_count(output, (uint32_t)hash->live);
     for (size_t i = 0; i < hash->count; i++) {
         const struct hash_entry *entry = &hash->entries[i];
         if (entry->removed) continue;
-        resp_value_put_string(output, entry->field, entry->field_length);
-        resp_value_put_string(output, entry->value, entry->value_length);
+        resp_value_put_compact_string(output, entry->field, entry->field_length);
+        resp_value_put_compact_string(output, entry->value, entry->value_length);
     }
 }
 

@@ -666,13 +666,26 @@ struct resp_value_ops {
     void (*discard)(struct resp_value_change *change);
 };
 
-/* The length-prefixed string typed values' encodings are made of: a u32 length
- * (little-endian), then the bytes. resp_value_take_string() reads one at *AT (before
- * END) into *DATA (a view) and *LENGTH and moves *AT past it; false when it runs past
- * END. resp_value_put_string() appends one to OUTPUT. */
+/* The length-prefixed strings of typed values' first encodings (hashes and sets,
+ * version 1, still read): a u32 length (little-endian), then the bytes.
+ * resp_value_take_string() reads one at *AT (before END) into *DATA (a view) and *LENGTH
+ * and moves *AT past it; false when it runs past END. resp_value_put_string() appends
+ * one to OUTPUT. */
 bool resp_value_take_string(const unsigned char **at, const unsigned char *end,
                             const unsigned char **data, uint32_t *length);
 void resp_value_put_string(struct byte_buffer *output, const unsigned char *data, uint32_t length);
+
+/* The compact strings of the newer encodings (hashes and sets, version 2): a varint
+ * length (base/varint.h: one byte below 128), then the bytes. The take and put
+ * functions work as resp_value_take_string() and resp_value_put_string(); a length past
+ * 32 bits is damage. resp_value_take_count() and resp_value_put_count() read and write a
+ * bare varint of up to 32 bits (an element count) the same way. */
+bool resp_value_take_compact_string(const unsigned char **at, const unsigned char *end,
+                                    const unsigned char **data, uint32_t *length);
+void resp_value_put_compact_string(struct byte_buffer *output, const unsigned char *data,
+                                   uint32_t length);
+bool resp_value_take_count(const unsigned char **at, const unsigned char *end, uint32_t *count);
+void resp_value_put_count(struct byte_buffer *output, uint32_t count);
 
 /* Redis 7.0's name for the encoding it would give a value of TYPE (not a string) whose
  * stored bytes are VALUE (LENGTH bytes): OBJECT ENCODING. */

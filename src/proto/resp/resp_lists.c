@@ -4,9 +4,9 @@
  *
  * A list is one value of type STORE_TYPE_LIST in the engine, so it is counted in the
  * budget, evicted whole, expires, renames, copies and is watched like any key. Its bytes
- * are the encoding of resp_list_codec.c (version 2: a count and a front room, then per
- * element its length, bytes and length again, so it is walked from either end; version
- * 1, without the room and the trailing length, is still read).
+ * are the encoding of resp_list_codec.c (version 3: a count and a front room, then per
+ * element its varint length, bytes and length again, so it is walked from either end;
+ * versions 1 and 2, with u32 lengths, are still read).
  *
  * The commands at the ends do not decode the list. LLEN reads the count in the header;
  * LINDEX and LRANGE walk from the nearer end only as far as the range (list_seek()).
@@ -18,9 +18,11 @@
  * value (no reader sees the bytes change), the value lives in a value block with room
  * (values of 16 KiB and more) and has no copy on flash. Otherwise (a small list, a
  * concurrent LRANGE holding it, a list read back from flash, a pop that empties it, a
- * version-1 list, a block out of room) the command falls back to the read-modify-write
+ * list of version 1 or 2, a block out of room) the command falls back to the read-modify-write
  * below, which stores the new encoding in a block with room to grow
- * (store_replace_if_unchanged_with_room()), so the next change is in place again.
+ * (store_replace_if_unchanged_with_room()), so the next change is in place again. On
+ * that path a push onto a version-3 list does not decode it either: the new value is
+ * the stored bytes copied with the pushed elements (list_push_copy()).
  *
  * The other commands (LSET, LREM, LINSERT, LTRIM, LPOS, LMOVE) decode the value into an
  * array of views of its elements and a change encodes the whole list again: linear in
@@ -361,11 +363,40 @@ struct list_update {
     struct list_change change;
 };
 
+static bool edit_push(struct resp_session *session, const struct resp_request *request,
+                      struct list_change *change);
+
+/* LPUSH and RPUSH (and the X forms) onto an existing version-3 list, as
+ * list_update_edit() would run edit_push(), but by copying the stored bytes
+ * (list_push_copy()) instead of decoding and encoding the list: a push onto a list too
+ * small to change in place stays a copy of its bytes. Returns false when the list must
+ * take the decoding path (absent, an older version, an out-of-memory output: the
+ * decoding path then reports it). */
+static bool push_by_copy(const struct resp_request *request, struct list_update *update,
+                         struct resp_value_change *value) {
+    if (update->edit != edit_push || !value->exists) return false;
+    if (!list_push_copy(value->value, value->length, update->change.left,
+                        (const unsigned char *const *)request->argv + 2,
+                        (const uint64_t *)request->lengths + 2, request->argc - 2,
+                        &value->encoded)) {
+        byte_buffer_free(&value->encoded);
+        return false;
+    }
+    uint32_t count = 0;
+    list_count(value->encoded.data, value->encoded.length, &count);
+    update->change.integer = count;
+    update->change.changed = true;
+    value->outcome = RESP_VALUE_STORE;
+    value->with_room = true; /* so that the next push or pop runs in place */
+    return true;
+}
+
 static bool list_update_edit(struct resp_session *session, const struct resp_request *request,
                              struct resp_value_change *value) {
     struct list_update *update = value->context;
     update->change = *update->arguments;
     update->change.exists = value->exists;
+    if (push_by_copy(request, update, value)) return true;
     enum list_decode_result decoded =
         value->exists ? list_decode(value->value, value->length, &update->change.list)
                       : LIST_DECODED;

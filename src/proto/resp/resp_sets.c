@@ -4,11 +4,15 @@
  *
  * A set is one value of type STORE_TYPE_SET in the engine, so it is counted in the
  * budget, evicted whole, expires, renames, copies and is watched like any key. Its bytes
- * are this encoding (version 1, little-endian), which only this file reads or writes:
+ * are this encoding (version 2), which only this file reads or writes:
  *
- *   u8  version (1)
- *   u32 member count
- *   per member, in the order members were added: u32 length, the member's bytes
+ *   u8  version (2)
+ *   varint member count (base/varint.h: 7 bits a byte, one byte below 128)
+ *   per member, in the order members were added: varint length, the member's bytes
+ *
+ * Version 1, which older builds wrote (and which may be on flash), is still read: a u32
+ * count and u32 lengths (little-endian) in the same places; the first change rewrites
+ * it in version 2.
  *
  * A command decodes the value into an array of member views. A set of up to
  * SMALL_SET_MEMBERS members is searched linearly; a larger one gets a temporary
@@ -28,8 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SET_FORMAT_VERSION 1
-#define SET_HEADER_SIZE    5
+#define SET_VERSION_1      1 /* u32 count and lengths: read only */
+#define SET_VERSION_2      2 /* varint count and lengths: written */
+#define SET_V1_HEADER_SIZE 5
 /* Up to this many members a lookup scans; beyond, it builds a hash table first. */
 #define SMALL_SET_MEMBERS 64
 /* Redis 7.0's limit for its compact (intset) encoding, for OBJECT ENCODING. */
@@ -111,20 +116,32 @@ static bool index_build(struct set_members *set) {
 
 enum decode_result { DECODED, DECODE_CORRUPT, DECODE_NO_MEMORY };
 
-/* Decodes the LENGTH bytes at DATA into SET (empty on entry), whose views point into
- * DATA: it must outlive them. */
+/* Decodes the LENGTH bytes at DATA (version 1 or 2) into SET (empty on entry), whose
+ * views point into DATA: it must outlive them. */
 static enum decode_result set_decode(const unsigned char *data, uint64_t length,
                                      struct set_members *set) {
-    if (length < SET_HEADER_SIZE || data[0] != SET_FORMAT_VERSION) return DECODE_CORRUPT;
-    uint32_t count = strata_load32(data + 1);
-    /* Each member takes at least 4 bytes: a count beyond that is damage, not a size. */
-    if (count > (length - SET_HEADER_SIZE) / 4) return DECODE_CORRUPT;
+    const unsigned char *at = data + 1, *end = data + length;
+    uint32_t count;
+    bool compact;
+    if (length >= 2 && data[0] == SET_VERSION_2) {
+        compact = true;
+        if (!resp_value_take_count(&at, end, &count)) return DECODE_CORRUPT;
+    } else if (length >= SET_V1_HEADER_SIZE && data[0] == SET_VERSION_1) {
+        compact = false;
+        count = strata_load32(at);
+        at += 4;
+    } else {
+        return DECODE_CORRUPT;
+    }
+    /* Each member takes at least 1 byte (4 in version 1): a count beyond that is damage,
+     * not a size. */
+    if (count > (uint64_t)(end - at) / (compact ? 1 : 4)) return DECODE_CORRUPT;
     if (!members_grow(set, count)) return DECODE_NO_MEMORY;
-    const unsigned char *at = data + SET_HEADER_SIZE, *end = data + length;
+    bool (*take)(const unsigned char **, const unsigned char *, const unsigned char **,
+                 uint32_t *) = compact ? resp_value_take_compact_string : resp_value_take_string;
     for (uint32_t i = 0; i < count; i++) {
         struct set_member *member = &set->members[i];
-        if (!resp_value_take_string(&at, end, &member->data, &member->length))
-            return DECODE_CORRUPT;
+        if (!take(&at, end, &member->data, &member->length)) return DECODE_CORRUPT;
         member->removed = false;
     }
     if (at != end) return DECODE_CORRUPT;
@@ -132,15 +149,15 @@ static enum decode_result set_decode(const unsigned char *data, uint64_t length,
     return DECODED;
 }
 
-/* Appends SET's live members, encoded, to OUTPUT. */
+/* Appends SET's live members, encoded in version 2, to OUTPUT. */
 static void set_encode(const struct set_members *set, struct byte_buffer *output) {
-    unsigned char header[SET_HEADER_SIZE] = {SET_FORMAT_VERSION};
-    strata_store32(header + 1, (uint32_t)set->live);
-    byte_buffer_append(output, header, sizeof(header));
+    const unsigned char version = SET_VERSION_2;
+    byte_buffer_append(output, &version, 1);
+    resp_value_put_count(output, (uint32_t)set->live);
     for (size_t i = 0; i < set->count; i++) {
         const struct set_member *member = &set->members[i];
         if (member->removed) continue;
-        resp_value_put_string(output, member->data, member->length);
+        resp_value_put_compact_string(output, member->data, member->length);
     }
 }
 

@@ -9,6 +9,7 @@
  * lost races the change goes on with the other workers paused (resp_exclusive_begin()),
  * so a hot key under many writers never fails a change. */
 #include "base/byte_buffer.h"
+#include "base/varint.h"
 #include "proto/resp/resp_internal.h"
 #include "strata_protocol.h"
 
@@ -124,4 +125,38 @@ void resp_value_put_string(struct byte_buffer *output, const unsigned char *data
     strata_store32(prefix, length);
     byte_buffer_append(output, prefix, sizeof(prefix));
     byte_buffer_append(output, data, length);
+}
+
+bool resp_value_take_compact_string(const unsigned char **at, const unsigned char *end,
+                                    const unsigned char **data, uint32_t *length) {
+    uint64_t size;
+    size_t prefix = varint_get(*at, (size_t)(end - *at), &size);
+    if (prefix == 0 || size > UINT32_MAX) return false;
+    *at += prefix;
+    if ((uint64_t)(end - *at) < size) return false;
+    *data = *at;
+    *length = (uint32_t)size;
+    *at += size;
+    return true;
+}
+
+void resp_value_put_compact_string(struct byte_buffer *output, const unsigned char *data,
+                                   uint32_t length) {
+    unsigned char prefix[VARINT_MAX_SIZE];
+    byte_buffer_append(output, prefix, (size_t)(varint_put(prefix, length) - prefix));
+    byte_buffer_append(output, data, length);
+}
+
+bool resp_value_take_count(const unsigned char **at, const unsigned char *end, uint32_t *count) {
+    uint64_t value;
+    size_t size = varint_get(*at, (size_t)(end - *at), &value);
+    if (size == 0 || value > UINT32_MAX) return false;
+    *at += size;
+    *count = (uint32_t)value;
+    return true;
+}
+
+void resp_value_put_count(struct byte_buffer *output, uint32_t count) {
+    unsigned char bytes[VARINT_MAX_SIZE];
+    byte_buffer_append(output, bytes, (size_t)(varint_put(bytes, count) - bytes));
 }
