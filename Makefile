@@ -11,9 +11,10 @@ FUZZ      := $(BUILD)/fuzz
 
 WARNINGS  := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
              -Wformat=2 -Wno-format-nonliteral -Wvla
-# Lua 5.1, the version Redis embeds, for EVAL (src/proto/resp/resp_scripting.c).
-LUA_CFLAGS := $(shell pkg-config --cflags lua5.1)
-LUA_LIBS   := $(shell pkg-config --libs lua5.1)
+# Lua 5.1, the version Redis embeds, for EVAL (src/proto/resp/resp_scripting.c), with the
+# cjson and bit libraries Redis gives scripts.
+LUA_CFLAGS := $(shell pkg-config --cflags lua5.1 lua5.1-cjson lua5.1-bitop)
+LUA_LIBS   := $(shell pkg-config --libs lua5.1 lua5.1-cjson lua5.1-bitop)
 COMMON    := -std=c11 -D_GNU_SOURCE -pthread -Isrc -Iinclude $(LUA_CFLAGS) -g -MMD -MP $(WARNINGS)
 CFLAGS_RELEASE := $(COMMON) -O2
 # The sanitizer builds also test the rules that comments state (src/base/checks.h).

@@ -8,7 +8,7 @@
 set -eu
 
 build_packages="gcc make libc6-dev libxxhash-dev liburing-dev libisal-dev libssl-dev libsodium-dev
-                liblua5.1-0-dev pkg-config"
+                liblua5.1-0-dev lua-cjson-dev lua-bitop-dev pkg-config"
 test_packages="$build_packages redis-tools python3 python3-redis python3-pytest clang-format procps
                curl prometheus chromium fonts-dejavu-core python3-numpy python3-torch memcached
                util-linux iproute2 clang libclang-rt-14-dev awscli python3-boto3 rclone s3cmd

@@ -3,6 +3,7 @@ errors. redis-py's Lock (SET NX PX to acquire; EVALSHA, falling back to SCRIPT L
 NOSCRIPT, to release, extend and reacquire), a Lock contended by threads, every reply
 type both ways, redis.pcall's error table, the script cache, refused commands, and a
 script's atomicity (GET then SET from 8 threads loses no increment)."""
+import json
 import threading
 import time
 
@@ -385,3 +386,31 @@ def test_commands_inside_a_script_need_the_users_rights(server, client):
     finally:
         viewer.close()
     assert client.get("k") == b"v"
+
+
+def test_cjson_and_bit_libraries(client):
+    """Scripts see Redis's cjson and bit libraries, with Redis 7.0's results (checked
+    against redis-server 7.0.15), and cannot add fields to the library tables."""
+    assert client.eval("return cjson.encode({1, 2, 'x'})", 0) == b'[1,2,"x"]'
+    assert client.eval("return cjson.decode(ARGV[1]).a.b", 0, '{"a":{"b":"deep"}}') == b"deep"
+    document = '{"k":[1,2.5,true,null]}'
+    assert client.eval("return cjson.encode(cjson.decode(ARGV[1]))", 0, document) == \
+        document.encode()
+    # A JSON document kept in a hash field and changed in place, as agent state is.
+    client.hset("agent:1", "state", '{"turns":1,"tools":["search"]}')
+    script = ("local s = cjson.decode(redis.call('HGET', KEYS[1], 'state'))\n"
+              "s.turns = s.turns + 1\n"
+              "table.insert(s.tools, ARGV[1])\n"
+              "redis.call('HSET', KEYS[1], 'state', cjson.encode(s))\n"
+              "return s.turns")
+    assert client.eval(script, 1, "agent:1", "browse") == 2
+    state = json.loads(client.hget("agent:1", "state"))
+    assert state == {"turns": 2, "tools": ["search", "browse"]}
+    with pytest.raises(redis.ResponseError, match="Expected object key string"):
+        client.eval("return cjson.decode('{bad')", 0)
+    assert client.eval("return {bit.band(5, 3), bit.bor(5, 3), bit.bxor(5, 3), "
+                       "bit.lshift(1, 10), bit.tohex(65535)}", 0) == [1, 7, 6, 1024, b"0000ffff"]
+    for table in ("cjson", "bit", "redis", "string"):
+        with pytest.raises(redis.ResponseError, match="Attempt to modify a readonly table"):
+            client.eval(f"{table}.added = 1 return 1", 0)
+    assert client.eval("return ('abc'):upper() .. string.rep('x', 2)", 0) == b"ABCxx"

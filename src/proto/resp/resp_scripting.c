@@ -26,6 +26,8 @@
 #include "proto/resp/resp_internal.h"
 
 #include <lauxlib.h>
+#include <lua-bitop.h>
+#include <lua-cjson.h>
 #include <lua.h>
 #include <lualib.h>
 #include <openssl/evp.h>
@@ -97,6 +99,12 @@ static const char setup_code[] =
     "mt.__index = function(t, n)\n"
     "  error(\"Script attempted to access nonexistent global variable '\" .. tostring(n) .. "
     "\"'\", 2)\n"
+    "end\n"
+    "local readonly = {__newindex = function(t, n, v)\n"
+    "  error('Attempt to modify a readonly table', 2)\n"
+    "end}\n"
+    "for _, name in ipairs({'redis', 'cjson', 'bit', 'string', 'table', 'math'}) do\n"
+    "  setmetatable(_G[name], readonly)\n"
     "end\n"
     "setmetatable(_G, mt)\n"
     "return handler\n";
@@ -510,6 +518,15 @@ static void open_library(lua_State *lua, lua_CFunction open, const char *name) {
     lua_call(lua, 1, 0);
 }
 
+/* Opens the library OPEN returns as a module and makes it the global NAME (cjson, bit),
+ * as Redis's scripts see them. */
+static void open_module(lua_State *lua, lua_CFunction open, const char *name) {
+    lua_pushcfunction(lua, open);
+    lua_pushstring(lua, name);
+    lua_call(lua, 1, 1);
+    lua_setfield(lua, LUA_GLOBALSINDEX, name);
+}
+
 static void set_global_nil(lua_State *lua, const char *name) {
     lua_pushnil(lua);
     lua_setfield(lua, LUA_GLOBALSINDEX, name);
@@ -523,6 +540,8 @@ static int setup_state(lua_State *lua) {
     open_library(lua, luaopen_string, LUA_STRLIBNAME);
     open_library(lua, luaopen_math, LUA_MATHLIBNAME);
     open_library(lua, luaopen_debug, LUA_DBLIBNAME);
+    open_module(lua, luaopen_cjson, "cjson");
+    open_module(lua, luaopen_bit, "bit");
     /* Nothing that reads files or loads code (bytecode can crash Lua 5.1). */
     static const char *const removed[] = {"dofile", "loadfile", "load"};
     for (size_t i = 0; i < sizeof(removed) / sizeof(removed[0]); i++)
