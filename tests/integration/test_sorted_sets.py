@@ -372,6 +372,17 @@ def test_sorted_sets_move_to_flash_whole_and_survive_a_restart(start_server):
     assert client.type("z:0") == b"zset"
     with pytest.raises(redis.ResponseError, match="^WRONGTYPE"):
         client.get("z:0")
+    # The multi-key commands bring their keys back from flash first (the first written
+    # are the first evicted).
+    reads = server.info("flash")["flash_reads"]
+    union = client.zunion(["z:0", "z:1", "z:2"], withscores=True)
+    assert dict(union) == {**members(0), **members(1), **members(2)}
+    assert server.info("flash")["flash_reads"] > reads
+    assert client.zinterstore("both", ["z:3", "z:3"]) == 20
+    assert client.zrange("both", 0, 0, withscores=True) == [(expected(3)[0][0], -6.0)]
+    assert client.execute_command("ZRANGESTORE", "some", "z:4", 0, 4) == 5
+    assert client.zrange("some", 0, -1, withscores=True) == expected(4)[:5]
+    assert client.delete("both", "some") == 2
     for i in range(sets):
         assert client.zrange(f"z:{i}", 0, -1, withscores=True) == expected(i), i
     directory = server.directory
