@@ -103,6 +103,14 @@ RESP_SEEDS = {
     resp("ZRANK", "z", "b") + resp("ZSCORE", "z", "c") + resp("ZMSCORE", "z", "a", "x") + resp("ZCOUNT", "z", "-inf", "(2") +
     resp("ZPOPMIN", "z", 2) + resp("ZMPOP", 2, "y", "z", "MAX", "COUNT", 3) + resp("ZADD", "z", "GT", "INCR", 5, "q") +
     resp("ZREMRANGEBYSCORE", "z", 0, 10) + resp("ZSCAN", "z", 0) + resp("ZRANDMEMBER", "z", -3, "WITHSCORES"),
+    "sorted-set-algebra": resp("ZADD", "a", 1, "x", "inf", "y", "-0", "z") + resp("ZADD", "b", "-inf", "y", 2, "w") +
+    resp("SADD", "s", "x", "q") + resp("ZUNION", 3, "a", "b", "s", "WEIGHTS", 2, 0, "-1", "AGGREGATE", "MIN", "WITHSCORES") +
+    resp("ZINTER", 2, "a", "b", "WITHSCORES") + resp("ZDIFF", 2, "a", "s", "WITHSCORES") +
+    resp("ZUNIONSTORE", "d", 2, "a", "s", "AGGREGATE", "MAX") + resp("ZINTERSTORE", "d", 2, "a", "none") +
+    resp("ZDIFFSTORE", "a", 2, "a", "b") + resp("ZINTERCARD", 2, "a", "s", "LIMIT", 1) +
+    resp("ZRANGESTORE", "r", "b", "+inf", "(0", "BYSCORE", "REV", "LIMIT", 0, 1) +
+    resp("ZRANGESTORE", "r", "b", "[a", "+", "BYLEX") + resp("ZUNION", 0, "a") + resp("ZINTER", 9, "a") +
+    resp("ZUNION", 1, "a", "WEIGHTS", "nan") + resp("COMMAND", "GETKEYS", "ZUNIONSTORE", "d", 2, "a", "b"),
     # Blocking commands with nothing to serve answer at once here: served, a timeout
     # inside MULTI, or an argument error.
     "blocking": resp("RPUSH", "q", "a", "b") + resp("BLPOP", "q", 0) + resp("BRPOP", "x", "q", "0.5") +

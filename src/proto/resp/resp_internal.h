@@ -710,6 +710,16 @@ const char *resp_hash_encoding(const unsigned char *value, uint64_t length);
  * (LENGTH bytes): "intset" up to 512 members that are all integers, else "hashtable". */
 const char *resp_set_encoding(const unsigned char *value, uint64_t length);
 
+/* Calls VISIT(CONTEXT, member, member_length) for each member of the set whose stored
+ * bytes are VALUE (LENGTH bytes), in the set's order, with views into VALUE, until VISIT
+ * returns false. Returns 1 when every member was visited, 0 when the bytes are damaged
+ * (nothing visited), -1 when out of memory or VISIT stopped. For the sorted-set commands
+ * that read plain sets (ZUNION, ZINTER, ZDIFF...). */
+int resp_set_each_member(const unsigned char *value, uint64_t length,
+                         bool (*visit)(void *context, const unsigned char *member,
+                                       uint32_t member_length),
+                         void *context);
+
 /* ---- sorted sets (resp_sorted_sets.c) -------------------------------------------- */
 
 /* Redis's name for the encoding it would give the sorted set whose stored bytes are

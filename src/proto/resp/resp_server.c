@@ -876,7 +876,10 @@ static void command_getkeys(struct resp_session *session, const struct resp_requ
         reply_error(session, "ERR Invalid command specified");
         return;
     }
-    bool numkeys = command->first_key <= 0 && strstr(command->flags, "movablekeys") != NULL;
+    bool movable = strstr(command->flags, "movablekeys") != NULL;
+    /* ZUNIONSTORE destination numkeys key [key ...]: a fixed key, then counted ones. */
+    bool destination = movable && command->first_key > 0;
+    bool numkeys = movable && (command->first_key <= 0 || destination);
     if (command->first_key <= 0 && !numkeys) {
         reply_error(session, "ERR The command has no key arguments");
         return;
@@ -913,16 +916,20 @@ static void command_getkeys(struct resp_session *session, const struct resp_requ
     }
     if (numkeys) {
         /* SINTERCARD numkeys key [key ...] ...: the keys follow their count, which
-         * is the first argument, or the second after a blocking command's timeout. */
+         * is the first argument, or the second after a blocking command's timeout or
+         * a STORE form's destination (itself a key). */
         size_t at =
-            command->handler == command_blmpop || command->handler == command_bzmpop ? 2 : 1;
+            command->handler == command_blmpop || command->handler == command_bzmpop || destination
+                ? 2
+                : 1;
         int64_t count;
         if (line.argc <= at || !parse_int64(line.argv[at], (size_t)line.lengths[at], &count) ||
             count <= 0 || (uint64_t)count > line.argc - at - 1) {
             reply_error(session, "ERR Invalid arguments specified for command");
             return;
         }
-        reply_array(session, (size_t)count);
+        reply_array(session, (size_t)count + destination);
+        if (destination) reply_bulk(session, line.argv[1], (size_t)line.lengths[1]);
         for (size_t i = at + 1; i < at + 1 + (size_t)count; i++)
             reply_bulk(session, line.argv[i], (size_t)line.lengths[i]);
         return;

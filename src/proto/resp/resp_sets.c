@@ -241,6 +241,19 @@ const char *resp_set_encoding(const unsigned char *value, uint64_t length) {
     return name;
 }
 
+int resp_set_each_member(const unsigned char *value, uint64_t length,
+                         bool (*visit)(void *context, const unsigned char *member,
+                                       uint32_t member_length),
+                         void *context) {
+    struct set_members set = {0};
+    enum decode_result decoded = set_decode(value, length, &set);
+    int result = decoded == DECODED ? 1 : decoded == DECODE_CORRUPT ? 0 : -1;
+    for (size_t i = 0; i < set.count && result == 1; i++)
+        if (!visit(context, set.members[i].data, set.members[i].length)) result = -1;
+    set_free(&set);
+    return result;
+}
+
 /* A small per-thread generator (xorshift64*) for SPOP and SRANDMEMBER, seeded on first
  * use. */
 static uint64_t random_next(void) {

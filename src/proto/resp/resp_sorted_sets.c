@@ -1,7 +1,8 @@
 /* Sorted sets: ZADD ZINCRBY ZSCORE ZMSCORE ZCARD ZCOUNT ZLEXCOUNT ZRANGE ZRANGEBYSCORE
  * ZREVRANGEBYSCORE ZRANGEBYLEX ZREVRANGEBYLEX ZREVRANGE ZRANK ZREVRANK ZREM
  * ZREMRANGEBYRANK ZREMRANGEBYSCORE ZREMRANGEBYLEX ZPOPMIN ZPOPMAX ZRANDMEMBER ZSCAN,
- * with Redis 7.0's replies and errors.
+ * ZMPOP BZMPOP BZPOPMIN BZPOPMAX, ZUNION ZINTER ZDIFF ZUNIONSTORE ZINTERSTORE ZDIFFSTORE
+ * ZINTERCARD ZRANGESTORE, with Redis 7.0's replies and errors.
  *
  * A sorted set is one value of type STORE_TYPE_ZSET in the engine, so it is counted in
  * the budget, evicted whole, expires, renames, copies and is watched like any key. Its
@@ -21,7 +22,9 @@
  * a change of K members in a set of M costs O(M + K log K), and a change that looks up
  * many members builds a temporary hash of the members first (no O(K*M)). A change is a
  * compare-and-swap (resp_value_update()), so concurrent changes to one set never lose
- * one another. */
+ * one another. The commands that combine several keys (ZUNION... ZRANGESTORE) read them,
+ * and write their destination, with the session's exclusivity (resp_exclusive_begin()):
+ * plain sets count as sorted sets whose every score is 1 (resp_set_each_member()). */
 #include "base/array.h"
 #include "base/byte_buffer.h"
 #include "base/clock.h"
@@ -312,14 +315,19 @@ static bool score_strtod(const unsigned char *text, size_t length, double *value
     return true;
 }
 
-/* Parses a score as Redis's getDoubleFromObject(): the whole text, no leading space, no
- * NaN, no overflow or underflow. Stores -0 as 0. */
-static bool parse_score(const unsigned char *text, size_t length, double *score) {
+/* Parses a double as Redis's getDoubleFromObject(): the whole text, no leading space,
+ * no NaN, no overflow or underflow. Keeps -0 (a weight of -0 gives -0 scores). */
+static bool parse_double(const unsigned char *text, size_t length, double *value) {
     bool end_ok, range_error;
     if (length == 0 || isspace(text[0])) return false;
-    if (!score_strtod(text, length, score, &end_ok, &range_error)) return false;
-    if (!end_ok || isnan(*score)) return false;
-    if (range_error && (isinf(*score) || *score == 0)) return false;
+    if (!score_strtod(text, length, value, &end_ok, &range_error)) return false;
+    if (!end_ok || isnan(*value)) return false;
+    return !(range_error && (isinf(*value) || *value == 0));
+}
+
+/* parse_double() for a score to store: -0 becomes 0. */
+static bool parse_score(const unsigned char *text, size_t length, double *score) {
+    if (!parse_double(text, length, score)) return false;
     *score += 0.0; /* -0 becomes 0 */
     return true;
 }
@@ -559,15 +567,15 @@ static void reply_entries(struct resp_session *session, const struct zset_entry 
 
 /* ---- reading ---------------------------------------------------------------------- */
 
-/* Reads the sorted set at argument 1 into *ZSET (views into *ITEM, which the caller
+/* Reads the sorted set at argument INDEX into *ZSET (views into *ITEM, which the caller
  * releases; NULL and an empty set when the key is absent). Brings it to DRAM first
  * (false: the command runs again later). Returns false after replying the error. */
-static bool read_zset(struct resp_session *session, const struct resp_request *request,
-                      struct item **item, struct zset *zset) {
+static bool read_zset_at(struct resp_session *session, const struct resp_request *request,
+                         size_t index, struct item **item, struct zset *zset) {
     *zset = (struct zset){0};
     *item = NULL;
-    if (!resp_value_in_dram(session, request, 1)) return false;
-    if (!resp_value_read(session, request, 1, STORE_TYPE_ZSET, item)) return false;
+    if (!resp_value_in_dram(session, request, index)) return false;
+    if (!resp_value_read(session, request, index, STORE_TYPE_ZSET, item)) return false;
     if (*item == NULL) return true;
     enum decode_result decoded = zset_decode(item_value(*item), item_value_length(*item), zset);
     if (decoded == DECODED) return true;
@@ -576,6 +584,12 @@ static bool read_zset(struct resp_session *session, const struct resp_request *r
     zset_free(zset);
     reply_error(session, decoded == DECODE_CORRUPT ? DAMAGE_ERROR : MEMORY_ERROR);
     return false;
+}
+
+/* read_zset_at() for the key at argument 1. */
+static bool read_zset(struct resp_session *session, const struct resp_request *request,
+                      struct item **item, struct zset *zset) {
+    return read_zset_at(session, request, 1, item, zset);
 }
 
 static void done_reading(struct item *item, struct zset *zset) {
@@ -673,20 +687,30 @@ void command_zlexcount(struct resp_session *session, const struct resp_request *
  * commands), or ZRANGE's own choice of both (AUTO). */
 enum { PICK_AUTO = -1 };
 
-/* ZRANGE and its older forms, as Redis's zrangeGenericCommand(): KIND and REVERSE are
- * PICK_AUTO for ZRANGE (its options choose them), fixed for the others. */
-static void range_command(struct resp_session *session, const struct resp_request *request,
-                          int kind, int reverse) {
-    bool with_scores = false;
-    int64_t offset = 0, limit = -1;
-    for (size_t i = 4; i < request->argc; i++) {
+/* A Z*RANGE* command's query: the range, its direction, WITHSCORES and LIMIT. */
+struct range_query {
+    struct range range;
+    bool reverse, with_scores;
+    int64_t offset, limit; /* LIMIT (limit -1: none) */
+};
+
+/* Reads a Z*RANGE* command's range (arguments FIRST and FIRST + 1) and options (from
+ * FIRST + 2) into *QUERY, as Redis's zrangeGenericCommand(): KIND and REVERSE are
+ * PICK_AUTO for ZRANGE and ZRANGESTORE (their options choose them), fixed for the older
+ * forms; STORE (ZRANGESTORE) refuses WITHSCORES. Returns false after replying the
+ * error. */
+static bool parse_range_query(struct resp_session *session, const struct resp_request *request,
+                              size_t first, bool store, int kind, int reverse,
+                              struct range_query *query) {
+    *query = (struct range_query){.limit = -1};
+    for (size_t i = first + 2; i < request->argc; i++) {
         size_t left = request->argc - i - 1;
-        if (argument_is(request, i, "WITHSCORES")) {
-            with_scores = true;
+        if (!store && argument_is(request, i, "WITHSCORES")) {
+            query->with_scores = true;
         } else if (argument_is(request, i, "LIMIT") && left >= 2) {
-            if (!argument_int64(session, request, i + 1, &offset) ||
-                !argument_int64(session, request, i + 2, &limit)) {
-                return;
+            if (!argument_int64(session, request, i + 1, &query->offset) ||
+                !argument_int64(session, request, i + 2, &query->limit)) {
+                return false;
             }
             i += 2;
         } else if (reverse == PICK_AUTO && argument_is(request, i, "REV")) {
@@ -697,75 +721,95 @@ static void range_command(struct resp_session *session, const struct resp_reques
             kind = RANGE_SCORE;
         } else {
             reply_syntax_error(session);
-            return;
+            return false;
         }
     }
     if (reverse == PICK_AUTO) reverse = 0;
     if (kind == PICK_AUTO) kind = RANGE_RANK;
-    if (limit != -1 && kind == RANGE_RANK) {
+    query->reverse = reverse;
+    if (query->limit != -1 && kind == RANGE_RANK) {
         reply_error(session, "ERR syntax error, LIMIT is only supported in combination with "
                              "either BYSCORE or BYLEX");
-        return;
+        return false;
     }
-    if (with_scores && kind == RANGE_LEX) {
+    if (query->with_scores && kind == RANGE_LEX) {
         reply_error(session,
                     "ERR syntax error, WITHSCORES not supported in combination with BYLEX");
-        return;
+        return false;
     }
     /* A reversed score or lex range is given as max, min. */
-    size_t min_index = 2, max_index = 3;
+    size_t min_index = first, max_index = first + 1;
     if (reverse && kind != RANGE_RANK) {
-        min_index = 3;
-        max_index = 2;
+        min_index = first + 1;
+        max_index = first;
     }
-    struct range range = {.kind = (enum range_kind)kind};
+    struct range *range = &query->range;
+    range->kind = (enum range_kind)kind;
     if (kind == RANGE_RANK) {
-        if (!argument_int64(session, request, 2, &range.start) ||
-            !argument_int64(session, request, 3, &range.stop)) {
-            return;
-        }
-    } else if (kind == RANGE_SCORE) {
-        if (!argument_score_range(session, request, min_index, max_index, &range.score)) return;
-    } else if (!argument_lex_range(session, request, min_index, max_index, &range.lex)) {
-        return;
+        return argument_int64(session, request, first, &range->start) &&
+               argument_int64(session, request, first + 1, &range->stop);
     }
-    struct item *item;
-    struct zset zset;
-    if (!read_zset(session, request, &item, &zset)) return;
+    if (kind == RANGE_SCORE)
+        return argument_score_range(session, request, min_index, max_index, &range->score);
+    return argument_lex_range(session, request, min_index, max_index, &range->lex);
+}
+
+/* The entries of the settled ZSET that QUERY selects: *COUNT of them from *POSITION,
+ * forwards, or backwards when QUERY->reverse (then *POSITION is the highest). They are
+ * always consecutive entries. */
+static void range_select(const struct zset *zset, const struct range_query *query, size_t *position,
+                         size_t *count) {
+    bool reverse = query->reverse;
+    int64_t offset = query->offset, limit = query->limit;
     size_t first, end;
-    range_bounds(&zset, &range, reverse, &first, &end);
-    size_t count = end - first;
+    range_bounds(zset, &query->range, reverse, &first, &end);
+    *count = end - first;
     /* Where the reply starts (forwards, or backwards when REVERSE). */
-    size_t position = reverse ? end - 1 : first;
-    if (count > 0 && kind == RANGE_LEX && offset > 0) {
+    *position = reverse ? end - 1 : first;
+    if (*count > 0 && query->range.kind == RANGE_LEX && offset > 0) {
         /* As Redis: LIMIT's offset skips members without looking at them, and the walk
          * goes on while in range; it matters only when the scores are not all equal. */
-        count = 0;
-        if (reverse && (uint64_t)offset <= position) {
-            position -= (size_t)offset;
-            while (count <= position &&
-                   lex_above_min(&zset.entries[position - count], &range.lex.min))
-                count++;
-        } else if (!reverse && (uint64_t)offset < zset.count - position) {
-            position += (size_t)offset;
-            while (position + count < zset.count &&
-                   lex_below_max(&zset.entries[position + count], &range.lex.max))
-                count++;
+        const struct lex_range *lex = &query->range.lex;
+        *count = 0;
+        if (reverse && (uint64_t)offset <= *position) {
+            *position -= (size_t)offset;
+            while (*count <= *position &&
+                   lex_above_min(&zset->entries[*position - *count], &lex->min))
+                (*count)++;
+        } else if (!reverse && (uint64_t)offset < zset->count - *position) {
+            *position += (size_t)offset;
+            while (*position + *count < zset->count &&
+                   lex_below_max(&zset->entries[*position + *count], &lex->max))
+                (*count)++;
         }
         offset = 0;
     }
-    if (kind != RANGE_RANK) {
+    if (query->range.kind != RANGE_RANK) {
         /* LIMIT: a negative offset selects nothing, a negative count everything. */
-        if (offset < 0 || (uint64_t)offset >= count) {
-            count = 0;
+        if (offset < 0 || (uint64_t)offset >= *count) {
+            *count = 0;
         } else {
-            count -= (size_t)offset;
-            position = reverse ? position - (size_t)offset : position + (size_t)offset;
-            if (limit >= 0 && (uint64_t)limit < count) count = (size_t)limit;
+            *count -= (size_t)offset;
+            *position = reverse ? *position - (size_t)offset : *position + (size_t)offset;
+            if (limit >= 0 && (uint64_t)limit < *count) *count = (size_t)limit;
         }
     }
+    if (*count == 0) *position = 0;
+}
+
+/* ZRANGE and its older forms, as Redis's zrangeGenericCommand(): KIND and REVERSE are
+ * PICK_AUTO for ZRANGE (its options choose them), fixed for the others. */
+static void range_command(struct resp_session *session, const struct resp_request *request,
+                          int kind, int reverse) {
+    struct range_query query;
+    if (!parse_range_query(session, request, 2, false, kind, reverse, &query)) return;
+    struct item *item;
+    struct zset zset;
+    if (!read_zset(session, request, &item, &zset)) return;
+    size_t position, count;
+    range_select(&zset, &query, &position, &count);
     const struct zset_entry *start = count == 0 ? zset.entries : &zset.entries[position];
-    reply_entries(session, start, count, reverse, with_scores, true);
+    reply_entries(session, start, count, query.reverse, query.with_scores, true);
     done_reading(item, &zset);
 }
 
@@ -1468,4 +1512,417 @@ void command_bzmpop(struct resp_session *session, const struct resp_request *req
     }
     resp_block(session, request, pop.first_key, pop.key_count, timeout_ms, RESP_BLOCK_NULL_ARRAY,
                true);
+}
+
+/* ---- several sorted sets: ZUNION ZINTER ZDIFF, their STORE forms, ZINTERCARD,
+ * ZRANGESTORE ------------------------------------------------------------------------ */
+
+#define STORE_ATTEMPTS 100
+
+enum zset_operation { ZSET_UNION, ZSET_INTER, ZSET_DIFF };
+enum aggregate { AGGREGATE_SUM, AGGREGATE_MIN, AGGREGATE_MAX };
+
+/* One input of a combination: a sorted set, a plain set read as a sorted set whose every
+ * score is 1 (in the set's order, not sorted), or nothing (an absent key). */
+struct zset_input {
+    struct item *item; /* NULL: the key is absent */
+    struct zset zset;  /* views into item */
+    double weight;     /* WEIGHTS (1) */
+    size_t position;   /* among the inputs, as given */
+};
+
+/* What a combining command asks, from its arguments. */
+struct combine_query {
+    enum zset_operation operation;
+    bool store;            /* the STORE forms: the destination is argument 1 */
+    bool cardinality_only; /* ZINTERCARD */
+    size_t first_key, key_count;
+    enum aggregate aggregate; /* AGGREGATE (SUM) */
+    bool with_scores;
+    int64_t limit; /* ZINTERCARD's LIMIT (0: none) */
+};
+
+/* Reads the numkeys at argument NUMKEYS_INDEX of command NAME into QUERY's keys, with
+ * Redis 7.0's errors. Returns false after replying the error. */
+static bool parse_numkeys(struct resp_session *session, const struct resp_request *request,
+                          size_t numkeys_index, const char *name, struct combine_query *query) {
+    int64_t keys;
+    if (!argument_int64(session, request, numkeys_index, &keys)) return false;
+    if (keys < 1) {
+        reply_errorf(session, "ERR at least 1 input key is needed for '%s' command", name);
+        return false;
+    }
+    if ((uint64_t)keys > request->argc - numkeys_index - 1) {
+        reply_syntax_error(session);
+        return false;
+    }
+    query->first_key = numkeys_index + 1;
+    query->key_count = (size_t)keys;
+    return true;
+}
+
+/* Reads the options after the keys (WEIGHTS into INPUTS, AGGREGATE, WITHSCORES, LIMIT)
+ * into QUERY as Redis's zunionInterDiffGenericCommand() does: each only where the
+ * command takes it. Returns false after replying the error. */
+static bool parse_combine_options(struct resp_session *session, const struct resp_request *request,
+                                  struct combine_query *query, struct zset_input *inputs) {
+    bool scored = query->operation != ZSET_DIFF && !query->cardinality_only;
+    for (size_t i = query->first_key + query->key_count; i < request->argc;) {
+        size_t left = request->argc - i;
+        if (scored && left >= query->key_count + 1 && argument_is(request, i, "WEIGHTS")) {
+            i++;
+            for (size_t k = 0; k < query->key_count; k++, i++) {
+                if (!parse_double(request->argv[i], (size_t)request->lengths[i],
+                                  &inputs[k].weight)) {
+                    reply_error(session, "ERR weight value is not a float");
+                    return false;
+                }
+            }
+        } else if (scored && left >= 2 && argument_is(request, i, "AGGREGATE")) {
+            if (argument_is(request, i + 1, "SUM")) {
+                query->aggregate = AGGREGATE_SUM;
+            } else if (argument_is(request, i + 1, "MIN")) {
+                query->aggregate = AGGREGATE_MIN;
+            } else if (argument_is(request, i + 1, "MAX")) {
+                query->aggregate = AGGREGATE_MAX;
+            } else {
+                reply_syntax_error(session);
+                return false;
+            }
+            i += 2;
+        } else if (!query->store && !query->cardinality_only &&
+                   argument_is(request, i, "WITHSCORES")) {
+            query->with_scores = true;
+            i++;
+        } else if (query->cardinality_only && left >= 2 && argument_is(request, i, "LIMIT")) {
+            if (!parse_int64(request->argv[i + 1], (size_t)request->lengths[i + 1],
+                             &query->limit) ||
+                query->limit < 0) {
+                reply_error(session, "ERR LIMIT can't be negative");
+                return false;
+            }
+            i += 2;
+        } else {
+            reply_syntax_error(session);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Appends a plain set's member, score 1, to the zset in CONTEXT (resp_set_each_member()). */
+static bool append_set_member(void *context, const unsigned char *member, uint32_t length) {
+    return zset_append(context, member, length, 1.0);
+}
+
+/* Reads the key at argument INDEX (in DRAM already) into INPUT: a sorted set, a plain set
+ * (every score 1), or nothing. Returns false after replying an error (WRONGTYPE for
+ * another type, a damaged value, no memory). */
+static bool read_input(struct resp_session *session, const struct resp_request *request,
+                       size_t index, struct zset_input *input) {
+    struct store *store = session->server->environment.store;
+    const unsigned char *key = request->argv[index];
+    size_t key_length = (size_t)request->lengths[index];
+    enum store_type type = STORE_TYPE_ZSET;
+    enum store_status status = store_key_type(store, key, key_length, &type);
+    if (status == STORE_OK && type != STORE_TYPE_ZSET && type != STORE_TYPE_SET) {
+        reply_store_error(session, STORE_WRONG_TYPE);
+        return false;
+    }
+    /* An absent key is looked up too, to count the miss. */
+    status = store_get_typed(store, key, key_length, type, &input->item);
+    if (status == STORE_NOT_FOUND) {
+        input->item = NULL;
+        return true;
+    }
+    if (status != STORE_OK) {
+        input->item = NULL;
+        reply_store_error(session, status);
+        return false;
+    }
+    const unsigned char *value = item_value(input->item);
+    uint64_t length = item_value_length(input->item);
+    if (type == STORE_TYPE_ZSET) {
+        enum decode_result decoded = zset_decode(value, length, &input->zset);
+        if (decoded == DECODED) return true;
+        reply_error(session, decoded == DECODE_CORRUPT ? DAMAGE_ERROR : MEMORY_ERROR);
+        return false;
+    }
+    int visited = resp_set_each_member(value, length, append_set_member, &input->zset);
+    if (visited == 1) return true;
+    reply_error(session, visited == 0 ? "ERR the set's stored encoding is damaged" : MEMORY_ERROR);
+    return false;
+}
+
+static void inputs_free(struct zset_input *inputs, size_t count) {
+    for (size_t i = 0; inputs != NULL && i < count; i++)
+        done_reading(inputs[i].item, &inputs[i].zset);
+    free(inputs);
+}
+
+/* Reads QUERY's keys (in DRAM already) into *INPUTS (freed with inputs_free()), each of
+ * weight 1, checking every key's type first as Redis does. Returns false after replying
+ * an error. */
+static bool read_inputs(struct resp_session *session, const struct resp_request *request,
+                        const struct combine_query *query, struct zset_input **inputs) {
+    *inputs = calloc(query->key_count, sizeof(**inputs));
+    if (*inputs == NULL) {
+        reply_error(session, MEMORY_ERROR);
+        return false;
+    }
+    for (size_t i = 0; i < query->key_count; i++) {
+        (*inputs)[i].weight = 1.0;
+        (*inputs)[i].position = i;
+        if (!read_input(session, request, query->first_key + i, &(*inputs)[i])) {
+            inputs_free(*inputs, query->key_count);
+            *inputs = NULL;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Smallest first, ties in the order given (Redis sorts its inputs by size). */
+static int input_compare_size(const void *a, const void *b) {
+    const struct zset_input *left = a, *right = b;
+    if (left->zset.live != right->zset.live) return left->zset.live < right->zset.live ? -1 : 1;
+    return left->position < right->position ? -1 : left->position > right->position ? 1 : 0;
+}
+
+/* SCORE times WEIGHT, 0 where that is NaN (0 * inf), as Redis. */
+static double weighted(double score, double weight) {
+    double value = score * weight;
+    return isnan(value) ? 0 : value;
+}
+
+/* Folds VALUE into *TARGET as Redis's zunionInterAggregate(): a SUM that is NaN (inf plus
+ * -inf) is 0; MIN and MAX keep *TARGET against a NaN VALUE. */
+static void aggregate_into(double *target, double value, enum aggregate aggregate) {
+    if (aggregate == AGGREGATE_SUM) {
+        *target += value;
+        if (isnan(*target)) *target = 0;
+    } else if (aggregate == AGGREGATE_MIN) {
+        *target = value < *target ? value : *target;
+    } else {
+        *target = value > *target ? value : *target;
+    }
+}
+
+/* The union of the INPUTS (sorted by size) into RESULT (empty on entry, views into the
+ * inputs). Returns false when out of memory. */
+static bool combine_union(struct zset_input *inputs, size_t count, enum aggregate aggregate,
+                          struct zset *result) {
+    size_t total = 0;
+    for (size_t i = 0; i < count; i++)
+        total += inputs[i].zset.live;
+    if (total >= INDEX_MIN_LOOKUPS && total < UINT32_MAX / 2)
+        index_build(result, total); /* out of memory: searched linearly */
+    for (size_t i = 0; i < count; i++) {
+        const struct zset *zset = &inputs[i].zset;
+        for (size_t j = 0; j < zset->count; j++) {
+            const struct zset_entry *entry = &zset->entries[j];
+            double score = weighted(entry->score, inputs[i].weight);
+            struct zset_entry *found = zset_find(result, entry->member, entry->length);
+            if (found != NULL) {
+                aggregate_into(&found->score, score, aggregate);
+            } else if (!zset_append(result, entry->member, entry->length, score)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* The intersection of the INPUTS (sorted by size) into RESULT, or only its size into
+ * *CARDINALITY when RESULT is NULL, counting no further than LIMIT (0: no limit). As
+ * Redis, the first input's weighted score is 0 where NaN, the others' are aggregated
+ * as they are. Returns false when out of memory. */
+static bool combine_inter(struct zset_input *inputs, size_t count, enum aggregate aggregate,
+                          uint64_t limit, struct zset *result, uint64_t *cardinality) {
+    *cardinality = 0;
+    const struct zset *base = &inputs[0].zset; /* the smallest */
+    if (base->live == 0) return true;
+    for (size_t i = 1; i < count; i++)
+        index_maybe(&inputs[i].zset, base->live);
+    for (size_t j = 0; j < base->count; j++) {
+        const struct zset_entry *entry = &base->entries[j];
+        double score = weighted(entry->score, inputs[0].weight);
+        size_t i = 1;
+        for (; i < count; i++) {
+            const struct zset_entry *found =
+                zset_find(&inputs[i].zset, entry->member, entry->length);
+            if (found == NULL) break;
+            aggregate_into(&score, found->score * inputs[i].weight, aggregate);
+        }
+        if (i < count) continue;
+        ++*cardinality;
+        if (result != NULL && !zset_append(result, entry->member, entry->length, score))
+            return false;
+        if (limit != 0 && *cardinality >= limit) break;
+    }
+    return true;
+}
+
+/* The members of the first input in none of the others, with the first's scores (no
+ * weights), into RESULT. Returns false when out of memory. */
+static bool combine_diff(struct zset_input *inputs, size_t count, struct zset *result) {
+    const struct zset *base = &inputs[0].zset;
+    for (size_t i = 1; i < count; i++)
+        index_maybe(&inputs[i].zset, base->live);
+    for (size_t j = 0; j < base->count; j++) {
+        const struct zset_entry *entry = &base->entries[j];
+        bool elsewhere = false;
+        for (size_t i = 1; i < count && !elsewhere; i++)
+            elsewhere = zset_find(&inputs[i].zset, entry->member, entry->length) != NULL;
+        if (!elsewhere && !zset_append(result, entry->member, entry->length, entry->score))
+            return false;
+    }
+    return true;
+}
+
+/* Replaces whatever KEY holds (any type, its expiry dropped) with the settled RESULT, or
+ * deletes KEY when RESULT is empty, as Redis's STORE forms do; a stored set wakes the
+ * commands blocked on KEY. Runs with exclusivity held (when the session could take it),
+ * so no command sees the key between the delete and the write; the write is still a
+ * compare-and-swap against an absent key, retried if eviction or expiry came between. */
+static enum store_status store_zset(struct resp_session *session, const unsigned char *key,
+                                    size_t key_length, struct zset *result) {
+    struct store *store = session->server->environment.store;
+    if (result->live == 0) {
+        store_delete(store, key, key_length, NULL);
+        return STORE_OK;
+    }
+    for (size_t i = 0; i < result->count; i++)
+        result->entries[i].score += 0.0; /* -0 is stored as 0, as Redis's listpack */
+    struct byte_buffer encoded = {0};
+    zset_encode(result, &encoded);
+    enum store_status status = STORE_ALLOCATION_FAILED;
+    for (int attempt = 0; attempt < STORE_ATTEMPTS && !encoded.failed; attempt++) {
+        store_delete(store, key, key_length, NULL);
+        status = store_replace_if_unchanged(store, key, key_length, NULL, encoded.data,
+                                            encoded.length, false, STORE_TYPE_ZSET);
+        if (status != STORE_CONDITION_FAILED) break;
+    }
+    byte_buffer_free(&encoded);
+    if (status == STORE_OK) resp_blocking_signal(session->server, key, key_length);
+    return status;
+}
+
+/* Runs a combination on the keys QUERY names (parsed up to numkeys; in DRAM already),
+ * with the session's exclusivity, and replies: the members (WITHSCORES: and scores), the
+ * size stored at argument 1 (STORE), or the intersection's size (ZINTERCARD). */
+static void combine_locked(struct resp_session *session, const struct resp_request *request,
+                           struct combine_query *query) {
+    struct zset_input *inputs;
+    if (!read_inputs(session, request, query, &inputs)) return;
+    if (!parse_combine_options(session, request, query, inputs)) {
+        inputs_free(inputs, query->key_count);
+        return;
+    }
+    size_t count = query->key_count;
+    if (query->operation != ZSET_DIFF) qsort(inputs, count, sizeof(*inputs), input_compare_size);
+    struct zset result = {0};
+    uint64_t cardinality = 0;
+    bool done = query->operation == ZSET_UNION
+                    ? combine_union(inputs, count, query->aggregate, &result)
+                : query->operation == ZSET_INTER
+                    ? combine_inter(inputs, count, query->aggregate, (uint64_t)query->limit,
+                                    query->cardinality_only ? NULL : &result, &cardinality)
+                    : combine_diff(inputs, count, &result);
+    if (!done || !zset_settle(&result)) {
+        reply_error(session, "OOM out of memory: could not combine the sorted sets");
+    } else if (query->cardinality_only) {
+        reply_integer(session, (int64_t)cardinality);
+    } else if (!query->store) {
+        reply_entries(session, result.entries, result.count, false, query->with_scores, true);
+    } else {
+        enum store_status status =
+            store_zset(session, request->argv[1], (size_t)request->lengths[1], &result);
+        if (status == STORE_OK) {
+            reply_integer(session, (int64_t)result.live);
+        } else {
+            reply_store_error(session, status);
+        }
+    }
+    zset_free(&result);
+    inputs_free(inputs, count);
+}
+
+/* ZUNION, ZINTER, ZDIFF, their STORE forms and ZINTERCARD, as Redis 7.0's
+ * zunionInterDiffGenericCommand(): numkeys at NUMKEYS_INDEX (its errors first), then the
+ * keys' types, then the options. The reads (and the write) run with the session's
+ * exclusivity, so no other command runs between them. */
+static void combine_command(struct resp_session *session, const struct resp_request *request,
+                            struct combine_query query, size_t numkeys_index, const char *name) {
+    if (!parse_numkeys(session, request, numkeys_index, name, &query)) return;
+    for (size_t i = query.first_key; i < query.first_key + query.key_count; i++)
+        if (!resp_value_in_dram(session, request, i)) return;
+    bool exclusive = resp_exclusive_begin(session);
+    combine_locked(session, request, &query);
+    if (exclusive) resp_exclusive_end(session);
+}
+
+void command_zunion(struct resp_session *session, const struct resp_request *request) {
+    combine_command(session, request, (struct combine_query){.operation = ZSET_UNION}, 1, "zunion");
+}
+
+void command_zinter(struct resp_session *session, const struct resp_request *request) {
+    combine_command(session, request, (struct combine_query){.operation = ZSET_INTER}, 1, "zinter");
+}
+
+void command_zdiff(struct resp_session *session, const struct resp_request *request) {
+    combine_command(session, request, (struct combine_query){.operation = ZSET_DIFF}, 1, "zdiff");
+}
+
+void command_zunionstore(struct resp_session *session, const struct resp_request *request) {
+    combine_command(session, request,
+                    (struct combine_query){.operation = ZSET_UNION, .store = true}, 2,
+                    "zunionstore");
+}
+
+void command_zinterstore(struct resp_session *session, const struct resp_request *request) {
+    combine_command(session, request,
+                    (struct combine_query){.operation = ZSET_INTER, .store = true}, 2,
+                    "zinterstore");
+}
+
+void command_zdiffstore(struct resp_session *session, const struct resp_request *request) {
+    combine_command(session, request, (struct combine_query){.operation = ZSET_DIFF, .store = true},
+                    2, "zdiffstore");
+}
+
+/* ZINTERCARD numkeys key [key ...] [LIMIT limit]: the intersection's size, counting no
+ * further than LIMIT (0: no limit). */
+void command_zintercard(struct resp_session *session, const struct resp_request *request) {
+    combine_command(session, request,
+                    (struct combine_query){.operation = ZSET_INTER, .cardinality_only = true}, 1,
+                    "zintercard");
+}
+
+/* ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]: stores what
+ * ZRANGE would answer at dst (an empty range deletes it) and answers its size. The read
+ * and the write run with the session's exclusivity. */
+void command_zrangestore(struct resp_session *session, const struct resp_request *request) {
+    struct range_query query;
+    if (!parse_range_query(session, request, 3, true, PICK_AUTO, PICK_AUTO, &query)) return;
+    if (!resp_value_in_dram(session, request, 2)) return;
+    bool exclusive = resp_exclusive_begin(session);
+    struct item *item;
+    struct zset zset;
+    if (read_zset_at(session, request, 2, &item, &zset)) {
+        size_t position, count;
+        range_select(&zset, &query, &position, &count);
+        /* The selection is consecutive entries: from the lowest, as a set in order. */
+        size_t lowest = query.reverse && count > 0 ? position + 1 - count : position;
+        struct zset selected = {.entries = zset.entries + lowest, .count = count, .live = count};
+        enum store_status status =
+            store_zset(session, request->argv[1], (size_t)request->lengths[1], &selected);
+        if (status == STORE_OK) {
+            reply_integer(session, (int64_t)count);
+        } else {
+            reply_store_error(session, status);
+        }
+        done_reading(item, &zset);
+    }
+    if (exclusive) resp_exclusive_end(session);
 }
