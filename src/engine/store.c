@@ -597,8 +597,10 @@ enum store_status store_replace_if_unchanged_with_room(struct store *store, cons
     return store_finish_write(store, status);
 }
 
-enum store_status store_edit_in_place(struct store *store, const void *key, size_t key_length,
-                                      enum store_type type, store_edit_fn edit, void *context) {
+/* store_edit_in_place() and, with INLINE_TOO, store_overwrite_in_place(). */
+static enum store_status edit_in_place(struct store *store, const void *key, size_t key_length,
+                                       enum store_type type, store_edit_fn edit, void *context,
+                                       bool inline_too) {
     if (key_length > STORE_MAX_KEY_LENGTH) return STORE_KEY_TOO_LARGE;
     uint64_t hash = hash_key(store, key, key_length);
     uint64_t max_value = atomic_load_explicit(&store->max_value, memory_order_relaxed);
@@ -629,9 +631,34 @@ enum store_status store_edit_in_place(struct store *store, const void *key, size
             SHARD_COUNT(access.shard, hits, 1);
             status = STORE_OK;
         }
+    } else if (inline_too && !node_is_stub(existing) && !(existing->flags & ITEM_EXTERNAL) &&
+               existing->flash_segment == 0 &&
+               atomic_load_explicit(&existing->references, memory_order_acquire) == 1) {
+        /* Held in the item: the same bytes, rewritten (the item's size, and a tail-first
+         * store's order stamp after the value, stay where they are). */
+        uint64_t length = existing->value_length;
+        if (length > 0 &&
+            edit(context, (unsigned char *)item_value(existing), &length, existing->value_length)) {
+            STRATA_ASSERT(length == existing->value_length);
+            mark_used(existing);
+            note_key_change(store, existing->hash);
+            SHARD_COUNT(access.shard, hits, 1);
+            status = STORE_OK;
+        }
     }
     index_close_key(&access);
     return status;
+}
+
+enum store_status store_edit_in_place(struct store *store, const void *key, size_t key_length,
+                                      enum store_type type, store_edit_fn edit, void *context) {
+    return edit_in_place(store, key, key_length, type, edit, context, false);
+}
+
+enum store_status store_overwrite_in_place(struct store *store, const void *key,
+                                           size_t key_length, enum store_type type,
+                                           store_edit_fn edit, void *context) {
+    return edit_in_place(store, key, key_length, type, edit, context, true);
 }
 
 enum store_status store_append(struct store *store, const void *key, size_t key_length,

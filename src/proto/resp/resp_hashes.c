@@ -528,13 +528,85 @@ static bool pairs_ok(struct resp_session *session, const struct resp_request *re
     return lengths_fit(session, request, 2);
 }
 
+/* Where the value of FIELD (FIELD_LENGTH bytes) lies in the COUNT fields of a version-2
+ * hash that start at START and end at END: sets *VALUE and *VALUE_LENGTH and returns
+ * true, or returns false when the field is not there (or the bytes are damaged). */
+static bool find_stored_value(const unsigned char *start, const unsigned char *end,
+                              uint32_t count, const unsigned char *field, uint64_t field_length,
+                              const unsigned char **value, uint32_t *value_length) {
+    const unsigned char *at = start;
+    for (uint32_t i = 0; i < count; i++) {
+        const unsigned char *name;
+        uint32_t name_length;
+        if (!resp_value_take_compact_string(&at, end, &name, &name_length) ||
+            !resp_value_take_compact_string(&at, end, value, value_length)) {
+            return false;
+        }
+        if (name_length == field_length && memcmp(name, field, name_length) == 0) return true;
+    }
+    return false;
+}
+
+/* The store_edit_fn of overwrite_in_place(): CONTEXT is the HSET or HMSET request. Sets
+ * each of its fields to its new value in the stored bytes when every field is there
+ * with a value of the new value's length (checked for all before any is written, so a
+ * decline changes nothing); declines otherwise (a new field, another length, a version-1
+ * hash), and the command takes the read-modify-write path. */
+static bool edit_overwrite(void *context, unsigned char *data, uint64_t *length,
+                           uint64_t capacity) {
+    (void)capacity; /* the length stays */
+    const struct resp_request *request = context;
+    if (*length < 2 || data[0] != HASH_VERSION_2) return false;
+    const unsigned char *start = data + 1, *end = data + *length;
+    uint32_t count;
+    if (!resp_value_take_count(&start, end, &count)) return false;
+    for (int writing = 0; writing < 2; writing++) {
+        for (size_t i = 2; i + 1 < request->argc; i += 2) {
+            const unsigned char *value;
+            uint32_t value_length;
+            if (!find_stored_value(start, end, count, request->argv[i], request->lengths[i],
+                                   &value, &value_length) ||
+                value_length != request->lengths[i + 1]) {
+                return false; /* (found in the first pass, so in the second) */
+            }
+            if (writing) memcpy(data + (value - data), request->argv[i + 1], value_length);
+        }
+    }
+    return true;
+}
+
+/* HSET and HMSET that only give fields the hash has new values of the old values'
+ * lengths change the stored bytes in place, under the key's shard lock
+ * (store_overwrite_in_place()), with no decoding, copying or allocation: a feature store
+ * updating fixed-width features, or redis-benchmark's HSET. Returns true when it is over
+ * (set and replied: no field was added; or WRONGTYPE replied), false when the command
+ * must take the read-modify-write path (absent key, a new field, another length, a hash
+ * on flash or shared with a reader). */
+static bool overwrite_in_place(struct resp_session *session, const struct resp_request *request,
+                               bool reply_count) {
+    enum store_status status =
+        store_overwrite_in_place(store_of(session), request->argv[1], (size_t)request->lengths[1],
+                                 STORE_TYPE_HASH, edit_overwrite, (void *)request);
+    if (status == STORE_WRONG_TYPE) {
+        reply_store_error(session, status);
+        return true;
+    }
+    if (status != STORE_OK) return false;
+    if (reply_count) {
+        reply_integer(session, 0);
+    } else {
+        reply_ok(session);
+    }
+    return true;
+}
+
 void command_hset(struct resp_session *session, const struct resp_request *request) {
-    if (pairs_ok(session, request, "hset"))
+    if (pairs_ok(session, request, "hset") && !overwrite_in_place(session, request, true))
         update_hash(session, request, edit_set, reply_change_integer);
 }
 
 void command_hmset(struct resp_session *session, const struct resp_request *request) {
-    if (pairs_ok(session, request, "hmset"))
+    if (pairs_ok(session, request, "hmset") && !overwrite_in_place(session, request, false))
         update_hash(session, request, edit_set, reply_change_ok);
 }
 

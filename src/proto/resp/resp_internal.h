@@ -272,6 +272,11 @@ struct resp_session {
     int64_t stats_ns;       /* its execution time so far (both runs, with a prefetch) */
 };
 
+/* The store SESSION's commands run on (its server's). */
+static inline struct store *store_of(struct resp_session *session) {
+    return session->server->environment.store;
+}
+
 /* Redis's error for a command on a key holding another type of value. */
 #define RESP_WRONGTYPE "WRONGTYPE Operation against a key holding the wrong kind of value"
 

@@ -9,10 +9,6 @@
 
 #include <string.h>
 
-static struct store *store_of(struct resp_session *session) {
-    return session->server->environment.store;
-}
-
 void command_del(struct resp_session *session, const struct resp_request *request) {
     int64_t removed = 0;
     for (size_t i = 1; i < request->argc; i++) {

@@ -42,10 +42,6 @@
 /* Times a change is tried again when another client changed the list meanwhile. */
 #define UPDATE_ATTEMPTS 100
 
-static struct store *store_of(struct resp_session *session) {
-    return session->server->environment.store;
-}
-
 /* Makes room for COUNT elements at position AT (0 to list->count), moving the ones from
  * AT on towards the tail; the caller fills them. Returns false when out of memory. */
 static bool list_open(struct list_elements *list, size_t at, size_t count) {

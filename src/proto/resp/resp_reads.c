@@ -15,10 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static struct store *store_of(struct resp_session *session) {
-    return session->server->environment.store;
-}
-
 /* ---- reading values ------------------------------------------------------------- */
 
 /* Releases what the slots still hold and frees READS (unless it is the session's). */

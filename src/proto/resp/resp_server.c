@@ -50,10 +50,6 @@ struct metric_group resp_metrics = {
     .histograms = resp_histogram_definitions,
 };
 
-static struct store *store_of(struct resp_session *session) {
-    return session->server->environment.store;
-}
-
 void reply_unknown_subcommand(struct resp_session *session, const struct resp_request *request,
                               const char *name) {
     char subcommand[129];

@@ -59,10 +59,6 @@ struct set_members {
     size_t index_size; /* slots, a power of two, or 0 */
 };
 
-static struct store *store_of(struct resp_session *session) {
-    return session->server->environment.store;
-}
-
 static bool members_grow(struct set_members *set, size_t wanted) {
     if (wanted > UINT32_MAX - 1) return false; /* the encoding counts in 32 bits */
     return array_grow((void **)&set->members, &set->capacity, wanted, sizeof(*set->members));

@@ -11,10 +11,6 @@
 /* Read-modify-write commands retry when another client changed the key meanwhile. */
 #define UPDATE_ATTEMPTS 1000
 
-static struct store *store_of(struct resp_session *session) {
-    return session->server->environment.store;
-}
-
 /* Converts an expiry argument into an absolute time in milliseconds. UNIT is 1000 for
  * seconds and 1 for milliseconds; ABSOLUTE for EXAT/PXAT. The value must be positive.
  * Replies with an error and returns false when it is not a valid expiry. */

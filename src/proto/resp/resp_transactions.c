@@ -24,10 +24,6 @@
  * a comparison on every WATCH of another key). */
 #define WATCH_MAX_KEYS 10000
 
-static struct store *store_of(struct resp_session *session) {
-    return session->server->environment.store;
-}
-
 /* The bound on a transaction's queued arguments and on its watched keys' bytes: the
  * largest request a connection may send (max-request). */
 static uint64_t byte_limit(struct resp_session *session) {

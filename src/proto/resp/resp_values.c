@@ -16,10 +16,6 @@
 #define UPDATE_ATTEMPTS    100
 #define CONTENDED_ATTEMPTS 8
 
-static struct store *store_of(struct resp_session *session) {
-    return session->server->environment.store;
-}
-
 bool resp_value_in_dram(struct resp_session *session, const struct resp_request *request,
                         size_t key_index) {
     return resp_prefetch_key(session, request, key_index, true) == PREFETCH_READY;
