@@ -655,9 +655,9 @@ enum store_status store_edit_in_place(struct store *store, const void *key, size
     return edit_in_place(store, key, key_length, type, edit, context, false);
 }
 
-enum store_status store_overwrite_in_place(struct store *store, const void *key,
-                                           size_t key_length, enum store_type type,
-                                           store_edit_fn edit, void *context) {
+enum store_status store_overwrite_in_place(struct store *store, const void *key, size_t key_length,
+                                           enum store_type type, store_edit_fn edit,
+                                           void *context) {
     return edit_in_place(store, key, key_length, type, edit, context, true);
 }
 

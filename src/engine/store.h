@@ -375,9 +375,8 @@ enum store_status store_edit_in_place(struct store *store, const void *key, size
  * leave *LENGTH as it is (it declines a change that would not keep the length). For
  * changes that often keep a value's length: a hash field set to a value as long as the
  * one it had. */
-enum store_status store_overwrite_in_place(struct store *store, const void *key,
-                                           size_t key_length, enum store_type type,
-                                           store_edit_fn edit, void *context);
+enum store_status store_overwrite_in_place(struct store *store, const void *key, size_t key_length,
+                                           enum store_type type, store_edit_fn edit, void *context);
 
 /* Removes KEY only if it still holds EXPECTED (a DRAM item the caller holds a reference
  * to). Returns STORE_OK or STORE_CONDITION_FAILED. (HDEL of a hash's last field.) */

@@ -209,6 +209,81 @@ def test_concurrent_increments_lose_nothing(start_server):
                for n in range(threads))
 
 
+def test_overwrites_of_the_same_length(server, client):
+    """HSET and HMSET that give existing fields values of the old values' lengths change
+    the hash in place; every other change takes the rewriting path. Either way replies,
+    values, the expiry and WATCH are as Redis's."""
+    client.hset("h", mapping={"a": "1111", "b": "2222", "c": "x"})
+    assert client.hset("h", "a", "9999") == 0
+    assert client.hset("h", mapping={"b": "8888", "c": "y"}) == 0
+    assert client.hmset("h", {"a": "7777"}) is True
+    assert client.execute_command("HSET", "h", "a", "5555", "a", "6666") == 0  # the last wins
+    assert client.hgetall("h") == {b"a": b"6666", b"b": b"8888", b"c": b"y"}
+    assert client.hset("h", "a", "shorter") == 0  # another length: rewritten
+    assert client.hset("h", mapping={"b": "1234", "new": "v"}) == 1  # a new field too
+    assert client.hgetall("h") == {b"a": b"shorter", b"b": b"1234", b"c": b"y", b"new": b"v"}
+    assert client.hlen("h") == 4
+    # The expiry stays.
+    client.expire("h", 100)
+    assert client.hset("h", "b", "4321") == 0
+    assert 0 < client.ttl("h") <= 100
+    # A write in place fails a transaction watching the key.
+    with client.pipeline() as pipe:
+        pipe.watch("h")
+        other = server.client()
+        assert other.hset("h", "b", "5678") == 0
+        other.close()
+        pipe.multi()
+        pipe.hget("h", "b")
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+    # A hash large enough for a value block of its own.
+    big = {f"field:{i:05d}": f"{i:08d}" for i in range(2000)}
+    client.hset("big", mapping=big)
+    update = {f"field:{i:05d}": f"{i + 1:08d}" for i in range(0, 2000, 7)}
+    assert client.hset("big", mapping=update) == 0
+    big.update(update)
+    assert client.hgetall("big") == {k.encode(): v.encode() for k, v in big.items()}
+    client.set("string", "v")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        client.hset("string", "a", "b")
+
+
+def test_overwrites_in_place_never_show_a_torn_value(start_server):
+    """Writers overwrite fixed-width fields while readers read the whole hash: every value
+    a reader sees is one some writer wrote, whole."""
+    server = start_server("--threads", "2")
+    fields, rounds = 20, 300 if SLOW == 1 else 60
+    server.client().hset("features", mapping={f"f{i:02d}": "w0-000000" for i in range(fields)})
+    failures = []
+
+    def write(number):
+        connection = server.client()
+        for n in range(rounds):
+            connection.hset("features", mapping={f"f{i:02d}": f"w{number}-{n:06d}"
+                                                  for i in range(0, fields, 1 + number)})
+        connection.close()
+
+    def read():
+        connection = server.client()
+        for _ in range(rounds):
+            values = connection.hgetall("features")
+            if len(values) != fields or any(
+                    len(v) != 9 or not v.startswith(b"w") or v[2:3] != b"-" for v in values.values()):
+                failures.append(values)
+        connection.close()
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(3)]
+    threads += [threading.Thread(target=read) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60 * SLOW)
+    assert failures == []
+    final = server.client().hgetall("features")
+    assert final[b"f00"] in {f"w{n}-{rounds - 1:06d}".encode() for n in range(3)}
+
+
 def test_hashes_move_to_flash_whole_and_survive_restart_and_crash(start_server):
     """32 MiB of DRAM, about 64 MiB of hashes and 8 MiB of strings: hashes move to flash
     whole and come back on their next command, with their type; a clean restart (the

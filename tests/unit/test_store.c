@@ -1049,6 +1049,71 @@ static void test_edit_in_place(void) {
     store_destroy(store);
 }
 
+/* An overwrite for the test: sets the value's bytes to edit->text (its length) when the
+ * value is that long, else declines. */
+struct test_overwrite {
+    const char *text;
+    uint64_t capacity_seen;
+    int calls;
+};
+
+static bool test_overwrite_fn(void *context, unsigned char *value, uint64_t *length,
+                              uint64_t capacity) {
+    struct test_overwrite *overwrite = context;
+    overwrite->calls++;
+    overwrite->capacity_seen = capacity;
+    if (*length != strlen(overwrite->text)) return false;
+    memcpy(value, overwrite->text, (size_t)*length);
+    return true;
+}
+
+/* store_overwrite_in_place(): also for a value held in its item (capacity = its length),
+ * in place only when nobody else holds the item; keeps the type and the expiry, bumps
+ * the WATCH version. */
+static void test_overwrite_in_place(void) {
+    struct store *store = make_store(64ULL << 20);
+    REQUIRE(store != NULL);
+    struct test_overwrite overwrite = {.text = "wxyz"};
+    CHECK(store_overwrite_in_place(store, "h", 1, STORE_TYPE_HASH, test_overwrite_fn, &overwrite) ==
+          STORE_NOT_FOUND);
+    CHECK(store_replace_if_unchanged(store, "h", 1, NULL, "abcd", 4, false, STORE_TYPE_HASH) ==
+          STORE_OK);
+    CHECK(store_edit_in_place(store, "h", 1, STORE_TYPE_HASH, test_overwrite_fn, &overwrite) ==
+          STORE_CONDITION_FAILED); /* inline: only for an overwrite */
+    CHECK(overwrite.calls == 0);
+    int64_t later = clock_realtime_ms() + 100000;
+    CHECK(store_set_expiry(store, "h", 1, later, STORE_EXPIRY_ALWAYS, NULL) == STORE_OK);
+    uint32_t version_before = 0, version_after = 0;
+    CHECK(store_key_version(store, "h", 1, &version_before));
+    CHECK(store_overwrite_in_place(store, "h", 1, STORE_TYPE_HASH, test_overwrite_fn, &overwrite) ==
+          STORE_OK);
+    CHECK(overwrite.capacity_seen == 4);
+    CHECK(store_key_version(store, "h", 1, &version_after) && version_after != version_before);
+    struct item *item;
+    REQUIRE(store_get_typed(store, "h", 1, STORE_TYPE_HASH, &item) == STORE_OK);
+    CHECK(item_value_length(item) == 4 && memcmp(item_value(item), "wxyz", 4) == 0);
+    /* Held by a reader: not in place, and the reader's bytes stay. */
+    overwrite.text = "0123";
+    int calls = overwrite.calls;
+    CHECK(store_overwrite_in_place(store, "h", 1, STORE_TYPE_HASH, test_overwrite_fn, &overwrite) ==
+          STORE_CONDITION_FAILED);
+    CHECK(overwrite.calls == calls);
+    CHECK(memcmp(item_value(item), "wxyz", 4) == 0);
+    item_release(item);
+    /* Declined (another length): nothing changes. */
+    overwrite.text = "longer";
+    CHECK(store_overwrite_in_place(store, "h", 1, STORE_TYPE_HASH, test_overwrite_fn, &overwrite) ==
+          STORE_CONDITION_FAILED);
+    REQUIRE(store_get_typed(store, "h", 1, STORE_TYPE_HASH, &item) == STORE_OK);
+    CHECK(memcmp(item_value(item), "wxyz", 4) == 0);
+    item_release(item);
+    int64_t expire_at = 0;
+    CHECK(store_get_expiry(store, "h", 1, &expire_at) == STORE_OK && expire_at == later);
+    CHECK(store_overwrite_in_place(store, "h", 1, STORE_TYPE_LIST, test_overwrite_fn, &overwrite) ==
+          STORE_WRONG_TYPE);
+    store_destroy(store);
+}
+
 int main(void) {
     fprintf(stderr, "test_store\n");
     RUN_TEST(test_set_get_delete);
@@ -1068,6 +1133,7 @@ int main(void) {
     RUN_TEST(test_prefetch);
     RUN_TEST(test_value_types);
     RUN_TEST(test_edit_in_place);
+    RUN_TEST(test_overwrite_in_place);
     metrics_teardown();
     return test_main_result();
 }

@@ -20,7 +20,10 @@
  * stores and agent state (Redis keeps hashes of up to 128 fields in a flat listpack for
  * the same reason), slow for hashes of many thousands of fields. A change is a
  * compare-and-swap (resp_value_update()), so concurrent changes to one hash never lose
- * one another. */
+ * one another. The exception is HSET or HMSET giving fields the hash has values as long
+ * as their old ones (fixed-width features, counters of a steady width): those overwrite
+ * the stored bytes in place under the key's shard lock (overwrite_in_place()), when no
+ * reader holds the value, with no decoding, copying or allocation. */
 #include "base/array.h"
 #include "base/byte_buffer.h"
 #include "base/clock.h"
@@ -531,8 +534,8 @@ static bool pairs_ok(struct resp_session *session, const struct resp_request *re
 /* Where the value of FIELD (FIELD_LENGTH bytes) lies in the COUNT fields of a version-2
  * hash that start at START and end at END: sets *VALUE and *VALUE_LENGTH and returns
  * true, or returns false when the field is not there (or the bytes are damaged). */
-static bool find_stored_value(const unsigned char *start, const unsigned char *end,
-                              uint32_t count, const unsigned char *field, uint64_t field_length,
+static bool find_stored_value(const unsigned char *start, const unsigned char *end, uint32_t count,
+                              const unsigned char *field, uint64_t field_length,
                               const unsigned char **value, uint32_t *value_length) {
     const unsigned char *at = start;
     for (uint32_t i = 0; i < count; i++) {
@@ -564,8 +567,8 @@ static bool edit_overwrite(void *context, unsigned char *data, uint64_t *length,
         for (size_t i = 2; i + 1 < request->argc; i += 2) {
             const unsigned char *value;
             uint32_t value_length;
-            if (!find_stored_value(start, end, count, request->argv[i], request->lengths[i],
-                                   &value, &value_length) ||
+            if (!find_stored_value(start, end, count, request->argv[i], request->lengths[i], &value,
+                                   &value_length) ||
                 value_length != request->lengths[i + 1]) {
                 return false; /* (found in the first pass, so in the second) */
             }
