@@ -519,7 +519,8 @@ static bool push_in_place(struct resp_session *session, const struct resp_reques
 static void push(struct resp_session *session, const struct resp_request *request, bool left,
                  bool only_if_exists) {
     if (!lengths_fit(session, request, 2)) return;
-    if (!in_dram(session, request) || push_in_place(session, request, left)) return;
+    /* In place first: a list in DRAM needs no prefetch (nor its hold). */
+    if (push_in_place(session, request, left) || !in_dram(session, request)) return;
     struct list_change arguments = {.left = left, .only_if_exists = only_if_exists};
     update_list(session, request, &arguments, edit_push, reply_change_integer);
 }
@@ -639,7 +640,7 @@ static void pop(struct resp_session *session, const struct resp_request *request
             return;
         }
     }
-    if (!in_dram(session, request) || pop_in_place(session, request, &arguments)) return;
+    if (pop_in_place(session, request, &arguments) || !in_dram(session, request)) return;
     update_list(session, request, &arguments, edit_pop, reply_popped);
 }
 
