@@ -614,6 +614,11 @@ def test_long_stream_appends_in_place(client):
         entries.append((parse_id(reply), fields_of(i)))
     assert [e[0] for e in entries] == sorted(set(e[0] for e in entries))
     assert_stream_is(client, "long", entries, LONG, entries[-1][0])
+    # XREAD after the last id (read from the header) and after the one before it.
+    last, before_last = ("%d-%d" % e[0] for e in (entries[-1], entries[-2]))
+    assert client.xread({"long": last}) == [] and client.xread({"long": "$"}, count=5) == []
+    assert client.xread({"long": before_last}, count=5) == [[b"long", [(last.encode(),
+                                                                        entries[-1][1])]]]
     assert [parse_id(i) for i, _ in delivered] == [e[0] for e in entries[:10]]
     assert client.xpending("long", "g")["pending"] == 10
     group = client.xinfo_groups("long")[0]

@@ -56,14 +56,15 @@
  * more than IN_PLACE_TRIM_WALK entries) XADD appends to a copy of the value by the same
  * code and stores it with room to grow (resp_value_update(), with_room), so that the
  * next append is in place again; a version-1 value or an error goes through a whole
- * decode. XLEN reads the header. Other commands decode the whole value and a change
- * encodes it again, so their time grows with the stream's size: right for agents' event
- * histories (thousands of entries, trimmed with MAXLEN or MINID), slow for streams of
- * millions. A change is a compare-and-swap (resp_value_update()), so concurrent changes
- * never lose one another. XREADGROUP with `>` changes its group's pending list, so it is
- * a write, as in Redis; with several keys it changes each in turn (all checked first),
- * so the keys are not changed atomically together. A stream stays when its last entry
- * goes, as in Redis.
+ * decode. XLEN reads the header, and so does XREAD for a stream with nothing after the
+ * id asked (`$`, or a reader that has caught up: what a blocked XREAD checks when woken).
+ * Other commands decode the whole value and a change encodes it again, so their time
+ * grows with the stream's size: right for agents' event histories (thousands of
+ * entries, trimmed with MAXLEN or MINID), slow for streams of millions. A change is a
+ * compare-and-swap (resp_value_update()), so concurrent changes never lose one another.
+ * XREADGROUP with `>` changes its group's pending list, so it is a write, as in Redis;
+ * with several keys it changes each in turn (all checked first), so the keys are not
+ * changed atomically together. A stream stays when its last entry goes, as in Redis.
  *
  * XREAD BLOCK and XREADGROUP BLOCK wait through resp_block() (resp_blocking.c): XREAD
  * runs again with `$` replaced by the last id it saw; a group read with `>` simply runs
@@ -821,10 +822,19 @@ static void reply_decode_error(struct resp_session *session, enum decode_result 
 /* Reads the stream at argument KEY_INDEX into *STREAM (views into *ITEM, which the caller
  * releases; NULL and an empty stream when the key is absent). Returns false after
  * replying the error (WRONGTYPE, a damaged value, no memory). */
+static bool decode_item(struct resp_session *session, struct item **item, struct stream *stream);
+
 static bool read_stream(struct resp_session *session, const struct resp_request *request,
                         size_t key_index, struct item **item, struct stream *stream) {
     *stream = (struct stream){0};
     if (!resp_value_read(session, request, key_index, STORE_TYPE_STREAM, item)) return false;
+    return decode_item(session, item, stream);
+}
+
+/* Decodes *ITEM (a stream read by resp_value_read(), or NULL: STREAM stays empty) into
+ * STREAM (empty on entry; views into *ITEM). Returns false after releasing *ITEM (then
+ * NULL) and replying the error. */
+static bool decode_item(struct resp_session *session, struct item **item, struct stream *stream) {
     if (*item == NULL) return true;
     enum decode_result decoded = stream_decode(item_value(*item), item_value_length(*item), stream);
     if (decoded == DECODED) return true;
@@ -833,6 +843,15 @@ static bool read_stream(struct resp_session *session, const struct resp_request 
     stream_free(stream);
     reply_decode_error(session, decoded);
     return false;
+}
+
+/* The last id in ITEM's header when it holds a version-2 stream: true and *LAST_ID. */
+static bool header_last_id(const struct item *item, struct stream_id *last_id) {
+    const unsigned char *value = item_value(item);
+    if (item_value_length(item) < STREAM_HEADER_SIZE || value[0] != STREAM_VERSION_2) return false;
+    last_id->ms = strata_load64(value + HEADER_LAST_ID);
+    last_id->seq = strata_load64(value + HEADER_LAST_ID + 8);
+    return true;
 }
 
 static void done_reading(struct item *item, struct stream *stream) {
@@ -1051,15 +1070,26 @@ void command_xread(struct resp_session *session, const struct resp_request *requ
     bool failed = false;
     for (; read < keys && !failed; read++) {
         size_t key = options.streams + read, id_index = key + keys;
-        if (!read_stream(session, request, key, &items[read], &streams[read])) {
+        bool dollar = argument_equals(request, id_index, "$");
+        if (!dollar) argument_id(session, request, id_index, &after[read]); /* checked above */
+        if (!resp_value_read(session, request, key, STORE_TYPE_STREAM, &items[read])) {
             failed = true;
             break;
         }
-        if (argument_equals(request, id_index, "$")) {
-            after[read] = streams[read].last_id;
-        } else {
-            argument_id(session, request, id_index, &after[read]); /* checked above */
+        /* Nothing after the last id (`$`, or a reader caught up): the header says so, and
+         * the stream is not decoded. */
+        struct stream_id last_id;
+        if (items[read] != NULL && header_last_id(items[read], &last_id) &&
+            (dollar || id_compare(after[read], last_id) >= 0)) {
+            streams[read].last_id = last_id;
+            if (dollar) after[read] = last_id;
+            continue;
         }
+        if (!decode_item(session, &items[read], &streams[read])) {
+            failed = true;
+            break;
+        }
+        if (dollar) after[read] = streams[read].last_id;
         const struct stream_entry *last = last_live(&streams[read]);
         if (last != NULL && id_compare(last->id, after[read]) > 0) served++;
     }
