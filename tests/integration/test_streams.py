@@ -564,8 +564,25 @@ def assert_stream_is(client, key, entries, added, last_id):
     for (got_id, got_fields), (want_id, want_fields) in zip(got, entries):
         assert parse_id(got_id) == want_id and got_fields == want_fields, (got_id, want_id)
     assert client.xlen(key) == len(entries)
-    tail = client.xrevrange(key, count=3)
-    assert [parse_id(i) for i, _ in tail] == [e[0] for e in entries[::-1][:3]]
+    def model(reply):
+        return [(parse_id(i), fields) for i, fields in reply]
+
+    # Ranges with COUNT (walked from the header, not decoded): the head, the tail, around
+    # the middle, exclusive bounds, a range past the end.
+    assert model(client.xrevrange(key, count=3)) == entries[::-1][:3]
+    assert model(client.xrange(key, count=5)) == entries[:5]
+    if entries:
+        middle = len(entries) // 2
+        at = "%d-%d" % entries[middle][0]
+        assert model(client.xrange(key, min=at, count=7)) == entries[middle:middle + 7]
+        assert model(client.xrevrange(key, max=at, count=7)) == \
+            entries[max(0, middle - 6):middle + 1][::-1]
+        assert model(client.xrange(key, min="(" + at, count=2)) == entries[middle + 1:middle + 3]
+        low = "%d-%d" % entries[max(0, middle - 3)][0]
+        assert model(client.xrevrange(key, max="(" + at, min=low, count=10)) == \
+            entries[max(0, middle - 3):middle][::-1]
+        assert client.xrange(key, min="%d-%d" % (entries[-1][0][0] + 1, 0), count=3) == []
+        assert client.xrevrange(key, max=low, min=at, count=3) == []  # start after end
     info = client.xinfo_stream(key)
     assert info["length"] == len(entries)
     assert info["entries-added"] == added

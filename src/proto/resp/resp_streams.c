@@ -58,6 +58,8 @@
  * next append is in place again; a version-1 value or an error goes through a whole
  * decode. XLEN reads the header, and so does XREAD for a stream with nothing after the
  * id asked (`$`, or a reader that has caught up: what a blocked XREAD checks when woken).
+ * XRANGE and XREVRANGE with COUNT walk the entries' headers from the head instead of
+ * decoding (range_by_walk()): XRANGE stops after COUNT entries, XREVRANGE at its end id.
  * Other commands decode the whole value and a change encodes it again, so their time
  * grows with the stream's size: right for agents' event histories (thousands of
  * entries, trimmed with MAXLEN or MINID), slow for streams of millions. A change is a
@@ -885,6 +887,10 @@ void command_xlen(struct resp_session *session, const struct resp_request *reque
     done_reading(item, &stream);
 }
 
+static bool range_by_walk(struct resp_session *session, const struct item *item,
+                          struct stream_id start, struct stream_id end, uint64_t count,
+                          bool reverse);
+
 /* XRANGE key start end [COUNT n] and XREVRANGE key end start [COUNT n]. */
 static void range_command(struct resp_session *session, const struct resp_request *request,
                           bool reverse) {
@@ -903,10 +909,16 @@ static void range_command(struct resp_session *session, const struct resp_reques
         }
     }
     struct item *item;
-    struct stream stream;
+    struct stream stream = {0};
     if (!resp_value_in_dram(session, request, 1) ||
-        !read_stream(session, request, 1, &item, &stream))
+        !resp_value_read(session, request, 1, STORE_TYPE_STREAM, &item))
         return;
+    if (item != NULL && count > 0 &&
+        range_by_walk(session, item, start, end, (uint64_t)count, reverse)) {
+        item_release(item);
+        return;
+    }
+    if (!decode_item(session, &item, &stream)) return;
     if (count == 0 && item != NULL) {
         reply_null_array(session); /* as Redis 7.0 for COUNT 0 on a stream */
         done_reading(item, &stream);
@@ -2245,6 +2257,74 @@ static bool edit_add_in_place(void *context, unsigned char *value, uint64_t *len
     *length = size;
     edit->id = id;
     edit->outcome = ADD_APPENDED;
+    return true;
+}
+
+/* XRANGE (or, REVERSE, XREVRANGE) from START to END (inclusive) with COUNT (> 0) on
+ * ITEM, a version-2 stream, without decoding it: walks the entries' headers from the
+ * head, up to END (forwards: up to the COUNT-th match), keeping the offsets of the last
+ * COUNT matches, and replies those entries. Returns false, having replied nothing, when
+ * it cannot (version 1, damaged, out of memory): decode the stream instead. */
+static bool range_by_walk(struct resp_session *session, const struct item *item,
+                          struct stream_id start, struct stream_id end, uint64_t count,
+                          bool reverse) {
+    const unsigned char *value = item_value(item);
+    uint64_t size = item_value_length(item);
+    if (size < STREAM_HEADER_SIZE || value[0] != STREAM_VERSION_2) return false;
+    uint32_t stored = strata_load32(value + HEADER_COUNT);
+    uint64_t entries_length = strata_load64(value + HEADER_ENTRIES_LENGTH);
+    if (entries_length > size - STREAM_HEADER_SIZE) return false;
+    uint64_t kept = count < stored ? count : stored;
+    if (kept == 0) {
+        reply_array(session, 0);
+        return true;
+    }
+    uint64_t *offsets = malloc((size_t)kept * sizeof(*offsets));
+    if (offsets == NULL) return false;
+    struct entry_walk walk = {
+        value, STREAM_HEADER_SIZE, STREAM_HEADER_SIZE + entries_length, 0, stored, {0, 0}};
+    uint64_t found = 0;
+    bool damaged = false; /* the decode replies the error */
+    while (id_compare(start, end) <= 0 && walk.index < stored) {
+        struct stream_id id;
+        uint64_t at = walk.at;
+        if (!walk_id(&walk, &id)) {
+            damaged = true;
+            break;
+        }
+        if (id_compare(id, end) > 0) break;
+        if (!walk_next(&walk)) {
+            damaged = true;
+            break;
+        }
+        if (id_compare(id, start) < 0) continue;
+        if (!strings_valid(value + at + ENTRY_HEADER_SIZE, strata_load32(value + at + 20),
+                           strata_load32(value + at + 16))) {
+            damaged = true;
+            break;
+        }
+        offsets[found % kept] = at;
+        found++;
+        if (!reverse && found == kept) break;
+    }
+    if (damaged) {
+        free(offsets);
+        return false;
+    }
+    uint64_t replied = found < kept ? found : kept;
+    reply_array(session, replied);
+    for (uint64_t i = 0; i < replied; i++) {
+        /* Forwards the walk stopped at the COUNT-th match: the offsets are in order. */
+        uint64_t at = offsets[reverse ? (found - 1 - i) % kept : i];
+        struct stream_entry entry = {
+            .id = {strata_load64(value + at), strata_load64(value + at + 8)},
+            .strings = value + at + ENTRY_HEADER_SIZE,
+            .count = strata_load32(value + at + 16),
+            .length = strata_load32(value + at + 20),
+        };
+        reply_entry(session, &entry);
+    }
+    free(offsets);
     return true;
 }
 
