@@ -794,3 +794,42 @@ def test_long_stream_survives_flash_and_restart(start_server):
         assert_stream_is(connection, "kept", entries, count + 2_000, entries[-1][0])
     finally:
         again.stop()
+
+
+def test_long_stream_concurrent_appenders(start_server):
+    """4 connections on 2 workers append pipelined to one long stream at once: appends in
+    place, rewrites with room and lost races (which go back to appending in place) lose
+    no entry and keep each connection's order."""
+    server = start_server("--threads", "2")
+    writers, each = 4, LONG // 8
+    failures = []
+
+    def produce(number):
+        connection = server.client()
+        try:
+            for first in range(0, each, BATCH):
+                with connection.pipeline(transaction=False) as pipe:
+                    for i in range(first, min(first + BATCH, each)):
+                        pipe.xadd("shared", {"w": str(number), "i": str(i), "pad": "p" * (i % 50)})
+                    pipe.execute()
+        except Exception as error:  # reported below
+            failures.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=produce, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120 * SLOW)
+    assert failures == []
+    client = server.client()
+    entries = client.xrange("shared")
+    assert len(entries) == writers * each == client.xlen("shared")
+    ids = [parse_id(i) for i, _ in entries]
+    assert ids == sorted(set(ids))
+    seen = {}
+    for _, fields in entries:
+        seen.setdefault(fields[b"w"], []).append(int(fields[b"i"]))
+    assert all(order == list(range(each)) for order in seen.values()) and len(seen) == writers
+    assert client.xinfo_stream("shared")["entries-added"] == writers * each

@@ -55,9 +55,10 @@
  * with a copy on flash, without room, a version-1 value, an error to reply, a trim of
  * more than IN_PLACE_TRIM_WALK entries) XADD appends to a copy of the value by the same
  * code and stores it with room to grow (resp_value_update(), with_room), so that the
- * next append is in place again; a version-1 value or an error goes through a whole
- * decode. XLEN reads the header, and so does XREAD for a stream with nothing after the
- * id asked (`$`, or a reader that has caught up: what a blocked XREAD checks when woken).
+ * next append is in place again (a rewrite that loses its race goes back to the in-place
+ * append, so two writers never take turns copying); a version-1 value or an error goes
+ * through a whole decode. XLEN reads the header, and so does XREAD for a stream with nothing after
+ * the id asked (`$`, or a reader that has caught up: what a blocked XREAD checks when woken).
  * XRANGE and XREVRANGE with COUNT walk the entries' headers from the head instead of
  * decoding (range_by_walk()): XRANGE stops after COUNT entries, XREVRANGE at its end id.
  * Other commands decode the whole value and a change encodes it again, so their time
@@ -1652,6 +1653,11 @@ struct stream_change {
     size_t list_count, list_capacity;
     struct stream_id *deleted; /* XAUTOCLAIM's ids of deleted entries */
     size_t deleted_count, deleted_capacity;
+    /* XADD: after a lost compare-and-swap, go back to the in-place append (see
+     * command_xadd()) rather than copying the stream again. */
+    unsigned attempts;       /* the attempts started */
+    bool may_retry_in_place; /* set by the caller */
+    bool retry_in_place;     /* set by the edit: nothing replied, try in place again */
 };
 
 static bool answer(struct stream_change *change, int64_t entry, struct stream_id id) {
@@ -1669,9 +1675,16 @@ static void change_reset(struct stream_change *change) {
     stream_edit_fn edit = change->edit;
     stream_reply_fn reply = change->reply;
     void *arguments = change->arguments;
-    bool stored = change->stored;
-    *change = (struct stream_change){
-        .edit = edit, .reply = reply, .arguments = arguments, .stored = stored};
+    bool stored = change->stored, may_retry_in_place = change->may_retry_in_place;
+    bool retry_in_place = change->retry_in_place;
+    unsigned attempts = change->attempts;
+    *change = (struct stream_change){.edit = edit,
+                                     .reply = reply,
+                                     .arguments = arguments,
+                                     .stored = stored,
+                                     .attempts = attempts,
+                                     .may_retry_in_place = may_retry_in_place,
+                                     .retry_in_place = retry_in_place};
 }
 
 /* The trimming of XADD and XTRIM. */
@@ -1709,6 +1722,13 @@ static bool stream_update_edit(struct resp_session *session, const struct resp_r
     change->exists = value->exists;
     if (change->edit == edit_add) {
         value->with_room = true; /* so that the next XADD appends in place */
+        if (change->attempts++ > 0 && change->may_retry_in_place && value->exists) {
+            /* Another change was stored meanwhile, most likely with room: back to the
+             * in-place append (command_xadd()). Returns false with nothing replied (and
+             * nothing stored), which only command_xadd() expects. */
+            change->retry_in_place = true;
+            return false;
+        }
         if (value->exists && append_copy(request, value, change)) return true;
         value->encoded.length = 0;
     }
@@ -2008,7 +2028,8 @@ static enum idmp_check idmp_check(struct resp_session *session, const struct str
 
 /* ---- XADD in place (version 2) ---------------------------------------------------------- */
 
-#define IN_PLACE_TRIM_WALK 1024 /* head entries an append under the shard lock may trim */
+#define IN_PLACE_TRIM_WALK  1024 /* head entries an append under the shard lock may trim */
+#define ADD_IN_PLACE_ROUNDS 16   /* XADD's returns to the in-place append (command_xadd()) */
 
 /* What edit_add_in_place() takes and finds. */
 struct add_edit {
@@ -2468,9 +2489,22 @@ void command_xadd(struct resp_session *session, const struct resp_request *reque
         reply_error(session, "ERR The ID specified in XADD must be greater than 0-0");
         return;
     }
-    if (!resp_value_in_dram(session, request, 1) || add_in_place(session, request, &arguments))
-        return;
-    update_stream(session, request, 1, edit_add, reply_added, &arguments);
+    if (!resp_value_in_dram(session, request, 1)) return;
+    /* In place when it can; else a rewrite with room, but a rewrite that loses its race
+     * goes back to the in-place append: another writer's rewrite, which made it wait,
+     * has left room (two writers that took turns copying a long stream would otherwise
+     * keep each other from ever appending in place). */
+    for (int round = 0;; round++) {
+        if (add_in_place(session, request, &arguments)) return;
+        struct stream_change change = {.edit = edit_add,
+                                       .reply = reply_added,
+                                       .arguments = &arguments,
+                                       .may_retry_in_place = round < ADD_IN_PLACE_ROUNDS};
+        resp_value_update(session, request, 1, &stream_ops, &change);
+        bool again = change.retry_in_place;
+        change_reset(&change);
+        if (!again) return;
+    }
 }
 
 static bool edit_trim(struct resp_session *session, const struct resp_request *request,
