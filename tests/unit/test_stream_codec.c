@@ -121,7 +121,7 @@ static void test_version_1_reads_and_becomes_version_2(void) {
     const uint64_t lengths[] = {4, 1, 1, 1, 1};
     struct resp_request request = {5, argv, lengths};
     struct add_arguments arguments = {.id_index = 2};
-    struct add_edit edit = {&request, &arguments, 100, UINT64_MAX, ADD_DECLINED, {0, 0}};
+    struct add_edit edit = {&request, &arguments, 100, UINT64_MAX, ADD_DECLINED, {0, 0}, false};
     unsigned char copy[1024];
     REQUIRE(v1.length < sizeof(copy));
     memcpy(copy, v1.data, v1.length);
@@ -160,7 +160,7 @@ static bool add(unsigned char *value, uint64_t *length, uint64_t capacity, const
         arguments.id_given = arguments.seq_given = true;
         arguments.id = *given;
     }
-    *edit = (struct add_edit){&request, &arguments, 1000, UINT64_MAX, ADD_DECLINED, {0, 0}};
+    *edit = (struct add_edit){&request, &arguments, 1000, UINT64_MAX, ADD_DECLINED, {0, 0}, false};
     return edit_add_in_place(edit, value, length, capacity);
 }
 

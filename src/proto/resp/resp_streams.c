@@ -86,6 +86,7 @@
 #include "strata_protocol.h"
 
 #include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1657,6 +1658,8 @@ struct stream_change {
      * command_xadd()) rather than copying the stream again. */
     unsigned attempts;       /* the attempts started */
     bool may_retry_in_place; /* set by the caller */
+    bool wait_for_holder;    /* set by the caller: the in-place edit did not run, and it
+                                may wait for whoever held the value for a moment */
     bool retry_in_place;     /* set by the edit: nothing replied, try in place again */
 };
 
@@ -1676,7 +1679,7 @@ static void change_reset(struct stream_change *change) {
     stream_reply_fn reply = change->reply;
     void *arguments = change->arguments;
     bool stored = change->stored, may_retry_in_place = change->may_retry_in_place;
-    bool retry_in_place = change->retry_in_place;
+    bool retry_in_place = change->retry_in_place, wait_for_holder = change->wait_for_holder;
     unsigned attempts = change->attempts;
     *change = (struct stream_change){.edit = edit,
                                      .reply = reply,
@@ -1684,6 +1687,7 @@ static void change_reset(struct stream_change *change) {
                                      .stored = stored,
                                      .attempts = attempts,
                                      .may_retry_in_place = may_retry_in_place,
+                                     .wait_for_holder = wait_for_holder,
                                      .retry_in_place = retry_in_place};
 }
 
@@ -1722,10 +1726,16 @@ static bool stream_update_edit(struct resp_session *session, const struct resp_r
     change->exists = value->exists;
     if (change->edit == edit_add) {
         value->with_room = true; /* so that the next XADD appends in place */
-        if (change->attempts++ > 0 && change->may_retry_in_place && value->exists) {
-            /* Another change was stored meanwhile, most likely with room: back to the
-             * in-place append (command_xadd()). Returns false with nothing replied (and
-             * nothing stored), which only command_xadd() expects. */
+        /* Back to the in-place append (command_xadd()) when another change was stored
+         * meanwhile (most likely with room), or when the in-place edit did not run on a
+         * value large enough to live in a block: someone held it for a moment (another
+         * worker's look-up before its command). Returns false with nothing replied (and
+         * nothing stored), which only command_xadd() expects. */
+        bool retry = change->attempts > 0
+                         ? change->may_retry_in_place
+                         : change->wait_for_holder && value->length >= STORE_BLOCK_THRESHOLD;
+        change->attempts++;
+        if (retry && value->exists) {
             change->retry_in_place = true;
             return false;
         }
@@ -2028,8 +2038,9 @@ static enum idmp_check idmp_check(struct resp_session *session, const struct str
 
 /* ---- XADD in place (version 2) ---------------------------------------------------------- */
 
-#define IN_PLACE_TRIM_WALK  1024 /* head entries an append under the shard lock may trim */
-#define ADD_IN_PLACE_ROUNDS 16   /* XADD's returns to the in-place append (command_xadd()) */
+#define IN_PLACE_TRIM_WALK   1024 /* head entries an append under the shard lock may trim */
+#define ADD_IN_PLACE_ROUNDS  16   /* XADD's returns to the in-place append (command_xadd()) */
+#define ADD_UNREACHED_ROUNDS 4    /* those when the value was held (the edit did not run) */
 
 /* What edit_add_in_place() takes and finds. */
 struct add_edit {
@@ -2039,6 +2050,7 @@ struct add_edit {
     uint64_t walk_max; /* head entries the trim may walk (UINT64_MAX: any) */
     enum { ADD_DECLINED, ADD_APPENDED, ADD_DUPLICATE } outcome;
     struct stream_id id; /* the appended entry's id, or the duplicate's first id */
+    bool reached;        /* the edit ran */
 };
 
 /* A walk over a version-2 value's entries, from the head, with the entry being added
@@ -2169,6 +2181,7 @@ static bool edit_add_in_place(void *context, unsigned char *value, uint64_t *len
     const struct add_arguments *arguments = edit->arguments;
     const struct resp_request *request = edit->request;
     edit->outcome = ADD_DECLINED;
+    edit->reached = true;
     uint64_t size = *length;
     if (size < STREAM_HEADER_SIZE || value[0] != STREAM_VERSION_2 || capacity < size) return false;
     uint32_t count = strata_load32(value + HEADER_COUNT);
@@ -2393,9 +2406,10 @@ static bool append_copy(const struct resp_request *request, struct resp_value_ch
 /* Tries XADD (ARGUMENTS) on the stream at argument 1 in place (store_edit_in_place()).
  * Returns true when it is over (appended or a duplicate, and replied; or WRONGTYPE
  * replied), false when the command must take the read-modify-write path (the key is
- * absent, the value cannot change in place, or an error is to be replied). */
+ * absent, the value cannot change in place, or an error is to be replied). *REACHED
+ * tells whether the edit ran (false: absent, small, held by someone, on flash). */
 static bool add_in_place(struct resp_session *session, const struct resp_request *request,
-                         const struct add_arguments *arguments) {
+                         const struct add_arguments *arguments, bool *reached) {
     struct add_edit edit = {.request = request,
                             .arguments = arguments,
                             .now_ms = now_ms(),
@@ -2405,6 +2419,7 @@ static bool add_in_place(struct resp_session *session, const struct resp_request
     size_t key_length = (size_t)request->lengths[1];
     enum store_status status = store_edit_in_place(store_of(session), key, key_length,
                                                    STORE_TYPE_STREAM, edit_add_in_place, &edit);
+    *reached = edit.reached;
     if (status == STORE_OK) {
         reply_id(session, edit.id);
         resp_blocking_signal(session->server, key, key_length);
@@ -2493,17 +2508,25 @@ void command_xadd(struct resp_session *session, const struct resp_request *reque
     /* In place when it can; else a rewrite with room, but a rewrite that loses its race
      * goes back to the in-place append: another writer's rewrite, which made it wait,
      * has left room (two writers that took turns copying a long stream would otherwise
-     * keep each other from ever appending in place). */
+     * keep each other from ever appending in place). When the value was held for a
+     * moment (another worker's look-up), the in-place append is tried again a few times,
+     * yielding between, before a rewrite. */
+    int unreached = 0;
     for (int round = 0;; round++) {
-        if (add_in_place(session, request, &arguments)) return;
+        bool reached = false;
+        if (add_in_place(session, request, &arguments, &reached)) return;
+        unreached += !reached;
         struct stream_change change = {.edit = edit_add,
                                        .reply = reply_added,
                                        .arguments = &arguments,
-                                       .may_retry_in_place = round < ADD_IN_PLACE_ROUNDS};
+                                       .may_retry_in_place = round < ADD_IN_PLACE_ROUNDS,
+                                       .wait_for_holder =
+                                           !reached && unreached <= ADD_UNREACHED_ROUNDS};
         resp_value_update(session, request, 1, &stream_ops, &change);
         bool again = change.retry_in_place;
         change_reset(&change);
         if (!again) return;
+        if (!reached) sched_yield(); /* let the holder let go */
     }
 }
 
