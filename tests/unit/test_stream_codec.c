@@ -236,7 +236,7 @@ static void test_in_place_appends_stay_canonical(void) {
     before = length;
     CHECK(!add(value, &length, length + 10, NULL, 0, TRIM_NONE, false, 0, (struct stream_id){0, 0},
                NULL, &edit));
-    CHECK(length == before && canonical(value, length));
+    CHECK(length == before && canonical(value, length) && edit.outcome == ADD_NO_ROOM);
     /* A damaged header (entries longer than the value) declines, and does not decode. */
     strata_store64(value + HEADER_ENTRIES_LENGTH, length);
     CHECK(!add(value, &length, capacity, NULL, 0, TRIM_NONE, false, 0, (struct stream_id){0, 0},

@@ -2048,7 +2048,7 @@ struct add_edit {
     const struct add_arguments *arguments;
     uint64_t now_ms;   /* the time `*` takes */
     uint64_t walk_max; /* head entries the trim may walk (UINT64_MAX: any) */
-    enum { ADD_DECLINED, ADD_APPENDED, ADD_DUPLICATE } outcome;
+    enum { ADD_DECLINED, ADD_APPENDED, ADD_DUPLICATE, ADD_NO_ROOM } outcome;
     struct stream_id id; /* the appended entry's id, or the duplicate's first id */
     bool reached;        /* the edit ran */
 };
@@ -2223,7 +2223,10 @@ static bool edit_add_in_place(void *context, unsigned char *value, uint64_t *len
         strings_length += 4 + request->lengths[i];
     if (strings_length > UINT32_MAX) return false;
     uint64_t entry_size = ENTRY_HEADER_SIZE + strings_length;
-    if (capacity - size < entry_size + record_growth) return false;
+    if (capacity - size < entry_size + record_growth) {
+        edit->outcome = ADD_NO_ROOM; /* declined only for want of room */
+        return false;
+    }
 
     struct entry_walk walk = {value, STREAM_HEADER_SIZE, entries_end, 0, count, id};
     uint64_t removed = 0;
@@ -2403,13 +2406,30 @@ static bool append_copy(const struct resp_request *request, struct resp_value_ch
     return false;
 }
 
+/* Gives the stream at argument 1, whose block has no room left for an in-place append,
+ * a new block with room holding the same bytes (store_replace_if_unchanged_with_room():
+ * one copy, where a rewrite would copy into a buffer and again into the block). Returns
+ * whether it did; false when the key changed meanwhile or the store refused. */
+static bool make_room(struct resp_session *session, const struct resp_request *request) {
+    struct store *store = store_of(session);
+    const unsigned char *key = request->argv[1];
+    size_t key_length = (size_t)request->lengths[1];
+    struct item *item;
+    if (store_get_typed(store, key, key_length, STORE_TYPE_STREAM, &item) != STORE_OK) return false;
+    enum store_status status =
+        store_replace_if_unchanged_with_room(store, key, key_length, item, item_value(item),
+                                             item_value_length(item), true, STORE_TYPE_STREAM);
+    item_release(item);
+    return status == STORE_OK;
+}
+
 /* Tries XADD (ARGUMENTS) on the stream at argument 1 in place (store_edit_in_place()).
  * Returns true when it is over (appended or a duplicate, and replied; or WRONGTYPE
  * replied), false when the command must take the read-modify-write path (the key is
  * absent, the value cannot change in place, or an error is to be replied). *REACHED
  * tells whether the edit ran (false: absent, small, held by someone, on flash). */
 static bool add_in_place(struct resp_session *session, const struct resp_request *request,
-                         const struct add_arguments *arguments, bool *reached) {
+                         const struct add_arguments *arguments, bool *reached, bool *no_room) {
     struct add_edit edit = {.request = request,
                             .arguments = arguments,
                             .now_ms = now_ms(),
@@ -2420,6 +2440,7 @@ static bool add_in_place(struct resp_session *session, const struct resp_request
     enum store_status status = store_edit_in_place(store_of(session), key, key_length,
                                                    STORE_TYPE_STREAM, edit_add_in_place, &edit);
     *reached = edit.reached;
+    *no_room = status == STORE_CONDITION_FAILED && edit.outcome == ADD_NO_ROOM;
     if (status == STORE_OK) {
         reply_id(session, edit.id);
         resp_blocking_signal(session->server, key, key_length);
@@ -2512,9 +2533,14 @@ void command_xadd(struct resp_session *session, const struct resp_request *reque
      * moment (another worker's look-up), the in-place append is tried again a few times,
      * yielding between, before a rewrite. */
     int unreached = 0;
+    bool grown = false;
     for (int round = 0;; round++) {
-        bool reached = false;
-        if (add_in_place(session, request, &arguments, &reached)) return;
+        bool reached = false, no_room = false;
+        if (add_in_place(session, request, &arguments, &reached, &no_room)) return;
+        if (no_room && !grown && round < ADD_IN_PLACE_ROUNDS) {
+            grown = true; /* once: an entry larger than the room a block gets is rewritten */
+            if (make_room(session, request)) continue;
+        }
         unreached += !reached;
         struct stream_change change = {.edit = edit_add,
                                        .reply = reply_added,
