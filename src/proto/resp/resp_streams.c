@@ -51,14 +51,17 @@
  * entry is written after the others, the header updated; its trimming moves the kept
  * entries down over the removed head, and IDMP moves its producer's record to the end.
  * Its cost is the entry, the trim and the groups' and producers' size, not the stream's.
- * When that cannot be done (a value too small to live in a block, shared with a reader,
- * with a copy on flash, without room, a version-1 value, an error to reply, a trim of
- * more than IN_PLACE_TRIM_WALK entries) XADD appends to a copy of the value by the same
- * code and stores it with room to grow (resp_value_update(), with_room), so that the
- * next append is in place again (a rewrite that loses its race goes back to the in-place
- * append, so two writers never take turns copying); a version-1 value or an error goes
- * through a whole decode. XLEN reads the header, and so does XREAD for a stream with nothing after
- * the id asked (`$`, or a reader that has caught up: what a blocked XREAD checks when woken).
+ * A block without room left is first replaced by one with room holding the same bytes
+ * (make_room()), then the append is in place. When it cannot be done in place (a value
+ * too small to live in a block, held by someone, with a copy on flash, a version-1
+ * value, an error to reply, a trim of more than IN_PLACE_TRIM_WALK entries) XADD appends
+ * to a copy of the value by the same code and stores it with room to grow
+ * (resp_value_update(), with_room), so that the next append is in place again; a value
+ * held for a moment is waited for a little first, and a rewrite that loses its race
+ * goes back to the in-place append (command_xadd()), so two writers never take turns
+ * copying. A version-1 value or an error goes through a whole decode. XLEN reads the
+ * header, and so does XREAD for a stream with nothing after the id asked (`$`, or a
+ * reader that has caught up: what a blocked XREAD checks when woken).
  * XRANGE and XREVRANGE with COUNT walk the entries' headers from the head instead of
  * decoding (range_by_walk()): XRANGE stops after COUNT entries, XREVRANGE at its end id.
  * Other commands decode the whole value and a change encodes it again, so their time
