@@ -2,7 +2,9 @@
 XREVRANGE, XLEN, XREAD, XDEL, XTRIM, XINFO, consumer groups (XGROUP, XREADGROUP, XACK,
 XPENDING, XCLAIM, XAUTOCLAIM) with two consumers, strata's deduplicated appends (XADD
 IDMP) under 16 threads that retry, WRONGTYPE both ways, streams moving to flash and
-surviving a restart, and redis-benchmark's XADD."""
+surviving a restart, redis-benchmark's XADD, and long streams appended to in place
+(pipelined XADD with and without trimming and IDMP, checked entry by entry against a
+model; wake-ups, WATCH, memory pressure and a restart)."""
 import re
 import subprocess
 import threading
@@ -508,3 +510,328 @@ def test_redis_benchmark_xadd(server):
     assert client.xlen("mystream") == int(requests)
     ids = [entry[0] for entry in client.xrange("mystream")]
     assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split(b"-")))) and len(set(ids)) == len(ids)
+
+
+# ---- long streams: XADD appends in place (encoding version 2) --------------------------------
+
+LONG = 50_000 if SLOW == 1 else 8_000  # entries in a long stream (fewer under sanitizers)
+BATCH = 1_000  # XADDs per pipeline
+
+
+def parse_id(text):
+    milliseconds, sequence = text.split(b"-")
+    return int(milliseconds), int(sequence)
+
+
+def model_trim(entries, strategy, approximate, threshold, limit=0):
+    """The entries left when XADD's or XTRIM's trimming (STRATEGY MAXLEN or MINID) runs
+    on ENTRIES ((id tuple, fields) pairs, all live): exact trimming removes entries one by
+    one; approximate trimming removes whole nodes of 100 from the head (strata's and
+    Redis's stream-node-max-entries), at most LIMIT entries (10,000 without one)."""
+    if strategy is None:
+        return entries
+    if not approximate:
+        if strategy == "MAXLEN":
+            return entries[max(0, len(entries) - threshold):]
+        cut = 0
+        while cut < len(entries) and entries[cut][0] < threshold:
+            cut += 1
+        return entries[cut:]
+    limit = limit or 10_000
+    at = 0
+    while at < len(entries):
+        in_node = min(100, len(entries) - at)
+        if strategy == "MAXLEN":
+            goes = len(entries) - at - in_node >= threshold
+        else:
+            goes = entries[at + in_node - 1][0] < threshold
+        if not goes or at + in_node > limit:
+            break
+        at += in_node
+    return entries[at:]
+
+
+def fields_of(i):
+    """Entry I's fields: sizes vary, so entries are not all the same length."""
+    return {b"i": str(i).encode(), b"pad": b"x" * (i % 13), b"bin": bytes([i % 256, 0, 13, 10])}
+
+
+def assert_stream_is(client, key, entries, added, last_id):
+    """KEY holds exactly ENTRIES ((id tuple, fields) pairs), entry by entry, and XLEN,
+    XREVRANGE and XINFO STREAM agree."""
+    got = client.xrange(key)
+    assert len(got) == len(entries)
+    for (got_id, got_fields), (want_id, want_fields) in zip(got, entries):
+        assert parse_id(got_id) == want_id and got_fields == want_fields, (got_id, want_id)
+    assert client.xlen(key) == len(entries)
+    def model(reply):
+        return [(parse_id(i), fields) for i, fields in reply]
+
+    # Ranges with COUNT (walked from the header, not decoded): the head, the tail, around
+    # the middle, exclusive bounds, a range past the end.
+    assert model(client.xrevrange(key, count=3)) == entries[::-1][:3]
+    assert model(client.xrange(key, count=5)) == entries[:5]
+    if entries:
+        middle = len(entries) // 2
+        at = "%d-%d" % entries[middle][0]
+        assert model(client.xrange(key, min=at, count=7)) == entries[middle:middle + 7]
+        assert model(client.xrevrange(key, max=at, count=7)) == \
+            entries[max(0, middle - 6):middle + 1][::-1]
+        assert model(client.xrange(key, min="(" + at, count=2)) == entries[middle + 1:middle + 3]
+        low = "%d-%d" % entries[max(0, middle - 3)][0]
+        assert model(client.xrevrange(key, max="(" + at, min=low, count=10)) == \
+            entries[max(0, middle - 3):middle][::-1]
+        assert client.xrange(key, min="%d-%d" % (entries[-1][0][0] + 1, 0), count=3) == []
+        assert client.xrevrange(key, max=low, min=at, count=3) == []  # start after end
+    info = client.xinfo_stream(key)
+    assert info["length"] == len(entries)
+    assert info["entries-added"] == added
+    assert parse_id(info["last-generated-id"]) == last_id
+    if entries:
+        assert parse_id(info["first-entry"][0]) == entries[0][0]
+        assert info["first-entry"][1] == entries[0][1]
+        assert parse_id(info["last-entry"][0]) == entries[-1][0]
+        assert parse_id(info["recorded-first-entry-id"]) == entries[0][0]
+    else:
+        assert info["first-entry"] is None and info["last-entry"] is None
+
+
+def append_many(client, key, count, start=0, trim=None, explicit=False):
+    """Appends COUNT entries (numbered from START) to KEY with pipelined XADD, each with
+    TRIM (strategy, approximate, threshold: an int, or for MINID a function of the entry
+    number giving the id tuple), ids `*` or explicit (number+1)-5. Returns the replies."""
+    replies = []
+    for first in range(start, start + count, BATCH):
+        with client.pipeline(transaction=False) as pipe:
+            for i in range(first, min(first + BATCH, start + count)):
+                arguments = ["XADD", key]
+                if trim is not None:
+                    strategy, approximate, threshold = trim
+                    if callable(threshold):
+                        threshold = "%d-%d" % threshold(i)
+                    arguments += [strategy] + (["~"] if approximate else []) + [threshold]
+                arguments.append(f"{i + 1}-5" if explicit else "*")
+                for field, value in fields_of(i).items():
+                    arguments += [field, value]
+                pipe.execute_command(*arguments)
+            replies += pipe.execute()
+    return replies
+
+
+def test_long_stream_appends_in_place(client):
+    """LONG pipelined XADDs on one stream (each appended in place once the stream is
+    large), with a consumer group and its pending entries along: every entry, the
+    header's counts and the group read back exactly."""
+    entries = []
+    replies = append_many(client, "long", 1_500)
+    client.xgroup_create("long", "g", id="0")
+    delivered = client.xreadgroup("g", "c", {"long": ">"}, count=10)[0][1]
+    replies += append_many(client, "long", LONG - 1_500, start=1_500)
+    for i, reply in enumerate(replies):
+        entries.append((parse_id(reply), fields_of(i)))
+    assert [e[0] for e in entries] == sorted(set(e[0] for e in entries))
+    assert_stream_is(client, "long", entries, LONG, entries[-1][0])
+    # XREAD after the last id (read from the header) and after the one before it.
+    last, before_last = ("%d-%d" % e[0] for e in (entries[-1], entries[-2]))
+    assert client.xread({"long": last}) == [] and client.xread({"long": "$"}, count=5) == []
+    assert client.xread({"long": before_last}, count=5) == [[b"long", [(last.encode(),
+                                                                        entries[-1][1])]]]
+    assert [parse_id(i) for i, _ in delivered] == [e[0] for e in entries[:10]]
+    assert client.xpending("long", "g")["pending"] == 10
+    group = client.xinfo_groups("long")[0]
+    assert group["entries-read"] == 10 and group["lag"] == LONG - 10
+    # Errors are Redis's, and change nothing.
+    with pytest.raises(redis.ResponseError, match="equal or smaller than the target"):
+        client.xadd("long", {"f": "v"}, id="%d-%d" % entries[-1][0])
+    with pytest.raises(redis.ResponseError, match="equal or smaller than the target"):
+        client.xadd("long", {"f": "v"}, id="1-*")
+    assert client.xlen("long") == LONG
+    # An explicit id and ms-* after the last.
+    last_ms = entries[-1][0][0]
+    assert client.xadd("long", {"a": "1"}, id=f"{last_ms + 10}-7") == f"{last_ms + 10}-7".encode()
+    assert client.xadd("long", {"a": "2"}, id=f"{last_ms + 10}-*") == f"{last_ms + 10}-8".encode()
+    assert client.xrevrange("long", count=2) == [
+        (f"{last_ms + 10}-8".encode(), {b"a": b"2"}), (f"{last_ms + 10}-7".encode(), {b"a": b"1"})]
+    assert client.xinfo_stream("long")["entries-added"] == LONG + 2
+    # A trim of most of the stream at once (more than an append in place walks).
+    assert client.xadd("long", {"b": "3"}, id=f"{last_ms + 11}-0", maxlen=10,
+                       approximate=False) == f"{last_ms + 11}-0".encode()
+    kept = client.xrange("long")
+    assert len(kept) == 10 and kept[-1] == (f"{last_ms + 11}-0".encode(), {b"b": b"3"})
+    assert [parse_id(i) for i, _ in kept[:7]] == [e[0] for e in entries[-7:]]
+    assert client.xinfo_stream("long")["entries-added"] == LONG + 3
+
+
+@pytest.mark.parametrize("trim", [
+    ("MAXLEN", True, 3_000), ("MAXLEN", False, 2_000), ("MAXLEN", True, 0),
+    ("MINID", False, lambda i: (max(0, i - 1_500), 0)),
+    ("MINID", True, lambda i: (max(0, i - 2_345), 9))])
+def test_long_stream_appends_with_trimming(client, trim):
+    """XADD with MAXLEN or MINID, exact and approximate (`~`), on a long stream: what
+    stays is what the trimming model keeps after every single append."""
+    count = LONG // 2
+    replies = append_many(client, "trimmed", count, trim=trim, explicit=True)
+    strategy, approximate, threshold = trim
+    entries = []
+    for i, reply in enumerate(replies):
+        assert reply == f"{i + 1}-5".encode()
+        entries.append(((i + 1, 5), fields_of(i)))
+        bound = threshold(i) if callable(threshold) else threshold
+        entries = model_trim(entries, strategy, approximate, bound)
+    assert_stream_is(client, "trimmed", entries, count, (count, 5))
+    # XTRIM after the appends agrees with the model too.
+    if strategy == "MAXLEN" and threshold:
+        assert client.xtrim("trimmed", maxlen=threshold // 3, approximate=True) == \
+            len(entries) - len(model_trim(entries, "MAXLEN", True, threshold // 3))
+
+
+def test_long_stream_deduplicated_appends(client):
+    """XADD IDMP on a long stream from 5 producers, every 7th append sent twice (a
+    retry): a retry answers the first id and appends nothing; a stale sequence is
+    refused with the producer's error; MAXLEN ~ trims along."""
+    entries, replies_seen, added = [], {}, 0
+    for first in range(0, LONG // 2, BATCH):
+        sent = []
+        with client.pipeline(transaction=False) as pipe:
+            for i in range(first, first + BATCH):
+                producer, sequence = f"agent-{i % 5}", i // 5 + 1
+                arguments = ["XADD", "dedup", "IDMP", producer, sequence, "MAXLEN", "~", 5_000,
+                             "*"]
+                for field, value in fields_of(i).items():
+                    arguments += [field, value]
+                pipe.execute_command(*arguments)
+                sent.append(i)
+                if i % 7 == 0:
+                    pipe.execute_command(*arguments)
+                    sent.append(-1 - i)  # the retry of entry i
+                if i % 500 == 499:  # a sequence the producer has gone past
+                    pipe.execute_command("XADD", "dedup", "IDMP", producer, sequence - 1, "*",
+                                         "f", "v")
+                    sent.append(None)
+            replies = pipe.execute(raise_on_error=False)
+        for i, reply in zip(sent, replies):
+            if i is None:
+                assert isinstance(reply, redis.ResponseError)
+                assert "below the producer's last" in str(reply)
+            elif i < 0:
+                assert reply == replies_seen[-1 - i]
+            else:
+                replies_seen[i] = reply
+                added += 1
+                entries.append((parse_id(reply), fields_of(i)))
+                entries = model_trim(entries, "MAXLEN", True, 5_000)
+    assert_stream_is(client, "dedup", entries, added, entries[-1][0])
+    # A retry of each producer's latest still answers its first id.
+    last = LONG // 2 - 1
+    for i in range(last - 4, last + 1):
+        arguments = ["XADD", "dedup", "IDMP", f"agent-{i % 5}", i // 5 + 1, "*", "x", "y"]
+        assert client.execute_command(*arguments) == replies_seen[i]
+    assert client.xlen("dedup") == len(entries)
+
+
+def test_long_stream_append_wakes_readers_and_breaks_watch(server):
+    """An in-place append on a long stream wakes a blocked XREAD and fails a WATCHing
+    transaction, as a rewrite does."""
+    client = server.client()
+    client.delete("watched")
+    append_many(client, "watched", 2_000, explicit=True)
+    results = {}
+
+    def wait():
+        connection = server.client()
+        results["read"] = connection.xread({"watched": "$"}, block=20_000 * SLOW)
+        connection.close()
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    deadline = time.time() + 10 * SLOW
+    while server.info("clients")["blocked_clients"] < 1 and time.time() < deadline:
+        time.sleep(0.01)
+    assert server.info("clients")["blocked_clients"] == 1
+    assert client.xadd("watched", {"n": "1"}, id="5000-0") == b"5000-0"
+    waiter.join(timeout=10 * SLOW)
+    assert results["read"] == [[b"watched", [(b"5000-0", {b"n": b"1"})]]]
+    with client.pipeline(transaction=True) as pipe:
+        pipe.watch("watched")
+        other = server.client()
+        assert other.xadd("watched", {"n": "2"}, id="5001-0") == b"5001-0"
+        other.close()
+        pipe.multi()
+        pipe.xlen("watched")
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+    assert client.xlen("watched") == 2_002
+
+
+def test_long_stream_survives_flash_and_restart(start_server):
+    """A long stream built by in-place appends, under memory pressure and through a clean
+    restart (read back from flash), reads back whole; appends after go on. Flash is large
+    enough that the clean stop's writes need no reclaim (which may drop the coldest keys,
+    whole: once in about 20 runs, the stream among them, with 64 MiB)."""
+    options = ("--memory", "16mb", "--ssd-size", "128mb", "--segment-size", "4mb",
+               "--pace-timeout", "60000")
+    server = start_server(*options)
+    client = server.client()
+    count = LONG // 2
+    replies = append_many(client, "kept", count)
+    entries = [(parse_id(reply), fields_of(i)) for i, reply in enumerate(replies)]
+    for start in range(0, 24, 8):  # 24 MiB of strings: more than DRAM holds, less than flash
+        with client.pipeline(transaction=False) as pipe:
+            for i in range(start, start + 8):
+                pipe.set(f"s:{i}", b"%d" % i * (1 << 20))
+            pipe.execute()
+    assert server.info("flash")["flash_items"] > 0
+    assert_stream_is(client, "kept", entries, count, entries[-1][0])
+    directory = server.directory
+    server.stop()
+    again = Server(directory, *options)
+    try:
+        connection = again.client()
+        assert_stream_is(connection, "kept", entries, count, entries[-1][0])
+        replies = append_many(connection, "kept", 2_000, start=count,
+                              trim=("MAXLEN", True, count))
+        for i, reply in enumerate(replies, start=count):
+            entries.append((parse_id(reply), fields_of(i)))
+            entries = model_trim(entries, "MAXLEN", True, count)
+        assert_stream_is(connection, "kept", entries, count + 2_000, entries[-1][0])
+    finally:
+        again.stop()
+
+
+def test_long_stream_concurrent_appenders(start_server):
+    """4 connections on 2 workers append pipelined to one long stream at once: appends in
+    place, rewrites with room and lost races (which go back to appending in place) lose
+    no entry and keep each connection's order."""
+    server = start_server("--threads", "2")
+    writers, each = 4, LONG // 8
+    failures = []
+
+    def produce(number):
+        connection = server.client()
+        try:
+            for first in range(0, each, BATCH):
+                with connection.pipeline(transaction=False) as pipe:
+                    for i in range(first, min(first + BATCH, each)):
+                        pipe.xadd("shared", {"w": str(number), "i": str(i), "pad": "p" * (i % 50)})
+                    pipe.execute()
+        except Exception as error:  # reported below
+            failures.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=produce, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120 * SLOW)
+    assert failures == []
+    client = server.client()
+    entries = client.xrange("shared")
+    assert len(entries) == writers * each == client.xlen("shared")
+    ids = [parse_id(i) for i, _ in entries]
+    assert ids == sorted(set(ids))
+    seen = {}
+    for _, fields in entries:
+        seen.setdefault(fields[b"w"], []).append(int(fields[b"i"]))
+    assert all(order == list(range(each)) for order in seen.values()) and len(seen) == writers
+    assert client.xinfo_stream("shared")["entries-added"] == writers * each

@@ -7,16 +7,22 @@
  * (each with its pending entries list and its consumers) and the producers it
  * deduplicates all live in that one value, so a stream is counted in the budget, evicted
  * whole, expires, renames, copies and is watched like any key, and every command on it is
- * atomic. Its bytes are this encoding (version 1, little-endian), which only this file
- * reads or writes:
+ * atomic. Its bytes are this encoding (version 2, little-endian), which only this file
+ * reads or writes. It is laid out so that an append touches only a fixed header and the
+ * end of the entries: the header's fields are at fixed offsets (HEADER_*), and what is
+ * not entries (groups, producers) comes after them.
  *
- *   u8  version (1)
- *   u64 last id's milliseconds, u64 last id's sequence
- *   u64 greatest deleted id's milliseconds, u64 its sequence (0-0: none deleted)
- *   u64 entries ever added
- *   u32 entry count
- *     per entry, by increasing id: u64 ms, u64 seq, u32 string count (fields and values,
+ *   header (STREAM_HEADER_SIZE = 61 bytes):
+ *     u8  version (2)                                                        offset 0
+ *     u64 last id's milliseconds, u64 last id's sequence                     offset 1
+ *     u64 greatest deleted id's milliseconds, u64 its sequence (0-0: none)   offset 17
+ *     u64 entries ever added                                                 offset 33
+ *     u32 entry count                                                        offset 41
+ *     u64 byte length of the entries (what follows the header)               offset 45
+ *     u64 byte length of the groups (what follows the entries)               offset 53
+ *   the entries, by increasing id: u64 ms, u64 seq, u32 string count (fields and values,
  *     even), u32 byte length of what follows, then per string: u32 length, the bytes
+ *     (so the first entry's id is at offset 61)
  *   u32 group count
  *     per group: u32 name length, the name, u64 last delivered ms, u64 its seq,
  *                u64 entries read (as int64; -1: unknown),
@@ -29,6 +35,10 @@
  *     per producer, least recently used first: u32 name length, the name, u64 its highest
  *     sequence, u64 ms and u64 seq of the id that sequence got
  *
+ * Version 1 (older builds, and values they left on flash) is still read: the same
+ * without the two u64 byte lengths in the header. It is decoded whole and becomes
+ * version 2 when next written.
+ *
  * Deduplicated appends (a strata extension): XADD key IDMP <producer> <sequence> ...
  * (anywhere among XADD's options, before the id) appends only if SEQUENCE is greater
  * than the highest the stream has seen from PRODUCER; a retry of that highest sequence
@@ -36,15 +46,31 @@
  * an error (the producer has gone past it: it was appended). The stream remembers the
  * PRODUCERS_MAX producers that appended last; one forgotten is new again.
  *
- * A command decodes the whole value and a change encodes it again, so time grows with
- * the stream's size: right for agents' event histories (thousands of entries, trimmed
- * with MAXLEN or MINID), slow for streams of millions. XADD without trimming skips the
- * entries instead of decoding them (append_fast()), though it still copies the whole
- * value. A change is a compare-and-swap (resp_value_update()), so concurrent appends
- * never lose one another. XREADGROUP with `>` changes its group's pending list, so it is
- * a write, as in Redis; with several keys it changes each in turn (all checked first),
- * so the keys are not changed atomically together. A stream stays when its last entry
- * goes, as in Redis.
+ * XADD appends in place under the key's shard lock (store_edit_in_place(),
+ * edit_add_in_place()): the groups and producers move up by the new entry's size, the
+ * entry is written after the others, the header updated; its trimming moves the kept
+ * entries down over the removed head, and IDMP moves its producer's record to the end.
+ * Its cost is the entry, the trim and the groups' and producers' size, not the stream's.
+ * A block without room left is first replaced by one with room holding the same bytes
+ * (make_room()), then the append is in place. When it cannot be done in place (a value
+ * too small to live in a block, held by someone, with a copy on flash, a version-1
+ * value, an error to reply, a trim of more than IN_PLACE_TRIM_WALK entries) XADD appends
+ * to a copy of the value by the same code and stores it with room to grow
+ * (resp_value_update(), with_room), so that the next append is in place again; a value
+ * held for a moment is waited for a little first, and a rewrite that loses its race
+ * goes back to the in-place append (command_xadd()), so two writers never take turns
+ * copying. A version-1 value or an error goes through a whole decode. XLEN reads the
+ * header, and so does XREAD for a stream with nothing after the id asked (`$`, or a
+ * reader that has caught up: what a blocked XREAD checks when woken).
+ * XRANGE and XREVRANGE with COUNT walk the entries' headers from the head instead of
+ * decoding (range_by_walk()): XRANGE stops after COUNT entries, XREVRANGE at its end id.
+ * Other commands decode the whole value and a change encodes it again, so their time
+ * grows with the stream's size: right for agents' event histories (thousands of
+ * entries, trimmed with MAXLEN or MINID), slow for streams of millions. A change is a
+ * compare-and-swap (resp_value_update()), so concurrent changes never lose one another.
+ * XREADGROUP with `>` changes its group's pending list, so it is a write, as in Redis;
+ * with several keys it changes each in turn (all checked first), so the keys are not
+ * changed atomically together. A stream stays when its last entry goes, as in Redis.
  *
  * XREAD BLOCK and XREADGROUP BLOCK wait through resp_block() (resp_blocking.c): XREAD
  * runs again with `$` replaced by the last id it saw; a group read with `>` simply runs
@@ -63,11 +89,23 @@
 #include "strata_protocol.h"
 
 #include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define STREAM_FORMAT_VERSION 1
+#define STREAM_VERSION_1 1 /* older builds' encoding: read, never written */
+#define STREAM_VERSION_2 2
+/* Version 2's header: each field's offset, and its size. */
+#define HEADER_LAST_ID        1
+#define HEADER_MAX_DELETED    17
+#define HEADER_ENTRIES_ADDED  33
+#define HEADER_COUNT          41
+#define HEADER_ENTRIES_LENGTH 45
+#define HEADER_GROUPS_LENGTH  53
+#define STREAM_HEADER_SIZE    61
+#define ENTRY_HEADER_SIZE     24   /* an entry's id, string count and length */
+#define PRODUCER_FIXED_SIZE   28   /* a producer's name length, sequence and id */
 #define PRODUCERS_MAX         1000 /* producers a stream deduplicates */
 #define PRODUCER_NAME_MAX     512
 #define NODE_ENTRIES          100   /* entries per Redis node, for approximate trimming */
@@ -81,6 +119,10 @@
 struct stream_id {
     uint64_t ms, seq;
 };
+
+static struct store *store_of(struct resp_session *session) {
+    return session->server->environment.store;
+}
 
 static const struct stream_id ID_MAX = {UINT64_MAX, UINT64_MAX};
 
@@ -276,40 +318,68 @@ static enum decode_result decode_group(struct reader *reader, struct stream_grou
     return reader->failed ? DECODE_CORRUPT : DECODED;
 }
 
-static enum decode_result decode_tail(struct reader *reader, struct stream *stream);
+static enum decode_result decode_groups(struct reader *reader, struct stream *stream);
+static enum decode_result decode_producers(struct reader *reader, struct stream *stream);
 
-/* Decodes the LENGTH bytes at DATA into STREAM (empty on entry), whose views point into
- * DATA: it must outlive them. */
-static enum decode_result stream_decode(const unsigned char *data, uint64_t length,
-                                        struct stream *stream) {
-    struct reader reader = {data, data + length, false};
-    const unsigned char *version = read_bytes(&reader, 1);
-    if (version == NULL || *version != STREAM_FORMAT_VERSION) return DECODE_CORRUPT;
-    stream->last_id = read_id(&reader);
-    stream->max_deleted = read_id(&reader);
-    stream->entries_added = read_u64(&reader);
-    uint32_t count = read_u32(&reader);
-    if (reader.failed || count > (length - 1) / 24) return DECODE_CORRUPT;
+/* Decodes COUNT entries from READER into STREAM (empty on entry). */
+static enum decode_result decode_entries(struct reader *reader, uint32_t count,
+                                         struct stream *stream) {
+    if (count > (uint64_t)(reader->end - reader->at) / ENTRY_HEADER_SIZE) return DECODE_CORRUPT;
     if (!array_grow((void **)&stream->entries, &stream->capacity, count, sizeof(*stream->entries)))
         return DECODE_NO_MEMORY;
     for (uint32_t i = 0; i < count; i++) {
         struct stream_entry *entry = &stream->entries[i];
         *entry = (struct stream_entry){0};
-        entry->id = read_id(&reader);
-        entry->count = read_u32(&reader);
-        entry->length = read_u32(&reader);
-        entry->strings = read_bytes(&reader, entry->length);
-        if (reader.failed || !strings_valid(entry->strings, entry->length, entry->count))
+        entry->id = read_id(reader);
+        entry->count = read_u32(reader);
+        entry->length = read_u32(reader);
+        entry->strings = read_bytes(reader, entry->length);
+        if (reader->failed || !strings_valid(entry->strings, entry->length, entry->count))
             return DECODE_CORRUPT;
         if (i > 0 && id_compare(stream->entries[i - 1].id, entry->id) >= 0) return DECODE_CORRUPT;
     }
     stream->count = stream->live = count;
-    return decode_tail(&reader, stream);
+    return DECODED;
 }
 
-/* Decodes what follows the entries (the groups and the producers) from READER into
- * STREAM, up to the end. */
-static enum decode_result decode_tail(struct reader *reader, struct stream *stream) {
+/* Decodes the LENGTH bytes at DATA (version 2, or version 1 as older builds wrote it)
+ * into STREAM (empty on entry), whose views point into DATA: it must outlive them. */
+static enum decode_result stream_decode(const unsigned char *data, uint64_t length,
+                                        struct stream *stream) {
+    struct reader reader = {data, data + length, false};
+    const unsigned char *version = read_bytes(&reader, 1);
+    if (version == NULL || (*version != STREAM_VERSION_1 && *version != STREAM_VERSION_2))
+        return DECODE_CORRUPT;
+    stream->last_id = read_id(&reader);
+    stream->max_deleted = read_id(&reader);
+    stream->entries_added = read_u64(&reader);
+    uint32_t count = read_u32(&reader);
+    enum decode_result result;
+    if (*version == STREAM_VERSION_1) {
+        if (reader.failed) return DECODE_CORRUPT;
+        result = decode_entries(&reader, count, stream);
+        if (result == DECODED) result = decode_groups(&reader, stream);
+        if (result == DECODED) result = decode_producers(&reader, stream);
+        return result;
+    }
+    uint64_t entries_length = read_u64(&reader), groups_length = read_u64(&reader);
+    if (reader.failed || entries_length > (uint64_t)(reader.end - reader.at) ||
+        groups_length > (uint64_t)(reader.end - reader.at) - entries_length)
+        return DECODE_CORRUPT;
+    struct reader entries = {reader.at, reader.at + entries_length, false};
+    result = decode_entries(&entries, count, stream);
+    if (result != DECODED) return result;
+    if (entries.at != entries.end) return DECODE_CORRUPT;
+    struct reader groups = {entries.end, entries.end + groups_length, false};
+    result = decode_groups(&groups, stream);
+    if (result != DECODED) return result;
+    if (groups.at != groups.end) return DECODE_CORRUPT;
+    struct reader producers = {groups.end, reader.end, false};
+    return decode_producers(&producers, stream);
+}
+
+/* Decodes the groups (u32 count, then each) from READER into STREAM. */
+static enum decode_result decode_groups(struct reader *reader, struct stream *stream) {
     uint32_t groups = read_u32(reader);
     if (reader->failed || groups > (uint64_t)(reader->end - reader->at) / 36) return DECODE_CORRUPT;
     if (!array_grow((void **)&stream->groups, &stream->group_capacity, groups,
@@ -320,6 +390,11 @@ static enum decode_result decode_tail(struct reader *reader, struct stream *stre
         enum decode_result result = decode_group(reader, &stream->groups[i]);
         if (result != DECODED) return result;
     }
+    return DECODED;
+}
+
+/* Decodes the producers (u32 count, then each) from READER into STREAM, up to the end. */
+static enum decode_result decode_producers(struct reader *reader, struct stream *stream) {
     uint32_t producers = read_u32(reader);
     if (reader->failed || producers > (uint64_t)(reader->end - reader->at) / 28)
         return DECODE_CORRUPT;
@@ -359,16 +434,21 @@ static void write_name(struct byte_buffer *output, const unsigned char *name, ui
     byte_buffer_append(output, name, length);
 }
 
-static bool encode_tail(const struct stream *stream, struct byte_buffer *output);
+static bool encode_groups(const struct stream *stream, struct byte_buffer *output);
+static void encode_producers(const struct stream *stream, struct byte_buffer *output);
 
-/* Appends STREAM's live parts, encoded, to OUTPUT. Returns false when out of memory. */
+/* Appends STREAM's live parts, encoded (version 2), to OUTPUT. Returns false when out of
+ * memory. */
 static bool stream_encode(const struct stream *stream, struct byte_buffer *output) {
-    unsigned char version = STREAM_FORMAT_VERSION;
+    size_t base = output->length;
+    unsigned char version = STREAM_VERSION_2;
     byte_buffer_append(output, &version, 1);
     write_id(output, stream->last_id);
     write_id(output, stream->max_deleted);
     write_u64(output, stream->entries_added);
     write_u32(output, (uint32_t)stream->live);
+    write_u64(output, 0); /* the entries' length, written below */
+    write_u64(output, 0); /* the groups' length, written below */
     for (size_t i = 0; i < stream->count; i++) {
         const struct stream_entry *entry = &stream->entries[i];
         if (entry->removed) continue;
@@ -377,12 +457,19 @@ static bool stream_encode(const struct stream *stream, struct byte_buffer *outpu
         write_u32(output, entry->length);
         byte_buffer_append(output, entry->strings, entry->length);
     }
-    return encode_tail(stream, output);
+    size_t entries_end = output->length;
+    if (!encode_groups(stream, output)) return false;
+    size_t groups_end = output->length;
+    encode_producers(stream, output);
+    if (output->failed) return false;
+    strata_store64(output->data + base + HEADER_ENTRIES_LENGTH,
+                   entries_end - base - STREAM_HEADER_SIZE);
+    strata_store64(output->data + base + HEADER_GROUPS_LENGTH, groups_end - entries_end);
+    return true;
 }
 
-/* Appends STREAM's groups and producers, encoded, to OUTPUT. Returns false when out of
- * memory. */
-static bool encode_tail(const struct stream *stream, struct byte_buffer *output) {
+/* Appends STREAM's groups, encoded, to OUTPUT. Returns false when out of memory. */
+static bool encode_groups(const struct stream *stream, struct byte_buffer *output) {
     uint32_t groups = 0;
     for (size_t i = 0; i < stream->group_count; i++)
         groups += !stream->groups[i].removed;
@@ -420,6 +507,11 @@ static bool encode_tail(const struct stream *stream, struct byte_buffer *output)
         }
         free(numbers);
     }
+    return !output->failed;
+}
+
+/* Appends STREAM's producers, encoded, to OUTPUT. */
+static void encode_producers(const struct stream *stream, struct byte_buffer *output) {
     write_u32(output, (uint32_t)stream->producer_count);
     for (size_t i = 0; i < stream->producer_count; i++) {
         const struct stream_producer *producer = &stream->producers[i];
@@ -427,7 +519,6 @@ static bool encode_tail(const struct stream *stream, struct byte_buffer *output)
         write_u64(output, producer->sequence);
         write_id(output, producer->id);
     }
-    return !output->failed;
 }
 
 /* ---- looking things up ----------------------------------------------------------------- */
@@ -738,10 +829,19 @@ static void reply_decode_error(struct resp_session *session, enum decode_result 
 /* Reads the stream at argument KEY_INDEX into *STREAM (views into *ITEM, which the caller
  * releases; NULL and an empty stream when the key is absent). Returns false after
  * replying the error (WRONGTYPE, a damaged value, no memory). */
+static bool decode_item(struct resp_session *session, struct item **item, struct stream *stream);
+
 static bool read_stream(struct resp_session *session, const struct resp_request *request,
                         size_t key_index, struct item **item, struct stream *stream) {
     *stream = (struct stream){0};
     if (!resp_value_read(session, request, key_index, STORE_TYPE_STREAM, item)) return false;
+    return decode_item(session, item, stream);
+}
+
+/* Decodes *ITEM (a stream read by resp_value_read(), or NULL: STREAM stays empty) into
+ * STREAM (empty on entry; views into *ITEM). Returns false after releasing *ITEM (then
+ * NULL) and replying the error. */
+static bool decode_item(struct resp_session *session, struct item **item, struct stream *stream) {
     if (*item == NULL) return true;
     enum decode_result decoded = stream_decode(item_value(*item), item_value_length(*item), stream);
     if (decoded == DECODED) return true;
@@ -752,20 +852,49 @@ static bool read_stream(struct resp_session *session, const struct resp_request 
     return false;
 }
 
+/* The last id in ITEM's header when it holds a version-2 stream: true and *LAST_ID. */
+static bool header_last_id(const struct item *item, struct stream_id *last_id) {
+    const unsigned char *value = item_value(item);
+    if (item_value_length(item) < STREAM_HEADER_SIZE || value[0] != STREAM_VERSION_2) return false;
+    last_id->ms = strata_load64(value + HEADER_LAST_ID);
+    last_id->seq = strata_load64(value + HEADER_LAST_ID + 8);
+    return true;
+}
+
 static void done_reading(struct item *item, struct stream *stream) {
     stream_free(stream);
     if (item != NULL) item_release(item);
 }
 
+/* XLEN: a version-2 value's header has the count; a version-1 value is decoded. */
 void command_xlen(struct resp_session *session, const struct resp_request *request) {
     struct item *item;
-    struct stream stream;
     if (!resp_value_in_dram(session, request, 1) ||
-        !read_stream(session, request, 1, &item, &stream))
+        !resp_value_read(session, request, 1, STORE_TYPE_STREAM, &item))
         return;
-    reply_integer(session, (int64_t)stream.live);
+    if (item == NULL) {
+        reply_integer(session, 0);
+        return;
+    }
+    const unsigned char *value = item_value(item);
+    if (item_value_length(item) >= STREAM_HEADER_SIZE && value[0] == STREAM_VERSION_2) {
+        reply_integer(session, (int64_t)strata_load32(value + HEADER_COUNT));
+        item_release(item);
+        return;
+    }
+    struct stream stream = {0};
+    enum decode_result decoded = stream_decode(value, item_value_length(item), &stream);
+    if (decoded == DECODED) {
+        reply_integer(session, (int64_t)stream.live);
+    } else {
+        reply_decode_error(session, decoded);
+    }
     done_reading(item, &stream);
 }
+
+static bool range_by_walk(struct resp_session *session, const struct item *item,
+                          struct stream_id start, struct stream_id end, uint64_t count,
+                          bool reverse);
 
 /* XRANGE key start end [COUNT n] and XREVRANGE key end start [COUNT n]. */
 static void range_command(struct resp_session *session, const struct resp_request *request,
@@ -785,10 +914,16 @@ static void range_command(struct resp_session *session, const struct resp_reques
         }
     }
     struct item *item;
-    struct stream stream;
+    struct stream stream = {0};
     if (!resp_value_in_dram(session, request, 1) ||
-        !read_stream(session, request, 1, &item, &stream))
+        !resp_value_read(session, request, 1, STORE_TYPE_STREAM, &item))
         return;
+    if (item != NULL && count > 0 &&
+        range_by_walk(session, item, start, end, (uint64_t)count, reverse)) {
+        item_release(item);
+        return;
+    }
+    if (!decode_item(session, &item, &stream)) return;
     if (count == 0 && item != NULL) {
         reply_null_array(session); /* as Redis 7.0 for COUNT 0 on a stream */
         done_reading(item, &stream);
@@ -952,15 +1087,26 @@ void command_xread(struct resp_session *session, const struct resp_request *requ
     bool failed = false;
     for (; read < keys && !failed; read++) {
         size_t key = options.streams + read, id_index = key + keys;
-        if (!read_stream(session, request, key, &items[read], &streams[read])) {
+        bool dollar = argument_equals(request, id_index, "$");
+        if (!dollar) argument_id(session, request, id_index, &after[read]); /* checked above */
+        if (!resp_value_read(session, request, key, STORE_TYPE_STREAM, &items[read])) {
             failed = true;
             break;
         }
-        if (argument_equals(request, id_index, "$")) {
-            after[read] = streams[read].last_id;
-        } else {
-            argument_id(session, request, id_index, &after[read]); /* checked above */
+        /* Nothing after the last id (`$`, or a reader caught up): the header says so, and
+         * the stream is not decoded. */
+        struct stream_id last_id;
+        if (items[read] != NULL && header_last_id(items[read], &last_id) &&
+            (dollar || id_compare(after[read], last_id) >= 0)) {
+            streams[read].last_id = last_id;
+            if (dollar) after[read] = last_id;
+            continue;
         }
+        if (!decode_item(session, &items[read], &streams[read])) {
+            failed = true;
+            break;
+        }
+        if (dollar) after[read] = streams[read].last_id;
         const struct stream_entry *last = last_live(&streams[read]);
         if (last != NULL && id_compare(last->id, after[read]) > 0) served++;
     }
@@ -1511,6 +1657,13 @@ struct stream_change {
     size_t list_count, list_capacity;
     struct stream_id *deleted; /* XAUTOCLAIM's ids of deleted entries */
     size_t deleted_count, deleted_capacity;
+    /* XADD: after a lost compare-and-swap, go back to the in-place append (see
+     * command_xadd()) rather than copying the stream again. */
+    unsigned attempts;       /* the attempts started */
+    bool may_retry_in_place; /* set by the caller */
+    bool wait_for_holder;    /* set by the caller: the in-place edit did not run, and it
+                                may wait for whoever held the value for a moment */
+    bool retry_in_place;     /* set by the edit: nothing replied, try in place again */
 };
 
 static bool answer(struct stream_change *change, int64_t entry, struct stream_id id) {
@@ -1528,9 +1681,17 @@ static void change_reset(struct stream_change *change) {
     stream_edit_fn edit = change->edit;
     stream_reply_fn reply = change->reply;
     void *arguments = change->arguments;
-    bool stored = change->stored;
-    *change = (struct stream_change){
-        .edit = edit, .reply = reply, .arguments = arguments, .stored = stored};
+    bool stored = change->stored, may_retry_in_place = change->may_retry_in_place;
+    bool retry_in_place = change->retry_in_place, wait_for_holder = change->wait_for_holder;
+    unsigned attempts = change->attempts;
+    *change = (struct stream_change){.edit = edit,
+                                     .reply = reply,
+                                     .arguments = arguments,
+                                     .stored = stored,
+                                     .attempts = attempts,
+                                     .may_retry_in_place = may_retry_in_place,
+                                     .wait_for_holder = wait_for_holder,
+                                     .retry_in_place = retry_in_place};
 }
 
 /* The trimming of XADD and XTRIM. */
@@ -1558,21 +1719,30 @@ struct add_arguments {
 
 static bool edit_add(struct resp_session *session, const struct resp_request *request,
                      struct stream_change *change);
-enum append_result { APPEND_DONE, APPEND_FAILED, APPEND_DECODE };
-static enum append_result append_fast(struct resp_session *session,
-                                      const struct resp_request *request,
-                                      struct resp_value_change *value,
-                                      struct stream_change *change);
+static bool append_copy(const struct resp_request *request, struct resp_value_change *value,
+                        struct stream_change *change);
 
 static bool stream_update_edit(struct resp_session *session, const struct resp_request *request,
                                struct resp_value_change *value) {
     struct stream_change *change = value->context;
     change_reset(change);
     change->exists = value->exists;
-    if (change->edit == edit_add && value->exists) {
-        enum append_result appended = append_fast(session, request, value, change);
-        if (appended != APPEND_DECODE) return appended == APPEND_DONE;
-        change_reset(change);
+    if (change->edit == edit_add) {
+        value->with_room = true; /* so that the next XADD appends in place */
+        /* Back to the in-place append (command_xadd()) when another change was stored
+         * meanwhile (most likely with room), or when the in-place edit did not run on a
+         * value large enough to live in a block: someone held it for a moment (another
+         * worker's look-up before its command). Returns false with nothing replied (and
+         * nothing stored), which only command_xadd() expects. */
+        bool retry = change->attempts > 0
+                         ? change->may_retry_in_place
+                         : change->wait_for_holder && value->length >= STORE_BLOCK_THRESHOLD;
+        change->attempts++;
+        if (retry && value->exists) {
+            change->retry_in_place = true;
+            return false;
+        }
+        if (value->exists && append_copy(request, value, change)) return true;
         value->encoded.length = 0;
     }
     enum decode_result decoded =
@@ -1786,18 +1956,17 @@ static bool producer_remember(struct stream *stream, const unsigned char *name, 
     return true;
 }
 
+#define ID_NOT_GREATER_ERROR                                                                       \
+    "ERR The ID specified in XADD is equal or smaller than the target stream top item"
+
 /* The id XADD gives its entry after LAST_ID (Redis's streamAppendItem()): *, ms-* or an
- * explicit one. Returns false after replying the error. */
-static bool next_id(struct resp_session *session, const struct add_arguments *arguments,
-                    struct stream_id last_id, struct stream_id *id) {
-    if (id_compare(last_id, ID_MAX) == 0) {
-        reply_error(session,
-                    "ERR The stream has exhausted the last possible ID, unable to add more items");
-        return false;
-    }
+ * explicit one; `*` takes NOW_MS (Unix ms). Returns NULL, or the error to reply. */
+static const char *next_id_or_error(const struct add_arguments *arguments, struct stream_id last_id,
+                                    uint64_t now_ms, struct stream_id *id) {
+    if (id_compare(last_id, ID_MAX) == 0)
+        return "ERR The stream has exhausted the last possible ID, unable to add more items";
     if (!arguments->id_given) {
-        int64_t now = clock_realtime_ms();
-        id->ms = now > 0 ? (uint64_t)now : 0;
+        id->ms = now_ms;
         if (id->ms > last_id.ms) {
             id->seq = 0;
         } else {
@@ -1808,27 +1977,29 @@ static bool next_id(struct resp_session *session, const struct add_arguments *ar
         /* ms-*: the next sequence of that millisecond (Redis's streamAppendItem()). */
         *id = arguments->id;
         if (last_id.ms == id->ms) {
-            if (last_id.seq == UINT64_MAX) {
-                reply_error(session, "ERR The ID specified in XADD is equal or smaller than the "
-                                     "target stream top item");
-                return false;
-            }
+            if (last_id.seq == UINT64_MAX) return ID_NOT_GREATER_ERROR;
             id->seq = last_id.seq + 1;
         }
-        if (id_compare(*id, last_id) <= 0) {
-            reply_error(session, "ERR The ID specified in XADD is equal or smaller than the target "
-                                 "stream top item");
-            return false;
-        }
+        if (id_compare(*id, last_id) <= 0) return ID_NOT_GREATER_ERROR;
     } else {
         *id = arguments->id;
-        if (id_compare(*id, last_id) <= 0) {
-            reply_error(session, "ERR The ID specified in XADD is equal or smaller than the target "
-                                 "stream top item");
-            return false;
-        }
+        if (id_compare(*id, last_id) <= 0) return ID_NOT_GREATER_ERROR;
     }
-    return true;
+    return NULL;
+}
+
+/* The current Unix time in ms, for `*` ids. */
+static uint64_t now_ms(void) {
+    int64_t now = clock_realtime_ms();
+    return now > 0 ? (uint64_t)now : 0;
+}
+
+/* next_id_or_error() at this moment, replying the error: false then. */
+static bool next_id(struct resp_session *session, const struct add_arguments *arguments,
+                    struct stream_id last_id, struct stream_id *id) {
+    const char *error = next_id_or_error(arguments, last_id, now_ms(), id);
+    if (error != NULL) reply_error(session, error);
+    return error == NULL;
 }
 
 /* The strings of XADD's entry (from argument FIRST on), encoded, into OUTPUT. */
@@ -1868,97 +2039,425 @@ static enum idmp_check idmp_check(struct resp_session *session, const struct str
     return IDMP_NEW;
 }
 
-/* True when TRIM would remove nothing from a stream of COUNT entries (the appended one
- * included) whose first id is FIRST. */
-static bool trim_removes_nothing(const struct trim *trim, uint64_t count, struct stream_id first) {
-    switch (trim->strategy) {
-    case TRIM_NONE:
+/* ---- XADD in place (version 2) ---------------------------------------------------------- */
+
+#define IN_PLACE_TRIM_WALK   1024 /* head entries an append under the shard lock may trim */
+#define ADD_IN_PLACE_ROUNDS  16   /* XADD's returns to the in-place append (command_xadd()) */
+#define ADD_UNREACHED_ROUNDS 4    /* those when the value was held (the edit did not run) */
+
+/* What edit_add_in_place() takes and finds. */
+struct add_edit {
+    const struct resp_request *request;
+    const struct add_arguments *arguments;
+    uint64_t now_ms;   /* the time `*` takes */
+    uint64_t walk_max; /* head entries the trim may walk (UINT64_MAX: any) */
+    enum { ADD_DECLINED, ADD_APPENDED, ADD_DUPLICATE, ADD_NO_ROOM } outcome;
+    struct stream_id id; /* the appended entry's id, or the duplicate's first id */
+    bool reached;        /* the edit ran */
+};
+
+/* A walk over a version-2 value's entries, from the head, with the entry being added
+ * after the COUNT stored ones (index COUNT). */
+struct entry_walk {
+    const unsigned char *value;
+    uint64_t at, end; /* the current stored entry's offset; the entries' end */
+    uint32_t index, count;
+    struct stream_id added;
+};
+
+/* The id of the walk's current entry; false when the value is damaged. */
+static bool walk_id(const struct entry_walk *walk, struct stream_id *id) {
+    if (walk->index >= walk->count) {
+        *id = walk->added;
         return true;
-    case TRIM_MAXLEN: {
-        /* Approximate: the first run of NODE_ENTRIES cannot go (stream_trim()). */
-        uint64_t removable = trim->approximate ? (count < NODE_ENTRIES ? count : NODE_ENTRIES) : 1;
-        return count < removable || count - removable < (uint64_t)trim->max_length;
     }
-    case TRIM_MINID:
-        return id_compare(first, trim->min_id) >= 0;
+    if (walk->end - walk->at < ENTRY_HEADER_SIZE) return false;
+    id->ms = strata_load64(walk->value + walk->at);
+    id->seq = strata_load64(walk->value + walk->at + 8);
+    return true;
+}
+
+/* Moves the walk to the next entry; false when the value is damaged. */
+static bool walk_next(struct entry_walk *walk) {
+    if (walk->index < walk->count) {
+        if (walk->end - walk->at < ENTRY_HEADER_SIZE) return false;
+        uint64_t size = ENTRY_HEADER_SIZE + (uint64_t)strata_load32(walk->value + walk->at + 20);
+        if (walk->end - walk->at < size) return false;
+        walk->at += size;
+    }
+    walk->index++;
+    return true;
+}
+
+/* How many head entries TRIM removes from the TOTAL entries WALK covers (the added one
+ * included), as stream_trim() would (all entries live), into *REMOVED, with the walk left
+ * at the first kept entry. False to decline: the value is damaged, or more than WALK_MAX
+ * entries would be walked. */
+static bool trim_plan(const struct trim *trim, struct entry_walk *walk, uint64_t walk_max,
+                      uint64_t *removed) {
+    uint64_t total = (uint64_t)walk->count + 1, gone = 0;
+    if (trim->strategy == TRIM_MAXLEN) {
+        uint64_t max = (uint64_t)trim->max_length;
+        if (!trim->approximate) {
+            gone = total > max ? total - max : 0;
+        } else {
+            for (uint64_t live = total; live > 0;) {
+                uint64_t in_node = live < NODE_ENTRIES ? live : NODE_ENTRIES;
+                if (live - in_node < max ||
+                    (trim->limit != 0 && gone + in_node > (uint64_t)trim->limit))
+                    break;
+                gone += in_node;
+                live -= in_node;
+            }
+        }
+        if (gone > walk_max) return false;
+        for (uint64_t i = 0; i < gone; i++)
+            if (!walk_next(walk)) return false;
+    } else if (trim->strategy == TRIM_MINID) {
+        struct stream_id id;
+        while (gone < total) {
+            if (gone > walk_max) return false;
+            if (!trim->approximate) {
+                if (!walk_id(walk, &id)) return false;
+                if (id_compare(id, trim->min_id) >= 0) break;
+                if (!walk_next(walk)) return false;
+                gone++;
+                continue;
+            }
+            /* A node: the next NODE_ENTRIES entries, gone when its last id is below. */
+            uint64_t in_node = total - gone < NODE_ENTRIES ? total - gone : NODE_ENTRIES;
+            if (trim->limit != 0 && gone + in_node > (uint64_t)trim->limit) break;
+            struct entry_walk node = *walk;
+            for (uint64_t i = 0; i + 1 < in_node; i++)
+                if (!walk_next(&node)) return false;
+            if (!walk_id(&node, &id)) return false;
+            if (id_compare(id, trim->min_id) >= 0) break;
+            if (!walk_next(&node)) return false;
+            *walk = node;
+            gone += in_node;
+        }
+    }
+    *removed = gone;
+    return true;
+}
+
+/* Finds PRODUCER among the version-2 producers at PRODUCERS (the u32 count, up to END)
+ * of VALUE: *RECORD is its record's offset (0 when absent). False when damaged. */
+static bool producer_locate(const unsigned char *value, uint64_t producers, uint64_t end,
+                            const unsigned char *name, uint64_t name_length, uint64_t *record) {
+    *record = 0;
+    if (end - producers < 4) return false;
+    uint32_t count = strata_load32(value + producers);
+    uint64_t at = producers + 4;
+    for (uint32_t i = 0; i < count; i++) {
+        if (end - at < 4) return false;
+        uint32_t length = strata_load32(value + at);
+        if (end - at - 4 < (uint64_t)length + 24) return false;
+        if (names_equal(value + at + 4, length, name, name_length)) {
+            *record = at;
+            return true;
+        }
+        at += PRODUCER_FIXED_SIZE + (uint64_t)length;
+    }
+    return true;
+}
+
+/* Writes a producer record (u32 name length, the name, u64 sequence, the id) at AT. */
+static void producer_write(unsigned char *at, const unsigned char *name, uint32_t name_length,
+                           uint64_t sequence, struct stream_id id) {
+    strata_store32(at, name_length);
+    memcpy(at + 4, name, name_length);
+    strata_store64(at + 4 + name_length, sequence);
+    strata_store64(at + 12 + name_length, id.ms);
+    strata_store64(at + 20 + name_length, id.seq);
+}
+
+/* XADD on a version-2 value, in its buffer (a store_edit_fn: CONTEXT is a struct
+ * add_edit): appends the entry after the others, moving the groups and producers up,
+ * trims the head and updates the header and (IDMP) the producer. Declines, changing
+ * nothing, for a version-1 or damaged value, an error to reply (the fallback replies it),
+ * too little room or a long trim; a duplicate IDMP append also declines, with
+ * EDIT->outcome ADD_DUPLICATE and its first id. Allocates nothing. */
+static bool edit_add_in_place(void *context, unsigned char *value, uint64_t *length,
+                              uint64_t capacity) {
+    struct add_edit *edit = context;
+    const struct add_arguments *arguments = edit->arguments;
+    const struct resp_request *request = edit->request;
+    edit->outcome = ADD_DECLINED;
+    edit->reached = true;
+    uint64_t size = *length;
+    if (size < STREAM_HEADER_SIZE || value[0] != STREAM_VERSION_2 || capacity < size) return false;
+    uint32_t count = strata_load32(value + HEADER_COUNT);
+    uint64_t entries_length = strata_load64(value + HEADER_ENTRIES_LENGTH);
+    uint64_t groups_length = strata_load64(value + HEADER_GROUPS_LENGTH);
+    if (count == UINT32_MAX || entries_length > size - STREAM_HEADER_SIZE ||
+        groups_length > size - STREAM_HEADER_SIZE - entries_length)
+        return false;
+    uint64_t entries_end = STREAM_HEADER_SIZE + entries_length;
+    uint64_t producers = entries_end + groups_length;
+
+    uint64_t record = 0, record_growth = 0;
+    if (arguments->producer != NULL) {
+        if (!producer_locate(value, producers, size, arguments->producer,
+                             arguments->producer_length, &record))
+            return false;
+        if (record != 0) {
+            uint32_t name_length = strata_load32(value + record);
+            uint64_t sequence = strata_load64(value + record + 4 + name_length);
+            if (arguments->sequence == sequence) {
+                edit->id.ms = strata_load64(value + record + 12 + name_length);
+                edit->id.seq = strata_load64(value + record + 20 + name_length);
+                edit->outcome = ADD_DUPLICATE;
+                return false;
+            }
+            if (arguments->sequence < sequence) return false; /* the fallback replies */
+        } else {
+            record_growth = PRODUCER_FIXED_SIZE + arguments->producer_length;
+        }
+    }
+
+    struct stream_id last_id = {strata_load64(value + HEADER_LAST_ID),
+                                strata_load64(value + HEADER_LAST_ID + 8)};
+    struct stream_id id;
+    if (next_id_or_error(arguments, last_id, edit->now_ms, &id) != NULL) return false;
+    size_t first = arguments->id_index + 1;
+    uint64_t strings_length = 0;
+    for (size_t i = first; i < request->argc; i++)
+        strings_length += 4 + request->lengths[i];
+    if (strings_length > UINT32_MAX) return false;
+    uint64_t entry_size = ENTRY_HEADER_SIZE + strings_length;
+    if (capacity - size < entry_size + record_growth) {
+        edit->outcome = ADD_NO_ROOM; /* declined only for want of room */
+        return false;
+    }
+
+    struct entry_walk walk = {value, STREAM_HEADER_SIZE, entries_end, 0, count, id};
+    uint64_t removed = 0;
+    if (!trim_plan(&arguments->trim, &walk, edit->walk_max, &removed)) return false;
+
+    /* The new layout: header, the kept stored entries, the new one (unless trimmed too),
+     * then the groups and producers, moved in the order that overwrites nothing unread. */
+    bool entry_kept = removed <= count;
+    uint64_t kept_from = walk.index <= count ? walk.at : entries_end;
+    uint64_t kept = entries_end - kept_from;
+    uint64_t new_entries_end = STREAM_HEADER_SIZE + kept + (entry_kept ? entry_size : 0);
+    uint64_t tail = size - entries_end;
+    if (new_entries_end >= entries_end) {
+        memmove(value + new_entries_end, value + entries_end, tail);
+        memmove(value + STREAM_HEADER_SIZE, value + kept_from, kept);
+    } else {
+        memmove(value + STREAM_HEADER_SIZE, value + kept_from, kept);
+        memmove(value + new_entries_end, value + entries_end, tail);
+    }
+    size = new_entries_end + tail;
+    if (entry_kept) {
+        unsigned char *entry = value + STREAM_HEADER_SIZE + kept;
+        strata_store64(entry, id.ms);
+        strata_store64(entry + 8, id.seq);
+        strata_store32(entry + 16, (uint32_t)(request->argc - first));
+        strata_store32(entry + 20, (uint32_t)strings_length);
+        unsigned char *at = entry + ENTRY_HEADER_SIZE;
+        for (size_t i = first; i < request->argc; i++) {
+            strata_store32(at, (uint32_t)request->lengths[i]);
+            memcpy(at + 4, request->argv[i], (size_t)request->lengths[i]);
+            at += 4 + request->lengths[i];
+        }
+    }
+
+    if (arguments->producer != NULL) {
+        /* The producer becomes the most recent: its record goes last. */
+        uint64_t moved = new_entries_end - entries_end; /* modulo 2^64: may be negative */
+        producers += moved;
+        uint32_t name_length = (uint32_t)arguments->producer_length;
+        uint64_t record_size = PRODUCER_FIXED_SIZE + (uint64_t)name_length;
+        uint32_t producer_count = strata_load32(value + producers);
+        if (record != 0) {
+            record += moved;
+            memmove(value + record, value + record + record_size, size - record - record_size);
+            size -= record_size;
+        } else if (producer_count == PRODUCERS_MAX) {
+            /* The least recently used producer is forgotten. */
+            uint64_t oldest = PRODUCER_FIXED_SIZE + (uint64_t)strata_load32(value + producers + 4);
+            memmove(value + producers + 4, value + producers + 4 + oldest,
+                    size - producers - 4 - oldest);
+            size -= oldest;
+        } else {
+            producer_count++;
+        }
+        producer_write(value + size, arguments->producer, name_length, arguments->sequence, id);
+        size += record_size;
+        strata_store32(value + producers, producer_count);
+    }
+
+    strata_store64(value + HEADER_LAST_ID, id.ms);
+    strata_store64(value + HEADER_LAST_ID + 8, id.seq);
+    strata_store64(value + HEADER_ENTRIES_ADDED, strata_load64(value + HEADER_ENTRIES_ADDED) + 1);
+    strata_store32(value + HEADER_COUNT, (uint32_t)((uint64_t)count + 1 - removed));
+    strata_store64(value + HEADER_ENTRIES_LENGTH, new_entries_end - STREAM_HEADER_SIZE);
+    *length = size;
+    edit->id = id;
+    edit->outcome = ADD_APPENDED;
+    return true;
+}
+
+/* XRANGE (or, REVERSE, XREVRANGE) from START to END (inclusive) with COUNT (> 0) on
+ * ITEM, a version-2 stream, without decoding it: walks the entries' headers from the
+ * head, up to END (forwards: up to the COUNT-th match), keeping the offsets of the last
+ * COUNT matches, and replies those entries. Returns false, having replied nothing, when
+ * it cannot (version 1, damaged, out of memory): decode the stream instead. */
+static bool range_by_walk(struct resp_session *session, const struct item *item,
+                          struct stream_id start, struct stream_id end, uint64_t count,
+                          bool reverse) {
+    const unsigned char *value = item_value(item);
+    uint64_t size = item_value_length(item);
+    if (size < STREAM_HEADER_SIZE || value[0] != STREAM_VERSION_2) return false;
+    uint32_t stored = strata_load32(value + HEADER_COUNT);
+    uint64_t entries_length = strata_load64(value + HEADER_ENTRIES_LENGTH);
+    if (entries_length > size - STREAM_HEADER_SIZE) return false;
+    uint64_t kept = count < stored ? count : stored;
+    if (kept == 0) {
+        reply_array(session, 0);
+        return true;
+    }
+    uint64_t *offsets = malloc((size_t)kept * sizeof(*offsets));
+    if (offsets == NULL) return false;
+    struct entry_walk walk = {
+        value, STREAM_HEADER_SIZE, STREAM_HEADER_SIZE + entries_length, 0, stored, {0, 0}};
+    uint64_t found = 0;
+    bool damaged = false; /* the decode replies the error */
+    while (id_compare(start, end) <= 0 && walk.index < stored) {
+        struct stream_id id;
+        uint64_t at = walk.at;
+        if (!walk_id(&walk, &id)) {
+            damaged = true;
+            break;
+        }
+        if (id_compare(id, end) > 0) break;
+        if (!walk_next(&walk)) {
+            damaged = true;
+            break;
+        }
+        if (id_compare(id, start) < 0) continue;
+        if (!strings_valid(value + at + ENTRY_HEADER_SIZE, strata_load32(value + at + 20),
+                           strata_load32(value + at + 16))) {
+            damaged = true;
+            break;
+        }
+        offsets[found % kept] = at;
+        found++;
+        if (!reverse && found == kept) break;
+    }
+    if (damaged) {
+        free(offsets);
+        return false;
+    }
+    uint64_t replied = found < kept ? found : kept;
+    reply_array(session, replied);
+    for (uint64_t i = 0; i < replied; i++) {
+        /* Forwards the walk stopped at the COUNT-th match: the offsets are in order. */
+        uint64_t at = offsets[reverse ? (found - 1 - i) % kept : i];
+        struct stream_entry entry = {
+            .id = {strata_load64(value + at), strata_load64(value + at + 8)},
+            .strings = value + at + ENTRY_HEADER_SIZE,
+            .count = strata_load32(value + at + 16),
+            .length = strata_load32(value + at + 20),
+        };
+        reply_entry(session, &entry);
+    }
+    free(offsets);
+    return true;
+}
+
+/* The room edit_add_in_place() may need beyond the value for REQUEST's entry. */
+static uint64_t append_room(const struct resp_request *request,
+                            const struct add_arguments *arguments) {
+    uint64_t room = ENTRY_HEADER_SIZE + PRODUCER_FIXED_SIZE + arguments->producer_length;
+    for (size_t i = arguments->id_index + 1; i < request->argc; i++)
+        room += 4 + request->lengths[i];
+    return room;
+}
+
+/* XADD's read-modify-write on a version-2 value (VALUE, which exists): a copy of the
+ * value, appended to by edit_add_in_place() with no limit on the trim, becomes the new
+ * value (or a duplicate is answered, storing nothing). Returns false when the copy
+ * declined (a version-1 value, an error to reply): decode the stream instead. */
+static bool append_copy(const struct resp_request *request, struct resp_value_change *value,
+                        struct stream_change *change) {
+    const struct add_arguments *arguments = change->arguments;
+    uint64_t room = append_room(request, arguments);
+    struct byte_buffer *output = &value->encoded;
+    output->length = 0;
+    if (value->length < 1 || value->value[0] != STREAM_VERSION_2 ||
+        !byte_buffer_reserve(output, (size_t)(value->length + room))) {
+        output->failed = false;
+        return false;
+    }
+    memcpy(output->data, value->value, (size_t)value->length);
+    uint64_t length = value->length;
+    struct add_edit edit = {
+        .request = request, .arguments = arguments, .now_ms = now_ms(), .walk_max = UINT64_MAX};
+    if (edit_add_in_place(&edit, output->data, &length, value->length + room)) {
+        output->length = (size_t)length;
+        value->outcome = RESP_VALUE_STORE;
+        change->id = edit.id;
+        return true;
+    }
+    if (edit.outcome == ADD_DUPLICATE) {
+        change->id = edit.id; /* nothing stored */
+        return true;
     }
     return false;
 }
 
-/* XADD on a stream that exists, when its trimming removes nothing: the new value is the
- * old one with its header changed and the entry added after the others, the entries
- * skipped rather than decoded (each append would otherwise decode the whole stream);
- * only IDMP decodes what follows them (the groups and producers). Returns APPEND_DONE
- * (stored or a duplicate: replied once stored), APPEND_FAILED after replying an error,
- * or APPEND_DECODE when the append must trim: nothing done, decode the stream. */
-static enum append_result append_fast(struct resp_session *session,
-                                      const struct resp_request *request,
-                                      struct resp_value_change *value,
-                                      struct stream_change *change) {
-    const struct add_arguments *arguments = change->arguments;
-    struct reader reader = {value->value, value->value + value->length, false};
-    const unsigned char *version = read_bytes(&reader, 1);
-    struct stream_id last_id = read_id(&reader), max_deleted = read_id(&reader);
-    uint64_t added = read_u64(&reader);
-    uint32_t count = read_u32(&reader);
-    const unsigned char *entries = reader.at;
-    for (uint32_t i = 0; i < count && !reader.failed; i++) {
-        read_bytes(&reader, 20);
-        read_bytes(&reader, read_u32(&reader));
+/* Gives the stream at argument 1, whose block has no room left for an in-place append,
+ * a new block with room holding the same bytes (store_replace_if_unchanged_with_room():
+ * one copy, where a rewrite would copy into a buffer and again into the block). Returns
+ * whether it did; false when the key changed meanwhile or the store refused. */
+static bool make_room(struct resp_session *session, const struct resp_request *request) {
+    struct store *store = store_of(session);
+    const unsigned char *key = request->argv[1];
+    size_t key_length = (size_t)request->lengths[1];
+    struct item *item;
+    if (store_get_typed(store, key, key_length, STORE_TYPE_STREAM, &item) != STORE_OK) return false;
+    enum store_status status =
+        store_replace_if_unchanged_with_room(store, key, key_length, item, item_value(item),
+                                             item_value_length(item), true, STORE_TYPE_STREAM);
+    item_release(item);
+    return status == STORE_OK;
+}
+
+/* Tries XADD (ARGUMENTS) on the stream at argument 1 in place (store_edit_in_place()).
+ * Returns true when it is over (appended or a duplicate, and replied; or WRONGTYPE
+ * replied), false when the command must take the read-modify-write path (the key is
+ * absent, the value cannot change in place, or an error is to be replied). *REACHED
+ * tells whether the edit ran (false: absent, small, held by someone, on flash). */
+static bool add_in_place(struct resp_session *session, const struct resp_request *request,
+                         const struct add_arguments *arguments, bool *reached, bool *no_room) {
+    struct add_edit edit = {.request = request,
+                            .arguments = arguments,
+                            .now_ms = now_ms(),
+                            .walk_max = IN_PLACE_TRIM_WALK,
+                            .outcome = ADD_DECLINED};
+    const unsigned char *key = request->argv[1];
+    size_t key_length = (size_t)request->lengths[1];
+    enum store_status status = store_edit_in_place(store_of(session), key, key_length,
+                                                   STORE_TYPE_STREAM, edit_add_in_place, &edit);
+    *reached = edit.reached;
+    *no_room = status == STORE_CONDITION_FAILED && edit.outcome == ADD_NO_ROOM;
+    if (status == STORE_OK) {
+        reply_id(session, edit.id);
+        resp_blocking_signal(session->server, key, key_length);
+        return true;
     }
-    if (version == NULL || *version != STREAM_FORMAT_VERSION || reader.failed ||
-        count == UINT32_MAX) {
-        reply_decode_error(session, DECODE_CORRUPT);
-        return APPEND_FAILED;
+    if (status == STORE_WRONG_TYPE) {
+        reply_store_error(session, status);
+        return true;
     }
-    if (arguments->trim.strategy != TRIM_NONE) {
-        struct reader first = {entries, reader.at, false};
-        if (count == 0 ||
-            !trim_removes_nothing(&arguments->trim, (uint64_t)count + 1, read_id(&first)))
-            return APPEND_DECODE;
+    if (status == STORE_CONDITION_FAILED && edit.outcome == ADD_DUPLICATE) {
+        reply_id(session, edit.id);
+        return true;
     }
-    const unsigned char *tail = reader.at;
-    if (arguments->producer != NULL) {
-        enum decode_result decoded = decode_tail(&reader, &change->stream);
-        if (decoded != DECODED) {
-            reply_decode_error(session, decoded);
-            return APPEND_FAILED;
-        }
-        enum idmp_check check = idmp_check(session, &change->stream, arguments, &change->id);
-        if (check == IDMP_REFUSED) return APPEND_FAILED;
-        if (check == IDMP_DUPLICATE) return APPEND_DONE; /* nothing stored */
-    }
-    struct stream_id id;
-    if (!next_id(session, arguments, last_id, &id)) return APPEND_FAILED;
-    if (arguments->producer != NULL &&
-        !producer_remember(&change->stream, arguments->producer, arguments->producer_length,
-                           arguments->sequence, id)) {
-        reply_error(session, OOM_ERROR);
-        return APPEND_FAILED;
-    }
-    struct byte_buffer *output = &value->encoded;
-    byte_buffer_append(output, version, 1);
-    write_id(output, id);
-    write_id(output, max_deleted);
-    write_u64(output, added + 1);
-    write_u32(output, count + 1);
-    byte_buffer_append(output, entries, (size_t)(tail - entries));
-    size_t first = arguments->id_index + 1;
-    uint64_t length = 0;
-    for (size_t i = first; i < request->argc; i++)
-        length += 4 + request->lengths[i];
-    write_id(output, id);
-    write_u32(output, (uint32_t)(request->argc - first));
-    write_u32(output, (uint32_t)length);
-    write_strings(request, first, output);
-    if (arguments->producer != NULL) {
-        if (!encode_tail(&change->stream, output)) output->failed = true;
-    } else {
-        byte_buffer_append(output, tail, (size_t)(value->value + value->length - tail));
-    }
-    value->outcome = RESP_VALUE_STORE;
-    change->id = id;
-    return APPEND_DONE;
+    return false;
 }
 
 static bool edit_add(struct resp_session *session, const struct resp_request *request,
@@ -2029,7 +2528,35 @@ void command_xadd(struct resp_session *session, const struct resp_request *reque
         reply_error(session, "ERR The ID specified in XADD must be greater than 0-0");
         return;
     }
-    update_stream(session, request, 1, edit_add, reply_added, &arguments);
+    if (!resp_value_in_dram(session, request, 1)) return;
+    /* In place when it can; else a rewrite with room, but a rewrite that loses its race
+     * goes back to the in-place append: another writer's rewrite, which made it wait,
+     * has left room (two writers that took turns copying a long stream would otherwise
+     * keep each other from ever appending in place). When the value was held for a
+     * moment (another worker's look-up), the in-place append is tried again a few times,
+     * yielding between, before a rewrite. */
+    int unreached = 0;
+    bool grown = false;
+    for (int round = 0;; round++) {
+        bool reached = false, no_room = false;
+        if (add_in_place(session, request, &arguments, &reached, &no_room)) return;
+        if (no_room && !grown && round < ADD_IN_PLACE_ROUNDS) {
+            grown = true; /* once: an entry larger than the room a block gets is rewritten */
+            if (make_room(session, request)) continue;
+        }
+        unreached += !reached;
+        struct stream_change change = {.edit = edit_add,
+                                       .reply = reply_added,
+                                       .arguments = &arguments,
+                                       .may_retry_in_place = round < ADD_IN_PLACE_ROUNDS,
+                                       .wait_for_holder =
+                                           !reached && unreached <= ADD_UNREACHED_ROUNDS};
+        resp_value_update(session, request, 1, &stream_ops, &change);
+        bool again = change.retry_in_place;
+        change_reset(&change);
+        if (!again) return;
+        if (!reached) sched_yield(); /* let the holder let go */
+    }
 }
 
 static bool edit_trim(struct resp_session *session, const struct resp_request *request,
