@@ -120,10 +120,6 @@ struct stream_id {
     uint64_t ms, seq;
 };
 
-static struct store *store_of(struct resp_session *session) {
-    return session->server->environment.store;
-}
-
 static const struct stream_id ID_MAX = {UINT64_MAX, UINT64_MAX};
 
 static int id_compare(struct stream_id a, struct stream_id b) {
