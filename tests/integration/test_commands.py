@@ -445,6 +445,55 @@ def test_config(conn):
     assert isinstance(conn.call("CONFIG", "HELP"), list)
 
 
+def test_encoding_thresholds(conn):
+    """Redis's encoding thresholds are settable (also by their ziplist names) and decide
+    what OBJECT ENCODING reports, as in Redis 7.0 (checked against redis-server 7.0.15)."""
+    try:
+        check(conn, ["CONFIG", "GET", "hash-max-ziplist-entries"],
+              {b"hash-max-ziplist-entries": b"128"})
+        check(conn, ["CONFIG", "SET", "hash-max-ziplist-entries", "4"], "OK")
+        check(conn, ["CONFIG", "GET", "hash-max-listpack-entries"],
+              {b"hash-max-listpack-entries": b"4"})
+        conn.call("HSET", "small", "a", "1", "b", "2", "c", "3", "d", "4")
+        check(conn, ["OBJECT", "ENCODING", "small"], b"listpack")
+        conn.call("HSET", "small", "e", "5")
+        check(conn, ["OBJECT", "ENCODING", "small"], b"hashtable")
+        check(conn, ["CONFIG", "SET", "hash-max-listpack-value", "3"], "OK")
+        conn.call("HSET", "long", "a", "1234")
+        check(conn, ["OBJECT", "ENCODING", "long"], b"hashtable")
+        check(conn, ["CONFIG", "SET", "zset-max-ziplist-entries", "2", "zset-max-ziplist-value",
+                     "64"], "OK")
+        conn.call("ZADD", "z", "1", "a", "2", "b")
+        check(conn, ["OBJECT", "ENCODING", "z"], b"listpack")
+        conn.call("ZADD", "z", "3", "c")
+        check(conn, ["OBJECT", "ENCODING", "z"], b"skiplist")
+        check(conn, ["CONFIG", "SET", "set-max-intset-entries", "2"], "OK")
+        conn.call("SADD", "s", "1", "2")
+        check(conn, ["OBJECT", "ENCODING", "s"], b"intset")
+        conn.call("SADD", "s", "3")
+        check(conn, ["OBJECT", "ENCODING", "s"], b"hashtable")
+        check(conn, ["CONFIG", "SET", "list-max-ziplist-size", "16", "list-compress-depth",
+                     "1"], "OK")
+        check(conn, ["CONFIG", "GET", "list-max-listpack-size"],
+              {b"list-max-listpack-size": b"16"})
+        conn.call("RPUSH", "l", "a")
+        check(conn, ["OBJECT", "ENCODING", "l"], b"quicklist")
+        check(conn, ["CONFIG", "SET", "stream-node-max-entries", "10", "stream-node-max-bytes",
+                     "0"], "OK")
+        for i in range(1, 26):
+            conn.call("XADD", "st", f"{i}-1", "f", "v")
+        check(conn, ["XTRIM", "st", "MAXLEN", "~", "12"], 10)  # one run of 10 (Redis: the same)
+        check(conn, ["XLEN", "st"], 15)
+        error(conn, ["CONFIG", "SET", "hash-max-listpack-entries", "many"],
+              "ERR CONFIG SET failed (possibly related to argument 'hash-max-listpack-entries')")
+    finally:
+        conn.call("CONFIG", "SET", "hash-max-listpack-entries", "128", "hash-max-listpack-value",
+                  "64", "zset-max-listpack-entries", "128", "zset-max-listpack-value", "64",
+                  "set-max-intset-entries", "512", "list-max-listpack-size", "-2",
+                  "list-compress-depth", "0", "stream-node-max-entries", "100",
+                  "stream-node-max-bytes", "4096")
+
+
 def test_client(conn):
     client_id = conn.call("CLIENT", "ID")
     assert isinstance(client_id, int) and client_id > 0

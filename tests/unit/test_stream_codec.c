@@ -150,7 +150,8 @@ static bool add(unsigned char *value, uint64_t *length, uint64_t capacity, const
                                    .approximate = approximate,
                                    .max_length = max_length,
                                    .min_id = min_id,
-                                   .limit = approximate ? APPROXIMATE_LIMIT : 0};
+                                   .limit = approximate ? APPROXIMATE_LIMIT : 0,
+                                   .node_entries = NODE_ENTRIES_DEFAULT};
     if (producer != NULL) {
         arguments.producer = (const unsigned char *)producer;
         arguments.producer_length = strlen(producer);

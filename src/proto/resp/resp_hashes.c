@@ -38,9 +38,6 @@
 #define HASH_VERSION_1      1 /* u32 count and lengths: read only */
 #define HASH_VERSION_2      2 /* varint count and lengths: written */
 #define HASH_V1_HEADER_SIZE 5
-/* Redis's limits for its compact (listpack) encoding, for OBJECT ENCODING. */
-#define LISTPACK_MAX_ENTRIES 128
-#define LISTPACK_MAX_VALUE   64
 
 struct hash_entry {
     const unsigned char *field;
@@ -154,14 +151,15 @@ static int hash_set(struct hash_entries *hash, const unsigned char *field, uint6
 }
 
 /* Redis's name for how it would keep a hash like this one (OBJECT ENCODING). */
-const char *resp_hash_encoding(const unsigned char *value, uint64_t length) {
+const char *resp_hash_encoding(const unsigned char *value, uint64_t length, int64_t max_entries,
+                               int64_t max_value) {
     struct hash_entries hash = {0};
     const char *name = "hashtable";
-    if (hash_decode(value, length, &hash) == DECODED && hash.live <= LISTPACK_MAX_ENTRIES) {
+    if (hash_decode(value, length, &hash) == DECODED && (int64_t)hash.live <= max_entries) {
         name = "listpack";
         for (size_t i = 0; i < hash.count; i++) {
-            if (hash.entries[i].field_length > LISTPACK_MAX_VALUE ||
-                hash.entries[i].value_length > LISTPACK_MAX_VALUE) {
+            if (hash.entries[i].field_length > max_value ||
+                hash.entries[i].value_length > max_value) {
                 name = "hashtable";
             }
         }

@@ -693,8 +693,10 @@ bool resp_value_take_count(const unsigned char **at, const unsigned char *end, u
 void resp_value_put_count(struct byte_buffer *output, uint32_t count);
 
 /* Redis 7.0's name for the encoding it would give a value of TYPE (not a string) whose
- * stored bytes are VALUE (LENGTH bytes): OBJECT ENCODING. */
-const char *resp_value_encoding(enum store_type type, const unsigned char *value, uint64_t length);
+ * stored bytes are VALUE (LENGTH bytes), under the thresholds in OPTIONS
+ * (hash-max-listpack-entries ...): OBJECT ENCODING. */
+const char *resp_value_encoding(const struct options *options, enum store_type type,
+                                const unsigned char *value, uint64_t length);
 
 /* Changes the value at argument KEY_INDEX with OPS (after bringing it to DRAM): reads
  * it, edits it and stores the outcome only if the key still holds what was read,
@@ -706,14 +708,18 @@ void resp_value_update(struct resp_session *session, const struct resp_request *
 /* ---- hashes (resp_hashes.c) ------------------------------------------------------ */
 
 /* Redis's name for the encoding it would give the hash whose stored bytes are VALUE
- * (LENGTH bytes): "listpack" up to 128 fields of at most 64 bytes, else "hashtable". */
-const char *resp_hash_encoding(const unsigned char *value, uint64_t length);
+ * (LENGTH bytes): "listpack" up to MAX_ENTRIES fields of at most MAX_VALUE bytes
+ * (fields and values), else "hashtable". */
+const char *resp_hash_encoding(const unsigned char *value, uint64_t length, int64_t max_entries,
+                               int64_t max_value);
 
 /* ---- sets (resp_sets.c) --------------------------------------------------------- */
 
 /* Redis 7.0's name for the encoding it would give the set whose stored bytes are VALUE
- * (LENGTH bytes): "intset" up to 512 members that are all integers, else "hashtable". */
-const char *resp_set_encoding(const unsigned char *value, uint64_t length);
+ * (LENGTH bytes): "intset" up to MAX_INTSET_ENTRIES members that are all integers, else
+ * "hashtable". */
+const char *resp_set_encoding(const unsigned char *value, uint64_t length,
+                              int64_t max_intset_entries);
 
 /* Calls VISIT(CONTEXT, member, member_length) for each member of the set whose stored
  * bytes are VALUE (LENGTH bytes), in the set's order, with views into VALUE, until VISIT
@@ -728,9 +734,10 @@ int resp_set_each_member(const unsigned char *value, uint64_t length,
 /* ---- sorted sets (resp_sorted_sets.c) -------------------------------------------- */
 
 /* Redis's name for the encoding it would give the sorted set whose stored bytes are
- * VALUE (LENGTH bytes): "listpack" up to 128 members of at most 64 bytes, else
- * "skiplist". */
-const char *resp_zset_encoding(const unsigned char *value, uint64_t length);
+ * VALUE (LENGTH bytes): "listpack" up to MAX_ENTRIES members of at most MAX_VALUE bytes,
+ * else "skiplist". */
+const char *resp_zset_encoding(const unsigned char *value, uint64_t length, int64_t max_entries,
+                               int64_t max_value);
 
 /* The name TYPE answers for TYPE ("string", "hash", "list"). */
 const char *resp_type_name(enum store_type type);

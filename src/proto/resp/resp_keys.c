@@ -433,7 +433,8 @@ static void object_encoding(struct resp_session *session, const struct resp_requ
         if (status == STORE_OK) {
             const unsigned char *value = item_value(item);
             uint64_t length = item_value_length(item);
-            reply_bulk_text(session, resp_value_encoding(info->type, value, length));
+            reply_bulk_text(session, resp_value_encoding(session->server->environment.options,
+                                                         info->type, value, length));
             item_release(item);
         } else if (status == STORE_NOT_FOUND || status == STORE_WRONG_TYPE) {
             reply_null(session); /* gone, or replaced, since the look: as if looked after */

@@ -509,6 +509,11 @@ static const struct {
     {"proto-max-bulk-len", "max-value"},
     {"client-query-buffer-limit", "max-request"},
     {"loglevel", "log-level"},
+    {"hash-max-ziplist-entries", "hash-max-listpack-entries"},
+    {"hash-max-ziplist-value", "hash-max-listpack-value"},
+    {"zset-max-ziplist-entries", "zset-max-listpack-entries"},
+    {"zset-max-ziplist-value", "zset-max-listpack-value"},
+    {"list-max-ziplist-size", "list-max-listpack-size"},
 };
 
 /* Settings Redis clients and tools ask for, with the fixed answer strata gives. */

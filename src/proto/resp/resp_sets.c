@@ -37,9 +37,7 @@
 #define SET_V1_HEADER_SIZE 5
 /* Up to this many members a lookup scans; beyond, it builds a hash table first. */
 #define SMALL_SET_MEMBERS 64
-/* Redis 7.0's limit for its compact (intset) encoding, for OBJECT ENCODING. */
-#define INTSET_MAX_ENTRIES 512
-#define UPDATE_ATTEMPTS    100
+#define UPDATE_ATTEMPTS   100
 
 struct set_member {
     const unsigned char *data;
@@ -218,12 +216,11 @@ static bool set_remove(struct set_members *set, const unsigned char *data, uint6
     return true;
 }
 
-/* Redis 7.0's name for how it would keep a set like this one (OBJECT ENCODING): "intset"
- * for up to 512 members that are all integers, else "hashtable". */
-const char *resp_set_encoding(const unsigned char *value, uint64_t length) {
+const char *resp_set_encoding(const unsigned char *value, uint64_t length,
+                              int64_t max_intset_entries) {
     struct set_members set = {0};
     const char *name = "hashtable";
-    if (set_decode(value, length, &set) == DECODED && set.live <= INTSET_MAX_ENTRIES) {
+    if (set_decode(value, length, &set) == DECODED && (int64_t)set.live <= max_intset_entries) {
         name = "intset";
         for (size_t i = 0; i < set.count; i++) {
             int64_t number;

@@ -43,9 +43,6 @@
 #define ZSET_FORMAT_VERSION 1
 #define ZSET_HEADER_SIZE    5
 #define ZSET_ENTRY_OVERHEAD 12 /* score and length */
-/* Redis's limits for its compact (listpack) encoding, for OBJECT ENCODING. */
-#define LISTPACK_MAX_ENTRIES 128
-#define LISTPACK_MAX_VALUE   64
 /* Lookups beyond which a change builds a hash of the members (and members beyond which
  * it pays). */
 #define INDEX_MIN_LOOKUPS 4
@@ -283,13 +280,14 @@ static bool zset_append(struct zset *zset, const unsigned char *member, uint64_t
 }
 
 /* Redis's name for how it would keep a sorted set like this one (OBJECT ENCODING). */
-const char *resp_zset_encoding(const unsigned char *value, uint64_t length) {
+const char *resp_zset_encoding(const unsigned char *value, uint64_t length, int64_t max_entries,
+                               int64_t max_value) {
     struct zset zset = {0};
     const char *name = "skiplist";
-    if (zset_decode(value, length, &zset) == DECODED && zset.live <= LISTPACK_MAX_ENTRIES) {
+    if (zset_decode(value, length, &zset) == DECODED && (int64_t)zset.live <= max_entries) {
         name = "listpack";
         for (size_t i = 0; i < zset.count; i++)
-            if (zset.entries[i].length > LISTPACK_MAX_VALUE) name = "skiplist";
+            if (zset.entries[i].length > max_value) name = "skiplist";
     }
     zset_free(&zset);
     return name;

@@ -108,8 +108,8 @@
 #define PRODUCER_FIXED_SIZE   28   /* a producer's name length, sequence and id */
 #define PRODUCERS_MAX         1000 /* producers a stream deduplicates */
 #define PRODUCER_NAME_MAX     512
-#define NODE_ENTRIES          100   /* entries per Redis node, for approximate trimming */
-#define APPROXIMATE_LIMIT     10000 /* Redis's default LIMIT with ~ (100 nodes) */
+#define NODE_ENTRIES_DEFAULT  100   /* entries per Redis node when stream-node-max-entries is 0 */
+#define APPROXIMATE_LIMIT     10000 /* Redis's default LIMIT with ~ when nodes have no count */
 #define AUTOCLAIM_COUNT       100
 #define ENTRIES_READ_UNKNOWN  (-1)
 
@@ -121,6 +121,15 @@ struct stream_id {
 };
 
 static const struct stream_id ID_MAX = {UINT64_MAX, UINT64_MAX};
+
+/* The entries of one of Redis's stream nodes, which approximate trimming removes whole:
+ * stream-node-max-entries, or NODE_ENTRIES_DEFAULT when it is 0 (Redis then closes nodes
+ * by bytes alone, stream-node-max-bytes, which strata does not model). */
+static uint64_t stream_node_entries(struct resp_session *session) {
+    int64_t entries =
+        options_number(session->server->environment.options, RESP_OPTION(stream_node_max_entries));
+    return entries > 0 ? (uint64_t)entries : NODE_ENTRIES_DEFAULT;
+}
 
 static int id_compare(struct stream_id a, struct stream_id b) {
     if (a.ms != b.ms) return a.ms < b.ms ? -1 : 1;
@@ -1437,7 +1446,8 @@ static void info_stream(struct resp_session *session, const struct resp_request 
     for (size_t i = 0; i < stream.group_count; i++)
         groups += !stream.groups[i].removed;
     const struct stream_entry *first = first_live(&stream), *last = last_live(&stream);
-    size_t nodes = (stream.live + NODE_ENTRIES - 1) / NODE_ENTRIES;
+    uint64_t node_entries = stream_node_entries(session);
+    size_t nodes = (size_t)((stream.live + node_entries - 1) / node_entries);
     reply_map(session, full ? 9 : 10);
     reply_bulk_text(session, "length");
     reply_integer(session, (int64_t)stream.live);
@@ -1698,7 +1708,8 @@ struct trim {
     bool approximate;
     int64_t max_length;
     struct stream_id min_id;
-    int64_t limit; /* entries removed at most (0: no limit) */
+    int64_t limit;         /* entries removed at most (0: no limit) */
+    uint64_t node_entries; /* approximate: entries per run (stream_node_entries()) */
 };
 
 /* XADD's and XTRIM's options. */
@@ -1806,10 +1817,10 @@ static int64_t stream_trim(struct stream *stream, const struct trim *trim) {
             removed++;
             continue;
         }
-        /* A node: the next NODE_ENTRIES live entries. */
+        /* A node: the next node_entries live entries. */
         size_t end = at, in_node = 0;
         struct stream_id last = {0, 0};
-        while (end < stream->count && in_node < NODE_ENTRIES) {
+        while (end < stream->count && in_node < trim->node_entries) {
             if (!stream->entries[end].removed) {
                 in_node++;
                 last = stream->entries[end].id;
@@ -1917,7 +1928,14 @@ static bool parse_add_or_trim(struct resp_session *session, const struct resp_re
         reply_error(session, "ERR syntax error, LIMIT cannot be used without the special ~ option");
         return false;
     }
-    if (!limit_given) trim->limit = trim->approximate ? APPROXIMATE_LIMIT : 0;
+    /* As Redis: ~ removes at most 100 nodes unless told otherwise. */
+    int64_t node_option =
+        options_number(session->server->environment.options, RESP_OPTION(stream_node_max_entries));
+    trim->node_entries = stream_node_entries(session);
+    if (!limit_given)
+        trim->limit = !trim->approximate ? 0
+                      : node_option > 0  ? 100 * node_option
+                                         : APPROXIMATE_LIMIT;
     arguments->id_index = i;
     return true;
 }
@@ -2098,7 +2116,7 @@ static bool trim_plan(const struct trim *trim, struct entry_walk *walk, uint64_t
             gone = total > max ? total - max : 0;
         } else {
             for (uint64_t live = total; live > 0;) {
-                uint64_t in_node = live < NODE_ENTRIES ? live : NODE_ENTRIES;
+                uint64_t in_node = live < trim->node_entries ? live : trim->node_entries;
                 if (live - in_node < max ||
                     (trim->limit != 0 && gone + in_node > (uint64_t)trim->limit))
                     break;
@@ -2120,8 +2138,9 @@ static bool trim_plan(const struct trim *trim, struct entry_walk *walk, uint64_t
                 gone++;
                 continue;
             }
-            /* A node: the next NODE_ENTRIES entries, gone when its last id is below. */
-            uint64_t in_node = total - gone < NODE_ENTRIES ? total - gone : NODE_ENTRIES;
+            /* A node: the next node_entries entries, gone when its last id is below. */
+            uint64_t in_node =
+                total - gone < trim->node_entries ? total - gone : trim->node_entries;
             if (trim->limit != 0 && gone + in_node > (uint64_t)trim->limit) break;
             struct entry_walk node = *walk;
             for (uint64_t i = 0; i + 1 < in_node; i++)

@@ -87,16 +87,22 @@ void resp_value_update(struct resp_session *session, const struct resp_request *
     if (exclusive) resp_exclusive_end(session);
 }
 
-const char *resp_value_encoding(enum store_type type, const unsigned char *value, uint64_t length) {
+const char *resp_value_encoding(const struct options *options, enum store_type type,
+                                const unsigned char *value, uint64_t length) {
     switch (type) {
     case STORE_TYPE_HASH:
-        return resp_hash_encoding(value, length);
+        return resp_hash_encoding(value, length,
+                                  options_number(options, RESP_OPTION(hash_max_listpack_entries)),
+                                  options_number(options, RESP_OPTION(hash_max_listpack_value)));
     case STORE_TYPE_LIST:
         return "quicklist"; /* Redis 7.0's only list encoding */
     case STORE_TYPE_SET:
-        return resp_set_encoding(value, length);
+        return resp_set_encoding(value, length,
+                                 options_number(options, RESP_OPTION(set_max_intset_entries)));
     case STORE_TYPE_ZSET:
-        return resp_zset_encoding(value, length);
+        return resp_zset_encoding(value, length,
+                                  options_number(options, RESP_OPTION(zset_max_listpack_entries)),
+                                  options_number(options, RESP_OPTION(zset_max_listpack_value)));
     case STORE_TYPE_STREAM:
         return "stream";
     case STORE_TYPE_STRING:
