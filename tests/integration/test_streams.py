@@ -835,3 +835,20 @@ def test_long_stream_concurrent_appenders(start_server):
         seen.setdefault(fields[b"w"], []).append(int(fields[b"i"]))
     assert all(order == list(range(each)) for order in seen.values()) and len(seen) == writers
     assert client.xinfo_stream("shared")["entries-added"] == writers * each
+
+
+def test_group_setid_takes_first_and_last(client):
+    """XGROUP SETID takes - and + as Redis 7.0 does (CREATE does not): a group set back to
+    - delivers every entry again (Redis's "PEL NACK reassignment after XGROUP SETID")."""
+    for _ in range(4):
+        client.xadd("events", {"f1": "v1"})
+    client.xgroup_create("events", "g1", id="$")
+    client.xadd("events", {"f1": "v1"})
+    assert len(client.xreadgroup("g1", "c1", {"events": ">"})[0][1]) == 1
+    assert client.execute_command("XGROUP", "SETID", "events", "g1", "-") == b"OK"
+    assert len(client.xreadgroup("g1", "c2", {"events": ">"})[0][1]) == 5
+    assert client.execute_command("XGROUP", "SETID", "events", "g1", "+") == b"OK"
+    assert client.xinfo_groups("events")[0]["last-delivered-id"] == \
+        b"18446744073709551615-18446744073709551615"
+    with pytest.raises(redis.ResponseError, match="Invalid stream ID"):
+        client.execute_command("XGROUP", "CREATE", "events", "g2", "-")

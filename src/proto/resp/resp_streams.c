@@ -2756,7 +2756,15 @@ static bool edit_group_setid(struct resp_session *session, const struct resp_req
     struct group_arguments *arguments = change->arguments;
     struct stream_group *group = xgroup_group(session, request, change);
     struct stream_id id;
-    if (group == NULL || !group_start_id(session, request, &change->stream, &id)) return false;
+    if (group == NULL) return false;
+    /* As Redis 7.0, SETID (not CREATE) also takes - and + (the first and last ids). */
+    if (argument_equals(request, 4, "-")) {
+        id = (struct stream_id){0, 0};
+    } else if (argument_equals(request, 4, "+")) {
+        id = ID_MAX;
+    } else if (!group_start_id(session, request, &change->stream, &id)) {
+        return false;
+    }
     group->last_delivered = id;
     group->entries_read = arguments->entries_read;
     change->changed = true;
