@@ -57,11 +57,16 @@ def test_increments(client):
     assert client.hincrbyfloat("h", "f", "0.1") == pytest.approx(10.6)
     assert client.hget("h", "f") == b"10.6"
     client.hset("h", mapping={"text": "abc", "big": str(2**63 - 1)})
+    client.set("nothash", "v")
     for call, message in ((lambda: client.hincrby("h", "text", 1), "hash value is not an integer"),
                           (lambda: client.hincrby("h", "big", 1), "increment or decrement would overflow"),
                           (lambda: client.hincrby("h", "n", "x"), "value is not an integer or out of range"),
                           (lambda: client.hincrbyfloat("h", "text", 1), "hash value is not a float"),
-                          (lambda: client.hincrbyfloat("h", "n", "abc"), "value is not a valid float")):
+                          (lambda: client.hincrbyfloat("h", "n", "abc"), "value is not a valid float"),
+                          # Redis 7.0: an infinite increment is refused before the key's type.
+                          (lambda: client.hincrbyfloat("h", "n", "+inf"), "value is NaN or Infinity"),
+                          (lambda: client.hincrbyfloat("nothash", "n", "-inf"),
+                           "value is NaN or Infinity")):
         with pytest.raises(redis.ResponseError, match=message):
             call()
     assert client.hget("h", "n") == b"-2"

@@ -32,6 +32,7 @@
 #include "proto/resp/resp_internal.h"
 #include "strata_protocol.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -704,5 +705,15 @@ static bool edit_increment_float(struct resp_session *session, const struct resp
 }
 
 void command_hincrbyfloat(struct resp_session *session, const struct resp_request *request) {
+    /* As Redis: the increment is checked before the key's type. */
+    long double delta;
+    if (!parse_long_double(request->argv[3], (size_t)request->lengths[3], &delta)) {
+        reply_error(session, "ERR value is not a valid float");
+        return;
+    }
+    if (isnan(delta) || isinf(delta)) {
+        reply_error(session, "ERR value is NaN or Infinity");
+        return;
+    }
     update_hash(session, request, edit_increment_float, reply_change_text);
 }
