@@ -441,6 +441,16 @@ def test_config(conn):
           "ERR CONFIG SET failed (possibly related to argument 'max-value') - max-request")
     error(conn, ["CONFIG", "GET"], "ERR wrong number of arguments for 'config|get' command")
     error(conn, ["CONFIG", "BOGUS"], "ERR unknown subcommand 'BOGUS'. Try CONFIG HELP.")
+    # A fixed setting takes the value it has (Redis's test harness sets save ""), no other.
+    check(conn, ["CONFIG", "SET", "save", "", "appendonly", "no", "max-clients", "9000"], "OK")
+    check(conn, ["CONFIG", "GET", "max-clients"], {b"max-clients": b"9000"})
+    error(conn, ["CONFIG", "SET", "max-clients", "10000", "save", "900 1"],
+          "ERR CONFIG SET failed (possibly related to argument 'save') - strata has it fixed at ''")
+    check(conn, ["CONFIG", "GET", "max-clients"], {b"max-clients": b"9000"})
+    error(conn, ["CONFIG", "SET", "appendonly", "no", "max-clients", "10000", "max-value", "x"],
+          "ERR CONFIG SET failed (possibly related to argument 'max-value')")
+    check(conn, ["CONFIG", "GET", "max-clients"], {b"max-clients": b"9000"})  # undone
+    check(conn, ["CONFIG", "SET", "max-clients", "10000"], "OK")
     check(conn, ["CONFIG", "RESETSTAT"], "OK")
     assert isinstance(conn.call("CONFIG", "HELP"), list)
 
