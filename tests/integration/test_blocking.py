@@ -405,3 +405,45 @@ def test_many_blocked_clients_each_woken_by_its_own_keys(server, client):
     finally:
         for connection in connections:
             connection.close()
+
+
+def test_a_key_that_became_another_type_does_not_end_the_wait(server, client):
+    """Woken for a key that now holds another type, a blocked command waits on, where its
+    first run would answer WRONGTYPE: Redis serves a blocked client only from a key of the
+    type it waits for (Redis's "ZADD + DEL + SET should not awake blocked client")."""
+    cases = [  # (the blocked command, a write of the type it waits for, what it gets)
+        (("BLPOP", "k", "0"), lambda pipe: pipe.rpush("k", "bar"), [b"k", b"bar"]),
+        (("BZPOPMIN", "k", "0"), lambda pipe: pipe.zadd("k", {"bar": 1}), [b"k", b"bar", b"1"]),
+        (("BLMOVE", "k", "dst", "LEFT", "LEFT", "0"), lambda pipe: pipe.rpush("k", "bar"),
+         b"bar"),
+    ]
+    for command, write, expected in cases:
+        client.delete("k", "dst")
+        with Connection(server.port) as blocked:
+            blocked.send(*command)
+            wait_blocked(client, 1)
+            with client.pipeline() as pipe:  # MULTI: written, deleted, made a string
+                write(pipe)
+                pipe.delete("k")
+                pipe.set("k", "foo")
+                pipe.execute()
+            time.sleep(0.1)
+            assert client.info("clients")["blocked_clients"] == 1, command
+            client.delete("k")
+            write(client)
+            assert blocked.read() == expected, command
+    # XREAD BLOCK: a stream written, deleted and made a list while it waits.
+    client.delete("s1")
+    with Connection(server.port) as blocked:
+        blocked.send("XREAD", "BLOCK", "20000", "STREAMS", "s1", "$")
+        wait_blocked(client, 1)
+        with client.pipeline() as pipe:
+            pipe.xadd("s1", {"old": "value"})
+            pipe.delete("s1")
+            pipe.lpush("s1", "x")
+            pipe.execute()
+        time.sleep(0.1)
+        assert client.info("clients")["blocked_clients"] == 1
+        client.delete("s1")
+        client.xadd("s1", {"new": "abcd1234"}, id="1-1")
+        assert blocked.read() == [[b"s1", [[b"1-1", [b"new", b"abcd1234"]]]]]

@@ -499,6 +499,10 @@ bool resp_block_rerun(const struct resp_session *session, struct resp_request *r
     return true;
 }
 
+bool resp_block_waited(const struct resp_session *session) {
+    return session->block.request.argc != 0 && session->rerunning;
+}
+
 void resp_blocking_woken(struct resp_session *session) {
     struct resp_server *server = session->server;
     struct resp_block *block = &session->block;

@@ -594,6 +594,12 @@ bool resp_parse_multi_pop(struct resp_session *session, const struct resp_reques
  * command ends) when SESSION's command has blocked, false otherwise. */
 bool resp_block_rerun(const struct resp_session *session, struct resp_request *request);
 
+/* Whether SESSION's command is running again after it blocked. Such a run skips a key
+ * that now holds another type, as if it were empty, and waits on, where a first run
+ * answers WRONGTYPE: Redis serves a blocked client only from a key of the type it waits
+ * for (BLPOP on a key that became a string meanwhile keeps waiting). */
+bool resp_block_waited(const struct resp_session *session);
+
 /* Wakes the commands blocked on KEY (LENGTH bytes), if any: a typed write stored a value
  * there. Any worker; takes blocking_lock only when a session is blocked. */
 void resp_blocking_signal(struct resp_server *server, const unsigned char *key, size_t length);

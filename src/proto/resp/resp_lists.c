@@ -934,7 +934,10 @@ static bool pop_first_list(struct resp_session *session, const struct resp_reque
         enum store_status status =
             store_key_type(store_of(session), request->argv[i], (size_t)request->lengths[i], &type);
         if (status == STORE_NOT_FOUND) continue;
-        if (status == STORE_OK && type != STORE_TYPE_LIST) status = STORE_WRONG_TYPE;
+        if (status == STORE_OK && type != STORE_TYPE_LIST) {
+            if (resp_block_waited(session)) continue; /* as Redis: not a list to serve */
+            status = STORE_WRONG_TYPE;
+        }
         if (status != STORE_OK) {
             reply_store_error(session, status);
             return true;
@@ -1020,7 +1023,8 @@ static void blocking_move(struct resp_session *session, const struct resp_reques
     enum store_type type;
     enum store_status status =
         store_key_type(store_of(session), request->argv[1], (size_t)request->lengths[1], &type);
-    if (status == STORE_NOT_FOUND) {
+    if (status == STORE_NOT_FOUND ||
+        (status == STORE_OK && type != STORE_TYPE_LIST && resp_block_waited(session))) {
         resp_block(session, request, 1, 1, timeout_ms, RESP_BLOCK_NULL_BULK, true);
         return;
     }

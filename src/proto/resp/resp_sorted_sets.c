@@ -1439,7 +1439,10 @@ static bool pop_first_zset(struct resp_session *session, const struct resp_reque
             store_key_type(session->server->environment.store, request->argv[i],
                            (size_t)request->lengths[i], &type);
         if (status == STORE_NOT_FOUND) continue;
-        if (status == STORE_OK && type != STORE_TYPE_ZSET) status = STORE_WRONG_TYPE;
+        if (status == STORE_OK && type != STORE_TYPE_ZSET) {
+            if (resp_block_waited(session)) continue; /* as Redis: not a sorted set to serve */
+            status = STORE_WRONG_TYPE;
+        }
         if (status != STORE_OK) {
             reply_store_error(session, status);
             return true;

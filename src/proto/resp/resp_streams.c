@@ -1094,7 +1094,13 @@ void command_xread(struct resp_session *session, const struct resp_request *requ
         size_t key = options.streams + read, id_index = key + keys;
         bool dollar = argument_equals(request, id_index, "$");
         if (!dollar) argument_id(session, request, id_index, &after[read]); /* checked above */
-        if (!resp_value_read(session, request, key, STORE_TYPE_STREAM, &items[read])) {
+        enum store_type type;
+        if (resp_block_waited(session) &&
+            store_key_type(store_of(session), request->argv[key], (size_t)request->lengths[key],
+                           &type) == STORE_OK &&
+            type != STORE_TYPE_STREAM) {
+            items[read] = NULL; /* as Redis: no stream to read; it waits on */
+        } else if (!resp_value_read(session, request, key, STORE_TYPE_STREAM, &items[read])) {
             failed = true;
             break;
         }
