@@ -1,7 +1,10 @@
-/* Scripting: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT, with Lua 5.1 as in Redis 7.0
- * (docs/redis-compatibility.md, "Scripting").
+/* Scripting: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT, and functions (FUNCTION,
+ * FCALL, FCALL_RO), with Lua 5.1 as in Redis 7.0 (docs/redis-compatibility.md,
+ * "Scripting" and "Functions").
  *
- * One Lua state per server (struct resp_scripting), guarded by its mutex. A script runs
+ * One Lua state per server for scripts and one for function libraries (struct
+ * resp_scripting), both guarded by its mutex; a function runs exactly as a script does
+ * (the end of this file). A script runs
  * as EXEC runs a transaction: its worker first becomes the only one running any
  * connection's commands (resp_exclusive_begin()), so no other client's command runs
  * between two of the script's; the worker's io_ring is set aside, so a value on flash is
@@ -21,10 +24,13 @@
  * that has written runs to its end, and every connection waits meanwhile (Redis answers
  * BUSY to them; strata does not read their commands until the script ends). */
 #include "base/clock.h"
+#include "base/glob.h"
 #include "base/io_ring.h"
 #include "base/log.h"
+#include "base/numbers.h"
 #include "proto/resp/resp_internal.h"
 
+#include <ctype.h>
 #include <lauxlib.h>
 #include <lua-bitop.h>
 #include <lua-cjson.h>
@@ -57,6 +63,8 @@ struct resp_scripting {
     pthread_mutex_t lock; /* guards all below; held while a script runs and by SCRIPT */
     size_t memory;        /* bytes the Lua states hold (lua_allocate()) */
     lua_State *lua;       /* NULL only when a SCRIPT FLUSH could not make a new one */
+    lua_State *functions; /* FUNCTION's libraries: a state of their own, as in Redis, so
+                             that SCRIPT FLUSH keeps them */
     /* While a script runs (lock held): */
     struct resp_session *session;
     bool read_only; /* EVAL_RO: write commands are refused */
@@ -72,6 +80,8 @@ struct resp_scripting {
 static const char scripting_key[] = "strata_scripting"; /* light userdata: the struct */
 static const char scripts_key[] = "strata_scripts";     /* sha1 hex -> compiled function */
 static const char handler_key[] = "strata_error_handler";
+static const char manager_key[] = "strata_functions"; /* the functions' state: functions_code's
+                                                         manager */
 
 /* Lua code run when the state is made (with the debug library still there): the error
  * handler, which makes every error a table {err=..., source=..., line=...} pointing at
@@ -84,7 +94,9 @@ static const char setup_code[] =
     "  while true do\n"
     "    local info = dbg.getinfo(level, 'Sl')\n"
     "    if info == nil then break end\n"
-    "    if info.source == '@user_script' then found = info break end\n"
+    "    if info.source == '@user_script' or info.source == '@user_function' then\n"
+    "      found = info break\n"
+    "    end\n"
     "    level = level + 1\n"
     "  end\n"
     "  if type(err) ~= 'table' then err = {err = 'ERR ' .. tostring(err)} end\n"
@@ -108,6 +120,176 @@ static const char setup_code[] =
     "end\n"
     "setmetatable(_G, mt)\n"
     "return handler\n";
+
+/* Lua code run once in the functions' state (after setup_code), with the real global
+ * table G and the error handler as arguments. It returns the library manager and the
+ * table that becomes the state's globals: an empty table whose metatable sends reads to
+ * G, or while a library loads to the load API (only redis.register_function, redis.log
+ * and the log levels, as Redis 7.0), and refuses writes. The manager keeps the libraries
+ * (name -> {name, code, functions = {records in registration order}}), their order, and
+ * every function by name (-> {name, callback, description, flags = {names in Redis's
+ * order}, no_writes, library}). load() returns an error reply's text, or nil. */
+static const char functions_code[] =
+    "local G, handler = ...\n"
+    "local error, type, pairs, ipairs, select, tostring = error, type, pairs, ipairs, select, "
+    "tostring\n"
+    "local setmetatable, xpcall, loadstring = setmetatable, xpcall, loadstring\n"
+    "local lower, find, remove = string.lower, string.find, table.remove\n"
+    "local libraries, order, functions, loading = {}, {}, {}, nil\n"
+    "local flag_order = {'no-writes', 'allow-oom', 'allow-stale', 'no-cluster',\n"
+    "  'allow-cross-slot-keys'}\n"
+    "local known = {}\n"
+    "for _, flag in ipairs(flag_order) do known[flag] = true end\n"
+    "local function readonly(t, n, v)\n"
+    "  error('Attempt to modify a readonly table', 2)\n"
+    "end\n"
+    "local function missing(t, n)\n"
+    "  error(\"Script attempted to access nonexistent global variable '\" .. tostring(n) .. "
+    "\"'\", 2)\n"
+    "end\n"
+    "local function fail(message) error(message, 0) end\n"
+    "local function stringish(v) return type(v) == 'string' or type(v) == 'number' end\n"
+    "local function register(...)\n"
+    "  local count = select('#', ...)\n"
+    "  local name, callback, description\n"
+    "  local chosen = {}\n"
+    "  if count == 1 then\n"
+    "    local t = ...\n"
+    "    if type(t) ~= 'table' then\n"
+    "      fail('calling redis.register_function with a single argument is only applicable "
+    "to Lua table (representing named arguments).')\n"
+    "    end\n"
+    "    for k, v in pairs(t) do\n"
+    "      if not stringish(k) then\n"
+    "        fail('named argument key given to redis.register_function is not a string')\n"
+    "      end\n"
+    "      local key = lower(tostring(k))\n"
+    "      if key == 'function_name' then\n"
+    "        if not stringish(v) then\n"
+    "          fail('function_name argument given to redis.register_function must be a "
+    "string')\n"
+    "        end\n"
+    "        name = tostring(v)\n"
+    "      elseif key == 'description' then\n"
+    "        if not stringish(v) then\n"
+    "          fail('description argument given to redis.register_function must be a "
+    "string')\n"
+    "        end\n"
+    "        description = tostring(v)\n"
+    "      elseif key == 'callback' then\n"
+    "        if type(v) ~= 'function' then\n"
+    "          fail('callback argument given to redis.register_function must be a "
+    "function')\n"
+    "        end\n"
+    "        callback = v\n"
+    "      elseif key == 'flags' then\n"
+    "        if type(v) ~= 'table' then\n"
+    "          fail('flags argument to redis.register_function must be a table representing "
+    "function flags')\n"
+    "        end\n"
+    "        for _, flag in pairs(v) do\n"
+    "          if not stringish(flag) or not known[lower(tostring(flag))] then\n"
+    "            fail('unknown flag given')\n"
+    "          end\n"
+    "          chosen[lower(tostring(flag))] = true\n"
+    "        end\n"
+    "      else\n"
+    "        fail('unknown argument given to redis.register_function')\n"
+    "      end\n"
+    "    end\n"
+    "    if name == nil then fail('redis.register_function must get a function name argument') "
+    "end\n"
+    "    if callback == nil then fail('redis.register_function must get a callback argument') "
+    "end\n"
+    "  elseif count == 2 then\n"
+    "    name, callback = ...\n"
+    "    if not stringish(name) then\n"
+    "      fail('first argument to redis.register_function must be a string')\n"
+    "    end\n"
+    "    name = tostring(name)\n"
+    "    if type(callback) ~= 'function' then\n"
+    "      fail('second argument to redis.register_function must be a function')\n"
+    "    end\n"
+    "  else\n"
+    "    fail('wrong number of arguments to redis.register_function')\n"
+    "  end\n"
+    "  if name == '' or find(name, '[^%w_]') then\n"
+    "    fail('Library names can only contain letters, numbers, or underscores(_) and must "
+    "be at least one character long')\n"
+    "  end\n"
+    "  local library = loading\n"
+    "  for _, f in ipairs(library.functions) do\n"
+    "    if f.name == name then fail('Function already exists in the library') end\n"
+    "  end\n"
+    "  local record = {name = name, callback = callback, description = description, flags = "
+    "{},\n"
+    "    no_writes = chosen['no-writes'] == true, library = library}\n"
+    "  for _, flag in ipairs(flag_order) do\n"
+    "    if chosen[flag] then record.flags[#record.flags + 1] = flag end\n"
+    "  end\n"
+    "  library.functions[#library.functions + 1] = record\n"
+    "end\n"
+    "local load_redis = {register_function = register, log = G.redis.log}\n"
+    "for _, level in ipairs({'LOG_DEBUG', 'LOG_VERBOSE', 'LOG_NOTICE', 'LOG_WARNING'}) do\n"
+    "  load_redis[level] = G.redis[level]\n"
+    "end\n"
+    "setmetatable(load_redis, {__index = missing, __newindex = readonly})\n"
+    "local load_api = setmetatable({redis = load_redis}, {__index = missing, __newindex = "
+    "readonly})\n"
+    "local globals_meta = {__index = G, __newindex = readonly}\n"
+    "local globals = setmetatable({}, globals_meta)\n"
+    "local manager = {libraries = libraries, order = order, functions = functions}\n"
+    "function manager.load(name, body, code, replace)\n"
+    "  local old = libraries[name]\n"
+    "  if old and not replace then return \"ERR Library '\" .. name .. \"' already exists\" end\n"
+    "  local chunk, message = loadstring(body, '@user_function')\n"
+    "  if not chunk then return 'ERR Error compiling function: ' .. tostring(message) end\n"
+    "  local library = {name = name, code = code, functions = {}}\n"
+    "  loading = library\n"
+    "  globals_meta.__index = load_api\n"
+    "  local ok, err = xpcall(chunk, handler)\n"
+    "  globals_meta.__index = G\n"
+    "  loading = nil\n"
+    "  if not ok then\n"
+    "    if type(err) == 'table' then err = err.err end\n"
+    "    return 'ERR Error registering functions: ' .. tostring(err)\n"
+    "  end\n"
+    "  if #library.functions == 0 then return 'ERR No functions registered' end\n"
+    "  for _, f in ipairs(library.functions) do\n"
+    "    local other = functions[f.name]\n"
+    "    if other and other.library ~= old then\n"
+    "      return 'ERR Function ' .. f.name .. ' already exists'\n"
+    "    end\n"
+    "  end\n"
+    "  if old then\n"
+    "    for _, f in ipairs(old.functions) do functions[f.name] = nil end\n"
+    "  else\n"
+    "    order[#order + 1] = name\n"
+    "  end\n"
+    "  libraries[name] = library\n"
+    "  for _, f in ipairs(library.functions) do functions[f.name] = f end\n"
+    "  return nil\n"
+    "end\n"
+    "function manager.reset()\n"
+    "  globals_meta.__index = G\n"
+    "  loading = nil\n"
+    "end\n"
+    "function manager.delete(name)\n"
+    "  local library = libraries[name]\n"
+    "  if not library then return false end\n"
+    "  for _, f in ipairs(library.functions) do functions[f.name] = nil end\n"
+    "  libraries[name] = nil\n"
+    "  for i, other in ipairs(order) do\n"
+    "    if other == name then remove(order, i) break end\n"
+    "  end\n"
+    "  return true\n"
+    "end\n"
+    "function manager.flush()\n"
+    "  for k in pairs(libraries) do libraries[k] = nil end\n"
+    "  for k in pairs(functions) do functions[k] = nil end\n"
+    "  for i = #order, 1, -1 do order[i] = nil end\n"
+    "end\n"
+    "return manager, globals\n";
 
 /* Lowercase hex SHA1 of DATA into HEX (41 bytes). */
 static void sha1_hex(const void *data, size_t length, char *hex) {
@@ -628,12 +810,40 @@ static lua_State *new_state(struct resp_scripting *scripting) {
     return lua;
 }
 
+/* Makes LUA (a new sandboxed state) the functions' state (protected: lua_cpcall()):
+ * runs functions_code, keeps its manager in the registry and its table as the globals. */
+static int setup_functions(lua_State *lua) {
+    if (luaL_loadbuffer(lua, functions_code, sizeof(functions_code) - 1, "=strata_functions") != 0)
+        return lua_error(lua);
+    lua_pushvalue(lua, LUA_GLOBALSINDEX);
+    lua_getfield(lua, LUA_REGISTRYINDEX, handler_key);
+    lua_call(lua, 2, 2);
+    lua_replace(lua, LUA_GLOBALSINDEX);
+    lua_setfield(lua, LUA_REGISTRYINDEX, manager_key);
+    return 0;
+}
+
+/* A new state for FUNCTION's libraries, or NULL when out of memory. */
+static lua_State *new_functions_state(struct resp_scripting *scripting) {
+    lua_State *lua = new_state(scripting);
+    if (lua == NULL) return NULL;
+    if (lua_cpcall(lua, setup_functions, NULL) != 0) {
+        log_event(LOG_ERROR, "script_setup_failed", "error=\"%s\"",
+                  lua_isstring(lua, -1) ? lua_tostring(lua, -1) : "?");
+        lua_close(lua);
+        return NULL;
+    }
+    return lua;
+}
+
 struct resp_scripting *resp_scripting_create(void) {
     struct resp_scripting *scripting = calloc(1, sizeof(*scripting));
     if (scripting == NULL) return NULL;
     pthread_mutex_init(&scripting->lock, NULL);
     scripting->lua = new_state(scripting);
-    if (scripting->lua == NULL) {
+    if (scripting->lua != NULL) scripting->functions = new_functions_state(scripting);
+    if (scripting->lua == NULL || scripting->functions == NULL) {
+        if (scripting->lua != NULL) lua_close(scripting->lua);
         pthread_mutex_destroy(&scripting->lock);
         free(scripting);
         return NULL;
@@ -644,6 +854,7 @@ struct resp_scripting *resp_scripting_create(void) {
 void resp_scripting_destroy(struct resp_scripting *scripting) {
     if (scripting == NULL) return;
     if (scripting->lua != NULL) lua_close(scripting->lua);
+    if (scripting->functions != NULL) lua_close(scripting->functions);
     byte_buffer_free(&scripting->reply);
     free(scripting->argv);
     free(scripting->lengths);
@@ -669,6 +880,12 @@ struct script_job {
     bool entered;             /* the session was set up for the script (session_enter()) */
     bool restored;            /* and is itself again (session_leave()) */
     struct byte_buffer error; /* an error to reply (no NUL), when not replied */
+    /* FCALL: the function (then sha is unused), and the first check that failed on its
+     * numkeys (NULL when none), replied once the function is found. */
+    const unsigned char *function;
+    size_t function_length;
+    const char *keys_error;
+    bool read_only; /* FCALL_RO */
     /* The session's own state, set aside while the script runs: */
     struct io_ring *ring;
     bool running;
@@ -856,9 +1073,42 @@ static void script_error_text(lua_State *lua, struct script_job *job) {
     lua_getfield(lua, -1, "source");
     lua_getfield(lua, -2, "line");
     if (lua_isstring(lua, -2) && lua_isnumber(lua, -1)) {
-        byte_buffer_appendf(&job->error, " script: %s, on %s:%d.", job->sha, lua_tostring(lua, -2),
-                            (int)lua_tonumber(lua, -1));
+        if (job->function != NULL) {
+            byte_buffer_append_text(&job->error, " script: ");
+            byte_buffer_append(&job->error, job->function, job->function_length);
+            byte_buffer_appendf(&job->error, ", on %s:%d.", lua_tostring(lua, -2),
+                                (int)lua_tonumber(lua, -1));
+        } else {
+            byte_buffer_appendf(&job->error, " script: %s, on %s:%d.", job->sha,
+                                lua_tostring(lua, -2), (int)lua_tonumber(lua, -1));
+        }
     }
+    lua_pop(lua, 2);
+}
+
+/* Calls the function on top of LUA's stack, below it its ARGUMENTS arguments, as JOB's
+ * script (the time limit, the session set up for redis.call()), and replies with what it
+ * returns or leaves its error in JOB. Pops them all. */
+static void script_call(lua_State *lua, struct script_job *job, int arguments) {
+    lua_getfield(lua, LUA_REGISTRYINDEX, handler_key);
+    lua_insert(lua, -2 - arguments);
+    struct resp_scripting *scripting = job->scripting;
+    scripting->session = job->session;
+    scripting->wrote = false;
+    scripting->started_ms = clock_monotonic_ms();
+    lua_sethook(lua, time_hook, LUA_MASKCOUNT, SCRIPT_HOOK_INSTRUCTIONS);
+    session_enter(job);
+    int status = lua_pcall(lua, arguments, 1, -2 - arguments);
+    session_leave(job);
+    lua_sethook(lua, time_hook, 0, 0);
+    scripting->session = NULL;
+    if (status != 0) {
+        script_error_text(lua, job);
+        lua_pop(lua, 2);
+        return;
+    }
+    reply_lua(job->session, lua, 0);
+    job->replied = true;
     lua_pop(lua, 2);
 }
 
@@ -870,38 +1120,68 @@ static int script_job_run(lua_State *lua) {
     const struct resp_request *request = job->request;
     set_arguments(lua, "KEYS", request, 3, job->keys);
     set_arguments(lua, "ARGV", request, 3 + job->keys, request->argc - 3 - job->keys);
-    lua_getfield(lua, LUA_REGISTRYINDEX, handler_key);
-    lua_insert(lua, -2);
-    struct resp_scripting *scripting = job->scripting;
-    scripting->session = job->session;
-    scripting->wrote = false;
-    scripting->started_ms = clock_monotonic_ms();
-    lua_sethook(lua, time_hook, LUA_MASKCOUNT, SCRIPT_HOOK_INSTRUCTIONS);
-    session_enter(job);
-    int status = lua_pcall(lua, 0, 1, -2);
-    session_leave(job);
-    lua_sethook(lua, time_hook, 0, 0);
-    scripting->session = NULL;
-    if (status != 0) {
-        script_error_text(lua, job);
-        return 0;
-    }
-    reply_lua(job->session, lua, 0);
-    job->replied = true;
+    script_call(lua, job, 0);
     return 0;
 }
 
-/* Runs JOB on SCRIPTING's state (its lock held). */
-static void script_job_start(struct resp_scripting *scripting, struct script_job *job) {
-    lua_State *lua = scripting->lua;
-    if (lua == NULL) {
-        scripting->lua = lua = new_state(scripting);
-        if (lua == NULL) {
-            byte_buffer_append_text(&job->error, "OOM out of memory: no Lua state");
-            return;
-        }
+/* Pushes a table of the COUNT arguments of REQUEST from FIRST on. */
+static void push_arguments(lua_State *lua, const struct resp_request *request, size_t first,
+                           size_t count) {
+    lua_createtable(lua, count < 1024 ? (int)count : 1024, 0);
+    for (size_t i = 0; i < count; i++) {
+        lua_pushlstring(lua, (const char *)request->argv[first + i],
+                        (size_t)request->lengths[first + i]);
+        lua_rawseti(lua, -2, (int)(i + 1));
     }
-    if (lua_cpcall(lua, script_job_run, job) != 0) {
+}
+
+/* The protected part of FCALL (lua_cpcall() on the functions' state: the argument is the
+ * job): finds the function (job->unknown when there is none), then refuses what Redis
+ * refuses in its order (numkeys, FCALL_RO of a function without no-writes), then calls
+ * it with (keys, args); a no-writes function runs as a read-only script. */
+static int fcall_job_run(lua_State *lua) {
+    struct script_job *job = lua_touserdata(lua, 1);
+    lua_getfield(lua, LUA_REGISTRYINDEX, manager_key);
+    lua_getfield(lua, -1, "functions");
+    lua_pushlstring(lua, (const char *)job->function, job->function_length);
+    lua_rawget(lua, -2);
+    if (!lua_istable(lua, -1)) {
+        job->unknown = true;
+        return 0;
+    }
+    if (job->keys_error != NULL) {
+        byte_buffer_append_text(&job->error, job->keys_error);
+        return 0;
+    }
+    lua_getfield(lua, -1, "no_writes");
+    bool no_writes = lua_toboolean(lua, -1);
+    lua_pop(lua, 1);
+    if (job->read_only && !no_writes) {
+        byte_buffer_append_text(&job->error,
+                                "ERR Can not execute a script with write flag using *_ro command.");
+        return 0;
+    }
+    job->scripting->read_only = job->read_only || no_writes;
+    lua_getfield(lua, -1, "callback");
+    const struct resp_request *request = job->request;
+    push_arguments(lua, request, 3, job->keys);
+    push_arguments(lua, request, 3 + job->keys, request->argc - 3 - job->keys);
+    script_call(lua, job, 2);
+    return 0;
+}
+
+/* Runs JOB with RUN (script_job_run(), fcall_job_run()) on SCRIPTING's state for it (its
+ * lock held). */
+static void script_job_start(struct resp_scripting *scripting, struct script_job *job,
+                             lua_CFunction run) {
+    lua_State *lua = job->function != NULL ? scripting->functions : scripting->lua;
+    /* EVAL's state is remade when a SCRIPT FLUSH could not; the functions' always is. */
+    if (lua == NULL && job->function == NULL) scripting->lua = lua = new_state(scripting);
+    if (lua == NULL) {
+        byte_buffer_append_text(&job->error, "OOM out of memory: no Lua state");
+        return;
+    }
+    if (lua_cpcall(lua, run, job) != 0) {
         session_leave(job);
         scripting->session = NULL;
         lua_sethook(lua, time_hook, 0, 0);
@@ -973,7 +1253,7 @@ static void eval_command(struct resp_session *session, const struct resp_request
     const char *name = atomic_load_explicit(&session->last_command, memory_order_relaxed);
     pthread_mutex_lock(&scripting->lock);
     scripting->read_only = read_only;
-    script_job_start(scripting, &job);
+    script_job_start(scripting, &job, script_job_run);
     pthread_mutex_unlock(&scripting->lock);
     atomic_store_explicit(&session->last_command, name, memory_order_relaxed);
     if (exclusive) resp_exclusive_end(session);
@@ -1009,7 +1289,7 @@ static void script_load(struct resp_session *session, const struct resp_request 
                              .error = BYTE_BUFFER_INIT};
     sha1_hex(job.body, job.body_length, job.sha);
     pthread_mutex_lock(&scripting->lock);
-    script_job_start(scripting, &job);
+    script_job_start(scripting, &job, script_job_run);
     pthread_mutex_unlock(&scripting->lock);
     if (job.error.length > 0) {
         reply_job_error(session, &job);
@@ -1138,5 +1418,509 @@ void command_script(struct resp_session *session, const struct resp_request *req
         reply_error(session, "ERR SCRIPT DEBUG is not supported by strata");
     } else {
         reply_unknown_subcommand(session, request, "SCRIPT");
+    }
+}
+
+/* ---- functions: FCALL and FUNCTION (Redis 7.0) ---------------------------------------
+ *
+ * Libraries live in a Lua state of their own (scripting->functions, guarded by the same
+ * lock; functions_code keeps them), so SCRIPT FLUSH, which replaces the EVAL state,
+ * keeps them, as Redis does. They are kept only in memory: strata has no RDB, so they
+ * are lost when the server stops (docs/redis-compatibility.md). FUNCTION DUMP and
+ * RESTORE are not supported. */
+
+/* FCALL name numkeys key... arg..., and FCALL_RO. */
+static void fcall_command(struct resp_session *session, const struct resp_request *request,
+                          bool read_only) {
+    int64_t keys = 0;
+    const char *keys_error = NULL;
+    if (!parse_int64(request->argv[2], (size_t)request->lengths[2], &keys)) {
+        keys_error = "ERR Bad number of keys provided";
+    } else if (keys > (int64_t)request->argc - 3) {
+        keys_error = "ERR Number of keys can't be greater than number of args";
+    } else if (keys < 0) {
+        keys_error = "ERR Number of keys can't be negative";
+    }
+    struct resp_scripting *scripting = session->server->scripting;
+    struct script_job job = {.scripting = scripting,
+                             .session = session,
+                             .request = request,
+                             .run = true,
+                             .keys = keys_error == NULL ? (size_t)keys : 0,
+                             .error = BYTE_BUFFER_INIT,
+                             .function = request->argv[1],
+                             .function_length = (size_t)request->lengths[1],
+                             .keys_error = keys_error,
+                             .read_only = read_only};
+    /* As EVAL: paused others first, then the state. */
+    bool exclusive = resp_exclusive_begin(session);
+    const char *name = atomic_load_explicit(&session->last_command, memory_order_relaxed);
+    pthread_mutex_lock(&scripting->lock);
+    script_job_start(scripting, &job, fcall_job_run);
+    pthread_mutex_unlock(&scripting->lock);
+    atomic_store_explicit(&session->last_command, name, memory_order_relaxed);
+    if (exclusive) resp_exclusive_end(session);
+    if (job.unknown) {
+        reply_error(session, "ERR Function not found");
+    } else if (!job.replied) {
+        reply_job_error(session, &job);
+    }
+    byte_buffer_free(&job.error);
+}
+
+void command_fcall(struct resp_session *session, const struct resp_request *request) {
+    fcall_command(session, request, false);
+}
+
+void command_fcall_ro(struct resp_session *session, const struct resp_request *request) {
+    fcall_command(session, request, true);
+}
+
+/* What FUNCTION LOAD asks of the functions' state (lua_cpcall(): the argument). */
+struct function_load {
+    struct resp_scripting *scripting;
+    const char *name; /* NUL-terminated, checked */
+    const unsigned char *code;
+    size_t code_length;
+    size_t body_offset; /* where the body starts in code: at the shebang line's '\n' */
+    bool replace;
+    struct byte_buffer error; /* the error reply (no NUL), when it failed */
+};
+
+/* Calls the manager's load() under the time limit; its error text goes to the job. */
+static int function_load_run(lua_State *lua) {
+    struct function_load *load = lua_touserdata(lua, 1);
+    lua_getfield(lua, LUA_REGISTRYINDEX, manager_key);
+    lua_getfield(lua, -1, "load");
+    lua_pushstring(lua, load->name);
+    lua_pushlstring(lua, (const char *)load->code + load->body_offset,
+                    load->code_length - load->body_offset);
+    lua_pushlstring(lua, (const char *)load->code, load->code_length);
+    lua_pushboolean(lua, load->replace);
+    load->scripting->wrote = false;
+    load->scripting->started_ms = clock_monotonic_ms();
+    lua_sethook(lua, time_hook, LUA_MASKCOUNT, SCRIPT_HOOK_INSTRUCTIONS);
+    lua_call(lua, 4, 1);
+    lua_sethook(lua, time_hook, 0, 0);
+    size_t length;
+    const char *text = lua_tolstring(lua, -1, &length);
+    if (text != NULL) byte_buffer_append(&load->error, text, length);
+    return 0;
+}
+
+/* Parses CODE's shebang line "#!lua name=<library>" as Redis 7.0 does: the library's name
+ * (NUL-terminated) goes to NAME (SIZE bytes) and where the body starts to *BODY. Returns
+ * the error reply's text, or NULL; the text may be built in ERROR (SIZE bytes). */
+static const char *parse_library_metadata(const unsigned char *code, size_t length, char *name,
+                                          size_t *body, char *error, size_t size) {
+    if (length < 2 || memcmp(code, "#!", 2) != 0) return "ERR Missing library metadata";
+    const unsigned char *newline = memchr(code, '\n', length);
+    if (newline == NULL) return "ERR Invalid library metadata";
+    *body = (size_t)(newline - code);
+    const unsigned char *at = code, *end = newline;
+    const unsigned char *engine = NULL;
+    size_t engine_length = 0;
+    bool named = false;
+    while (at < end) {
+        while (at < end && isspace(*at))
+            at++;
+        if (at == end) break;
+        const unsigned char *part = at;
+        while (at < end && !isspace(*at))
+            at++;
+        size_t part_length = (size_t)(at - part);
+        if (engine == NULL) {
+            engine = part + 2;
+            engine_length = part_length - 2;
+        } else if (part_length >= 5 && strncasecmp((const char *)part, "name=", 5) == 0) {
+            if (named) return "ERR Invalid metadata value, name argument was given multiple times";
+            named = true;
+            /* An invalid name is left empty: refused below, after the engine. */
+            size_t name_length = part_length - 5;
+            bool valid = name_length > 0 && name_length < size;
+            for (size_t i = 0; valid && i < name_length; i++)
+                valid = isalnum(part[5 + i]) || part[5 + i] == '_';
+            if (valid) memcpy(name, part + 5, name_length);
+            name[valid ? name_length : 0] = '\0';
+        } else {
+            snprintf(error, size, "ERR Invalid metadata value given: %.*s", (int)part_length,
+                     (const char *)part);
+            return error;
+        }
+    }
+    if (!named) return "ERR Library name was not given";
+    if (engine_length != 3 || strncasecmp((const char *)engine, "LUA", 3) != 0) {
+        snprintf(error, size, "ERR Engine '%.*s' not found", (int)engine_length,
+                 (const char *)engine);
+        return error;
+    }
+    if (name[0] == '\0')
+        return "ERR Library names can only contain letters, numbers, or underscores(_) and must "
+               "be at least one character long";
+    return NULL;
+}
+
+/* Calls the manager's function named by the argument (a C string), with no arguments. */
+static int function_manager_call(lua_State *lua) {
+    const char *name = lua_touserdata(lua, 1);
+    lua_getfield(lua, LUA_REGISTRYINDEX, manager_key);
+    lua_getfield(lua, -1, name);
+    lua_call(lua, 0, 0);
+    return 0;
+}
+
+/* FUNCTION LOAD [REPLACE] code. */
+static void function_load(struct resp_session *session, const struct resp_request *request) {
+    bool replace = false;
+    for (size_t i = 2; i + 1 < request->argc; i++) {
+        if (!argument_is(request, i, "REPLACE")) {
+            reply_errorf(session, "ERR Unknown option given: %.*s", (int)request->lengths[i],
+                         (const char *)request->argv[i]);
+            return;
+        }
+        replace = true;
+    }
+    const unsigned char *code = request->argv[request->argc - 1];
+    size_t length = (size_t)request->lengths[request->argc - 1];
+    char name[1024], text[1024];
+    size_t body = 0;
+    const char *error = parse_library_metadata(code, length, name, &body, text, sizeof(text));
+    if (error != NULL) {
+        reply_error(session, error);
+        return;
+    }
+    struct resp_scripting *scripting = session->server->scripting;
+    struct function_load load = {.scripting = scripting,
+                                 .name = name,
+                                 .code = code,
+                                 .code_length = length,
+                                 .body_offset = body,
+                                 .replace = replace,
+                                 .error = BYTE_BUFFER_INIT};
+    pthread_mutex_lock(&scripting->lock);
+    lua_State *lua = scripting->functions;
+    bool failed = lua_cpcall(lua, function_load_run, &load) != 0;
+    lua_sethook(lua, time_hook, 0, 0);
+    if (failed) {
+        /* Stopped outside the body's own protected call (the time limit, memory): the
+         * globals may still be the load API's. */
+        lua_settop(lua, 0);
+        lua_cpcall(lua, function_manager_call, (void *)"reset");
+    }
+    lua_settop(lua, 0);
+    lua_gc(lua, LUA_GCSTEP, 0);
+    pthread_mutex_unlock(&scripting->lock);
+    byte_buffer_append(&load.error, "", 1);
+    if (failed || load.error.failed) {
+        reply_error(session, "OOM out of memory in the script engine");
+    } else if (load.error.length > 1) {
+        reply_line_text(session, (const char *)load.error.data, load.error.length - 1, true);
+    } else {
+        reply_bulk_text(session, name);
+    }
+    byte_buffer_free(&load.error);
+}
+
+/* What FUNCTION LIST, DELETE and STATS ask of the functions' state (lua_cpcall()). */
+struct function_query {
+    struct resp_session *session;
+    const struct resp_request *request;
+    const unsigned char *pattern; /* LIST's LIBRARYNAME, or NULL */
+    size_t pattern_length;
+    bool with_code;
+    bool found;   /* DELETE: the library was there */
+    bool replied; /* a reply was begun (an error after it cannot be replied) */
+};
+
+/* Replies FUNCTION LIST's entry for the library on top of LUA's stack. */
+static void reply_library(lua_State *lua, struct function_query *query) {
+    struct resp_session *session = query->session;
+    size_t length;
+    const char *text;
+    reply_map(session, query->with_code ? 4 : 3);
+    reply_bulk_text(session, "library_name");
+    lua_getfield(lua, -1, "name");
+    text = lua_tolstring(lua, -1, &length);
+    reply_bulk(session, text, length);
+    lua_pop(lua, 1);
+    reply_bulk_text(session, "engine");
+    reply_bulk_text(session, "LUA");
+    reply_bulk_text(session, "functions");
+    lua_getfield(lua, -1, "functions");
+    size_t count = lua_objlen(lua, -1);
+    reply_array(session, count);
+    for (size_t i = 1; i <= count; i++) {
+        lua_rawgeti(lua, -1, (int)i);
+        reply_map(session, 3);
+        reply_bulk_text(session, "name");
+        lua_getfield(lua, -1, "name");
+        text = lua_tolstring(lua, -1, &length);
+        reply_bulk(session, text, length);
+        lua_pop(lua, 1);
+        reply_bulk_text(session, "description");
+        lua_getfield(lua, -1, "description");
+        text = lua_tolstring(lua, -1, &length);
+        if (text != NULL) {
+            reply_bulk(session, text, length);
+        } else {
+            reply_null(session);
+        }
+        lua_pop(lua, 1);
+        reply_bulk_text(session, "flags");
+        lua_getfield(lua, -1, "flags");
+        size_t flags = lua_objlen(lua, -1);
+        reply_set(session, flags);
+        for (size_t j = 1; j <= flags; j++) {
+            lua_rawgeti(lua, -1, (int)j);
+            reply_simple(session, lua_tostring(lua, -1)); /* as Redis: status replies */
+            lua_pop(lua, 1);
+        }
+        lua_pop(lua, 2);
+    }
+    lua_pop(lua, 1);
+    if (query->with_code) {
+        reply_bulk_text(session, "library_code");
+        lua_getfield(lua, -1, "code");
+        text = lua_tolstring(lua, -1, &length);
+        reply_bulk(session, text, length);
+        lua_pop(lua, 1);
+    }
+}
+
+/* FUNCTION LIST's reply: the libraries in the order they were first loaded. */
+static int function_list_run(lua_State *lua) {
+    struct function_query *query = lua_touserdata(lua, 1);
+    lua_getfield(lua, LUA_REGISTRYINDEX, manager_key);
+    lua_getfield(lua, -1, "libraries");
+    lua_getfield(lua, -2, "order");
+    size_t count = lua_objlen(lua, -1);
+    size_t matching = 0;
+    for (size_t pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            query->replied = true;
+            reply_array(query->session, matching);
+        }
+        for (size_t i = 1; i <= count; i++) {
+            lua_rawgeti(lua, -1, (int)i);
+            size_t length;
+            const char *name = lua_tolstring(lua, -1, &length);
+            bool match = query->pattern == NULL || glob_match(query->pattern, query->pattern_length,
+                                                              (const unsigned char *)name, length);
+            if (match && pass == 0) matching++;
+            if (match && pass == 1) {
+                lua_rawget(lua, -3);
+                reply_library(lua, query);
+            }
+            lua_pop(lua, 1);
+        }
+    }
+    return 0;
+}
+
+/* FUNCTION DELETE's removal: query->found says whether the library was there. */
+static int function_delete_run(lua_State *lua) {
+    struct function_query *query = lua_touserdata(lua, 1);
+    lua_getfield(lua, LUA_REGISTRYINDEX, manager_key);
+    lua_getfield(lua, -1, "delete");
+    lua_pushlstring(lua, (const char *)query->request->argv[2], (size_t)query->request->lengths[2]);
+    lua_call(lua, 1, 1);
+    query->found = lua_toboolean(lua, -1);
+    return 0;
+}
+
+/* FUNCTION STATS's reply: no script can be seen running (every other connection waits
+ * while one runs), and the counts. */
+static int function_stats_run(lua_State *lua) {
+    struct function_query *query = lua_touserdata(lua, 1);
+    lua_getfield(lua, LUA_REGISTRYINDEX, manager_key);
+    size_t counts[2] = {0, 0};
+    static const char *const tables[] = {"libraries", "functions"};
+    for (size_t i = 0; i < 2; i++) {
+        lua_getfield(lua, 2, tables[i]); /* 1: the query, 2: the manager */
+        lua_pushnil(lua);
+        while (lua_next(lua, -2) != 0) {
+            counts[i]++;
+            lua_pop(lua, 1);
+        }
+        lua_pop(lua, 1);
+    }
+    struct resp_session *session = query->session;
+    query->replied = true;
+    reply_map(session, 2);
+    reply_bulk_text(session, "running_script");
+    reply_null(session);
+    reply_bulk_text(session, "engines");
+    reply_map(session, 1);
+    reply_bulk_text(session, "LUA");
+    reply_map(session, 2);
+    reply_bulk_text(session, "libraries_count");
+    reply_integer(session, (int64_t)counts[0]);
+    reply_bulk_text(session, "functions_count");
+    reply_integer(session, (int64_t)counts[1]);
+    return 0;
+}
+
+/* Runs RUN with QUERY on the functions' state under the lock. False when it ran out of
+ * memory (then the session is closed if a reply was begun). */
+static bool function_query(struct resp_session *session, lua_CFunction run,
+                           struct function_query *query) {
+    struct resp_scripting *scripting = session->server->scripting;
+    pthread_mutex_lock(&scripting->lock);
+    lua_State *lua = scripting->functions;
+    bool ok = lua_cpcall(lua, run, query) == 0;
+    lua_settop(lua, 0);
+    pthread_mutex_unlock(&scripting->lock);
+    if (!ok && query->replied) session->closing = true;
+    if (!ok && !query->replied) reply_error(session, "OOM out of memory in the script engine");
+    return ok;
+}
+
+/* FUNCTION LIST [LIBRARYNAME pattern] [WITHCODE]. */
+static void function_list(struct resp_session *session, const struct resp_request *request) {
+    struct function_query query = {.session = session, .request = request};
+    for (size_t i = 2; i < request->argc; i++) {
+        if (argument_is(request, i, "WITHCODE") && !query.with_code) {
+            query.with_code = true;
+        } else if (argument_is(request, i, "LIBRARYNAME") && query.pattern == NULL) {
+            if (i + 1 >= request->argc) {
+                reply_error(session, "ERR library name argument was not given");
+                return;
+            }
+            i++;
+            query.pattern = request->argv[i];
+            query.pattern_length = (size_t)request->lengths[i];
+        } else {
+            reply_errorf(session, "ERR Unknown argument %.*s", (int)request->lengths[i],
+                         (const char *)request->argv[i]);
+            return;
+        }
+    }
+    function_query(session, function_list_run, &query);
+}
+
+void command_function(struct resp_session *session, const struct resp_request *request) {
+    static const char *const help[] = {
+        "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "LOAD [REPLACE] <FUNCTION CODE>",
+        "    Create a new library with the given library name and code.",
+        "DELETE <LIBRARY NAME>",
+        "    Delete the given library.",
+        "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
+        "    Return general information on all the libraries:",
+        "    * Library name",
+        "    * The engine used to run the Library",
+        "    * Library description",
+        "    * Functions list",
+        "    * Library code (if WITHCODE is given)",
+        "    It also possible to get only function that matches a pattern using LIBRARYNAME "
+        "argument.",
+        "STATS",
+        "    Return information about the current function running:",
+        "    * Function name",
+        "    * Command used to run the function",
+        "    * Duration in MS that the function is running",
+        "    If no function is running, return nil",
+        "    In addition, returns a list of available engines.",
+        "KILL",
+        "    Kill the current running function.",
+        "FLUSH [ASYNC|SYNC]",
+        "    Delete all the libraries.",
+        "    When called without the optional mode argument, the behavior is determined by the",
+        "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+        "    * ASYNC: Asynchronously flush the libraries.",
+        "    * SYNC: Synchronously flush the libraries.",
+        "DUMP",
+        "    Return a serialized payload representing the current libraries, can be restored "
+        "using FUNCTION RESTORE command",
+        "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+        "    Restore the libraries represented by the given payload, it is possible to give a "
+        "restore policy to",
+        "    control how to handle existing libraries (default APPEND):",
+        "    * FLUSH: delete all existing libraries.",
+        "    * APPEND: appends the restored libraries to the existing libraries. On collision, "
+        "abort.",
+        "    * REPLACE: appends the restored libraries to the existing libraries, On collision, "
+        "replace the old",
+        "      libraries with the new libraries (notice that even on this option there is a "
+        "chance of failure",
+        "      in case of functions name collision with another library).",
+        "HELP",
+        "    Prints this help.",
+    };
+    size_t argc = request->argc;
+    struct function_query query = {.session = session, .request = request};
+    if (argument_is(request, 1, "HELP")) {
+        if (argc != 2) {
+            reply_subcommand_arity(session, request, "function");
+            return;
+        }
+        reply_help(session, help, sizeof(help) / sizeof(help[0]));
+    } else if (argument_is(request, 1, "LOAD")) {
+        if (argc < 3) {
+            reply_subcommand_arity(session, request, "function");
+            return;
+        }
+        function_load(session, request);
+    } else if (argument_is(request, 1, "LIST")) {
+        function_list(session, request);
+    } else if (argument_is(request, 1, "DELETE")) {
+        if (argc != 3) {
+            reply_subcommand_arity(session, request, "function");
+            return;
+        }
+        if (!function_query(session, function_delete_run, &query)) return;
+        if (query.found) {
+            reply_ok(session);
+        } else {
+            reply_error(session, "ERR Library not found");
+        }
+    } else if (argument_is(request, 1, "FLUSH")) {
+        if (argc > 3) {
+            reply_error(session, "ERR unknown subcommand or wrong number of arguments for "
+                                 "'flush'. Try FUNCTION HELP.");
+            return;
+        }
+        if (argc == 3 && !argument_is(request, 2, "SYNC") && !argument_is(request, 2, "ASYNC")) {
+            reply_error(session, "ERR FUNCTION FLUSH only supports SYNC|ASYNC option");
+            return;
+        }
+        struct resp_scripting *scripting = session->server->scripting;
+        pthread_mutex_lock(&scripting->lock);
+        bool flushed =
+            lua_cpcall(scripting->functions, function_manager_call, (void *)"flush") == 0;
+        lua_settop(scripting->functions, 0);
+        pthread_mutex_unlock(&scripting->lock);
+        if (flushed) {
+            reply_ok(session);
+        } else {
+            reply_error(session, "OOM out of memory in the script engine");
+        }
+    } else if (argument_is(request, 1, "STATS")) {
+        if (argc != 2) {
+            reply_subcommand_arity(session, request, "function");
+            return;
+        }
+        function_query(session, function_stats_run, &query);
+    } else if (argument_is(request, 1, "KILL")) {
+        if (argc != 2) {
+            reply_subcommand_arity(session, request, "function");
+            return;
+        }
+        /* A function runs with every other connection waiting: none can be seen running. */
+        reply_error(session, "NOTBUSY No scripts in execution right now.");
+    } else if (argument_is(request, 1, "DUMP")) {
+        if (argc != 2) {
+            reply_subcommand_arity(session, request, "function");
+            return;
+        }
+        reply_error(session, "ERR FUNCTION DUMP is not supported by strata");
+    } else if (argument_is(request, 1, "RESTORE")) {
+        if (argc < 3) {
+            reply_subcommand_arity(session, request, "function");
+            return;
+        }
+        reply_error(session, "ERR FUNCTION RESTORE is not supported by strata");
+    } else {
+        reply_unknown_subcommand(session, request, "FUNCTION");
     }
 }

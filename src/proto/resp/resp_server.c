@@ -774,8 +774,9 @@ void resp_command_categories(const struct resp_command *command, char *text, siz
                            : strcmp(command->group, "generic") == 0      ? "keyspace"
                            : strcmp(command->group, "connection") == 0   ? "connection"
                                                                          : "admin";
-    if (strcmp(command->group, "scripting") == 0) { /* as Redis: neither read nor write */
-        snprintf(text, size, "slow scripting");
+    if (strcmp(command->group, "scripting") == 0) { /* as Redis: never read, write when
+                                                       it changes libraries (FUNCTION LOAD) */
+        snprintf(text, size, "%sslow scripting", write ? "write " : "");
         return;
     }
     snprintf(text, size, "%s %s %s%s", write ? "write" : "read", category, fast ? "fast" : "slow",
