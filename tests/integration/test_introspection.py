@@ -59,10 +59,12 @@ def test_commandstats_count_calls_failures_and_refusals(start_server):
     assert command_stats(client)["info"]["calls"] == 2
     errors = client.info("errorstats")
     assert errors == {"errorstat_ERR": "count=5"}  # (redis-py 4.3 parses no further)
-    # CONFIG RESETSTAT starts both again (and then counts itself, as Redis does).
+    assert client.info("stats")["total_error_replies"] == 5
+    # CONFIG RESETSTAT starts them again (and then counts itself, as Redis does).
     client.config_resetstat()
     assert list(command_stats(client)) == ["config|resetstat"]
     assert client.info("errorstats") == {}
+    assert client.info("stats")["total_error_replies"] == 0
     client.close()
 
 

@@ -38,6 +38,7 @@ void reply_ok(struct resp_session *session) {
 
 void reply_error(struct resp_session *session, const char *text) {
     session->error_replies++;
+    metric_add(RESP_METRIC(resp_error_replies), 1);
     resp_stats_error(text);
     /* An error is one line: CR and LF from echoed arguments become spaces. */
     size_t length = strlen(text);
