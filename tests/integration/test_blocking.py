@@ -447,3 +447,40 @@ def test_a_key_that_became_another_type_does_not_end_the_wait(server, client):
         client.delete("s1")
         client.xadd("s1", {"new": "abcd1234"}, id="1-1")
         assert blocked.read() == [[b"s1", [[b"1-1", [b"new", b"abcd1234"]]]]]
+
+
+def test_group_reads_end_when_their_stream_goes(server, client):
+    """An XREADGROUP blocked on a stream ends with Redis 7.0's errors when the stream is
+    deleted, set to another type, renamed away or flushed, or its group destroyed; an XREAD
+    without a group waits on. Each error counts in INFO's total_error_replies."""
+    def blocked_read():
+        connection = Connection(server.port)
+        connection.send("XREADGROUP", "GROUP", "g", "alice", "BLOCK", "0", "STREAMS", "s", ">")
+        return connection
+
+    gone = Error("UNBLOCKED the stream key no longer exists")
+    ends = [lambda: client.delete("s"), lambda: client.set("s", "v"),
+            lambda: client.rename("s", "elsewhere"), lambda: client.flushall()]
+    for end in ends:
+        client.flushall()
+        client.xadd("s", {"f": "v"}, id="1-1")
+        client.xgroup_create("s", "g", id="$")
+        client.execute_command("CONFIG", "RESETSTAT")
+        with blocked_read() as reader, Connection(server.port) as plain_reader:
+            plain_reader.send("XREAD", "BLOCK", "0", "STREAMS", "s", "$")
+            wait_blocked(client, 2)
+            end()
+            assert reader.read() == gone
+            wait_blocked(client, 1)  # the XREAD without a group waits on
+            client.delete("s")
+            client.xadd("s", {"new": "entry"}, id="2-1")
+            assert plain_reader.read() == [[b"s", [[b"2-1", [b"new", b"entry"]]]]]
+        assert client.info("stats")["total_error_replies"] == 1
+    client.flushall()
+    client.xadd("s", {"f": "v"}, id="1-1")
+    client.xgroup_create("s", "g", id="$")
+    with blocked_read() as reader:
+        wait_blocked(client, 1)
+        client.xgroup_destroy("s", "g")
+        assert reader.read() == Error(
+            "NOGROUP the consumer group this client was blocked on no longer exists")

@@ -338,6 +338,18 @@ void resp_blocking_signal(struct resp_server *server, const unsigned char *key, 
     blocking_unlock(server);
 }
 
+void resp_blocking_signal_all(struct resp_server *server) {
+    atomic_thread_fence(memory_order_seq_cst); /* as resp_blocking_signal() */
+    if (atomic_load_explicit(&server->blocked_count, memory_order_relaxed) == 0) return;
+    blocking_lock(server);
+    for (struct resp_session *session = server->blocked_first; session != NULL;
+         session = session->block.next) {
+        if (session->block.outcome == RESP_BLOCK_WAITING)
+            wake_session(session, RESP_BLOCK_SIGNALED);
+    }
+    blocking_unlock(server);
+}
+
 /* Signals every key SESSION's blocked command named (its turn passes on). */
 static void signal_keys(struct resp_session *session) {
     const struct resp_block *block = &session->block;

@@ -604,6 +604,9 @@ bool resp_block_waited(const struct resp_session *session);
  * there. Any worker; takes blocking_lock only when a session is blocked. */
 void resp_blocking_signal(struct resp_server *server, const unsigned char *key, size_t length);
 
+/* Wakes every blocked command to look again (FLUSHALL, FLUSHDB: every key went). */
+void resp_blocking_signal_all(struct resp_server *server);
+
 /* From resp_session_woken(): if SESSION's blocked command was signaled, timed out or
  * unblocked, runs it again or replies its timeout (and lets the session go on). */
 void resp_blocking_woken(struct resp_session *session);

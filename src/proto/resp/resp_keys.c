@@ -9,12 +9,15 @@
 
 #include <string.h>
 
+/* DEL and UNLINK. A removed key wakes the commands blocked on it: an XREADGROUP blocked
+ * on a stream that went ends with an error, as in Redis (the others wait on). */
 void command_del(struct resp_session *session, const struct resp_request *request) {
     int64_t removed = 0;
     for (size_t i = 1; i < request->argc; i++) {
         if (store_delete(store_of(session), request->argv[i], (size_t)request->lengths[i], NULL) ==
             STORE_OK) {
             removed++;
+            resp_blocking_signal(session->server, request->argv[i], (size_t)request->lengths[i]);
         }
     }
     reply_integer(session, removed);
@@ -339,6 +342,11 @@ static void signal_destination(struct resp_session *session, const struct resp_r
     resp_blocking_signal(session->server, request->argv[2], (size_t)request->lengths[2]);
 }
 
+/* A renamed key (argument 1) is gone: its blocked commands look again (command_del()). */
+static void signal_source(struct resp_session *session, const struct resp_request *request) {
+    resp_blocking_signal(session->server, request->argv[1], (size_t)request->lengths[1]);
+}
+
 void command_rename(struct resp_session *session, const struct resp_request *request) {
     if (resp_prefetch_key(session, request, 1, true) != PREFETCH_READY) return;
     enum store_status status =
@@ -346,6 +354,7 @@ void command_rename(struct resp_session *session, const struct resp_request *req
                      request->argv[2], (size_t)request->lengths[2], false);
     if (status == STORE_OK) {
         reply_ok(session);
+        signal_source(session, request);
         signal_destination(session, request);
     } else {
         reply_store_error(session, status);
@@ -358,7 +367,10 @@ void command_renamenx(struct resp_session *session, const struct resp_request *r
         store_rename(store_of(session), request->argv[1], (size_t)request->lengths[1],
                      request->argv[2], (size_t)request->lengths[2], true);
     reply_condition(session, status);
-    if (status == STORE_OK) signal_destination(session, request);
+    if (status == STORE_OK) {
+        signal_source(session, request);
+        signal_destination(session, request);
+    }
 }
 
 void command_copy(struct resp_session *session, const struct resp_request *request) {

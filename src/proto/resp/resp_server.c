@@ -394,6 +394,7 @@ void command_flush(struct resp_session *session, const struct resp_request *requ
         return;
     }
     store_flush(store_of(session));
+    resp_blocking_signal_all(session->server); /* as a DEL of every key */
     reply_ok(session);
 }
 

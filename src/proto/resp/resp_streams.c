@@ -3359,13 +3359,28 @@ void command_xreadgroup(struct resp_session *session, const struct resp_request 
         reads[i] = (struct group_read){.options = &options, .key = i};
         struct item *item;
         struct stream stream;
+        enum store_type type;
+        if (resp_block_waited(session) &&
+            (store_key_type(store_of(session), request->argv[key], (size_t)request->lengths[key],
+                            &type) != STORE_OK ||
+             type != STORE_TYPE_STREAM)) {
+            /* As Redis 7.0: a blocked group read whose stream went (deleted, flushed, set
+             * to another type) ends with this error; the group went with it. */
+            reply_error(session, "UNBLOCKED the stream key no longer exists");
+            ok = false;
+            break;
+        }
         if (!read_stream(session, request, key, &item, &stream)) {
             ok = false;
             break;
         }
         bool found = item != NULL && group_find(&stream, options.group, options.group_length);
         done_reading(item, &stream);
-        if (!found) {
+        if (!found && resp_block_waited(session)) {
+            reply_error(session,
+                        "NOGROUP the consumer group this client was blocked on no longer exists");
+            ok = false;
+        } else if (!found) {
             reply_no_group(session, request->argv[key], request->lengths[key], options.group,
                            options.group_length, " in XREADGROUP with GROUP option");
             ok = false;

@@ -42,12 +42,16 @@ static enum store_status store_argument(struct resp_session *session,
                                         const struct resp_request *request, size_t value_index,
                                         const struct store_write *write, struct item **previous) {
     struct value_block *block = resp_parser_take_block(&session->parser, value_index);
-    if (block != NULL) {
-        return store_set_block(store_of(session), request->argv[1], (size_t)request->lengths[1],
-                               block, write, previous);
-    }
-    return store_set(store_of(session), request->argv[1], (size_t)request->lengths[1],
-                     request->argv[value_index], request->lengths[value_index], write, previous);
+    enum store_status status =
+        block != NULL
+            ? store_set_block(store_of(session), request->argv[1], (size_t)request->lengths[1],
+                              block, write, previous)
+            : store_set(store_of(session), request->argv[1], (size_t)request->lengths[1],
+                        request->argv[value_index], request->lengths[value_index], write, previous);
+    /* A string stored over a stream ends an XREADGROUP blocked on it (command_del()). */
+    if (status == STORE_OK)
+        resp_blocking_signal(session->server, request->argv[1], (size_t)request->lengths[1]);
+    return status;
 }
 
 static void reply_get(struct resp_session *session, struct resp_reads *reads) {
