@@ -126,6 +126,11 @@ def test_fcall_keys_args_and_errors(raw):
     assert raw.call("FCALL", "r", "1", "k") == b"v"
     assert raw.call("FCALL_RO", "r", "1", "k") == b"v"
     assert raw.call("FCALL", "tostr", "0") == b"12[1]"
+    # Function names are case-insensitive to FCALL, as in Redis 7.0 (library names are not).
+    assert raw.call("FCALL", "KV", "0") == [[], [], 0, 0]
+    assert raw.call("FCALL_RO", "R", "1", "k") == b"v"
+    assert load(raw, "other", "redis.register_function('Kv', function() return 1 end)") == \
+        Error("ERR Function Kv already exists")
     errors = [
         (("FCALL", "boom", "0"), "ERR user_function:2: boom script: boom, on @user_function:2."),
         (("FCALL", "boomt", "0"), "MY custom script: boomt, on @user_function:4."),

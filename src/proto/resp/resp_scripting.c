@@ -256,18 +256,18 @@ static const char functions_code[] =
     "  end\n"
     "  if #library.functions == 0 then return 'ERR No functions registered' end\n"
     "  for _, f in ipairs(library.functions) do\n"
-    "    local other = functions[f.name]\n"
+    "    local other = functions[lower(f.name)]\n"
     "    if other and other.library ~= old then\n"
     "      return 'ERR Function ' .. f.name .. ' already exists'\n"
     "    end\n"
     "  end\n"
     "  if old then\n"
-    "    for _, f in ipairs(old.functions) do functions[f.name] = nil end\n"
+    "    for _, f in ipairs(old.functions) do functions[lower(f.name)] = nil end\n"
     "  else\n"
     "    order[#order + 1] = name\n"
     "  end\n"
     "  libraries[name] = library\n"
-    "  for _, f in ipairs(library.functions) do functions[f.name] = f end\n"
+    "  for _, f in ipairs(library.functions) do functions[lower(f.name)] = f end\n"
     "  return nil\n"
     "end\n"
     "function manager.reset()\n"
@@ -277,7 +277,7 @@ static const char functions_code[] =
     "function manager.delete(name)\n"
     "  local library = libraries[name]\n"
     "  if not library then return false end\n"
-    "  for _, f in ipairs(library.functions) do functions[f.name] = nil end\n"
+    "  for _, f in ipairs(library.functions) do functions[lower(f.name)] = nil end\n"
     "  libraries[name] = nil\n"
     "  for i, other in ipairs(order) do\n"
     "    if other == name then remove(order, i) break end\n"
@@ -1142,8 +1142,12 @@ static void push_arguments(lua_State *lua, const struct resp_request *request, s
 static int fcall_job_run(lua_State *lua) {
     struct script_job *job = lua_touserdata(lua, 1);
     lua_getfield(lua, LUA_REGISTRYINDEX, manager_key);
-    lua_getfield(lua, -1, "functions");
+    lua_getfield(lua, -1, "functions"); /* by lowercase name: FCALL's is case-insensitive */
+    lua_getfield(lua, LUA_GLOBALSINDEX, "string");
+    lua_getfield(lua, -1, "lower");
+    lua_remove(lua, -2);
     lua_pushlstring(lua, (const char *)job->function, job->function_length);
+    lua_call(lua, 1, 1);
     lua_rawget(lua, -2);
     if (!lua_istable(lua, -1)) {
         job->unknown = true;
