@@ -414,3 +414,20 @@ def test_cjson_and_bit_libraries(client):
         with pytest.raises(redis.ResponseError, match="Attempt to modify a readonly table"):
             client.eval(f"{table}.added = 1 return 1", 0)
     assert client.eval("return ('abc'):upper() .. string.rep('x', 2)", 0) == b"ABCxx"
+
+
+def test_blocking_reads_are_refused_in_scripts(client):
+    """XREAD and XREADGROUP with BLOCK are refused inside a script with Redis 7.0's error
+    (without BLOCK they read)."""
+    client.xadd("s", {"f": "v"}, id="1-1")
+    for command in ("xread", "XREAD"):
+        with pytest.raises(redis.ResponseError,
+                           match=f"^{command} command is not allowed with BLOCK option from "
+                                 "scripts"):
+            client.eval(f"return redis.pcall('{command}', 'BLOCK', '0', 'STREAMS', 's', '0')", 0)
+    client.xgroup_create("s", "g", id="0")
+    with pytest.raises(redis.ResponseError, match="^xreadgroup command is not allowed with BLOCK"):
+        client.eval("return redis.call('xreadgroup', 'GROUP', 'g', 'c', 'BLOCK', '0', "
+                    "'STREAMS', 's', '>')", 0)
+    assert client.eval("return redis.call('xread', 'STREAMS', 's', '0')", 0) == \
+        [[b"s", [[b"1-1", [b"f", b"v"]]]]]

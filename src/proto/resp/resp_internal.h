@@ -249,6 +249,7 @@ struct resp_session {
      * runs again when it is in DRAM: */
     bool rerun_wanted; /* it asked to run again: keep its arguments */
     bool rerunning;    /* this run follows the prefetch */
+    bool in_script;    /* a script's (or function's) commands are running */
     bool holding;      /* the key at hold_index is held in DRAM until the command ends */
     size_t hold_index;
     /* Who the connection is (AUTH, HELLO AUTH), and what it may do in the namespace

@@ -888,7 +888,8 @@ struct script_job {
     bool read_only; /* FCALL_RO */
     /* The session's own state, set aside while the script runs: */
     struct io_ring *ring;
-    bool running;
+    bool running;   /* the session's transaction.running before it */
+    bool in_script; /* and its in_script */
     int protocol;
 };
 
@@ -942,6 +943,8 @@ static void session_enter(struct script_job *job) {
     io_ring_set_current(NULL);
     job->running = session->transaction.running;
     session->transaction.running = true;
+    job->in_script = session->in_script;
+    session->in_script = true;
     job->protocol = atomic_load_explicit(&session->protocol, memory_order_relaxed);
     atomic_store_explicit(&session->protocol, 2, memory_order_relaxed);
     job->entered = true;
@@ -953,6 +956,7 @@ static void session_leave(struct script_job *job) {
     struct resp_session *session = job->session;
     atomic_store_explicit(&session->protocol, job->protocol, memory_order_relaxed);
     session->transaction.running = job->running;
+    session->in_script = job->in_script;
     io_ring_set_current(job->ring);
     job->restored = true;
 }

@@ -974,6 +974,12 @@ static bool parse_read_options(struct resp_session *session, const struct resp_r
     for (size_t i = 1; i < request->argc; i++) {
         size_t more = request->argc - i - 1;
         if (argument_is(request, i, "BLOCK") && more > 0) {
+            if (session->in_script) { /* as Redis: BLOCK means nothing in a script */
+                reply_errorf(session,
+                             "ERR %.*s command is not allowed with BLOCK option from scripts",
+                             (int)request->lengths[0], (const char *)request->argv[0]);
+                return false;
+            }
             if (!resp_block_timeout(session, request, ++i, true, &options->block_ms)) return false;
         } else if (argument_is(request, i, "COUNT") && more > 0) {
             if (!argument_int64(session, request, ++i, &options->count)) return false;
