@@ -400,10 +400,17 @@ def test_info(conn):
     else:
         assert isinstance(reply, bytes) and not isinstance(reply, Verbatim)
     text = bytes(reply).decode()
-    for section in ["# Server", "# Clients", "# Memory", "# Stats", "# Keyspace", "# Strata"]:
+    for section in ["# Server", "# Clients", "# Memory", "# Stats", "# Replication",
+                    "# Keyspace", "# Strata"]:
         assert section in text
+    assert text.index("# Stats") < text.index("# Replication") < text.index("# CPU")
     assert "db0:keys=1,expires=1,avg_ttl=0" in text
     fields = dict(line.split(":", 1) for line in text.split("\r\n") if ":" in line)
+    assert fields["role"] == "master" and fields["connected_slaves"] == "0"
+    assert len(fields["master_replid"]) == 40 and fields["master_repl_offset"] == "0"
+    replication = bytes(conn.call("INFO", "replication")).decode()
+    assert replication.startswith("# Replication\r\nrole:master\r\n")
+    assert "# Server" not in replication
     assert int(fields["used_memory"]) <= int(fields["maxmemory"])
     assert fields["strata_eviction_policy"] == "s3fifo"
     memory_only = bytes(conn.call("INFO", "memory")).decode()

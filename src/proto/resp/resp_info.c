@@ -4,8 +4,48 @@
 #include "observe/stats.h"
 #include "proto/resp/resp_internal.h"
 
-/* The sections resp_stats.c writes, beside stats.c's. */
-enum { INFO_CPU = 1, INFO_ERRORSTATS = 2, INFO_COMMANDSTATS = 4 };
+#include <stdint.h>
+#include <sys/random.h>
+
+/* The sections the Redis front end writes, beside stats.c's. */
+enum { INFO_CPU = 1, INFO_ERRORSTATS = 2, INFO_COMMANDSTATS = 4, INFO_REPLICATION = 8 };
+
+void resp_info_init(struct resp_server *server) {
+    unsigned char bytes[20];
+    if (getrandom(bytes, sizeof(bytes), GRND_NONBLOCK) != (ssize_t)sizeof(bytes)) {
+        uint64_t seed = (uint64_t)clock_realtime_us() ^ (uint64_t)(uintptr_t)server;
+        for (size_t i = 0; i < sizeof(bytes); i++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            bytes[i] = (unsigned char)(seed >> 56);
+        }
+    }
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof(bytes); i++) {
+        server->replication_id[2 * i] = digits[bytes[i] >> 4];
+        server->replication_id[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    server->replication_id[40] = '\0';
+}
+
+/* INFO's Replication section: strata is a master with no replicas (it does not
+ * replicate), in Redis 7.0's fields, so that tools reading role: see what it is. */
+static void info_replication(const struct resp_server *server, struct byte_buffer *text) {
+    if (text->length > 0) byte_buffer_append_text(text, "\r\n");
+    byte_buffer_appendf(text,
+                        "# Replication\r\n"
+                        "role:master\r\n"
+                        "connected_slaves:0\r\n"
+                        "master_failover_state:no-failover\r\n"
+                        "master_replid:%s\r\n"
+                        "master_replid2:0000000000000000000000000000000000000000\r\n"
+                        "master_repl_offset:0\r\n"
+                        "second_repl_offset:-1\r\n"
+                        "repl_backlog_active:0\r\n"
+                        "repl_backlog_size:1048576\r\n"
+                        "repl_backlog_first_byte_offset:0\r\n"
+                        "repl_backlog_histlen:0\r\n",
+                        server->replication_id);
+}
 
 void resp_info_text(struct resp_session *session, const struct resp_request *request, size_t first,
                     struct byte_buffer *text) {
@@ -13,10 +53,12 @@ void resp_info_text(struct resp_session *session, const struct resp_request *req
      * and "everything" add it. */
     bool none = first >= request->argc;
     int wanted = none ? STATS_SECTION_ALL : 0;
-    int own = none ? INFO_CPU | INFO_ERRORSTATS : 0;
+    int own = none ? INFO_CPU | INFO_ERRORSTATS | INFO_REPLICATION : 0;
     for (size_t i = first; i < request->argc; i++) {
         if (argument_is(request, i, "cpu")) {
             own |= INFO_CPU;
+        } else if (argument_is(request, i, "replication")) {
+            own |= INFO_REPLICATION;
         } else if (argument_is(request, i, "errorstats")) {
             own |= INFO_ERRORSTATS;
         } else if (argument_is(request, i, "commandstats")) {
@@ -24,17 +66,18 @@ void resp_info_text(struct resp_session *session, const struct resp_request *req
         } else {
             int bit = stats_section_bit((const char *)request->argv[i], request->lengths[i]);
             wanted |= bit;
-            if (bit == STATS_SECTION_ALL) own |= INFO_CPU | INFO_ERRORSTATS;
+            if (bit == STATS_SECTION_ALL) own |= INFO_CPU | INFO_ERRORSTATS | INFO_REPLICATION;
             if (argument_is(request, i, "all") || argument_is(request, i, "everything"))
                 own |= INFO_COMMANDSTATS;
         }
     }
-    /* Redis's order: Server, Clients, Memory, Stats, CPU, Errorstats, Keyspace (and
-     * strata's own sections), Commandstats. */
+    /* Redis's order: Server, Clients, Memory, Stats, Replication, CPU, Errorstats,
+     * Keyspace (and strata's own sections), Commandstats. */
     const int before =
         STATS_SECTION_SERVER | STATS_SECTION_CLIENTS | STATS_SECTION_MEMORY | STATS_SECTION_STATS;
     struct stats *stats = session->server->environment.stats;
     if (wanted & before) stats_info_text(stats, wanted & before, text);
+    if (own & INFO_REPLICATION) info_replication(session->server, text);
     if (own & INFO_CPU) resp_info_cpu(text);
     if (own & INFO_ERRORSTATS) resp_info_errorstats(text);
     if (wanted & ~before) {

@@ -86,6 +86,9 @@ struct resp_server {
     uint64_t blocked_key_seed;
     bool blocking_timer_started;
     bool blocking_stopping;
+    /* INFO replication's master_replid: 40 random hex digits, new each start, as Redis
+     * gives a master that has had no replica. */
+    char replication_id[41];
     pthread_t blocking_timer;
     struct resp_scripting *scripting; /* EVAL's Lua state and script cache */
 };
@@ -549,6 +552,9 @@ void resp_stats_reset(void);
 /* Append INFO's CPU, Errorstats and Commandstats sections (after a blank line when TEXT
  * holds a section already). */
 void resp_info_cpu(struct byte_buffer *text);
+
+/* Sets up what INFO needs of SERVER (its replication id). */
+void resp_info_init(struct resp_server *server);
 void resp_info_errorstats(struct byte_buffer *text);
 void resp_info_commandstats(struct byte_buffer *text);
 

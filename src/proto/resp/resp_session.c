@@ -202,6 +202,7 @@ struct resp_server *resp_server_create(const struct resp_environment *environmen
     pthread_mutex_init(&server->sessions_lock, NULL);
     pthread_mutex_init(&server->monitors_lock, NULL);
     resp_blocking_init(server);
+    resp_info_init(server);
     pthread_once(&sorted_once, sort_commands);
     resp_stats_init();
     return server;
