@@ -159,12 +159,14 @@ def test_info_sections_as_redis_7(server):
         return [line[2:] for line in text.split("\r\n") if line.startswith("# ")]
 
     default = titles()
-    assert default[:6] == ["Server", "Clients", "Memory", "Stats", "CPU", "Errorstats"]
+    assert default[:7] == ["Server", "Clients", "Memory", "Stats", "Replication", "CPU",
+                           "Errorstats"]
     assert "Keyspace" in default and "Commandstats" not in default
     assert titles("default") == default
     for everything in ("all", "everything"):
         assert titles(everything) == default + ["Commandstats"]
     assert titles("cpu") == ["CPU"]
+    assert titles("replication", "server") == ["Server", "Replication"]
     assert titles("commandstats", "errorstats", "keyspace") == ["Errorstats", "Keyspace",
                                                                 "Commandstats"]
     # Sections are apart by one blank line, whichever module wrote them.
