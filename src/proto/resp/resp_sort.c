@@ -38,8 +38,8 @@
 /* A BY or GET pattern, parsed once: the key is PREFIX, the element, then POSTFIX; with
  * FIELD, the value is that field of the hash there. */
 struct sort_pattern {
-    bool element;   /* "#": the element itself */
-    bool star;      /* has a '*' (else it names nothing, as in Redis) */
+    bool element; /* "#": the element itself */
+    bool star;    /* has a '*' (else it names nothing, as in Redis) */
     const unsigned char *prefix;
     size_t prefix_length;
     const unsigned char *postfix;
@@ -52,24 +52,24 @@ struct sort_pattern {
 struct sort_options {
     bool descending;
     bool alpha;
-    bool dont_sort;             /* BY without '*' (kept even if a later BY has one, as Redis) */
-    bool by;                    /* sorting by a pattern */
+    bool dont_sort; /* BY without '*' (kept even if a later BY has one, as Redis) */
+    bool by;        /* sorting by a pattern */
     struct sort_pattern by_pattern;
     int64_t limit_start;
-    int64_t limit_count;        /* -1: no limit */
-    size_t store;               /* the destination's argument, 0 without STORE */
+    int64_t limit_count; /* -1: no limit */
+    size_t store;        /* the destination's argument, 0 without STORE */
     size_t get_count;
-    struct sort_pattern *gets;  /* GET_COUNT, in order (owned) */
+    struct sort_pattern *gets; /* GET_COUNT, in order (owned) */
 };
 
 /* One element of the value being sorted: a view into its item, and its sort key. */
 struct sort_entry {
     const unsigned char *data;
     uint32_t length;
-    double score;             /* numeric sorting */
-    unsigned char *by;        /* ALPHA BY: a copy of the value the pattern named (owned), */
-    size_t by_length;         /* or NULL when it named none */
-    size_t position;          /* in the value: ties keep it (a stable sort) */
+    double score;      /* numeric sorting */
+    unsigned char *by; /* ALPHA BY: a copy of the value the pattern named (owned), */
+    size_t by_length;  /* or NULL when it named none */
+    size_t position;   /* in the value: ties keep it (a stable sort) */
 };
 
 struct sort_vector {
@@ -83,7 +83,8 @@ struct sort_vector {
 /* Parses PATTERN (LENGTH bytes, a view that must outlive *PARSED) as Redis's
  * lookupKeyByPattern() reads it: "#" alone, else the first '*' splits it and a "->"
  * after that star followed by at least one byte starts a hash field. */
-static void pattern_parse(const unsigned char *pattern, size_t length, struct sort_pattern *parsed) {
+static void pattern_parse(const unsigned char *pattern, size_t length,
+                          struct sort_pattern *parsed) {
     *parsed = (struct sort_pattern){0};
     if (length == 1 && pattern[0] == '#') {
         parsed->element = true;
@@ -363,8 +364,8 @@ static int load_keys(struct resp_session *session, const struct sort_options *op
         if (options->by) {
             enum store_status failure = STORE_OK;
             enum lookup_result found =
-                pattern_lookup(store, &options->by_pattern, entry->data, entry->length, &key,
-                               &item, &data, &length, &failure);
+                pattern_lookup(store, &options->by_pattern, entry->data, entry->length, &key, &item,
+                               &data, &length, &failure);
             if (found == LOOKUP_FAILED) {
                 reply_lookup_failure(session, failure);
                 result = -1;
@@ -396,8 +397,8 @@ static int load_keys(struct resp_session *session, const struct sort_options *op
  * gives its members in numeric order. */
 static bool set_is_intset(struct resp_session *session, struct item *item) {
     const struct options *settings = session->server->environment.options;
-    const char *encoding = resp_value_encoding(settings, STORE_TYPE_SET, item_value(item),
-                                               item_value_length(item));
+    const char *encoding =
+        resp_value_encoding(settings, STORE_TYPE_SET, item_value(item), item_value_length(item));
     return strcmp(encoding, "intset") == 0;
 }
 
@@ -454,8 +455,8 @@ static enum store_status store_result(struct resp_session *session, const unsign
     struct list_elements list = {0};
     if (!list_elements_grow(&list, result->count)) return STORE_ALLOCATION_FAILED;
     for (size_t i = 0; i < result->count; i++)
-        list.elements[i] = (struct list_element){result->bytes.data + result->offsets[i],
-                                                 result->lengths[i]};
+        list.elements[i] =
+            (struct list_element){result->bytes.data + result->offsets[i], result->lengths[i]};
     list.count = result->count;
     struct byte_buffer encoded = {0};
     list_encode(&list, &encoded);
@@ -499,9 +500,9 @@ static void finish(struct resp_session *session, const struct resp_request *requ
             const unsigned char *data = NULL;
             uint64_t length = 0;
             enum store_status failure = STORE_OK;
-            enum lookup_result found = pattern_lookup(store, &options->gets[g], entry->data,
-                                                      entry->length, &key, &item, &data, &length,
-                                                      &failure);
+            enum lookup_result found =
+                pattern_lookup(store, &options->gets[g], entry->data, entry->length, &key, &item,
+                               &data, &length, &failure);
             if (found == LOOKUP_FAILED) {
                 /* A reply already begun cannot turn into an error: nil stands in (only a
                  * flash read's failure or a damaged hash get here). */
