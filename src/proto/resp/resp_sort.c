@@ -15,13 +15,13 @@
  * is stored does not depend on a set's internal order. GET pattern replies the value named
  * the same way for each element ("#": the element itself), nil when there is none.
  *
- * The keys that BY and GET patterns name are read with store_get_typed(), which waits
- * on this worker for a value on flash (as other multi-key commands do for keys other
- * than their first); the sorted key itself is brought to DRAM first without waiting
- * (resp_value_in_dram()). STORE writes the result as a list in place of the destination
- * (any type, its expiry dropped), or deletes it when the result is empty, and answers the
- * count; its reads and the write run with the session's exclusivity
- * (resp_exclusive_begin()), so no command runs between them. */
+ * The keys that BY and GET patterns name are read with store_get() (strings) and
+ * store_get_typed() (hashes), which wait on this worker for a value on flash (as other
+ * multi-key commands do for keys other than their first); the sorted key itself is
+ * brought to DRAM first without waiting (resp_value_in_dram()). STORE writes the result
+ * as a list in place of the destination (any type, its expiry dropped), or deletes it
+ * when the result is empty, and answers the count; its reads and the write run with the
+ * session's exclusivity (resp_exclusive_begin()), so no command runs between them. */
 #include "base/byte_buffer.h"
 #include "base/numbers.h"
 #include "proto/resp/resp_internal.h"
@@ -142,8 +142,11 @@ static enum lookup_result pattern_lookup(struct store *store, const struct sort_
         return LOOKUP_FAILED;
     }
     if (key->length > STORE_MAX_KEY_LENGTH) return LOOKUP_MISSING; /* no such key can be */
-    enum store_type type = pattern->field != NULL ? STORE_TYPE_HASH : STORE_TYPE_STRING;
-    enum store_status status = store_get_typed(store, key->data, key->length, type, item);
+    /* Both read a value on flash synchronously, on this worker. */
+    enum store_status status =
+        pattern->field != NULL
+            ? store_get_typed(store, key->data, key->length, STORE_TYPE_HASH, item)
+            : store_get(store, key->data, key->length, item);
     if (status == STORE_NOT_FOUND || status == STORE_WRONG_TYPE) {
         *item = NULL;
         return LOOKUP_MISSING;
@@ -602,7 +605,7 @@ static void sort_value(struct resp_session *session, const struct resp_request *
                 vector.entries[j - 1] = swap;
             }
         }
-        if (numeric_members) {
+        if (numeric_members && vector.count > 1) {
             for (size_t i = 0; i < vector.count; i++) {
                 int64_t member = 0;
                 parse_int64(vector.entries[i].data, vector.entries[i].length, &member);
@@ -613,7 +616,7 @@ static void sort_value(struct resp_session *session, const struct resp_request *
         }
     } else {
         loaded = load_keys(session, options, &vector);
-        if (loaded == 1) {
+        if (loaded == 1 && vector.count > 1) {
             sort_order = (struct sort_order){
                 .alpha = options->alpha, .by = options->by, .descending = options->descending};
             qsort(vector.entries, vector.count, sizeof(*vector.entries), entry_compare);
