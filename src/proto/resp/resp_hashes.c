@@ -169,6 +169,22 @@ const char *resp_hash_encoding(const unsigned char *value, uint64_t length, int6
     return name;
 }
 
+int resp_hash_field(const unsigned char *value, uint64_t length, const unsigned char *field,
+                    size_t field_length, const unsigned char **data, uint32_t *data_length) {
+    struct hash_entries hash = {0};
+    enum decode_result decoded = hash_decode(value, length, &hash);
+    int result = decoded == DECODED ? 0 : -1;
+    const struct hash_entry *entry =
+        decoded == DECODED ? hash_find(&hash, field, field_length) : NULL;
+    if (entry != NULL) {
+        *data = entry->value;
+        *data_length = entry->value_length;
+        result = 1;
+    }
+    entries_free(&hash);
+    return result;
+}
+
 /* ---- reading ---------------------------------------------------------------------- */
 
 /* resp_value_in_dram() for the key in argument 1. */

@@ -729,6 +729,13 @@ void resp_value_update(struct resp_session *session, const struct resp_request *
 const char *resp_hash_encoding(const unsigned char *value, uint64_t length, int64_t max_entries,
                                int64_t max_value);
 
+/* Finds FIELD (FIELD_LENGTH bytes) in the hash whose stored bytes are VALUE (LENGTH
+ * bytes): returns 1 with *DATA (a view into VALUE) and *DATA_LENGTH set to its value, 0
+ * when the hash has no such field, -1 when the bytes are damaged or out of memory. For
+ * SORT's BY and GET patterns (key->field). */
+int resp_hash_field(const unsigned char *value, uint64_t length, const unsigned char *field,
+                    size_t field_length, const unsigned char **data, uint32_t *data_length);
+
 /* ---- sets (resp_sets.c) --------------------------------------------------------- */
 
 /* Redis 7.0's name for the encoding it would give the set whose stored bytes are VALUE
@@ -754,6 +761,13 @@ int resp_set_each_member(const unsigned char *value, uint64_t length,
  * else "skiplist". */
 const char *resp_zset_encoding(const unsigned char *value, uint64_t length, int64_t max_entries,
                                int64_t max_value);
+
+/* As resp_set_each_member(), for the sorted set whose stored bytes are VALUE: its
+ * members in the set's order (by score, then bytes). For SORT. */
+int resp_zset_each_member(const unsigned char *value, uint64_t length,
+                          bool (*visit)(void *context, const unsigned char *member,
+                                        uint32_t member_length),
+                          void *context);
 
 /* The name TYPE answers for TYPE ("string", "hash", "list"). */
 const char *resp_type_name(enum store_type type);

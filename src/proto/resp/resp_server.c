@@ -775,6 +775,11 @@ void resp_command_categories(const struct resp_command *command, char *text, siz
                            : strcmp(command->group, "generic") == 0      ? "keyspace"
                            : strcmp(command->group, "connection") == 0   ? "connection"
                                                                          : "admin";
+    if (command->handler == command_sort || command->handler == command_sort_ro) {
+        /* as Redis: the types it reads, and dangerous (BY and GET read any key) */
+        snprintf(text, size, "%s set sortedset list slow dangerous", write ? "write" : "read");
+        return;
+    }
     if (strcmp(command->group, "scripting") == 0) { /* as Redis: never read, write when
                                                        it changes libraries (FUNCTION LOAD) */
         snprintf(text, size, "%sslow scripting", write ? "write " : "");
@@ -941,6 +946,25 @@ static void command_getkeys(struct resp_session *session, const struct resp_requ
         reply_array(session, rest / 2);
         for (size_t i = at + 1; i <= at + rest / 2; i++)
             reply_bulk(session, line.argv[i], (size_t)line.lengths[i]);
+        return;
+    }
+    if (command->handler == command_sort || command->handler == command_sort_ro) {
+        /* SORT key ... [STORE destination]: the key and the last STORE's destination,
+         * LIMIT's, GET's and BY's arguments skipped (Redis's sortGetKeys()); SORT_RO has
+         * no STORE. */
+        size_t store = 0;
+        for (size_t i = 2; i < line.argc && command->handler == command_sort; i++) {
+            if (argument_is(&line, i, "LIMIT")) {
+                i += 2;
+            } else if (argument_is(&line, i, "GET") || argument_is(&line, i, "BY")) {
+                i += 1;
+            } else if (argument_is(&line, i, "STORE") && i + 1 < line.argc) {
+                store = i + 1;
+            }
+        }
+        reply_array(session, store != 0 ? 2 : 1);
+        reply_bulk(session, line.argv[1], (size_t)line.lengths[1]);
+        if (store != 0) reply_bulk(session, line.argv[store], (size_t)line.lengths[store]);
         return;
     }
     if (numkeys) {

@@ -293,6 +293,19 @@ const char *resp_zset_encoding(const unsigned char *value, uint64_t length, int6
     return name;
 }
 
+int resp_zset_each_member(const unsigned char *value, uint64_t length,
+                          bool (*visit)(void *context, const unsigned char *member,
+                                        uint32_t member_length),
+                          void *context) {
+    struct zset zset = {0};
+    enum decode_result decoded = zset_decode(value, length, &zset);
+    int result = decoded == DECODED ? 1 : decoded == DECODE_CORRUPT ? 0 : -1;
+    for (size_t i = 0; i < zset.count && result == 1; i++)
+        if (!visit(context, zset.entries[i].member, zset.entries[i].length)) result = -1;
+    zset_free(&zset);
+    return result;
+}
+
 /* ---- numbers and ranges -------------------------------------------------------------- */
 
 /* strtod() over LENGTH bytes at TEXT (copied to be NUL-terminated): *END_OK tells
