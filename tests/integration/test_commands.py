@@ -645,3 +645,23 @@ def test_memory(conn):
     error(conn, ["MEMORY"], "ERR wrong number of arguments for 'memory' command")
     error(conn, ["MEMORY", "USAGE"], "ERR wrong number of arguments for 'memory|usage' command")
     error(conn, ["MEMORY", "DOCTOR"], "ERR unknown subcommand 'DOCTOR'. Try MEMORY HELP.")
+
+
+def test_client_reply(server):
+    """CLIENT REPLY OFF, ON and SKIP, byte for byte as redis-server 7.0.15 answers the same
+    pipeline; a blocked command whose reply is skipped sends nothing when it is served."""
+    with Connection(server.port) as raw:
+        raw.send_raw(b"CLIENT REPLY OFF\r\nSET a 1\r\nGET a\r\nCLIENT REPLY ON\r\nGET a\r\n"
+                     b"CLIENT REPLY SKIP\r\nGET a\r\nPING\r\nCLIENT REPLY BAD\r\n"
+                     b"CLIENT REPLY SKIP\r\nCLIENT REPLY OFF\r\nPING\r\nCLIENT REPLY ON\r\n")
+        assert raw.read_all_raw(timeout=1) == (b"+OK\r\n$1\r\n1\r\n+PONG\r\n-ERR syntax error\r\n"
+                                                b"+OK\r\n")
+        raw.send_raw(b"CLIENT REPLY SKIP\r\nBLPOP queue 0\r\nPING\r\n")
+        client = server.client()
+        deadline = time.time() + 10
+        while client.info("clients")["blocked_clients"] != 1 and time.time() < deadline:
+            time.sleep(0.01)
+        client.rpush("queue", "x")
+        assert raw.read_all_raw(timeout=1) == b"+PONG\r\n"
+        assert client.llen("queue") == 0  # it was served, silently
+        client.close()

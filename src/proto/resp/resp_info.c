@@ -95,7 +95,7 @@ void resp_client_line(const struct resp_session *session, struct byte_buffer *te
     int64_t now = clock_realtime_ms();
     int64_t last = atomic_load_explicit(&session->last_active_ms, memory_order_relaxed);
     const char *command = atomic_load_explicit(&session->last_command, memory_order_relaxed);
-    size_t pending = output_queue_pending(session->output);
+    size_t pending = output_queue_pending(session->connection_output);
     /* As Redis: multi= counts the queued commands (-1 outside MULTI). Redis's flag
      * letters, in its order: O monitor, x MULTI, b blocked, e no-evict, T no-touch; N for none. */
     long long multi = (long long)atomic_load_explicit(&session->multi_count, memory_order_relaxed);
@@ -107,7 +107,7 @@ void resp_client_line(const struct resp_session *session, struct byte_buffer *te
     if (atomic_load_explicit(&session->no_touch, memory_order_relaxed)) *flag++ = 'T';
     if (flag == flags) *flag++ = 'N';
     *flag = '\0';
-    size_t copied = output_queue_copied(session->output);
+    size_t copied = output_queue_copied(session->connection_output);
     uint64_t query = atomic_load_explicit(&session->query_bytes, memory_order_relaxed);
     uint64_t query_free = atomic_load_explicit(&session->query_free, memory_order_relaxed);
     uint64_t arguments = atomic_load_explicit(&session->argument_bytes, memory_order_relaxed);
@@ -124,7 +124,7 @@ void resp_client_line(const struct resp_session *session, struct byte_buffer *te
         session->name ? session->name : "", (long long)((now - session->created_ms) / 1000),
         (long long)((now - last) / 1000), flags, multi, (unsigned long long)query,
         (unsigned long long)query_free, (unsigned long long)arguments, OUTPUT_CHUNK_SIZE,
-        output_queue_copied_peak(session->output), pending,
+        output_queue_copied_peak(session->connection_output), pending,
         (unsigned long long)(sizeof(*session) + parser + copied), command, session->user_name,
         atomic_load_explicit(&session->protocol, memory_order_relaxed),
         session->library_name ? session->library_name : "",

@@ -200,7 +200,15 @@ struct resp_block {
 
 struct resp_session {
     struct resp_server *server;
-    struct output_queue *output;
+    struct output_queue *output; /* where replies go: the connection's, or DISCARDED */
+    /* CLIENT REPLY OFF and SKIP (resp_reply_discard_begin()): a command whose reply is not
+     * sent runs with OUTPUT set to DISCARDED (allocated on first use) and the
+     * connection's queue kept in REPLYING_TO, until it ends. */
+    struct output_queue *connection_output; /* fixed: what CLIENT LIST reads */
+    struct output_queue *discarded;
+    struct output_queue *replying_to; /* NULL: replies are sent */
+    bool replies_off;                 /* CLIENT REPLY OFF */
+    bool skip_next_reply;             /* CLIENT REPLY SKIP: the next command's */
     struct resp_parser parser;
     _Atomic int protocol; /* 2 or 3; read by CLIENT LIST on other threads */
     bool closing;         /* QUIT or a protocol error: send what is queued and close */
@@ -552,6 +560,13 @@ void resp_stats_reset(void);
 /* Append INFO's CPU, Errorstats and Commandstats sections (after a blank line when TEXT
  * holds a section already). */
 void resp_info_cpu(struct byte_buffer *text);
+
+/* CLIENT REPLY: resp_reply_discard_begin() sends SESSION's replies from here to the end
+ * of its command to nowhere (no-op when they already go there); resp_reply_discard_end()
+ * drops what was written and sends replies to the connection again (no-op when they
+ * do). On the session's worker. */
+void resp_reply_discard_begin(struct resp_session *session);
+void resp_reply_discard_end(struct resp_session *session);
 
 /* Sets up what INFO needs of SERVER (its replication id). */
 void resp_info_init(struct resp_server *server);

@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Appends a type byte, a decimal number and CRLF ("$5\r\n"). */
@@ -243,4 +244,22 @@ void argument_text(const struct resp_request *request, size_t index, char *outpu
     if (length >= output_size) length = output_size - 1;
     memcpy(output, request->argv[index], length);
     output[length] = '\0';
+}
+
+void resp_reply_discard_begin(struct resp_session *session) {
+    if (session->replying_to != NULL) return;
+    if (session->discarded == NULL) {
+        session->discarded = malloc(sizeof(*session->discarded));
+        if (session->discarded == NULL) return; /* the reply is sent: nothing is lost */
+        output_queue_init(session->discarded);
+    }
+    session->replying_to = session->output;
+    session->output = session->discarded;
+}
+
+void resp_reply_discard_end(struct resp_session *session) {
+    if (session->replying_to == NULL) return;
+    output_queue_clear(session->discarded);
+    session->output = session->replying_to;
+    session->replying_to = NULL;
 }

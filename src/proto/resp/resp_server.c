@@ -270,6 +270,25 @@ static void client_list(struct resp_session *session, const struct resp_request 
     byte_buffer_free(&text);
 }
 
+/* CLIENT REPLY ON|OFF|SKIP, as Redis: OFF sends no reply from here on, SKIP none to the
+ * command after it, and neither answers itself; ON answers OK and replies again. */
+static void client_reply(struct resp_session *session, const struct resp_request *request) {
+    if (argument_is(request, 2, "ON")) {
+        session->replies_off = false;
+        session->skip_next_reply = false;
+        resp_reply_discard_end(session);
+        reply_ok(session);
+    } else if (argument_is(request, 2, "OFF")) {
+        session->replies_off = true;
+        resp_reply_discard_begin(session);
+    } else if (argument_is(request, 2, "SKIP")) {
+        if (!session->replies_off) session->skip_next_reply = true;
+        resp_reply_discard_begin(session);
+    } else {
+        reply_syntax_error(session);
+    }
+}
+
 void command_client(struct resp_session *session, const struct resp_request *request) {
     static const char *const help[] = {
         "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -308,6 +327,8 @@ void command_client(struct resp_session *session, const struct resp_request *req
         "    evicts no clients).",
         "NO-TOUCH (ON|OFF)",
         "    Will not touch LRU/LFU stats when this mode is on (recorded only).",
+        "REPLY (ON|OFF|SKIP)",
+        "    Control the replies sent to the current connection.",
         "HELP",
         "    Print this help.",
     };
@@ -368,12 +389,14 @@ void command_client(struct resp_session *session, const struct resp_request *req
         resp_client_flag(session, request, &session->no_evict);
     } else if (argument_is(request, 1, "NO-TOUCH")) {
         resp_client_flag(session, request, &session->no_touch);
+    } else if (argument_is(request, 1, "REPLY") && argc == 3) {
+        client_reply(session, request);
     } else if (argument_is(request, 1, "HELP") && argc == 2) {
         reply_help(session, help, sizeof(help) / sizeof(help[0]));
     } else if (argument_is(request, 1, "ID") || argument_is(request, 1, "SETNAME") ||
                argument_is(request, 1, "GETNAME") || argument_is(request, 1, "INFO") ||
                argument_is(request, 1, "SETINFO") || argument_is(request, 1, "HELP") ||
-               argument_is(request, 1, "UNBLOCK")) {
+               argument_is(request, 1, "UNBLOCK") || argument_is(request, 1, "REPLY")) {
         reply_subcommand_arity(session, request, "client");
     } else {
         reply_unknown_subcommand(session, request, "CLIENT");

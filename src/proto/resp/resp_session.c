@@ -255,6 +255,7 @@ void *resp_session_open(struct resp_server *server, uint64_t id, int fd, const c
     session->resume_handle = handle;
     session->server = server;
     session->output = output;
+    session->connection_output = output;
     session->protocol = 2;
     session->id = id;
     session->fd = fd;
@@ -312,6 +313,11 @@ void resp_session_close(void *opaque) {
 void resp_session_free(struct resp_session *session) {
     if (session->holding) resp_session_command_done(session);
     resp_blocking_done(session);
+    resp_reply_discard_end(session);
+    if (session->discarded != NULL) {
+        output_queue_clear(session->discarded);
+        free(session->discarded);
+    }
     resp_transaction_reset(session);
     resp_parser_free(&session->parser);
     access_identity_release(&session->identity);
@@ -523,6 +529,10 @@ static void execute(struct resp_session *session) {
     resp_block_rerun(session, &request); /* a blocked command runs with its own copy */
     if (request.argc == 0) return;
     if (!session->rerunning) metric_add(RESP_METRIC(commands_processed), 1);
+    if (!session->rerunning && (session->replies_off || session->skip_next_reply)) {
+        session->skip_next_reply = false; /* CLIENT REPLY: this command's reply is not sent */
+        resp_reply_discard_begin(session);
+    }
     const struct resp_command *command = admit(session, &request);
     if (command == NULL) {
         resp_transaction_refused(session);
@@ -663,6 +673,7 @@ void resp_session_command_done(struct resp_session *session) {
         session->holding = false;
     }
     resp_blocking_done(session);
+    resp_reply_discard_end(session);
     session->rerun_wanted = false;
     resp_parser_next_command(&session->parser);
     struct resp_parser_limits limits = current_limits(session);
