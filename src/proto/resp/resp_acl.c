@@ -353,8 +353,9 @@ static void acl_save(struct resp_session *session, const struct resp_request *re
 
 /* The ACL categories COMMAND INFO gives commands (resp_command_categories()). */
 static const char *const categories[] = {
-    "read",   "write",       "keyspace",   "string",    "hash",  "list", "set",  "sortedset",
-    "stream", "transaction", "connection", "scripting", "admin", "fast", "slow", "blocking"};
+    "read",  "write",     "keyspace", "string",      "hash",       "list",
+    "set",   "sortedset", "stream",   "transaction", "connection", "scripting",
+    "admin", "fast",      "slow",     "blocking",    "bitmap"};
 #define CATEGORY_COUNT (sizeof(categories) / sizeof(categories[0]))
 
 /* ACL CAT [category]: the categories, or the commands in one. */
