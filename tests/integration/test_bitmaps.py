@@ -175,10 +175,15 @@ def test_bitfield_errors(client):
     assert error_of(client, "BITFIELD", "h", "GET", "x8", "0") == TYPE_ERROR  # parsed first
 
 
-def test_concurrent_setbits_lose_no_bit(server):
-    """4 connections (on different workers) each set their own 500 bits of one key."""
+@pytest.mark.parametrize("initial", [0, 64 * 1024])
+def test_concurrent_setbits_lose_no_bit(server, initial):
+    """4 connections (on different workers) each set their own 500 bits of one key: a new
+    small one (compare-and-swap) or a 64 KiB one (changed in place, or by compare-and-swap
+    while another reader holds it)."""
     connection = server.client()
     connection.flushall()
+    if initial:
+        connection.set("shared", b"\x00" * initial)
     bits_each = 500
     failures = []
 
@@ -198,7 +203,8 @@ def test_concurrent_setbits_lose_no_bit(server):
         thread.join(timeout=60 * SLOW)
     assert not failures
     assert connection.bitcount("shared") == 4 * bits_each
-    assert connection.strlen("shared") == 4 * bits_each // 8
+    assert connection.strlen("shared") == max(initial, 4 * bits_each // 8)
+    assert connection.bitpos("shared", 1) == 0 and connection.bitpos("shared", 0) == 4 * bits_each
     connection.close()
 
 
@@ -220,6 +226,22 @@ def test_a_one_mebibyte_bitmap(client):
     assert client.execute_command("BITFIELD", "big", "INCRBY", "u16", str(MIB * 8 - 16), "7",
                                   "GET", "u8", str(MIB * 8 - 8)) == [8, 8]
     assert client.getrange("big", MIB - 2, MIB - 1) == b"\x00\x08"
+
+
+def test_a_large_bitmap_grows_in_place_zero_padded(client):
+    """A value APPEND left room after (its block grows in place): SETBIT and BITFIELD past
+    its end zero-pad it, whether they change it in place or by compare-and-swap."""
+    client.set("room", b"\xff" * (64 * 1024))
+    client.append("room", b"\xff")
+    length = 64 * 1024 + 1
+    assert client.setbit("room", (length + 100) * 8 + 7, 1) == 0
+    assert client.strlen("room") == length + 101
+    assert client.getrange("room", length - 1, length + 100) == b"\xff" + b"\x00" * 100 + b"\x01"
+    assert client.execute_command("BITFIELD", "room", "SET", "u8", str((length + 200) * 8),
+                                  "255", "GET", "u8", str((length + 199) * 8)) == [0, 0]
+    assert client.strlen("room") == length + 201
+    assert client.bitcount("room") == length * 8 + 1 + 8
+    assert client.bitpos("room", 0) == length * 8
 
 
 def test_writes_past_max_value_answer_its_error(start_server):

@@ -178,10 +178,21 @@ static bool write_once(struct resp_session *session, const struct resp_request *
 }
 
 /* Changes the string at argument 1 with EDIT and replies with REPLY (after bringing it
- * to DRAM); replies exactly once. */
+ * to DRAM); replies exactly once. IN_PLACE (optional) first tries the same change on the
+ * stored bytes under the key's shard lock (store_overwrite_in_place(): a value nobody
+ * else holds, with no flash copy), so that a bit set in a large bitmap copies nothing;
+ * when it declines or cannot run, the change is made by compare-and-swap. */
 static void write_string(struct resp_session *session, const struct resp_request *request,
-                         bit_edit_fn edit, bit_reply_fn reply, void *context) {
+                         store_edit_fn in_place, bit_edit_fn edit, bit_reply_fn reply,
+                         void *context) {
     if (resp_prefetch_key(session, request, 1, false) != PREFETCH_READY) return;
+    if (in_place != NULL &&
+        store_overwrite_in_place(store_of(session), request->argv[1], (size_t)request->lengths[1],
+                                 STORE_TYPE_STRING, in_place, context) == STORE_OK) {
+        reply(session, context);
+        resp_blocking_signal(session->server, request->argv[1], (size_t)request->lengths[1]);
+        return;
+    }
     bool exclusive = false, done = false;
     for (int attempt = 0; attempt < UPDATE_ATTEMPTS && !done; attempt++) {
         if (attempt == CONTENDED_ATTEMPTS) exclusive = resp_exclusive_begin(session);
@@ -207,6 +218,28 @@ static bool edit_setbit(struct resp_session *session, void *context, struct bit_
     return true;
 }
 
+/* Makes VALUE (*LENGTH bytes in CAPACITY) at least NEEDED bytes long, zero-padded.
+ * Returns false when it does not fit (nothing changed). */
+static bool grow_in_place(unsigned char *value, uint64_t *length, uint64_t capacity,
+                          uint64_t needed) {
+    if (needed > capacity) return false;
+    if (needed > *length) {
+        memset(value + *length, 0, (size_t)(needed - *length));
+        *length = needed;
+    }
+    return true;
+}
+
+/* SETBIT's change on the stored bytes (a store_edit_fn, under the key's shard lock). */
+static bool setbit_in_place(void *context, unsigned char *value, uint64_t *length,
+                            uint64_t capacity) {
+    struct setbit_context *setbit = context;
+    if (!grow_in_place(value, length, capacity, (setbit->offset >> 3) + 1)) return false;
+    setbit->previous = bit_at(value, *length, setbit->offset);
+    set_bit_at(value, setbit->offset, setbit->bit);
+    return true;
+}
+
 static void reply_setbit(struct resp_session *session, void *context) {
     reply_integer(session, ((struct setbit_context *)context)->previous);
 }
@@ -222,7 +255,7 @@ void command_setbit(struct resp_session *session, const struct resp_request *req
         return;
     }
     context.bit = (int)bit;
-    write_string(session, request, edit_setbit, reply_setbit, &context);
+    write_string(session, request, setbit_in_place, edit_setbit, reply_setbit, &context);
 }
 
 /* GETBIT key offset: 0 past the end or for an absent key. */
@@ -671,6 +704,16 @@ static bool edit_bitfield(struct resp_session *session, void *context, struct bi
     return true;
 }
 
+/* BITFIELD's writes on the stored bytes (a store_edit_fn, under the key's shard lock). */
+static bool bitfield_in_place(void *context, unsigned char *value, uint64_t *length,
+                              uint64_t capacity) {
+    struct bitfield_context *bitfield = context;
+    if (!grow_in_place(value, length, capacity, (bitfield->highest_write_bit >> 3) + 1))
+        return false;
+    run_bitfield(bitfield, value, *length, NULL);
+    return true;
+}
+
 /* Parses argument INDEX as a field type (i1-i64, u1-u63; the letter in lower case). */
 static bool parse_field_type(struct resp_session *session, const struct resp_request *request,
                              size_t index, bool *is_signed, unsigned *bits) {
@@ -756,7 +799,7 @@ static void bitfield(struct resp_session *session, const struct resp_request *re
     if (writes && read_only) {
         reply_error(session, "ERR BITFIELD_RO only supports the GET subcommand");
     } else if (writes) {
-        write_string(session, request, edit_bitfield, reply_bitfield, &context);
+        write_string(session, request, bitfield_in_place, edit_bitfield, reply_bitfield, &context);
     } else {
         struct item *item;
         if (read_string(session, request, &item) == PREFETCH_READY) {
