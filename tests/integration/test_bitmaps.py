@@ -2,14 +2,15 @@
 replies and errors as recorded from Redis 7.0.15, WRONGTYPE, BITOP's destination rules,
 atomic SETBITs from 4 connections, a 1 MiB bitmap, max-value, WATCH, and bitmaps that
 moved to flash."""
+import os
 import threading
 import time
 
 import pytest
 import redis
 
-from conftest import SLOW, Server
-from resp import Connection
+from conftest import SLOW, Server, hash_passwords, write_users_file
+from resp import Connection, Error
 
 WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
 OFFSET_ERROR = "bit offset is not an integer or out of range"
@@ -318,5 +319,32 @@ def test_bitmaps_on_flash(tmp_path):
         assert client.bitcount("hot") == 2
         assert server.info("flash")["flash_reads"] >= reads_before + len(names)
         client.close()
+    finally:
+        server.stop()
+
+
+def test_a_write_only_user_cannot_read_bits_through_writes(tmp_path):
+    """SETBIT answers the old bit, BITFIELD old and new values, BITOP carries its sources
+    to another key: like SETRANGE they need read as well as write (Redis's key
+    specifications: RW, and R on BITOP's sources)."""
+    admin_hash, secret_hash = hash_passwords("admin-pw", "secret")
+    path = write_users_file(os.path.join(tmp_path, "users"),
+                            f"user default off\n"
+                            f"user admin on {admin_hash} namespace:*=all\n"
+                            f"user writer on {secret_hash} namespace:default=write\n")
+    server = Server(tmp_path, "--memory", "64mb", "--users", path)
+    try:
+        admin = server.client(username="admin", password="admin-pw")
+        admin.set("kept", "secret")
+        with Connection(server.port) as writer:
+            assert writer.call("AUTH", "writer", "secret") == "OK"
+            denied = "NOPERM No permissions to access a key"
+            for command in (["SETBIT", "kept", "0", "1"], ["BITOP", "NOT", "mine", "kept"],
+                            ["BITFIELD", "kept", "INCRBY", "u8", "0", "1"],
+                            ["GETBIT", "kept", "0"], ["BITCOUNT", "kept"]):
+                assert writer.call(*command) == Error(denied), command
+            assert writer.call("SET", "mine", "v") == "OK"
+        assert admin.get("kept") == b"secret" and admin.get("mine") == b"v"
+        admin.close()
     finally:
         server.stop()
