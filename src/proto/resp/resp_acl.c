@@ -355,7 +355,7 @@ static void acl_save(struct resp_session *session, const struct resp_request *re
 static const char *const categories[] = {
     "read",  "write",     "keyspace", "string",      "hash",       "list",
     "set",   "sortedset", "stream",   "transaction", "connection", "scripting",
-    "admin", "fast",      "slow",     "blocking",    "dangerous"};
+    "admin", "fast",      "slow",     "blocking",    "dangerous",  "bitmap"};
 #define CATEGORY_COUNT (sizeof(categories) / sizeof(categories[0]))
 
 /* ACL CAT [category]: the categories, or the commands in one. */

@@ -789,6 +789,7 @@ void resp_command_categories(const struct resp_command *command, char *text, siz
      * (CLIENT LIST): its admin flag says so. */
     const char *category = strstr(command->flags, "admin") != NULL       ? "admin"
                            : strcmp(command->group, "string") == 0       ? "string"
+                           : strcmp(command->group, "bitmap") == 0       ? "bitmap"
                            : strcmp(command->group, "hash") == 0         ? "hash"
                            : strcmp(command->group, "list") == 0         ? "list"
                            : strcmp(command->group, "set") == 0          ? "set"

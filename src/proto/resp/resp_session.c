@@ -79,8 +79,9 @@ static unsigned needs_of(const struct resp_command *command) {
     /* Writes that answer with what was stored, or carry it to another key, read it too
      * (as Redis's key specifications say: RW, or R on a source). */
     static const char *const reading_writes[] = {
-        "getex",  "getdel",   "getset", "incr",   "incrby",   "decr",  "decrby",   "incrbyfloat",
-        "append", "setrange", "copy",   "rename", "renamenx", "lmove", "rpoplpush"};
+        "getex",    "getdel",      "getset",    "incr",     "incrby",   "decr",
+        "decrby",   "incrbyfloat", "append",    "setrange", "copy",     "rename",
+        "renamenx", "lmove",       "rpoplpush", "setbit",   "bitfield", "bitop"};
     for (size_t i = 0; i < sizeof(reading_writes) / sizeof(reading_writes[0]); i++)
         if (strcmp(command->name, reading_writes[i]) == 0) needs |= ACCESS_READ;
     return needs;
