@@ -19,7 +19,7 @@
  *
  * Scripts are cached by the SHA1 of their body (EVAL caches what it runs, SCRIPT LOAD
  * only compiles) in a table in the Lua registry, until SCRIPT FLUSH, which starts a new
- * Lua state. A script that runs for more than SCRIPT_TIME_LIMIT_MS without having run a
+ * Lua state. A script that runs for more than busy-reply-threshold ms without having run a
  * write command is stopped with an error (what SCRIPT KILL would be allowed to do); one
  * that has written runs to its end, and every connection waits meanwhile (Redis answers
  * BUSY to them; strata does not read their commands until the script ends). */
@@ -41,10 +41,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-/* A script that has not written is stopped after this long (Redis's busy-reply-threshold
- * default, after which SCRIPT KILL may stop it). */
-#define SCRIPT_TIME_LIMIT_MS 5000
 
 /* How often (in Lua instructions) the time limit is checked. */
 #define SCRIPT_HOOK_INSTRUCTIONS 100000
@@ -70,6 +66,7 @@ struct resp_scripting {
     bool read_only; /* EVAL_RO: write commands are refused */
     bool wrote;     /* a write command ran: the time limit no longer stops it */
     int64_t started_ms;
+    int64_t limit_ms;           /* busy-reply-threshold when it started (0 or less: none) */
     struct byte_buffer reply;   /* the reply of the command redis.call() ran */
     const unsigned char **argv; /* redis.call()'s arguments (pointing into the Lua stack) */
     uint64_t *lengths;
@@ -674,6 +671,12 @@ static int lua_loadstring_text(lua_State *lua) {
     return 1;
 }
 
+/* How long a script (or a library's body) may run without writing before it is stopped:
+ * busy-reply-threshold (lua-time-limit), in ms; 0 or less: no limit. */
+static int64_t script_time_limit(struct resp_session *session) {
+    return options_number(session->server->environment.options, RESP_OPTION(busy_reply_threshold));
+}
+
 /* Stops a script that has run too long without writing. */
 static void time_hook(lua_State *lua, lua_Debug *debug) {
     (void)debug;
@@ -682,14 +685,15 @@ static void time_hook(lua_State *lua, lua_Debug *debug) {
     /* The fuzz targets stop every script soon: one that loops writing would hang them. */
     if (clock_monotonic_ms() - scripting->started_ms < 100) return;
 #else
-    if (scripting->wrote || clock_monotonic_ms() - scripting->started_ms < SCRIPT_TIME_LIMIT_MS)
+    if (scripting->wrote || scripting->limit_ms <= 0 ||
+        clock_monotonic_ms() - scripting->started_ms < scripting->limit_ms)
         return;
 #endif
     /* The hook stays: a script that catches this error is stopped again and again. */
     luaL_error(lua,
                "Script stopped: it ran for more than %d ms without writing, and every "
                "connection waits while a script runs",
-               SCRIPT_TIME_LIMIT_MS);
+               (int)scripting->limit_ms); /* (Lua's format has no %lld; the option is 32-bit) */
 }
 
 /* ---- the Lua state -------------------------------------------------------------- */
@@ -1100,6 +1104,7 @@ static void script_call(lua_State *lua, struct script_job *job, int arguments) {
     scripting->session = job->session;
     scripting->wrote = false;
     scripting->started_ms = clock_monotonic_ms();
+    scripting->limit_ms = script_time_limit(job->session);
     lua_sethook(lua, time_hook, LUA_MASKCOUNT, SCRIPT_HOOK_INSTRUCTIONS);
     session_enter(job);
     int status = lua_pcall(lua, arguments, 1, -2 - arguments);
@@ -1492,6 +1497,7 @@ struct function_load {
     size_t code_length;
     size_t body_offset; /* where the body starts in code: at the shebang line's '\n' */
     bool replace;
+    int64_t limit_ms;         /* the time limit (script_time_limit()) */
     struct byte_buffer error; /* the error reply (no NUL), when it failed */
 };
 
@@ -1507,6 +1513,7 @@ static int function_load_run(lua_State *lua) {
     lua_pushboolean(lua, load->replace);
     load->scripting->wrote = false;
     load->scripting->started_ms = clock_monotonic_ms();
+    load->scripting->limit_ms = load->limit_ms;
     lua_sethook(lua, time_hook, LUA_MASKCOUNT, SCRIPT_HOOK_INSTRUCTIONS);
     lua_call(lua, 4, 1);
     lua_sethook(lua, time_hook, 0, 0);
@@ -1599,6 +1606,7 @@ static void function_load(struct resp_session *session, const struct resp_reques
     }
     struct resp_scripting *scripting = session->server->scripting;
     struct function_load load = {.scripting = scripting,
+                                 .limit_ms = script_time_limit(session),
                                  .name = name,
                                  .code = code,
                                  .code_length = length,

@@ -538,6 +538,7 @@ static const struct {
     {"zset-max-ziplist-entries", "zset-max-listpack-entries"},
     {"zset-max-ziplist-value", "zset-max-listpack-value"},
     {"list-max-ziplist-size", "list-max-listpack-size"},
+    {"lua-time-limit", "busy-reply-threshold"},
 };
 
 /* Settings Redis clients and tools ask for, with the fixed answer strata gives. */
