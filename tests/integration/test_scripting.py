@@ -1,8 +1,9 @@
 """Scripting: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT with Redis 7.0's replies and
 errors. redis-py's Lock (SET NX PX to acquire; EVALSHA, falling back to SCRIPT LOAD on
 NOSCRIPT, to release, extend and reacquire), a Lock contended by threads, every reply
-type both ways, redis.pcall's error table, the script cache, refused commands, and a
-script's atomicity (GET then SET from 8 threads loses no increment)."""
+type both ways, redis.pcall's error table, the script cache, refused commands, a
+script's atomicity (GET then SET from 8 threads loses no increment), and the cjson, bit
+and cmsgpack libraries (cmsgpack's bytes and errors recorded from redis-server 7.0.15)."""
 import json
 import threading
 import time
@@ -441,3 +442,198 @@ def test_blocking_reads_are_refused_in_scripts(client):
                     "'STREAMS', 's', '>')", 0)
     assert client.eval("return redis.call('xread', 'STREAMS', 's', '0')", 0) == \
         [[b"s", [[b"1-1", [b"f", b"v"]]]]]
+
+
+# cmsgpack: bytes and errors recorded from redis-server 7.0.15.
+LUA_HEX = ("local function hex(s) local t = {} for i = 1, #s do "
+           "t[#t + 1] = string.format('%02x', s:byte(i)) end return table.concat(t) end\n"
+           "local function unhex(h) return (h:gsub('..', function(x) "
+           "return string.char(tonumber(x, 16)) end)) end\n")
+
+
+def lua_hex(client, body, *args):
+    """Runs BODY after the hex()/unhex() helpers; returns its reply."""
+    return client.eval(LUA_HEX + body, 0, *args)
+
+
+@pytest.mark.parametrize("values, packed", [
+    ("nil, true, false", "c0c3c2"),
+    # Every width's boundaries: positive fixint, uint8, uint16, uint32, uint64.
+    ("0, 127, 128, 255, 256, 65535, 65536, 4294967295, 4294967296, 2^53",
+     "007fcc80ccffcd0100cdffffce00010000ceffffffffcf0000000100000000cf0020000000000000"),
+    # Negative fixint, int8, int16, int32, int64.
+    ("-1, -32, -33, -128, -129, -32768, -32769, -2147483648, -2147483649, -2^63",
+     "ffe0d0dfd080d1ff7fd18000d2ffff7fffd280000000d3ffffffff7fffffffd38000000000000000"),
+    # float32 when exact (2^63 and 2^64 are beyond int64), float64 otherwise; integral
+    # floats (and -0) are integers.
+    ("0.5, -3.5, 1.1, 1e300, 2^63, 2^64, 3.0, -0.0",
+     "ca3f000000cac0600000cb3ff199999999999acb7e37e43c8800759cca5f000000ca5f8000000300"),
+    # Arrays only for keys 1..n (the empty table too); maps otherwise.
+    ("'', 'abc', {}, {1, 2, 3}, {a = 1}, {[1] = 1, [3] = 3}, {[0] = 'x'}, {[1.5] = true}",
+     "a0a3616263909301020381a1610182010103038100a17881ca3fc00000c3"),
+    ("{1, {2, {3, {k = 'v'}}}}", "92019202920381a16ba176"),
+])
+def test_cmsgpack_pack_bytes(client, values, packed):
+    assert lua_hex(client, f"return hex(cmsgpack.pack({values}))") == packed.encode()
+
+
+def test_cmsgpack_pack_sizes_and_limits(client):
+    """Strings of each header width, array/map 16 and 32 headers, infinities and NaN,
+    nesting cut at 16 levels (so a table holding itself packs), values MessagePack has
+    no type for as nil, and pack() without arguments."""
+    assert lua_hex(client, "local r = {} for _, n in ipairs({31, 32, 255, 256, 65535, 65536}) "
+                   "do local p = cmsgpack.pack(string.rep('x', n)) "
+                   "r[#r + 1] = hex(p:sub(1, 5)) .. ' ' .. #p end return r") == [
+        b"bf78787878 32", b"d920787878 34", b"d9ff787878 257", b"da01007878 259",
+        b"daffff7878 65538", b"db00010000 65541"]
+    assert lua_hex(client, "local t = {} for i = 1, 16 do t[i] = i end "
+                   "local m = {} for i = 1, 16 do m['k' .. i] = i end "
+                   "local u = {} for i = 1, 65536 do u[i] = 0 end "
+                   "return {hex(cmsgpack.pack(t)):sub(1, 6), hex(cmsgpack.pack(m)):sub(1, 6), "
+                   "hex(cmsgpack.pack(u)):sub(1, 10), #cmsgpack.pack(u)}") == [
+        b"dc0010", b"de0010", b"dd00010000", 65541]
+    assert lua_hex(client, "local z = 0 return hex(cmsgpack.pack(1/z, -1/z, z/z))") == \
+        b"ca7f800000caff800000cbfff8000000000000"
+    nested = "local t = {} local c = t for i = 1, 20 do c[1] = {} c = c[1] end "
+    assert lua_hex(client, nested + "return hex(cmsgpack.pack(t))") == b"91" * 16 + b"c0"
+    assert lua_hex(client, "local t = {} t[1] = t return hex(cmsgpack.pack(t))") == \
+        b"91" * 16 + b"c0"
+    assert lua_hex(client, "return hex(cmsgpack.pack(hex, coroutine.create(hex), 1))") == \
+        b"c0c001"
+    with pytest.raises(redis.ResponseError,
+                       match=r"bad argument #0 to 'pack' \(MessagePack pack needs input.\)"):
+        client.eval("return cmsgpack.pack()", 0)
+    with pytest.raises(redis.ResponseError, match="Attempt to modify a readonly table"):
+        client.eval("cmsgpack.added = 1 return 1", 0)
+
+
+def test_cmsgpack_round_trips(client):
+    """unpack() gives back what pack() packed: nested tables, every integer width, floats,
+    strings of every header width."""
+    script = ("local t = {name = 'job', data = {1, 2, {deep = {true, false, 'x'}}}, n = -7,\n"
+              "  f = 0.25, big = 2^40, small = -2^40}\n"
+              "local u = cmsgpack.unpack(cmsgpack.pack(t))\n"
+              "local d = u.data[3].deep\n"
+              "return {u.name, u.data[1], u.data[2], d[1], tostring(d[2]), d[3], u.n,\n"
+              "  tostring(u.f), tostring(u.big), tostring(u.small),\n"
+              "  hex(cmsgpack.pack(u.data)) == hex(cmsgpack.pack(t.data))}")
+    assert lua_hex(client, script) == [b"job", 1, 2, 1, b"false", b"x", -7, b"0.25",
+                                      b"1099511627776", b"-1099511627776", 1]
+    numbers = ("{0, 127, 128, 255, 256, 65535, 65536, 4294967295, 4294967296, -1, -32, -33, "
+               "-128, -129, -32768, -32769, -2147483648, -2147483649, 2^53, -2^53, 0.5, 1.1, "
+               "-1e300}")
+    assert lua_hex(client, f"local n = {numbers} local u = {{cmsgpack.unpack(cmsgpack.pack("
+                   "unpack(n)))} if #u ~= #n then return 'count' end "
+                   "for i = 1, #n do if u[i] ~= n[i] then return 'differs at ' .. i end end "
+                   "return 'same'") == b"same"
+    assert lua_hex(client, "local r = {} for _, n in ipairs({31, 32, 255, 256, 65535, 65536}) "
+                   "do local s = string.rep('y', n - 1) .. 'z' "
+                   "r[#r + 1] = tostring(cmsgpack.unpack(cmsgpack.pack(s)) == s) end "
+                   "return r") == [b"true"] * 6
+    # Multiple values; a nil among them; decoded integers of each width and sign.
+    assert client.eval("return {cmsgpack.unpack(cmsgpack.pack(1, 'two', {3}, nil, true))}",
+                       0) == [1, b"two", [3]]
+    assert lua_hex(client, "local r = {} for _, v in ipairs({cmsgpack.unpack(unhex("
+                   "'cc80ccffcd0100cdffffce00010000ceffffffffcf0000000100000000ffe0d0dfd080'"
+                   ".. 'd1ff7fd18000d2ffff7fffd280000000d3ffffffff7fffffffcfffffffffffffffff'))})"
+                   " do r[#r + 1] = tostring(v) end return r") == [
+        b"128", b"255", b"256", b"65535", b"65536", b"4294967295", b"4294967296", b"-1",
+        b"-32", b"-33", b"-128", b"-129", b"-32768", b"-32769", b"-2147483648",
+        b"-2147483649", b"-1"]  # Redis reads uint64 as int64: 2^64 - 1 is -1
+    # str8/16/32, array16/32 and map16/32 headers read; a nil element leaves a hole.
+    assert lua_hex(client, "local a = cmsgpack.unpack(unhex('dc00020102')) "
+                   "local b = cmsgpack.unpack(unhex('dd000000020304')) "
+                   "local m = cmsgpack.unpack(unhex('de0001a16101')) "
+                   "local n = cmsgpack.unpack(unhex('df00000001a16202')) "
+                   "local h = cmsgpack.unpack(unhex('9301c003')) "
+                   "return {a[2], b[2], m.a, n.b, cmsgpack.unpack(unhex('d90461626364')), "
+                   "cmsgpack.unpack(unhex('da000161')), cmsgpack.unpack(unhex('db0000000162')), "
+                   "#h, h[3]}") == [2, 4, 1, 2, b"abcd", b"a", b"b", 1, 3]
+
+
+def test_cmsgpack_unpack_one_and_limit(client):
+    """unpack_one() and unpack_limit() return the offset after what they read (-1 at the
+    end) before the values; unpack_limit(s, 0) returns them all and no offset."""
+    data = "unhex('01a161c3')"  # 1, 'a', true
+    cases = [
+        (f"cmsgpack.unpack_one({data})", [1, 1]),
+        (f"cmsgpack.unpack_one({data}, 1)", [3, b"a"]),
+        (f"cmsgpack.unpack_one({data}, 3)", [-1, 1]),
+        (f"cmsgpack.unpack_one({data}, 4)", [-1]),
+        (f"cmsgpack.unpack_one({data}, 2)", [3, 97]),  # inside the string: fixint 0x61
+        (f"cmsgpack.unpack_limit({data}, 2)", [3, 1, b"a"]),
+        (f"cmsgpack.unpack_limit({data}, 2, 1)", [-1, b"a", 1]),
+        (f"cmsgpack.unpack_limit({data}, 5)", [-1, 1, b"a", 1]),
+        (f"cmsgpack.unpack_limit({data}, 0)", [1, b"a", 1]),
+        ("cmsgpack.unpack_one('')", [-1]),
+        ("cmsgpack.unpack('')", []),
+    ]
+    for call, reply in cases:
+        assert lua_hex(client, f"return {{{call}}}") == reply, call
+    # Walking a string of packed values one by one, as scripts do.
+    assert lua_hex(client, "local s = cmsgpack.pack({1, 2}, 'x', 300) local r = {} "
+                   "local offset, v = 0 while offset ~= -1 do "
+                   "offset, v = cmsgpack.unpack_one(s, offset) r[#r + 1] = offset end "
+                   "return r") == [3, 5, -1]
+
+
+@pytest.mark.parametrize("call, error", [
+    ("cmsgpack.unpack, unhex('cd01')", "Missing bytes in input."),
+    ("cmsgpack.unpack, unhex('92cd')", "Missing bytes in input."),
+    ("cmsgpack.unpack, unhex('ddffffffff')", "Missing bytes in input."),
+    ("cmsgpack.unpack, unhex('dbffffffff61')", "Missing bytes in input."),
+    ("cmsgpack.unpack, unhex('ca3f80')", "Missing bytes in input."),
+    ("cmsgpack.unpack, unhex('81')", "Missing bytes in input."),
+    ("cmsgpack.unpack, unhex('92c1cd')", "Bad data format in input."),
+    ("cmsgpack.unpack, unhex('c1')", "Bad data format in input."),
+    # bin and ext are not read by Redis 7.0's cmsgpack either.
+    ("cmsgpack.unpack, unhex('c4026162')", "Bad data format in input."),
+    ("cmsgpack.unpack, unhex('c5000261626364')", "Bad data format in input."),
+    ("cmsgpack.unpack, unhex('c70101ff')", "Bad data format in input."),
+    ("cmsgpack.unpack, unhex('d401ff')", "Bad data format in input."),
+    ("cmsgpack.unpack, unhex('81c001')", "table index is nil"),
+    ("cmsgpack.unpack_one, unhex('01'), 2", "Start offset 2 greater than input length 1."),
+    ("cmsgpack.unpack_one, unhex('0101'), -1",
+     "Invalid request to unpack with offset of -1 and limit of 2."),
+    ("cmsgpack.unpack_limit, unhex('010101'), -1",
+     "Invalid request to unpack with offset of 0 and limit of 3."),
+    ("cmsgpack.unpack_limit, 'x'", "bad argument #2 to '?' (number expected, got no value)"),
+    ("cmsgpack.unpack", "bad argument #1 to '?' (string expected, got no value)"),
+])
+def test_cmsgpack_unpack_errors(client, call, error):
+    assert lua_hex(client, f"local ok, e = pcall({call}) "
+                   "return {tostring(ok), e}") == [b"false", error.encode()]
+
+
+def test_cmsgpack_lua_stack_limits(client):
+    """At most 7999 values at once and 3999 levels of nesting, as in Redis, with its
+    errors (the Lua stack is checked, never overrun)."""
+    def outcome(body):
+        return client.eval("local ok, e = pcall(cmsgpack.unpack_limit, " + body + ", 0) "
+                           "return {tostring(ok), tostring(e)}", 0)
+
+    assert outcome("string.rep('\\1', 7999)")[0] == b"true"
+    assert outcome("string.rep('\\1', 8000)") == [
+        b"false", b"stack overflow (too many return values at once; "
+                  b"use unpack_one or unpack_limit instead.)"]
+    assert outcome("string.rep('\\145', 3999) .. '\\1'")[0] == b"true"
+    assert outcome("string.rep('\\145', 4000) .. '\\1'") == [
+        b"false", b"stack overflow (in function mp_decode_to_lua_array)"]
+    assert outcome("string.rep('\\129\\1', 3999) .. '\\1'")[0] == b"true"
+    assert outcome("string.rep('\\129\\1', 4000) .. '\\1'")[0] == b"false"
+    with pytest.raises(redis.ResponseError, match="too many return values at once"):
+        client.eval("return select('#', cmsgpack.unpack(string.rep('\\1', 10000)))", 0)
+    assert client.eval("return select('#', cmsgpack.unpack_limit(string.rep('\\1', 10000), "
+                       "5000))", 0) == 5001
+
+
+def test_cmsgpack_in_functions(client):
+    """Functions see cmsgpack too."""
+    client.function_load("#!lua name=msgpacklib\n"
+                         "redis.register_function('mp', function(keys, args)\n"
+                         "  return cmsgpack.unpack(cmsgpack.pack({args[1]}))[1] end)",
+                         replace=True)
+    try:
+        assert client.fcall("mp", 0, "value") == b"value"
+    finally:
+        client.function_delete("msgpacklib")

@@ -29,6 +29,7 @@
 #include "base/log.h"
 #include "base/numbers.h"
 #include "proto/resp/resp_internal.h"
+#include "proto/resp/resp_lua_msgpack.h"
 
 #include <ctype.h>
 #include <lauxlib.h>
@@ -112,7 +113,7 @@ static const char setup_code[] =
     "local readonly = {__newindex = function(t, n, v)\n"
     "  error('Attempt to modify a readonly table', 2)\n"
     "end}\n"
-    "for _, name in ipairs({'redis', 'cjson', 'bit', 'string', 'table', 'math'}) do\n"
+    "for _, name in ipairs({'redis', 'cjson', 'bit', 'cmsgpack', 'string', 'table', 'math'}) do\n"
     "  setmetatable(_G[name], readonly)\n"
     "end\n"
     "setmetatable(_G, mt)\n"
@@ -704,8 +705,8 @@ static void open_library(lua_State *lua, lua_CFunction open, const char *name) {
     lua_call(lua, 1, 0);
 }
 
-/* Opens the library OPEN returns as a module and makes it the global NAME (cjson, bit),
- * as Redis's scripts see them. */
+/* Opens the library OPEN returns as a module and makes it the global NAME (cjson, bit,
+ * cmsgpack), as Redis's scripts see them. */
 static void open_module(lua_State *lua, lua_CFunction open, const char *name) {
     lua_pushcfunction(lua, open);
     lua_pushstring(lua, name);
@@ -728,6 +729,7 @@ static int setup_state(lua_State *lua) {
     open_library(lua, luaopen_debug, LUA_DBLIBNAME);
     open_module(lua, luaopen_cjson, "cjson");
     open_module(lua, luaopen_bit, "bit");
+    open_module(lua, resp_luaopen_cmsgpack, "cmsgpack");
     /* Nothing that reads files or loads code (bytecode can crash Lua 5.1). */
     static const char *const removed[] = {"dofile", "loadfile", "load"};
     for (size_t i = 0; i < sizeof(removed) / sizeof(removed[0]); i++)
