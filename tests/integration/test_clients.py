@@ -262,6 +262,25 @@ def test_redis_py_monitor(server, admin):
     other.close()
 
 
+def test_monitor_shows_scripts_before_their_commands(server, admin):
+    """EVAL and FCALL reach monitors as they start, and the commands they run follow,
+    from "lua", as in Redis 7.0."""
+    other = server.client()
+    other.function_load("#!lua name=monlib\n"
+                        "redis.register_function('test', function(keys, args) "
+                        "return redis.call('set', keys[1], args[1]) end)", replace=True)
+    with admin.monitor() as monitor:
+        other.eval("redis.call('set', KEYS[1], ARGV[1])", 1, "foo", "bar")
+        other.fcall("test", 1, "foo", "baz")
+        lines = [monitor.next_command() for _ in range(4)]
+    assert lines[0]["command"].startswith("EVAL ") and lines[0]["client_type"] == "tcp"
+    assert lines[1]["command"] == "set foo bar" and lines[1]["client_type"] == "lua"
+    assert lines[2]["command"] == "FCALL test 1 foo baz"
+    assert lines[3]["command"] == "set foo baz" and lines[3]["client_type"] == "lua"
+    other.function_delete("monlib")
+    other.close()
+
+
 def test_monitor_own_commands_reset_and_quit(server, admin):
     watcher = Raw(server)
     assert watcher.command("MONITOR") == b"+OK"

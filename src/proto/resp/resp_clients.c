@@ -252,8 +252,9 @@ void resp_monitor_feed(struct resp_session *session, const struct resp_request *
     struct resp_server *server = session->server;
     int64_t now = clock_realtime_us();
     struct byte_buffer line = BYTE_BUFFER_INIT;
+    /* As Redis: a script's commands come from "lua". */
     byte_buffer_appendf(&line, "+%lld.%06lld [0 %s]", (long long)(now / 1000000),
-                        (long long)(now % 1000000), session->peer);
+                        (long long)(now % 1000000), session->in_script ? "lua" : session->peer);
     for (size_t i = 0; i < request->argc; i++) {
         byte_buffer_append(&line, " ", 1);
         if (redacted(request, i)) {
@@ -282,7 +283,7 @@ void resp_monitor_feed(struct resp_session *session, const struct resp_request *
         if (monitor->monitor_overflow) continue; /* woken already, to be closed */
         struct byte_buffer *feed = &monitor->monitor_feed;
         bool idle = feed->length == 0;
-        size_t unsent = feed->length + output_queue_pending(monitor->output);
+        size_t unsent = feed->length + output_queue_pending(monitor->connection_output);
         if (unsent + line.length <= limit) byte_buffer_append(feed, line.data, line.length);
         if (unsent + line.length > limit || feed->failed) {
             monitor->monitor_overflow = true;

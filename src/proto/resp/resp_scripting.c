@@ -1276,19 +1276,30 @@ static void eval_command(struct resp_session *session, const struct resp_request
     byte_buffer_free(&job.error);
 }
 
+/* EVAL, EVALSHA, FCALL and their _RO forms (skip_monitor) are shown to monitors as they
+ * start, so that the commands they run follow them, as in Redis 7.0. */
+static void feed_monitors(struct resp_session *session, const struct resp_request *request) {
+    if (atomic_load_explicit(&session->server->monitor_count, memory_order_relaxed) > 0)
+        resp_monitor_feed(session, request);
+}
+
 void command_eval(struct resp_session *session, const struct resp_request *request) {
+    feed_monitors(session, request);
     eval_command(session, request, false, false);
 }
 
 void command_evalsha(struct resp_session *session, const struct resp_request *request) {
+    feed_monitors(session, request);
     eval_command(session, request, true, false);
 }
 
 void command_eval_ro(struct resp_session *session, const struct resp_request *request) {
+    feed_monitors(session, request);
     eval_command(session, request, false, true);
 }
 
 void command_evalsha_ro(struct resp_session *session, const struct resp_request *request) {
+    feed_monitors(session, request);
     eval_command(session, request, true, true);
 }
 
@@ -1484,10 +1495,12 @@ static void fcall_command(struct resp_session *session, const struct resp_reques
 }
 
 void command_fcall(struct resp_session *session, const struct resp_request *request) {
+    feed_monitors(session, request);
     fcall_command(session, request, false);
 }
 
 void command_fcall_ro(struct resp_session *session, const struct resp_request *request) {
+    feed_monitors(session, request);
     fcall_command(session, request, true);
 }
 

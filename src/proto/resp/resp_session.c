@@ -104,8 +104,11 @@ static void sort_commands(void) {
         sorted[i] = i;
         loading_allowed[i] = strstr(commands[i].flags, "loading") != NULL;
         command_needs[i] = needs_of(&commands[i]);
-        monitor_hidden[i] =
-            has_flag(commands[i].flags, "admin") || strcmp(commands[i].name, "quit") == 0;
+        /* skip_monitor (EVAL, FCALL): fed to monitors when they start, before the
+         * commands they run (resp_scripting.c), as Redis 7.0 does. */
+        monitor_hidden[i] = has_flag(commands[i].flags, "admin") ||
+                            has_flag(commands[i].flags, "skip_monitor") ||
+                            strcmp(commands[i].name, "quit") == 0;
         command_classes[i] =
             strstr(commands[i].flags, "readonly") != NULL ? RESP_HISTOGRAM(command_read)
             : strstr(commands[i].flags, "write") != NULL  ? RESP_HISTOGRAM(command_write)
