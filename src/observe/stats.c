@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -72,6 +73,7 @@ struct history_totals {
 struct stats {
     struct stats_environment environment;
     int64_t start_time_ms;
+    char run_id[41]; /* INFO's run_id: 40 random hex digits, new each start */
     _Atomic int state;
     struct check_owner lock_owner; /* who holds lock (checking builds; atomic) */
     pthread_mutex_t lock;          /* guards everything below */
@@ -203,6 +205,16 @@ struct stats *stats_create(const struct stats_environment *environment) {
     if (stats == NULL) return NULL;
     stats->environment = *environment;
     stats->start_time_ms = clock_realtime_ms();
+    unsigned char bytes[20];
+    if (getrandom(bytes, sizeof(bytes), GRND_NONBLOCK) != (ssize_t)sizeof(bytes)) {
+        uint64_t seed = (uint64_t)clock_monotonic_ns() ^ (uint64_t)getpid();
+        for (size_t i = 0; i < sizeof(bytes); i++) {
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            bytes[i] = (unsigned char)(seed >> 56);
+        }
+    }
+    for (size_t i = 0; i < sizeof(bytes); i++)
+        snprintf(stats->run_id + 2 * i, 3, "%02x", bytes[i]);
     atomic_init(&stats->state, SERVER_STARTING);
     pthread_mutex_init(&stats->lock, NULL);
     return stats;
@@ -524,21 +536,43 @@ static void take_snapshot(struct stats *stats, struct stats_snapshot *snapshot) 
 
 /* ---- INFO ------------------------------------------------------------------------ */
 
+/* gcc_version: the compiler that built strata (clang also defines __GNUC__). */
+#ifdef __GNUC__
+#define COMPILER_MAJOR __GNUC__
+#define COMPILER_MINOR __GNUC_MINOR__
+#define COMPILER_PATCH __GNUC_PATCHLEVEL__
+#else
+#define COMPILER_MAJOR 0
+#define COMPILER_MINOR 0
+#define COMPILER_PATCH 0
+#endif
+
 static void section_server(struct stats *stats, const struct stats_snapshot *snapshot,
                            struct byte_buffer *text) {
     const struct stats_environment *environment = &stats->environment;
     struct utsname system;
     if (uname(&system) != 0) memset(&system, 0, sizeof(system));
+    /* Redis 7.0's fields (redis_git_sha1 and redis_build_id: none, as a Redis built
+     * from a tarball reports), with strata's version beside Redis's it speaks. */
     byte_buffer_appendf(text,
                         "redis_version:%s\r\n"
+                        "redis_git_sha1:00000000\r\n"
+                        "redis_git_dirty:0\r\n"
+                        "redis_build_id:0\r\n"
                         "strata_version:%s\r\n"
                         "redis_mode:standalone\r\n"
                         "os:%s %s %s\r\n"
                         "arch_bits:%d\r\n"
+                        "monotonic_clock:POSIX clock_gettime\r\n"
                         "multiplexing_api:epoll\r\n"
-                        "process_id:%ld\r\n",
+                        "atomicvar_api:c11-builtin\r\n"
+                        "gcc_version:%d.%d.%d\r\n"
+                        "process_id:%ld\r\n"
+                        "process_supervised:no\r\n"
+                        "run_id:%s\r\n",
                         STRATA_REDIS_VERSION, STRATA_VERSION, system.sysname, system.release,
-                        system.machine, (int)(sizeof(void *) * 8), (long)getpid());
+                        system.machine, (int)(sizeof(void *) * 8), COMPILER_MAJOR, COMPILER_MINOR,
+                        COMPILER_PATCH, (long)getpid(), stats->run_id);
     for (int i = 0; i < stats->port_count; i++)
         byte_buffer_appendf(text, "%s:%d\r\n", stats->ports[i].field, stats->ports[i].port);
     byte_buffer_appendf(text,

@@ -1,6 +1,7 @@
 """Every command of the foundation, in RESP2 and in RESP3 (HELLO 3), checked reply by
 reply with the raw client so that types and encodings are exact (a RESP2 null is
 "$-1", a RESP3 null is "_", CONFIG GET is a flat array in RESP2 and a map in RESP3)."""
+import re
 import time
 
 import pytest
@@ -407,6 +408,7 @@ def test_info(conn):
     assert "db0:keys=1,expires=1,avg_ttl=0" in text
     fields = dict(line.split(":", 1) for line in text.split("\r\n") if ":" in line)
     assert fields["role"] == "master" and fields["connected_slaves"] == "0"
+    assert re.fullmatch("[0-9a-f]{40}", fields["run_id"]) and fields["redis_git_sha1"] == "00000000"
     assert len(fields["master_replid"]) == 40 and fields["master_repl_offset"] == "0"
     replication = bytes(conn.call("INFO", "replication")).decode()
     assert replication.startswith("# Replication\r\nrole:master\r\n")
