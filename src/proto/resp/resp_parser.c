@@ -66,6 +66,7 @@ void resp_parser_free(struct resp_parser *parser) {
     parser->arguments = NULL;
     parser->argv = NULL;
     parser->argv_lengths = NULL;
+    parser->argv_capacity = 0;
     parser->argument_capacity = 0;
 }
 
@@ -93,12 +94,20 @@ static bool grow_arguments(struct resp_parser *parser) {
 /* Builds argc/argv for the completed command. Returns false if out of memory. */
 static bool publish(struct resp_parser *parser) {
     size_t count = parser->argument_count;
-    const unsigned char **argv = realloc(parser->argv, (count ? count : 1) * sizeof(*argv));
-    if (argv == NULL) return false;
-    parser->argv = argv;
-    uint64_t *lengths = realloc(parser->argv_lengths, (count ? count : 1) * sizeof(*lengths));
-    if (lengths == NULL) return false;
-    parser->argv_lengths = lengths;
+    /* argv and argv_lengths keep the arguments' capacity (which never shrinks), so a
+     * command costs no allocation once the parser has seen one as long. */
+    if (parser->argv_capacity < parser->argument_capacity || parser->argv_capacity == 0) {
+        size_t capacity = parser->argument_capacity ? parser->argument_capacity : 1;
+        const unsigned char **grown_argv = realloc(parser->argv, capacity * sizeof(*grown_argv));
+        if (grown_argv == NULL) return false;
+        parser->argv = grown_argv;
+        uint64_t *grown_lengths = realloc(parser->argv_lengths, capacity * sizeof(*grown_lengths));
+        if (grown_lengths == NULL) return false;
+        parser->argv_lengths = grown_lengths;
+        parser->argv_capacity = capacity;
+    }
+    const unsigned char **argv = parser->argv;
+    uint64_t *lengths = parser->argv_lengths;
     for (size_t i = 0; i < count; i++) {
         const struct resp_argument *argument = &parser->arguments[i];
         if (argument->block != NULL) {

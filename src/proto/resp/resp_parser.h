@@ -80,6 +80,7 @@ struct resp_parser {
     size_t argc;
     const unsigned char **argv;
     uint64_t *argv_lengths;
+    size_t argv_capacity; /* entries argv and argv_lengths have room for */
 };
 
 /* Prepares a parser. */
