@@ -272,6 +272,27 @@ static bool join_line(struct resp_server *server, struct resp_session *session) 
     return true;
 }
 
+/* Whether SESSION (in line) is the first taker waiting on at least one of its keys: no
+ * taker before it on that key is waiting or looking (one that timed out or was
+ * unblocked does not count: it will not be served). Called with blocking_lock held. */
+static bool first_taker_somewhere(const struct resp_session *session) {
+    STRATA_ASSERT(check_held(&session->server->blocking_owner));
+    const struct resp_block *block = &session->block;
+    for (size_t i = 0; i < block->key_count; i++) {
+        const struct resp_key_wait *own = &block->waits[i];
+        if (own->key == NULL) continue; /* a key it names twice */
+        bool earlier = false;
+        for (const struct resp_key_wait *wait = own->key->first; wait != own && !earlier;
+             wait = wait->next) {
+            const struct resp_block *other = &wait->session->block;
+            earlier = other->takes && (other->outcome == RESP_BLOCK_WAITING ||
+                                       other->outcome == RESP_BLOCK_SIGNALED);
+        }
+        if (!earlier) return true;
+    }
+    return false;
+}
+
 /* Marks SESSION (in line, waiting) with OUTCOME and wakes its connection. Called with
  * blocking_lock held. */
 static void wake_session(struct resp_session *session, enum resp_block_outcome outcome) {
@@ -492,8 +513,11 @@ void resp_block(struct resp_session *session, const struct resp_request *request
             return;
         }
         /* A push between the command's look and join_line() signalled nobody: so it
-         * looks once more, in line now (a push from here on finds it). */
-        if (first) wake_session(session, RESP_BLOCK_SIGNALED);
+         * looks once more, in line now (a push from here on finds it). A taker behind
+         * another on each of its keys leaves that to the one before it (which such a
+         * push woke, or will look itself): its own look could take out of turn. */
+        if (first && (!block->takes || first_taker_somewhere(session)))
+            wake_session(session, RESP_BLOCK_SIGNALED);
     }
     if (block->deadline_ms != 0) pthread_cond_signal(&server->blocking_changed);
     blocking_unlock(server);
