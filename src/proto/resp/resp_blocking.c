@@ -12,7 +12,9 @@
  * during that look marks it once more instead of going unseen; it leaves the line when
  * its command ends. A command that blocks for the first time looks once more at once,
  * in line: a push that came between its first look and its joining the line signalled
- * nobody, and the second look sees it.
+ * nobody, and the second look sees it. A taker behind another taker on each of its keys
+ * leaves that look to the one before it (which such a push woke, or which looks itself),
+ * so that takers are served in the order they blocked.
  *
  * Readers (XREAD, XREADGROUP) are all woken by a write, since each may be served. Of the
  * commands that take what they serve (the pops and moves), only the first in line on a
