@@ -1928,7 +1928,9 @@ void command_zrangestore(struct resp_session *session, const struct resp_request
         range_select(&zset, &query, &position, &count);
         /* The selection is consecutive entries: from the lowest, as a set in order. */
         size_t lowest = query.reverse && count > 0 ? position + 1 - count : position;
-        struct zset selected = {.entries = zset.entries + lowest, .count = count, .live = count};
+        /* (No entries: an absent or empty source, whose entries may be NULL.) */
+        struct zset selected = {
+            .entries = count > 0 ? zset.entries + lowest : NULL, .count = count, .live = count};
         enum store_status status =
             store_zset(session, request->argv[1], (size_t)request->lengths[1], &selected);
         if (status == STORE_OK) {
