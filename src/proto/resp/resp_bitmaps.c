@@ -420,25 +420,6 @@ void command_bitpos(struct resp_session *session, const struct resp_request *req
 
 enum bit_operation { BITOP_AND, BITOP_OR, BITOP_XOR, BITOP_NOT };
 
-/* Replaces whatever KEY holds (any type, its expiry dropped) with RESULT (LENGTH bytes),
- * or deletes KEY when LENGTH is 0. Runs with exclusivity held (as SINTERSTORE's). */
-static enum store_status store_bitop_result(struct store *store, const unsigned char *key,
-                                            size_t key_length, const unsigned char *result,
-                                            uint64_t length) {
-    if (length == 0) {
-        store_delete(store, key, key_length, NULL);
-        return STORE_OK;
-    }
-    enum store_status status = STORE_CONDITION_FAILED;
-    for (int attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
-        store_delete(store, key, key_length, NULL);
-        status = store_replace_if_unchanged(store, key, key_length, NULL, result, length, false,
-                                            STORE_TYPE_STRING);
-        if (status != STORE_CONDITION_FAILED) break;
-    }
-    return status;
-}
-
 /* BITOP AND|OR|XOR|NOT destkey key [key ...]: stores the operation over the strings
  * (absent keys are empty, shorter ones zero-padded) at destkey and answers its length;
  * an empty result deletes destkey. */
@@ -515,13 +496,11 @@ void command_bitop(struct resp_session *session, const struct resp_request *requ
         }
     }
     if (ok) {
-        enum store_status status = store_bitop_result(store, request->argv[2],
-                                                      (size_t)request->lengths[2], result, longest);
+        enum store_status status =
+            resp_value_replace(session, request->argv[2], (size_t)request->lengths[2], result,
+                               longest, STORE_TYPE_STRING);
         if (status == STORE_OK) {
             reply_integer(session, (int64_t)longest);
-            if (longest > 0)
-                resp_blocking_signal(session->server, request->argv[2],
-                                     (size_t)request->lengths[2]);
         } else {
             reply_store_error(session, status);
         }

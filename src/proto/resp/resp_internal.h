@@ -723,6 +723,17 @@ void resp_value_put_compact_string(struct byte_buffer *output, const unsigned ch
 bool resp_value_take_count(const unsigned char **at, const unsigned char *end, uint32_t *count);
 void resp_value_put_count(struct byte_buffer *output, uint32_t count);
 
+/* Replaces whatever KEY (KEY_LENGTH bytes) holds, of any type and with its expiry
+ * dropped, by the LENGTH bytes at VALUE as a value of TYPE, or deletes KEY when LENGTH
+ * is 0: the STORE forms (SINTERSTORE, ZUNIONSTORE, SORT ... STORE, BITOP). Call with
+ * the session's exclusivity held (resp_exclusive_begin()), so no command sees the key
+ * between the delete and the write; the write is still a compare-and-swap against an
+ * absent key, retried if eviction or expiry came between. Wakes the commands blocked on
+ * KEY when it changed. Returns STORE_OK or the store's error. */
+enum store_status resp_value_replace(struct resp_session *session, const unsigned char *key,
+                                     size_t key_length, const void *value, uint64_t length,
+                                     enum store_type type);
+
 /* Redis 7.0's name for the encoding it would give a value of TYPE (not a string) whose
  * stored bytes are VALUE (LENGTH bytes), under the thresholds in OPTIONS
  * (hash-max-listpack-entries ...): OBJECT ENCODING. */

@@ -587,25 +587,17 @@ void command_sdiff(struct resp_session *session, const struct resp_request *requ
     combine_command(session, request, SET_DIFF);
 }
 
-/* Replaces whatever KEY holds (any type, its expiry dropped) with RESULT as a set, or
- * deletes KEY when RESULT is empty, as Redis's STORE forms do. Runs with exclusivity
- * held, so no command sees the key between the delete and the write; the write is still
- * a compare-and-swap against an absent key, retried if eviction or expiry came between. */
-static enum store_status store_result(struct store *store, const unsigned char *key,
+/* Stores RESULT at KEY as the STORE forms do (resp_value_replace()). */
+static enum store_status store_result(struct resp_session *session, const unsigned char *key,
                                       size_t key_length, const struct set_members *result) {
-    if (result->live == 0) {
-        store_delete(store, key, key_length, NULL);
-        return STORE_OK;
-    }
+    if (result->live == 0)
+        return resp_value_replace(session, key, key_length, NULL, 0, STORE_TYPE_STRING);
     struct byte_buffer encoded = {0};
     set_encode(result, &encoded);
-    enum store_status status = STORE_ALLOCATION_FAILED;
-    for (int attempt = 0; attempt < UPDATE_ATTEMPTS && !encoded.failed; attempt++) {
-        store_delete(store, key, key_length, NULL);
-        status = store_replace_if_unchanged(store, key, key_length, NULL, encoded.data,
-                                            encoded.length, false, STORE_TYPE_SET);
-        if (status != STORE_CONDITION_FAILED) break;
-    }
+    enum store_status status = encoded.failed
+                                   ? STORE_ALLOCATION_FAILED
+                                   : resp_value_replace(session, key, key_length, encoded.data,
+                                                        encoded.length, STORE_TYPE_SET);
     byte_buffer_free(&encoded);
     return status;
 }
@@ -625,8 +617,8 @@ static void combine_and_store(struct resp_session *session, const struct resp_re
         if (!combine(&inputs, operation, 0, &result)) {
             reply_no_memory(session);
         } else {
-            enum store_status status = store_result(store_of(session), request->argv[1],
-                                                    (size_t)request->lengths[1], &result);
+            enum store_status status =
+                store_result(session, request->argv[1], (size_t)request->lengths[1], &result);
             if (status == STORE_OK) {
                 reply_integer(session, (int64_t)result.live);
             } else {

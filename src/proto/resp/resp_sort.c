@@ -32,8 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SORT_UPDATE_ATTEMPTS 100
-#define SCORE_ERROR          "ERR One or more scores can't be converted into double"
+#define SCORE_ERROR "ERR One or more scores can't be converted into double"
 
 /* A BY or GET pattern, parsed once: the key is PREFIX, the element, then POSTFIX; with
  * FIELD, the value is that field of the hash there. */
@@ -444,17 +443,11 @@ static void result_free(struct sort_result *result) {
     *result = (struct sort_result){0};
 }
 
-/* Replaces whatever KEY holds (any type, its expiry dropped) with RESULT as a list, or
- * deletes KEY when RESULT is empty; a stored list wakes the commands blocked on KEY.
- * Runs with exclusivity held; the write is still a compare-and-swap against an absent
- * key, retried if eviction or expiry came between the delete and it. */
+/* Stores RESULT at KEY as a list, as the STORE forms do (resp_value_replace()). */
 static enum store_status store_result(struct resp_session *session, const unsigned char *key,
                                       size_t key_length, const struct sort_result *result) {
-    struct store *store = store_of(session);
-    if (result->count == 0) {
-        store_delete(store, key, key_length, NULL);
-        return STORE_OK;
-    }
+    if (result->count == 0)
+        return resp_value_replace(session, key, key_length, NULL, 0, STORE_TYPE_STRING);
     struct list_elements list = {0};
     if (!list_elements_grow(&list, result->count)) return STORE_ALLOCATION_FAILED;
     for (size_t i = 0; i < result->count; i++)
@@ -464,15 +457,11 @@ static enum store_status store_result(struct resp_session *session, const unsign
     struct byte_buffer encoded = {0};
     list_encode(&list, &encoded);
     list_elements_free(&list);
-    enum store_status status = STORE_ALLOCATION_FAILED;
-    for (int attempt = 0; attempt < SORT_UPDATE_ATTEMPTS && !encoded.failed; attempt++) {
-        store_delete(store, key, key_length, NULL);
-        status = store_replace_if_unchanged(store, key, key_length, NULL, encoded.data,
-                                            encoded.length, false, STORE_TYPE_LIST);
-        if (status != STORE_CONDITION_FAILED) break;
-    }
+    enum store_status status = encoded.failed
+                                   ? STORE_ALLOCATION_FAILED
+                                   : resp_value_replace(session, key, key_length, encoded.data,
+                                                        encoded.length, STORE_TYPE_LIST);
     byte_buffer_free(&encoded);
-    if (status == STORE_OK) resp_blocking_signal(session->server, key, key_length);
     return status;
 }
 

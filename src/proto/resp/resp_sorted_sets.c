@@ -1531,8 +1531,6 @@ void command_bzmpop(struct resp_session *session, const struct resp_request *req
 /* ---- several sorted sets: ZUNION ZINTER ZDIFF, their STORE forms, ZINTERCARD,
  * ZRANGESTORE ------------------------------------------------------------------------ */
 
-#define STORE_ATTEMPTS 100
-
 enum zset_operation { ZSET_UNION, ZSET_INTER, ZSET_DIFF };
 enum aggregate { AGGREGATE_SUM, AGGREGATE_MIN, AGGREGATE_MAX };
 
@@ -1794,31 +1792,20 @@ static bool combine_diff(struct zset_input *inputs, size_t count, struct zset *r
     return true;
 }
 
-/* Replaces whatever KEY holds (any type, its expiry dropped) with the settled RESULT, or
- * deletes KEY when RESULT is empty, as Redis's STORE forms do; a stored set wakes the
- * commands blocked on KEY. Runs with exclusivity held (when the session could take it),
- * so no command sees the key between the delete and the write; the write is still a
- * compare-and-swap against an absent key, retried if eviction or expiry came between. */
+/* Stores the settled RESULT at KEY as the STORE forms do (resp_value_replace()). */
 static enum store_status store_zset(struct resp_session *session, const unsigned char *key,
                                     size_t key_length, struct zset *result) {
-    struct store *store = session->server->environment.store;
-    if (result->live == 0) {
-        store_delete(store, key, key_length, NULL);
-        return STORE_OK;
-    }
+    if (result->live == 0)
+        return resp_value_replace(session, key, key_length, NULL, 0, STORE_TYPE_STRING);
     for (size_t i = 0; i < result->count; i++)
         result->entries[i].score += 0.0; /* -0 is stored as 0, as Redis's listpack */
     struct byte_buffer encoded = {0};
     zset_encode(result, &encoded);
-    enum store_status status = STORE_ALLOCATION_FAILED;
-    for (int attempt = 0; attempt < STORE_ATTEMPTS && !encoded.failed; attempt++) {
-        store_delete(store, key, key_length, NULL);
-        status = store_replace_if_unchanged(store, key, key_length, NULL, encoded.data,
-                                            encoded.length, false, STORE_TYPE_ZSET);
-        if (status != STORE_CONDITION_FAILED) break;
-    }
+    enum store_status status = encoded.failed
+                                   ? STORE_ALLOCATION_FAILED
+                                   : resp_value_replace(session, key, key_length, encoded.data,
+                                                        encoded.length, STORE_TYPE_ZSET);
     byte_buffer_free(&encoded);
-    if (status == STORE_OK) resp_blocking_signal(session->server, key, key_length);
     return status;
 }
 

@@ -13,6 +13,9 @@
 #include "proto/resp/resp_internal.h"
 #include "strata_protocol.h"
 
+/* How often resp_value_replace() tries its write (a race with eviction or expiry). */
+#define REPLACE_ATTEMPTS 100
+
 #define UPDATE_ATTEMPTS    100
 #define CONTENDED_ATTEMPTS 8
 
@@ -85,6 +88,25 @@ void resp_value_update(struct resp_session *session, const struct resp_request *
     }
     if (!done) reply_error(session, "ERR the key changed too often to update it; try again");
     if (exclusive) resp_exclusive_end(session);
+}
+
+enum store_status resp_value_replace(struct resp_session *session, const unsigned char *key,
+                                     size_t key_length, const void *value, uint64_t length,
+                                     enum store_type type) {
+    struct store *store = store_of(session);
+    enum store_status status = STORE_OK;
+    if (length == 0) {
+        store_delete(store, key, key_length, NULL);
+    } else {
+        for (int attempt = 0; attempt < REPLACE_ATTEMPTS; attempt++) {
+            store_delete(store, key, key_length, NULL);
+            status = store_replace_if_unchanged(store, key, key_length, NULL, value, length, false,
+                                                type);
+            if (status != STORE_CONDITION_FAILED) break;
+        }
+    }
+    if (status == STORE_OK) resp_blocking_signal(session->server, key, key_length);
+    return status;
 }
 
 const char *resp_value_encoding(const struct options *options, enum store_type type,
